@@ -1,0 +1,151 @@
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { ImageError } from './errors.js';
+import type { Extra } from './extras.js';
+import type {
+  CoreEntry,
+  FdinfoEntry,
+  FileEntry,
+  FsEntry,
+  InventoryEntry,
+  MmEntry,
+  PstreeEntry,
+  TaskKobjIdsEntry,
+} from './gen/types.js';
+import { type ImageEntry, ImageReader, ImageWriter, readImage } from './image-file.js';
+import { IMAGE_NAMES, type ImageName, imageFileName, parseImageFileName } from './kinds.js';
+import { PageMap, PageMapWriter } from './pagemap/page-map.js';
+
+export interface ImageFileInfo {
+  file: string;
+  name: ImageName;
+  id?: string;
+}
+
+function nameOf(pattern: string): ImageName {
+  const n = IMAGE_NAMES.find((x) => x.pattern === pattern);
+  if (!n) throw new Error(`unknown image name pattern ${pattern}`);
+  return n;
+}
+
+/**
+ * A directory of images, as `criu dump -D DIR` leaves it. Reads images by name pattern and
+ * id (`dir.read('core-%u', 42)`), writes new ones (mode 0600, replacing old ones).
+ */
+export class ImageDir {
+  private constructor(readonly path: string) {}
+
+  /** An existing image directory. */
+  static open(path: string): ImageDir {
+    let isDir = false;
+    try {
+      isDir = statSync(path).isDirectory();
+    } catch {
+      throw new ImageError(path, 0, 'image directory does not exist');
+    }
+    if (!isDir) throw new ImageError(path, 0, 'not a directory');
+    return new ImageDir(path);
+  }
+
+  /** An image directory to write to; created with mode 0700 when missing. */
+  static create(path: string): ImageDir {
+    if (!existsSync(path)) mkdirSync(path, { recursive: true, mode: 0o700 });
+    return ImageDir.open(path);
+  }
+
+  /** Every image file in the directory that has a CRIU name, sorted by file name. */
+  list(): ImageFileInfo[] {
+    const out: ImageFileInfo[] = [];
+    for (const file of readdirSync(this.path).sort()) {
+      const hit = parseImageFileName(file);
+      if (hit) out.push({ file, ...hit });
+    }
+    return out;
+  }
+
+  fileName(pattern: string, id?: number | bigint | string): string {
+    return join(this.path, imageFileName(pattern, id));
+  }
+
+  has(pattern: string, id?: number | bigint | string): boolean {
+    return existsSync(this.fileName(pattern, id));
+  }
+
+  /** Every entry of an image. */
+  read(pattern: string, id?: number | bigint | string): ImageEntry[] {
+    return readImage(this.fileName(pattern, id)).entries;
+  }
+
+  /** The messages of an image, typed by the caller. */
+  messages<T>(pattern: string, id?: number | bigint | string): T[] {
+    return this.read(pattern, id).map((e) => e.message as T);
+  }
+
+  /** The single entry of a one-entry image (inventory, core, mm, fs, ids). */
+  one<T>(pattern: string, id?: number | bigint | string): T {
+    const all = this.messages<T>(pattern, id);
+    if (all.length !== 1) {
+      throw new ImageError(this.fileName(pattern, id), 0, `expected one entry, found ${all.length}`);
+    }
+    return all[0]!;
+  }
+
+  open(pattern: string, id?: number | bigint | string): ImageReader {
+    return ImageReader.open(this.fileName(pattern, id));
+  }
+
+  inventory(): InventoryEntry {
+    return this.one('inventory');
+  }
+  pstree(): PstreeEntry[] {
+    return this.messages('pstree');
+  }
+  core(tid: number | bigint): CoreEntry {
+    return this.one('core-%u', tid);
+  }
+  mm(pid: number | bigint): MmEntry {
+    return this.one('mm-%u', pid);
+  }
+  ids(pid: number | bigint): TaskKobjIdsEntry {
+    return this.one('ids-%u', pid);
+  }
+  fs(pid: number | bigint): FsEntry {
+    return this.one('fs-%u', pid);
+  }
+  files(): FileEntry[] {
+    return this.has('files') ? this.messages('files') : [];
+  }
+  fdinfo(filesId: number | bigint): FdinfoEntry[] {
+    return this.messages('fdinfo-%u', filesId);
+  }
+
+  pageMap(pid: number | bigint): PageMap {
+    return PageMap.forTask(this.path, pid);
+  }
+
+  /** A writer for a new image; the magic comes from the name pattern. */
+  writer(pattern: string, id?: number | bigint | string): ImageWriter {
+    const n = nameOf(pattern);
+    if (n.magic === 'RAW') throw new Error(`${pattern} is a raw image: write it with ImageRawWriter`);
+    return new ImageWriter(this.fileName(pattern, id), n.magic);
+  }
+
+  /** Writes a whole image at once. */
+  write(
+    pattern: string,
+    id: number | bigint | string | undefined,
+    messages: object[],
+    extras?: Extra[],
+  ): void {
+    const w = this.writer(pattern, id);
+    try {
+      for (const [i, m] of messages.entries()) w.write(m, extras?.[i]);
+    } finally {
+      w.close();
+    }
+  }
+
+  pageMapWriter(pid: number | bigint, pagesId: number): PageMapWriter {
+    return new PageMapWriter(this.path, pid, pagesId);
+  }
+}

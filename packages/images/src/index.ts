@@ -1,0 +1,47 @@
+/**
+ * @criu-ts/images: CRIU's image files, byte for byte.
+ *
+ * - ImageDir: a dump directory; read and write images by name (`core-%u`, 42).
+ * - ImageReader / ImageWriter: one image file, entry by entry, with buffered IO.
+ * - PageMap / PageMapWriter: pagemap + pages, page lookup across incremental dumps.
+ * - imageToCrit / critToImage: crit's JSON form, for crit-ts and tests.
+ */
+export { ImageError } from './errors.js';
+export type { Extra, IpcMessage, TcpQueues } from './extras.js';
+export * from './gen/types.js';
+export { ImageDir, type ImageFileInfo } from './image-dir.js';
+export { type ImageEntry, ImageReader, ImageWriter, readImage, writeImage } from './image-file.js';
+export { type CritDecodeOptions, critToImage, imageToCrit } from './json/crit-image.js';
+export { fromCrit, pyInt, toCrit } from './json/crit-json.js';
+export { type PyJson, pyDumps, pyParse } from './json/pyjson.js';
+export {
+  type ExtraKind,
+  IMAGE_KINDS,
+  IMAGE_NAMES,
+  type ImageKind,
+  type ImageName,
+  imageFileName,
+  type Layout,
+  parseImageFileName,
+} from './kinds.js';
+export {
+  headMagicOf,
+  IMG_COMMON_MAGIC,
+  IMG_SERVICE_MAGIC,
+  MAGICS,
+  type MagicName,
+  magicName,
+} from './magic.js';
+export {
+  decodePagemapEntry,
+  encodePagemapEntryInto,
+  type PagemapEntry as PagemapRun,
+  type PagemapHead as PagemapHeader,
+  PE_LAZY,
+  PE_PARENT,
+  PE_PRESENT,
+  pageCount,
+  pagemapEntry,
+} from './pagemap/codec.js';
+export { ImageRawWriter, PAGE_SIZE, PageMap, PageMapWriter, type PageRun } from './pagemap/page-map.js';
+export { decodeMessage, encodeMessage, type MessageName, messageType, schemaRoot } from './schema/index.js';

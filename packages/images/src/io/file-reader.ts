@@ -1,0 +1,93 @@
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { ImageError } from '../errors.js';
+
+/** Reads are done in chunks of at least this size: one syscall per 256 KiB, never per entry. */
+const CHUNK = 256 * 1024;
+
+/**
+ * A forward-only reader over one file with a reused chunk buffer. Every length it is asked
+ * for is checked against the file's size first, so a corrupt length never makes it allocate
+ * or wait for bytes that do not exist.
+ */
+export class FileReader {
+  readonly size: number;
+  private readonly fd: number;
+  private buf = Buffer.allocUnsafe(CHUNK);
+  private start = 0; // file offset of buf[0]
+  private end = 0; // file offset just past the buffered bytes
+  private pos = 0; // current file offset
+
+  constructor(readonly path: string) {
+    try {
+      this.fd = openSync(path, 'r');
+    } catch (err) {
+      throw new ImageError(path, 0, `cannot open: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    }
+    this.size = fstatSync(this.fd).size;
+  }
+
+  get offset(): number {
+    return this.pos;
+  }
+
+  get remaining(): number {
+    return this.size - this.pos;
+  }
+
+  atEnd(): boolean {
+    return this.pos >= this.size;
+  }
+
+  /**
+   * Returns the next `n` bytes as a view that stays valid until the next call.
+   * `what` names the thing being read, for the error message.
+   */
+  take(n: number, what: string): Buffer {
+    if (n > this.remaining) {
+      throw new ImageError(
+        this.path,
+        this.pos,
+        `${what} needs ${n} bytes but only ${this.remaining} remain (file size ${this.size})`,
+      );
+    }
+    if (this.pos + n > this.end) this.fill(n);
+    const at = this.pos - this.start;
+    this.pos += n;
+    return this.buf.subarray(at, at + n);
+  }
+
+  /** Like take(), but the bytes are copied and stay valid forever. */
+  takeCopy(n: number, what: string): Buffer {
+    return Buffer.from(this.take(n, what));
+  }
+
+  skip(n: number, what: string): void {
+    if (n > this.remaining) {
+      throw new ImageError(this.path, this.pos, `${what} of ${n} bytes runs past the end of the file`);
+    }
+    this.pos += n;
+  }
+
+  u32(what: string): number {
+    return this.take(4, what).readUInt32LE(0);
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+
+  /** Makes at least `n` bytes from `pos` available in the buffer. */
+  private fill(n: number): void {
+    const want = Math.max(n, CHUNK);
+    if (this.buf.length < want) this.buf = Buffer.allocUnsafe(want);
+    const len = Math.min(want, this.size - this.pos);
+    let got = 0;
+    while (got < len) {
+      const r = readSync(this.fd, this.buf, got, len - got, this.pos + got);
+      if (r === 0) throw new ImageError(this.path, this.pos + got, 'file shrank while being read');
+      got += r;
+    }
+    this.start = this.pos;
+    this.end = this.pos + got;
+  }
+}

@@ -1,0 +1,74 @@
+import { closeSync, openSync, writeSync } from 'node:fs';
+
+/** Entries are gathered and written 1 MiB at a time: one write() per MiB, never per entry. */
+const CHUNK = 1024 * 1024;
+
+/**
+ * An append-only writer of a new file, mode 0600 (images hold memory and secrets: CRIU 1.4
+ * stopped making them group-writable). An existing file is replaced, as CRIU does.
+ */
+export class FileWriter {
+  private readonly fd: number;
+  private readonly buf = Buffer.allocUnsafe(CHUNK);
+  private used = 0;
+  private written = 0;
+
+  constructor(readonly path: string) {
+    this.fd = openSync(path, 'w', 0o600);
+  }
+
+  /** Bytes handed to the writer so far. */
+  get offset(): number {
+    return this.written + this.used;
+  }
+
+  /** Reserves `n` bytes in the buffer and returns them to be filled in place. */
+  reserve(n: number): Buffer {
+    if (n > CHUNK) throw new RangeError(`reserve(${n}) is larger than the write buffer`);
+    if (this.used + n > CHUNK) this.flush();
+    const view = this.buf.subarray(this.used, this.used + n);
+    this.used += n;
+    return view;
+  }
+
+  /** Gives back the unused tail of the last reserve(). */
+  unreserve(n: number): void {
+    this.used -= n;
+  }
+
+  u32(value: number): void {
+    this.reserve(4).writeUInt32LE(value >>> 0, 0);
+  }
+
+  write(bytes: Uint8Array): void {
+    if (bytes.length > CHUNK / 4) {
+      // Large blobs (pipe data, pages) go straight to the file.
+      this.flush();
+      this.writeAll(bytes);
+      return;
+    }
+    if (this.used + bytes.length > CHUNK) this.flush();
+    this.buf.set(bytes, this.used);
+    this.used += bytes.length;
+  }
+
+  flush(): void {
+    if (this.used === 0) return;
+    this.writeAll(this.buf.subarray(0, this.used));
+    this.used = 0;
+  }
+
+  close(): void {
+    try {
+      this.flush();
+    } finally {
+      closeSync(this.fd);
+    }
+  }
+
+  private writeAll(bytes: Uint8Array): void {
+    let done = 0;
+    while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done);
+    this.written += bytes.length;
+  }
+}

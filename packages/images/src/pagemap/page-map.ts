@@ -1,0 +1,192 @@
+import { closeSync, existsSync, openSync, readSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { ImageError } from '../errors.js';
+import { ImageReader, ImageWriter } from '../image-file.js';
+import { imageFileName } from '../kinds.js';
+import { type PagemapEntry, PE_LAZY, PE_PARENT, PE_PRESENT, pageCount, pagemapEntry } from './codec.js';
+
+export const PAGE_SIZE = 4096;
+
+/** One run of pages of a pagemap, with where its data sits in pages-N.img. */
+export interface PageRun {
+  vaddr: bigint;
+  pages: bigint;
+  flags: number;
+  /** Byte offset of the run's first page in the pages file (PE_PRESENT runs only). */
+  dataOffset: bigint;
+}
+
+/** Flags of an entry: field 4, or the legacy in_parent (field 3) as PE_PARENT. */
+function entryFlags(e: PagemapEntry): number {
+  if (e.flags !== undefined) return e.flags;
+  return e.in_parent ? PE_PARENT : PE_PRESENT;
+}
+
+/**
+ * A task's memory as an image directory holds it: pagemap-PID.img lists runs of pages and
+ * pages-N.img holds the present ones back to back. Pages of incremental dumps that did not
+ * change live in the `parent` directory; lookups follow that chain.
+ */
+export class PageMap {
+  readonly runs: PageRun[] = [];
+  readonly pagesId: number;
+  private pagesFd: number | undefined;
+  private parentMap: PageMap | null | undefined;
+
+  constructor(
+    readonly dir: string,
+    readonly pagemapName: string,
+  ) {
+    const r = ImageReader.open(join(dir, pagemapName));
+    try {
+      const head = r.next();
+      if (!head) throw new ImageError(r.path, 8, 'pagemap has no pagemap_head');
+      this.pagesId = Number(head.message.pages_id);
+      let data = 0n;
+      for (const e of r.entries()) {
+        const pe = e.message as unknown as PagemapEntry;
+        const run = { vaddr: pe.vaddr, pages: pageCount(pe), flags: entryFlags(pe), dataOffset: data };
+        if (run.flags & PE_PRESENT) data += run.pages * BigInt(PAGE_SIZE);
+        this.runs.push(run);
+      }
+    } finally {
+      r.close();
+    }
+  }
+
+  /** The pagemap of task `pid` in `dir`. */
+  static forTask(dir: string, pid: number | bigint): PageMap {
+    return new PageMap(dir, imageFileName('pagemap-%lu', pid));
+  }
+
+  get pagesFile(): string {
+    return join(this.dir, imageFileName('pages-%u', this.pagesId));
+  }
+
+  /** The run holding `addr`, by binary search (runs are in address order). */
+  findRun(addr: bigint): PageRun | undefined {
+    let lo = 0;
+    let hi = this.runs.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const run = this.runs[mid]!;
+      if (addr < run.vaddr) hi = mid - 1;
+      else if (addr >= run.vaddr + run.pages * BigInt(PAGE_SIZE)) lo = mid + 1;
+      else return run;
+    }
+    return undefined;
+  }
+
+  /**
+   * The contents of the page holding `addr`: from this dump's pages, or from the parent
+   * dump's for PE_PARENT runs. Undefined when the page was not dumped (not present, or
+   * lazy: a page server holds it).
+   */
+  readPage(addr: bigint): Buffer | undefined {
+    const page = addr & ~BigInt(PAGE_SIZE - 1);
+    const run = this.findRun(page);
+    if (!run) return undefined;
+    if (run.flags & PE_PRESENT) {
+      const at = run.dataOffset + (page - run.vaddr);
+      return this.readPagesFile(at);
+    }
+    if (run.flags & PE_PARENT) return this.parent()?.readPage(page);
+    if (run.flags & PE_LAZY) return undefined;
+    return undefined;
+  }
+
+  /** `len` bytes from `addr`, across pages; missing pages read as zeroes. */
+  read(addr: bigint, len: number): Buffer {
+    const out = Buffer.alloc(len);
+    let done = 0;
+    while (done < len) {
+      const at = addr + BigInt(done);
+      const inPage = Number(at & BigInt(PAGE_SIZE - 1));
+      const n = Math.min(PAGE_SIZE - inPage, len - done);
+      this.readPage(at)?.copy(out, done, inPage, inPage + n);
+      done += n;
+    }
+    return out;
+  }
+
+  close(): void {
+    if (this.pagesFd !== undefined) closeSync(this.pagesFd);
+    this.pagesFd = undefined;
+    this.parentMap?.close();
+  }
+
+  private readPagesFile(at: bigint): Buffer {
+    this.pagesFd ??= openSync(this.pagesFile, 'r');
+    const buf = Buffer.alloc(PAGE_SIZE);
+    const n = readSync(this.pagesFd, buf, 0, PAGE_SIZE, at);
+    if (n !== PAGE_SIZE) {
+      throw new ImageError(this.pagesFile, Number(at), `page data missing (read ${n} of ${PAGE_SIZE} bytes)`);
+    }
+    return buf;
+  }
+
+  private parent(): PageMap | null {
+    if (this.parentMap === undefined) {
+      const dir = join(this.dir, 'parent');
+      const file = join(dir, this.pagemapName);
+      this.parentMap = existsSync(file) ? new PageMap(dir, this.pagemapName) : null;
+    }
+    return this.parentMap;
+  }
+}
+
+/**
+ * Writes pagemap-PID.img and pages-N.img together: each run's entry, and for present runs
+ * the page data, which goes straight to the file in large writes.
+ */
+export class PageMapWriter {
+  private readonly pagemap: ImageWriter;
+  private readonly pages: ImageRawWriter;
+
+  constructor(dir: string, pid: number | bigint, pagesId: number) {
+    this.pagemap = new ImageWriter(join(dir, imageFileName('pagemap-%lu', pid)), 'PAGEMAP');
+    this.pagemap.write({ pages_id: pagesId });
+    this.pages = new ImageRawWriter(join(dir, imageFileName('pages-%u', pagesId)));
+  }
+
+  /** A run whose pages follow in `data` (or in later writeData calls). */
+  addPresent(vaddr: bigint, pages: number | bigint, data?: Uint8Array): void {
+    this.pagemap.write(pagemapEntry(vaddr, pages, PE_PRESENT));
+    if (data) this.pages.write(data);
+  }
+
+  /** A run whose pages are in the parent dump. */
+  addParent(vaddr: bigint, pages: number | bigint): void {
+    this.pagemap.write(pagemapEntry(vaddr, pages, PE_PARENT));
+  }
+
+  /** Page data of present runs, in the order the runs were added. */
+  writeData(data: Uint8Array): void {
+    this.pages.write(data);
+  }
+
+  close(): void {
+    try {
+      this.pagemap.close();
+    } finally {
+      this.pages.close();
+    }
+  }
+}
+
+/** A raw image (no magic): pages, written in large chunks. */
+export class ImageRawWriter {
+  private readonly fd: number;
+  constructor(readonly path: string) {
+    this.fd = openSync(path, 'w', 0o600);
+  }
+
+  write(data: Uint8Array): void {
+    let done = 0;
+    while (done < data.length) done += writeSync(this.fd, data, done, data.length - done);
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+}
