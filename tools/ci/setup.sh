@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Makes a fresh Debian machine ready for criu-ts: gcc, Debian's criu (for crit), pnpm at the
+# version package.json pins, the workspace's packages, a build, and the C test workloads.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+
+PNPM_VERSION=$(node -p "require('./package.json').packageManager.split('@')[1]")
+step() { printf '\n== %s\n' "$*"; }
+
+step "system packages"
+missing=()
+command -v gcc >/dev/null || missing+=(gcc libc6-dev)
+command -v crit >/dev/null || missing+=(criu)
+command -v python3 >/dev/null || missing+=(python3)
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null || { echo "apt-get install ${missing[*]} failed"; exit 1; }
+fi
+echo "gcc: $(gcc -dumpversion), crit: $(command -v crit)"
+
+step "pnpm $PNPM_VERSION"
+if [ "$(pnpm --version 2>/dev/null)" != "$PNPM_VERSION" ]; then
+  npm install -g "pnpm@$PNPM_VERSION" >/dev/null 2>&1 || { echo "npm install -g pnpm@$PNPM_VERSION failed"; exit 1; }
+fi
+
+step "install"
+pnpm install --frozen-lockfile || exit 1
+
+step "build"
+pnpm run build || exit 1
+if [ -f tools/workloads/build.mjs ]; then node tools/workloads/build.mjs || exit 1; fi
+

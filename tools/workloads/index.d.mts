@@ -1,0 +1,24 @@
+/** Names of the programs in tools/workloads/src/<name>.c. */
+export type WorkloadName =
+  | 'appender'
+  | 'busy'
+  | 'counter'
+  | 'memhog'
+  | 'pipe_reader'
+  | 'reader'
+  | 'sleeper'
+  | 'stopper'
+  | 'threads'
+  | 'tree'
+  | 'zombie';
+
+/**
+ * Compile every workload whose binary is missing or older than its source
+ * (at most once per process; safe to run concurrently from several
+ * processes). Resolves to the absolute bin directory. Rejects with gcc's
+ * message if a compile fails.
+ */
+export declare function buildWorkloads(): Promise<string>;
+
+/** Absolute path of a workload binary. Throws for an unknown name. */
+export declare function workloadPath(name: WorkloadName): string;
