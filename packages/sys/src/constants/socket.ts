@@ -1,0 +1,225 @@
+// Socket, netlink and sock_diag constants for x86_64 (linux/socket.h, asm-generic/socket.h,
+// linux/netlink.h, linux/sock_diag.h, linux/unix_diag.h, linux/inet_diag.h, linux/tcp.h).
+
+export const AF_UNSPEC = 0;
+export const AF_UNIX = 1;
+export const AF_LOCAL = 1;
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const AF_NETLINK = 16;
+export const AF_PACKET = 17;
+
+export const SOCK_STREAM = 1;
+export const SOCK_DGRAM = 2;
+export const SOCK_RAW = 3;
+export const SOCK_RDM = 4;
+export const SOCK_SEQPACKET = 5;
+export const SOCK_PACKET = 10;
+export const SOCK_NONBLOCK = 0o4000;
+export const SOCK_CLOEXEC = 0o2000000;
+
+export const SOL_IP = 0;
+export const SOL_SOCKET = 1;
+export const SOL_TCP = 6;
+export const SOL_UDP = 17;
+export const SOL_IPV6 = 41;
+export const SOL_PACKET = 263;
+export const SOL_NETLINK = 270;
+
+export const IPPROTO_IP = 0;
+export const IPPROTO_ICMP = 1;
+export const IPPROTO_TCP = 6;
+export const IPPROTO_UDP = 17;
+export const IPPROTO_IPV6 = 41;
+export const IPPROTO_ICMPV6 = 58;
+export const IPPROTO_UDPLITE = 136;
+export const IPPROTO_RAW = 255;
+export const IPPROTO_MPTCP = 262;
+
+// SOL_SOCKET options.
+export const SO_DEBUG = 1;
+export const SO_REUSEADDR = 2;
+export const SO_TYPE = 3;
+export const SO_ERROR = 4;
+export const SO_DONTROUTE = 5;
+export const SO_BROADCAST = 6;
+export const SO_SNDBUF = 7;
+export const SO_RCVBUF = 8;
+export const SO_KEEPALIVE = 9;
+export const SO_OOBINLINE = 10;
+export const SO_NO_CHECK = 11;
+export const SO_PRIORITY = 12;
+export const SO_LINGER = 13;
+export const SO_BSDCOMPAT = 14;
+export const SO_REUSEPORT = 15;
+export const SO_PASSCRED = 16;
+export const SO_PEERCRED = 17;
+export const SO_RCVLOWAT = 18;
+export const SO_SNDLOWAT = 19;
+export const SO_RCVTIMEO_OLD = 20;
+export const SO_SNDTIMEO_OLD = 21;
+export const SO_BINDTODEVICE = 25;
+export const SO_ATTACH_FILTER = 26;
+export const SO_GET_FILTER = 26;
+export const SO_DETACH_FILTER = 27;
+export const SO_PEERNAME = 28;
+export const SO_TIMESTAMP_OLD = 29;
+export const SO_ACCEPTCONN = 30;
+export const SO_PEERSEC = 31;
+export const SO_SNDBUFFORCE = 32;
+export const SO_RCVBUFFORCE = 33;
+export const SO_PASSSEC = 34;
+export const SO_MARK = 36;
+export const SO_PROTOCOL = 38;
+export const SO_DOMAIN = 39;
+export const SO_RXQ_OVFL = 40;
+export const SO_PEEK_OFF = 42;
+export const SO_LOCK_FILTER = 44;
+export const SO_BUSY_POLL = 46;
+export const SO_INCOMING_CPU = 49;
+export const SO_COOKIE = 57;
+export const SO_PEERGROUPS = 59;
+export const SO_ZEROCOPY = 60;
+export const SO_BINDTOIFINDEX = 62;
+export const SO_RCVTIMEO_NEW = 66;
+export const SO_SNDTIMEO_NEW = 67;
+export const SO_PASSPIDFD = 76;
+export const SO_PEERPIDFD = 77;
+
+// Control messages.
+export const SCM_RIGHTS = 1;
+export const SCM_CREDENTIALS = 2;
+export const SCM_PIDFD = 4;
+
+// send/recv flags.
+export const MSG_OOB = 0x1;
+export const MSG_PEEK = 0x2;
+export const MSG_DONTROUTE = 0x4;
+export const MSG_CTRUNC = 0x8;
+export const MSG_TRUNC = 0x20;
+export const MSG_DONTWAIT = 0x40;
+export const MSG_EOR = 0x80;
+export const MSG_WAITALL = 0x100;
+export const MSG_NOSIGNAL = 0x4000;
+export const MSG_CMSG_CLOEXEC = 0x40000000;
+
+export const SHUT_RD = 0;
+export const SHUT_WR = 1;
+export const SHUT_RDWR = 2;
+
+// TCP socket options (SOL_TCP).
+export const TCP_NODELAY = 1;
+export const TCP_MAXSEG = 2;
+export const TCP_CORK = 3;
+export const TCP_KEEPIDLE = 4;
+export const TCP_KEEPINTVL = 5;
+export const TCP_KEEPCNT = 6;
+export const TCP_SYNCNT = 7;
+export const TCP_LINGER2 = 8;
+export const TCP_DEFER_ACCEPT = 9;
+export const TCP_WINDOW_CLAMP = 10;
+export const TCP_INFO = 11;
+export const TCP_QUICKACK = 12;
+export const TCP_CONGESTION = 13;
+export const TCP_USER_TIMEOUT = 18;
+export const TCP_REPAIR = 19;
+export const TCP_REPAIR_QUEUE = 20;
+export const TCP_QUEUE_SEQ = 21;
+export const TCP_REPAIR_OPTIONS = 22;
+export const TCP_FASTOPEN = 23;
+export const TCP_TIMESTAMP = 24;
+export const TCP_NOTSENT_LOWAT = 25;
+export const TCP_REPAIR_WINDOW = 29;
+export const TCP_RECV_QUEUE = 1;
+export const TCP_SEND_QUEUE = 2;
+export const IPV6_V6ONLY = 26;
+
+// TCP states (inet_diag idiag_state and the `states` bit mask: 1 << state).
+export const TCP_ESTABLISHED = 1;
+export const TCP_SYN_SENT = 2;
+export const TCP_SYN_RECV = 3;
+export const TCP_FIN_WAIT1 = 4;
+export const TCP_FIN_WAIT2 = 5;
+export const TCP_TIME_WAIT = 6;
+export const TCP_CLOSE = 7;
+export const TCP_CLOSE_WAIT = 8;
+export const TCP_LAST_ACK = 9;
+export const TCP_LISTEN = 10;
+export const TCP_CLOSING = 11;
+export const TCP_NEW_SYN_RECV = 12;
+/** Every TCP state in a diag `states` mask. */
+export const TCPF_ALL = 0xffffffff;
+
+// Socket ioctls.
+export const SIOCINQ = 0x541b;
+export const FIONREAD = 0x541b;
+export const SIOCOUTQ = 0x5411;
+export const TIOCOUTQ = 0x5411;
+export const SIOCOUTQNSD = 0x894b;
+export const SIOCGSKNS = 0x894c;
+
+// Netlink.
+export const NETLINK_ROUTE = 0;
+export const NETLINK_SOCK_DIAG = 4;
+export const NETLINK_NETFILTER = 12;
+export const NLM_F_REQUEST = 0x1;
+export const NLM_F_MULTI = 0x2;
+export const NLM_F_ACK = 0x4;
+export const NLM_F_ECHO = 0x8;
+export const NLM_F_DUMP_INTR = 0x10;
+export const NLM_F_ROOT = 0x100;
+export const NLM_F_MATCH = 0x200;
+export const NLM_F_DUMP = 0x300;
+export const NLMSG_NOOP = 1;
+export const NLMSG_ERROR = 2;
+export const NLMSG_DONE = 3;
+export const NLMSG_OVERRUN = 4;
+export const NLMSG_HDRLEN = 16;
+
+// sock_diag message types.
+export const SOCK_DIAG_BY_FAMILY = 20;
+export const SOCK_DESTROY = 21;
+
+// unix_diag_req.udiag_show bits and the attributes they produce.
+export const UDIAG_SHOW_NAME = 0x01;
+export const UDIAG_SHOW_VFS = 0x02;
+export const UDIAG_SHOW_PEER = 0x04;
+export const UDIAG_SHOW_ICONS = 0x08;
+export const UDIAG_SHOW_RQLEN = 0x10;
+export const UDIAG_SHOW_MEMINFO = 0x20;
+export const UDIAG_SHOW_UID = 0x40;
+export const UNIX_DIAG_NAME = 0;
+export const UNIX_DIAG_VFS = 1;
+export const UNIX_DIAG_PEER = 2;
+export const UNIX_DIAG_ICONS = 3;
+export const UNIX_DIAG_RQLEN = 4;
+export const UNIX_DIAG_MEMINFO = 5;
+export const UNIX_DIAG_SHUTDOWN = 6;
+export const UNIX_DIAG_UID = 7;
+
+// inet_diag attributes; request them with idiag_ext bit 1 << (attr - 1).
+export const INET_DIAG_NONE = 0;
+export const INET_DIAG_MEMINFO = 1;
+export const INET_DIAG_INFO = 2;
+export const INET_DIAG_VEGASINFO = 3;
+export const INET_DIAG_CONG = 4;
+export const INET_DIAG_TOS = 5;
+export const INET_DIAG_TCLASS = 6;
+export const INET_DIAG_SKMEMINFO = 7;
+export const INET_DIAG_SHUTDOWN = 8;
+export const INET_DIAG_DCTCPINFO = 9;
+export const INET_DIAG_PROTOCOL = 10;
+export const INET_DIAG_SKV6ONLY = 11;
+export const INET_DIAG_LOCALS = 12;
+export const INET_DIAG_PEERS = 13;
+export const INET_DIAG_PAD = 14;
+export const INET_DIAG_MARK = 15;
+export const INET_DIAG_BBRINFO = 16;
+export const INET_DIAG_CLASS_ID = 17;
+export const INET_DIAG_MD5SIG = 18;
+export const INET_DIAG_ULP_INFO = 19;
+export const INET_DIAG_SK_BPF_STORAGES = 20;
+export const INET_DIAG_CGROUP_ID = 21;
+export const INET_DIAG_SOCKOPT = 22;
+/** The inet_diag "no cookie" value: match any socket with the given addresses. */
+export const INET_DIAG_NOCOOKIE = 0xffffffff;

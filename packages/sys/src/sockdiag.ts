@@ -1,0 +1,315 @@
+// NETLINK_SOCK_DIAG: ask the kernel about sockets by inode (what /proc/PID/fd only names as
+// "socket:[ino]"): unix peers and names, inet addresses and states, queue lengths.
+import {
+  AF_INET,
+  AF_INET6,
+  AF_NETLINK,
+  AF_UNIX,
+  INET_DIAG_NOCOOKIE,
+  NETLINK_SOCK_DIAG,
+  NLM_F_DUMP,
+  NLM_F_REQUEST,
+  NLMSG_DONE,
+  NLMSG_ERROR,
+  NLMSG_HDRLEN,
+  SOCK_CLOEXEC,
+  SOCK_DIAG_BY_FAMILY,
+  SOCK_RAW,
+  UNIX_DIAG_ICONS,
+  UNIX_DIAG_NAME,
+  UNIX_DIAG_PEER,
+  UNIX_DIAG_RQLEN,
+  UNIX_DIAG_SHUTDOWN,
+  UNIX_DIAG_UID,
+  UNIX_DIAG_VFS,
+} from './constants/socket.js';
+import { SysError } from './errno.js';
+import { close } from './files.js';
+import { formatIPv4, formatIPv6, recv, send, socket } from './socket.js';
+
+/** unix_diag_req: which unix sockets to report and which attributes to attach. */
+export interface UnixDiagRequest {
+  family: 'unix';
+  /** Bit mask of socket states (1 << TCP_ESTABLISHED | 1 << TCP_LISTEN ...); default all. */
+  states?: number;
+  /** One socket by inode (no dump); omit to dump every unix socket of the namespace. */
+  ino?: number;
+  /** UDIAG_SHOW_* bits. */
+  show: number;
+  /** Socket cookie from an earlier answer; default "any". */
+  cookie?: [number, number];
+}
+
+/** inet_diag_req_v2: TCP/UDP/... sockets of one address family, optionally one by its 4-tuple. */
+export interface InetDiagRequest {
+  family: 'inet' | 'inet6';
+  /** IPPROTO_TCP, IPPROTO_UDP, ... */
+  protocol: number;
+  /** Bit mask of TCP states; default all. */
+  states?: number;
+  /** Bits 1 << (INET_DIAG_x - 1) of extra attributes. */
+  ext?: number;
+  /** Exact lookup (no dump) when given. Ports are host order; addresses raw 4 or 16 bytes. */
+  id?: {
+    sport: number;
+    dport: number;
+    src: Buffer;
+    dst: Buffer;
+    ifindex?: number;
+    cookie?: [number, number];
+  };
+}
+
+export type SockDiagRequest = UnixDiagRequest | InetDiagRequest;
+
+/** One answer message: the fixed family-specific header, decoded, plus raw attributes by type. */
+export interface SockDiagMessage {
+  /** nlmsg_type (SOCK_DIAG_BY_FAMILY). */
+  type: number;
+  flags: number;
+  seq: number;
+  /** The fixed part (unix_diag_msg, 16 bytes / inet_diag_msg, 72 bytes). */
+  header: Buffer;
+  /** rtattr payloads by attribute type (UNIX_DIAG_* / INET_DIAG_*). */
+  attrs: Map<number, Buffer>;
+  unix?: UnixDiagMsg;
+  inet?: InetDiagMsg;
+}
+
+export interface UnixDiagMsg {
+  type: number;
+  state: number;
+  ino: number;
+  cookie: [number, number];
+}
+
+export interface InetDiagMsg {
+  family: number;
+  state: number;
+  timer: number;
+  retrans: number;
+  sport: number;
+  dport: number;
+  src: string;
+  dst: string;
+  ifindex: number;
+  cookie: [number, number];
+  expires: number;
+  rqueue: number;
+  wqueue: number;
+  uid: number;
+  ino: number;
+}
+
+export interface SockDiagOptions {
+  /** An existing NETLINK_SOCK_DIAG socket (e.g. one created inside the target's network namespace). */
+  fd?: number;
+}
+
+const UNIX_DIAG_REQ_SIZE = 24;
+const INET_DIAG_REQ_V2_SIZE = 56;
+const RECV_SIZE = 64 * 1024;
+let seqCounter = 1;
+
+function encodeUnixReq(r: UnixDiagRequest): Buffer {
+  const b = Buffer.alloc(UNIX_DIAG_REQ_SIZE);
+  b[0] = AF_UNIX;
+  b.writeUInt32LE((r.states ?? 0xffffffff) >>> 0, 4);
+  b.writeUInt32LE(r.ino ?? 0, 8);
+  b.writeUInt32LE(r.show >>> 0, 12);
+  const cookie = r.cookie ?? [INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE];
+  b.writeUInt32LE(cookie[0] >>> 0, 16);
+  b.writeUInt32LE(cookie[1] >>> 0, 20);
+  return b;
+}
+
+function encodeInetReq(r: InetDiagRequest): Buffer {
+  const b = Buffer.alloc(INET_DIAG_REQ_V2_SIZE);
+  b[0] = r.family === 'inet' ? AF_INET : AF_INET6;
+  b[1] = r.protocol;
+  b[2] = r.ext ?? 0;
+  b.writeUInt32LE((r.states ?? 0xffffffff) >>> 0, 4);
+  // struct inet_diag_sockid at offset 8: ports big-endian, addresses as in sockaddr.
+  const cookie = r.id?.cookie ?? [INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE];
+  if (r.id) {
+    b.writeUInt16BE(r.id.sport, 8);
+    b.writeUInt16BE(r.id.dport, 10);
+    r.id.src.copy(b, 12, 0, 16);
+    r.id.dst.copy(b, 28, 0, 16);
+    b.writeUInt32LE(r.id.ifindex ?? 0, 44);
+  }
+  b.writeUInt32LE(cookie[0] >>> 0, 48);
+  b.writeUInt32LE(cookie[1] >>> 0, 52);
+  return b;
+}
+
+function isDump(r: SockDiagRequest): boolean {
+  return r.family === 'unix' ? r.ino === undefined : r.id === undefined;
+}
+
+/** Build the netlink request message for `r` with sequence number `seq`. */
+export function encodeSockDiagRequest(r: SockDiagRequest, seq: number): Buffer {
+  const body = r.family === 'unix' ? encodeUnixReq(r) : encodeInetReq(r);
+  const msg = Buffer.alloc(NLMSG_HDRLEN + body.length);
+  msg.writeUInt32LE(msg.length, 0);
+  msg.writeUInt16LE(SOCK_DIAG_BY_FAMILY, 4);
+  msg.writeUInt16LE(NLM_F_REQUEST | (isDump(r) ? NLM_F_DUMP : 0), 6);
+  msg.writeUInt32LE(seq >>> 0, 8);
+  body.copy(msg, NLMSG_HDRLEN);
+  return msg;
+}
+
+const align4 = (n: number): number => (n + 3) & ~3;
+
+/** rtattrs of one message body, starting at `off`: payload Buffers by type (last one wins). */
+export function parseRtattrs(buf: Buffer, off: number, end: number): Map<number, Buffer> {
+  const attrs = new Map<number, Buffer>();
+  while (off + 4 <= end) {
+    const len = buf.readUInt16LE(off);
+    const type = buf.readUInt16LE(off + 2) & 0x3fff; // strip NLA_F_NESTED / NLA_F_NET_BYTEORDER
+    if (len < 4 || off + len > end) break;
+    attrs.set(type, Buffer.from(buf.subarray(off + 4, off + len)));
+    off += align4(len);
+  }
+  return attrs;
+}
+
+function decodeUnixMsg(h: Buffer): UnixDiagMsg {
+  return {
+    type: h[1] ?? 0,
+    state: h[2] ?? 0,
+    ino: h.readUInt32LE(4),
+    cookie: [h.readUInt32LE(8), h.readUInt32LE(12)],
+  };
+}
+
+function decodeInetMsg(h: Buffer): InetDiagMsg {
+  const family = h[0] ?? 0;
+  const addr = (off: number) =>
+    family === AF_INET ? formatIPv4(h.subarray(off, off + 4)) : formatIPv6(h.subarray(off, off + 16));
+  return {
+    family,
+    state: h[1] ?? 0,
+    timer: h[2] ?? 0,
+    retrans: h[3] ?? 0,
+    sport: h.readUInt16BE(4),
+    dport: h.readUInt16BE(6),
+    src: addr(8),
+    dst: addr(24),
+    ifindex: h.readUInt32LE(40),
+    cookie: [h.readUInt32LE(44), h.readUInt32LE(48)],
+    expires: h.readUInt32LE(52),
+    rqueue: h.readUInt32LE(56),
+    wqueue: h.readUInt32LE(60),
+    uid: h.readUInt32LE(64),
+    ino: h.readUInt32LE(68),
+  };
+}
+
+// Parse one recv() worth of netlink messages. Returns true once the answer is complete.
+function parseBatch(
+  buf: Buffer,
+  len: number,
+  seq: number,
+  family: 'unix' | 'inet',
+  out: SockDiagMessage[],
+  dump: boolean,
+): boolean {
+  const fixed = family === 'unix' ? 16 : 72;
+  for (let off = 0; off + NLMSG_HDRLEN <= len; ) {
+    const mlen = buf.readUInt32LE(off);
+    if (mlen < NLMSG_HDRLEN || off + mlen > len) break;
+    const type = buf.readUInt16LE(off + 4);
+    const flags = buf.readUInt16LE(off + 6);
+    const mseq = buf.readUInt32LE(off + 8);
+    const body = off + NLMSG_HDRLEN;
+    const next = off + align4(mlen);
+    if (mseq !== seq) {
+      off = next; // a stale answer to an earlier request on a shared socket
+      continue;
+    }
+    if (type === NLMSG_ERROR || type === NLMSG_DONE) {
+      const err = mlen >= NLMSG_HDRLEN + 4 ? buf.readInt32LE(body) : 0;
+      if (err < 0) throw new SysError('sock_diag', -err, family === 'unix' ? 'unix' : 'inet');
+      return true;
+    }
+    const header = Buffer.from(buf.subarray(body, body + fixed));
+    const msg: SockDiagMessage = {
+      type,
+      flags,
+      seq: mseq,
+      header,
+      attrs: parseRtattrs(buf, body + align4(fixed), off + mlen),
+    };
+    if (family === 'unix') msg.unix = decodeUnixMsg(header);
+    else msg.inet = decodeInetMsg(header);
+    out.push(msg);
+    off = next;
+  }
+  // An exact lookup is answered by one message, without NLMSG_DONE.
+  return !dump && out.length > 0;
+}
+
+/**
+ * Send one SOCK_DIAG_BY_FAMILY request and collect the answer: every message of a dump (multi-part,
+ * until NLMSG_DONE) or the single message of an exact lookup. A negative NLMSG_ERROR (ENOENT for an
+ * unknown inode, ...) throws SysError with call 'sock_diag'.
+ */
+export function sockDiag(request: SockDiagRequest, opts: SockDiagOptions = {}): SockDiagMessage[] {
+  const fd = opts.fd ?? socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  try {
+    const seq = seqCounter++ >>> 0;
+    send(fd, encodeSockDiagRequest(request, seq));
+    const buf = Buffer.alloc(RECV_SIZE);
+    const out: SockDiagMessage[] = [];
+    const family = request.family === 'unix' ? 'unix' : 'inet';
+    const dump = isDump(request);
+    for (;;) {
+      const n = recv(fd, buf);
+      if (n === 0) return out;
+      if (parseBatch(buf, n, seq, family, out, dump)) return out;
+    }
+  } finally {
+    if (opts.fd === undefined) close(fd);
+  }
+}
+
+/** Decoded unix_diag attributes (those the request's `show` bits asked for). */
+export interface UnixDiagAttrs {
+  /** Bound name: a pathname without its NUL, or an abstract name with its leading NUL byte. */
+  name?: Buffer;
+  /** Inode and device of the socket file a bound pathname socket has. */
+  vfs?: { ino: number; dev: number };
+  /** Inode of the peer socket. */
+  peer?: number;
+  /** Inodes of connections waiting to be accepted (listening sockets). */
+  icons?: number[];
+  /** Receive-queue length (or backlog) and send-queue length (or max backlog). */
+  rqlen?: { rqueue: number; wqueue: number };
+  /** RCV_SHUTDOWN / SEND_SHUTDOWN bits. */
+  shutdown?: number;
+  uid?: number;
+}
+
+/** Decode the common UNIX_DIAG_* attributes of a message. */
+export function decodeUnixDiagAttrs(attrs: Map<number, Buffer>): UnixDiagAttrs {
+  const out: UnixDiagAttrs = {};
+  const name = attrs.get(UNIX_DIAG_NAME);
+  // The kernel reports a pathname with the NUL it counts in the address length; drop it. Abstract names
+  // (leading NUL) are raw bytes, kept as they are.
+  if (name)
+    out.name = name.length > 0 && name[0] !== 0 && name[name.length - 1] === 0 ? name.subarray(0, -1) : name;
+  const vfs = attrs.get(UNIX_DIAG_VFS);
+  if (vfs && vfs.length >= 8) out.vfs = { ino: vfs.readUInt32LE(0), dev: vfs.readUInt32LE(4) };
+  const peer = attrs.get(UNIX_DIAG_PEER);
+  if (peer && peer.length >= 4) out.peer = peer.readUInt32LE(0);
+  const icons = attrs.get(UNIX_DIAG_ICONS);
+  if (icons) out.icons = Array.from({ length: icons.length >> 2 }, (_, i) => icons.readUInt32LE(i * 4));
+  const rq = attrs.get(UNIX_DIAG_RQLEN);
+  if (rq && rq.length >= 8) out.rqlen = { rqueue: rq.readUInt32LE(0), wqueue: rq.readUInt32LE(4) };
+  const sh = attrs.get(UNIX_DIAG_SHUTDOWN);
+  if (sh && sh.length >= 1) out.shutdown = sh[0] ?? 0;
+  const uid = attrs.get(UNIX_DIAG_UID);
+  if (uid && uid.length >= 4) out.uid = uid.readUInt32LE(0);
+  return out;
+}
