@@ -1,3 +1,4 @@
+import { ImageError } from './errors.js';
 import type { FileReader } from './io/file-reader.js';
 import type { FileWriter } from './io/file-writer.js';
 import type { ExtraKind } from './kinds.js';
@@ -75,8 +76,19 @@ export function readExtra(kind: ExtraKind, entry: Fields, r: FileReader): Extra 
     case 'ipc-msg': {
       const out: IpcMessage[] = [];
       for (let i = count(entry, 'qnum'); i > 0 && !r.atEnd(); i--) {
+        const at = r.offset;
         const len = r.u32('ipc message length');
-        const msg = decodeMessage('ipc_msg', r.take(len, 'ipc message')) as IpcMessage['msg'];
+        let msg: IpcMessage['msg'];
+        try {
+          msg = decodeMessage('ipc_msg', r.take(len, 'ipc message')) as IpcMessage['msg'];
+        } catch (err) {
+          if (err instanceof ImageError) throw err;
+          throw new ImageError(
+            r.path,
+            at,
+            `bad ipc_msg: ${err instanceof Error ? err.message : String(err)}`,
+          );
+        }
         const data = r.takeCopy(msg.msize, 'ipc message text');
         r.skip(roundUp(msg.msize, 8) - msg.msize, 'ipc message padding');
         out.push({ msg, data });

@@ -14,12 +14,19 @@ import type {
 } from './gen/types.js';
 import { type ImageEntry, ImageReader, ImageWriter, readImage } from './image-file.js';
 import { IMAGE_NAMES, type ImageName, imageFileName, parseImageFileName } from './kinds.js';
+import type { MagicName } from './magic.js';
 import { PageMap, PageMapWriter } from './pagemap/page-map.js';
 
 export interface ImageFileInfo {
   file: string;
   name: ImageName;
   id?: string;
+}
+
+/** The magic an image of this name must have (undefined for unknown names and raw images). */
+function magicOf(pattern: string): MagicName | undefined {
+  const magic = IMAGE_NAMES.find((x) => x.pattern === pattern)?.magic;
+  return magic === 'RAW' ? undefined : magic;
 }
 
 function nameOf(pattern: string): ImageName {
@@ -73,7 +80,7 @@ export class ImageDir {
 
   /** Every entry of an image. */
   read(pattern: string, id?: number | bigint | string): ImageEntry[] {
-    return readImage(this.fileName(pattern, id)).entries;
+    return readImage(this.fileName(pattern, id), magicOf(pattern)).entries;
   }
 
   /** The messages of an image, typed by the caller. */
@@ -91,7 +98,7 @@ export class ImageDir {
   }
 
   open(pattern: string, id?: number | bigint | string): ImageReader {
-    return ImageReader.open(this.fileName(pattern, id));
+    return ImageReader.open(this.fileName(pattern, id), magicOf(pattern));
   }
 
   inventory(): InventoryEntry {

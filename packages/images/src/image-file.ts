@@ -48,10 +48,11 @@ export class ImageReader {
     this.kind = kind;
   }
 
-  static open(path: string): ImageReader {
+  /** Opens an image; with `expect`, an image of any other magic is an error (as in CRIU). */
+  static open(path: string, expect?: MagicName): ImageReader {
     const r = new FileReader(path);
     try {
-      const { magic, kind } = readMagic(r);
+      const { magic, kind } = readMagic(r, expect);
       return new ImageReader(r, magic, kind);
     } catch (err) {
       r.close();
@@ -144,7 +145,7 @@ function decodeAs(type: string, payload: Buffer): Record<string, unknown> {
   return decodeMessage(type as MessageName, payload) as Record<string, unknown>;
 }
 
-function readMagic(r: FileReader): { magic: MagicName; kind: ImageKind } {
+function readMagic(r: FileReader, expect?: MagicName): { magic: MagicName; kind: ImageKind } {
   let value = r.u32('image magic');
   if (value === IMG_COMMON_MAGIC || value === IMG_SERVICE_MAGIC) value = r.u32('image magic');
   const magic = magicName(value);
@@ -154,6 +155,9 @@ function readMagic(r: FileReader): { magic: MagicName; kind: ImageKind } {
       r.offset - 4,
       `unknown magic 0x${value.toString(16)} (not a CRIU image, or a raw one such as pages-N.img)`,
     );
+  }
+  if (expect !== undefined && magic !== expect) {
+    throw new ImageError(r.path, r.offset - 4, `magic is ${magic}, expected ${expect}`);
   }
   const kind = IMAGE_KINDS[magic];
   if (!kind) throw new ImageError(r.path, r.offset - 4, `image ${magic} has no entry format`);
@@ -231,8 +235,8 @@ export class ImageWriter {
 }
 
 /** Reads a whole image: its magic name and every entry. */
-export function readImage(path: string): { magic: MagicName; entries: ImageEntry[] } {
-  const r = ImageReader.open(path);
+export function readImage(path: string, expect?: MagicName): { magic: MagicName; entries: ImageEntry[] } {
+  const r = ImageReader.open(path, expect);
   return { magic: r.magic, entries: r.readAll() };
 }
 

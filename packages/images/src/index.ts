@@ -44,4 +44,11 @@ export {
   pagemapEntry,
 } from './pagemap/codec.js';
 export { ImageRawWriter, PAGE_SIZE, PageMap, PageMapWriter, type PageRun } from './pagemap/page-map.js';
-export { decodeMessage, encodeMessage, type MessageName, messageType, schemaRoot } from './schema/index.js';
+export {
+  decodeMessage,
+  encodeMessage,
+  type MessageName,
+  messageType,
+  schemaRoot,
+  warmUpCodecs,
+} from './schema/index.js';

@@ -58,34 +58,48 @@ function explorePs(dir: string, print: (l: string) => void): void {
   if (root) show(root, 0);
 }
 
-/** Names files the way crit does: a path for regular files, pipe[N], unix[...], else TYPE.id. */
+/**
+ * Names files the way crit does: a path for regular files, pipe[N], unix[...], else TYPE.id.
+ * A file is looked up in files.img, and where that has no such id (or older dumps have no
+ * files.img) in the image of its type: reg-files.img, pipes.img, unixsk.img.
+ */
 class FileNames {
   private files: Dict[] | undefined;
+  private readonly images = new Map<string, Dict[]>();
   constructor(private readonly dir: string) {}
 
-  private byId(id: number): Dict | undefined {
-    if (this.files === undefined) {
-      try {
-        this.files = load(this.dir, 'files.img');
-      } catch {
-        this.files = [];
-      }
+  private loadOr(file: string): Dict[] {
+    try {
+      return load(this.dir, file);
+    } catch {
+      return [];
     }
-    return this.files.find((f) => num(f.id) === id);
+  }
+
+  /** crit's ftype_find_in_image: the `field` sub-message of a files.img entry, or an `image` entry. */
+  private find(field: string, image: string, id: number): Dict | undefined {
+    this.files ??= this.loadOr('files.img');
+    const f = this.files.find((x) => num(x.id) === id);
+    if (f) return f[field] as Dict | undefined;
+    let list = this.images.get(image);
+    if (list === undefined) {
+      list = this.loadOr(image);
+      this.images.set(image, list);
+    }
+    return list.find((x) => num(x.id) === id);
   }
 
   name(type: string, id: number): string {
-    const f = this.byId(id);
     if (type === 'REG') {
-      const reg = f?.reg as Dict | undefined;
+      const reg = this.find('reg', 'reg-files.img', id);
       return reg?.name ? String(reg.name) : 'unknown path';
     }
     if (type === 'PIPE') {
-      const pipe = f?.pipe as Dict | undefined;
+      const pipe = this.find('pipe', 'pipes.img', id);
       return pipe ? `pipe[${num(pipe.pipe_id)}]` : 'pipe[?]';
     }
     if (type === 'UNIXSK') {
-      const ux = f?.usk as Dict | undefined;
+      const ux = this.find('usk', 'unixsk.img', id);
       if (!ux) return 'unix[?]';
       const n = ux.name ? ` ${String(ux.name)}` : '';
       return `unix[${num(ux.ino)} (${num(ux.peer)})${n}]`;

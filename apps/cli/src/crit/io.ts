@@ -1,20 +1,39 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ImageError } from '@criu-ts/images';
 
 /**
- * crit reads stdin when -i is not given. Image readers work on files, so standard input
- * is copied to a private temporary file first; `use` gets its path.
+ * crit reads stdin when -i is not given. Image readers work on regular files, so standard
+ * input (or a pipe given with -i) is copied to a private temporary file first; `use` gets
+ * its path.
  */
 export function withInputFile<T>(input: string | undefined, use: (path: string) => T): T {
-  if (input !== undefined) return use(input);
+  // Regular files are read in place; stdin, pipes and <(process substitution) are copied.
+  if (input !== undefined && !isStream(input)) return use(input);
   const dir = mkdtempSync(join(tmpdir(), 'crit-ts-'));
   try {
     const path = join(dir, 'stdin.img');
-    writeFileSync(path, readFileSync(0), { mode: 0o600 });
-    return use(path);
+    writeFileSync(path, readFileSync(input ?? 0), { mode: 0o600 });
+    try {
+      return use(path);
+    } catch (err) {
+      // Name what the user gave, not our temporary copy.
+      if (err instanceof ImageError && err.file === path)
+        throw new ImageError(input ?? '<stdin>', err.offset, err.reason);
+      throw err;
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function isStream(path: string): boolean {
+  try {
+    const st = statSync(path);
+    return st.isFIFO() || st.isCharacterDevice() || st.isSocket();
+  } catch {
+    return false; // let the image reader report the missing file
   }
 }
 

@@ -23,7 +23,12 @@ export class FileReader {
     } catch (err) {
       throw new ImageError(path, 0, `cannot open: ${(err as NodeJS.ErrnoException).code ?? err}`);
     }
-    this.size = fstatSync(this.fd).size;
+    const st = fstatSync(this.fd);
+    if (!st.isFile()) {
+      closeSync(this.fd);
+      throw new ImageError(path, 0, st.isDirectory() ? 'is a directory' : 'not a regular file');
+    }
+    this.size = st.size;
   }
 
   get offset(): number {
@@ -69,7 +74,11 @@ export class FileReader {
   }
 
   u32(what: string): number {
-    return this.take(4, what).readUInt32LE(0);
+    // take() without the view: this runs once per entry.
+    if (this.pos + 4 > this.end) return this.take(4, what).readUInt32LE(0);
+    const v = this.buf.readUInt32LE(this.pos - this.start);
+    this.pos += 4;
+    return v;
   }
 
   close(): void {
@@ -83,7 +92,13 @@ export class FileReader {
     const len = Math.min(want, this.size - this.pos);
     let got = 0;
     while (got < len) {
-      const r = readSync(this.fd, this.buf, got, len - got, this.pos + got);
+      let r: number;
+      try {
+        r = readSync(this.fd, this.buf, got, len - got, this.pos + got);
+      } catch (err) {
+        const why = (err as NodeJS.ErrnoException).code ?? String(err);
+        throw new ImageError(this.path, this.pos + got, `cannot read: ${why}`);
+      }
       if (r === 0) throw new ImageError(this.path, this.pos + got, 'file shrank while being read');
       got += r;
     }

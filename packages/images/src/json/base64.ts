@@ -7,9 +7,42 @@ export function encodeBytes(data: Uint8Array): string {
   return out;
 }
 
-/** Python's base64.decodebytes: characters outside the alphabet (newlines) are skipped. */
+/**
+ * Python's base64.decodebytes (binascii.a2b_base64, not strict): characters outside the alphabet
+ * (newlines) are skipped, a complete "=" padding ends the data, a "=" too early is ignored, and
+ * data that does not end on a whole quantum is an error.
+ */
 export function decodeBytes(text: string): Buffer {
-  const clean = text.replace(/[^A-Za-z0-9+/=]/g, '');
-  if (clean.replace(/=+$/, '').length % 4 === 1) throw new Error('invalid base64: wrong length');
-  return Buffer.from(clean, 'base64');
+  const out = Buffer.alloc(Math.ceil(text.length / 4) * 3);
+  let n = 0;
+  let quad = 0;
+  let left = 0;
+  let pads = 0;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (ch === 0x3d) {
+      if (quad >= 2 && quad + ++pads >= 4) return out.subarray(0, n);
+      continue;
+    }
+    const v = ch < 128 ? B64[ch]! : -1;
+    if (v < 0) continue;
+    pads = 0;
+    if (quad === 0) left = v;
+    else if (quad === 1) {
+      out[n++] = (left << 2) | (v >> 4);
+      left = v & 0x0f;
+    } else if (quad === 2) {
+      out[n++] = (left << 4) | (v >> 2);
+      left = v & 0x03;
+    } else out[n++] = (left << 6) | v;
+    quad = (quad + 1) % 4;
+  }
+  if (quad === 1)
+    throw new Error('Invalid base64-encoded string: data characters cannot be 1 more than a multiple of 4');
+  if (quad !== 0) throw new Error('Incorrect padding');
+  return out.subarray(0, n);
 }
+
+const B64 = Array.from({ length: 128 }, (_, c) =>
+  'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.indexOf(String.fromCharCode(c)),
+);

@@ -1,11 +1,12 @@
+import protobuf from 'protobufjs';
 import { ImageError } from '../errors.js';
 import { type Extra, extraSize, type IpcMessage, type TcpQueues } from '../extras.js';
 import { ImageReader, ImageWriter } from '../image-file.js';
-import { IMAGE_KINDS } from '../kinds.js';
+import { type ExtraKind, IMAGE_KINDS } from '../kinds.js';
 import { MAGICS, type MagicName } from '../magic.js';
-import { messageType } from '../schema/index.js';
+import { encodeMessage, messageType } from '../schema/index.js';
 import { decodeBytes, encodeBytes } from './base64.js';
-import { fromCrit, toCrit } from './crit-json.js';
+import { fromCrit, pyTruthy, toCrit } from './crit-json.js';
 import type { PyJson } from './pyjson.js';
 
 export interface CritDecodeOptions {
@@ -75,8 +76,9 @@ function addExtra(
   }
 }
 
+/** What crit's ipc_msg_queue_handler.skip() counts: each message's ipc_msg entry and its text. */
 function ipcMsgPayload(msgs: IpcMessage[]): number {
-  return msgs.reduce((acc, m) => acc + m.msg.msize, 0);
+  return msgs.reduce((acc, m) => acc + encodeMessage('ipc_msg', m.msg).length + m.msg.msize, 0);
 }
 
 /** crit's human_readable: 512B, 1.5KB, 3MB. */
@@ -102,23 +104,56 @@ export function critToImage(json: PyJson, path: string): void {
   if (!Array.isArray(entries)) throw new ImageError(path, 0, 'JSON has no "entries" list');
   const w = new ImageWriter(path, magic);
   try {
-    entries.forEach((raw, i) => {
+    for (const [i, raw] of entries.entries()) {
       const { extra, ...fields } = raw as Dict;
       const type = i === 0 ? kind.message : nextType(kind.layout, kind.message);
-      const t = messageType(type);
       let message: Record<string, unknown>;
       try {
-        message = fromCrit(t, fields);
-        const problem = t.verify(t.fromObject(message));
-        if (problem) throw new Error(problem);
+        message = toMessage(messageType(type), fields);
+        const blob =
+          kind.layout === 'ghost' ? ghostBlob(i, message, extra) : extraFromCrit(kind.extra, message, extra);
+        w.write(message, blob);
       } catch (err) {
         throw new ImageError(path, 0, `entry ${i} (${type}): ${(err as Error).message}`);
       }
-      w.write(message, extraFromCrit(kind.extra, kind.layout, extra));
-    });
+      // A ghost file without chunks is its first entry plus the contents: crit ignores the rest.
+      if (kind.layout === 'ghost' && i === 0 && message.chunks !== true) break;
+    }
   } finally {
     w.close();
   }
+}
+
+/** A crit dictionary as a message; like protobuf's SerializeToString, refuses missing required fields. */
+function toMessage(t: protobuf.Type, fields: Dict): Record<string, unknown> {
+  const message = fromCrit(t, fields);
+  const missing = missingRequired(t, message, '');
+  if (missing.length > 0)
+    throw new Error(`Message ${t.name} is missing required fields: ${missing.join(',')}`);
+  const problem = t.verify(t.fromObject(message));
+  if (problem) throw new Error(problem);
+  return message;
+}
+
+function missingRequired(t: protobuf.Type, msg: Record<string, unknown>, prefix: string): string[] {
+  const out: string[] = [];
+  for (const f of t.fieldsArray) {
+    const v = msg[f.name];
+    if (v === undefined) {
+      if (f.required) out.push(prefix + f.name);
+      continue;
+    }
+    const rt = f.resolve().resolvedType;
+    if (!(rt instanceof protobuf.Type)) continue;
+    if (f.repeated) {
+      (v as Record<string, unknown>[]).forEach((x, k) => {
+        out.push(...missingRequired(rt, x, `${prefix}${f.name}[${k}].`));
+      });
+    } else {
+      out.push(...missingRequired(rt, v as Record<string, unknown>, `${prefix}${f.name}.`));
+    }
+  }
+  return out;
 }
 
 function nextType(layout: string, first: string): string {
@@ -127,32 +162,69 @@ function nextType(layout: string, first: string): string {
   return first;
 }
 
-function extraFromCrit(
-  kind: string | undefined,
-  layout: string,
+const describe = (v: PyJson | undefined) =>
+  v === undefined ? 'nothing' : typeof v === 'bigint' ? String(v) : JSON.stringify(v);
+
+function b64(v: PyJson | undefined, what: string): Buffer {
+  if (typeof v !== 'string') throw new Error(`${what} must be a base64 string, not ${describe(v)}`);
+  return decodeBytes(v);
+}
+
+/** Ghost file contents: after the first entry, or after each chunk entry when chunked. */
+function ghostBlob(
+  index: number,
+  message: Record<string, unknown>,
   extra: PyJson | undefined,
 ): Extra | undefined {
-  if (extra === undefined || extra === null) {
-    return kind === undefined ? undefined : Buffer.alloc(0);
+  if (index === 0 && message.chunks === true) return undefined;
+  return b64(extra, 'extra');
+}
+
+/** The blob after an entry, as crit's extra handlers take it from JSON. */
+function extraFromCrit(
+  kind: ExtraKind | undefined,
+  message: Record<string, unknown>,
+  extra: PyJson | undefined,
+): Extra | undefined {
+  if (kind === undefined) return undefined;
+  // crit's entry_handler.dump() writes a blob only `if extra`: null, "", [], {}, 0 mean none.
+  if (!pyTruthy(extra ?? null)) {
+    if (kind === 'tcp-stream') return { inq: Buffer.alloc(0), outq: Buffer.alloc(0) };
+    return kind === 'ipc-sem' || kind === 'ipc-msg' ? [] : Buffer.alloc(0);
   }
-  if (kind === undefined) return layout === 'ghost' ? decodeBytes(String(extra)) : undefined;
   switch (kind) {
     case 'tcp-stream': {
+      if (typeof extra !== 'object' || extra === null || Array.isArray(extra)) {
+        throw new Error(`extra must be {"inq": ..., "outq": ...}, not ${describe(extra)}`);
+      }
       const q = extra as Dict;
-      return { inq: decodeBytes(String(q.inq)), outq: decodeBytes(String(q.outq)) };
+      return { inq: b64(q.inq, 'extra.inq'), outq: b64(q.outq, 'extra.outq') };
     }
-    case 'ipc-sem':
-      return (extra as PyJson[]).map(Number);
+    case 'ipc-sem': {
+      if (!Array.isArray(extra))
+        throw new Error(`extra must be a list of semaphore values, not ${describe(extra)}`);
+      const values = extra.map((v) => {
+        const n = typeof v === 'boolean' ? Number(v) : v;
+        if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 0xffff) {
+          throw new Error(`semaphore value ${describe(v)} is not an unsigned short`);
+        }
+        return n;
+      });
+      if (values.length !== Number(message.nsems)) throw new Error('Number of semaphores mismatch');
+      return values;
+    }
     case 'ipc-msg': {
-      const list = extra as PyJson[];
+      if (!Array.isArray(extra) || extra.length % 2 !== 0) {
+        throw new Error('extra must be a list of ipc_msg entries, each followed by its text in base64');
+      }
       const out: IpcMessage[] = [];
-      for (let i = 0; i + 1 < list.length; i += 2) {
-        const msg = fromCrit(messageType('ipc_msg'), list[i] as Dict) as unknown as IpcMessage['msg'];
-        out.push({ msg, data: decodeBytes(String(list[i + 1])) });
+      for (let i = 0; i < extra.length; i += 2) {
+        const msg = toMessage(messageType('ipc_msg'), extra[i] as Dict) as unknown as IpcMessage['msg'];
+        out.push({ msg, data: b64(extra[i + 1], `extra[${i + 1}]`) });
       }
       return out;
     }
     default:
-      return decodeBytes(String(extra));
+      return b64(extra, 'extra');
   }
 }

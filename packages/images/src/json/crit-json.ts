@@ -30,8 +30,15 @@ const INT_TYPES = new Set([
 ]);
 const LONG_TYPES = new Set(['int64', 'uint64', 'sint64', 'fixed64', 'sfixed64']);
 
+const SORTED = new WeakMap<protobuf.Type, Field[]>();
+
 function sortedFields(type: protobuf.Type): Field[] {
-  return [...type.fieldsArray].sort((a, b) => a.id - b.id);
+  let fields = SORTED.get(type);
+  if (!fields) {
+    fields = [...type.fieldsArray].sort((a, b) => a.id - b.id);
+    SORTED.set(type, fields);
+  }
+  return fields;
 }
 
 export function toCrit(
@@ -158,22 +165,43 @@ function castIn(f: Field, v: PyJson): unknown {
   const rt = f.resolvedType;
   if (rt instanceof protobuf.Type) return fromCrit(rt, v as Record<string, PyJson>);
   if (rt instanceof protobuf.Enum) {
-    const n = rt.values[v as string];
-    if (n === undefined) throw new Error(`field ${f.name}: unknown ${rt.name} value ${JSON.stringify(v)}`);
+    // By name only, as crit (values_by_name); protobufjs's `values` also maps numbers to names.
+    const n = typeof v === 'string' && Object.hasOwn(rt.values, v) ? rt.values[v] : undefined;
+    if (typeof n !== 'number') throw new Error(`field ${f.name}: unknown ${rt.name} value ${pyRepr(v)}`);
     return n;
   }
-  if (f.type === 'bytes')
-    return opt(f, 'conv') === 'unix_name' ? qpDecode(String(v)) : decodeBytes(String(v));
+  if (f.type === 'bytes') {
+    if (typeof v !== 'string') throw new Error(`field ${f.name}: bytes must be a string, not ${pyRepr(v)}`);
+    return opt(f, 'conv') === 'unix_name' ? qpDecode(v) : decodeBytes(v);
+  }
   if (f.type === 'bool') return pyTruthy(v);
   if (f.type === 'string') return String(v);
   if (f.type === 'double' || f.type === 'float') return Number(v);
   if (!INT_TYPES.has(f.type)) throw new Error(`field ${f.name} has unsupported type ${f.type}`);
   const n =
-    typeof v === 'string' ? intFromString(f, v) : BigInt(typeof v === 'boolean' ? Number(v) : (v as number));
-  return LONG_TYPES.has(f.type) ? n : Number(BigInt.asIntN(64, n));
+    typeof v === 'string'
+      ? intFromString(f, v)
+      : typeof v === 'bigint'
+        ? v
+        : BigInt(Math.trunc(typeof v === 'boolean' ? Number(v) : (v as number)));
+  const [min, max] = INT_RANGES[f.type]!;
+  if (n < min || n > max) throw new Error(`field ${f.name}: Value out of range: ${n}`);
+  return LONG_TYPES.has(f.type) ? n : Number(n);
 }
 
-function pyTruthy(v: PyJson): boolean {
+/** What python protobuf accepts when crit sets an integer field (it raises ValueError otherwise). */
+const INT_RANGES: Record<string, [bigint, bigint]> = Object.fromEntries(
+  [...INT_TYPES].map((t) => {
+    const bits = t.endsWith('64') ? 64n : 32n;
+    const signed = !t.startsWith('u') && !t.startsWith('fixed');
+    return [t, signed ? [-(1n << (bits - 1n)), (1n << (bits - 1n)) - 1n] : [0n, (1n << bits) - 1n]];
+  }),
+);
+
+const pyRepr = (v: PyJson) => (typeof v === 'bigint' ? String(v) : JSON.stringify(v));
+
+/** Python's truth of a JSON value: crit tests bools and blobs with it. */
+export function pyTruthy(v: PyJson): boolean {
   if (Array.isArray(v)) return v.length > 0;
   if (v && typeof v === 'object') return Object.keys(v).length > 0;
   return Boolean(v) && v !== 0n;
@@ -182,7 +210,7 @@ function pyTruthy(v: PyJson): boolean {
 function intFromString(f: Field, s: string): bigint {
   const dev = opt(f, 'dev');
   if (dev) {
-    const [maj, min] = s.split(':').map((x) => BigInt(x.trim()));
+    const [maj, min] = s.split(':').map((x) => pyInt(x, 10));
     if (maj === undefined || min === undefined) throw new Error(`field ${f.name}: bad device ${s}`);
     if (opt(f, 'odev') === true) {
       return ((maj & 0xfffn) << 8n) | ((maj & ~0xfffn) << 32n) | (min & 0xffn) | ((min & ~0xffn) << 12n);
@@ -210,37 +238,85 @@ function intFromString(f: Field, s: string): bigint {
   return pyInt(s);
 }
 
-/** Python's int(s, 0): decimal, 0x, 0o or 0b, with sign, underscores and spaces allowed. */
-export function pyInt(text: string): bigint {
-  const s = text.trim().replace(/_/g, '');
-  const m = /^([+-]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|[1-9]\d*|0+)$/.exec(s);
-  if (!m) throw new Error(`invalid integer ${JSON.stringify(text)}`);
-  const body = m[2]!;
+/**
+ * Python's int(s, 0) (decimal, 0x, 0o or 0b) or int(s, 10): sign, surrounding whitespace and
+ * single underscores between digits allowed; in base 0 a decimal number has no leading zeros.
+ */
+export function pyInt(text: string, base: 0 | 10 = 0): bigint {
+  const s = text.trim();
+  const m = (base === 10 ? INT10 : INT0).exec(s);
+  if (!m) throw new Error(`invalid literal for int() with base ${base}: ${JSON.stringify(text)}`);
+  const body = m[2]!.replace(/_/g, '');
   const prefix = body.slice(0, 2).toLowerCase();
-  const n = prefix === '0o' ? BigInt(`0o${body.slice(2)}`) : BigInt(body);
+  const n =
+    prefix === '0o'
+      ? BigInt(`0o${body.slice(2)}`)
+      : base === 10
+        ? BigInt(body.replace(/^0+(?=.)/, ''))
+        : BigInt(body);
   return m[1] === '-' ? -n : n;
 }
 
+const INT0 = /^([+-]?)(0[xX](?:_?[0-9a-fA-F])+|0[oO](?:_?[0-7])+|0[bB](?:_?[01])+|[1-9](?:_?\d)*|0(?:_?0)*)$/;
+const INT10 = /^([+-]?)(\d(?:_?\d)*)$/;
+
+/** crit's ip_address(): IPv4 as one network-order word, IPv6 as four. */
 function ipWords(text: string): number[] {
-  if (text.includes(':')) {
-    const b = ipv6Bytes(text);
-    return [0, 1, 2, 3].map((i) => b.readUInt32LE(4 * i));
-  }
-  const parts = text.split('.').map(Number);
-  if (parts.length !== 4 || parts.some((p) => !(p >= 0 && p <= 255)))
-    throw new Error(`bad IPv4 address ${text}`);
-  return [Buffer.from(parts).readUInt32LE(0)];
+  if (!text.includes(':')) return [Buffer.from(ipv4Bytes(text)).readUInt32LE(0)];
+  const b = ipv6Bytes(text);
+  return [0, 1, 2, 3].map((i) => b.readUInt32LE(4 * i));
 }
 
+/** Python's IPv4Address: four decimal octets, no leading zeros. */
+function ipv4Bytes(text: string): number[] {
+  const parts = text.split('.');
+  const bad = (why: string) =>
+    new Error(`${JSON.stringify(text)} does not appear to be an IPv4 or IPv6 address (${why})`);
+  if (parts.length !== 4) throw bad('expected 4 octets');
+  return parts.map((p) => {
+    if (!/^\d{1,3}$/.test(p)) throw bad(`bad octet ${JSON.stringify(p)}`);
+    if (p.length > 1 && p.startsWith('0')) throw bad(`leading zeros in ${JSON.stringify(p)}`);
+    const n = Number(p);
+    if (n > 255) throw bad(`octet ${n} > 255`);
+    return n;
+  });
+}
+
+/** Python's IPv6Address: one "::" at most, an IPv4 tail allowed, a %scope ignored. */
 function ipv6Bytes(text: string): Buffer {
-  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined];
-  const parse = (s: string | undefined) => (s ? s.split(':').map((g) => Number.parseInt(g, 16)) : []);
-  const left = parse(head);
-  const right = parse(tail);
-  const groups =
-    tail === undefined ? left : [...left, ...Array(8 - left.length - right.length).fill(0), ...right];
-  if (groups.length !== 8 || groups.some((g) => !(g >= 0 && g <= 0xffff)))
-    throw new Error(`bad IPv6 address ${text}`);
+  const bad = () => new Error(`${JSON.stringify(text)} does not appear to be an IPv4 or IPv6 address`);
+  const [addr, ...scope] = text.split('%');
+  if (scope.length > 1 || scope[0] === '') throw bad();
+  const parts = addr!.split(':');
+  if (parts.length < 3) throw bad();
+  if (parts[parts.length - 1]!.includes('.')) {
+    const v4 = ipv4Bytes(parts.pop()!);
+    parts.push(((v4[0]! << 8) | v4[1]!).toString(16), ((v4[2]! << 8) | v4[3]!).toString(16));
+  }
+  if (parts.length > 9) throw bad();
+  const inner = parts.slice(1, -1);
+  const skip = inner.indexOf('');
+  if (skip >= 0 && inner.indexOf('', skip + 1) >= 0) throw bad();
+  let hi = parts.length;
+  let lo = 0;
+  if (skip >= 0) {
+    hi = skip + 1;
+    lo = parts.length - hi - 1;
+    if (parts[0] === '' && --hi !== 0) throw bad();
+    if (parts[parts.length - 1] === '' && --lo !== 0) throw bad();
+    if (8 - (hi + lo) < 1) throw bad();
+  } else if (parts.length !== 8 || parts[0] === '' || parts[7] === '') {
+    throw bad();
+  }
+  const hextet = (p: string) => {
+    if (!/^[0-9a-fA-F]{1,4}$/.test(p)) throw bad();
+    return Number.parseInt(p, 16);
+  };
+  const groups = [
+    ...parts.slice(0, hi).map(hextet),
+    ...Array<number>(8 - hi - lo).fill(0),
+    ...parts.slice(parts.length - lo).map(hextet),
+  ];
   const b = Buffer.alloc(16);
   for (const [i, g] of groups.entries()) b.writeUInt16BE(g, 2 * i);
   return b;

@@ -15,7 +15,11 @@ const SHORT_ESCAPES: Record<string, string> = {
   '\f': '\\f',
 };
 
+/** A character that pyString must escape: a control or non-ASCII character, `"` or `\`. */
+const NEEDS_ESCAPE = /[^\x20\x21\x23-\x5b\x5d-\x7e]/;
+
 export function pyString(s: string): string {
+  if (!NEEDS_ESCAPE.test(s)) return `"${s}"`; // field names, most values
   let out = '"';
   for (let i = 0; i < s.length; i++) {
     const ch = s[i]!;
@@ -51,11 +55,14 @@ function write(v: PyJson, indent: number | undefined, depth: number): string {
 /** Parses JSON keeping integers exact: integers beyond 2^53 become bigint. */
 export function pyParse(text: string): PyJson {
   // Mark big integer literals so JSON.parse keeps their digits, then turn them into bigints.
+  // The mark is written as a JSON escape: a raw control character is a JSON syntax error.
   const marked = text.replace(
     /("(?:[^"\\]|\\.)*")|(?<![.\d])(-?\d{16,})(?![.eE\d])/g,
-    (_m, str: string | undefined, num) => (str !== undefined ? str : `"\u0000big:${num}"`),
+    (_m, str: string | undefined, num) => (str !== undefined ? str : `"\\u0000big:${num}"`),
   );
   return JSON.parse(marked, (_k, v: unknown) =>
-    typeof v === 'string' && v.startsWith('\u0000big:') ? BigInt(v.slice(5)) : v,
+    typeof v === 'string' && BIG_MARK.test(v) ? BigInt(v.slice(5)) : v,
   ) as PyJson;
 }
+
+const BIG_MARK = /^\u0000big:-?\d{16,}$/;

@@ -108,12 +108,20 @@ export function decodePagemapEntry(b: Uint8Array): PagemapEntry | undefined {
 }
 
 function putVarint(out: Buffer, p: number, v: bigint): number {
-  let x = BigInt.asUintN(64, v);
-  while (x >= 0x80n) {
-    out[p++] = Number(x & 0x7fn) | 0x80;
-    x >>= 7n;
+  // In two 32-bit halves, as protobufjs does: one BigInt split instead of a BigInt shift per byte.
+  const x = BigInt.asUintN(64, v);
+  let lo = Number(x & 0xffffffffn);
+  let hi = Number(x >> 32n);
+  while (hi !== 0) {
+    out[p++] = (lo & 0x7f) | 0x80;
+    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+    hi >>>= 7;
   }
-  out[p++] = Number(x);
+  while (lo >= 0x80) {
+    out[p++] = (lo & 0x7f) | 0x80;
+    lo >>>= 7;
+  }
+  out[p++] = lo;
   return p;
 }
 

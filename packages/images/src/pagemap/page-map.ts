@@ -37,7 +37,7 @@ export class PageMap {
     readonly dir: string,
     readonly pagemapName: string,
   ) {
-    const r = ImageReader.open(join(dir, pagemapName));
+    const r = ImageReader.open(join(dir, pagemapName), 'PAGEMAP');
     try {
       const head = r.next();
       if (!head) throw new ImageError(r.path, 8, 'pagemap has no pagemap_head');
@@ -116,9 +116,25 @@ export class PageMap {
   }
 
   private readPagesFile(at: bigint): Buffer {
-    this.pagesFd ??= openSync(this.pagesFile, 'r');
+    if (this.pagesFd === undefined) {
+      try {
+        this.pagesFd = openSync(this.pagesFile, 'r');
+      } catch (err) {
+        const why = (err as NodeJS.ErrnoException).code ?? String(err);
+        throw new ImageError(this.pagesFile, 0, `cannot open: ${why}`);
+      }
+    }
     const buf = Buffer.alloc(PAGE_SIZE);
-    const n = readSync(this.pagesFd, buf, 0, PAGE_SIZE, at);
+    let n = 0;
+    // A corrupt pagemap can put a page past what a file offset can be: that is missing data too.
+    if (at <= BigInt(Number.MAX_SAFE_INTEGER)) {
+      try {
+        n = readSync(this.pagesFd, buf, 0, PAGE_SIZE, at);
+      } catch (err) {
+        const why = (err as NodeJS.ErrnoException).code ?? String(err);
+        throw new ImageError(this.pagesFile, Number(at), `cannot read: ${why}`);
+      }
+    }
     if (n !== PAGE_SIZE) {
       throw new ImageError(this.pagesFile, Number(at), `page data missing (read ${n} of ${PAGE_SIZE} bytes)`);
     }

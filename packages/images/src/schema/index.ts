@@ -44,3 +44,29 @@ export function encodeMessage<K extends MessageName>(name: K, value: MessageType
   const type = messageType(name);
   return type.encode(type.fromObject(value as Record<string, unknown>)).finish();
 }
+
+/**
+ * Builds message codecs now (protobufjs generates them on first use): a dumper calls this
+ * before it stops any task, so code generation never counts as frozen time. With names,
+ * only those messages and the ones they contain; without, every message.
+ */
+const warmed = new Set<protobuf.Type>();
+export function warmUpCodecs(names?: string[]): void {
+  const setup = (t: protobuf.Type): void => {
+    if (warmed.has(t)) return;
+    warmed.add(t);
+    t.setup();
+    for (const f of t.fieldsArray) if (f.resolvedType instanceof protobuf.Type) setup(f.resolvedType);
+  };
+  if (names) {
+    for (const n of names) setup(messageType(n));
+    return;
+  }
+  const visit = (ns: protobuf.NamespaceBase): void => {
+    for (const nested of ns.nestedArray) {
+      if (nested instanceof protobuf.Type) setup(nested);
+      if (nested instanceof protobuf.Namespace) visit(nested);
+    }
+  };
+  visit(schemaRoot());
+}
