@@ -1,0 +1,211 @@
+import { readFileSync } from 'node:fs';
+import { type SeizedTask, type SeizedTree, seizeTree } from '@criu-ts/compel';
+import {
+  type DumpStatsEntry,
+  ImageDir,
+  type InventoryEntry,
+  type PstreeEntry,
+  warmUpCodecs,
+} from '@criu-ts/images';
+import { CgroupSets } from '../cgroup/dump.js';
+import { CORE_MARCH_X86_64, TASK_ZOMBIE } from '../core-image/thread.js';
+import { FileTable } from '../files/table.js';
+import { KobjIds } from '../ids/dump.js';
+import { fpregsToImage } from '../registers/x86.js';
+import { SeccompFilters } from '../seccomp/dump.js';
+import { DumpError } from './errors.js';
+import { DumpStats } from './stats.js';
+import { type DumpContext, dumpTask } from './task.js';
+
+export interface DumpOptions {
+  /** Root of the tree to dump. */
+  pid: number;
+  /** Where images go (-D); created 0700 when missing. */
+  imagesDir: string;
+  /** -R: resume the tree after a successful dump (default: kill it, as CRIU does). */
+  leaveRunning?: boolean;
+  /** -s: leave the tree stopped (SIGSTOP) after the dump. */
+  leaveStopped?: boolean;
+  /** --shell-job: the tree may belong to a session and process group led from outside. */
+  shellJob?: boolean;
+  /** --freeze-cgroup: a cgroup v2 directory whose freezer stops the tree before seizing. */
+  freezeCgroup?: string;
+  /** Called between steps; throw from it (or reject) to abort the dump, e.g. on Ctrl-C. */
+  checkpoint?: () => void;
+  log?: (msg: string) => void;
+}
+
+export interface DumpResult {
+  tasks: number;
+  threads: number;
+  pagesWritten: number;
+  /** What stats-dump.img holds. */
+  stats: DumpStatsEntry;
+}
+
+const IMG_VERSION = 2;
+
+/**
+ * criu dump: seize the tree, write its images, then kill it (or leave it running/stopped).
+ * Any failure before the end resumes every task exactly as it was and rethrows.
+ * Between tasks it yields to the event loop so a Ctrl-C handler can run; no ptrace request
+ * is in flight then.
+ */
+export async function dump(opts: DumpOptions): Promise<DumpResult> {
+  const log = opts.log ?? (() => {});
+  const dir = ImageDir.create(opts.imagesDir);
+  warmUp();
+  const stats = new DumpStats();
+  const tree = seizeTree(opts.pid, opts.freezeCgroup ? { freezeCgroup: opts.freezeCgroup } : {});
+  stats.frozenAt = process.hrtime.bigint();
+  log(`seized ${tree.tasks.length} tasks`);
+  const ctx: DumpContext = {
+    dir,
+    tree,
+    files: new FileTable(),
+    ids: new KobjIds(),
+    stats,
+    fdTablesDone: new Set(),
+    pagesId: 1,
+    seccomp: new SeccompFilters(),
+    cgroups: new CgroupSets(),
+  };
+  try {
+    checkSessions(tree, opts.shellJob === true);
+    for (const task of tree.tasks) {
+      await yieldToEventLoop();
+      opts.checkpoint?.();
+      if (task.state === 'zombie') dumpZombie(ctx, task);
+      else dumpTask(ctx, task);
+      log(`dumped pid ${task.pid}`);
+    }
+    await yieldToEventLoop();
+    opts.checkpoint?.();
+    writeTreeImages(ctx);
+  } catch (err) {
+    tree.release();
+    throw err;
+  }
+  const statsEntry = stats.entry(process.hrtime.bigint());
+  dir.write('stats-%s', 'dump', [{ dump: statsEntry }]);
+  finish(tree, opts);
+  return {
+    tasks: tree.tasks.length,
+    threads: tree.tasks.reduce((n, t) => n + t.threads.length, 0),
+    pagesWritten: stats.pagesWritten,
+    stats: statsEntry,
+  };
+}
+
+/**
+ * Work that does not need the tasks stopped is done before seizing them, so it does not
+ * count as frozen time: compiling the image codecs, the CPU's XSAVE layout.
+ */
+function warmUp(): void {
+  warmUpCodecs([
+    'inventory_entry',
+    'pstree_entry',
+    'core_entry',
+    'task_kobj_ids_entry',
+    'mm_entry',
+    'pagemap_head',
+    'fs_entry',
+    'file_entry',
+    'fdinfo_entry',
+    'seccomp_entry',
+    'cgroup_entry',
+    'remap_file_path_entry',
+    'ghost_file_entry',
+    'stats_entry',
+  ]);
+  fpregsToImage(Buffer.alloc(4096));
+}
+
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+function finish(tree: SeizedTree, opts: DumpOptions): void {
+  if (opts.leaveStopped) {
+    for (const t of tree.tasks) if (t.state !== 'zombie') process.kill(t.pid, 'SIGSTOP');
+    tree.release();
+  } else if (opts.leaveRunning) {
+    tree.release();
+  } else {
+    tree.killAll();
+  }
+}
+
+/**
+ * Sessions and process groups must be led from inside the tree, or restore could not give
+ * them back; a process started from a shell is in the shell's session, which --shell-job
+ * accepts (restore then puts it in the restoring shell's session, as CRIU does).
+ */
+function checkSessions(tree: SeizedTree, shellJob: boolean): void {
+  if (shellJob) return;
+  const inside = new Set(tree.tasks.map((t) => t.pid));
+  for (const t of tree.tasks) {
+    if (t.sid !== 0 && !inside.has(t.sid)) {
+      throw new DumpError(
+        `the session leader ${t.sid} of pid ${t.pid} is outside the tree: dump with --shell-job, or start it with setsid`,
+      );
+    }
+    if (t.pgid !== 0 && !inside.has(t.pgid)) {
+      throw new DumpError(
+        `the process group leader ${t.pgid} of pid ${t.pid} is outside the tree: use --shell-job`,
+      );
+    }
+  }
+}
+
+/** A zombie has no memory or files: only its place in the tree and its exit code. */
+function dumpZombie(ctx: DumpContext, task: SeizedTask): void {
+  const stat = readFileSync(`/proc/${task.pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const exitCode = Number(fields[49] ?? 0);
+  ctx.dir.write('core-%u', task.pid, [
+    {
+      mtype: CORE_MARCH_X86_64,
+      tc: {
+        task_state: TASK_ZOMBIE,
+        exit_code: exitCode,
+        personality: 0,
+        flags: 0,
+        blk_sigset: 0n,
+        comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')),
+      },
+    },
+  ]);
+}
+
+function writeTreeImages(ctx: DumpContext): void {
+  const pstree: PstreeEntry[] = ctx.tree.tasks.map((t) => ({
+    pid: t.pid,
+    ppid: t.pid === ctx.tree.root ? 0 : t.ppid,
+    pgid: t.pgid,
+    sid: t.sid,
+    threads: t.state === 'zombie' ? [t.pid] : t.threads.map((th) => th.tid),
+  }));
+  ctx.dir.write('pstree', undefined, pstree);
+  ctx.dir.write('files', undefined, ctx.files.entries);
+  if (ctx.files.remaps.length) ctx.dir.write('remap-fpath', undefined, ctx.files.remaps);
+  for (const g of ctx.files.ghosts) g.write(ctx.dir);
+  if (ctx.seccomp.filters.length)
+    ctx.dir.write('seccomp', undefined, [{ seccomp_filters: ctx.seccomp.filters }]);
+  const cgroup = ctx.cgroups.entry();
+  if (cgroup) ctx.dir.write('cgroup', undefined, [cgroup]);
+  const rootIds = ctx.dir.ids(ctx.tree.root);
+  const inventory: InventoryEntry = {
+    img_version: IMG_VERSION,
+    fdinfo_per_id: true,
+    root_ids: rootIds,
+    ns_per_id: true,
+    root_cg_set: ctx.cgroups.of(ctx.tree.root),
+    lsmtype: 0,
+    dump_uptime: uptimeMicros(),
+  };
+  ctx.dir.write('inventory', undefined, [inventory]);
+}
+
+function uptimeMicros(): bigint {
+  const [secs = '0'] = readFileSync('/proc/uptime', 'utf8').split(' ');
+  return BigInt(Math.round(Number(secs) * 1e6));
+}

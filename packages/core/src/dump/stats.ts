@@ -1,0 +1,28 @@
+import type { DumpStatsEntry } from '@criu-ts/images';
+
+/** Microseconds since `from` (process.hrtime.bigint() values). */
+const us = (from: bigint, to: bigint) => Number((to - from) / 1000n);
+
+/** Times and page counts of one dump, as stats-dump records them. */
+export class DumpStats {
+  readonly start = process.hrtime.bigint();
+  frozenAt = this.start;
+  memdumpStart = this.start;
+  memdumpEnd = this.start;
+  memwriteEnd = this.start;
+  pagesScanned = 0;
+  pagesWritten = 0;
+
+  entry(end: bigint): DumpStatsEntry {
+    return {
+      freezing_time: us(this.start, this.frozenAt),
+      frozen_time: us(this.frozenAt, end),
+      memdump_time: us(this.memdumpStart, this.memdumpEnd),
+      memwrite_time: us(this.memdumpStart, this.memwriteEnd),
+      pages_scanned: BigInt(this.pagesScanned),
+      pages_skipped_parent: 0n,
+      pages_written: BigInt(this.pagesWritten),
+      pages_lazy: 0n,
+    };
+  }
+}

@@ -1,0 +1,217 @@
+import { ProcDir } from '@criu-ts/bfd';
+import { Parasite, type SeizedTask, type SeizedTree } from '@criu-ts/compel';
+import type { CoreEntry, ImageDir, TaskCoreEntry, UserDescT } from '@criu-ts/images';
+import {
+  ptraceGetRseqConfiguration,
+  ptraceGetSigmask,
+  ptraceGetThreadArea,
+  ptraceGetXstate,
+  raw,
+  SYS,
+} from '@criu-ts/sys';
+import type { CgroupSets } from '../cgroup/dump.js';
+import { coreEntry, TASK_ALIVE, TASK_STOPPED, type ThreadState } from '../core-image/thread.js';
+import { dumpCreds } from '../creds/dump.js';
+import { dumpFds } from '../files/dump-fds.js';
+import { pathEntry } from '../files/regular/dump.js';
+import type { FileTable } from '../files/table.js';
+import { dumpFs } from '../fs/dump.js';
+import type { KobjIds } from '../ids/dump.js';
+import { dumpMm } from '../mm/dump.js';
+import { dumpPages, pagesToDump } from '../mm/pages.js';
+import { dumpVmas } from '../mm/vmas.js';
+import { dumpRlimits } from '../rlimits/dump.js';
+import type { SeccompFilters } from '../seccomp/dump.js';
+import { pendingSignals, signalQueue } from '../signals/dump.js';
+import { listPosixTimers, taskTimers } from '../timers/dump.js';
+import { DumpError } from './errors.js';
+import { readRemoteState, readRemoteThreadState } from './remote-state.js';
+import type { DumpStats } from './stats.js';
+
+/** Everything one dump shares between its tasks. */
+export interface DumpContext {
+  dir: ImageDir;
+  tree: SeizedTree;
+  files: FileTable;
+  ids: KobjIds;
+  stats: DumpStats;
+  /** files_id values whose fdinfo image is written already (tasks sharing an fd table). */
+  fdTablesDone: Set<number>;
+  pagesId: number;
+  seccomp: SeccompFilters;
+  cgroups: CgroupSets;
+}
+
+// GDT TLS slots x86-64 userspace may use (GDT_ENTRY_TLS_MIN .. MAX).
+const TLS_ENTRIES = [12, 13, 14];
+
+/** Dumps one task: its threads' core images, mm, pages, files, fs and ids. */
+export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
+  if (task.state === 'zombie') throw new DumpError(`pid ${task.pid}: zombies are handled by dumpZombie`);
+  const proc = ProcDir.open(task.pid);
+  try {
+    const stat = proc.stat();
+    const status = proc.status();
+    const timers = listPosixTimers(proc);
+    const parasite = Parasite.infect(ctx.tree, task.pid);
+    let remote: ReturnType<typeof readRemoteState>;
+    try {
+      remote = readRemoteState(
+        parasite,
+        task.pid,
+        timers.map((t) => t.id),
+      );
+    } finally {
+      parasite.cure();
+    }
+
+    const ids = ctx.ids.of(task.pid);
+    ctx.dir.write('ids-%u', task.pid, [ids]);
+
+    // Memory.
+    const smaps = proc.smaps();
+    const vmas = dumpVmas(task.pid, smaps, (s) =>
+      pathEntry(
+        ctx.files,
+        s.path,
+        `/proc/${task.pid}/map_files/${s.start.toString(16)}-${s.end.toString(16)}`,
+      ),
+    );
+    const exeId = pathEntry(ctx.files, proc.readlink('exe'), `/proc/${task.pid}/exe`);
+    ctx.dir.write('mm-%u', task.pid, [
+      dumpMm(proc, stat, vmas, exeId, {
+        brk: remote.brk,
+        dumpable: remote.dumpable,
+        thpDisabled: remote.thpDisabled,
+      }),
+    ]);
+    ctx.stats.memdumpStart = process.hrtime.bigint();
+    const { runs, scanned } = pagesToDump(proc.pagemap(), vmas);
+    const pm = ctx.dir.pageMapWriter(task.pid, ctx.pagesId++);
+    try {
+      ctx.stats.pagesWritten += dumpPages(task.pid, runs, pm);
+    } finally {
+      pm.close();
+    }
+    ctx.stats.pagesScanned += scanned;
+    ctx.stats.memdumpEnd = ctx.stats.memwriteEnd = process.hrtime.bigint();
+
+    // Files and fs.
+    if (!ctx.fdTablesDone.has(ids.files_id)) {
+      ctx.dir.write('fdinfo-%u', ids.files_id, dumpFds(task.pid, proc, ctx.files));
+      ctx.fdTablesDone.add(ids.files_id);
+    }
+    ctx.dir.write('fs-%u', task.pid, [dumpFs(task.pid, proc, status, ctx.files)]);
+
+    // Task-wide state goes into the leader's core image.
+    const tc: TaskCoreEntry = {
+      task_state: task.state === 'stopped' ? TASK_STOPPED : TASK_ALIVE,
+      exit_code: 0,
+      personality: Number.parseInt(proc.readText('personality').trim(), 16),
+      flags: stat.flags,
+      blk_sigset: ptraceGetSigmask(task.pid),
+      comm: stat.comm,
+      timers: taskTimers(remote.itimers, timers, remote.posixTimers),
+      rlimits: dumpRlimits(task.pid),
+      sigactions: remote.sigactions,
+      child_subreaper: remote.childSubreaper,
+      loginuid: Number(readOr(proc, 'loginuid', '4294967295')),
+      oom_score_adj: Number(readOr(proc, 'oom_score_adj', '0')),
+    };
+    const shared = pendingSignals(task.pid, true);
+    if (shared.length) tc.signals_s = signalQueue(shared);
+    if (task.state === 'stopped') tc.stop_signo = 19;
+
+    for (const thread of task.threads) {
+      const isLeader = thread.tid === task.pid;
+      const tproc = proc.task(thread.tid);
+      const tstatus = tproc.status();
+      const state: ThreadState = {
+        tid: thread.tid,
+        regs: thread.regs,
+        xstate: ptraceGetXstate(thread.tid),
+        sigmask: ptraceGetSigmask(thread.tid),
+        clearTidAddr: 0n,
+        tls: readTls(thread.tid),
+        creds: dumpCreds(tstatus, remote.secbits),
+        comm: tproc.stat().comm,
+        sched: schedOf(thread.tid),
+        pendingSignals: pendingSignals(thread.tid, false),
+        seccompMode: tstatus.seccomp,
+        rseq: rseqOf(thread.tid),
+        robustList: robustListOf(thread.tid),
+      };
+      const own = isLeader ? remote : readThreadState(ctx.tree, task.pid, thread.tid);
+      state.clearTidAddr = own.clearTidAddr;
+      state.sas = own.sas;
+      state.pdeathSig = own.pdeathSig;
+      const filter = ctx.seccomp.addThread(thread.tid, tstatus.seccomp);
+      if (filter !== undefined) state.seccompFilter = filter;
+      const core: CoreEntry = coreEntry(state, isLeader ? tc : undefined);
+      if (core.thread_core) core.thread_core.cg_set = ctx.cgroups.of(thread.tid);
+      ctx.dir.write('core-%u', thread.tid, [core]);
+    }
+  } finally {
+    proc.close();
+  }
+}
+
+/** The per-thread values a non-leader thread keeps (its own parasite, a small batch). */
+function readThreadState(tree: SeizedTree, pid: number, tid: number) {
+  const p = Parasite.infect(tree, pid, { tid, tableEntries: 8, dataSize: 4096 });
+  try {
+    return readRemoteThreadState(p, tid);
+  } finally {
+    p.cure();
+  }
+}
+
+function readOr(proc: ProcDir, name: string, fallback: string): string {
+  try {
+    return proc.readText(name).trim();
+  } catch {
+    return fallback;
+  }
+}
+
+function readTls(tid: number): UserDescT[] {
+  return TLS_ENTRIES.map((n) => {
+    const d = ptraceGetThreadArea(tid, n);
+    return {
+      entry_number: d.entryNumber,
+      base_addr: d.baseAddr,
+      limit: d.limit,
+      seg_32bit: d.seg32bit,
+      contents_h: (d.contents & 2) !== 0,
+      contents_l: (d.contents & 1) !== 0,
+      read_exec_only: d.readExecOnly,
+      limit_in_pages: d.limitInPages,
+      seg_not_present: d.segNotPresent,
+      usable: d.useable,
+    };
+  });
+}
+
+/** Scheduling policy, RT priority and nice value, read from outside by tid. */
+function schedOf(tid: number): { policy: number; prio: number; nice: number } {
+  const policy = Number(raw.syscall(SYS.sched_getscheduler, tid));
+  const param = Buffer.alloc(4);
+  raw.syscall(SYS.sched_getparam, tid, param);
+  // getpriority returns 20 - nice so that it is never negative.
+  const prio = Number(raw.syscall(SYS.getpriority, 0 /* PRIO_PROCESS */, tid));
+  return { policy: policy & 0xff, prio: param.readInt32LE(0), nice: 20 - prio };
+}
+
+/** The robust futex list head and its length, read from outside with get_robust_list(tid). */
+function robustListOf(tid: number): { head: bigint; len: number } {
+  const head = Buffer.alloc(8);
+  const len = Buffer.alloc(8);
+  if (Number(raw.syscall(SYS.get_robust_list, tid, head, len)) < 0) return { head: 0n, len: 0 };
+  return { head: head.readBigUInt64LE(0), len: Number(len.readBigUInt64LE(0)) };
+}
+
+function rseqOf(tid: number) {
+  const c = ptraceGetRseqConfiguration(tid);
+  if (c.rseqAbiPointer === 0n) return undefined;
+  return { rseq_abi_pointer: c.rseqAbiPointer, rseq_abi_size: c.rseqAbiSize, signature: c.signature };
+}

@@ -1,0 +1,40 @@
+import { statSync } from 'node:fs';
+import type { ProcDir } from '@criu-ts/bfd';
+import type { FdinfoEntry } from '@criu-ts/images';
+import { DumpError } from '../dump/errors.js';
+import { regularFileDriver } from './regular/dump.js';
+import type { FdDumpDriver, FileTable, OpenFile } from './table.js';
+
+/**
+ * The fd drivers, one per kind of file. A new kind of fd is one folder under files/ and
+ * one line here.
+ */
+export const FD_DRIVERS: FdDumpDriver[] = [regularFileDriver];
+
+const O_CLOEXEC = 0o2000000;
+const FD_CLOEXEC = 1;
+
+/**
+ * Every fd of a task: its files.img entry (shared with other fds and tasks holding the same
+ * open file) and its fdinfo entry. An fd no driver handles stops the dump with its name.
+ */
+export function dumpFds(pid: number, proc: ProcDir, files: FileTable, drivers = FD_DRIVERS): FdinfoEntry[] {
+  const out: FdinfoEntry[] = [];
+  for (const fd of proc.fds()) {
+    const file = openFile(pid, proc, fd);
+    const driver = drivers.find((d) => d.claims(file));
+    if (!driver) {
+      throw new DumpError(`pid ${pid} fd ${fd} (${file.link}) is a kind of file criu-ts cannot dump yet`);
+    }
+    const { id, type } = driver.dump({ ...file, flags: file.flags & ~O_CLOEXEC }, files);
+    out.push({ id, flags: file.flags & O_CLOEXEC ? FD_CLOEXEC : 0, type, fd });
+  }
+  return out;
+}
+
+function openFile(pid: number, proc: ProcDir, fd: number): OpenFile {
+  const link = proc.readlink(`fd/${fd}`);
+  const info = proc.fdinfo(fd);
+  const stat = statSync(`/proc/${pid}/fd/${fd}`, { bigint: true });
+  return { pid, fd, link, pos: info.pos, flags: info.flags, mntId: info.mntId, stat };
+}

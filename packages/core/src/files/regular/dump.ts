@@ -1,0 +1,134 @@
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import type { FileEntry, ImageDir } from '@criu-ts/images';
+import { DumpError } from '../../dump/errors.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
+
+const DELETED = ' (deleted)';
+const O_ACCMODE_AND_STATUS = 0o7777777; // keep access mode and status flags, as fdinfo shows them
+const REMAP_GHOST = 1;
+/** Unlinked files up to this size are copied into ghost-file images (CRIU's default limit). */
+const GHOST_LIMIT = 1024 * 1024;
+
+const noOwner = () => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });
+
+/**
+ * A regular file or device node reached by path: the path, position, flags, mode and size,
+ * so that restore reopens it and checks it is still the same file. An unlinked file that is
+ * still open becomes a ghost file: its contents go into ghost-file-ID.img.
+ */
+export function regularFileEntry(
+  files: FileTable,
+  path: string,
+  st: import('node:fs').BigIntStats,
+  opts: { flags?: number; pos?: bigint; mntId?: number; procPath?: string; key?: string } = {},
+): number {
+  const key = opts.key ?? `path:${st.dev}:${st.ino}:${path}`;
+  return files.add(key, (id) => {
+    const deleted = path.endsWith(DELETED) && st.nlink === 0n;
+    const name = deleted ? path.slice(0, -DELETED.length) : path;
+    if (deleted) addGhost(files, id, name, st, opts.procPath);
+    const entry: FileEntry = {
+      id,
+      type: FD_TYPE.REG,
+      reg: {
+        id,
+        flags: (opts.flags ?? 0) & O_ACCMODE_AND_STATUS,
+        pos: opts.pos ?? 0n,
+        fown: noOwner(),
+        name,
+        size: st.size,
+        mode: Number(st.mode),
+        ...(opts.mntId !== undefined ? { mnt_id: opts.mntId } : {}),
+      },
+    };
+    return entry;
+  });
+}
+
+function addGhost(
+  files: FileTable,
+  origId: number,
+  name: string,
+  st: import('node:fs').BigIntStats,
+  procPath?: string,
+) {
+  if (!procPath) throw new DumpError(`unlinked file ${name} has no /proc path to copy it from`);
+  if ((st.mode & 0o170000n) === 0o100000n && st.size > BigInt(GHOST_LIMIT)) {
+    throw new DumpError(
+      `unlinked file ${name} is ${st.size} bytes, over the ghost file limit of ${GHOST_LIMIT}`,
+    );
+  }
+  const remapId = files.ids.unique();
+  files.remaps.push({ orig_id: origId, remap_id: remapId, remap_type: REMAP_GHOST });
+  // Read the contents now, while the task still holds the file open.
+  const data = readWhole(procPath, Number(st.size));
+  files.ghosts.push({
+    id: remapId,
+    write: (dir: ImageDir) => {
+      const w = dir.writer('ghost-file-%x', remapId);
+      try {
+        w.write(
+          {
+            uid: Number(st.uid),
+            gid: Number(st.gid),
+            mode: Number(st.mode),
+            dev: Number(st.dev),
+            ino: st.ino,
+            rdev: Number(st.rdev),
+            atim: timeval(st.atimeNs),
+            mtim: timeval(st.mtimeNs),
+            size: st.size,
+          },
+          data,
+        );
+      } finally {
+        w.close();
+      }
+    },
+  });
+}
+
+const timeval = (ns: bigint) => ({ tv_sec: ns / 1_000_000_000n, tv_usec: (ns % 1_000_000_000n) / 1000n });
+
+function readWhole(path: string, size: number): Buffer {
+  const buf = Buffer.alloc(size);
+  const fd = openSync(path, 'r');
+  try {
+    let done = 0;
+    while (done < size) {
+      const n = readSync(fd, buf, done, size - done, done);
+      if (n === 0) break;
+      done += n;
+    }
+    return buf.subarray(0, done);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Regular files, directories and device nodes opened by path. */
+export const regularFileDriver: FdDumpDriver = {
+  kind: 'regular file',
+  claims(file: OpenFile) {
+    const type = file.stat.mode & 0o170000n;
+    const byPath = file.link.startsWith('/');
+    return byPath && (type === 0o100000n || type === 0o040000n || type === 0o020000n || type === 0o060000n);
+  },
+  dump(file: OpenFile, files: FileTable) {
+    const id = regularFileEntry(files, file.link, file.stat, {
+      key: files.descriptionKey(file),
+      flags: file.flags,
+      pos: file.pos,
+      mntId: file.mntId,
+      procPath: `/proc/${file.pid}/fd/${file.fd}`,
+    });
+    return { id, type: FD_TYPE.REG };
+  },
+};
+
+/** A path's REG entry for cwd, root and the mm's exe (no position, opened O_PATH-like). */
+export function pathEntry(files: FileTable, path: string, procPath: string): number {
+  return regularFileEntry(files, path, statSync(procPath, { bigint: true }), { procPath });
+}
+
+export type { FileEntry };

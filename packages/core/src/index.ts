@@ -1,0 +1,7 @@
+/**
+ * @criu-ts/core: checkpoint/restore logic. One folder per kernel object (mm, files, creds,
+ * signals, timers, ...), each with its dump side; dump/ puts them together.
+ */
+export { type DumpOptions, type DumpResult, dump } from './dump/dump.js';
+export { DumpError } from './dump/errors.js';
+export { fpregsFromImage, fpregsToImage, gpregsFromImage, gpregsToImage } from './registers/x86.js';

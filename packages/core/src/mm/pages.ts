@@ -1,0 +1,110 @@
+import { closeSync, openSync, readSync } from 'node:fs';
+import { PAGE_IS_FILE, PAGE_IS_PFNZERO, PAGE_IS_PRESENT, PAGE_IS_SWAPPED, type Pagemap } from '@criu-ts/bfd';
+import type { PageMapWriter } from '@criu-ts/images';
+import { processVmReadv, type VmIovec } from '@criu-ts/sys';
+import { DumpError } from '../dump/errors.js';
+import { type DumpVma, isPrivateMemory, VMA } from './vmas.js';
+
+const PAGE = 4096n;
+/** Pages are copied through buffers of this size: large enough that syscalls don't dominate. */
+const CHUNK = 8 * 1024 * 1024;
+
+export interface PageStats {
+  scanned: number;
+  written: number;
+}
+
+/** A run of pages to copy. */
+interface Run {
+  start: bigint;
+  end: bigint;
+  readable: boolean;
+}
+
+/**
+ * Which pages of a task's private memory dump copies, as CRIU decides: present or swapped
+ * pages, but not the shared zero page, and in private file mappings only the pages the
+ * task has written (anonymous copies), since the others come back from the file.
+ */
+export function pagesToDump(pagemap: Pagemap, vmas: DumpVma[]): { runs: Run[]; scanned: number } {
+  const runs: Run[] = [];
+  let scanned = 0;
+  for (const { entry } of vmas) {
+    if (!isPrivateMemory(entry)) continue;
+    scanned += Number((entry.end - entry.start) / PAGE);
+    const fileBacked = (entry.status & VMA.FILE_PRIVATE) !== 0;
+    const skip = PAGE_IS_PFNZERO | (fileBacked ? PAGE_IS_FILE : 0);
+    const { regions } = pagemap.scan(entry.start, entry.end, {
+      categoryAnyofMask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+      categoryInverted: skip,
+      categoryMask: skip,
+      returnMask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+    });
+    const readable = (entry.prot & 1) !== 0;
+    for (const r of regions) {
+      const last = runs[runs.length - 1];
+      // Runs of neighbouring VMAs with the same readability are copied together.
+      if (last && last.end === r.start && last.readable === readable) last.end = r.end;
+      else runs.push({ start: r.start, end: r.end, readable });
+    }
+  }
+  return { runs, scanned };
+}
+
+/**
+ * Copies the runs into pagemap-PID.img and pages-N.img: process_vm_readv with many iovecs
+ * into one large buffer, written out whenever it fills; pages the task cannot read itself
+ * (PROT_NONE) are read through /proc/PID/mem.
+ */
+export function dumpPages(pid: number, runs: Run[], out: PageMapWriter): number {
+  const buf = Buffer.allocUnsafe(CHUNK);
+  let used = 0;
+  let iovs: VmIovec[] = [];
+  let written = 0;
+  const flush = () => {
+    if (iovs.length === 0) return;
+    const want = used;
+    const got = processVmReadv(pid, iovs);
+    if (got !== want)
+      throw new DumpError(`pid ${pid}: read ${got} of ${want} bytes of memory (a mapping changed?)`);
+    out.writeData(buf.subarray(0, used));
+    iovs = [];
+    used = 0;
+  };
+  let mem: number | undefined;
+  try {
+    for (const run of runs) {
+      const pages = (run.end - run.start) / PAGE;
+      out.addPresent(run.start, pages);
+      written += Number(pages);
+      if (!run.readable) {
+        flush();
+        mem ??= openSync(`/proc/${pid}/mem`, 'r');
+        copyViaProcMem(mem, run, out, buf);
+        continue;
+      }
+      for (let at = run.start; at < run.end; ) {
+        if (used === CHUNK) flush();
+        const n = Math.min(Number(run.end - at), CHUNK - used);
+        iovs.push({ local: buf, offset: used, remote: at, len: n });
+        used += n;
+        at += BigInt(n);
+      }
+    }
+    flush();
+  } finally {
+    if (mem !== undefined) closeSync(mem);
+  }
+  return written;
+}
+
+function copyViaProcMem(fd: number, run: Run, out: PageMapWriter, buf: Buffer): void {
+  for (let at = run.start; at < run.end; ) {
+    const n = Math.min(Number(run.end - at), buf.length);
+    const got = readSync(fd, buf, 0, n, at);
+    if (got !== n)
+      throw new DumpError(`/proc mem read of ${n} bytes at 0x${at.toString(16)} returned ${got}`);
+    out.writeData(buf.subarray(0, n));
+    at += BigInt(n);
+  }
+}

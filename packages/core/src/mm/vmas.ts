@@ -1,0 +1,140 @@
+import { hasVmFlag, type SmapsEntry, type VmFlagName } from '@criu-ts/bfd';
+import type { VmaEntry } from '@criu-ts/images';
+import { DumpError } from '../dump/errors.js';
+
+// mmap flags and VMA status bits as CRIU stores them (vma.proto, criu/include/image.h).
+export const MAP = {
+  SHARED: 0x1,
+  PRIVATE: 0x2,
+  ANONYMOUS: 0x20,
+  GROWSDOWN: 0x100,
+  LOCKED: 0x2000,
+  NORESERVE: 0x4000,
+  HUGETLB: 0x40000,
+} as const;
+export const VMA = {
+  AREA_REGULAR: 1 << 0,
+  AREA_STACK: 1 << 1,
+  AREA_VSYSCALL: 1 << 2,
+  AREA_VDSO: 1 << 3,
+  AREA_HEAP: 1 << 5,
+  FILE_PRIVATE: 1 << 6,
+  FILE_SHARED: 1 << 7,
+  ANON_SHARED: 1 << 8,
+  ANON_PRIVATE: 1 << 9,
+  AREA_SYSVIPC: 1 << 10,
+  AREA_SOCKET: 1 << 11,
+  AREA_VVAR: 1 << 12,
+  AREA_AIORING: 1 << 13,
+  AREA_MEMFD: 1 << 14,
+  UNSUPP: 2 ** 31,
+} as const;
+
+// madvise bits recorded from VmFlags (bit = MADV_* value).
+const MADV_FROM_VMFLAG: ReadonlyArray<[VmFlagName, number]> = [
+  ['sr', 2], // MADV_SEQUENTIAL
+  ['rr', 1], // MADV_RANDOM
+  ['dc', 10], // MADV_DONTFORK
+  ['dd', 16], // MADV_DONTDUMP
+  ['mg', 12], // MADV_MERGEABLE
+  ['hg', 14], // MADV_HUGEPAGE
+  ['nh', 15], // MADV_NOHUGEPAGE
+  ['wf', 18], // MADV_WIPEONFORK
+];
+
+/** One VMA with what dump needs besides the image entry. */
+export interface DumpVma {
+  entry: VmaEntry;
+  path: string;
+  /** VM_ACCOUNT ('ac'): once writable; restore maps it writable first so neighbours don't merge. */
+  wasWritable: boolean;
+}
+
+/**
+ * The VMAs of a task as CRIU describes them: prot, MAP_* flags (with GROWSDOWN, LOCKED,
+ * NORESERVE from VmFlags), a status saying what backs the area, and for file mappings the
+ * files.img id of the file (in shmid). [vvar] and [vvar_vclock] become one area, as CRIU
+ * keeps them; [vsyscall] is kept as the kernel's.
+ */
+export function dumpVmas(pid: number, smaps: SmapsEntry[], fileId: (vma: SmapsEntry) => number): DumpVma[] {
+  const out: DumpVma[] = [];
+  for (const s of smaps) {
+    const prev = out[out.length - 1];
+    if (isVvar(s.path) && prev && prev.entry.status & VMA.AREA_VVAR) {
+      if (prev.entry.end !== s.start)
+        throw new DumpError(`pid ${pid}: vvar areas are not next to each other`);
+      prev.entry.end = s.end;
+      continue;
+    }
+    out.push({ entry: vmaEntry(pid, s, fileId), path: s.path, wasWritable: hasVmFlag(s.vmFlags, 'ac') });
+  }
+  return out;
+}
+
+const isVvar = (path: string) => path === '[vvar]' || path === '[vvar_vclock]';
+
+function vmaEntry(pid: number, s: SmapsEntry, fileId: (vma: SmapsEntry) => number): VmaEntry {
+  let flags = s.shared ? MAP.SHARED : MAP.PRIVATE;
+  if (hasVmFlag(s.vmFlags, 'gd')) flags |= MAP.GROWSDOWN;
+  if (hasVmFlag(s.vmFlags, 'lo')) flags |= MAP.LOCKED;
+  if (hasVmFlag(s.vmFlags, 'nr')) flags |= MAP.NORESERVE;
+  if (hasVmFlag(s.vmFlags, 'ht')) flags |= MAP.HUGETLB;
+  let madv = 0n;
+  for (const [flag, bit] of MADV_FROM_VMFLAG) if (hasVmFlag(s.vmFlags, flag)) madv |= 1n << BigInt(bit);
+
+  let status = 0;
+  let shmid = 0n;
+  const where = `pid ${pid} VMA ${s.start.toString(16)}-${s.end.toString(16)} ${s.path}`;
+  if (s.path === '[vsyscall]') status = VMA.AREA_VSYSCALL;
+  else if (s.path.startsWith('[') && !s.path.startsWith('[anon:') && !special(s.path)) {
+    throw new DumpError(`${where}: unsupported special mapping`);
+  } else if (s.path.startsWith('/') && s.ino !== 0n && !isShmem(s)) {
+    // Pages of shared file mappings live in the file; private ones are copied when written.
+    status = VMA.AREA_REGULAR | (s.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE);
+    shmid = BigInt(fileId(s));
+  } else {
+    if (s.shared)
+      throw new DumpError(`${where}: shared anonymous memory comes with the "Files and IPC" work`);
+    status = VMA.AREA_REGULAR | VMA.ANON_PRIVATE;
+    flags |= MAP.ANONYMOUS;
+    if (s.path === '[vdso]') status |= VMA.AREA_VDSO;
+    if (isVvar(s.path)) status |= VMA.AREA_VVAR;
+    if (s.path === '[heap]') status |= VMA.AREA_HEAP;
+  }
+  if ((hasVmFlag(s.vmFlags, 'io') || hasVmFlag(s.vmFlags, 'pf')) && !(status & VMA.AREA_VVAR)) {
+    throw new DumpError(`${where}: device (VM_IO/VM_PFNMAP) mappings cannot be dumped`);
+  }
+  const entry: VmaEntry = {
+    start: s.start,
+    end: s.end,
+    pgoff: s.pgoff,
+    shmid,
+    prot: s.prot,
+    flags,
+    status,
+    fd: -1n,
+  };
+  if (madv !== 0n) entry.madv = madv;
+  return entry;
+}
+
+/** memfd and shmem-backed mappings show a path but are shared memory (later work). */
+function isShmem(s: SmapsEntry): boolean {
+  if (s.path.startsWith('/memfd:') || s.path.startsWith('/SYSV') || s.path.startsWith('/dev/zero')) {
+    throw new DumpError(`pid mapping ${s.path}: shared memory comes with the "Files and IPC" work`);
+  }
+  return false;
+}
+
+function special(path: string): boolean {
+  return ['[heap]', '[stack]', '[vdso]', '[vvar]', '[vvar_vclock]', '[vsyscall]'].includes(path);
+}
+
+/** Whether dump copies the pages of this VMA (private memory the task owns). */
+export function isPrivateMemory(e: VmaEntry): boolean {
+  return (
+    (e.status & VMA.AREA_REGULAR) !== 0 &&
+    (e.status & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE)) !== 0 &&
+    !(e.status & VMA.AREA_VVAR)
+  );
+}
