@@ -6,14 +6,25 @@
 // sample exists so that crit-ts has a real directory to explore.
 // Usage: node tools/demo/make-sample.mjs [OUT_DIR]
 import { spawnSync } from 'node:child_process';
-import { closeSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  readSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ImageDir } from '../../packages/images/dist/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const out = resolve(process.argv[2] ?? join(here, '../../examples/sample-dump'));
-const pid = Number(spawnSync('sh', ['-c', 'cd / && setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $!']).stdout);
+const pid = Number(
+  spawnSync('sh', ['-c', 'cd / && setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $!']).stdout,
+);
 
 try {
   rmSync(out, { recursive: true, force: true });
@@ -60,9 +71,22 @@ function writeSample(dir, p) {
         futex_rla: 0n,
         futex_rla_len: 0,
         creds: {
-          uid: ruid, gid: rgid, euid, egid, suid, sgid, fsuid, fsgid,
-          cap_inh: caps(st.CapInh), cap_prm: caps(st.CapPrm), cap_eff: caps(st.CapEff), cap_bnd: caps(st.CapBnd),
-          secbits: 0, groups: [], cap_amb: caps(st.CapAmb), no_new_privs: st.NoNewPrivs === '1',
+          uid: ruid,
+          gid: rgid,
+          euid,
+          egid,
+          suid,
+          sgid,
+          fsuid,
+          fsgid,
+          cap_inh: caps(st.CapInh),
+          cap_prm: caps(st.CapPrm),
+          cap_eff: caps(st.CapEff),
+          cap_bnd: caps(st.CapBnd),
+          secbits: 0,
+          groups: [],
+          cap_amb: caps(st.CapAmb),
+          no_new_privs: st.NoNewPrivs === '1',
         },
       },
     },
@@ -77,13 +101,23 @@ function writeSample(dir, p) {
       files.set(path, {
         id: files.size + 1,
         type: 1,
-        reg: { id: files.size + 1, flags, pos: 0n, fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 }, name: path, size: BigInt(s.size), mode: s.mode },
+        reg: {
+          id: files.size + 1,
+          flags,
+          pos: 0n,
+          fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 },
+          name: path,
+          size: BigInt(s.size),
+          mode: s.mode,
+        },
       });
     }
     return files.get(path).id;
   };
   const fdinfo = [];
-  for (const fd of readdirSync(`/proc/${p}/fd`).map(Number).sort((a, b) => a - b)) {
+  for (const fd of readdirSync(`/proc/${p}/fd`)
+    .map(Number)
+    .sort((a, b) => a - b)) {
     const target = readlinkSync(`/proc/${p}/fd/${fd}`);
     if (target.startsWith('/')) fdinfo.push({ id: fileId(target), flags: 0, type: 1, fd });
   }
