@@ -69,6 +69,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     pagesId: 1,
     seccomp: new SeccompFilters(),
     cgroups: new CgroupSets(),
+    shellJob: opts.shellJob === true,
+    ttyInfos: [],
   };
   try {
     checkSessions(tree, opts.shellJob === true);
@@ -117,6 +119,7 @@ function warmUp(): void {
     'remap_file_path_entry',
     'ghost_file_entry',
     'stats_entry',
+    'tty_info_entry',
   ]);
   fpregsToImage(Buffer.alloc(4096));
 }
@@ -188,6 +191,7 @@ function writeTreeImages(ctx: DumpContext): void {
   ctx.dir.write('files', undefined, ctx.files.entries);
   if (ctx.files.remaps.length) ctx.dir.write('remap-fpath', undefined, ctx.files.remaps);
   for (const g of ctx.files.ghosts) g.write(ctx.dir);
+  if (ctx.ttyInfos.length) ctx.dir.write('tty-info', undefined, ctx.ttyInfos);
   if (ctx.seccomp.filters.length)
     ctx.dir.write('seccomp', undefined, [{ seccomp_filters: ctx.seccomp.filters }]);
   const cgroup = ctx.cgroups.entry();

@@ -1,6 +1,6 @@
 import { ProcDir } from '@criu-ts/bfd';
 import { Parasite, type SeizedTask, type SeizedTree } from '@criu-ts/compel';
-import type { CoreEntry, ImageDir, TaskCoreEntry, UserDescT } from '@criu-ts/images';
+import type { CoreEntry, ImageDir, TaskCoreEntry, TtyInfoEntry, UserDescT } from '@criu-ts/images';
 import {
   ptraceGetRseqConfiguration,
   ptraceGetSigmask,
@@ -12,9 +12,10 @@ import {
 import type { CgroupSets } from '../cgroup/dump.js';
 import { coreEntry, TASK_ALIVE, TASK_STOPPED, type ThreadState } from '../core-image/thread.js';
 import { dumpCreds } from '../creds/dump.js';
-import { dumpFds } from '../files/dump-fds.js';
+import { dumpFds, FD_DRIVERS } from '../files/dump-fds.js';
 import { pathEntry } from '../files/regular/dump.js';
 import type { FileTable } from '../files/table.js';
+import { ttyDriver } from '../files/tty/dump.js';
 import { dumpFs } from '../fs/dump.js';
 import type { KobjIds } from '../ids/dump.js';
 import { dumpMm } from '../mm/dump.js';
@@ -40,6 +41,9 @@ export interface DumpContext {
   pagesId: number;
   seccomp: SeccompFilters;
   cgroups: CgroupSets;
+  shellJob: boolean;
+  /** tty-info.img entries, one per terminal. */
+  ttyInfos: TtyInfoEntry[];
 }
 
 // GDT TLS slots x86-64 userspace may use (GDT_ENTRY_TLS_MIN .. MAX).
@@ -53,6 +57,10 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
     const stat = proc.stat();
     const status = proc.status();
     const timers = listPosixTimers(proc);
+    const ids = ctx.ids.of(task.pid);
+    ctx.dir.write('ids-%u', task.pid, [ids]);
+
+    // What only the task can tell (one injected batch), and its fds, which may need it too.
     const parasite = Parasite.infect(ctx.tree, task.pid);
     let remote: ReturnType<typeof readRemoteState>;
     try {
@@ -61,14 +69,16 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
         task.pid,
         timers.map((t) => t.id),
       );
+      if (!ctx.fdTablesDone.has(ids.files_id)) {
+        const drivers = fdDrivers(ctx, parasite);
+        ctx.dir.write('fdinfo-%u', ids.files_id, dumpFds(task.pid, proc, ctx.files, drivers));
+        ctx.fdTablesDone.add(ids.files_id);
+      }
     } finally {
       parasite.cure();
     }
 
-    const ids = ctx.ids.of(task.pid);
-    ctx.dir.write('ids-%u', task.pid, [ids]);
-
-    // Memory.
+    // Memory, read after the parasite left so its scratch area is not in the maps.
     const smaps = proc.smaps();
     const vmas = dumpVmas(task.pid, smaps, (s) =>
       pathEntry(
@@ -96,11 +106,6 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
     ctx.stats.pagesScanned += scanned;
     ctx.stats.memdumpEnd = ctx.stats.memwriteEnd = process.hrtime.bigint();
 
-    // Files and fs.
-    if (!ctx.fdTablesDone.has(ids.files_id)) {
-      ctx.dir.write('fdinfo-%u', ids.files_id, dumpFds(task.pid, proc, ctx.files));
-      ctx.fdTablesDone.add(ids.files_id);
-    }
     ctx.dir.write('fs-%u', task.pid, [dumpFs(task.pid, proc, status, ctx.files)]);
 
     // Task-wide state goes into the leader's core image.
@@ -154,6 +159,24 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
   } finally {
     proc.close();
   }
+}
+
+// Terminal ioctls that only answer in the task that holds the terminal.
+const TIOCGPGRP = 0x540f;
+const TIOCGSID = 0x5429;
+
+/** The fd drivers for one task: terminals ask the task itself for their session. */
+function fdDrivers(ctx: DumpContext, parasite: Parasite) {
+  const session = (_pid: number, fd: number) => {
+    const out = parasite.scratch.addr;
+    const sid = parasite.syscall(SYS.ioctl, fd, TIOCGSID, out);
+    const sidValue = sid < 0n ? 0 : parasite.readScratch(0, 4).readInt32LE(0);
+    const pg = parasite.syscall(SYS.ioctl, fd, TIOCGPGRP, out);
+    const pgrp = pg < 0n ? 0 : parasite.readScratch(0, 4).readInt32LE(0);
+    return { sid: sidValue, pgrp };
+  };
+  // Terminals are character devices too: their driver must come before the regular one.
+  return [ttyDriver({ shellJob: ctx.shellJob, session, infos: ctx.ttyInfos }), ...FD_DRIVERS];
 }
 
 /** The per-thread values a non-leader thread keeps (its own parasite, a small batch). */
