@@ -20,3 +20,26 @@ export function asImageError(err: unknown, file: string, offset: number): ImageE
   const why = err instanceof Error ? err.message : String(err);
   return new ImageError(file, offset, why);
 }
+
+/** A failed write of an image (full disk, quota, I/O error), naming the file. */
+export class ImageWriteError extends Error {
+  override readonly name = 'ImageWriteError';
+
+  constructor(
+    readonly file: string,
+    readonly code: string,
+  ) {
+    super(`cannot write ${file}: ${code}`);
+  }
+}
+
+/** Runs a write or open of `file`, turning a Node error into an ImageWriteError. */
+export function writing<T>(file: string, op: () => T): T {
+  try {
+    return op();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code) throw new ImageWriteError(file, code === 'ENOSPC' ? 'ENOSPC (no space left on device)' : code);
+    throw err;
+  }
+}

@@ -6,7 +6,7 @@
  * - PageMap / PageMapWriter: pagemap + pages, page lookup across incremental dumps.
  * - imageToCrit / critToImage: crit's JSON form, for crit-ts and tests.
  */
-export { ImageError } from './errors.js';
+export { ImageError, ImageWriteError } from './errors.js';
 export type { Extra, IpcMessage, TcpQueues } from './extras.js';
 export * from './gen/types.js';
 export { ImageDir, type ImageFileInfo } from './image-dir.js';

@@ -64,6 +64,10 @@ export function addDumpCommand(program: Command): void {
         });
         log.info({ tasks: result.tasks, pages: result.pagesWritten }, 'dump finished');
         if (f.displayStats) printStats(result);
+      } catch (err) {
+        // The -o log says why, as CRIU's does; stderr gets the CLI's one line either way.
+        if (f.logFile) log.error(err instanceof Error ? err.message : String(err));
+        throw err;
       } finally {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);

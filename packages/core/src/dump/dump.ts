@@ -54,6 +54,7 @@ const IMG_VERSION = 2;
 export async function dump(opts: DumpOptions): Promise<DumpResult> {
   const log = opts.log ?? (() => {});
   const dir = ImageDir.create(opts.imagesDir);
+  checkRoot(opts.pid);
   warmUp();
   const stats = new DumpStats();
   const tree = seizeTree(opts.pid, opts.freezeCgroup ? { freezeCgroup: opts.freezeCgroup } : {});
@@ -135,6 +136,22 @@ function finish(tree: SeizedTree, opts: DumpOptions): void {
   } else {
     tree.killAll();
   }
+}
+
+/** The root must be a live process (thread-group leader), not a thread or a zombie. */
+function checkRoot(pid: number): void {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    throw new DumpError(`no process with pid ${pid}`);
+  }
+  const field = (name: string) => new RegExp(`^${name}:\\s*(\\S+)`, 'm').exec(status)?.[1];
+  const tgid = Number(field('Tgid'));
+  if (tgid !== pid)
+    throw new DumpError(`pid ${pid} is a thread of process ${tgid}: dump the process (-t ${tgid})`);
+  if (field('State') === 'Z')
+    throw new DumpError(`pid ${pid} is a zombie: there is nothing left of it to dump`);
 }
 
 /**

@@ -1,4 +1,5 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
+import { writing } from '../errors.js';
 
 /** Entries are gathered and written 1 MiB at a time: one write() per MiB, never per entry. */
 const CHUNK = 1024 * 1024;
@@ -14,7 +15,7 @@ export class FileWriter {
   private written = 0;
 
   constructor(readonly path: string) {
-    this.fd = openSync(path, 'w', 0o600);
+    this.fd = writing(path, () => openSync(path, 'w', 0o600));
   }
 
   /** Bytes handed to the writer so far. */
@@ -68,7 +69,8 @@ export class FileWriter {
 
   private writeAll(bytes: Uint8Array): void {
     let done = 0;
-    while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done);
+    while (done < bytes.length)
+      done += writing(this.path, () => writeSync(this.fd, bytes, done, bytes.length - done));
     this.written += bytes.length;
   }
 }

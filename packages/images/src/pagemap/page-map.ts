@@ -1,6 +1,6 @@
 import { closeSync, existsSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { ImageError } from '../errors.js';
+import { ImageError, writing } from '../errors.js';
 import { ImageReader, ImageWriter } from '../image-file.js';
 import { imageFileName } from '../kinds.js';
 import { type PagemapEntry, PE_LAZY, PE_PARENT, PE_PRESENT, pageCount, pagemapEntry } from './codec.js';
@@ -194,12 +194,13 @@ export class PageMapWriter {
 export class ImageRawWriter {
   private readonly fd: number;
   constructor(readonly path: string) {
-    this.fd = openSync(path, 'w', 0o600);
+    this.fd = writing(path, () => openSync(path, 'w', 0o600));
   }
 
   write(data: Uint8Array): void {
     let done = 0;
-    while (done < data.length) done += writeSync(this.fd, data, done, data.length - done);
+    while (done < data.length)
+      done += writing(this.path, () => writeSync(this.fd, data, done, data.length - done));
   }
 
   close(): void {
