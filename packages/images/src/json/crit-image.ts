@@ -1,4 +1,4 @@
-import protobuf from 'protobufjs';
+import protobuf from 'protobufjs/light.js';
 import { ImageError } from '../errors.js';
 import { type Extra, extraSize, type IpcMessage, type TcpQueues } from '../extras.js';
 import { ImageReader, ImageWriter } from '../image-file.js';

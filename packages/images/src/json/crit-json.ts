@@ -1,4 +1,4 @@
-import protobuf from 'protobufjs';
+import protobuf from 'protobufjs/light.js';
 import { decodeBytes, encodeBytes } from './base64.js';
 import { DICT_MAPS, FLAG_MAPS } from './flag-maps.js';
 import type { PyJson } from './pyjson.js';

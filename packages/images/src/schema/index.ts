@@ -1,4 +1,4 @@
-import protobuf from 'protobufjs';
+import protobuf from 'protobufjs/light.js';
 import { descriptorJson } from '../gen/descriptor.js';
 import type { MessageTypes } from '../gen/types.js';
 
