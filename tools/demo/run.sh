@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The README's demo: set everything up, then explore the bundled image directory
-# (examples/sample-dump: images of a `sleep` process) with crit-ts, side by side with
-# CRIU's own crit where the output must be identical.
+# The README's demo: set everything up, explore the bundled image directory
+# (examples/sample-dump) with crit-ts next to CRIU's crit, then checkpoint a live counter,
+# kill it, restore it and show it carried on.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash tools/ci/setup.sh >/dev/null || { echo "setup failed: run bash tools/ci/setup.sh to see why"; exit 1; }
@@ -30,3 +30,22 @@ for img in "$dir"/*.img; do
   diff <("$crit_ts" decode -i "$img") <(crit decode -i "$img") >/dev/null || { printf '\n%s decodes differently!\n' "$img"; exit 1; }
 done
 printf ' decode of the other images: same.\n'
+
+# The real thing: a counter process is checkpointed, killed, and restored; it carries on.
+printf '\n== checkpoint and restore a live process\n'
+work=$(mktemp -d /tmp/criu-ts-demo-XXXXXX)
+trap 'kill -9 $(cat "$work/pid" 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
+node tools/workloads/build.mjs >/dev/null
+# setsid: its own session, so no --shell-job is needed; fds above 2 closed (pipes are not dumped yet).
+python3 -c 'import os,sys; os.closerange(3, 65536); os.setsid(); os.execv(sys.argv[1], sys.argv[1:])' \
+  tools/workloads/bin/counter "$work/count.txt" 100 </dev/null >/dev/null 2>&1 &
+pid=$!
+disown "$pid"
+while [ "$(grep -c . "$work/count.txt" 2>/dev/null || echo 0)" -lt 5 ]; do :; done
+show node_modules/.bin/criu-ts dump -t "$pid" -D "$work/images"
+echo "counter $pid was dumped and killed; its last line: $(tail -1 "$work/count.txt")"
+while [ -e "/proc/$pid" ]; do :; done
+show node_modules/.bin/criu-ts restore -D "$work/images" -d --pidfile "$work/pid"
+before=$(tail -1 "$work/count.txt")
+while [ "$(tail -1 "$work/count.txt")" -lt $((before + 5)) ]; do :; done
+echo "restored as pid $(cat "$work/pid"); it went on counting: $(tail -3 "$work/count.txt" | tr '\n' ' ')"

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { addDumpCommand } from './criu/dump-command.js';
 import { normalizeVerbosity } from './criu/log.js';
+import { addRestoreCommand } from './criu/restore-command.js';
 
 /** criu-ts: the checkpoint/restore command, with criu's commands and options. */
 export async function main(argv: string[]): Promise<number> {
@@ -9,6 +10,7 @@ export async function main(argv: string[]): Promise<number> {
     .version('0.1.0', '-V, --version')
     .exitOverride();
   addDumpCommand(cmd);
+  addRestoreCommand(cmd);
   try {
     await cmd.parseAsync(normalizeVerbosity(argv), { from: 'user' });
     return 0;

@@ -5,3 +5,4 @@
 export { type DumpOptions, type DumpResult, dump } from './dump/dump.js';
 export { DumpError } from './dump/errors.js';
 export { fpregsFromImage, fpregsToImage, gpregsFromImage, gpregsToImage } from './registers/x86.js';
+export * from './restore/index.js';

@@ -1,0 +1,428 @@
+// A task's memory, rebuilt from inside the task by batches of injected syscalls:
+//   1. what the stub left (its ELF, its stack) is unmapped; [vvar]/[vvar_vclock]/[vdso] are moved with
+//      mremap to where the dump found them (one offset for all, the vDSO reads [vvar] rip-relative);
+//   2. every VMA is mapped at its address with its flags: anonymous ones, private and shared file
+//      mappings at their offsets (the file comes from criu-ts through pidfd_getfd), the stack with
+//      MAP_GROWSDOWN;
+//   3. page contents: MADV_POPULATE_WRITE (one call instead of a page fault per page, which costs ~12 us
+//      here) then pread64 from pages-N.img straight into place; pages of VMAs that are not writable
+//      (a text page the dumper's parasite once patched) are written through /proc/PID/mem;
+//   4. VMAs that were once writable are made read-only again (they were mapped writable so that they get
+//      VM_ACCOUNT, as they had, and do not merge with neighbours that never were), madvise bits are set;
+//   5. prctl(PR_SET_MM, PR_SET_MM_MAP): code/data/brk/stack/args/env bounds, auxv, and the exe file.
+import { closeSync, openSync, readSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { ProcDir } from '@criu-ts/bfd';
+import { writeProcMem } from '@criu-ts/compel';
+import { type MmEntry, type PageMap, PE_PRESENT, type VmaEntry } from '@criu-ts/images';
+import {
+  MADV_POPULATE_WRITE,
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_GROWSDOWN,
+  MAP_HUGETLB,
+  MAP_LOCKED,
+  MAP_NORESERVE,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  MREMAP_FIXED,
+  MREMAP_MAYMOVE,
+  PR_SET_DUMPABLE,
+  PR_SET_MM,
+  PR_SET_MM_MAP,
+  PR_SET_THP_DISABLE,
+  PROT_EXEC,
+  PROT_WRITE,
+  processVmWritev,
+  SYS,
+} from '@criu-ts/sys';
+import { RestoreError } from './errors.js';
+import type { NodeFiles } from './files.js';
+import type { Call, Injector } from './inject.js';
+import { type VdsoLayout, VMA } from './plan.js';
+
+const PAGE = 4096n;
+/** Bytes per MADV_POPULATE_WRITE + pread64 pair: big enough that syscalls are noise, small enough to stay cached. */
+const FILL_CHUNK = 8n * 1024n * 1024n;
+/** Runs smaller than this are left to page faults (fewer syscalls). */
+const POPULATE_MIN = 64n * 1024n;
+/** Memory from which criu-ts fills half of a task's pages itself, in parallel with the task. */
+const PARALLEL_MIN = 32n * 1024n * 1024n;
+const MAP_KEEP =
+  MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN | MAP_NORESERVE | MAP_LOCKED | MAP_HUGETLB;
+const MADVISE_BITS = [1, 2, 10, 12, 14, 15, 16, 18]; // RANDOM SEQUENTIAL DONTFORK MERGEABLE (NO)HUGEPAGE DONTDUMP WIPEONFORK
+
+export interface MmContext {
+  files: NodeFiles;
+  /** The helper fd (a pidfd of criu-ts) in the task, from which pidfd_getfd pulls criu-ts's fds. */
+  pidfd: number;
+  scratch: { base: bigint; size: number };
+  /** Free area for moving the vDSO out of the way when old and new places overlap. */
+  parking: bigint;
+  log: (msg: string) => void;
+}
+
+const hex = (v: bigint) => `0x${v.toString(16)}`;
+const isSpecial = (v: VmaEntry) => (v.status & (VMA.AREA_VDSO | VMA.AREA_VVAR | VMA.AREA_VSYSCALL)) !== 0;
+
+/** The part of one page run that falls into one VMA. */
+interface Piece {
+  addr: bigint;
+  len: bigint;
+  /** Offset of its data in pages-N.img. */
+  off: bigint;
+  vma: VmaEntry;
+}
+
+/**
+ * Split the present runs of a pagemap along VMA boundaries (dump joins runs of neighbouring VMAs). Pages
+ * of the vDSO are dropped: the task gets this kernel's vDSO, which is the same (plan.ts checked).
+ */
+function pieces(pm: PageMap, vmas: VmaEntry[]): Piece[] {
+  const sorted = vmas
+    .filter((v) => !(v.status & VMA.AREA_VSYSCALL))
+    .sort((a, b) => (a.start < b.start ? -1 : 1));
+  const out: Piece[] = [];
+  let vi = 0;
+  for (const r of pm.runs) {
+    if (!(r.flags & PE_PRESENT)) continue;
+    const end = r.vaddr + r.pages * PAGE;
+    let at = r.vaddr;
+    while (vi > 0 && sorted[vi - 1]!.end > at) vi--;
+    while (at < end) {
+      while (vi < sorted.length && sorted[vi]!.end <= at) vi++;
+      const v = sorted[vi];
+      if (!v || v.start > at) throw new RestoreError(`pages at ${hex(at)} are outside every VMA`);
+      const stop = v.end < end ? v.end : end;
+      if (!isSpecial(v)) out.push({ addr: at, len: stop - at, off: r.dataOffset + (at - r.vaddr), vma: v });
+      at = stop;
+    }
+  }
+  return out;
+}
+
+export interface MmResult {
+  pages: number;
+}
+
+/** Rebuild the memory of the task `inj` runs in, from `mm` and `pm`. */
+export function restoreMm(
+  inj: Injector,
+  pid: number,
+  mm: MmEntry,
+  pm: PageMap,
+  ctx: MmContext,
+  vdsoNow: VdsoLayout,
+): MmResult {
+  const vmas = mm.vmas ?? [];
+  const parts = pieces(pm, vmas);
+  const hasPages = new Set<VmaEntry>(parts.map((p) => p.vma));
+  const shared = (v: VmaEntry) => (v.status & VMA.FILE_SHARED) !== 0;
+  // Mapped writable first: was writable once (has its own pages) and is not code (a patched text page).
+  const writableFirst = (v: VmaEntry) =>
+    !shared(v) && (v.prot & PROT_WRITE) === 0 && (v.prot & PROT_EXEC) === 0 && hasPages.has(v);
+
+  // 1. The stub's leftovers, and the vDSO to its dumped place.
+  const calls: Call[] = [];
+  const names: string[] = [];
+  const add = (what: string, c: Call) => {
+    calls.push(c);
+    names.push(what);
+  };
+  const maps = mapsOf(pid);
+  const scratchEnd = ctx.scratch.base + BigInt(ctx.scratch.size);
+  for (const m of maps) {
+    if (m.path === '[vsyscall]' || m.path === '[vdso]' || m.path === '[vvar]' || m.path === '[vvar_vclock]')
+      continue;
+    if (m.start >= ctx.scratch.base && m.end <= scratchEnd) continue;
+    add(`munmap ${m.path || 'anon'} ${hex(m.start)}`, [SYS.munmap, m.start, m.end - m.start]);
+  }
+  vdsoMoves(vmas, maps, vdsoNow, ctx.parking, add);
+
+  // 2. Every VMA at its place.
+  const fileVmas = new Map<number, VmaEntry[]>();
+  for (const v of vmas) {
+    if (isSpecial(v)) continue;
+    const prot = v.prot | (writableFirst(v) ? PROT_WRITE : 0);
+    const flags = (v.flags & MAP_KEEP) | MAP_FIXED;
+    if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
+      const id = Number(v.shmid) * 2 + (shared(v) && v.prot & PROT_WRITE ? 1 : 0);
+      const list = fileVmas.get(id) ?? [];
+      list.push(v);
+      fileVmas.set(id, list);
+      continue;
+    }
+    add(`mmap ${hex(v.start)}`, [SYS.mmap, v.start, v.end - v.start, prot, flags | MAP_ANONYMOUS, -1, 0]);
+  }
+  // The file's fd in the task: pidfd_getfd gives the lowest free fd, which is 0 (only the helper
+  // pidfd, far above, is open now).
+  for (const [key, list] of fileVmas) {
+    const write = (key & 1) === 1;
+    const id = Math.floor(key / 2);
+    const nodeFd = ctx.files.fd(id, write ? 'write' : 'read');
+    add(`pidfd_getfd of file ${id}`, [SYS.pidfd_getfd, ctx.pidfd, nodeFd, 0]);
+    for (const v of list) {
+      const prot = v.prot | (writableFirst(v) ? PROT_WRITE : 0);
+      add(`mmap ${hex(v.start)} of file ${id}`, [
+        SYS.mmap,
+        v.start,
+        v.end - v.start,
+        prot,
+        (v.flags & MAP_KEEP) | MAP_FIXED,
+        0,
+        v.pgoff,
+      ]);
+    }
+    add('close', [SYS.close, 0]);
+  }
+  const r1 = inj.batch(calls, (i) => names[i] ?? `call ${i}`);
+  calls.forEach((c, i) => {
+    if (c[0] === SYS.mmap && BigInt.asUintN(64, r1[i]!) !== BigInt(c[1]!))
+      throw new RestoreError(`pid ${pid}: ${names[i]} landed at ${hex(BigInt.asUintN(64, r1[i]!))}`);
+    if (c[0] === SYS.pidfd_getfd && r1[i] !== 0n)
+      throw new RestoreError(`pid ${pid}: ${names[i]} gave fd ${r1[i]}, not 0`);
+  });
+
+  // 3. Contents.
+  const pages = fillPages(inj, pid, pm, parts, ctx, (v) => (v.prot & PROT_WRITE) !== 0 || writableFirst(v));
+
+  // 4. Final protections, madvise.
+  const down: Call[] = [];
+  for (const v of vmas)
+    if (!isSpecial(v) && writableFirst(v)) down.push([SYS.mprotect, v.start, v.end - v.start, v.prot]);
+  inj.batch(down, (i) => `mprotect ${hex(BigInt(down[i]![1]!))}`);
+  const advice: Call[] = [];
+  for (const v of vmas) {
+    if (isSpecial(v) || !v.madv) continue;
+    for (const bit of MADVISE_BITS)
+      if (v.madv & (1n << BigInt(bit))) advice.push([SYS.madvise, v.start, v.end - v.start, bit]);
+  }
+  if (advice.length) {
+    const res = inj.batchTolerant(advice);
+    res.forEach((x, i) => {
+      if (x < 0n)
+        ctx.log(`pid ${pid}: madvise(${hex(BigInt(advice[i]![1]!))}, ${advice[i]![3]}) failed: errno ${-x}`);
+    });
+  }
+
+  // 5. mm fields, auxv, exe.
+  setMmMap(inj, pid, mm, ctx);
+  return { pages };
+}
+
+function mapsOf(pid: number) {
+  const d = ProcDir.open(pid);
+  try {
+    return d.maps();
+  } finally {
+    d.close();
+  }
+}
+
+/** mremap calls moving this kernel's [vvar]/[vvar_vclock]/[vdso] of the task to the dumped place. */
+function vdsoMoves(
+  vmas: VmaEntry[],
+  maps: ReturnType<typeof mapsOf>,
+  now: VdsoLayout,
+  parking: bigint,
+  add: (what: string, c: Call) => void,
+): void {
+  const cur = maps.filter((m) => m.path === '[vvar]' || m.path === '[vvar_vclock]' || m.path === '[vdso]');
+  const vvar = vmas.find((v) => v.status & VMA.AREA_VVAR);
+  const vdso = vmas.find((v) => v.status & VMA.AREA_VDSO);
+  if (!vvar && !vdso) {
+    for (const m of cur) add(`munmap ${m.path}`, [SYS.munmap, m.start, m.end - m.start]);
+    return;
+  }
+  // One offset for everything: the dumped [vdso] (or [vvar]) minus ours.
+  const anchorNow = vdso ? cur.find((m) => m.path === '[vdso]') : cur.find((m) => m.path === '[vvar]');
+  const anchorThen = vdso ?? vvar;
+  if (!anchorNow || !anchorThen)
+    throw new RestoreError('the vDSO of the stub is not where this kernel puts it');
+  const delta = anchorThen.start - anchorNow.start;
+  if (delta === 0n) return;
+  if (now.vdso === undefined && now.vvar === undefined) return;
+  let lo = cur[0]!.start;
+  let hi = cur[0]!.end;
+  for (const m of cur) {
+    if (m.start < lo) lo = m.start;
+    if (m.end > hi) hi = m.end;
+  }
+  const overlaps = lo + delta < hi && lo < hi + delta;
+  const move = (from: bigint, len: bigint, to: bigint, what: string) =>
+    add(`mremap ${what}`, [SYS.mremap, from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to]);
+  if (overlaps) {
+    for (const m of cur) move(m.start, m.end - m.start, parking + (m.start - lo), `${m.path} aside`);
+    for (const m of cur) move(parking + (m.start - lo), m.end - m.start, m.start + delta, m.path);
+  } else {
+    for (const m of cur) move(m.start, m.end - m.start, m.start + delta, m.path);
+  }
+}
+
+/** A stretch of page data: `len` bytes for `addr`, at `off` in pages-N.img. */
+interface Chunk {
+  addr: bigint;
+  len: bigint;
+  off: bigint;
+}
+
+/** Split pieces into chunks of at most `size` bytes. */
+function chunksOf(parts: Piece[], size: bigint): Chunk[] {
+  const out: Chunk[] = [];
+  for (const p of parts) {
+    for (let at = 0n; at < p.len; at += size) {
+      out.push({ addr: p.addr + at, len: p.len - at < size ? p.len - at : size, off: p.off + at });
+    }
+  }
+  return out;
+}
+
+/**
+ * Page contents; returns the number of pages written. The task fills its writable VMAs itself
+ * (MADV_POPULATE_WRITE + pread64 from the pages image it got from criu-ts); with more than one CPU and
+ * enough memory, criu-ts meanwhile fills the other half from its side (pread into a buffer,
+ * process_vm_writev), so that two CPUs allocate and copy pages at once. Pages of VMAs that are not
+ * writable go through /proc/PID/mem.
+ */
+function fillPages(
+  inj: Injector,
+  pid: number,
+  pm: PageMap,
+  parts: Piece[],
+  ctx: MmContext,
+  writable: (v: VmaEntry) => boolean,
+): number {
+  if (parts.length === 0) return 0;
+  const direct = parts.filter((p) => writable(p.vma));
+  const viaMem = parts.filter((p) => !writable(p.vma));
+  let pages = 0;
+  for (const p of parts) pages += Number(p.len / PAGE);
+  if (direct.length) {
+    let total = 0n;
+    for (const p of direct) total += p.len;
+    const pagesFd = ctx.files.rawFd(pm.pagesFile);
+    const chunks = chunksOf(direct, FILL_CHUNK);
+    const both = total >= PARALLEL_MIN && availableParallelism() > 1;
+    const split = both ? Math.floor(chunks.length / 2) : chunks.length;
+    const mine = chunks.slice(0, split);
+    const ours = chunks.slice(split);
+    const got = inj.batch([[SYS.pidfd_getfd, ctx.pidfd, pagesFd, 0]], () => 'pidfd_getfd of the pages image');
+    if (got[0] !== 0n) throw new RestoreError(`pid ${pid}: the pages image came as fd ${got[0]}, not 0`);
+    const calls: Call[] = [];
+    const want: bigint[] = [];
+    for (const c of mine) {
+      if (c.len >= POPULATE_MIN) calls.push([SYS.madvise, c.addr, c.len, MADV_POPULATE_WRITE]);
+      calls.push([SYS.pread64, 0, c.addr, c.len, c.off]);
+      want[calls.length - 1] = c.len;
+    }
+    // The task's calls, a table at a time; criu-ts's share is spread over the tables.
+    const tables = Math.max(1, Math.ceil(calls.length / inj.s.tableEntries));
+    const perTable = Math.ceil(ours.length / tables);
+    for (let t = 0; t < tables; t++) {
+      const from = t * inj.s.tableEntries;
+      const part = calls.slice(from, from + inj.s.tableEntries);
+      const pending = inj.t.startBatch(inj.s, part);
+      let ourError: unknown;
+      try {
+        writeFromHere(pid, pagesFd, ours.slice(t * perTable, (t + 1) * perTable));
+      } catch (e) {
+        ourError = e;
+      }
+      const r = inj.t.finishBatch(pending);
+      if (!r.ok) {
+        const c = part[r.failIndex ?? 0]!;
+        const what = c[0] === SYS.pread64 ? 'pread64 of pages' : 'madvise(MADV_POPULATE_WRITE)';
+        throw new RestoreError(`pid ${pid}: ${what} at ${hex(BigInt(c[2] ?? 0))}: errno ${r.errno}`);
+      }
+      if (ourError !== undefined) throw ourError;
+      r.results.forEach((x, i) => {
+        const n = want[from + i];
+        if (n !== undefined && x !== n)
+          throw new RestoreError(`pid ${pid}: short read of ${pm.pagesFile} (${x} of ${n} bytes)`);
+      });
+    }
+    inj.batch([[SYS.close, 0]], () => 'close of the pages image');
+  }
+  if (viaMem.length) {
+    const fd = openSync(pm.pagesFile, 'r');
+    try {
+      for (const p of viaMem) {
+        const buf = Buffer.allocUnsafe(Number(p.len));
+        if (readSync(fd, buf, 0, buf.length, Number(p.off)) !== buf.length)
+          throw new RestoreError(`${pm.pagesFile}: page data missing at ${p.off}`);
+        if (writeProcMem(pid, p.addr, buf) !== buf.length)
+          throw new RestoreError(`pid ${pid}: cannot write ${buf.length} bytes at ${hex(p.addr)}`);
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return pages;
+}
+
+/** criu-ts's half: the data read here and written into the task with process_vm_writev. */
+function writeFromHere(pid: number, pagesFd: number, chunks: Chunk[]): void {
+  if (chunks.length === 0) return;
+  const buf = Buffer.allocUnsafe(Number(FILL_CHUNK));
+  for (const c of chunks) {
+    const n = Number(c.len);
+    let got = 0;
+    while (got < n) {
+      const r = readSync(pagesFd, buf, got, n - got, Number(c.off) + got);
+      if (r === 0) throw new RestoreError(`pages image ends early (at ${c.off + BigInt(got)})`);
+      got += r;
+    }
+    const w = processVmWritev(pid, [{ local: buf, offset: 0, remote: c.addr, len: n }]);
+    if (w !== n) throw new RestoreError(`pid ${pid}: wrote ${w} of ${n} bytes at ${hex(c.addr)}`);
+  }
+}
+
+/** struct prctl_mm_map (linux/prctl.h). */
+function mmMapStruct(mm: MmEntry, auxvAddr: bigint, auxvSize: number, exeFd: number): Buffer {
+  const b = Buffer.alloc(104);
+  [
+    mm.mm_start_code,
+    mm.mm_end_code,
+    mm.mm_start_data,
+    mm.mm_end_data,
+    mm.mm_start_brk,
+    mm.mm_brk,
+    mm.mm_start_stack,
+    mm.mm_arg_start,
+    mm.mm_arg_end,
+    mm.mm_env_start,
+    mm.mm_env_end,
+  ].forEach((v, i) => {
+    b.writeBigUInt64LE(v, i * 8);
+  });
+  b.writeBigUInt64LE(auxvAddr, 88);
+  b.writeUInt32LE(auxvSize, 96);
+  b.writeInt32LE(exeFd, 100);
+  return b;
+}
+
+function setMmMap(inj: Injector, pid: number, mm: MmEntry, ctx: MmContext): void {
+  const words = mm.mm_saved_auxv ?? [];
+  const auxv = Buffer.alloc(words.length * 8);
+  words.forEach((w, i) => {
+    auxv.writeBigUInt64LE(BigInt.asUintN(64, w), i * 8);
+  });
+  const auxvAddr = inj.put(auxv);
+  const map = inj.put(mmMapStruct(mm, auxvAddr, auxv.length, 0));
+  const exeFd = ctx.files.fd(mm.exe_file_id, 'read');
+  const calls: Call[] = [
+    [SYS.pidfd_getfd, ctx.pidfd, exeFd, 0],
+    [SYS.prctl, PR_SET_MM, PR_SET_MM_MAP, map, 104, 0],
+    [SYS.close, 0],
+  ];
+  if (mm.thp_disabled) calls.push([SYS.prctl, PR_SET_THP_DISABLE, 1, 0, 0, 0]);
+  const names = ['pidfd_getfd of the exe', 'prctl(PR_SET_MM_MAP)', 'close', 'prctl(PR_SET_THP_DISABLE)'];
+  const r = inj.batch(calls, (i) => names[i] ?? `call ${i}`);
+  if (r[0] !== 0n) throw new RestoreError(`pid ${pid}: the exe came as fd ${r[0]}, not 0`);
+}
+
+/** prctl(PR_SET_DUMPABLE) for the end (0 and 1 only: 2 cannot be set). */
+export function dumpableCall(mm: MmEntry): Call | undefined {
+  const d = mm.dumpable;
+  return d === 0 || d === 1 ? [SYS.prctl, PR_SET_DUMPABLE, d, 0, 0, 0] : undefined;
+}

@@ -1,0 +1,451 @@
+// Reading the images and planning the tree, before any process exists: every image a task needs is read
+// and checked here, so that a missing or corrupt image, a kind of object restore cannot make yet, or a
+// kernel whose vDSO differs from the dumped one is a clear error while nothing has been created.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import {
+  type CoreEntry,
+  type FdinfoEntry,
+  type FileEntry,
+  type FsEntry,
+  ImageDir,
+  type MmEntry,
+  type PageMap,
+  PE_LAZY,
+  PE_PARENT,
+  PE_PRESENT,
+  type PstreeEntry,
+  type RemapFilePathEntry,
+  type SeccompEntry,
+  type SeccompFilter,
+  type TaskCoreEntry,
+  type TaskKobjIdsEntry,
+  type TtyInfoEntry,
+  type VmaEntry,
+} from '@criu-ts/images';
+import { RestoreError } from './errors.js';
+
+// core_entry.mtype, task_state, fd types and VMA status bits as CRIU defines them.
+const MARCH_X86_64 = 1;
+export const TASK_ALIVE = 1;
+export const TASK_STOPPED = 3;
+export const TASK_ZOMBIE = 6;
+export const FD_TYPE_REG = 1;
+export const FD_TYPE_TTY = 11;
+const TTY_PTY = 1;
+export const VMA = {
+  AREA_REGULAR: 1 << 0,
+  AREA_STACK: 1 << 1,
+  AREA_VSYSCALL: 1 << 2,
+  AREA_VDSO: 1 << 3,
+  AREA_HEAP: 1 << 5,
+  FILE_PRIVATE: 1 << 6,
+  FILE_SHARED: 1 << 7,
+  ANON_SHARED: 1 << 8,
+  ANON_PRIVATE: 1 << 9,
+  AREA_SYSVIPC: 1 << 10,
+  AREA_SOCKET: 1 << 11,
+  AREA_VVAR: 1 << 12,
+  AREA_AIORING: 1 << 13,
+  AREA_MEMFD: 1 << 14,
+  UNSUPP: 2 ** 31,
+} as const;
+const REMAP_GHOST = 1;
+const PAGE = 4096n;
+
+export interface ThreadPlan {
+  tid: number;
+  core: CoreEntry;
+}
+
+export interface TaskPlan {
+  pid: number;
+  ppid: number;
+  pgid: number;
+  sid: number;
+  state: 'alive' | 'stopped' | 'zombie';
+  /** A zombie's wait status (exit code << 8, or the signal that killed it). */
+  exitStatus: number;
+  /** Every thread, the leader first (just the leader for a zombie). */
+  threads: ThreadPlan[];
+  tc: TaskCoreEntry;
+  parent: TaskPlan | undefined;
+  children: TaskPlan[];
+  // Live tasks only:
+  mm?: MmEntry;
+  ids?: TaskKobjIdsEntry;
+  fs?: FsEntry;
+  fdinfo?: FdinfoEntry[];
+  pagemap?: PageMap;
+}
+
+export interface RestorePlan {
+  dir: ImageDir;
+  root: TaskPlan;
+  /** Parents before children (breadth first from the root). */
+  tasks: TaskPlan[];
+  files: Map<number, FileEntry>;
+  /** files.img id -> ghost-file image id, for unlinked files. */
+  ghosts: Map<number, number>;
+  seccomp: SeccompFilter[];
+  /** TTY file ids that get criu-ts's own terminal (--shell-job: the terminal of the shell). */
+  inheritTty: Set<number>;
+  /** Every pid and tid the restore will take. */
+  ids: number[];
+  /** Bytes of page data the tasks will get back. */
+  pagesBytes: bigint;
+}
+
+/** What this kernel's vDSO looks like in our own address space. */
+export interface VdsoLayout {
+  /** [vvar] + [vvar_vclock] (one area in the images), or undefined when the kernel has none. */
+  vvar?: { start: bigint; size: bigint; parts: Array<{ start: bigint; size: bigint; name: string }> };
+  vdso?: { start: bigint; size: bigint };
+}
+
+export function ownVdsoLayout(maps = readFileSync('/proc/self/maps', 'utf8')): VdsoLayout {
+  const out: VdsoLayout = {};
+  for (const line of maps.split('\n')) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s+(\[v\w+\])$/.exec(line);
+    if (!m) continue;
+    const start = BigInt(`0x${m[1]}`);
+    const size = BigInt(`0x${m[2]}`) - start;
+    const name = m[3] as string;
+    if (name === '[vdso]') out.vdso = { start, size };
+    else if (name === '[vvar]' || name === '[vvar_vclock]') {
+      if (!out.vvar) out.vvar = { start, size: 0n, parts: [] };
+      out.vvar.parts.push({ start, size, name });
+      out.vvar.size = start + size - out.vvar.start;
+    }
+  }
+  return out;
+}
+
+const where = (dir: ImageDir, pattern: string, id?: number) => dir.fileName(pattern, id);
+
+function need(dir: ImageDir, pattern: string, id?: number): void {
+  if (!dir.has(pattern, id)) throw new RestoreError(`missing image ${where(dir, pattern, id)}`);
+}
+
+/** Read and check everything a restore of DIR needs. Throws RestoreError / ImageError. */
+export function planRestore(imagesDir: string, opts: { shellJob?: boolean } = {}): RestorePlan {
+  const dir = ImageDir.open(imagesDir);
+  need(dir, 'inventory');
+  const inv = dir.inventory();
+  if (inv.img_version !== 2)
+    throw new RestoreError(`unsupported image version ${inv.img_version} in inventory.img`);
+  need(dir, 'pstree');
+  const entries: PstreeEntry[] = dir.pstree();
+  if (entries.length === 0) throw new RestoreError('pstree.img lists no task');
+
+  const byPid = new Map<number, TaskPlan>();
+  const ids = new Set<number>();
+  const take = (id: number, what: string) => {
+    if (!Number.isInteger(id) || id <= 0) throw new RestoreError(`pstree.img: bad ${what} ${id}`);
+    if (ids.has(id)) throw new RestoreError(`pstree.img: ${what} ${id} appears twice`);
+    ids.add(id);
+  };
+  for (const e of entries) {
+    take(e.pid, 'pid');
+    const threads = e.threads?.length ? e.threads : [e.pid];
+    if (threads[0] !== e.pid && !threads.includes(e.pid))
+      throw new RestoreError(`pstree.img: task ${e.pid} does not list itself among its threads`);
+    for (const t of threads) if (t !== e.pid) take(t, 'tid');
+    byPid.set(e.pid, taskOf(dir, e, threads));
+  }
+  const root = byPid.get(entries[0]!.pid)!;
+  for (const t of byPid.values()) {
+    if (t === root) continue;
+    const parent = byPid.get(t.ppid);
+    if (!parent) throw new RestoreError(`pstree.img: the parent ${t.ppid} of ${t.pid} is not in the tree`);
+    if (parent.state === 'zombie') throw new RestoreError(`pstree.img: zombie ${parent.pid} has children`);
+    t.parent = parent;
+    parent.children.push(t);
+  }
+  const tasks: TaskPlan[] = [];
+  const queue = [root];
+  while (queue.length) {
+    const t = queue.shift()!;
+    tasks.push(t);
+    queue.push(...t.children);
+  }
+  if (tasks.length !== byPid.size) throw new RestoreError('pstree.img: the tasks do not form one tree');
+  checkSessions(tasks, byPid, opts.shellJob === true);
+
+  const files = new Map<number, FileEntry>();
+  for (const f of dir.files()) files.set(f.id, f);
+  const ghosts = new Map<number, number>();
+  if (dir.has('remap-fpath')) {
+    for (const r of dir.messages<RemapFilePathEntry>('remap-fpath')) {
+      if ((r.remap_type ?? 0) !== REMAP_GHOST)
+        throw new RestoreError(
+          `remap-fpath.img: remap type ${r.remap_type} of file ${r.orig_id} is not supported`,
+        );
+      need(dir, 'ghost-file-%x', r.remap_id);
+      ghosts.set(r.orig_id, r.remap_id);
+    }
+  }
+  const seccomp = dir.has('seccomp') ? (dir.one<SeccompEntry>('seccomp').seccomp_filters ?? []) : [];
+  const inheritTty = ttysToInherit(dir, files, opts.shellJob === true);
+  const vdso = ownVdsoLayout();
+  let pagesBytes = 0n;
+  const filesIds = new Map<number, number>();
+  const vmIds = new Map<number, number>();
+  for (const t of tasks) {
+    if (t.state === 'zombie') continue;
+    loadLiveTask(dir, t, files, ghosts, vdso, inheritTty);
+    const fid = t.ids!.files_id;
+    const other = filesIds.get(fid);
+    if (other !== undefined)
+      throw new RestoreError(
+        `tasks ${other} and ${t.pid} share one fd table (CLONE_FILES): not supported yet`,
+      );
+    filesIds.set(fid, t.pid);
+    const vm = vmIds.get(t.ids!.vm_id);
+    if (vm !== undefined)
+      throw new RestoreError(
+        `tasks ${vm} and ${t.pid} share one address space (vfork, CLONE_VM): not supported yet`,
+      );
+    vmIds.set(t.ids!.vm_id, t.pid);
+    for (const th of t.threads) {
+      const f = th.core.thread_core?.seccomp_filter;
+      if (f !== undefined && f >= seccomp.length)
+        throw new RestoreError(`core-${th.tid}.img: seccomp filter ${f} is not in seccomp.img`);
+    }
+    for (const r of t.pagemap!.runs) if (r.flags & PE_PRESENT) pagesBytes += r.pages * PAGE;
+  }
+  return { dir, root, tasks, files, ghosts, seccomp, inheritTty, ids: [...ids], pagesBytes };
+}
+
+function taskOf(dir: ImageDir, e: PstreeEntry, tids: number[]): TaskPlan {
+  need(dir, 'core-%u', e.pid);
+  const core = dir.core(e.pid);
+  if (core.mtype !== MARCH_X86_64) throw new RestoreError(`core-${e.pid}.img: not an x86_64 task`);
+  const tc = core.tc;
+  if (!tc) throw new RestoreError(`core-${e.pid}.img: no task core (tc)`);
+  const zombie = tc.task_state === TASK_ZOMBIE;
+  if (!zombie && tc.task_state !== TASK_ALIVE && tc.task_state !== TASK_STOPPED)
+    throw new RestoreError(`core-${e.pid}.img: task state ${tc.task_state} cannot be restored`);
+  const leaderFirst = [e.pid, ...tids.filter((t) => t !== e.pid)];
+  const threads: ThreadPlan[] = [];
+  for (const tid of zombie ? [e.pid] : leaderFirst) {
+    let c = core;
+    if (tid !== e.pid) {
+      need(dir, 'core-%u', tid);
+      c = dir.core(tid);
+    }
+    if (!zombie && (!c.thread_info || !c.thread_core))
+      throw new RestoreError(`core-${tid}.img: no registers (thread_info) or thread_core`);
+    threads.push({ tid, core: c });
+  }
+  return {
+    pid: e.pid,
+    ppid: e.ppid,
+    pgid: e.pgid,
+    sid: e.sid,
+    state: zombie ? 'zombie' : tc.task_state === TASK_STOPPED ? 'stopped' : 'alive',
+    exitStatus: tc.exit_code,
+    threads,
+    tc,
+    parent: undefined,
+    children: [],
+  };
+}
+
+function checkSessions(tasks: TaskPlan[], byPid: Map<number, TaskPlan>, shellJob: boolean): void {
+  for (const t of tasks) {
+    if (t.sid !== 0 && !byPid.has(t.sid) && !shellJob)
+      throw new RestoreError(
+        `the session leader ${t.sid} of ${t.pid} is not in the images: restore with --shell-job`,
+      );
+    if (t.pgid !== 0 && !byPid.has(t.pgid) && !shellJob)
+      throw new RestoreError(
+        `the process group leader ${t.pgid} of ${t.pid} is not in the images: restore with --shell-job`,
+      );
+    const leader = byPid.get(t.pgid);
+    if (leader && leader.sid !== t.sid)
+      throw new RestoreError(`pstree.img: ${t.pid} is in group ${t.pgid} of another session`);
+    // A session is entered by fork from a task already in it, or by setsid().
+    if (t.parent && t.sid !== t.pid && t.sid !== t.parent.sid)
+      throw new RestoreError(
+        `pstree.img: ${t.pid} is in session ${t.sid} but its parent ${t.parent.pid} is not: not supported yet`,
+      );
+  }
+}
+
+function loadLiveTask(
+  dir: ImageDir,
+  t: TaskPlan,
+  files: Map<number, FileEntry>,
+  ghosts: Map<number, number>,
+  vdso: VdsoLayout,
+  inheritTty: Set<number>,
+): void {
+  for (const p of ['mm-%u', 'ids-%u', 'fs-%u', 'pagemap-%lu'] as const) need(dir, p, t.pid);
+  t.mm = dir.mm(t.pid);
+  t.ids = dir.ids(t.pid);
+  t.fs = dir.fs(t.pid);
+  need(dir, 'fdinfo-%u', t.ids.files_id);
+  t.fdinfo = dir.fdinfo(t.ids.files_id);
+  const fileOf = (id: number, what: string): FileEntry => {
+    const f = files.get(id);
+    if (!f) throw new RestoreError(`${what} of ${t.pid}: file id ${id} is not in files.img`);
+    if (f.type === FD_TYPE_TTY && inheritTty.has(f.id)) return f;
+    if (f.type === FD_TYPE_TTY)
+      throw new RestoreError(
+        `${what} of ${t.pid} is a terminal: only a shell's terminal (--shell-job) can be restored yet`,
+      );
+    if (f.type !== FD_TYPE_REG || !f.reg)
+      throw new RestoreError(`${what} of ${t.pid}: ${fileKind(f)} files cannot be restored yet`);
+    return f;
+  };
+  const seen = new Set<number>();
+  for (const fd of t.fdinfo) {
+    if (seen.has(fd.fd)) throw new RestoreError(`fdinfo-${t.ids.files_id}.img: fd ${fd.fd} twice`);
+    seen.add(fd.fd);
+    const f = fileOf(fd.id, `fd ${fd.fd}`);
+    if (f.reg) checkFile(f, ghosts, true);
+  }
+  checkFile(fileOf(t.fs.cwd_id, 'cwd'), ghosts, false);
+  checkFile(fileOf(t.fs.root_id, 'root'), ghosts, false);
+  checkFile(fileOf(t.mm.exe_file_id, 'exe'), ghosts, false);
+  const vmas = t.mm.vmas ?? [];
+  for (const v of vmas) {
+    checkVma(t.pid, v);
+    if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED))
+      checkFile(fileOf(Number(v.shmid), `mapping ${hex(v.start)}`), ghosts, false);
+  }
+  checkVdso(t.pid, vmas, vdso);
+  const pm = dir.pageMap(t.pid);
+  t.pagemap = pm;
+  let present = 0n;
+  let vi = 0;
+  const sorted = [...vmas].sort((a, b) => (a.start < b.start ? -1 : 1));
+  for (const r of pm.runs) {
+    if (r.flags & PE_LAZY) throw new RestoreError(`pagemap-${t.pid}.img: lazy pages need a page server`);
+    if (r.flags & PE_PARENT && !(r.flags & PE_PRESENT))
+      throw new RestoreError(
+        `pagemap-${t.pid}.img: pages in a parent image (incremental dumps) are not supported yet`,
+      );
+    const end = r.vaddr + r.pages * PAGE;
+    // The run must be covered by VMAs (it may span neighbours).
+    for (let at = r.vaddr; at < end; ) {
+      while (vi < sorted.length && sorted[vi]!.end <= at) vi++;
+      const v = sorted[vi];
+      if (!v || v.start > at)
+        throw new RestoreError(`pagemap-${t.pid}.img: pages at ${hex(at)} are outside every VMA`);
+      at = v.end < end ? v.end : end;
+    }
+    vi = 0;
+    if (r.flags & PE_PRESENT) present += r.pages * PAGE;
+  }
+  if (present > 0n) {
+    let size = -1n;
+    try {
+      size = BigInt(statSync(pm.pagesFile).size);
+    } catch {
+      throw new RestoreError(`missing image ${pm.pagesFile}`);
+    }
+    if (size < present)
+      throw new RestoreError(
+        `${pm.pagesFile} holds ${size} bytes, the pagemap needs ${present}: truncated image`,
+      );
+  }
+}
+
+const hex = (v: bigint) => `0x${v.toString(16)}`;
+
+/**
+ * With --shell-job, a pty slave whose master is not in the images is the terminal of the shell the job
+ * ran in: the restored tasks get criu-ts's own terminal (its stdin) instead, as CRIU does.
+ */
+function ttysToInherit(dir: ImageDir, files: Map<number, FileEntry>, shellJob: boolean): Set<number> {
+  const out = new Set<number>();
+  const ttys = [...files.values()].filter((f) => f.type === FD_TYPE_TTY && f.tty);
+  if (!shellJob || ttys.length === 0) return out;
+  need(dir, 'tty-info');
+  const infos = new Map(dir.messages<TtyInfoEntry>('tty-info').map((i) => [i.id, i]));
+  for (const f of ttys) {
+    const info = infos.get(f.tty!.tty_info_id);
+    if (!info) throw new RestoreError(`tty-info.img has no terminal ${f.tty!.tty_info_id} (file ${f.id})`);
+    const master = (info.id & 1) === 1;
+    if (info.type === TTY_PTY && !master) out.add(f.id);
+  }
+  return out;
+}
+
+function fileKind(f: FileEntry): string {
+  for (const k of Object.keys(f)) if (k !== 'type' && k !== 'id') return k;
+  return `type ${f.type}`;
+}
+
+const SUPPORTED_STATUS =
+  VMA.AREA_REGULAR |
+  VMA.AREA_STACK |
+  VMA.AREA_VSYSCALL |
+  VMA.AREA_VDSO |
+  VMA.AREA_HEAP |
+  VMA.FILE_PRIVATE |
+  VMA.FILE_SHARED |
+  VMA.ANON_PRIVATE |
+  VMA.AREA_VVAR;
+
+function checkVma(pid: number, v: VmaEntry): void {
+  const what = `mm-${pid}.img: VMA ${hex(v.start)}-${hex(v.end)}`;
+  if (v.start >= v.end || v.start % PAGE !== 0n || v.end % PAGE !== 0n)
+    throw new RestoreError(`${what}: bad bounds`);
+  if (v.status & ~SUPPORTED_STATUS || v.status & VMA.UNSUPP) {
+    const kinds = ['ANON_SHARED', 'AREA_SYSVIPC', 'AREA_SOCKET', 'AREA_AIORING', 'AREA_MEMFD', 'UNSUPP']
+      .filter((k) => v.status & VMA[k as keyof typeof VMA])
+      .join(', ');
+    throw new RestoreError(
+      `${what}: ${kinds || `status 0x${v.status.toString(16)}`} mappings cannot be restored yet`,
+    );
+  }
+  if (v.status & VMA.AREA_VSYSCALL) return;
+  if (!(v.status & VMA.AREA_REGULAR)) throw new RestoreError(`${what}: not a regular area`);
+}
+
+function checkVdso(pid: number, vmas: VmaEntry[], cur: VdsoLayout): void {
+  const vvar = vmas.find((v) => v.status & VMA.AREA_VVAR);
+  const vdso = vmas.find((v) => v.status & VMA.AREA_VDSO);
+  if (!vvar && !vdso) return;
+  const differ = (why: string) =>
+    new RestoreError(
+      `the vDSO of ${pid} differs from this kernel's (${why}): restore it on the kernel it was dumped on`,
+    );
+  if (vdso && !cur.vdso) throw differ('no vDSO here');
+  if (vdso && cur.vdso && vdso.end - vdso.start !== cur.vdso.size)
+    throw differ(`[vdso] ${vdso.end - vdso.start} bytes, here ${cur.vdso.size}`);
+  if (vvar && !cur.vvar) throw differ('no [vvar] here');
+  if (!vvar && cur.vvar) throw differ('no [vvar] in the images');
+  if (vvar && cur.vvar && vvar.end - vvar.start !== cur.vvar.size)
+    throw differ(`[vvar] ${vvar.end - vvar.start} bytes, here ${cur.vvar.size}`);
+  if (vvar && vdso && cur.vvar && cur.vdso && vdso.start - vvar.start !== cur.vdso.start - cur.vvar.start)
+    throw differ('[vvar] and [vdso] are placed differently');
+}
+
+/** O_WRONLY|O_APPEND files (logs) are not size-checked, as in CRIU; everything else must be unchanged. */
+function checkFile(f: FileEntry, ghosts: Map<number, number>, isFd: boolean): void {
+  const reg = f.reg!;
+  if (ghosts.has(f.id)) return;
+  let st: ReturnType<typeof statSync>;
+  try {
+    st = statSync(reg.name, { bigint: true });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? String(e);
+    throw new RestoreError(`file ${reg.name} (id ${f.id}) is missing: ${code}`);
+  }
+  if (reg.mode !== undefined && Number(st.mode) !== reg.mode)
+    throw new RestoreError(
+      `file ${reg.name} has mode 0${Number(st.mode).toString(8)}, the images have 0${reg.mode.toString(8)}`,
+    );
+  const appendOnly = (reg.flags & 3) === 1 && (reg.flags & 0o2000) !== 0;
+  const regular = (st.mode & 0o170000n) === 0o100000n;
+  if (regular && reg.size !== undefined && !(isFd && appendOnly) && st.size !== reg.size)
+    throw new RestoreError(
+      `file ${reg.name} has size ${st.size}, the images have ${reg.size}: it changed since the dump`,
+    );
+}
+
+/** Whether a path exists (pid checks). */
+export const exists = (p: string) => existsSync(p);

@@ -1,0 +1,657 @@
+// criu restore, driven from TypeScript over ptrace (no helper binary):
+//
+//   plan       read and check every image, wait for the pids to be free, open every file: all before
+//              the first process exists (planRestore, waitForFreeIds, NodeFiles);
+//   stub       start the stub ELF, map the scratch area (code page, syscall table, data) into it at an
+//              address no dumped VMA uses, block every signal, reset every signal action;
+//   tree       clone3 with set_tid: the root from the stub (CLONE_PARENT: criu-ts's child), every other
+//              task from its parent, parents first; setsid, setpgid; zombies exit with their status;
+//   tasks      in each task: memory (mm.ts), threads (clone3 in the task), fds, cwd/root/umask,
+//              task-wide then per-thread state (state.ts);
+//   finish     each leader unmaps the scratch at a syscall-exit stop; every thread gets its registers,
+//              FPU state and signal mask (an interrupted syscall is set up to run again); then all
+//              threads are detached together (stopped tasks get their SIGSTOP first).
+//
+// Any error kills everything created so far and reaps it: nothing stays half alive.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { ProcDir } from '@criu-ts/bfd';
+import { codePage, killAndReap } from '@criu-ts/compel';
+import type { RestoreStatsEntry } from '@criu-ts/images';
+import { warmUpCodecs } from '@criu-ts/images';
+import {
+  __WALL,
+  F_DUPFD_CLOEXEC,
+  F_SETFD,
+  isSysError,
+  kill,
+  MAP_ANONYMOUS,
+  MAP_FIXED_NOREPLACE,
+  MAP_PRIVATE,
+  PAGE_SIZE,
+  PR_SET_NAME,
+  PROT_EXEC,
+  PROT_READ,
+  PROT_WRITE,
+  ptraceCont,
+  ptraceDetach,
+  ptraceGetXstate,
+  ptraceSetRegs,
+  ptraceSetSigmask,
+  ptraceSetXstate,
+  raw,
+  SIGKILL,
+  SIGSTOP,
+  SIGTRAP,
+  SYS,
+  sigmaskBit,
+  vmRead,
+  vmWrite,
+  WNOHANG,
+  waitpid,
+} from '@criu-ts/sys';
+import { fpregsFromImage, gpregsFromImage } from '../registers/x86.js';
+import { CgroupPlacer } from './cgroup.js';
+import { RestoreError } from './errors.js';
+import { NodeFiles } from './files.js';
+import { type Call, Injector, type ScratchLayout, type Tracee, waitStop } from './inject.js';
+import { dumpableCall, restoreMm } from './mm.js';
+import { waitForFreeIds } from './pids.js';
+import { ownVdsoLayout, planRestore, type RestorePlan, type TaskPlan, VMA } from './plan.js';
+import { restoreTaskState, restoreThreadState } from './state.js';
+import { STUB_SYSCALL, startStub } from './stub.js';
+import { cloneWithId } from './tree.js';
+
+export interface RestoreLog {
+  debug(msg: string): void;
+  info(msg: string): void;
+  warn(msg: string): void;
+}
+
+export interface RestoreOptions {
+  /** -D: the images. */
+  imagesDir: string;
+  /** --shell-job: sessions and groups led from outside the images are the caller's. */
+  shellJob?: boolean;
+  /** How long to wait for pids still held by dying tasks (default 5 s). */
+  pidWaitMs?: number;
+  log?: Partial<RestoreLog>;
+}
+
+export interface RestoreResult {
+  /** Pid of the restored root task (a child of this process). */
+  root: number;
+  pids: number[];
+  stats: RestoreStatsEntry;
+  /**
+   * Milliseconds: reading images and opening files, creating tasks, memory, everything else, and their
+   * total; `wait` (not in the total) is how long pids held by dying tasks were waited for.
+   */
+  timings: { plan: number; wait: number; fork: number; memory: number; rest: number; total: number };
+}
+
+const PAGE = BigInt(PAGE_SIZE);
+const TABLE_ENTRIES = 1024;
+const DATA_SIZE = 1024 * 1024;
+const PLACE_FROM = 0x1_0000_0000n;
+const USER_TOP = 0x7fff_ffff_f000n;
+const STACK_GAP = 4n * 1024n * 1024n;
+const ERESTARTSYS = -512n;
+const ERESTARTNOINTR = -513n;
+const ERESTARTNOHAND = -514n;
+const ERESTART_RESTARTBLOCK = -516n;
+const EINTR = -4n;
+const NR_RESTART_SYSCALL = 219n;
+/** Every signal blocked but SIGTRAP (our int3) while we work. */
+const ALL_BUT_TRAP = ~sigmaskBit(SIGTRAP) & 0xffff_ffff_ffff_ffffn;
+
+const ms = (from: number) => performance.now() - from;
+
+interface LiveThread {
+  tid: number;
+  t: Tracee;
+  inj: Injector;
+}
+
+interface LiveTask {
+  plan: TaskPlan;
+  main: Injector;
+  threads: LiveThread[];
+  /** The helper pidfd (of criu-ts) in the task, above every restored fd. */
+  pidfd: number;
+}
+
+/** criu restore -D DIR: see the file comment. */
+export function restore(opts: RestoreOptions): RestoreResult {
+  const noop = () => {};
+  const log: RestoreLog = {
+    debug: opts.log?.debug ?? noop,
+    info: opts.log?.info ?? noop,
+    warn: opts.log?.warn ?? noop,
+  };
+  const t0 = performance.now();
+  warmUpCodecs([
+    'core_entry',
+    'mm_entry',
+    'pagemap_head',
+    'pagemap_entry',
+    'file_entry',
+    'fdinfo_entry',
+    'stats_entry',
+  ]);
+  const plan = planRestore(opts.imagesDir, { shellJob: opts.shellJob === true });
+  log.info(`restoring ${plan.tasks.length} tasks of ${opts.imagesDir}`);
+  const tWait = performance.now();
+  waitForFreeIds(plan.ids, opts.pidWaitMs ?? 5000);
+  const waitMs = ms(tWait);
+  const files = new NodeFiles(plan.dir, plan.files, plan.ghosts, (m) => log.debug(m), plan.inheritTty);
+  const r = new Restorer(plan, files, log);
+  let tPlan = 0;
+  try {
+    r.openFiles();
+    tPlan = ms(t0) - waitMs;
+    r.run();
+  } catch (e) {
+    r.killAll();
+    throw e;
+  } finally {
+    files.closeAll();
+    for (const t of plan.tasks) t.pagemap?.close();
+  }
+  // The tree runs now: nothing below may undo it. Time spent waiting for pids of dying tasks is not
+  // restore work: it is left out.
+  const total = ms(t0) - waitMs;
+  const timings = { plan: tPlan, wait: waitMs, fork: r.forkMs, memory: r.memMs, rest: 0, total };
+  timings.rest = total - timings.plan - timings.fork - timings.memory;
+  const stats: RestoreStatsEntry = {
+    pages_compared: 0n,
+    pages_skipped_cow: 0n,
+    forking_time: Math.round(r.forkMs * 1000),
+    restore_time: Math.round(total * 1000),
+    pages_restored: BigInt(r.pages),
+  };
+  try {
+    plan.dir.write('stats-%s', 'restore', [{ restore: stats }]);
+  } catch (e) {
+    log.warn(`cannot write stats-restore.img: ${(e as Error).message}`);
+  }
+  log.info(
+    `restored ${plan.root.pid}: ${plan.tasks.length} tasks, ${r.pages} pages in ${total.toFixed(1)} ms`,
+  );
+  return { root: plan.root.pid, pids: plan.tasks.map((t) => t.pid), stats, timings };
+}
+
+class Restorer {
+  forkMs = 0;
+  memMs = 0;
+  pages = 0;
+  private stub: Tracee | undefined;
+  private scratch: ScratchLayout | undefined;
+  private cgroups: CgroupPlacer | undefined;
+  private readonly live = new Map<number, LiveTask>();
+  /** Every task created (its pid), in creation order, for cleanup. */
+  private readonly created: number[] = [];
+  /** Tracees whose exit we still have to collect when cleaning up. */
+  private readonly traced = new Set<number>();
+
+  constructor(
+    private readonly plan: RestorePlan,
+    private readonly files: NodeFiles,
+    private readonly log: RestoreLog,
+  ) {}
+
+  /** Open every file before any task exists: a missing or changed file fails now (cgroup sets too). */
+  openFiles(): void {
+    this.cgroups = new CgroupPlacer(this.plan.dir, (m) => this.log.debug(m));
+    for (const task of this.plan.tasks)
+      this.cgroups.check(task.pid, task.threads[0]?.core.thread_core?.cg_set);
+    for (const t of this.plan.tasks) {
+      if (t.state === 'zombie') continue;
+      for (const fd of t.fdinfo ?? []) this.files.fd(fd.id, 'fd');
+      this.files.fd(t.fs!.cwd_id, 'dir');
+      this.files.fd(t.fs!.root_id, 'dir');
+      this.files.fd(t.mm!.exe_file_id, 'read');
+      for (const v of t.mm!.vmas ?? []) {
+        if (!(v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED))) continue;
+        const write = (v.status & VMA.FILE_SHARED) !== 0 && (v.prot & PROT_WRITE) !== 0;
+        this.files.fd(Number(v.shmid), write ? 'write' : 'read');
+      }
+      if (t.pagemap!.runs.length) this.files.rawFd(t.pagemap!.pagesFile);
+    }
+  }
+
+  run(): void {
+    const tFork = performance.now();
+    this.startStub();
+    this.createTree();
+    this.forkMs = ms(tFork);
+    for (const task of this.plan.tasks) if (task.state !== 'zombie') this.restoreTask(task);
+    this.files.unlinkGhosts();
+    this.finish();
+  }
+
+  // ---- stub ------------------------------------------------------------------------------------------
+
+  private startStub(): void {
+    const stub = startStub(new Set(this.plan.ids));
+    this.stub = stub;
+    this.traced.add(stub.tid);
+    const size = PAGE_SIZE + pageUp((TABLE_ENTRIES + 1) * 64) + DATA_SIZE;
+    const base = this.chooseScratch(stub.pid, BigInt(size));
+    const s: ScratchLayout = {
+      base,
+      size,
+      code: base,
+      table: base + PAGE,
+      tableEntries: TABLE_ENTRIES,
+      data: base + PAGE + BigInt(pageUp((TABLE_ENTRIES + 1) * 64)),
+      dataSize: DATA_SIZE,
+    };
+    const flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE;
+    const m = stub.syscallAt(STUB_SYSCALL, SYS.mmap, [base, size, PROT_READ | PROT_WRITE, flags, -1, 0]);
+    if (m !== base) throw new RestoreError(`cannot map the scratch area at 0x${base.toString(16)}: ${m}`);
+    vmWrite(stub.tid, base, codePage(PAGE_SIZE));
+    const p = stub.syscallAt(STUB_SYSCALL, SYS.mprotect, [base, PAGE_SIZE, PROT_READ | PROT_EXEC]);
+    if (p !== 0n) throw new RestoreError(`cannot make the scratch code executable: errno ${-p}`);
+    this.scratch = s;
+    // Everything the restored tasks inherit from the stub: no signal delivered while we work, every
+    // action SIG_DFL (the shell that started the stub ignores SIGINT and SIGQUIT).
+    ptraceSetSigmask(stub.tid, ALL_BUT_TRAP);
+    const inj = new Injector(stub, s);
+    const dfl = inj.put(Buffer.alloc(32));
+    const calls: Call[] = [];
+    for (let sig = 1; sig <= 64; sig++)
+      if (sig !== 9 && sig !== 19) calls.push([SYS.rt_sigaction, sig, dfl, 0, 8]);
+    inj.batch(calls, (i) => `rt_sigaction(${i + 1}) in the stub`);
+    this.log.debug(`stub ${stub.pid}, scratch at 0x${base.toString(16)} (${size} bytes)`);
+  }
+
+  /** A hole for the scratch area that no dumped VMA (of any task) and no mapping of the stub uses. */
+  private chooseScratch(stubPid: number, size: bigint): bigint {
+    const busy: Array<{ start: bigint; end: bigint }> = [];
+    for (const t of this.plan.tasks) {
+      for (const v of t.mm?.vmas ?? []) {
+        if (v.status & VMA.AREA_VSYSCALL) continue;
+        busy.push({ start: v.flags & 0x100 ? v.start - STACK_GAP : v.start, end: v.end });
+      }
+    }
+    const d = ProcDir.open(stubPid);
+    try {
+      for (const m of d.maps()) if (m.path !== '[vsyscall]') busy.push({ start: m.start, end: m.end });
+    } finally {
+      d.close();
+    }
+    busy.sort((a, b) => (a.start < b.start ? -1 : 1));
+    // Room for the scratch area and, after it, a parking place for the vDSO (see mm.ts).
+    const need = size + 4n * PAGE + 64n * PAGE;
+    let lo = PLACE_FROM;
+    for (const b of busy) {
+      if (b.start > lo && b.start - lo >= need) return lo + PAGE;
+      if (b.end > lo) lo = b.end;
+    }
+    if (USER_TOP - lo >= need) return lo + PAGE;
+    throw new RestoreError('no free address range for the restore scratch area');
+  }
+
+  // ---- tree ------------------------------------------------------------------------------------------
+
+  private createTree(): void {
+    const s = this.scratch!;
+    const byPid = new Map<number, Tracee>();
+    const cgroups = this.cgroups!;
+    for (const task of this.plan.tasks) {
+      const parent = task.parent ? byPid.get(task.parent.pid) : this.stub;
+      if (!parent) throw new RestoreError(`parent of ${task.pid} was not created`);
+      const t = cloneWithId(new Injector(parent, s), parent.pid, task.pid, task.parent ? 'child' : 'root');
+      this.created.push(task.pid);
+      this.traced.add(task.pid);
+      byPid.set(task.pid, t);
+      if (task.sid === task.pid) new Injector(t, s).call(`setsid in ${task.pid}`, SYS.setsid);
+      cgroups.place(task.pid, task.threads[0]?.core.thread_core?.cg_set);
+      this.log.debug(`created ${task.pid}${task.parent ? ` (child of ${task.parent.pid})` : ''}`);
+    }
+    // The stub is not needed any more; the root is our child now (CLONE_PARENT).
+    this.traced.delete(this.stub!.tid);
+    killAndReap(this.stub!.pid);
+    this.stub = undefined;
+
+    // Process groups: leaders first, then their members (all in their session by now).
+    const inTree = new Set(this.plan.tasks.map((t) => t.pid));
+    const order = [...this.plan.tasks].sort((a, b) => Number(b.pgid === b.pid) - Number(a.pgid === a.pid));
+    for (const task of order) {
+      if (!inTree.has(task.pgid)) continue; // --shell-job: the caller's group
+      if (pgidOf(task.pid) === task.pgid) continue;
+      new Injector(byPid.get(task.pid)!, s).call(
+        `setpgid(${task.pgid}) in ${task.pid}`,
+        SYS.setpgid,
+        0,
+        task.pgid,
+      );
+    }
+    for (const task of this.plan.tasks) {
+      const t = byPid.get(task.pid)!;
+      if (task.state === 'zombie') {
+        this.makeZombie(t, task);
+        continue;
+      }
+      const main = new Injector(t, s);
+      this.live.set(task.pid, { plan: task, main, threads: [{ tid: task.pid, t, inj: main }], pidfd: -1 });
+    }
+  }
+
+  /** A zombie: the task exits with its dumped status and stays unreaped (its parent is stopped). */
+  private makeZombie(t: Tracee, task: TaskPlan): void {
+    const status = task.exitStatus;
+    const sig = status & 0x7f;
+    const inj = new Injector(t, this.scratch!);
+    const comm = Buffer.alloc(16);
+    comm.write(task.tc.comm.slice(0, 15), 'utf8');
+    inj.call('prctl(PR_SET_NAME)', SYS.prctl, PR_SET_NAME, inj.put(comm), 0, 0, 0);
+    inj.resetData();
+    ptraceSetSigmask(t.tid, 0n);
+    if (sig === 0) {
+      const regs = t.regs.clone();
+      regs
+        .set('rip', this.scratch!.code + 0x38n)
+        .set('rax', SYS.exit_group)
+        .set('rdi', (status >> 8) & 0xff);
+      regs.set('orig_rax', -1n);
+      ptraceSetRegs(t.tid, regs);
+    } else {
+      kill(t.tid, sig);
+    }
+    ptraceCont(t.tid, 0);
+    for (;;) {
+      const st = waitStop(t.tid);
+      if (st.exited || st.signaled) break;
+      // The signal we sent, at its delivery stop: let it kill the task.
+      ptraceCont(t.tid, st.event === 0 && st.stopSignal === sig ? sig : 0);
+    }
+    this.traced.delete(t.tid);
+    this.log.debug(`zombie ${task.pid} with status 0x${status.toString(16)}`);
+  }
+
+  // ---- one task --------------------------------------------------------------------------------------
+
+  private restoreTask(task: TaskPlan): void {
+    const lt = this.live.get(task.pid)!;
+    const inj = lt.main;
+    const s = this.scratch!;
+    // fds: the stub's go, a pidfd of criu-ts comes above every fd the task will have.
+    const targets = (task.fdinfo ?? []).map((f) => f.fd);
+    const high = Math.max(2, ...targets) + 1;
+    const calls: Call[] = [];
+    for (const fd of openFds(task.pid)) calls.push([SYS.close, fd]);
+    calls.push([SYS.pidfd_open, process.pid, 0], [SYS.fcntl, 0, F_DUPFD_CLOEXEC, high], [SYS.close, 0]);
+    const r = inj.batch(calls, (i) => (i < calls.length - 3 ? 'close' : 'pidfd_open of criu-ts'));
+    if (r[calls.length - 3] !== 0n || r[calls.length - 2] !== BigInt(high))
+      throw new RestoreError(`pid ${task.pid}: helper pidfd landed at ${r[calls.length - 2]}`);
+    lt.pidfd = high;
+
+    const tMem = performance.now();
+    const mm = restoreMm(
+      inj,
+      task.pid,
+      task.mm!,
+      task.pagemap!,
+      {
+        files: this.files,
+        pidfd: high,
+        scratch: s,
+        parking: s.base + BigInt(s.size) + PAGE,
+        log: (m) => this.log.warn(m),
+      },
+      ownVdsoLayout(),
+    );
+    this.pages += mm.pages;
+    this.memMs += ms(tMem);
+
+    for (const th of task.threads.slice(1)) {
+      const t = cloneWithId(inj, task.pid, th.tid, 'thread');
+      this.traced.add(th.tid);
+      lt.threads.push({ tid: th.tid, t, inj: new Injector(t, s) });
+    }
+    this.restoreFds(lt);
+    const hasZombieChild = task.children.some((c) => c.state === 'zombie');
+    const pendingChld = [task.tc.signals_s, ...task.threads.map((t) => t.core.thread_core?.signals_p)].some(
+      (q) => (q?.signals ?? []).some((x) => Buffer.from(x.siginfo).readInt32LE(0) === 17),
+    );
+    restoreTaskState(inj, task.pid, task.tc, {
+      flushSigchld: hasZombieChild && !pendingChld,
+      log: (m) => this.log.warn(m),
+    });
+    if (task.tc.oom_score_adj !== undefined) {
+      try {
+        writeFileSync(`/proc/${task.pid}/oom_score_adj`, String(task.tc.oom_score_adj));
+      } catch (e) {
+        this.log.warn(`pid ${task.pid}: oom_score_adj ${task.tc.oom_score_adj}: ${(e as Error).message}`);
+      }
+    }
+    for (const th of task.threads) this.setSched(th.tid, th.core.thread_core!);
+    for (const [i, th] of task.threads.entries()) {
+      const live = lt.threads[i]!;
+      const tcore = th.core.thread_core!;
+      const leader = i === 0;
+      restoreThreadState(
+        live.inj,
+        task.pid,
+        th.tid,
+        tcore,
+        th.core.thread_info!.clear_tid_addr,
+        th.core.thread_info!.tls ?? [],
+        task.tc.comm,
+        {
+          ...(leader && task.tc.signals_s ? { sharedSignals: task.tc.signals_s } : {}),
+          seccomp: this.plan.seccomp,
+        },
+      );
+    }
+    // Last (new credentials reset it): dumpable; and the helper pidfd goes.
+    const last: Call[] = [[SYS.close, high]];
+    const d = dumpableCall(task.mm!);
+    if (d) last.unshift(d);
+    inj.batch(last, (i) =>
+      last[i]![0] === SYS.close ? 'close of the helper pidfd' : 'prctl(PR_SET_DUMPABLE)',
+    );
+    this.log.debug(`restored pid ${task.pid}: ${mm.pages} pages, ${task.threads.length} threads`);
+  }
+
+  private restoreFds(lt: LiveTask): void {
+    const task = lt.plan;
+    const open = new Set<number>([lt.pidfd]);
+    const lowest = () => {
+      let n = 0;
+      while (open.has(n)) n++;
+      return n;
+    };
+    const calls: Call[] = [];
+    const names: string[] = [];
+    const expect = new Map<number, bigint>();
+    const add = (name: string, c: Call, want?: number) => {
+      if (want !== undefined) expect.set(calls.length, BigInt(want));
+      calls.push(c);
+      names.push(name);
+    };
+    for (const f of [...(task.fdinfo ?? [])].sort((a, b) => a.fd - b.fd)) {
+      const tmp = lowest();
+      add(`pidfd_getfd for fd ${f.fd}`, [SYS.pidfd_getfd, lt.pidfd, this.files.fd(f.id, 'fd'), 0], tmp);
+      open.add(tmp);
+      if (tmp !== f.fd) {
+        add(`dup3 to fd ${f.fd}`, [SYS.dup3, tmp, f.fd, 0], f.fd);
+        add('close', [SYS.close, tmp]);
+        open.delete(tmp);
+        open.add(f.fd);
+      }
+      add(`fcntl(F_SETFD) of fd ${f.fd}`, [SYS.fcntl, f.fd, F_SETFD, f.flags & 1]);
+    }
+    const fsEntry = task.fs!;
+    const rootName = this.plan.files.get(fsEntry.root_id)?.reg?.name;
+    const dirFd = (id: number, what: string, then: Call[]) => {
+      const tmp = lowest();
+      add(`pidfd_getfd of the ${what}`, [SYS.pidfd_getfd, lt.pidfd, this.files.fd(id, 'dir'), 0], tmp);
+      add(`fchdir to the ${what}`, [SYS.fchdir, tmp]);
+      for (const c of then) add(`chroot`, c);
+      add('close', [SYS.close, tmp]);
+    };
+    if (rootName !== undefined && rootName !== '/') {
+      const dot = lt.main.put(Buffer.from('.\0'));
+      dirFd(fsEntry.root_id, 'root', [[SYS.chroot, dot]]);
+    }
+    dirFd(fsEntry.cwd_id, 'cwd', []);
+    add('umask', [SYS.umask, fsEntry.umask ?? 0o022]);
+    const res = lt.main.batch(calls, (i) => names[i] ?? `call ${i}`);
+    for (const [i, want] of expect) {
+      if (res[i] !== want)
+        throw new RestoreError(`pid ${task.pid}: ${names[i]} gave ${res[i]}, expected ${want}`);
+    }
+  }
+
+  /** Scheduling policy, priority and nice value, set from here by tid. */
+  private setSched(
+    tid: number,
+    tc: { sched_policy?: number; sched_prio?: number; sched_nice?: number },
+  ): void {
+    const policy = tc.sched_policy ?? 0;
+    const param = Buffer.alloc(4);
+    param.writeInt32LE(tc.sched_prio ?? 0, 0);
+    if (policy !== 0 || (tc.sched_prio ?? 0) !== 0) {
+      if (raw.syscall(SYS.sched_setscheduler, tid, policy, param) !== 0)
+        this.log.warn(`thread ${tid}: sched_setscheduler(${policy}) failed: errno ${raw.lastErrno()}`);
+    }
+    if ((tc.sched_nice ?? 0) !== 0 && raw.syscall(SYS.setpriority, 0, tid, tc.sched_nice ?? 0) !== 0)
+      this.log.warn(`thread ${tid}: setpriority(${tc.sched_nice}) failed: errno ${raw.lastErrno()}`);
+  }
+
+  // ---- finish ----------------------------------------------------------------------------------------
+
+  private finish(): void {
+    const s = this.scratch!;
+    for (const lt of this.live.values()) {
+      // The leader unmaps the scratch area; it cannot return into it, so it stops at the syscall's exit.
+      const leader = lt.threads[0]!;
+      const r = leader.t.syscallToExitStop(s.code + 0x38n, SYS.munmap, [s.base, s.size]);
+      if (r !== 0n) throw new RestoreError(`pid ${lt.plan.pid}: munmap of the scratch area: errno ${-r}`);
+      for (const [i, th] of lt.plan.threads.entries()) this.loadRegisters(lt.threads[i]!, th.core, lt.plan);
+    }
+    // Everybody is ready: let them all go.
+    for (const lt of this.live.values()) {
+      if (lt.plan.state === 'stopped') kill(lt.plan.pid, SIGSTOP);
+      for (const th of [...lt.threads].reverse()) {
+        ptraceDetach(th.tid, 0);
+        this.traced.delete(th.tid);
+      }
+    }
+    this.live.clear();
+  }
+
+  private loadRegisters(th: LiveThread, core: TaskPlan['threads'][number]['core'], task: TaskPlan): void {
+    const ti = core.thread_info!;
+    const regs = gpregsFromImage(ti.gpregs);
+    const orig = regs.getSigned('orig_rax');
+    const rax = regs.getSigned('rax');
+    if (orig >= 0n) {
+      // Registers loaded here skip the kernel's syscall restart: do it by hand. restart_syscall itself
+      // cannot be carried over (its restart block stayed in the dumped kernel): it returns EINTR.
+      if (
+        rax === ERESTARTSYS ||
+        rax === ERESTARTNOINTR ||
+        rax === ERESTARTNOHAND ||
+        rax === ERESTART_RESTARTBLOCK
+      ) {
+        if (orig === NR_RESTART_SYSCALL) regs.set('rax', EINTR);
+        else regs.set('rax', orig).set('rip', regs.rip - 2n);
+      }
+      regs.set('orig_rax', -1n);
+    }
+    const rseq = core.thread_core?.rseq_entry;
+    if (rseq && rseq.rseq_abi_pointer !== 0n) {
+      const abort = rseqAbort(th.tid, rseq.rseq_abi_pointer, regs.rip);
+      if (abort !== undefined) regs.set('rip', abort);
+    }
+    const mask = core.thread_core?.blk_sigset ?? (th.tid === task.pid ? task.tc.blk_sigset : 0n);
+    try {
+      const template = ptraceGetXstate(th.tid);
+      ptraceSetXstate(th.tid, fpregsFromImage(ti.fpregs, template.length, template));
+      ptraceSetRegs(th.tid, regs);
+      ptraceSetSigmask(th.tid, mask);
+    } catch (e) {
+      throw new RestoreError(
+        `thread ${th.tid}: the kernel refuses the registers of core-${th.tid}.img: ${(e as Error).message}`,
+      );
+    }
+  }
+
+  // ---- cleanup ---------------------------------------------------------------------------------------
+
+  /** SIGKILL every task created and collect every exit; reap what ends up as our child. */
+  killAll(): void {
+    const pids = [...this.created];
+    if (this.stub) pids.unshift(this.stub.pid);
+    for (const pid of pids) {
+      try {
+        kill(pid, SIGKILL);
+      } catch {
+        // gone
+      }
+    }
+    const deadline = performance.now() + 10_000;
+    const pending = new Set<number>([...pids, ...this.traced]);
+    while (pending.size > 0 && performance.now() < deadline) {
+      for (const id of [...pending]) {
+        try {
+          const st = waitpid(id, __WALL | WNOHANG);
+          if (st && (st.exited || st.signaled) && !existsProc(id)) pending.delete(id);
+        } catch (e) {
+          if (!isSysError(e, 'ECHILD')) throw e;
+          if (!existsProc(id)) pending.delete(id);
+        }
+      }
+      if (pending.size) raw.syscall(SYS.sched_yield);
+    }
+    if (pending.size) this.log.warn(`cleanup: ${[...pending].join(' ')} still there`);
+    this.created.length = 0;
+    this.traced.clear();
+    this.live.clear();
+  }
+}
+
+const pageUp = (n: number) => Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;
+
+function existsProc(id: number): boolean {
+  try {
+    readFileSync(`/proc/${id}/stat`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function openFds(pid: number): number[] {
+  const d = ProcDir.open(pid);
+  try {
+    return d.fds();
+  } finally {
+    d.close();
+  }
+}
+
+function pgidOf(pid: number): number {
+  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[2]);
+}
+
+/** rip inside the thread's rseq critical section: the kernel would abort it; we must, too. */
+function rseqAbort(tid: number, rseqAbi: bigint, rip: bigint): bigint | undefined {
+  try {
+    const p = Buffer.alloc(8);
+    vmRead(tid, rseqAbi + 8n, p);
+    const cs = p.readBigUInt64LE(0);
+    if (cs === 0n) return undefined;
+    const d = Buffer.alloc(32);
+    vmRead(tid, cs, d);
+    const start = d.readBigUInt64LE(8);
+    const len = d.readBigUInt64LE(16);
+    return rip >= start && rip < start + len ? d.readBigUInt64LE(24) : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,186 @@
+// `criu-ts restore` of threads and process trees: every thread with its tid, every task with its pid,
+// parent, session and process group; zombies stay zombies with their exit code, stopped tasks stay
+// stopped. Checked from outside through /proc and the workloads' own reports.
+import fs from 'node:fs';
+import path from 'node:path';
+import { killAndReap } from '@criu-ts/compel';
+import { type CoreEntry, ImageDir } from '@criu-ts/images';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  buildWorkloads,
+  cleanup,
+  failLines,
+  procStat,
+  procState,
+  readLines,
+  runCli,
+  startWorkload,
+  tempDir,
+  track,
+  waitFor,
+  waitForLine,
+} from './helpers.js';
+
+beforeAll(async () => {
+  await buildWorkloads();
+});
+afterEach(() => cleanup());
+
+async function dumpAndKill(pid: number, pids: number[] = [pid]): Promise<string> {
+  const dir = path.join(tempDir('criu-ts-restore-'), 'images');
+  const r = await runCli(['dump', '-t', String(pid), '-D', dir]);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  for (const p of pids) killAndReap(p);
+  for (const p of pids) expect(procState(p)).toBe('gone');
+  return dir;
+}
+
+async function restoreDetached(dir: string): Promise<void> {
+  const r = await runCli(['restore', '-D', dir, '-d']);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+}
+
+/** pid, ppid, pgid, sid and state of a task, from /proc. */
+function ids(pid: number): string {
+  const s = procStat(pid);
+  return `${pid} ppid=${s.f(4)} pgid=${s.f(5)} sid=${s.f(6)} ${s.f(3)} ${s.comm}`;
+}
+
+/**
+ * What a thread's core image says besides its registers and its signal mask (a worker inside
+ * pthread_create blocks every signal for a moment: the mask changes by itself).
+ */
+function threadState(dir: string, tid: number): unknown {
+  const core = ImageDir.open(dir).core(tid) as CoreEntry;
+  const ti = core.thread_info!;
+  const { blk_sigset: _mask, ...rest } = core.thread_core!;
+  return { clear_tid_addr: ti.clear_tid_addr, fs_base: ti.gpregs.fs_base, tls: ti.tls, ...rest };
+}
+
+const taskCount = (pid: number) => fs.readdirSync(`/proc/${pid}/task`).length;
+const lastTick = (report: string) => {
+  const t = readLines(report).filter((l) => l.startsWith('TICK '));
+  return t.length ? Number(t.at(-1)!.split(' ')[1]) : 0;
+};
+
+describe('criu-ts restore: threads', () => {
+  it('threads: all 8 workers keep running (TICK grows, /proc/PID/task), no FAIL', async () => {
+    const w = startWorkload('threads', ['8']);
+    await waitForLine(w.report, /^TICK [1-9]/, { pid: w.pid });
+    await waitFor(() => taskCount(w.pid) >= 9, 'eight workers');
+    // The main thread and the 8 workers live long; the child threads they create and join live for
+    // microseconds: the tids seen in two samples a while apart are the long-lived ones.
+    const sample = () => new Set(fs.readdirSync(`/proc/${w.pid}/task`).map(Number));
+    const first = sample();
+    await new Promise((r) => setTimeout(r, 100));
+    const workers = [...sample()].filter((t) => first.has(t));
+    expect(workers).toHaveLength(9);
+    const dir = await dumpAndKill(w.pid);
+    const ticks = readLines(w.report).length;
+    const atDump = lastTick(w.report);
+    await restoreDetached(dir);
+    // Main thread and the 8 workers (tids of the dump; short-lived child threads come and go).
+    const alive = fs.readdirSync(`/proc/${w.pid}/task`).map(Number);
+    for (const tid of workers) expect(alive).toContain(tid);
+    await waitForLine(w.report, (_l, i) => i >= ticks + 4, { pid: w.pid, fromLine: ticks });
+    expect(lastTick(w.report)).toBeGreaterThan(atDump);
+    expect(taskCount(w.pid)).toBeGreaterThanOrEqual(9);
+    expect(failLines(w.report)).toEqual([]);
+    // Each worker still spins: every one of them gets CPU time after the restore.
+    const cpu = (tid: number) => {
+      const s = fs.readFileSync(`/proc/${w.pid}/task/${tid}/stat`, 'utf8');
+      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+      return Number(f[11]) + Number(f[12]);
+    };
+    const t0 = workers.slice(1, 9).map(cpu);
+    await waitFor(
+      () => workers.slice(1, 9).every((tid, i) => cpu(tid) > (t0[i] as number)),
+      'every worker running',
+    );
+    // Per-thread state /proc does not show (clear_child_tid, robust list, rseq, TLS base, sigmask,
+    // creds...): dump the restored process (-R) and compare the long-lived threads' images.
+    const again = path.join(tempDir('criu-ts-restore-again-'), 'images');
+    expect((await runCli(['dump', '-t', String(w.pid), '-D', again, '-R'])).code).toBe(0);
+    for (const tid of workers)
+      expect(threadState(again, tid), `thread ${tid}`).toEqual(threadState(dir, tid));
+  });
+});
+
+describe('criu-ts restore: trees', () => {
+  it('tree: 5 tasks keep their pids, parents, sessions and process groups', async () => {
+    const w = startWorkload('tree');
+    await waitForLine(w.report, /^TREE /, { pid: w.pid });
+    const pids = readLines(w.report)
+      .filter((l) => l.startsWith('TASK '))
+      .map((l) => Number(l.split(' ')[1]));
+    expect(pids).toHaveLength(5);
+    track(...pids);
+    const before = pids.map(ids);
+    const dir = await dumpAndKill(w.pid, pids);
+    await restoreDetached(dir);
+    await waitFor(() => pids.every((p) => procState(p) === 'S'), 'all five asleep again');
+    expect(pids.map(ids)).toEqual(before);
+    expect(failLines(w.report)).toEqual([]);
+  });
+
+  it('zombie: the child stays a zombie with exit code 42 until its parent reaps it', async () => {
+    const w = startWorkload('zombie');
+    const z = Number((await waitForLine(w.report, /^ZOMBIE /, { pid: w.pid })).split(' ')[1]);
+    track(z);
+    await waitFor(() => procState(w.pid) === 'S', 'parent in pause()');
+    const before = [ids(w.pid), ids(z)];
+    const dir = await dumpAndKill(w.pid, [w.pid, z]);
+    await restoreDetached(dir);
+    expect([ids(w.pid), ids(z)]).toEqual(before);
+    expect(procState(z)).toBe('Z');
+    const n = readLines(w.report).length;
+    process.kill(w.pid, 'SIGUSR1');
+    await waitForLine(w.report, new RegExp(`^REAPED ${z} 42$`), { pid: w.pid, fromLine: n });
+    await waitFor(() => procState(z) === 'gone', 'zombie reaped');
+  });
+
+  it('stopper: a stopped task comes back stopped (T) and runs on after SIGCONT', async () => {
+    const w = startWorkload('stopper');
+    await waitForLine(w.report, /^READY /, { pid: w.pid });
+    await waitFor(() => procState(w.pid) === 'T', 'stopper stopped');
+    const dir = await dumpAndKill(w.pid);
+    await restoreDetached(dir);
+    await waitFor(
+      () => procState(w.pid) === 'T',
+      () => `restored stopper stopped (${procState(w.pid)})`,
+    );
+    process.kill(w.pid, 'SIGCONT');
+    await waitForLine(w.report, /^ALIVE 5$/, { pid: w.pid });
+    expect(failLines(w.report)).toEqual([]);
+  });
+});
+
+describe('criu-ts restore: cgroups', () => {
+  it('a task in cgroups of its own goes back there; missing cgroup directories are made again', async () => {
+    const name = `criu-ts-restore-test-${process.pid}`;
+    const dirs = ['/sys/fs/cgroup/pids', '/sys/fs/cgroup/unified']
+      .filter((d) => fs.existsSync(d))
+      .map((d) => path.join(d, name));
+    const w = startWorkload('counter', ['5']);
+    try {
+      for (const d of dirs) {
+        fs.mkdirSync(d);
+        fs.writeFileSync(path.join(d, 'cgroup.procs'), String(w.pid));
+      }
+      const before = fs.readFileSync(`/proc/${w.pid}/cgroup`, 'utf8');
+      expect(before).toContain(name);
+      await waitForLine(w.report, /^5$/, { pid: w.pid });
+      const dir = await dumpAndKill(w.pid);
+      expect(fs.existsSync(path.join(dir, 'cgroup.img'))).toBe(true);
+      for (const d of dirs) fs.rmdirSync(d);
+      await restoreDetached(dir);
+      expect(fs.readFileSync(`/proc/${w.pid}/cgroup`, 'utf8')).toBe(before);
+      await waitForLine(w.report, /^15$/, { pid: w.pid });
+    } finally {
+      killAndReap(w.pid);
+      for (const d of dirs) if (fs.existsSync(d)) fs.rmdirSync(d);
+    }
+  });
+});
