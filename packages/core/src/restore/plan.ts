@@ -32,23 +32,12 @@ export const TASK_ZOMBIE = 6;
 export const FD_TYPE_REG = 1;
 export const FD_TYPE_TTY = 11;
 const TTY_PTY = 1;
-export const VMA = {
-  AREA_REGULAR: 1 << 0,
-  AREA_STACK: 1 << 1,
-  AREA_VSYSCALL: 1 << 2,
-  AREA_VDSO: 1 << 3,
-  AREA_HEAP: 1 << 5,
-  FILE_PRIVATE: 1 << 6,
-  FILE_SHARED: 1 << 7,
-  ANON_SHARED: 1 << 8,
-  ANON_PRIVATE: 1 << 9,
-  AREA_SYSVIPC: 1 << 10,
-  AREA_SOCKET: 1 << 11,
-  AREA_VVAR: 1 << 12,
-  AREA_AIORING: 1 << 13,
-  AREA_MEMFD: 1 << 14,
-  UNSUPP: 2 ** 31,
-} as const;
+
+// VMA status bits are the dump side's (one definition for both directions).
+export { VMA } from '../mm/vmas.js';
+
+import { VMA } from '../mm/vmas.js';
+
 const REMAP_GHOST = 1;
 const PAGE = 4096n;
 
