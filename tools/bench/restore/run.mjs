@@ -18,6 +18,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statfsSync } from 'node:
 import { freemem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { cleanUp, printReport } from '../report.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..', '..', '..');
@@ -209,22 +210,7 @@ try {
   for (const w of WORKLOADS) out[`restore_${w.name}`] = await bench(w);
   out.sleep_cli_wall_ms = round(await benchSleepCli());
 } finally {
-  for (const pid of [...started].reverse()) {
-    try {
-      killAndReap(pid);
-    } catch (e) {
-      console.error(`cleanup of ${pid}: ${e.message}`);
-    }
-  }
-  rmSync(work, { recursive: true, force: true });
+  cleanUp(started, work, killAndReap);
 }
 
-const w0 = Math.max(...rows.map((r) => r[0].length), 10);
-const w1 = Math.max(...rows.map((r) => r[1].length), 5);
-console.log(`criu-ts restore benchmark (node ${process.version}, images in ${TMP})`);
-console.log(`${'benchmark'.padEnd(w0)}  ${'value'.padStart(w1)}  unit      notes`);
-console.log(`${'-'.repeat(w0)}  ${'-'.repeat(w1)}  --------  -----`);
-for (const [what, value, unit, note] of rows) {
-  console.log(`${what.padEnd(w0)}  ${value.padStart(w1)}  ${unit.padEnd(8)}  ${note}`);
-}
-console.log(JSON.stringify(out));
+printReport(`criu-ts restore benchmark (node ${process.version}, images in ${TMP})`, rows, out);
