@@ -24,7 +24,12 @@ for (const f of files.sort()) {
   console.log(`${f.replace(/\.json$/, '').padEnd(14)} ${p} passed, ${x} failed, ${s} skipped`);
   for (const t of r.testResults ?? []) {
     for (const a of t.assertionResults ?? [])
-      if (a.status === 'failed') console.log(`  FAILED ${a.fullName}`);
+      if (a.status === 'failed') {
+        console.log(`  FAILED ${a.fullName}`);
+        // The first lines of the error, without colours: enough to tell what broke from the summary.
+        const why = (a.failureMessages ?? []).join('\n').replace(/\x1b\[[0-9;]*m/g, '');
+        for (const l of why.split('\n').slice(0, 4)) console.log(`    ${l.slice(0, 200)}`);
+      }
     if (t.status === 'failed' && !t.assertionResults?.length) console.log(`  FAILED ${t.name}: ${t.message}`);
   }
   passed += p;

@@ -21,6 +21,7 @@ import {
   procState,
   readLines,
   runCli,
+  startInShellSession,
   startWorkload,
   tempDir,
   tracerPid,
@@ -205,10 +206,10 @@ describe('criu-ts dump: log, stats, exit codes', () => {
 
 describe('criu-ts dump --shell-job', () => {
   it('a task of an outside session: exit 1 naming the leader, untouched; --shell-job dumps it', async () => {
-    const w = startWorkload('counter', ['5'], { setsid: false });
+    const w = await startInShellSession('counter', ['5']);
     await waitForLine(w.report, /^3$/, { pid: w.pid });
     const sid = Number(fs.readFileSync(`/proc/${w.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[3]);
-    expect(sid).not.toBe(w.pid);
+    expect(sid).toBe(w.leader);
     const r = await runCli(['dump', '-t', String(w.pid), '-D', newImagesDir()]);
     expect(r.code).toBe(1);
     const lines = r.stderr.split('\n').filter(Boolean);

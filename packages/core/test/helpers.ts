@@ -117,6 +117,30 @@ export function startWorkload(name: WorkloadName, args: string[] = [], opts: Sta
   return { pid, report, dir };
 }
 
+/**
+ * Start a workload as the child of a shell that leads its own session and process group, so that
+ * both leaders are outside the workload's tree whatever session the test runner itself is in.
+ * `leader` is the shell. Both are tracked for cleanup.
+ */
+export async function startInShellSession(
+  name: WorkloadName,
+  args: string[] = [],
+): Promise<Workload & { leader: number }> {
+  const dir = tempDir(`criu-ts-core-${name}-`);
+  const report = path.join(dir, 'report');
+  const argv = [workloadPath(name), report, ...args];
+  const leader = startTraceable(['/bin/sh', '-c', '"$@" & wait', 'sh', ...argv], { setsid: true });
+  track(leader);
+  let pid = 0;
+  await waitFor(() => {
+    const kids = fs.readFileSync(`/proc/${leader}/task/${leader}/children`, 'utf8').trim();
+    pid = kids ? Number(kids.split(' ')[0]) : 0;
+    return pid > 0 && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8') === `${argv.join('\0')}\0`;
+  }, `${name} to start under a shell (pid ${leader})`);
+  track(pid);
+  return { pid, report, dir, leader };
+}
+
 // Closes every fd above 2 (a vitest worker leaks some, e.g. a pipe) and execs the command.
 const CLEAN_EXEC = 'import os, sys; os.closerange(3, 65536); os.execv(sys.argv[1], sys.argv[1:])';
 

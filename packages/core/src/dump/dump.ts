@@ -162,15 +162,17 @@ function checkRoot(pid: number): void {
 function checkSessions(tree: SeizedTree, shellJob: boolean): void {
   if (shellJob) return;
   const inside = new Set(tree.tasks.map((t) => t.pid));
+  // 0: the leader lives outside our pid namespace (the caller was started from beyond it).
+  const leader = (id: number) => (id === 0 ? 'outside this pid namespace' : `${id}`);
   for (const t of tree.tasks) {
-    if (t.sid !== 0 && !inside.has(t.sid)) {
+    if (!inside.has(t.sid)) {
       throw new DumpError(
-        `the session leader ${t.sid} of pid ${t.pid} is outside the tree: dump with --shell-job, or start it with setsid`,
+        `the session leader (${leader(t.sid)}) of pid ${t.pid} is outside the tree: dump with --shell-job, or start it with setsid`,
       );
     }
-    if (t.pgid !== 0 && !inside.has(t.pgid)) {
+    if (!inside.has(t.pgid)) {
       throw new DumpError(
-        `the process group leader ${t.pgid} of pid ${t.pid} is outside the tree: use --shell-job`,
+        `the process group leader (${leader(t.pgid)}) of pid ${t.pid} is outside the tree: use --shell-job`,
       );
     }
   }

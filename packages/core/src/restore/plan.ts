@@ -242,11 +242,12 @@ function taskOf(dir: ImageDir, e: PstreeEntry, tids: number[]): TaskPlan {
 
 function checkSessions(tasks: TaskPlan[], byPid: Map<number, TaskPlan>, shellJob: boolean): void {
   for (const t of tasks) {
-    if (t.sid !== 0 && !byPid.has(t.sid) && !shellJob)
+    // sid/pgid 0: the dumped task's leader was outside its pid namespace, so also not in the images.
+    if (!byPid.has(t.sid) && !shellJob)
       throw new RestoreError(
         `the session leader ${t.sid} of ${t.pid} is not in the images: restore with --shell-job`,
       );
-    if (t.pgid !== 0 && !byPid.has(t.pgid) && !shellJob)
+    if (!byPid.has(t.pgid) && !shellJob)
       throw new RestoreError(
         `the process group leader ${t.pgid} of ${t.pid} is not in the images: restore with --shell-job`,
       );
