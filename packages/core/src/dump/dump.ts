@@ -63,7 +63,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   const ctx: DumpContext = {
     dir,
     tree,
-    files: new FileTable(),
+    files: new FileTable(new Set(tree.tasks.map((t) => t.pid))),
     ids: new KobjIds(),
     stats,
     fdTablesDone: new Set(),
@@ -88,6 +88,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   } catch (err) {
     tree.release();
     throw err;
+  } finally {
+    ctx.files.close();
   }
   const statsEntry = stats.entry(process.hrtime.bigint());
   dir.write('stats-%s', 'dump', [{ dump: statsEntry }]);
@@ -207,9 +209,7 @@ function writeTreeImages(ctx: DumpContext): void {
     threads: t.state === 'zombie' ? [t.pid] : t.threads.map((th) => th.tid),
   }));
   ctx.dir.write('pstree', undefined, pstree);
-  ctx.dir.write('files', undefined, ctx.files.entries);
-  if (ctx.files.remaps.length) ctx.dir.write('remap-fpath', undefined, ctx.files.remaps);
-  for (const g of ctx.files.ghosts) g.write(ctx.dir);
+  ctx.files.writeImages(ctx.dir);
   if (ctx.ttyInfos.length) ctx.dir.write('tty-info', undefined, ctx.ttyInfos);
   if (ctx.seccomp.filters.length)
     ctx.dir.write('seccomp', undefined, [{ seccomp_filters: ctx.seccomp.filters }]);

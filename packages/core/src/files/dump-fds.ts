@@ -36,5 +36,5 @@ function openFile(pid: number, proc: ProcDir, fd: number): OpenFile {
   const link = proc.readlink(`fd/${fd}`);
   const info = proc.fdinfo(fd);
   const stat = statSync(`/proc/${pid}/fd/${fd}`, { bigint: true });
-  return { pid, fd, link, pos: info.pos, flags: info.flags, mntId: info.mntId, stat };
+  return { pid, fd, link, pos: info.pos, flags: info.flags, mntId: info.mntId, stat, info };
 }

@@ -1,9 +1,31 @@
-import type { FdinfoEntry, FileEntry } from '@criu-ts/images';
-import { KCMP_FILE, kcmp } from '@criu-ts/sys';
+import type { FdInfo } from '@criu-ts/bfd';
+import type { Extra, FdinfoEntry, FileEntry, ImageDir } from '@criu-ts/images';
+import { close, KCMP_FILE, kcmp, pidfdGetfd, pidfdOpen } from '@criu-ts/sys';
 import { IdAllocator } from '../dump/ids.js';
 
 /** fd_types values (fdinfo.proto). */
-export const FD_TYPE = { REG: 1, PIPE: 2, FIFO: 3, INETSK: 4, UNIXSK: 5, TTY: 11 } as const;
+export const FD_TYPE = {
+  REG: 1,
+  PIPE: 2,
+  FIFO: 3,
+  INETSK: 4,
+  UNIXSK: 5,
+  EVENTFD: 6,
+  EVENTPOLL: 7,
+  INOTIFY: 8,
+  SIGNALFD: 9,
+  PACKETSK: 10,
+  TTY: 11,
+  FANOTIFY: 12,
+  NETLINKSK: 13,
+  NS: 14,
+  TUNF: 15,
+  EXT: 16,
+  TIMERFD: 17,
+  MEMFD: 18,
+  BPFMAP: 19,
+  PIDFD: 20,
+} as const;
 
 /** What dump knows of one open file description of a task, before a driver looks at it. */
 export interface OpenFile {
@@ -17,6 +39,8 @@ export interface OpenFile {
   mntId: number;
   /** stat() of /proc/PID/fd/N (the file itself, even when unlinked) */
   stat: import('node:fs').BigIntStats;
+  /** All of /proc/PID/fdinfo/N, parsed (eventfd count, epoll targets, timerfd, locks...). */
+  info: FdInfo;
 }
 
 /**
@@ -41,6 +65,75 @@ export class FileTable {
   readonly ghosts: Array<{ id: number; write: (dir: import('@criu-ts/images').ImageDir) => void }> = [];
 
   private readonly byInode = new Map<string, Array<{ pid: number; fd: number; key: string }>>();
+  /** Entries of the images shared by the whole tree (pipes-data, sk-queues...), by name pattern. */
+  private readonly shared = new Map<string, { messages: object[]; extras: Array<Extra | undefined> }>();
+  private readonly checks: Array<() => void> = [];
+  private readonly stolen = new Map<string, number>();
+  private readonly pidfds = new Map<number, number>();
+
+  /** `pids`: the tasks of the dumped tree (a peer outside them is refused or treated as external). */
+  constructor(readonly pids: ReadonlySet<number> = new Set()) {}
+
+  /**
+   * criu-ts's own duplicate of fd `fd` of task `pid` (pidfd_getfd: same open file description), to
+   * inspect from here: sock_diag, peeking at queues, fstat. Cached; closed by close().
+   */
+  steal(pid: number, fd: number): number {
+    const key = `${pid}:${fd}`;
+    const have = this.stolen.get(key);
+    if (have !== undefined) return have;
+    let pidfd = this.pidfds.get(pid);
+    if (pidfd === undefined) {
+      pidfd = pidfdOpen(pid);
+      this.pidfds.set(pid, pidfd);
+    }
+    const mine = pidfdGetfd(pidfd, fd);
+    this.stolen.set(key, mine);
+    return mine;
+  }
+
+  /** Add an entry to a tree-wide image (`pattern` without an id: "pipes-data", "sk-queues"...). */
+  addImageEntry(pattern: string, message: object, extra?: Extra): void {
+    let img = this.shared.get(pattern);
+    if (!img) {
+      img = { messages: [], extras: [] };
+      this.shared.set(pattern, img);
+    }
+    img.messages.push(message);
+    img.extras.push(extra);
+  }
+
+  /**
+   * A check that can only run once every task is dumped (a socket's peer must be in the tree, a
+   * pipe's other end...): it runs before the tree images are written; throwing fails the dump.
+   */
+  later(check: () => void): void {
+    this.checks.push(check);
+  }
+
+  /** Run the deferred checks and write files.img and the tree-wide images. */
+  writeImages(dir: ImageDir): void {
+    for (const check of this.checks) check();
+    dir.write('files', undefined, this.entries);
+    if (this.remaps.length) dir.write('remap-fpath', undefined, this.remaps);
+    for (const g of this.ghosts) g.write(dir);
+    for (const [pattern, img] of this.shared) {
+      dir.write(pattern, undefined, img.messages, img.extras as Extra[]);
+    }
+  }
+
+  /** Close every stolen fd and pidfd (after the dump, failed or not). */
+  close(): void {
+    for (const fd of [...this.stolen.values(), ...this.pidfds.values()]) {
+      try {
+        close(fd);
+      } catch {
+        // already closed
+      }
+    }
+    this.stolen.clear();
+    this.pidfds.clear();
+  }
 
   /**
    * A key naming the open file description behind an fd: dup()ed fds and fds inherited

@@ -22,6 +22,8 @@ import {
   unlinkat,
   writeAll,
 } from '@criu-ts/sys';
+import type { FdRestoreContext } from '../files/restore-driver.js';
+import { restoreDriverFor } from '../files/restore-fds.js';
 import { RestoreError } from './errors.js';
 
 const O_DIRECTORY = 0o200000;
@@ -36,6 +38,9 @@ export type Purpose = 'fd' | 'read' | 'write' | 'dir';
 export class NodeFiles {
   private readonly open = new Map<string, number>();
   private readonly ghostPaths = new Map<number, string>();
+  private readonly sharedObjects = new Map<string, unknown>();
+  private readonly extraFds: number[] = [];
+  private readonly driverCtx: FdRestoreContext;
 
   constructor(
     private readonly dir: ImageDir,
@@ -44,7 +49,21 @@ export class NodeFiles {
     private readonly log: (msg: string) => void = () => {},
     /** TTY file ids that get criu-ts's own terminal (see plan.ts). */
     private readonly inheritTty: Set<number> = new Set(),
-  ) {}
+  ) {
+    this.driverCtx = {
+      dir,
+      files,
+      fd: (id) => this.fd(id, 'fd'),
+      shared: <T>(key: string, make: () => T): T => {
+        if (!this.sharedObjects.has(key)) this.sharedObjects.set(key, make());
+        return this.sharedObjects.get(key) as T;
+      },
+      closeLater: (fd) => {
+        this.extraFds.push(fd);
+      },
+      log,
+    };
+  }
 
   /**
    * criu-ts's fd for file `id`: 'fd' opens it as the task had it (flags and position), 'read' / 'write'
@@ -56,6 +75,12 @@ export class NodeFiles {
     if (have !== undefined) return have;
     if (this.inheritTty.has(id)) return ownTerminal();
     const f = this.files.get(id);
+    const driver = f && purpose === 'fd' && !f.reg ? restoreDriverFor(f.type) : undefined;
+    if (f && driver) {
+      const fd = driver.open(f, this.driverCtx);
+      this.open.set(key, fd);
+      return fd;
+    }
     if (!f?.reg) throw new RestoreError(`file id ${id} is not a regular file of files.img`);
     const reg = f.reg;
     const path = this.ghosts.has(id) ? this.ghostPath(id) : reg.name;
@@ -173,7 +198,7 @@ export class NodeFiles {
   }
 
   closeAll(): void {
-    for (const fd of this.open.values()) {
+    for (const fd of [...this.open.values(), ...this.extraFds.splice(0)]) {
       try {
         close(fd);
       } catch {

@@ -22,6 +22,7 @@ import {
   type TtyInfoEntry,
   type VmaEntry,
 } from '@criu-ts/images';
+import { restoreDriverFor } from '../files/restore-fds.js';
 import { RestoreError } from './errors.js';
 
 // core_entry.mtype, task_state, fd types and VMA status bits as CRIU defines them.
@@ -284,6 +285,13 @@ function loadLiveTask(
       throw new RestoreError(
         `${what} of ${t.pid} is a terminal: only a shell's terminal (--shell-job) can be restored yet`,
       );
+    if (what.startsWith('fd ') && f.type !== FD_TYPE_REG) {
+      const driver = restoreDriverFor(f.type);
+      if (driver) {
+        driver.check?.(f, { dir, files });
+        return f;
+      }
+    }
     if (f.type !== FD_TYPE_REG || !f.reg)
       throw new RestoreError(`${what} of ${t.pid}: ${fileKind(f)} files cannot be restored yet`);
     return f;

@@ -44,11 +44,13 @@ import {
   SIGTRAP,
   SYS,
   sigmaskBit,
+  syscallName,
   vmRead,
   vmWrite,
   WNOHANG,
   waitpid,
 } from '@criu-ts/sys';
+import { restoreDriverFor } from '../files/restore-fds.js';
 import { fpregsFromImage, gpregsFromImage } from '../registers/x86.js';
 import { CgroupPlacer } from './cgroup.js';
 import { RestoreError } from './errors.js';
@@ -503,6 +505,24 @@ class Restorer {
       if (res[i] !== want)
         throw new RestoreError(`pid ${task.pid}: ${names[i]} gave ${res[i]}, expected ${want}`);
     }
+    this.restoreInTaskFdState(lt);
+  }
+
+  /** What fd drivers need the task itself to do, once all its fds are in place (epoll_ctl, locks). */
+  private restoreInTaskFdState(lt: LiveTask): void {
+    const task = lt.plan;
+    const ctx = { pid: task.pid, put: (b: Buffer) => lt.main.put(b) };
+    const calls: Call[] = [];
+    const names: string[] = [];
+    for (const f of task.fdinfo ?? []) {
+      const entry = this.plan.files.get(f.id);
+      const driver = entry && !entry.reg ? restoreDriverFor(entry.type) : undefined;
+      for (const c of driver?.inTask?.(entry!, f, ctx) ?? []) {
+        calls.push(c);
+        names.push(`${driver!.kind} fd ${f.fd}: ${syscallName(c[0]) ?? c[0]}`);
+      }
+    }
+    if (calls.length) lt.main.batch(calls, (i) => names[i] ?? `call ${i}`);
   }
 
   /** Scheduling policy, priority and nice value, set from here by tid. */

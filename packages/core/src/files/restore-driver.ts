@@ -1,0 +1,45 @@
+// The restore side of an fd kind. Restore opens every file description once, in criu-ts itself, and
+// each task that held it pulls a duplicate with pidfd_getfd(2) (restore/files.ts): so a driver's main
+// job is `open`, giving criu-ts's fd for one files.img entry. Objects shared between entries (the two
+// ends of a pipe, a socketpair) are made once and kept in `ctx.shared`. What only the task can do
+// (epoll_ctl with its own fd numbers, POSIX locks owned by the process) goes in `inTask`.
+import type { FdinfoEntry, FileEntry, ImageDir } from '@criu-ts/images';
+import type { Arg, Call } from '../restore/inject.js';
+
+/** What a driver may use while checking entries, before any task exists. */
+export interface FdCheckContext {
+  dir: ImageDir;
+  files: ReadonlyMap<number, FileEntry>;
+}
+
+/** What a driver may use while opening files in criu-ts. */
+export interface FdRestoreContext extends FdCheckContext {
+  /** criu-ts's fd of another files.img entry, opened (once) as a task's fd: a peer, an epoll target. */
+  fd(id: number): number;
+  /** A value made once per key and kept for the whole restore (a pipe by its pipe_id...). */
+  shared<T>(key: string, make: () => T): T;
+  /** Close `fd` when the restore ends (an end of a pipe no task holds, a helper fd). */
+  closeLater(fd: number): void;
+  log(msg: string): void;
+}
+
+/** A task whose fds are all in place, for syscalls it must run itself. */
+export interface InTaskContext {
+  pid: number;
+  /** Copy bytes into the task's scratch area; their address there (valid for this batch). */
+  put(bytes: Buffer): bigint;
+}
+
+export interface FdRestoreDriver {
+  /** fd_types value of the files.img entries this driver opens. */
+  readonly type: number;
+  readonly kind: string;
+  /** Plan time: throw a RestoreError naming the image and field if the entry cannot be restored. */
+  check?(entry: FileEntry, ctx: FdCheckContext): void;
+  /** criu-ts's fd for `entry`, with the flags and state the task's description had. */
+  open(entry: FileEntry, ctx: FdRestoreContext): number;
+  /** Syscalls the task runs once all its fds are installed (`fd` is its fdinfo entry). */
+  inTask?(entry: FileEntry, fd: FdinfoEntry, task: InTaskContext): Call[];
+}
+
+export type { Arg, Call };
