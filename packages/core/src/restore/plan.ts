@@ -437,9 +437,12 @@ function checkFile(f: FileEntry, ghosts: Map<number, number>, isFd: boolean): vo
     throw new RestoreError(
       `file ${reg.name} has mode 0${Number(st.mode).toString(8)}, the images have 0${reg.mode.toString(8)}`,
     );
-  const appendOnly = (reg.flags & 3) === 1 && (reg.flags & 0o2000) !== 0;
+  // A file the task only writes (a log, redirected output) may have grown since: the task goes on
+  // writing at its own position, as it would have. CRIU refuses this too; restoring the same images
+  // twice would then be impossible for most programs. Files it reads or maps must be unchanged.
+  const writeOnly = (reg.flags & 3) === 1;
   const regular = (st.mode & 0o170000n) === 0o100000n;
-  if (regular && reg.size !== undefined && !(isFd && appendOnly) && st.size !== reg.size)
+  if (regular && reg.size !== undefined && !(isFd && writeOnly) && st.size !== reg.size)
     throw new RestoreError(
       `file ${reg.name} has size ${st.size}, the images have ${reg.size}: it changed since the dump`,
     );
