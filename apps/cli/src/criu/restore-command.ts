@@ -37,7 +37,7 @@ export function addRestoreCommand(program: Command): void {
     .option('--shell-job', 'restore a process started from a shell: it joins this session and process group')
     .option(
       '--restore-sibling',
-      "restore the root task as criu-ts's sibling (accepted; the root is always our child)",
+      "restore the root task as criu-ts's sibling: the child of criu-ts's parent, which waits for it (implies -d)",
     )
     .option('--verbosity <n>', 'log level: 0 none, 1 errors, 2 warnings, 3 info, 4 debug (-v0..-v4)', '2')
     .option('-o, --log-file <file>', 'log file name (relative to the work dir)')
@@ -69,6 +69,7 @@ export function addRestoreCommand(program: Command): void {
         const result = api.restore({
           imagesDir,
           shellJob: f.shellJob === true,
+          sibling: f.restoreSibling === true,
           log: {
             debug: (m) => log.debug(m),
             info: (m) => log.info(m),
@@ -90,8 +91,9 @@ export function addRestoreCommand(program: Command): void {
         if (pidfd !== undefined) closeSync(pidfd);
         log.flush();
       }
-      // criu-ts's exit code is the root task's: main() has no way to return it, so exit here.
-      if (!f.restoreDetached) process.exit(api.waitForRoot(root));
+      // criu-ts's exit code is the root task's: main() has no way to return it, so exit here. A sibling
+      // root is not ours to wait for: criu-ts's parent gets it (CRIU: it only makes sense with -d).
+      if (!f.restoreDetached && !f.restoreSibling) process.exit(api.waitForRoot(root));
     });
 }
 

@@ -60,7 +60,7 @@ import { dumpableCall, restoreMm } from './mm.js';
 import { waitForFreeIds } from './pids.js';
 import { ownVdsoLayout, planRestore, type RestorePlan, type TaskPlan, VMA } from './plan.js';
 import { restoreTaskState, restoreThreadState } from './state.js';
-import { STUB_SYSCALL, startStub } from './stub.js';
+import { STUB_SYSCALL, startStub, startStubAsSibling } from './stub.js';
 import { cloneWithId } from './tree.js';
 
 export interface RestoreLog {
@@ -74,13 +74,18 @@ export interface RestoreOptions {
   imagesDir: string;
   /** --shell-job: sessions and groups led from outside the images are the caller's. */
   shellJob?: boolean;
+  /**
+   * --restore-sibling: the root task becomes the child of criu-ts's parent (who then waits for it),
+   * instead of criu-ts's own child.
+   */
+  sibling?: boolean;
   /** How long to wait for pids still held by dying tasks (default 5 s). */
   pidWaitMs?: number;
   log?: Partial<RestoreLog>;
 }
 
 export interface RestoreResult {
-  /** Pid of the restored root task (a child of this process). */
+  /** Pid of the restored root task (a child of this process, or of its parent with `sibling`). */
   root: number;
   pids: number[];
   stats: RestoreStatsEntry;
@@ -146,7 +151,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   waitForFreeIds(plan.ids, opts.pidWaitMs ?? 5000);
   const waitMs = ms(tWait);
   const files = new NodeFiles(plan.dir, plan.files, plan.ghosts, (m) => log.debug(m), plan.inheritTty);
-  const r = new Restorer(plan, files, log);
+  const r = new Restorer(plan, files, log, opts.sibling === true);
   let tPlan = 0;
   try {
     r.openFiles();
@@ -199,6 +204,8 @@ class Restorer {
     private readonly plan: RestorePlan,
     private readonly files: NodeFiles,
     private readonly log: RestoreLog,
+    /** --restore-sibling: the stub is started as criu-ts's sibling and becomes the root itself. */
+    private readonly sibling = false,
   ) {}
 
   /** Open every file before any task exists: a missing or changed file fails now (cgroup sets too). */
@@ -234,7 +241,8 @@ class Restorer {
   // ---- stub ------------------------------------------------------------------------------------------
 
   private startStub(): void {
-    const stub = startStub(new Set(this.plan.ids));
+    const stub = this.sibling ? startStubAsSibling(this.plan.root.pid) : startStub(new Set(this.plan.ids));
+    if (this.sibling) this.created.push(stub.pid);
     this.stub = stub;
     this.traced.add(stub.tid);
     const size = PAGE_SIZE + pageUp((TABLE_ENTRIES + 1) * 64) + DATA_SIZE;
@@ -303,17 +311,24 @@ class Restorer {
     for (const task of this.plan.tasks) {
       const parent = task.parent ? byPid.get(task.parent.pid) : this.stub;
       if (!parent) throw new RestoreError(`parent of ${task.pid} was not created`);
-      const t = cloneWithId(new Injector(parent, s), parent.pid, task.pid, task.parent ? 'child' : 'root');
-      this.created.push(task.pid);
+      let t: Tracee;
+      if (!task.parent && this.sibling) {
+        t = parent; // the stub was born with the root's pid, as our sibling: it is the root
+      } else {
+        t = cloneWithId(new Injector(parent, s), parent.pid, task.pid, task.parent ? 'child' : 'root');
+        this.created.push(task.pid);
+      }
       this.traced.add(task.pid);
       byPid.set(task.pid, t);
       if (task.sid === task.pid) new Injector(t, s).call(`setsid in ${task.pid}`, SYS.setsid);
       cgroups.place(task.pid, task.threads[0]?.core.thread_core?.cg_set);
       this.log.debug(`created ${task.pid}${task.parent ? ` (child of ${task.parent.pid})` : ''}`);
     }
-    // The stub is not needed any more; the root is our child now (CLONE_PARENT).
-    this.traced.delete(this.stub!.tid);
-    killAndReap(this.stub!.pid);
+    // The stub is not needed any more; the root is our child now (CLONE_PARENT), or was the stub.
+    if (!this.sibling) {
+      this.traced.delete(this.stub!.tid);
+      killAndReap(this.stub!.pid);
+    }
     this.stub = undefined;
 
     // Process groups: leaders first, then their members (all in their session by now).
@@ -619,7 +634,8 @@ class Restorer {
       for (const id of [...pending]) {
         try {
           const st = waitpid(id, __WALL | WNOHANG);
-          if (st && (st.exited || st.signaled) && !existsProc(id)) pending.delete(id);
+          // Dead and reaped; or dead and another's to reap (a --restore-sibling root is our parent's).
+          if (st && (st.exited || st.signaled) && (!existsProc(id) || !isOurChild(id))) pending.delete(id);
         } catch (e) {
           if (!isSysError(e, 'ECHILD')) throw e;
           if (!existsProc(id)) pending.delete(id);
@@ -635,6 +651,15 @@ class Restorer {
 }
 
 const pageUp = (n: number) => Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;
+
+function isOurChild(id: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${id}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === process.pid;
+  } catch {
+    return false;
+  }
+}
 
 function existsProc(id: number): boolean {
   try {
