@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { killAndReap } from '@criu-ts/compel';
+import { killAndReap, startTraceable } from '@criu-ts/compel';
 import { type CoreEntry, type FsEntry, ImageDir, type MmEntry, type StatsEntry } from '@criu-ts/images';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -15,8 +15,10 @@ import {
   counterNumbers,
   failLines,
   isConsecutiveFromOne,
+  PYTHON,
   procStat,
   procState,
+  procStatus,
   procSyscall,
   readFds,
   readLines,
@@ -26,6 +28,7 @@ import {
   startPythonCounter,
   startWorkload,
   tempDir,
+  track,
   waitFor,
   waitForLine,
   waitForMoreLines,
@@ -352,6 +355,30 @@ describe('criu-ts restore: single-threaded tasks', () => {
     );
     expect(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')).toBe('/bin/sleep\x001000\x00');
     expect(fs.readlinkSync(`/proc/${pid}/exe`)).toBe(fs.realpathSync('/bin/sleep'));
+  });
+
+  it('`sleep` of another user (nobody) with its own rlimits: dumped and restored without CAP_SYS_RESOURCE', async () => {
+    // prlimit64() on a task of another uid needs CAP_SYS_RESOURCE, which this machine's root lacks:
+    // the limits must be read by the task itself (in the parasite batch).
+    const drop = [
+      'import os, resource',
+      'os.closerange(3, 65536)',
+      'resource.setrlimit(resource.RLIMIT_NOFILE, (123, 456))',
+      'os.setgroups([]); os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534)',
+      "os.execv('/bin/sleep', ['/bin/sleep', '1000'])",
+    ].join('\n');
+    const pid = startTraceable([PYTHON, '-c', drop], { setsid: true });
+    track(pid);
+    await waitFor(() => procState(pid) === 'S' && procSyscall(pid) === 230, 'sleep as nobody asleep');
+    const limits = () => fs.readFileSync(`/proc/${pid}/limits`, 'utf8');
+    const before = limits();
+    expect(before).toMatch(/Max open files\s+123\s+456/);
+    expect(procStatus(pid).Uid).toBe('65534\t65534\t65534\t65534');
+    const dir = await dumpAndKill(pid);
+    await restoreDetached(dir);
+    await waitFor(() => procState(pid) === 'S' && procSyscall(pid) === 230, 'sleep asleep again');
+    expect(limits()).toBe(before);
+    expect(procStatus(pid).Uid).toBe('65534\t65534\t65534\t65534');
   });
 
   it('a python3 loop counts on', async () => {

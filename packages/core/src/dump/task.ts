@@ -21,7 +21,6 @@ import type { KobjIds } from '../ids/dump.js';
 import { dumpMm } from '../mm/dump.js';
 import { dumpPages, pagesToDump } from '../mm/pages.js';
 import { dumpVmas } from '../mm/vmas.js';
-import { dumpRlimits } from '../rlimits/dump.js';
 import type { SeccompFilters } from '../seccomp/dump.js';
 import { pendingSignals, signalQueue } from '../signals/dump.js';
 import { listPosixTimers, taskTimers } from '../timers/dump.js';
@@ -117,7 +116,7 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
       blk_sigset: ptraceGetSigmask(task.pid),
       comm: stat.comm,
       timers: taskTimers(remote.itimers, timers, remote.posixTimers),
-      rlimits: dumpRlimits(task.pid),
+      rlimits: { rlimits: remote.rlimits },
       sigactions: remote.sigactions,
       child_subreaper: remote.childSubreaper,
       loginuid: Number(readOr(proc, 'loginuid', '4294967295')),
