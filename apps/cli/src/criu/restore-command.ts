@@ -23,7 +23,7 @@ async function loadRestore() {
 }
 
 /** `criu-ts restore -D DIR`, with criu's options and meanings. */
-export function addRestoreCommand(program: Command): void {
+export function addRestoreCommand(program: Command, exitWith: (code: number) => void): void {
   program
     .command('restore')
     .description('restore a process tree from its images')
@@ -91,9 +91,9 @@ export function addRestoreCommand(program: Command): void {
         if (pidfd !== undefined) closeSync(pidfd);
         log.flush();
       }
-      // criu-ts's exit code is the root task's: main() has no way to return it, so exit here. A sibling
-      // root is not ours to wait for: criu-ts's parent gets it (CRIU: it only makes sense with -d).
-      if (!f.restoreDetached && !f.restoreSibling) process.exit(api.waitForRoot(root));
+      // criu-ts's exit code is the root task's. A sibling root is not ours to wait for: criu-ts's
+      // parent gets it (CRIU: --restore-sibling only makes sense with -d).
+      if (!f.restoreDetached && !f.restoreSibling) exitWith(api.waitForRoot(root));
     });
 }
 
