@@ -58,10 +58,9 @@ async function restoreDetached(dir: string, extra: string[] = []): Promise<void>
   expect(r.code).toBe(0);
 }
 
-const PYTHON = '/usr/bin/python3';
 
 // Sets up much of the per-task state a restore must give back, then counts like the C counter.
-// (No uid/gid change: dumping a task of another uid needs prlimit64 on it, i.e. CAP_SYS_RESOURCE.)
+// (Same uid as the test: a task of another uid has its own test below.)
 const STATE_PY = `
 import ctypes, os, resource, signal, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
