@@ -74,6 +74,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     ttyInfos: [],
   };
   try {
+    const root = tree.tasks.find((t) => t.pid === opts.pid);
+    if (root?.state === 'zombie') throw new DumpError(`pid ${opts.pid} exited before it could be dumped`);
     checkSessions(tree, opts.shellJob === true);
     for (const task of tree.tasks) {
       await yieldToEventLoop();
