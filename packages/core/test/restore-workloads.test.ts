@@ -58,7 +58,6 @@ async function restoreDetached(dir: string, extra: string[] = []): Promise<void>
   expect(r.code).toBe(0);
 }
 
-
 // Sets up much of the per-task state a restore must give back, then counts like the C counter.
 // (Same uid as the test: a task of another uid has its own test below.)
 const STATE_PY = `
@@ -343,15 +342,34 @@ describe('criu-ts restore: single-threaded tasks', () => {
     await waitForLine(w.report, /^READ hello$/, { pid: w.pid });
   });
 
-  it('`sleep 1000` comes back asleep in clock_nanosleep', async () => {
+  it('`sleep 1000` comes back asleep in clock_nanosleep, for the time it had left', async () => {
     const pid = await startCommand(['/bin/sleep', '1000']);
     await waitFor(() => procState(pid) === 'S' && procSyscall(pid) === 230, 'sleep asleep');
+    const t0 = Date.now();
+    await waitFor(() => Date.now() - t0 > 2100, 'two seconds of sleep');
     const dir = await dumpAndKill(pid);
     await restoreDetached(dir);
     await waitFor(
       () => procState(pid) === 'S' && procSyscall(pid) === 230,
       () => `sleep ${pid} asleep again (${procState(pid)})`,
     );
+    // clock_nanosleep(clock, flags, req, rem) was restarted with req = rem: what was left at the dump.
+    const args = fs
+      .readFileSync(`/proc/${pid}/syscall`, 'utf8')
+      .trim()
+      .split(' ')
+      .map((x) => BigInt(x));
+    const req = Buffer.alloc(16);
+    const mem = fs.openSync(`/proc/${pid}/mem`, 'r');
+    try {
+      fs.readSync(mem, req, 0, 16, args[3]!);
+    } finally {
+      fs.closeSync(mem);
+    }
+    expect(args[3]).toBe(args[4]);
+    const left = req.readBigInt64LE(0);
+    expect(left).toBeLessThanOrEqual(997n);
+    expect(left).toBeGreaterThan(900n);
     expect(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')).toBe('/bin/sleep\x001000\x00');
     expect(fs.readlinkSync(`/proc/${pid}/exe`)).toBe(fs.realpathSync('/bin/sleep'));
   });

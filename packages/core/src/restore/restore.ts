@@ -594,6 +594,7 @@ class Restorer {
       ) {
         if (orig === NR_RESTART_SYSCALL) regs.set('rax', EINTR);
         else regs.set('rax', orig).set('rip', regs.rip - 2n);
+        if (rax === ERESTART_RESTARTBLOCK) sleepOnlyWhatIsLeft(regs, orig);
       }
       regs.set('orig_rax', -1n);
     }
@@ -647,6 +648,26 @@ class Restorer {
     this.created.length = 0;
     this.traced.clear();
     this.live.clear();
+  }
+}
+
+const NR_NANOSLEEP = 35n;
+const NR_CLOCK_NANOSLEEP = 230n;
+const TIMER_ABSTIME = 1n;
+
+/**
+ * A relative nanosleep interrupted by the dump has already written the time it had left into its
+ * `rem` argument (the kernel does so whenever it returns ERESTART_RESTARTBLOCK with a rem pointer):
+ * restarting with `rem` as the request sleeps only what was left, not the whole time again. An
+ * absolute sleep restarts as it was; without `rem` there is nothing better than the full request.
+ */
+function sleepOnlyWhatIsLeft(regs: ReturnType<typeof gpregsFromImage>, nr: bigint): void {
+  if (nr === NR_NANOSLEEP) {
+    const rem = regs.get('rsi');
+    if (rem !== 0n) regs.set('rdi', rem);
+  } else if (nr === NR_CLOCK_NANOSLEEP) {
+    const rem = regs.get('r10');
+    if ((regs.get('rsi') & TIMER_ABSTIME) === 0n && rem !== 0n) regs.set('rdx', rem);
   }
 }
 
