@@ -68,6 +68,7 @@ export class FileTable {
   /** Entries of the images shared by the whole tree (pipes-data, sk-queues...), by name pattern. */
   private readonly shared = new Map<string, { messages: object[]; extras: Array<Extra | undefined> }>();
   private readonly checks: Array<() => void> = [];
+  private readonly seen = new Set<string>();
   private readonly stolen = new Map<string, number>();
   private readonly pidfds = new Map<number, number>();
 
@@ -90,6 +91,13 @@ export class FileTable {
     const mine = pidfdGetfd(pidfd, fd);
     this.stolen.set(key, mine);
     return mine;
+  }
+
+  /** True the first time `key` is seen in this dump (one pipe's data, one socket's queue...). */
+  firstTime(key: string): boolean {
+    if (this.seen.has(key)) return false;
+    this.seen.add(key);
+    return true;
   }
 
   /** Add an entry to a tree-wide image (`pattern` without an id: "pipes-data", "sk-queues"...). */

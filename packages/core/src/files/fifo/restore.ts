@@ -1,0 +1,66 @@
+// FIFOs are opened by their path again. Opening one end blocks until the other exists, so criu-ts first
+// holds the FIFO open read-write (a helper fd, kept until the restore ends), which also lets it put the
+// bytes in flight back before any task runs.
+import { fstatSync } from 'node:fs';
+import type { FileEntry, RegFileEntry } from '@criu-ts/images';
+import { close, F_SETFL, fcntl, O_CLOEXEC, O_NONBLOCK, O_RDWR, open } from '@criu-ts/sys';
+import { RestoreError } from '../../restore/errors.js';
+import { fillPipe, setSizeAtLeast } from '../pipe/data.js';
+import { pipeData } from '../pipe/restore.js';
+import type { FdCheckContext, FdRestoreDriver } from '../restore-driver.js';
+import { FD_TYPE } from '../table.js';
+
+const O_ACCMODE = 3;
+const SETFL_MASK = 0o2000 | 0o4000 | 0o20000 | 0o40000 | 0o1000000;
+const S_IFIFO = 0o010000;
+
+function pathOf(entry: FileEntry, ctx: FdCheckContext): RegFileEntry {
+  const f = entry.fifo;
+  if (!f) throw new RestoreError(`files.img: entry ${entry.id} is a FIFO without its fifo field`);
+  const reg = f.regf_id === undefined ? undefined : ctx.files.get(f.regf_id)?.reg;
+  if (!reg) throw new RestoreError(`files.img: FIFO ${entry.id} names file ${f.regf_id}, which is not there`);
+  return reg;
+}
+
+function openFifo(path: string, flags: number): number {
+  let fd: number;
+  try {
+    fd = open(path, flags | O_CLOEXEC);
+  } catch (e) {
+    throw new RestoreError(`cannot open FIFO ${path}: ${(e as Error).message}`);
+  }
+  if ((fstatSync(fd).mode & 0o170000) !== S_IFIFO) {
+    close(fd);
+    throw new RestoreError(`${path} is not a FIFO any more`);
+  }
+  return fd;
+}
+
+export const fifoRestoreDriver: FdRestoreDriver = {
+  type: FD_TYPE.FIFO,
+  kind: 'fifo',
+  check: (entry, ctx) => {
+    pathOf(entry, ctx);
+  },
+  open(entry, ctx) {
+    const reg = pathOf(entry, ctx);
+    const pipeId = entry.fifo!.pipe_id;
+    ctx.shared(`fifo:${pipeId}`, () => {
+      const helper = openFifo(reg.name, O_RDWR | O_NONBLOCK);
+      ctx.closeLater(helper);
+      const d = pipeData(ctx, 'fifo-data').get(pipeId);
+      if (d?.size) setSizeAtLeast(helper, d.size, d.data.length);
+      if (d?.data.length) fillPipe(helper, d.data);
+      return helper;
+    });
+    // With the helper holding both sides, a non-blocking open of either end succeeds at once.
+    const fd = openFifo(reg.name, (reg.flags & O_ACCMODE) | O_NONBLOCK);
+    try {
+      fcntl(fd, F_SETFL, reg.flags & SETFL_MASK);
+    } catch (e) {
+      close(fd);
+      throw e;
+    }
+    return fd;
+  },
+};

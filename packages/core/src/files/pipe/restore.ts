@@ -1,0 +1,74 @@
+// Pipes come back made by criu-ts, one per pipe_id, filled with their bytes in flight before any task
+// runs; each files.img entry gets its end as a description of its own, with the task's flags.
+import type { FileEntry } from '@criu-ts/images';
+import { close, dup, F_SETFL, fcntl, O_CLOEXEC, open } from '@criu-ts/sys';
+import { RestoreError } from '../../restore/errors.js';
+import type { FdCheckContext, FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
+import { FD_TYPE } from '../table.js';
+import { makePipe } from './data.js';
+
+const O_ACCMODE = 3;
+const O_WRONLY = 1;
+/** The flags F_SETFL can change (O_APPEND, O_NONBLOCK, O_ASYNC, O_DIRECT, O_NOATIME). */
+const SETFL_MASK = 0o2000 | 0o4000 | 0o20000 | 0o40000 | 0o1000000;
+
+interface PipeEnds {
+  ends: [read: number, write: number];
+  handedOut: [boolean, boolean];
+}
+
+/** pipes-data.img / fifo-data.img by pipe_id: the size and the bytes in flight. */
+export function pipeData(ctx: FdCheckContext & Pick<FdRestoreContext, 'shared'>, image: string) {
+  return ctx.shared(`image:${image}`, () => {
+    const out = new Map<number, { size: number | undefined; data: Buffer }>();
+    if (!ctx.dir.has(image)) return out;
+    for (const e of ctx.dir.read(image)) {
+      const m = e.message as { pipe_id: number; bytes: number; size?: number };
+      if (out.has(m.pipe_id)) throw new RestoreError(`${image}.img: pipe ${m.pipe_id} twice`);
+      out.set(m.pipe_id, { size: m.size, data: (e.extra as Buffer | undefined) ?? Buffer.alloc(0) });
+    }
+    return out;
+  });
+}
+
+/**
+ * criu-ts's fd for one description of one end: the first description of an end is a duplicate of the
+ * end itself; a second one (the task had reopened the pipe through /proc) is a new open of it.
+ */
+export function describeEnd(ends: PipeEnds, flags: number): number {
+  const which = (flags & O_ACCMODE) === O_WRONLY ? 1 : 0;
+  let fd: number;
+  if (!ends.handedOut[which] && (flags & O_ACCMODE) !== 2) {
+    fd = dup(ends.ends[which]);
+    fcntl(fd, 2 /* F_SETFD */, 1);
+    ends.handedOut[which] = true;
+  } else {
+    fd = open(`/proc/self/fd/${ends.ends[which]}`, (flags & O_ACCMODE) | O_CLOEXEC);
+  }
+  try {
+    fcntl(fd, F_SETFL, flags & SETFL_MASK);
+  } catch (e) {
+    close(fd);
+    throw e;
+  }
+  return fd;
+}
+
+export const pipeRestoreDriver: FdRestoreDriver = {
+  type: FD_TYPE.PIPE,
+  kind: 'pipe',
+  check(entry: FileEntry) {
+    if (!entry.pipe) throw new RestoreError(`files.img: entry ${entry.id} is a pipe without its pipe field`);
+  },
+  open(entry, ctx) {
+    const p = entry.pipe!;
+    const ends = ctx.shared<PipeEnds>(`pipe:${p.pipe_id}`, () => {
+      const d = pipeData(ctx, 'pipes-data').get(p.pipe_id);
+      const made = makePipe(d?.size, d?.data);
+      for (const fd of made) ctx.closeLater(fd);
+      ctx.log(`pipe ${p.pipe_id}: ${d?.data.length ?? 0} bytes in flight`);
+      return { ends: made, handedOut: [false, false] };
+    });
+    return describeEnd(ends, p.flags);
+  },
+};
