@@ -28,6 +28,8 @@ export interface InTaskContext {
   pid: number;
   /** Copy bytes into the task's scratch area; their address there (valid for this batch). */
   put(bytes: Buffer): bigint;
+  /** True the first time `key` is seen in this restore (a shared epoll is filled by one task). */
+  firstTime(key: string): boolean;
 }
 
 export interface FdRestoreDriver {

@@ -27,6 +27,9 @@ export const FD_TYPE = {
   PIDFD: 20,
 } as const;
 
+/** fown_entry of a file with no owner for SIGIO (F_SETOWN): what nearly every file has. */
+export const noOwner = () => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });
+
 /** What dump knows of one open file description of a task, before a driver looks at it. */
 export interface OpenFile {
   pid: number;

@@ -197,6 +197,8 @@ class Restorer {
   private readonly live = new Map<number, LiveTask>();
   /** Every task created (its pid), in creation order, for cleanup. */
   private readonly created: number[] = [];
+  /** Keys of in-task fd work done once per restore (see FdRestoreDriver.inTask). */
+  private readonly inTaskDone = new Set<string>();
   /** Tracees whose exit we still have to collect when cleaning up. */
   private readonly traced = new Set<number>();
 
@@ -526,7 +528,11 @@ class Restorer {
   /** What fd drivers need the task itself to do, once all its fds are in place (epoll_ctl, locks). */
   private restoreInTaskFdState(lt: LiveTask): void {
     const task = lt.plan;
-    const ctx = { pid: task.pid, put: (b: Buffer) => lt.main.put(b) };
+    const ctx = {
+      pid: task.pid,
+      put: (b: Buffer) => lt.main.put(b),
+      firstTime: (key: string) => !this.inTaskDone.has(key) && this.inTaskDone.add(key) !== undefined,
+    };
     const calls: Call[] = [];
     const names: string[] = [];
     for (const f of task.fdinfo ?? []) {

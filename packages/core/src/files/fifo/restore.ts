@@ -3,15 +3,15 @@
 // bytes in flight back before any task runs.
 import { fstatSync } from 'node:fs';
 import type { FileEntry, RegFileEntry } from '@criu-ts/images';
-import { close, F_SETFL, fcntl, O_CLOEXEC, O_NONBLOCK, O_RDWR, open } from '@criu-ts/sys';
+import { close, O_CLOEXEC, O_NONBLOCK, O_RDWR, open } from '@criu-ts/sys';
 import { RestoreError } from '../../restore/errors.js';
+import { withFlags } from '../fd-flags.js';
 import { fillPipe, setSizeAtLeast } from '../pipe/data.js';
 import { pipeData } from '../pipe/restore.js';
 import type { FdCheckContext, FdRestoreDriver } from '../restore-driver.js';
 import { FD_TYPE } from '../table.js';
 
 const O_ACCMODE = 3;
-const SETFL_MASK = 0o2000 | 0o4000 | 0o20000 | 0o40000 | 0o1000000;
 const S_IFIFO = 0o010000;
 
 function pathOf(entry: FileEntry, ctx: FdCheckContext): RegFileEntry {
@@ -54,13 +54,6 @@ export const fifoRestoreDriver: FdRestoreDriver = {
       return helper;
     });
     // With the helper holding both sides, a non-blocking open of either end succeeds at once.
-    const fd = openFifo(reg.name, (reg.flags & O_ACCMODE) | O_NONBLOCK);
-    try {
-      fcntl(fd, F_SETFL, reg.flags & SETFL_MASK);
-    } catch (e) {
-      close(fd);
-      throw e;
-    }
-    return fd;
+    return withFlags(openFifo(reg.name, (reg.flags & O_ACCMODE) | O_NONBLOCK), reg.flags);
   },
 };

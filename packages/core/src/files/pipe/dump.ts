@@ -4,13 +4,12 @@
 import { openSync } from 'node:fs';
 import { close, O_NONBLOCK } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
 import { peekPipe, pipeSize } from './data.js';
 
 const O_ACCMODE = 3;
 const DEFAULT_PIPE_SIZE = 16 * 4096;
 const O_WRONLY = 1;
-export const noOwner = () => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });
 
 export const pipeDriver: FdDumpDriver = {
   kind: 'pipe',

@@ -1,16 +1,15 @@
 // Pipes come back made by criu-ts, one per pipe_id, filled with their bytes in flight before any task
 // runs; each files.img entry gets its end as a description of its own, with the task's flags.
 import type { FileEntry } from '@criu-ts/images';
-import { close, dup, F_SETFL, fcntl, O_CLOEXEC, open } from '@criu-ts/sys';
+import { F_DUPFD_CLOEXEC, fcntl, O_CLOEXEC, open } from '@criu-ts/sys';
 import { RestoreError } from '../../restore/errors.js';
+import { withFlags } from '../fd-flags.js';
 import type { FdCheckContext, FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
 import { FD_TYPE } from '../table.js';
 import { makePipe } from './data.js';
 
 const O_ACCMODE = 3;
 const O_WRONLY = 1;
-/** The flags F_SETFL can change (O_APPEND, O_NONBLOCK, O_ASYNC, O_DIRECT, O_NOATIME). */
-const SETFL_MASK = 0o2000 | 0o4000 | 0o20000 | 0o40000 | 0o1000000;
 
 interface PipeEnds {
   ends: [read: number, write: number];
@@ -35,23 +34,18 @@ export function pipeData(ctx: FdCheckContext & Pick<FdRestoreContext, 'shared'>,
  * criu-ts's fd for one description of one end: the first description of an end is a duplicate of the
  * end itself; a second one (the task had reopened the pipe through /proc) is a new open of it.
  */
+const dupCloexec = (fd: number) => fcntl(fd, F_DUPFD_CLOEXEC, 0);
+
 export function describeEnd(ends: PipeEnds, flags: number): number {
   const which = (flags & O_ACCMODE) === O_WRONLY ? 1 : 0;
   let fd: number;
   if (!ends.handedOut[which] && (flags & O_ACCMODE) !== 2) {
-    fd = dup(ends.ends[which]);
-    fcntl(fd, 2 /* F_SETFD */, 1);
+    fd = dupCloexec(ends.ends[which]);
     ends.handedOut[which] = true;
   } else {
     fd = open(`/proc/self/fd/${ends.ends[which]}`, (flags & O_ACCMODE) | O_CLOEXEC);
   }
-  try {
-    fcntl(fd, F_SETFL, flags & SETFL_MASK);
-  } catch (e) {
-    close(fd);
-    throw e;
-  }
-  return fd;
+  return withFlags(fd, flags);
 }
 
 export const pipeRestoreDriver: FdRestoreDriver = {

@@ -1,15 +1,13 @@
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import type { FileEntry, ImageDir } from '@criu-ts/images';
 import { DumpError } from '../../dump/errors.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
 
 const DELETED = ' (deleted)';
 const O_ACCMODE_AND_STATUS = 0o7777777; // keep access mode and status flags, as fdinfo shows them
 const REMAP_GHOST = 1;
 /** Unlinked files up to this size are copied into ghost-file images (CRIU's default limit). */
 const GHOST_LIMIT = 1024 * 1024;
-
-const noOwner = () => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });
 
 /**
  * A regular file or device node reached by path: the path, position, flags, mode and size,
