@@ -10,6 +10,7 @@ import { regularFileDriver } from './regular/dump.js';
 import { signalfdDriver } from './signalfd/dump.js';
 import type { FdDumpDriver, FileTable, OpenFile } from './table.js';
 import { timerfdDriver } from './timerfd/dump.js';
+import { unixSocketDriver } from './unix/dump.js';
 
 /**
  * The fd drivers, one per kind of file. A new kind of fd is one folder under files/ and
@@ -23,6 +24,7 @@ export const FD_DRIVERS: FdDumpDriver[] = [
   eventpollDriver,
   signalfdDriver,
   timerfdDriver,
+  unixSocketDriver,
 ];
 
 const O_CLOEXEC = 0o2000000;

@@ -5,6 +5,7 @@ import { pipeRestoreDriver } from './pipe/restore.js';
 import type { FdRestoreDriver } from './restore-driver.js';
 import { signalfdRestoreDriver } from './signalfd/restore.js';
 import { timerfdRestoreDriver } from './timerfd/restore.js';
+import { unixSocketRestoreDriver } from './unix/restore.js';
 
 /**
  * The restore drivers of the fd kinds other than regular files and terminals (restore/files.ts opens
@@ -17,6 +18,7 @@ export const FD_RESTORE_DRIVERS: FdRestoreDriver[] = [
   eventpollRestoreDriver,
   signalfdRestoreDriver,
   timerfdRestoreDriver,
+  unixSocketRestoreDriver,
 ];
 
 export function restoreDriverFor(type: number): FdRestoreDriver | undefined {

@@ -72,6 +72,7 @@ export class FileTable {
   private readonly shared = new Map<string, { messages: object[]; extras: Array<Extra | undefined> }>();
   private readonly checks: Array<() => void> = [];
   private readonly seen = new Set<string>();
+  private readonly values = new Map<string, unknown>();
   private readonly stolen = new Map<string, number>();
   private readonly pidfds = new Map<number, number>();
 
@@ -94,6 +95,12 @@ export class FileTable {
     const mine = pidfdGetfd(pidfd, fd);
     this.stolen.set(key, mine);
     return mine;
+  }
+
+  /** A value made once per dump (a sock_diag table of every socket...). */
+  cached<T>(key: string, make: () => T): T {
+    if (!this.values.has(key)) this.values.set(key, make());
+    return this.values.get(key) as T;
   }
 
   /** True the first time `key` is seen in this dump (one pipe's data, one socket's queue...). */
