@@ -385,6 +385,7 @@ const SUPPORTED_STATUS =
   VMA.FILE_PRIVATE |
   VMA.FILE_SHARED |
   VMA.ANON_PRIVATE |
+  VMA.ANON_SHARED |
   VMA.AREA_VVAR;
 
 function checkVma(pid: number, v: VmaEntry): void {
