@@ -162,8 +162,11 @@ export function restoreMm(
     }
     if (v.status & VMA.ANON_SHARED) {
       // The memfd must reach as far as the furthest mapping of it.
-      const reach = (list: VmaEntry[]) =>
-        list.reduce((m, x) => (x.pgoff + x.end - x.start > m ? x.pgoff + x.end - x.start : m), 0n);
+      const reach = (list: VmaEntry[]) => {
+        let furthest = 0n;
+        for (const x of list) if (x.pgoff + x.end - x.start > furthest) furthest = x.pgoff + x.end - x.start;
+        return furthest;
+      };
       group(
         `shmem:${v.shmid}`,
         `shared memory ${v.shmid}`,
