@@ -2,6 +2,7 @@ import { statSync } from 'node:fs';
 import type { ProcDir } from '@criu-ts/bfd';
 import type { FdinfoEntry } from '@criu-ts/images';
 import { DumpError } from '../dump/errors.js';
+import { dumpFileLocks } from '../file-locks/dump.js';
 import { eventfdDriver } from './eventfd/dump.js';
 import { eventpollDriver } from './eventpoll/dump.js';
 import { fifoDriver } from './fifo/dump.js';
@@ -43,6 +44,7 @@ export function dumpFds(pid: number, proc: ProcDir, files: FileTable, drivers = 
       throw new DumpError(`pid ${pid} fd ${fd} (${file.link}) is a kind of file criu-ts cannot dump yet`);
     }
     const { id, type } = driver.dump({ ...file, flags: file.flags & ~O_CLOEXEC }, files);
+    dumpFileLocks(file, files);
     out.push({ id, flags: file.flags & O_CLOEXEC ? FD_CLOEXEC : 0, type, fd });
   }
   return out;

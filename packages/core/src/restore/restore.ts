@@ -16,7 +16,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { ProcDir } from '@criu-ts/bfd';
 import { codePage, killAndReap } from '@criu-ts/compel';
-import type { RestoreStatsEntry } from '@criu-ts/images';
+import type { FileLockEntry, RestoreStatsEntry } from '@criu-ts/images';
 import { warmUpCodecs } from '@criu-ts/images';
 import {
   __WALL,
@@ -50,6 +50,7 @@ import {
   WNOHANG,
   waitpid,
 } from '@criu-ts/sys';
+import { locksByTask, retakeLocks } from '../file-locks/restore.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
 import { fpregsFromImage, gpregsFromImage } from '../registers/x86.js';
 import { CgroupPlacer } from './cgroup.js';
@@ -197,6 +198,8 @@ class Restorer {
   private readonly live = new Map<number, LiveTask>();
   /** Every task created (its pid), in creation order, for cleanup. */
   private readonly created: number[] = [];
+  /** filelocks.img by the pid that takes each lock again. */
+  private readonly locks: Map<number, FileLockEntry[]>;
   /** Keys of in-task fd work done once per restore (see FdRestoreDriver.inTask). */
   private readonly inTaskDone = new Set<string>();
   /** Tracees whose exit we still have to collect when cleaning up. */
@@ -208,7 +211,9 @@ class Restorer {
     private readonly log: RestoreLog,
     /** --restore-sibling: the stub is started as criu-ts's sibling and becomes the root itself. */
     private readonly sibling = false,
-  ) {}
+  ) {
+    this.locks = locksByTask(plan.dir);
+  }
 
   /** Open every file before any task exists: a missing or changed file fails now (cgroup sets too). */
   openFiles(): void {
@@ -542,6 +547,17 @@ class Restorer {
         calls.push(c);
         names.push(`${driver!.kind} fd ${f.fd}: ${syscallName(c[0]) ?? c[0]}`);
       }
+    }
+    // File locks: flock/OFD ones taken here on criu-ts's copy, POSIX ones by the task.
+    const fileOf = new Map((task.fdinfo ?? []).map((f) => [f.fd, f.id]));
+    const nodeFd = (fd: number) => {
+      const id = fileOf.get(fd);
+      if (id === undefined) throw new RestoreError(`filelocks.img: pid ${task.pid} has no fd ${fd}`);
+      return this.files.fd(id, 'fd');
+    };
+    for (const c of retakeLocks(task.pid, this.locks.get(task.pid) ?? [], nodeFd, ctx.put)) {
+      calls.push(c);
+      names.push(`POSIX lock on fd ${c[1]}`);
     }
     if (calls.length) lt.main.batch(calls, (i) => names[i] ?? `call ${i}`);
   }
