@@ -2,8 +2,10 @@
 // criu-ts's copy of a file, and naming a failed raw syscall.
 import { close, F_SETFL, fcntl, raw } from '@criu-ts/sys';
 
-/** The link /proc/PID/fd/N shows for an anonymous inode of `kind`: "anon_inode:[eventfd]". */
-export const isAnon = (link: string, kind: string) => link === `anon_inode:[${kind}]`;
+/** The link /proc/PID/fd/N shows for an anonymous inode of `kind`: "anon_inode:[eventfd]", but
+ *  "anon_inode:inotify" (the kernel names that one without brackets). */
+export const isAnon = (link: string, kind: string) =>
+  link === `anon_inode:[${kind}]` || link === `anon_inode:${kind}`;
 
 /** The flags F_SETFL can change (O_APPEND, O_NONBLOCK, O_ASYNC, O_DIRECT, O_NOATIME). */
 export const SETFL_MASK = 0o2000 | 0o4000 | 0o20000 | 0o40000 | 0o1000000;

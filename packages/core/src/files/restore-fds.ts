@@ -1,6 +1,7 @@
 import { eventfdRestoreDriver } from './eventfd/restore.js';
 import { eventpollRestoreDriver } from './eventpoll/restore.js';
 import { fifoRestoreDriver } from './fifo/restore.js';
+import { inotifyRestoreDriver } from './inotify/restore.js';
 import { pipeRestoreDriver } from './pipe/restore.js';
 import type { FdRestoreDriver } from './restore-driver.js';
 import { signalfdRestoreDriver } from './signalfd/restore.js';
@@ -19,6 +20,7 @@ export const FD_RESTORE_DRIVERS: FdRestoreDriver[] = [
   signalfdRestoreDriver,
   timerfdRestoreDriver,
   unixSocketRestoreDriver,
+  inotifyRestoreDriver,
 ];
 
 export function restoreDriverFor(type: number): FdRestoreDriver | undefined {
