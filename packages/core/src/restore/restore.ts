@@ -59,7 +59,14 @@ import { NodeFiles } from './files.js';
 import { type Call, Injector, type ScratchLayout, type Tracee, waitStop } from './inject.js';
 import { dumpableCall, restoreMm } from './mm.js';
 import { waitForFreeIds } from './pids.js';
-import { ownVdsoLayout, planRestore, type RestorePlan, type TaskPlan, VMA } from './plan.js';
+import {
+  isProcFileOfTree,
+  ownVdsoLayout,
+  planRestore,
+  type RestorePlan,
+  type TaskPlan,
+  VMA,
+} from './plan.js';
 import { restoreTaskState, restoreThreadState } from './state.js';
 import { STUB_SYSCALL, startStub, startStubAsSibling } from './stub.js';
 import { cloneWithId } from './tree.js';
@@ -198,6 +205,8 @@ class Restorer {
   private readonly live = new Map<number, LiveTask>();
   /** Every task created (its pid), in creation order, for cleanup. */
   private readonly created: number[] = [];
+  /** Every pid and tid of the tree. */
+  private readonly treeIds: Set<number>;
   /** filelocks.img by the pid that takes each lock again. */
   private readonly locks: Map<number, FileLockEntry[]>;
   /** Keys of in-task fd work done once per restore (see FdRestoreDriver.inTask). */
@@ -213,6 +222,7 @@ class Restorer {
     private readonly sibling = false,
   ) {
     this.locks = locksByTask(plan.dir);
+    this.treeIds = new Set(plan.ids);
   }
 
   /** Open every file before any task exists: a missing or changed file fails now (cgroup sets too). */
@@ -222,7 +232,11 @@ class Restorer {
       this.cgroups.check(task.pid, task.threads[0]?.core.thread_core?.cg_set);
     for (const t of this.plan.tasks) {
       if (t.state === 'zombie') continue;
-      for (const fd of t.fdinfo ?? []) this.files.fd(fd.id, 'fd');
+      // /proc/PID files of the tree are opened later, once their PID exists again.
+      for (const fd of t.fdinfo ?? []) {
+        const name = this.plan.files.get(fd.id)?.reg?.name;
+        if (name === undefined || !isProcFileOfTree(name, this.treeIds)) this.files.fd(fd.id, 'fd');
+      }
       this.files.fd(t.fs!.cwd_id, 'dir');
       this.files.fd(t.fs!.root_id, 'dir');
       this.files.fd(t.mm!.exe_file_id, 'read');
