@@ -6,6 +6,7 @@ import { dumpFileLocks } from '../file-locks/dump.js';
 import { eventfdDriver } from './eventfd/dump.js';
 import { eventpollDriver } from './eventpoll/dump.js';
 import { fifoDriver } from './fifo/dump.js';
+import { inetSocketDriver } from './inet/dump.js';
 import { inotifyDriver } from './inotify/dump.js';
 import { pipeDriver } from './pipe/dump.js';
 import { regularFileDriver } from './regular/dump.js';
@@ -28,6 +29,7 @@ export const FD_DRIVERS: FdDumpDriver[] = [
   timerfdDriver,
   unixSocketDriver,
   inotifyDriver,
+  inetSocketDriver,
 ];
 
 const O_CLOEXEC = 0o2000000;

@@ -1,6 +1,7 @@
 import { eventfdRestoreDriver } from './eventfd/restore.js';
 import { eventpollRestoreDriver } from './eventpoll/restore.js';
 import { fifoRestoreDriver } from './fifo/restore.js';
+import { inetSocketRestoreDriver } from './inet/restore.js';
 import { inotifyRestoreDriver } from './inotify/restore.js';
 import { pipeRestoreDriver } from './pipe/restore.js';
 import type { FdRestoreDriver } from './restore-driver.js';
@@ -21,6 +22,7 @@ export const FD_RESTORE_DRIVERS: FdRestoreDriver[] = [
   timerfdRestoreDriver,
   unixSocketRestoreDriver,
   inotifyRestoreDriver,
+  inetSocketRestoreDriver,
 ];
 
 export function restoreDriverFor(type: number): FdRestoreDriver | undefined {

@@ -32,6 +32,18 @@ function timeout(fd: number, name: number): [bigint, bigint] {
 
 export function readSocketOptions(fd: number): SkOptsEntry {
   const int = (name: number) => getsockoptInt(fd, SOL_SOCKET, name);
+  // Options a socket family does not have (SO_PASSCRED on TCP: EOPNOTSUPP) are left out.
+  const opt = (name: number): number | undefined => {
+    try {
+      return int(name);
+    } catch {
+      return undefined;
+    }
+  };
+  const bool = (name: number) => {
+    const v = opt(name);
+    return v === undefined ? undefined : v !== 0;
+  };
   const [sndSec, sndUsec] = timeout(fd, SO_SNDTIMEO);
   const [rcvSec, rcvUsec] = timeout(fd, SO_RCVTIMEO);
   return {
@@ -41,17 +53,24 @@ export function readSocketOptions(fd: number): SkOptsEntry {
     so_snd_tmo_usec: sndUsec,
     so_rcv_tmo_sec: rcvSec,
     so_rcv_tmo_usec: rcvUsec,
-    reuseaddr: int(SO_REUSEADDR) !== 0,
-    so_priority: int(SO_PRIORITY),
-    so_rcvlowat: int(SO_RCVLOWAT),
-    so_mark: int(SO_MARK),
-    so_passcred: int(SO_PASSCRED) !== 0,
-    so_passsec: int(SO_PASSSEC) !== 0,
-    so_reuseport: int(SO_REUSEPORT) !== 0,
-    so_broadcast: int(SO_BROADCAST) !== 0,
-    so_keepalive: int(SO_KEEPALIVE) !== 0,
-    so_oobinline: int(SO_OOBINLINE),
+    ...defined({
+      reuseaddr: bool(SO_REUSEADDR),
+      so_priority: opt(SO_PRIORITY),
+      so_rcvlowat: opt(SO_RCVLOWAT),
+      so_mark: opt(SO_MARK),
+      so_passcred: bool(SO_PASSCRED),
+      so_passsec: bool(SO_PASSSEC),
+      so_reuseport: bool(SO_REUSEPORT),
+      so_broadcast: bool(SO_BROADCAST),
+      so_keepalive: bool(SO_KEEPALIVE),
+      so_oobinline: opt(SO_OOBINLINE),
+    }),
   };
+}
+
+/** The fields whose value is known (optional proto2 fields are left out, not set to undefined). */
+function defined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /**
