@@ -40,6 +40,6 @@ export const toWords = (addr: Buffer): number[] =>
 
 export function fromWords(family: number, words: readonly number[]): Buffer {
   const b = Buffer.alloc(family === AF_INET ? 4 : 16);
-  words.slice(0, b.length >> 2).forEach((w, i) => b.writeUInt32LE(w >>> 0, i * 4));
+  for (const [i, w] of words.slice(0, b.length >> 2).entries()) b.writeUInt32LE(w >>> 0, i * 4);
   return b;
 }

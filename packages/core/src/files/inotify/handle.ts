@@ -62,6 +62,6 @@ export function handleWords(handle: Buffer): bigint[] {
 
 export function handleBytes(words: readonly bigint[], bytes: number): Buffer {
   const b = Buffer.alloc(words.length * 8);
-  words.forEach((w, i) => b.writeBigUInt64LE(BigInt.asUintN(64, w), i * 8));
+  for (const [i, w] of words.entries()) b.writeBigUInt64LE(BigInt.asUintN(64, w), i * 8);
   return b.subarray(0, bytes);
 }
