@@ -34,6 +34,10 @@ export function addRestoreCommand(program: Command, exitWith: (code: number) => 
       'detach from the restored tree (default: wait for the root task and exit with its status)',
     )
     .option('--pidfile <file>', 'write the root task pid to FILE (relative to the work dir)')
+    .option(
+      '--tcp-established',
+      'restore established TCP connections (accepted: the images say which there are)',
+    )
     .option('--shell-job', 'restore a process started from a shell: it joins this session and process group')
     .option(
       '--restore-sibling',

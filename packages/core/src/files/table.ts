@@ -69,15 +69,44 @@ export class FileTable {
 
   private readonly byInode = new Map<string, Array<{ pid: number; fd: number; key: string }>>();
   /** Entries of the images shared by the whole tree (pipes-data, sk-queues...), by name pattern. */
-  private readonly shared = new Map<string, { messages: object[]; extras: Array<Extra | undefined> }>();
+  private readonly shared = new Map<
+    string,
+    { pattern: string; id: number | undefined; messages: object[]; extras: Array<Extra | undefined> }
+  >();
+  private readonly undos: Array<() => void> = [];
   private readonly checks: Array<() => void> = [];
   private readonly seen = new Set<string>();
   private readonly values = new Map<string, unknown>();
   private readonly stolen = new Map<string, number>();
   private readonly pidfds = new Map<number, number>();
 
-  /** `pids`: the tasks of the dumped tree (a peer outside them is refused or treated as external). */
-  constructor(readonly pids: ReadonlySet<number> = new Set()) {}
+  /**
+   * `pids`: the tasks of the dumped tree (a peer outside them is refused or treated as external);
+   * `options`: the dump's options drivers follow.
+   */
+  constructor(
+    readonly pids: ReadonlySet<number> = new Set(),
+    readonly options: { tcpEstablished?: boolean; networkLock?: 'nftables' | 'skip' } = {},
+  ) {}
+
+  /**
+   * What to undo if the tree goes on running after all (a failed dump, -R, -s): a socket put in repair
+   * mode, a network lock. Not run when the dump kills the tree: then the state must stay.
+   */
+  onUndo(fn: () => void): void {
+    this.undos.push(fn);
+  }
+
+  /** Undo, newest first; every step is tried. */
+  undo(): void {
+    for (const fn of this.undos.splice(0).reverse()) {
+      try {
+        fn();
+      } catch {
+        // best effort: the tree is released either way
+      }
+    }
+  }
 
   /**
    * criu-ts's own duplicate of fd `fd` of task `pid` (pidfd_getfd: same open file description), to
@@ -110,12 +139,16 @@ export class FileTable {
     return true;
   }
 
-  /** Add an entry to a tree-wide image (`pattern` without an id: "pipes-data", "sk-queues"...). */
-  addImageEntry(pattern: string, message: object, extra?: Extra): void {
-    let img = this.shared.get(pattern);
+  /**
+   * Add an entry to an image written at the end: tree-wide ("pipes-data", "sk-queues"...) or, with
+   * `id`, one per object ("tcp-stream-%x" of a socket).
+   */
+  addImageEntry(pattern: string, message: object, extra?: Extra, id?: number): void {
+    const key = id === undefined ? pattern : `${pattern}\0${id}`;
+    let img = this.shared.get(key);
     if (!img) {
-      img = { messages: [], extras: [] };
-      this.shared.set(pattern, img);
+      img = { pattern, id, messages: [], extras: [] };
+      this.shared.set(key, img);
     }
     img.messages.push(message);
     img.extras.push(extra);
@@ -135,8 +168,8 @@ export class FileTable {
     dir.write('files', undefined, this.entries);
     if (this.remaps.length) dir.write('remap-fpath', undefined, this.remaps);
     for (const g of this.ghosts) g.write(dir);
-    for (const [pattern, img] of this.shared) {
-      dir.write(pattern, undefined, img.messages, img.extras as Extra[]);
+    for (const img of this.shared.values()) {
+      dir.write(img.pattern, img.id, img.messages, img.extras as Extra[]);
     }
   }
 

@@ -42,6 +42,7 @@ export class NodeFiles {
   private readonly sharedObjects = new Map<string, unknown>();
   private readonly shmem = new Map<bigint, { fd: number; size: bigint }>();
   private readonly extraFds: number[] = [];
+  private readonly afterRestoreSteps: Array<() => void> = [];
   private readonly driverCtx: FdRestoreContext;
 
   constructor(
@@ -62,6 +63,9 @@ export class NodeFiles {
       },
       closeLater: (fd) => {
         this.extraFds.push(fd);
+      },
+      afterRestore: (fn) => {
+        this.afterRestoreSteps.push(fn);
       },
       log,
     };
@@ -216,6 +220,11 @@ export class NodeFiles {
       }
     }
     this.ghostPaths.clear();
+  }
+
+  /** The steps drivers left for when the restored tree runs (network unlock). */
+  afterRestore(): void {
+    for (const fn of this.afterRestoreSteps.splice(0)) fn();
   }
 
   closeAll(): void {

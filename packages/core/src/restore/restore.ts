@@ -165,6 +165,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
     r.openFiles();
     tPlan = ms(t0) - waitMs;
     r.run();
+    files.afterRestore();
   } catch (e) {
     r.killAll();
     throw e;

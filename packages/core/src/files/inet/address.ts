@@ -1,6 +1,7 @@
 // Inet addresses as inet_sk_entry keeps them (the address bytes, in network order, as u32 words: one
 // for IPv4, four for IPv6) and as sockaddr_in / sockaddr_in6 carry them.
-import { AF_INET, AF_INET6 } from '@criu-ts/sys';
+import { AF_INET, AF_INET6, formatIPv4, formatIPv6 } from '@criu-ts/sys';
+import type { Connection } from '../../net-lock/nft.js';
 
 export interface InetAddress {
   family: number;
@@ -42,4 +43,16 @@ export function fromWords(family: number, words: readonly number[]): Buffer {
   const b = Buffer.alloc(family === AF_INET ? 4 : 16);
   for (const [i, w] of words.slice(0, b.length >> 2).entries()) b.writeUInt32LE(w >>> 0, i * 4);
   return b;
+}
+
+/** A connection's two ends as the network lock names them. */
+export function connectionOf(family: number, local: InetAddress, remote: InetAddress): Connection {
+  const text = (a: Buffer) => (family === AF_INET ? formatIPv4(a) : formatIPv6(a));
+  return {
+    family: family === AF_INET ? 'ip' : 'ip6',
+    local: text(local.addr),
+    localPort: local.port,
+    remote: text(remote.addr),
+    remotePort: remote.port,
+  };
 }

@@ -22,9 +22,11 @@ import {
   SOL_SOCKET,
 } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
+import { lockConnection, unlockConnection } from '../../net-lock/nft.js';
 import { readSocketOptions } from '../socket/options.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
-import { fromSockaddr, toWords } from './address.js';
+import { connectionOf, fromSockaddr, type InetAddress, toWords } from './address.js';
+import { dumpTcpStream, repairOff } from './tcp.js';
 
 const TCP_ESTABLISHED = 1;
 const TCP_LISTEN = 10;
@@ -59,12 +61,14 @@ function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
   const type = getsockoptInt(fd, SOL_SOCKET, SO_TYPE);
   const proto = getsockoptInt(fd, SOL_SOCKET, SO_PROTOCOL);
   const state = type === SOCK_STREAM ? tcpState(fd) : peerOf(fd) ? TCP_ESTABLISHED : TCP_CLOSE;
-  if (type === SOCK_STREAM && state !== TCP_LISTEN && state !== TCP_CLOSE)
-    throw new DumpError(
-      `${where}: connected TCP socket, consider using --tcp-established option (not supported yet)`,
-    );
+  const established = type === SOCK_STREAM && state === TCP_ESTABLISHED;
+  if (established && !files.options.tcpEstablished)
+    throw new DumpError(`${where}: connected TCP socket, consider using --tcp-established option`);
+  if (type === SOCK_STREAM && state !== TCP_LISTEN && state !== TCP_CLOSE && !established)
+    throw new DumpError(`${where}: a TCP socket in state ${state} (closing, half closed): not supported yet`);
   const local = fromSockaddr(getsockname(fd));
   const remote = peerOf(fd);
+  if (established && local && remote) saveConnection(files, fd, Number(file.stat.ino), family, local, remote);
   const zero = Buffer.alloc(family === AF_INET ? 4 : 16);
   return {
     id,
@@ -83,6 +87,28 @@ function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
     opts: readSocketOptions(fd),
     ...(family === AF_INET6 ? { v6only: getsockoptInt(fd, SOL_IPV6, IPV6_V6ONLY) !== 0 } : {}),
   };
+}
+
+/**
+ * An established connection: locked (its packets dropped until restore), then put in repair mode and
+ * read (tcp-stream-INO.img). If the tree goes on after all, both are undone.
+ */
+function saveConnection(
+  files: FileTable,
+  fd: number,
+  ino: number,
+  family: number,
+  local: InetAddress,
+  remote: InetAddress,
+): void {
+  if (files.options.networkLock !== 'skip') {
+    const c = connectionOf(family, local, remote);
+    lockConnection(c);
+    files.onUndo(() => unlockConnection(c));
+  }
+  const { entry, inq, outq } = dumpTcpStream(fd);
+  files.onUndo(() => repairOff(fd));
+  files.addImageEntry('tcp-stream-%x', entry, { inq, outq }, ino);
 }
 
 /** AF_INET / AF_INET6, asked of a short-lived copy of the socket. */
