@@ -37,7 +37,11 @@ const haveNft = (() => {
   }
 })();
 
-const nftTables = () => execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' });
+/** criu-ts's network lock tables. */
+const lockTables = () =>
+  execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => l.includes('criu_ts_'));
 
 // Sends numbered lines and checks each comes back, forever.
 const ECHO_CLIENT_PY = `
@@ -109,14 +113,16 @@ async function startServer(onConnection: (s: net.Socket) => void): Promise<Serve
 
 async function dumpKillRestore(pid: number): Promise<string> {
   const dir = path.join(tempDir('criu-ts-tcp-img-'), 'images');
+  const before = lockTables();
   const r = await runCli(['dump', '-t', String(pid), '-D', dir, '--tcp-established']);
   if (r.code !== 0 || r.stderr) throw new Error(`dump: exit ${r.code}: ${r.stderr}`);
-  expect(nftTables()).toMatch(/table inet criu_ts_/); // the connection is locked meanwhile
+  const ours = lockTables().filter((t) => !before.includes(t));
+  expect(ours.length).toBeGreaterThan(0); // the connection is locked meanwhile
   for (const e of ImageDir.open(dir).pstree()) killAndReap(e.pid);
   const rr = await runCli(['restore', '-D', dir, '-d', '--tcp-established']);
   if (rr.code !== 0 || rr.stderr) throw new Error(`restore: exit ${rr.code}: ${rr.stderr}`);
   for (const e of ImageDir.open(dir).pstree()) track(e.pid);
-  expect(nftTables()).not.toMatch(/table inet criu_ts_/); // and unlocked once it is back
+  for (const t of ours) expect(lockTables()).not.toContain(t); // and unlocked once it is back
   return dir;
 }
 
@@ -191,13 +197,63 @@ describe.skipIf(!haveNft)('criu-ts restore: established TCP connections', () => 
     const pid = startTraceable([PYTHON, '-c', script, report, String(srv.port)], { setsid: true });
     track(pid);
     await waitForLine(report, /^20$/, { pid });
+    const before = lockTables();
     const r = await runCli(['dump', '-t', String(pid), '-D', path.join(d, 'images'), '--tcp-established']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/pidfd/);
-    expect(nftTables()).not.toMatch(/table inet criu_ts_/);
+    expect(lockTables()).toEqual(before);
     const n = readLines(report).length;
     await waitFor(() => readLines(report).length > n + 30, 'the client to go on');
     expect(readLines(report).every((l, i) => Number(l) === i + 1)).toBe(true);
     expect(srv.troubles).toEqual([]);
   });
+
+  it.skipIf(!fs.existsSync('/usr/bin/redis-server'))(
+    'redis-server keeps its keys and a connected client (INCR answered in order through the restore)',
+    async () => {
+      const port = await new Promise<number>((resolve) => {
+        const probe = net.createServer();
+        probe.listen(0, '127.0.0.1', () => {
+          const p = (probe.address() as net.AddressInfo).port;
+          probe.close(() => resolve(p));
+        });
+      });
+      const redis = startTraceable(
+        [
+          '/usr/bin/redis-server',
+          '--port',
+          String(port),
+          '--bind',
+          '127.0.0.1',
+          '--save',
+          '',
+          '--appendonly',
+          'no',
+        ],
+        { setsid: true },
+      );
+      track(redis);
+      const cli = (...args: string[]) =>
+        execFileSync('/usr/bin/redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' }).trim();
+      await waitFor(() => {
+        try {
+          return cli('ping') === 'PONG';
+        } catch {
+          return false;
+        }
+      }, 'redis to answer');
+      expect(cli('set', 'kept', 'across the restore')).toBe('OK');
+      const d = tempDir('criu-ts-redis-');
+      const report = path.join(d, 'report');
+      const client = `import socket, sys, time\nout = open(sys.argv[1], 'a', buffering=1)\nc = socket.create_connection(('127.0.0.1', int(sys.argv[2])))\nf = c.makefile('rb')\nfor i in range(1, 10**9):\n    c.sendall(b'INCR counter\\r\\n')\n    line = f.readline().strip()\n    out.write(('%d' % i if line == b':%d' % i else 'BAD %r %d' % (line, i)) + '\\n')\n    time.sleep(0.005)`;
+      const c = startTraceable([PYTHON, '-c', client, report, String(port)], { setsid: true });
+      track(c);
+      await waitForLine(report, /^20$/, { pid: c, failOn: /^BAD/ });
+      await dumpKillRestore(redis);
+      const n = readLines(report).length;
+      await waitFor(() => readLines(report).length > n + 30, 'the client to go on');
+      expect(readLines(report).every((l, i) => l === String(i + 1))).toBe(true);
+      expect(cli('get', 'kept')).toBe('across the restore');
+    },
+  );
 });

@@ -58,22 +58,29 @@ const AF_INET6 = 10;
 
 function makeSocket(s: InetSkEntry, ctx: FdRestoreContext): number {
   const fd = socket(s.family, s.type | SOCK_CLOEXEC, s.proto);
+  const established = s.state === TCP_ESTABLISHED && s.type !== SOCK_DGRAM;
   try {
-    applySocketOptions(fd, s.opts);
+    if (established) {
+      // First: in repair mode no SYN goes out, the sequence numbers are ours to set, and the kernel
+      // lets the socket share its port with the listener it was accepted from (forced reuse, which
+      // setting SO_REUSEADDR would undo: that option comes back when repair mode ends).
+      repairOn(fd);
+      setSequences(fd, tcpStreamOf(ctx, s).entry);
+    }
+    applySocketOptions(fd, established ? { ...s.opts, reuseaddr: false } : s.opts);
     if (s.family === AF_INET6 && s.v6only !== undefined)
       setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, s.v6only ? 1 : 0);
     const local = fromWords(s.family, s.src_addr ?? []);
-    if (s.state === TCP_ESTABLISHED && s.type !== SOCK_DGRAM) {
-      repairOn(fd); // before bind and connect: no SYN goes out, the sequence numbers are ours to set
-      setSequences(fd, tcpStreamOf(ctx, s).entry);
-    }
     if (s.src_port !== 0 || local.some((b) => b !== 0)) {
-      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+      if (!established) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
       bind(fd, toSockaddr(s.family, local, s.src_port));
-      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, s.opts.reuseaddr ? 1 : 0);
+      if (!established) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, s.opts.reuseaddr ? 1 : 0);
     }
     if (s.state === TCP_LISTEN) listen(fd, s.backlog || 128);
-    if (s.state === TCP_ESTABLISHED && s.type !== SOCK_DGRAM) connectRepaired(fd, s, ctx);
+    if (established) {
+      connectRepaired(fd, s, ctx);
+      if (s.opts.reuseaddr) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    }
     if (s.type === SOCK_DGRAM && s.dst_port !== 0)
       connect(fd, toSockaddr(s.family, fromWords(s.family, s.dst_addr ?? []), s.dst_port));
     return fd;
