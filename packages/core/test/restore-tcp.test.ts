@@ -5,6 +5,7 @@
 // dump to restore (nftables) and is lifted afterwards.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { killAndReap, startTraceable } from '@criu-ts/compel';
@@ -256,4 +257,48 @@ describe.skipIf(!haveNft)('criu-ts restore: established TCP connections', () => 
       expect(cli('get', 'kept')).toBe('across the restore');
     },
   );
+
+  it('a Node.js program (HTTP server, worker thread, timers) keeps serving a keep-alive client on the same connection', async () => {
+    const d = tempDir('criu-ts-node-');
+    const ready = path.join(d, 'ready');
+    const server = `
+const http = require('http'); const fs = require('fs'); const { Worker } = require('worker_threads');
+const w = new Worker('const { parentPort } = require("worker_threads"); let n = 0; setInterval(() => parentPort.postMessage(++n), 20);', { eval: true });
+let last = 0, bad = 0; w.on('message', (n) => { if (n !== last + 1) bad++; last = n; });
+let ticks = 0; setInterval(() => ticks++, 10);
+const srv = http.createServer((req, res) => res.end(JSON.stringify({ worker: last, ticks, bad })));
+srv.keepAliveTimeout = 600000;
+srv.listen(0, '127.0.0.1', () => fs.writeFileSync(process.argv[1], String(srv.address().port)));`;
+    const pid = startTraceable([process.execPath, '-e', server, ready], { setsid: true });
+    track(pid);
+    await waitFor(
+      () => fs.existsSync(ready) && fs.readFileSync(ready, 'utf8') !== '',
+      'the server to listen',
+    );
+    const port = Number(fs.readFileSync(ready, 'utf8'));
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    onCleanup(() => agent.destroy());
+    const sockets = new Set<net.Socket>();
+    const get = () =>
+      new Promise<{ worker: number; ticks: number; bad: number }>((resolve, reject) => {
+        const req = http.get({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
+          let body = '';
+          res.on('data', (b: Buffer) => {
+            body += b;
+          });
+          res.on('end', () => resolve(JSON.parse(body)));
+        });
+        req.on('socket', (s: net.Socket) => sockets.add(s));
+        req.on('error', reject);
+      });
+    const first = await get();
+    await dumpKillRestore(pid);
+    let after = await get();
+    const t0 = Date.now();
+    while (after.worker <= first.worker + 5 && Date.now() - t0 < 20000) after = await get();
+    expect(after.worker).toBeGreaterThan(first.worker + 5); // the worker thread went on
+    expect(after.ticks).toBeGreaterThan(first.ticks); // and the timers
+    expect(after.bad).toBe(0); // no message from the worker lost or doubled
+    expect(sockets.size).toBe(1); // one keep-alive connection throughout
+  });
 });
