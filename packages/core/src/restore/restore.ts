@@ -672,8 +672,10 @@ class Restorer {
       for (const id of [...pending]) {
         try {
           const st = waitpid(id, __WALL | WNOHANG);
-          // Dead and reaped; or dead and another's to reap (a --restore-sibling root is our parent's).
-          if (st && (st.exited || st.signaled) && (!existsProc(id) || !isOurChild(id))) pending.delete(id);
+          // Dead and reaped; or dead and another's to reap: a --restore-sibling root is our parent's
+          // (a task whose parent we created waits for that parent to die and comes to us).
+          if (st && (st.exited || st.signaled) && (!existsProc(id) || parentOf(id) === process.ppid))
+            pending.delete(id);
         } catch (e) {
           if (!isSysError(e, 'ECHILD')) throw e;
           if (!existsProc(id)) pending.delete(id);
@@ -710,12 +712,12 @@ function sleepOnlyWhatIsLeft(regs: ReturnType<typeof gpregsFromImage>, nr: bigin
 
 const pageUp = (n: number) => Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;
 
-function isOurChild(id: number): boolean {
+function parentOf(id: number): number {
   try {
     const stat = readFileSync(`/proc/${id}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === process.pid;
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
   } catch {
-    return false;
+    return 0;
   }
 }
 
