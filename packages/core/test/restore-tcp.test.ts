@@ -38,11 +38,19 @@ const haveNft = (() => {
   }
 })();
 
-/** criu-ts's network lock tables. */
-const lockTables = () =>
-  execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' })
-    .split('\n')
-    .filter((l) => l.includes('criu_ts_'));
+/** The connections criu-ts's network lock holds now (elements of its IPv4 set, one per line). */
+const lockTables = (): string[] => {
+  try {
+    const text = execFileSync('nft', ['list', 'set', 'inet', 'criu_ts', 'lock4'], { encoding: 'utf8' });
+    const m = /elements = \{([^}]*)\}/s.exec(text);
+    return (m?.[1] ?? '')
+      .split(',')
+      .map((e) => e.trim())
+      .filter(Boolean);
+  } catch {
+    return []; // no table yet
+  }
+};
 
 // Sends numbered lines and checks each comes back, forever.
 const ECHO_CLIENT_PY = `

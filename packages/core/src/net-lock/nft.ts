@@ -1,11 +1,11 @@
 // The network lock: while a connection is between its dump and its restore, every packet of it is
 // dropped, so that neither end answers the other with a reset (the dumped socket is gone, the
-// restored one not there yet). One nftables table per connection, named after its two ends, with a
-// rule per direction on the input hook (loopback traffic passes it too); restore removes the table
-// once the connection is back. Needs `nft` (Debian's nftables package). CRIU does the same with
-// iptables or nftables rules; `--network-lock skip` leaves it to the caller.
+// restored one not there yet). One nftables table, `inet criu_ts`, with a chain on the input hook
+// (loopback traffic passes it too) dropping what matches two sets of locked 4-tuples (IPv4, IPv6);
+// a connection is locked by adding both of its directions to the set, and unlocked by deleting
+// them once it is back. Needs `nft` (Debian's nftables package). CRIU does the same with iptables or
+// nftables rules; `--network-lock skip` leaves it to the caller.
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { DumpError } from '../dump/errors.js';
 
 export interface Connection {
@@ -16,31 +16,31 @@ export interface Connection {
   remotePort: number;
 }
 
-/** A table name from both ends (nft names: letters, digits, underscores). */
-export function lockName(c: Connection): string {
-  const h = createHash('sha1').update(`${c.family} ${c.local} ${c.localPort} ${c.remote} ${c.remotePort}`);
-  return `criu_ts_${c.localPort}_${c.remotePort}_${h.digest('hex').slice(0, 8)}`;
-}
+export const LOCK_TABLE = 'criu_ts';
+const setOf = (c: Connection) => (c.family === 'ip' ? 'lock4' : 'lock6');
 
 function nft(script: string): void {
   execFileSync('nft', ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
 }
 
+/** The table, its sets and its two rules, made again as they are (flushing the chain keeps the sets). */
+const SETUP = [
+  `add table inet ${LOCK_TABLE}`,
+  `add chain inet ${LOCK_TABLE} input { type filter hook input priority -300; policy accept; }`,
+  `add set inet ${LOCK_TABLE} lock4 { type ipv4_addr . inet_service . ipv4_addr . inet_service; }`,
+  `add set inet ${LOCK_TABLE} lock6 { type ipv6_addr . inet_service . ipv6_addr . inet_service; }`,
+  `flush chain inet ${LOCK_TABLE} input`,
+  `add rule inet ${LOCK_TABLE} input ip saddr . tcp sport . ip daddr . tcp dport @lock4 drop`,
+  `add rule inet ${LOCK_TABLE} input ip6 saddr . tcp sport . ip6 daddr . tcp dport @lock6 drop`,
+];
+
+/** Both directions of a connection, as set elements. */
+const elements = (c: Connection) =>
+  `{ ${c.local} . ${c.localPort} . ${c.remote} . ${c.remotePort}, ${c.remote} . ${c.remotePort} . ${c.local} . ${c.localPort} }`;
+
 export function lockConnection(c: Connection): void {
-  const t = lockName(c);
-  const fam = c.family;
   try {
-    nft(
-      [
-        `table inet ${t} {`,
-        '  chain input {',
-        '    type filter hook input priority -300; policy accept;',
-        `    ${fam} saddr ${c.remote} tcp sport ${c.remotePort} ${fam} daddr ${c.local} tcp dport ${c.localPort} drop`,
-        `    ${fam} saddr ${c.local} tcp sport ${c.localPort} ${fam} daddr ${c.remote} tcp dport ${c.remotePort} drop`,
-        '  }',
-        '}',
-      ].join('\n'),
-    );
+    nft([...SETUP, `add element inet ${LOCK_TABLE} ${setOf(c)} ${elements(c)}`].join('\n'));
   } catch (e) {
     const why = (e as { stderr?: Buffer }).stderr?.toString().trim() || (e as Error).message;
     throw new DumpError(
@@ -51,7 +51,7 @@ export function lockConnection(c: Connection): void {
 
 export function unlockConnection(c: Connection): void {
   try {
-    nft(`delete table inet ${lockName(c)}`);
+    nft(`delete element inet ${LOCK_TABLE} ${setOf(c)} ${elements(c)}`);
   } catch {
     // not locked (--network-lock skip at dump), or unlocked already
   }

@@ -9,12 +9,17 @@ import { peekPipe, pipeSize } from './data.js';
 
 const O_ACCMODE = 3;
 const DEFAULT_PIPE_SIZE = 16 * 4096;
+const O_DIRECT = 0o40000;
 const O_WRONLY = 1;
 
 export const pipeDriver: FdDumpDriver = {
   kind: 'pipe',
   claims: (file) => file.link.startsWith('pipe:'),
   dump(file, files) {
+    if (file.flags & O_DIRECT)
+      throw new DumpError(
+        `pid ${file.pid} fd ${file.fd}: a packet-mode (O_DIRECT) pipe cannot be dumped yet`,
+      );
     const pipeId = Number(file.stat.ino);
     const id = files.add(files.descriptionKey(file), (id) => ({
       id,
