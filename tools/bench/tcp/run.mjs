@@ -7,7 +7,6 @@
 //     then every byte is checked on both sides.
 // Prints a table, then as the LAST line one JSON object:
 // {"conns_1000": {dump_ms, restore_ms}, "queued_4MiB": {dump_ms, restore_ms, bytes_each_way}}.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
@@ -22,6 +21,7 @@ const { killAndReap, startTraceable } = await import(dist('compel'));
 const { ImageDir } = await import(dist('images'));
 
 const PYTHON = '/usr/bin/python3';
+const CONNS = Number(process.env.CONNS ?? 1000);
 const work = mkdtempSync('/tmp/criu-ts-bench-tcp-');
 const started = [];
 const ms = (t0) => Number(process.hrtime.bigint() - t0) / 1e6;
@@ -74,7 +74,7 @@ async function thousandConnections() {
   started.push(pid);
   const port = Number(await waitFile(portFile));
   const conns = [];
-  for (let i = 0; i < 1000; i++) {
+  for (let i = 0; i < CONNS; i++) {
     conns.push(
       await new Promise((resolve, reject) => {
         const c = net.createConnection({ host: '127.0.0.1', port }, () => resolve(c));
@@ -156,8 +156,13 @@ try {
 printReport(
   'criu-ts: established TCP connections (this machine; API, nftables network lock)',
   [
-    ['1000 connections: dump', String(conns.dump_ms), 'ms', `${conns.echoing_after}/1000 echo after restore`],
-    ['1000 connections: restore', String(conns.restore_ms), 'ms', ''],
+    [
+      `${CONNS} connections: dump`,
+      String(conns.dump_ms),
+      'ms',
+      `${conns.echoing_after}/${CONNS} echo after restore`,
+    ],
+    [`${CONNS} connections: restore`, String(conns.restore_ms), 'ms', ''],
     ['4 MiB queued: dump', String(queued.dump_ms), 'ms', `client had ${queued.client_sent} bytes queued`],
     ['4 MiB queued: restore', String(queued.restore_ms), 'ms', `server got ${queued.server_got_after} after`],
   ],

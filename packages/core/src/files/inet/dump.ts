@@ -3,6 +3,7 @@
 // bound, connected-UDP and not yet bound sockets are dumped; an established TCP connection needs TCP
 // repair, which criu-ts does not have yet: refused with CRIU's advice.
 
+import { readdirSync, readlinkSync } from 'node:fs';
 import { copyFd } from '@criu-ts/compel';
 import type { InetSkEntry } from '@criu-ts/images';
 import {
@@ -20,9 +21,10 @@ import {
   SO_TYPE,
   SOCK_STREAM,
   SOL_SOCKET,
+  sockDiag,
 } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
-import { lockConnection, unlockConnection } from '../../net-lock/nft.js';
+import { type Connection, lockConnections, unlockConnections } from '../../net-lock/nft.js';
 import { readSocketOptions } from '../socket/options.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
 import { connectionOf, fromSockaddr, type InetAddress, toWords } from './address.js';
@@ -101,14 +103,69 @@ function saveConnection(
   local: InetAddress,
   remote: InetAddress,
 ): void {
-  if (files.options.networkLock !== 'skip') {
+  if (files.options.networkLock !== 'skip' && !lockTreeConnections(files).has(ino)) {
+    // Not seen by sock_diag a moment ago (a connection that was still being set up): on its own.
     const c = connectionOf(family, local, remote);
-    lockConnection(c);
-    files.onUndo(() => unlockConnection(c));
+    lockConnections([c]);
+    files.onUndo(() => unlockConnections([c]));
   }
   const { entry, inq, outq } = dumpTcpStream(fd);
   files.onUndo(() => repairOff(fd));
   files.addImageEntry('tcp-stream-%x', entry, { inq, outq }, ino);
+}
+
+/**
+ * Every established TCP connection the tree holds, locked in one nft transaction the first time one
+ * is met (before any goes into repair mode). Returns the inodes of the sockets locked.
+ */
+function lockTreeConnections(files: FileTable): Set<number> {
+  return files.cached('tcp-lock', () => {
+    const inodes = treeSocketInodes(files.pids);
+    const locked: Connection[] = [];
+    const ids = new Set<number>();
+    for (const [diagFamily, family] of [
+      ['inet', AF_INET],
+      ['inet6', AF_INET6],
+    ] as const) {
+      for (const m of sockDiag({ family: diagFamily, protocol: IPPROTO_TCP, states: 1 << TCP_ESTABLISHED })) {
+        const d = m.inet;
+        if (!d || !inodes.has(d.ino)) continue;
+        locked.push({
+          family: family === AF_INET ? 'ip' : 'ip6',
+          local: d.src,
+          localPort: d.sport,
+          remote: d.dst,
+          remotePort: d.dport,
+        });
+        ids.add(d.ino);
+      }
+    }
+    lockConnections(locked);
+    files.onUndo(() => unlockConnections(locked));
+    return ids;
+  });
+}
+
+/** Inodes of the sockets the tasks hold (from their fd links). */
+function treeSocketInodes(pids: ReadonlySet<number>): Set<number> {
+  const out = new Set<number>();
+  for (const pid of pids) {
+    let fds: string[] = [];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m) out.add(Number(m[1]));
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  return out;
 }
 
 /** AF_INET / AF_INET6, asked of a short-lived copy of the socket. */

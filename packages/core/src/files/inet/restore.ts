@@ -13,7 +13,7 @@ import {
   setsockopt,
   socket,
 } from '@criu-ts/sys';
-import { unlockConnection } from '../../net-lock/nft.js';
+import { type Connection, unlockConnections } from '../../net-lock/nft.js';
 import { RestoreError } from '../../restore/errors.js';
 import { withFlags } from '../fd-flags.js';
 import type { FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
@@ -49,7 +49,13 @@ function connectRepaired(fd: number, s: InetSkEntry, ctx: FdRestoreContext): voi
   finishTcpStream(fd, t.entry, t.inq, t.outq);
   const local = { family: s.family, addr: fromWords(s.family, s.src_addr ?? []), port: s.src_port };
   const c = connectionOf(s.family, local, { family: s.family, addr: remote, port: s.dst_port });
-  ctx.afterRestore(() => unlockConnection(c));
+  // Unlocked together once the tree runs: one nft transaction for all of them.
+  const batch = ctx.shared('tcp-unlock', () => {
+    const list: Connection[] = [];
+    ctx.afterRestore(() => unlockConnections(list));
+    return list;
+  });
+  batch.push(c);
 }
 const SOCK_DGRAM = 2;
 const SOL_IPV6 = 41;
