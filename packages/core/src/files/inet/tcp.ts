@@ -100,8 +100,17 @@ export function dumpTcpStream(fd: number): { entry: TcpStreamEntry; inq: Buffer;
   return { entry, inq, outq };
 }
 
-/** Before connect: where each queue's sequence numbers start. */
+/** TCP_MAXSEG takes at most this (the kernel's MAX_TCP_WINDOW). */
+const MAX_USER_MSS = 32767;
+
+/**
+ * Before connect: where each queue's sequence numbers start, and the segment size. A connect() in
+ * repair mode sizes its segments from the MSS clamp the socket has then (536 bytes unless told), and
+ * the MSS option set afterwards does not resize them: so the dumped clamp is given first, as a user
+ * MSS, and taken back once the real options are in.
+ */
 export function setSequences(fd: number, t: TcpStreamEntry): void {
+  if (t.mss_clamp > 0) setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, Math.min(t.mss_clamp, MAX_USER_MSS));
   setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE);
   setsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, u32(t.inq_seq - t.inq_len));
   setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE);
@@ -119,6 +128,7 @@ export function finishTcpStream(fd: number, t: TcpStreamEntry, inq: Buffer, outq
     b.writeUInt32LE(code, i * 8);
     b.writeUInt32LE(val >>> 0, i * 8 + 4);
   }
+  setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, 0); // the user MSS of setSequences goes
   setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_OPTIONS, b);
   if (t.opt_mask & TCPI_OPT_TIMESTAMPS && t.timestamp !== undefined)
     setsockopt(fd, IPPROTO_TCP, TCP_TIMESTAMP, u32(t.timestamp));
