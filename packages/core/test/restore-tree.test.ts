@@ -117,6 +117,8 @@ describe('criu-ts restore: trees', () => {
       .map((l) => Number(l.split(' ')[1]));
     expect(pids).toHaveLength(5);
     track(...pids);
+    // TREE comes just before the root's own pause(): wait until all five sleep, or the states differ.
+    await waitFor(() => pids.every((p) => procState(p) === 'S'), 'all five asleep');
     const before = pids.map(ids);
     const dir = await dumpAndKill(w.pid, pids);
     await restoreDetached(dir);

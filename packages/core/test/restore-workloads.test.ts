@@ -68,7 +68,9 @@ out = open(sys.argv[1], 'a', buffering=1)
 got = []
 def on_usr1(sig, frame):
     it = signal.getitimer(signal.ITIMER_REAL)
-    out.write('STATE itimer=%.0f/%.0f umask=%o cwd=%s nofile=%s\\n' % (it[0] * 1000 > 0, it[1] * 1000, (lambda m: (os.umask(m), m)[1])(os.umask(0)), os.getcwd(), resource.getrlimit(resource.RLIMIT_NOFILE)))
+    # os.write, not out.write: the handler may run while the main loop is inside out.write, and a
+    # buffered file object refuses a reentrant call (RuntimeError).
+    os.write(out.fileno(), ('STATE itimer=%.0f/%.0f umask=%o cwd=%s nofile=%s\\n' % (it[0] * 1000 > 0, it[1] * 1000, (lambda m: (os.umask(m), m)[1])(os.umask(0)), os.getcwd(), resource.getrlimit(resource.RLIMIT_NOFILE))).encode())
 signal.signal(signal.SIGUSR1, on_usr1)
 signal.signal(signal.SIGHUP, signal.SIG_IGN)
 signal.signal(signal.SIGALRM, lambda s, f: None)
