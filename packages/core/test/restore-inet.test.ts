@@ -6,8 +6,9 @@ import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { killAndReap, startTraceable } from '@criu-ts/compel';
+import { copyFd, killAndReap, startTraceable } from '@criu-ts/compel';
 import { ImageDir } from '@criu-ts/images';
+import { close, getsockoptInt } from '@criu-ts/sys';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   cleanup,
@@ -161,5 +162,42 @@ describe('criu-ts restore: inet sockets', () => {
     expect(r.stderr).toMatch(/connected TCP socket, consider using --tcp-established option/);
     await waitForLine(report, /^30$/, { pid });
     expect(procState(pid)).not.toBe('gone');
+  });
+
+  it('socket options come back: SO_KEEPALIVE, SO_REUSEADDR, SO_RCVBUF, TCP_NODELAY, TCP_KEEPIDLE/INTVL/CNT', async () => {
+    const d = tempDir('criu-ts-sockopts-');
+    const report = path.join(d, 'report');
+    const script = [
+      'import os, socket, sys, time',
+      'os.closerange(3, 65536)',
+      "out = open(sys.argv[1], 'a', buffering=1)",
+      's = socket.socket()',
+      's.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)',
+      's.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)',
+      's.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 100000)',
+      's.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)',
+      's.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 77)',
+      's.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 13)',
+      's.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 5)',
+      "s.bind(('127.0.0.1', 0)); s.listen(3)",
+      "out.write('FD %d\\n' % s.fileno())",
+      'while True: time.sleep(1)',
+    ].join('\n');
+    const pid = startTraceable([PYTHON, '-c', script, report], { setsid: true });
+    track(pid);
+    const fd = Number((await waitForLine(report, /^FD /, { pid })).split(' ')[1]);
+    const read = () => {
+      const mine = copyFd(pid, fd);
+      try {
+        const i = (level: number, name: number) => getsockoptInt(mine, level, name);
+        return [i(1, 9), i(1, 2), i(1, 8), i(6, 1), i(6, 4), i(6, 5), i(6, 6)]; // keepalive reuseaddr rcvbuf nodelay idle intvl cnt
+      } finally {
+        close(mine);
+      }
+    };
+    const before = read();
+    expect(before.slice(3)).toEqual([1, 77, 13, 5]);
+    await dumpKillRestore(pid);
+    expect(read()).toEqual(before);
   });
 });

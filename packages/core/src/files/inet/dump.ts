@@ -29,6 +29,7 @@ import { readSocketOptions } from '../socket/options.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
 import { connectionOf, fromSockaddr, type InetAddress, toWords } from './address.js';
 import { dumpTcpStream, repairOff } from './tcp.js';
+import { readTcpOptions } from './tcp-options.js';
 
 const TCP_ESTABLISHED = 1;
 const TCP_LISTEN = 10;
@@ -87,6 +88,7 @@ function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
     dst_addr: toWords(remote?.addr ?? zero),
     fown: noOwner(),
     opts: readSocketOptions(fd),
+    ...(type === SOCK_STREAM ? { tcp_opts: readTcpOptions(fd) } : {}),
     ...(family === AF_INET6 ? { v6only: getsockoptInt(fd, SOL_IPV6, IPV6_V6ONLY) !== 0 } : {}),
   };
 }

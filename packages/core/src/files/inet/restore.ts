@@ -21,6 +21,7 @@ import { applySocketOptions } from '../socket/options.js';
 import { FD_TYPE } from '../table.js';
 import { connectionOf, fromWords, toSockaddr } from './address.js';
 import { finishTcpStream, repairOn, setSequences } from './tcp.js';
+import { applyTcpOptions } from './tcp-options.js';
 
 const TCP_LISTEN = 10;
 const TCP_ESTABLISHED = 1;
@@ -83,8 +84,10 @@ function makeSocket(s: InetSkEntry, ctx: FdRestoreContext): number {
       if (!established) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, s.opts.reuseaddr ? 1 : 0);
     }
     if (s.state === TCP_LISTEN) listen(fd, s.backlog || 128);
+    if (s.tcp_opts && !established) applyTcpOptions(fd, s.tcp_opts);
     if (established) {
       connectRepaired(fd, s, ctx);
+      if (s.tcp_opts) applyTcpOptions(fd, s.tcp_opts);
       if (s.opts.reuseaddr) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
     }
     if (s.type === SOCK_DGRAM && s.dst_port !== 0)
