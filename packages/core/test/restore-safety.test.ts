@@ -8,6 +8,7 @@ import path from 'node:path';
 import { killAndReap } from '@criu-ts/compel';
 import { type CoreEntry, ImageDir, type MmEntry } from '@criu-ts/images';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { isDescendantOf } from '../../../tools/workloads/index.mjs';
 import {
   buildWorkloads,
   cleanup,
@@ -39,11 +40,14 @@ async function dumpCounter(opts: { reap?: boolean; leaveRunning?: boolean } = {}
   return { ...w, dir };
 }
 
-/** Pids of processes that run the restore stub (none may be left behind). */
+/**
+ * Pids of processes below this one that run the restore stub (none may be left behind). Only ours:
+ * other test files running in parallel restore too, and their stubs are theirs.
+ */
 function stubs(): number[] {
   const out: number[] = [];
   for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
+    if (!/^\d+$/.test(name) || !isDescendantOf(Number(name))) continue;
     try {
       if (fs.readFileSync(`/proc/${name}/comm`, 'utf8').startsWith('criu-ts-restor')) out.push(Number(name));
     } catch {
