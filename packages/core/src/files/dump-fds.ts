@@ -2,14 +2,24 @@ import { statSync } from 'node:fs';
 import type { ProcDir } from '@criu-ts/bfd';
 import type { FdinfoEntry } from '@criu-ts/images';
 import { DumpError } from '../dump/errors.js';
+import { eventfdDriver } from './eventfd/dump.js';
+import { eventpollDriver } from './eventpoll/dump.js';
 import { regularFileDriver } from './regular/dump.js';
+import { signalfdDriver } from './signalfd/dump.js';
 import type { FdDumpDriver, FileTable, OpenFile } from './table.js';
+import { timerfdDriver } from './timerfd/dump.js';
 
 /**
  * The fd drivers, one per kind of file. A new kind of fd is one folder under files/ and
  * one line here.
  */
-export const FD_DRIVERS: FdDumpDriver[] = [regularFileDriver];
+export const FD_DRIVERS: FdDumpDriver[] = [
+  regularFileDriver,
+  eventfdDriver,
+  eventpollDriver,
+  signalfdDriver,
+  timerfdDriver,
+];
 
 const O_CLOEXEC = 0o2000000;
 const FD_CLOEXEC = 1;

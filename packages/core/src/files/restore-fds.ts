@@ -1,10 +1,19 @@
+import { eventfdRestoreDriver } from './eventfd/restore.js';
+import { eventpollRestoreDriver } from './eventpoll/restore.js';
 import type { FdRestoreDriver } from './restore-driver.js';
+import { signalfdRestoreDriver } from './signalfd/restore.js';
+import { timerfdRestoreDriver } from './timerfd/restore.js';
 
 /**
  * The restore drivers of the fd kinds other than regular files and terminals (restore/files.ts opens
  * those). A new kind of fd is one folder under files/ and one line here.
  */
-export const FD_RESTORE_DRIVERS: FdRestoreDriver[] = [];
+export const FD_RESTORE_DRIVERS: FdRestoreDriver[] = [
+  eventfdRestoreDriver,
+  eventpollRestoreDriver,
+  signalfdRestoreDriver,
+  timerfdRestoreDriver,
+];
 
 export function restoreDriverFor(type: number): FdRestoreDriver | undefined {
   return FD_RESTORE_DRIVERS.find((d) => d.type === type);
