@@ -99,6 +99,14 @@ function epollTargets(pid: number, fd: number): string[] {
     .sort();
 }
 
+/** link and fdinfo flags (O_NONBLOCK, O_CLOEXEC...) of epoller's fds 4-13. */
+function fdFlags(pid: number): string[] {
+  const out: string[] = [];
+  for (let fd = FD.epoll; fd <= FD.soon; fd++)
+    out.push(`${fd} ${fs.readlinkSync(`/proc/${pid}/fd/${fd}`)} ${field(fdinfo(pid, fd), 'flags')}`);
+  return out;
+}
+
 /** Write `value` into eventfd `fd` of task `pid`, through our own duplicate of it (pidfd_getfd). */
 function writeEventfd(pid: number, fd: number, value: bigint): void {
   const pidfd = pidfdOpen(pid);
@@ -174,6 +182,7 @@ describe('criu-ts dump/restore: eventfd, epoll, signalfd, timerfd', () => {
       long: timerState(w.pid, FD.long),
       abs: timerState(w.pid, FD.abs),
       at: process.hrtime.bigint(),
+      flags: fdFlags(w.pid),
     };
     expect(before.targets).toHaveLength(4);
     expect(eventfdState(w.pid, FD.counter)).toEqual({ count: COUNTER, semaphore: '0' });
@@ -210,6 +219,7 @@ describe('criu-ts dump/restore: eventfd, epoll, signalfd, timerfd', () => {
     const after = process.hrtime.bigint();
     // fdinfo of the restored task: same epoll targets, counters, mask; timers with the time they had left.
     expect(epollTargets(w.pid, FD.epoll)).toEqual(before.targets);
+    expect(fdFlags(w.pid)).toEqual(before.flags);
     expect(eventfdState(w.pid, FD.counter)).toEqual({ count: COUNTER, semaphore: '0' });
     expect(eventfdState(w.pid, FD.sem)).toEqual({ count: 3n, semaphore: '1' });
     expect(field(fdinfo(w.pid, FD.sigfd), 'sigmask')).toBe(before.sigmask);
@@ -398,4 +408,46 @@ while True:
       expect(procState(pid)).not.toBe('gone');
     });
   }
+});
+
+describe('criu-ts dump/restore: epoll inside epoll, flags passed through', () => {
+  it('an epoll watching another epoll (EPOLLET) and an eventfd (EPOLLEXCLUSIVE)', async () => {
+    const script = `
+import os, select, sys, time
+out = open(sys.argv[1], 'a', buffering=1)
+outer = select.epoll()
+inner = select.epoll()
+e = os.eventfd(0, os.EFD_NONBLOCK)
+x = os.eventfd(0, os.EFD_NONBLOCK)
+inner.register(e, select.EPOLLIN | select.EPOLLET)
+outer.register(inner.fileno(), select.EPOLLIN)
+outer.register(x, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+out.write('READY %d %d %d %d %d\\n' % (os.getpid(), outer.fileno(), inner.fileno(), e, x))
+while True:
+    for fd, ev in outer.poll(-1):
+        if fd == inner.fileno():
+            for fd2, ev2 in inner.poll(0):
+                out.write('INNER %d %x %d\\n' % (fd2, ev2, os.eventfd_read(e)))
+        else:
+            out.write('OUTER %d %x %d\\n' % (fd, ev, os.eventfd_read(x)))
+`;
+    const dir = tempDir('criu-ts-eventfds-py-');
+    const report = path.join(dir, 'report');
+    const pid = await startCommand([PYTHON, '-c', script, report]);
+    const ready = await waitForLine(report, /^READY /, { pid });
+    const [, , outer, inner, e, x] = ready.split(' ').map(Number) as number[];
+    const before = [epollTargets(pid, outer!), epollTargets(pid, inner!)];
+    // events as the kernel keeps them: EPOLLIN | EPOLLERR | EPOLLHUP, plus EPOLLEXCLUSIVE or EPOLLET
+    // (python sets only the low half of data: the rest is whatever was on its stack, kept as is)
+    const events = (l: string[]) => l.map((t) => t.split(' ').slice(0, 2).join(' ')).sort();
+    expect(events(before[0]!)).toEqual([`${inner} 19`, `${x} 10000019`].sort());
+    expect(events(before[1]!)).toEqual([`${e} 80000019`]);
+    const images = await dumpAndKill(pid);
+    await restoreDetached(images);
+    expect([epollTargets(pid, outer!), epollTargets(pid, inner!)]).toEqual(before);
+    writeEventfd(pid, e!, 3n);
+    await waitForLine(report, new RegExp(`^INNER ${e} 1 3$`), { pid });
+    writeEventfd(pid, x!, 4n);
+    await waitForLine(report, new RegExp(`^OUTER ${x} 1 4$`), { pid });
+  });
 });
