@@ -2,6 +2,8 @@ import { statSync } from 'node:fs';
 import type { ProcDir } from '@criu-ts/bfd';
 import type { FdinfoEntry } from '@criu-ts/images';
 import { DumpError } from '../dump/errors.js';
+import { fifoDriver } from './fifo/dump.js';
+import { pipeDriver } from './pipe/dump.js';
 import { regularFileDriver } from './regular/dump.js';
 import type { FdDumpDriver, FileTable, OpenFile } from './table.js';
 
@@ -9,7 +11,7 @@ import type { FdDumpDriver, FileTable, OpenFile } from './table.js';
  * The fd drivers, one per kind of file. A new kind of fd is one folder under files/ and
  * one line here.
  */
-export const FD_DRIVERS: FdDumpDriver[] = [regularFileDriver];
+export const FD_DRIVERS: FdDumpDriver[] = [regularFileDriver, pipeDriver, fifoDriver];
 
 const O_CLOEXEC = 0o2000000;
 const FD_CLOEXEC = 1;
