@@ -4,6 +4,8 @@ import type { FdinfoEntry } from '@criu-ts/images';
 import { DumpError } from '../dump/errors.js';
 import { eventfdDriver } from './eventfd/dump.js';
 import { eventpollDriver } from './eventpoll/dump.js';
+import { fifoDriver } from './fifo/dump.js';
+import { pipeDriver } from './pipe/dump.js';
 import { regularFileDriver } from './regular/dump.js';
 import { signalfdDriver } from './signalfd/dump.js';
 import type { FdDumpDriver, FileTable, OpenFile } from './table.js';
@@ -15,6 +17,8 @@ import { timerfdDriver } from './timerfd/dump.js';
  */
 export const FD_DRIVERS: FdDumpDriver[] = [
   regularFileDriver,
+  pipeDriver,
+  fifoDriver,
   eventfdDriver,
   eventpollDriver,
   signalfdDriver,

@@ -1,5 +1,7 @@
 import { eventfdRestoreDriver } from './eventfd/restore.js';
 import { eventpollRestoreDriver } from './eventpoll/restore.js';
+import { fifoRestoreDriver } from './fifo/restore.js';
+import { pipeRestoreDriver } from './pipe/restore.js';
 import type { FdRestoreDriver } from './restore-driver.js';
 import { signalfdRestoreDriver } from './signalfd/restore.js';
 import { timerfdRestoreDriver } from './timerfd/restore.js';
@@ -9,6 +11,8 @@ import { timerfdRestoreDriver } from './timerfd/restore.js';
  * those). A new kind of fd is one folder under files/ and one line here.
  */
 export const FD_RESTORE_DRIVERS: FdRestoreDriver[] = [
+  pipeRestoreDriver,
+  fifoRestoreDriver,
   eventfdRestoreDriver,
   eventpollRestoreDriver,
   signalfdRestoreDriver,
