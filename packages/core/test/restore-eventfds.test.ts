@@ -109,13 +109,18 @@ function fdFlags(pid: number): string[] {
 
 /** Write `value` into eventfd `fd` of task `pid`, through our own duplicate of it (pidfd_getfd). */
 function writeEventfd(pid: number, fd: number, value: bigint): void {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(value, 0);
+  writeFd(pid, fd, b);
+}
+
+/** Write `data` into fd `fd` of task `pid`, through our own duplicate of it (pidfd_getfd). */
+function writeFd(pid: number, fd: number, data: Buffer): void {
   const pidfd = pidfdOpen(pid);
   try {
     const mine = pidfdGetfd(pidfd, fd);
     try {
-      const b = Buffer.alloc(8);
-      b.writeBigUInt64LE(value, 0);
-      writeAll(mine, b);
+      writeAll(mine, data);
     } finally {
       close(mine);
     }
@@ -269,6 +274,22 @@ describe('criu-ts dump/restore: eventfd, epoll, signalfd, timerfd', () => {
     // The 1.5 s one-shot fired once, before or after the dump.
     await waitForLine(w.report, /^ONESHOT 1$/, { pid: w.pid });
     expect(readLines(w.report).filter((l) => l.startsWith('ONESHOT'))).toEqual(['ONESHOT 1']);
+    expect(failLines(w.report)).toEqual([]);
+  });
+
+  it('with a pipe in the set too: data written into the pipe after restore is reported', async () => {
+    const w = await startEpoller(['pipe']);
+    const targets = epollTargets(w.pid, FD.epoll);
+    expect(targets.map((t) => t.split(' ')[0]).sort()).toEqual(['13', '14', '5', '8', '9']);
+    const dir = await dumpAndKill(w.pid);
+    await restoreDetached(dir);
+    expect(epollTargets(w.pid, FD.epoll)).toEqual(targets);
+    writeFd(w.pid, 15, Buffer.from('hello through the pipe\n'));
+    await waitForLine(w.report, /^PIPE hello through the pipe$/, { pid: w.pid });
+    writeEventfd(w.pid, FD.evfd, 7n);
+    await waitForLine(w.report, /^EVENTFD 7$/, { pid: w.pid });
+    process.kill(w.pid, 'SIGHUP');
+    await waitForLine(w.report, /^SIGNAL 1$/, { pid: w.pid });
     expect(failLines(w.report)).toEqual([]);
   });
 
