@@ -12,6 +12,10 @@ missing=()
 command -v gcc >/dev/null || missing+=(gcc libc6-dev)
 command -v crit >/dev/null || missing+=(criu)
 command -v python3 >/dev/null || missing+=(python3)
+command -v curl >/dev/null || missing+=(curl)
+command -v perl >/dev/null || missing+=(perl)
+command -v nft >/dev/null || missing+=(nftables)
+command -v redis-server >/dev/null || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null || { echo "apt-get install ${missing[*]} failed"; exit 1; }

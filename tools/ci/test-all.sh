@@ -10,9 +10,10 @@ step() { printf '\n== %s\n' "$*"; }
 
 bash tools/ci/setup.sh || exit 1
 
-step "lint"
+step "lint and typecheck (sources and tests)"
 lint_ok=1
 pnpm run lint || lint_ok=0
+pnpm run typecheck || lint_ok=0
 
 step "test"
 rm -rf .reports && mkdir -p .reports

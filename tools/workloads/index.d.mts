@@ -23,3 +23,6 @@ export declare function buildWorkloads(): Promise<string>;
 
 /** Absolute path of a workload binary. Throws for an unknown name. */
 export declare function workloadPath(name: WorkloadName): string;
+
+/** Whether `pid` is `ancestor` (default: this process) or one of its descendants. */
+export function isDescendantOf(pid: number, ancestor?: number): boolean;

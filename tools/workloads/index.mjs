@@ -3,7 +3,7 @@
 //   import { buildWorkloads, workloadPath } from '../../../tools/workloads/index.mjs';
 //   await buildWorkloads();                 // e.g. in beforeAll
 //   spawn(workloadPath('counter'), [reportFile]);
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { binDir, build, srcDir } from './build.mjs';
 
@@ -29,4 +29,22 @@ export function workloadPath(name) {
     throw new Error(`unknown workload '${name}' (no tools/workloads/src/${name}.c)`);
   }
   return join(binDir, name);
+}
+
+/**
+ * Whether `pid` is `ancestor` or below it (its parent chain reaches `ancestor`). Tests kill only
+ * their own descendants at cleanup: a pid that ended long ago may belong by now to a process of
+ * another test file running in parallel.
+ */
+export function isDescendantOf(pid, ancestor = process.pid) {
+  for (let p = pid, steps = 0; p > 1 && steps < 64; steps++) {
+    if (p === ancestor) return true;
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      p = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    } catch {
+      return false;
+    }
+  }
+  return false;
 }

@@ -9,11 +9,15 @@ export async function main(argv: string[]): Promise<number> {
     .description('checkpoint/restore in userspace, in TypeScript')
     .version('0.1.0', '-V, --version')
     .exitOverride();
+  // An action that has a status of its own to exit with (restore without -d: the root task's) sets it.
+  let status = 0;
   addDumpCommand(cmd);
-  addRestoreCommand(cmd);
+  addRestoreCommand(cmd, (code) => {
+    status = code;
+  });
   try {
     await cmd.parseAsync(normalizeVerbosity(argv), { from: 'user' });
-    return 0;
+    return status;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 1;
     process.stderr.write(`criu-ts: ${err instanceof Error ? err.message : String(err)}\n`);

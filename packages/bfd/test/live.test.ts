@@ -48,7 +48,9 @@ function grab(dir: ProcDir, name: string): Buffer | undefined {
   try {
     return Buffer.from(dir.readBytes(name));
   } catch (e) {
-    if (isGone(e) || (e as { code?: string }).code === 'EACCES') return undefined;
+    // EINVAL: mountinfo of a task that is exiting (its mount namespace is already gone).
+    const code = (e as { code?: string }).code;
+    if (isGone(e) || code === 'EACCES' || code === 'EINVAL') return undefined;
     throw e;
   }
 }

@@ -5,7 +5,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { kill, SIGKILL } from '@criu-ts/sys';
-import { buildWorkloads, type WorkloadName, workloadPath } from '../../../tools/workloads/index.mjs';
+import {
+  buildWorkloads,
+  isDescendantOf,
+  type WorkloadName,
+  workloadPath,
+} from '../../../tools/workloads/index.mjs';
 import { readLines, waitForLine } from '../../../tools/workloads/report.mjs';
 import { killAndReap, type StartOptions, startTraceable } from '../src/index.js';
 
@@ -62,7 +67,11 @@ export function cleanup(): void {
     }
   }
   // SIGKILL everything first, then reap: a zombie child is reaped by us only after its parent died.
-  const pids = started.splice(0).reverse();
+  // Only our own descendants: an old pid may belong to another test file's process by now.
+  const pids = started
+    .splice(0)
+    .reverse()
+    .filter((pid) => isDescendantOf(pid));
   for (const pid of pids) {
     try {
       kill(pid, SIGKILL);

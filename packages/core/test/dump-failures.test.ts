@@ -1,6 +1,6 @@
 // A failed dump harms nothing: it ends with one line naming the pid / fd / object, exit code 1, and
 // every task is let go exactly as it was: untraced, in the same state, same maps, signals and fds, and
-// its own checks keep passing. Cases: fds criu-ts cannot dump (a FIFO, a socketpair), tasks that exit
+// its own checks keep passing. Cases: fds criu-ts cannot dump (an unlinked FIFO, a pidfd), tasks that exit
 // during the dump, EPERM (a kernel thread; a tree holding the dumper itself), a full disk, Ctrl-C.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -81,7 +81,7 @@ async function expectCountsOn(report: string, pid: number): Promise<void> {
 }
 
 describe('a dump that fails harms nothing', () => {
-  it('a FIFO on fd 1 of a counter: exit 1 naming pid and fd; the counter counts on, as before', async () => {
+  it('an unlinked FIFO on fd 1 of a counter: exit 1 naming pid, fd and path; the counter counts on', async () => {
     const dir = tempDir('criu-ts-core-fifo-');
     const fifo = path.join(dir, 'fifo');
     execFileSync('mkfifo', [fifo]);
@@ -90,6 +90,7 @@ describe('a dump that fails harms nothing', () => {
     onCleanup(() => fs.closeSync(keep));
     const w = startWorkload('counter', ['5'], { stdout: fifo });
     await waitForLine(w.report, /^3$/, { pid: w.pid });
+    fs.unlinkSync(fifo); // a FIFO that has no name any more cannot be opened again at restore
     const before = snapshot(w.pid);
     const r = await runCli(['dump', '-t', String(w.pid), '-D', newImagesDir()]);
     const line = oneLineFailure(r);
@@ -100,14 +101,14 @@ describe('a dump that fails harms nothing', () => {
     await expectCountsOn(w.report, w.pid);
   });
 
-  it('a python3 holding a socketpair: exit 1 naming the socket fd; python counts on', async () => {
-    const py = await startPythonCounter('import socket\na, b = socket.socketpair()');
+  it('a python3 holding a pidfd (no driver yet): exit 1 naming the fd; python counts on', async () => {
+    const py = await startPythonCounter('pidfd = os.pidfd_open(os.getpid())');
     await waitForLine(py.report, /^3$/, { pid: py.pid });
     const before = snapshot(py.pid);
     const r = await runCli(['dump', '-t', String(py.pid), '-D', newImagesDir()]);
     const line = oneLineFailure(r);
     expect(line).toContain(`pid ${py.pid}`);
-    expect(line).toMatch(/fd 3\b.*socket:\[\d+\]/);
+    expect(line).toMatch(/fd 3\b.*anon_inode:\[pidfd\]/);
     await expectAsBefore(py.pid, before);
     await expectCountsOn(py.report, py.pid);
   });
@@ -350,7 +351,7 @@ describe('pids that are not the root of a process tree', () => {
 
 describe('DumpError from the API', () => {
   it('is a DumpError naming the pid and fd, and the task is released', async () => {
-    const py = await startPythonCounter('import socket\na, b = socket.socketpair()');
+    const py = await startPythonCounter('pidfd = os.pidfd_open(os.getpid())');
     await waitForLine(py.report, /^3$/, { pid: py.pid });
     const before = snapshot(py.pid);
     const err = await dump({ pid: py.pid, imagesDir: newImagesDir() }).catch((e: unknown) => e);

@@ -8,11 +8,20 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { killAndReap, type StartOptions, startTraceable } from '@criu-ts/compel';
+import { ensureSubreaper, killAndReap, type StartOptions, startTraceable } from '@criu-ts/compel';
 import { type PyJson, pyParse } from '@criu-ts/images';
 import { kill, SIGKILL } from '@criu-ts/sys';
-import { buildWorkloads, type WorkloadName, workloadPath } from '../../../tools/workloads/index.mjs';
+import {
+  buildWorkloads,
+  isDescendantOf,
+  type WorkloadName,
+  workloadPath,
+} from '../../../tools/workloads/index.mjs';
 import { readLines, waitForLine } from '../../../tools/workloads/report.mjs';
+
+// Every process the tests start, and every tree criu-ts restores, ends up below this process when its
+// parent dies: so cleanup can tell our processes from those of test files running in parallel.
+ensureSubreaper();
 
 export { buildWorkloads, readLines, waitForLine, workloadPath };
 
@@ -67,7 +76,12 @@ export function cleanup(): void {
       first ??= e;
     }
   }
-  const pids = started.splice(0).reverse();
+  // Only our own descendants: a tracked pid that ended long ago may belong by now to a process of
+  // another test file running in parallel (a criu-ts it waits for).
+  const pids = started
+    .splice(0)
+    .reverse()
+    .filter((pid) => isDescendantOf(pid));
   for (const pid of pids) {
     try {
       kill(pid, SIGKILL);

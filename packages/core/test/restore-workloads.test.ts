@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { killAndReap } from '@criu-ts/compel';
+import { killAndReap, startTraceable } from '@criu-ts/compel';
 import { type CoreEntry, type FsEntry, ImageDir, type MmEntry, type StatsEntry } from '@criu-ts/images';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -15,8 +15,10 @@ import {
   counterNumbers,
   failLines,
   isConsecutiveFromOne,
+  PYTHON,
   procStat,
   procState,
+  procStatus,
   procSyscall,
   readFds,
   readLines,
@@ -26,6 +28,7 @@ import {
   startPythonCounter,
   startWorkload,
   tempDir,
+  track,
   waitFor,
   waitForLine,
   waitForMoreLines,
@@ -55,10 +58,8 @@ async function restoreDetached(dir: string, extra: string[] = []): Promise<void>
   expect(r.code).toBe(0);
 }
 
-const PYTHON = '/usr/bin/python3';
-
 // Sets up much of the per-task state a restore must give back, then counts like the C counter.
-// (No uid/gid change: dumping a task of another uid needs prlimit64 on it, i.e. CAP_SYS_RESOURCE.)
+// (Same uid as the test: a task of another uid has its own test below.)
 const STATE_PY = `
 import ctypes, os, resource, signal, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
@@ -295,10 +296,13 @@ describe('criu-ts restore: single-threaded tasks', () => {
     const lines = readLines(w.report).filter((l) => l.startsWith('LINE '));
     const last = Number(lines.at(-1)!.split(' ')[1]);
     const pos = (n: number) => String(Array.from({ length: n }, (_, i) => `${i + 1}\n`).join('').length);
+    // The images hold the position exactly after the last reported line (or one more, if it had read
+    // the next already); the restored reader then goes on from there without a gap or a repeat.
+    const reg = ImageDir.open(dir)
+      .files()
+      .find((f) => f.reg?.name === file)!.reg!;
+    expect([pos(last), pos(last + 1)]).toContain(String(reg.pos));
     await restoreDetached(dir);
-    const fdinfo = fs.readFileSync(`/proc/${w.pid}/fdinfo/4`, 'utf8');
-    // Exactly after the last reported line (or one more, if it already read the next).
-    expect([pos(last), pos(last + 1)]).toContain(/pos:\s+(\d+)/.exec(fdinfo)![1]);
     await waitForLine(w.report, new RegExp(`^LINE ${last + 10}$`), { pid: w.pid });
     const after = readLines(w.report)
       .filter((l) => l.startsWith('LINE '))
@@ -329,23 +333,69 @@ describe('criu-ts restore: single-threaded tasks', () => {
     const w = startWorkload('pipe_reader', [fifo]);
     await waitForLine(w.report, /^READY /, { pid: w.pid });
     await waitFor(() => procSyscall(w.pid) === 0, 'pipe_reader in read()');
-    const dir = await dumpAndKill(w.pid);
+    const dir = path.join(tempDir('criu-ts-restore-'), 'images');
+    const r = await runCli(['dump', '-t', String(w.pid), '-D', dir]);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    killAndReap(w.pid);
     await restoreDetached(dir);
     fs.writeFileSync(fifo, 'hello\n');
     await waitForLine(w.report, /^READ hello$/, { pid: w.pid });
   });
 
-  it('`sleep 1000` comes back asleep in clock_nanosleep', async () => {
+  it('`sleep 1000` comes back asleep in clock_nanosleep, for the time it had left', async () => {
     const pid = await startCommand(['/bin/sleep', '1000']);
     await waitFor(() => procState(pid) === 'S' && procSyscall(pid) === 230, 'sleep asleep');
+    const t0 = Date.now();
+    await waitFor(() => Date.now() - t0 > 2100, 'two seconds of sleep');
     const dir = await dumpAndKill(pid);
     await restoreDetached(dir);
     await waitFor(
       () => procState(pid) === 'S' && procSyscall(pid) === 230,
       () => `sleep ${pid} asleep again (${procState(pid)})`,
     );
+    // clock_nanosleep(clock, flags, req, rem) was restarted with req = rem: what was left at the dump.
+    const args = fs
+      .readFileSync(`/proc/${pid}/syscall`, 'utf8')
+      .trim()
+      .split(' ')
+      .map((x) => BigInt(x));
+    const req = Buffer.alloc(16);
+    const mem = fs.openSync(`/proc/${pid}/mem`, 'r');
+    try {
+      fs.readSync(mem, req, 0, 16, args[3]!);
+    } finally {
+      fs.closeSync(mem);
+    }
+    expect(args[3]).toBe(args[4]);
+    const left = req.readBigInt64LE(0);
+    expect(left).toBeLessThanOrEqual(997n);
+    expect(left).toBeGreaterThan(900n);
     expect(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')).toBe('/bin/sleep\x001000\x00');
     expect(fs.readlinkSync(`/proc/${pid}/exe`)).toBe(fs.realpathSync('/bin/sleep'));
+  });
+
+  it('`sleep` of another user (nobody) with its own rlimits: dumped and restored without CAP_SYS_RESOURCE', async () => {
+    // prlimit64() on a task of another uid needs CAP_SYS_RESOURCE, which this machine's root lacks:
+    // the limits must be read by the task itself (in the parasite batch).
+    const drop = [
+      'import os, resource',
+      'os.closerange(3, 65536)',
+      'resource.setrlimit(resource.RLIMIT_NOFILE, (123, 456))',
+      'os.setgroups([]); os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534)',
+      "os.execv('/bin/sleep', ['/bin/sleep', '1000'])",
+    ].join('\n');
+    const pid = startTraceable([PYTHON, '-c', drop], { setsid: true });
+    track(pid);
+    await waitFor(() => procState(pid) === 'S' && procSyscall(pid) === 230, 'sleep as nobody asleep');
+    const limits = () => fs.readFileSync(`/proc/${pid}/limits`, 'utf8');
+    const before = limits();
+    expect(before).toMatch(/Max open files\s+123\s+456/);
+    expect(procStatus(pid).Uid).toBe('65534\t65534\t65534\t65534');
+    const dir = await dumpAndKill(pid);
+    await restoreDetached(dir);
+    await waitFor(() => procState(pid) === 'S' && procSyscall(pid) === 230, 'sleep asleep again');
+    expect(limits()).toBe(before);
+    expect(procStatus(pid).Uid).toBe('65534\t65534\t65534\t65534');
   });
 
   it('a python3 loop counts on', async () => {

@@ -155,4 +155,9 @@ export class ImageDir {
   pageMapWriter(pid: number | bigint, pagesId: number): PageMapWriter {
     return new PageMapWriter(this.path, pid, pagesId);
   }
+
+  /** Writer of pagemap-shmem-SHMID.img and its pages: addresses are offsets in the shared object. */
+  shmemPageMapWriter(shmid: number | bigint, pagesId: number): PageMapWriter {
+    return new PageMapWriter(this.path, shmid, pagesId, 'pagemap-shmem-%lu');
+  }
 }

@@ -32,3 +32,4 @@ export * from './wait.js';
  * by address and kept alive for the call) or null. `koffi` and `libc` allow declaring other functions.
  */
 export const raw = { syscall, lastErrno, koffi, libc } as const;
+export * from './sibling.js';

@@ -15,6 +15,8 @@ interface DumpFlags {
   logFile?: string;
   displayStats?: boolean;
   freezeCgroup?: string;
+  tcpEstablished?: boolean;
+  networkLock?: string;
 }
 
 /** `criu-ts dump -t PID -D DIR`, with criu's options and meanings. */
@@ -32,6 +34,8 @@ export function addDumpCommand(program: Command): void {
     .option('-o, --log-file <file>', 'log file name (relative to the work dir)')
     .option('--display-stats', 'print dump statistics at the end')
     .option('--freeze-cgroup <path>', 'use this cgroup v2 freezer to stop the tree before seizing it')
+    .option('--tcp-established', 'dump established TCP connections (TCP repair)')
+    .option('--network-lock <method>', 'hold dumped connections with nftables rules, or skip', 'nftables')
     .action(async (f: DumpFlags) => {
       const pid = Number(f.tree);
       if (!Number.isInteger(pid) || pid <= 0) throw new DumpError(`bad pid ${JSON.stringify(f.tree)} for -t`);
@@ -57,6 +61,8 @@ export function addDumpCommand(program: Command): void {
           leaveStopped: f.leaveStopped === true,
           shellJob: f.shellJob === true,
           ...(f.freezeCgroup ? { freezeCgroup: f.freezeCgroup } : {}),
+          tcpEstablished: f.tcpEstablished === true,
+          networkLock: networkLockOf(f.networkLock),
           checkpoint: () => {
             if (interrupted) throw new DumpError(`interrupted by ${interrupted}; the tree was left running`);
           },
@@ -93,4 +99,9 @@ function printStats(r: DumpResult): void {
       '',
     ].join('\n'),
   );
+}
+
+function networkLockOf(v: string | undefined): 'nftables' | 'skip' {
+  if (v === undefined || v === 'nftables' || v === 'skip') return v ?? 'nftables';
+  throw new Error(`--network-lock ${v}: criu-ts knows nftables and skip (iptables: not yet)`);
 }

@@ -23,7 +23,7 @@ async function loadRestore() {
 }
 
 /** `criu-ts restore -D DIR`, with criu's options and meanings. */
-export function addRestoreCommand(program: Command): void {
+export function addRestoreCommand(program: Command, exitWith: (code: number) => void): void {
   program
     .command('restore')
     .description('restore a process tree from its images')
@@ -34,10 +34,14 @@ export function addRestoreCommand(program: Command): void {
       'detach from the restored tree (default: wait for the root task and exit with its status)',
     )
     .option('--pidfile <file>', 'write the root task pid to FILE (relative to the work dir)')
+    .option(
+      '--tcp-established',
+      'restore established TCP connections (accepted: the images say which there are)',
+    )
     .option('--shell-job', 'restore a process started from a shell: it joins this session and process group')
     .option(
       '--restore-sibling',
-      "restore the root task as criu-ts's sibling (accepted; the root is always our child)",
+      "restore the root task as criu-ts's sibling: the child of criu-ts's parent, which waits for it (implies -d)",
     )
     .option('--verbosity <n>', 'log level: 0 none, 1 errors, 2 warnings, 3 info, 4 debug (-v0..-v4)', '2')
     .option('-o, --log-file <file>', 'log file name (relative to the work dir)')
@@ -69,6 +73,7 @@ export function addRestoreCommand(program: Command): void {
         const result = api.restore({
           imagesDir,
           shellJob: f.shellJob === true,
+          sibling: f.restoreSibling === true,
           log: {
             debug: (m) => log.debug(m),
             info: (m) => log.info(m),
@@ -90,8 +95,9 @@ export function addRestoreCommand(program: Command): void {
         if (pidfd !== undefined) closeSync(pidfd);
         log.flush();
       }
-      // criu-ts's exit code is the root task's: main() has no way to return it, so exit here.
-      if (!f.restoreDetached) process.exit(api.waitForRoot(root));
+      // criu-ts's exit code is the root task's. A sibling root is not ours to wait for: criu-ts's
+      // parent gets it (CRIU: --restore-sibling only makes sense with -d).
+      if (!f.restoreDetached && !f.restoreSibling) exitWith(api.waitForRoot(root));
     });
 }
 

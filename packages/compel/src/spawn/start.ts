@@ -26,7 +26,7 @@ export interface StartOptions {
   stderr?: string;
   /** Start the process in a new session (setsid(1), which keeps the pid). */
   setsid?: boolean;
-  /** How long to wait for the execve of argv[0] to have happened (default 10 s). */
+  /** How long to wait for the execve of argv[0] to have happened (default 30 s: a loaded machine is slow). */
   timeoutMs?: number;
 }
 
@@ -111,7 +111,7 @@ export function startTraceable(argv: string[], opts: StartOptions = {}): number 
 
 // Until execve() the new pid is a copy of the shell (then of setsid). It has exec'ed once its exe is
 // neither of those, or (when argv[0] is itself a shell) once its command line is argv.
-function waitForExec(pid: number, argv: string[], setsidPath: string | undefined, timeoutMs = 10_000): void {
+function waitForExec(pid: number, argv: string[], setsidPath: string | undefined, timeoutMs = 30_000): void {
   const wantCmdline = `${argv.join('\0')}\0`;
   const backoff = new Backoff(timeoutMs);
   for (;;) {

@@ -28,6 +28,10 @@ export interface DumpOptions {
   leaveStopped?: boolean;
   /** --shell-job: the tree may belong to a session and process group led from outside. */
   shellJob?: boolean;
+  /** --tcp-established: dump established TCP connections (TCP repair) instead of refusing them. */
+  tcpEstablished?: boolean;
+  /** --network-lock: how connections are held while dumped (default nftables; skip: not at all). */
+  networkLock?: 'nftables' | 'skip';
   /** --freeze-cgroup: a cgroup v2 directory whose freezer stops the tree before seizing. */
   freezeCgroup?: string;
   /** Called between steps; throw from it (or reject) to abort the dump, e.g. on Ctrl-C. */
@@ -63,7 +67,10 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   const ctx: DumpContext = {
     dir,
     tree,
-    files: new FileTable(new Set(tree.tasks.map((t) => t.pid))),
+    files: new FileTable(new Set(tree.tasks.map((t) => t.pid)), {
+      tcpEstablished: opts.tcpEstablished === true,
+      networkLock: opts.networkLock ?? 'nftables',
+    }),
     ids: new KobjIds(),
     stats,
     fdTablesDone: new Set(),
@@ -74,6 +81,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     ttyInfos: [],
   };
   try {
+    const root = tree.tasks.find((t) => t.pid === opts.pid);
+    if (root?.state === 'zombie') throw new DumpError(`pid ${opts.pid} exited before it could be dumped`);
     checkSessions(tree, opts.shellJob === true);
     for (const task of tree.tasks) {
       await yieldToEventLoop();
@@ -86,14 +95,19 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     opts.checkpoint?.();
     writeTreeImages(ctx);
   } catch (err) {
+    ctx.files.undo();
     tree.release();
-    throw err;
-  } finally {
     ctx.files.close();
+    throw err;
   }
   const statsEntry = stats.entry(process.hrtime.bigint());
   dir.write('stats-%s', 'dump', [{ dump: statsEntry }]);
+  // A tree that goes on gets its sockets out of repair mode and its connections unlocked; a killed
+  // one keeps them (the restore unlocks). criu-ts's copies of the fds close last: a socket in repair
+  // mode closed after its task was killed goes away without a FIN or an RST.
+  if (opts.leaveRunning || opts.leaveStopped) ctx.files.undo();
   finish(tree, opts);
+  ctx.files.close();
   return {
     tasks: tree.tasks.length,
     threads: tree.tasks.reduce((n, t) => n + t.threads.length, 0),

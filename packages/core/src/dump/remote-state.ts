@@ -20,6 +20,9 @@ const SIGACTION_SIZE = 32; // struct sigaction as rt_sigaction(2) sees it: handl
 const ITIMERVAL_SIZE = 32;
 const STACK_T_SIZE = 24;
 const ITIMERSPEC_SIZE = 32;
+const RLIMIT_SIZE = 16; // struct rlimit64: cur, max
+/** RLIM_NLIMITS on Linux: RLIMIT_CPU (0) .. RLIMIT_RTTIME (15). */
+const RLIM_NLIMITS = 16;
 
 /** What only the task knows about itself, read with one batch of injected syscalls. */
 export interface RemoteTaskState {
@@ -35,6 +38,9 @@ export interface RemoteTaskState {
   sas: { ss_sp: bigint; ss_size: bigint; ss_flags: number };
   pdeathSig: number;
   posixTimers: Array<{ id: number; overrun: number; value: Buffer }>;
+  /** Every resource limit: read by the task itself, since prlimit64() on a task with other ids
+   *  needs CAP_SYS_RESOURCE, which a container's root often lacks. */
+  rlimits: Array<{ cur: bigint; max: bigint }>;
 }
 
 /** Lays out out-parameters in the parasite's scratch area. */
@@ -59,6 +65,7 @@ export function readRemoteState(p: Parasite, pid: number, posixTimerIds: number[
   const sas = L.take(STACK_T_SIZE);
   const pdeath = L.take(8);
   const timers = L.take(ITIMERSPEC_SIZE * posixTimerIds.length);
+  const rlim = L.take(RLIMIT_SIZE * RLIM_NLIMITS);
   if (L.size > p.scratch.size)
     throw new DumpError(`pid ${pid}: parasite scratch area too small (${L.size} bytes)`);
   const A = (off: number) => p.scratch.addr + BigInt(off);
@@ -81,6 +88,8 @@ export function readRemoteState(p: Parasite, pid: number, posixTimerIds: number[
     calls.push([SYS.timer_gettime, id, A(timers + i * ITIMERSPEC_SIZE)]);
     calls.push([SYS.timer_getoverrun, id]);
   }
+  for (let res = 0; res < RLIM_NLIMITS; res++)
+    calls.push([SYS.prlimit64, 0, res, 0, A(rlim + res * RLIMIT_SIZE)]);
 
   const r = p.runBatch(calls);
   if (!r.ok) {
@@ -125,6 +134,10 @@ export function readRemoteState(p: Parasite, pid: number, posixTimerIds: number[
       id,
       value: Buffer.from(out.subarray(timers + i * ITIMERSPEC_SIZE, timers + (i + 1) * ITIMERSPEC_SIZE)),
       overrun: Number(res(timerIdx + 2 * i + 1)),
+    })),
+    rlimits: Array.from({ length: RLIM_NLIMITS }, (_, i) => ({
+      cur: out.readBigUInt64LE(rlim + i * RLIMIT_SIZE),
+      max: out.readBigUInt64LE(rlim + i * RLIMIT_SIZE + 8),
     })),
   };
 }

@@ -20,9 +20,9 @@ import { dumpFs } from '../fs/dump.js';
 import type { KobjIds } from '../ids/dump.js';
 import { dumpMm } from '../mm/dump.js';
 import { dumpPages, pagesToDump } from '../mm/pages.js';
-import { dumpVmas } from '../mm/vmas.js';
-import { dumpRlimits } from '../rlimits/dump.js';
+import { dumpVmas, VMA } from '../mm/vmas.js';
 import type { SeccompFilters } from '../seccomp/dump.js';
+import { dumpSharedAnon } from '../shmem/dump.js';
 import { pendingSignals, signalQueue } from '../signals/dump.js';
 import { listPosixTimers, taskTimers } from '../timers/dump.js';
 import { DumpError } from './errors.js';
@@ -104,6 +104,10 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
       pm.close();
     }
     ctx.stats.pagesScanned += scanned;
+    for (const v of vmas) {
+      if (!(v.entry.status & VMA.ANON_SHARED) || !ctx.files.firstTime(`shmem:${v.entry.shmid}`)) continue;
+      ctx.stats.pagesWritten += dumpSharedAnon(ctx.dir, task.pid, v, ctx.pagesId++);
+    }
     ctx.stats.memdumpEnd = ctx.stats.memwriteEnd = process.hrtime.bigint();
 
     ctx.dir.write('fs-%u', task.pid, [dumpFs(task.pid, proc, status, ctx.files)]);
@@ -117,7 +121,7 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
       blk_sigset: ptraceGetSigmask(task.pid),
       comm: stat.comm,
       timers: taskTimers(remote.itimers, timers, remote.posixTimers),
-      rlimits: dumpRlimits(task.pid),
+      rlimits: { rlimits: remote.rlimits },
       sigactions: remote.sigactions,
       child_subreaper: remote.childSubreaper,
       loginuid: Number(readOr(proc, 'loginuid', '4294967295')),

@@ -2,14 +2,18 @@ import { statSync } from 'node:fs';
 import type { ProcDir } from '@criu-ts/bfd';
 import type { FdinfoEntry } from '@criu-ts/images';
 import { DumpError } from '../dump/errors.js';
+import { dumpFileLocks } from '../file-locks/dump.js';
 import { eventfdDriver } from './eventfd/dump.js';
 import { eventpollDriver } from './eventpoll/dump.js';
 import { fifoDriver } from './fifo/dump.js';
+import { inetSocketDriver } from './inet/dump.js';
+import { inotifyDriver } from './inotify/dump.js';
 import { pipeDriver } from './pipe/dump.js';
 import { regularFileDriver } from './regular/dump.js';
 import { signalfdDriver } from './signalfd/dump.js';
 import type { FdDumpDriver, FileTable, OpenFile } from './table.js';
 import { timerfdDriver } from './timerfd/dump.js';
+import { unixSocketDriver } from './unix/dump.js';
 
 /**
  * The fd drivers, one per kind of file. A new kind of fd is one folder under files/ and
@@ -23,6 +27,9 @@ export const FD_DRIVERS: FdDumpDriver[] = [
   eventpollDriver,
   signalfdDriver,
   timerfdDriver,
+  unixSocketDriver,
+  inotifyDriver,
+  inetSocketDriver,
 ];
 
 const O_CLOEXEC = 0o2000000;
@@ -41,6 +48,7 @@ export function dumpFds(pid: number, proc: ProcDir, files: FileTable, drivers = 
       throw new DumpError(`pid ${pid} fd ${fd} (${file.link}) is a kind of file criu-ts cannot dump yet`);
     }
     const { id, type } = driver.dump({ ...file, flags: file.flags & ~O_CLOEXEC }, files);
+    dumpFileLocks(file, files);
     out.push({ id, flags: file.flags & O_CLOEXEC ? FD_CLOEXEC : 0, type, fd });
   }
   return out;

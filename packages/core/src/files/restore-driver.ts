@@ -18,6 +18,8 @@ export interface FdRestoreContext extends FdCheckContext {
   fd(id: number): number;
   /** A value made once per key and kept for the whole restore (a pipe by its pipe_id...). */
   shared<T>(key: string, make: () => T): T;
+  /** Run `fn` once the restored tree runs (lift a network lock); not run if the restore fails. */
+  afterRestore(fn: () => void): void;
   /** Close `fd` when the restore ends (an end of a pipe no task holds, a helper fd). */
   closeLater(fd: number): void;
   log(msg: string): void;
@@ -28,6 +30,8 @@ export interface InTaskContext {
   pid: number;
   /** Copy bytes into the task's scratch area; their address there (valid for this batch). */
   put(bytes: Buffer): bigint;
+  /** True the first time `key` is seen in this restore (a shared epoll is filled by one task). */
+  firstTime(key: string): boolean;
 }
 
 export interface FdRestoreDriver {

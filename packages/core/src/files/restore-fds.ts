@@ -1,10 +1,13 @@
 import { eventfdRestoreDriver } from './eventfd/restore.js';
 import { eventpollRestoreDriver } from './eventpoll/restore.js';
 import { fifoRestoreDriver } from './fifo/restore.js';
+import { inetSocketRestoreDriver } from './inet/restore.js';
+import { inotifyRestoreDriver } from './inotify/restore.js';
 import { pipeRestoreDriver } from './pipe/restore.js';
 import type { FdRestoreDriver } from './restore-driver.js';
 import { signalfdRestoreDriver } from './signalfd/restore.js';
 import { timerfdRestoreDriver } from './timerfd/restore.js';
+import { unixSocketRestoreDriver } from './unix/restore.js';
 
 /**
  * The restore drivers of the fd kinds other than regular files and terminals (restore/files.ts opens
@@ -17,6 +20,9 @@ export const FD_RESTORE_DRIVERS: FdRestoreDriver[] = [
   eventpollRestoreDriver,
   signalfdRestoreDriver,
   timerfdRestoreDriver,
+  unixSocketRestoreDriver,
+  inotifyRestoreDriver,
+  inetSocketRestoreDriver,
 ];
 
 export function restoreDriverFor(type: number): FdRestoreDriver | undefined {

@@ -27,6 +27,9 @@ export const FD_TYPE = {
   PIDFD: 20,
 } as const;
 
+/** fown_entry of a file with no owner for SIGIO (F_SETOWN): what nearly every file has. */
+export const noOwner = () => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });
+
 /** What dump knows of one open file description of a task, before a driver looks at it. */
 export interface OpenFile {
   pid: number;
@@ -66,13 +69,44 @@ export class FileTable {
 
   private readonly byInode = new Map<string, Array<{ pid: number; fd: number; key: string }>>();
   /** Entries of the images shared by the whole tree (pipes-data, sk-queues...), by name pattern. */
-  private readonly shared = new Map<string, { messages: object[]; extras: Array<Extra | undefined> }>();
+  private readonly shared = new Map<
+    string,
+    { pattern: string; id: number | undefined; messages: object[]; extras: Array<Extra | undefined> }
+  >();
+  private readonly undos: Array<() => void> = [];
   private readonly checks: Array<() => void> = [];
+  private readonly seen = new Set<string>();
+  private readonly values = new Map<string, unknown>();
   private readonly stolen = new Map<string, number>();
   private readonly pidfds = new Map<number, number>();
 
-  /** `pids`: the tasks of the dumped tree (a peer outside them is refused or treated as external). */
-  constructor(readonly pids: ReadonlySet<number> = new Set()) {}
+  /**
+   * `pids`: the tasks of the dumped tree (a peer outside them is refused or treated as external);
+   * `options`: the dump's options drivers follow.
+   */
+  constructor(
+    readonly pids: ReadonlySet<number> = new Set(),
+    readonly options: { tcpEstablished?: boolean; networkLock?: 'nftables' | 'skip' } = {},
+  ) {}
+
+  /**
+   * What to undo if the tree goes on running after all (a failed dump, -R, -s): a socket put in repair
+   * mode, a network lock. Not run when the dump kills the tree: then the state must stay.
+   */
+  onUndo(fn: () => void): void {
+    this.undos.push(fn);
+  }
+
+  /** Undo, newest first; every step is tried. */
+  undo(): void {
+    for (const fn of this.undos.splice(0).reverse()) {
+      try {
+        fn();
+      } catch {
+        // best effort: the tree is released either way
+      }
+    }
+  }
 
   /**
    * criu-ts's own duplicate of fd `fd` of task `pid` (pidfd_getfd: same open file description), to
@@ -92,12 +126,29 @@ export class FileTable {
     return mine;
   }
 
-  /** Add an entry to a tree-wide image (`pattern` without an id: "pipes-data", "sk-queues"...). */
-  addImageEntry(pattern: string, message: object, extra?: Extra): void {
-    let img = this.shared.get(pattern);
+  /** A value made once per dump (a sock_diag table of every socket...). */
+  cached<T>(key: string, make: () => T): T {
+    if (!this.values.has(key)) this.values.set(key, make());
+    return this.values.get(key) as T;
+  }
+
+  /** True the first time `key` is seen in this dump (one pipe's data, one socket's queue...). */
+  firstTime(key: string): boolean {
+    if (this.seen.has(key)) return false;
+    this.seen.add(key);
+    return true;
+  }
+
+  /**
+   * Add an entry to an image written at the end: tree-wide ("pipes-data", "sk-queues"...) or, with
+   * `id`, one per object ("tcp-stream-%x" of a socket).
+   */
+  addImageEntry(pattern: string, message: object, extra?: Extra, id?: number): void {
+    const key = id === undefined ? pattern : `${pattern}\0${id}`;
+    let img = this.shared.get(key);
     if (!img) {
-      img = { messages: [], extras: [] };
-      this.shared.set(pattern, img);
+      img = { pattern, id, messages: [], extras: [] };
+      this.shared.set(key, img);
     }
     img.messages.push(message);
     img.extras.push(extra);
@@ -117,8 +168,8 @@ export class FileTable {
     dir.write('files', undefined, this.entries);
     if (this.remaps.length) dir.write('remap-fpath', undefined, this.remaps);
     for (const g of this.ghosts) g.write(dir);
-    for (const [pattern, img] of this.shared) {
-      dir.write(pattern, undefined, img.messages, img.extras as Extra[]);
+    for (const img of this.shared.values()) {
+      dir.write(img.pattern, img.id, img.messages, img.extras as Extra[]);
     }
   }
 

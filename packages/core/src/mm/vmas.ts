@@ -86,15 +86,20 @@ function vmaEntry(pid: number, s: SmapsEntry, fileId: (vma: SmapsEntry) => numbe
   let shmid = 0n;
   const where = `pid ${pid} VMA ${s.start.toString(16)}-${s.end.toString(16)} ${s.path}`;
   if (s.path === '[vsyscall]') status = VMA.AREA_VSYSCALL;
-  else if (s.path.startsWith('[') && !s.path.startsWith('[anon:') && !special(s.path)) {
+  else if (s.shared && isSharedAnon(s.path)) {
+    // MAP_SHARED|MAP_ANONYMOUS: a shmem object, one per mmap() call, shared across fork. Its
+    // contents are dumped once, by object (shmid = its inode), see shmem/dump.ts.
+    status = VMA.AREA_REGULAR | VMA.ANON_SHARED;
+    flags |= MAP.ANONYMOUS;
+    shmid = s.ino;
+  } else if (s.path.startsWith('[') && !s.path.startsWith('[anon:') && !special(s.path)) {
     throw new DumpError(`${where}: unsupported special mapping`);
-  } else if (s.path.startsWith('/') && s.ino !== 0n && !isShmem(s)) {
+  } else if (s.path.startsWith('/') && s.ino !== 0n && !isShmem(s, where)) {
     // Pages of shared file mappings live in the file; private ones are copied when written.
     status = VMA.AREA_REGULAR | (s.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE);
     shmid = BigInt(fileId(s));
   } else {
-    if (s.shared)
-      throw new DumpError(`${where}: shared anonymous memory comes with the "Files and IPC" work`);
+    if (s.shared) throw new DumpError(`${where}: shared memory of an unknown kind`);
     status = VMA.AREA_REGULAR | VMA.ANON_PRIVATE;
     flags |= MAP.ANONYMOUS;
     if (s.path === '[vdso]') status |= VMA.AREA_VDSO;
@@ -118,10 +123,13 @@ function vmaEntry(pid: number, s: SmapsEntry, fileId: (vma: SmapsEntry) => numbe
   return entry;
 }
 
-/** memfd and shmem-backed mappings show a path but are shared memory (later work). */
-function isShmem(s: SmapsEntry): boolean {
+/** MAP_SHARED|MAP_ANONYMOUS memory (and shared mappings of /dev/zero, the same thing). */
+const isSharedAnon = (path: string) => path === '/dev/zero (deleted)' || path === '/dev/zero';
+
+/** memfd and SysV mappings show a path but are shared memory criu-ts cannot dump yet. */
+function isShmem(s: SmapsEntry, where: string): boolean {
   if (s.path.startsWith('/memfd:') || s.path.startsWith('/SYSV') || s.path.startsWith('/dev/zero')) {
-    throw new DumpError(`pid mapping ${s.path}: shared memory comes with the "Files and IPC" work`);
+    throw new DumpError(`${where}: memfd and SysV shared memory mappings cannot be dumped yet`);
   }
   return false;
 }

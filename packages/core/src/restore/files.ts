@@ -24,6 +24,7 @@ import {
 } from '@criu-ts/sys';
 import type { FdRestoreContext } from '../files/restore-driver.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
+import { makeSharedAnon } from '../shmem/restore.js';
 import { RestoreError } from './errors.js';
 
 const O_DIRECTORY = 0o200000;
@@ -39,7 +40,9 @@ export class NodeFiles {
   private readonly open = new Map<string, number>();
   private readonly ghostPaths = new Map<number, string>();
   private readonly sharedObjects = new Map<string, unknown>();
+  private readonly shmem = new Map<bigint, { fd: number; size: bigint }>();
   private readonly extraFds: number[] = [];
+  private readonly afterRestoreSteps: Array<() => void> = [];
   private readonly driverCtx: FdRestoreContext;
 
   constructor(
@@ -60,6 +63,9 @@ export class NodeFiles {
       },
       closeLater: (fd) => {
         this.extraFds.push(fd);
+      },
+      afterRestore: (fn) => {
+        this.afterRestoreSteps.push(fn);
       },
       log,
     };
@@ -114,6 +120,25 @@ export class NodeFiles {
       }
     }
     if (purpose !== 'dir' && !this.ghosts.has(id)) this.check(fd, f);
+    return fd;
+  }
+
+  /**
+   * criu-ts's memfd holding shared anonymous object `shmid`, at least `size` bytes: made and filled
+   * once, grown when a later mapping of it reaches further.
+   */
+  sharedAnon(shmid: bigint, size: bigint): number {
+    const have = this.shmem.get(shmid);
+    if (have) {
+      if (have.size < size) {
+        ftruncate(have.fd, size);
+        have.size = size;
+      }
+      return have.fd;
+    }
+    const fd = makeSharedAnon(this.dir, shmid, size);
+    this.shmem.set(shmid, { fd, size });
+    this.open.set(`shmem:${shmid}`, fd);
     return fd;
   }
 
@@ -195,6 +220,11 @@ export class NodeFiles {
       }
     }
     this.ghostPaths.clear();
+  }
+
+  /** The steps drivers left for when the restored tree runs (network unlock). */
+  afterRestore(): void {
+    for (const fn of this.afterRestoreSteps.splice(0)) fn();
   }
 
   closeAll(): void {

@@ -140,35 +140,55 @@ export function restoreMm(
   vdsoMoves(vmas, maps, vdsoNow, ctx.parking, add);
 
   // 2. Every VMA at its place.
-  const fileVmas = new Map<number, VmaEntry[]>();
+  // Mappings of a file (or of a shared memory object) grouped by what criu-ts's fd for it is.
+  const fileVmas = new Map<
+    string,
+    { what: string; nodeFd: (list: VmaEntry[]) => number; list: VmaEntry[] }
+  >();
+  const group = (key: string, what: string, nodeFd: (list: VmaEntry[]) => number, v: VmaEntry) => {
+    const g = fileVmas.get(key) ?? { what, nodeFd, list: [] };
+    g.list.push(v);
+    fileVmas.set(key, g);
+  };
   for (const v of vmas) {
     if (isSpecial(v)) continue;
     const prot = v.prot | (writableFirst(v) ? PROT_WRITE : 0);
     const flags = (v.flags & MAP_KEEP) | MAP_FIXED;
     if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
-      const id = Number(v.shmid) * 2 + (shared(v) && v.prot & PROT_WRITE ? 1 : 0);
-      const list = fileVmas.get(id) ?? [];
-      list.push(v);
-      fileVmas.set(id, list);
+      const id = Number(v.shmid);
+      const write = shared(v) && (v.prot & PROT_WRITE) !== 0;
+      group(`file:${id}:${write}`, `file ${id}`, () => ctx.files.fd(id, write ? 'write' : 'read'), v);
+      continue;
+    }
+    if (v.status & VMA.ANON_SHARED) {
+      // The memfd must reach as far as the furthest mapping of it.
+      const reach = (list: VmaEntry[]) => {
+        let furthest = 0n;
+        for (const x of list) if (x.pgoff + x.end - x.start > furthest) furthest = x.pgoff + x.end - x.start;
+        return furthest;
+      };
+      group(
+        `shmem:${v.shmid}`,
+        `shared memory ${v.shmid}`,
+        (list) => ctx.files.sharedAnon(v.shmid, reach(list)),
+        v,
+      );
       continue;
     }
     add(`mmap ${hex(v.start)}`, [SYS.mmap, v.start, v.end - v.start, prot, flags | MAP_ANONYMOUS, -1, 0]);
   }
   // The file's fd in the task: pidfd_getfd gives the lowest free fd, which is 0 (only the helper
   // pidfd, far above, is open now).
-  for (const [key, list] of fileVmas) {
-    const write = (key & 1) === 1;
-    const id = Math.floor(key / 2);
-    const nodeFd = ctx.files.fd(id, write ? 'write' : 'read');
-    add(`pidfd_getfd of file ${id}`, [SYS.pidfd_getfd, ctx.pidfd, nodeFd, 0]);
+  for (const { what, nodeFd, list } of fileVmas.values()) {
+    add(`pidfd_getfd of ${what}`, [SYS.pidfd_getfd, ctx.pidfd, nodeFd(list), 0]);
     for (const v of list) {
       const prot = v.prot | (writableFirst(v) ? PROT_WRITE : 0);
-      add(`mmap ${hex(v.start)} of file ${id}`, [
+      add(`mmap ${hex(v.start)} of ${what}`, [
         SYS.mmap,
         v.start,
         v.end - v.start,
         prot,
-        (v.flags & MAP_KEEP) | MAP_FIXED,
+        (v.flags & MAP_KEEP & ~MAP_ANONYMOUS) | MAP_FIXED,
         0,
         v.pgoff,
       ]);

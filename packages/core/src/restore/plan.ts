@@ -177,12 +177,13 @@ export function planRestore(imagesDir: string, opts: { shellJob?: boolean } = {}
   const seccomp = dir.has('seccomp') ? (dir.one<SeccompEntry>('seccomp').seccomp_filters ?? []) : [];
   const inheritTty = ttysToInherit(dir, files, opts.shellJob === true);
   const vdso = ownVdsoLayout();
+  const treeIds = new Set(tasks.flatMap((t) => [t.pid, ...t.threads.map((th) => th.tid)]));
   let pagesBytes = 0n;
   const filesIds = new Map<number, number>();
   const vmIds = new Map<number, number>();
   for (const t of tasks) {
     if (t.state === 'zombie') continue;
-    loadLiveTask(dir, t, files, ghosts, vdso, inheritTty);
+    loadLiveTask(treeIds, dir, t, files, ghosts, vdso, inheritTty);
     const fid = t.ids!.files_id;
     const other = filesIds.get(fid);
     if (other !== undefined)
@@ -264,6 +265,7 @@ function checkSessions(tasks: TaskPlan[], byPid: Map<number, TaskPlan>, shellJob
 }
 
 function loadLiveTask(
+  ids: ReadonlySet<number>,
   dir: ImageDir,
   t: TaskPlan,
   files: Map<number, FileEntry>,
@@ -301,16 +303,16 @@ function loadLiveTask(
     if (seen.has(fd.fd)) throw new RestoreError(`fdinfo-${t.ids.files_id}.img: fd ${fd.fd} twice`);
     seen.add(fd.fd);
     const f = fileOf(fd.id, `fd ${fd.fd}`);
-    if (f.reg) checkFile(f, ghosts, true);
+    if (f.reg) checkFile(f, ghosts, true, ids);
   }
-  checkFile(fileOf(t.fs.cwd_id, 'cwd'), ghosts, false);
-  checkFile(fileOf(t.fs.root_id, 'root'), ghosts, false);
-  checkFile(fileOf(t.mm.exe_file_id, 'exe'), ghosts, false);
+  checkFile(fileOf(t.fs.cwd_id, 'cwd'), ghosts, false, ids);
+  checkFile(fileOf(t.fs.root_id, 'root'), ghosts, false, ids);
+  checkFile(fileOf(t.mm.exe_file_id, 'exe'), ghosts, false, ids);
   const vmas = t.mm.vmas ?? [];
   for (const v of vmas) {
     checkVma(t.pid, v);
     if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED))
-      checkFile(fileOf(Number(v.shmid), `mapping ${hex(v.start)}`), ghosts, false);
+      checkFile(fileOf(Number(v.shmid), `mapping ${hex(v.start)}`), ghosts, false, ids);
   }
   checkVdso(t.pid, vmas, vdso);
   const pm = dir.pageMap(t.pid);
@@ -385,6 +387,7 @@ const SUPPORTED_STATUS =
   VMA.FILE_PRIVATE |
   VMA.FILE_SHARED |
   VMA.ANON_PRIVATE |
+  VMA.ANON_SHARED |
   VMA.AREA_VVAR;
 
 function checkVma(pid: number, v: VmaEntry): void {
@@ -423,9 +426,18 @@ function checkVdso(pid: number, vmas: VmaEntry[], cur: VdsoLayout): void {
 }
 
 /** O_WRONLY|O_APPEND files (logs) are not size-checked, as in CRIU; everything else must be unchanged. */
-function checkFile(f: FileEntry, ghosts: Map<number, number>, isFd: boolean): void {
+/**
+ * /proc/PID/... of a task of the tree: that PID exists only once the restore has created it again, so
+ * such a file is neither checked now nor opened before the tasks exist.
+ */
+export function isProcFileOfTree(name: string, ids: ReadonlySet<number>): boolean {
+  const m = /^\/proc\/(\d+)\//.exec(name);
+  return m !== null && ids.has(Number(m[1]));
+}
+
+function checkFile(f: FileEntry, ghosts: Map<number, number>, isFd: boolean, ids: ReadonlySet<number>): void {
   const reg = f.reg!;
-  if (ghosts.has(f.id)) return;
+  if (ghosts.has(f.id) || isProcFileOfTree(reg.name, ids)) return;
   let st: ReturnType<typeof statSync>;
   try {
     st = statSync(reg.name, { bigint: true });
@@ -437,9 +449,12 @@ function checkFile(f: FileEntry, ghosts: Map<number, number>, isFd: boolean): vo
     throw new RestoreError(
       `file ${reg.name} has mode 0${Number(st.mode).toString(8)}, the images have 0${reg.mode.toString(8)}`,
     );
-  const appendOnly = (reg.flags & 3) === 1 && (reg.flags & 0o2000) !== 0;
+  // A file the task only writes (a log, redirected output) may have grown since: the task goes on
+  // writing at its own position, as it would have. CRIU refuses this too; restoring the same images
+  // twice would then be impossible for most programs. Files it reads or maps must be unchanged.
+  const writeOnly = (reg.flags & 3) === 1;
   const regular = (st.mode & 0o170000n) === 0o100000n;
-  if (regular && reg.size !== undefined && !(isFd && appendOnly) && st.size !== reg.size)
+  if (regular && reg.size !== undefined && !(isFd && writeOnly) && st.size !== reg.size)
     throw new RestoreError(
       `file ${reg.name} has size ${st.size}, the images have ${reg.size}: it changed since the dump`,
     );

@@ -16,7 +16,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { ProcDir } from '@criu-ts/bfd';
 import { codePage, killAndReap } from '@criu-ts/compel';
-import type { RestoreStatsEntry } from '@criu-ts/images';
+import type { FileLockEntry, RestoreStatsEntry } from '@criu-ts/images';
 import { warmUpCodecs } from '@criu-ts/images';
 import {
   __WALL,
@@ -50,6 +50,7 @@ import {
   WNOHANG,
   waitpid,
 } from '@criu-ts/sys';
+import { locksByTask, retakeLocks } from '../file-locks/restore.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
 import { fpregsFromImage, gpregsFromImage } from '../registers/x86.js';
 import { CgroupPlacer } from './cgroup.js';
@@ -58,9 +59,16 @@ import { NodeFiles } from './files.js';
 import { type Call, Injector, type ScratchLayout, type Tracee, waitStop } from './inject.js';
 import { dumpableCall, restoreMm } from './mm.js';
 import { waitForFreeIds } from './pids.js';
-import { ownVdsoLayout, planRestore, type RestorePlan, type TaskPlan, VMA } from './plan.js';
+import {
+  isProcFileOfTree,
+  ownVdsoLayout,
+  planRestore,
+  type RestorePlan,
+  type TaskPlan,
+  VMA,
+} from './plan.js';
 import { restoreTaskState, restoreThreadState } from './state.js';
-import { STUB_SYSCALL, startStub } from './stub.js';
+import { STUB_SYSCALL, startStub, startStubAsSibling } from './stub.js';
 import { cloneWithId } from './tree.js';
 
 export interface RestoreLog {
@@ -74,13 +82,18 @@ export interface RestoreOptions {
   imagesDir: string;
   /** --shell-job: sessions and groups led from outside the images are the caller's. */
   shellJob?: boolean;
+  /**
+   * --restore-sibling: the root task becomes the child of criu-ts's parent (who then waits for it),
+   * instead of criu-ts's own child.
+   */
+  sibling?: boolean;
   /** How long to wait for pids still held by dying tasks (default 5 s). */
   pidWaitMs?: number;
   log?: Partial<RestoreLog>;
 }
 
 export interface RestoreResult {
-  /** Pid of the restored root task (a child of this process). */
+  /** Pid of the restored root task (a child of this process, or of its parent with `sibling`). */
   root: number;
   pids: number[];
   stats: RestoreStatsEntry;
@@ -146,12 +159,13 @@ export function restore(opts: RestoreOptions): RestoreResult {
   waitForFreeIds(plan.ids, opts.pidWaitMs ?? 5000);
   const waitMs = ms(tWait);
   const files = new NodeFiles(plan.dir, plan.files, plan.ghosts, (m) => log.debug(m), plan.inheritTty);
-  const r = new Restorer(plan, files, log);
+  const r = new Restorer(plan, files, log, opts.sibling === true);
   let tPlan = 0;
   try {
     r.openFiles();
     tPlan = ms(t0) - waitMs;
     r.run();
+    files.afterRestore();
   } catch (e) {
     r.killAll();
     throw e;
@@ -192,6 +206,12 @@ class Restorer {
   private readonly live = new Map<number, LiveTask>();
   /** Every task created (its pid), in creation order, for cleanup. */
   private readonly created: number[] = [];
+  /** Every pid and tid of the tree. */
+  private readonly treeIds: Set<number>;
+  /** filelocks.img by the pid that takes each lock again. */
+  private readonly locks: Map<number, FileLockEntry[]>;
+  /** Keys of in-task fd work done once per restore (see FdRestoreDriver.inTask). */
+  private readonly inTaskDone = new Set<string>();
   /** Tracees whose exit we still have to collect when cleaning up. */
   private readonly traced = new Set<number>();
 
@@ -199,7 +219,12 @@ class Restorer {
     private readonly plan: RestorePlan,
     private readonly files: NodeFiles,
     private readonly log: RestoreLog,
-  ) {}
+    /** --restore-sibling: the stub is started as criu-ts's sibling and becomes the root itself. */
+    private readonly sibling = false,
+  ) {
+    this.locks = locksByTask(plan.dir);
+    this.treeIds = new Set(plan.ids);
+  }
 
   /** Open every file before any task exists: a missing or changed file fails now (cgroup sets too). */
   openFiles(): void {
@@ -208,7 +233,11 @@ class Restorer {
       this.cgroups.check(task.pid, task.threads[0]?.core.thread_core?.cg_set);
     for (const t of this.plan.tasks) {
       if (t.state === 'zombie') continue;
-      for (const fd of t.fdinfo ?? []) this.files.fd(fd.id, 'fd');
+      // /proc/PID files of the tree are opened later, once their PID exists again.
+      for (const fd of t.fdinfo ?? []) {
+        const name = this.plan.files.get(fd.id)?.reg?.name;
+        if (name === undefined || !isProcFileOfTree(name, this.treeIds)) this.files.fd(fd.id, 'fd');
+      }
       this.files.fd(t.fs!.cwd_id, 'dir');
       this.files.fd(t.fs!.root_id, 'dir');
       this.files.fd(t.mm!.exe_file_id, 'read');
@@ -234,7 +263,8 @@ class Restorer {
   // ---- stub ------------------------------------------------------------------------------------------
 
   private startStub(): void {
-    const stub = startStub(new Set(this.plan.ids));
+    const stub = this.sibling ? startStubAsSibling(this.plan.root.pid) : startStub(new Set(this.plan.ids));
+    if (this.sibling) this.created.push(stub.pid);
     this.stub = stub;
     this.traced.add(stub.tid);
     const size = PAGE_SIZE + pageUp((TABLE_ENTRIES + 1) * 64) + DATA_SIZE;
@@ -303,17 +333,24 @@ class Restorer {
     for (const task of this.plan.tasks) {
       const parent = task.parent ? byPid.get(task.parent.pid) : this.stub;
       if (!parent) throw new RestoreError(`parent of ${task.pid} was not created`);
-      const t = cloneWithId(new Injector(parent, s), parent.pid, task.pid, task.parent ? 'child' : 'root');
-      this.created.push(task.pid);
+      let t: Tracee;
+      if (!task.parent && this.sibling) {
+        t = parent; // the stub was born with the root's pid, as our sibling: it is the root
+      } else {
+        t = cloneWithId(new Injector(parent, s), parent.pid, task.pid, task.parent ? 'child' : 'root');
+        this.created.push(task.pid);
+      }
       this.traced.add(task.pid);
       byPid.set(task.pid, t);
       if (task.sid === task.pid) new Injector(t, s).call(`setsid in ${task.pid}`, SYS.setsid);
       cgroups.place(task.pid, task.threads[0]?.core.thread_core?.cg_set);
       this.log.debug(`created ${task.pid}${task.parent ? ` (child of ${task.parent.pid})` : ''}`);
     }
-    // The stub is not needed any more; the root is our child now (CLONE_PARENT).
-    this.traced.delete(this.stub!.tid);
-    killAndReap(this.stub!.pid);
+    // The stub is not needed any more; the root is our child now (CLONE_PARENT), or was the stub.
+    if (!this.sibling) {
+      this.traced.delete(this.stub!.tid);
+      killAndReap(this.stub!.pid);
+    }
     this.stub = undefined;
 
     // Process groups: leaders first, then their members (all in their session by now).
@@ -511,7 +548,11 @@ class Restorer {
   /** What fd drivers need the task itself to do, once all its fds are in place (epoll_ctl, locks). */
   private restoreInTaskFdState(lt: LiveTask): void {
     const task = lt.plan;
-    const ctx = { pid: task.pid, put: (b: Buffer) => lt.main.put(b) };
+    const ctx = {
+      pid: task.pid,
+      put: (b: Buffer) => lt.main.put(b),
+      firstTime: (key: string) => !this.inTaskDone.has(key) && this.inTaskDone.add(key) !== undefined,
+    };
     const calls: Call[] = [];
     const names: string[] = [];
     for (const f of task.fdinfo ?? []) {
@@ -521,6 +562,17 @@ class Restorer {
         calls.push(c);
         names.push(`${driver!.kind} fd ${f.fd}: ${syscallName(c[0]) ?? c[0]}`);
       }
+    }
+    // File locks: flock/OFD ones taken here on criu-ts's copy, POSIX ones by the task.
+    const fileOf = new Map((task.fdinfo ?? []).map((f) => [f.fd, f.id]));
+    const nodeFd = (fd: number) => {
+      const id = fileOf.get(fd);
+      if (id === undefined) throw new RestoreError(`filelocks.img: pid ${task.pid} has no fd ${fd}`);
+      return this.files.fd(id, 'fd');
+    };
+    for (const c of retakeLocks(task.pid, this.locks.get(task.pid) ?? [], nodeFd, ctx.put)) {
+      calls.push(c);
+      names.push(`POSIX lock on fd ${c[1]}`);
     }
     if (calls.length) lt.main.batch(calls, (i) => names[i] ?? `call ${i}`);
   }
@@ -579,6 +631,7 @@ class Restorer {
       ) {
         if (orig === NR_RESTART_SYSCALL) regs.set('rax', EINTR);
         else regs.set('rax', orig).set('rip', regs.rip - 2n);
+        if (rax === ERESTART_RESTARTBLOCK) sleepOnlyWhatIsLeft(regs, orig);
       }
       regs.set('orig_rax', -1n);
     }
@@ -619,7 +672,10 @@ class Restorer {
       for (const id of [...pending]) {
         try {
           const st = waitpid(id, __WALL | WNOHANG);
-          if (st && (st.exited || st.signaled) && !existsProc(id)) pending.delete(id);
+          // Dead and reaped; or dead and another's to reap: a --restore-sibling root is our parent's
+          // (a task whose parent we created waits for that parent to die and comes to us).
+          if (st && (st.exited || st.signaled) && (!existsProc(id) || parentOf(id) === process.ppid))
+            pending.delete(id);
         } catch (e) {
           if (!isSysError(e, 'ECHILD')) throw e;
           if (!existsProc(id)) pending.delete(id);
@@ -634,7 +690,36 @@ class Restorer {
   }
 }
 
+const NR_NANOSLEEP = 35n;
+const NR_CLOCK_NANOSLEEP = 230n;
+const TIMER_ABSTIME = 1n;
+
+/**
+ * A relative nanosleep interrupted by the dump has already written the time it had left into its
+ * `rem` argument (the kernel does so whenever it returns ERESTART_RESTARTBLOCK with a rem pointer):
+ * restarting with `rem` as the request sleeps only what was left, not the whole time again. An
+ * absolute sleep restarts as it was; without `rem` there is nothing better than the full request.
+ */
+function sleepOnlyWhatIsLeft(regs: ReturnType<typeof gpregsFromImage>, nr: bigint): void {
+  if (nr === NR_NANOSLEEP) {
+    const rem = regs.get('rsi');
+    if (rem !== 0n) regs.set('rdi', rem);
+  } else if (nr === NR_CLOCK_NANOSLEEP) {
+    const rem = regs.get('r10');
+    if ((regs.get('rsi') & TIMER_ABSTIME) === 0n && rem !== 0n) regs.set('rdx', rem);
+  }
+}
+
 const pageUp = (n: number) => Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;
+
+function parentOf(id: number): number {
+  try {
+    const stat = readFileSync(`/proc/${id}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return 0;
+  }
+}
 
 function existsProc(id: number): boolean {
   try {

@@ -21,6 +21,7 @@ import {
   ptraceCont,
   ptraceInterrupt,
   ptraceSeize,
+  spawnSibling,
   writeAll,
 } from '@criu-ts/sys';
 import { RestoreError } from './errors.js';
@@ -100,16 +101,39 @@ export function startStub(avoid: ReadonlySet<number> = new Set()): Tracee {
       killAndReap(pid);
       continue;
     }
-    ptraceSeize(pid, TRACE_OPTIONS);
-    ptraceInterrupt(pid);
-    for (;;) {
-      const st = waitStop(pid);
-      if (!st.stopped) throw new RestoreError(`the restore stub ${pid} died at start`);
-      if (st.event === PTRACE_EVENT_STOP) break;
-      ptraceCont(pid, 0); // a signal on the way: drop it
-    }
-    return new Tracee(pid, pid);
+    return seizeStub(pid);
   }
+}
+
+/**
+ * --restore-sibling: the stub started as criu-ts's sibling with the root's own pid, so that it IS the
+ * root task (criu-ts's parent is its parent and gets its exit). Seized and stopped like startStub's.
+ */
+export function startStubAsSibling(rootPid: number): Tracee {
+  const fd = memfdCreate('criu-ts-restore', 0); // not close-on-exec: the child execs it by this fd
+  let pid: number;
+  try {
+    writeAll(fd, stubElf());
+    pid = spawnSibling(`/proc/self/fd/${fd}`, rootPid);
+  } finally {
+    close(fd);
+  }
+  if (pid === -17) throw new RestoreError(`cannot create pid ${rootPid}: it is in use`);
+  if (pid < 0)
+    throw new RestoreError(`cannot create the root ${rootPid} as criu-ts's sibling: errno ${-pid}`);
+  return seizeStub(pid);
+}
+
+function seizeStub(pid: number): Tracee {
+  ptraceSeize(pid, TRACE_OPTIONS);
+  ptraceInterrupt(pid);
+  for (;;) {
+    const st = waitStop(pid);
+    if (!st.stopped) throw new RestoreError(`the restore stub ${pid} died at start`);
+    if (st.event === PTRACE_EVENT_STOP) break;
+    ptraceCont(pid, 0); // a signal on the way: drop it
+  }
+  return new Tracee(pid, pid);
 }
 
 function execStub(viaMemfd: boolean): number {

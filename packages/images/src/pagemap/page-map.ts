@@ -59,6 +59,11 @@ export class PageMap {
     return new PageMap(dir, imageFileName('pagemap-%lu', pid));
   }
 
+  /** The pagemap of shared memory object `shmid` (addresses are offsets in the object). */
+  static forShmem(dir: string, shmid: number | bigint): PageMap {
+    return new PageMap(dir, imageFileName('pagemap-shmem-%lu', shmid));
+  }
+
   get pagesFile(): string {
     return join(this.dir, imageFileName('pages-%u', this.pagesId));
   }
@@ -159,8 +164,9 @@ export class PageMapWriter {
   private readonly pagemap: ImageWriter;
   private readonly pages: ImageRawWriter;
 
-  constructor(dir: string, pid: number | bigint, pagesId: number) {
-    this.pagemap = new ImageWriter(join(dir, imageFileName('pagemap-%lu', pid)), 'PAGEMAP');
+  /** `pattern`: 'pagemap-%lu' for a task (id = pid), 'pagemap-shmem-%lu' for shared memory (id = shmid). */
+  constructor(dir: string, pid: number | bigint, pagesId: number, pattern = 'pagemap-%lu') {
+    this.pagemap = new ImageWriter(join(dir, imageFileName(pattern, pid)), 'PAGEMAP');
     this.pagemap.write({ pages_id: pagesId });
     this.pages = new ImageRawWriter(join(dir, imageFileName('pages-%u', pagesId)));
   }

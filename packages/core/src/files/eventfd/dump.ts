@@ -1,5 +1,6 @@
 import { DumpError } from '../../dump/errors.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
+import { isAnon } from '../fd-flags.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
 
 /**
  * EFD_SEMAPHORE, kept in bit 0 of the entry's flags. CRIU's eventfd entry has no field for it (CRIU
@@ -8,12 +9,10 @@ import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../ta
  */
 export const EFD_SEMAPHORE_FLAG = 1;
 
-const NO_OWNER = { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 };
-
 /** eventfd: its counter (eventfd-count, never read) and semaphore mode, both from fdinfo. */
 export const eventfdDriver: FdDumpDriver = {
   kind: 'eventfd',
-  claims: (file: OpenFile) => file.link === 'anon_inode:[eventfd]',
+  claims: (file: OpenFile) => isAnon(file.link, 'eventfd'),
   dump(file: OpenFile, files: FileTable) {
     const efd = file.info.eventfd;
     if (!efd) throw new DumpError(`pid ${file.pid} fd ${file.fd}: eventfd without eventfd-count in fdinfo`);
@@ -27,7 +26,7 @@ export const eventfdDriver: FdDumpDriver = {
       efd: {
         id,
         flags: file.flags | (efd.semaphore ? EFD_SEMAPHORE_FLAG : 0),
-        fown: NO_OWNER,
+        fown: noOwner(),
         counter: efd.count,
       },
     }));

@@ -2,9 +2,8 @@ import type { EpollTfd } from '@criu-ts/bfd';
 import type { EventpollTfdEntry } from '@criu-ts/images';
 import { isSysError, KCMP_EPOLL_TFD, kcmp } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
-
-const NO_OWNER = { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 };
+import { isAnon } from '../fd-flags.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
 
 /** One epoll description seen in the tree: its targets and, per task holding it, which it can re-add. */
 interface EpollSeen {
@@ -78,7 +77,7 @@ function tfdEntry(epollId: number, t: EpollTfd): EventpollTfdEntry {
  */
 export const eventpollDriver: FdDumpDriver = {
   kind: 'epoll',
-  claims: (file: OpenFile) => file.link === 'anon_inode:[eventpoll]',
+  claims: (file: OpenFile) => isAnon(file.link, 'eventpoll'),
   dump(file: OpenFile, files: FileTable) {
     const key = files.descriptionKey(file);
     let table = seenByTable.get(files);
@@ -99,7 +98,7 @@ export const eventpollDriver: FdDumpDriver = {
     const id = files.add(key, (id) => ({
       id,
       type: FD_TYPE.EVENTPOLL,
-      epfd: { id, flags: file.flags, fown: NO_OWNER, tfd: s.targets.map((t) => tfdEntry(id, t)) },
+      epfd: { id, flags: file.flags, fown: noOwner(), tfd: s.targets.map((t) => tfdEntry(id, t)) },
     }));
     return { id, type: FD_TYPE.EVENTPOLL };
   },

@@ -1,39 +1,33 @@
+// FIFOs: a REG entry carries the path, flags and position (regf_id), the FIFO entry ties it to the pipe
+// (pipe_id = the FIFO's inode), and the bytes in flight go to fifo-data.img, once per FIFO.
 import { DumpError } from '../../dump/errors.js';
-import { notePipeEnd, pipeIdOf } from '../pipe/data.js';
+import { savePipeData } from '../pipe/dump.js';
 import { regularFileEntry } from '../regular/dump.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
+import { FD_TYPE, type FdDumpDriver } from '../table.js';
 
 const S_IFMT = 0o170000n;
 const S_IFIFO = 0o010000n;
-const DELETED = ' (deleted)';
 
-/**
- * Named pipes: a files.img entry of type FIFO per open file description, pointing at a REG entry that
- * carries the path, flags and position (as CRIU does); the bytes in flight go once per FIFO into
- * fifo-data.img. The FIFO itself is not recreated at restore: it must still exist at its path.
- */
 export const fifoDriver: FdDumpDriver = {
-  kind: 'FIFO',
-  claims(file: OpenFile) {
-    return (file.stat.mode & S_IFMT) === S_IFIFO && file.link.startsWith('/');
-  },
-  dump(file: OpenFile, files: FileTable) {
-    if (file.link.endsWith(DELETED) && file.stat.nlink === 0n) {
-      throw new DumpError(
-        `pid ${file.pid} fd ${file.fd} is the unlinked FIFO ${file.link}: criu-ts cannot dump it yet`,
-      );
-    }
+  kind: 'fifo',
+  claims: (file) => file.link.startsWith('/') && (file.stat.mode & S_IFMT) === S_IFIFO,
+  dump(file, files) {
+    if (file.link.endsWith(' (deleted)'))
+      throw new DumpError(`pid ${file.pid} fd ${file.fd}: FIFO ${file.link} was unlinked: not supported`);
+    const pipeId = Number(file.stat.ino);
     const key = files.descriptionKey(file);
-    const id = files.add(key, (id) => {
-      const regfId = regularFileEntry(files, file.link, file.stat, {
-        key: `${key}:path`,
-        flags: file.flags,
-        pos: file.pos,
-        mntId: file.mntId,
-      });
-      notePipeEnd(files, 'fifo-data', file);
-      return { id, type: FD_TYPE.FIFO, fifo: { id, pipe_id: pipeIdOf(file), regf_id: regfId } };
+    const regfId = regularFileEntry(files, file.link, file.stat, {
+      key: `fifo-path:${key}`,
+      flags: file.flags,
+      mntId: file.mntId,
+      procPath: `/proc/${file.pid}/fd/${file.fd}`,
     });
+    const id = files.add(key, (id) => ({
+      id,
+      type: FD_TYPE.FIFO,
+      fifo: { id, pipe_id: pipeId, regf_id: regfId },
+    }));
+    if (files.firstTime(`fifo-data:${pipeId}`)) savePipeData(files, file, 'fifo-data', pipeId);
     return { id, type: FD_TYPE.FIFO };
   },
 };

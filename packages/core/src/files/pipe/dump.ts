@@ -1,37 +1,56 @@
-import { O_DIRECT } from '@criu-ts/sys';
+// Pipes: one files.img entry per open description (PIPE, with the pipe's inode as pipe_id), and once
+// per pipe the bytes in flight in pipes-data.img. A pipe whose other end only a process outside the
+// tree holds is dumped as CRIU does: it comes back with the ends the tree had.
+import { openSync } from 'node:fs';
+import { close, O_NONBLOCK } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
-import { notePipeEnd, pipeIdOf } from './data.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
+import { peekPipe, pipeSize } from './data.js';
 
-const PIPE_LINK = /^pipe:\[\d+\]$/;
+const O_ACCMODE = 3;
+const DEFAULT_PIPE_SIZE = 16 * 4096;
+const O_WRONLY = 1;
 
-const noOwner = () => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });
-
-/**
- * Pipes: one files.img entry (type PIPE) per open file description, naming its pipe by inode number
- * and keeping the description's flags (which end, O_NONBLOCK). The bytes in flight go once per pipe
- * into pipes-data.img (see data.ts). A pipe whose other end is only held outside the tree is dumped
- * all the same, as CRIU does: it comes back with the ends the tree had.
- */
 export const pipeDriver: FdDumpDriver = {
   kind: 'pipe',
-  claims(file: OpenFile) {
-    return PIPE_LINK.test(file.link);
-  },
-  dump(file: OpenFile, files: FileTable) {
-    if (file.flags & O_DIRECT) {
-      throw new DumpError(
-        `pid ${file.pid} fd ${file.fd} (${file.link}) is a packet-mode (O_DIRECT) pipe: criu-ts cannot dump it yet`,
-      );
-    }
-    const id = files.add(files.descriptionKey(file), (id) => {
-      notePipeEnd(files, 'pipes-data', file);
-      return {
-        id,
-        type: FD_TYPE.PIPE,
-        pipe: { id, pipe_id: pipeIdOf(file), flags: file.flags, fown: noOwner() },
-      };
-    });
+  claims: (file) => file.link.startsWith('pipe:'),
+  dump(file, files) {
+    const pipeId = Number(file.stat.ino);
+    const id = files.add(files.descriptionKey(file), (id) => ({
+      id,
+      type: FD_TYPE.PIPE,
+      pipe: { id, pipe_id: pipeId, flags: file.flags, fown: noOwner() },
+    }));
+    if (files.firstTime(`pipe-data:${pipeId}`)) savePipeData(files, file, 'pipes-data', pipeId);
     return { id, type: FD_TYPE.PIPE };
   },
 };
+
+/**
+ * The pipe's queued bytes and size into `image` (pipes-data or fifo-data), read through a read end:
+ * the task's own (a copy of its fd) or, when it holds only the write end, a new read end opened
+ * through /proc/PID/fd/N (which opens the same pipe).
+ */
+export function savePipeData(files: FileTable, file: OpenFile, image: string, pipeId: number): void {
+  let readEnd: number;
+  let own = false;
+  if ((file.flags & O_ACCMODE) !== O_WRONLY) {
+    readEnd = files.steal(file.pid, file.fd);
+  } else {
+    try {
+      readEnd = openSync(`/proc/${file.pid}/fd/${file.fd}`, O_NONBLOCK); // O_RDONLY
+      own = true;
+    } catch (e) {
+      throw new DumpError(`pid ${file.pid} fd ${file.fd} (${file.link}): cannot reach its pipe: ${e}`);
+    }
+  }
+  try {
+    const data = peekPipe(readEnd);
+    const size = pipeSize(readEnd);
+    // An empty pipe of the default size needs no entry; a resized one does, for its size.
+    if (data.length > 0 || size !== DEFAULT_PIPE_SIZE)
+      files.addImageEntry(image, { pipe_id: pipeId, bytes: data.length, size }, data);
+  } finally {
+    if (own) close(readEnd);
+  }
+}

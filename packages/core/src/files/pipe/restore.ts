@@ -1,70 +1,68 @@
+// Pipes come back made by criu-ts, one per pipe_id, filled with their bytes in flight before any task
+// runs; each files.img entry gets its end as a description of its own, with the task's flags.
 import type { FileEntry } from '@criu-ts/images';
-import {
-  F_DUPFD_CLOEXEC,
-  fcntl,
-  O_ACCMODE,
-  O_CLOEXEC,
-  O_NONBLOCK,
-  O_RDWR,
-  O_WRONLY,
-  open,
-  pipe2,
-} from '@criu-ts/sys';
+import { F_DUPFD_CLOEXEC, fcntl, O_CLOEXEC, open } from '@criu-ts/sys';
 import { RestoreError } from '../../restore/errors.js';
-import type { FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
+import { withFlags } from '../fd-flags.js';
+import type { FdCheckContext, FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
 import { FD_TYPE } from '../table.js';
-import { type PipeData, readPipeData, refillPipe, setStatusFlags } from './data.js';
+import { makePipe } from './data.js';
 
-/** A pipe made again: both ends (criu-ts's, closed when the restore ends), and which were handed out. */
-interface RestoredPipe {
-  read: number;
-  write: number;
-  given: Set<'read' | 'write'>;
+const O_ACCMODE = 3;
+const O_WRONLY = 1;
+
+interface PipeEnds {
+  ends: [read: number, write: number];
+  handedOut: [boolean, boolean];
+}
+
+/** pipes-data.img / fifo-data.img by pipe_id: the size and the bytes in flight. */
+export function pipeData(ctx: FdCheckContext & Pick<FdRestoreContext, 'shared'>, image: string) {
+  return ctx.shared(`image:${image}`, () => {
+    const out = new Map<number, { size: number | undefined; data: Buffer }>();
+    if (!ctx.dir.has(image)) return out;
+    for (const e of ctx.dir.read(image)) {
+      const m = e.message as { pipe_id: number; bytes: number; size?: number };
+      if (out.has(m.pipe_id)) throw new RestoreError(`${image}.img: pipe ${m.pipe_id} twice`);
+      out.set(m.pipe_id, { size: m.size, data: (e.extra as Buffer | undefined) ?? Buffer.alloc(0) });
+    }
+    return out;
+  });
 }
 
 /**
- * Pipes: each pipe_id is made once, with its size and bytes, before any task runs. The first
- * description of each end is that end itself; another description of the same end (a task that
- * reopened it through /proc) is a fresh open of /proc/self/fd/<end>. Ends no task held are closed
- * when the restore ends, so readers see EOF when they should.
+ * criu-ts's fd for one description of one end: the first description of an end is a duplicate of the
+ * end itself; a second one (the task had reopened the pipe through /proc) is a new open of it.
  */
+const dupCloexec = (fd: number) => fcntl(fd, F_DUPFD_CLOEXEC, 0);
+
+export function describeEnd(ends: PipeEnds, flags: number): number {
+  const which = (flags & O_ACCMODE) === O_WRONLY ? 1 : 0;
+  let fd: number;
+  if (!ends.handedOut[which] && (flags & O_ACCMODE) !== 2) {
+    fd = dupCloexec(ends.ends[which]);
+    ends.handedOut[which] = true;
+  } else {
+    fd = open(`/proc/self/fd/${ends.ends[which]}`, (flags & O_ACCMODE) | O_CLOEXEC);
+  }
+  return withFlags(fd, flags);
+}
+
 export const pipeRestoreDriver: FdRestoreDriver = {
   type: FD_TYPE.PIPE,
   kind: 'pipe',
   check(entry: FileEntry) {
-    if (!entry.pipe) throw new RestoreError(`files.img: PIPE entry ${entry.id} has no pipe field`);
+    if (!entry.pipe) throw new RestoreError(`files.img: entry ${entry.id} is a pipe without its pipe field`);
   },
-  open(entry: FileEntry, ctx: FdRestoreContext) {
+  open(entry, ctx) {
     const p = entry.pipe!;
-    const pipe = ctx.shared(`pipe:${p.pipe_id}`, () => makePipe(p.pipe_id, ctx));
-    const mode = p.flags & O_ACCMODE;
-    const end = mode === O_WRONLY ? 'write' : 'read';
-    let fd: number;
-    try {
-      if (mode !== O_RDWR && !pipe.given.has(end)) {
-        pipe.given.add(end);
-        fd = fcntl(pipe[end], F_DUPFD_CLOEXEC, 0);
-      } else {
-        fd = open(`/proc/self/fd/${pipe[end]}`, mode | O_CLOEXEC);
-      }
-      setStatusFlags(fd, p.flags);
-    } catch (e) {
-      throw new RestoreError(
-        `files.img: pipe ${p.pipe_id} (entry ${entry.id}, flags 0x${p.flags.toString(16)}): ${(e as Error).message}`,
-      );
-    }
-    return fd;
+    const ends = ctx.shared<PipeEnds>(`pipe:${p.pipe_id}`, () => {
+      const d = pipeData(ctx, 'pipes-data').get(p.pipe_id);
+      const made = makePipe(d?.size, d?.data);
+      for (const fd of made) ctx.closeLater(fd);
+      ctx.log(`pipe ${p.pipe_id}: ${d?.data.length ?? 0} bytes in flight`);
+      return { ends: made, handedOut: [false, false] };
+    });
+    return describeEnd(ends, p.flags);
   },
 };
-
-function makePipe(pipeId: number, ctx: FdRestoreContext): RestoredPipe {
-  const data = ctx.shared<Map<number, PipeData>>('pipes-data.img', () => readPipeData(ctx.dir, 'pipes-data'));
-  // Non-blocking while criu-ts fills it; each description gets the task's flags afterwards.
-  const [read, write] = pipe2(O_CLOEXEC | O_NONBLOCK);
-  ctx.closeLater(read);
-  ctx.closeLater(write);
-  const bytes = data.get(pipeId);
-  refillPipe(write, bytes, `pipes-data.img: pipe_id ${pipeId}`);
-  ctx.log(`pipe ${pipeId}: ${bytes?.data.length ?? 0} bytes, size ${bytes?.size ?? 'default'}`);
-  return { read, write, given: new Set() };
-}

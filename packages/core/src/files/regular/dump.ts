@@ -1,15 +1,13 @@
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import type { FileEntry, ImageDir } from '@criu-ts/images';
 import { DumpError } from '../../dump/errors.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
 
 const DELETED = ' (deleted)';
 const O_ACCMODE_AND_STATUS = 0o7777777; // keep access mode and status flags, as fdinfo shows them
 const REMAP_GHOST = 1;
 /** Unlinked files up to this size are copied into ghost-file images (CRIU's default limit). */
 const GHOST_LIMIT = 1024 * 1024;
-
-const noOwner = () => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });
 
 /**
  * A regular file or device node reached by path: the path, position, flags, mode and size,
@@ -106,6 +104,19 @@ function readWhole(path: string, size: number): Buffer {
   }
 }
 
+/**
+ * /proc/PID/... of a task of the tree comes back with that task; of a live task outside the tree it
+ * is opened again like any file. Of a task that has died since, there is nothing to open again
+ * (CRIU 1.4 recreates a helper task for it: not done here).
+ */
+function checkProcFile(file: OpenFile, files: FileTable): void {
+  const m = /^\/proc\/(\d+)\//.exec(file.link);
+  if (!m || files.pids.has(Number(m[1])) || existsSync(`/proc/${m[1]}`)) return;
+  throw new DumpError(
+    `pid ${file.pid} fd ${file.fd}: ${file.link} belongs to task ${m[1]}, which has died: not supported yet`,
+  );
+}
+
 /** Regular files, directories and device nodes opened by path. */
 export const regularFileDriver: FdDumpDriver = {
   kind: 'regular file',
@@ -115,6 +126,7 @@ export const regularFileDriver: FdDumpDriver = {
     return byPath && (type === 0o100000n || type === 0o040000n || type === 0o020000n || type === 0o060000n);
   },
   dump(file: OpenFile, files: FileTable) {
+    checkProcFile(file, files);
     const id = regularFileEntry(files, file.link, file.stat, {
       key: files.descriptionKey(file),
       flags: file.flags,

@@ -1,7 +1,6 @@
 import { DumpError } from '../../dump/errors.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
-
-const NO_OWNER = { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 };
+import { isAnon } from '../fd-flags.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
 
 /**
  * signalfd: only its mask (fdinfo sigmask). The signals it reads are the pending signals of whichever
@@ -9,7 +8,7 @@ const NO_OWNER = { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 };
  */
 export const signalfdDriver: FdDumpDriver = {
   kind: 'signalfd',
-  claims: (file: OpenFile) => file.link === 'anon_inode:[signalfd]',
+  claims: (file: OpenFile) => isAnon(file.link, 'signalfd'),
   dump(file: OpenFile, files: FileTable) {
     const sigmask = file.info.sigmask;
     if (sigmask === undefined)
@@ -17,7 +16,7 @@ export const signalfdDriver: FdDumpDriver = {
     const id = files.add(files.descriptionKey(file), (id) => ({
       id,
       type: FD_TYPE.SIGNALFD,
-      sgfd: { id, flags: file.flags, fown: NO_OWNER, sigmask },
+      sgfd: { id, flags: file.flags, fown: noOwner(), sigmask },
     }));
     return { id, type: FD_TYPE.SIGNALFD };
   },

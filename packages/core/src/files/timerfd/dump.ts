@@ -2,9 +2,9 @@ import { readFileSync } from 'node:fs';
 import { parseFdInfo, type TimerfdInfo } from '@criu-ts/bfd';
 import { timerfdGettime } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
+import { isAnon } from '../fd-flags.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
 
-const NO_OWNER = { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 };
 const SETTLE_TRIES = 5;
 
 const isZero = (t: { sec: bigint; nsec: bigint }) => t.sec === 0n && t.nsec === 0n;
@@ -42,7 +42,7 @@ function settled(file: OpenFile, files: FileTable, t: TimerfdInfo): TimerfdInfo 
  */
 export const timerfdDriver: FdDumpDriver = {
   kind: 'timerfd',
-  claims: (file: OpenFile) => file.link === 'anon_inode:[timerfd]',
+  claims: (file: OpenFile) => isAnon(file.link, 'timerfd'),
   dump(file: OpenFile, files: FileTable) {
     const first = file.info.timerfd;
     if (!first) throw new DumpError(`pid ${file.pid} fd ${file.fd}: timerfd without timer lines in fdinfo`);
@@ -54,7 +54,7 @@ export const timerfdDriver: FdDumpDriver = {
         tfd: {
           id,
           flags: file.flags,
-          fown: NO_OWNER,
+          fown: noOwner(),
           clockid: t.clockid,
           ticks: t.ticks,
           settime_flags: t.settimeFlags,

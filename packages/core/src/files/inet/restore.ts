@@ -1,0 +1,112 @@
+// Inet sockets, made by criu-ts: socket(), options, bind to the dumped address and port, listen with
+// the backlog, connect a UDP socket to its peer. SO_REUSEADDR is on while binding (the dumped task's
+// port may still be in TIME_WAIT), then set back to what the task had.
+import type { InetSkEntry, TcpQueues, TcpStreamEntry } from '@criu-ts/images';
+import {
+  bind,
+  close,
+  connect,
+  listen,
+  SO_REUSEADDR,
+  SOCK_CLOEXEC,
+  SOL_SOCKET,
+  setsockopt,
+  socket,
+} from '@criu-ts/sys';
+import { unlockConnection } from '../../net-lock/nft.js';
+import { RestoreError } from '../../restore/errors.js';
+import { withFlags } from '../fd-flags.js';
+import type { FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
+import { applySocketOptions } from '../socket/options.js';
+import { FD_TYPE } from '../table.js';
+import { connectionOf, fromWords, toSockaddr } from './address.js';
+import { finishTcpStream, repairOn, setSequences } from './tcp.js';
+
+const TCP_LISTEN = 10;
+const TCP_ESTABLISHED = 1;
+const TCP_CLOSE = 7;
+
+/** tcp-stream-INO.img of an established socket: the entry and its two queues. */
+function tcpStreamOf(ctx: FdRestoreContext, s: InetSkEntry) {
+  const [e] = ctx.dir.read('tcp-stream-%x', s.ino);
+  if (!e) throw new RestoreError(`tcp-stream-${s.ino.toString(16)}.img is empty`);
+  const q = e.extra as TcpQueues | undefined;
+  return {
+    entry: e.message as unknown as TcpStreamEntry,
+    inq: q?.inq ?? Buffer.alloc(0),
+    outq: q?.outq ?? Buffer.alloc(0),
+  };
+}
+
+/**
+ * The established connection comes back: connect in repair mode (no handshake), options, queues and
+ * window, repair off. Its network lock is lifted once the whole tree runs again.
+ */
+function connectRepaired(fd: number, s: InetSkEntry, ctx: FdRestoreContext): void {
+  const remote = fromWords(s.family, s.dst_addr ?? []);
+  connect(fd, toSockaddr(s.family, remote, s.dst_port));
+  const t = tcpStreamOf(ctx, s);
+  finishTcpStream(fd, t.entry, t.inq, t.outq);
+  const local = { family: s.family, addr: fromWords(s.family, s.src_addr ?? []), port: s.src_port };
+  const c = connectionOf(s.family, local, { family: s.family, addr: remote, port: s.dst_port });
+  ctx.afterRestore(() => unlockConnection(c));
+}
+const SOCK_DGRAM = 2;
+const SOL_IPV6 = 41;
+const IPV6_V6ONLY = 26;
+const AF_INET6 = 10;
+
+function makeSocket(s: InetSkEntry, ctx: FdRestoreContext): number {
+  const fd = socket(s.family, s.type | SOCK_CLOEXEC, s.proto);
+  const established = s.state === TCP_ESTABLISHED && s.type !== SOCK_DGRAM;
+  try {
+    if (established) {
+      // First: in repair mode no SYN goes out, the sequence numbers are ours to set, and the kernel
+      // lets the socket share its port with the listener it was accepted from (forced reuse, which
+      // setting SO_REUSEADDR would undo: that option comes back when repair mode ends).
+      repairOn(fd);
+      setSequences(fd, tcpStreamOf(ctx, s).entry);
+    }
+    applySocketOptions(fd, established ? { ...s.opts, reuseaddr: false } : s.opts);
+    if (s.family === AF_INET6 && s.v6only !== undefined)
+      setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, s.v6only ? 1 : 0);
+    const local = fromWords(s.family, s.src_addr ?? []);
+    if (s.src_port !== 0 || local.some((b) => b !== 0)) {
+      if (!established) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+      bind(fd, toSockaddr(s.family, local, s.src_port));
+      if (!established) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, s.opts.reuseaddr ? 1 : 0);
+    }
+    if (s.state === TCP_LISTEN) listen(fd, s.backlog || 128);
+    if (established) {
+      connectRepaired(fd, s, ctx);
+      if (s.opts.reuseaddr) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    }
+    if (s.type === SOCK_DGRAM && s.dst_port !== 0)
+      connect(fd, toSockaddr(s.family, fromWords(s.family, s.dst_addr ?? []), s.dst_port));
+    return fd;
+  } catch (e) {
+    close(fd);
+    throw e;
+  }
+}
+
+export const inetSocketRestoreDriver: FdRestoreDriver = {
+  type: FD_TYPE.INETSK,
+  kind: 'inet socket',
+  check(entry) {
+    const s = entry.isk;
+    if (!s) throw new RestoreError(`files.img: entry ${entry.id} is an inet socket without its isk field`);
+    if (s.type !== SOCK_DGRAM && ![TCP_LISTEN, TCP_CLOSE, TCP_ESTABLISHED].includes(s.state))
+      throw new RestoreError(
+        `files.img: inet socket ${s.ino} is a TCP socket in state ${s.state}: not supported`,
+      );
+  },
+  open(entry, ctx) {
+    const s = entry.isk!;
+    try {
+      return withFlags(makeSocket(s, ctx), s.flags);
+    } catch (e) {
+      throw new RestoreError(`inet socket ${s.ino} (port ${s.src_port}): ${(e as Error).message}`);
+    }
+  },
+};

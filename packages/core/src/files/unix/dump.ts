@@ -1,0 +1,145 @@
+// Unix sockets: what sock_diag tells about each (type, state, name, peer, pending connections, queue
+// and shutdown state; one query for all of them per dump), the options, and the packets queued on it
+// (sk-queues.img, read without taking them). A peer must be in the tree: a socket connected to a
+// process outside it is refused (CRIU's --ext-unix-sk is not there yet), as are connections still
+// waiting to be accepted and relative names.
+import { statSync } from 'node:fs';
+import type { UnixSkEntry } from '@criu-ts/images';
+import {
+  decodeUnixDiagAttrs,
+  sockDiag,
+  UDIAG_SHOW_ICONS,
+  UDIAG_SHOW_NAME,
+  UDIAG_SHOW_PEER,
+  UDIAG_SHOW_RQLEN,
+  UDIAG_SHOW_VFS,
+  type UnixDiagAttrs,
+} from '@criu-ts/sys';
+import { DumpError } from '../../dump/errors.js';
+import { readSocketOptions } from '../socket/options.js';
+import { peekQueue } from '../socket/queue.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
+
+const TCP_LISTEN = 10;
+
+interface UnixSocketInfo extends UnixDiagAttrs {
+  type: number;
+  state: number;
+}
+
+/** Every unix socket of this network namespace, by inode (one sock_diag dump per criu-ts dump). */
+function unixSockets(files: FileTable): Map<number, UnixSocketInfo> {
+  return files.cached('unix-diag', () => {
+    const show = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN;
+    const out = new Map<number, UnixSocketInfo>();
+    for (const m of sockDiag({ family: 'unix', show })) {
+      if (!m.unix) continue;
+      out.set(m.unix.ino, { type: m.unix.type, state: m.unix.state, ...decodeUnixDiagAttrs(m.attrs) });
+    }
+    return out;
+  });
+}
+
+/** Inodes of the unix sockets the tree holds, filled as they are dumped, checked at the end. */
+function heldInodes(files: FileTable): Set<number> {
+  return files.cached('unix-held', () => {
+    const held = new Set<number>();
+    files.later(() => checkPeers(files, held));
+    return held;
+  });
+}
+
+const peersToCheck = (files: FileTable) =>
+  files.cached('unix-peers', () => [] as Array<{ where: string; ino: number; peer: number }>);
+
+function checkPeers(files: FileTable, held: Set<number>): void {
+  for (const p of peersToCheck(files)) {
+    if (!held.has(p.peer))
+      throw new DumpError(
+        `${p.where}: unix socket ${p.ino} is connected to socket ${p.peer}, which no task of the tree holds (a peer outside the tree is not supported yet)`,
+      );
+  }
+}
+
+function fileModeOf(
+  name: Buffer,
+  sk: UnixSocketInfo,
+): { perms?: UnixSkEntry['file_perms']; deleted: boolean } {
+  if (name.length === 0 || name[0] === 0) return { deleted: false };
+  try {
+    const st = statSync(name.toString('utf8'));
+    if (sk.vfs && st.ino !== sk.vfs.ino) return { deleted: true };
+    return { perms: { mode: st.mode, uid: st.uid, gid: st.gid }, deleted: false };
+  } catch {
+    return { deleted: true };
+  }
+}
+
+function entryFor(
+  file: OpenFile,
+  files: FileTable,
+  id: number,
+  ino: number,
+  sk: UnixSocketInfo,
+): UnixSkEntry {
+  const where = `pid ${file.pid} fd ${file.fd}`;
+  const name = sk.name ?? Buffer.alloc(0);
+  if (name.length > 0 && name[0] !== 0 && name[0] !== 0x2f /* '/' */)
+    throw new DumpError(`${where}: unix socket bound to a relative name (${name}): not supported yet`);
+  if (sk.state === TCP_LISTEN && (sk.icons?.length ?? 0) > 0)
+    throw new DumpError(`${where}: listening unix socket ${name} has connections not accepted yet`);
+  const own = files.steal(file.pid, file.fd);
+  if (sk.peer) peersToCheck(files).push({ where, ino, peer: sk.peer });
+  if (sk.state !== TCP_LISTEN) {
+    const packets = peekQueue(own, `${where} (unix socket ${ino})`);
+    for (const data of packets) files.addImageEntry('sk-queues', { id_for: id, length: data.length }, data);
+  }
+  const { perms, deleted } = fileModeOf(name, sk);
+  return {
+    id,
+    ino,
+    type: sk.type,
+    state: sk.state,
+    flags: file.flags,
+    uflags: 0,
+    backlog: sk.state === TCP_LISTEN ? (sk.rqlen?.wqueue ?? 0) : 0,
+    peer: sk.peer ?? 0,
+    fown: noOwner(),
+    opts: readSocketOptions(own),
+    name,
+    ...(sk.shutdown ? { shutdown: sk.shutdown } : {}),
+    ...(perms ? { file_perms: perms } : {}),
+    ...(deleted ? { deleted: true } : {}),
+  };
+}
+
+export const unixSocketDriver: FdDumpDriver = {
+  kind: 'unix socket',
+  claims(file) {
+    if (!file.link.startsWith('socket:[')) return false;
+    return unixSocketsOf(file) !== undefined;
+  },
+  dump(file, files) {
+    const ino = Number(file.stat.ino);
+    const sk = unixSockets(files).get(ino);
+    if (!sk) throw new DumpError(`pid ${file.pid} fd ${file.fd}: sock_diag does not know unix socket ${ino}`);
+    heldInodes(files).add(ino);
+    const id = files.add(files.descriptionKey(file), (id) => ({
+      id,
+      type: FD_TYPE.UNIXSK,
+      usk: entryFor(file, files, id, ino, sk),
+    }));
+    return { id, type: FD_TYPE.UNIXSK };
+  },
+};
+
+// claims() has no FileTable: it asks the kernel about this one socket (SO_DOMAIN on a copy would need
+// the fd; sock_diag by inode is enough and cheap).
+function unixSocketsOf(file: OpenFile): boolean | undefined {
+  const ino = Number(file.stat.ino);
+  try {
+    return sockDiag({ family: 'unix', ino, show: 0 }).some((m) => m.unix?.ino === ino) || undefined;
+  } catch {
+    return undefined; // ENOENT: not a unix socket
+  }
+}

@@ -1,0 +1,79 @@
+// /proc files a task holds open: its own /proc/PID/status and its child's are opened again once those
+// pids exist (after the restore created them), and read the restored tasks; a /proc file of a task
+// that has died since is refused at dump, naming it.
+import path from 'node:path';
+import { killAndReap, startTraceable } from '@criu-ts/compel';
+import { ImageDir } from '@criu-ts/images';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  cleanup,
+  PYTHON,
+  procState,
+  readLines,
+  runCli,
+  tempDir,
+  track,
+  waitFor,
+  waitForLine,
+} from './helpers.js';
+
+afterEach(() => cleanup());
+
+const HOLDER_PY = `
+import os, signal, sys
+os.closerange(3, 65536)
+out = open(sys.argv[1], 'a', buffering=1)
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+child = os.fork()
+if child == 0: signal.sigwait([signal.SIGUSR1]); os._exit(0)
+mine = open('/proc/self/status')
+theirs = open('/proc/%d/status' % child)
+if len(sys.argv) > 2:                  # hold the status of a task that then dies
+    gone = os.fork()
+    if gone == 0: os._exit(0)
+    dead = open('/proc/%d/status' % gone)
+    os.waitpid(gone, 0)
+out.write('READY %d\\n' % child)
+signal.sigwait([signal.SIGUSR1])
+pid_of = lambda f: [l.split()[1] for l in f.read().splitlines() if l.startswith('Pid:')][0]
+mine.seek(0); theirs.seek(0)
+out.write('PIDS %s %s\\n' % (pid_of(mine), pid_of(theirs)))
+`;
+
+describe('criu-ts restore: /proc files', () => {
+  it('a task reads its own and its child status files (/proc/PID/status) after restore', async () => {
+    const d = tempDir('criu-ts-proc-');
+    const report = path.join(d, 'report');
+    const pid = startTraceable([PYTHON, '-c', HOLDER_PY, report], { setsid: true });
+    track(pid);
+    const child = Number((await waitForLine(report, /^READY /, { pid })).split(' ')[1]);
+    track(child);
+    await waitFor(() => procState(pid) === 'S', 'waiting');
+    const dir = path.join(tempDir('criu-ts-proc-img-'), 'images');
+    const r = await runCli(['dump', '-t', String(pid), '-D', dir]);
+    if (r.code !== 0 || r.stderr) throw new Error(`dump: exit ${r.code}: ${r.stderr}`);
+    for (const e of ImageDir.open(dir).pstree()) killAndReap(e.pid);
+    const rr = await runCli(['restore', '-D', dir, '-d']);
+    if (rr.code !== 0 || rr.stderr) throw new Error(`restore: exit ${rr.code}: ${rr.stderr}`);
+    for (const e of ImageDir.open(dir).pstree()) track(e.pid);
+    process.kill(pid, 'SIGUSR1');
+    await waitForLine(report, /^PIDS /, { pid });
+    expect(readLines(report)).toContain(`PIDS ${pid} ${child}`);
+    process.kill(child, 'SIGUSR1');
+  });
+
+  it('a /proc file of a task that has died: exit 1 naming it; the task runs on', async () => {
+    const d = tempDir('criu-ts-proc-dead-');
+    const report = path.join(d, 'report');
+    const pid = startTraceable([PYTHON, '-c', HOLDER_PY, report, 'dead'], { setsid: true });
+    track(pid);
+    const child = Number((await waitForLine(report, /^READY /, { pid })).split(' ')[1]);
+    track(child);
+    const r = await runCli(['dump', '-t', String(pid), '-D', path.join(d, 'images')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/\/proc\/\d+\/status belongs to task \d+, which has died/);
+    process.kill(pid, 'SIGUSR1');
+    await waitForLine(report, /^PIDS /, { pid });
+    process.kill(child, 'SIGUSR1');
+  });
+});

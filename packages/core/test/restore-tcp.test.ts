@@ -1,0 +1,304 @@
+// Established TCP connections (--tcp-established): a client in the tree talking to a server outside it
+// (this test process) goes on through dump, kill and restore, noticing only a pause: no reconnect, no
+// lost or doubled byte, and the server never sees an end or a reset. Megabytes queued both ways at the
+// dump (unread by either side) all arrive after restore. The network lock holds the connection from
+// dump to restore (nftables) and is lifted afterwards.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { killAndReap, startTraceable } from '@criu-ts/compel';
+import { ImageDir } from '@criu-ts/images';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  cleanup,
+  critDecodeAll,
+  entries,
+  haveCrit,
+  onCleanup,
+  PYTHON,
+  procState,
+  readLines,
+  runCli,
+  tempDir,
+  track,
+  waitFor,
+  waitForLine,
+} from './helpers.js';
+
+afterEach(() => cleanup());
+
+const haveNft = (() => {
+  try {
+    execFileSync('nft', ['list', 'tables']);
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+/** criu-ts's network lock tables. */
+const lockTables = () =>
+  execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => l.includes('criu_ts_'));
+
+// Sends numbered lines and checks each comes back, forever.
+const ECHO_CLIENT_PY = `
+import os, socket, sys, time
+os.closerange(3, 65536)
+out = open(sys.argv[1], 'a', buffering=1)
+c = socket.create_connection(('127.0.0.1', int(sys.argv[2])))
+buf = b''
+for i in range(1, 10**9):
+    c.sendall(b'%d\\n' % i)
+    while b'\\n' not in buf:
+        d = c.recv(4096)
+        if not d: out.write('EOF\\n'); sys.exit(1)
+        buf += d
+    line, buf = buf.split(b'\\n', 1)
+    if int(line) != i: out.write('BAD %s %d\\n' % (line, i)); sys.exit(1)
+    out.write('%d\\n' % i)
+    time.sleep(0.005)
+`;
+
+// Fills the connection with as much as it takes without blocking, then waits; on SIGUSR1 reads what
+// the server had sent meanwhile and checks it.
+const QUEUES_CLIENT_PY = `
+import os, signal, socket, sys
+os.closerange(3, 65536)
+out = open(sys.argv[1], 'a', buffering=1)
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+c = socket.create_connection(('127.0.0.1', int(sys.argv[2])))
+c.setblocking(False)
+pattern = bytes(range(251)) * 50000
+sent = 0
+while True:
+    try: sent += c.send(pattern[sent % 251:sent % 251 + 65536])
+    except BlockingIOError: break
+out.write('SENT %d\\n' % sent)
+signal.sigwait([signal.SIGUSR1])
+c.setblocking(True)
+want = int(sys.argv[3]); got = b''
+while len(got) < want:
+    d = c.recv(1 << 20)
+    if not d: break
+    got += d
+expect = (bytes(range(7, 256)) * (want // 249 + 1))[:want]
+out.write('READ %s\\n' % ('OK' if got == expect else 'BAD %d' % len(got)))
+`;
+
+interface Server {
+  port: number;
+  sockets: net.Socket[];
+  troubles: string[];
+}
+
+async function startServer(onConnection: (s: net.Socket) => void): Promise<Server> {
+  const srv: Server = { port: 0, sockets: [], troubles: [] };
+  const server = net.createServer((s) => {
+    srv.sockets.push(s);
+    s.on('end', () => srv.troubles.push('end'));
+    s.on('error', (e) => srv.troubles.push(`error ${e.message}`));
+    onConnection(s);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  srv.port = (server.address() as net.AddressInfo).port;
+  onCleanup(() => {
+    for (const s of srv.sockets) s.destroy();
+    server.close();
+  });
+  return srv;
+}
+
+async function dumpKillRestore(pid: number): Promise<string> {
+  const dir = path.join(tempDir('criu-ts-tcp-img-'), 'images');
+  const before = lockTables();
+  const r = await runCli(['dump', '-t', String(pid), '-D', dir, '--tcp-established']);
+  if (r.code !== 0 || r.stderr) throw new Error(`dump: exit ${r.code}: ${r.stderr}`);
+  const ours = lockTables().filter((t) => !before.includes(t));
+  expect(ours.length).toBeGreaterThan(0); // the connection is locked meanwhile
+  for (const e of ImageDir.open(dir).pstree()) killAndReap(e.pid);
+  const rr = await runCli(['restore', '-D', dir, '-d', '--tcp-established']);
+  if (rr.code !== 0 || rr.stderr) throw new Error(`restore: exit ${rr.code}: ${rr.stderr}`);
+  for (const e of ImageDir.open(dir).pstree()) track(e.pid);
+  for (const t of ours) expect(lockTables()).not.toContain(t); // and unlocked once it is back
+  return dir;
+}
+
+describe.skipIf(!haveNft)('criu-ts restore: established TCP connections', () => {
+  it('an echo client keeps its connection: no reconnect, no lost or doubled line, no end or reset at the server', async () => {
+    const srv = await startServer((s) => s.pipe(s));
+    const d = tempDir('criu-ts-tcp-');
+    const report = path.join(d, 'report');
+    const pid = startTraceable([PYTHON, '-c', ECHO_CLIENT_PY, report, String(srv.port)], { setsid: true });
+    track(pid);
+    await waitForLine(report, /^20$/, { pid });
+    const dir = await dumpKillRestore(pid);
+    const n = readLines(report).length;
+    await waitFor(() => readLines(report).length > n + 30, 'the client to go on');
+    const lines = readLines(report);
+    expect(lines.filter((l) => !/^\d+$/.test(l))).toEqual([]);
+    expect(lines.map(Number).every((v, i) => v === i + 1)).toBe(true);
+    expect(srv.sockets).toHaveLength(1);
+    expect(srv.troubles).toEqual([]);
+    if (haveCrit) {
+      const img = fs.readdirSync(dir).find((f) => f.startsWith('tcp-stream-'))!;
+      const { failures, decoded } = critDecodeAll(dir, [img]);
+      expect(failures).toEqual([]);
+      expect(entries(decoded.get(img))).toHaveLength(1);
+    }
+  });
+
+  it('megabytes queued both ways at the dump all arrive after restore', async () => {
+    const toClient = 3 << 20;
+    const got: Buffer[] = [];
+    const srv = await startServer((s) => {
+      s.pause(); // the client's bytes stay queued until the test reads them
+      s.write(
+        Buffer.from(Array.from({ length: 249 }, (_, i) => i + 7))
+          .toString('latin1')
+          .repeat(toClient / 249 + 1)
+          .slice(0, toClient),
+        'latin1',
+      );
+    });
+    const d = tempDir('criu-ts-tcpq-');
+    const report = path.join(d, 'report');
+    const pid = startTraceable([PYTHON, '-c', QUEUES_CLIENT_PY, report, String(srv.port), String(toClient)], {
+      setsid: true,
+    });
+    track(pid);
+    const sent = Number((await waitForLine(report, /^SENT /, { pid })).split(' ')[1]);
+    expect(sent).toBeGreaterThan(1 << 20);
+    await waitFor(() => procState(pid) === 'S', 'client waiting');
+    await dumpKillRestore(pid);
+    const s = srv.sockets[0]!;
+    s.on('data', (b: Buffer) => got.push(b));
+    s.resume();
+    await waitFor(() => got.reduce((n, b) => n + b.length, 0) >= sent, 'every byte the client had sent');
+    const all = Buffer.concat(got);
+    const pattern = Buffer.from(Array.from({ length: 251 }, (_, i) => i));
+    const want = Buffer.alloc(sent);
+    for (let i = 0; i < sent; i++) want[i] = pattern[i % 251]!;
+    expect(all.equals(want)).toBe(true);
+    expect(srv.troubles).toEqual([]); // (the client ends the connection itself once it has read)
+    process.kill(pid, 'SIGUSR1');
+    await waitForLine(report, /^READ /, { pid });
+    expect(readLines(report)).toContain('READ OK');
+  });
+
+  it('a dump that fails after the connection was locked and put in repair: unlocked, and it goes on', async () => {
+    const srv = await startServer((s) => s.pipe(s));
+    const d = tempDir('criu-ts-tcpfail-');
+    const report = path.join(d, 'report');
+    // The same client, plus a pidfd (no driver yet) opened after the socket: the dump fails on it.
+    const script = ECHO_CLIENT_PY.replace("buf = b''", "pidfd = os.pidfd_open(os.getpid())\nbuf = b''");
+    const pid = startTraceable([PYTHON, '-c', script, report, String(srv.port)], { setsid: true });
+    track(pid);
+    await waitForLine(report, /^20$/, { pid });
+    const before = lockTables();
+    const r = await runCli(['dump', '-t', String(pid), '-D', path.join(d, 'images'), '--tcp-established']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/pidfd/);
+    expect(lockTables()).toEqual(before);
+    const n = readLines(report).length;
+    await waitFor(() => readLines(report).length > n + 30, 'the client to go on');
+    expect(readLines(report).every((l, i) => Number(l) === i + 1)).toBe(true);
+    expect(srv.troubles).toEqual([]);
+  });
+
+  it.skipIf(!fs.existsSync('/usr/bin/redis-server'))(
+    'redis-server keeps its keys and a connected client (INCR answered in order through the restore)',
+    async () => {
+      const port = await new Promise<number>((resolve) => {
+        const probe = net.createServer();
+        probe.listen(0, '127.0.0.1', () => {
+          const p = (probe.address() as net.AddressInfo).port;
+          probe.close(() => resolve(p));
+        });
+      });
+      const redis = startTraceable(
+        [
+          '/usr/bin/redis-server',
+          '--port',
+          String(port),
+          '--bind',
+          '127.0.0.1',
+          '--save',
+          '',
+          '--appendonly',
+          'no',
+        ],
+        { setsid: true },
+      );
+      track(redis);
+      const cli = (...args: string[]) =>
+        execFileSync('/usr/bin/redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' }).trim();
+      await waitFor(() => {
+        try {
+          return cli('ping') === 'PONG';
+        } catch {
+          return false;
+        }
+      }, 'redis to answer');
+      expect(cli('set', 'kept', 'across the restore')).toBe('OK');
+      const d = tempDir('criu-ts-redis-');
+      const report = path.join(d, 'report');
+      const client = `import socket, sys, time\nout = open(sys.argv[1], 'a', buffering=1)\nc = socket.create_connection(('127.0.0.1', int(sys.argv[2])))\nf = c.makefile('rb')\nfor i in range(1, 10**9):\n    c.sendall(b'INCR counter\\r\\n')\n    line = f.readline().strip()\n    out.write(('%d' % i if line == b':%d' % i else 'BAD %r %d' % (line, i)) + '\\n')\n    time.sleep(0.005)`;
+      const c = startTraceable([PYTHON, '-c', client, report, String(port)], { setsid: true });
+      track(c);
+      await waitForLine(report, /^20$/, { pid: c, failOn: /^BAD/ });
+      await dumpKillRestore(redis);
+      const n = readLines(report).length;
+      await waitFor(() => readLines(report).length > n + 30, 'the client to go on');
+      expect(readLines(report).every((l, i) => l === String(i + 1))).toBe(true);
+      expect(cli('get', 'kept')).toBe('across the restore');
+    },
+  );
+
+  it('a Node.js program (HTTP server, worker thread, timers) keeps serving a keep-alive client on the same connection', async () => {
+    const d = tempDir('criu-ts-node-');
+    const ready = path.join(d, 'ready');
+    const server = `
+const http = require('http'); const fs = require('fs'); const { Worker } = require('worker_threads');
+const w = new Worker('const { parentPort } = require("worker_threads"); let n = 0; setInterval(() => parentPort.postMessage(++n), 20);', { eval: true });
+let last = 0, bad = 0; w.on('message', (n) => { if (n !== last + 1) bad++; last = n; });
+let ticks = 0; setInterval(() => ticks++, 10);
+const srv = http.createServer((req, res) => res.end(JSON.stringify({ worker: last, ticks, bad })));
+srv.keepAliveTimeout = 600000;
+srv.listen(0, '127.0.0.1', () => fs.writeFileSync(process.argv[1], String(srv.address().port)));`;
+    const pid = startTraceable([process.execPath, '-e', server, ready], { setsid: true });
+    track(pid);
+    await waitFor(
+      () => fs.existsSync(ready) && fs.readFileSync(ready, 'utf8') !== '',
+      'the server to listen',
+    );
+    const port = Number(fs.readFileSync(ready, 'utf8'));
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    onCleanup(() => agent.destroy());
+    const sockets = new Set<net.Socket>();
+    const get = () =>
+      new Promise<{ worker: number; ticks: number; bad: number }>((resolve, reject) => {
+        const req = http.get({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
+          let body = '';
+          res.on('data', (b: Buffer) => {
+            body += b;
+          });
+          res.on('end', () => resolve(JSON.parse(body)));
+        });
+        req.on('socket', (s: net.Socket) => sockets.add(s));
+        req.on('error', reject);
+      });
+    const first = await get();
+    await dumpKillRestore(pid);
+    let after = await get();
+    const t0 = Date.now();
+    while (after.worker <= first.worker + 5 && Date.now() - t0 < 20000) after = await get();
+    expect(after.worker).toBeGreaterThan(first.worker + 5); // the worker thread went on
+    expect(after.ticks).toBeGreaterThan(first.ticks); // and the timers
+    expect(after.bad).toBe(0); // no message from the worker lost or doubled
+    expect(sockets.size).toBe(1); // one keep-alive connection throughout
+  });
+});

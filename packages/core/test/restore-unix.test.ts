@@ -1,0 +1,193 @@
+// Unix sockets dumped, killed and restored: two tasks talking over socketpairs (stream, datagram and
+// seqpacket) with messages queued both ways; a named listening server with an accepted connection
+// and a request waiting on it, which then serves a new client from outside the tree; a datagram
+// socket with an abstract name and datagrams waiting. A socket connected outside the tree is refused.
+import net from 'node:net';
+import path from 'node:path';
+import { killAndReap, startTraceable } from '@criu-ts/compel';
+import { ImageDir } from '@criu-ts/images';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  cleanup,
+  critDecodeAll,
+  entries,
+  haveCrit,
+  onCleanup,
+  PYTHON,
+  procState,
+  readLines,
+  runCli,
+  tempDir,
+  track,
+  waitFor,
+  waitForLine,
+} from './helpers.js';
+
+afterEach(() => cleanup());
+
+const PAIRS_PY = `
+import os, signal, socket, sys
+os.closerange(3, 65536)
+out = open(sys.argv[1], 'a', buffering=1)
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+kinds = [socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET]
+pairs = [socket.socketpair(socket.AF_UNIX, k) for k in kinds]
+child = os.fork() == 0
+for i, (a, b) in enumerate(pairs):
+    mine = b if child else a
+    for n in range(5): mine.send(b'%s-%d-%d;' % (b'child' if child else b'parent', i, n))
+out.write('%s %d\\n' % ('CHILD' if child else 'PARENT', os.getpid()))
+signal.sigwait([signal.SIGUSR1])
+for i, (a, b) in enumerate(pairs):
+    mine = b if child else a
+    want = [b'%s-%d-%d;' % (b'parent' if child else b'child', i, n) for n in range(5)]
+    if kinds[i] == socket.SOCK_STREAM: got = mine.recv(10000) == b''.join(want)
+    else: got = [mine.recv(100) for _ in range(5)] == want
+    out.write('%s kind=%d %s\\n' % ('CHILD' if child else 'PARENT', kinds[i], 'OK' if got else 'FAIL'))
+`;
+
+const SERVER_PY = `
+import os, signal, socket, sys
+os.closerange(3, 65536)
+out = open(sys.argv[1], 'a', buffering=1)
+path, abstract = sys.argv[2], b'\\0' + sys.argv[3].encode()
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); srv.bind(path); srv.listen(8)
+cli = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); cli.connect(path)
+conn, _ = srv.accept()
+cli.send(b'pending request')
+dg = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); dg.bind(abstract)
+dgc = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); dgc.connect(abstract)
+dgc.send(b'one'); dgc.send(b'two')
+out.write('READY\\n')
+signal.sigwait([signal.SIGUSR1])
+req = conn.recv(100); conn.send(req.upper())
+out.write('ACCEPTED %s %s\\n' % (req.decode(), cli.recv(100).decode()))
+out.write('DGRAMS %s %s\\n' % (dg.recv(10).decode(), dg.recv(10).decode()))
+new, _ = srv.accept()
+new.send(new.recv(100).upper())
+out.write('SERVED\\n')
+`;
+
+function start(script: string, args: string[]): { pid: number; report: string; dir: string } {
+  const dir = tempDir('criu-ts-unix-');
+  const report = path.join(dir, 'report');
+  const pid = startTraceable([PYTHON, '-c', script, report, ...args.map((a) => a.replace('$DIR', dir))], {
+    setsid: true,
+  });
+  track(pid);
+  return { pid, report, dir };
+}
+
+async function dump(pid: number, extra: string[] = []): Promise<string> {
+  const dir = path.join(tempDir('criu-ts-unix-img-'), 'images');
+  const r = await runCli(['dump', '-t', String(pid), '-D', dir, ...extra]);
+  if (r.code !== 0 || r.stderr) throw new Error(`dump: exit ${r.code}: ${r.stderr}`);
+  return dir;
+}
+
+async function killAndRestore(dir: string): Promise<void> {
+  for (const e of ImageDir.open(dir).pstree()) killAndReap(e.pid);
+  const r = await runCli(['restore', '-D', dir, '-d']);
+  if (r.code !== 0 || r.stderr) throw new Error(`restore: exit ${r.code}: ${r.stderr}`);
+  for (const e of ImageDir.open(dir).pstree()) track(e.pid);
+}
+
+async function startPairs() {
+  const w = start(PAIRS_PY, []);
+  await waitForLine(w.report, /^PARENT /, { pid: w.pid });
+  const child = Number((await waitForLine(w.report, /^CHILD \d+$/, { pid: w.pid })).split(' ')[1]);
+  track(child);
+  await waitFor(() => procState(w.pid) === 'S' && procState(child) === 'S', 'both waiting');
+  return { ...w, child };
+}
+
+async function expectPairsTalk(w: { pid: number; child: number; report: string }): Promise<void> {
+  process.kill(w.pid, 'SIGUSR1');
+  process.kill(w.child, 'SIGUSR1');
+  await waitFor(() => readLines(w.report).filter((l) => / kind=/.test(l)).length === 6, 'six results');
+  const results = readLines(w.report).filter((l) => / kind=/.test(l));
+  expect(results.sort()).toEqual([
+    'CHILD kind=1 OK',
+    'CHILD kind=2 OK',
+    'CHILD kind=5 OK',
+    'PARENT kind=1 OK',
+    'PARENT kind=2 OK',
+    'PARENT kind=5 OK',
+  ]);
+}
+
+/** One request/answer with the restored server, from the test itself (outside the tree). */
+function ask(sockPath: string, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = net.createConnection(sockPath, () => c.write(text));
+    c.setEncoding('utf8');
+    c.on('data', (d: string) => {
+      resolve(d);
+      c.destroy();
+    });
+    c.on('error', reject);
+  });
+}
+
+describe('criu-ts restore: unix sockets', () => {
+  it('two tasks on stream, datagram and seqpacket socketpairs, messages queued both ways: none lost, none doubled', async () => {
+    const w = await startPairs();
+    const dir = await dump(w.pid);
+    await killAndRestore(dir);
+    await expectPairsTalk(w);
+  });
+
+  it('dump -R leaves every queued message where it was', async () => {
+    const w = await startPairs();
+    await dump(w.pid, ['-R']);
+    await expectPairsTalk(w);
+  });
+
+  it('a named listening server keeps its accepted connection and request, and serves a new client from outside', async () => {
+    const name = `criu-ts-test-${process.pid}-${Date.now()}`;
+    const w = start(SERVER_PY, ['$DIR/srv.sock', name]);
+    await waitForLine(w.report, /^READY$/, { pid: w.pid });
+    await waitFor(() => procState(w.pid) === 'S', 'server waiting');
+    const dir = await dump(w.pid);
+    await killAndRestore(dir);
+    process.kill(w.pid, 'SIGUSR1');
+    await waitForLine(w.report, /^DGRAMS /, { pid: w.pid });
+    expect(readLines(w.report)).toContain('ACCEPTED pending request PENDING REQUEST');
+    expect(readLines(w.report)).toContain('DGRAMS one two');
+    expect(await ask(path.join(w.dir, 'srv.sock'), 'from outside')).toBe('FROM OUTSIDE');
+    await waitForLine(w.report, /^SERVED$/, { pid: w.pid });
+  });
+
+  it('a socket connected to a listener outside the tree: exit 1 naming pid, fd and peer; the task runs on', async () => {
+    const d = tempDir('criu-ts-unix-ext-');
+    const sock = path.join(d, 'outside.sock');
+    const server = net.createServer(() => {});
+    await new Promise<void>((resolve) => server.listen(sock, resolve));
+    onCleanup(() => server.close());
+    const w = start(
+      `import socket, sys, time\nout = open(sys.argv[1], 'a', buffering=1)\ns = socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[2])\nfor i in range(1, 10**9):\n    out.write('%d\\n' % i); time.sleep(0.01)`,
+      [sock],
+    );
+    await waitForLine(w.report, /^3$/, { pid: w.pid });
+    const r = await runCli(['dump', '-t', String(w.pid), '-D', path.join(d, 'images')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `pid ${w.pid} fd \\d+: unix socket \\d+ is connected to socket \\d+, which no task of the tree holds`,
+      ),
+    );
+    const n = readLines(w.report).length;
+    await waitFor(() => readLines(w.report).length > n + 3, 'the task to go on');
+  });
+
+  it.skipIf(!haveCrit)('crit decodes the unix socket entries and sk-queues.img', async () => {
+    const w = await startPairs();
+    const dir = await dump(w.pid, ['-R']);
+    const { decoded, failures } = critDecodeAll(dir, ['files.img', 'sk-queues.img']);
+    expect(failures).toEqual([]);
+    expect(entries(decoded.get('files.img')).filter((f) => f.type === 'UNIXSK')).toHaveLength(6);
+    expect(entries(decoded.get('sk-queues.img')).length).toBeGreaterThanOrEqual(22);
+    await expectPairsTalk(w);
+  });
+});
