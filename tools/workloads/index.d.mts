@@ -3,6 +3,7 @@ export type WorkloadName =
   | 'appender'
   | 'busy'
   | 'counter'
+  | 'epoller'
   | 'memhog'
   | 'pipe_reader'
   | 'reader'

@@ -1,21 +1,34 @@
-// eventfd: its counter, read from fdinfo (reading the fd itself would consume it).
 import { DumpError } from '../../dump/errors.js';
 import { isAnon } from '../fd-flags.js';
-import { FD_TYPE, type FdDumpDriver, noOwner } from '../table.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
 
+/**
+ * EFD_SEMAPHORE, kept in bit 0 of the entry's flags. CRIU's eventfd entry has no field for it (CRIU
+ * loses the mode); bit 0 is O_WRONLY, which an eventfd never has (it is always O_RDWR), and CRIU's
+ * restore passes the flags to F_SETFL, which ignores the access mode: so the images stay CRIU's.
+ */
+export const EFD_SEMAPHORE_FLAG = 1;
+
+/** eventfd: its counter (eventfd-count, never read) and semaphore mode, both from fdinfo. */
 export const eventfdDriver: FdDumpDriver = {
   kind: 'eventfd',
-  claims: (file) => isAnon(file.link, 'eventfd'),
-  dump(file, files) {
-    const info = file.info.eventfd;
-    if (!info) throw new DumpError(`pid ${file.pid} fd ${file.fd}: eventfd without its counter in fdinfo`);
-    // The image has no place for semaphore mode, and without it reads would return the whole count.
-    if (info.semaphore)
-      throw new DumpError(`pid ${file.pid} fd ${file.fd}: an eventfd in semaphore mode cannot be dumped yet`);
+  claims: (file: OpenFile) => isAnon(file.link, 'eventfd'),
+  dump(file: OpenFile, files: FileTable) {
+    const efd = file.info.eventfd;
+    if (!efd) throw new DumpError(`pid ${file.pid} fd ${file.fd}: eventfd without eventfd-count in fdinfo`);
+    if (efd.semaphore === undefined)
+      throw new DumpError(
+        `pid ${file.pid} fd ${file.fd}: this kernel does not tell whether the eventfd is a semaphore (no eventfd-semaphore in fdinfo)`,
+      );
     const id = files.add(files.descriptionKey(file), (id) => ({
       id,
       type: FD_TYPE.EVENTFD,
-      efd: { id, flags: file.flags, fown: noOwner(), counter: info.count },
+      efd: {
+        id,
+        flags: file.flags | (efd.semaphore ? EFD_SEMAPHORE_FLAG : 0),
+        fown: noOwner(),
+        counter: efd.count,
+      },
     }));
     return { id, type: FD_TYPE.EVENTFD };
   },

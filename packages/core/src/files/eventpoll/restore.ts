@@ -1,38 +1,107 @@
-// epoll: the instance is made by criu-ts; its targets must be added by the task itself, since epoll
-// keys a target by (file, fd number) and the number is the task's. Once all the task's fds are in place
-// it runs epoll_ctl(ADD) for each target; an epoll shared by several tasks is filled once.
-import { raw, SYS } from '@criu-ts/sys';
+import type { FdinfoEntry, FileEntry, ImageDir } from '@criu-ts/images';
+import {
+  close,
+  EPOLL_CTL_ADD,
+  epollCreate1,
+  epollEvent,
+  F_SETFL,
+  fcntl,
+  O_CLOEXEC,
+  O_NONBLOCK,
+  SYS,
+} from '@criu-ts/sys';
 import { RestoreError } from '../../restore/errors.js';
-import { orThrow, withFlags } from '../fd-flags.js';
 import type { Call, FdRestoreDriver } from '../restore-driver.js';
 import { FD_TYPE } from '../table.js';
 
-const EPOLL_CLOEXEC = 0o2000000;
-const EPOLL_CTL_ADD = 1;
+/** The fds of every live task of the images, in pstree order (read once per image directory). */
+type TaskFds = Array<{ pid: number; fds: FdinfoEntry[] }>;
+const taskFdsByDir = new WeakMap<ImageDir, TaskFds>();
 
-/** struct epoll_event, packed on x86-64: u32 events, u64 data. */
-function epollEvent(events: number, data: bigint): Buffer {
-  const b = Buffer.alloc(12);
-  b.writeUInt32LE(events >>> 0, 0);
-  b.writeBigUInt64LE(data, 4);
-  return b;
+function taskFds(dir: ImageDir): TaskFds {
+  let all = taskFdsByDir.get(dir);
+  if (!all) {
+    all = [];
+    for (const t of dir.pstree()) {
+      // Zombies have neither ids nor fds.
+      if (!dir.has('ids-%u', t.pid)) continue;
+      const filesId = dir.ids(t.pid).files_id;
+      if (dir.has('fdinfo-%u', filesId)) all.push({ pid: t.pid, fds: dir.fdinfo(filesId) });
+    }
+    taskFdsByDir.set(dir, all);
+  }
+  return all;
 }
 
+/** Which task adds which targets of one epoll, and the tasks that did. */
+interface EpollPlan {
+  byPid: Map<number, number[]>;
+  done: Set<number>;
+}
+
+// Keyed by the files.img entry object, which lives as long as one restore.
+const plans = new WeakMap<FileEntry, EpollPlan>();
+
+/**
+ * The kernel keys an epoll target by its file and the fd number the task used, so a target can only be
+ * added back by a task holding the epoll whose fd with that number is the target (dump checked that
+ * every such fd is). Each target goes to the first such task in pstree order: once, even when the epoll
+ * is shared by several tasks.
+ */
+function planTargets(entry: FileEntry, dir: ImageDir): EpollPlan {
+  const targets = entry.epfd!.tfd ?? [];
+  const byPid = new Map<number, number[]>();
+  const left = new Set(targets.map((_t, i) => i));
+  for (const task of taskFds(dir)) {
+    if (left.size === 0) break;
+    if (!task.fds.some((f) => f.id === entry.id)) continue;
+    const numbers = new Set(task.fds.map((f) => f.fd));
+    for (const i of [...left]) {
+      if (!numbers.has(targets[i]!.tfd)) continue;
+      left.delete(i);
+      byPid.set(task.pid, [...(byPid.get(task.pid) ?? []), i]);
+    }
+  }
+  for (const i of left)
+    throw new RestoreError(
+      `files.img: epoll ${entry.id} watches fd ${targets[i]!.tfd} (epfd.tfd[${i}]), which no task holding it has in its fdinfo`,
+    );
+  return { byPid, done: new Set() };
+}
+
+/**
+ * epoll: the description is made in criu-ts; its targets are added by the tasks themselves once all
+ * their fds are in place (epoll_ctl with the task's own fd numbers, which is what the epoll records).
+ */
 export const eventpollRestoreDriver: FdRestoreDriver = {
   type: FD_TYPE.EVENTPOLL,
-  kind: 'eventpoll',
-  check(entry) {
-    if (!entry.epfd)
-      throw new RestoreError(`files.img: entry ${entry.id} is an epoll without its epfd field`);
+  kind: 'epoll',
+  check(entry, ctx) {
+    if (!entry.epfd) throw new RestoreError(`files.img: eventpoll entry ${entry.id} has no epfd`);
+    if (!plans.has(entry)) plans.set(entry, planTargets(entry, ctx.dir));
   },
   open(entry) {
-    const fd = orThrow('epoll_create1', Number(raw.syscall(SYS.epoll_create1, EPOLL_CLOEXEC)));
-    return withFlags(fd, entry.epfd!.flags);
+    const fd = epollCreate1(O_CLOEXEC);
+    if (entry.epfd!.flags & O_NONBLOCK) {
+      try {
+        fcntl(fd, F_SETFL, O_NONBLOCK);
+      } catch (e) {
+        close(fd);
+        throw e;
+      }
+    }
+    return fd;
   },
-  inTask(entry, fd, task) {
-    if (!task.firstTime(`epoll:${entry.id}`)) return [];
-    return (entry.epfd!.tfd ?? []).map(
-      (t): Call => [SYS.epoll_ctl, fd.fd, EPOLL_CTL_ADD, t.tfd, task.put(epollEvent(t.events, t.data))],
-    );
+  inTask(entry, fd, task): Call[] {
+    const plan = plans.get(entry);
+    if (!plan) throw new RestoreError(`files.img: epoll ${entry.id} was not checked before restore`);
+    // A task holding the epoll at several fds adds its targets once.
+    if (plan.done.has(task.pid)) return [];
+    plan.done.add(task.pid);
+    const targets = entry.epfd!.tfd ?? [];
+    return (plan.byPid.get(task.pid) ?? []).map((i) => {
+      const t = targets[i]!;
+      return [SYS.epoll_ctl, fd.fd, EPOLL_CTL_ADD, t.tfd, task.put(epollEvent(t.events, t.data))];
+    });
   },
 };

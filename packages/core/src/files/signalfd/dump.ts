@@ -1,19 +1,22 @@
-// signalfd: the set of signals it reads (fdinfo's sigmask).
 import { DumpError } from '../../dump/errors.js';
 import { isAnon } from '../fd-flags.js';
-import { FD_TYPE, type FdDumpDriver, noOwner } from '../table.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
 
+/**
+ * signalfd: only its mask (fdinfo sigmask). The signals it reads are the pending signals of whichever
+ * task reads it, which the task's own signal state carries.
+ */
 export const signalfdDriver: FdDumpDriver = {
   kind: 'signalfd',
-  claims: (file) => isAnon(file.link, 'signalfd'),
-  dump(file, files) {
-    const mask = file.info.sigmask;
-    if (mask === undefined)
+  claims: (file: OpenFile) => isAnon(file.link, 'signalfd'),
+  dump(file: OpenFile, files: FileTable) {
+    const sigmask = file.info.sigmask;
+    if (sigmask === undefined)
       throw new DumpError(`pid ${file.pid} fd ${file.fd}: signalfd without sigmask in fdinfo`);
     const id = files.add(files.descriptionKey(file), (id) => ({
       id,
       type: FD_TYPE.SIGNALFD,
-      sgfd: { id, flags: file.flags, fown: noOwner(), sigmask: mask },
+      sgfd: { id, flags: file.flags, fown: noOwner(), sigmask },
     }));
     return { id, type: FD_TYPE.SIGNALFD };
   },

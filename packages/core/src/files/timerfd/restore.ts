@@ -1,60 +1,77 @@
-// timerfd: made by criu-ts, armed with the time it had left and its interval, and given back the
-// expirations nobody had read (TFD_IOC_SET_TICKS).
-//
-// fdinfo shows the time left relative to now even for a TFD_TIMER_ABSTIME timer, so the timer is
-// re-armed relative: it fires as long after the restore as it had left at the dump. A periodic timer
-// that had expired without being read shows 0 left; arming it with 0 would disarm it (CRIU 4.2 does
-// that): it is armed with one interval instead, so it stays periodic.
-
 import type { TimerfdEntry } from '@criu-ts/images';
-import { close, raw, SYS } from '@criu-ts/sys';
+import {
+  clockGettime,
+  close,
+  isSysError,
+  O_CLOEXEC,
+  O_NONBLOCK,
+  TFD_TIMER_ABSTIME,
+  type Timespec,
+  timerfdCreate,
+  timerfdSetTicks,
+  timerfdSettime,
+} from '@criu-ts/sys';
 import { RestoreError } from '../../restore/errors.js';
-import { orThrow, withFlags } from '../fd-flags.js';
 import type { FdRestoreDriver } from '../restore-driver.js';
 import { FD_TYPE } from '../table.js';
 
-const TFD_CLOEXEC = 0o2000000;
-const TFD_IOC_SET_TICKS = 0x40085400;
+const NS = 1_000_000_000n;
+const isZero = (t: Timespec) => t.sec === 0n && t.nsec === 0n;
 
-/** struct itimerspec { it_interval, it_value } for a relative timerfd_settime. */
-export function armingOf(t: TimerfdEntry): Buffer | undefined {
-  let [vsec, vnsec] = [t.vsec, t.vnsec];
-  const periodic = t.isec !== 0n || t.insec !== 0n;
-  if (vsec === 0n && vnsec === 0n) {
-    if (!periodic) return undefined; // disarmed (or a one-shot that fired: only its ticks remain)
-    [vsec, vnsec] = [t.isec, t.insec];
+/**
+ * What timerfd_settime gets for a dumped timer, `now` being the timer's clock at restore (only read for
+ * an absolute timer). The image holds the time that was left (relative, as fdinfo shows it):
+ *  - an absolute timer is armed at now + that time, so it keeps TFD_TIMER_ABSTIME (and CANCEL_ON_SET);
+ *  - a periodic timer that had expired unread has 0 left (CRIU writes fdinfo's 0 as is): arming it with
+ *    0 would disarm it, so it is armed for its next period (one interval, or at once if no tick was
+ *    counted yet) and stays periodic; its unread ticks come back separately.
+ */
+export function timerSettings(
+  t: TimerfdEntry,
+  now: () => Timespec,
+): { flags: number; value: Timespec; interval: Timespec } {
+  const interval = { sec: t.isec, nsec: t.insec };
+  let value = { sec: t.vsec, nsec: t.vnsec };
+  if (isZero(value) && !isZero(interval)) value = t.ticks > 0n ? interval : { sec: 0n, nsec: 1n };
+  if (t.settime_flags & TFD_TIMER_ABSTIME && !isZero(value)) {
+    const n = now();
+    const total = (n.sec + value.sec) * NS + n.nsec + value.nsec;
+    value = { sec: total / NS, nsec: total % NS };
   }
-  const b = Buffer.alloc(32);
-  b.writeBigInt64LE(t.isec, 0);
-  b.writeBigInt64LE(t.insec, 8);
-  b.writeBigInt64LE(vsec, 16);
-  b.writeBigInt64LE(vnsec, 24);
-  return b;
+  return { flags: t.settime_flags, value, interval };
 }
 
+/** timerfd: made in criu-ts on its clock, armed with the time that was left, its unread ticks set back. */
 export const timerfdRestoreDriver: FdRestoreDriver = {
   type: FD_TYPE.TIMERFD,
   kind: 'timerfd',
   check(entry) {
-    if (!entry.tfd) throw new RestoreError(`files.img: entry ${entry.id} is a timerfd without its tfd field`);
+    const t = entry.tfd;
+    if (!t) throw new RestoreError(`files.img: timerfd entry ${entry.id} has no tfd`);
+    if (t.vnsec >= NS || t.insec >= NS)
+      throw new RestoreError(`files.img: timerfd ${entry.id}: vnsec/insec beyond one second`);
   },
   open(entry) {
     const t = entry.tfd!;
-    const fd = withFlags(
-      orThrow('timerfd_create', Number(raw.syscall(SYS.timerfd_create, t.clockid, TFD_CLOEXEC))),
-      t.flags,
-    );
+    const fail = (what: string, e: unknown) =>
+      new RestoreError(
+        `files.img: timerfd ${entry.id} (clockid ${t.clockid}): ${what}: ${(e as Error).message}`,
+      );
+    let fd: number;
     try {
-      const arm = armingOf(t);
-      if (arm) orThrow('timerfd_settime', Number(raw.syscall(SYS.timerfd_settime, fd, 0, arm, 0)));
-      if (t.ticks > 0n) {
-        const ticks = Buffer.alloc(8);
-        ticks.writeBigUInt64LE(t.ticks);
-        orThrow('TFD_IOC_SET_TICKS', Number(raw.syscall(SYS.ioctl, fd, TFD_IOC_SET_TICKS, ticks)));
-      }
+      fd = timerfdCreate(t.clockid, (t.flags & O_NONBLOCK) | O_CLOEXEC);
+    } catch (e) {
+      throw fail('timerfd_create', e);
+    }
+    try {
+      const s = timerSettings(t, () => clockGettime(t.clockid));
+      if (!isZero(s.value) || s.flags !== 0) timerfdSettime(fd, s.flags, s.value, s.interval);
+      if (t.ticks > 0n) timerfdSetTicks(fd, t.ticks);
     } catch (e) {
       close(fd);
-      throw new RestoreError(`timerfd ${entry.id}: ${(e as Error).message}`);
+      if (isSysError(e, 'ENOTTY'))
+        throw fail('ticks cannot be set (a kernel without CONFIG_CHECKPOINT_RESTORE)', e);
+      throw fail('timerfd_settime', e);
     }
     return fd;
   },
