@@ -18,6 +18,7 @@ import {
   failLines,
   haveCrit,
   num,
+  type Obj,
   obj,
   PYTHON,
   procState,
@@ -216,7 +217,7 @@ describe('criu-ts dump/restore: eventfd, epoll, signalfd, timerfd', () => {
       expect(big(sg.sigmask)).toBe(BigInt(`0x${before.sigmask}`));
       expect(byType('TIMERFD')).toHaveLength(5);
       const ep = obj(byType('EVENTPOLL')[0]!.epfd);
-      const tfds = (ep.tfd as unknown[]).map((t) => obj(t));
+      const tfds = (ep.tfd as Obj[]).map((t) => obj(t));
       expect(tfds.map((t) => `${num(t.tfd)} ${num(t.data)}`).sort()).toEqual(['13 5', '5 1', '8 3', '9 4']);
     }
 
