@@ -17,7 +17,8 @@
  *   LAYOUT child=<pid> anon=<hex> memfd=<hex> sysv=<id> sysvaddr=<hex> fd=<n> mfd=<n>
  *   READY <pid>
  * On SIGUSR1 the parent reads page 5 and the fd memfd (pread: the position stays) and writes
- *   SUM page5=<hash> fd=<hash> pos=<position>
+ *   SUM page5=<hash> fd=<hash> pos=<position> sysv=<hash of the segment past its first 64 bytes>
+ * (the segment is filled with byte i = i*13+5 from byte 64 on at start).
  * The child exits quietly once its parent is gone.
  */
 #include "common.h"
@@ -71,6 +72,9 @@ int main(int argc, char **argv)
 	uint64_t *sysv = shmat(sid, NULL, 0);
 	if (sysv == (void *)-1)
 		fail("shmat errno=%d", errno);
+
+	for (int i = 64; i < SYSV_SIZE; i++)
+		((unsigned char *)sysv)[i] = (unsigned char)(i * 13 + 5);
 
 	pid_t parent = getpid();
 	pid_t child = fork();
@@ -135,9 +139,10 @@ int main(int argc, char **argv)
 			want_sum = 0;
 			if (pread(ffd, buf, FD_SIZE, 0) != FD_SIZE)
 				fail("pread fd memfd errno=%d", errno);
-			report("SUM page5=%016llx fd=%016llx pos=%lld",
+			report("SUM page5=%016llx fd=%016llx pos=%lld sysv=%016llx",
 			       (unsigned long long)hash((unsigned char *)(anon + 5 * PAGE / 8), PAGE),
-			       (unsigned long long)hash(buf, FD_SIZE), (long long)lseek(ffd, 0, SEEK_CUR));
+			       (unsigned long long)hash(buf, FD_SIZE), (long long)lseek(ffd, 0, SEEK_CUR),
+			       (unsigned long long)hash((unsigned char *)sysv + 64, SYSV_SIZE - 64));
 		}
 		sleep_ms(10);
 	}
