@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { killAndReap } from '@criu-ts/compel';
+import { ImageDir, type MemfdInodeEntry, type MmEntry } from '@criu-ts/images';
 import {
   close,
   F_GET_SEALS,
@@ -306,5 +307,33 @@ describe('restore of shared memory', () => {
     expect(shm.map((e) => big(obj(e.desc).id))).toEqual([BigInt(l.sysv)]);
     const dumpStats = obj(entries(decoded.get('stats-dump.img'))[0]!.dump);
     expect(big(dumpStats.shpages_written)).toBeGreaterThan(0n);
+  });
+
+  it('images of older CRIU (VMA_ANON_SHARED with the inode as shmid) restore to one shared memfd', async () => {
+    const l = await startShmem();
+    const before = await sums(l);
+    const dir = await dumpAndKill(l);
+    // Rewrite the anonymous mapping the way CRIU before 3.15 recorded it.
+    const img = ImageDir.open(dir);
+    const anon = img.messages<MemfdInodeEntry>('memfd').find((e) => e.name === '/dev/zero')!;
+    for (const pid of [l.parent, l.child]) {
+      const mm = img.mm(pid) as MmEntry;
+      const v = mm.vmas!.find((x) => x.start === l.anon)!;
+      expect(v.status & (1 << 14)).toBe(1 << 14); // VMA_AREA_MEMFD, as CRIU 4 writes it
+      v.status = 1 | (1 << 8); // VMA_AREA_REGULAR | VMA_ANON_SHARED
+      v.flags |= 0x20; // MAP_ANONYMOUS
+      v.shmid = BigInt(anon.shmid);
+      delete v.fdflags;
+      img.write('mm-%u', pid, [mm]);
+    }
+    const from = readLines(l.report).length;
+    await restore(dir);
+    await waitTicks(l, from);
+    const p = mapAt(l.parent, l.anon);
+    const c = mapAt(l.child, l.anon);
+    expect(p.path).toBe('/memfd: (deleted)');
+    expect(`${c.dev} ${c.inode}`).toBe(`${p.dev} ${p.inode}`);
+    expect(await sums(l)).toEqual(before);
+    expect(readLines(l.report).filter((x) => x.startsWith('FAIL'))).toEqual([]);
   });
 });
