@@ -222,19 +222,23 @@ export function restoreMm(
 }
 
 /**
- * criu-ts's fd a VMA is mapped from, or undefined for anonymous memory. Shared mappings that could
- * write (fdflags, or their prot in images without it) need a read-write fd.
+ * criu-ts's fd a VMA is mapped from, or undefined for anonymous memory. Shared mappings that can
+ * write need a read-write fd: for memfds as fdflags says (a read-only part of a writable mapping may be
+ * made writable again), for files as their prot says (as restore.ts opened them beforehand).
  */
 function mappingSource(v: VmaEntry, ctx: MmContext): { fd: number; what: string } | undefined {
   const sharedFile = (v.status & VMA.FILE_SHARED) !== 0;
-  const mayWrite = v.fdflags !== undefined ? (v.fdflags & 3) === 2 : (v.prot & PROT_WRITE) !== 0;
-  const write = sharedFile && mayWrite;
   if (v.status & VMA.AREA_MEMFD) {
-    return { fd: ctx.shmem.memfdMapFd(Number(v.shmid), write), what: `memfd file ${v.shmid}` };
+    const mayWrite = v.fdflags !== undefined ? (v.fdflags & 3) === 2 : (v.prot & PROT_WRITE) !== 0;
+    return {
+      fd: ctx.shmem.memfdMapFd(Number(v.shmid), sharedFile && mayWrite),
+      what: `memfd file ${v.shmid}`,
+    };
   }
   if (v.status & VMA.ANON_SHARED) return { fd: ctx.shmem.anonFd(v.shmid), what: `shared memory ${v.shmid}` };
   if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
     const id = Number(v.shmid);
+    const write = sharedFile && (v.prot & PROT_WRITE) !== 0;
     return { fd: ctx.files.fd(id, write ? 'write' : 'read'), what: `file ${id}` };
   }
   return undefined;
