@@ -7,6 +7,7 @@ export type WorkloadName =
   | 'memhog'
   | 'pipe_reader'
   | 'reader'
+  | 'shmem'
   | 'sleeper'
   | 'stopper'
   | 'threads'

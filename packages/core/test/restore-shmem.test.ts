@@ -1,123 +1,339 @@
-// Shared anonymous memory (mmap MAP_SHARED|MAP_ANONYMOUS) between a parent and its child, dumped,
-// killed and restored: both go on seeing each other's writes, and a page only the parent wrote before
-// the fork (never in the child's page tables) keeps its contents.
+// Shared memory through dump -> kill -> restore, end to end with the CLI: the `shmem` workload (a parent
+// and a child sharing an anonymous shared mapping, a mapped memfd and a SysV segment, each checking the
+// other's counter, plus a sealed memfd fd), checked from outside: the restored tasks still see each
+// other's writes, /proc/PID/maps shows one object shared by both, page contents by checksum (a page
+// only the child ever touched comes back in the parent too), the memfd fd's name, size, position,
+// contents and seals, the SysV segment's id, contents and removal state.
 import fs from 'node:fs';
 import path from 'node:path';
-import { killAndReap, startTraceable } from '@criu-ts/compel';
-import { ImageDir } from '@criu-ts/images';
-import { afterEach, describe, expect, it } from 'vitest';
+import { killAndReap } from '@criu-ts/compel';
+import { ImageDir, type MemfdInodeEntry, type MmEntry } from '@criu-ts/images';
 import {
+  close,
+  F_GET_SEALS,
+  F_SEAL_GROW,
+  F_SEAL_SHRINK,
+  F_SEAL_WRITE,
+  fcntl,
+  O_RDONLY,
+  open,
+  SHM_DEST,
+  shmRemove,
+  shmStat,
+} from '@criu-ts/sys';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  big,
+  buildWorkloads,
   cleanup,
   critDecodeAll,
   entries,
   haveCrit,
-  PYTHON,
+  obj,
+  onCleanup,
+  procState,
   readLines,
   runCli,
+  startWorkload,
   tempDir,
-  track,
-  waitFor,
   waitForLine,
 } from './helpers.js';
 
+beforeAll(async () => {
+  await buildWorkloads();
+});
 afterEach(() => cleanup());
 
-// Each task bumps its own counter in the shared area and reports the other's; the parent also checks
-// a page it wrote once, before the fork, far into the area.
-const SHARED_PY = `
-import mmap, os, struct, sys, time
-os.closerange(3, 65536)
-out = open(sys.argv[1], 'a', buffering=1)
-m = mmap.mmap(-1, 8 << 20)
-m[4096 * 1000:4096 * 1000 + 5] = b'hello'
-child = os.fork() == 0
-me, other = (1, 0) if child else (0, 1)
-if child: out.write('CHILD %d\\n' % os.getpid())
-n = 0
-while True:
-    n += 1
-    m[me * 8:me * 8 + 8] = struct.pack('Q', n)
-    seen = struct.unpack('Q', m[other * 8:other * 8 + 8])[0]
-    out.write('%s %d %d %s\\n' % ('C' if child else 'P', n, seen, m[4096 * 1000:4096 * 1000 + 5] == b'hello'))
-    time.sleep(0.01)
-`;
+const PAGE = 4096;
 
-/** The last "P n seen hello" / "C n seen hello" lines. */
-function last(report: string, who: 'P' | 'C'): { n: number; seen: number; hello: boolean } {
-  const l = readLines(report)
-    .filter((x) => x.startsWith(`${who} `))
-    .at(-1);
-  const [, n, seen, hello] = (l ?? 'X 0 0 False').split(' ');
-  return { n: Number(n), seen: Number(seen), hello: hello === 'True' };
+interface Layout {
+  parent: number;
+  child: number;
+  anon: bigint;
+  memfd: bigint;
+  sysv: number;
+  sysvAddr: bigint;
+  fd: number;
+  mfd: number;
+  report: string;
 }
 
-async function startShared() {
-  const d = tempDir('criu-ts-shmem-');
-  const report = path.join(d, 'report');
-  const pid = startTraceable([PYTHON, '-c', SHARED_PY, report], { setsid: true });
-  track(pid);
-  const child = Number((await waitForLine(report, /^CHILD /, { pid })).split(' ')[1]);
-  track(child);
-  await waitFor(() => last(report, 'P').seen > 20 && last(report, 'C').seen > 20, 'both counting');
-  return { pid, child, report };
+/** Start `shmem` and wait until both tasks tick; the SysV segment is removed at cleanup. */
+async function startShmem(args: string[] = []): Promise<Layout> {
+  const w = startWorkload('shmem', args);
+  const line = await waitForLine(w.report, /^LAYOUT /, { pid: w.pid });
+  const f = (k: string) => new RegExp(`\\b${k}=([0-9a-f]+)`).exec(line)![1]!;
+  const l: Layout = {
+    parent: w.pid,
+    child: Number(f('child')),
+    anon: BigInt(`0x${f('anon')}`),
+    memfd: BigInt(`0x${f('memfd')}`),
+    sysv: Number(f('sysv')),
+    sysvAddr: BigInt(`0x${f('sysvaddr')}`),
+    fd: Number(f('fd')),
+    mfd: Number(f('mfd')),
+    report: w.report,
+  };
+  onCleanup(() => {
+    for (const p of [l.parent, l.child]) killAndReap(p);
+    try {
+      shmRemove(l.sysv);
+    } catch {
+      // removed already (rmid, or the last detach)
+    }
+  });
+  await waitTicks(l, 0);
+  return l;
 }
 
-/** Both go on and each sees the other's counter move past where it was. */
-async function expectStillShared(w: { pid: number; report: string }): Promise<void> {
-  const p0 = last(w.report, 'P');
-  const c0 = last(w.report, 'C');
-  await waitFor(
-    () => last(w.report, 'P').seen > c0.n + 10 && last(w.report, 'C').seen > p0.n + 10,
-    () => `both to see the other move on (${JSON.stringify([last(w.report, 'P'), last(w.report, 'C')])})`,
-  );
-  expect(last(w.report, 'P').hello).toBe(true);
+/** The last TICK of `role`: [n, other's anon, other's memfd, other's sysv]. */
+function lastTick(report: string, role: number): number[] | undefined {
+  const ticks = readLines(report).filter((x) => x.startsWith(`TICK ${role} `));
+  return ticks.at(-1)?.split(' ').slice(2).map(Number);
 }
 
-async function dump(pid: number, extra: string[] = []): Promise<string> {
-  const dir = path.join(tempDir('criu-ts-shmem-img-'), 'images');
-  const r = await runCli(['dump', '-t', String(pid), '-D', dir, ...extra]);
-  if (r.code !== 0 || r.stderr) throw new Error(`dump: exit ${r.code}: ${r.stderr}`);
+/** Wait until both roles report the other's counters beyond what they were at line `from`. */
+async function waitTicks(l: Layout, from: number): Promise<void> {
+  const before = [lastTick(l.report, 0), lastTick(l.report, 1)];
+  for (const role of [0, 1]) {
+    const was = before[role];
+    await waitForLine(
+      l.report,
+      (x) => {
+        if (!x.startsWith(`TICK ${role} `)) return false;
+        const v = x.split(' ').slice(2).map(Number);
+        return !was || (v[1]! > was[1]! + 2 && v[2]! > was[2]! + 2 && v[3]! > was[3]! + 2);
+      },
+      { pid: l.parent, fromLine: from },
+    );
+  }
+}
+
+async function dumpAndKill(l: Layout, extra: string[] = []): Promise<string> {
+  const dir = path.join(tempDir('criu-ts-shmem-'), 'images');
+  const r = await runCli(['dump', '-t', String(l.parent), '-D', dir, ...extra]);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  if (!extra.includes('-R')) {
+    for (const p of [l.parent, l.child]) killAndReap(p);
+    for (const p of [l.parent, l.child]) expect(procState(p)).toBe('gone');
+  }
   return dir;
 }
 
-describe('criu-ts restore: shared anonymous memory', () => {
-  it('parent and child keep seeing each other through a MAP_SHARED|MAP_ANONYMOUS area', async () => {
-    const w = await startShared();
-    const dir = await dump(w.pid);
-    const shmem = fs.readdirSync(dir).filter((f) => f.startsWith('pagemap-shmem-'));
-    expect(shmem).toHaveLength(1); // one object, dumped once for both tasks
-    for (const e of ImageDir.open(dir).pstree()) killAndReap(e.pid);
-    const r = await runCli(['restore', '-D', dir, '-d']);
-    if (r.code !== 0 || r.stderr) throw new Error(`restore: exit ${r.code}: ${r.stderr}`);
-    for (const e of ImageDir.open(dir).pstree()) track(e.pid);
-    await expectStillShared(w);
-    // Both map one object again: the same inode in both tasks' maps.
-    const inode = (pid: number) =>
-      fs
-        .readFileSync(`/proc/${pid}/maps`, 'utf8')
-        .split('\n')
-        .find((l) => l.includes('/memfd:criu-ts-shmem'))
-        ?.split(/\s+/)[4];
-    expect(inode(w.pid)).toBeDefined();
-    expect(inode(w.pid)).toBe(inode(w.child));
+async function restore(dir: string): Promise<void> {
+  const r = await runCli(['restore', '-D', dir, '-d']);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+}
+
+/** SIGUSR1 -> the parent's next SUM line, as fields. */
+async function sums(l: Layout): Promise<Record<string, string>> {
+  const from = readLines(l.report).length;
+  process.kill(l.parent, 'SIGUSR1');
+  const line = await waitForLine(l.report, /^SUM /, { pid: l.parent, fromLine: from });
+  return Object.fromEntries(
+    line
+      .split(' ')
+      .slice(1)
+      .map((kv) => kv.split('=') as [string, string]),
+  );
+}
+
+/** The workload's FNV-1a 64. */
+function fnv(b: Buffer): string {
+  let h = 0xcbf29ce484222325n;
+  for (const x of b) h = BigInt.asUintN(64, (h ^ BigInt(x)) * 0x100000001b3n);
+  return h.toString(16).padStart(16, '0');
+}
+
+/** What the child wrote into page 5 of the anonymous mapping. */
+function page5(): Buffer {
+  const b = Buffer.alloc(PAGE);
+  for (let i = 0; i < PAGE / 8; i++)
+    b.writeBigUInt64LE(BigInt.asUintN(64, BigInt(i + 1) * 0x9e3779b97f4a7c15n), i * 8);
+  return b;
+}
+
+function readMem(pid: number, addr: bigint, len: number): Buffer {
+  const fd = fs.openSync(`/proc/${pid}/mem`, 'r');
+  try {
+    const b = Buffer.alloc(len);
+    expect(fs.readSync(fd, b, 0, len, addr)).toBe(len);
+    return b;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The /proc/PID/maps line at `addr`: perms, dev, inode, path. */
+function mapAt(pid: number, addr: bigint) {
+  const line = fs
+    .readFileSync(`/proc/${pid}/maps`, 'utf8')
+    .split('\n')
+    .find((x) => x.startsWith(`${addr.toString(16)}-`));
+  expect(line, `pid ${pid} has a mapping at 0x${addr.toString(16)}`).toBeDefined();
+  const [, perms, , dev, inode, ...rest] = line!.split(/\s+/);
+  return { perms, dev, inode, path: rest.join(' ') };
+}
+
+const FD_BYTES = Buffer.from(Array.from({ length: 10000 }, (_, i) => (i * 7 + 3) & 0xff));
+
+/** The memfd fd of the parent, from outside: link, size, position, contents, seals. */
+function memfdFd(l: Layout) {
+  const link = fs.readlinkSync(`/proc/${l.parent}/fd/${l.fd}`);
+  const info = fs.readFileSync(`/proc/${l.parent}/fdinfo/${l.fd}`, 'utf8');
+  const pos = Number(/^pos:\s*(\d+)/m.exec(info)![1]);
+  const flags = Number.parseInt(/^flags:\s*(\d+)/m.exec(info)![1]!, 8);
+  const size = fs.statSync(`/proc/${l.parent}/fd/${l.fd}`).size;
+  const contents = fs.readFileSync(`/proc/${l.parent}/fd/${l.fd}`);
+  const fd = open(`/proc/${l.parent}/fd/${l.fd}`, O_RDONLY);
+  let seals: number;
+  try {
+    seals = fcntl(fd, F_GET_SEALS);
+  } finally {
+    close(fd);
+  }
+  return { link, pos, accmode: flags & 3, size, same: contents.equals(FD_BYTES), seals };
+}
+
+describe('restore of shared memory', () => {
+  it('two tasks sharing anonymous shared memory, a memfd and a SysV segment keep seeing each other', async () => {
+    const l = await startShmem();
+    const childPage5 = (await waitForLine(l.report, /^PAGE5 /, { pid: l.parent })).split(' ')[1];
+    expect(childPage5).toBe(fnv(page5()));
+    const before = await sums(l);
+    const fdBefore = memfdFd(l);
+    expect(fdBefore).toEqual({
+      link: '/memfd:criu-ts-fd (deleted)',
+      pos: 1234,
+      accmode: 2,
+      size: 10000,
+      same: true,
+      seals: F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_WRITE,
+    });
+
+    const dir = await dumpAndKill(l);
+    // The segment outlives the killed tasks (not removed): restore attaches it again as it is.
+    expect(shmStat(l.sysv).nattch).toBe(0n);
+    const from = readLines(l.report).length;
+    await restore(dir);
+
+    // Both still see the other's counters move, in all three areas.
+    await waitTicks(l, from);
+    expect(readLines(l.report).filter((x) => x.startsWith('FAIL'))).toEqual([]);
+
+    // One object each, shared by both tasks (same device and inode in both maps).
+    for (const [addr, name] of [
+      [l.anon, '/memfd:/dev/zero'],
+      [l.memfd, '/memfd:criu-ts-shm'],
+      [l.sysvAddr, `/SYSV${'0'.repeat(8)}`],
+    ] as const) {
+      const p = mapAt(l.parent, addr);
+      const c = mapAt(l.child, addr);
+      expect(p.path).toContain(name);
+      expect(p.perms).toBe('rw-s');
+      expect(`${c.dev} ${c.inode}`).toBe(`${p.dev} ${p.inode}`);
+    }
+    expect(mapAt(l.parent, l.sysvAddr).inode).toBe(String(l.sysv));
+    expect(shmStat(l.sysv).nattch).toBe(2n);
+
+    // Page 5 was only ever in the child's page tables; it is in the object, so both see it.
+    expect(fnv(readMem(l.parent, l.anon + 5n * BigInt(PAGE), PAGE))).toBe(childPage5);
+    expect(fnv(readMem(l.child, l.anon + 5n * BigInt(PAGE), PAGE))).toBe(childPage5);
+    expect(await sums(l)).toEqual(before);
+
+    // The memfd fd: same name, size, position, flags, contents and seals; the mapped memfd is an fd too.
+    expect(memfdFd(l)).toEqual(fdBefore);
+    expect(fs.readlinkSync(`/proc/${l.child}/fd/${l.mfd}`)).toBe('/memfd:criu-ts-shm (deleted)');
+    const mfdIno = fs.statSync(`/proc/${l.child}/fd/${l.mfd}`).ino;
+    expect(String(mfdIno)).toBe(mapAt(l.parent, l.memfd).inode);
   });
 
-  it('dump -R leaves the area as it was: the two go on sharing it', async () => {
-    const w = await startShared();
-    await dump(w.pid, ['-R']);
-    await expectStillShared(w);
+  it('a SysV segment removed while attached comes back with its id and contents, and is removed again', async () => {
+    const l = await startShmem(['rmid']);
+    expect(shmStat(l.sysv).mode & SHM_DEST).toBe(SHM_DEST);
+    const before = await sums(l);
+    const dir = await dumpAndKill(l);
+    // Gone with its last user: restore must make it again, with the same id.
+    expect(() => shmStat(l.sysv)).toThrow();
+    const from = readLines(l.report).length;
+    await restore(dir);
+    await waitTicks(l, from);
+    const st = shmStat(l.sysv);
+    expect(st.nattch).toBe(2n);
+    expect(st.mode & SHM_DEST).toBe(SHM_DEST);
+    expect(st.mode & 0o777).toBe(0o600);
+    expect(st.size).toBe(BigInt(3 * PAGE + 100));
+    expect(await sums(l)).toEqual(before);
+    expect(readLines(l.report).filter((x) => x.startsWith('FAIL'))).toEqual([]);
   });
 
-  it.skipIf(!haveCrit)('crit decodes pagemap-shmem and the VMAs say ANON_SHARED', async () => {
-    const w = await startShared();
-    const dir = await dump(w.pid, ['-R']);
-    const name = fs.readdirSync(dir).find((f) => f.startsWith('pagemap-shmem-'))!;
-    const { decoded, failures } = critDecodeAll(dir, [name, `mm-${w.pid}.img`]);
+  it('dump -R leaves every shared object untouched, and crit decodes the images', async () => {
+    const l = await startShmem();
+    const before = await sums(l);
+    const fdBefore = memfdFd(l);
+    const dir = await dumpAndKill(l, ['-R']);
+    const from = readLines(l.report).length;
+    await waitTicks(l, from);
+    expect(await sums(l)).toEqual(before);
+    expect(memfdFd(l)).toEqual(fdBefore);
+    expect(readLines(l.report).filter((x) => x.startsWith('FAIL'))).toEqual([]);
+
+    const stats = fs.readdirSync(dir).filter((f) => f.startsWith('pagemap-shmem-'));
+    // The anonymous mapping, the mapped memfd and the memfd fd: three objects, each once.
+    expect(stats).toHaveLength(3);
+    if (!haveCrit) return;
+    const { decoded, failures } = critDecodeAll(dir);
     expect(failures).toEqual([]);
-    expect(entries(decoded.get(name)).length).toBeGreaterThanOrEqual(2); // head + runs
-    const mm = entries(decoded.get(`mm-${w.pid}.img`))[0]!;
-    const VMA_ANON_SHARED = 1 << 8;
-    const vmas = mm.vmas as Array<{ status: number }>;
-    expect(vmas.some((v) => (Number(v.status) & VMA_ANON_SHARED) !== 0)).toBe(true);
+    const inodes = entries(decoded.get('memfd.img'));
+    const byName = new Map(inodes.map((e) => [String(e.name), e]));
+    expect([...byName.keys()].sort()).toEqual(['/dev/zero', 'criu-ts-fd', 'criu-ts-shm']);
+    expect(big(byName.get('criu-ts-fd')!.size)).toBe(10000n);
+    expect(big(byName.get('/dev/zero')!.size)).toBe(16n * BigInt(PAGE));
+    // Page 5 of the anonymous mapping (only the child touched it) is in its object's pagemap.
+    const anonId = big(byName.get('/dev/zero')!.shmid);
+    const runs = entries(decoded.get(`pagemap-shmem-${anonId}.img`));
+    expect(big(runs[0]!.pages_id)).toBeGreaterThan(0n);
+    const covered = runs
+      .slice(1)
+      .some((r) => big(r.vaddr) <= 0x5000n && big(r.vaddr) + big(r.nr_pages) * 4096n > 0x5000n);
+    expect(covered).toBe(true);
+    const memfdFiles = entries(decoded.get('files.img')).filter((e) => e.type === 'MEMFD');
+    expect(memfdFiles.length).toBeGreaterThanOrEqual(3);
+    const fdEntry = memfdFiles.find((e) => big(obj(e.memfd).pos) === 1234n);
+    expect(fdEntry).toBeDefined();
+    const shm = entries(decoded.get(fs.readdirSync(dir).find((f) => f.startsWith('ipcns-shm-'))!));
+    expect(shm.map((e) => big(obj(e.desc).id))).toEqual([BigInt(l.sysv)]);
+    const dumpStats = obj(entries(decoded.get('stats-dump.img'))[0]!.dump);
+    expect(big(dumpStats.shpages_written)).toBeGreaterThan(0n);
+  });
+
+  it('images of older CRIU (VMA_ANON_SHARED with the inode as shmid) restore to one shared memfd', async () => {
+    const l = await startShmem();
+    const before = await sums(l);
+    const dir = await dumpAndKill(l);
+    // Rewrite the anonymous mapping the way CRIU before 3.15 recorded it.
+    const img = ImageDir.open(dir);
+    const anon = img.messages<MemfdInodeEntry>('memfd').find((e) => e.name === '/dev/zero')!;
+    for (const pid of [l.parent, l.child]) {
+      const mm = img.mm(pid) as MmEntry;
+      const v = mm.vmas!.find((x) => x.start === l.anon)!;
+      expect(v.status & (1 << 14)).toBe(1 << 14); // VMA_AREA_MEMFD, as CRIU 4 writes it
+      v.status = 1 | (1 << 8); // VMA_AREA_REGULAR | VMA_ANON_SHARED
+      v.flags |= 0x20; // MAP_ANONYMOUS
+      v.shmid = BigInt(anon.shmid);
+      delete v.fdflags;
+      img.write('mm-%u', pid, [mm]);
+    }
+    const from = readLines(l.report).length;
+    await restore(dir);
+    await waitTicks(l, from);
+    const p = mapAt(l.parent, l.anon);
+    const c = mapAt(l.child, l.anon);
+    expect(p.path).toBe('/memfd: (deleted)');
+    expect(`${c.dev} ${c.inode}`).toBe(`${p.dev} ${p.inode}`);
+    expect(await sums(l)).toEqual(before);
+    expect(readLines(l.report).filter((x) => x.startsWith('FAIL'))).toEqual([]);
   });
 });

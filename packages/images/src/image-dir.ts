@@ -130,6 +130,11 @@ export class ImageDir {
     return PageMap.forTask(this.path, pid);
   }
 
+  /** The pages of shared memory object `shmid` (pagemap-shmem-SHMID.img). */
+  shmemPageMap(shmid: number | bigint): PageMap {
+    return PageMap.forShmem(this.path, shmid);
+  }
+
   /** A writer for a new image; the magic comes from the name pattern. */
   writer(pattern: string, id?: number | bigint | string): ImageWriter {
     const n = nameOf(pattern);
@@ -156,7 +161,6 @@ export class ImageDir {
     return new PageMapWriter(this.path, pid, pagesId);
   }
 
-  /** Writer of pagemap-shmem-SHMID.img and its pages: addresses are offsets in the shared object. */
   shmemPageMapWriter(shmid: number | bigint, pagesId: number): PageMapWriter {
     return new PageMapWriter(this.path, shmid, pagesId, 'pagemap-shmem-%lu');
   }

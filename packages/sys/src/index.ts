@@ -24,6 +24,7 @@ export * from './regs.js';
 export * from './siginfo.js';
 export * from './sockdiag.js';
 export * from './socket.js';
+export * from './sysv.js';
 export * from './wait.js';
 
 /**

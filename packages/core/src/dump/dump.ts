@@ -13,6 +13,7 @@ import { FileTable } from '../files/table.js';
 import { KobjIds } from '../ids/dump.js';
 import { fpregsToImage } from '../registers/x86.js';
 import { SeccompFilters } from '../seccomp/dump.js';
+import { ShmemDump } from '../shmem/dump.js';
 import { DumpError } from './errors.js';
 import { DumpStats } from './stats.js';
 import { type DumpContext, dumpTask } from './task.js';
@@ -64,13 +65,14 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   const tree = seizeTree(opts.pid, opts.freezeCgroup ? { freezeCgroup: opts.freezeCgroup } : {});
   stats.frozenAt = process.hrtime.bigint();
   log(`seized ${tree.tasks.length} tasks`);
+  const files = new FileTable(new Set(tree.tasks.map((t) => t.pid)), {
+    tcpEstablished: opts.tcpEstablished === true,
+    networkLock: opts.networkLock ?? 'nftables',
+  });
   const ctx: DumpContext = {
     dir,
     tree,
-    files: new FileTable(new Set(tree.tasks.map((t) => t.pid)), {
-      tcpEstablished: opts.tcpEstablished === true,
-      networkLock: opts.networkLock ?? 'nftables',
-    }),
+    files,
     ids: new KobjIds(),
     stats,
     fdTablesDone: new Set(),
@@ -79,6 +81,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     cgroups: new CgroupSets(),
     shellJob: opts.shellJob === true,
     ttyInfos: [],
+    shmem: new ShmemDump(dir, files, stats, () => ctx.pagesId++),
   };
   try {
     const root = tree.tasks.find((t) => t.pid === opts.pid);

@@ -12,6 +12,9 @@ export class DumpStats {
   memwriteEnd = this.start;
   pagesScanned = 0;
   pagesWritten = 0;
+  /** Pages of shared memory objects (shmem/): all of each object, and the ones written. */
+  shpagesScanned = 0;
+  shpagesWritten = 0;
 
   entry(end: bigint): DumpStatsEntry {
     return {
@@ -23,6 +26,13 @@ export class DumpStats {
       pages_skipped_parent: 0n,
       pages_written: BigInt(this.pagesWritten),
       pages_lazy: 0n,
+      ...(this.shpagesScanned
+        ? {
+            shpages_scanned: BigInt(this.shpagesScanned),
+            shpages_skipped_parent: 0n,
+            shpages_written: BigInt(this.shpagesWritten),
+          }
+        : {}),
     };
   }
 }

@@ -22,7 +22,7 @@ import { dumpMm } from '../mm/dump.js';
 import { dumpPages, pagesToDump } from '../mm/pages.js';
 import { dumpVmas, VMA } from '../mm/vmas.js';
 import type { SeccompFilters } from '../seccomp/dump.js';
-import { dumpSharedAnon } from '../shmem/dump.js';
+import type { ShmemDump } from '../shmem/dump.js';
 import { pendingSignals, signalQueue } from '../signals/dump.js';
 import { listPosixTimers, taskTimers } from '../timers/dump.js';
 import { DumpError } from './errors.js';
@@ -44,6 +44,8 @@ export interface DumpContext {
   shellJob: boolean;
   /** tty-info.img entries, one per terminal. */
   ttyInfos: TtyInfoEntry[];
+  /** Shared memory objects (memfd, anonymous shared, SysV), dumped once for the tree. */
+  shmem: ShmemDump;
 }
 
 // GDT TLS slots x86-64 userspace may use (GDT_ENTRY_TLS_MIN .. MAX).
@@ -80,12 +82,16 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
 
     // Memory, read after the parasite left so its scratch area is not in the maps.
     const smaps = proc.smaps();
-    const vmas = dumpVmas(task.pid, smaps, (s) =>
-      pathEntry(
-        ctx.files,
-        s.path,
-        `/proc/${task.pid}/map_files/${s.start.toString(16)}-${s.end.toString(16)}`,
-      ),
+    const vmas = dumpVmas(
+      task.pid,
+      smaps,
+      (s) =>
+        pathEntry(
+          ctx.files,
+          s.path,
+          `/proc/${task.pid}/map_files/${s.start.toString(16)}-${s.end.toString(16)}`,
+        ),
+      ctx.shmem.forTask(task.pid, ids.ipc_ns_id ?? 0),
     );
     const exeId = pathEntry(ctx.files, proc.readlink('exe'), `/proc/${task.pid}/exe`);
     ctx.dir.write('mm-%u', task.pid, [
@@ -104,10 +110,6 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
       pm.close();
     }
     ctx.stats.pagesScanned += scanned;
-    for (const v of vmas) {
-      if (!(v.entry.status & VMA.ANON_SHARED) || !ctx.files.firstTime(`shmem:${v.entry.shmid}`)) continue;
-      ctx.stats.pagesWritten += dumpSharedAnon(ctx.dir, task.pid, v, ctx.pagesId++);
-    }
     ctx.stats.memdumpEnd = ctx.stats.memwriteEnd = process.hrtime.bigint();
 
     ctx.dir.write('fs-%u', task.pid, [dumpFs(task.pid, proc, status, ctx.files)]);
@@ -180,7 +182,11 @@ function fdDrivers(ctx: DumpContext, parasite: Parasite) {
     return { sid: sidValue, pgrp };
   };
   // Terminals are character devices too: their driver must come before the regular one.
-  return [ttyDriver({ shellJob: ctx.shellJob, session, infos: ctx.ttyInfos }), ...FD_DRIVERS];
+  return [
+    ttyDriver({ shellJob: ctx.shellJob, session, infos: ctx.ttyInfos }),
+    ctx.shmem.fdDriver(),
+    ...FD_DRIVERS,
+  ];
 }
 
 /** The per-thread values a non-leader thread keeps (its own parasite, a small batch). */

@@ -3,6 +3,7 @@ import { eventpollRestoreDriver } from './eventpoll/restore.js';
 import { fifoRestoreDriver } from './fifo/restore.js';
 import { inetSocketRestoreDriver } from './inet/restore.js';
 import { inotifyRestoreDriver } from './inotify/restore.js';
+import { memfdRestoreDriver } from './memfd/restore.js';
 import { pipeRestoreDriver } from './pipe/restore.js';
 import type { FdRestoreDriver } from './restore-driver.js';
 import { signalfdRestoreDriver } from './signalfd/restore.js';
@@ -23,6 +24,7 @@ export const FD_RESTORE_DRIVERS: FdRestoreDriver[] = [
   unixSocketRestoreDriver,
   inotifyRestoreDriver,
   inetSocketRestoreDriver,
+  memfdRestoreDriver,
 ];
 
 export function restoreDriverFor(type: number): FdRestoreDriver | undefined {

@@ -1,8 +1,13 @@
 import { hasVmFlag, type SmapsEntry, type VmFlagName } from '@criu-ts/bfd';
 import type { VmaEntry } from '@criu-ts/images';
 import { DumpError } from '../dump/errors.js';
+import { isShmemDev } from '../shmem/dev.js';
+import type { ShmemMappings } from '../shmem/dump.js';
 
 // mmap flags and VMA status bits as CRIU stores them (vma.proto, criu/include/image.h).
+const O_RDONLY = 0;
+const O_RDWR = 2;
+
 export const MAP = {
   SHARED: 0x1,
   PRIVATE: 0x2,
@@ -54,9 +59,17 @@ export interface DumpVma {
  * The VMAs of a task as CRIU describes them: prot, MAP_* flags (with GROWSDOWN, LOCKED,
  * NORESERVE from VmFlags), a status saying what backs the area, and for file mappings the
  * files.img id of the file (in shmid). [vvar] and [vvar_vclock] become one area, as CRIU
- * keeps them; [vsyscall] is kept as the kernel's.
+ * keeps them; [vsyscall] is kept as the kernel's. Shared memory (anything on the kernel's shmem
+ * device) goes to `shmem`, as CRIU 4 sorts it: SysV segments are ANON_SHARED|SYSVIPC with the
+ * segment id in shmid; memfds and anonymous shared memory are MEMFD file mappings whose shmid is
+ * the files.img id of a MEMFD entry.
  */
-export function dumpVmas(pid: number, smaps: SmapsEntry[], fileId: (vma: SmapsEntry) => number): DumpVma[] {
+export function dumpVmas(
+  pid: number,
+  smaps: SmapsEntry[],
+  fileId: (vma: SmapsEntry) => number,
+  shmem?: ShmemMappings,
+): DumpVma[] {
   const out: DumpVma[] = [];
   for (const s of smaps) {
     const prev = out[out.length - 1];
@@ -66,14 +79,23 @@ export function dumpVmas(pid: number, smaps: SmapsEntry[], fileId: (vma: SmapsEn
       prev.entry.end = s.end;
       continue;
     }
-    out.push({ entry: vmaEntry(pid, s, fileId), path: s.path, wasWritable: hasVmFlag(s.vmFlags, 'ac') });
+    out.push({
+      entry: vmaEntry(pid, s, fileId, shmem),
+      path: s.path,
+      wasWritable: hasVmFlag(s.vmFlags, 'ac'),
+    });
   }
   return out;
 }
 
 const isVvar = (path: string) => path === '[vvar]' || path === '[vvar_vclock]';
 
-function vmaEntry(pid: number, s: SmapsEntry, fileId: (vma: SmapsEntry) => number): VmaEntry {
+function vmaEntry(
+  pid: number,
+  s: SmapsEntry,
+  fileId: (vma: SmapsEntry) => number,
+  shmem: ShmemMappings | undefined,
+): VmaEntry {
   let flags = s.shared ? MAP.SHARED : MAP.PRIVATE;
   if (hasVmFlag(s.vmFlags, 'gd')) flags |= MAP.GROWSDOWN;
   if (hasVmFlag(s.vmFlags, 'lo')) flags |= MAP.LOCKED;
@@ -84,22 +106,32 @@ function vmaEntry(pid: number, s: SmapsEntry, fileId: (vma: SmapsEntry) => numbe
 
   let status = 0;
   let shmid = 0n;
+  let fdflags: number | undefined;
   const where = `pid ${pid} VMA ${s.start.toString(16)}-${s.end.toString(16)} ${s.path}`;
-  if (s.path === '[vsyscall]') status = VMA.AREA_VSYSCALL;
-  else if (s.shared && isSharedAnon(s.path)) {
-    // MAP_SHARED|MAP_ANONYMOUS: a shmem object, one per mmap() call, shared across fork. Its
-    // contents are dumped once, by object (shmid = its inode), see shmem/dump.ts.
-    status = VMA.AREA_REGULAR | VMA.ANON_SHARED;
-    flags |= MAP.ANONYMOUS;
-    shmid = s.ino;
-  } else if (s.path.startsWith('[') && !s.path.startsWith('[anon:') && !special(s.path)) {
+  if (isShmemDev(s.major, s.minor)) {
+    if (!shmem) throw new DumpError(`${where}: shared memory mappings need a shared memory dumper`);
+    // As CRIU records it: writable through this mapping's file (VM_MAYWRITE on a shared mapping).
+    fdflags = s.shared && hasVmFlag(s.vmFlags, 'mw') ? O_RDWR : O_RDONLY;
+    if (s.path.startsWith('/SYSV')) {
+      if (!s.shared) throw new DumpError(`${where}: a private SysV mapping cannot exist`);
+      status = VMA.AREA_REGULAR | VMA.ANON_SHARED | VMA.AREA_SYSVIPC;
+      flags |= MAP.ANONYMOUS;
+      shmid = shmem.sysv(s);
+    } else {
+      status = VMA.AREA_REGULAR | VMA.AREA_MEMFD | (s.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE);
+      shmid = shmem.memfd(s, fdflags);
+    }
+  } else if (s.path.startsWith('/memfd:') || s.path.startsWith('/SYSV')) {
+    throw new DumpError(`${where}: shared memory outside shmem (hugetlb) is not supported yet`);
+  } else if (s.path === '[vsyscall]') status = VMA.AREA_VSYSCALL;
+  else if (s.path.startsWith('[') && !s.path.startsWith('[anon:') && !special(s.path)) {
     throw new DumpError(`${where}: unsupported special mapping`);
-  } else if (s.path.startsWith('/') && s.ino !== 0n && !isShmem(s, where)) {
+  } else if (s.path.startsWith('/') && s.ino !== 0n) {
     // Pages of shared file mappings live in the file; private ones are copied when written.
     status = VMA.AREA_REGULAR | (s.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE);
     shmid = BigInt(fileId(s));
   } else {
-    if (s.shared) throw new DumpError(`${where}: shared memory of an unknown kind`);
+    if (s.shared) throw new DumpError(`${where}: shared memory that is not on shmem`);
     status = VMA.AREA_REGULAR | VMA.ANON_PRIVATE;
     flags |= MAP.ANONYMOUS;
     if (s.path === '[vdso]') status |= VMA.AREA_VDSO;
@@ -120,18 +152,8 @@ function vmaEntry(pid: number, s: SmapsEntry, fileId: (vma: SmapsEntry) => numbe
     fd: -1n,
   };
   if (madv !== 0n) entry.madv = madv;
+  if (fdflags !== undefined) entry.fdflags = fdflags;
   return entry;
-}
-
-/** MAP_SHARED|MAP_ANONYMOUS memory (and shared mappings of /dev/zero, the same thing). */
-const isSharedAnon = (path: string) => path === '/dev/zero (deleted)' || path === '/dev/zero';
-
-/** memfd and SysV mappings show a path but are shared memory criu-ts cannot dump yet. */
-function isShmem(s: SmapsEntry, where: string): boolean {
-  if (s.path.startsWith('/memfd:') || s.path.startsWith('/SYSV') || s.path.startsWith('/dev/zero')) {
-    throw new DumpError(`${where}: memfd and SysV shared memory mappings cannot be dumped yet`);
-  }
-  return false;
 }
 
 function special(path: string): boolean {

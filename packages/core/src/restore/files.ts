@@ -24,7 +24,6 @@ import {
 } from '@criu-ts/sys';
 import type { FdRestoreContext } from '../files/restore-driver.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
-import { makeSharedAnon } from '../shmem/restore.js';
 import { RestoreError } from './errors.js';
 
 const O_DIRECTORY = 0o200000;
@@ -40,7 +39,6 @@ export class NodeFiles {
   private readonly open = new Map<string, number>();
   private readonly ghostPaths = new Map<number, string>();
   private readonly sharedObjects = new Map<string, unknown>();
-  private readonly shmem = new Map<bigint, { fd: number; size: bigint }>();
   private readonly extraFds: number[] = [];
   private readonly afterRestoreSteps: Array<() => void> = [];
   private readonly driverCtx: FdRestoreContext;
@@ -120,25 +118,6 @@ export class NodeFiles {
       }
     }
     if (purpose !== 'dir' && !this.ghosts.has(id)) this.check(fd, f);
-    return fd;
-  }
-
-  /**
-   * criu-ts's memfd holding shared anonymous object `shmid`, at least `size` bytes: made and filled
-   * once, grown when a later mapping of it reaches further.
-   */
-  sharedAnon(shmid: bigint, size: bigint): number {
-    const have = this.shmem.get(shmid);
-    if (have) {
-      if (have.size < size) {
-        ftruncate(have.fd, size);
-        have.size = size;
-      }
-      return have.fd;
-    }
-    const fd = makeSharedAnon(this.dir, shmid, size);
-    this.shmem.set(shmid, { fd, size });
-    this.open.set(`shmem:${shmid}`, fd);
     return fd;
   }
 

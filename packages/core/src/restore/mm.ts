@@ -3,7 +3,9 @@
 //      mremap to where the dump found them (one offset for all, the vDSO reads [vvar] rip-relative);
 //   2. every VMA is mapped at its address with its flags: anonymous ones, private and shared file
 //      mappings at their offsets (the file comes from criu-ts through pidfd_getfd), the stack with
-//      MAP_GROWSDOWN;
+//      MAP_GROWSDOWN; shared memory (memfd, anonymous shared) is mapped from the one memfd criu-ts made
+//      for the object (shmem/restore.ts), so tasks that shared it share it again; SysV segments are
+//      attached with shmat at their address;
 //   3. page contents: MADV_POPULATE_WRITE (one call instead of a page fault per page, which costs ~12 us
 //      here) then pread64 from pages-N.img straight into place; pages of VMAs that are not writable
 //      (a text page the dumper's parasite once patched) are written through /proc/PID/mem;
@@ -36,6 +38,7 @@ import {
   processVmWritev,
   SYS,
 } from '@criu-ts/sys';
+import { type ShmemRestore, sysvAttachments } from '../shmem/restore.js';
 import { RestoreError } from './errors.js';
 import type { NodeFiles } from './files.js';
 import type { Call, Injector } from './inject.js';
@@ -60,6 +63,8 @@ export interface MmContext {
   /** Free area for moving the vDSO out of the way when old and new places overlap. */
   parking: bigint;
   log: (msg: string) => void;
+  /** The shared memory objects of the restore. */
+  shmem: ShmemRestore;
 }
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;
@@ -117,7 +122,7 @@ export function restoreMm(
   const vmas = mm.vmas ?? [];
   const parts = pieces(pm, vmas);
   const hasPages = new Set<VmaEntry>(parts.map((p) => p.vma));
-  const shared = (v: VmaEntry) => (v.status & VMA.FILE_SHARED) !== 0;
+  const shared = (v: VmaEntry) => (v.status & (VMA.FILE_SHARED | VMA.ANON_SHARED)) !== 0;
   // Mapped writable first: was writable once (has its own pages) and is not code (a patched text page).
   const writableFirst = (v: VmaEntry) =>
     !shared(v) && (v.prot & PROT_WRITE) === 0 && (v.prot & PROT_EXEC) === 0 && hasPages.has(v);
@@ -139,48 +144,25 @@ export function restoreMm(
   }
   vdsoMoves(vmas, maps, vdsoNow, ctx.parking, add);
 
-  // 2. Every VMA at its place.
-  // Mappings of a file (or of a shared memory object) grouped by what criu-ts's fd for it is.
-  const fileVmas = new Map<
-    string,
-    { what: string; nodeFd: (list: VmaEntry[]) => number; list: VmaEntry[] }
-  >();
-  const group = (key: string, what: string, nodeFd: (list: VmaEntry[]) => number, v: VmaEntry) => {
-    const g = fileVmas.get(key) ?? { what, nodeFd, list: [] };
-    g.list.push(v);
-    fileVmas.set(key, g);
-  };
+  // 2. Every VMA at its place; those backed by a file (or a memfd) grouped by criu-ts's fd for it.
+  const fileVmas = new Map<number, { what: string; vmas: VmaEntry[] }>();
   for (const v of vmas) {
-    if (isSpecial(v)) continue;
+    if (isSpecial(v) || v.status & VMA.AREA_SYSVIPC) continue;
     const prot = v.prot | (writableFirst(v) ? PROT_WRITE : 0);
     const flags = (v.flags & MAP_KEEP) | MAP_FIXED;
-    if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
-      const id = Number(v.shmid);
-      const write = shared(v) && (v.prot & PROT_WRITE) !== 0;
-      group(`file:${id}:${write}`, `file ${id}`, () => ctx.files.fd(id, write ? 'write' : 'read'), v);
-      continue;
-    }
-    if (v.status & VMA.ANON_SHARED) {
-      // The memfd must reach as far as the furthest mapping of it.
-      const reach = (list: VmaEntry[]) => {
-        let furthest = 0n;
-        for (const x of list) if (x.pgoff + x.end - x.start > furthest) furthest = x.pgoff + x.end - x.start;
-        return furthest;
-      };
-      group(
-        `shmem:${v.shmid}`,
-        `shared memory ${v.shmid}`,
-        (list) => ctx.files.sharedAnon(v.shmid, reach(list)),
-        v,
-      );
+    const source = mappingSource(v, ctx);
+    if (source) {
+      const group = fileVmas.get(source.fd) ?? { what: source.what, vmas: [] };
+      group.vmas.push(v);
+      fileVmas.set(source.fd, group);
       continue;
     }
     add(`mmap ${hex(v.start)}`, [SYS.mmap, v.start, v.end - v.start, prot, flags | MAP_ANONYMOUS, -1, 0]);
   }
   // The file's fd in the task: pidfd_getfd gives the lowest free fd, which is 0 (only the helper
   // pidfd, far above, is open now).
-  for (const { what, nodeFd, list } of fileVmas.values()) {
-    add(`pidfd_getfd of ${what}`, [SYS.pidfd_getfd, ctx.pidfd, nodeFd(list), 0]);
+  for (const [nodeFd, { what, vmas: list }] of fileVmas) {
+    add(`pidfd_getfd of ${what}`, [SYS.pidfd_getfd, ctx.pidfd, nodeFd, 0]);
     for (const v of list) {
       const prot = v.prot | (writableFirst(v) ? PROT_WRITE : 0);
       add(`mmap ${hex(v.start)} of ${what}`, [
@@ -195,9 +177,18 @@ export function restoreMm(
     }
     add('close', [SYS.close, 0]);
   }
+  // SysV segments: shmat maps a whole segment; parts mprotect()ed since get their prot back.
+  for (const a of sysvAttachments(vmas, (id) => ctx.shmem.segmentSize(id), pid)) {
+    add(`shmat of SysV segment ${a.id} at ${hex(a.start)}`, [SYS.shmat, a.id, a.start, a.shmflg]);
+    for (const f of a.fixups)
+      add(`mprotect ${hex(f.start)} of SysV ${a.id}`, [SYS.mprotect, f.start, f.len, f.prot]);
+  }
   const r1 = inj.batch(calls, (i) => names[i] ?? `call ${i}`);
   calls.forEach((c, i) => {
-    if (c[0] === SYS.mmap && BigInt.asUintN(64, r1[i]!) !== BigInt(c[1]!))
+    if (
+      (c[0] === SYS.mmap || c[0] === SYS.shmat) &&
+      BigInt.asUintN(64, r1[i]!) !== BigInt(c[c[0] === SYS.mmap ? 1 : 2]!)
+    )
       throw new RestoreError(`pid ${pid}: ${names[i]} landed at ${hex(BigInt.asUintN(64, r1[i]!))}`);
     if (c[0] === SYS.pidfd_getfd && r1[i] !== 0n)
       throw new RestoreError(`pid ${pid}: ${names[i]} gave fd ${r1[i]}, not 0`);
@@ -228,6 +219,29 @@ export function restoreMm(
   // 5. mm fields, auxv, exe.
   setMmMap(inj, pid, mm, ctx);
   return { pages };
+}
+
+/**
+ * criu-ts's fd a VMA is mapped from, or undefined for anonymous memory. Shared mappings that can
+ * write need a read-write fd: for memfds as fdflags says (a read-only part of a writable mapping may be
+ * made writable again), for files as their prot says (as restore.ts opened them beforehand).
+ */
+function mappingSource(v: VmaEntry, ctx: MmContext): { fd: number; what: string } | undefined {
+  const sharedFile = (v.status & VMA.FILE_SHARED) !== 0;
+  if (v.status & VMA.AREA_MEMFD) {
+    const mayWrite = v.fdflags !== undefined ? (v.fdflags & 3) === 2 : (v.prot & PROT_WRITE) !== 0;
+    return {
+      fd: ctx.shmem.memfdMapFd(Number(v.shmid), sharedFile && mayWrite),
+      what: `memfd file ${v.shmid}`,
+    };
+  }
+  if (v.status & VMA.ANON_SHARED) return { fd: ctx.shmem.anonFd(v.shmid), what: `shared memory ${v.shmid}` };
+  if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
+    const id = Number(v.shmid);
+    const write = sharedFile && (v.prot & PROT_WRITE) !== 0;
+    return { fd: ctx.files.fd(id, write ? 'write' : 'read'), what: `file ${id}` };
+  }
+  return undefined;
 }
 
 function mapsOf(pid: number) {

@@ -23,6 +23,7 @@ import {
   type VmaEntry,
 } from '@criu-ts/images';
 import { restoreDriverFor } from '../files/restore-fds.js';
+import { ShmemRestore } from '../shmem/restore.js';
 import { RestoreError } from './errors.js';
 
 // core_entry.mtype, task_state, fd types and VMA status bits as CRIU defines them.
@@ -83,6 +84,8 @@ export interface RestorePlan {
   ids: number[];
   /** Bytes of page data the tasks will get back. */
   pagesBytes: bigint;
+  /** Shared memory objects (memfd, anonymous shared, SysV) the tasks map or hold. */
+  shmem: ShmemRestore;
 }
 
 /** What this kernel's vDSO looks like in our own address space. */
@@ -178,12 +181,13 @@ export function planRestore(imagesDir: string, opts: { shellJob?: boolean } = {}
   const inheritTty = ttysToInherit(dir, files, opts.shellJob === true);
   const vdso = ownVdsoLayout();
   const treeIds = new Set(tasks.flatMap((t) => [t.pid, ...t.threads.map((th) => th.tid)]));
+  const shmem = ShmemRestore.for(dir);
   let pagesBytes = 0n;
   const filesIds = new Map<number, number>();
   const vmIds = new Map<number, number>();
   for (const t of tasks) {
     if (t.state === 'zombie') continue;
-    loadLiveTask(treeIds, dir, t, files, ghosts, vdso, inheritTty);
+    loadLiveTask(treeIds, dir, t, files, ghosts, vdso, inheritTty, shmem);
     const fid = t.ids!.files_id;
     const other = filesIds.get(fid);
     if (other !== undefined)
@@ -204,7 +208,8 @@ export function planRestore(imagesDir: string, opts: { shellJob?: boolean } = {}
     }
     for (const r of t.pagemap!.runs) if (r.flags & PE_PRESENT) pagesBytes += r.pages * PAGE;
   }
-  return { dir, root, tasks, files, ghosts, seccomp, inheritTty, ids: [...ids], pagesBytes };
+  shmem.checkPlan();
+  return { dir, root, tasks, files, ghosts, seccomp, inheritTty, ids: [...ids], pagesBytes, shmem };
 }
 
 function taskOf(dir: ImageDir, e: PstreeEntry, tids: number[]): TaskPlan {
@@ -272,6 +277,7 @@ function loadLiveTask(
   ghosts: Map<number, number>,
   vdso: VdsoLayout,
   inheritTty: Set<number>,
+  shmem: ShmemRestore,
 ): void {
   for (const p of ['mm-%u', 'ids-%u', 'fs-%u', 'pagemap-%lu'] as const) need(dir, p, t.pid);
   t.mm = dir.mm(t.pid);
@@ -311,7 +317,9 @@ function loadLiveTask(
   const vmas = t.mm.vmas ?? [];
   for (const v of vmas) {
     checkVma(t.pid, v);
-    if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED))
+    // memfd mappings are file mappings too: shared memory first.
+    if (v.status & (VMA.AREA_MEMFD | VMA.ANON_SHARED)) shmem.addVma(t.pid, v, files, t.ids.ipc_ns_id ?? 0);
+    else if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED))
       checkFile(fileOf(Number(v.shmid), `mapping ${hex(v.start)}`), ghosts, false, ids);
   }
   checkVdso(t.pid, vmas, vdso);
@@ -388,6 +396,8 @@ const SUPPORTED_STATUS =
   VMA.FILE_SHARED |
   VMA.ANON_PRIVATE |
   VMA.ANON_SHARED |
+  VMA.AREA_SYSVIPC |
+  VMA.AREA_MEMFD |
   VMA.AREA_VVAR;
 
 function checkVma(pid: number, v: VmaEntry): void {

@@ -168,9 +168,11 @@ export function restore(opts: RestoreOptions): RestoreResult {
     files.afterRestore();
   } catch (e) {
     r.killAll();
+    plan.shmem.discard();
     throw e;
   } finally {
     files.closeAll();
+    plan.shmem.close();
     for (const t of plan.tasks) t.pagemap?.close();
   }
   // The tree runs now: nothing below may undo it. Time spent waiting for pids of dying tasks is not
@@ -242,12 +244,14 @@ class Restorer {
       this.files.fd(t.fs!.root_id, 'dir');
       this.files.fd(t.mm!.exe_file_id, 'read');
       for (const v of t.mm!.vmas ?? []) {
-        if (!(v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED))) continue;
+        // memfd mappings come from shared memory objects (shmem/restore.ts).
+        if (!(v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) || v.status & VMA.AREA_MEMFD) continue;
         const write = (v.status & VMA.FILE_SHARED) !== 0 && (v.prot & PROT_WRITE) !== 0;
         this.files.fd(Number(v.shmid), write ? 'write' : 'read');
       }
       if (t.pagemap!.runs.length) this.files.rawFd(t.pagemap!.pagesFile);
     }
+    this.plan.shmem.prepare();
   }
 
   run(): void {
@@ -256,6 +260,7 @@ class Restorer {
     this.createTree();
     this.forkMs = ms(tFork);
     for (const task of this.plan.tasks) if (task.state !== 'zombie') this.restoreTask(task);
+    this.plan.shmem.afterTasks();
     this.files.unlinkGhosts();
     this.finish();
   }
@@ -438,6 +443,7 @@ class Restorer {
         scratch: s,
         parking: s.base + BigInt(s.size) + PAGE,
         log: (m) => this.log.warn(m),
+        shmem: this.plan.shmem,
       },
       ownVdsoLayout(),
     );

@@ -1,68 +1,114 @@
-// Shared anonymous memory (mmap MAP_SHARED|MAP_ANONYMOUS, which the kernel backs with a shmem file
-// shown as "/dev/zero (deleted)"): its contents are dumped once per object, whichever tasks map it,
-// into pagemap-shmem-SHMID.img (addresses are offsets in the object) and a pages image. They are
-// read through the object itself (/proc/PID/map_files/...), not through one task's page tables:
-// a page that only another task touched is still in the object. Holes are skipped (SEEK_DATA/HOLE).
-
-import type { ImageDir } from '@criu-ts/images';
-import { close, fstat, isSysError, lseek, O_CLOEXEC, open, pread } from '@criu-ts/sys';
+// Shared memory on the dump side, once per object for the whole tree: memfd inodes (files/memfd) and
+// anonymous shared memory, whose contents go to pagemap-shmem-SHMID.img, and SysV segments the tasks
+// have attached, which go to ipcns-shm-NSID.img (ipc_shm_entry + the contents inline, which crit 3.17
+// reads; CRIU 4 would put them in pagemaps). Only segments some task maps are dumped, not every segment
+// of the IPC namespace: the tree lives in the host's namespace, which is not criu-ts's to take.
+import { readlinkSync } from 'node:fs';
+import type { SmapsEntry } from '@criu-ts/bfd';
+import type { ImageDir, IpcShmEntry } from '@criu-ts/images';
+import { close, O_CLOEXEC, O_RDONLY, open, preadFull, shmStat } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
-import type { DumpVma } from '../mm/vmas.js';
+import type { DumpStats } from '../dump/stats.js';
+import { MemfdInodes, memfdDriver, memfdMappingEntry } from '../files/memfd/dump.js';
+import type { FdDumpDriver, FileTable } from '../files/table.js';
+import { dumpShmemContents } from './contents.js';
 
 const PAGE = 4096n;
-const SEEK_DATA = 3;
-const SEEK_HOLE = 4;
-const CHUNK = 4 * 1024 * 1024;
 
-/** Byte ranges [start, end) of `fd` that hold data, page aligned. */
-function dataRanges(fd: number, size: bigint): Array<[bigint, bigint]> {
-  const out: Array<[bigint, bigint]> = [];
-  let at = 0n;
-  while (at < size) {
-    let start: bigint;
-    try {
-      start = lseek(fd, at, SEEK_DATA);
-    } catch (e) {
-      if (isSysError(e, 'ENXIO')) break; // nothing but holes from here
-      throw e;
-    }
-    const end = lseek(fd, start, SEEK_HOLE);
-    const s = (start / PAGE) * PAGE;
-    const e = ((end + PAGE - 1n) / PAGE) * PAGE;
-    out.push([s, e < size ? e : ((size + PAGE - 1n) / PAGE) * PAGE]);
-    at = end;
-  }
-  return out;
+/** How dump/task.ts hands a task's shared memory mappings over; each returns the VMA's shmid. */
+export interface ShmemMappings {
+  /** A memfd or anonymous shared memory: the files.img id of its MEMFD entry. */
+  memfd(vma: SmapsEntry, fdflags: number): bigint;
+  /** A SysV segment: its id. */
+  sysv(vma: SmapsEntry): bigint;
 }
 
-/** Write the contents of the shared object behind `vma` of task `pid`. Returns the pages written. */
-export function dumpSharedAnon(dir: ImageDir, pid: number, vma: DumpVma, pagesId: number): number {
-  const e = vma.entry;
-  const mapFile = `/proc/${pid}/map_files/${e.start.toString(16)}-${e.end.toString(16)}`;
-  let fd: number;
-  try {
-    fd = open(mapFile, O_CLOEXEC);
-  } catch (err) {
-    throw new DumpError(`pid ${pid}: cannot open shared memory ${mapFile}: ${(err as Error).message}`);
+export class ShmemDump {
+  readonly memfds: MemfdInodes;
+  private readonly dumped = new Set<bigint>();
+  private readonly segments = new Map<number, { entry: IpcShmEntry; data: Buffer }>();
+  private ipcNsId: number | undefined;
+
+  constructor(
+    private readonly dir: ImageDir,
+    private readonly files: FileTable,
+    private readonly stats: DumpStats,
+    private readonly nextPagesId: () => number,
+  ) {
+    this.memfds = new MemfdInodes(files, (shmid, fd, size) => this.contents(shmid, fd, size));
   }
-  const w = dir.shmemPageMapWriter(e.shmid, pagesId);
-  let pages = 0;
-  try {
-    const size = BigInt(fstat(fd).size);
-    const buf = Buffer.alloc(CHUNK);
-    for (const [start, end] of dataRanges(fd, size)) {
-      w.addPresent(start, (end - start) / PAGE);
-      for (let at = start; at < end; at += BigInt(CHUNK)) {
-        const len = Number(end - at < BigInt(CHUNK) ? end - at : BigInt(CHUNK));
-        buf.fill(0, 0, len);
-        pread(fd, buf, len, at);
-        w.writeData(buf.subarray(0, len));
-      }
-      pages += Number((end - start) / PAGE);
+
+  /** The fd driver of memfd files, writing into this dump. */
+  fdDriver(): FdDumpDriver {
+    return memfdDriver(this.memfds);
+  }
+
+  /** The shared memory mappings of task `pid`, in IPC namespace `ipcNsId` (ids-PID.img). */
+  forTask(pid: number, ipcNsId: number): ShmemMappings {
+    const range = (s: SmapsEntry) => `/proc/${pid}/map_files/${s.start.toString(16)}-${s.end.toString(16)}`;
+    return {
+      memfd: (s, fdflags) =>
+        BigInt(memfdMappingEntry(this.files, this.memfds, range(s), s.path, s.ino, fdflags)),
+      sysv: (s) => BigInt(this.sysv(pid, s, range(s), ipcNsId)),
+    };
+  }
+
+  /** Pages of one object, the first time it is seen. */
+  private contents(shmid: bigint, fd: number, size: bigint): void {
+    if (this.dumped.has(shmid) || size === 0n) return;
+    this.dumped.add(shmid);
+    const r = dumpShmemContents(this.dir, shmid, fd, size, this.nextPagesId());
+    this.stats.shpagesScanned += r.scanned;
+    this.stats.shpagesWritten += r.written;
+  }
+
+  /** A SysV segment: its ipc_shm_entry and contents, read while the tree is frozen. */
+  private sysv(pid: number, s: SmapsEntry, mapFiles: string, ipcNsId: number): number {
+    const id = Number(s.ino);
+    if (this.segments.has(id)) return id;
+    const where = `pid ${pid}: SysV shared memory ${id} at 0x${s.start.toString(16)}`;
+    if (readlinkSync(`/proc/${pid}/ns/ipc`) !== readlinkSync('/proc/self/ns/ipc'))
+      throw new DumpError(`${where} is in another IPC namespace: IPC namespaces are not supported yet`);
+    if (this.ipcNsId !== undefined && this.ipcNsId !== ipcNsId)
+      throw new DumpError(`${where}: the tree spans two IPC namespaces`);
+    this.ipcNsId = ipcNsId;
+    let ds: ReturnType<typeof shmStat>;
+    try {
+      ds = shmStat(id);
+    } catch (e) {
+      throw new DumpError(`${where}: shmctl(IPC_STAT): ${(e as Error).message}`);
     }
-  } finally {
-    w.close();
-    close(fd);
+    const data = Buffer.alloc(Number(ds.size));
+    const fd = open(mapFiles, O_RDONLY | O_CLOEXEC);
+    try {
+      preadFull(fd, data, data.length, 0);
+    } finally {
+      close(fd);
+    }
+    const pages = Number((ds.size + PAGE - 1n) / PAGE);
+    this.stats.shpagesScanned += pages;
+    this.stats.shpagesWritten += pages;
+    const entry: IpcShmEntry = {
+      desc: {
+        key: ds.key >>> 0,
+        uid: ds.uid,
+        gid: ds.gid,
+        cuid: ds.cuid,
+        cgid: ds.cgid,
+        mode: ds.mode,
+        id,
+      },
+      size: ds.size,
+    };
+    this.segments.set(id, { entry, data });
+    // Rewritten whole with each new segment: a tree attaches a few at most.
+    const all = [...this.segments.values()];
+    this.dir.write(
+      'ipcns-shm-%u',
+      ipcNsId,
+      all.map((x) => x.entry),
+      all.map((x) => x.data),
+    );
+    return id;
   }
-  return pages;
 }

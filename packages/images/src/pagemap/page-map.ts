@@ -59,7 +59,7 @@ export class PageMap {
     return new PageMap(dir, imageFileName('pagemap-%lu', pid));
   }
 
-  /** The pagemap of shared memory object `shmid` (addresses are offsets in the object). */
+  /** The pagemap of shared memory object `shmid` in `dir` (vaddr = offset in the object). */
   static forShmem(dir: string, shmid: number | bigint): PageMap {
     return new PageMap(dir, imageFileName('pagemap-shmem-%lu', shmid));
   }
@@ -158,15 +158,20 @@ export class PageMap {
 
 /**
  * Writes pagemap-PID.img and pages-N.img together: each run's entry, and for present runs
- * the page data, which goes straight to the file in large writes.
+ * the page data, which goes straight to the file in large writes. With `pattern`
+ * 'pagemap-shmem-%lu' it writes the pages of a shared memory object (`id` = its shmid).
  */
 export class PageMapWriter {
   private readonly pagemap: ImageWriter;
   private readonly pages: ImageRawWriter;
 
-  /** `pattern`: 'pagemap-%lu' for a task (id = pid), 'pagemap-shmem-%lu' for shared memory (id = shmid). */
-  constructor(dir: string, pid: number | bigint, pagesId: number, pattern = 'pagemap-%lu') {
-    this.pagemap = new ImageWriter(join(dir, imageFileName(pattern, pid)), 'PAGEMAP');
+  constructor(
+    dir: string,
+    id: number | bigint,
+    pagesId: number,
+    pattern: 'pagemap-%lu' | 'pagemap-shmem-%lu' = 'pagemap-%lu',
+  ) {
+    this.pagemap = new ImageWriter(join(dir, imageFileName(pattern, id)), 'PAGEMAP');
     this.pagemap.write({ pages_id: pagesId });
     this.pages = new ImageRawWriter(join(dir, imageFileName('pages-%u', pagesId)));
   }

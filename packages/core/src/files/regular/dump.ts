@@ -1,6 +1,7 @@
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import type { FileEntry, ImageDir } from '@criu-ts/images';
 import { DumpError } from '../../dump/errors.js';
+import { isMemfdLink } from '../memfd/dump.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
 
 const DELETED = ' (deleted)';
@@ -122,7 +123,8 @@ export const regularFileDriver: FdDumpDriver = {
   kind: 'regular file',
   claims(file: OpenFile) {
     const type = file.stat.mode & 0o170000n;
-    const byPath = file.link.startsWith('/');
+    // memfds have a path-like link too, but are shared memory (files/memfd).
+    const byPath = file.link.startsWith('/') && !isMemfdLink(file.link);
     return byPath && (type === 0o100000n || type === 0o040000n || type === 0o020000n || type === 0o060000n);
   },
   dump(file: OpenFile, files: FileTable) {

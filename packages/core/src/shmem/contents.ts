@@ -1,0 +1,121 @@
+// The contents of one shared memory object, once per object (not per task that maps it):
+// pagemap-shmem-SHMID.img lists runs of pages by their offset in the object (vaddr = offset), their
+// data goes to pages-N.img, as CRIU writes them. They are read through the object itself (a fd of the
+// shmem file), so a page that no task ever touched but that is in the object is dumped too, and only
+// holes (SEEK_DATA / SEEK_HOLE) are left out.
+import { closeSync, openSync, readSync } from 'node:fs';
+import { type ImageDir, PE_PARENT, PE_PRESENT } from '@criu-ts/images';
+import { isSysError, lseek, preadFull, pwrite, SEEK_DATA, SEEK_HOLE } from '@criu-ts/sys';
+import { RestoreError } from '../restore/errors.js';
+
+const PAGE = 4096n;
+/** Data is copied through a buffer of this size. */
+const CHUNK = 4 * 1024 * 1024;
+
+export interface ShmemPages {
+  /** Pages of the object (its size rounded up). */
+  scanned: number;
+  /** Pages written to the image (the ones that are not holes). */
+  written: number;
+}
+
+const pageUp = (n: bigint) => (n + PAGE - 1n) & ~(PAGE - 1n);
+const min = (a: bigint, b: bigint) => (a < b ? a : b);
+
+/** The [start, end) byte ranges of `fd` holding data, page aligned, within `size`. */
+function dataRanges(fd: number, size: bigint): Array<[bigint, bigint]> {
+  const end = pageUp(size);
+  const out: Array<[bigint, bigint]> = [];
+  for (let at = 0n; at < end; ) {
+    let data: bigint;
+    try {
+      data = lseek(fd, at, SEEK_DATA);
+    } catch (e) {
+      if (isSysError(e, 'ENXIO')) break; // no data after `at`
+      throw e;
+    }
+    const hole = lseek(fd, data, SEEK_HOLE);
+    const from = data & ~(PAGE - 1n);
+    const to = min(pageUp(hole), end);
+    if (to > from) out.push([from, to]);
+    at = to > at ? to : at + PAGE;
+  }
+  return out;
+}
+
+/**
+ * Write pagemap-shmem-SHMID.img and pages-PAGESID.img for the object open as `fd` (read only, never
+ * changed: pread does not move any position, lseek moves only criu-ts's own description).
+ */
+export function dumpShmemContents(
+  dir: ImageDir,
+  shmid: bigint,
+  fd: number,
+  size: bigint,
+  pagesId: number,
+): ShmemPages {
+  const pm = dir.shmemPageMapWriter(shmid, pagesId);
+  let written = 0;
+  try {
+    const buf = Buffer.allocUnsafe(CHUNK);
+    for (const [from, to] of dataRanges(fd, size)) {
+      pm.addPresent(from, (to - from) / PAGE);
+      written += Number((to - from) / PAGE);
+      for (let at = from; at < to; ) {
+        const n = Number(to - at < BigInt(CHUNK) ? to - at : BigInt(CHUNK));
+        // The last page may be past the end of the object: the kernel reads it as zeroes.
+        const got = preadFull(fd, buf, n, at);
+        buf.fill(0, got, n);
+        pm.writeData(buf.subarray(0, n));
+        at += BigInt(n);
+      }
+    }
+  } finally {
+    pm.close();
+  }
+  return { scanned: Number(pageUp(size) / PAGE), written };
+}
+
+/**
+ * Fill `fd` (a fresh memfd of `size` bytes) from pagemap-shmem-SHMID.img, with pwrite. No image means
+ * no pages: the object was all holes. Returns the number of pages written.
+ */
+export function restoreShmemContents(dir: ImageDir, shmid: bigint, fd: number, size: bigint): number {
+  if (!dir.has('pagemap-shmem-%lu', shmid)) return 0;
+  const pm = dir.shmemPageMap(shmid);
+  let pages = 0;
+  let src: number | undefined;
+  try {
+    const buf = Buffer.allocUnsafe(CHUNK);
+    for (const r of pm.runs) {
+      if (r.flags & PE_PARENT && !(r.flags & PE_PRESENT))
+        throw new RestoreError(`pagemap-shmem-${shmid}.img: pages in a parent image are not supported yet`);
+      if (!(r.flags & PE_PRESENT)) continue;
+      const end = r.vaddr + r.pages * PAGE;
+      if (end > pageUp(size))
+        throw new RestoreError(
+          `pagemap-shmem-${shmid}.img: pages up to ${end} are beyond the object's ${size} bytes`,
+        );
+      src ??= openSync(pm.pagesFile, 'r');
+      for (let at = 0n; at < end - r.vaddr; ) {
+        const n = Number(end - r.vaddr - at < BigInt(CHUNK) ? end - r.vaddr - at : BigInt(CHUNK));
+        const got = readSync(src, buf, 0, n, r.dataOffset + at);
+        if (got !== n) throw new RestoreError(`${pm.pagesFile}: page data missing at ${r.dataOffset + at}`);
+        // Nothing is written past the object's end (its size is restored exactly).
+        const off = r.vaddr + at;
+        const keep = off + BigInt(n) > size ? Number(size - off) : n;
+        if (keep > 0) writeFully(fd, buf, keep, off);
+        at += BigInt(n);
+      }
+      pages += Number(r.pages);
+    }
+  } finally {
+    if (src !== undefined) closeSync(src);
+    pm.close();
+  }
+  return pages;
+}
+
+function writeFully(fd: number, buf: Buffer, len: number, pos: bigint): void {
+  for (let done = 0; done < len; ) done += pwrite(fd, buf, len - done, pos + BigInt(done), done);
+}
