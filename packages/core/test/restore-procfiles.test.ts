@@ -1,12 +1,17 @@
 // /proc files a task holds open: its own /proc/PID/status and its child's are opened again once those
 // pids exist (after the restore created them), and read the restored tasks; a /proc file of a task
-// that has died since is refused at dump, naming it.
+// that has died since comes back as a dead task's file (a helper holds that pid while it is opened).
+import { existsSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { killAndReap, startTraceable } from '@criu-ts/compel';
 import { ImageDir } from '@criu-ts/images';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   cleanup,
+  critDecodeAll,
+  entries,
+  haveCrit,
+  num,
   PYTHON,
   procState,
   readLines,
@@ -28,16 +33,22 @@ child = os.fork()
 if child == 0: signal.sigwait([signal.SIGUSR1]); os._exit(0)
 mine = open('/proc/self/status')
 theirs = open('/proc/%d/status' % child)
+gone = 0
 if len(sys.argv) > 2:                  # hold the status of a task that then dies
     gone = os.fork()
     if gone == 0: os._exit(0)
     dead = open('/proc/%d/status' % gone)
     os.waitpid(gone, 0)
-out.write('READY %d\\n' % child)
+out.write('READY %d %d %d\\n' % (child, gone, dead.fileno() if gone else -1))
 signal.sigwait([signal.SIGUSR1])
 pid_of = lambda f: [l.split()[1] for l in f.read().splitlines() if l.startswith('Pid:')][0]
 mine.seek(0); theirs.seek(0)
 out.write('PIDS %s %s\\n' % (pid_of(mine), pid_of(theirs)))
+if gone:
+    try:
+        dead.seek(0); dead.read(); out.write('DEAD readable\\n')
+    except OSError as e:
+        out.write('DEAD errno %d\\n' % e.errno)
 `;
 
 describe('criu-ts restore: /proc files', () => {
@@ -62,18 +73,32 @@ describe('criu-ts restore: /proc files', () => {
     process.kill(child, 'SIGUSR1');
   });
 
-  it('a /proc file of a task that has died: exit 1 naming it; the task runs on', async () => {
+  it('a /proc file of a task that has died comes back dead: ESRCH on read, the pid free again', async () => {
     const d = tempDir('criu-ts-proc-dead-');
     const report = path.join(d, 'report');
     const pid = startTraceable([PYTHON, '-c', HOLDER_PY, report, 'dead'], { setsid: true });
     track(pid);
-    const child = Number((await waitForLine(report, /^READY /, { pid })).split(' ')[1]);
-    track(child);
-    const r = await runCli(['dump', '-t', String(pid), '-D', path.join(d, 'images')]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/\/proc\/\d+\/status belongs to task \d+, which has died/);
+    const [child, gone, fd] = (await waitForLine(report, /^READY /, { pid })).split(' ').slice(1).map(Number);
+    track(child!);
+    await waitFor(() => procState(pid) === 'S', 'waiting');
+    const dir = path.join(d, 'images');
+    const r = await runCli(['dump', '-t', String(pid), '-D', dir]);
+    if (r.code !== 0 || r.stderr) throw new Error(`dump: exit ${r.code}: ${r.stderr}`);
+    if (haveCrit) {
+      const { decoded, failures } = critDecodeAll(dir, ['remap-fpath.img']);
+      expect(failures).toEqual([]);
+      const remaps = entries(decoded.get('remap-fpath.img')).map((e) => `${e.remap_type} ${num(e.remap_id)}`);
+      expect(remaps).toEqual([`PROCFS ${gone}`]);
+    }
+    for (const e of ImageDir.open(dir).pstree()) killAndReap(e.pid);
+    const rr = await runCli(['restore', '-D', dir, '-d']);
+    if (rr.code !== 0 || rr.stderr) throw new Error(`restore: exit ${rr.code}: ${rr.stderr}`);
+    for (const e of ImageDir.open(dir).pstree()) track(e.pid);
+    expect(readlinkSync(`/proc/${pid}/fd/${fd}`)).toBe(`/proc/${gone}/status`);
+    expect(existsSync(`/proc/${gone}`)).toBe(false); // the helper is gone again
     process.kill(pid, 'SIGUSR1');
-    await waitForLine(report, /^PIDS /, { pid });
-    process.kill(child, 'SIGUSR1');
+    await waitForLine(report, /^DEAD /, { pid });
+    expect(readLines(report)).toEqual(expect.arrayContaining([`PIDS ${pid} ${child}`, 'DEAD errno 3']));
+    process.kill(child!, 'SIGUSR1');
   });
 });

@@ -20,7 +20,7 @@ import { dumpFs } from '../fs/dump.js';
 import type { KobjIds } from '../ids/dump.js';
 import { dumpMm } from '../mm/dump.js';
 import { dumpPages, pagesToDump } from '../mm/pages.js';
-import { dumpVmas, VMA } from '../mm/vmas.js';
+import { dumpVmas } from '../mm/vmas.js';
 import type { SeccompFilters } from '../seccomp/dump.js';
 import type { ShmemDump } from '../shmem/dump.js';
 import { pendingSignals, signalQueue } from '../signals/dump.js';

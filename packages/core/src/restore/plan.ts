@@ -41,6 +41,8 @@ export { VMA } from '../mm/vmas.js';
 import { VMA } from '../mm/vmas.js';
 
 const REMAP_GHOST = 1;
+/** remap-fpath type PROCFS: remap_id is a pid that had died when a task's /proc/PID file was dumped. */
+const REMAP_PROCFS = 2;
 const PAGE = 4096n;
 
 export interface ThreadPlan {
@@ -77,6 +79,11 @@ export interface RestorePlan {
   files: Map<number, FileEntry>;
   /** files.img id -> ghost-file image id, for unlinked files. */
   ghosts: Map<number, number>;
+  /**
+   * Pids outside the tree that had died when a task's /proc/PID file was dumped (remap type PROCFS):
+   * a helper task takes each pid for as long as its files are opened, then dies again.
+   */
+  deadPids: Set<number>;
   seccomp: SeccompFilter[];
   /** TTY file ids that get criu-ts's own terminal (--shell-job: the terminal of the shell). */
   inheritTty: Set<number>;
@@ -167,8 +174,13 @@ export function planRestore(imagesDir: string, opts: { shellJob?: boolean } = {}
   const files = new Map<number, FileEntry>();
   for (const f of dir.files()) files.set(f.id, f);
   const ghosts = new Map<number, number>();
+  const deadPids = new Set<number>();
   if (dir.has('remap-fpath')) {
     for (const r of dir.messages<RemapFilePathEntry>('remap-fpath')) {
+      if (r.remap_type === REMAP_PROCFS) {
+        if (!ids.has(r.remap_id)) deadPids.add(r.remap_id); // a pid of the tree comes back anyway
+        continue;
+      }
       if ((r.remap_type ?? 0) !== REMAP_GHOST)
         throw new RestoreError(
           `remap-fpath.img: remap type ${r.remap_type} of file ${r.orig_id} is not supported`,
@@ -181,13 +193,15 @@ export function planRestore(imagesDir: string, opts: { shellJob?: boolean } = {}
   const inheritTty = ttysToInherit(dir, files, opts.shellJob === true);
   const vdso = ownVdsoLayout();
   const treeIds = new Set(tasks.flatMap((t) => [t.pid, ...t.threads.map((th) => th.tid)]));
+  // /proc/PID files of these pids are not there yet: they are opened once PID exists again.
+  const procPidsLater = new Set([...treeIds, ...deadPids]);
   const shmem = ShmemRestore.for(dir);
   let pagesBytes = 0n;
   const filesIds = new Map<number, number>();
   const vmIds = new Map<number, number>();
   for (const t of tasks) {
     if (t.state === 'zombie') continue;
-    loadLiveTask(treeIds, dir, t, files, ghosts, vdso, inheritTty, shmem);
+    loadLiveTask(procPidsLater, dir, t, files, ghosts, vdso, inheritTty, shmem);
     const fid = t.ids!.files_id;
     const other = filesIds.get(fid);
     if (other !== undefined)
@@ -209,7 +223,19 @@ export function planRestore(imagesDir: string, opts: { shellJob?: boolean } = {}
     for (const r of t.pagemap!.runs) if (r.flags & PE_PRESENT) pagesBytes += r.pages * PAGE;
   }
   shmem.checkPlan();
-  return { dir, root, tasks, files, ghosts, seccomp, inheritTty, ids: [...ids], pagesBytes, shmem };
+  return {
+    dir,
+    root,
+    tasks,
+    files,
+    ghosts,
+    deadPids,
+    seccomp,
+    inheritTty,
+    ids: [...ids],
+    pagesBytes,
+    shmem,
+  };
 }
 
 function taskOf(dir: ImageDir, e: PstreeEntry, tids: number[]): TaskPlan {
@@ -270,6 +296,7 @@ function checkSessions(tasks: TaskPlan[], byPid: Map<number, TaskPlan>, shellJob
 }
 
 function loadLiveTask(
+  /** pids whose /proc files cannot be checked now (see isProcFileOf) */
   ids: ReadonlySet<number>,
   dir: ImageDir,
   t: TaskPlan,
@@ -437,17 +464,23 @@ function checkVdso(pid: number, vmas: VmaEntry[], cur: VdsoLayout): void {
 
 /** O_WRONLY|O_APPEND files (logs) are not size-checked, as in CRIU; everything else must be unchanged. */
 /**
- * /proc/PID/... of a task of the tree: that PID exists only once the restore has created it again, so
- * such a file is neither checked now nor opened before the tasks exist.
+ * /proc/PID or /proc/PID/... of one of `pids` (the tree's, or dead ones): that PID exists only once the
+ * restore has created it again, so such a file is neither checked now nor opened before then.
  */
-export function isProcFileOfTree(name: string, ids: ReadonlySet<number>): boolean {
-  const m = /^\/proc\/(\d+)\//.exec(name);
-  return m !== null && ids.has(Number(m[1]));
+export function isProcFileOf(name: string, pids: ReadonlySet<number>): boolean {
+  const pid = procPidOf(name);
+  return pid !== undefined && pids.has(pid);
+}
+
+/** The PID of /proc/PID or /proc/PID/..., or undefined for any other path. */
+export function procPidOf(name: string): number | undefined {
+  const m = /^\/proc\/(\d+)(?:\/|$)/.exec(name);
+  return m ? Number(m[1]) : undefined;
 }
 
 function checkFile(f: FileEntry, ghosts: Map<number, number>, isFd: boolean, ids: ReadonlySet<number>): void {
   const reg = f.reg!;
-  if (ghosts.has(f.id) || isProcFileOfTree(reg.name, ids)) return;
+  if (ghosts.has(f.id) || isProcFileOf(reg.name, ids)) return;
   let st: ReturnType<typeof statSync>;
   try {
     st = statSync(reg.name, { bigint: true });

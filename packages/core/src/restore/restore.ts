@@ -39,6 +39,7 @@ import {
   ptraceSetSigmask,
   ptraceSetXstate,
   raw,
+  SIGCHLD,
   SIGKILL,
   SIGSTOP,
   SIGTRAP,
@@ -60,9 +61,10 @@ import { type Call, Injector, type ScratchLayout, type Tracee, waitStop } from '
 import { dumpableCall, restoreMm } from './mm.js';
 import { waitForFreeIds } from './pids.js';
 import {
-  isProcFileOfTree,
+  isProcFileOf,
   ownVdsoLayout,
   planRestore,
+  procPidOf,
   type RestorePlan,
   type TaskPlan,
   VMA,
@@ -209,7 +211,8 @@ class Restorer {
   /** Every task created (its pid), in creation order, for cleanup. */
   private readonly created: number[] = [];
   /** Every pid and tid of the tree. */
-  private readonly treeIds: Set<number>;
+  /** The tree's pids and tids, and the dead pids of /proc files: their /proc files are opened later. */
+  private readonly procPidsLater: Set<number>;
   /** filelocks.img by the pid that takes each lock again. */
   private readonly locks: Map<number, FileLockEntry[]>;
   /** Keys of in-task fd work done once per restore (see FdRestoreDriver.inTask). */
@@ -225,7 +228,7 @@ class Restorer {
     private readonly sibling = false,
   ) {
     this.locks = locksByTask(plan.dir);
-    this.treeIds = new Set(plan.ids);
+    this.procPidsLater = new Set([...plan.ids, ...plan.deadPids]);
   }
 
   /** Open every file before any task exists: a missing or changed file fails now (cgroup sets too). */
@@ -235,10 +238,10 @@ class Restorer {
       this.cgroups.check(task.pid, task.threads[0]?.core.thread_core?.cg_set);
     for (const t of this.plan.tasks) {
       if (t.state === 'zombie') continue;
-      // /proc/PID files of the tree are opened later, once their PID exists again.
+      // /proc/PID files of the tree and of dead pids are opened later, once their PID exists again.
       for (const fd of t.fdinfo ?? []) {
         const name = this.plan.files.get(fd.id)?.reg?.name;
-        if (name === undefined || !isProcFileOfTree(name, this.treeIds)) this.files.fd(fd.id, 'fd');
+        if (name === undefined || !isProcFileOf(name, this.procPidsLater)) this.files.fd(fd.id, 'fd');
       }
       this.files.fd(t.fs!.cwd_id, 'dir');
       this.files.fd(t.fs!.root_id, 'dir');
@@ -257,6 +260,7 @@ class Restorer {
   run(): void {
     const tFork = performance.now();
     this.startStub();
+    this.openDeadPidFiles();
     this.createTree();
     this.forkMs = ms(tFork);
     for (const task of this.plan.tasks) if (task.state !== 'zombie') this.restoreTask(task);
@@ -300,6 +304,56 @@ class Restorer {
       if (sig !== 9 && sig !== 19) calls.push([SYS.rt_sigaction, sig, dfl, 0, 8]);
     inj.batch(calls, (i) => `rt_sigaction(${i + 1}) in the stub`);
     this.log.debug(`stub ${stub.pid}, scratch at 0x${base.toString(16)} (${size} bytes)`);
+  }
+
+  /**
+   * /proc/PID files of tasks that had died by the dump (CRIU 1.4's dead-pid remaps): for each PID a
+   * helper is born with it, a child of the stub; the files are opened while it lives, then it is killed
+   * and reaped, so the fds name a dead task's /proc again, as they did. The pid is free again before
+   * the tree is made.
+   */
+  private openDeadPidFiles(): void {
+    for (const pid of this.plan.deadPids) {
+      const ids = this.fdIdsUnderProc(pid);
+      if (ids.length === 0) continue;
+      const inj = new Injector(this.stub!, this.scratch!);
+      cloneWithId(inj, this.stub!.pid, pid, 'child');
+      try {
+        for (const id of ids) this.files.fd(id, 'fd');
+      } finally {
+        this.killHelper(inj, pid);
+      }
+      this.log.debug(`dead pid ${pid}: ${ids.length} /proc files opened through a helper`);
+    }
+  }
+
+  /**
+   * Kill a helper child of the stub while it is still traced: we collect it as its tracer, the stub
+   * reaps it as its parent, and the SIGCHLD that left pending in the stub (blocked there) is taken
+   * away, since with --restore-sibling the stub becomes the root task.
+   */
+  private killHelper(inj: Injector, pid: number): void {
+    kill(pid, SIGKILL);
+    for (let st = waitStop(pid); st.stopped; st = waitStop(pid)) ptraceCont(pid, 0);
+    inj.call(`wait4(${pid}) in the stub`, SYS.wait4, pid, 0, __WALL, 0);
+    const mask = Buffer.alloc(8);
+    mask.writeBigUInt64LE(sigmaskBit(SIGCHLD));
+    const set = inj.put(mask);
+    const noWait = inj.put(Buffer.alloc(16)); // struct timespec { 0, 0 }
+    const r = inj.syscall(SYS.rt_sigtimedwait, set, 0, noWait, 8);
+    inj.resetData();
+    if (r !== BigInt(SIGCHLD) && r !== -11n) throw new RestoreError(`rt_sigtimedwait in the stub: ${r}`);
+  }
+
+  /** files.img ids of the fds (of any task) that are /proc/PID or a file under it. */
+  private fdIdsUnderProc(pid: number): number[] {
+    const ids = new Set<number>();
+    for (const t of this.plan.tasks)
+      for (const fd of t.fdinfo ?? []) {
+        const name = this.plan.files.get(fd.id)?.reg?.name;
+        if (name !== undefined && procPidOf(name) === pid) ids.add(fd.id);
+      }
+    return [...ids];
   }
 
   /** A hole for the scratch area that no dumped VMA (of any task) and no mapping of the stub uses. */

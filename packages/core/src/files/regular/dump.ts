@@ -7,6 +7,7 @@ import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } fr
 const DELETED = ' (deleted)';
 const O_ACCMODE_AND_STATUS = 0o7777777; // keep access mode and status flags, as fdinfo shows them
 const REMAP_GHOST = 1;
+const REMAP_PROCFS = 2;
 /** Unlinked files up to this size are copied into ghost-file images (CRIU's default limit). */
 const GHOST_LIMIT = 1024 * 1024;
 
@@ -106,16 +107,17 @@ function readWhole(path: string, size: number): Buffer {
 }
 
 /**
- * /proc/PID/... of a task of the tree comes back with that task; of a live task outside the tree it
- * is opened again like any file. Of a task that has died since, there is nothing to open again
- * (CRIU 1.4 recreates a helper task for it: not done here).
+ * /proc/PID or /proc/PID/... of a task that has died since it was opened (the task is neither in the
+ * tree nor alive): restore makes a helper with that PID while it opens the file (remap type PROCFS,
+ * one remap entry per dead pid, as CRIU 1.4 writes it). Of a task of the tree the file comes back with
+ * the task; of a live task outside the tree it is opened again like any file.
  */
-function checkProcFile(file: OpenFile, files: FileTable): void {
-  const m = /^\/proc\/(\d+)\//.exec(file.link);
-  if (!m || files.pids.has(Number(m[1])) || existsSync(`/proc/${m[1]}`)) return;
-  throw new DumpError(
-    `pid ${file.pid} fd ${file.fd}: ${file.link} belongs to task ${m[1]}, which has died: not supported yet`,
-  );
+function noteDeadPid(file: OpenFile, files: FileTable, id: number): void {
+  const m = /^\/proc\/(\d+)(?:\/|$)/.exec(file.link);
+  if (!m) return;
+  const pid = Number(m[1]);
+  if (files.pids.has(pid) || existsSync(`/proc/${pid}`) || !files.firstTime(`dead-pid:${pid}`)) return;
+  files.remaps.push({ orig_id: id, remap_id: pid, remap_type: REMAP_PROCFS });
 }
 
 /** Regular files, directories and device nodes opened by path. */
@@ -128,7 +130,6 @@ export const regularFileDriver: FdDumpDriver = {
     return byPath && (type === 0o100000n || type === 0o040000n || type === 0o020000n || type === 0o060000n);
   },
   dump(file: OpenFile, files: FileTable) {
-    checkProcFile(file, files);
     const id = regularFileEntry(files, file.link, file.stat, {
       key: files.descriptionKey(file),
       flags: file.flags,
@@ -136,6 +137,7 @@ export const regularFileDriver: FdDumpDriver = {
       mntId: file.mntId,
       procPath: `/proc/${file.pid}/fd/${file.fd}`,
     });
+    noteDeadPid(file, files, id);
     return { id, type: FD_TYPE.REG };
   },
 };
