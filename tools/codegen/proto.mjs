@@ -2,12 +2,15 @@
 // Generates, from the .proto files under proto/, what a package needs to use them:
 //   descriptor.ts  the schema as protobufjs JSON (field options kept: crit's JSON needs them)
 //   types.ts       a TypeScript interface per message and a const object per enum
+//   codecs.ts      a decode and an encode function per message (see codecs.mjs); it imports
+//                  the wire primitives from ../schema/wire.js (packages/images/src/schema/wire.ts)
 // Usage: node tools/codegen/proto.mjs OUT_DIR [proto-subdir ...]   (default subdir: images)
 // protobufjs is resolved from the calling package, which must depend on it.
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { emitCodecs } from './codecs.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const protoRoot = resolve(here, '../../proto');
@@ -126,4 +129,10 @@ writeFileSync(
     `export const descriptorJson: string = ${JSON.stringify(json)};\n`,
 );
 writeFileSync(join(outDir, 'types.ts'), emitTypes(root));
+const all = collect(root, { types: [], enums: [] });
+const ours = (t) => !t.fullName.startsWith('.google.');
+writeFileSync(
+  join(outDir, 'codecs.ts'),
+  emitCodecs(all.types.filter(ours), all.enums.filter(ours), `proto/${dirs.join(', proto/')}`),
+);
 console.log(`proto codegen: ${dirs.join(',')} -> ${outDir}`);

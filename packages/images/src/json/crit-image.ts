@@ -1,10 +1,10 @@
-import protobuf from 'protobufjs/light.js';
+import type protobuf from 'protobufjs/light.js';
 import { ImageError } from '../errors.js';
 import { type Extra, extraSize, type IpcMessage, type TcpQueues } from '../extras.js';
 import { ImageReader, ImageWriter } from '../image-file.js';
 import { type ExtraKind, IMAGE_KINDS } from '../kinds.js';
 import { MAGICS, type MagicName } from '../magic.js';
-import { encodeMessage, messageType } from '../schema/index.js';
+import { encodeMessage, messageType, protobufjs } from '../schema/index.js';
 import { decodeBytes, encodeBytes } from './base64.js';
 import { fromCrit, pyTruthy, toCrit } from './crit-json.js';
 import type { PyJson } from './pyjson.js';
@@ -144,7 +144,7 @@ function missingRequired(t: protobuf.Type, msg: Record<string, unknown>, prefix:
       continue;
     }
     const rt = f.resolve().resolvedType;
-    if (!(rt instanceof protobuf.Type)) continue;
+    if (!(rt instanceof protobufjs().Type)) continue;
     if (f.repeated) {
       (v as Record<string, unknown>[]).forEach((x, k) => {
         out.push(...missingRequired(rt, x, `${prefix}${f.name}[${k}].`));

@@ -1,4 +1,5 @@
-import protobuf from 'protobufjs/light.js';
+import type protobuf from 'protobufjs/light.js';
+import { protobufjs } from '../schema/index.js';
 import { decodeBytes, encodeBytes } from './base64.js';
 import { DICT_MAPS, FLAG_MAPS } from './flag-maps.js';
 import type { PyJson } from './pyjson.js';
@@ -68,8 +69,8 @@ export function toCrit(
 function castOut(f: Field, v: unknown, pretty: boolean, isHex: boolean): PyJson {
   const hex = isHex || opt(f, 'hex') === true;
   const rt = f.resolvedType;
-  if (rt instanceof protobuf.Type) return toCrit(rt, v as Plain, pretty, hex);
-  if (rt instanceof protobuf.Enum) return rt.valuesById[v as number] ?? null;
+  if (rt instanceof protobufjs().Type) return toCrit(rt, v as Plain, pretty, hex);
+  if (rt instanceof protobufjs().Enum) return rt.valuesById[v as number] ?? null;
   if (f.type === 'bytes') {
     const bytes = v as Uint8Array;
     return opt(f, 'conv') === 'unix_name' ? qpEncode(bytes) : encodeBytes(bytes);
@@ -163,8 +164,8 @@ export function fromCrit(type: protobuf.Type, dict: Record<string, PyJson>): Pla
 
 function castIn(f: Field, v: PyJson): unknown {
   const rt = f.resolvedType;
-  if (rt instanceof protobuf.Type) return fromCrit(rt, v as Record<string, PyJson>);
-  if (rt instanceof protobuf.Enum) {
+  if (rt instanceof protobufjs().Type) return fromCrit(rt, v as Record<string, PyJson>);
+  if (rt instanceof protobufjs().Enum) {
     // By name only, as crit (values_by_name); protobufjs's `values` also maps numbers to names.
     const n = typeof v === 'string' && Object.hasOwn(rt.values, v) ? rt.values[v] : undefined;
     if (typeof n !== 'number') throw new Error(`field ${f.name}: unknown ${rt.name} value ${pyRepr(v)}`);
