@@ -12,6 +12,7 @@ import {
   critDecodeAll,
   entries,
   haveCrit,
+  type Obj,
   onCleanup,
   PYTHON,
   procState,
@@ -67,6 +68,35 @@ out.write('DGRAMS %s %s\\n' % (dg.recv(10).decode(), dg.recv(10).decode()))
 new, _ = srv.accept()
 new.send(new.recv(100).upper())
 out.write('SERVED\\n')
+`;
+
+// Files in flight: a message queued on a socketpair carries a file at position 3, the read end of a
+// pipe with bytes in it, and a datagram socket with a datagram waiting - none of them held by the task
+// any more; a second message carries the receiving socket itself. After SIGUSR1 the task receives
+// them and uses each.
+const PASS_PY = `
+import os, signal, socket, sys
+os.closerange(3, 65536)
+out = open(sys.argv[1], 'a', buffering=1)
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+with open(sys.argv[2], 'w') as f: f.write('0123456789')
+f = os.open(sys.argv[2], os.O_RDONLY); os.lseek(f, 3, 0)
+r, w = os.pipe(); os.write(w, b'before-')
+x, y = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM); x.send(b'inner')
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+socket.send_fds(a, [b'files'], [f, r, y.fileno()])
+socket.send_fds(a, [b'self'], [b.fileno()])
+os.close(f); os.close(r); y.close()
+out.write('READY\\n')
+signal.sigwait([signal.SIGUSR1])
+msg, fds, _, _ = socket.recv_fds(b, 5, 3)
+f, r, y = fds
+os.write(w, b'after')
+inner = socket.socket(fileno=y).recv(100)
+msg2, fds2, _, _ = socket.recv_fds(b, 4, 1)
+same = os.fstat(fds2[0]).st_ino == os.fstat(b.fileno()).st_ino
+out.write('GOT %s file=%s pipe=%s inner=%s %s self=%s\\n' % (msg.decode(), os.read(f, 100).decode(),
+    os.read(r, 100).decode(), inner.decode(), msg2.decode(), same))
 `;
 
 function start(script: string, args: string[]): { pid: number; report: string; dir: string } {
@@ -157,6 +187,35 @@ describe('criu-ts restore: unix sockets', () => {
     expect(readLines(w.report)).toContain('DGRAMS one two');
     expect(await ask(path.join(w.dir, 'srv.sock'), 'from outside')).toBe('FROM OUTSIDE');
     await waitForLine(w.report, /^SERVED$/, { pid: w.pid });
+  });
+
+  it('files in flight (SCM_RIGHTS): a file with its position, a pipe with data, a socket with a datagram, and the receiving socket itself', async () => {
+    const w = start(PASS_PY, ['$DIR/data.txt']);
+    await waitForLine(w.report, /^READY$/, { pid: w.pid });
+    await waitFor(() => procState(w.pid) === 'S', 'waiting');
+    const dir = await dump(w.pid);
+    if (haveCrit) {
+      const { decoded, failures } = critDecodeAll(dir, ['sk-queues.img']);
+      expect(failures).toEqual([]);
+      const rights = entries(decoded.get('sk-queues.img')).map(
+        (p) => (p.scm as Obj[] | undefined)?.length ?? 0,
+      );
+      expect(rights.filter((n) => n > 0)).toHaveLength(2);
+    }
+    await killAndRestore(dir);
+    process.kill(w.pid, 'SIGUSR1');
+    const got = await waitForLine(w.report, /^GOT /, { pid: w.pid });
+    expect(got).toBe('GOT files file=3456789 pipe=before-after inner=inner self self=True');
+  });
+
+  it('dump -R of files in flight leaves them in flight', async () => {
+    const w = start(PASS_PY, ['$DIR/data.txt']);
+    await waitForLine(w.report, /^READY$/, { pid: w.pid });
+    await waitFor(() => procState(w.pid) === 'S', 'waiting');
+    await dump(w.pid, ['-R']);
+    process.kill(w.pid, 'SIGUSR1');
+    const got = await waitForLine(w.report, /^GOT /, { pid: w.pid });
+    expect(got).toBe('GOT files file=3456789 pipe=before-after inner=inner self self=True');
   });
 
   it('a socket connected to a listener outside the tree: exit 1 naming pid, fd and peer; the task runs on', async () => {

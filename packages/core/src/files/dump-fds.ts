@@ -1,5 +1,5 @@
 import { statSync } from 'node:fs';
-import type { ProcDir } from '@criu-ts/bfd';
+import { ProcDir } from '@criu-ts/bfd';
 import type { FdinfoEntry } from '@criu-ts/images';
 import { DumpError } from '../dump/errors.js';
 import { dumpFileLocks } from '../file-locks/dump.js';
@@ -40,18 +40,38 @@ const FD_CLOEXEC = 1;
  * open file) and its fdinfo entry. An fd no driver handles stops the dump with its name.
  */
 export function dumpFds(pid: number, proc: ProcDir, files: FileTable, drivers = FD_DRIVERS): FdinfoEntry[] {
+  files.ownFdDumper ??= (fd) => dumpOwnFd(fd, files, drivers);
   const out: FdinfoEntry[] = [];
   for (const fd of proc.fds()) {
     const file = openFile(pid, proc, fd);
-    const driver = drivers.find((d) => d.claims(file));
-    if (!driver) {
-      throw new DumpError(`pid ${pid} fd ${fd} (${file.link}) is a kind of file criu-ts cannot dump yet`);
-    }
-    const { id, type } = driver.dump({ ...file, flags: file.flags & ~O_CLOEXEC }, files);
+    const { id, type } = dumpFile(file, files, drivers);
     dumpFileLocks(file, files);
     out.push({ id, flags: file.flags & O_CLOEXEC ? FD_CLOEXEC : 0, type, fd });
   }
   return out;
+}
+
+function dumpFile(file: OpenFile, files: FileTable, drivers: FdDumpDriver[]): { id: number; type: number } {
+  const driver = drivers.find((d) => d.claims(file));
+  if (!driver) {
+    throw new DumpError(
+      `pid ${file.pid} fd ${file.fd} (${file.link}) is a kind of file criu-ts cannot dump yet`,
+    );
+  }
+  return driver.dump({ ...file, flags: file.flags & ~O_CLOEXEC }, files);
+}
+
+/**
+ * A file criu-ts holds itself (received in flight from a socket queue): dumped by the same drivers,
+ * as an fd of criu-ts's own process. Its files.img id.
+ */
+function dumpOwnFd(fd: number, files: FileTable, drivers: FdDumpDriver[]): number {
+  const self = ProcDir.open(process.pid);
+  try {
+    return dumpFile(openFile(process.pid, self, fd), files, drivers).id;
+  } finally {
+    self.close();
+  }
 }
 
 function openFile(pid: number, proc: ProcDir, fd: number): OpenFile {

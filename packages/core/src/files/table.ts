@@ -79,6 +79,9 @@ export class FileTable {
   private readonly values = new Map<string, unknown>();
   private readonly stolen = new Map<string, number>();
   private readonly pidfds = new Map<number, number>();
+  private readonly received: number[] = [];
+  /** How a file criu-ts holds itself is dumped (set by dumpFds, which knows the drivers). */
+  ownFdDumper: ((fd: number) => number) | undefined;
 
   /**
    * `pids`: the tasks of the dumped tree (a peer outside them is refused or treated as external);
@@ -173,9 +176,20 @@ export class FileTable {
     }
   }
 
-  /** Close every stolen fd and pidfd (after the dump, failed or not). */
+  /**
+   * A file criu-ts received itself, in flight in a socket queue (SCM_RIGHTS, peeked): dumped like an
+   * fd of a task, sharing its entry with a task's fd on the same open file. Its files.img id; the fd
+   * stays open until close().
+   */
+  inFlight(fd: number): number {
+    this.received.push(fd);
+    if (!this.ownFdDumper) throw new Error('FileTable.inFlight before any fd table was dumped');
+    return this.ownFdDumper(fd);
+  }
+
+  /** Close every stolen and received fd and every pidfd (after the dump, failed or not). */
   close(): void {
-    for (const fd of [...this.stolen.values(), ...this.pidfds.values()]) {
+    for (const fd of [...this.stolen.values(), ...this.pidfds.values(), ...this.received.splice(0)]) {
       try {
         close(fd);
       } catch {

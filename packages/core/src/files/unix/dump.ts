@@ -1,12 +1,14 @@
 // Unix sockets: what sock_diag tells about each (type, state, name, peer, pending connections, queue
 // and shutdown state; one query for all of them per dump), the options, and the packets queued on it
-// (sk-queues.img, read without taking them). A peer must be in the tree: a socket connected to a
+// (sk-queues.img, read without taking them), with the files they carry (SCM_RIGHTS, dumped like the
+// tasks' fds and named by their files.img ids). A peer must be in the tree: a socket connected to a
 // process outside it is refused (CRIU's --ext-unix-sk is not there yet), as are connections still
 // waiting to be accepted and relative names.
 import { statSync } from 'node:fs';
 import type { UnixSkEntry } from '@criu-ts/images';
 import {
   decodeUnixDiagAttrs,
+  SCM_RIGHTS,
   sockDiag,
   UDIAG_SHOW_ICONS,
   UDIAG_SHOW_NAME,
@@ -91,8 +93,11 @@ function entryFor(
   const own = files.steal(file.pid, file.fd);
   if (sk.peer) peersToCheck(files).push({ where, ino, peer: sk.peer });
   if (sk.state !== TCP_LISTEN) {
-    const packets = peekQueue(own, `${where} (unix socket ${ino})`);
-    for (const data of packets) files.addImageEntry('sk-queues', { id_for: id, length: data.length }, data);
+    for (const p of peekQueue(own, `${where} (unix socket ${ino})`)) {
+      const rights = p.fds.map((fd) => files.inFlight(fd));
+      const scm = rights.length ? { scm: [{ type: SCM_RIGHTS, rights }] } : {};
+      files.addImageEntry('sk-queues', { id_for: id, length: p.data.length, ...scm }, p.data);
+    }
   }
   const { perms, deleted } = fileModeOf(name, sk);
   return {

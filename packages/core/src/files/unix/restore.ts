@@ -2,9 +2,11 @@
 // one socketpair; a named socket is bound to its name again (a socket file the killed task left
 // behind is removed first) with the file's mode and owner; a listening one listens; a socket
 // connected one way (a datagram client of a bound server) connects to its peer's name. Queued packets
-// are sent again into the socket that was to receive them, before anyone can read.
+// are sent again into the socket that was to receive them, before anyone can read, with the files
+// they carried (SCM_RIGHTS). Sockets are made first and filled after: a packet may carry its own
+// socket, or the other end of its pair, which must exist by then.
 import { chmodSync, chownSync, lstatSync, unlinkSync } from 'node:fs';
-import type { FileEntry, UnixSkEntry } from '@criu-ts/images';
+import type { FileEntry, SkPacketEntry, UnixSkEntry } from '@criu-ts/images';
 import {
   AF_UNIX,
   bind,
@@ -13,6 +15,7 @@ import {
   encodeSockaddrUn,
   listen,
   MSG_DONTWAIT,
+  SCM_RIGHTS,
   SHUT_RD,
   SHUT_RDWR,
   SHUT_WR,
@@ -34,19 +37,35 @@ const TCP_LISTEN = 10;
 
 type Ctx = FdRestoreContext;
 
+interface Packet {
+  data: Buffer;
+  /** files.img ids of the files it carries (SCM_RIGHTS). */
+  rights: number[];
+}
+
 /** sk-queues.img: the packets each socket (by files.img id) had waiting, in order. */
-function queues(ctx: Ctx): Map<number, Buffer[]> {
+function queues(ctx: Ctx): Map<number, Packet[]> {
   return ctx.shared('sk-queues', () => {
-    const out = new Map<number, Buffer[]>();
+    const out = new Map<number, Packet[]>();
     if (!ctx.dir.has('sk-queues')) return out;
     for (const e of ctx.dir.read('sk-queues')) {
-      const m = e.message as { id_for: number };
+      const m = e.message as unknown as SkPacketEntry;
       const list = out.get(m.id_for) ?? [];
-      list.push((e.extra as Buffer | undefined) ?? Buffer.alloc(0));
+      list.push({ data: (e.extra as Buffer | undefined) ?? Buffer.alloc(0), rights: rightsOf(m) });
       out.set(m.id_for, list);
     }
     return out;
   });
+}
+
+function rightsOf(m: SkPacketEntry): number[] {
+  const rights: number[] = [];
+  for (const scm of m.scm ?? []) {
+    if (scm.type !== SCM_RIGHTS)
+      throw new RestoreError(`sk-queues.img: a packet of socket ${m.id_for} has scm type ${scm.type}`);
+    rights.push(...(scm.rights ?? []));
+  }
+  return rights;
 }
 
 /** files.img unix socket entries by socket inode. */
@@ -61,9 +80,15 @@ function byInode(ctx: Ctx): Map<number, FileEntry & { usk: UnixSkEntry }> {
 export const sockaddrOf = (name: Uint8Array): Buffer =>
   name[0] === 0 ? encodeSockaddrUn(Buffer.from(name.subarray(1)), true) : encodeSockaddrUn(Buffer.from(name));
 
-/** Send `packets` from `from` into its peer, without waiting (the options made room for them). */
-function refill(from: number, packets: Buffer[] | undefined, to?: Buffer): void {
-  for (const p of packets ?? []) sendmsg(from, { iov: [p], ...(to ? { name: to } : {}) }, MSG_DONTWAIT);
+/**
+ * Send `packets` from `from` into its peer, without waiting (the options made room for them), each
+ * with the files it carried, opened (or found already open) by criu-ts.
+ */
+function refill(ctx: Ctx, from: number, packets: Packet[] | undefined, to?: Buffer): void {
+  for (const p of packets ?? []) {
+    const fds = p.rights.map((id) => ctx.fd(id));
+    sendmsg(from, { iov: [p.data], fds, ...(to ? { name: to } : {}) }, MSG_DONTWAIT);
+  }
 }
 
 function applyShutdown(fd: number, how: number | undefined): void {
@@ -72,26 +97,54 @@ function applyShutdown(fd: number, how: number | undefined): void {
   else if (how === 3) shutdown(fd, SHUT_RDWR);
 }
 
-/** Both sockets of a connected pair, by inode, queues refilled. */
-function makePair(ctx: Ctx, a: FileEntry & { usk: UnixSkEntry }, b: FileEntry & { usk: UnixSkEntry }) {
+type UnixEntry = FileEntry & { usk: UnixSkEntry };
+
+/**
+ * Sockets made, by inode, and how to fill them: their queues and then their shutdown state. Filling
+ * is separate so that a packet may carry a socket of the same pair (made by then, not yet filled).
+ */
+interface Made {
+  fds: Map<number, number>;
+  fill(): void;
+  filled: boolean;
+}
+
+/** Both sockets of a connected pair. */
+function makePair(ctx: Ctx, a: UnixEntry, b: UnixEntry): Made {
   const [fa, fb] = socketpair(AF_UNIX, a.usk.type | SOCK_CLOEXEC);
+  const what = `unix socket pair ${a.usk.ino}/${b.usk.ino}`;
   try {
     applySocketOptions(fa, a.usk.opts);
     applySocketOptions(fb, b.usk.opts);
-    refill(fb, queues(ctx).get(a.id));
-    refill(fa, queues(ctx).get(b.id));
-    applyShutdown(fa, a.usk.shutdown);
-    applyShutdown(fb, b.usk.shutdown);
   } catch (e) {
     close(fa);
     close(fb);
-    throw new RestoreError(`unix socket pair ${a.usk.ino}/${b.usk.ino}: ${(e as Error).message}`);
+    throw new RestoreError(`${what}: ${(e as Error).message}`);
   }
   ctx.log(`unix socketpair ${a.usk.ino} <-> ${b.usk.ino}`);
-  return new Map([
-    [a.usk.ino, fa],
-    [b.usk.ino, fb],
-  ]);
+  const fill = () =>
+    failingAs(what, () => {
+      refill(ctx, fb, queues(ctx).get(a.id));
+      refill(ctx, fa, queues(ctx).get(b.id));
+      applyShutdown(fa, a.usk.shutdown);
+      applyShutdown(fb, b.usk.shutdown);
+    });
+  return {
+    fds: new Map([
+      [a.usk.ino, fa],
+      [b.usk.ino, fb],
+    ]),
+    fill,
+    filled: false,
+  };
+}
+
+function failingAs(what: string, fn: () => void): void {
+  try {
+    fn();
+  } catch (e) {
+    throw e instanceof RestoreError ? e : new RestoreError(`${what}: ${(e as Error).message}`);
+  }
 }
 
 /** Bind to the dumped name: a socket file left by the killed task is removed first. */
@@ -119,19 +172,22 @@ function bindName(fd: number, u: UnixSkEntry): void {
 }
 
 /** A socket on its own: bound, listening, or connected one way to a peer's name. */
-function makeSingle(ctx: Ctx, entry: FileEntry & { usk: UnixSkEntry }): number {
+function makeSingle(ctx: Ctx, entry: UnixEntry): Made {
   const u = entry.usk;
+  const what = `unix socket ${u.ino} (files.img id ${entry.id})`;
   const packets = queues(ctx).get(entry.id);
   const streamWithoutPeer = u.type !== SOCK_DGRAM && u.state === TCP_ESTABLISHED && !u.peer;
   if (streamWithoutPeer) {
     // Its peer is gone: what was queued can still be read, then end of file.
     const [fd, other] = socketpair(AF_UNIX, u.type | SOCK_CLOEXEC);
-    try {
-      refill(other, packets);
-    } finally {
-      close(other);
-    }
-    return fd;
+    const fill = () => {
+      try {
+        failingAs(what, () => refill(ctx, other, packets));
+      } finally {
+        close(other);
+      }
+    };
+    return { fds: new Map([[u.ino, fd]]), fill, filled: false };
   }
   const fd = socket(AF_UNIX, u.type | SOCK_CLOEXEC);
   try {
@@ -144,21 +200,25 @@ function makeSingle(ctx: Ctx, entry: FileEntry & { usk: UnixSkEntry }): number {
       ctx.fd(peer.id); // bound first
       connect(fd, sockaddrOf(peer.usk.name));
     }
-    if (packets?.length) {
-      if (u.name.length === 0) throw new RestoreError('it has queued packets but no name to send them to');
-      const sender = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC);
-      try {
-        refill(sender, packets, sockaddrOf(u.name));
-      } finally {
-        close(sender);
-      }
-    }
-    applyShutdown(fd, u.shutdown);
-    return fd;
+    if (packets?.length && u.name.length === 0)
+      throw new RestoreError('it has queued packets but no name to send them to');
   } catch (e) {
     close(fd);
-    throw new RestoreError(`unix socket ${u.ino} (files.img id ${entry.id}): ${(e as Error).message}`);
+    throw new RestoreError(`${what}: ${(e as Error).message}`);
   }
+  const fill = () =>
+    failingAs(what, () => {
+      if (packets?.length) {
+        const sender = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC);
+        try {
+          refill(ctx, sender, packets, sockaddrOf(u.name));
+        } finally {
+          close(sender);
+        }
+      }
+      applyShutdown(fd, u.shutdown);
+    });
+  return { fds: new Map([[u.ino, fd]]), fill, filled: false };
 }
 
 export const unixSocketRestoreDriver: FdRestoreDriver = {
@@ -169,16 +229,19 @@ export const unixSocketRestoreDriver: FdRestoreDriver = {
       throw new RestoreError(`files.img: entry ${entry.id} is a unix socket without its usk field`);
   },
   open(entry, ctx) {
-    const e = entry as FileEntry & { usk: UnixSkEntry };
+    const e = entry as UnixEntry;
     const u = e.usk;
     const peer = u.peer ? byInode(ctx).get(u.peer) : undefined;
-    let fd: number;
-    if (peer && peer.usk.peer === u.ino) {
-      const key = `unix-pair:${Math.min(u.ino, peer.usk.ino)}-${Math.max(u.ino, peer.usk.ino)}`;
-      fd = ctx.shared(key, () => makePair(ctx, e, peer)).get(u.ino)!;
-    } else {
-      fd = makeSingle(ctx, e);
+    const made =
+      peer && peer.usk.peer === u.ino
+        ? ctx.shared(`unix-pair:${Math.min(u.ino, peer.usk.ino)}-${Math.max(u.ino, peer.usk.ino)}`, () =>
+            makePair(ctx, e, peer),
+          )
+        : ctx.shared(`unix:${u.ino}`, () => makeSingle(ctx, e));
+    if (!made.filled) {
+      made.filled = true; // first: a packet carrying this very socket comes back here
+      made.fill();
     }
-    return withFlags(fd, u.flags);
+    return withFlags(made.fds.get(u.ino)!, u.flags);
   },
 };
