@@ -7,6 +7,7 @@
 // nftables rules; `--network-lock skip` leaves it to the caller.
 import { execFileSync } from 'node:child_process';
 import { DumpError } from '../dump/errors.js';
+import { LOCK_BYPASS_MARK } from './mark.js';
 
 export interface Connection {
   family: 'ip' | 'ip6';
@@ -30,6 +31,7 @@ const SETUP = [
   `add set inet ${LOCK_TABLE} lock4 { type ipv4_addr . inet_service . ipv4_addr . inet_service; }`,
   `add set inet ${LOCK_TABLE} lock6 { type ipv6_addr . inet_service . ipv6_addr . inet_service; }`,
   `flush chain inet ${LOCK_TABLE} input`,
+  `add rule inet ${LOCK_TABLE} input meta mark 0x${LOCK_BYPASS_MARK.toString(16)} accept`,
   `add rule inet ${LOCK_TABLE} input ip saddr . tcp sport . ip daddr . tcp dport @lock4 drop`,
   `add rule inet ${LOCK_TABLE} input ip6 saddr . tcp sport . ip6 daddr . tcp dport @lock6 drop`,
 ];

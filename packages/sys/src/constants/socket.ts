@@ -130,6 +130,7 @@ export const TCP_FASTOPEN = 23;
 export const TCP_TIMESTAMP = 24;
 export const TCP_NOTSENT_LOWAT = 25;
 export const TCP_REPAIR_WINDOW = 29;
+export const TCP_NO_QUEUE = 0;
 export const TCP_RECV_QUEUE = 1;
 export const TCP_SEND_QUEUE = 2;
 export const IPV6_V6ONLY = 26;

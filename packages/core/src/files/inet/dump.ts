@@ -1,7 +1,7 @@
 // Inet sockets (TCP and UDP over IPv4 and IPv6): family, type, protocol, state, the local and remote
 // address, the listen backlog and the options, read from criu-ts's copy of the socket. Listening,
-// bound, connected-UDP and not yet bound sockets are dumped; an established TCP connection needs TCP
-// repair, which criu-ts does not have yet: refused with CRIU's advice.
+// bound, connected-UDP and not yet bound sockets are dumped; a TCP connection (established, half
+// closed or closing) needs --tcp-established: it is locked and read through TCP repair (tcp.ts).
 
 import { readdirSync, readlinkSync } from 'node:fs';
 import { copyFd } from '@criu-ts/compel';
@@ -28,19 +28,21 @@ import { type Connection, lockConnections, unlockConnections } from '../../net-l
 import { readSocketOptions } from '../socket/options.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
 import { connectionOf, fromSockaddr, type InetAddress, toWords } from './address.js';
-import { dumpTcpStream, repairOff } from './tcp.js';
+import { dumpTcpStream, isRepairableState, repairOff, TCP } from './tcp.js';
 import { readTcpOptions } from './tcp-options.js';
 
-const TCP_ESTABLISHED = 1;
-const TCP_LISTEN = 10;
-const TCP_CLOSE = 7;
 const TCP_INFO = 11;
 const SOL_IPV6 = 41;
 const IPV6_V6ONLY = 26;
 const SO_ACCEPTCONN = 30;
 
 /** TCP's state (tcpi_state, the first byte of TCP_INFO). */
-const tcpState = (fd: number) => getsockopt(fd, IPPROTO_TCP, TCP_INFO, 8)[0] ?? TCP_CLOSE;
+const tcpState = (fd: number) => getsockopt(fd, IPPROTO_TCP, TCP_INFO, 8)[0] ?? TCP.CLOSE;
+
+/** sock_diag's states mask of the connections --tcp-established dumps (and the lock holds). */
+const CONNECTED_STATES = Object.values(TCP)
+  .filter(isRepairableState)
+  .reduce((mask, s) => mask | (1 << s), 0);
 
 function peerOf(fd: number) {
   try {
@@ -63,12 +65,12 @@ function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
   const family = getsockoptInt(fd, SOL_SOCKET, SO_DOMAIN);
   const type = getsockoptInt(fd, SOL_SOCKET, SO_TYPE);
   const proto = getsockoptInt(fd, SOL_SOCKET, SO_PROTOCOL);
-  const state = type === SOCK_STREAM ? tcpState(fd) : peerOf(fd) ? TCP_ESTABLISHED : TCP_CLOSE;
-  const established = type === SOCK_STREAM && state === TCP_ESTABLISHED;
+  const state = type === SOCK_STREAM ? tcpState(fd) : peerOf(fd) ? TCP.ESTABLISHED : TCP.CLOSE;
+  const established = type === SOCK_STREAM && isRepairableState(state);
   if (established && !files.options.tcpEstablished)
     throw new DumpError(`${where}: connected TCP socket, consider using --tcp-established option`);
-  if (type === SOCK_STREAM && state !== TCP_LISTEN && state !== TCP_CLOSE && !established)
-    throw new DumpError(`${where}: a TCP socket in state ${state} (closing, half closed): not supported yet`);
+  if (state === TCP.SYN_SENT || state === TCP.SYN_RECV)
+    throw new DumpError(`${where}: a TCP connection still being set up (state ${state}): not supported`);
   const local = fromSockaddr(getsockname(fd));
   const remote = peerOf(fd);
   if (established && local && remote) saveConnection(files, fd, Number(file.stat.ino), family, local, remote);
@@ -83,7 +85,7 @@ function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
     src_port: local?.port ?? 0,
     dst_port: remote?.port ?? 0,
     flags: file.flags,
-    backlog: state === TCP_LISTEN ? backlogOf(fd) : 0,
+    backlog: state === TCP.LISTEN ? backlogOf(fd) : 0,
     src_addr: toWords(local?.addr ?? zero),
     dst_addr: toWords(remote?.addr ?? zero),
     fown: noOwner(),
@@ -129,7 +131,7 @@ function lockTreeConnections(files: FileTable): Set<number> {
       ['inet', AF_INET],
       ['inet6', AF_INET6],
     ] as const) {
-      for (const m of sockDiag({ family: diagFamily, protocol: IPPROTO_TCP, states: 1 << TCP_ESTABLISHED })) {
+      for (const m of sockDiag({ family: diagFamily, protocol: IPPROTO_TCP, states: CONNECTED_STATES })) {
         const d = m.inet;
         if (!d || !inodes.has(d.ino)) continue;
         locked.push({

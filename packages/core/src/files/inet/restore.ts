@@ -20,12 +20,8 @@ import type { FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
 import { applySocketOptions } from '../socket/options.js';
 import { FD_TYPE } from '../table.js';
 import { connectionOf, fromWords, toSockaddr } from './address.js';
-import { finishTcpStream, repairOn, setSequences } from './tcp.js';
+import { finishTcpStream, isRepairableState, repairOn, setSequences, TCP } from './tcp.js';
 import { applyTcpOptions } from './tcp-options.js';
-
-const TCP_LISTEN = 10;
-const TCP_ESTABLISHED = 1;
-const TCP_CLOSE = 7;
 
 /** tcp-stream-INO.img of an established socket: the entry and its two queues. */
 function tcpStreamOf(ctx: FdRestoreContext, s: InetSkEntry) {
@@ -44,12 +40,12 @@ function tcpStreamOf(ctx: FdRestoreContext, s: InetSkEntry) {
  * window, repair off. Its network lock is lifted once the whole tree runs again.
  */
 function connectRepaired(fd: number, s: InetSkEntry, ctx: FdRestoreContext): void {
-  const remote = fromWords(s.family, s.dst_addr ?? []);
-  connect(fd, toSockaddr(s.family, remote, s.dst_port));
-  const t = tcpStreamOf(ctx, s);
-  finishTcpStream(fd, t.entry, t.inq, t.outq);
+  const remote = { family: s.family, addr: fromWords(s.family, s.dst_addr ?? []), port: s.dst_port };
   const local = { family: s.family, addr: fromWords(s.family, s.src_addr ?? []), port: s.src_port };
-  const c = connectionOf(s.family, local, { family: s.family, addr: remote, port: s.dst_port });
+  connect(fd, toSockaddr(s.family, remote.addr, remote.port));
+  const t = tcpStreamOf(ctx, s);
+  finishTcpStream(fd, t.entry, t.inq, t.outq, { state: s.state, local, remote });
+  const c = connectionOf(s.family, local, remote);
   // Unlocked together once the tree runs: one nft transaction for all of them.
   const batch = ctx.shared('tcp-unlock', () => {
     const list: Connection[] = [];
@@ -65,14 +61,14 @@ const AF_INET6 = 10;
 
 function makeSocket(s: InetSkEntry, ctx: FdRestoreContext): number {
   const fd = socket(s.family, s.type | SOCK_CLOEXEC, s.proto);
-  const established = s.state === TCP_ESTABLISHED && s.type !== SOCK_DGRAM;
+  const established = s.type !== SOCK_DGRAM && isRepairableState(s.state);
   try {
     if (established) {
       // First: in repair mode no SYN goes out, the sequence numbers are ours to set, and the kernel
       // lets the socket share its port with the listener it was accepted from (forced reuse, which
       // setting SO_REUSEADDR would undo: that option comes back when repair mode ends).
       repairOn(fd);
-      setSequences(fd, tcpStreamOf(ctx, s).entry);
+      setSequences(fd, tcpStreamOf(ctx, s).entry, s.state);
     }
     applySocketOptions(fd, established ? { ...s.opts, reuseaddr: false } : s.opts);
     if (s.family === AF_INET6 && s.v6only !== undefined)
@@ -83,7 +79,7 @@ function makeSocket(s: InetSkEntry, ctx: FdRestoreContext): number {
       bind(fd, toSockaddr(s.family, local, s.src_port));
       if (!established) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, s.opts.reuseaddr ? 1 : 0);
     }
-    if (s.state === TCP_LISTEN) listen(fd, s.backlog || 128);
+    if (s.state === TCP.LISTEN) listen(fd, s.backlog || 128);
     if (s.tcp_opts && !established) applyTcpOptions(fd, s.tcp_opts);
     if (established) {
       connectRepaired(fd, s, ctx);
@@ -105,7 +101,12 @@ export const inetSocketRestoreDriver: FdRestoreDriver = {
   check(entry) {
     const s = entry.isk;
     if (!s) throw new RestoreError(`files.img: entry ${entry.id} is an inet socket without its isk field`);
-    if (s.type !== SOCK_DGRAM && ![TCP_LISTEN, TCP_CLOSE, TCP_ESTABLISHED].includes(s.state))
+    if (
+      s.type !== SOCK_DGRAM &&
+      s.state !== TCP.LISTEN &&
+      s.state !== TCP.CLOSE &&
+      !isRepairableState(s.state)
+    )
       throw new RestoreError(
         `files.img: inet socket ${s.ino} is a TCP socket in state ${s.state}: not supported`,
       );

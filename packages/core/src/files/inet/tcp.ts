@@ -5,6 +5,12 @@
 // the task is killed the connection vanishes without a FIN or an RST. Restore builds a socket in
 // repair mode, sets the sequence numbers, "connects" it (no SYN in repair mode), sets the options,
 // window and timestamp, refills the queues and leaves repair mode: the connection goes on.
+//
+// Half-closed and closing connections too (FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING). A FIN counts
+// one in the sequence numbers the kernel reports but carries no data: the images keep the kernel's
+// sequence numbers and queue lengths without the FIN (as CRIU's do), and restore rebuilds the socket as
+// established, then replays the FINs in their order: ours by shutdown(SHUT_WR) in repair mode (counted
+// as sent when the peer had acknowledged it), the peer's by a segment from the peer (peer-segment.ts).
 import type { TcpStreamEntry } from '@criu-ts/images';
 import {
   getsockopt,
@@ -14,10 +20,13 @@ import {
   MSG_DONTWAIT,
   MSG_PEEK,
   recv,
+  SHUT_WR,
   send,
   setsockopt,
+  shutdown,
   TCP_INFO,
   TCP_MAXSEG,
+  TCP_NO_QUEUE,
   TCP_QUEUE_SEQ,
   TCP_RECV_QUEUE,
   TCP_REPAIR,
@@ -27,6 +36,37 @@ import {
   TCP_SEND_QUEUE,
   TCP_TIMESTAMP,
 } from '@criu-ts/sys';
+import type { InetAddress } from './address.js';
+import { sendPeerSegment, TH_ACK, TH_FIN } from './peer-segment.js';
+
+/** TCP states (tcpi_state). */
+export const TCP = {
+  ESTABLISHED: 1,
+  SYN_SENT: 2,
+  SYN_RECV: 3,
+  FIN_WAIT1: 4,
+  FIN_WAIT2: 5,
+  CLOSE: 7,
+  CLOSE_WAIT: 8,
+  LAST_ACK: 9,
+  LISTEN: 10,
+  CLOSING: 11,
+} as const;
+const bit = (state: number) => 1 << state;
+/** Our FIN went (or waits to go) before the peer's came. */
+const OUR_FIN_FIRST = bit(TCP.FIN_WAIT1) | bit(TCP.FIN_WAIT2) | bit(TCP.CLOSING);
+/** Our FIN went after the peer's. */
+const OUR_FIN_SECOND = bit(TCP.LAST_ACK);
+/** The peer has acknowledged our FIN. */
+const OUR_FIN_ACKED = bit(TCP.FIN_WAIT2);
+/** The peer's FIN has come. */
+const PEER_FIN = bit(TCP.CLOSE_WAIT) | bit(TCP.LAST_ACK) | bit(TCP.CLOSING);
+
+/** The states of a connected socket that TCP repair can bring back. */
+export const isRepairableState = (state: number) =>
+  state === TCP.ESTABLISHED || ((OUR_FIN_FIRST | OUR_FIN_SECOND | PEER_FIN) & bit(state)) !== 0;
+const ourFin = (state: number) => ((OUR_FIN_FIRST | OUR_FIN_SECOND) & bit(state)) !== 0;
+const peerFin = (state: number) => (PEER_FIN & bit(state)) !== 0;
 
 const SIOCINQ = 0x541b;
 const SIOCOUTQ = 0x5411;
@@ -66,13 +106,16 @@ function peekRepairQueue(fd: number, queue: number, len: number): Buffer {
   return buf.subarray(0, got);
 }
 
-/** Everything of an established connection; the socket is left in repair mode. */
+/** Everything of a connection; the socket is left in repair mode. */
 export function dumpTcpStream(fd: number): { entry: TcpStreamEntry; inq: Buffer; outq: Buffer } {
   repairOn(fd);
   const info = getsockopt(fd, IPPROTO_TCP, TCP_INFO, 8);
-  const inqLen = queueLength(fd, SIOCINQ);
-  const outqLen = queueLength(fd, SIOCOUTQ);
-  const unsqLen = queueLength(fd, SIOCOUTQNSD);
+  const state = info[0] ?? TCP.CLOSE;
+  const inqLen = queueLength(fd, SIOCINQ); // never counts a FIN
+  // Our FIN is in the send queue, counted by SIOCOUTQ until acknowledged and by SIOCOUTQNSD until sent.
+  const fin = ourFin(state) ? 1 : 0;
+  const outqLen = Math.max(0, queueLength(fd, SIOCOUTQ) - fin);
+  const unsqLen = Math.max(0, queueLength(fd, SIOCOUTQNSD) - fin);
   setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE);
   const inqSeq = getsockoptInt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ) >>> 0;
   const inq = peekRepairQueue(fd, TCP_RECV_QUEUE, inqLen);
@@ -109,16 +152,41 @@ const MAX_USER_MSS = 32767;
  * the MSS option set afterwards does not resize them: so the dumped clamp is given first, as a user
  * MSS, and taken back once the real options are in.
  */
-export function setSequences(fd: number, t: TcpStreamEntry): void {
+export function setSequences(fd: number, t: TcpStreamEntry, state: number): void {
   if (t.mss_clamp > 0) setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, Math.min(t.mss_clamp, MAX_USER_MSS));
+  const seq = dataSequences(t, state);
   setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE);
-  setsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, u32(t.inq_seq - t.inq_len));
+  setsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, u32(seq.inq - t.inq_len));
   setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE);
-  setsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, u32(t.outq_seq - t.outq_len));
+  setsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, u32(seq.outq - t.outq_len));
 }
 
-/** After connect: the options, the timestamp clock, the queues and the window; then repair off. */
-export function finishTcpStream(fd: number, t: TcpStreamEntry, inq: Buffer, outq: Buffer): void {
+/** Where each queue's data ends: the dumped sequence numbers without the FINs they count. */
+function dataSequences(t: TcpStreamEntry, state: number): { inq: number; outq: number } {
+  return {
+    inq: (t.inq_seq - (peerFin(state) ? 1 : 0)) >>> 0,
+    outq: (t.outq_seq - (ourFin(state) ? 1 : 0)) >>> 0,
+  };
+}
+
+/** The connection's state and its two ends, for the FINs replayed at restore. */
+export interface TcpConnection {
+  state: number;
+  local: InetAddress;
+  remote: InetAddress;
+}
+
+/**
+ * After connect: the options, the timestamp clock, the queues and the window, the FINs of a closing
+ * connection; then repair off.
+ */
+export function finishTcpStream(
+  fd: number,
+  t: TcpStreamEntry,
+  inq: Buffer,
+  outq: Buffer,
+  c: TcpConnection,
+): void {
   const opts: Array<[number, number]> = [[TCPOPT_MSS, t.mss_clamp]];
   if (t.opt_mask & TCPI_OPT_WSCALE) opts.push([TCPOPT_WINDOW, t.snd_wscale | ((t.rcv_wscale ?? 0) << 16)]);
   if (t.opt_mask & TCPI_OPT_SACK) opts.push([TCPOPT_SACK_PERM, 0]);
@@ -135,16 +203,83 @@ export function finishTcpStream(fd: number, t: TcpStreamEntry, inq: Buffer, outq
   const sent = t.outq_len - (t.unsq_len ?? 0);
   writeRepairQueue(fd, TCP_RECV_QUEUE, inq);
   writeRepairQueue(fd, TCP_SEND_QUEUE, outq.subarray(0, sent));
-  if (t.snd_wl1 !== undefined) {
-    const w = Buffer.alloc(20);
-    [t.snd_wl1, t.snd_wnd ?? 0, t.max_window ?? 0, t.rcv_wnd ?? 0, t.rcv_wup ?? 0].forEach((v, i) => {
-      w.writeUInt32LE(v >>> 0, i * 4);
-    });
-    setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, w);
+  if (t.snd_wl1 !== undefined) setWindow(fd, t, c.state);
+  if (sent < outq.length) {
+    // What the task had written but TCP had not sent yet goes out as any new data would, before a FIN.
+    repairOff(fd);
+    writeAll(fd, outq.subarray(sent));
+    repairOn(fd);
   }
+  replayFins(fd, t, c);
   repairOff(fd);
-  // What the task had written but TCP had not sent yet goes out as any new data would.
-  if (sent < outq.length) writeAll(fd, outq.subarray(sent));
+}
+
+/** The window as dumped; its left edge counted the peer's FIN, which is not received yet. */
+function setWindow(fd: number, t: TcpStreamEntry, state: number): void {
+  const fin = peerFin(state) ? 1 : 0;
+  const w = Buffer.alloc(20);
+  const words = [
+    t.snd_wl1 ?? 0,
+    t.snd_wnd ?? 0,
+    t.max_window ?? 0,
+    (t.rcv_wnd ?? 0) + fin,
+    (t.rcv_wup ?? 0) - fin,
+  ];
+  for (const [i, v] of words.entries()) w.writeUInt32LE(v >>> 0, i * 4);
+  setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, w);
+}
+
+/**
+ * The FINs of a closing connection, in the order they happened: ours by shutdown in repair mode (as a
+ * sent segment if the peer had acknowledged it), the peer's, and its acknowledgement of ours, as
+ * segments from the peer, each waited for until the socket is in the state it leads to.
+ */
+function replayFins(fd: number, t: TcpStreamEntry, c: TcpConnection): void {
+  const m = bit(c.state);
+  if (!(m & (OUR_FIN_FIRST | OUR_FIN_SECOND | PEER_FIN))) return;
+  const seq = dataSequences(t, c.state);
+  const segment = (flags: number, ack: number) =>
+    sendPeerSegment({
+      from: c.remote,
+      to: c.local,
+      seq: seq.inq,
+      ack,
+      flags,
+      window: (t.snd_wnd ?? 0) >>> (t.opt_mask & TCPI_OPT_WSCALE ? t.snd_wscale : 0),
+    });
+  if (m & OUR_FIN_FIRST) shutdownInRepair(fd, (m & OUR_FIN_ACKED) !== 0);
+  if (m & PEER_FIN) {
+    segment(TH_FIN | TH_ACK, seq.outq - t.outq_len);
+    waitForState(fd, m & OUR_FIN_FIRST ? TCP.CLOSING : TCP.CLOSE_WAIT);
+  }
+  if (m & OUR_FIN_SECOND) shutdownInRepair(fd, false);
+  if (m & OUR_FIN_ACKED) {
+    segment(TH_ACK, seq.outq + 1);
+    waitForState(fd, TCP.FIN_WAIT2);
+  }
+  waitForState(fd, c.state);
+}
+
+/** Our FIN, queued by shutdown; with `sent`, through the send queue, so counted as already sent. */
+function shutdownInRepair(fd: number, sent: boolean): void {
+  setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, sent ? TCP_SEND_QUEUE : TCP_NO_QUEUE);
+  shutdown(fd, SHUT_WR);
+  setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE);
+}
+
+const STATE_WAIT_MS = 2000;
+
+/** A segment written to loopback is taken in by the kernel soon, not always before sendmsg returns. */
+function waitForState(fd: number, want: number): void {
+  const until = performance.now() + STATE_WAIT_MS;
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    const now = getsockopt(fd, IPPROTO_TCP, TCP_INFO, 8)[0];
+    if (now === want) return;
+    if (performance.now() > until)
+      throw new Error(`the connection did not come back to TCP state ${want} (it is in state ${now})`);
+    Atomics.wait(nap, 0, 0, 1);
+  }
 }
 
 function writeRepairQueue(fd: number, queue: number, data: Buffer): void {
