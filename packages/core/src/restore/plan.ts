@@ -23,6 +23,7 @@ import {
   type VmaEntry,
 } from '@criu-ts/images';
 import { restoreDriverFor } from '../files/restore-fds.js';
+import { methodOfInventoryCode, type NetworkLockMethod } from '../net-lock/index.js';
 import { ShmemRestore } from '../shmem/restore.js';
 import { RestoreError } from './errors.js';
 
@@ -80,6 +81,8 @@ export interface RestorePlan {
   seccomp: SeccompFilter[];
   /** TTY file ids that get criu-ts's own terminal (--shell-job: the terminal of the shell). */
   inheritTty: Set<number>;
+  /** How the dumped connections were locked, so the same method unlocks them. */
+  networkLock: NetworkLockMethod;
   /** Every pid and tid the restore will take. */
   ids: number[];
   /** Bytes of page data the tasks will get back. */
@@ -119,8 +122,15 @@ function need(dir: ImageDir, pattern: string, id?: number): void {
   if (!dir.has(pattern, id)) throw new RestoreError(`missing image ${where(dir, pattern, id)}`);
 }
 
-/** Read and check everything a restore of DIR needs. Throws RestoreError / ImageError. */
-export function planRestore(imagesDir: string, opts: { shellJob?: boolean } = {}): RestorePlan {
+/**
+ * Read and check everything a restore of DIR needs. Throws RestoreError / ImageError. The network
+ * lock method is `opts.networkLock` if given, else the one inventory.img names (as CRIU reads it),
+ * else nftables (criu-ts's images from before the field).
+ */
+export function planRestore(
+  imagesDir: string,
+  opts: { shellJob?: boolean; networkLock?: NetworkLockMethod } = {},
+): RestorePlan {
   const dir = ImageDir.open(imagesDir);
   need(dir, 'inventory');
   const inv = dir.inventory();
@@ -209,7 +219,20 @@ export function planRestore(imagesDir: string, opts: { shellJob?: boolean } = {}
     for (const r of t.pagemap!.runs) if (r.flags & PE_PRESENT) pagesBytes += r.pages * PAGE;
   }
   shmem.checkPlan();
-  return { dir, root, tasks, files, ghosts, seccomp, inheritTty, ids: [...ids], pagesBytes, shmem };
+  const networkLock = opts.networkLock ?? methodOfInventoryCode(inv.network_lock_method) ?? 'nftables';
+  return {
+    dir,
+    root,
+    tasks,
+    files,
+    ghosts,
+    seccomp,
+    inheritTty,
+    networkLock,
+    ids: [...ids],
+    pagesBytes,
+    shmem,
+  };
 }
 
 function taskOf(dir: ImageDir, e: PstreeEntry, tids: number[]): TaskPlan {

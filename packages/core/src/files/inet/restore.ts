@@ -13,7 +13,7 @@ import {
   setsockopt,
   socket,
 } from '@criu-ts/sys';
-import { type Connection, unlockConnections } from '../../net-lock/nft.js';
+import { type Connection, networkLock } from '../../net-lock/index.js';
 import { RestoreError } from '../../restore/errors.js';
 import { withFlags } from '../fd-flags.js';
 import type { FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
@@ -50,10 +50,10 @@ function connectRepaired(fd: number, s: InetSkEntry, ctx: FdRestoreContext): voi
   finishTcpStream(fd, t.entry, t.inq, t.outq);
   const local = { family: s.family, addr: fromWords(s.family, s.src_addr ?? []), port: s.src_port };
   const c = connectionOf(s.family, local, { family: s.family, addr: remote, port: s.dst_port });
-  // Unlocked together once the tree runs: one nft transaction for all of them.
+  // Unlocked together once the tree runs: one batch for all of them.
   const batch = ctx.shared('tcp-unlock', () => {
     const list: Connection[] = [];
-    ctx.afterRestore(() => unlockConnections(list));
+    ctx.afterRestore(() => networkLock(ctx.networkLock).unlock(list));
     return list;
   });
   batch.push(c);
