@@ -15,6 +15,8 @@ command -v python3 >/dev/null || missing+=(python3)
 command -v curl >/dev/null || missing+=(curl)
 command -v perl >/dev/null || missing+=(perl)
 command -v nft >/dev/null || missing+=(nftables)
+# iptables and ip6tables (Debian 12: the nf_tables backend) for --network-lock iptables
+{ command -v iptables-restore && command -v ip6tables-restore; } >/dev/null || missing+=(iptables)
 command -v redis-server >/dev/null || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive

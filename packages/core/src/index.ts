@@ -4,5 +4,6 @@
  */
 export { type DumpOptions, type DumpResult, dump } from './dump/dump.js';
 export { DumpError } from './dump/errors.js';
+export { NETWORK_LOCK_METHODS, type NetworkLockMethod } from './net-lock/index.js';
 export { fpregsFromImage, fpregsToImage, gpregsFromImage, gpregsToImage } from './registers/x86.js';
 export * from './restore/index.js';

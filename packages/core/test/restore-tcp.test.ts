@@ -8,8 +8,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import { killAndReap, startTraceable } from '@criu-ts/compel';
-import { ImageDir } from '@criu-ts/images';
+import { startTraceable } from '@criu-ts/compel';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   cleanup,
@@ -26,50 +25,16 @@ import {
   waitFor,
   waitForLine,
 } from './helpers.js';
+import {
+  dumpKillRestore as dumpKillRestoreLocked,
+  ECHO_CLIENT_FAILING_DUMP_PY,
+  ECHO_CLIENT_PY,
+  haveNft,
+  startServer,
+  viaNftables,
+} from './tcp-helpers.js';
 
 afterEach(() => cleanup());
-
-const haveNft = (() => {
-  try {
-    execFileSync('nft', ['list', 'tables']);
-    return true;
-  } catch {
-    return false;
-  }
-})();
-
-/** The connections criu-ts's network lock holds now (elements of its IPv4 set, one per line). */
-const lockTables = (): string[] => {
-  try {
-    const text = execFileSync('nft', ['list', 'set', 'inet', 'criu_ts', 'lock4'], { encoding: 'utf8' });
-    const m = /elements = \{([^}]*)\}/s.exec(text);
-    return (m?.[1] ?? '')
-      .split(',')
-      .map((e) => e.trim())
-      .filter(Boolean);
-  } catch {
-    return []; // no table yet
-  }
-};
-
-// Sends numbered lines and checks each comes back, forever.
-const ECHO_CLIENT_PY = `
-import os, socket, sys, time
-os.closerange(3, 65536)
-out = open(sys.argv[1], 'a', buffering=1)
-c = socket.create_connection(('127.0.0.1', int(sys.argv[2])))
-buf = b''
-for i in range(1, 10**9):
-    c.sendall(b'%d\\n' % i)
-    while b'\\n' not in buf:
-        d = c.recv(4096)
-        if not d: out.write('EOF\\n'); sys.exit(1)
-        buf += d
-    line, buf = buf.split(b'\\n', 1)
-    if int(line) != i: out.write('BAD %s %d\\n' % (line, i)); sys.exit(1)
-    out.write('%d\\n' % i)
-    time.sleep(0.005)
-`;
 
 // Fills the connection with as much as it takes without blocking, then waits; on SIGUSR1 reads what
 // the server had sent meanwhile and checks it.
@@ -97,43 +62,7 @@ expect = (bytes(range(7, 256)) * (want // 249 + 1))[:want]
 out.write('READ %s\\n' % ('OK' if got == expect else 'BAD %d' % len(got)))
 `;
 
-interface Server {
-  port: number;
-  sockets: net.Socket[];
-  troubles: string[];
-}
-
-async function startServer(onConnection: (s: net.Socket) => void): Promise<Server> {
-  const srv: Server = { port: 0, sockets: [], troubles: [] };
-  const server = net.createServer((s) => {
-    srv.sockets.push(s);
-    s.on('end', () => srv.troubles.push('end'));
-    s.on('error', (e) => srv.troubles.push(`error ${e.message}`));
-    onConnection(s);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  srv.port = (server.address() as net.AddressInfo).port;
-  onCleanup(() => {
-    for (const s of srv.sockets) s.destroy();
-    server.close();
-  });
-  return srv;
-}
-
-async function dumpKillRestore(pid: number): Promise<string> {
-  const dir = path.join(tempDir('criu-ts-tcp-img-'), 'images');
-  const before = lockTables();
-  const r = await runCli(['dump', '-t', String(pid), '-D', dir, '--tcp-established']);
-  if (r.code !== 0 || r.stderr) throw new Error(`dump: exit ${r.code}: ${r.stderr}`);
-  const ours = lockTables().filter((t) => !before.includes(t));
-  expect(ours.length).toBeGreaterThan(0); // the connection is locked meanwhile
-  for (const e of ImageDir.open(dir).pstree()) killAndReap(e.pid);
-  const rr = await runCli(['restore', '-D', dir, '-d', '--tcp-established']);
-  if (rr.code !== 0 || rr.stderr) throw new Error(`restore: exit ${rr.code}: ${rr.stderr}`);
-  for (const e of ImageDir.open(dir).pstree()) track(e.pid);
-  for (const t of ours) expect(lockTables()).not.toContain(t); // and unlocked once it is back
-  return dir;
-}
+const dumpKillRestore = (pid: number) => dumpKillRestoreLocked(pid, viaNftables);
 
 describe.skipIf(!haveNft)('criu-ts restore: established TCP connections', () => {
   it('an echo client keeps its connection: no reconnect, no lost or doubled line, no end or reset at the server', async () => {
@@ -201,16 +130,16 @@ describe.skipIf(!haveNft)('criu-ts restore: established TCP connections', () => 
     const srv = await startServer((s) => s.pipe(s));
     const d = tempDir('criu-ts-tcpfail-');
     const report = path.join(d, 'report');
-    // The same client, plus a pidfd (no driver yet) opened after the socket: the dump fails on it.
-    const script = ECHO_CLIENT_PY.replace("buf = b''", "pidfd = os.pidfd_open(os.getpid())\nbuf = b''");
-    const pid = startTraceable([PYTHON, '-c', script, report, String(srv.port)], { setsid: true });
+    const pid = startTraceable([PYTHON, '-c', ECHO_CLIENT_FAILING_DUMP_PY, report, String(srv.port)], {
+      setsid: true,
+    });
     track(pid);
     await waitForLine(report, /^20$/, { pid });
-    const before = lockTables();
+    const before = viaNftables.held();
     const r = await runCli(['dump', '-t', String(pid), '-D', path.join(d, 'images'), '--tcp-established']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/pidfd/);
-    expect(lockTables()).toEqual(before);
+    expect(viaNftables.held()).toEqual(before);
     const n = readLines(report).length;
     await waitFor(() => readLines(report).length > n + 30, 'the client to go on');
     expect(readLines(report).every((l, i) => Number(l) === i + 1)).toBe(true);

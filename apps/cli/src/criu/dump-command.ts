@@ -3,6 +3,7 @@ import { DumpError, type DumpResult, dump } from '@criu-ts/core';
 import { ImageDir } from '@criu-ts/images';
 import type { Command } from 'commander';
 import { makeLogger } from './log.js';
+import { networkLockOf } from './network-lock.js';
 
 interface DumpFlags {
   tree: string;
@@ -16,7 +17,7 @@ interface DumpFlags {
   displayStats?: boolean;
   freezeCgroup?: string;
   tcpEstablished?: boolean;
-  networkLock?: string;
+  networkLock: string;
 }
 
 /** `criu-ts dump -t PID -D DIR`, with criu's options and meanings. */
@@ -35,10 +36,15 @@ export function addDumpCommand(program: Command): void {
     .option('--display-stats', 'print dump statistics at the end')
     .option('--freeze-cgroup <path>', 'use this cgroup v2 freezer to stop the tree before seizing it')
     .option('--tcp-established', 'dump established TCP connections (TCP repair)')
-    .option('--network-lock <method>', 'hold dumped connections with nftables rules, or skip', 'nftables')
+    .option(
+      '--network-lock <method>',
+      'hold dumped connections with nftables or iptables rules until restore, or skip',
+      'nftables',
+    )
     .action(async (f: DumpFlags) => {
       const pid = Number(f.tree);
       if (!Number.isInteger(pid) || pid <= 0) throw new DumpError(`bad pid ${JSON.stringify(f.tree)} for -t`);
+      const networkLock = networkLockOf(f.networkLock);
       const imagesDir = resolve(f.imagesDir ?? '.');
       ImageDir.create(imagesDir); // 0700, before the log file can create it with other modes
       const log = makeLogger({
@@ -62,7 +68,7 @@ export function addDumpCommand(program: Command): void {
           shellJob: f.shellJob === true,
           ...(f.freezeCgroup ? { freezeCgroup: f.freezeCgroup } : {}),
           tcpEstablished: f.tcpEstablished === true,
-          networkLock: networkLockOf(f.networkLock),
+          networkLock,
           checkpoint: () => {
             if (interrupted) throw new DumpError(`interrupted by ${interrupted}; the tree was left running`);
           },
@@ -99,9 +105,4 @@ function printStats(r: DumpResult): void {
       '',
     ].join('\n'),
   );
-}
-
-function networkLockOf(v: string | undefined): 'nftables' | 'skip' {
-  if (v === undefined || v === 'nftables' || v === 'skip') return v ?? 'nftables';
-  throw new Error(`--network-lock ${v}: criu-ts knows nftables and skip (iptables: not yet)`);
 }

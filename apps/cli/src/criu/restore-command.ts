@@ -4,6 +4,7 @@ import { RestoreError, restore, waitForRoot } from '@criu-ts/core';
 import type { RestoreStatsEntry } from '@criu-ts/images';
 import type { Command } from 'commander';
 import { makeLogger } from './log.js';
+import { networkLockOf } from './network-lock.js';
 
 interface RestoreFlags {
   imagesDir?: string;
@@ -15,6 +16,7 @@ interface RestoreFlags {
   verbosity: string;
   logFile?: string;
   displayStats?: boolean;
+  networkLock?: string;
 }
 
 /** The restore API (one place, so the command reads as before). */
@@ -38,6 +40,10 @@ export function addRestoreCommand(program: Command, exitWith: (code: number) => 
       '--tcp-established',
       'restore established TCP connections (accepted: the images say which there are)',
     )
+    .option(
+      '--network-lock <method>',
+      "unlock the connections with nftables, iptables or skip (default: the dump's, from inventory.img)",
+    )
     .option('--shell-job', 'restore a process started from a shell: it joins this session and process group')
     .option(
       '--restore-sibling',
@@ -47,6 +53,7 @@ export function addRestoreCommand(program: Command, exitWith: (code: number) => 
     .option('-o, --log-file <file>', 'log file name (relative to the work dir)')
     .option('--display-stats', 'print restore statistics at the end')
     .action(async (f: RestoreFlags) => {
+      const networkLock = f.networkLock === undefined ? undefined : networkLockOf(f.networkLock);
       const imagesDir = resolve(f.imagesDir ?? '.');
       const workDir = resolve(f.workDir ?? imagesDir);
       const log = makeLogger({
@@ -74,6 +81,7 @@ export function addRestoreCommand(program: Command, exitWith: (code: number) => 
           imagesDir,
           shellJob: f.shellJob === true,
           sibling: f.restoreSibling === true,
+          ...(networkLock ? { networkLock } : {}),
           log: {
             debug: (m) => log.debug(m),
             info: (m) => log.info(m),

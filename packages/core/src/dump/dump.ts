@@ -11,6 +11,7 @@ import { CgroupSets } from '../cgroup/dump.js';
 import { CORE_MARCH_X86_64, TASK_ZOMBIE } from '../core-image/thread.js';
 import { FileTable } from '../files/table.js';
 import { KobjIds } from '../ids/dump.js';
+import { inventoryCodeOf, type NetworkLockMethod } from '../net-lock/index.js';
 import { fpregsToImage } from '../registers/x86.js';
 import { SeccompFilters } from '../seccomp/dump.js';
 import { ShmemDump } from '../shmem/dump.js';
@@ -32,7 +33,7 @@ export interface DumpOptions {
   /** --tcp-established: dump established TCP connections (TCP repair) instead of refusing them. */
   tcpEstablished?: boolean;
   /** --network-lock: how connections are held while dumped (default nftables; skip: not at all). */
-  networkLock?: 'nftables' | 'skip';
+  networkLock?: NetworkLockMethod;
   /** --freeze-cgroup: a cgroup v2 directory whose freezer stops the tree before seizing. */
   freezeCgroup?: string;
   /** Called between steps; throw from it (or reject) to abort the dump, e.g. on Ctrl-C. */
@@ -241,6 +242,8 @@ function writeTreeImages(ctx: DumpContext): void {
     root_cg_set: ctx.cgroups.of(ctx.tree.root),
     lsmtype: 0,
     dump_uptime: uptimeMicros(),
+    // as CRIU writes it: restore unlocks with the method that locked
+    network_lock_method: inventoryCodeOf(ctx.files.options.networkLock ?? 'nftables'),
   };
   ctx.dir.write('inventory', undefined, [inventory]);
 }

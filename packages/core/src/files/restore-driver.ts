@@ -4,6 +4,7 @@
 // ends of a pipe, a socketpair) are made once and kept in `ctx.shared`. What only the task can do
 // (epoll_ctl with its own fd numbers, POSIX locks owned by the process) goes in `inTask`.
 import type { FdinfoEntry, FileEntry, ImageDir } from '@criu-ts/images';
+import type { NetworkLockMethod } from '../net-lock/index.js';
 import type { Arg, Call } from '../restore/inject.js';
 
 /** What a driver may use while checking entries, before any task exists. */
@@ -18,6 +19,8 @@ export interface FdRestoreContext extends FdCheckContext {
   fd(id: number): number;
   /** A value made once per key and kept for the whole restore (a pipe by its pipe_id...). */
   shared<T>(key: string, make: () => T): T;
+  /** How the dump locked the connections (which the same method unlocks). */
+  networkLock: NetworkLockMethod;
   /** Run `fn` once the restored tree runs (lift a network lock); not run if the restore fails. */
   afterRestore(fn: () => void): void;
   /** Close `fd` when the restore ends (an end of a pipe no task holds, a helper fd). */

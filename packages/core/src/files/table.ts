@@ -2,6 +2,7 @@ import type { FdInfo } from '@criu-ts/bfd';
 import type { Extra, FdinfoEntry, FileEntry, ImageDir } from '@criu-ts/images';
 import { close, KCMP_FILE, kcmp, pidfdGetfd, pidfdOpen } from '@criu-ts/sys';
 import { IdAllocator } from '../dump/ids.js';
+import type { NetworkLockMethod } from '../net-lock/index.js';
 
 /** fd_types values (fdinfo.proto). */
 export const FD_TYPE = {
@@ -89,7 +90,7 @@ export class FileTable {
    */
   constructor(
     readonly pids: ReadonlySet<number> = new Set(),
-    readonly options: { tcpEstablished?: boolean; networkLock?: 'nftables' | 'skip' } = {},
+    readonly options: { tcpEstablished?: boolean; networkLock?: NetworkLockMethod } = {},
   ) {}
 
   /**

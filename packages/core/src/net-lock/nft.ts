@@ -1,21 +1,13 @@
-// The network lock: while a connection is between its dump and its restore, every packet of it is
-// dropped, so that neither end answers the other with a reset (the dumped socket is gone, the
-// restored one not there yet). One nftables table, `inet criu_ts`, with a chain on the input hook
+// The network lock with nftables (`--network-lock nftables`, criu-ts's default; see index.ts for
+// what the lock is for). One nftables table, `inet criu_ts`, with a chain on the input hook
 // (loopback traffic passes it too) dropping what matches two sets of locked 4-tuples (IPv4, IPv6);
 // a connection is locked by adding both of its directions to the set, and unlocked by deleting
-// them once it is back. Needs `nft` (Debian's nftables package). CRIU does the same with iptables or
-// nftables rules; `--network-lock skip` leaves it to the caller.
+// them once it is back. Needs `nft` (Debian's nftables package). iptables.ts does the same with
+// iptables rules.
 import { execFileSync } from 'node:child_process';
 import { DumpError } from '../dump/errors.js';
+import type { Connection } from './index.js';
 import { LOCK_BYPASS_MARK } from './mark.js';
-
-export interface Connection {
-  family: 'ip' | 'ip6';
-  local: string;
-  localPort: number;
-  remote: string;
-  remotePort: number;
-}
 
 export const LOCK_TABLE = 'criu_ts';
 const setOf = (c: Connection) => (c.family === 'ip' ? 'lock4' : 'lock6');

@@ -25,6 +25,7 @@ import {
 import type { FdRestoreContext } from '../files/restore-driver.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
 import { RestoreError } from './errors.js';
+import type { RestorePlan } from './plan.js';
 
 const O_DIRECTORY = 0o200000;
 const O_PATH = 0o10000000;
@@ -43,17 +44,24 @@ export class NodeFiles {
   private readonly afterRestoreSteps: Array<() => void> = [];
   private readonly driverCtx: FdRestoreContext;
 
+  private readonly dir: ImageDir;
+  private readonly files: Map<number, FileEntry>;
+  private readonly ghosts: Map<number, number>;
+  /** TTY file ids that get criu-ts's own terminal (see plan.ts). */
+  private readonly inheritTty: Set<number>;
+
   constructor(
-    private readonly dir: ImageDir,
-    private readonly files: Map<number, FileEntry>,
-    private readonly ghosts: Map<number, number>,
+    plan: Pick<RestorePlan, 'dir' | 'files' | 'ghosts' | 'inheritTty' | 'networkLock'>,
     private readonly log: (msg: string) => void = () => {},
-    /** TTY file ids that get criu-ts's own terminal (see plan.ts). */
-    private readonly inheritTty: Set<number> = new Set(),
   ) {
+    this.dir = plan.dir;
+    this.files = plan.files;
+    this.ghosts = plan.ghosts;
+    this.inheritTty = plan.inheritTty;
     this.driverCtx = {
-      dir,
-      files,
+      dir: plan.dir,
+      files: plan.files,
+      networkLock: plan.networkLock,
       fd: (id) => this.fd(id, 'fd'),
       shared: <T>(key: string, make: () => T): T => {
         if (!this.sharedObjects.has(key)) this.sharedObjects.set(key, make());

@@ -23,6 +23,7 @@ import {
   type VmaEntry,
 } from '@criu-ts/images';
 import { restoreDriverFor } from '../files/restore-fds.js';
+import { methodOfInventoryCode, type NetworkLockMethod } from '../net-lock/index.js';
 import { ShmemRestore } from '../shmem/restore.js';
 import { RestoreError } from './errors.js';
 
@@ -87,6 +88,8 @@ export interface RestorePlan {
   seccomp: SeccompFilter[];
   /** TTY file ids that get criu-ts's own terminal (--shell-job: the terminal of the shell). */
   inheritTty: Set<number>;
+  /** How the dumped connections were locked, so the same method unlocks them. */
+  networkLock: NetworkLockMethod;
   /** Every pid and tid the restore will take. */
   ids: number[];
   /** Bytes of page data the tasks will get back. */
@@ -126,8 +129,15 @@ function need(dir: ImageDir, pattern: string, id?: number): void {
   if (!dir.has(pattern, id)) throw new RestoreError(`missing image ${where(dir, pattern, id)}`);
 }
 
-/** Read and check everything a restore of DIR needs. Throws RestoreError / ImageError. */
-export function planRestore(imagesDir: string, opts: { shellJob?: boolean } = {}): RestorePlan {
+/**
+ * Read and check everything a restore of DIR needs. Throws RestoreError / ImageError. The network
+ * lock method is `opts.networkLock` if given, else the one inventory.img names (as CRIU reads it),
+ * else nftables (criu-ts's images from before the field).
+ */
+export function planRestore(
+  imagesDir: string,
+  opts: { shellJob?: boolean; networkLock?: NetworkLockMethod } = {},
+): RestorePlan {
   const dir = ImageDir.open(imagesDir);
   need(dir, 'inventory');
   const inv = dir.inventory();
@@ -223,6 +233,7 @@ export function planRestore(imagesDir: string, opts: { shellJob?: boolean } = {}
     for (const r of t.pagemap!.runs) if (r.flags & PE_PRESENT) pagesBytes += r.pages * PAGE;
   }
   shmem.checkPlan();
+  const networkLock = opts.networkLock ?? methodOfInventoryCode(inv.network_lock_method) ?? 'nftables';
   return {
     dir,
     root,
@@ -232,6 +243,7 @@ export function planRestore(imagesDir: string, opts: { shellJob?: boolean } = {}
     deadPids,
     seccomp,
     inheritTty,
+    networkLock,
     ids: [...ids],
     pagesBytes,
     shmem,

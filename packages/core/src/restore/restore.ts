@@ -53,6 +53,7 @@ import {
 } from '@criu-ts/sys';
 import { locksByTask, retakeLocks } from '../file-locks/restore.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
+import type { NetworkLockMethod } from '../net-lock/index.js';
 import { fpregsFromImage, gpregsFromImage } from '../registers/x86.js';
 import { CgroupPlacer } from './cgroup.js';
 import { RestoreError } from './errors.js';
@@ -89,6 +90,11 @@ export interface RestoreOptions {
    * instead of criu-ts's own child.
    */
   sibling?: boolean;
+  /**
+   * --network-lock: the method the dump locked connections with, which unlocks them once the tree
+   * runs (default: the one inventory.img names; nftables if it names none).
+   */
+  networkLock?: NetworkLockMethod;
   /** How long to wait for pids still held by dying tasks (default 5 s). */
   pidWaitMs?: number;
   log?: Partial<RestoreLog>;
@@ -155,12 +161,15 @@ export function restore(opts: RestoreOptions): RestoreResult {
     'fdinfo_entry',
     'stats_entry',
   ]);
-  const plan = planRestore(opts.imagesDir, { shellJob: opts.shellJob === true });
+  const plan = planRestore(opts.imagesDir, {
+    shellJob: opts.shellJob === true,
+    ...(opts.networkLock ? { networkLock: opts.networkLock } : {}),
+  });
   log.info(`restoring ${plan.tasks.length} tasks of ${opts.imagesDir}`);
   const tWait = performance.now();
   waitForFreeIds(plan.ids, opts.pidWaitMs ?? 5000);
   const waitMs = ms(tWait);
-  const files = new NodeFiles(plan.dir, plan.files, plan.ghosts, (m) => log.debug(m), plan.inheritTty);
+  const files = new NodeFiles(plan, (m) => log.debug(m));
   const r = new Restorer(plan, files, log, opts.sibling === true);
   let tPlan = 0;
   try {

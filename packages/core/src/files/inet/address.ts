@@ -1,7 +1,7 @@
 // Inet addresses as inet_sk_entry keeps them (the address bytes, in network order, as u32 words: one
 // for IPv4, four for IPv6) and as sockaddr_in / sockaddr_in6 carry them.
 import { AF_INET, AF_INET6, formatIPv4, formatIPv6 } from '@criu-ts/sys';
-import type { Connection } from '../../net-lock/nft.js';
+import type { Connection } from '../../net-lock/index.js';
 
 export interface InetAddress {
   family: number;

@@ -24,7 +24,7 @@ import {
   sockDiag,
 } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
-import { type Connection, lockConnections, unlockConnections } from '../../net-lock/nft.js';
+import { type Connection, networkLock } from '../../net-lock/index.js';
 import { readSocketOptions } from '../socket/options.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
 import { connectionOf, fromSockaddr, type InetAddress, toWords } from './address.js';
@@ -109,17 +109,22 @@ function saveConnection(
 ): void {
   if (files.options.networkLock !== 'skip' && !lockTreeConnections(files).has(ino)) {
     // Not seen by sock_diag a moment ago (a connection that was still being set up): on its own.
-    const c = connectionOf(family, local, remote);
-    lockConnections([c]);
-    files.onUndo(() => unlockConnections([c]));
+    lockUntilRestore(files, [connectionOf(family, local, remote)]);
   }
   const { entry, inq, outq } = dumpTcpStream(fd);
   files.onUndo(() => repairOff(fd));
   files.addImageEntry('tcp-stream-%x', entry, { inq, outq }, ino);
 }
 
+/** Lock connections with the dump's method; unlocked again if the tree goes on after all. */
+function lockUntilRestore(files: FileTable, cs: Connection[]): void {
+  const lock = networkLock(files.options.networkLock ?? 'nftables');
+  lock.lock(cs);
+  files.onUndo(() => lock.unlock(cs));
+}
+
 /**
- * Every established TCP connection the tree holds, locked in one nft transaction the first time one
+ * Every established TCP connection the tree holds, locked in one batch the first time one
  * is met (before any goes into repair mode). Returns the inodes of the sockets locked.
  */
 function lockTreeConnections(files: FileTable): Set<number> {
@@ -144,8 +149,7 @@ function lockTreeConnections(files: FileTable): Set<number> {
         ids.add(d.ino);
       }
     }
-    lockConnections(locked);
-    files.onUndo(() => unlockConnections(locked));
+    lockUntilRestore(files, locked);
     return ids;
   });
 }

@@ -13,7 +13,7 @@ import {
   setsockopt,
   socket,
 } from '@criu-ts/sys';
-import { type Connection, unlockConnections } from '../../net-lock/nft.js';
+import { type Connection, networkLock } from '../../net-lock/index.js';
 import { RestoreError } from '../../restore/errors.js';
 import { withFlags } from '../fd-flags.js';
 import type { FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
@@ -46,10 +46,10 @@ function connectRepaired(fd: number, s: InetSkEntry, ctx: FdRestoreContext): voi
   const t = tcpStreamOf(ctx, s);
   finishTcpStream(fd, t.entry, t.inq, t.outq, { state: s.state, local, remote });
   const c = connectionOf(s.family, local, remote);
-  // Unlocked together once the tree runs: one nft transaction for all of them.
+  // Unlocked together once the tree runs: one batch for all of them.
   const batch = ctx.shared('tcp-unlock', () => {
     const list: Connection[] = [];
-    ctx.afterRestore(() => unlockConnections(list));
+    ctx.afterRestore(() => networkLock(ctx.networkLock).unlock(list));
     return list;
   });
   batch.push(c);

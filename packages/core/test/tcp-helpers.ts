@@ -1,0 +1,130 @@
+// Helpers for the established-TCP tests (restore-tcp*.test.ts): a client in the dumped tree talking
+// to a server outside it (the test process), and dump, kill and restore through the CLI with a check
+// that the network lock holds the connection meanwhile and is lifted afterwards.
+import { execFileSync } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { killAndReap } from '@criu-ts/compel';
+import { ImageDir } from '@criu-ts/images';
+import { expect } from 'vitest';
+import { onCleanup, runCli, tempDir, track } from './helpers.js';
+
+/**
+ * Sends numbered lines and checks each comes back, forever. Arguments: report file, port, and the
+ * server's address (default 127.0.0.1).
+ */
+export const ECHO_CLIENT_PY = `
+import os, socket, sys, time
+os.closerange(3, 65536)
+out = open(sys.argv[1], 'a', buffering=1)
+c = socket.create_connection((sys.argv[3] if len(sys.argv) > 3 else '127.0.0.1', int(sys.argv[2])))
+buf = b''
+for i in range(1, 10**9):
+    c.sendall(b'%d\\n' % i)
+    while b'\\n' not in buf:
+        d = c.recv(4096)
+        if not d: out.write('EOF\\n'); sys.exit(1)
+        buf += d
+    line, buf = buf.split(b'\\n', 1)
+    if int(line) != i: out.write('BAD %s %d\\n' % (line, i)); sys.exit(1)
+    out.write('%d\\n' % i)
+    time.sleep(0.005)
+`;
+
+/** The same client, plus a pidfd (no driver yet) opened after the socket: a dump of it fails. */
+export const ECHO_CLIENT_FAILING_DUMP_PY = ECHO_CLIENT_PY.replace(
+  "buf = b''",
+  "pidfd = os.pidfd_open(os.getpid())\nbuf = b''",
+);
+
+export interface Server {
+  port: number;
+  sockets: net.Socket[];
+  /** An end or an error on any connection: what the lock must prevent. */
+  troubles: string[];
+}
+
+/** A TCP server on `host` (closed, with its connections, at cleanup). */
+export async function startServer(
+  onConnection: (s: net.Socket) => void,
+  host = '127.0.0.1',
+): Promise<Server> {
+  const srv: Server = { port: 0, sockets: [], troubles: [] };
+  const server = net.createServer((s) => {
+    srv.sockets.push(s);
+    s.on('end', () => srv.troubles.push('end'));
+    s.on('error', (e) => srv.troubles.push(`error ${e.message}`));
+    onConnection(s);
+  });
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  srv.port = (server.address() as net.AddressInfo).port;
+  onCleanup(() => {
+    for (const s of srv.sockets) s.destroy();
+    server.close();
+  });
+  return srv;
+}
+
+export const haveNft = (() => {
+  try {
+    execFileSync('nft', ['list', 'tables']);
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+/** The connections criu-ts's nftables lock holds now (elements of its IPv4 set, one per line). */
+function nftLockElements(): string[] {
+  try {
+    const text = execFileSync('nft', ['list', 'set', 'inet', 'criu_ts', 'lock4'], { encoding: 'utf8' });
+    const m = /elements = \{([^}]*)\}/s.exec(text);
+    return (m?.[1] ?? '')
+      .split(',')
+      .map((e) => e.trim())
+      .filter(Boolean);
+  } catch {
+    return []; // no table yet
+  }
+}
+
+export interface LockCheck {
+  /** What the lock holds now, one string per locked direction of a connection. */
+  held(): string[];
+  /** Extra arguments to the dump and to the restore (the lock method). */
+  dumpArgs?: string[];
+  restoreArgs?: string[];
+  /** Run once the tree is dumped and killed, before the restore. */
+  whileDumped?: (dir: string) => Promise<void>;
+}
+
+/** The default lock, nftables. */
+export const viaNftables: LockCheck = { held: nftLockElements };
+
+/**
+ * Dump the tree of `pid` with --tcp-established, kill it, restore it detached; the lock must hold new
+ * entries between the dump and the restore, and none of them after. Returns the images dir.
+ */
+export async function dumpKillRestore(pid: number, lock: LockCheck): Promise<string> {
+  const dir = path.join(tempDir('criu-ts-tcp-img-'), 'images');
+  const before = lock.held();
+  const r = await runCli([
+    'dump',
+    '-t',
+    String(pid),
+    '-D',
+    dir,
+    '--tcp-established',
+    ...(lock.dumpArgs ?? []),
+  ]);
+  if (r.code !== 0 || r.stderr) throw new Error(`dump: exit ${r.code}: ${r.stderr}`);
+  const ours = lock.held().filter((t) => !before.includes(t));
+  expect(ours.length).toBeGreaterThan(0); // the connection is locked meanwhile
+  for (const e of ImageDir.open(dir).pstree()) killAndReap(e.pid);
+  await lock.whileDumped?.(dir);
+  const rr = await runCli(['restore', '-D', dir, '-d', '--tcp-established', ...(lock.restoreArgs ?? [])]);
+  if (rr.code !== 0 || rr.stderr) throw new Error(`restore: exit ${rr.code}: ${rr.stderr}`);
+  for (const e of ImageDir.open(dir).pstree()) track(e.pid);
+  for (const t of ours) expect(lock.held()).not.toContain(t); // and unlocked once it is back
+  return dir;
+}
