@@ -1,11 +1,15 @@
 // NETLINK_SOCK_DIAG: ask the kernel about sockets by inode (what /proc/PID/fd only names as
-// "socket:[ino]"): unix peers and names, inet addresses and states, queue lengths.
+// "socket:[ino]"): unix peers and names, inet addresses and states, queue lengths, netlink port ids
+// and multicast groups.
 import {
   AF_INET,
   AF_INET6,
   AF_NETLINK,
   AF_UNIX,
   INET_DIAG_NOCOOKIE,
+  NDIAG_PROTO_ALL,
+  NETLINK_DIAG_FLAGS,
+  NETLINK_DIAG_GROUPS,
   NETLINK_SOCK_DIAG,
   NLM_F_DUMP,
   NLM_F_REQUEST,
@@ -60,7 +64,19 @@ export interface InetDiagRequest {
   };
 }
 
-export type SockDiagRequest = UnixDiagRequest | InetDiagRequest;
+/**
+ * netlink_diag_req: the bound netlink sockets of the namespace (the kernel only answers dumps; an
+ * unbound socket is not listed).
+ */
+export interface NetlinkDiagRequest {
+  family: 'netlink';
+  /** NETLINK_ROUTE, ...; default NDIAG_PROTO_ALL (every protocol). */
+  protocol?: number;
+  /** NDIAG_SHOW_* bits. */
+  show: number;
+}
+
+export type SockDiagRequest = UnixDiagRequest | InetDiagRequest | NetlinkDiagRequest;
 
 /** One answer message: the fixed family-specific header, decoded, plus raw attributes by type. */
 export interface SockDiagMessage {
@@ -68,12 +84,13 @@ export interface SockDiagMessage {
   type: number;
   flags: number;
   seq: number;
-  /** The fixed part (unix_diag_msg, 16 bytes / inet_diag_msg, 72 bytes). */
+  /** The fixed part (unix_diag_msg, 16 bytes / inet_diag_msg, 72 bytes / netlink_diag_msg, 28 bytes). */
   header: Buffer;
-  /** rtattr payloads by attribute type (UNIX_DIAG_* / INET_DIAG_*). */
+  /** rtattr payloads by attribute type (UNIX_DIAG_* / INET_DIAG_* / NETLINK_DIAG_*). */
   attrs: Map<number, Buffer>;
   unix?: UnixDiagMsg;
   inet?: InetDiagMsg;
+  netlink?: NetlinkDiagMsg;
 }
 
 export interface UnixDiagMsg {
@@ -101,6 +118,19 @@ export interface InetDiagMsg {
   ino: number;
 }
 
+export interface NetlinkDiagMsg {
+  protocol: number;
+  /**
+   * NETLINK_CONNECTED once connect() set a default destination; TCP_CLOSE (7, the value every new
+   * socket starts with) if it never did, NETLINK_UNCONNECTED after a disconnect.
+   */
+  state: number;
+  portid: number;
+  dstPortid: number;
+  dstGroup: number;
+  ino: number;
+}
+
 export interface SockDiagOptions {
   /** An existing NETLINK_SOCK_DIAG socket (e.g. one created inside the target's network namespace). */
   fd?: number;
@@ -108,6 +138,10 @@ export interface SockDiagOptions {
 
 const UNIX_DIAG_REQ_SIZE = 24;
 const INET_DIAG_REQ_V2_SIZE = 56;
+const NETLINK_DIAG_REQ_SIZE = 20;
+/** Size of the fixed header of an answer, by request family. */
+const MSG_SIZE = { unix: 16, inet: 72, netlink: 28 } as const;
+type DiagKind = keyof typeof MSG_SIZE;
 const RECV_SIZE = 64 * 1024;
 let seqCounter = 1;
 
@@ -143,13 +177,32 @@ function encodeInetReq(r: InetDiagRequest): Buffer {
   return b;
 }
 
+function encodeNetlinkReq(r: NetlinkDiagRequest): Buffer {
+  const b = Buffer.alloc(NETLINK_DIAG_REQ_SIZE);
+  b[0] = AF_NETLINK;
+  b[1] = r.protocol ?? NDIAG_PROTO_ALL;
+  b.writeUInt32LE(r.show >>> 0, 8);
+  // ndiag_ino and the cookie are not looked at: the kernel has no lookup of one netlink socket.
+  return b;
+}
+
 function isDump(r: SockDiagRequest): boolean {
+  if (r.family === 'netlink') return true;
   return r.family === 'unix' ? r.ino === undefined : r.id === undefined;
+}
+
+const kindOf = (r: SockDiagRequest): DiagKind =>
+  r.family === 'unix' || r.family === 'netlink' ? r.family : 'inet';
+
+function encodeBody(r: SockDiagRequest): Buffer {
+  if (r.family === 'unix') return encodeUnixReq(r);
+  if (r.family === 'netlink') return encodeNetlinkReq(r);
+  return encodeInetReq(r);
 }
 
 /** Build the netlink request message for `r` with sequence number `seq`. */
 export function encodeSockDiagRequest(r: SockDiagRequest, seq: number): Buffer {
-  const body = r.family === 'unix' ? encodeUnixReq(r) : encodeInetReq(r);
+  const body = encodeBody(r);
   const msg = Buffer.alloc(NLMSG_HDRLEN + body.length);
   msg.writeUInt32LE(msg.length, 0);
   msg.writeUInt16LE(SOCK_DIAG_BY_FAMILY, 4);
@@ -206,16 +259,34 @@ function decodeInetMsg(h: Buffer): InetDiagMsg {
   };
 }
 
+function decodeNetlinkMsg(h: Buffer): NetlinkDiagMsg {
+  return {
+    protocol: h[2] ?? 0,
+    state: h[3] ?? 0,
+    portid: h.readUInt32LE(4),
+    dstPortid: h.readUInt32LE(8),
+    dstGroup: h.readUInt32LE(12),
+    ino: h.readUInt32LE(16),
+  };
+}
+
+/** The fixed header decoded into the field of its family. */
+function decodeHeader(kind: DiagKind, header: Buffer): Partial<SockDiagMessage> {
+  if (kind === 'unix') return { unix: decodeUnixMsg(header) };
+  if (kind === 'netlink') return { netlink: decodeNetlinkMsg(header) };
+  return { inet: decodeInetMsg(header) };
+}
+
 // Parse one recv() worth of netlink messages. Returns true once the answer is complete.
 function parseBatch(
   buf: Buffer,
   len: number,
   seq: number,
-  family: 'unix' | 'inet',
+  family: DiagKind,
   out: SockDiagMessage[],
   dump: boolean,
 ): boolean {
-  const fixed = family === 'unix' ? 16 : 72;
+  const fixed = MSG_SIZE[family];
   for (let off = 0; off + NLMSG_HDRLEN <= len; ) {
     const mlen = buf.readUInt32LE(off);
     if (mlen < NLMSG_HDRLEN || off + mlen > len) break;
@@ -230,20 +301,18 @@ function parseBatch(
     }
     if (type === NLMSG_ERROR || type === NLMSG_DONE) {
       const err = mlen >= NLMSG_HDRLEN + 4 ? buf.readInt32LE(body) : 0;
-      if (err < 0) throw new SysError('sock_diag', -err, family === 'unix' ? 'unix' : 'inet');
+      if (err < 0) throw new SysError('sock_diag', -err, family);
       return true;
     }
     const header = Buffer.from(buf.subarray(body, body + fixed));
-    const msg: SockDiagMessage = {
+    out.push({
       type,
       flags,
       seq: mseq,
       header,
       attrs: parseRtattrs(buf, body + align4(fixed), off + mlen),
-    };
-    if (family === 'unix') msg.unix = decodeUnixMsg(header);
-    else msg.inet = decodeInetMsg(header);
-    out.push(msg);
+      ...decodeHeader(family, header),
+    });
     off = next;
   }
   // An exact lookup is answered by one message, without NLMSG_DONE.
@@ -262,7 +331,7 @@ export function sockDiag(request: SockDiagRequest, opts: SockDiagOptions = {}): 
     send(fd, encodeSockDiagRequest(request, seq));
     const buf = Buffer.alloc(RECV_SIZE);
     const out: SockDiagMessage[] = [];
-    const family = request.family === 'unix' ? 'unix' : 'inet';
+    const family = kindOf(request);
     const dump = isDump(request);
     for (;;) {
       const n = recv(fd, buf);
@@ -311,5 +380,23 @@ export function decodeUnixDiagAttrs(attrs: Map<number, Buffer>): UnixDiagAttrs {
   if (sh && sh.length >= 1) out.shutdown = sh[0] ?? 0;
   const uid = attrs.get(UNIX_DIAG_UID);
   if (uid && uid.length >= 4) out.uid = uid.readUInt32LE(0);
+  return out;
+}
+
+/** Decoded netlink_diag attributes (those the request's `show` bits asked for). */
+export interface NetlinkDiagAttrs {
+  /** Multicast group membership bitmap, 32 groups per word (group g is bit (g-1) % 32 of word (g-1) / 32). */
+  groups?: number[];
+  /** NDIAG_FLAG_* bits. */
+  flags?: number;
+}
+
+/** Decode the NETLINK_DIAG_GROUPS and NETLINK_DIAG_FLAGS attributes of a message. */
+export function decodeNetlinkDiagAttrs(attrs: Map<number, Buffer>): NetlinkDiagAttrs {
+  const out: NetlinkDiagAttrs = {};
+  const groups = attrs.get(NETLINK_DIAG_GROUPS);
+  if (groups) out.groups = Array.from({ length: groups.length >> 2 }, (_, i) => groups.readUInt32LE(i * 4));
+  const flags = attrs.get(NETLINK_DIAG_FLAGS);
+  if (flags && flags.length >= 4) out.flags = flags.readUInt32LE(0);
   return out;
 }

@@ -1,6 +1,16 @@
 // Socket calls the dumper and restorer need, with raw sockaddr Buffers plus encoders/decoders for
-// AF_UNIX, AF_INET and AF_INET6, and sendmsg/recvmsg with iovecs and SCM_RIGHTS.
-import { AF_INET, AF_INET6, AF_UNIX, MSG_CMSG_CLOEXEC, SCM_RIGHTS, SOL_SOCKET } from './constants/socket.js';
+// AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK, and sendmsg/recvmsg with iovecs and SCM_RIGHTS.
+import {
+  AF_INET,
+  AF_INET6,
+  AF_NETLINK,
+  AF_UNIX,
+  MSG_CMSG_CLOEXEC,
+  SCM_RIGHTS,
+  SO_ATTACH_FILTER,
+  SO_GET_FILTER,
+  SOL_SOCKET,
+} from './constants/socket.js';
 import { SYS } from './constants/syscalls.js';
 import { addressOf, checked, checkedRetry, syscall, withPinned } from './native.js';
 
@@ -87,6 +97,42 @@ export function setsockopt(fd: number, level: number, name: number, value: Buffe
   );
 }
 
+/** BPF_MAXINSNS: the most instructions a classic socket filter has. */
+const BPF_MAXINSNS = 4096;
+
+/**
+ * The classic BPF filter attached to a socket (SO_ATTACH_FILTER), one u64 per instruction laid out as
+ * struct sock_filter (code, jt, jf, k); empty when there is none. SO_GET_FILTER counts its length in
+ * instructions, not bytes, which is why getsockopt() above does not fit. An eBPF program
+ * (SO_ATTACH_BPF) has no classic form: EACCES.
+ */
+export function getSocketFilter(fd: number): bigint[] {
+  const prog = Buffer.alloc(BPF_MAXINSNS * 8);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(BPF_MAXINSNS, 0);
+  checked(
+    'getsockopt',
+    () => `fd ${fd}, SO_GET_FILTER`,
+    syscall(SYS.getsockopt, fd, SOL_SOCKET, SO_GET_FILTER, prog, len),
+  );
+  return Array.from({ length: len.readUInt32LE(0) }, (_, i) => prog.readBigUInt64LE(i * 8));
+}
+
+/** Attach a classic BPF filter (instructions as getSocketFilter returns them). */
+export function attachSocketFilter(fd: number, insns: readonly bigint[]): void {
+  const prog = Buffer.alloc(insns.length * 8);
+  insns.forEach((v, i) => {
+    prog.writeBigUInt64LE(v, i * 8);
+  });
+  withPinned([prog], () => {
+    // struct sock_fprog: u16 length, padding, the instructions' address.
+    const fprog = Buffer.alloc(16);
+    fprog.writeUInt16LE(insns.length, 0);
+    fprog.writeBigUInt64LE(addressOf(prog), 8);
+    setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, fprog);
+  });
+}
+
 const SOCKADDR_STORAGE = 128;
 
 function sockName(nr: number, call: string, fd: number): Buffer {
@@ -157,6 +203,30 @@ export function encodeSockaddrUn(path: string | Buffer, abstract = false): Buffe
   b.writeUInt16LE(AF_UNIX, 0);
   p.copy(b, abstract ? 3 : 2);
   return b;
+}
+
+/** struct sockaddr_nl: a netlink port id and a bitmap of the first 32 multicast groups. */
+export interface SockaddrNl {
+  portid: number;
+  groups: number;
+}
+
+/** sockaddr_nl (12 bytes): for bind, the port id (0: the kernel picks one) and the groups to join. */
+export function encodeSockaddrNl(portid: number, groups = 0): Buffer {
+  const b = Buffer.alloc(12);
+  b.writeUInt16LE(AF_NETLINK, 0);
+  b.writeUInt32LE(portid >>> 0, 4);
+  b.writeUInt32LE(groups >>> 0, 8);
+  return b;
+}
+
+/** A sockaddr_nl as getsockname returns it (port id 0: not bound yet). */
+export function decodeSockaddrNl(buf: Buffer): SockaddrNl {
+  if (buf.length < 12 || buf.readUInt16LE(0) !== AF_NETLINK)
+    throw new TypeError(
+      `not a sockaddr_nl (${buf.length} bytes, family ${buf.length >= 2 ? buf.readUInt16LE(0) : '?'})`,
+    );
+  return { portid: buf.readUInt32LE(4), groups: buf.readUInt32LE(8) };
 }
 
 /** sockaddr_in (16 bytes). */

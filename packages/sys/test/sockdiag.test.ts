@@ -3,22 +3,37 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   AF_INET,
+  AF_NETLINK,
   AF_UNIX,
+  attachSocketFilter,
   bind,
   close,
+  connect,
+  decodeNetlinkDiagAttrs,
   decodeSockaddr,
+  decodeSockaddrNl,
   decodeUnixDiagAttrs,
   encodeSockaddrIn,
+  encodeSockaddrNl,
   encodeSockaddrUn,
   fstat,
   getFdOfProcess,
+  getSocketFilter,
   getsockname,
   IPPROTO_TCP,
   listen,
+  NDIAG_SHOW_FLAGS,
+  NDIAG_SHOW_GROUPS,
+  NETLINK_ADD_MEMBERSHIP,
+  NETLINK_CONNECTED,
+  NETLINK_ROUTE,
   readlink,
   SOCK_CLOEXEC,
+  SOCK_RAW,
   SOCK_STREAM,
+  SOL_NETLINK,
   SysError,
+  setsockopt,
   sockDiag,
   socket,
   socketpair,
@@ -50,6 +65,7 @@ afterEach(() => {
 afterAll(cleanup);
 
 const ino = (fd: number): number => Number(fstat(fd).ino);
+const NETLINK_USERSOCK = 2;
 
 describe('sock_diag', () => {
   it('finds a unix socketpair by inode, with its peer and queue', () => {
@@ -122,5 +138,33 @@ describe('sock_diag', () => {
     expect(err).toBeInstanceOf(SysError);
     expect((err as SysError).call).toBe('sock_diag');
     expect((err as SysError).code).toBe('ENOENT');
+  });
+
+  it('lists a bound netlink socket with its port id, groups past the first 32 and its destination', () => {
+    const s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    const u = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_USERSOCK);
+    track(s, u);
+    bind(s, encodeSockaddrNl(0, 1 << 27));
+    setsockopt(s, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, 36);
+    const { portid } = decodeSockaddrNl(getsockname(s));
+    expect(portid).not.toBe(0);
+    connect(u, encodeSockaddrNl(portid, 1 << 2));
+    const all = sockDiag({ family: 'netlink', show: NDIAG_SHOW_GROUPS | NDIAG_SHOW_FLAGS });
+    const find = (fd: number) => all.find((m) => m.netlink?.ino === ino(fd))!;
+    expect(find(s).netlink).toMatchObject({ protocol: NETLINK_ROUTE, portid, state: 7 });
+    expect(decodeNetlinkDiagAttrs(find(s).attrs)).toMatchObject({ groups: [1 << 27, 1 << 3], flags: 0 });
+    expect(find(u).netlink).toMatchObject({ state: NETLINK_CONNECTED, dstPortid: portid, dstGroup: 3 });
+  });
+});
+
+describe('socket filters', () => {
+  it('a classic BPF filter reads back as attached; none is empty', () => {
+    const [a, b] = socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC);
+    track(a, b);
+    expect(getSocketFilter(a)).toEqual([]);
+    // ld len; ret #0x40000 (BPF_LD|BPF_W|BPF_LEN = 0x80, BPF_RET|BPF_K = 0x06), as struct sock_filter
+    const insns = [0x80n, 0x06n | (0x40000n << 32n)];
+    attachSocketFilter(a, insns);
+    expect(getSocketFilter(a)).toEqual(insns);
   });
 });

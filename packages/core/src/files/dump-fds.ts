@@ -8,6 +8,7 @@ import { eventpollDriver } from './eventpoll/dump.js';
 import { fifoDriver } from './fifo/dump.js';
 import { inetSocketDriver } from './inet/dump.js';
 import { inotifyDriver } from './inotify/dump.js';
+import { netlinkSocketDriver } from './netlink/dump.js';
 import { pipeDriver } from './pipe/dump.js';
 import { regularFileDriver } from './regular/dump.js';
 import { signalfdDriver } from './signalfd/dump.js';
@@ -30,6 +31,7 @@ export const FD_DRIVERS: FdDumpDriver[] = [
   unixSocketDriver,
   inotifyDriver,
   inetSocketDriver,
+  netlinkSocketDriver,
 ];
 
 const O_CLOEXEC = 0o2000000;

@@ -4,6 +4,7 @@ import { fifoRestoreDriver } from './fifo/restore.js';
 import { inetSocketRestoreDriver } from './inet/restore.js';
 import { inotifyRestoreDriver } from './inotify/restore.js';
 import { memfdRestoreDriver } from './memfd/restore.js';
+import { netlinkSocketRestoreDriver } from './netlink/restore.js';
 import { pipeRestoreDriver } from './pipe/restore.js';
 import type { FdRestoreDriver } from './restore-driver.js';
 import { signalfdRestoreDriver } from './signalfd/restore.js';
@@ -25,6 +26,7 @@ export const FD_RESTORE_DRIVERS: FdRestoreDriver[] = [
   inotifyRestoreDriver,
   inetSocketRestoreDriver,
   memfdRestoreDriver,
+  netlinkSocketRestoreDriver,
 ];
 
 export function restoreDriverFor(type: number): FdRestoreDriver | undefined {

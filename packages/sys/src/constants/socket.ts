@@ -1,5 +1,6 @@
 // Socket, netlink and sock_diag constants for x86_64 (linux/socket.h, asm-generic/socket.h,
-// linux/netlink.h, linux/sock_diag.h, linux/unix_diag.h, linux/inet_diag.h, linux/tcp.h).
+// linux/netlink.h, linux/sock_diag.h, linux/unix_diag.h, linux/inet_diag.h, linux/netlink_diag.h,
+// linux/tcp.h).
 
 export const AF_UNSPEC = 0;
 export const AF_UNIX = 1;
@@ -77,12 +78,17 @@ export const SO_PEEK_OFF = 42;
 export const SO_LOCK_FILTER = 44;
 export const SO_BUSY_POLL = 46;
 export const SO_INCOMING_CPU = 49;
+/** u32 counters of the socket's memory, SK_MEMINFO_RMEM_ALLOC (bytes queued to read) first. */
+export const SO_MEMINFO = 55;
+export const SK_MEMINFO_VARS = 9;
 export const SO_COOKIE = 57;
 export const SO_PEERGROUPS = 59;
 export const SO_ZEROCOPY = 60;
 export const SO_BINDTOIFINDEX = 62;
 export const SO_RCVTIMEO_NEW = 66;
 export const SO_SNDTIMEO_NEW = 67;
+/** Which buffer sizes the user set (bit 0 send, bit 1 receive): the kernel no longer tunes those. */
+export const SO_BUF_LOCK = 72;
 export const SO_PASSPIDFD = 76;
 export const SO_PEERPIDFD = 77;
 
@@ -163,6 +169,19 @@ export const SIOCGSKNS = 0x894c;
 export const NETLINK_ROUTE = 0;
 export const NETLINK_SOCK_DIAG = 4;
 export const NETLINK_NETFILTER = 12;
+// SOL_NETLINK options.
+export const NETLINK_ADD_MEMBERSHIP = 1;
+export const NETLINK_DROP_MEMBERSHIP = 2;
+export const NETLINK_PKTINFO = 3;
+export const NETLINK_BROADCAST_ERROR = 4;
+export const NETLINK_NO_ENOBUFS = 5;
+export const NETLINK_LISTEN_ALL_NSID = 8;
+export const NETLINK_CAP_ACK = 10;
+export const NETLINK_EXT_ACK = 11;
+export const NETLINK_GET_STRICT_CHK = 12;
+/** sk_state of a netlink socket with a default destination (connect), and after a disconnect. */
+export const NETLINK_UNCONNECTED = 0;
+export const NETLINK_CONNECTED = 1;
 export const NLM_F_REQUEST = 0x1;
 export const NLM_F_MULTI = 0x2;
 export const NLM_F_ACK = 0x4;
@@ -197,6 +216,23 @@ export const UNIX_DIAG_RQLEN = 4;
 export const UNIX_DIAG_MEMINFO = 5;
 export const UNIX_DIAG_SHUTDOWN = 6;
 export const UNIX_DIAG_UID = 7;
+
+// netlink_diag_req.ndiag_show bits, the attributes they produce and the NETLINK_DIAG_FLAGS bits.
+/** ndiag_protocol of a request for the sockets of every netlink protocol. */
+export const NDIAG_PROTO_ALL = 255;
+export const NDIAG_SHOW_MEMINFO = 0x1;
+export const NDIAG_SHOW_GROUPS = 0x2;
+export const NDIAG_SHOW_FLAGS = 0x8;
+export const NETLINK_DIAG_MEMINFO = 0;
+export const NETLINK_DIAG_GROUPS = 1;
+export const NETLINK_DIAG_FLAGS = 4;
+/** The socket is answering a dump request: the rest of the answer is still to be made. */
+export const NDIAG_FLAG_CB_RUNNING = 0x1;
+export const NDIAG_FLAG_PKTINFO = 0x2;
+export const NDIAG_FLAG_BROADCAST_ERROR = 0x4;
+export const NDIAG_FLAG_NO_ENOBUFS = 0x8;
+export const NDIAG_FLAG_LISTEN_ALL_NSID = 0x10;
+export const NDIAG_FLAG_CAP_ACK = 0x20;
 
 // inet_diag attributes; request them with idiag_ext bit 1 << (attr - 1).
 export const INET_DIAG_NONE = 0;

@@ -4,12 +4,10 @@
 // closed or closing) needs --tcp-established: it is locked and read through TCP repair (tcp.ts).
 
 import { readdirSync, readlinkSync } from 'node:fs';
-import { copyFd } from '@criu-ts/compel';
 import type { InetSkEntry } from '@criu-ts/images';
 import {
   AF_INET,
   AF_INET6,
-  close,
   getpeername,
   getsockname,
   getsockopt,
@@ -25,6 +23,7 @@ import {
 } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { type Connection, networkLock } from '../../net-lock/index.js';
+import { socketDomain } from '../socket/domain.js';
 import { readSocketOptions } from '../socket/options.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
 import { connectionOf, fromSockaddr, type InetAddress, toWords } from './address.js';
@@ -89,7 +88,7 @@ function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
     src_addr: toWords(local?.addr ?? zero),
     dst_addr: toWords(remote?.addr ?? zero),
     fown: noOwner(),
-    opts: readSocketOptions(fd),
+    opts: readSocketOptions(fd, where),
     ...(type === SOCK_STREAM ? { tcp_opts: readTcpOptions(fd) } : {}),
     ...(family === AF_INET6 ? { v6only: getsockoptInt(fd, SOL_IPV6, IPV6_V6ONLY) !== 0 } : {}),
   };
@@ -176,26 +175,10 @@ function treeSocketInodes(pids: ReadonlySet<number>): Set<number> {
   return out;
 }
 
-/** AF_INET / AF_INET6, asked of a short-lived copy of the socket. */
-function domainOf(file: OpenFile): number | undefined {
-  let fd: number;
-  try {
-    fd = copyFd(file.pid, file.fd);
-  } catch {
-    return undefined;
-  }
-  try {
-    return getsockoptInt(fd, SOL_SOCKET, SO_DOMAIN);
-  } finally {
-    close(fd);
-  }
-}
-
 export const inetSocketDriver: FdDumpDriver = {
   kind: 'inet socket',
   claims(file) {
-    if (!file.link.startsWith('socket:[')) return false;
-    const d = domainOf(file);
+    const d = socketDomain(file);
     return d === AF_INET || d === AF_INET6;
   },
   dump(file, files) {

@@ -1,38 +1,50 @@
 // The SOL_SOCKET options CRIU keeps for every socket (sk_opts_entry), read from criu-ts's copy of the
-// socket and set again on the new one.
+// socket and set again on the new one: unix, inet and netlink sockets all go through here.
 import type { SkOptsEntry } from '@criu-ts/images';
 import {
+  attachSocketFilter,
+  getSocketFilter,
   getsockopt,
   getsockoptInt,
+  isSysError,
+  SO_BINDTODEVICE,
+  SO_BROADCAST,
+  SO_BUF_LOCK,
+  SO_DONTROUTE,
+  SO_KEEPALIVE,
+  SO_LINGER,
+  SO_MARK,
+  SO_NO_CHECK,
+  SO_OOBINLINE,
   SO_PASSCRED,
+  SO_PASSSEC,
+  SO_PRIORITY,
   SO_RCVBUF,
   SO_RCVBUFFORCE,
+  SO_RCVLOWAT,
+  SO_RCVTIMEO_OLD,
+  SO_REUSEADDR,
+  SO_REUSEPORT,
   SO_SNDBUF,
   SO_SNDBUFFORCE,
+  SO_SNDTIMEO_OLD,
   SOL_SOCKET,
   setsockopt,
 } from '@criu-ts/sys';
-
-const SO_REUSEADDR = 2;
-const SO_KEEPALIVE = 9;
-const SO_BROADCAST = 6;
-const SO_PRIORITY = 12;
-const SO_RCVLOWAT = 18;
-const SO_RCVTIMEO = 20;
-const SO_SNDTIMEO = 21;
-const SO_PASSSEC = 34;
-const SO_MARK = 36;
-const SO_REUSEPORT = 15;
-const SO_OOBINLINE = 10;
+import { DumpError } from '../../dump/errors.js';
 
 function timeout(fd: number, name: number): [bigint, bigint] {
   const tv = getsockopt(fd, SOL_SOCKET, name, 16);
   return [tv.readBigInt64LE(0), tv.readBigInt64LE(8)];
 }
 
-export function readSocketOptions(fd: number): SkOptsEntry {
+/**
+ * The options of criu-ts's copy of a socket. `where` names the socket ("pid 12 fd 3") in the DumpError
+ * of an option that cannot be carried over.
+ */
+export function readSocketOptions(fd: number, where: string): SkOptsEntry {
   const int = (name: number) => getsockoptInt(fd, SOL_SOCKET, name);
-  // Options a socket family does not have (SO_PASSCRED on TCP: EOPNOTSUPP) are left out.
+  // Options a socket family or kernel does not have (SO_PASSCRED on TCP: EOPNOTSUPP) are left out.
   const opt = (name: number): number | undefined => {
     try {
       return int(name);
@@ -44,8 +56,8 @@ export function readSocketOptions(fd: number): SkOptsEntry {
     const v = opt(name);
     return v === undefined ? undefined : v !== 0;
   };
-  const [sndSec, sndUsec] = timeout(fd, SO_SNDTIMEO);
-  const [rcvSec, rcvUsec] = timeout(fd, SO_RCVTIMEO);
+  const [sndSec, sndUsec] = timeout(fd, SO_SNDTIMEO_OLD);
+  const [rcvSec, rcvUsec] = timeout(fd, SO_RCVTIMEO_OLD);
   return {
     so_sndbuf: int(SO_SNDBUF),
     so_rcvbuf: int(SO_RCVBUF),
@@ -60,10 +72,16 @@ export function readSocketOptions(fd: number): SkOptsEntry {
       so_mark: opt(SO_MARK),
       so_passcred: bool(SO_PASSCRED),
       so_passsec: bool(SO_PASSSEC),
+      so_dontroute: bool(SO_DONTROUTE),
+      so_no_check: bool(SO_NO_CHECK),
+      so_bound_dev: boundDevice(fd),
+      so_filter: socketFilter(fd, where),
       so_reuseport: bool(SO_REUSEPORT),
       so_broadcast: bool(SO_BROADCAST),
       so_keepalive: bool(SO_KEEPALIVE),
       so_oobinline: opt(SO_OOBINLINE),
+      so_linger: lingerTimeout(fd),
+      so_buf_lock: opt(SO_BUF_LOCK),
     }),
   };
 }
@@ -71,6 +89,35 @@ export function readSocketOptions(fd: number): SkOptsEntry {
 /** The fields whose value is known (optional proto2 fields are left out, not set to undefined). */
 function defined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** The interface the socket is bound to (SO_BINDTODEVICE), if any. */
+function boundDevice(fd: number): string | undefined {
+  const name = getsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, 16).toString('latin1').replace(/\0.*$/s, '');
+  return name || undefined;
+}
+
+/** l_linger of an SO_LINGER that is on; nothing when lingering is off (the default). */
+function lingerTimeout(fd: number): number | undefined {
+  const l = getsockopt(fd, SOL_SOCKET, SO_LINGER, 8);
+  return l.readInt32LE(0) !== 0 ? l.readInt32LE(4) : undefined;
+}
+
+/**
+ * The classic BPF filter, if one is attached. An eBPF program cannot be read back, and a socket that
+ * came back without its filter would let through what the task meant to drop: refused.
+ */
+function socketFilter(fd: number, where: string): bigint[] | undefined {
+  try {
+    const insns = getSocketFilter(fd);
+    return insns.length > 0 ? insns : undefined;
+  } catch (e) {
+    if (isSysError(e, 'EACCES'))
+      throw new DumpError(
+        `${where}: the socket has an eBPF filter, which cannot be read back: not supported`,
+      );
+    throw e;
+  }
 }
 
 /**
@@ -81,14 +128,16 @@ function defined<T extends object>(o: T): Partial<T> {
 export function applySocketOptions(fd: number, o: SkOptsEntry): void {
   setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, Math.max(1, o.so_sndbuf >>> 1));
   setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, Math.max(1, o.so_rcvbuf >>> 1));
+  // Setting a size marks it as the user's (the kernel stops tuning it): only the dumped marks stay.
+  if (o.so_buf_lock !== undefined) setsockopt(fd, SOL_SOCKET, SO_BUF_LOCK, o.so_buf_lock);
   const tv = (sec: bigint, usec: bigint) => {
     const b = Buffer.alloc(16);
     b.writeBigInt64LE(sec, 0);
     b.writeBigInt64LE(usec, 8);
     return b;
   };
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, tv(o.so_snd_tmo_sec, o.so_snd_tmo_usec));
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv(o.so_rcv_tmo_sec, o.so_rcv_tmo_usec));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO_OLD, tv(o.so_snd_tmo_sec, o.so_snd_tmo_usec));
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO_OLD, tv(o.so_rcv_tmo_sec, o.so_rcv_tmo_usec));
   const flag = (name: number, v: boolean | number | undefined) => {
     if (v !== undefined && v !== false && v !== 0) setsockopt(fd, SOL_SOCKET, name, Number(v));
   };
@@ -99,8 +148,21 @@ export function applySocketOptions(fd: number, o: SkOptsEntry): void {
   flag(SO_MARK, o.so_mark);
   flag(SO_PASSCRED, o.so_passcred);
   flag(SO_PASSSEC, o.so_passsec);
+  flag(SO_DONTROUTE, o.so_dontroute);
+  flag(SO_NO_CHECK, o.so_no_check);
   flag(SO_REUSEPORT, o.so_reuseport);
   flag(SO_BROADCAST, o.so_broadcast);
   flag(SO_KEEPALIVE, o.so_keepalive);
   flag(SO_OOBINLINE, o.so_oobinline);
+  if (o.so_bound_dev) setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, Buffer.from(`${o.so_bound_dev}\0`));
+  if (o.so_linger !== undefined) setsockopt(fd, SOL_SOCKET, SO_LINGER, linger(o.so_linger));
+  if (o.so_filter?.length) attachSocketFilter(fd, o.so_filter);
+}
+
+/** struct linger, on, with its timeout in seconds. */
+function linger(seconds: number): Buffer {
+  const l = Buffer.alloc(8);
+  l.writeInt32LE(1, 0);
+  l.writeInt32LE(seconds, 4);
+  return l;
 }

@@ -110,7 +110,7 @@ function entryFor(
     backlog: sk.state === TCP_LISTEN ? (sk.rqlen?.wqueue ?? 0) : 0,
     peer: sk.peer ?? 0,
     fown: noOwner(),
-    opts: readSocketOptions(own),
+    opts: readSocketOptions(own, where),
     name,
     ...(sk.shutdown ? { shutdown: sk.shutdown } : {}),
     ...(perms ? { file_perms: perms } : {}),
