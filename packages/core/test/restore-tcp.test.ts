@@ -62,6 +62,23 @@ expect = (bytes(range(7, 256)) * (want // 249 + 1))[:want]
 out.write('READ %s\\n' % ('OK' if got == expect else 'BAD %d' % len(got)))
 `;
 
+// Both ends in the tree: the parent serves an echo over loopback TCP, its child is the echo client,
+// writing each checked line to the report.
+const BOTH_ENDS_PY = `
+import os, socket, sys
+os.closerange(3, 65536)
+srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(1)
+if os.fork() == 0:
+    port = srv.getsockname()[1]; srv.close()
+    sys.argv = [sys.argv[0], sys.argv[1], str(port)]
+    exec(sys.argv_client)
+c, _ = srv.accept(); srv.close()
+while True:
+    d = c.recv(4096)
+    if not d: break
+    c.sendall(d)
+`;
+
 const dumpKillRestore = (pid: number) => dumpKillRestoreLocked(pid, viaNftables);
 
 describe.skipIf(!haveNft)('criu-ts restore: established TCP connections', () => {
@@ -86,6 +103,21 @@ describe.skipIf(!haveNft)('criu-ts restore: established TCP connections', () => 
       expect(failures).toEqual([]);
       expect(entries(decoded.get(img))).toHaveLength(1);
     }
+  });
+
+  it('both ends in the tree (an echo server and its client child over loopback): every line once, in order', async () => {
+    const d = tempDir('criu-ts-tcp-both-');
+    const report = path.join(d, 'report');
+    const script = BOTH_ENDS_PY.replace('exec(sys.argv_client)', `exec(${JSON.stringify(ECHO_CLIENT_PY)})`);
+    const pid = startTraceable([PYTHON, '-c', script, report], { setsid: true });
+    track(pid);
+    await waitForLine(report, /^20$/, { pid });
+    await dumpKillRestore(pid);
+    const n = readLines(report).length;
+    await waitFor(() => readLines(report).length > n + 30, 'the client to go on');
+    const lines = readLines(report);
+    expect(lines.filter((l) => !/^\d+$/.test(l))).toEqual([]);
+    expect(lines.map(Number).every((v, i) => v === i + 1)).toBe(true);
   });
 
   it('megabytes queued both ways at the dump all arrive after restore', async () => {
