@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureSubreaper, killAndReap, type StartOptions, startTraceable } from '@criu-ts/compel';
-import { type PyJson, pyParse } from '@criu-ts/images';
+import { ImageDir, type PyJson, pyParse } from '@criu-ts/images';
 import { kill, SIGKILL } from '@criu-ts/sys';
 import {
   buildWorkloads,
@@ -538,4 +538,29 @@ export function isConsecutiveFromOne(ns: number[]): boolean {
 
 export function failLines(report: string): string[] {
   return readLines(report).filter((l) => l.startsWith('FAIL'));
+}
+
+// ---- dump and restore through the CLI ---------------------------------------------------------------------
+
+/** `criu-ts dump` of the tree of `pid` into a new images dir; anything but a clean exit 0 throws. */
+export async function cliDump(pid: number, extra: string[] = []): Promise<string> {
+  const dir = path.join(tempDir('criu-ts-img-'), 'images');
+  const r = await runCli(['dump', '-t', String(pid), '-D', dir, ...extra]);
+  if (r.code !== 0 || r.stderr) throw new Error(`dump: exit ${r.code}: ${r.stderr}`);
+  return dir;
+}
+
+/** Kill every task of the images, then `criu-ts restore -d`; the restored tasks are tracked. */
+export async function cliKillAndRestore(dir: string, extra: string[] = []): Promise<void> {
+  for (const e of ImageDir.open(dir).pstree()) killAndReap(e.pid);
+  const r = await runCli(['restore', '-D', dir, '-d', ...extra]);
+  if (r.code !== 0 || r.stderr) throw new Error(`restore: exit ${r.code}: ${r.stderr}`);
+  for (const e of ImageDir.open(dir).pstree()) track(e.pid);
+}
+
+/** cliDump, then cliKillAndRestore; the images dir. */
+export async function cliDumpKillRestore(pid: number, extra: string[] = []): Promise<string> {
+  const dir = await cliDump(pid, extra);
+  await cliKillAndRestore(dir);
+  return dir;
 }

@@ -13,6 +13,7 @@ import {
   big,
   buildWorkloads,
   cleanup,
+  cliDump,
   critDecodeAll,
   entries,
   failLines,
@@ -527,13 +528,6 @@ async function startEvents(): Promise<{ pid: number; child: number; report: stri
   return { pid, child, report };
 }
 
-async function dump(pid: number, extra: string[] = []): Promise<string> {
-  const dir = path.join(tempDir('criu-ts-events-img-'), 'images');
-  const r = await runCli(['dump', '-t', String(pid), '-D', dir, ...extra]);
-  if (r.code !== 0 || r.stderr) throw new Error(`dump: exit ${r.code}: ${r.stderr}`);
-  return dir;
-}
-
 async function expectOwed(w: { pid: number; child: number; report: string }): Promise<void> {
   process.kill(w.pid, 'SIGUSR1');
   process.kill(w.pid, 'SIGUSR2');
@@ -548,7 +542,7 @@ async function expectOwed(w: { pid: number; child: number; report: string }): Pr
 describe('criu-ts restore: eventfd, timerfd, signalfd, epoll (python3, with a pipe)', () => {
   it('an epoll set over an eventfd, a timerfd, a signalfd and a pipe: every value owed is there after restore', async () => {
     const w = await startEvents();
-    const dir = await dump(w.pid);
+    const dir = await cliDump(w.pid);
     for (const e of ImageDir.open(dir).pstree()) killAndReap(e.pid);
     const r = await runCli(['restore', '-D', dir, '-d']);
     if (r.code !== 0 || r.stderr) throw new Error(`restore: exit ${r.code}: ${r.stderr}`);
@@ -565,13 +559,13 @@ describe('criu-ts restore: eventfd, timerfd, signalfd, epoll (python3, with a pi
 
   it('dump -R consumes nothing: the counter, the ticks, the signal and the byte are all still there', async () => {
     const w = await startEvents();
-    await dump(w.pid, ['-R']);
+    await cliDump(w.pid, ['-R']);
     await expectOwed(w);
   });
 
   it.skipIf(!haveCrit)('crit decodes the eventfd, timerfd, signalfd and epoll entries', async () => {
     const w = await startEvents();
-    const dir = await dump(w.pid, ['-R']);
+    const dir = await cliDump(w.pid, ['-R']);
     const { decoded, failures } = critDecodeAll(dir, ['files.img']);
     expect(failures).toEqual([]);
     const types = entries(decoded.get('files.img')).map((f) => f.type);

@@ -6,12 +6,12 @@ import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { copyFd, killAndReap, startTraceable } from '@criu-ts/compel';
-import { ImageDir } from '@criu-ts/images';
+import { copyFd, startTraceable } from '@criu-ts/compel';
 import { close, getsockoptInt } from '@criu-ts/sys';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   cleanup,
+  cliDumpKillRestore,
   critDecodeAll,
   entries,
   haveCrit,
@@ -28,17 +28,6 @@ import {
 afterEach(() => cleanup());
 
 const CLEAN = 'import os, sys; os.closerange(3, 65536); os.execv(sys.argv[1], sys.argv[1:])';
-
-async function dumpKillRestore(pid: number): Promise<string> {
-  const dir = path.join(tempDir('criu-ts-inet-img-'), 'images');
-  const r = await runCli(['dump', '-t', String(pid), '-D', dir]);
-  if (r.code !== 0 || r.stderr) throw new Error(`dump: exit ${r.code}: ${r.stderr}`);
-  for (const e of ImageDir.open(dir).pstree()) killAndReap(e.pid);
-  const rr = await runCli(['restore', '-D', dir, '-d']);
-  if (rr.code !== 0 || rr.stderr) throw new Error(`restore: exit ${rr.code}: ${rr.stderr}`);
-  for (const e of ImageDir.open(dir).pstree()) track(e.pid);
-  return dir;
-}
 
 /** A free TCP port on 127.0.0.1 (bound and released here). */
 function freePort(): Promise<number> {
@@ -119,7 +108,7 @@ describe('criu-ts restore: inet sockets', () => {
         return false;
       }
     }, 'the server to answer');
-    await dumpKillRestore(pid);
+    await cliDumpKillRestore(pid);
     expect(get()).toBe('hello from a restored server\n');
   });
 
@@ -130,7 +119,7 @@ describe('criu-ts restore: inet sockets', () => {
     track(pid);
     const [udp, v6] = (await waitForLine(report, /^PORTS /, { pid })).split(' ').slice(1).map(Number);
     expect(await udpAsk(udp!, 'before')).toBe('BEFORE');
-    const dir = await dumpKillRestore(pid);
+    const dir = await cliDumpKillRestore(pid);
     expect(await udpAsk(udp!, 'after restore')).toBe('AFTER RESTORE');
     await new Promise<void>((resolve, reject) => {
       const c = net.createConnection({ host: '::1', port: v6! }, () => {
@@ -197,7 +186,7 @@ describe('criu-ts restore: inet sockets', () => {
     };
     const before = read();
     expect(before.slice(3)).toEqual([1, 77, 13, 5]);
-    await dumpKillRestore(pid);
+    await cliDumpKillRestore(pid);
     expect(read()).toEqual(before);
   });
 });

@@ -3,18 +3,17 @@
 // right directories with the same watch descriptors it had.
 import fs from 'node:fs';
 import path from 'node:path';
-import { killAndReap, startTraceable } from '@criu-ts/compel';
-import { ImageDir } from '@criu-ts/images';
+import { startTraceable } from '@criu-ts/compel';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   cleanup,
+  cliDumpKillRestore,
   critDecodeAll,
   entries,
   haveCrit,
   PYTHON,
   procState,
   readLines,
-  runCli,
   tempDir,
   track,
   waitFor,
@@ -22,17 +21,6 @@ import {
 } from './helpers.js';
 
 afterEach(() => cleanup());
-
-async function dumpKillRestore(pid: number): Promise<string> {
-  const dir = path.join(tempDir('criu-ts-inotify-img-'), 'images');
-  const r = await runCli(['dump', '-t', String(pid), '-D', dir]);
-  if (r.code !== 0 || r.stderr) throw new Error(`dump: exit ${r.code}: ${r.stderr}`);
-  for (const e of ImageDir.open(dir).pstree()) killAndReap(e.pid);
-  const rr = await runCli(['restore', '-D', dir, '-d']);
-  if (rr.code !== 0 || rr.stderr) throw new Error(`restore: exit ${rr.code}: ${rr.stderr}`);
-  for (const e of ImageDir.open(dir).pstree()) track(e.pid);
-  return dir;
-}
 
 // Watches a (wd 1), b (wd 2, then removed) and c (wd 3), then reports every event: wd and name.
 const WATCHER_PY = `
@@ -82,7 +70,7 @@ describe('criu-ts restore: inotify', () => {
           .some((f) => fs.readlinkSync(`/proc/${pid}/fd/${f}`).includes('inotify')),
       'tail to watch',
     );
-    await dumpKillRestore(pid);
+    await cliDumpKillRestore(pid);
     fs.appendFileSync(file, 'after restore\n');
     await waitFor(() => readLines(out).includes('after restore'), 'tail to show the new line');
     expect(readLines(out)).toEqual(['before', 'after restore']);
@@ -97,7 +85,7 @@ describe('criu-ts restore: inotify', () => {
     track(pid);
     await waitForLine(report, /^WATCHING 1 3$/, { pid });
     await waitFor(() => procState(pid) === 'S', 'watcher waiting');
-    const dir = await dumpKillRestore(pid);
+    const dir = await cliDumpKillRestore(pid);
     fs.writeFileSync(path.join(dirs[0]!, 'in-a'), '');
     fs.writeFileSync(path.join(dirs[1]!, 'in-b'), ''); // not watched any more
     fs.writeFileSync(path.join(dirs[2]!, 'in-c'), '');

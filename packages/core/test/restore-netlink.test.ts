@@ -7,7 +7,6 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { killAndReap } from '@criu-ts/compel';
 import { ImageDir, pyParse } from '@criu-ts/images';
 import {
   AF_NETLINK,
@@ -40,6 +39,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   CRIT,
   cleanup,
+  cliDump,
+  cliKillAndRestore,
   entries,
   haveCrit,
   num,
@@ -51,7 +52,6 @@ import {
   runCli,
   startCommand,
   tempDir,
-  track,
   waitFor,
   waitForLine,
   waitForMoreLines,
@@ -119,20 +119,6 @@ function netlinkFds(pid: number): number[] {
 
 // ---- dump and restore ------------------------------------------------------------------------------------
 
-async function dump(pid: number, extra: string[] = []): Promise<string> {
-  const dir = path.join(tempDir('criu-ts-netlink-img-'), 'images');
-  const r = await runCli(['dump', '-t', String(pid), '-D', dir, ...extra]);
-  if (r.code !== 0 || r.stderr) throw new Error(`dump: exit ${r.code}: ${r.stderr}`);
-  return dir;
-}
-
-async function killAndRestore(dir: string): Promise<void> {
-  for (const e of ImageDir.open(dir).pstree()) killAndReap(e.pid);
-  const r = await runCli(['restore', '-D', dir, '-d']);
-  if (r.code !== 0 || r.stderr) throw new Error(`restore: exit ${r.code}: ${r.stderr}`);
-  for (const e of ImageDir.open(dir).pstree()) track(e.pid);
-}
-
 // ---- ip monitor and links made from outside --------------------------------------------------------------
 
 let links = 0;
@@ -184,13 +170,13 @@ describe.skipIf(!IP)('criu-ts restore: netlink sockets', () => {
     await expectLinkEvents(m);
     const before = netlinkFds(m.pid).map((fd) => socketState(m.pid, fd));
     expect(before.find((s) => s.diag?.portid === m.pid)).toBeDefined();
-    const dir = await dump(m.pid);
+    const dir = await cliDump(m.pid);
     const nl = ImageDir.open(dir)
       .files()
       .filter((f) => f.nlsk)
       .map((f) => f.nlsk!);
     expect(nl.find((e) => e.portid === m.pid)).toMatchObject({ protocol: 0, groups: [RTMGRP_LINK] });
-    await killAndRestore(dir);
+    await cliKillAndRestore(dir);
     expect(netlinkFds(m.pid).map((fd) => socketState(m.pid, fd))).toEqual(before);
     await expectLinkEvents(m);
   });
@@ -230,8 +216,8 @@ out.write('GROUP %s\\n' % rx.recv(100).decode())
     expect(tx!.diag).toMatchObject({ state: 1, dstPortid: pid, dstGroup: 3 });
     expect(tx!.diag!.portid).not.toBe(pid);
     expect(rt!.diag!.groups?.slice(0, 2)).toEqual([1 << 27, 1 << 3]);
-    const dir = await dump(pid);
-    await killAndRestore(dir);
+    const dir = await cliDump(pid);
+    await cliKillAndRestore(dir);
     expect(fds.map((fd) => socketState(pid, fd))).toEqual(before);
     // The task talks on them: its connected socket reaches rx's port, rx gets what is sent to group 3.
     process.kill(pid, 'SIGUSR1');
@@ -297,7 +283,7 @@ while True:
 
   it.skipIf(!haveCrit)('crit decode -i files.img shows the netlink socket entries', async () => {
     const m = await startMonitor();
-    const dir = await dump(m.pid, ['-R']);
+    const dir = await cliDump(m.pid, ['-R']);
     const text = execFileSync(CRIT, ['decode', '-i', path.join(dir, 'files.img')], { encoding: 'utf8' });
     const nl = entries(pyParse(text))
       .filter((f) => f.type === 'NETLINKSK')

@@ -4,12 +4,14 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { killAndReap, startTraceable } from '@criu-ts/compel';
+import { startTraceable } from '@criu-ts/compel';
 import { ImageDir } from '@criu-ts/images';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildWorkloads,
   cleanup,
+  cliDump,
+  cliKillAndRestore,
   critDecodeAll,
   entries,
   haveCrit,
@@ -17,7 +19,6 @@ import {
   PYTHON,
   procState,
   readLines,
-  runCli,
   tempDir,
   track,
   waitFor,
@@ -49,20 +50,6 @@ function treeOf(root: number): number[] {
     }
   }
   return out;
-}
-
-async function dump(root: number, extra: string[] = []): Promise<string> {
-  const dir = path.join(tempDir('criu-ts-pipes-'), 'images');
-  const d = await runCli(['dump', '-t', String(root), '-D', dir, ...extra]);
-  if (d.code !== 0 || d.stderr) throw new Error(`dump: exit ${d.code}: ${d.stderr}`);
-  return dir;
-}
-
-async function killAndRestore(dir: string): Promise<void> {
-  for (const e of ImageDir.open(dir).pstree()) killAndReap(e.pid);
-  const r = await runCli(['restore', '-D', dir, '-d']);
-  if (r.code !== 0 || r.stderr) throw new Error(`restore: exit ${r.code}: ${r.stderr}`);
-  for (const e of ImageDir.open(dir).pstree()) track(e.pid);
 }
 
 // producer | filter | consumer: bash counts, tr turns digits into letters, awk turns them back and
@@ -150,9 +137,9 @@ describe('criu-ts restore: pipes and FIFOs', () => {
     const sh = start(['/bin/bash', '-c', PIPELINE], out);
     await waitFor(() => fs.existsSync(out) && readLines(out).length >= 3, 'the pipeline moving');
     await waitFor(() => treeOf(sh).length >= 4, 'all three stages');
-    const dir = await dump(sh);
+    const dir = await cliDump(sh);
     const before = readLines(out).length;
-    await killAndRestore(dir);
+    await cliKillAndRestore(dir);
     await waitFor(() => readLines(out).length >= before + 3, 'the pipeline moving again');
     const lines = readLines(out);
     expect(lines.filter((l) => l.startsWith('GAP'))).toEqual([]);
@@ -161,7 +148,7 @@ describe('criu-ts restore: pipes and FIFOs', () => {
 
   it('bytes owed both ways, a 1 MiB pipe, a non-blocking end and a FIFO: all paid after restore', async () => {
     const w = await startOwed();
-    const dir = await dump(w.parent);
+    const dir = await cliDump(w.parent);
     const img = ImageDir.open(dir);
     const pipes = img.messages<{ pipe_id: number; bytes: number; size?: number }>('pipes-data');
     expect(pipes.map((p) => [p.bytes, p.size]).sort()).toEqual([
@@ -169,13 +156,13 @@ describe('criu-ts restore: pipes and FIFOs', () => {
       [40000, 65536],
     ]);
     expect(img.messages<{ bytes: number }>('fifo-data').map((p) => p.bytes)).toEqual([20000]);
-    await killAndRestore(dir);
+    await cliKillAndRestore(dir);
     await expectOwedPaid(w);
   });
 
   it('dump -R takes nothing out of the pipes', async () => {
     const w = await startOwed();
-    await dump(w.parent, ['-R']);
+    await cliDump(w.parent, ['-R']);
     await expectOwedPaid(w);
   });
 
@@ -183,7 +170,7 @@ describe('criu-ts restore: pipes and FIFOs', () => {
     'crit decodes pipes-data, fifo-data and the pipe and FIFO entries of files.img',
     async () => {
       const w = await startOwed();
-      const dir = await dump(w.parent, ['-R']);
+      const dir = await cliDump(w.parent, ['-R']);
       const { decoded, failures } = critDecodeAll(dir, ['files.img', 'pipes-data.img', 'fifo-data.img']);
       expect(failures).toEqual([]);
       const files = entries(decoded.get('files.img'));

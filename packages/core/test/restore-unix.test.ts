@@ -4,11 +4,12 @@
 // socket with an abstract name and datagrams waiting. A socket connected outside the tree is refused.
 import net from 'node:net';
 import path from 'node:path';
-import { killAndReap, startTraceable } from '@criu-ts/compel';
-import { ImageDir } from '@criu-ts/images';
+import { startTraceable } from '@criu-ts/compel';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   cleanup,
+  cliDump,
+  cliKillAndRestore,
   critDecodeAll,
   entries,
   haveCrit,
@@ -109,20 +110,6 @@ function start(script: string, args: string[]): { pid: number; report: string; d
   return { pid, report, dir };
 }
 
-async function dump(pid: number, extra: string[] = []): Promise<string> {
-  const dir = path.join(tempDir('criu-ts-unix-img-'), 'images');
-  const r = await runCli(['dump', '-t', String(pid), '-D', dir, ...extra]);
-  if (r.code !== 0 || r.stderr) throw new Error(`dump: exit ${r.code}: ${r.stderr}`);
-  return dir;
-}
-
-async function killAndRestore(dir: string): Promise<void> {
-  for (const e of ImageDir.open(dir).pstree()) killAndReap(e.pid);
-  const r = await runCli(['restore', '-D', dir, '-d']);
-  if (r.code !== 0 || r.stderr) throw new Error(`restore: exit ${r.code}: ${r.stderr}`);
-  for (const e of ImageDir.open(dir).pstree()) track(e.pid);
-}
-
 async function startPairs() {
   const w = start(PAIRS_PY, []);
   await waitForLine(w.report, /^PARENT /, { pid: w.pid });
@@ -163,14 +150,14 @@ function ask(sockPath: string, text: string): Promise<string> {
 describe('criu-ts restore: unix sockets', () => {
   it('two tasks on stream, datagram and seqpacket socketpairs, messages queued both ways: none lost, none doubled', async () => {
     const w = await startPairs();
-    const dir = await dump(w.pid);
-    await killAndRestore(dir);
+    const dir = await cliDump(w.pid);
+    await cliKillAndRestore(dir);
     await expectPairsTalk(w);
   });
 
   it('dump -R leaves every queued message where it was', async () => {
     const w = await startPairs();
-    await dump(w.pid, ['-R']);
+    await cliDump(w.pid, ['-R']);
     await expectPairsTalk(w);
   });
 
@@ -179,8 +166,8 @@ describe('criu-ts restore: unix sockets', () => {
     const w = start(SERVER_PY, ['$DIR/srv.sock', name]);
     await waitForLine(w.report, /^READY$/, { pid: w.pid });
     await waitFor(() => procState(w.pid) === 'S', 'server waiting');
-    const dir = await dump(w.pid);
-    await killAndRestore(dir);
+    const dir = await cliDump(w.pid);
+    await cliKillAndRestore(dir);
     process.kill(w.pid, 'SIGUSR1');
     await waitForLine(w.report, /^DGRAMS /, { pid: w.pid });
     expect(readLines(w.report)).toContain('ACCEPTED pending request PENDING REQUEST');
@@ -193,7 +180,7 @@ describe('criu-ts restore: unix sockets', () => {
     const w = start(PASS_PY, ['$DIR/data.txt']);
     await waitForLine(w.report, /^READY$/, { pid: w.pid });
     await waitFor(() => procState(w.pid) === 'S', 'waiting');
-    const dir = await dump(w.pid);
+    const dir = await cliDump(w.pid);
     if (haveCrit) {
       const { decoded, failures } = critDecodeAll(dir, ['sk-queues.img']);
       expect(failures).toEqual([]);
@@ -202,7 +189,7 @@ describe('criu-ts restore: unix sockets', () => {
       );
       expect(rights.filter((n) => n > 0)).toHaveLength(2);
     }
-    await killAndRestore(dir);
+    await cliKillAndRestore(dir);
     process.kill(w.pid, 'SIGUSR1');
     const got = await waitForLine(w.report, /^GOT /, { pid: w.pid });
     expect(got).toBe('GOT files file=3456789 pipe=before-after inner=inner self self=True');
@@ -212,7 +199,7 @@ describe('criu-ts restore: unix sockets', () => {
     const w = start(PASS_PY, ['$DIR/data.txt']);
     await waitForLine(w.report, /^READY$/, { pid: w.pid });
     await waitFor(() => procState(w.pid) === 'S', 'waiting');
-    await dump(w.pid, ['-R']);
+    await cliDump(w.pid, ['-R']);
     process.kill(w.pid, 'SIGUSR1');
     const got = await waitForLine(w.report, /^GOT /, { pid: w.pid });
     expect(got).toBe('GOT files file=3456789 pipe=before-after inner=inner self self=True');
@@ -242,7 +229,7 @@ describe('criu-ts restore: unix sockets', () => {
 
   it.skipIf(!haveCrit)('crit decodes the unix socket entries and sk-queues.img', async () => {
     const w = await startPairs();
-    const dir = await dump(w.pid, ['-R']);
+    const dir = await cliDump(w.pid, ['-R']);
     const { decoded, failures } = critDecodeAll(dir, ['files.img', 'sk-queues.img']);
     expect(failures).toEqual([]);
     expect(entries(decoded.get('files.img')).filter((f) => f.type === 'UNIXSK')).toHaveLength(6);
