@@ -4,6 +4,7 @@ export type WorkloadName =
   | 'busy'
   | 'counter'
   | 'epoller'
+  | 'fsnotify'
   | 'memhog'
   | 'pipe_reader'
   | 'reader'

@@ -5,6 +5,7 @@ import { DumpError } from '../dump/errors.js';
 import { dumpFileLocks } from '../file-locks/dump.js';
 import { eventfdDriver } from './eventfd/dump.js';
 import { eventpollDriver } from './eventpoll/dump.js';
+import { fanotifyDriver } from './fanotify/dump.js';
 import { fifoDriver } from './fifo/dump.js';
 import { inetSocketDriver } from './inet/dump.js';
 import { inotifyDriver } from './inotify/dump.js';
@@ -30,6 +31,7 @@ export const FD_DRIVERS: FdDumpDriver[] = [
   timerfdDriver,
   unixSocketDriver,
   inotifyDriver,
+  fanotifyDriver,
   inetSocketDriver,
   netlinkSocketDriver,
 ];

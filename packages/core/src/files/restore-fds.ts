@@ -1,5 +1,6 @@
 import { eventfdRestoreDriver } from './eventfd/restore.js';
 import { eventpollRestoreDriver } from './eventpoll/restore.js';
+import { fanotifyRestoreDriver } from './fanotify/restore.js';
 import { fifoRestoreDriver } from './fifo/restore.js';
 import { inetSocketRestoreDriver } from './inet/restore.js';
 import { inotifyRestoreDriver } from './inotify/restore.js';
@@ -9,11 +10,12 @@ import { pipeRestoreDriver } from './pipe/restore.js';
 import type { FdRestoreDriver } from './restore-driver.js';
 import { signalfdRestoreDriver } from './signalfd/restore.js';
 import { timerfdRestoreDriver } from './timerfd/restore.js';
+import { consoleRestoreDriver } from './tty/restore.js';
 import { unixSocketRestoreDriver } from './unix/restore.js';
 
 /**
- * The restore drivers of the fd kinds other than regular files and terminals (restore/files.ts opens
- * those). A new kind of fd is one folder under files/ and one line here.
+ * The restore drivers of the fd kinds other than regular files and the shell's terminal
+ * (restore/files.ts opens those). A new kind of fd is one folder under files/ and one line here.
  */
 export const FD_RESTORE_DRIVERS: FdRestoreDriver[] = [
   pipeRestoreDriver,
@@ -24,9 +26,11 @@ export const FD_RESTORE_DRIVERS: FdRestoreDriver[] = [
   timerfdRestoreDriver,
   unixSocketRestoreDriver,
   inotifyRestoreDriver,
+  fanotifyRestoreDriver,
   inetSocketRestoreDriver,
   memfdRestoreDriver,
   netlinkSocketRestoreDriver,
+  consoleRestoreDriver,
 ];
 
 export function restoreDriverFor(type: number): FdRestoreDriver | undefined {

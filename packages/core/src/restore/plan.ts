@@ -328,11 +328,13 @@ function loadLiveTask(
     const f = files.get(id);
     if (!f) throw new RestoreError(`${what} of ${t.pid}: file id ${id} is not in files.img`);
     if (f.type === FD_TYPE_TTY && inheritTty.has(f.id)) return f;
-    if (f.type === FD_TYPE_TTY)
+    // Any other terminal fd is the console driver's to accept or refuse (files/tty/restore.ts).
+    const isFd = what.startsWith('fd ');
+    if (f.type === FD_TYPE_TTY && !isFd)
       throw new RestoreError(
         `${what} of ${t.pid} is a terminal: only a shell's terminal (--shell-job) can be restored yet`,
       );
-    if (what.startsWith('fd ') && f.type !== FD_TYPE_REG) {
+    if (isFd && f.type !== FD_TYPE_REG) {
       const driver = restoreDriverFor(f.type);
       if (driver) {
         driver.check?.(f, { dir, files });

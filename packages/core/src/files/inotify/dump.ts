@@ -1,19 +1,27 @@
 // inotify: every watch (its wd, mask and the watched inode's file handle), with the watched path
 // resolved now and kept in the handle entry, so restore can watch it again. Events queued and not yet
 // read are not kept (CRIU drops them too): the program sees only events that happen after restore.
-import type { InotifyWdEntry } from '@criu-ts/images';
+import type { InotifyWatch } from '@criu-ts/bfd';
+import type { FhEntry, InotifyWdEntry } from '@criu-ts/images';
 import { DumpError } from '../../dump/errors.js';
 import { isAnon } from '../fd-flags.js';
+import { devName, handleEntryNow } from '../fhandle.js';
 import { FD_TYPE, type FdDumpDriver, noOwner, type OpenFile } from '../table.js';
-import { handleWords, pathOfHandle } from './handle.js';
+
+/** The handle entry of a watch, with the path of its inode now. */
+function handleEntry(w: InotifyWatch, where: string): FhEntry {
+  if (!w.fhandle || w.fhandleType === undefined)
+    throw new DumpError(`${where}: fdinfo shows no file handle for inode ${w.ino}`);
+  try {
+    return handleEntryNow(w.sdev, w.fhandleType, w.fhandle);
+  } catch (e) {
+    throw new DumpError(`${where}: inode ${w.ino} on device ${devName(w.sdev)}: ${(e as Error).message}`);
+  }
+}
 
 function watches(file: OpenFile, id: number): InotifyWdEntry[] {
   return (file.info.inotify ?? []).map((w) => {
     const where = `pid ${file.pid} fd ${file.fd}: inotify watch ${w.wd}`;
-    if (!w.fhandle || w.fhandleType === undefined)
-      throw new DumpError(`${where}: fdinfo shows no file handle for inode ${w.ino}`);
-    const path = pathOfHandle(w.sdev, w.fhandleType, w.fhandle);
-    if (path === undefined) throw new DumpError(`${where}: the watched inode ${w.ino} has no path any more`);
     return {
       id,
       i_ino: w.ino,
@@ -21,7 +29,7 @@ function watches(file: OpenFile, id: number): InotifyWdEntry[] {
       ignored_mask: w.ignoredMask,
       s_dev: w.sdev,
       wd: w.wd,
-      f_handle: { bytes: w.fhandle.length, type: w.fhandleType, handle: handleWords(w.fhandle), path },
+      f_handle: handleEntry(w, where),
     };
   });
 }

@@ -25,14 +25,18 @@ interface TtyKind {
   index: number;
 }
 
-/** Which terminal driver a device number belongs to, as CRIU tells them apart. */
-function ttyKind(file: OpenFile, localFd: () => number): TtyKind | undefined {
+/**
+ * Which terminal driver a device number belongs to, as CRIU tells them apart. `localFd` is only called
+ * for a pty master (its index needs an ioctl); without one the index is left -1.
+ */
+function ttyKind(file: OpenFile, localFd?: () => number): TtyKind | undefined {
   const rdev = file.stat.rdev;
   const major = Number((rdev >> 8n) & 0xfffn);
   const minor = Number((rdev & 0xffn) | ((rdev >> 12n) & 0xfff00n));
   if (major === 5 && minor === 0) return { type: TTY.CTTY, master: false, index: INDEX.CTTY };
   if (major === 5 && minor === 1) return { type: TTY.CONSOLE, master: false, index: INDEX.CONSOLE };
   if ((major === 5 && minor === 2) || (major >= 128 && major <= 135)) {
+    if (!localFd) return { type: TTY.PTY, master: true, index: -1 };
     const b = Buffer.alloc(4);
     ioctl(localFd(), TIOCGPTN, b);
     return { type: TTY.PTY, master: true, index: b.readUInt32LE(0) };
@@ -77,7 +81,7 @@ export function ttyDriver(opts: {
   return {
     kind: 'terminal',
     claims(file) {
-      return (file.stat.mode & 0o170000n) === 0o020000n && ttyKind(file, () => -1) !== undefined;
+      return (file.stat.mode & 0o170000n) === 0o020000n && ttyKind(file) !== undefined;
     },
     dump(file: OpenFile, files: FileTable) {
       let local = -1;

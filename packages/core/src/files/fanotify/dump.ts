@@ -1,0 +1,79 @@
+// fanotify groups: files.img entries of type FANOTIFY (ffy) with their init flags and their marks.
+//
+// Inode marks keep the inode by super block + file handle (as inotify watches do), mount marks the
+// mount id and where that mount is. A group with events queued and not yet read is refused: those
+// events (with the open files they carry, or permission requests a task waits on) cannot be queued
+// again, and a dump must never lose them without saying so. Super block marks have no place in CRIU's
+// image format.
+import type { FanotifyMark } from '@criu-ts/bfd';
+import type { FanotifyFileEntry, FanotifyMarkEntry, FhEntry } from '@criu-ts/images';
+import { FIONREAD, ioctlGetInt } from '@criu-ts/sys';
+import { DumpError } from '../../dump/errors.js';
+import { isAnon } from '../fd-flags.js';
+import { devName, handleEntryNow, mountById } from '../fhandle.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
+
+/** mark_type (fsnotify.proto). */
+export const MARK = { INODE: 1, MOUNT: 2 } as const;
+
+const DELETED = ' (deleted)';
+
+export const fanotifyDriver: FdDumpDriver = {
+  kind: 'fanotify',
+  claims: (file) => isAnon(file.link, 'fanotify'),
+  dump(file, files) {
+    const id = files.add(files.descriptionKey(file), (id) => ({
+      id,
+      type: FD_TYPE.FANOTIFY,
+      ffy: fanotifyEntry(id, file, files),
+    }));
+    return { id, type: FD_TYPE.FANOTIFY };
+  },
+};
+
+function fanotifyEntry(id: number, file: OpenFile, files: FileTable): FanotifyFileEntry {
+  const what = `pid ${file.pid} fd ${file.fd} (fanotify)`;
+  const queued = ioctlGetInt(files.steal(file.pid, file.fd), FIONREAD);
+  if (queued > 0)
+    throw new DumpError(
+      `${what} has ${queued} bytes of unread events: they cannot be restored, and criu-ts will not drop them`,
+    );
+  const fan = file.info.fanotify;
+  return {
+    id,
+    flags: file.flags,
+    fown: noOwner(),
+    faflags: (fan?.flags ?? 0) >>> 0,
+    evflags: (fan?.eventFlags ?? 0) >>> 0,
+    mark: (fan?.marks ?? []).map((m) => markEntry(id, m, what)),
+  };
+}
+
+function markEntry(id: number, m: FanotifyMark, what: string): FanotifyMarkEntry {
+  const common = { id, mflags: m.mflags >>> 0, mask: m.mask >>> 0, ignored_mask: m.ignoredMask >>> 0 };
+  if (m.kind === 'mount') return { ...common, ...mountMark(m, what) };
+  if (m.kind === 'inode') return { ...common, ...inodeMark(m, what) };
+  throw new DumpError(`${what}: a file system (super block) mark cannot be dumped in CRIU's format`);
+}
+
+function mountMark(m: FanotifyMark, what: string): Pick<FanotifyMarkEntry, 'type' | 's_dev' | 'me'> {
+  const mntId = m.mntId ?? -1;
+  const mnt = mountById(mntId);
+  if (!mnt) throw new DumpError(`${what}: mark on mount ${mntId}, which is not in criu-ts's mount namespace`);
+  return { type: MARK.MOUNT, s_dev: mnt.sdev, me: { mnt_id: mntId, path: mnt.mountpoint } };
+}
+
+function inodeMark(m: FanotifyMark, what: string): Pick<FanotifyMarkEntry, 'type' | 's_dev' | 'ie'> {
+  const sdev = m.sdev ?? 0;
+  const inode = `${what}: mark on inode ${m.ino} of device ${devName(sdev)}`;
+  if (m.ino === undefined || !m.fhandle || m.fhandleType === undefined)
+    throw new DumpError(`${inode} has no file handle: its file system cannot export inodes`);
+  let handle: FhEntry;
+  try {
+    handle = handleEntryNow(sdev, m.fhandleType, m.fhandle);
+  } catch (e) {
+    throw new DumpError(`${inode}: ${(e as Error).message}`);
+  }
+  if (handle.path?.endsWith(DELETED)) throw new DumpError(`${inode} is on deleted file ${handle.path}`);
+  return { type: MARK.INODE, s_dev: sdev >>> 0, ie: { i_ino: m.ino, f_handle: handle } };
+}
