@@ -18,6 +18,7 @@ import {
   PYTHON,
   procState,
   readLines,
+  runCli,
   tempDir,
   track,
   waitFor,
@@ -52,7 +53,7 @@ const viaIptables: LockCheck = {
   restoreArgs: ['--network-lock', 'iptables'],
 };
 
-const STATE = { FIN_WAIT1: 4, FIN_WAIT2: 5, CLOSE_WAIT: 8, LAST_ACK: 9 } as const;
+const STATE = { FIN_WAIT1: 4, FIN_WAIT2: 5, TIME_WAIT: 6, CLOSE_WAIT: 8, LAST_ACK: 9 } as const;
 
 /** The TCP state of the IPv4 connection with local port `local` and remote port `remote`. */
 function tcpState(local: number, remote: number): number | undefined {
@@ -263,5 +264,28 @@ describe.skipIf(!haveNft)('criu-ts restore: half-closed and closing TCP connecti
     expect(isPattern(got)).toBe(true);
     expect(client.troubles).toEqual([]);
     process.kill(w.pid, 'SIGUSR1');
+  });
+
+  it('a connection closed both ways with bytes not read yet: refused, naming them; the task reads them on', async () => {
+    const server = await listeningPeer();
+    const w = start(CLIENT_PY, [String(server.port), 'question']);
+    const local = Number((await waitForLine(w.report, /^SENT /, { pid: w.pid })).split(' ')[2]);
+    await waitFor(() => server.ended, 'the question and its FIN');
+    server.socket!.end('answer');
+    await waitFor(() => tcpState(local, server.port) === STATE.TIME_WAIT, 'both FINs through');
+    const r = await runCli([
+      'dump',
+      '-t',
+      String(w.pid),
+      '-D',
+      path.join(tempDir('criu-ts-tcp-closed-'), 'images'),
+      '--tcp-established',
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      new RegExp(`pid ${w.pid} fd \\d+: a closed TCP connection with 6 bytes not read yet`),
+    );
+    process.kill(w.pid, 'SIGUSR1');
+    expect(await waitForLine(w.report, /^(GOT|TIMEOUT)/, { pid: w.pid })).toBe('GOT answer EOF');
   });
 });

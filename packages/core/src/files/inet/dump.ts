@@ -8,11 +8,13 @@ import type { InetSkEntry } from '@criu-ts/images';
 import {
   AF_INET,
   AF_INET6,
+  FIONREAD,
   getpeername,
   getsockname,
   getsockopt,
   getsockoptInt,
   IPPROTO_TCP,
+  ioctlGetInt,
   isSysError,
   SO_DOMAIN,
   SO_PROTOCOL,
@@ -70,6 +72,11 @@ function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
     throw new DumpError(`${where}: connected TCP socket, consider using --tcp-established option`);
   if (state === TCP.SYN_SENT || state === TCP.SYN_RECV)
     throw new DumpError(`${where}: a TCP connection still being set up (state ${state}): not supported`);
+  // A connection closed both ways (or reset) may still hold what the peer sent: a fresh socket
+  // would lose it, so such a socket is refused rather than restored empty.
+  const unread = type === SOCK_STREAM && state === TCP.CLOSE ? ioctlGetInt(fd, FIONREAD) : 0;
+  if (unread > 0)
+    throw new DumpError(`${where}: a closed TCP connection with ${unread} bytes not read yet: not supported`);
   const local = fromSockaddr(getsockname(fd));
   const remote = peerOf(fd);
   if (established && local && remote) saveConnection(files, fd, Number(file.stat.ino), family, local, remote);
