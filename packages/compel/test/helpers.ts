@@ -1,41 +1,18 @@
 // Test helpers: workloads started through startTraceable (never child_process children), one temp dir per
 // test, and a cleanup that kills and reaps every started pid by pid. Waits are on conditions only.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { kill, SIGKILL } from '@criu-ts/sys';
-import {
-  buildWorkloads,
-  isDescendantOf,
-  type WorkloadName,
-  workloadPath,
-} from '../../../tools/workloads/index.mjs';
+import { testResources } from '../../../tools/workloads/cleanup.mjs';
+import { buildWorkloads, type WorkloadName, workloadPath } from '../../../tools/workloads/index.mjs';
 import { readLines, waitForLine } from '../../../tools/workloads/report.mjs';
 import { killAndReap, type StartOptions, startTraceable } from '../src/index.js';
 
 export { buildWorkloads, readLines, waitForLine };
 
-/** Pids to kill and reap after the test, in order (later entries first). */
-const started: number[] = [];
-const tempDirs: string[] = [];
-const cleanups: (() => void)[] = [];
-
-export function tempDir(prefix = 'criu-ts-compel-'): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  tempDirs.push(d);
-  return d;
-}
-
-/** Remember `pid` for cleanup (e.g. the descendants of a tree workload). */
-export function track(...pids: number[]): void {
-  for (const p of pids) if (!started.includes(p)) started.push(p);
-}
-
-/** Run `fn` during cleanup (before processes are reaped). */
-export function onCleanup(fn: () => void): void {
-  cleanups.push(fn);
-}
+const resources = testResources({ killAndReap, prefix: 'criu-ts-compel-' });
+/** A fresh temp dir; `track` pids, `onCleanup` steps; `cleanup` undoes them after each test. */
+export const { tempDir, track, onCleanup, cleanup } = resources;
 
 export interface Workload {
   pid: number;
@@ -54,40 +31,6 @@ export function startWorkload(name: WorkloadName, args: string[] = [], opts: Sta
   });
   track(pid);
   return { pid, report, dir };
-}
-
-/** Kill and reap everything started, newest first; run registered cleanups; remove temp dirs. */
-export function cleanup(): void {
-  let first: unknown;
-  for (const fn of cleanups.splice(0).reverse()) {
-    try {
-      fn();
-    } catch (e) {
-      first ??= e;
-    }
-  }
-  // SIGKILL everything first, then reap: a zombie child is reaped by us only after its parent died.
-  // Only our own descendants: an old pid may belong to another test file's process by now.
-  const pids = started
-    .splice(0)
-    .reverse()
-    .filter((pid) => isDescendantOf(pid));
-  for (const pid of pids) {
-    try {
-      kill(pid, SIGKILL);
-    } catch {
-      // gone already
-    }
-  }
-  for (const pid of pids) {
-    try {
-      killAndReap(pid);
-    } catch (e) {
-      first ??= e;
-    }
-  }
-  for (const d of tempDirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-  if (first !== undefined) throw first;
 }
 
 /** /proc state letter of a process or thread ('gone' when it does not exist). */

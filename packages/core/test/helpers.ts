@@ -5,18 +5,12 @@
 // Every wait is on a condition, bounded; cleanup() kills and reaps by pid, unmounts, removes temp dirs.
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureSubreaper, killAndReap, type StartOptions, startTraceable } from '@criu-ts/compel';
 import { ImageDir, type PyJson, pyParse } from '@criu-ts/images';
-import { kill, SIGKILL } from '@criu-ts/sys';
-import {
-  buildWorkloads,
-  isDescendantOf,
-  type WorkloadName,
-  workloadPath,
-} from '../../../tools/workloads/index.mjs';
+import { testResources } from '../../../tools/workloads/cleanup.mjs';
+import { buildWorkloads, type WorkloadName, workloadPath } from '../../../tools/workloads/index.mjs';
 import { readLines, waitForLine } from '../../../tools/workloads/report.mjs';
 
 // Every process the tests start, and every tree criu-ts restores, ends up below this process when its
@@ -35,80 +29,23 @@ export const haveCrit = fs.existsSync(CRIT) && fs.existsSync(PYTHON) && fs.exist
 
 // ---- cleanup ------------------------------------------------------------------------------------------
 
-const started: number[] = [];
-const tempDirs: string[] = [];
-const mounts: string[] = [];
-const cleanups: (() => void)[] = [];
-
-export function tempDir(prefix = 'criu-ts-core-'): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  tempDirs.push(d);
-  return d;
-}
-
-/** Remember pids for cleanup (descendants of a tree, processes started by a shell). */
-export function track(...pids: number[]): void {
-  for (const p of pids) if (!started.includes(p)) started.push(p);
-}
-
-/** Run `fn` during cleanup, before processes are killed. */
-export function onCleanup(fn: () => void): void {
-  cleanups.push(fn);
-}
+const resources = testResources({ killAndReap, prefix: 'criu-ts-core-' });
+/** A fresh temp dir; `track` pids, `onCleanup` steps; `cleanup` undoes them after each test. */
+export const { tempDir, track, onCleanup, cleanup } = resources;
 
 /** Mount a tmpfs of `size` on `dir` (created), unmounted by cleanup(). */
 export function mountTmpfs(dir: string, size: string): void {
   fs.mkdirSync(dir, { recursive: true });
   execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'none', dir]);
-  mounts.push(dir);
+  resources.afterKill(() => unmount(dir));
 }
 
-/**
- * Kill and reap everything started (SIGKILL all first: a child is re-parented to us, and reapable, only
- * once its parent died), unmount, remove temp dirs. Reaps only by pid.
- */
-export function cleanup(): void {
-  let first: unknown;
-  for (const fn of cleanups.splice(0).reverse()) {
-    try {
-      fn();
-    } catch (e) {
-      first ??= e;
-    }
+function unmount(dir: string): void {
+  try {
+    execFileSync('umount', [dir]);
+  } catch {
+    execFileSync('umount', ['-l', dir]);
   }
-  // Only our own descendants: a tracked pid that ended long ago may belong by now to a process of
-  // another test file running in parallel (a criu-ts it waits for).
-  const pids = started
-    .splice(0)
-    .reverse()
-    .filter((pid) => isDescendantOf(pid));
-  for (const pid of pids) {
-    try {
-      kill(pid, SIGKILL);
-    } catch {
-      // gone already
-    }
-  }
-  for (const pid of pids) {
-    try {
-      killAndReap(pid);
-    } catch (e) {
-      first ??= e;
-    }
-  }
-  for (const m of mounts.splice(0).reverse()) {
-    try {
-      execFileSync('umount', [m]);
-    } catch (e) {
-      try {
-        execFileSync('umount', ['-l', m]);
-      } catch {
-        first ??= e;
-      }
-    }
-  }
-  for (const d of tempDirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-  if (first !== undefined) throw first;
 }
 
 // ---- processes ----------------------------------------------------------------------------------------

@@ -1,32 +1,11 @@
 import type { FdInfo } from '@criu-ts/bfd';
-import type { Extra, FdinfoEntry, FileEntry, ImageDir } from '@criu-ts/images';
+import { type Extra, type FdinfoEntry, FdTypes, type FileEntry, type ImageDir } from '@criu-ts/images';
 import { close, KCMP_FILE, kcmp, pidfdGetfd, pidfdOpen } from '@criu-ts/sys';
 import { IdAllocator } from '../dump/ids.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
 
-/** fd_types values (fdinfo.proto). */
-export const FD_TYPE = {
-  REG: 1,
-  PIPE: 2,
-  FIFO: 3,
-  INETSK: 4,
-  UNIXSK: 5,
-  EVENTFD: 6,
-  EVENTPOLL: 7,
-  INOTIFY: 8,
-  SIGNALFD: 9,
-  PACKETSK: 10,
-  TTY: 11,
-  FANOTIFY: 12,
-  NETLINKSK: 13,
-  NS: 14,
-  TUNF: 15,
-  EXT: 16,
-  TIMERFD: 17,
-  MEMFD: 18,
-  BPFMAP: 19,
-  PIDFD: 20,
-} as const;
+/** fd_types values (fdinfo.proto), as files.img's `type` holds them. */
+export const FD_TYPE = FdTypes;
 
 /** fown_entry of a file with no owner for SIGIO (F_SETOWN): what nearly every file has. */
 export const noOwner = () => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });
