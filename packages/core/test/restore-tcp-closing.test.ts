@@ -55,10 +55,11 @@ const viaIptables: LockCheck = {
 
 const STATE = { FIN_WAIT1: 4, FIN_WAIT2: 5, TIME_WAIT: 6, CLOSE_WAIT: 8, LAST_ACK: 9 } as const;
 
-/** The TCP state of the IPv4 connection with local port `local` and remote port `remote`. */
+/** The TCP state of the connection (IPv4 or IPv6) with local port `local` and remote port `remote`. */
 function tcpState(local: number, remote: number): number | undefined {
   const hex = (p: number) => p.toString(16).toUpperCase().padStart(4, '0');
-  for (const line of fs.readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+  const table = ['/proc/net/tcp', '/proc/net/tcp6'].map((f) => fs.readFileSync(f, 'utf8')).join('\n');
+  for (const line of table.split('\n')) {
     const f = line.trim().split(/\s+/);
     if (f[1]?.endsWith(`:${hex(local)}`) && f[2]?.endsWith(`:${hex(remote)}`))
       return Number.parseInt(f[3]!, 16);
@@ -79,7 +80,8 @@ out = open(sys.argv[1], 'a', buffering=1)
 mode = sys.argv[2]
 ${PATTERN_PY}
 signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
-srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(1)
+host = sys.argv[3] if len(sys.argv) > 3 else '127.0.0.1'
+srv = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET); srv.bind((host, 0)); srv.listen(1)
 out.write('PORT %d\\n' % srv.getsockname()[1])
 c, _ = srv.accept()
 def read_all():
@@ -161,9 +163,9 @@ async function listeningPeer(opts: { paused?: boolean } = {}): Promise<Peer> {
   return peer;
 }
 
-async function connectingPeer(port: number, opts: { paused?: boolean } = {}): Promise<Peer> {
+async function connectingPeer(port: number, opts: { paused?: boolean; host?: string } = {}): Promise<Peer> {
   const peer: Peer = { port: 0, received: [], ended: false, troubles: [] };
-  const s = net.createConnection({ port, host: '127.0.0.1', allowHalfOpen: true });
+  const s = net.createConnection({ port, host: opts.host ?? '127.0.0.1', allowHalfOpen: true });
   await new Promise<void>((resolve, reject) => s.once('connect', resolve).once('error', reject));
   peer.socket = s;
   peer.port = s.localPort!;
@@ -193,10 +195,10 @@ const dumpKillRestore = (pid: number, lock = viaNftables) => dumpKillRestoreLock
 const received = (p: Peer) => Buffer.concat(p.received);
 
 describe.skipIf(!haveNft)('criu-ts restore: half-closed and closing TCP connections', () => {
-  async function closeWait(lock: LockCheck): Promise<void> {
-    const w = start(SERVER_PY, ['read-later']);
+  async function closeWait(lock: LockCheck, host = '127.0.0.1'): Promise<void> {
+    const w = start(SERVER_PY, ['read-later', host]);
     const port = Number((await waitForLine(w.report, /^PORT /, { pid: w.pid })).split(' ')[1]);
-    const client = await connectingPeer(port);
+    const client = await connectingPeer(port, { host });
     client.socket!.end('request');
     await waitForLine(w.report, /^ACCEPTED$/, { pid: w.pid });
     await waitFor(() => tcpState(port, client.port) === STATE.CLOSE_WAIT, 'CLOSE_WAIT');
@@ -212,6 +214,9 @@ describe.skipIf(!haveNft)('criu-ts restore: half-closed and closing TCP connecti
 
   it('CLOSE_WAIT: a server whose client sent its request and FIN reads both after restore and answers', () =>
     closeWait(viaNftables));
+
+  it('CLOSE_WAIT over IPv6 (::1): the FIN is replayed as an IPv6 segment', () =>
+    closeWait(viaNftables, '::1'));
 
   it.skipIf(!haveIptables)('CLOSE_WAIT with the iptables lock: the replayed FIN passes it', () =>
     closeWait(viaIptables),

@@ -74,18 +74,20 @@ export const haveNft = (() => {
   }
 })();
 
-/** The connections criu-ts's nftables lock holds now (elements of its IPv4 set, one per line). */
+/** The connections criu-ts's nftables lock holds now (elements of its IPv4 and IPv6 sets). */
 function nftLockElements(): string[] {
-  try {
-    const text = execFileSync('nft', ['list', 'set', 'inet', 'criu_ts', 'lock4'], { encoding: 'utf8' });
-    const m = /elements = \{([^}]*)\}/s.exec(text);
-    return (m?.[1] ?? '')
-      .split(',')
-      .map((e) => e.trim())
-      .filter(Boolean);
-  } catch {
-    return []; // no table yet
-  }
+  return ['lock4', 'lock6'].flatMap((set) => {
+    try {
+      const text = execFileSync('nft', ['list', 'set', 'inet', 'criu_ts', set], { encoding: 'utf8' });
+      const m = /elements = \{([^}]*)\}/s.exec(text);
+      return (m?.[1] ?? '')
+        .split(',')
+        .map((e) => e.trim())
+        .filter(Boolean);
+    } catch {
+      return []; // no table yet
+    }
+  });
 }
 
 export interface LockCheck {
