@@ -100,6 +100,31 @@ out.write('GOT %s file=%s pipe=%s inner=%s %s self=%s\\n' % (msg.decode(), os.re
     os.read(r, 100).decode(), inner.decode(), msg2.decode(), same))
 `;
 
+// A program logging through Python's SysLogHandler: a datagram socket connected to a syslog's named
+// socket outside the tree. It logs "before", waits for SIGUSR1, logs "after".
+const SYSLOG_CLIENT_PY = `
+import logging, logging.handlers, os, signal, sys
+os.closerange(3, 65536)
+out = open(sys.argv[1], 'a', buffering=1)
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+log = logging.getLogger('t'); log.addHandler(logging.handlers.SysLogHandler(address=sys.argv[2]))
+log.warning('before')
+out.write('LOGGED\\n')
+signal.sigwait([signal.SIGUSR1])
+log.warning('after')
+out.write('LOGGED AGAIN\\n')
+`;
+
+// The syslog: receives datagrams on its named socket and writes each to its report.
+const SYSLOG_PY = `
+import os, socket, sys
+os.closerange(3, 65536)
+out = open(sys.argv[1], 'a', buffering=1)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[2])
+out.write('READY\\n')
+while True: out.write('GOT %s\\n' % s.recv(1000).decode().strip('\\0'))
+`;
+
 function start(script: string, args: string[]): { pid: number; report: string; dir: string } {
   const dir = tempDir('criu-ts-unix-');
   const report = path.join(dir, 'report');
@@ -203,6 +228,23 @@ describe('criu-ts restore: unix sockets', () => {
     process.kill(w.pid, 'SIGUSR1');
     const got = await waitForLine(w.report, /^GOT /, { pid: w.pid });
     expect(got).toBe('GOT files file=3456789 pipe=before-after inner=inner self self=True');
+  });
+
+  it('a syslog client (datagram socket connected to a named socket outside the tree): refused without --ext-unix-sk, kept with it', async () => {
+    const syslog = start(SYSLOG_PY, ['$DIR/log.sock']);
+    await waitForLine(syslog.report, /^READY$/, { pid: syslog.pid });
+    const w = start(SYSLOG_CLIENT_PY, [path.join(syslog.dir, 'log.sock')]);
+    await waitForLine(w.report, /^LOGGED$/, { pid: w.pid });
+    await waitForLine(syslog.report, /^GOT <12>before$/, { pid: syslog.pid });
+    await waitFor(() => procState(w.pid) === 'S', 'waiting');
+    const refused = await runCli(['dump', '-t', String(w.pid), '-D', path.join(w.dir, 'refused')]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/external socket is used, consider using --ext-unix-sk option/);
+    const dir = await cliDump(w.pid, ['--ext-unix-sk']);
+    await cliKillAndRestore(dir);
+    process.kill(w.pid, 'SIGUSR1');
+    await waitForLine(w.report, /^LOGGED AGAIN$/, { pid: w.pid });
+    await waitForLine(syslog.report, /^GOT <12>after$/, { pid: syslog.pid });
   });
 
   it('a socket connected to a listener outside the tree: exit 1 naming pid, fd and peer; the task runs on', async () => {

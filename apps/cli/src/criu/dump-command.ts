@@ -18,6 +18,7 @@ interface DumpFlags {
   freezeCgroup?: string;
   tcpEstablished?: boolean;
   networkLock: string;
+  extUnixSk?: boolean | string;
 }
 
 /** `criu-ts dump -t PID -D DIR`, with criu's options and meanings. */
@@ -36,6 +37,10 @@ export function addDumpCommand(program: Command): void {
     .option('--display-stats', 'print dump statistics at the end')
     .option('--freeze-cgroup <path>', 'use this cgroup v2 freezer to stop the tree before seizing it')
     .option('--tcp-established', 'dump established TCP connections (TCP repair)')
+    .option(
+      '--ext-unix-sk [inodes]',
+      'allow datagram unix sockets connected to a named socket outside the tree',
+    )
     .option(
       '--network-lock <method>',
       'hold dumped connections with nftables or iptables rules until restore, or skip',
@@ -69,6 +74,7 @@ export function addDumpCommand(program: Command): void {
           ...(f.freezeCgroup ? { freezeCgroup: f.freezeCgroup } : {}),
           tcpEstablished: f.tcpEstablished === true,
           networkLock,
+          extUnixSk: f.extUnixSk !== undefined,
           checkpoint: () => {
             if (interrupted) throw new DumpError(`interrupted by ${interrupted}; the tree was left running`);
           },

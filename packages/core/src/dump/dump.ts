@@ -34,6 +34,8 @@ export interface DumpOptions {
   tcpEstablished?: boolean;
   /** --network-lock: how connections are held while dumped (default nftables; skip: not at all). */
   networkLock?: NetworkLockMethod;
+  /** --ext-unix-sk: datagram unix sockets may send to a named socket outside the tree (a syslog). */
+  extUnixSk?: boolean;
   /** --freeze-cgroup: a cgroup v2 directory whose freezer stops the tree before seizing. */
   freezeCgroup?: string;
   /** Called between steps; throw from it (or reject) to abort the dump, e.g. on Ctrl-C. */
@@ -69,6 +71,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   const files = new FileTable(new Set(tree.tasks.map((t) => t.pid)), {
     tcpEstablished: opts.tcpEstablished === true,
     networkLock: opts.networkLock ?? 'nftables',
+    extUnixSk: opts.extUnixSk === true,
   });
   const ctx: DumpContext = {
     dir,

@@ -69,7 +69,7 @@ export class FileTable {
    */
   constructor(
     readonly pids: ReadonlySet<number> = new Set(),
-    readonly options: { tcpEstablished?: boolean; networkLock?: NetworkLockMethod } = {},
+    readonly options: { tcpEstablished?: boolean; networkLock?: NetworkLockMethod; extUnixSk?: boolean } = {},
   ) {}
 
   /**

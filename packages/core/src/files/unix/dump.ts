@@ -21,8 +21,19 @@ import { DumpError } from '../../dump/errors.js';
 import { readSocketOptions } from '../socket/options.js';
 import { peekQueue } from '../socket/queue.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
+import { USK_EXTERN } from './uflags.js';
 
 const TCP_LISTEN = 10;
+const SOCK_DGRAM = 2;
+/** The options of a socket criu-ts does not restore (an external peer). */
+const EMPTY_OPTS = {
+  so_sndbuf: 0,
+  so_rcvbuf: 0,
+  so_snd_tmo_sec: 0n,
+  so_snd_tmo_usec: 0n,
+  so_rcv_tmo_sec: 0n,
+  so_rcv_tmo_usec: 0n,
+};
 
 interface UnixSocketInfo extends UnixDiagAttrs {
   type: number;
@@ -54,13 +65,44 @@ function heldInodes(files: FileTable): Set<number> {
 const peersToCheck = (files: FileTable) =>
   files.cached('unix-peers', () => [] as Array<{ where: string; ino: number; peer: number }>);
 
+/**
+ * Every peer must be held by the tree, or be an external datagram socket with a name (a syslog's
+ * /dev/log): with --ext-unix-sk such a peer gets an entry of its own marked external, and restore
+ * connects to its name again, as CRIU does. A stream connection to a process outside cannot come back.
+ */
 function checkPeers(files: FileTable, held: Set<number>): void {
   for (const p of peersToCheck(files)) {
-    if (!held.has(p.peer))
-      throw new DumpError(
-        `${p.where}: unix socket ${p.ino} is connected to socket ${p.peer}, which no task of the tree holds (a peer outside the tree is not supported yet)`,
-      );
+    if (held.has(p.peer)) continue;
+    const peer = unixSockets(files).get(p.peer);
+    const named = peer?.name !== undefined && peer.name.length > 0;
+    const what = `${p.where}: unix socket ${p.ino} is connected to socket ${p.peer}, which no task of the tree holds`;
+    if (peer?.type !== SOCK_DGRAM || !named)
+      throw new DumpError(`${what}: a stream connection to a process outside the tree cannot be restored`);
+    if (!files.options.extUnixSk)
+      throw new DumpError(`${what}: external socket is used, consider using --ext-unix-sk option`);
+    if (files.firstTime(`unix-extern:${p.peer}`)) addExternalPeer(files, p.peer, peer);
   }
+}
+
+/** The entry of a named datagram socket outside the tree that a socket of the tree sends to. */
+function addExternalPeer(files: FileTable, ino: number, sk: UnixSocketInfo): void {
+  files.add(`unix-extern:${ino}`, (id) => ({
+    id,
+    type: FD_TYPE.UNIXSK,
+    usk: {
+      id,
+      ino,
+      type: sk.type,
+      state: sk.state,
+      flags: 0,
+      uflags: USK_EXTERN,
+      backlog: 0,
+      peer: 0,
+      fown: noOwner(),
+      opts: EMPTY_OPTS,
+      name: sk.name!,
+    },
+  }));
 }
 
 function fileModeOf(

@@ -31,6 +31,7 @@ import { withFlags } from '../fd-flags.js';
 import type { FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
 import { applySocketOptions } from '../socket/options.js';
 import { FD_TYPE } from '../table.js';
+import { USK_EXTERN } from './uflags.js';
 
 const TCP_ESTABLISHED = 1;
 const TCP_LISTEN = 10;
@@ -171,6 +172,22 @@ function bindName(fd: number, u: UnixSkEntry): void {
   }
 }
 
+/**
+ * Connect one way to the peer's name: a peer of the tree is made (and bound) first; an external one
+ * (--ext-unix-sk: a syslog socket) must be there already.
+ */
+function connectToPeer(ctx: Ctx, fd: number, peer: UnixEntry): void {
+  const external = (peer.usk.uflags & USK_EXTERN) !== 0;
+  if (!external) ctx.fd(peer.id);
+  try {
+    connect(fd, sockaddrOf(peer.usk.name));
+  } catch (e) {
+    if (!external) throw e;
+    const name = Buffer.from(peer.usk.name).toString('utf8').replace(/\0/g, '@');
+    throw new RestoreError(`the external socket ${name} it sends to: ${(e as Error).message}`);
+  }
+}
+
 /** A socket on its own: bound, listening, or connected one way to a peer's name. */
 function makeSingle(ctx: Ctx, entry: UnixEntry): Made {
   const u = entry.usk;
@@ -196,10 +213,7 @@ function makeSingle(ctx: Ctx, entry: UnixEntry): Made {
     if (u.state === TCP_LISTEN) listen(fd, u.backlog || 128);
     const peer = u.peer ? byInode(ctx).get(u.peer) : undefined;
     if (u.peer && !peer) throw new RestoreError(`its peer socket ${u.peer} is not in files.img`);
-    if (peer) {
-      ctx.fd(peer.id); // bound first
-      connect(fd, sockaddrOf(peer.usk.name));
-    }
+    if (peer) connectToPeer(ctx, fd, peer);
     if (packets?.length && u.name.length === 0)
       throw new RestoreError('it has queued packets but no name to send them to');
   } catch (e) {

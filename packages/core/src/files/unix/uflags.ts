@@ -1,0 +1,2 @@
+/** unix_sk_entry uflags: a socket outside the tree, in the images only to be connected to again. */
+export const USK_EXTERN = 1;
