@@ -153,7 +153,7 @@ describe('criu-ts restore: inet sockets', () => {
     expect(procState(pid)).not.toBe('gone');
   });
 
-  it('socket options come back: SO_KEEPALIVE, SO_REUSEADDR, SO_RCVBUF, TCP_NODELAY, TCP_KEEPIDLE/INTVL/CNT', async () => {
+  it('socket options come back: SO_KEEPALIVE, SO_REUSEADDR, SO_RCVBUF, TCP_NODELAY, TCP_KEEPIDLE/INTVL/CNT, and the backlog', async () => {
     const d = tempDir('criu-ts-sockopts-');
     const report = path.join(d, 'report');
     const script = [
@@ -169,14 +169,14 @@ describe('criu-ts restore: inet sockets', () => {
       's.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 13)',
       's.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 5)',
       "s.bind(('127.0.0.1', 0)); s.listen(3)",
-      "out.write('FD %d\\n' % s.fileno())",
+      "out.write('FD %d %d\\n' % (s.fileno(), s.getsockname()[1]))",
       'while True: time.sleep(1)',
     ].join('\n');
     const pid = startTraceable([PYTHON, '-c', script, report], { setsid: true });
     track(pid);
-    const fd = Number((await waitForLine(report, /^FD /, { pid })).split(' ')[1]);
+    const [fd, port] = (await waitForLine(report, /^FD /, { pid })).split(' ').slice(1).map(Number);
     const read = () => {
-      const mine = copyFd(pid, fd);
+      const mine = copyFd(pid, fd!);
       try {
         const i = (level: number, name: number) => getsockoptInt(mine, level, name);
         return [i(1, 9), i(1, 2), i(1, 8), i(6, 1), i(6, 4), i(6, 5), i(6, 6)]; // keepalive reuseaddr rcvbuf nodelay idle intvl cnt
@@ -184,9 +184,16 @@ describe('criu-ts restore: inet sockets', () => {
         close(mine);
       }
     };
+    // ss shows a listener's backlog as its Send-Q.
+    const backlog = () =>
+      execFileSync('ss', ['-Hltn', `sport = :${port}`], { encoding: 'utf8' })
+        .trim()
+        .split(/\s+/)[2];
     const before = read();
     expect(before.slice(3)).toEqual([1, 77, 13, 5]);
+    expect(backlog()).toBe('3');
     await cliDumpKillRestore(pid);
     expect(read()).toEqual(before);
+    expect(backlog()).toBe('3');
   });
 });

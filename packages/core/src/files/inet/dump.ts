@@ -35,7 +35,8 @@ import { readTcpOptions } from './tcp-options.js';
 const TCP_INFO = 11;
 const SOL_IPV6 = 41;
 const IPV6_V6ONLY = 26;
-const SO_ACCEPTCONN = 30;
+/** What the kernel caps a backlog to by default (net.core.somaxconn). */
+const SOMAXCONN = 4096;
 
 /** TCP's state (tcpi_state, the first byte of TCP_INFO). */
 const tcpState = (fd: number) => getsockopt(fd, IPPROTO_TCP, TCP_INFO, 8)[0] ?? TCP.CLOSE;
@@ -54,10 +55,19 @@ function peerOf(fd: number) {
   }
 }
 
-/** The listen backlog is not readable from the socket: sock_diag's wqueue of a listener holds it. */
-function backlogOf(fd: number): number {
-  // SOMAXCONN is what most servers ask for, and what the kernel caps the backlog to anyway.
-  return getsockoptInt(fd, SOL_SOCKET, SO_ACCEPTCONN) ? 4096 : 0;
+/**
+ * The listen backlog, which no getsockopt reads back: sock_diag reports it as a listener's wqueue
+ * (sk_max_ack_backlog). One query per family for all the tree's listeners.
+ */
+function backlogOf(files: FileTable, ino: number): number {
+  const backlogs = files.cached('tcp-backlogs', () => {
+    const out = new Map<number, number>();
+    for (const family of ['inet', 'inet6'] as const)
+      for (const m of sockDiag({ family, protocol: IPPROTO_TCP, states: 1 << TCP.LISTEN }))
+        if (m.inet) out.set(m.inet.ino, m.inet.wqueue);
+    return out;
+  });
+  return backlogs.get(ino) ?? SOMAXCONN;
 }
 
 function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
@@ -91,7 +101,7 @@ function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
     src_port: local?.port ?? 0,
     dst_port: remote?.port ?? 0,
     flags: file.flags,
-    backlog: state === TCP.LISTEN ? backlogOf(fd) : 0,
+    backlog: state === TCP.LISTEN ? backlogOf(files, Number(file.stat.ino)) : 0,
     src_addr: toWords(local?.addr ?? zero),
     dst_addr: toWords(remote?.addr ?? zero),
     fown: noOwner(),
