@@ -153,7 +153,7 @@ describe('criu-ts restore: inet sockets', () => {
     expect(procState(pid)).not.toBe('gone');
   });
 
-  it('socket options come back: SO_KEEPALIVE, SO_REUSEADDR, SO_RCVBUF, TCP_NODELAY, TCP_KEEPIDLE/INTVL/CNT, and the backlog', async () => {
+  it('socket options come back: SO_KEEPALIVE, SO_REUSEADDR, SO_RCVBUF, TCP_NODELAY, TCP_KEEPIDLE/INTVL/CNT, IP_TOS/TTL/FREEBIND and the backlog', async () => {
     const d = tempDir('criu-ts-sockopts-');
     const report = path.join(d, 'report');
     const script = [
@@ -168,6 +168,9 @@ describe('criu-ts restore: inet sockets', () => {
       's.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 77)',
       's.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 13)',
       's.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 5)',
+      's.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x28)',
+      's.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 17)',
+      's.setsockopt(socket.IPPROTO_IP, 15, 1)  # IP_FREEBIND',
       "s.bind(('127.0.0.1', 0)); s.listen(3)",
       "out.write('FD %d %d\\n' % (s.fileno(), s.getsockname()[1]))",
       'while True: time.sleep(1)',
@@ -179,7 +182,8 @@ describe('criu-ts restore: inet sockets', () => {
       const mine = copyFd(pid, fd!);
       try {
         const i = (level: number, name: number) => getsockoptInt(mine, level, name);
-        return [i(1, 9), i(1, 2), i(1, 8), i(6, 1), i(6, 4), i(6, 5), i(6, 6)]; // keepalive reuseaddr rcvbuf nodelay idle intvl cnt
+        // keepalive reuseaddr rcvbuf nodelay idle intvl cnt, IP_TOS IP_TTL IP_FREEBIND
+        return [i(1, 9), i(1, 2), i(1, 8), i(6, 1), i(6, 4), i(6, 5), i(6, 6), i(0, 1), i(0, 2), i(0, 15)];
       } finally {
         close(mine);
       }
@@ -190,7 +194,7 @@ describe('criu-ts restore: inet sockets', () => {
         .trim()
         .split(/\s+/)[2];
     const before = read();
-    expect(before.slice(3)).toEqual([1, 77, 13, 5]);
+    expect(before.slice(3)).toEqual([1, 77, 13, 5, 0x28, 17, 1]);
     expect(backlog()).toBe('3');
     await cliDumpKillRestore(pid);
     expect(read()).toEqual(before);

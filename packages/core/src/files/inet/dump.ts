@@ -29,6 +29,7 @@ import { socketDomain } from '../socket/domain.js';
 import { readSocketOptions } from '../socket/options.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
 import { connectionOf, fromSockaddr, type InetAddress, toWords } from './address.js';
+import { readIpOptions } from './ip-options.js';
 import { dumpTcpStream, isRepairableState, repairOff, TCP } from './tcp.js';
 import { readTcpOptions } from './tcp-options.js';
 
@@ -106,6 +107,7 @@ function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
     dst_addr: toWords(remote?.addr ?? zero),
     fown: noOwner(),
     opts: readSocketOptions(fd, where),
+    ip_opts: readIpOptions(fd, family),
     ...(type === SOCK_STREAM ? { tcp_opts: readTcpOptions(fd) } : {}),
     ...(family === AF_INET6 ? { v6only: getsockoptInt(fd, SOL_IPV6, IPV6_V6ONLY) !== 0 } : {}),
   };

@@ -20,6 +20,7 @@ import type { FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
 import { applySocketOptions } from '../socket/options.js';
 import { FD_TYPE } from '../table.js';
 import { connectionOf, fromWords, toSockaddr } from './address.js';
+import { applyIpOptions } from './ip-options.js';
 import { finishTcpStream, isRepairableState, repairOn, setSequences, TCP } from './tcp.js';
 import { applyTcpOptions } from './tcp-options.js';
 
@@ -71,6 +72,7 @@ function makeSocket(s: InetSkEntry, ctx: FdRestoreContext): number {
       setSequences(fd, tcpStreamOf(ctx, s).entry, s.state);
     }
     applySocketOptions(fd, established ? { ...s.opts, reuseaddr: false } : s.opts);
+    if (s.ip_opts) applyIpOptions(fd, s.family, s.ip_opts); // before bind: IP_FREEBIND
     if (s.family === AF_INET6 && s.v6only !== undefined)
       setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, s.v6only ? 1 : 0);
     const local = fromWords(s.family, s.src_addr ?? []);
