@@ -22,6 +22,7 @@ import {
   waitFor,
   waitForLine,
 } from './helpers.js';
+import { closeWait } from './tcp-closing.js';
 import {
   dumpKillRestore,
   ECHO_CLIENT_FAILING_DUMP_PY,
@@ -188,6 +189,9 @@ signal.sigwait([signal.SIGUSR1])  # and stays: an exit would end the connection
 `;
 
 describe.skipIf(!haveIptables)('criu-ts --network-lock iptables', () => {
+  it('CLOSE_WAIT (a half-closed connection): the FIN replayed at restore passes the lock', () =>
+    closeWait(viaIptables({ restoreArgs: ['--network-lock', 'iptables'] })));
+
   it('IPv4: the echo client goes on, the server sees every byte once and no reset; rules only while dumped', async () => {
     const dir = await echoThroughRestore(
       '127.0.0.1',

@@ -103,6 +103,13 @@ export interface LockCheck {
 /** The default lock, nftables. */
 export const viaNftables: LockCheck = { held: nftLockElements };
 
+/** The local ports of the connected TCP sockets in an images dir. */
+function connectionPorts(dir: string): number[] {
+  return ImageDir.open(dir)
+    .files()
+    .flatMap((f) => (f.isk && f.isk.type === 1 && f.isk.dst_port !== 0 ? [f.isk.src_port] : []));
+}
+
 /**
  * Dump the tree of `pid` with --tcp-established, kill it, restore it detached; the lock must hold new
  * entries between the dump and the restore, and none of them after. Returns the images dir.
@@ -120,7 +127,11 @@ export async function dumpKillRestore(pid: number, lock: LockCheck): Promise<str
     ...(lock.dumpArgs ?? []),
   ]);
   if (r.code !== 0 || r.stderr) throw new Error(`dump: exit ${r.code}: ${r.stderr}`);
-  const ours = lock.held().filter((t) => !before.includes(t));
+  // Other test files lock their own connections meanwhile: only ours (by their ports) count.
+  const ports = connectionPorts(dir);
+  const ours = lock
+    .held()
+    .filter((t) => !before.includes(t) && ports.some((p) => new RegExp(`\\b${p}\\b`).test(t)));
   expect(ours.length).toBeGreaterThan(0); // the connection is locked meanwhile
   for (const e of ImageDir.open(dir).pstree()) killAndReap(e.pid);
   await lock.whileDumped?.(dir);
