@@ -2,7 +2,8 @@
 // each task that held it pulls a duplicate with pidfd_getfd(2) (restore/files.ts): so a driver's main
 // job is `open`, giving criu-ts's fd for one files.img entry. Objects shared between entries (the two
 // ends of a pipe, a socketpair) are made once and kept in `ctx.shared`. What only the task can do
-// (epoll_ctl with its own fd numbers, POSIX locks owned by the process) goes in `inTask`.
+// (epoll_ctl with its own fd numbers, POSIX locks owned by the process) goes in `inTask`. A file that
+// names a process (a pidfd) cannot be opened before that process exists: its driver says so in `openLate`.
 import type { FdinfoEntry, FileEntry, ImageDir } from '@criu-ts/images';
 import type { NetworkLockMethod } from '../net-lock/index.js';
 import type { Arg, Call } from '../restore/inject.js';
@@ -25,6 +26,11 @@ export interface FdRestoreContext extends FdCheckContext {
   afterRestore(fn: () => void): void;
   /** Close `fd` when the restore ends (an end of a pipe no task holds, a helper fd). */
   closeLater(fd: number): void;
+  /**
+   * Run `use` with the pid of a helper process made for it, killed and reaped as soon as `use`
+   * returns: whatever `use` opened on it then names a process that has died. Only for 'dying' files.
+   */
+  whileHelperLives<T>(use: (pid: number) => T): T;
   log(msg: string): void;
 }
 
@@ -37,12 +43,21 @@ export interface InTaskContext {
   firstTime(key: string): boolean;
 }
 
+/**
+ * When a file is opened, if not with the others before any task exists:
+ *  - 'tree': once the restored tasks exist, as the fds are installed (a pidfd of a task of the tree);
+ *  - 'dying': right after the stub starts, through a helper that then dies (a pidfd of a dead process).
+ */
+export type LateOpen = 'tree' | 'dying';
+
 export interface FdRestoreDriver {
   /** fd_types value of the files.img entries this driver opens. */
   readonly type: number;
   readonly kind: string;
   /** Plan time: throw a RestoreError naming the image and field if the entry cannot be restored. */
   check?(entry: FileEntry, ctx: FdCheckContext): void;
+  /** Whether `entry` waits to be opened (`treeIds`: every pid and tid the restore makes); see LateOpen. */
+  openLate?(entry: FileEntry, treeIds: ReadonlySet<number>): LateOpen | undefined;
   /** criu-ts's fd for `entry`, with the flags and state the task's description had. */
   open(entry: FileEntry, ctx: FdRestoreContext): number;
   /** Syscalls the task runs once all its fds are installed (`fd` is its fdinfo entry). */

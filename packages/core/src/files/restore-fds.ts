@@ -6,6 +6,7 @@ import { inetSocketRestoreDriver } from './inet/restore.js';
 import { inotifyRestoreDriver } from './inotify/restore.js';
 import { memfdRestoreDriver } from './memfd/restore.js';
 import { netlinkSocketRestoreDriver } from './netlink/restore.js';
+import { pidfdRestoreDriver } from './pidfd/restore.js';
 import { pipeRestoreDriver } from './pipe/restore.js';
 import type { FdRestoreDriver } from './restore-driver.js';
 import { signalfdRestoreDriver } from './signalfd/restore.js';
@@ -31,6 +32,7 @@ export const FD_RESTORE_DRIVERS: FdRestoreDriver[] = [
   memfdRestoreDriver,
   netlinkSocketRestoreDriver,
   consoleRestoreDriver,
+  pidfdRestoreDriver,
 ];
 
 export function restoreDriverFor(type: number): FdRestoreDriver | undefined {

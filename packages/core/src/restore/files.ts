@@ -22,7 +22,7 @@ import {
   unlinkat,
   writeAll,
 } from '@criu-ts/sys';
-import type { FdRestoreContext } from '../files/restore-driver.js';
+import type { FdRestoreContext, LateOpen } from '../files/restore-driver.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
 import { RestoreError } from './errors.js';
 import type { RestorePlan } from './plan.js';
@@ -43,6 +43,8 @@ export class NodeFiles {
   private readonly extraFds: number[] = [];
   private readonly afterRestoreSteps: Array<() => void> = [];
   private readonly driverCtx: FdRestoreContext;
+  /** How a helper process is made for a 'dying' file (the restorer's, once its stub runs). */
+  private helperMaker: (<T>(use: (pid: number) => T) => T) | undefined;
 
   private readonly dir: ImageDir;
   private readonly files: Map<number, FileEntry>;
@@ -73,8 +75,24 @@ export class NodeFiles {
       afterRestore: (fn) => {
         this.afterRestoreSteps.push(fn);
       },
+      whileHelperLives: (use) => {
+        if (!this.helperMaker) throw new RestoreError('a helper process is asked for before the stub runs');
+        return this.helperMaker(use);
+      },
       log,
     };
+  }
+
+  /** Where the helper processes of 'dying' files come from (see FdRestoreContext.whileHelperLives). */
+  makeHelpersWith(maker: <T>(use: (pid: number) => T) => T): void {
+    this.helperMaker = maker;
+  }
+
+  /** Whether file `id` waits to be opened, as its driver says (see FdRestoreDriver.openLate). */
+  lateOpen(id: number, treeIds: ReadonlySet<number>): LateOpen | undefined {
+    const f = this.files.get(id);
+    if (!f || f.reg) return undefined;
+    return restoreDriverFor(f.type)?.openLate?.(f, treeIds);
   }
 
   /**

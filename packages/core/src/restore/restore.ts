@@ -72,7 +72,7 @@ import {
 } from './plan.js';
 import { restoreTaskState, restoreThreadState } from './state.js';
 import { STUB_SYSCALL, startStub, startStubAsSibling } from './stub.js';
-import { cloneWithId } from './tree.js';
+import { cloneHelper, cloneWithId } from './tree.js';
 
 export interface RestoreLog {
   debug(msg: string): void;
@@ -220,6 +220,7 @@ class Restorer {
   /** Every task created (its pid), in creation order, for cleanup. */
   private readonly created: number[] = [];
   /** Every pid and tid of the tree. */
+  private readonly treeIds: Set<number>;
   /** The tree's pids and tids, and the dead pids of /proc files: their /proc files are opened later. */
   private readonly procPidsLater: Set<number>;
   /** filelocks.img by the pid that takes each lock again. */
@@ -237,7 +238,9 @@ class Restorer {
     private readonly sibling = false,
   ) {
     this.locks = locksByTask(plan.dir);
+    this.treeIds = new Set(plan.ids);
     this.procPidsLater = new Set([...plan.ids, ...plan.deadPids]);
+    files.makeHelpersWith((use) => this.whileHelperLives(use));
   }
 
   /** Open every file before any task exists: a missing or changed file fails now (cgroup sets too). */
@@ -247,11 +250,7 @@ class Restorer {
       this.cgroups.check(task.pid, task.threads[0]?.core.thread_core?.cg_set);
     for (const t of this.plan.tasks) {
       if (t.state === 'zombie') continue;
-      // /proc/PID files of the tree and of dead pids are opened later, once their PID exists again.
-      for (const fd of t.fdinfo ?? []) {
-        const name = this.plan.files.get(fd.id)?.reg?.name;
-        if (name === undefined || !isProcFileOf(name, this.procPidsLater)) this.files.fd(fd.id, 'fd');
-      }
+      for (const fd of t.fdinfo ?? []) if (!this.opensLater(fd.id)) this.files.fd(fd.id, 'fd');
       this.files.fd(t.fs!.cwd_id, 'dir');
       this.files.fd(t.fs!.root_id, 'dir');
       this.files.fd(t.mm!.exe_file_id, 'read');
@@ -266,10 +265,22 @@ class Restorer {
     this.plan.shmem.prepare();
   }
 
+  /**
+   * Files that name processes wait for them: /proc/PID files of the tree and of dead pids are opened
+   * once PID exists again; a driver's late files (pidfds: FdRestoreDriver.openLate) once the tree
+   * exists (restoreFds asks for them) or through a dying helper (openDyingFiles).
+   */
+  private opensLater(id: number): boolean {
+    const name = this.plan.files.get(id)?.reg?.name;
+    if (name !== undefined) return isProcFileOf(name, this.procPidsLater);
+    return this.files.lateOpen(id, this.treeIds) !== undefined;
+  }
+
   run(): void {
     const tFork = performance.now();
     this.startStub();
     this.openDeadPidFiles();
+    this.openDyingFiles();
     this.createTree();
     this.forkMs = ms(tFork);
     for (const task of this.plan.tasks) if (task.state !== 'zombie') this.restoreTask(task);
@@ -352,6 +363,34 @@ class Restorer {
     const r = inj.syscall(SYS.rt_sigtimedwait, set, 0, noWait, 8);
     inj.resetData();
     if (r !== BigInt(SIGCHLD) && r !== -11n) throw new RestoreError(`rt_sigtimedwait in the stub: ${r}`);
+  }
+
+  /**
+   * Files whose driver needs a process that then dies (a pidfd of a process that had died by the dump):
+   * opened now, while the stub can make helpers (it is gone once the tree exists).
+   */
+  private openDyingFiles(): void {
+    for (const t of this.plan.tasks)
+      for (const fd of t.state === 'zombie' ? [] : (t.fdinfo ?? []))
+        if (this.files.lateOpen(fd.id, this.treeIds) === 'dying') this.files.fd(fd.id, 'fd');
+  }
+
+  /**
+   * Run `use` with the pid of a new child of the stub (the kernel picks the pid), then kill and reap it:
+   * what `use` opened on it names a dead process. It is reaped before the tree is made, so even a pid
+   * of the tree the kernel happened to give is free again by then.
+   */
+  private whileHelperLives<T>(use: (pid: number) => T): T {
+    if (!this.stub) throw new RestoreError('a helper process is asked for while no stub runs');
+    const inj = new Injector(this.stub, this.scratch!);
+    const pid = cloneHelper(inj);
+    this.traced.add(pid);
+    try {
+      return use(pid);
+    } finally {
+      this.killHelper(inj, pid);
+      this.traced.delete(pid);
+    }
   }
 
   /** files.img ids of the fds (of any task) that are /proc/PID or a file under it. */

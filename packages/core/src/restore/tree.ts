@@ -34,11 +34,7 @@ export function cloneWithId(inj: Injector, pid: number, id: number, kind: CloneK
   const flags = kind === 'root' ? CLONE_PARENT : kind === 'thread' ? THREAD_FLAGS : 0n;
   // exit_signal must be 0 with CLONE_PARENT (the child inherits the caller's) and with CLONE_THREAD.
   const exitSignal = kind === 'child' ? SIGCHLD : 0;
-  const at = inj.reserve(CLONE_ARGS_SIZE_VER2 + 8);
-  const args = encodeCloneArgs({ flags, exitSignal, setTid: [id] }, { base: at });
-  vmWrite(inj.tid, at, args);
-  const r = inj.syscall(SYS.clone3, at, CLONE_ARGS_SIZE_VER2);
-  inj.resetData();
+  const r = clone3(inj, flags, exitSignal, [id]);
   const born = inj.t.takeBorn();
   if (r < 0n) {
     const why =
@@ -51,11 +47,37 @@ export function cloneWithId(inj: Injector, pid: number, id: number, kind: CloneK
   }
   if (Number(r) !== id || !born.includes(id))
     throw new RestoreError(`clone3 made ${r} instead of ${id} (reported: ${born.join(',') || 'nothing'})`);
+  waitFirstStop(id);
+  return new Tracee(kind === 'thread' ? pid : id, id);
+}
+
+/**
+ * A child of the task `inj` runs in, with whatever pid the kernel gives: a helper that lives only
+ * while criu-ts opens something on it. Returned stopped in its first PTRACE_EVENT_STOP.
+ */
+export function cloneHelper(inj: Injector): number {
+  const r = clone3(inj, 0n, SIGCHLD, []);
+  inj.t.takeBorn();
+  if (r < 0n) throw new RestoreError(`cannot create a helper process: errno ${-r}`);
+  waitFirstStop(Number(r));
+  return Number(r);
+}
+
+function clone3(inj: Injector, flags: bigint, exitSignal: number, setTid: number[]): bigint {
+  const at = inj.reserve(CLONE_ARGS_SIZE_VER2 + 8);
+  const args = encodeCloneArgs({ flags, exitSignal, setTid }, { base: at });
+  vmWrite(inj.tid, at, args);
+  const r = inj.syscall(SYS.clone3, at, CLONE_ARGS_SIZE_VER2);
+  inj.resetData();
+  return r;
+}
+
+/** A new task, auto-attached, runs to its first PTRACE_EVENT_STOP. */
+function waitFirstStop(id: number): void {
   for (;;) {
     const st = waitStop(id);
     if (!st.stopped) throw new RestoreError(`new task ${id}: ${formatWaitStatus(st)}`);
     if (st.event === PTRACE_EVENT_STOP) break;
     ptraceCont(id, 0);
   }
-  return new Tracee(kind === 'thread' ? pid : id, id);
 }
