@@ -70,6 +70,37 @@ describe('criu-ts restore: programs that are not ours', () => {
     expect(all.every((v, i) => v === i + 1)).toBe(true);
   });
 
+  it('python multiprocessing (3 workers, Queues, a Lock and a shared Value, its semaphores unlinked files in /dev/shm) goes on', async () => {
+    const d = tempDir('criu-ts-mp-');
+    const out = path.join(d, 'out');
+    const script = [
+      'import multiprocessing as mp, sys, time',
+      'def work(qi, qo):',
+      '    while True:',
+      '        x = qi.get()',
+      '        qo.put((x, x * x))',
+      "if __name__ == '__main__':",
+      '    qi, qo = mp.Queue(), mp.Queue()',
+      '    for _ in range(3): mp.Process(target=work, args=(qi, qo), daemon=True).start()',
+      "    lock, val = mp.Lock(), mp.Value('i', 0)",
+      '    for i in range(1, 10**9):',
+      '        qi.put(i)',
+      '        x, y = qo.get()',
+      '        with lock: val.value += 1',
+      "        print(i if y == x * x and val.value == i else 'BAD %d' % i, flush=True)",
+      '        time.sleep(0.005)',
+    ].join('\n');
+    const pid = start(['/usr/bin/python3', '-c', script], out, d);
+    await waitFor(() => fs.existsSync(out) && lines(out).length >= 20, 'the pool working');
+    expect(treeOf(pid).length).toBeGreaterThanOrEqual(4); // the main process and three workers
+    await dumpKillRestore(pid);
+    const n = lines(out).length;
+    await waitFor(() => lines(out).length >= n + 50, 'the pool working after restore');
+    const all = lines(out);
+    expect(all.filter((l) => !/^\d+$/.test(l))).toEqual([]);
+    expect(all.map(Number).every((v, i) => v === i + 1)).toBe(true);
+  });
+
   it('perl keeps a hash it checks every round (self-check passes after restore)', async () => {
     const d = tempDir('criu-ts-perl-');
     const out = path.join(d, 'out');

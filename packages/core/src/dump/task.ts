@@ -88,7 +88,8 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
       (s) =>
         pathEntry(
           ctx.files,
-          s.path,
+          // an unlinked file (a POSIX semaphore, a replaced library) becomes a ghost file
+          s.deleted ? `${s.path} (deleted)` : s.path,
           `/proc/${task.pid}/map_files/${s.start.toString(16)}-${s.end.toString(16)}`,
         ),
       ctx.shmem.forTask(task.pid, ids.ipc_ns_id ?? 0),
