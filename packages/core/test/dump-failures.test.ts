@@ -1,6 +1,6 @@
 // A failed dump harms nothing: it ends with one line naming the pid / fd / object, exit code 1, and
 // every task is let go exactly as it was: untraced, in the same state, same maps, signals and fds, and
-// its own checks keep passing. Cases: fds criu-ts cannot dump (an unlinked FIFO, a pidfd), tasks that exit
+// its own checks keep passing. Cases: fds criu-ts cannot dump (an unlinked FIFO, a userfaultfd), tasks that exit
 // during the dump, EPERM (a kernel thread; a tree holding the dumper itself), a full disk, Ctrl-C.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -41,6 +41,9 @@ import {
 beforeAll(async () => {
   await buildWorkloads();
 });
+/** A userfaultfd: a kind of fd criu-ts has no driver for (CRIU neither), so a dump of it fails. */
+const UFFD_PY = 'import ctypes; uffd = ctypes.CDLL(None).syscall(323, 0)';
+
 afterEach(() => cleanup());
 
 const newImagesDir = () => path.join(tempDir('criu-ts-core-fail-'), 'images');
@@ -101,14 +104,14 @@ describe('a dump that fails harms nothing', () => {
     await expectCountsOn(w.report, w.pid);
   });
 
-  it('a python3 holding a pidfd (no driver yet): exit 1 naming the fd; python counts on', async () => {
-    const py = await startPythonCounter('pidfd = os.pidfd_open(os.getpid())');
+  it('a python3 holding a userfaultfd (no driver): exit 1 naming the fd; python counts on', async () => {
+    const py = await startPythonCounter(UFFD_PY);
     await waitForLine(py.report, /^3$/, { pid: py.pid });
     const before = snapshot(py.pid);
     const r = await runCli(['dump', '-t', String(py.pid), '-D', newImagesDir()]);
     const line = oneLineFailure(r);
     expect(line).toContain(`pid ${py.pid}`);
-    expect(line).toMatch(/fd 3\b.*anon_inode:\[pidfd\]/);
+    expect(line).toMatch(/fd 3\b.*anon_inode:\[userfaultfd\]/);
     await expectAsBefore(py.pid, before);
     await expectCountsOn(py.report, py.pid);
   });
@@ -351,7 +354,7 @@ describe('pids that are not the root of a process tree', () => {
 
 describe('DumpError from the API', () => {
   it('is a DumpError naming the pid and fd, and the task is released', async () => {
-    const py = await startPythonCounter('pidfd = os.pidfd_open(os.getpid())');
+    const py = await startPythonCounter(UFFD_PY);
     await waitForLine(py.report, /^3$/, { pid: py.pid });
     const before = snapshot(py.pid);
     const err = await dump({ pid: py.pid, imagesDir: newImagesDir() }).catch((e: unknown) => e);

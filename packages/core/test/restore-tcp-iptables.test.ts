@@ -270,7 +270,7 @@ describe.skipIf(!haveIptables)('criu-ts --network-lock iptables', () => {
       'iptables',
     ]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/pidfd/);
+    expect(r.stderr).toMatch(/userfaultfd/);
     expect(lockRules()).toEqual(before);
     expect(chainExists()).toBe(false);
     const n = readLines(report).length;

@@ -172,7 +172,7 @@ describe.skipIf(!haveNft)('criu-ts restore: established TCP connections', () => 
     const before = mine();
     const r = await runCli(['dump', '-t', String(pid), '-D', path.join(d, 'images'), '--tcp-established']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/pidfd/);
+    expect(r.stderr).toMatch(/userfaultfd/);
     expect(mine()).toEqual(before);
     const n = readLines(report).length;
     await waitFor(() => readLines(report).length > n + 30, 'the client to go on');

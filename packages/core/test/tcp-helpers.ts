@@ -31,10 +31,10 @@ for i in range(1, 10**9):
     time.sleep(0.005)
 `;
 
-/** The same client, plus a pidfd (no driver yet) opened after the socket: a dump of it fails. */
+/** The same client, plus a userfaultfd (no driver) opened after the socket: a dump of it fails. */
 export const ECHO_CLIENT_FAILING_DUMP_PY = ECHO_CLIENT_PY.replace(
   "buf = b''",
-  "pidfd = os.pidfd_open(os.getpid())\nbuf = b''",
+  "import ctypes; uffd = ctypes.CDLL(None).syscall(323, 0)\nbuf = b''",
 );
 
 export interface Server {

@@ -95,9 +95,15 @@ export function ttyDriver(opts: {
         if (kind.type === TTY.PTY && kind.index > MAX_PTY_INDEX) {
           throw new DumpError(`pid ${file.pid} fd ${file.fd}: pty index ${kind.index} is too big`);
         }
-        if (kind.type === TTY.PTY && !kind.master && !opts.shellJob) {
+        // A pty pair the tree holds (a tmux server and its panes, `script`) cannot be restored yet:
+        // refused here, not after the tree is killed. A slave alone is the shell's terminal.
+        if (kind.type === TTY.PTY && kind.master)
           throw new DumpError(
-            `pid ${file.pid} fd ${file.fd} is the terminal ${file.link}, whose master is outside the tree: use --shell-job`,
+            `pid ${file.pid} fd ${file.fd}: the master of pty ${kind.index} (${file.link}): ptys other than the shell's terminal are not supported yet`,
+          );
+        if (kind.type === TTY.PTY && !opts.shellJob) {
+          throw new DumpError(
+            `pid ${file.pid} fd ${file.fd} is the terminal ${file.link}: a shell's terminal needs --shell-job (a pty whose master the tree holds is not supported yet)`,
           );
         }
         const infoId = (kind.index << 1) + (kind.master ? 1 : 0);
