@@ -8,6 +8,7 @@ export type WorkloadName =
   | 'memhog'
   | 'pipe_reader'
   | 'reader'
+  | 'shared_files'
   | 'shmem'
   | 'sleeper'
   | 'stopper'

@@ -80,6 +80,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     ids: new KobjIds(),
     stats,
     fdTablesDone: new Set(),
+    sharedBy: new Map(),
     pagesId: 1,
     seccomp: new SeccompFilters(),
     cgroups: new CgroupSets(),

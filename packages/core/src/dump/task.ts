@@ -36,8 +36,10 @@ export interface DumpContext {
   files: FileTable;
   ids: KobjIds;
   stats: DumpStats;
-  /** files_id values whose fdinfo image is written already (tasks sharing an fd table). */
+  /** files_id values whose fdinfo image is written already. */
   fdTablesDone: Set<number>;
+  /** The task already dumped with each vm_id and files_id: restore cannot share them yet. */
+  sharedBy: Map<string, number>;
   pagesId: number;
   seccomp: SeccompFilters;
   cgroups: CgroupSets;
@@ -51,6 +53,16 @@ export interface DumpContext {
 // GDT TLS slots x86-64 userspace may use (GDT_ENTRY_TLS_MIN .. MAX).
 const TLS_ENTRIES = [12, 13, 14];
 
+/**
+ * Two tasks sharing an address space (a vfork child before its exec) or an fd table cannot be restored
+ * yet: refused now, while the tree can still go on, not after it is killed.
+ */
+function refuseShared(ctx: DumpContext, pid: number, key: string, what: string): void {
+  const other = ctx.sharedBy.get(key);
+  if (other !== undefined) throw new DumpError(`tasks ${other} and ${pid} share ${what}: not supported yet`);
+  ctx.sharedBy.set(key, pid);
+}
+
 /** Dumps one task: its threads' core images, mm, pages, files, fs and ids. */
 export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
   if (task.state === 'zombie') throw new DumpError(`pid ${task.pid}: zombies are handled by dumpZombie`);
@@ -60,6 +72,8 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
     const status = proc.status();
     const timers = listPosixTimers(proc);
     const ids = ctx.ids.of(task.pid);
+    refuseShared(ctx, task.pid, `vm:${ids.vm_id}`, 'one address space (vfork, CLONE_VM)');
+    refuseShared(ctx, task.pid, `files:${ids.files_id}`, 'one fd table (CLONE_FILES)');
     ctx.dir.write('ids-%u', task.pid, [ids]);
 
     // What only the task can tell (one injected batch), and its fds, which may need it too.
