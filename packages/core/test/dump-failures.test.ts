@@ -41,6 +41,15 @@ import {
 beforeAll(async () => {
   await buildWorkloads();
 });
+function canOpen(path: string): boolean {
+  try {
+    fs.closeSync(fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NOCTTY));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A userfaultfd: a kind of fd criu-ts has no driver for (CRIU neither), so a dump of it fails. */
 const UFFD_PY = 'import ctypes; uffd = ctypes.CDLL(None).syscall(323, 0)';
 
@@ -115,6 +124,21 @@ describe('a dump that fails harms nothing', () => {
     await expectAsBefore(py.pid, before);
     await expectCountsOn(py.report, py.pid);
   });
+
+  it.skipIf(!canOpen('/dev/tty1'))(
+    'a virtual console (/dev/tty1), which restore cannot open again yet: exit 1 naming it; python counts on',
+    async () => {
+      const py = await startPythonCounter("t = os.open('/dev/tty1', os.O_RDONLY | os.O_NOCTTY)");
+      await waitForLine(py.report, /^3$/, { pid: py.pid });
+      const before = snapshot(py.pid);
+      const r = await runCli(['dump', '-t', String(py.pid), '-D', newImagesDir()]);
+      expect(oneLineFailure(r)).toMatch(
+        new RegExp(`pid ${py.pid} fd 3: the terminal /dev/tty1: only the shell's terminal`),
+      );
+      await expectAsBefore(py.pid, before);
+      await expectCountsOn(py.report, py.pid);
+    },
+  );
 
   it('two processes sharing one fd table (CLONE_FILES): exit 1 naming both; both run on', async () => {
     const w = startWorkload('shared_files', [], { setsid: true });

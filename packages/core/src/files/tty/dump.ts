@@ -101,6 +101,10 @@ export function ttyDriver(opts: {
           throw new DumpError(
             `pid ${file.pid} fd ${file.fd}: the master of pty ${kind.index} (${file.link}): ptys other than the shell's terminal are not supported yet`,
           );
+        if (kind.type !== TTY.PTY && kind.type !== TTY.CONSOLE)
+          throw new DumpError(
+            `pid ${file.pid} fd ${file.fd}: the terminal ${file.link}: only the shell's terminal (--shell-job) and /dev/console can be restored yet`,
+          );
         if (kind.type === TTY.PTY && !opts.shellJob) {
           throw new DumpError(
             `pid ${file.pid} fd ${file.fd} is the terminal ${file.link}: a shell's terminal needs --shell-job (a pty whose master the tree holds is not supported yet)`,
