@@ -200,4 +200,46 @@ describe('criu-ts restore: inet sockets', () => {
     expect(read()).toEqual(before);
     expect(backlog()).toBe('3');
   });
+
+  it('a listener with a connection not accepted yet: refused as in flight; with --skip-in-flight it is dumped and serves again', async () => {
+    const d = tempDir('criu-ts-inflight-');
+    const report = path.join(d, 'report');
+    const script = [
+      'import os, signal, socket, sys',
+      'os.closerange(3, 65536)',
+      "out = open(sys.argv[1], 'a', buffering=1)",
+      'signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])',
+      "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(8)",
+      "out.write('PORT %d\\n' % s.getsockname()[1])",
+      'signal.sigwait([signal.SIGUSR1])',
+      'c, _ = s.accept(); c.sendall(b"hello"); c.close()',
+      "out.write('SERVED\\n')",
+    ].join('\n');
+    const pid = startTraceable([PYTHON, '-c', script, report], { setsid: true });
+    track(pid);
+    const port = Number((await waitForLine(report, /^PORT /, { pid })).split(' ')[1]);
+    const early = net.createConnection(port, '127.0.0.1');
+    early.on('error', () => {}); // reset when the dumped listener goes away
+    onCleanup(() => early.destroy());
+    await new Promise((resolve) => early.once('connect', resolve));
+    const refused = await runCli(['dump', '-t', String(pid), '-D', path.join(d, 'refused')]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(
+      /has 1 connections not accepted yet \(in flight\), consider using --skip-in-flight option/,
+    );
+    expect(procState(pid)).toBe('S');
+    await cliDumpKillRestore(pid, ['--skip-in-flight']);
+    const got = new Promise<string>((resolve, reject) => {
+      const c = net.createConnection(port, '127.0.0.1');
+      let data = '';
+      c.on('data', (b) => {
+        data += b.toString();
+      });
+      c.on('end', () => resolve(data));
+      c.on('error', reject);
+    });
+    process.kill(pid, 'SIGUSR1');
+    expect(await got).toBe('hello');
+    await waitForLine(report, /^SERVED$/, { pid });
+  });
 });

@@ -19,6 +19,7 @@ interface DumpFlags {
   tcpEstablished?: boolean;
   networkLock: string;
   extUnixSk?: boolean | string;
+  skipInFlight?: boolean;
 }
 
 /** `criu-ts dump -t PID -D DIR`, with criu's options and meanings. */
@@ -37,6 +38,7 @@ export function addDumpCommand(program: Command): void {
     .option('--display-stats', 'print dump statistics at the end')
     .option('--freeze-cgroup <path>', 'use this cgroup v2 freezer to stop the tree before seizing it')
     .option('--tcp-established', 'dump established TCP connections (TCP repair)')
+    .option('--skip-in-flight', 'leave behind connections a listener has not accepted yet')
     .option(
       '--ext-unix-sk [inodes]',
       'allow datagram unix sockets connected to a named socket outside the tree',
@@ -75,6 +77,7 @@ export function addDumpCommand(program: Command): void {
           tcpEstablished: f.tcpEstablished === true,
           networkLock,
           extUnixSk: f.extUnixSk !== undefined,
+          skipInFlight: f.skipInFlight === true,
           checkpoint: () => {
             if (interrupted) throw new DumpError(`interrupted by ${interrupted}; the tree was left running`);
           },

@@ -36,6 +36,8 @@ export interface DumpOptions {
   networkLock?: NetworkLockMethod;
   /** --ext-unix-sk: datagram unix sockets may send to a named socket outside the tree (a syslog). */
   extUnixSk?: boolean;
+  /** --skip-in-flight: connections a listener has not accepted yet are left behind (their clients reset). */
+  skipInFlight?: boolean;
   /** --freeze-cgroup: a cgroup v2 directory whose freezer stops the tree before seizing. */
   freezeCgroup?: string;
   /** Called between steps; throw from it (or reject) to abort the dump, e.g. on Ctrl-C. */
@@ -72,6 +74,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     tcpEstablished: opts.tcpEstablished === true,
     networkLock: opts.networkLock ?? 'nftables',
     extUnixSk: opts.extUnixSk === true,
+    skipInFlight: opts.skipInFlight === true,
   });
   const ctx: DumpContext = {
     dir,

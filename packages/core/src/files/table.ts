@@ -69,7 +69,12 @@ export class FileTable {
    */
   constructor(
     readonly pids: ReadonlySet<number> = new Set(),
-    readonly options: { tcpEstablished?: boolean; networkLock?: NetworkLockMethod; extUnixSk?: boolean } = {},
+    readonly options: {
+      tcpEstablished?: boolean;
+      networkLock?: NetworkLockMethod;
+      extUnixSk?: boolean;
+      skipInFlight?: boolean;
+    } = {},
   ) {}
 
   /**

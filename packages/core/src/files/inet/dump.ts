@@ -57,18 +57,32 @@ function peerOf(fd: number) {
 }
 
 /**
- * The listen backlog, which no getsockopt reads back: sock_diag reports it as a listener's wqueue
- * (sk_max_ack_backlog). One query per family for all the tree's listeners.
+ * A listener's backlog, which no getsockopt reads back, and the connections waiting in its accept
+ * queue: sock_diag reports them as its wqueue (sk_max_ack_backlog) and rqueue. One query per family
+ * for all the tree's listeners.
  */
-function backlogOf(files: FileTable, ino: number): number {
-  const backlogs = files.cached('tcp-backlogs', () => {
-    const out = new Map<number, number>();
+function listenerOf(files: FileTable, ino: number): { backlog: number; pending: number } {
+  const listeners = files.cached('tcp-listeners', () => {
+    const out = new Map<number, { backlog: number; pending: number }>();
     for (const family of ['inet', 'inet6'] as const)
       for (const m of sockDiag({ family, protocol: IPPROTO_TCP, states: 1 << TCP.LISTEN }))
-        if (m.inet) out.set(m.inet.ino, m.inet.wqueue);
+        if (m.inet) out.set(m.inet.ino, { backlog: m.inet.wqueue, pending: m.inet.rqueue });
     return out;
   });
-  return backlogs.get(ino) ?? SOMAXCONN;
+  return listeners.get(ino) ?? { backlog: SOMAXCONN, pending: 0 };
+}
+
+/**
+ * Connections the kernel accepted for a listener that the task has not taken yet have no fd and no
+ * image: restored, their clients would see a reset. Refused unless --skip-in-flight, as in CRIU.
+ */
+function backlogOf(files: FileTable, ino: number, where: string): number {
+  const l = listenerOf(files, ino);
+  if (l.pending > 0 && !files.options.skipInFlight)
+    throw new DumpError(
+      `${where}: listening socket ${ino} has ${l.pending} connections not accepted yet (in flight), consider using --skip-in-flight option`,
+    );
+  return l.backlog;
 }
 
 function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
@@ -102,7 +116,7 @@ function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
     src_port: local?.port ?? 0,
     dst_port: remote?.port ?? 0,
     flags: file.flags,
-    backlog: state === TCP.LISTEN ? backlogOf(files, Number(file.stat.ino)) : 0,
+    backlog: state === TCP.LISTEN ? backlogOf(files, Number(file.stat.ino), where) : 0,
     src_addr: toWords(local?.addr ?? zero),
     dst_addr: toWords(remote?.addr ?? zero),
     fown: noOwner(),
