@@ -62,6 +62,53 @@ expect = (bytes(range(7, 256)) * (want // 249 + 1))[:want]
 out.write('READ %s\\n' % ('OK' if got == expect else 'BAD %d' % len(got)))
 `;
 
+// An echo server on epoll (python's selectors picks EpollSelector on Linux), for a client outside.
+const EPOLL_ECHO_SERVER_PY = `
+import os, selectors, socket, sys
+os.closerange(3, 65536)
+out = open(sys.argv[1], 'a', buffering=1)
+sel = selectors.DefaultSelector()
+assert type(sel).__name__ == 'EpollSelector'
+srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(8); srv.setblocking(False)
+sel.register(srv, selectors.EVENT_READ)
+out.write('PORT %d\\n' % srv.getsockname()[1])
+while True:
+    for key, _ in sel.select():
+        if key.fileobj is srv:
+            c, _ = srv.accept(); c.setblocking(False); sel.register(c, selectors.EVENT_READ)
+        else:
+            d = key.fileobj.recv(65536)
+            if d: key.fileobj.sendall(d)
+            else: sel.unregister(key.fileobj); key.fileobj.close()
+`;
+
+/**
+ * A client in this process that sends numbered lines one at a time and checks each echo: what it
+ * got right so far, and any trouble (a wrong echo, an end, an error).
+ */
+function echoingClient(port: number): { checked: () => number; troubles: string[] } {
+  const c = net.createConnection(port, '127.0.0.1');
+  const troubles: string[] = [];
+  let n = 0;
+  let buf = '';
+  const next = () => c.write(`${n + 1}\n`);
+  c.on('connect', next);
+  c.on('data', (d) => {
+    buf += d.toString();
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (line !== String(n + 1)) troubles.push(`echo ${line} for ${n + 1}`);
+      n++;
+      setTimeout(next, 5);
+    }
+  });
+  c.on('end', () => troubles.push('end'));
+  c.on('error', (e) => troubles.push(`error ${e.message}`));
+  onCleanup(() => c.destroy());
+  return { checked: () => n, troubles };
+}
+
 // Both ends in the tree: the parent serves an echo over loopback TCP, its child is the echo client,
 // writing each checked line to the report.
 const BOTH_ENDS_PY = `
@@ -103,6 +150,20 @@ describe.skipIf(!haveNft)('criu-ts restore: established TCP connections', () => 
       expect(failures).toEqual([]);
       expect(entries(decoded.get(img))).toHaveLength(1);
     }
+  });
+
+  it('an epoll echo server keeps its client outside: the client notices only a pause, no lost or doubled byte', async () => {
+    const d = tempDir('criu-ts-tcp-epoll-');
+    const report = path.join(d, 'report');
+    const pid = startTraceable([PYTHON, '-c', EPOLL_ECHO_SERVER_PY, report], { setsid: true });
+    track(pid);
+    const port = Number((await waitForLine(report, /^PORT /, { pid })).split(' ')[1]);
+    const client = echoingClient(port);
+    await waitFor(() => client.checked() >= 20, 'the first echoes');
+    await dumpKillRestore(pid);
+    const n = client.checked();
+    await waitFor(() => client.checked() >= n + 30, 'echoes after restore');
+    expect(client.troubles).toEqual([]);
   });
 
   it('both ends in the tree (an echo server and its client child over loopback): every line once, in order', async () => {
@@ -181,7 +242,7 @@ describe.skipIf(!haveNft)('criu-ts restore: established TCP connections', () => 
   });
 
   it.skipIf(!fs.existsSync('/usr/bin/redis-server'))(
-    'redis-server keeps its keys and a connected client (INCR answered in order through the restore)',
+    'redis-server keeps its keys and a connected redis-cli (INCR answered in order, the same connection id after restore)',
     async () => {
       const port = await new Promise<number>((resolve) => {
         const probe = net.createServer();
@@ -217,14 +278,40 @@ describe.skipIf(!haveNft)('criu-ts restore: established TCP connections', () => 
       expect(cli('set', 'kept', 'across the restore')).toBe('OK');
       const d = tempDir('criu-ts-redis-');
       const report = path.join(d, 'report');
-      const client = `import socket, sys, time\nout = open(sys.argv[1], 'a', buffering=1)\nc = socket.create_connection(('127.0.0.1', int(sys.argv[2])))\nf = c.makefile('rb')\nfor i in range(1, 10**9):\n    c.sendall(b'INCR counter\\r\\n')\n    line = f.readline().strip()\n    out.write(('%d' % i if line == b':%d' % i else 'BAD %r %d' % (line, i)) + '\\n')\n    time.sleep(0.005)`;
-      const c = startTraceable([PYTHON, '-c', client, report, String(port)], { setsid: true });
+      // Debian's redis-cli, outside the tree, driven through its stdin by a small python loop: it
+      // asks INCR and checks the answers; on SIGUSR1 it asks CLIENT ID, which must be the same
+      // connection's id as at the start (redis-cli would reconnect after a reset).
+      const driver = [
+        'import signal, subprocess, sys, time',
+        "out = open(sys.argv[1], 'a', buffering=1)",
+        "rc = subprocess.Popen(['/usr/bin/redis-cli', '-p', sys.argv[2]], stdin=subprocess.PIPE,",
+        '    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)',
+        "def ask(cmd): rc.stdin.write(cmd + '\\n'); rc.stdin.flush(); return rc.stdout.readline().strip()",
+        'asked = []',
+        'signal.signal(signal.SIGUSR1, lambda *a: asked.append(1))',
+        "out.write('ID %s\\n' % ask('CLIENT ID'))",
+        'for i in range(1, 10**9):',
+        "    r = ask('INCR counter')",
+        "    out.write(('%d' % i if r == str(i) else 'BAD %r %d' % (r, i)) + '\\n')",
+        "    if asked: asked.clear(); out.write('ID %s\\n' % ask('CLIENT ID'))",
+        '    time.sleep(0.005)',
+      ].join('\n');
+      const c = startTraceable([PYTHON, '-c', driver, report, String(port)], { setsid: true });
       track(c);
       await waitForLine(report, /^20$/, { pid: c, failOn: /^BAD/ });
+      const id = readLines(report)[0];
+      expect(id).toMatch(/^ID \d+$/);
       await dumpKillRestore(redis);
-      const n = readLines(report).length;
-      await waitFor(() => readLines(report).length > n + 30, 'the client to go on');
-      expect(readLines(report).every((l, i) => l === String(i + 1))).toBe(true);
+      const counted = () => readLines(report).filter((l) => !l.startsWith('ID '));
+      const n = counted().length;
+      await waitFor(() => counted().length > n + 30, 'the client to go on');
+      expect(counted().every((l, i) => l === String(i + 1))).toBe(true);
+      process.kill(c, 'SIGUSR1');
+      await waitFor(
+        () => readLines(report).filter((l) => l.startsWith('ID ')).length === 2,
+        'CLIENT ID again',
+      );
+      expect(readLines(report).filter((l) => l.startsWith('ID '))).toEqual([id, id]);
       expect(cli('get', 'kept')).toBe('across the restore');
     },
   );
