@@ -67,6 +67,7 @@ gone = os.fork()
 if gone == 0:
     os.close(w); os.read(r, 1); os._exit(5)     # exits once the parent closes its end (or dies)
 dead = os.pidfd_open(gone, ${O_NONBLOCK})
+again = os.pidfd_open(gone)                   # a second pidfd of the same process
 os.close(w); os.close(r)
 os.waitpid(gone, 0)
 outside = os.pidfd_open(int(sys.argv[2]))
@@ -79,6 +80,7 @@ try:
 except ChildProcessError:
     waited = 'ECHILD'
 out.write('DEAD %s %s\\n' % (readable, waited))
+out.write('SAME %s\\n' % (os.fstat(dead).st_ino == os.fstat(again).st_ino))
 `;
 
 /** The `key:` line of /proc/PID/fdinfo/FD. */
@@ -138,14 +140,15 @@ describe('criu-ts restore: pidfds', () => {
     const pidfds = ImageDir.open(dir)
       .files()
       .flatMap((f) => (f.pidfd ? [f.pidfd] : []));
-    expect(pidfds.map((e) => e.nspid).sort()).toEqual([-1, process.pid].sort());
+    expect(pidfds.map((e) => e.nspid).sort()).toEqual([-1, -1, process.pid].sort());
     expect(fdinfoField(h.pid, h.dead, 'Pid')).toBe('-1');
     expect(Number.parseInt(fdinfoField(h.pid, h.dead, 'flags'), 8) & O_NONBLOCK).toBe(O_NONBLOCK);
     expect(fdinfoField(h.pid, h.out, 'Pid')).toBe(String(process.pid));
     expect(fs.existsSync(`/proc/${h.gone}`)).toBe(false);
     process.kill(h.pid, 'SIGUSR1');
-    await waitForLine(h.report, /^DEAD /, { pid: h.pid });
+    await waitForLine(h.report, /^SAME /, { pid: h.pid });
     expect(readLines(h.report)).toContain('DEAD readable ECHILD');
+    expect(readLines(h.report)).toContain('SAME True'); // both name one (dead) process again
   });
 
   it('a pidfd of a process outside the tree that has gone by the restore is refused, naming it', async () => {

@@ -1,6 +1,6 @@
 import { isSysError, O_EXCL, O_NONBLOCK, pidfdOpen } from '@criu-ts/sys';
 import { RestoreError } from '../../restore/errors.js';
-import type { FdRestoreDriver } from '../restore-driver.js';
+import type { FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
 import { FD_TYPE } from '../table.js';
 import { DEAD_PID } from './dump.js';
 
@@ -33,7 +33,7 @@ export const pidfdRestoreDriver: FdRestoreDriver = {
   open(entry, ctx) {
     const p = entry.pidfd!;
     const flags = p.flags & PIDFD_OPEN_FLAGS;
-    if (p.nspid === DEAD_PID) return ctx.whileHelperLives((helper) => pidfdOpen(helper, flags));
+    if (p.nspid === DEAD_PID) return deadPidfds(ctx, p.ino).get(entry.id)!;
     try {
       return pidfdOpen(p.nspid, flags);
     } catch (e) {
@@ -43,3 +43,19 @@ export const pidfdRestoreDriver: FdRestoreDriver = {
     }
   },
 };
+
+/**
+ * Every pidfd of one dead process (one pidfs inode), opened on one helper while it lives: after the
+ * restore they name one process again, as they did.
+ */
+function deadPidfds(ctx: FdRestoreContext, ino: number): Map<number, number> {
+  return ctx.shared(`dead-pidfd:${ino}`, () =>
+    ctx.whileHelperLives((helper) => {
+      const fds = new Map<number, number>();
+      for (const f of ctx.files.values())
+        if (f.pidfd?.nspid === DEAD_PID && f.pidfd.ino === ino)
+          fds.set(f.id, pidfdOpen(helper, f.pidfd.flags & PIDFD_OPEN_FLAGS));
+      return fds;
+    }),
+  );
+}
