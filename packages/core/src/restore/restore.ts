@@ -39,7 +39,6 @@ import {
   ptraceSetSigmask,
   ptraceSetXstate,
   raw,
-  SIGCHLD,
   SIGKILL,
   SIGSTOP,
   SIGTRAP,
@@ -58,6 +57,7 @@ import { fpregsFromImage, gpregsFromImage } from '../registers/x86.js';
 import { CgroupPlacer } from './cgroup.js';
 import { RestoreError } from './errors.js';
 import { NodeFiles } from './files.js';
+import { HelperProcesses } from './helpers.js';
 import { type Call, Injector, type ScratchLayout, type Tracee, waitStop } from './inject.js';
 import { dumpableCall, restoreMm } from './mm.js';
 import { waitForFreeIds } from './pids.js';
@@ -72,7 +72,7 @@ import {
 } from './plan.js';
 import { restoreTaskState, restoreThreadState } from './state.js';
 import { STUB_SYSCALL, startStub, startStubAsSibling } from './stub.js';
-import { cloneHelper, cloneWithId } from './tree.js';
+import { cloneWithId } from './tree.js';
 
 export interface RestoreLog {
   debug(msg: string): void;
@@ -215,6 +215,8 @@ class Restorer {
   pages = 0;
   private stub: Tracee | undefined;
   private scratch: ScratchLayout | undefined;
+  /** Helper processes, made by the stub while it runs (before the tree exists). */
+  private helpers: HelperProcesses | undefined;
   private cgroups: CgroupPlacer | undefined;
   private readonly live = new Map<number, LiveTask>();
   /** Every task created (its pid), in creation order, for cleanup. */
@@ -314,6 +316,7 @@ class Restorer {
     const p = stub.syscallAt(STUB_SYSCALL, SYS.mprotect, [base, PAGE_SIZE, PROT_READ | PROT_EXEC]);
     if (p !== 0n) throw new RestoreError(`cannot make the scratch code executable: errno ${-p}`);
     this.scratch = s;
+    this.helpers = new HelperProcesses(stub, s, this.traced);
     // Everything the restored tasks inherit from the stub: no signal delivered while we work, every
     // action SIG_DFL (the shell that started the stub ignores SIGINT and SIGQUIT).
     ptraceSetSigmask(stub.tid, ALL_BUT_TRAP);
@@ -327,42 +330,18 @@ class Restorer {
   }
 
   /**
-   * /proc/PID files of tasks that had died by the dump (CRIU 1.4's dead-pid remaps): for each PID a
-   * helper is born with it, a child of the stub; the files are opened while it lives, then it is killed
-   * and reaped, so the fds name a dead task's /proc again, as they did. The pid is free again before
-   * the tree is made.
+   * /proc/PID files of tasks that had died by the dump (CRIU 1.4's dead-pid remaps): opened while a
+   * helper with that pid lives (helpers.ts).
    */
   private openDeadPidFiles(): void {
     for (const pid of this.plan.deadPids) {
       const ids = this.fdIdsUnderProc(pid);
       if (ids.length === 0) continue;
-      const inj = new Injector(this.stub!, this.scratch!);
-      cloneWithId(inj, this.stub!.pid, pid, 'child');
-      try {
+      this.helpers!.withPid(pid, () => {
         for (const id of ids) this.files.fd(id, 'fd');
-      } finally {
-        this.killHelper(inj, pid);
-      }
+      });
       this.log.debug(`dead pid ${pid}: ${ids.length} /proc files opened through a helper`);
     }
-  }
-
-  /**
-   * Kill a helper child of the stub while it is still traced: we collect it as its tracer, the stub
-   * reaps it as its parent, and the SIGCHLD that left pending in the stub (blocked there) is taken
-   * away, since with --restore-sibling the stub becomes the root task.
-   */
-  private killHelper(inj: Injector, pid: number): void {
-    kill(pid, SIGKILL);
-    for (let st = waitStop(pid); st.stopped; st = waitStop(pid)) ptraceCont(pid, 0);
-    inj.call(`wait4(${pid}) in the stub`, SYS.wait4, pid, 0, __WALL, 0);
-    const mask = Buffer.alloc(8);
-    mask.writeBigUInt64LE(sigmaskBit(SIGCHLD));
-    const set = inj.put(mask);
-    const noWait = inj.put(Buffer.alloc(16)); // struct timespec { 0, 0 }
-    const r = inj.syscall(SYS.rt_sigtimedwait, set, 0, noWait, 8);
-    inj.resetData();
-    if (r !== BigInt(SIGCHLD) && r !== -11n) throw new RestoreError(`rt_sigtimedwait in the stub: ${r}`);
   }
 
   /**
@@ -375,22 +354,10 @@ class Restorer {
         if (this.files.lateOpen(fd.id, this.treeIds) === 'dying') this.files.fd(fd.id, 'fd');
   }
 
-  /**
-   * Run `use` with the pid of a new child of the stub (the kernel picks the pid), then kill and reap it:
-   * what `use` opened on it names a dead process. It is reaped before the tree is made, so even a pid
-   * of the tree the kernel happened to give is free again by then.
-   */
+  /** FdRestoreContext.whileHelperLives: a helper the kernel numbers, while the stub is there. */
   private whileHelperLives<T>(use: (pid: number) => T): T {
-    if (!this.stub) throw new RestoreError('a helper process is asked for while no stub runs');
-    const inj = new Injector(this.stub, this.scratch!);
-    const pid = cloneHelper(inj);
-    this.traced.add(pid);
-    try {
-      return use(pid);
-    } finally {
-      this.killHelper(inj, pid);
-      this.traced.delete(pid);
-    }
+    if (!this.helpers) throw new RestoreError('a helper process is asked for while no stub runs');
+    return this.helpers.withAnyPid(use);
   }
 
   /** files.img ids of the fds (of any task) that are /proc/PID or a file under it. */
@@ -459,6 +426,7 @@ class Restorer {
       killAndReap(this.stub!.pid);
     }
     this.stub = undefined;
+    this.helpers = undefined;
 
     // Process groups: leaders first, then their members (all in their session by now).
     const inTree = new Set(this.plan.tasks.map((t) => t.pid));
