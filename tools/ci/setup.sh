@@ -18,6 +18,8 @@ command -v nft >/dev/null || missing+=(nftables)
 # iptables and ip6tables (Debian 12: the nf_tables backend) for --network-lock iptables
 { command -v iptables-restore && command -v ip6tables-restore; } >/dev/null || missing+=(iptables)
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v ip >/dev/null || missing+=(iproute2) # `ip monitor` in the netlink tests
+# Optional, tests skip without them: PostgreSQL 15 (restore-postgres), a JDK (restore-programs).
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null || { echo "apt-get install ${missing[*]} failed"; exit 1; }
