@@ -38,6 +38,8 @@ const TCP_LISTEN = 10;
 
 type Ctx = FdRestoreContext;
 
+type UnixEntry = FileEntry & { usk: UnixSkEntry };
+
 interface Packet {
   data: Buffer;
   /** files.img ids of the files it carries (SCM_RIGHTS). */
@@ -70,10 +72,10 @@ function rightsOf(m: SkPacketEntry): number[] {
 }
 
 /** files.img unix socket entries by socket inode. */
-function byInode(ctx: Ctx): Map<number, FileEntry & { usk: UnixSkEntry }> {
+function byInode(ctx: Ctx): Map<number, UnixEntry> {
   return ctx.shared('unix-by-ino', () => {
-    const out = new Map<number, FileEntry & { usk: UnixSkEntry }>();
-    for (const f of ctx.files.values()) if (f.usk) out.set(f.usk.ino, f as FileEntry & { usk: UnixSkEntry });
+    const out = new Map<number, UnixEntry>();
+    for (const f of ctx.files.values()) if (f.usk) out.set(f.usk.ino, f as UnixEntry);
     return out;
   });
 }
@@ -97,8 +99,6 @@ function applyShutdown(fd: number, how: number | undefined): void {
   else if (how === 2) shutdown(fd, SHUT_WR);
   else if (how === 3) shutdown(fd, SHUT_RDWR);
 }
-
-type UnixEntry = FileEntry & { usk: UnixSkEntry };
 
 /**
  * Sockets made, by inode, and how to fill them: their queues and then their shutdown state. Filling
