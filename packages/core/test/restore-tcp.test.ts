@@ -12,6 +12,7 @@ import { startTraceable } from '@criu-ts/compel';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   cleanup,
+  cliKillAndRestore,
   critDecodeAll,
   entries,
   haveCrit,
@@ -82,6 +83,15 @@ while True:
             else: sel.unregister(key.fileobj); key.fileobj.close()
 `;
 
+/** Bytes the server's end of the connection to local port `port` has sent and not had acknowledged. */
+function sendQueue(port: number): number | undefined {
+  const out = execFileSync('ss', ['-Htn', 'state', 'established', `( sport = :${port} )`], {
+    encoding: 'utf8',
+  });
+  const f = out.trim().split(/\s+/);
+  return f.length >= 2 ? Number(f[1]) : undefined;
+}
+
 /**
  * A client in this process that sends numbered lines one at a time and checks each echo: what it
  * got right so far, and any trouble (a wrong echo, an end, an error).
@@ -150,6 +160,48 @@ describe.skipIf(!haveNft)('criu-ts restore: established TCP connections', () => 
       expect(failures).toEqual([]);
       expect(entries(decoded.get(img))).toHaveLength(1);
     }
+  });
+
+  it('with no lock at all (--network-lock skip) the killed socket vanishes without a FIN or an RST', async () => {
+    // A quiet connection: one line echoed and acknowledged, then nothing until SIGUSR1. A FIN or an
+    // RST sent when the dump kills the client would reach the server at once, long before the
+    // restore is done; the server must see neither, and the same connection goes on after it.
+    const srv = await startServer((s) => s.pipe(s));
+    const d = tempDir('criu-ts-tcp-silent-');
+    const report = path.join(d, 'report');
+    const client = [
+      'import os, signal, socket, sys',
+      'os.closerange(3, 65536)',
+      "out = open(sys.argv[1], 'a', buffering=1)",
+      'signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])',
+      "c = socket.create_connection(('127.0.0.1', int(sys.argv[2])))",
+      "c.sendall(b'one\\n'); out.write('GOT %s\\n' % c.recv(100).decode().strip())",
+      'signal.sigwait([signal.SIGUSR1])',
+      "c.sendall(b'two\\n'); out.write('GOT %s\\n' % c.recv(100).decode().strip())",
+      'signal.sigwait([signal.SIGUSR1])  # stays connected: its exit would send a FIN',
+    ].join('\n');
+    const pid = startTraceable([PYTHON, '-c', client, report, String(srv.port)], { setsid: true });
+    track(pid);
+    await waitForLine(report, /^GOT one$/, { pid });
+    await waitFor(() => procState(pid) === 'S' && sendQueue(srv.port) === 0, 'all acknowledged, both quiet');
+    const dir = path.join(d, 'images');
+    const r = await runCli([
+      'dump',
+      '-t',
+      String(pid),
+      '-D',
+      dir,
+      '--tcp-established',
+      '--network-lock',
+      'skip',
+    ]);
+    if (r.code !== 0 || r.stderr) throw new Error(`dump: exit ${r.code}: ${r.stderr}`);
+    await cliKillAndRestore(dir, ['--tcp-established']);
+    expect(srv.troubles).toEqual([]);
+    process.kill(pid, 'SIGUSR1');
+    await waitForLine(report, /^GOT two$/, { pid });
+    expect(srv.sockets).toHaveLength(1);
+    expect(srv.troubles).toEqual([]);
   });
 
   it('an epoll echo server keeps its client outside: the client notices only a pause, no lost or doubled byte', async () => {
