@@ -92,6 +92,7 @@ describe('criu-ts restore: programs that are not ours', () => {
     ].join('\n');
     const pid = start(['/usr/bin/python3', '-c', script], out, d);
     await waitFor(() => fs.existsSync(out) && lines(out).length >= 20, 'the pool working');
+    track(...treeOf(pid)); // the workers too: they would outlive a failed test otherwise
     expect(treeOf(pid).length).toBeGreaterThanOrEqual(4); // the main process and three workers
     await dumpKillRestore(pid);
     const n = lines(out).length;
