@@ -72,12 +72,7 @@ function dumpFile(file: OpenFile, files: FileTable, drivers: FdDumpDriver[]): { 
  * as an fd of criu-ts's own process. Its files.img id.
  */
 function dumpOwnFd(fd: number, files: FileTable, drivers: FdDumpDriver[]): number {
-  const self = ProcDir.open(process.pid);
-  try {
-    return dumpFile(openFile(process.pid, self, fd), files, drivers).id;
-  } finally {
-    self.close();
-  }
+  return dumpFile(openFile(process.pid, ProcDir.self(), fd), files, drivers).id;
 }
 
 function openFile(pid: number, proc: ProcDir, fd: number): OpenFile {

@@ -22,6 +22,7 @@ import {
   type TtyInfoEntry,
   type VmaEntry,
 } from '@criu-ts/images';
+import { isProcFileOf } from '../files/regular/proc-path.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
 import { methodOfInventoryCode, type NetworkLockMethod } from '../net-lock/index.js';
 import { ShmemRestore } from '../shmem/restore.js';
@@ -474,22 +475,6 @@ function checkVdso(pid: number, vmas: VmaEntry[], cur: VdsoLayout): void {
     throw differ(`[vvar] ${vvar.end - vvar.start} bytes, here ${cur.vvar.size}`);
   if (vvar && vdso && cur.vvar && cur.vdso && vdso.start - vvar.start !== cur.vdso.start - cur.vvar.start)
     throw differ('[vvar] and [vdso] are placed differently');
-}
-
-/** O_WRONLY|O_APPEND files (logs) are not size-checked, as in CRIU; everything else must be unchanged. */
-/**
- * /proc/PID or /proc/PID/... of one of `pids` (the tree's, or dead ones): that PID exists only once the
- * restore has created it again, so such a file is neither checked now nor opened before then.
- */
-export function isProcFileOf(name: string, pids: ReadonlySet<number>): boolean {
-  const pid = procPidOf(name);
-  return pid !== undefined && pids.has(pid);
-}
-
-/** The PID of /proc/PID or /proc/PID/..., or undefined for any other path. */
-export function procPidOf(name: string): number | undefined {
-  const m = /^\/proc\/(\d+)(?:\/|$)/.exec(name);
-  return m ? Number(m[1]) : undefined;
 }
 
 function checkFile(f: FileEntry, ghosts: Map<number, number>, isFd: boolean, ids: ReadonlySet<number>): void {

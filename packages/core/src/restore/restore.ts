@@ -51,6 +51,7 @@ import {
   waitpid,
 } from '@criu-ts/sys';
 import { locksByTask, retakeLocks } from '../file-locks/restore.js';
+import { isProcFileOf, procPidOf } from '../files/regular/proc-path.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
 import { fpregsFromImage, gpregsFromImage } from '../registers/x86.js';
@@ -61,15 +62,7 @@ import { HelperProcesses } from './helpers.js';
 import { type Call, Injector, type ScratchLayout, type Tracee, waitStop } from './inject.js';
 import { dumpableCall, restoreMm } from './mm.js';
 import { waitForFreeIds } from './pids.js';
-import {
-  isProcFileOf,
-  ownVdsoLayout,
-  planRestore,
-  procPidOf,
-  type RestorePlan,
-  type TaskPlan,
-  VMA,
-} from './plan.js';
+import { ownVdsoLayout, planRestore, type RestorePlan, type TaskPlan, VMA } from './plan.js';
 import { restoreTaskState, restoreThreadState } from './state.js';
 import { STUB_SYSCALL, startStub, startStubAsSibling } from './stub.js';
 import { cloneWithId } from './tree.js';

@@ -14,12 +14,14 @@ import {
   getsockopt,
   getsockoptInt,
   IPPROTO_TCP,
+  IPV6_V6ONLY,
   ioctlGetInt,
   isSysError,
   SO_DOMAIN,
   SO_PROTOCOL,
   SO_TYPE,
   SOCK_STREAM,
+  SOL_IPV6,
   SOL_SOCKET,
   sockDiag,
 } from '@criu-ts/sys';
@@ -34,8 +36,6 @@ import { dumpTcpStream, isRepairableState, repairOff, TCP } from './tcp.js';
 import { readTcpOptions } from './tcp-options.js';
 
 const TCP_INFO = 11;
-const SOL_IPV6 = 41;
-const IPV6_V6ONLY = 26;
 /** What the kernel caps a backlog to by default (net.core.somaxconn). */
 const SOMAXCONN = 4096;
 

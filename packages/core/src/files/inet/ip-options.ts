@@ -2,10 +2,7 @@
 // info with each datagram, the type of service (traffic class on IPv6) and the TTL (unicast hop
 // limit). IPv4 and IPv6 name them differently; the image has one field for each.
 import type { IpOptsEntry } from '@criu-ts/images';
-import { AF_INET, getsockoptInt, setsockopt } from '@criu-ts/sys';
-
-const SOL_IP = 0;
-const SOL_IPV6 = 41;
+import { AF_INET, getsockoptInt, SOL_IP, SOL_IPV6, setsockopt } from '@criu-ts/sys';
 
 /** [level, name] of each option, by family. */
 const NAMES = {

@@ -3,12 +3,16 @@
 // port may still be in TIME_WAIT), then set back to what the task had.
 import type { InetSkEntry, TcpQueues, TcpStreamEntry } from '@criu-ts/images';
 import {
+  AF_INET6,
   bind,
   close,
   connect,
+  IPV6_V6ONLY,
   listen,
   SO_REUSEADDR,
   SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOL_IPV6,
   SOL_SOCKET,
   setsockopt,
   socket,
@@ -23,6 +27,8 @@ import { connectionOf, fromWords, toSockaddr } from './address.js';
 import { applyIpOptions } from './ip-options.js';
 import { finishTcpStream, isRepairableState, repairOn, setSequences, TCP } from './tcp.js';
 import { applyTcpOptions } from './tcp-options.js';
+
+type TcpStream = ReturnType<typeof tcpStreamOf>;
 
 /** tcp-stream-INO.img of an established socket: the entry and its two queues. */
 function tcpStreamOf(ctx: FdRestoreContext, s: InetSkEntry) {
@@ -40,11 +46,10 @@ function tcpStreamOf(ctx: FdRestoreContext, s: InetSkEntry) {
  * The established connection comes back: connect in repair mode (no handshake), options, queues and
  * window, repair off. Its network lock is lifted once the whole tree runs again.
  */
-function connectRepaired(fd: number, s: InetSkEntry, ctx: FdRestoreContext): void {
+function connectRepaired(fd: number, s: InetSkEntry, t: TcpStream, ctx: FdRestoreContext): void {
   const remote = { family: s.family, addr: fromWords(s.family, s.dst_addr ?? []), port: s.dst_port };
   const local = { family: s.family, addr: fromWords(s.family, s.src_addr ?? []), port: s.src_port };
   connect(fd, toSockaddr(s.family, remote.addr, remote.port));
-  const t = tcpStreamOf(ctx, s);
   finishTcpStream(fd, t.entry, t.inq, t.outq, { state: s.state, local, remote });
   const c = connectionOf(s.family, local, remote);
   // Unlocked together once the tree runs: one batch for all of them.
@@ -55,21 +60,19 @@ function connectRepaired(fd: number, s: InetSkEntry, ctx: FdRestoreContext): voi
   });
   batch.push(c);
 }
-const SOCK_DGRAM = 2;
-const SOL_IPV6 = 41;
-const IPV6_V6ONLY = 26;
-const AF_INET6 = 10;
 
 function makeSocket(s: InetSkEntry, ctx: FdRestoreContext): number {
   const fd = socket(s.family, s.type | SOCK_CLOEXEC, s.proto);
   const established = s.type !== SOCK_DGRAM && isRepairableState(s.state);
+  // Read once: its sequence numbers are needed before bind, the rest after connect.
+  const stream = established ? tcpStreamOf(ctx, s) : undefined;
   try {
-    if (established) {
+    if (stream) {
       // First: in repair mode no SYN goes out, the sequence numbers are ours to set, and the kernel
       // lets the socket share its port with the listener it was accepted from (forced reuse, which
       // setting SO_REUSEADDR would undo: that option comes back when repair mode ends).
       repairOn(fd);
-      setSequences(fd, tcpStreamOf(ctx, s).entry, s.state);
+      setSequences(fd, stream.entry, s.state);
     }
     applySocketOptions(fd, established ? { ...s.opts, reuseaddr: false } : s.opts);
     if (s.ip_opts) applyIpOptions(fd, s.family, s.ip_opts); // before bind: IP_FREEBIND
@@ -83,8 +86,8 @@ function makeSocket(s: InetSkEntry, ctx: FdRestoreContext): number {
     }
     if (s.state === TCP.LISTEN) listen(fd, s.backlog || 128);
     if (s.tcp_opts && !established) applyTcpOptions(fd, s.tcp_opts);
-    if (established) {
-      connectRepaired(fd, s, ctx);
+    if (stream) {
+      connectRepaired(fd, s, stream, ctx);
       if (s.tcp_opts) applyTcpOptions(fd, s.tcp_opts);
       if (s.opts.reuseaddr) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
     }

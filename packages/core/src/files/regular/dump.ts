@@ -3,6 +3,7 @@ import type { FileEntry, ImageDir } from '@criu-ts/images';
 import { DumpError } from '../../dump/errors.js';
 import { isMemfdLink } from '../memfd/dump.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
+import { procPidOf } from './proc-path.js';
 
 const DELETED = ' (deleted)';
 const O_ACCMODE_AND_STATUS = 0o7777777; // keep access mode and status flags, as fdinfo shows them
@@ -113,9 +114,8 @@ function readWhole(path: string, size: number): Buffer {
  * the task; of a live task outside the tree it is opened again like any file.
  */
 function noteDeadPid(file: OpenFile, files: FileTable, id: number): void {
-  const m = /^\/proc\/(\d+)(?:\/|$)/.exec(file.link);
-  if (!m) return;
-  const pid = Number(m[1]);
+  const pid = procPidOf(file.link);
+  if (pid === undefined) return;
   if (files.pids.has(pid) || existsSync(`/proc/${pid}`) || !files.firstTime(`dead-pid:${pid}`)) return;
   files.remaps.push({ orig_id: id, remap_id: pid, remap_type: REMAP_PROCFS });
 }

@@ -9,6 +9,7 @@ import type { UnixSkEntry } from '@criu-ts/images';
 import {
   decodeUnixDiagAttrs,
   SCM_RIGHTS,
+  SOCK_DGRAM,
   sockDiag,
   UDIAG_SHOW_ICONS,
   UDIAG_SHOW_NAME,
@@ -24,7 +25,6 @@ import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } fr
 import { USK_EXTERN } from './uflags.js';
 
 const TCP_LISTEN = 10;
-const SOCK_DGRAM = 2;
 /** The options of a socket criu-ts does not restore (an external peer). */
 const EMPTY_OPTS = {
   so_sndbuf: 0,
