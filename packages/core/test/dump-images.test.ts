@@ -298,7 +298,7 @@ function checkPages(
     return run;
   });
   expect(fs.statSync(path.join(d.dir, `pages-${pagesId}.img`)).size).toBe(offset);
-  const stats = obj(d.img('stats-dump.img')[0]!.dump);
+  const stats = obj(d.img('stats-dump')[0]!.dump);
   expect(num(stats.pages_written)).toBe(offset / PAGE);
   expect(d.pagesWritten).toBe(offset / PAGE);
   // every run lies inside one dumped private VMA

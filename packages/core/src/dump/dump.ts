@@ -24,6 +24,12 @@ export interface DumpOptions {
   pid: number;
   /** Where images go (-D); created 0700 when missing. */
   imagesDir: string;
+  /** -W: where stats-dump goes (default: the images dir), as CRIU keeps it. */
+  workDir?: string;
+  /** --timeout: how long the tree may take to stop, in milliseconds (default 10 s). */
+  timeoutMs?: number;
+  /** --file-locks: dump the file locks the tree holds (without it, a tree holding locks is refused). */
+  fileLocks?: boolean;
   /** -R: resume the tree after a successful dump (default: kill it, as CRIU does). */
   leaveRunning?: boolean;
   /** -s: leave the tree stopped (SIGSTOP) after the dump. */
@@ -49,7 +55,7 @@ export interface DumpResult {
   tasks: number;
   threads: number;
   pagesWritten: number;
-  /** What stats-dump.img holds. */
+  /** What stats-dump holds. */
   stats: DumpStatsEntry;
 }
 
@@ -67,7 +73,10 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   checkRoot(opts.pid);
   warmUp();
   const stats = new DumpStats();
-  const tree = seizeTree(opts.pid, opts.freezeCgroup ? { freezeCgroup: opts.freezeCgroup } : {});
+  const tree = seizeTree(opts.pid, {
+    ...(opts.freezeCgroup ? { freezeCgroup: opts.freezeCgroup } : {}),
+    ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
+  });
   stats.frozenAt = process.hrtime.bigint();
   log(`seized ${tree.tasks.length} tasks`);
   const files = new FileTable(new Set(tree.tasks.map((t) => t.pid)), {
@@ -112,7 +121,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     throw err;
   }
   const statsEntry = stats.entry(process.hrtime.bigint());
-  dir.write('stats-%s', 'dump', [{ dump: statsEntry }]);
+  (opts.workDir ? ImageDir.create(opts.workDir) : dir).write('stats-%s', 'dump', [{ dump: statsEntry }]);
   // A tree that goes on gets its sockets out of repair mode and its connections unlocked; a killed
   // one keeps them (the restore unlocks). criu-ts's copies of the fds close last: a socket in repair
   // mode closed after its task was killed goes away without a FIN or an RST.

@@ -17,7 +17,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { ProcDir } from '@criu-ts/bfd';
 import { codePage, killAndReap } from '@criu-ts/compel';
 import type { FileLockEntry, RestoreStatsEntry } from '@criu-ts/images';
-import { warmUpCodecs } from '@criu-ts/images';
+import { ImageDir, warmUpCodecs } from '@criu-ts/images';
 import {
   __WALL,
   F_DUPFD_CLOEXEC,
@@ -55,7 +55,7 @@ import { isProcFileOf, procPidOf } from '../files/regular/proc-path.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
 import { fpregsFromImage, gpregsFromImage } from '../registers/x86.js';
-import { CgroupPlacer } from './cgroup.js';
+import { type CgroupMode, CgroupPlacer } from './cgroup.js';
 import { RestoreError } from './errors.js';
 import { NodeFiles } from './files.js';
 import { HelperProcesses } from './helpers.js';
@@ -76,6 +76,13 @@ export interface RestoreLog {
 export interface RestoreOptions {
   /** -D: the images. */
   imagesDir: string;
+  /** -W: where stats-restore goes (default: the images dir), as CRIU keeps it. */
+  workDir?: string;
+  /**
+   * --manage-cgroups: soft (default) creates a task's missing cgroups, none wants them to exist,
+   * ignore leaves every task in criu-ts's own cgroups.
+   */
+  manageCgroups?: CgroupMode;
   /** --shell-job: sessions and groups led from outside the images are the caller's. */
   shellJob?: boolean;
   /**
@@ -163,7 +170,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   waitForFreeIds(plan.ids, opts.pidWaitMs ?? 5000);
   const waitMs = ms(tWait);
   const files = new NodeFiles(plan, (m) => log.debug(m));
-  const r = new Restorer(plan, files, log, opts.sibling === true);
+  const r = new Restorer(plan, files, log, opts.sibling === true, opts.manageCgroups ?? 'soft');
   let tPlan = 0;
   try {
     r.openFiles();
@@ -192,9 +199,11 @@ export function restore(opts: RestoreOptions): RestoreResult {
     pages_restored: BigInt(r.pages),
   };
   try {
-    plan.dir.write('stats-%s', 'restore', [{ restore: stats }]);
+    (opts.workDir ? ImageDir.create(opts.workDir) : plan.dir).write('stats-%s', 'restore', [
+      { restore: stats },
+    ]);
   } catch (e) {
-    log.warn(`cannot write stats-restore.img: ${(e as Error).message}`);
+    log.warn(`cannot write stats-restore: ${(e as Error).message}`);
   }
   log.info(
     `restored ${plan.root.pid}: ${plan.tasks.length} tasks, ${r.pages} pages in ${total.toFixed(1)} ms`,
@@ -231,6 +240,7 @@ class Restorer {
     private readonly log: RestoreLog,
     /** --restore-sibling: the stub is started as criu-ts's sibling and becomes the root itself. */
     private readonly sibling = false,
+    private readonly cgroupMode: CgroupMode = 'soft',
   ) {
     this.locks = locksByTask(plan.dir);
     this.treeIds = new Set(plan.ids);
@@ -240,7 +250,7 @@ class Restorer {
 
   /** Open every file before any task exists: a missing or changed file fails now (cgroup sets too). */
   openFiles(): void {
-    this.cgroups = new CgroupPlacer(this.plan.dir, (m) => this.log.debug(m));
+    this.cgroups = new CgroupPlacer(this.plan.dir, this.cgroupMode, (m) => this.log.debug(m));
     for (const task of this.plan.tasks)
       this.cgroups.check(task.pid, task.threads[0]?.core.thread_core?.cg_set);
     for (const t of this.plan.tasks) {
