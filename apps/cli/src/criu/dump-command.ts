@@ -39,6 +39,7 @@ export async function dumpCommand(o: CriuOptions, version: string): Promise<numb
       extUnixSk: o.extUnixSk,
       skipInFlight: o.skipInFlight,
       fileLocks: o.fileLocks,
+      irmap: { force: o.forceIrmap, scanPaths: o.irmapScanPaths },
       checkpoint: () => {
         if (interrupted) throw new DumpError(`interrupted by ${interrupted}; the tree was left running`);
       },

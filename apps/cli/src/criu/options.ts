@@ -36,6 +36,8 @@ export interface CriuOptions {
   skipInFlight: boolean;
   extUnixSk: boolean;
   displayStats: boolean;
+  forceIrmap: boolean;
+  irmapScanPaths: string[];
   freezeCgroup?: string;
   /** Seconds a dump may take to seize and freeze the tree (CRIU's default 10). */
   timeout: number;
@@ -64,6 +66,8 @@ export function defaultOptions(): CriuOptions {
     skipInFlight: false,
     extUnixSk: false,
     displayStats: false,
+    forceIrmap: false,
+    irmapScanPaths: [],
     timeout: 10,
     manageCgroups: 'soft',
     preDumpMode: 'splice',
@@ -100,6 +104,7 @@ type BoolKey =
   | 'tcpEstablished'
   | 'skipInFlight'
   | 'displayStats'
+  | 'forceIrmap'
   | 'checkExtra'
   | 'checkExperimental';
 
@@ -208,11 +213,7 @@ const OPTIONS: OptionSpec[] = [
   refuse('auto-dedup', 'none', INCREMENTAL),
   refuse('libdir', 'required', PLUGINS, 'L'),
   refuse('cpu-cap', 'optional', 'CPU capability checks (cpuinfo) are not in criu-ts yet'),
-  refuse(
-    'force-irmap',
-    'none',
-    'criu-ts finds inotify and fanotify watches by file handle; path scanning is not in it yet',
-  ),
+  bool('force-irmap', 'forceIrmap', 'find paths of watched inodes by scanning where their handle gives none'),
   refuse('ext-mount-map', 'required', NAMESPACES, 'M'),
   refuse('exec-cmd', 'none', 'criu-ts does not exec a command after restore yet'),
   {
@@ -247,11 +248,14 @@ const OPTIONS: OptionSpec[] = [
     'required',
     'unlinked files are kept as ghost files of up to 1 MiB; this option is not in criu-ts yet',
   ),
-  refuse(
-    'irmap-scan-path',
-    'required',
-    'criu-ts finds inotify and fanotify watches by file handle; path scanning is not in it yet',
-  ),
+  {
+    long: 'irmap-scan-path',
+    arg: 'required',
+    help: 'with --force-irmap: a directory to look through first',
+    set: (o, v) => {
+      o.irmapScanPaths.push(v as string);
+    },
+  },
   refuse('lsm-profile', 'required', 'LSM profiles are not restored by criu-ts yet'),
   {
     long: 'timeout',

@@ -9,6 +9,7 @@ import {
 } from '@criu-ts/images';
 import { CgroupSets } from '../cgroup/dump.js';
 import { CORE_MARCH_X86_64, TASK_ZOMBIE } from '../core-image/thread.js';
+import type { IrmapOptions } from '../files/irmap.js';
 import { FileTable } from '../files/table.js';
 import { KobjIds } from '../ids/dump.js';
 import { inventoryCodeOf, type NetworkLockMethod } from '../net-lock/index.js';
@@ -28,6 +29,8 @@ export interface DumpOptions {
   workDir?: string;
   /** --timeout: how long the tree may take to stop, in milliseconds (default 10 s). */
   timeoutMs?: number;
+  /** --force-irmap and --irmap-scan-path: find paths of watched inodes by scanning where needed. */
+  irmap?: IrmapOptions;
   /** --file-locks: dump the file locks the tree holds (without it, a tree holding locks is refused). */
   fileLocks?: boolean;
   /** -R: resume the tree after a successful dump (default: kill it, as CRIU does). */
@@ -84,6 +87,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     networkLock: opts.networkLock ?? 'nftables',
     extUnixSk: opts.extUnixSk === true,
     skipInFlight: opts.skipInFlight === true,
+    ...(opts.irmap ? { irmap: opts.irmap } : {}),
   });
   const ctx: DumpContext = {
     dir,

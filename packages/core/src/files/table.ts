@@ -3,6 +3,7 @@ import { type Extra, type FdinfoEntry, FdTypes, type FileEntry, type ImageDir } 
 import { close, KCMP_FILE, kcmp, pidfdGetfd, pidfdOpen } from '@criu-ts/sys';
 import { IdAllocator } from '../dump/ids.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
+import type { IrmapOptions } from './irmap.js';
 
 /** fd_types values (fdinfo.proto), as files.img's `type` holds them. */
 export const FD_TYPE = FdTypes;
@@ -74,6 +75,8 @@ export class FileTable {
       networkLock?: NetworkLockMethod;
       extUnixSk?: boolean;
       skipInFlight?: boolean;
+      /** --force-irmap, --irmap-scan-path: paths of watched inodes (files/irmap.ts). */
+      irmap?: IrmapOptions;
     } = {},
   ) {}
 

@@ -11,6 +11,7 @@ import { FIONREAD, ioctlGetInt } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { isAnon } from '../fd-flags.js';
 import { devName, handleEntryNow, mountById } from '../fhandle.js';
+import type { IrmapOptions } from '../irmap.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
 
 /** mark_type (fsnotify.proto). */
@@ -45,14 +46,19 @@ function fanotifyEntry(id: number, file: OpenFile, files: FileTable): FanotifyFi
     fown: noOwner(),
     faflags: (fan?.flags ?? 0) >>> 0,
     evflags: (fan?.eventFlags ?? 0) >>> 0,
-    mark: (fan?.marks ?? []).map((m) => markEntry(id, m, what)),
+    mark: (fan?.marks ?? []).map((m) => markEntry(id, m, what, files.options.irmap)),
   };
 }
 
-function markEntry(id: number, m: FanotifyMark, what: string): FanotifyMarkEntry {
+function markEntry(
+  id: number,
+  m: FanotifyMark,
+  what: string,
+  irmap: IrmapOptions | undefined,
+): FanotifyMarkEntry {
   const common = { id, mflags: m.mflags >>> 0, mask: m.mask >>> 0, ignored_mask: m.ignoredMask >>> 0 };
   if (m.kind === 'mount') return { ...common, ...mountMark(m, what) };
-  if (m.kind === 'inode') return { ...common, ...inodeMark(m, what) };
+  if (m.kind === 'inode') return { ...common, ...inodeMark(m, what, irmap) };
   throw new DumpError(`${what}: a file system (super block) mark cannot be dumped in CRIU's format`);
 }
 
@@ -63,14 +69,18 @@ function mountMark(m: FanotifyMark, what: string): Pick<FanotifyMarkEntry, 'type
   return { type: MARK.MOUNT, s_dev: mnt.sdev, me: { mnt_id: mntId, path: mnt.mountpoint } };
 }
 
-function inodeMark(m: FanotifyMark, what: string): Pick<FanotifyMarkEntry, 'type' | 's_dev' | 'ie'> {
+function inodeMark(
+  m: FanotifyMark,
+  what: string,
+  irmap: IrmapOptions | undefined,
+): Pick<FanotifyMarkEntry, 'type' | 's_dev' | 'ie'> {
   const sdev = m.sdev ?? 0;
   const inode = `${what}: mark on inode ${m.ino} of device ${devName(sdev)}`;
   if (m.ino === undefined || !m.fhandle || m.fhandleType === undefined)
     throw new DumpError(`${inode} has no file handle: its file system cannot export inodes`);
   let handle: FhEntry;
   try {
-    handle = handleEntryNow(sdev, m.fhandleType, m.fhandle);
+    handle = handleEntryNow(sdev, m.fhandleType, m.fhandle, m.ino, irmap);
   } catch (e) {
     throw new DumpError(`${inode}: ${(e as Error).message}`);
   }
