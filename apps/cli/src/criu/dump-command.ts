@@ -20,6 +20,7 @@ interface DumpFlags {
   networkLock: string;
   extUnixSk?: boolean | string;
   skipInFlight?: boolean;
+  fileLocks?: boolean;
 }
 
 /** `criu-ts dump -t PID -D DIR`, with criu's options and meanings. */
@@ -38,6 +39,7 @@ export function addDumpCommand(program: Command): void {
     .option('--display-stats', 'print dump statistics at the end')
     .option('--freeze-cgroup <path>', 'use this cgroup v2 freezer to stop the tree before seizing it')
     .option('--tcp-established', 'dump established TCP connections (TCP repair)')
+    .option('-l, --file-locks', 'dump file locks (without it a task holding one is refused, as in criu)')
     .option('--skip-in-flight', 'leave behind connections a listener has not accepted yet')
     .option(
       '--ext-unix-sk [inodes]',
@@ -78,6 +80,7 @@ export function addDumpCommand(program: Command): void {
           networkLock,
           extUnixSk: f.extUnixSk !== undefined,
           skipInFlight: f.skipInFlight === true,
+          fileLocks: f.fileLocks === true,
           checkpoint: () => {
             if (interrupted) throw new DumpError(`interrupted by ${interrupted}; the tree was left running`);
           },

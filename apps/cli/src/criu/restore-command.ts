@@ -44,6 +44,7 @@ export function addRestoreCommand(program: Command, exitWith: (code: number) => 
       '--network-lock <method>',
       "unlock the connections with nftables, iptables or skip (default: the dump's, from inventory.img)",
     )
+    .option('-l, --file-locks', 'restore file locks (accepted: the images say which there are)')
     .option('--shell-job', 'restore a process started from a shell: it joins this session and process group')
     .option(
       '--restore-sibling',

@@ -38,6 +38,8 @@ export interface DumpOptions {
   extUnixSk?: boolean;
   /** --skip-in-flight: connections a listener has not accepted yet are left behind (their clients reset). */
   skipInFlight?: boolean;
+  /** --file-locks: dump the file locks the tree holds (without it, a lock is refused, as CRIU does). */
+  fileLocks?: boolean;
   /** --freeze-cgroup: a cgroup v2 directory whose freezer stops the tree before seizing. */
   freezeCgroup?: string;
   /** Called between steps; throw from it (or reject) to abort the dump, e.g. on Ctrl-C. */
@@ -75,6 +77,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     networkLock: opts.networkLock ?? 'nftables',
     extUnixSk: opts.extUnixSk === true,
     skipInFlight: opts.skipInFlight === true,
+    fileLocks: opts.fileLocks === true,
   });
   const ctx: DumpContext = {
     dir,

@@ -74,6 +74,8 @@ export class FileTable {
       networkLock?: NetworkLockMethod;
       extUnixSk?: boolean;
       skipInFlight?: boolean;
+      /** --file-locks: file locks are dumped; without it a task holding one is refused, as in CRIU. */
+      fileLocks?: boolean;
     } = {},
   ) {}
 
