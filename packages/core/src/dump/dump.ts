@@ -31,8 +31,6 @@ export interface DumpOptions {
   timeoutMs?: number;
   /** --force-irmap and --irmap-scan-path: find paths of watched inodes by scanning where needed. */
   irmap?: IrmapOptions;
-  /** --file-locks: dump the file locks the tree holds (without it, a tree holding locks is refused). */
-  fileLocks?: boolean;
   /** -R: resume the tree after a successful dump (default: kill it, as CRIU does). */
   leaveRunning?: boolean;
   /** -s: leave the tree stopped (SIGSTOP) after the dump. */
@@ -47,6 +45,8 @@ export interface DumpOptions {
   extUnixSk?: boolean;
   /** --skip-in-flight: connections a listener has not accepted yet are left behind (their clients reset). */
   skipInFlight?: boolean;
+  /** --file-locks: dump the file locks the tree holds (without it, a lock is refused, as CRIU does). */
+  fileLocks?: boolean;
   /** --freeze-cgroup: a cgroup v2 directory whose freezer stops the tree before seizing. */
   freezeCgroup?: string;
   /** Called between steps; throw from it (or reject) to abort the dump, e.g. on Ctrl-C. */
@@ -88,6 +88,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     extUnixSk: opts.extUnixSk === true,
     skipInFlight: opts.skipInFlight === true,
     ...(opts.irmap ? { irmap: opts.irmap } : {}),
+    fileLocks: opts.fileLocks === true,
   });
   const ctx: DumpContext = {
     dir,

@@ -77,6 +77,8 @@ export class FileTable {
       skipInFlight?: boolean;
       /** --force-irmap, --irmap-scan-path: paths of watched inodes (files/irmap.ts). */
       irmap?: IrmapOptions;
+      /** --file-locks: file locks are dumped; without it a task holding one is refused, as in CRIU. */
+      fileLocks?: boolean;
     } = {},
   ) {}
 

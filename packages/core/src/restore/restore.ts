@@ -642,16 +642,16 @@ class Restorer {
         names.push(`${driver!.kind} fd ${f.fd}: ${syscallName(c[0]) ?? c[0]}`);
       }
     }
-    // File locks: flock/OFD ones taken here on criu-ts's copy, POSIX ones by the task.
+    // File locks: OFD ones taken here on criu-ts's copy, POSIX and flock ones by the task.
     const fileOf = new Map((task.fdinfo ?? []).map((f) => [f.fd, f.id]));
     const nodeFd = (fd: number) => {
       const id = fileOf.get(fd);
       if (id === undefined) throw new RestoreError(`filelocks.img: pid ${task.pid} has no fd ${fd}`);
       return this.files.fd(id, 'fd');
     };
-    for (const c of retakeLocks(task.pid, this.locks.get(task.pid) ?? [], nodeFd, ctx.put)) {
-      calls.push(c);
-      names.push(`POSIX lock on fd ${c[1]}`);
+    for (const { call, what } of retakeLocks(task.pid, this.locks.get(task.pid) ?? [], nodeFd, ctx.put)) {
+      calls.push(call);
+      names.push(what);
     }
     if (calls.length) lt.main.batch(calls, (i) => names[i] ?? `call ${i}`);
   }
