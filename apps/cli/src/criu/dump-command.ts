@@ -11,12 +11,7 @@ export async function dumpCommand(o: CriuOptions, version: string): Promise<numb
   const imagesDir = resolve(o.imagesDir);
   ImageDir.create(imagesDir); // 0700, before the log file can create it with other modes
   const workDir = resolve(o.workDir ?? imagesDir);
-  const log = makeLogger({
-    verbosity: o.verbosity,
-    workDir,
-    format: o.logFormat,
-    ...(o.logFile ? { logFile: o.logFile } : {}),
-  });
+  const log = makeLogger(o, workDir);
   let interrupted: string | undefined;
   const onSignal = (sig: string) => {
     interrupted = sig;

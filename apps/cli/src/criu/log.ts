@@ -1,6 +1,7 @@
 import { mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import pino from 'pino';
+import type { CriuOptions } from './options.js';
 
 /** CRIU's -v levels: 0 nothing, 1 errors, 2 warnings (default), 3 info, 4 debug. */
 const LEVELS = ['silent', 'error', 'warn', 'info', 'debug'] as const;
@@ -17,28 +18,24 @@ export interface CliLog {
   flush(): void;
 }
 
-export interface LogOptions {
-  verbosity: number;
-  /** -o: relative to the work dir; `-` or none: stderr. */
-  logFile?: string;
-  workDir: string;
-  format: 'text' | 'json';
-}
-
 /**
  * The log as CRIU keeps it, so that zdtm and users' scripts that grep it work: every line starts with
  * the time since the start, `(SS.uuuuuu)`, and errors and warnings carry CRIU's `Error (where): ` and
  * `Warn  (where): ` prefixes. `--log-format json` gives pino's structured lines instead.
  */
-export function makeLogger(opts: LogOptions): CliLog {
-  const levelIndex = Math.max(0, Math.min(4, opts.verbosity));
+export function makeLogger(
+  o: Pick<CriuOptions, 'verbosity' | 'logFile' | 'logFormat'>,
+  workDir: string,
+): CliLog {
+  const levelIndex = Math.max(0, Math.min(4, o.verbosity));
+  // -o: relative to the work dir; `-` or none: stderr.
   const path =
-    opts.logFile && opts.logFile !== '-'
-      ? isAbsolute(opts.logFile)
-        ? opts.logFile
-        : join(opts.workDir, opts.logFile)
+    o.logFile && o.logFile !== '-'
+      ? isAbsolute(o.logFile)
+        ? o.logFile
+        : join(workDir, o.logFile)
       : undefined;
-  if (opts.format === 'json') return pinoLog(LEVELS[levelIndex] ?? 'warn', path);
+  if (o.logFormat === 'json') return pinoLog(LEVELS[levelIndex] ?? 'warn', path);
   return new TextLog(levelIndex, path);
 }
 

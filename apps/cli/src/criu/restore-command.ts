@@ -12,12 +12,7 @@ import type { CriuOptions } from './options.js';
 export async function restoreCommand(o: CriuOptions, version: string): Promise<number> {
   const imagesDir = resolve(o.imagesDir);
   const workDir = resolve(o.workDir ?? imagesDir);
-  const log = makeLogger({
-    verbosity: o.verbosity,
-    workDir,
-    format: o.logFormat,
-    ...(o.logFile ? { logFile: o.logFile } : {}),
-  });
+  const log = makeLogger(o, workDir);
   // CRIU refuses to overwrite a pidfile; found out before anything is created.
   const pidfilePath = o.pidfile ? resolve(workDir, o.pidfile) : undefined;
   let pidfd: number | undefined;
