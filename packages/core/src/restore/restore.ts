@@ -16,7 +16,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { ProcDir } from '@criu-ts/bfd';
 import { codePage, killAndReap } from '@criu-ts/compel';
-import type { FileLockEntry, RestoreStatsEntry } from '@criu-ts/images';
+import type { FdinfoEntry, FileLockEntry, RestoreStatsEntry } from '@criu-ts/images';
 import { ImageDir, warmUpCodecs } from '@criu-ts/images';
 import {
   __WALL,
@@ -631,6 +631,7 @@ class Restorer {
       pid: task.pid,
       put: (b: Buffer) => lt.main.put(b),
       firstTime: (key: string) => !this.inTaskDone.has(key) && this.inTaskDone.add(key) !== undefined,
+      lend: (id: number) => lendFd(task.fdinfo ?? [], lt.pidfd, this.files.fd(id, 'fd')),
     };
     const calls: Call[] = [];
     const names: string[] = [];
@@ -640,6 +641,13 @@ class Restorer {
       for (const c of driver?.inTask?.(entry!, f, ctx) ?? []) {
         calls.push(c);
         names.push(`${driver!.kind} fd ${f.fd}: ${syscallName(c[0]) ?? c[0]}`);
+      }
+    }
+    for (const entry of this.plan.files.values()) {
+      const driver = entry.reg ? undefined : restoreDriverFor(entry.type);
+      for (const c of driver?.inAnyTask?.(entry, ctx) ?? []) {
+        calls.push(c);
+        names.push(`${driver!.kind} ${entry.id}: ${syscallName(c[0]) ?? c[0]}`);
       }
     }
     // File locks: flock/OFD ones taken here on criu-ts's copy, POSIX ones by the task.
@@ -767,6 +775,17 @@ class Restorer {
     this.traced.clear();
     this.live.clear();
   }
+}
+
+/**
+ * InTaskContext.lend: criu-ts's fd `nodeFd` pulled into a task whose fds are `fds` plus the helper pidfd,
+ * at the lowest number free there (where pidfd_getfd puts it), and closed again.
+ */
+function lendFd(fds: FdinfoEntry[], pidfd: number, nodeFd: number): { fd: number; get: Call; put: Call } {
+  const used = new Set([pidfd, ...fds.map((f) => f.fd)]);
+  let fd = 0;
+  while (used.has(fd)) fd++;
+  return { fd, get: [SYS.pidfd_getfd, pidfd, nodeFd, 0], put: [SYS.close, fd] };
 }
 
 const NR_NANOSLEEP = 35n;
