@@ -84,6 +84,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     networkLock: opts.networkLock ?? 'nftables',
     extUnixSk: opts.extUnixSk === true,
     skipInFlight: opts.skipInFlight === true,
+    log,
   });
   const ctx: DumpContext = {
     dir,

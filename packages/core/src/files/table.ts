@@ -74,6 +74,8 @@ export class FileTable {
       networkLock?: NetworkLockMethod;
       extUnixSk?: boolean;
       skipInFlight?: boolean;
+      /** The dump's log (-o), for what a driver lets go with a word (events dropped, as CRIU drops them). */
+      log?: (msg: string) => void;
     } = {},
   ) {}
 

@@ -51,7 +51,7 @@ import {
   waitpid,
 } from '@criu-ts/sys';
 import { locksByTask, retakeLocks } from '../file-locks/restore.js';
-import { isProcFileOf, procPidOf } from '../files/regular/proc-path.js';
+import { isProcFdFile, isProcFileOf, procPidOf } from '../files/regular/proc-path.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
 import { fpregsFromImage, gpregsFromImage } from '../registers/x86.js';
@@ -589,7 +589,25 @@ class Restorer {
       calls.push(c);
       names.push(name);
     };
-    for (const f of [...(task.fdinfo ?? [])].sort((a, b) => a.fd - b.fd)) {
+    // A /proc/PID/fd(info)/N file of the tree opens once the fd it names is there: in a second batch.
+    const sorted = [...(task.fdinfo ?? [])].sort((a, b) => a.fd - b.fd);
+    const fdFile = (f: FdinfoEntry) => {
+      const name = this.plan.files.get(f.id)?.reg?.name;
+      return name !== undefined && isProcFdFile(name) && isProcFileOf(name, this.treeIds);
+    };
+    const later = sorted.filter(fdFile);
+    const run = () => {
+      const res = lt.main.batch(calls, (i) => names[i] ?? `call ${i}`);
+      for (const [i, want] of expect) {
+        if (res[i] !== want)
+          throw new RestoreError(`pid ${task.pid}: ${names[i]} gave ${res[i]}, expected ${want}`);
+      }
+      calls.length = 0;
+      names.length = 0;
+      expect.clear();
+    };
+    for (const f of [...sorted.filter((f) => !fdFile(f)), ...later]) {
+      if (f === later[0]) run();
       const tmp = lowest();
       add(`pidfd_getfd for fd ${f.fd}`, [SYS.pidfd_getfd, lt.pidfd, this.files.fd(f.id, 'fd'), 0], tmp);
       open.add(tmp);
@@ -616,11 +634,7 @@ class Restorer {
     }
     dirFd(fsEntry.cwd_id, 'cwd', []);
     add('umask', [SYS.umask, fsEntry.umask ?? 0o022]);
-    const res = lt.main.batch(calls, (i) => names[i] ?? `call ${i}`);
-    for (const [i, want] of expect) {
-      if (res[i] !== want)
-        throw new RestoreError(`pid ${task.pid}: ${names[i]} gave ${res[i]}, expected ${want}`);
-    }
+    run();
     this.restoreInTaskFdState(lt);
   }
 
