@@ -4,6 +4,7 @@ export type WorkloadName =
   | 'busy'
   | 'counter'
   | 'epoller'
+  | 'fdshare'
   | 'fsnotify'
   | 'memhog'
   | 'pipe_reader'
