@@ -9,7 +9,6 @@ export type WorkloadName =
   | 'memhog'
   | 'pipe_reader'
   | 'reader'
-  | 'shared_files'
   | 'shmem'
   | 'sleeper'
   | 'stopper'
