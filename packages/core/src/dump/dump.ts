@@ -89,6 +89,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     skipInFlight: opts.skipInFlight === true,
     ...(opts.irmap ? { irmap: opts.irmap } : {}),
     fileLocks: opts.fileLocks === true,
+    log,
   });
   const ctx: DumpContext = {
     dir,

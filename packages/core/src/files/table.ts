@@ -79,6 +79,8 @@ export class FileTable {
       irmap?: IrmapOptions;
       /** --file-locks: file locks are dumped; without it a task holding one is refused, as in CRIU. */
       fileLocks?: boolean;
+      /** The dump's log (-o), for what a driver lets go with a word (events dropped, as CRIU drops them). */
+      log?: (msg: string) => void;
     } = {},
   ) {}
 

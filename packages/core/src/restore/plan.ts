@@ -215,9 +215,10 @@ export function planRestore(
     loadLiveTask(procPidsLater, dir, t, files, ghosts, vdso, inheritTty, shmem);
     const fid = t.ids!.files_id;
     const other = filesIds.get(fid);
-    if (other !== undefined)
+    // One fd table shared with the parent comes back by clone(CLONE_FILES); with another task, it cannot.
+    if (other !== undefined && t.parent?.ids?.files_id !== fid)
       throw new RestoreError(
-        `tasks ${other} and ${t.pid} share one fd table (CLONE_FILES): not supported yet`,
+        `tasks ${other} and ${t.pid} share one fd table (CLONE_FILES), and ${t.pid}'s parent does not: cannot restore`,
       );
     filesIds.set(fid, t.pid);
     const vm = vmIds.get(t.ids!.vm_id);

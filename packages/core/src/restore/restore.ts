@@ -16,10 +16,11 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { ProcDir } from '@criu-ts/bfd';
 import { codePage, killAndReap } from '@criu-ts/compel';
-import type { FileLockEntry, RestoreStatsEntry } from '@criu-ts/images';
+import type { FdinfoEntry, FileLockEntry, RestoreStatsEntry } from '@criu-ts/images';
 import { ImageDir, warmUpCodecs } from '@criu-ts/images';
 import {
   __WALL,
+  CLONE_FILES,
   F_DUPFD_CLOEXEC,
   F_SETFD,
   isSysError,
@@ -51,7 +52,7 @@ import {
   waitpid,
 } from '@criu-ts/sys';
 import { locksByTask, retakeLocks } from '../file-locks/restore.js';
-import { isProcFileOf, procPidOf } from '../files/regular/proc-path.js';
+import { isProcFdFile, isProcFileOf, procPidOf } from '../files/regular/proc-path.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
 import { fpregsFromImage, gpregsFromImage } from '../registers/x86.js';
@@ -414,7 +415,14 @@ class Restorer {
       if (!task.parent && this.sibling) {
         t = parent; // the stub was born with the root's pid, as our sibling: it is the root
       } else {
-        t = cloneWithId(new Injector(parent, s), parent.pid, task.pid, task.parent ? 'child' : 'root');
+        const kind = task.parent ? 'child' : 'root';
+        t = cloneWithId(
+          new Injector(parent, s),
+          parent.pid,
+          task.pid,
+          kind,
+          sharesFds(task) ? CLONE_FILES : 0n,
+        );
         this.created.push(task.pid);
       }
       this.traced.add(task.pid);
@@ -493,15 +501,24 @@ class Restorer {
     const lt = this.live.get(task.pid)!;
     const inj = lt.main;
     const s = this.scratch!;
-    // fds: the stub's go, a pidfd of criu-ts comes above every fd the task will have.
+    // fds: the stub's go, a pidfd of criu-ts comes above every fd the task will have. A task sharing its
+    // parent's fd table (CLONE_FILES) finds it filled already: the pidfd comes through its first gap.
     const targets = (task.fdinfo ?? []).map((f) => f.fd);
     const high = Math.max(2, ...targets) + 1;
+    const shared = sharesFds(task);
+    // Where pidfd_open lands: 0 in an emptied table, the first gap of a shared one (maybe `high` itself).
+    const first = shared ? lowestFree(new Set(targets)) : 0;
     const calls: Call[] = [];
-    for (const fd of openFds(task.pid)) calls.push([SYS.close, fd]);
-    calls.push([SYS.pidfd_open, process.pid, 0], [SYS.fcntl, 0, F_DUPFD_CLOEXEC, high], [SYS.close, 0]);
-    const r = inj.batch(calls, (i) => (i < calls.length - 3 ? 'close' : 'pidfd_open of criu-ts'));
-    if (r[calls.length - 3] !== 0n || r[calls.length - 2] !== BigInt(high))
-      throw new RestoreError(`pid ${task.pid}: helper pidfd landed at ${r[calls.length - 2]}`);
+    if (!shared) for (const fd of openFds(task.pid)) calls.push([SYS.close, fd]);
+    calls.push([SYS.pidfd_open, process.pid, 0]);
+    if (first !== high) calls.push([SYS.fcntl, first, F_DUPFD_CLOEXEC, high], [SYS.close, first]);
+    const at = first === high ? calls.length - 1 : calls.length - 3;
+    const r = inj.batch(calls, (i) => (i < at ? 'close' : 'pidfd_open of criu-ts'));
+    const landed = first === high ? r[at] : r[at + 1];
+    if (r[at] !== BigInt(first) || landed !== BigInt(high))
+      throw new RestoreError(`pid ${task.pid}: helper pidfd landed at ${landed}`);
+    // The lowest free fd while the task's memory is restored (the pidfd is there, above the rest).
+    const free = shared ? lowestFree(new Set([...targets, high])) : 0;
     lt.pidfd = high;
 
     const tMem = performance.now();
@@ -513,6 +530,7 @@ class Restorer {
       {
         files: this.files,
         pidfd: high,
+        freeFd: free,
         scratch: s,
         parking: s.base + BigInt(s.size) + PAGE,
         log: (m) => this.log.warn(m),
@@ -528,7 +546,7 @@ class Restorer {
       this.traced.add(th.tid);
       lt.threads.push({ tid: th.tid, t, inj: new Injector(t, s) });
     }
-    this.restoreFds(lt);
+    this.restoreFds(lt, shared);
     const hasZombieChild = task.children.some((c) => c.state === 'zombie');
     const pendingChld = [task.tc.signals_s, ...task.threads.map((t) => t.core.thread_core?.signals_p)].some(
       (q) => (q?.signals ?? []).some((x) => Buffer.from(x.siginfo).readInt32LE(0) === 17),
@@ -573,9 +591,10 @@ class Restorer {
     this.log.debug(`restored pid ${task.pid}: ${mm.pages} pages, ${task.threads.length} threads`);
   }
 
-  private restoreFds(lt: LiveTask): void {
+  /** The task's fds (unless `shared`: its parent's table, filled already), then its cwd, root and umask. */
+  private restoreFds(lt: LiveTask, shared: boolean): void {
     const task = lt.plan;
-    const open = new Set<number>([lt.pidfd]);
+    const open = new Set<number>([lt.pidfd, ...(shared ? (task.fdinfo ?? []).map((f) => f.fd) : [])]);
     const lowest = () => {
       let n = 0;
       while (open.has(n)) n++;
@@ -589,7 +608,25 @@ class Restorer {
       calls.push(c);
       names.push(name);
     };
-    for (const f of [...(task.fdinfo ?? [])].sort((a, b) => a.fd - b.fd)) {
+    // A /proc/PID/fd(info)/N file of the tree opens once the fd it names is there: in a second batch.
+    const sorted = shared ? [] : [...(task.fdinfo ?? [])].sort((a, b) => a.fd - b.fd);
+    const fdFile = (f: FdinfoEntry) => {
+      const name = this.plan.files.get(f.id)?.reg?.name;
+      return name !== undefined && isProcFdFile(name) && isProcFileOf(name, this.treeIds);
+    };
+    const later = sorted.filter(fdFile);
+    const run = () => {
+      const res = lt.main.batch(calls, (i) => names[i] ?? `call ${i}`);
+      for (const [i, want] of expect) {
+        if (res[i] !== want)
+          throw new RestoreError(`pid ${task.pid}: ${names[i]} gave ${res[i]}, expected ${want}`);
+      }
+      calls.length = 0;
+      names.length = 0;
+      expect.clear();
+    };
+    for (const f of [...sorted.filter((f) => !fdFile(f)), ...later]) {
+      if (f === later[0]) run();
       const tmp = lowest();
       add(`pidfd_getfd for fd ${f.fd}`, [SYS.pidfd_getfd, lt.pidfd, this.files.fd(f.id, 'fd'), 0], tmp);
       open.add(tmp);
@@ -616,11 +653,7 @@ class Restorer {
     }
     dirFd(fsEntry.cwd_id, 'cwd', []);
     add('umask', [SYS.umask, fsEntry.umask ?? 0o022]);
-    const res = lt.main.batch(calls, (i) => names[i] ?? `call ${i}`);
-    for (const [i, want] of expect) {
-      if (res[i] !== want)
-        throw new RestoreError(`pid ${task.pid}: ${names[i]} gave ${res[i]}, expected ${want}`);
-    }
+    run();
     this.restoreInTaskFdState(lt);
   }
 
@@ -631,6 +664,7 @@ class Restorer {
       pid: task.pid,
       put: (b: Buffer) => lt.main.put(b),
       firstTime: (key: string) => !this.inTaskDone.has(key) && this.inTaskDone.add(key) !== undefined,
+      lend: (id: number) => lendFd(task.fdinfo ?? [], lt.pidfd, this.files.fd(id, 'fd')),
     };
     const calls: Call[] = [];
     const names: string[] = [];
@@ -640,6 +674,13 @@ class Restorer {
       for (const c of driver?.inTask?.(entry!, f, ctx) ?? []) {
         calls.push(c);
         names.push(`${driver!.kind} fd ${f.fd}: ${syscallName(c[0]) ?? c[0]}`);
+      }
+    }
+    for (const entry of this.plan.files.values()) {
+      const driver = entry.reg ? undefined : restoreDriverFor(entry.type);
+      for (const c of driver?.inAnyTask?.(entry, ctx) ?? []) {
+        calls.push(c);
+        names.push(`${driver!.kind} ${entry.id}: ${syscallName(c[0]) ?? c[0]}`);
       }
     }
     // File locks: OFD ones taken here on criu-ts's copy, POSIX and flock ones by the task.
@@ -767,6 +808,27 @@ class Restorer {
     this.traced.clear();
     this.live.clear();
   }
+}
+
+/** Whether `task` shares its parent's fd table (CLONE_FILES): created with it, restored by the parent. */
+function sharesFds(task: TaskPlan): boolean {
+  const fid = task.ids?.files_id;
+  return fid !== undefined && task.parent?.ids?.files_id === fid;
+}
+
+function lowestFree(used: ReadonlySet<number>): number {
+  let fd = 0;
+  while (used.has(fd)) fd++;
+  return fd;
+}
+
+/**
+ * InTaskContext.lend: criu-ts's fd `nodeFd` pulled into a task whose fds are `fds` plus the helper pidfd,
+ * at the lowest number free there (where pidfd_getfd puts it), and closed again.
+ */
+function lendFd(fds: FdinfoEntry[], pidfd: number, nodeFd: number): { fd: number; get: Call; put: Call } {
+  const fd = lowestFree(new Set([pidfd, ...fds.map((f) => f.fd)]));
+  return { fd, get: [SYS.pidfd_getfd, pidfd, nodeFd, 0], put: [SYS.close, fd] };
 }
 
 const NR_NANOSLEEP = 35n;

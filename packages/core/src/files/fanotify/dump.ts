@@ -1,10 +1,9 @@
 // fanotify groups: files.img entries of type FANOTIFY (ffy) with their init flags and their marks.
 //
 // Inode marks keep the inode by super block + file handle (as inotify watches do), mount marks the
-// mount id and where that mount is. A group with events queued and not yet read is refused: those
-// events (with the open files they carry, or permission requests a task waits on) cannot be queued
-// again, and a dump must never lose them without saying so. Super block marks have no place in CRIU's
-// image format.
+// mount id and where that mount is. Events queued and not yet read are dropped, as CRIU drops them
+// (they cannot be queued again), and the log says so. Super block marks have no place in CRIU's image
+// format.
 import type { FanotifyMark } from '@criu-ts/bfd';
 import type { FanotifyFileEntry, FanotifyMarkEntry, FhEntry } from '@criu-ts/images';
 import { FIONREAD, ioctlGetInt } from '@criu-ts/sys';
@@ -35,10 +34,11 @@ export const fanotifyDriver: FdDumpDriver = {
 function fanotifyEntry(id: number, file: OpenFile, files: FileTable): FanotifyFileEntry {
   const what = `pid ${file.pid} fd ${file.fd} (fanotify)`;
   const queued = ioctlGetInt(files.steal(file.pid, file.fd), FIONREAD);
-  if (queued > 0)
-    throw new DumpError(
-      `${what} has ${queued} bytes of unread events: they cannot be restored, and criu-ts will not drop them`,
-    );
+  // Unread events cannot be queued again (each carries an open file of the process that caused it): they
+  // are dropped, as CRIU drops them, with a word in the log. Refusing instead is no way out: a mount mark
+  // on the file system the images are written to (or criu-ts's own files are read from) sees the dump's
+  // own opens and closes, so such a group always has events by the time it is dumped.
+  if (queued > 0) files.options.log?.(`${what}: ${queued} bytes of unread events are dropped, as CRIU does`);
   const fan = file.info.fanotify;
   return {
     id,
