@@ -135,11 +135,16 @@ export const FEATURES: readonly Feature[] = [
     probe: notInCriuTs("a network namespace's nftables rules are something"),
   },
   {
+    // A fact of the machine CRIU reports (iptables with the legacy API is installed), which zdtm's
+    // iptables tests need for their own rules; criu-ts's --network-lock iptables runs either flavour.
     name: 'has_ipt_legacy',
     level: 'basic',
-    probe: notInCriuTs(
-      'locking with iptables-legacy (criu-ts locks with the iptables it finds) is something',
-    ),
+    probe: () =>
+      ['iptables-legacy', 'ip6tables-legacy'].every((b) =>
+        ['/usr/sbin', '/sbin', '/usr/bin', '/bin'].some((d) => existsSync(`${d}/${b}`)),
+      )
+        ? yes
+        : no('iptables-legacy and ip6tables-legacy are not installed'),
   },
   { name: 'pidfd_store', level: 'basic', probe: notInCriuTs('the RPC pidfd store is something') },
   { name: 'ns_pid', level: 'basic', probe: notInCriuTs('pid namespaces are something') },
