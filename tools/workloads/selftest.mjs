@@ -322,7 +322,9 @@ await check('waiter: pause, futex, futex-timed, itimer with a pending SIGALRM', 
   assert.match(readFileSync(`/proc/${a.pid}/status`, 'utf8'), /ShdPnd:\s*0*2000\n/);
   process.kill(a.pid, 'SIGUSR1');
   await waitForLine(a.out, /^TICKING 50$/, { pid: a.pid });
-  const alrm = readLines(a.out).filter((x) => x.startsWith('ALRM')).map((x) => +x.split(' ')[2]);
+  const alrm = readLines(a.out)
+    .filter((x) => x.startsWith('ALRM'))
+    .map((x) => +x.split(' ')[2]);
   assert.ok(alrm[0] < 40 && alrm[2] >= 90, alrm.join(' '));
   assert.equal((await a.cp.exited).code, 0);
   const bad = run('waiter', ['nosuch']);

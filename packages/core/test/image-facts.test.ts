@@ -13,9 +13,9 @@ import {
   ImageDir,
   type InventoryEntry,
   type MmEntry,
+  type PagemapRun,
   PE_LAZY,
   PE_PRESENT,
-  type PagemapRun,
   type PstreeEntry,
   type TaskKobjIdsEntry,
   type UserX86RegsEntry,
@@ -183,7 +183,11 @@ describe('registers of a task blocked in a syscall resume as they are (as CRIU s
     const pc = syscallPc(w.pid);
     const dir = await dumpTo(w.pid, ['-R']);
     const r = gpregs(dir, w.pid);
-    expect({ orig_ax: r.orig_ax, ax: r.ax, ip: r.ip }).toEqual({ orig_ax: NR.restartSyscall, ax: EINTR, ip: pc });
+    expect({ orig_ax: r.orig_ax, ax: r.ax, ip: r.ip }).toEqual({
+      orig_ax: NR.restartSyscall,
+      ax: EINTR,
+      ip: pc,
+    });
     expect(memAt(w.pid, r.ip - 2n, 2)).toEqual(SYSCALL_INSN);
     gone(w.pid);
     await restoreDetached(dir);
@@ -315,7 +319,8 @@ describe('mm, inventory and vDSO as CRIU reads and writes them', () => {
     const out = auxvForImage(pairs.flat());
     expect(out.length).toBe(AUXV_MAX_WORDS);
     const types = new Set(out.filter((_, i) => i % 2 === 0));
-    for (const t of [33n, 3n, 7n, 9n, 25n, 31n, 16n, 6n, 29n, 30n]) expect(types.has(t), `type ${t}`).toBe(true);
+    for (const t of [33n, 3n, 7n, 9n, 25n, 31n, 16n, 6n, 29n, 30n])
+      expect(types.has(t), `type ${t}`).toBe(true);
     for (const t of [0n, 51n, 28n]) expect(types.has(t), `type ${t}`).toBe(false);
     expect(types.has(27n)).toBe(true); // dropped only while the vector does not fit
     // this kernel's vector fits once AT_NULL is gone: nothing else is dropped
@@ -335,7 +340,8 @@ describe('mm, inventory and vDSO as CRIU reads and writes them', () => {
     const ids: TaskKobjIdsEntry = img.ids(w.pid);
     const rootIds = inv.root_ids!;
     // CRIU's restore: a root task with the same files_id as root_ids is "Image corruption on kIDs data".
-    for (const k of ['vm_id', 'files_id', 'fs_id', 'sighand_id'] as const) expect(rootIds[k], k).not.toBe(ids[k]);
+    for (const k of ['vm_id', 'files_id', 'fs_id', 'sighand_id'] as const)
+      expect(rootIds[k], k).not.toBe(ids[k]);
     const ns = (o: TaskKobjIdsEntry) => Object.entries(o).filter(([k]) => k.endsWith('_ns_id'));
     expect(ns(rootIds)).toEqual(ns(ids));
     // criu-ts's older images: root_ids = the root task's own.

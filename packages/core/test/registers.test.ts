@@ -46,7 +46,11 @@ describe('x86 registers', () => {
 
 describe('registers that resume as they are (the syscall restart folded in, as CRIU stores it)', () => {
   const IP = 0x7f00_0000_1234n;
-  const stopped = (nr: bigint, ax: bigint, more: Partial<Record<'rdi' | 'rsi' | 'rdx' | 'r10', bigint>> = {}) => {
+  const stopped = (
+    nr: bigint,
+    ax: bigint,
+    more: Partial<Record<'rdi' | 'rsi' | 'rdx' | 'r10', bigint>> = {},
+  ) => {
     const r = new UserRegs().set('orig_rax', nr).set('rax', ax).set('rip', IP);
     for (const [k, v] of Object.entries(more)) r.set(k as 'rdi', v);
     return r;
@@ -64,16 +68,31 @@ describe('registers that resume as they are (the syscall restart folded in, as C
 
   it('-ERESTART_RESTARTBLOCK of a relative sleep: run again for what it had left (rem)', () => {
     const n = resumableRegs(stopped(35n, -516n, { rdi: 0x1000n, rsi: 0x2000n }));
-    expect([n.get('rip'), n.get('rax'), n.get('rdi'), n.get('rsi')]).toEqual([IP - 2n, 35n, 0x2000n, 0x2000n]);
+    expect([n.get('rip'), n.get('rax'), n.get('rdi'), n.get('rsi')]).toEqual([
+      IP - 2n,
+      35n,
+      0x2000n,
+      0x2000n,
+    ]);
     // clock_nanosleep(clock, flags = 0, req, rem)
     const c = resumableRegs(stopped(230n, -516n, { rdi: 1n, rsi: 0n, rdx: 0x1000n, r10: 0x2000n }));
-    expect([c.get('rip'), c.get('rax'), c.get('rdx'), c.get('r10')]).toEqual([IP - 2n, 230n, 0x2000n, 0x2000n]);
+    expect([c.get('rip'), c.get('rax'), c.get('rdx'), c.get('r10')]).toEqual([
+      IP - 2n,
+      230n,
+      0x2000n,
+      0x2000n,
+    ]);
     // no rem: the whole request again
     const z = resumableRegs(stopped(230n, -516n, { rsi: 0n, rdx: 0x1000n, r10: 0n }));
     expect(z.get('rdx')).toBe(0x1000n);
     // a futex wait with a timeout: run again as it was
     const f = resumableRegs(stopped(202n, -516n, { rdi: 0x3000n, r10: 0x4000n }));
-    expect([f.get('rip'), f.get('rax'), f.get('rdi'), f.get('r10')]).toEqual([IP - 2n, 202n, 0x3000n, 0x4000n]);
+    expect([f.get('rip'), f.get('rax'), f.get('rdi'), f.get('r10')]).toEqual([
+      IP - 2n,
+      202n,
+      0x3000n,
+      0x4000n,
+    ]);
   });
 
   it('restart_syscall returns -EINTR where it is (its restart block stays in the dumping kernel)', () => {

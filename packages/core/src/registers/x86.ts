@@ -200,7 +200,12 @@ export function resumableRegs(regs: UserRegs): UserRegs {
   const nr = regs.getSigned('orig_rax');
   const rax = regs.getSigned('rax');
   if (nr < 0n) return out;
-  if (rax !== ERESTARTSYS && rax !== ERESTARTNOINTR && rax !== ERESTARTNOHAND && rax !== ERESTART_RESTARTBLOCK)
+  if (
+    rax !== ERESTARTSYS &&
+    rax !== ERESTARTNOINTR &&
+    rax !== ERESTARTNOHAND &&
+    rax !== ERESTART_RESTARTBLOCK
+  )
     return out;
   if (nr === NR_RESTART_SYSCALL) return out.set('rax', EINTR);
   out.set('rax', nr).set('rip', regs.get('rip') - SYSCALL_INSN);
