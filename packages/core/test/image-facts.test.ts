@@ -497,4 +497,24 @@ describe('timers and zombies', () => {
       gone(w.pid);
     }
   });
+
+  it('a zombie killed by SIGKILL comes back as one (wait status 9)', async () => {
+    const w = startWorkload('zombie');
+    const child = Number((await waitForLine(w.report, /^ZOMBIE /, { pid: w.pid })).split(' ')[1]);
+    await waitFor(() => procState(w.pid) === 'S', 'zombie parent asleep');
+    const dir = await dumpTo(w.pid);
+    gone(w.pid, child);
+    editCore(dir, child, (c) => {
+      c.tc!.exit_code = 9;
+    });
+    await restoreDetached(dir);
+    expect(procState(child)).toBe('Z');
+    const stat = fs.readFileSync(`/proc/${child}/stat`, 'utf8');
+    expect(
+      stat
+        .slice(stat.lastIndexOf(')') + 2)
+        .trim()
+        .split(' ')[49],
+    ).toBe('9');
+  });
 });

@@ -460,7 +460,8 @@ class Restorer {
     } else {
       kill(t.tid, sig);
     }
-    ptraceCont(t.tid, 0);
+    // SIGKILL needs no resume: it ends the task even in its ptrace stop (a PTRACE_CONT would find it gone).
+    if (sig !== SIGKILL) ptraceCont(t.tid, 0);
     for (;;) {
       const st = waitStop(t.tid);
       if (st.exited || st.signaled) break;
