@@ -42,7 +42,8 @@ const newImagesDir = () => path.join(tempDir('criu-ts-core-cli-'), 'images');
 /** The files a one-task dump writes. */
 const oneTaskImages = (pid: number) => [
   `core-${pid}.img`,
-  'fdinfo-1.img',
+  // fd table 2, as CRIU numbers it: 1 is the dumper's own (inventory.img's root_ids)
+  'fdinfo-2.img',
   'files.img',
   `fs-${pid}.img`,
   `ids-${pid}.img`,
@@ -249,7 +250,7 @@ describe('criu-ts dump: the same DIR twice', () => {
     const r = await runCli(['dump', '-t', String(w.pid), '-D', dir]);
     expect(r).toMatchObject({ code: 0, stderr: '' });
     expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
-    // pages-1.img, pstree, inventory, stats, fdinfo-1, files: rewritten (truncated), not appended to.
+    // pages-1.img, pstree, inventory, stats, fdinfo-2, files: rewritten (truncated), not appended to.
     const s = dumpStats(dir);
     expect(fs.statSync(path.join(dir, 'pages-1.img')).size).toBe(Number(s.pages_written) * 4096);
     const { decoded, failures } = critDecodeAll(

@@ -5,10 +5,11 @@ import {
   ImageDir,
   type InventoryEntry,
   type PstreeEntry,
+  type TaskKobjIdsEntry,
   warmUpCodecs,
 } from '@criu-ts/images';
 import { CgroupSets } from '../cgroup/dump.js';
-import { CORE_MARCH_X86_64, TASK_ZOMBIE } from '../core-image/thread.js';
+import { CORE_MARCH_X86_64, TASK_DEAD } from '../core-image/thread.js';
 import type { IrmapOptions } from '../files/irmap.js';
 import { FileTable } from '../files/table.js';
 import { KobjIds } from '../ids/dump.js';
@@ -106,6 +107,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     ttyInfos: [],
     shmem: new ShmemDump(dir, files, stats, () => ctx.pagesId++),
   };
+  // inventory.img's root_ids are criu-ts's own ids, numbered first (see KobjIds.ofDumper).
+  const dumperIds = ctx.ids.ofDumper();
   try {
     const root = tree.tasks.find((t) => t.pid === opts.pid);
     if (root?.state === 'zombie') throw new DumpError(`pid ${opts.pid} exited before it could be dumped`);
@@ -119,7 +122,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     }
     await yieldToEventLoop();
     opts.checkpoint?.();
-    writeTreeImages(ctx);
+    writeTreeImages(ctx, dumperIds);
   } catch (err) {
     ctx.files.undo();
     tree.release();
@@ -229,7 +232,7 @@ function dumpZombie(ctx: DumpContext, task: SeizedTask): void {
     {
       mtype: CORE_MARCH_X86_64,
       tc: {
-        task_state: TASK_ZOMBIE,
+        task_state: TASK_DEAD, // what CRIU writes for a zombie (and restores as one)
         exit_code: exitCode,
         personality: 0,
         flags: 0,
@@ -240,7 +243,7 @@ function dumpZombie(ctx: DumpContext, task: SeizedTask): void {
   ]);
 }
 
-function writeTreeImages(ctx: DumpContext): void {
+function writeTreeImages(ctx: DumpContext, rootIds: TaskKobjIdsEntry): void {
   const pstree: PstreeEntry[] = ctx.tree.tasks.map((t) => ({
     pid: t.pid,
     ppid: t.pid === ctx.tree.root ? 0 : t.ppid,
@@ -255,7 +258,6 @@ function writeTreeImages(ctx: DumpContext): void {
     ctx.dir.write('seccomp', undefined, [{ seccomp_filters: ctx.seccomp.filters }]);
   const cgroup = ctx.cgroups.entry();
   if (cgroup) ctx.dir.write('cgroup', undefined, [cgroup]);
-  const rootIds = ctx.dir.ids(ctx.tree.root);
   const inventory: InventoryEntry = {
     img_version: IMG_VERSION,
     fdinfo_per_id: true,

@@ -9,7 +9,7 @@
 //   tasks      in each task: memory (mm.ts), threads (clone3 in the task), fds, cwd/root/umask,
 //              task-wide then per-thread state (state.ts);
 //   finish     each leader unmaps the scratch at a syscall-exit stop; every thread gets its registers,
-//              FPU state and signal mask (an interrupted syscall is set up to run again); then all
+//              FPU state and signal mask (as the images have them: they resume as they are); then all
 //              threads are detached together (stopped tasks get their SIGSTOP first).
 //
 // Any error kills everything created so far and reaps it: nothing stays half alive.
@@ -55,7 +55,7 @@ import { locksByTask, retakeLocks } from '../file-locks/restore.js';
 import { isProcFdFile, isProcFileOf, procPidOf } from '../files/regular/proc-path.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
-import { fpregsFromImage, gpregsFromImage } from '../registers/x86.js';
+import { fpregsFromImage, gpregsFromImage, resumableRegs } from '../registers/x86.js';
 import { type CgroupMode, CgroupPlacer } from './cgroup.js';
 import { RestoreError } from './errors.js';
 import { NodeFiles } from './files.js';
@@ -119,12 +119,6 @@ const DATA_SIZE = 1024 * 1024;
 const PLACE_FROM = 0x1_0000_0000n;
 const USER_TOP = 0x7fff_ffff_f000n;
 const STACK_GAP = 4n * 1024n * 1024n;
-const ERESTARTSYS = -512n;
-const ERESTARTNOINTR = -513n;
-const ERESTARTNOHAND = -514n;
-const ERESTART_RESTARTBLOCK = -516n;
-const EINTR = -4n;
-const NR_RESTART_SYSCALL = 219n;
 /** Every signal blocked but SIGTRAP (our int3) while we work. */
 const ALL_BUT_TRAP = ~sigmaskBit(SIGTRAP) & 0xffff_ffff_ffff_ffffn;
 
@@ -484,7 +478,8 @@ class Restorer {
     } else {
       kill(t.tid, sig);
     }
-    ptraceCont(t.tid, 0);
+    // SIGKILL needs no resume: it ends the task even in its ptrace stop (a PTRACE_CONT would find it gone).
+    if (sig !== SIGKILL) ptraceCont(t.tid, 0);
     for (;;) {
       const st = waitStop(t.tid);
       if (st.exited || st.signaled) break;
@@ -737,24 +732,11 @@ class Restorer {
 
   private loadRegisters(th: LiveThread, core: TaskPlan['threads'][number]['core'], task: TaskPlan): void {
     const ti = core.thread_info!;
-    const regs = gpregsFromImage(ti.gpregs);
-    const orig = regs.getSigned('orig_rax');
-    const rax = regs.getSigned('rax');
-    if (orig >= 0n) {
-      // Registers loaded here skip the kernel's syscall restart: do it by hand. restart_syscall itself
-      // cannot be carried over (its restart block stayed in the dumped kernel): it returns EINTR.
-      if (
-        rax === ERESTARTSYS ||
-        rax === ERESTARTNOINTR ||
-        rax === ERESTARTNOHAND ||
-        rax === ERESTART_RESTARTBLOCK
-      ) {
-        if (orig === NR_RESTART_SYSCALL) regs.set('rax', EINTR);
-        else regs.set('rax', orig).set('rip', regs.rip - 2n);
-        if (rax === ERESTART_RESTARTBLOCK) sleepOnlyWhatIsLeft(regs, orig);
-      }
-      regs.set('orig_rax', -1n);
-    }
+    // Images carry registers that resume as they are (CRIU's, and criu-ts's since it folds the syscall
+    // restart in at dump); older criu-ts images still hold -ERESTART*: folded here the same way. Loaded
+    // at a syscall-exit stop with orig_rax -1, they skip the kernel's restart logic.
+    const regs = resumableRegs(gpregsFromImage(ti.gpregs));
+    if (regs.getSigned('orig_rax') >= 0n) regs.set('orig_rax', -1n);
     const rseq = core.thread_core?.rseq_entry;
     if (rseq && rseq.rseq_abi_pointer !== 0n) {
       const abort = rseqAbort(th.tid, rseq.rseq_abi_pointer, regs.rip);
@@ -829,26 +811,6 @@ function lowestFree(used: ReadonlySet<number>): number {
 function lendFd(fds: FdinfoEntry[], pidfd: number, nodeFd: number): { fd: number; get: Call; put: Call } {
   const fd = lowestFree(new Set([pidfd, ...fds.map((f) => f.fd)]));
   return { fd, get: [SYS.pidfd_getfd, pidfd, nodeFd, 0], put: [SYS.close, fd] };
-}
-
-const NR_NANOSLEEP = 35n;
-const NR_CLOCK_NANOSLEEP = 230n;
-const TIMER_ABSTIME = 1n;
-
-/**
- * A relative nanosleep interrupted by the dump has already written the time it had left into its
- * `rem` argument (the kernel does so whenever it returns ERESTART_RESTARTBLOCK with a rem pointer):
- * restarting with `rem` as the request sleeps only what was left, not the whole time again. An
- * absolute sleep restarts as it was; without `rem` there is nothing better than the full request.
- */
-function sleepOnlyWhatIsLeft(regs: ReturnType<typeof gpregsFromImage>, nr: bigint): void {
-  if (nr === NR_NANOSLEEP) {
-    const rem = regs.get('rsi');
-    if (rem !== 0n) regs.set('rdi', rem);
-  } else if (nr === NR_CLOCK_NANOSLEEP) {
-    const rem = regs.get('r10');
-    if ((regs.get('rsi') & TIMER_ABSTIME) === 0n && rem !== 0n) regs.set('rdx', rem);
-  }
 }
 
 const pageUp = (n: number) => Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;
