@@ -15,6 +15,7 @@ export * from './constants/syscalls.js';
 export * from './cpuid.js';
 export * from './errno.js';
 export * from './files.js';
+export * from './paths.js';
 export * from './fsnotify.js';
 export * from './memory.js';
 export { type Arg, addressOf, withPinned } from './native.js';

@@ -35,6 +35,9 @@ export async function dumpCommand(o: CriuOptions, version: string): Promise<numb
       skipInFlight: o.skipInFlight,
       fileLocks: o.fileLocks,
       irmap: { force: o.forceIrmap, scanPaths: o.irmapScanPaths },
+      ...(o.ghostLimit !== undefined ? { ghostLimit: o.ghostLimit } : {}),
+      ghostFiemap: o.ghostFiemap,
+      linkRemap: o.linkRemap,
       checkpoint: () => {
         if (interrupted) throw new DumpError(`interrupted by ${interrupted}; the tree was left running`);
       },

@@ -35,6 +35,12 @@ export interface CriuOptions {
   tcpEstablished: boolean;
   skipInFlight: boolean;
   extUnixSk: boolean;
+  /** --ghost-limit: the most disk space an unlinked file kept in the images may take (bytes). */
+  ghostLimit?: bigint;
+  /** --ghost-fiemap: find the data of unlinked files with FIEMAP (default), else SEEK_DATA/SEEK_HOLE. */
+  ghostFiemap: boolean;
+  /** --link-remap: link files whose name is gone back under a new one (link_remap.N). */
+  linkRemap: boolean;
   displayStats: boolean;
   forceIrmap: boolean;
   irmapScanPaths: string[];
@@ -65,6 +71,8 @@ export function defaultOptions(): CriuOptions {
     tcpEstablished: false,
     skipInFlight: false,
     extUnixSk: false,
+    ghostFiemap: true,
+    linkRemap: false,
     displayStats: false,
     forceIrmap: false,
     irmapScanPaths: [],
@@ -106,7 +114,9 @@ type BoolKey =
   | 'displayStats'
   | 'forceIrmap'
   | 'checkExtra'
-  | 'checkExperimental';
+  | 'checkExperimental'
+  | 'ghostFiemap'
+  | 'linkRemap';
 
 const str = (long: string, key: StrKey, help: string, short?: string): OptionSpec => ({
   long,
@@ -201,7 +211,7 @@ const OPTIONS: OptionSpec[] = [
   str('pidfile', 'pidfile', "restore: write the root task's pid to this file"),
   refuse('veth-pair', 'required', NAMESPACES),
   refuse('action-script', 'required', PLUGINS),
-  refuse('link-remap', 'none', 'linking unlinked files back (link remaps) is not in criu-ts yet'),
+  bool('link-remap', 'linkRemap', 'link files whose name is gone back under a new one (link_remap.N)'),
   bool('shell-job', 'shellJob', 'the tree was started from a shell (session, terminal)', 'j'),
   bool('file-locks', 'fileLocks', 'dump and restore file locks', 'l'),
   refuse('page-server', 'none', PAGE_SERVER),
@@ -243,11 +253,14 @@ const OPTIONS: OptionSpec[] = [
   refuse('enable-external-sharing', 'none', NAMESPACES),
   refuse('enable-external-masters', 'none', NAMESPACES),
   str('freeze-cgroup', 'freezeCgroup', 'freeze the tree with this cgroup before seizing it'),
-  refuse(
-    'ghost-limit',
-    'required',
-    'unlinked files are kept as ghost files of up to 1 MiB; this option is not in criu-ts yet',
-  ),
+  {
+    long: 'ghost-limit',
+    arg: 'required',
+    help: 'the most disk space an unlinked file kept in the images may take (K, M, G; default 1M)',
+    set: (o, v) => {
+      o.ghostLimit = BigInt(parseSize(v as string));
+    },
+  },
   {
     long: 'irmap-scan-path',
     arg: 'required',
@@ -360,11 +373,7 @@ const OPTIONS: OptionSpec[] = [
   },
   refuse('mntns-compat-mode', 'none', NAMESPACES),
   refuse('unprivileged', 'none', 'criu-ts runs as root'),
-  refuse(
-    'ghost-fiemap',
-    'none',
-    'unlinked files are kept as ghost files of up to 1 MiB; this option is not in criu-ts yet',
-  ),
+  bool('ghost-fiemap', 'ghostFiemap', 'find the data of unlinked files with FIEMAP (default; else SEEK_DATA)'),
   refuse('allow-uprobes', 'none', 'uprobes mappings are not dumped by criu-ts'),
   {
     long: 'ext-unix-sk',

@@ -48,6 +48,12 @@ export interface DumpOptions {
   skipInFlight?: boolean;
   /** --file-locks: dump the file locks the tree holds (without it, a lock is refused, as CRIU does). */
   fileLocks?: boolean;
+  /** --ghost-limit: the most disk space an unlinked file kept in the images may take (default 1 MiB). */
+  ghostLimit?: bigint;
+  /** --ghost-fiemap (default true): find the data of unlinked files with FIEMAP, else SEEK_DATA/SEEK_HOLE. */
+  ghostFiemap?: boolean;
+  /** --link-remap: a file whose name is gone but that has other names is linked back (link_remap.N). */
+  linkRemap?: boolean;
   /** --freeze-cgroup: a cgroup v2 directory whose freezer stops the tree before seizing. */
   freezeCgroup?: string;
   /** Called between steps; throw from it (or reject) to abort the dump, e.g. on Ctrl-C. */
@@ -91,6 +97,10 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     ...(opts.irmap ? { irmap: opts.irmap } : {}),
     fileLocks: opts.fileLocks === true,
     log,
+    ...(opts.ghostLimit !== undefined ? { ghostLimit: opts.ghostLimit } : {}),
+    ghostFiemap: opts.ghostFiemap !== false,
+    linkRemap: opts.linkRemap === true,
+    leaveStopped: opts.leaveStopped === true,
   });
   const ctx: DumpContext = {
     dir,

@@ -18,6 +18,11 @@ export interface FdCheckContext {
 export interface FdRestoreContext extends FdCheckContext {
   /** criu-ts's fd of another files.img entry, opened (once) as a task's fd: a peer, an epoll target. */
   fd(id: number): number;
+  /**
+   * A new fd (criu-ts's) of REG entry `id` opened by its name with `flags` (a FIFO's path): through the
+   * file's remap when its name was gone at the dump (an unlinked FIFO comes back from its ghost).
+   */
+  openPath(id: number, flags: number): number;
   /** A value made once per key and kept for the whole restore (a pipe by its pipe_id...). */
   shared<T>(key: string, make: () => T): T;
   /** How the dump locked the connections (which the same method unlocks). */

@@ -81,6 +81,14 @@ export class FileTable {
       fileLocks?: boolean;
       /** The dump's log (-o), for what a driver lets go with a word (events dropped, as CRIU drops them). */
       log?: (msg: string) => void;
+      /** --ghost-limit: the most disk space (st_blocks * 512) an unlinked file kept in the images may take. */
+      ghostLimit?: bigint;
+      /** --ghost-fiemap (default) / --no-ghost-fiemap: find the data of ghost files with FIEMAP or SEEK_DATA. */
+      ghostFiemap?: boolean;
+      /** --link-remap: files with no name left but with other hard links are linked back (link_remap.N). */
+      linkRemap?: boolean;
+      /** -s: the tree stays stopped after a successful dump (link remaps are kept for its restore). */
+      leaveStopped?: boolean;
     } = {},
   ) {}
 
@@ -157,6 +165,9 @@ export class FileTable {
     this.checks.push(check);
   }
 
+  /** Whether writeImages() has finished: the dump is done, only its end (kill, resume, stop) is left. */
+  imagesWritten = false;
+
   /** Run the deferred checks and write files.img and the tree-wide images. */
   writeImages(dir: ImageDir): void {
     for (const check of this.checks) check();
@@ -166,6 +177,12 @@ export class FileTable {
     for (const img of this.shared.values()) {
       dir.write(img.pattern, img.id, img.messages, img.extras as Extra[]);
     }
+    this.imagesWritten = true;
+  }
+
+  /** An fd criu-ts opened for the dump (a file to copy when the images are written): closed by close(). */
+  closeLater(fd: number): void {
+    this.received.push(fd);
   }
 
   /**

@@ -14,7 +14,6 @@ import {
   PE_PARENT,
   PE_PRESENT,
   type PstreeEntry,
-  type RemapFilePathEntry,
   type SeccompEntry,
   type SeccompFilter,
   type TaskCoreEntry,
@@ -23,6 +22,7 @@ import {
   type VmaEntry,
 } from '@criu-ts/images';
 import { isProcFileOf } from '../files/regular/proc-path.js';
+import { type Remap, readRemaps } from '../files/regular/remap-restore.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
 import { methodOfInventoryCode, type NetworkLockMethod } from '../net-lock/index.js';
 import { ShmemRestore } from '../shmem/restore.js';
@@ -44,9 +44,6 @@ export { VMA } from '../mm/vmas.js';
 
 import { VMA } from '../mm/vmas.js';
 
-const REMAP_GHOST = 1;
-/** remap-fpath type PROCFS: remap_id is a pid that had died when a task's /proc/PID file was dumped. */
-const REMAP_PROCFS = 2;
 const PAGE = 4096n;
 
 export interface ThreadPlan {
@@ -81,8 +78,8 @@ export interface RestorePlan {
   /** Parents before children (breadth first from the root). */
   tasks: TaskPlan[];
   files: Map<number, FileEntry>;
-  /** files.img id -> ghost-file image id, for unlinked files. */
-  ghosts: Map<number, number>;
+  /** files.img id -> how a file whose name was gone at the dump is reached (ghost file, link remap). */
+  remaps: Map<number, Remap>;
   /**
    * Pids outside the tree that had died when a task's /proc/PID file was dumped (remap type PROCFS):
    * a helper task takes each pid for as long as its files are opened, then dies again.
@@ -184,22 +181,7 @@ export function planRestore(
 
   const files = new Map<number, FileEntry>();
   for (const f of dir.files()) files.set(f.id, f);
-  const ghosts = new Map<number, number>();
-  const deadPids = new Set<number>();
-  if (dir.has('remap-fpath')) {
-    for (const r of dir.messages<RemapFilePathEntry>('remap-fpath')) {
-      if (r.remap_type === REMAP_PROCFS) {
-        if (!ids.has(r.remap_id)) deadPids.add(r.remap_id); // a pid of the tree comes back anyway
-        continue;
-      }
-      if ((r.remap_type ?? 0) !== REMAP_GHOST)
-        throw new RestoreError(
-          `remap-fpath.img: remap type ${r.remap_type} of file ${r.orig_id} is not supported`,
-        );
-      need(dir, 'ghost-file-%x', r.remap_id);
-      ghosts.set(r.orig_id, r.remap_id);
-    }
-  }
+  const { remaps, deadPids } = readRemaps(dir, files, ids);
   const seccomp = dir.has('seccomp') ? (dir.one<SeccompEntry>('seccomp').seccomp_filters ?? []) : [];
   const inheritTty = ttysToInherit(dir, files, opts.shellJob === true);
   const vdso = ownVdsoLayout();
@@ -212,7 +194,7 @@ export function planRestore(
   const vmIds = new Map<number, number>();
   for (const t of tasks) {
     if (t.state === 'zombie') continue;
-    loadLiveTask(procPidsLater, dir, t, files, ghosts, vdso, inheritTty, shmem);
+    loadLiveTask(procPidsLater, dir, t, files, remaps, vdso, inheritTty, shmem);
     const fid = t.ids!.files_id;
     const other = filesIds.get(fid);
     // One fd table shared with the parent comes back by clone(CLONE_FILES); with another task, it cannot.
@@ -241,7 +223,7 @@ export function planRestore(
     root,
     tasks,
     files,
-    ghosts,
+    remaps,
     deadPids,
     seccomp,
     inheritTty,
@@ -319,7 +301,7 @@ function loadLiveTask(
   dir: ImageDir,
   t: TaskPlan,
   files: Map<number, FileEntry>,
-  ghosts: Map<number, number>,
+  remaps: Map<number, Remap>,
   vdso: VdsoLayout,
   inheritTty: Set<number>,
   shmem: ShmemRestore,
@@ -356,18 +338,18 @@ function loadLiveTask(
     if (seen.has(fd.fd)) throw new RestoreError(`fdinfo-${t.ids.files_id}.img: fd ${fd.fd} twice`);
     seen.add(fd.fd);
     const f = fileOf(fd.id, `fd ${fd.fd}`);
-    if (f.reg) checkFile(f, ghosts, true, ids);
+    if (f.reg) checkFile(f, remaps, true, ids);
   }
-  checkFile(fileOf(t.fs.cwd_id, 'cwd'), ghosts, false, ids);
-  checkFile(fileOf(t.fs.root_id, 'root'), ghosts, false, ids);
-  checkFile(fileOf(t.mm.exe_file_id, 'exe'), ghosts, false, ids);
+  checkFile(fileOf(t.fs.cwd_id, 'cwd'), remaps, false, ids);
+  checkFile(fileOf(t.fs.root_id, 'root'), remaps, false, ids);
+  checkFile(fileOf(t.mm.exe_file_id, 'exe'), remaps, false, ids);
   const vmas = t.mm.vmas ?? [];
   for (const v of vmas) {
     checkVma(t.pid, v);
     // memfd mappings are file mappings too: shared memory first.
     if (v.status & (VMA.AREA_MEMFD | VMA.ANON_SHARED)) shmem.addVma(t.pid, v, files, t.ids.ipc_ns_id ?? 0);
     else if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED))
-      checkFile(fileOf(Number(v.shmid), `mapping ${hex(v.start)}`), ghosts, false, ids);
+      checkFile(fileOf(Number(v.shmid), `mapping ${hex(v.start)}`), remaps, false, ids);
   }
   checkVdso(t.pid, vmas, vdso);
   const pm = dir.pageMap(t.pid);
@@ -486,9 +468,9 @@ function checkVdso(pid: number, vmas: VmaEntry[], cur: VdsoLayout): void {
     throw differ('[vvar] and [vdso] are placed differently');
 }
 
-function checkFile(f: FileEntry, ghosts: Map<number, number>, isFd: boolean, ids: ReadonlySet<number>): void {
+function checkFile(f: FileEntry, remaps: Map<number, Remap>, isFd: boolean, ids: ReadonlySet<number>): void {
   const reg = f.reg!;
-  if (ghosts.has(f.id) || isProcFileOf(reg.name, ids)) return;
+  if (remaps.has(f.id) || isProcFileOf(reg.name, ids)) return;
   let st: ReturnType<typeof statSync>;
   try {
     st = statSync(reg.name, { bigint: true });

@@ -1,6 +1,5 @@
 // FIFOs: a REG entry carries the path, flags and position (regf_id), the FIFO entry ties it to the pipe
 // (pipe_id = the FIFO's inode), and the bytes in flight go to fifo-data.img, once per FIFO.
-import { DumpError } from '../../dump/errors.js';
 import { savePipeData } from '../pipe/dump.js';
 import { regularFileEntry } from '../regular/dump.js';
 import { FD_TYPE, type FdDumpDriver } from '../table.js';
@@ -12,8 +11,6 @@ export const fifoDriver: FdDumpDriver = {
   kind: 'fifo',
   claims: (file) => file.link.startsWith('/') && (file.stat.mode & S_IFMT) === S_IFIFO,
   dump(file, files) {
-    if (file.link.endsWith(' (deleted)'))
-      throw new DumpError(`pid ${file.pid} fd ${file.fd}: FIFO ${file.link} was unlinked: not supported`);
     const pipeId = Number(file.stat.ino);
     const key = files.descriptionKey(file);
     const regfId = regularFileEntry(files, file.link, file.stat, {

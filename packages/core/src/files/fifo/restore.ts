@@ -3,12 +3,12 @@
 // bytes in flight back before any task runs.
 import { fstatSync } from 'node:fs';
 import type { FileEntry, RegFileEntry } from '@criu-ts/images';
-import { close, O_CLOEXEC, O_NONBLOCK, O_RDWR, open } from '@criu-ts/sys';
+import { close, O_NONBLOCK, O_RDWR } from '@criu-ts/sys';
 import { RestoreError } from '../../restore/errors.js';
 import { withFlags } from '../fd-flags.js';
 import { fillPipe, setSizeAtLeast } from '../pipe/data.js';
 import { pipeData } from '../pipe/restore.js';
-import type { FdCheckContext, FdRestoreDriver } from '../restore-driver.js';
+import type { FdCheckContext, FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
 import { FD_TYPE } from '../table.js';
 
 const O_ACCMODE = 3;
@@ -22,13 +22,9 @@ function pathOf(entry: FileEntry, ctx: FdCheckContext): RegFileEntry {
   return reg;
 }
 
-function openFifo(path: string, flags: number): number {
-  let fd: number;
-  try {
-    fd = open(path, flags | O_CLOEXEC);
-  } catch (e) {
-    throw new RestoreError(`cannot open FIFO ${path}: ${(e as Error).message}`);
-  }
+/** The FIFO opened by its path (through its ghost when it was unlinked: see FdRestoreContext.openPath). */
+function openFifo(ctx: FdRestoreContext, regId: number, path: string, flags: number): number {
+  const fd = ctx.openPath(regId, flags);
   if ((fstatSync(fd).mode & 0o170000) !== S_IFIFO) {
     close(fd);
     throw new RestoreError(`${path} is not a FIFO any more`);
@@ -46,7 +42,7 @@ export const fifoRestoreDriver: FdRestoreDriver = {
     const reg = pathOf(entry, ctx);
     const pipeId = entry.fifo!.pipe_id;
     ctx.shared(`fifo:${pipeId}`, () => {
-      const helper = openFifo(reg.name, O_RDWR | O_NONBLOCK);
+      const helper = openFifo(ctx, reg.id, reg.name, O_RDWR | O_NONBLOCK);
       ctx.closeLater(helper);
       const d = pipeData(ctx, 'fifo-data').get(pipeId);
       if (d?.size) setSizeAtLeast(helper, d.size, d.data.length);
@@ -54,6 +50,6 @@ export const fifoRestoreDriver: FdRestoreDriver = {
       return helper;
     });
     // With the helper holding both sides, a non-blocking open of either end succeeds at once.
-    return withFlags(openFifo(reg.name, (reg.flags & O_ACCMODE) | O_NONBLOCK), reg.flags);
+    return withFlags(openFifo(ctx, reg.id, reg.name, (reg.flags & O_ACCMODE) | O_NONBLOCK), reg.flags);
   },
 };

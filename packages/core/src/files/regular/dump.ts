@@ -1,39 +1,46 @@
-import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
-import type { FileEntry, ImageDir } from '@criu-ts/images';
+import { type BigIntStats, existsSync, lstatSync, statSync } from 'node:fs';
+import type { FileEntry } from '@criu-ts/images';
 import { DumpError } from '../../dump/errors.js';
 import { isMemfdLink } from '../memfd/dump.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
+import { addGhost, REMAP } from './ghost-dump.js';
+import { addLinkRemap } from './link-remap-dump.js';
 import { procPidOf } from './proc-path.js';
 
 const DELETED = ' (deleted)';
-const O_ACCMODE_AND_STATUS = 0o7777777; // keep access mode and status flags, as fdinfo shows them
-const REMAP_GHOST = 1;
-const REMAP_PROCFS = 2;
-/** Unlinked files up to this size are copied into ghost-file images (CRIU's default limit). */
-const GHOST_LIMIT = 1024 * 1024;
+const O_PATH = 0o10000000;
+const S_IFMT = 0o170000n;
+const S_IFLNK = 0o120000n;
+
+export interface PathEntryOptions {
+  /** The fd's flags (fdinfo, O_CLOEXEC left out) and position. */
+  flags?: number;
+  pos?: bigint;
+  mntId?: number;
+  /** Where criu-ts reaches the file itself (/proc/PID/fd/N...): to copy or link it back if it has no name. */
+  procPath?: string;
+  /** The FileTable key (default: one entry per path and inode). */
+  key?: string;
+  /** Who holds the file, for messages ("pid 5 fd 3"); default: taken from procPath. */
+  owner?: string;
+}
 
 /**
  * A regular file or device node reached by path: the path, position, flags, mode and size,
- * so that restore reopens it and checks it is still the same file. An unlinked file that is
- * still open becomes a ghost file: its contents go into ghost-file-ID.img.
+ * so that restore reopens it and checks it is still the same file. A file whose name is gone is
+ * remapped as CRIU does: kept in a ghost file when it has no name at all (ghost-dump.ts), linked back
+ * under a new name when it still has another one (link-remap-dump.ts, --link-remap).
  */
-export function regularFileEntry(
-  files: FileTable,
-  path: string,
-  st: import('node:fs').BigIntStats,
-  opts: { flags?: number; pos?: bigint; mntId?: number; procPath?: string; key?: string } = {},
-): number {
+export function regularFileEntry(files: FileTable, path: string, st: BigIntStats, opts: PathEntryOptions = {}): number {
   const key = opts.key ?? `path:${st.dev}:${st.ino}:${path}`;
   return files.add(key, (id) => {
-    const deleted = path.endsWith(DELETED) && st.nlink === 0n;
-    const name = deleted ? path.slice(0, -DELETED.length) : path;
-    if (deleted) addGhost(files, id, name, st, opts.procPath);
+    const name = remapIfGone(files, id, path, st, opts.procPath, opts.owner ?? ownerOf(opts.procPath));
     const entry: FileEntry = {
       id,
       type: FD_TYPE.REG,
       reg: {
         id,
-        flags: (opts.flags ?? 0) & O_ACCMODE_AND_STATUS,
+        flags: opts.flags ?? 0,
         pos: opts.pos ?? 0n,
         fown: noOwner(),
         name,
@@ -46,65 +53,53 @@ export function regularFileEntry(
   });
 }
 
-function addGhost(
-  files: FileTable,
-  origId: number,
-  name: string,
-  st: import('node:fs').BigIntStats,
-  procPath?: string,
-) {
-  if (!procPath) throw new DumpError(`unlinked file ${name} has no /proc path to copy it from`);
-  if ((st.mode & 0o170000n) === 0o100000n && st.size > BigInt(GHOST_LIMIT)) {
-    throw new DumpError(
-      `unlinked file ${name} is ${st.size} bytes, over the ghost file limit of ${GHOST_LIMIT}`,
-    );
-  }
-  const remapId = files.ids.unique();
-  files.remaps.push({ orig_id: origId, remap_id: remapId, remap_type: REMAP_GHOST });
-  // Read the contents now, while the task still holds the file open.
-  const data = readWhole(procPath, Number(st.size));
-  files.ghosts.push({
-    id: remapId,
-    write: (dir: ImageDir) => {
-      const w = dir.writer('ghost-file-%x', remapId);
-      try {
-        w.write(
-          {
-            uid: Number(st.uid),
-            gid: Number(st.gid),
-            mode: Number(st.mode),
-            dev: Number(st.dev),
-            ino: st.ino,
-            rdev: Number(st.rdev),
-            atim: timeval(st.atimeNs),
-            mtim: timeval(st.mtimeNs),
-            size: st.size,
-          },
-          data,
-        );
-      } finally {
-        w.close();
-      }
-    },
-  });
+/** "pid 5 fd 3" (or "pid 5 exe"...) from /proc/5/fd/3, for messages. */
+function ownerOf(procPath: string | undefined): string {
+  const m = procPath ? /^\/proc\/(\d+)\/(.*)$/.exec(procPath) : null;
+  if (!m) return 'criu-ts';
+  return `pid ${m[1]} ${m[2]!.replace(/^fd\//, 'fd ').replace(/^map_files\//, 'mapping ')}`;
 }
 
-const timeval = (ns: bigint) => ({ tv_sec: ns / 1_000_000_000n, tv_usec: (ns % 1_000_000_000n) / 1000n });
-
-function readWhole(path: string, size: number): Buffer {
-  const buf = Buffer.alloc(size);
-  const fd = openSync(path, 'r');
-  try {
-    let done = 0;
-    while (done < size) {
-      const n = readSync(fd, buf, done, size - done, done);
-      if (n === 0) break;
-      done += n;
-    }
-    return buf.subarray(0, done);
-  } finally {
-    closeSync(fd);
+/**
+ * The name files.img records for `path`, the name the task reaches the file by: the file must be there
+ * under it (CRIU's check_path_remap). An unlinked file (no name left) becomes a ghost; one whose name is
+ * gone but that has other names is linked back (--link-remap); a name that now leads to another file is
+ * refused. /proc and /dev/pts names are the kernel's: they are taken as they are.
+ */
+function remapIfGone(
+  files: FileTable,
+  id: number,
+  path: string,
+  st: BigIntStats,
+  procPath: string | undefined,
+  owner: string,
+): string {
+  if (!path.startsWith('/')) throw new DumpError(`${owner}: The path [${path}] is not supported`);
+  const stripped = path.endsWith(DELETED) ? path.slice(0, -DELETED.length) : path;
+  if (path === '/proc' || path.startsWith('/proc/')) {
+    // /proc/PID of a task that has died reads "/proc/PID (deleted)" (see noteDeadPid).
+    return procPidOf(stripped) !== undefined ? stripped : path;
   }
+  if (path.startsWith('/dev/pts/')) return stripped;
+  if (st.nlink === 0n) {
+    addGhost(files, id, stripped, st, procPath, owner);
+    return stripped;
+  }
+  let there: BigIntStats;
+  try {
+    there = (st.mode & S_IFMT) === S_IFLNK ? lstatSync(path, { bigint: true }) : statSync(path, { bigint: true });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    addLinkRemap(files, id, stripped, procPath, owner);
+    return stripped;
+  }
+  if (there.dev !== st.dev || there.ino !== st.ino) {
+    // CRIU's words.
+    throw new DumpError(
+      `${owner}: ${path}: Unaccessible path opened ${there.dev}:${there.ino}, need ${st.dev}:${st.ino}`,
+    );
+  }
+  return path;
 }
 
 /**
@@ -117,7 +112,7 @@ function noteDeadPid(file: OpenFile, files: FileTable, id: number): void {
   const pid = procPidOf(file.link);
   if (pid === undefined) return;
   if (files.pids.has(pid) || existsSync(`/proc/${pid}`) || !files.firstTime(`dead-pid:${pid}`)) return;
-  files.remaps.push({ orig_id: id, remap_id: pid, remap_type: REMAP_PROCFS });
+  files.remaps.push({ orig_id: id, remap_id: pid, remap_type: REMAP.PROCFS });
 }
 
 /** Regular files, directories and device nodes opened by path. */
@@ -127,6 +122,9 @@ export const regularFileDriver: FdDumpDriver = {
     const type = file.stat.mode & 0o170000n;
     // memfds have a path-like link too, but are shared memory (files/memfd).
     const byPath = file.link.startsWith('/') && !isMemfdLink(file.link);
+    // An O_PATH fd only names its file, whatever kind it is (a symlink, a FIFO, a socket): opened
+    // again by path with O_PATH, never as a FIFO's or a socket's end.
+    if (byPath && file.flags & O_PATH) return true;
     return byPath && (type === 0o100000n || type === 0o040000n || type === 0o020000n || type === 0o060000n);
   },
   dump(file: OpenFile, files: FileTable) {
