@@ -23,6 +23,12 @@ export interface FdRestoreContext extends FdCheckContext {
    * file's remap when its name was gone at the dump (an unlinked FIFO comes back from its ghost).
    */
   openPath(id: number, flags: number): number;
+  /**
+   * An O_PATH fd (the caller closes it) on the file made again for the unlinked inode `ino` of device
+   * `sdev` (the kernel's dev_t), or undefined when no unlinked file of the images is that inode: a
+   * watch on an unlinked file is added on it.
+   */
+  ghostInode(sdev: number, ino: bigint): { fd: number; path: string } | undefined;
   /** A value made once per key and kept for the whole restore (a pipe by its pipe_id...). */
   shared<T>(key: string, make: () => T): T;
   /** How the dump locked the connections (which the same method unlocks). */

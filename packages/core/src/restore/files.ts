@@ -54,6 +54,7 @@ export class NodeFiles {
       networkLock: plan.networkLock,
       fd: (id) => this.fd(id, 'fd'),
       openPath: (id, flags) => this.openPath(id, flags),
+      ghostInode: (sdev, ino) => this.remapped.ghostInode(sdev, ino),
       shared: <T>(key: string, make: () => T): T => {
         if (!this.sharedObjects.has(key)) this.sharedObjects.set(key, make());
         return this.sharedObjects.get(key) as T;

@@ -21,6 +21,7 @@ import { ImageDir, warmUpCodecs } from '@criu-ts/images';
 import {
   __WALL,
   CLONE_FILES,
+  close,
   F_DUPFD_CLOEXEC,
   F_SETFD,
   isSysError,
@@ -28,6 +29,8 @@ import {
   MAP_ANONYMOUS,
   MAP_FIXED_NOREPLACE,
   MAP_PRIVATE,
+  O_DIRECTORY,
+  O_RDONLY,
   PAGE_SIZE,
   PR_SET_NAME,
   PROT_EXEC,
@@ -251,8 +254,7 @@ class Restorer {
     for (const t of this.plan.tasks) {
       if (t.state === 'zombie') continue;
       for (const fd of t.fdinfo ?? []) if (!this.opensLater(fd.id)) this.files.fd(fd.id, 'fd');
-      this.files.fd(t.fs!.cwd_id, 'dir');
-      this.files.fd(t.fs!.root_id, 'dir');
+      for (const id of [t.fs!.cwd_id, t.fs!.root_id]) if (!this.opensLater(id)) this.files.fd(id, 'dir');
       this.files.fd(t.mm!.exe_file_id, 'read');
       for (const v of t.mm!.vmas ?? []) {
         // memfd mappings come from shared memory objects (shmem/restore.ts).
@@ -635,21 +637,49 @@ class Restorer {
     }
     const fsEntry = task.fs!;
     const rootName = this.plan.files.get(fsEntry.root_id)?.reg?.name;
+    const deadDirFds: number[] = [];
     const dirFd = (id: number, what: string, then: Call[]) => {
       const tmp = lowest();
-      add(`pidfd_getfd of the ${what}`, [SYS.pidfd_getfd, lt.pidfd, this.files.fd(id, 'dir'), 0], tmp);
+      // /proc/PID of a task that had died is opened on the helper that has PID now (see below).
+      const dead = this.plan.deadPids.has(procPidOf(this.plan.files.get(id)?.reg?.name ?? '') ?? 0);
+      const mine = dead ? this.files.openPath(id, O_RDONLY | O_DIRECTORY) : this.files.fd(id, 'dir');
+      if (dead) deadDirFds.push(mine);
+      add(`pidfd_getfd of the ${what}`, [SYS.pidfd_getfd, lt.pidfd, mine, 0], tmp);
       add(`fchdir to the ${what}`, [SYS.fchdir, tmp]);
       for (const c of then) add(`chroot`, c);
       add('close', [SYS.close, tmp]);
     };
-    if (rootName !== undefined && rootName !== '/') {
-      const dot = lt.main.put(Buffer.from('.\0'));
-      dirFd(fsEntry.root_id, 'root', [[SYS.chroot, dot]]);
-    }
-    dirFd(fsEntry.cwd_id, 'cwd', []);
-    add('umask', [SYS.umask, fsEntry.umask ?? 0o022]);
-    run();
+    // A cwd or root in /proc/PID of a task that had died is opened and entered while a child of the
+    // task has PID: the kernel lets no one into the /proc directory of a process that is gone.
+    this.whileDeadPidsLive(lt, [fsEntry.root_id, fsEntry.cwd_id], () => {
+      if (rootName !== undefined && rootName !== '/') {
+        const dot = lt.main.put(Buffer.from('.\0'));
+        dirFd(fsEntry.root_id, 'root', [[SYS.chroot, dot]]);
+      }
+      dirFd(fsEntry.cwd_id, 'cwd', []);
+      add('umask', [SYS.umask, fsEntry.umask ?? 0o022]);
+      try {
+        run();
+      } finally {
+        for (const fd of deadDirFds) close(fd);
+      }
+    });
     this.restoreInTaskFdState(lt);
+  }
+
+  /**
+   * Run `use` while a child of the task has each dead pid (of the tree's dead-pid remaps) whose /proc
+   * directory one of the files `ids` is in: the kernel refuses to fchdir into /proc/PID of no process.
+   */
+  private whileDeadPidsLive<T>(lt: LiveTask, ids: number[], use: () => T): T {
+    const pids = new Set<number>();
+    for (const id of ids) {
+      const pid = procPidOf(this.plan.files.get(id)?.reg?.name ?? '');
+      if (pid !== undefined && this.plan.deadPids.has(pid)) pids.add(pid);
+    }
+    const helpers = new HelperProcesses(lt.main.t, lt.main.s, this.traced);
+    const nest = (rest: number[]): T => (rest.length ? helpers.withPid(rest[0]!, () => nest(rest.slice(1))) : use());
+    return nest([...pids]);
   }
 
   /** What fd drivers need the task itself to do, once all its fds are in place (epoll_ctl, locks). */

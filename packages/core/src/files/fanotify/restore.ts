@@ -40,7 +40,7 @@ export const fanotifyRestoreDriver: FdRestoreDriver = {
     const ffy = entry.ffy!;
     const fd = newGroup(entry.id, ffy);
     try {
-      for (const [i, m] of (ffy.mark ?? []).entries()) addMark(markName(entry.id, i), fd, m);
+      for (const [i, m] of (ffy.mark ?? []).entries()) addMark(markName(entry.id, i), fd, m, ctx);
     } catch (e) {
       close(fd);
       throw e;
@@ -90,7 +90,7 @@ interface MarkTarget {
   shown: string;
 }
 
-function addMark(where: string, fd: number, m: FanotifyMarkEntry): void {
+function addMark(where: string, fd: number, m: FanotifyMarkEntry, ctx: FdRestoreContext): void {
   if (m.type === MARK.MOUNT) {
     const path = m.me!.path!;
     if (!mountsOf(m.s_dev).includes(path))
@@ -100,7 +100,8 @@ function addMark(where: string, fd: number, m: FanotifyMarkEntry): void {
   }
   let inode: FoundInode;
   try {
-    inode = openWatchedInode(m.s_dev, m.ie!.i_ino, m.ie!.f_handle);
+    // A mark on a file unlinked at the dump: its ghost is that file now.
+    inode = ctx.ghostInode(m.s_dev, m.ie!.i_ino) ?? openWatchedInode(m.s_dev, m.ie!.i_ino, m.ie!.f_handle);
   } catch (e) {
     throw new RestoreError(`${where} (inode ${m.ie!.i_ino}): ${(e as Error).message}`);
   }

@@ -16,12 +16,15 @@ import {
 import { RestoreError } from '../../restore/errors.js';
 import { withFlags } from '../fd-flags.js';
 import { type FoundInode, openWatchedInode, procFdPath } from '../fhandle.js';
-import type { FdRestoreDriver } from '../restore-driver.js';
+import type { FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
 import { FD_TYPE } from '../table.js';
 
 /** The watched inode, by its handle or else by its path at the dump (if that is still the same inode). */
-function watchedInode(w: InotifyWdEntry): FoundInode {
+function watchedInode(w: InotifyWdEntry, ctx: FdRestoreContext): FoundInode {
   try {
+    // A watch on a file unlinked at the dump: its ghost is that file now.
+    const ghost = ctx.ghostInode(w.s_dev, w.i_ino);
+    if (ghost) return ghost;
     return openWatchedInode(w.s_dev, w.i_ino, w.f_handle);
   } catch (e) {
     const was = w.f_handle.path ? ` (${w.f_handle.path} at the dump)` : '';
@@ -32,8 +35,8 @@ function watchedInode(w: InotifyWdEntry): FoundInode {
 }
 
 /** Add `w` so that it gets exactly its dumped wd. */
-function watchAgain(fd: number, w: InotifyWdEntry): void {
-  const inode = watchedInode(w);
+function watchAgain(fd: number, w: InotifyWdEntry, ctx: FdRestoreContext): void {
+  const inode = watchedInode(w, ctx);
   try {
     // Through /proc/self/fd/N: the very inode, whatever its name is now.
     const target = procFdPath(inode.fd);
@@ -70,11 +73,11 @@ export const inotifyRestoreDriver: FdRestoreDriver = {
     if (!entry.ify)
       throw new RestoreError(`files.img: entry ${entry.id} is an inotify without its ify field`);
   },
-  open(entry) {
+  open(entry, ctx) {
     const fd = inotifyInit1(IN_CLOEXEC | IN_NONBLOCK);
     try {
       const sorted = [...(entry.ify!.wd ?? [])].sort((a, b) => a.wd - b.wd);
-      for (const w of sorted) watchAgain(fd, w);
+      for (const w of sorted) watchAgain(fd, w, ctx);
       drain(fd);
       return withFlags(fd, entry.ify!.flags);
     } catch (e) {

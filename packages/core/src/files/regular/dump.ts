@@ -77,8 +77,11 @@ function remapIfGone(
   if (!path.startsWith('/')) throw new DumpError(`${owner}: The path [${path}] is not supported`);
   const stripped = path.endsWith(DELETED) ? path.slice(0, -DELETED.length) : path;
   if (path === '/proc' || path.startsWith('/proc/')) {
-    // /proc/PID of a task that has died reads "/proc/PID (deleted)" (see noteDeadPid).
-    return procPidOf(stripped) !== undefined ? stripped : path;
+    const pid = procPidOf(stripped);
+    if (pid === undefined) return path;
+    // /proc/PID of a task that has died reads "/proc/PID (deleted)".
+    noteDeadPid(files, id, pid, path !== stripped);
+    return stripped;
   }
   if (path.startsWith('/dev/pts/')) return stripped;
   if (st.nlink === 0n) {
@@ -108,10 +111,9 @@ function remapIfGone(
  * one remap entry per dead pid, as CRIU 1.4 writes it). Of a task of the tree the file comes back with
  * the task; of a live task outside the tree it is opened again like any file.
  */
-function noteDeadPid(file: OpenFile, files: FileTable, id: number): void {
-  const pid = procPidOf(file.link);
-  if (pid === undefined) return;
-  if (files.pids.has(pid) || existsSync(`/proc/${pid}`) || !files.firstTime(`dead-pid:${pid}`)) return;
+function noteDeadPid(files: FileTable, id: number, pid: number, deleted: boolean): void {
+  if (files.pids.has(pid) || (!deleted && existsSync(`/proc/${pid}`)) || !files.firstTime(`dead-pid:${pid}`))
+    return;
   files.remaps.push({ orig_id: id, remap_id: pid, remap_type: REMAP.PROCFS });
 }
 
@@ -135,7 +137,6 @@ export const regularFileDriver: FdDumpDriver = {
       mntId: file.mntId,
       procPath: `/proc/${file.pid}/fd/${file.fd}`,
     });
-    noteDeadPid(file, files, id);
     return { id, type: FD_TYPE.REG };
   },
 };

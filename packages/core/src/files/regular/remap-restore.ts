@@ -15,6 +15,8 @@ import {
   AT_REMOVEDIR,
   AT_SYMLINK_NOFOLLOW,
   close,
+  devMajor,
+  devMinor,
   fchmodat,
   fchownat,
   ftruncate,
@@ -25,6 +27,7 @@ import {
   O_CREAT,
   O_EXCL,
   O_NOFOLLOW,
+  O_PATH,
   O_WRONLY,
   open,
   pwrite,
@@ -144,6 +147,44 @@ export class RemappedFiles {
     } finally {
       removeDirs(made);
     }
+  }
+
+  /**
+   * An O_PATH fd (the caller's to close) on the ghost of inode `ino` of device `sdev` (the kernel's
+   * dev_t, as inotify and fanotify marks hold it), made now if needed; undefined if no ghost is that
+   * inode. A watch on an unlinked file is added again on its ghost, as CRIU does.
+   */
+  ghostInode(sdev: number, ino: bigint): { fd: number; path: string } | undefined {
+    for (const [id, remap] of this.remaps) {
+      if (remap.kind !== 'ghost') continue;
+      const head = this.headOf(remap.ghostId);
+      const dev = BigInt(head.dev ?? 0);
+      if (head.ino !== ino || devMajor(dev) !== sdev >>> 20 || devMinor(dev) !== (sdev & 0xfffff)) continue;
+      const path = this.sourceOf(remap, this.files.get(id)!.reg!.name);
+      try {
+        return { fd: open(path, O_PATH | O_CLOEXEC), path };
+      } catch (e) {
+        throw new RestoreError(`cannot open ghost file ${path}: ${(e as Error).message}`);
+      }
+    }
+    return undefined;
+  }
+
+  private readonly heads = new Map<number, GhostFileEntry>();
+
+  private headOf(ghostId: number): GhostFileEntry {
+    let head = this.heads.get(ghostId);
+    if (!head) {
+      const reader = this.dir.open('ghost-file-%x', ghostId);
+      try {
+        head = reader.next()?.message as unknown as GhostFileEntry | undefined;
+      } finally {
+        reader.close();
+      }
+      if (!head) throw new RestoreError(`ghost-file-${ghostId.toString(16)}.img is empty`);
+      this.heads.set(ghostId, head);
+    }
+    return head;
   }
 
   /** Remove the ghosts made (once every task holds its files, or after a failure). */
