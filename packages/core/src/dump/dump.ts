@@ -106,7 +106,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     dir,
     tree,
     files,
-    ids: new KobjIds(),
+    ids: new KobjIds(files.nsIds),
     stats,
     fdTablesDone: new Set(),
     sharedBy: new Map(),

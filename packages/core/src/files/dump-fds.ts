@@ -10,6 +10,7 @@ import { fifoDriver } from './fifo/dump.js';
 import { inetSocketDriver } from './inet/dump.js';
 import { inotifyDriver } from './inotify/dump.js';
 import { netlinkSocketDriver } from './netlink/dump.js';
+import { nsFileDriver } from './nsfile/dump.js';
 import { pidfdDriver } from './pidfd/dump.js';
 import { pipeDriver } from './pipe/dump.js';
 import { regularFileDriver } from './regular/dump.js';
@@ -36,6 +37,7 @@ export const FD_DRIVERS: FdDumpDriver[] = [
   inetSocketDriver,
   netlinkSocketDriver,
   pidfdDriver,
+  nsFileDriver,
 ];
 
 const O_CLOEXEC = 0o2000000;

@@ -6,6 +6,7 @@ import { inetSocketRestoreDriver } from './inet/restore.js';
 import { inotifyRestoreDriver } from './inotify/restore.js';
 import { memfdRestoreDriver } from './memfd/restore.js';
 import { netlinkSocketRestoreDriver } from './netlink/restore.js';
+import { nsFileRestoreDriver } from './nsfile/restore.js';
 import { pidfdRestoreDriver } from './pidfd/restore.js';
 import { pipeRestoreDriver } from './pipe/restore.js';
 import type { FdRestoreDriver } from './restore-driver.js';
@@ -33,6 +34,7 @@ export const FD_RESTORE_DRIVERS: FdRestoreDriver[] = [
   netlinkSocketRestoreDriver,
   consoleRestoreDriver,
   pidfdRestoreDriver,
+  nsFileRestoreDriver,
 ];
 
 export function restoreDriverFor(type: number): FdRestoreDriver | undefined {

@@ -44,6 +44,8 @@ export interface FdDumpDriver {
 export class FileTable {
   readonly entries: FileEntry[] = [];
   readonly ids = new IdAllocator<string>();
+  /** Namespace ids by link ("net:[4026531840]"): ids-PID.img's and namespace files' (one numbering). */
+  readonly nsIds = new IdAllocator<string>();
   /** remap-fpath entries (ghost files) and ghost contents to write. */
   readonly remaps: Array<{ orig_id: number; remap_id: number; remap_type: number }> = [];
   readonly ghosts: Array<{ id: number; write: (dir: import('@criu-ts/images').ImageDir) => void }> = [];

@@ -26,7 +26,8 @@ export class KobjIds {
     fs: new IdAllocator<number>(),
     sighand: new IdAllocator<number>(),
   };
-  private readonly ns = new IdAllocator<string>();
+  /** `ns`: the namespace ids, shared with namespace files (FileTable.nsIds). */
+  constructor(private readonly ns = new IdAllocator<string>()) {}
 
   /**
    * The ids of the dumper itself, for inventory.img's root_ids, as CRIU writes them: taken before any

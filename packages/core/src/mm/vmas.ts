@@ -1,3 +1,4 @@
+import { lstatSync } from 'node:fs';
 import { hasVmFlag, type SmapsEntry, type VmFlagName } from '@criu-ts/bfd';
 import type { VmaEntry } from '@criu-ts/images';
 import { DumpError } from '../dump/errors.js';
@@ -6,6 +7,7 @@ import type { ShmemMappings } from '../shmem/dump.js';
 
 // mmap flags and VMA status bits as CRIU stores them (vma.proto, criu/include/image.h).
 const O_RDONLY = 0;
+const O_WRONLY = 1;
 const O_RDWR = 2;
 
 export const MAP = {
@@ -133,6 +135,7 @@ function vmaEntry(
     // Pages of shared file mappings live in the file; private ones are copied when written.
     status = VMA.AREA_REGULAR | (s.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE);
     shmid = BigInt(fileId(s));
+    fdflags = mappedFileFlags(pid, s);
   } else {
     if (s.shared) throw new DumpError(`${where}: shared memory that is not on shmem`);
     status = VMA.AREA_REGULAR | VMA.ANON_PRIVATE;
@@ -157,6 +160,30 @@ function vmaEntry(
   if (madv !== 0n) entry.madv = madv;
   if (fdflags !== undefined) entry.fdflags = fdflags;
   return entry;
+}
+
+/**
+ * How the mapped file is open (CRIU's vma_get_mapfile_flags): the owner bits of its map_files link
+ * say whether the mapping's file can read and write. A shared mapping made read-only from a file open
+ * read-write may be made writable again (mprotect): restore needs a read-write file for it.
+ */
+function mappedFileFlags(pid: number, s: SmapsEntry): number | undefined {
+  let mode: number;
+  try {
+    mode = lstatSync(`/proc/${pid}/map_files/${s.start.toString(16)}-${s.end.toString(16)}`).mode;
+  } catch {
+    return undefined; // no map_files link: restore goes by the protection
+  }
+  switch (mode & 0o600) {
+    case 0o200:
+      return O_WRONLY;
+    case 0o400:
+      return O_RDONLY;
+    case 0o600:
+      return O_RDWR;
+    default:
+      return undefined;
+  }
 }
 
 function special(path: string): boolean {

@@ -244,10 +244,18 @@ function mappingSource(v: VmaEntry, ctx: MmContext): { fd: number; what: string 
   if (v.status & VMA.ANON_SHARED) return { fd: ctx.shmem.anonFd(v.shmid), what: `shared memory ${v.shmid}` };
   if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
     const id = Number(v.shmid);
-    const write = sharedFile && (v.prot & PROT_WRITE) !== 0;
-    return { fd: ctx.files.fd(id, write ? 'write' : 'read'), what: `file ${id}` };
+    return { fd: ctx.files.fd(id, mapsWritable(v) ? 'write' : 'read'), what: `file ${id}` };
   }
   return undefined;
+}
+
+/**
+ * Whether a file mapping needs a read-write file: a shared one whose file was open read-write (fdflags,
+ * so a part made read-only since can be made writable again), or, without fdflags, a writable one.
+ */
+export function mapsWritable(v: VmaEntry): boolean {
+  if ((v.status & VMA.FILE_SHARED) === 0) return false;
+  return v.fdflags !== undefined ? (v.fdflags & 3) === 2 : (v.prot & PROT_WRITE) !== 0;
 }
 
 function mapsOf(pid: number) {

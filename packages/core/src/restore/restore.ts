@@ -64,7 +64,7 @@ import { RestoreError } from './errors.js';
 import { NodeFiles } from './files.js';
 import { HelperProcesses } from './helpers.js';
 import { type Call, Injector, type ScratchLayout, type Tracee, waitStop } from './inject.js';
-import { dumpableCall, restoreMm } from './mm.js';
+import { dumpableCall, mapsWritable, restoreMm } from './mm.js';
 import { waitForFreeIds } from './pids.js';
 import { ownVdsoLayout, planRestore, type RestorePlan, type TaskPlan, VMA } from './plan.js';
 import { restoreTaskState, restoreThreadState } from './state.js';
@@ -259,8 +259,7 @@ class Restorer {
       for (const v of t.mm!.vmas ?? []) {
         // memfd mappings come from shared memory objects (shmem/restore.ts).
         if (!(v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) || v.status & VMA.AREA_MEMFD) continue;
-        const write = (v.status & VMA.FILE_SHARED) !== 0 && (v.prot & PROT_WRITE) !== 0;
-        this.files.fd(Number(v.shmid), write ? 'write' : 'read');
+        this.files.fd(Number(v.shmid), mapsWritable(v) ? 'write' : 'read');
       }
       if (t.pagemap!.runs.length) this.files.rawFd(t.pagemap!.pagesFile);
     }

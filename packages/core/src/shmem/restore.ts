@@ -17,11 +17,14 @@ import type { FileEntry, ImageDir, IpcShmEntry, MemfdInodeEntry, VmaEntry } from
 import {
   close,
   F_ADD_SEALS,
+  F_DUPFD_CLOEXEC,
+  F_SETFL,
   fcntl,
   ftruncate,
   IPC_CREAT,
   IPC_EXCL,
   isSysError,
+  lseek,
   MFD_ALLOW_SEALING,
   MFD_CLOEXEC,
   memfdCreate,
@@ -34,6 +37,7 @@ import {
   raw,
   SHM_DEST,
   SHM_EXEC,
+  SEEK_SET,
   SHM_RDONLY,
   SYS,
   shmat,
@@ -43,6 +47,7 @@ import {
   shmSetOwner,
   shmStat,
 } from '@criu-ts/sys';
+import { SETFL_MASK } from '../files/fd-flags.js';
 import { F_SEAL_SEAL } from '../files/memfd/dump.js';
 import { VMA } from '../mm/vmas.js';
 import { RestoreError } from '../restore/errors.js';
@@ -83,6 +88,8 @@ export class ShmemRestore {
   private readonly inodeFds = new Map<bigint, number>();
   /** Reopened descriptions for mappings, by inode and access mode. */
   private readonly mapFds = new Map<string, number>();
+  /** Inodes whose own description a task's read-write fd got already (see openMemfd). */
+  private readonly givenReadWrite = new Set<bigint>();
   private readonly pendingSeals = new Map<number, number>();
   /** Legacy VMA_ANON_SHARED objects: shmid -> size (the furthest any VMA reaches) and memfd. */
   private readonly anon = new Map<bigint, { size: bigint; fd?: number }>();
@@ -219,9 +226,24 @@ export class ShmemRestore {
     for (const [id, seg] of this.segments) if (!seg.reuse && !seg.created) this.createSegment(id, seg);
   }
 
-  /** A new description (criu-ts's fd) of memfd inode `inodeId`, opened with `flags` (an fd's own). */
-  openMemfd(inodeId: number | bigint, flags: number): number {
+  /**
+   * A new description (criu-ts's fd) of memfd inode `inodeId`, opened with `flags` (an fd's own), or
+   * the memfd_create()d description itself (a dup of it), as CRIU gives it: to a read-write mapping,
+   * and to the first read-write fd. Only through that description can a task exec the memfd
+   * (execveat(AT_EMPTY_PATH)): a description reopened read-write counts as a writer, and exec of a
+   * file someone writes fails with ETXTBSY.
+   */
+  openMemfd(inodeId: number | bigint, flags: number, mapping = false): number {
     const inode = this.inodeFd(inodeId);
+    const id = BigInt(inodeId);
+    if ((flags & O_ACCMODE) === O_RDWR && (mapping || !this.givenReadWrite.has(id))) {
+      if (!mapping) {
+        this.givenReadWrite.add(id);
+        fcntl(inode, F_SETFL, flags & SETFL_MASK);
+        lseek(inode, 0, SEEK_SET);
+      }
+      return fcntl(inode, F_DUPFD_CLOEXEC, 0);
+    }
     try {
       return open(`/proc/self/fd/${inode}`, (flags & ~OPEN_ONLY) | O_CLOEXEC);
     } catch (e) {
@@ -236,7 +258,7 @@ export class ShmemRestore {
     const key = `${inodeId}:${write}`;
     let fd = this.mapFds.get(key);
     if (fd === undefined) {
-      fd = this.openMemfd(inodeId, write ? O_RDWR : 0);
+      fd = this.openMemfd(inodeId, write ? O_RDWR : 0, true);
       this.mapFds.set(key, fd);
     }
     return fd;
