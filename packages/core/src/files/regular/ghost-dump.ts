@@ -14,6 +14,7 @@ import {
   type DataRun,
   fiemapExtents,
   O_CLOEXEC,
+  O_NOATIME,
   O_PATH,
   O_RDONLY,
   open,
@@ -90,7 +91,8 @@ export function addGhost(
     // Held open until the dump ends: the contents are copied when the images are written.
     let fd: number;
     try {
-      fd = open(procPath, (type === S_IFREG ? O_RDONLY : O_PATH) | O_CLOEXEC);
+      // O_NOATIME: copying the file does not change its access time (the next dump's image keeps it).
+      fd = open(procPath, (type === S_IFREG ? O_RDONLY | O_NOATIME : O_PATH) | O_CLOEXEC);
     } catch (e) {
       throw new DumpError(`${owner}: cannot open unlinked file ${name} (${procPath}): ${(e as Error).message}`);
     }
