@@ -14,6 +14,7 @@ export type WorkloadName =
   | 'stopper'
   | 'threads'
   | 'tree'
+  | 'unlinked'
   | 'waiter'
   | 'zombie';
 

@@ -11,8 +11,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
-  buildWorkloads,
   big,
+  buildWorkloads,
   cleanup,
   cliDump,
   cliKillAndRestore,
@@ -92,12 +92,27 @@ describe('criu-ts: files whose names are gone', () => {
     const { w, dir } = await start('ghost', '1024');
     const before = await report(w, 1);
     const a = before.get('FD a')!;
-    expect(a).toMatchObject({ nlink: '0', uid: '1234', gid: '4321', mode: '102640', pos: '100', blocks: '16' });
+    expect(a).toMatchObject({
+      nlink: '0',
+      uid: '1234',
+      gid: '4321',
+      mode: '102640',
+      pos: '100',
+      blocks: '16',
+    });
     expect(a.data).toBe(`0+4096,${1024 * MIB + 4096}+4096`);
     expect(Number(a.size)).toBe(1024 * MIB + 3 * 4096);
 
     // Over the limit (8 KiB on disk, whatever the length): refused with CRIU's words, the task goes on.
-    const refused = await runCli(['dump', '-t', String(w.pid), '-D', path.join(tempDir('criu-ts-img-'), 'i'), '--ghost-limit', '4K']);
+    const refused = await runCli([
+      'dump',
+      '-t',
+      String(w.pid),
+      '-D',
+      path.join(tempDir('criu-ts-img-'), 'i'),
+      '--ghost-limit',
+      '4K',
+    ]);
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toContain(`Can't dump ghost file ${dir}/data of 8192 size, increase limit`);
     expect(withoutInode(await report(w, 2))).toEqual(withoutInode(before));
@@ -111,17 +126,29 @@ describe('criu-ts: files whose names are gone', () => {
       const chunks = (d: string) => {
         const { decoded, failures } = critDecodeAll(d, ['ghost-file-1.img', 'remap-fpath.img']);
         expect(failures).toEqual([]);
-        return { ghost: entries(decoded.get('ghost-file-1.img')), remaps: entries(decoded.get('remap-fpath.img')) };
+        return {
+          ghost: entries(decoded.get('ghost-file-1.img')),
+          remaps: entries(decoded.get('remap-fpath.img')),
+        };
       };
       const { ghost, remaps } = chunks(images);
       const head = ghost[0]!;
-      expect([head.uid, head.gid, Number(big(head.mode)).toString(8), head.chunks]).toEqual([1234, 4321, '102640', true]);
+      expect([head.uid, head.gid, Number(big(head.mode)).toString(8), head.chunks]).toEqual([
+        1234,
+        4321,
+        '102640',
+        true,
+      ]);
       expect(big(head.size)).toBe(BigInt(a.size!));
       expect(head.atim).toEqual({ tv_sec: 1000, tv_usec: 123 });
       expect(head.mtim).toEqual({ tv_sec: 2000, tv_usec: 456 });
       const runs = ghost.slice(1).map((c) => `${big(c.off)}+${big(c.len)}`);
       expect(runs.join(',')).toBe(a.data);
-      expect(chunks(seekDir).ghost.slice(1).map((c) => `${big(c.off)}+${big(c.len)}`)).toEqual(runs);
+      expect(
+        chunks(seekDir)
+          .ghost.slice(1)
+          .map((c) => `${big(c.off)}+${big(c.len)}`),
+      ).toEqual(runs);
       // fds a, b, c and the mapping: every remap names ghost 1.
       expect(remaps.length).toBeGreaterThanOrEqual(3);
       for (const r of remaps) expect([r.remap_type, r.remap_id]).toEqual(['GHOST', 1]);
@@ -141,7 +168,13 @@ describe('criu-ts: files whose names are gone', () => {
     const before = (await report(w, 1)).get('FD a')!;
     expect(before).toMatchObject({ nlink: '1', size: '3000', pos: '10', link: `${dir}/data (deleted)` });
 
-    const refused = await runCli(['dump', '-t', String(w.pid), '-D', path.join(tempDir('criu-ts-img-'), 'i')]);
+    const refused = await runCli([
+      'dump',
+      '-t',
+      String(w.pid),
+      '-D',
+      path.join(tempDir('criu-ts-img-'), 'i'),
+    ]);
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toContain(`Can't create link remap for ${dir}/data. Use link-remap option.`);
     expect((await report(w, 2)).get('FD a')).toEqual(before);

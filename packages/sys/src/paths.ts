@@ -3,16 +3,26 @@
 import { AT_FDCWD, SEEK_DATA, SEEK_HOLE } from './constants/fs.js';
 import { SYS } from './constants/syscalls.js';
 import { SysError } from './errno.js';
-import { checked, cString, syscall } from './native.js';
 import { lseek, type PathLike } from './files.js';
+import { checked, cString, syscall } from './native.js';
 
 const text = (p: PathLike): string => (typeof p === 'string' ? p : p.toString('utf8'));
 
 /** linkat(2): a new name `newPath` for `oldPath` (with AT_EMPTY_PATH and "": for the file `oldDir` is). */
-export function linkat(oldDir: number, oldPath: PathLike, newDir: number, newPath: PathLike, flags = 0): void {
+export function linkat(
+  oldDir: number,
+  oldPath: PathLike,
+  newDir: number,
+  newPath: PathLike,
+  flags = 0,
+): void {
   const o = cString(oldPath);
   const n = cString(newPath);
-  checked('linkat', () => `${text(oldPath) || `fd ${oldDir}`} -> ${text(newPath)}`, syscall(SYS.linkat, oldDir, o, newDir, n, flags));
+  checked(
+    'linkat',
+    () => `${text(oldPath) || `fd ${oldDir}`} -> ${text(newPath)}`,
+    syscall(SYS.linkat, oldDir, o, newDir, n, flags),
+  );
 }
 
 /** mknodat(2): a FIFO, a device node or an empty regular file. */
@@ -44,7 +54,13 @@ export function fchmodat(dirfd: number, path: PathLike, mode: number): void {
 export type TimeNs = bigint;
 
 /** utimensat(2): access and modification times (ns since the epoch); flags: AT_SYMLINK_NOFOLLOW. */
-export function utimensat(dirfd: number, path: PathLike | null, atimeNs: TimeNs, mtimeNs: TimeNs, flags = 0): void {
+export function utimensat(
+  dirfd: number,
+  path: PathLike | null,
+  atimeNs: TimeNs,
+  mtimeNs: TimeNs,
+  flags = 0,
+): void {
   const ts = Buffer.alloc(32);
   const put = (at: number, ns: bigint) => {
     ts.writeBigInt64LE(ns / 1_000_000_000n, at);
@@ -53,7 +69,11 @@ export function utimensat(dirfd: number, path: PathLike | null, atimeNs: TimeNs,
   put(0, atimeNs);
   put(16, mtimeNs);
   const p = path === null ? null : cString(path);
-  checked('utimensat', () => (path === null ? `fd ${dirfd}` : text(path)), syscall(SYS.utimensat, dirfd, p, ts, flags));
+  checked(
+    'utimensat',
+    () => (path === null ? `fd ${dirfd}` : text(path)),
+    syscall(SYS.utimensat, dirfd, p, ts, flags),
+  );
 }
 
 /** utimensat(AT_FDCWD, path, ...). */

@@ -373,7 +373,11 @@ const OPTIONS: OptionSpec[] = [
   },
   refuse('mntns-compat-mode', 'none', NAMESPACES),
   refuse('unprivileged', 'none', 'criu-ts runs as root'),
-  bool('ghost-fiemap', 'ghostFiemap', 'find the data of unlinked files with FIEMAP (default; else SEEK_DATA)'),
+  bool(
+    'ghost-fiemap',
+    'ghostFiemap',
+    'find the data of unlinked files with FIEMAP (default; else SEEK_DATA)',
+  ),
   refuse('allow-uprobes', 'none', 'uprobes mappings are not dumped by criu-ts'),
   {
     long: 'ext-unix-sk',

@@ -42,7 +42,7 @@ export class NodeFiles {
 
   constructor(
     plan: Pick<RestorePlan, 'dir' | 'files' | 'remaps' | 'inheritTty' | 'networkLock'>,
-    private readonly log: (msg: string) => void = () => {},
+    log: (msg: string) => void = () => {},
   ) {
     this.dir = plan.dir;
     this.files = plan.files;

@@ -677,7 +677,8 @@ class Restorer {
       if (pid !== undefined && this.plan.deadPids.has(pid)) pids.add(pid);
     }
     const helpers = new HelperProcesses(lt.main.t, lt.main.s, this.traced);
-    const nest = (rest: number[]): T => (rest.length ? helpers.withPid(rest[0]!, () => nest(rest.slice(1))) : use());
+    const nest = (rest: number[]): T =>
+      rest.length ? helpers.withPid(rest[0]!, () => nest(rest.slice(1))) : use();
     return nest([...pids]);
   }
 

@@ -28,12 +28,16 @@ function taskIn(entry: FileEntry, ctx: FdCheckContext): { kind: string; pid: num
   if (!nsf) throw new RestoreError(`files.img: entry ${entry.id} of type NS has no nsf`);
   const kind = NS_KINDS.find((k) => k.flag === nsf.ns_cflag)?.name;
   if (!kind)
-    throw new RestoreError(`files.img: namespace file ${entry.id} of unknown kind 0x${nsf.ns_cflag.toString(16)}`);
+    throw new RestoreError(
+      `files.img: namespace file ${entry.id} of unknown kind 0x${nsf.ns_cflag.toString(16)}`,
+    );
   for (const t of ctx.dir.pstree()) {
     if (!ctx.dir.has('ids-%u', t.pid)) continue;
     if (ctx.dir.ids(t.pid)[ID_FIELD[kind]!] === nsf.ns_id) return { kind, pid: t.pid };
   }
-  throw new RestoreError(`files.img: namespace file ${entry.id} (${kind} ${nsf.ns_id}) is of no task of the tree`);
+  throw new RestoreError(
+    `files.img: namespace file ${entry.id} (${kind} ${nsf.ns_id}) is of no task of the tree`,
+  );
 }
 
 export const nsFileRestoreDriver: FdRestoreDriver = {

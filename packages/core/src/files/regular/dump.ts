@@ -31,7 +31,12 @@ export interface PathEntryOptions {
  * remapped as CRIU does: kept in a ghost file when it has no name at all (ghost-dump.ts), linked back
  * under a new name when it still has another one (link-remap-dump.ts, --link-remap).
  */
-export function regularFileEntry(files: FileTable, path: string, st: BigIntStats, opts: PathEntryOptions = {}): number {
+export function regularFileEntry(
+  files: FileTable,
+  path: string,
+  st: BigIntStats,
+  opts: PathEntryOptions = {},
+): number {
   const key = opts.key ?? `path:${st.dev}:${st.ino}:${path}`;
   return files.add(key, (id) => {
     const name = remapIfGone(files, id, path, st, opts.procPath, opts.owner ?? ownerOf(opts.procPath));
@@ -90,7 +95,8 @@ function remapIfGone(
   }
   let there: BigIntStats;
   try {
-    there = (st.mode & S_IFMT) === S_IFLNK ? lstatSync(path, { bigint: true }) : statSync(path, { bigint: true });
+    there =
+      (st.mode & S_IFMT) === S_IFLNK ? lstatSync(path, { bigint: true }) : statSync(path, { bigint: true });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     addLinkRemap(files, id, stripped, procPath, owner);

@@ -94,7 +94,9 @@ export function addGhost(
       // O_NOATIME: copying the file does not change its access time (the next dump's image keeps it).
       fd = open(procPath, (type === S_IFREG ? O_RDONLY | O_NOATIME : O_PATH) | O_CLOEXEC);
     } catch (e) {
-      throw new DumpError(`${owner}: cannot open unlinked file ${name} (${procPath}): ${(e as Error).message}`);
+      throw new DumpError(
+        `${owner}: cannot open unlinked file ${name} (${procPath}): ${(e as Error).message}`,
+      );
     }
     files.closeLater(fd);
     const head = ghostHead(st, type === S_IFLNK ? readlinkatBuffer(fd, '').toString('utf8') : undefined);
@@ -202,7 +204,9 @@ function copyRun(fd: number, w: ImageWriter, run: DataRun, name: string): void {
     const want = Number(run.len - done < BigInt(buf.length) ? run.len - done : BigInt(buf.length));
     const n = preadFull(fd, buf, want, run.off + done);
     if (n < want)
-      throw new DumpError(`unlinked file ${name}: ${run.len} bytes at ${run.off} announced, ${done + BigInt(n)} read`);
+      throw new DumpError(
+        `unlinked file ${name}: ${run.len} bytes at ${run.off} announced, ${done + BigInt(n)} read`,
+      );
     w.writeRaw(buf.subarray(0, n));
     done += BigInt(n);
   }

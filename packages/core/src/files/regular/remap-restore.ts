@@ -75,7 +75,9 @@ export function readRemaps(
       continue;
     }
     if (!files.get(r.orig_id)?.reg)
-      throw new RestoreError(`remap-fpath.img: remap for file ${r.orig_id}, which is not a file of files.img`);
+      throw new RestoreError(
+        `remap-fpath.img: remap for file ${r.orig_id}, which is not a file of files.img`,
+      );
     if (type === REMAP.GHOST) {
       if (!dir.has('ghost-file-%x', remapId))
         throw new RestoreError(`missing image ${dir.fileName('ghost-file-%x', remapId)}`);
@@ -83,7 +85,9 @@ export function readRemaps(
     } else if (type === REMAP.LINKED) {
       const target = files.get(remapId)?.reg;
       if (!target)
-        throw new RestoreError(`remap-fpath.img: file ${r.orig_id} is linked to file ${remapId}, not in files.img`);
+        throw new RestoreError(
+          `remap-fpath.img: file ${r.orig_id} is linked to file ${remapId}, not in files.img`,
+        );
       if (!existsSync(target.name))
         throw new RestoreError(
           `link remap ${target.name} of ${files.get(r.orig_id)!.reg!.name} (file ${r.orig_id}) is missing`,
@@ -276,7 +280,9 @@ function createGhost(path: string, head: GhostFileEntry, blob: Buffer, reader: R
     return;
   }
   if (type !== S_IFREG)
-    throw new RestoreError(`ghost file ${path}: files of mode 0${head.mode.toString(8)} cannot be made again`);
+    throw new RestoreError(
+      `ghost file ${path}: files of mode 0${head.mode.toString(8)} cannot be made again`,
+    );
   const fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, head.mode & 0o7777);
   try {
     if (head.chunks) {
