@@ -94,8 +94,8 @@ describe('a dump that fails harms nothing', () => {
   it('an unlinked file over the ghost limit on fd 1 of a counter: exit 1 naming pid, fd and path; the counter counts on', async () => {
     const dir = tempDir('criu-ts-core-ghost-');
     const out = path.join(dir, 'out');
-    fs.writeFileSync(out, Buffer.alloc(2 * 1024 * 1024, 1)); // 2 MiB on disk: over the default 1 MiB
     const w = startWorkload('counter', ['5'], { stdout: out });
+    fs.appendFileSync(out, Buffer.alloc(2 * 1024 * 1024, 1)); // 2 MiB on disk: over the default 1 MiB
     await waitForLine(w.report, /^3$/, { pid: w.pid });
     fs.unlinkSync(out); // no name left: only a ghost file could carry it, and it is too big for one
     const before = snapshot(w.pid);

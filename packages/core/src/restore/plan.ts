@@ -1,7 +1,7 @@
 // Reading the images and planning the tree, before any process exists: every image a task needs is read
 // and checked here, so that a missing or corrupt image, a kind of object restore cannot make yet, or a
 // kernel whose vDSO differs from the dumped one is a clear error while nothing has been created.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, statSync } from 'node:fs';
 import {
   type CoreEntry,
   type FdinfoEntry,
@@ -473,7 +473,9 @@ function checkFile(f: FileEntry, remaps: Map<number, Remap>, isFd: boolean, ids:
   if (remaps.has(f.id) || isProcFileOf(reg.name, ids)) return;
   let st: ReturnType<typeof statSync>;
   try {
-    st = statSync(reg.name, { bigint: true });
+    // An fd of a symlink itself (O_PATH | O_NOFOLLOW) is checked as the link, not as its target.
+    const link = reg.mode !== undefined && (reg.mode & 0o170000) === 0o120000;
+    st = (link ? lstatSync : statSync)(reg.name, { bigint: true });
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? String(e);
     throw new RestoreError(`file ${reg.name} (id ${f.id}) is missing: ${code}`);
