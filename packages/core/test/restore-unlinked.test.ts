@@ -140,6 +140,8 @@ describe('criu-ts: files whose names are gone', () => {
         true,
       ]);
       expect(big(head.size)).toBe(BigInt(a.size!));
+      const dev = Number(a.dev);
+      expect(head.dev).toBe((((dev >> 8) & 0xfff) << 20) | (dev & 0xff)); // the kernel's dev_t, as CRIU's
       expect(head.atim).toEqual({ tv_sec: 1000, tv_usec: 123 });
       expect(head.mtim).toEqual({ tv_sec: 2000, tv_usec: 456 });
       const runs = ghost.slice(1).map((c) => `${big(c.off)}+${big(c.len)}`);

@@ -12,6 +12,8 @@ import type { BigIntStats } from 'node:fs';
 import type { GhostFileEntry, ImageDir, ImageWriter } from '@criu-ts/images';
 import {
   type DataRun,
+  devMajor,
+  devMinor,
   fiemapExtents,
   O_CLOEXEC,
   O_NOATIME,
@@ -120,6 +122,8 @@ const kindOf = (type: bigint) =>
           ? 'socket'
           : `file of type 0${type.toString(8)}`;
 
+const kernelDev = (dev: bigint) => ((devMajor(dev) << 20) | devMinor(dev)) >>> 0;
+
 const timeval = (ns: bigint) => ({ tv_sec: ns / 1_000_000_000n, tv_usec: (ns % 1_000_000_000n) / 1000n });
 
 /** ghost_file_entry as CRIU writes it: size (and chunks) only for regular files from CHUNKS_FROM on. */
@@ -129,7 +133,8 @@ function ghostHead(st: BigIntStats, symlinkTarget: string | undefined): GhostFil
     uid: Number(st.uid),
     gid: Number(st.gid),
     mode: Number(st.mode),
-    dev: Number(st.dev),
+    // The kernel's encoding (major << 20 | minor), as CRIU writes it and inotify marks carry it.
+    dev: kernelDev(st.dev),
     ino: st.ino,
     atim: timeval(st.atimeNs),
     mtim: timeval(st.mtimeNs),

@@ -15,8 +15,6 @@ import {
   AT_REMOVEDIR,
   AT_SYMLINK_NOFOLLOW,
   close,
-  devMajor,
-  devMinor,
   fchmodat,
   fchownat,
   ftruncate,
@@ -162,8 +160,8 @@ export class RemappedFiles {
     for (const [id, remap] of this.remaps) {
       if (remap.kind !== 'ghost') continue;
       const head = this.headOf(remap.ghostId);
-      const dev = BigInt(head.dev ?? 0);
-      if (head.ino !== ino || devMajor(dev) !== sdev >>> 20 || devMinor(dev) !== (sdev & 0xfffff)) continue;
+      // Both in the kernel's encoding (major << 20 | minor), as CRIU compares them.
+      if (head.ino !== ino || head.dev !== sdev) continue;
       const path = this.sourceOf(remap, this.files.get(id)!.reg!.name);
       try {
         return { fd: open(path, O_PATH | O_CLOEXEC), path };
