@@ -11,6 +11,7 @@ import { CgroupSets } from '../cgroup/dump.js';
 import { CORE_MARCH_X86_64, TASK_ZOMBIE } from '../core-image/thread.js';
 import { FileTable } from '../files/table.js';
 import { KobjIds } from '../ids/dump.js';
+import { refuseNamespaces } from '../namespaces/dump.js';
 import { inventoryCodeOf, type NetworkLockMethod } from '../net-lock/index.js';
 import { fpregsToImage } from '../registers/x86.js';
 import { SeccompFilters } from '../seccomp/dump.js';
@@ -95,6 +96,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     const root = tree.tasks.find((t) => t.pid === opts.pid);
     if (root?.state === 'zombie') throw new DumpError(`pid ${opts.pid} exited before it could be dumped`);
     checkSessions(tree, opts.shellJob === true);
+    refuseNamespaces(tree);
     for (const task of tree.tasks) {
       await yieldToEventLoop();
       opts.checkpoint?.();
