@@ -38,7 +38,8 @@ export function refuseNamespaces(tree: SeizedTree): void {
         for (const kind of KINDS) {
           const ns = nsOf(view, kind);
           if (ns === undefined || ns === own.get(kind)) continue;
-          if (task.pid !== tree.root) throw new DumpError(`Can't dump nested ${kind} namespace for ${thread.tid}`);
+          if (task.pid !== tree.root)
+            throw new DumpError(`Can't dump nested ${kind} namespace for ${thread.tid}`);
           throw new DumpError(
             `pid ${thread.tid} is in a ${kind} namespace of its own (${ns}, criu-ts is in ${own.get(kind)}): dumping namespaces is not supported yet`,
           );

@@ -41,7 +41,11 @@ export interface PeerSegment {
 /** ::ffff:a.b.c.d, an IPv4 address as an IPv6 socket talking IPv4 names it. */
 const V4_MAPPED = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
 const isV4Mapped = (a: InetAddress) => a.family === AF_INET6 && a.addr.subarray(0, 12).equals(V4_MAPPED);
-const asV4 = (a: InetAddress): InetAddress => ({ family: AF_INET, addr: a.addr.subarray(12, 16), port: a.port });
+const asV4 = (a: InetAddress): InetAddress => ({
+  family: AF_INET,
+  addr: a.addr.subarray(12, 16),
+  port: a.port,
+});
 
 /**
  * Send `s` to the restored socket, through a raw socket that writes its own IP header. An IPv6 socket
@@ -49,7 +53,8 @@ const asV4 = (a: InetAddress): InetAddress => ({ family: AF_INET, addr: a.addr.s
  * an IPv6 packet to a mapped address is not routed at all (ENETUNREACH).
  */
 export function sendPeerSegment(seg: PeerSegment): void {
-  const s = isV4Mapped(seg.from) && isV4Mapped(seg.to) ? { ...seg, from: asV4(seg.from), to: asV4(seg.to) } : seg;
+  const s =
+    isV4Mapped(seg.from) && isV4Mapped(seg.to) ? { ...seg, from: asV4(seg.from), to: asV4(seg.to) } : seg;
   const fd = socket(s.from.family, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
   try {
     setsockopt(fd, SOL_SOCKET, SO_MARK, LOCK_BYPASS_MARK);
