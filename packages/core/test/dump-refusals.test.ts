@@ -198,3 +198,17 @@ describe('not restorable yet: refused, the tree runs on', () => {
     );
   });
 });
+
+describe('files restore could not open again by their names', () => {
+  it('an unlinked file still linked under another name: refused as CRIU does without --link-remap', async () => {
+    const d = tempDir('criu-ts-core-linked-');
+    const a = path.join(d, 'a');
+    await refusedPython(
+      [`a = ${JSON.stringify(a)}`, "f = open(a, 'w'); os.link(a, a + '.b'); os.unlink(a)"].join('\n'),
+      (pid) =>
+        new RegExp(
+          `^criu-ts: pid ${pid} fd 3: Can't create link remap for ${a}\\. Use --link-remap option\\.$`,
+        ),
+    );
+  });
+});

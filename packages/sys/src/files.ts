@@ -434,6 +434,12 @@ export function mkdirat(dirfd: number, path: PathLike, mode = 0o755): void {
   checked('mkdirat', () => pathText(path), syscall(SYS.mkdirat, dirfd, p, mode));
 }
 
+/** mknodat(2): `mode` holds the type (S_IFCHR, S_IFBLK, S_IFIFO...); `dev` as stat's st_rdev has it. */
+export function mknodat(dirfd: number, path: PathLike, mode: number, dev = 0): void {
+  const p = cString(path);
+  checked('mknodat', () => pathText(path), syscall(SYS.mknodat, dirfd, p, mode, dev));
+}
+
 /** pipe2(2): returns [readFd, writeFd]. O_CLOEXEC by default. */
 export function pipe2(flags = O_CLOEXEC): [number, number] {
   const b = Buffer.alloc(8);

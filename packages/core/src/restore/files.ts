@@ -5,14 +5,18 @@
 // fds that shared a description before the dump (dup, fork) share one again, with one position.
 // Mapped files, the exe, cwd and root are opened the same way. Unlinked files come back from their
 // ghost-file image: recreated under their old name (or next to it), opened, unlinked again.
-import { constants, fstatSync } from 'node:fs';
+import { chmodSync, constants, existsSync, fstatSync, lchownSync, lutimesSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { isatty } from 'node:tty';
 import type { FileEntry, GhostFileEntry, ImageDir } from '@criu-ts/images';
 import {
+  AT_FDCWD,
+  AT_REMOVEDIR,
   close,
   ftruncate,
   lseek,
+  mkdirat,
+  mknodat,
   O_CLOEXEC,
   O_CREAT,
   O_EXCL,
@@ -30,6 +34,8 @@ import type { RestorePlan } from './plan.js';
 const O_DIRECTORY = 0o200000;
 const O_PATH = 0o10000000;
 const O_NOFOLLOW = 0o400000;
+/** __O_TMPFILE: with O_DIRECTORY it is O_TMPFILE, which an fd's flags keep. */
+const O_TMPFILE_ONLY = 0o20000000;
 /** Flags that only matter when a file is created, or that we set ourselves. */
 const OPEN_ONLY = O_CREAT | O_EXCL | 0o1000 /* O_TRUNC */ | 0o400 /* O_NOCTTY */ | O_CLOEXEC;
 
@@ -38,7 +44,8 @@ export type Purpose = 'fd' | 'read' | 'write' | 'dir';
 /** The fds criu-ts holds for the restore, by file id and purpose. */
 export class NodeFiles {
   private readonly open = new Map<string, number>();
-  private readonly ghostPaths = new Map<number, string>();
+  /** Recreated ghosts by ghost-file image id: where, and whether a directory (rmdir'ed). */
+  private readonly ghostPaths = new Map<number, { path: string; dir: boolean }>();
   private readonly sharedObjects = new Map<string, unknown>();
   private readonly extraFds: number[] = [];
   private readonly afterRestoreSteps: Array<() => void> = [];
@@ -118,6 +125,8 @@ export class NodeFiles {
     switch (purpose) {
       case 'fd':
         flags = reg.flags & ~OPEN_ONLY;
+        // An unnamed temporary file comes back as a ghost: opened by name, not made (as CRIU does).
+        if (flags & O_TMPFILE_ONLY) flags &= ~(O_TMPFILE_ONLY | O_DIRECTORY);
         break;
       case 'read':
         flags = constants.O_RDONLY;
@@ -171,55 +180,84 @@ export class NodeFiles {
       throw new RestoreError(`${reg.name} is not the kind of file it was at the dump`);
   }
 
-  /** Recreate an unlinked file from its ghost image; it is unlinked again by unlinkGhosts(). */
+  /**
+   * Recreate an unlinked file from its ghost image, once per ghost (two names or opens of one unlinked
+   * file share it): a regular file with its contents, a directory, a device node; with its owner, mode
+   * and times. Under its old name when that is free (so /proc/PID/fd shows it again), else a name next
+   * to it; a parent directory removed too is skipped for the nearest one left, as CRIU does. It is
+   * removed again by unlinkGhosts().
+   */
   private ghostPath(id: number): string {
-    const have = this.ghostPaths.get(id);
-    if (have !== undefined) return have;
     const remapId = this.ghosts.get(id)!;
+    const have = this.ghostPaths.get(remapId);
+    if (have !== undefined) return have.path;
     const name = this.files.get(id)!.reg!.name;
     const entries = this.dir.read('ghost-file-%x', remapId);
     const head = entries[0]?.message as unknown as GhostFileEntry | undefined;
     if (!head) throw new RestoreError(`ghost-file-${remapId.toString(16)}.img is empty`);
-    if ((head.mode & 0o170000) !== 0o100000)
+    const type = head.mode & S_IFMT;
+    if (type !== S_IFREG && type !== S_IFDIR && type !== S_IFCHR && type !== S_IFBLK)
       throw new RestoreError(
-        `ghost file ${name}: only regular files can be recreated (mode 0${head.mode.toString(8)})`,
+        `ghost file ${name}: only regular files, directories and devices can be recreated (mode 0${head.mode.toString(8)})`,
       );
-    // The old name if it is free (so /proc/PID/fd shows it again), else a name next to it.
+    if ((type === S_IFCHR || type === S_IFBLK) && head.rdev === undefined)
+      throw new RestoreError(`ghost file ${name}: a device without its rdev`);
+    const alternative = (dir: string, i: number) =>
+      join(dir, `.criu-ts-ghost.${remapId.toString(16)}.${process.pid}.${i}`);
     let path = name;
-    let fd = -1;
-    for (let i = 0; fd < 0; i++) {
+    let made = false;
+    for (let i = 0; !made; i++) {
       try {
-        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, head.mode & 0o7777);
+        this.makeGhost(path, head, entries);
+        made = true;
       } catch (e) {
-        if (!(e instanceof SysError) || e.code !== 'EEXIST' || i > 100)
+        const code = e instanceof SysError ? e.code : (e as NodeJS.ErrnoException).code;
+        if (i > 100 || (code !== 'EEXIST' && code !== 'ENOENT'))
           throw new RestoreError(`cannot recreate ghost file ${name}: ${(e as Error).message}`);
-        path = join(dirname(name), `.criu-ts-ghost.${remapId.toString(16)}.${process.pid}.${i}`);
+        // EEXIST: the name is taken; ENOENT: its directory is gone too, so the nearest one left.
+        let dir = dirname(path);
+        if (code === 'ENOENT') while (dir !== '/' && !existsSync(dir)) dir = dirname(dir);
+        path = alternative(dir, i);
       }
     }
-    try {
-      if (head.chunks) {
-        for (const e of entries.slice(1)) {
-          const c = e.message as { len: bigint; off: bigint };
-          const data = e.extra as Buffer;
-          writeAt(fd, data, Number(c.off), Number(c.len));
-        }
-      } else if (entries[0]?.extra) {
-        writeAll(fd, entries[0].extra as Buffer);
-      }
-      if (head.size !== undefined) ftruncate(fd, head.size);
-    } finally {
-      close(fd);
-    }
-    this.ghostPaths.set(id, path);
+    this.ghostPaths.set(remapId, { path, dir: type === S_IFDIR });
     this.log(`ghost file ${name} recreated as ${path}`);
     return path;
   }
 
+  /** Make one ghost at `path` (failing with EEXIST or ENOENT as the kernel says), owner, mode, times. */
+  private makeGhost(path: string, head: GhostFileEntry, entries: ReturnType<ImageDir['read']>): void {
+    const type = head.mode & S_IFMT;
+    const perms = head.mode & 0o7777;
+    if (type === S_IFDIR) mkdirat(AT_FDCWD, path, 0o700);
+    else if (type !== S_IFREG) mknodat(AT_FDCWD, path, type | 0o600, head.rdev ?? 0);
+    else {
+      const fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600);
+      try {
+        if (head.chunks) {
+          for (const e of entries.slice(1)) {
+            const c = e.message as { len: bigint; off: bigint };
+            const data = e.extra as Buffer;
+            writeAt(fd, data, Number(c.off), Number(c.len));
+          }
+        } else if (entries[0]?.extra) {
+          writeAll(fd, entries[0].extra as Buffer);
+        }
+        if (head.size !== undefined) ftruncate(fd, head.size);
+      } finally {
+        close(fd);
+      }
+    }
+    lchownSync(path, head.uid, head.gid);
+    chmodSync(path, perms);
+    if (head.atim && head.mtim) lutimesSync(path, seconds(head.atim), seconds(head.mtim));
+  }
+
   /** Remove the recreated ghost files (once every task that needs one holds it open). */
   unlinkGhosts(): void {
-    for (const p of this.ghostPaths.values()) {
+    for (const g of this.ghostPaths.values()) {
       try {
-        unlinkat(-100, p);
+        unlinkat(AT_FDCWD, g.path, g.dir ? AT_REMOVEDIR : 0);
       } catch {
         // gone already
       }
@@ -253,6 +291,16 @@ function ownTerminal(): number {
     );
   return 0;
 }
+
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+const S_IFCHR = 0o020000;
+const S_IFBLK = 0o060000;
+
+/** A ghost's timeval as the seconds fs.lutimesSync takes. */
+const seconds = (t: { tv_sec: bigint | number; tv_usec: bigint | number }) =>
+  Number(t.tv_sec) + Number(t.tv_usec) / 1e6;
 
 function writeAt(fd: number, data: Buffer, off: number, len: number): void {
   lseek(fd, off, 0);

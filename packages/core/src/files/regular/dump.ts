@@ -1,12 +1,25 @@
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import type { FileEntry, ImageDir } from '@criu-ts/images';
+import {
+  close,
+  isSysError,
+  lseek,
+  O_CLOEXEC,
+  O_RDONLY,
+  open,
+  pread as preadSys,
+  SEEK_DATA,
+  SEEK_HOLE,
+} from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { isMemfdLink } from '../memfd/dump.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
 import { procPidOf } from './proc-path.js';
 
 const DELETED = ' (deleted)';
-const O_ACCMODE_AND_STATUS = 0o7777777; // keep access mode and status flags, as fdinfo shows them
+// Access mode and status flags, as fdinfo shows them (and CRIU keeps them), O_PATH and __O_TMPFILE too:
+// restore opens an O_PATH fd as one, and an unnamed temporary file by its ghost's name.
+const O_ACCMODE_AND_STATUS = 0o37777777;
 const REMAP_GHOST = 1;
 const REMAP_PROCFS = 2;
 /** Unlinked files up to this size are copied into ghost-file images (CRIU's default limit). */
@@ -25,9 +38,11 @@ export function regularFileEntry(
 ): number {
   const key = opts.key ?? `path:${st.dev}:${st.ino}:${path}`;
   return files.add(key, (id) => {
-    const deleted = path.endsWith(DELETED) && st.nlink === 0n;
-    const name = deleted ? path.slice(0, -DELETED.length) : path;
+    const unlinked = path.endsWith(DELETED);
+    const deleted = unlinked && st.nlink === 0n;
+    const name = unlinked ? path.slice(0, -DELETED.length) : path;
     if (deleted) addGhost(files, id, name, st, opts.procPath);
+    else if (opts.procPath) checkReachable(name, unlinked, st, opts.procPath);
     const entry: FileEntry = {
       id,
       type: FD_TYPE.REG,
@@ -46,6 +61,55 @@ export function regularFileEntry(
   });
 }
 
+/** "pid 12 fd 3", "pid 12 cwd", "pid 12 mapping 7f..-7f..": who holds the file, from its /proc path. */
+function holderOf(procPath: string): string {
+  const m = /^\/proc\/(\d+)\/(?:(fd)\/(\d+)|map_files\/(\S+)|(\w+))$/.exec(procPath);
+  if (!m) return procPath;
+  const what = m[2] ? `fd ${m[3]}` : m[4] ? `mapping ${m[4]}` : m[5];
+  return `pid ${m[1]} ${what}`;
+}
+
+/**
+ * Restore opens a file again by its name, so the name must still lead to this very file. A file that
+ * still has links but not this name (unlinked while another hard link lives on, or its name taken
+ * by another file since) is refused, in CRIU's words (criu-ts has no link remaps yet). /proc and
+ * devpts name what the kernel makes; those have their own rules.
+ */
+function checkReachable(
+  name: string,
+  unlinked: boolean,
+  st: import('node:fs').BigIntStats,
+  procPath: string,
+): void {
+  if (/^\/(proc|dev\/pts)(\/|$)/.test(name)) return;
+  const linkRemap = () =>
+    new DumpError(`${holderOf(procPath)}: Can't create link remap for ${name}. Use --link-remap option.`);
+  // Unlinked but linked elsewhere: only a link made at dump (CRIU's --link-remap) could reach it.
+  if (unlinked) throw linkRemap();
+  let now: import('node:fs').BigIntStats;
+  try {
+    now = statSync(name, { bigint: true });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw linkRemap();
+    throw e;
+  }
+  if (now.ino !== st.ino || now.dev !== st.dev)
+    throw new DumpError(
+      `${holderOf(procPath)}: Unaccessible path opened ${now.dev}:${now.ino}, need ${st.dev}:${st.ino} (${name})`,
+    );
+}
+
+const S_IFMT = 0o170000n;
+const S_IFREG = 0o100000n;
+const S_IFDIR = 0o040000n;
+const S_IFCHR = 0o020000n;
+const S_IFBLK = 0o060000n;
+
+/**
+ * The ghost of an unlinked file: one per inode (two names or two opens of one unlinked file come back
+ * as one file), its contents read now while the task still holds it. A regular file brings its
+ * contents; a directory and a device node come back empty, as CRIU makes them (mkdir, mknod).
+ */
 function addGhost(
   files: FileTable,
   origId: number,
@@ -54,15 +118,24 @@ function addGhost(
   procPath?: string,
 ) {
   if (!procPath) throw new DumpError(`unlinked file ${name} has no /proc path to copy it from`);
-  if ((st.mode & 0o170000n) === 0o100000n && st.size > BigInt(GHOST_LIMIT)) {
+  const type = st.mode & S_IFMT;
+  if (type !== S_IFREG && type !== S_IFDIR && type !== S_IFCHR && type !== S_IFBLK)
     throw new DumpError(
-      `unlinked file ${name} is ${st.size} bytes, over the ghost file limit of ${GHOST_LIMIT}`,
+      `unlinked file ${name} (mode 0${st.mode.toString(8)}) is of a kind criu-ts cannot make again`,
     );
-  }
-  const remapId = files.ids.unique();
+  // What the file really holds (holes do not count), as CRIU weighs it.
+  if (st.blocks * 512n > BigInt(GHOST_LIMIT))
+    throw new DumpError(`Can't dump ghost file ${name} of ${st.blocks * 512n} size, increase limit`);
+  const inode = `ghost:${st.dev}:${st.ino}`;
+  const fresh = files.firstTime(inode);
+  const remapId = files.cached(inode, () => files.ids.unique());
   files.remaps.push({ orig_id: origId, remap_id: remapId, remap_type: REMAP_GHOST });
-  // Read the contents now, while the task still holds the file open.
-  const data = readWhole(procPath, Number(st.size));
+  if (!fresh) return;
+  // Read the contents now, while the task still holds the file open. From 3 pages on, as CRIU does,
+  // only the data is kept, chunk by chunk, so holes come back as holes.
+  const chunked = type === S_IFREG && st.size >= GHOST_CHUNKS_THRESH;
+  const chunks = type !== S_IFREG ? [] : chunked ? readChunks(procPath) : [];
+  const data = type === S_IFREG && !chunked ? readWhole(procPath, Number(st.size)) : undefined;
   files.ghosts.push({
     id: remapId,
     write: (dir: ImageDir) => {
@@ -75,18 +148,54 @@ function addGhost(
             mode: Number(st.mode),
             dev: Number(st.dev),
             ino: st.ino,
-            rdev: Number(st.rdev),
+            ...(type === S_IFCHR || type === S_IFBLK ? { rdev: Number(st.rdev) } : {}),
             atim: timeval(st.atimeNs),
             mtim: timeval(st.mtimeNs),
-            size: st.size,
+            ...(chunked ? { chunks: true } : {}),
+            ...(type === S_IFREG ? { size: st.size } : {}),
           },
           data,
         );
+        for (const c of chunks) w.write({ len: BigInt(c.data.length), off: c.off }, c.data);
       } finally {
         w.close();
       }
     },
   });
+}
+
+/** Files from this size on keep their holes: their ghost holds data chunks (CRIU's threshold). */
+const GHOST_CHUNKS_THRESH = 3n * 4096n;
+
+/** The data of a sparse file, chunk by chunk (SEEK_DATA / SEEK_HOLE), read through its /proc path. */
+function readChunks(path: string): Array<{ off: bigint; data: Buffer }> {
+  const out: Array<{ off: bigint; data: Buffer }> = [];
+  const fd = open(path, O_RDONLY | O_CLOEXEC);
+  try {
+    let at = 0n;
+    for (;;) {
+      let start: bigint;
+      try {
+        start = lseek(fd, at, SEEK_DATA);
+      } catch (e) {
+        if (isSysError(e, 'ENXIO')) break; // no data after `at`
+        throw e;
+      }
+      const end = lseek(fd, start, SEEK_HOLE);
+      const data = Buffer.alloc(Number(end - start));
+      let done = 0;
+      while (done < data.length) {
+        const n = preadSys(fd, data, data.length - done, start + BigInt(done), done);
+        if (n === 0) break;
+        done += n;
+      }
+      out.push({ off: start, data: data.subarray(0, done) });
+      at = end;
+    }
+  } finally {
+    close(fd);
+  }
+  return out;
 }
 
 const timeval = (ns: bigint) => ({ tv_sec: ns / 1_000_000_000n, tv_usec: (ns % 1_000_000_000n) / 1000n });
