@@ -125,6 +125,22 @@ function refuseUnsupported(where: string, fd: number, ino: number, type: number,
     throw new DumpError(`${where}: Can't dump corked dgram socket ${hex}`);
 }
 
+const INET_DIAG_SHUTDOWN = 8;
+
+/**
+ * A datagram socket's shutdown state (RCV_SHUTDOWN 1, SEND_SHUTDOWN 2, as sk_shutdown numbers them),
+ * which no getsockopt tells: sock_diag does. One query per family and protocol for the whole dump.
+ */
+function shutdownOf(files: FileTable, family: number, proto: number, ino: number): number {
+  const byIno = files.cached(`inet-shutdown:${family}:${proto}`, () => {
+    const out = new Map<number, number>();
+    for (const m of sockDiag({ family: family === AF_INET ? 'inet' : 'inet6', protocol: proto }))
+      if (m.inet) out.set(m.inet.ino, m.attrs.get(INET_DIAG_SHUTDOWN)?.[0] ?? 0);
+    return out;
+  });
+  return byIno.get(ino) ?? 0;
+}
+
 function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
   const fd = files.steal(file.pid, file.fd);
   const where = `pid ${file.pid} fd ${file.fd}`;
@@ -147,6 +163,7 @@ function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
   const remote = peerOf(fd);
   if (established && local && remote) saveConnection(files, fd, Number(file.stat.ino), family, local, remote);
   const zero = Buffer.alloc(family === AF_INET ? 4 : 16);
+  const shutdown = type === SOCK_DGRAM ? shutdownOf(files, family, proto, Number(file.stat.ino)) : 0;
   return {
     id,
     ino: Number(file.stat.ino),
@@ -165,6 +182,7 @@ function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
     ip_opts: readIpOptions(fd, family),
     ...(type === SOCK_STREAM ? { tcp_opts: readTcpOptions(fd) } : {}),
     ...(family === AF_INET6 ? { v6only: getsockoptInt(fd, SOL_IPV6, IPV6_V6ONLY) !== 0 } : {}),
+    ...(shutdown ? { shutdown } : {}),
   };
 }
 
