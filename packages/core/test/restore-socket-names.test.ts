@@ -3,7 +3,8 @@
 // clients connected to it), a name taken by another socket since, a name whose directory was removed
 // too; a datagram socket connected to itself, one whose pair was closed with datagrams still queued,
 // a bound stream socket neither listening nor connected; a UDP socket shut down for writing, one bound
-// to an address only IP_FREEBIND allowed. The task checks them itself after restore.
+// to an address only IP_FREEBIND allowed; raw sockets with their options (ICMP filters, IP_HDRINCL).
+// The task checks them itself after restore.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -53,6 +54,11 @@ us = socket.socket(socket.AF_INET, DG); us.bind(('127.0.0.1', 0)); us.connect(us
 fb = socket.socket(socket.AF_INET6, DG); fb.setsockopt(socket.SOL_IP, 15, 1)
 fb.bind(('2001:db8::ff00:42:8329', 0)); fb.setsockopt(socket.SOL_IP, 15, 0)
 fbname = fb.getsockname()
+# raw sockets: an ICMP filter, a header written by the task, an IPv6 one
+ri = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); ri.setsockopt(255, 1, (1 << 13).to_bytes(4, 'little'))
+rh = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP); rh.setsockopt(socket.SOL_IP, 3, 1)
+r6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+r6.setsockopt(58, 1, bytes([0xff]) + bytes(31))
 out.write('READY\\n')
 signal.sigwait([signal.SIGUSR1])
 def check(name, f):
@@ -91,6 +97,8 @@ def udp_shutdown():
     except OSError as e: return e.errno == errno.EPIPE
 check('udp-shutdown', udp_shutdown)
 check('freebind', lambda: fb.getsockname() == fbname and fb.getsockopt(socket.SOL_IP, 15) == 0)
+check('raw', lambda: ri.getsockopt(255, 1, 4) == (1 << 13).to_bytes(4, 'little') and rh.getsockopt(socket.SOL_IP, 3) == 1
+      and r6.getsockopt(58, 1, 32) == bytes([0xff]) + bytes(31))
 out.write('DONE\\n')
 signal.sigwait([signal.SIGUSR1])
 `;
@@ -118,6 +126,7 @@ describe('criu-ts restore: socket names and datagram corners', () => {
       'OK unconnected',
       'OK udp-shutdown',
       'OK freebind',
+      'OK raw',
     ]);
   });
 });

@@ -179,7 +179,7 @@ function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
     dst_addr: toWords(remote?.addr ?? zero),
     fown: noOwner(),
     opts: readSocketOptions(fd, where),
-    ip_opts: readIpOptions(fd, family),
+    ip_opts: readIpOptions(fd, family, type === SOCK_RAW ? { proto } : undefined),
     ...(type === SOCK_STREAM ? { tcp_opts: readTcpOptions(fd) } : {}),
     ...(family === AF_INET6 ? { v6only: getsockoptInt(fd, SOL_IPV6, IPV6_V6ONLY) !== 0 } : {}),
     ...(shutdown ? { shutdown } : {}),

@@ -7,6 +7,7 @@ import {
   bind,
   close,
   connect,
+  getsockoptInt,
   IP_FREEBIND,
   IPV6_V6ONLY,
   isSysError,
@@ -83,8 +84,13 @@ function makeSocket(s: InetSkEntry, ctx: FdRestoreContext): number {
       setSequences(fd, stream.entry, s.state);
     }
     applySocketOptions(fd, established ? { ...s.opts, reuseaddr: false } : s.opts);
-    if (s.ip_opts) applyIpOptions(fd, s.family, s.ip_opts); // before bind: IP_FREEBIND
-    if (s.family === AF_INET6 && s.v6only !== undefined)
+    if (s.ip_opts) applyIpOptions(fd, s.family, s.ip_opts, s.proto); // before bind: IP_FREEBIND
+    // Only where it differs: a raw IPv6 socket refuses the option even to set it to what it is.
+    if (
+      s.family === AF_INET6 &&
+      s.v6only !== undefined &&
+      (getsockoptInt(fd, SOL_IPV6, IPV6_V6ONLY) !== 0) !== s.v6only
+    )
       setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, s.v6only ? 1 : 0);
     const local = fromWords(s.family, s.src_addr ?? []);
     if (s.src_port !== 0 || local.some((b) => b !== 0)) {
