@@ -35,6 +35,9 @@ describe.skipIf(!haveNft)('criu-ts restore: half-closed and closing TCP connecti
   it('CLOSE_WAIT over IPv6 (::1): the FIN is replayed as an IPv6 segment', () =>
     closeWait(viaNftables, '::1'));
 
+  it('CLOSE_WAIT of an IPv6 socket talking IPv4 (::ffff:127.0.0.1): the FIN is replayed as IPv4', () =>
+    closeWait(viaNftables, '::ffff:127.0.0.1'));
+
   it('FIN_WAIT2: a client that sent its question and FIN gets the answer and the end after restore', async () => {
     const server = await listeningPeer();
     const w = start(CLIENT_PY, [String(server.port), 'question']);

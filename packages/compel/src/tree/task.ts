@@ -5,6 +5,7 @@ import {
   ptraceGetRegs,
   ptraceGetRseqConfiguration,
   ptraceGetSigmask,
+  ptracePeekSiginfo,
   ptraceSetSigmask,
   SIGTRAP,
   type Siginfo,
@@ -92,6 +93,11 @@ export class TracedThread implements SeizedThread {
         this.tid,
       );
     }
+    // A SIGTRAP the thread has pending would be taken for the one our int3 raises (and lost); CRIU's
+    // compel refuses it too, with these words.
+    const pending = [...ptracePeekSiginfo(this.tid), ...ptracePeekSiginfo(this.tid, { shared: true })];
+    if (pending.some((s) => s.signo === SIGTRAP))
+      throw new CompelError(`Can't dump the ${this.tid} thread with a pending SIGTRAP.`, this.tid);
     this.rseqAbort = rseqAbortIp(this.tid, this.regs.rip);
     // The int3 that ends injected code raises SIGTRAP with force_sig(): if the thread blocks SIGTRAP the
     // kernel unblocks it for good and resets its handler to SIG_DFL. So SIGTRAP is unblocked here while

@@ -13,6 +13,7 @@ import { CORE_MARCH_X86_64, TASK_DEAD } from '../core-image/thread.js';
 import type { IrmapOptions } from '../files/irmap.js';
 import { FileTable } from '../files/table.js';
 import { KobjIds } from '../ids/dump.js';
+import { refuseNamespaces } from '../namespaces/dump.js';
 import { inventoryCodeOf, type NetworkLockMethod } from '../net-lock/index.js';
 import { fpregsToImage } from '../registers/x86.js';
 import { SeccompFilters } from '../seccomp/dump.js';
@@ -123,6 +124,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     const root = tree.tasks.find((t) => t.pid === opts.pid);
     if (root?.state === 'zombie') throw new DumpError(`pid ${opts.pid} exited before it could be dumped`);
     checkSessions(tree, opts.shellJob === true);
+    refuseNamespaces(tree);
     for (const task of tree.tasks) {
       await yieldToEventLoop();
       opts.checkpoint?.();

@@ -37,6 +37,9 @@ export const IPPROTO_UDPLITE = 136;
 export const IPPROTO_RAW = 255;
 export const IPPROTO_MPTCP = 262;
 
+// IP-level options (SOL_IP).
+export const IP_FREEBIND = 15;
+
 // SOL_SOCKET options.
 export const SO_DEBUG = 1;
 export const SO_REUSEADDR = 2;

@@ -13,16 +13,25 @@ import {
   getsockname,
   getsockopt,
   getsockoptInt,
+  IPPROTO_ICMP,
+  IPPROTO_ICMPV6,
+  IPPROTO_IP,
+  IPPROTO_MPTCP,
   IPPROTO_TCP,
+  IPPROTO_UDP,
+  IPPROTO_UDPLITE,
   IPV6_V6ONLY,
   ioctlGetInt,
   isSysError,
   SO_DOMAIN,
   SO_PROTOCOL,
   SO_TYPE,
+  SOCK_DGRAM,
+  SOCK_RAW,
   SOCK_STREAM,
   SOL_IPV6,
   SOL_SOCKET,
+  SOL_UDP,
   sockDiag,
 } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
@@ -85,12 +94,60 @@ function backlogOf(files: FileTable, ino: number, where: string): number {
   return l.backlog;
 }
 
+/** Protocols restore can make again (any for a raw socket, whose protocol is just a number). */
+const PROTOCOLS = new Set([
+  IPPROTO_IP,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  IPPROTO_UDPLITE,
+  IPPROTO_ICMP,
+  IPPROTO_ICMPV6,
+]);
+const UDP_CORK = 1;
+
+/**
+ * What CRIU refuses too, in its words: a protocol it does not know (SCTP, MPTCP...), a type other than
+ * stream, datagram and raw, and a corked UDP socket, whose pending datagram sits in the kernel where
+ * nothing can read it out.
+ */
+function refuseUnsupported(where: string, fd: number, ino: number, type: number, proto: number): void {
+  const hex = ino.toString(16);
+  if (type !== SOCK_RAW && !PROTOCOLS.has(proto)) {
+    const go = proto === IPPROTO_MPTCP ? ' (for Go programs, consider using "GODEBUG=multipathtcp=0")' : '';
+    throw new DumpError(`${where}: Unsupported proto ${proto} for socket ${hex}${go}`);
+  }
+  if (type !== SOCK_STREAM && type !== SOCK_DGRAM && type !== SOCK_RAW)
+    throw new DumpError(
+      `${where}: Can't dump ${type} inet socket ${hex}. Only stream, dgram and raw are supported.`,
+    );
+  const udp = proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE;
+  if (type === SOCK_DGRAM && udp && getsockoptInt(fd, SOL_UDP, UDP_CORK) !== 0)
+    throw new DumpError(`${where}: Can't dump corked dgram socket ${hex}`);
+}
+
+const INET_DIAG_SHUTDOWN = 8;
+
+/**
+ * A datagram socket's shutdown state (RCV_SHUTDOWN 1, SEND_SHUTDOWN 2, as sk_shutdown numbers them),
+ * which no getsockopt tells: sock_diag does. One query per family and protocol for the whole dump.
+ */
+function shutdownOf(files: FileTable, family: number, proto: number, ino: number): number {
+  const byIno = files.cached(`inet-shutdown:${family}:${proto}`, () => {
+    const out = new Map<number, number>();
+    for (const m of sockDiag({ family: family === AF_INET ? 'inet' : 'inet6', protocol: proto }))
+      if (m.inet) out.set(m.inet.ino, m.attrs.get(INET_DIAG_SHUTDOWN)?.[0] ?? 0);
+    return out;
+  });
+  return byIno.get(ino) ?? 0;
+}
+
 function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
   const fd = files.steal(file.pid, file.fd);
   const where = `pid ${file.pid} fd ${file.fd}`;
   const family = getsockoptInt(fd, SOL_SOCKET, SO_DOMAIN);
   const type = getsockoptInt(fd, SOL_SOCKET, SO_TYPE);
   const proto = getsockoptInt(fd, SOL_SOCKET, SO_PROTOCOL);
+  refuseUnsupported(where, fd, Number(file.stat.ino), type, proto);
   const state = type === SOCK_STREAM ? tcpState(fd) : peerOf(fd) ? TCP.ESTABLISHED : TCP.CLOSE;
   const established = type === SOCK_STREAM && isRepairableState(state);
   if (established && !files.options.tcpEstablished)
@@ -106,6 +163,7 @@ function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
   const remote = peerOf(fd);
   if (established && local && remote) saveConnection(files, fd, Number(file.stat.ino), family, local, remote);
   const zero = Buffer.alloc(family === AF_INET ? 4 : 16);
+  const shutdown = type === SOCK_DGRAM ? shutdownOf(files, family, proto, Number(file.stat.ino)) : 0;
   return {
     id,
     ino: Number(file.stat.ino),
@@ -121,9 +179,10 @@ function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
     dst_addr: toWords(remote?.addr ?? zero),
     fown: noOwner(),
     opts: readSocketOptions(fd, where),
-    ip_opts: readIpOptions(fd, family),
+    ip_opts: readIpOptions(fd, family, type === SOCK_RAW ? { proto } : undefined),
     ...(type === SOCK_STREAM ? { tcp_opts: readTcpOptions(fd) } : {}),
     ...(family === AF_INET6 ? { v6only: getsockoptInt(fd, SOL_IPV6, IPV6_V6ONLY) !== 0 } : {}),
+    ...(shutdown ? { shutdown } : {}),
   };
 }
 

@@ -6,6 +6,7 @@
 // the same mark).
 import {
   AF_INET,
+  AF_INET6,
   close,
   IPPROTO_RAW,
   SO_MARK,
@@ -37,8 +38,23 @@ export interface PeerSegment {
   window: number;
 }
 
-/** Send `s` to the restored socket, through a raw socket that writes its own IP header. */
-export function sendPeerSegment(s: PeerSegment): void {
+/** ::ffff:a.b.c.d, an IPv4 address as an IPv6 socket talking IPv4 names it. */
+const V4_MAPPED = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+const isV4Mapped = (a: InetAddress) => a.family === AF_INET6 && a.addr.subarray(0, 12).equals(V4_MAPPED);
+const asV4 = (a: InetAddress): InetAddress => ({
+  family: AF_INET,
+  addr: a.addr.subarray(12, 16),
+  port: a.port,
+});
+
+/**
+ * Send `s` to the restored socket, through a raw socket that writes its own IP header. An IPv6 socket
+ * talking IPv4 (both ends ::ffff:a.b.c.d) gets an IPv4 packet: on the wire its connection is IPv4, and
+ * an IPv6 packet to a mapped address is not routed at all (ENETUNREACH).
+ */
+export function sendPeerSegment(seg: PeerSegment): void {
+  const s =
+    isV4Mapped(seg.from) && isV4Mapped(seg.to) ? { ...seg, from: asV4(seg.from), to: asV4(seg.to) } : seg;
   const fd = socket(s.from.family, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
   try {
     setsockopt(fd, SOL_SOCKET, SO_MARK, LOCK_BYPASS_MARK);

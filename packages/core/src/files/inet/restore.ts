@@ -7,14 +7,23 @@ import {
   bind,
   close,
   connect,
+  getsockoptInt,
+  IP_FREEBIND,
   IPV6_V6ONLY,
+  isSysError,
   listen,
+  SHUT_RD,
+  SHUT_RDWR,
+  SHUT_WR,
   SO_REUSEADDR,
   SOCK_CLOEXEC,
   SOCK_DGRAM,
+  SOCK_RAW,
+  SOL_IP,
   SOL_IPV6,
   SOL_SOCKET,
   setsockopt,
+  shutdown,
   socket,
 } from '@criu-ts/sys';
 import { type Connection, networkLock } from '../../net-lock/index.js';
@@ -75,13 +84,23 @@ function makeSocket(s: InetSkEntry, ctx: FdRestoreContext): number {
       setSequences(fd, stream.entry, s.state);
     }
     applySocketOptions(fd, established ? { ...s.opts, reuseaddr: false } : s.opts);
-    if (s.ip_opts) applyIpOptions(fd, s.family, s.ip_opts); // before bind: IP_FREEBIND
-    if (s.family === AF_INET6 && s.v6only !== undefined)
+    if (s.ip_opts) applyIpOptions(fd, s.family, s.ip_opts, s.proto); // before bind: IP_FREEBIND
+    // Only where it differs: a raw IPv6 socket refuses the option even to set it to what it is.
+    if (
+      s.family === AF_INET6 &&
+      s.v6only !== undefined &&
+      (getsockoptInt(fd, SOL_IPV6, IPV6_V6ONLY) !== 0) !== s.v6only
+    )
       setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, s.v6only ? 1 : 0);
     const local = fromWords(s.family, s.src_addr ?? []);
     if (s.src_port !== 0 || local.some((b) => b !== 0)) {
       if (!established) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+      // An address the task could bind then (with IP_FREEBIND since turned off, or an IPv6 address
+      // still tentative now) is bound with IP_FREEBIND for the while, as CRIU does for IPv6.
+      const freebind = s.type !== SOCK_RAW && !s.ip_opts?.freebind;
+      if (freebind) setsockopt(fd, SOL_IP, IP_FREEBIND, 1);
       bind(fd, toSockaddr(s.family, local, s.src_port));
+      if (freebind) setsockopt(fd, SOL_IP, IP_FREEBIND, 0);
       if (!established) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, s.opts.reuseaddr ? 1 : 0);
     }
     if (s.state === TCP.LISTEN) listen(fd, s.backlog || 128);
@@ -93,6 +112,15 @@ function makeSocket(s: InetSkEntry, ctx: FdRestoreContext): number {
     }
     if (s.type === SOCK_DGRAM && s.dst_port !== 0)
       connect(fd, toSockaddr(s.family, fromWords(s.family, s.dst_addr ?? []), s.dst_port));
+    // A datagram socket shut down one way or both (sk_shutdown: 1 read, 2 write, 3 both). Not connected,
+    // the kernel says ENOTCONN but keeps the state all the same.
+    if (s.type === SOCK_DGRAM && s.shutdown) {
+      try {
+        shutdown(fd, [SHUT_RD, SHUT_WR, SHUT_RDWR][s.shutdown - 1]!);
+      } catch (e) {
+        if (!isSysError(e, 'ENOTCONN')) throw e;
+      }
+    }
     return fd;
   } catch (e) {
     close(fd);

@@ -2,12 +2,16 @@
 // and shutdown state; one query for all of them per dump), the options, and the packets queued on it
 // (sk-queues.img, read without taking them), with the files they carry (SCM_RIGHTS, dumped like the
 // tasks' fds and named by their files.img ids). A peer must be in the tree: a socket connected to a
-// process outside it is refused (CRIU's --ext-unix-sk is not there yet), as are connections still
-// waiting to be accepted and relative names.
+// process outside it is refused (unless a datagram one to a named socket, with --ext-unix-sk), as are
+// connections still waiting to be accepted. A relative name keeps the directory it was bound in.
 import { statSync } from 'node:fs';
+import { ProcDir } from '@criu-ts/bfd';
 import type { UnixSkEntry } from '@criu-ts/images';
 import {
+  close,
   decodeUnixDiagAttrs,
+  fstat,
+  ioctl,
   SCM_RIGHTS,
   SOCK_DGRAM,
   sockDiag,
@@ -25,6 +29,7 @@ import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } fr
 import { USK_EXTERN } from './uflags.js';
 
 const TCP_LISTEN = 10;
+const TCP_CLOSE = 7;
 /** The options of a socket criu-ts does not restore (an external peer). */
 const EMPTY_OPTS = {
   so_sndbuf: 0,
@@ -119,6 +124,45 @@ function fileModeOf(
   }
 }
 
+/** SIOCUNIXFILE (SIOCPROTOPRIVATE): an O_PATH fd of the file a unix socket is bound to. */
+const SIOCUNIXFILE = 0x89e0;
+const DELETED = ' (deleted)';
+
+/**
+ * A name relative to the directory the task was in when it bound it: that directory, found from the
+ * socket's own file (SIOCUNIXFILE, as CRIU does), so that restore binds the same name from there.
+ */
+function relativeName(
+  own: number,
+  name: string,
+  where: string,
+): Pick<UnixSkEntry, 'name_dir' | 'deleted' | 'file_perms'> {
+  let f: number;
+  try {
+    f = ioctl(own, SIOCUNIXFILE);
+  } catch (e) {
+    throw new DumpError(
+      `${where}: unix socket bound to the relative name ${name}: its file is out of reach (${(e as Error).message})`,
+    );
+  }
+  try {
+    let path = ProcDir.self().readlink(`fd/${f}`);
+    const deleted = path.endsWith(DELETED);
+    if (deleted) path = path.slice(0, -DELETED.length);
+    if (!path.endsWith(`/${name}`))
+      throw new DumpError(
+        `${where}: Unable to cut ${name} from ${path}: a relative name criu-ts cannot bind again`,
+      );
+    const st = fstat(f);
+    return {
+      name_dir: path.slice(0, -name.length - 1) || '/',
+      ...(deleted ? { deleted: true } : { file_perms: { mode: st.mode, uid: st.uid, gid: st.gid } }),
+    };
+  } finally {
+    close(f);
+  }
+}
+
 function entryFor(
   file: OpenFile,
   files: FileTable,
@@ -128,20 +172,26 @@ function entryFor(
 ): UnixSkEntry {
   const where = `pid ${file.pid} fd ${file.fd}`;
   const name = sk.name ?? Buffer.alloc(0);
-  if (name.length > 0 && name[0] !== 0 && name[0] !== 0x2f /* '/' */)
-    throw new DumpError(`${where}: unix socket bound to a relative name (${name}): not supported yet`);
   if (sk.state === TCP_LISTEN && (sk.icons?.length ?? 0) > 0)
     throw new DumpError(`${where}: listening unix socket ${name} has connections not accepted yet`);
   const own = files.steal(file.pid, file.fd);
+  const relative =
+    name.length > 0 && name[0] !== 0 && name[0] !== 0x2f /* '/' */
+      ? relativeName(own, name.toString('utf8'), where)
+      : undefined;
   if (sk.peer) peersToCheck(files).push({ where, ino, peer: sk.peer });
-  if (sk.state !== TCP_LISTEN) {
+  // A stream socket neither listening nor connected (only bound, or not even that) has no queue.
+  const unconnected = sk.type !== SOCK_DGRAM && sk.state === TCP_CLOSE;
+  if (sk.state !== TCP_LISTEN && !unconnected) {
     for (const p of peekQueue(own, `${where} (unix socket ${ino})`)) {
       const rights = p.fds.map((fd) => files.inFlight(fd));
       const scm = rights.length ? { scm: [{ type: SCM_RIGHTS, rights }] } : {};
       files.addImageEntry('sk-queues', { id_for: id, length: p.data.length, ...scm }, p.data);
     }
   }
-  const { perms, deleted } = fileModeOf(name, sk);
+  const { perms, deleted } = relative
+    ? { perms: relative.file_perms, deleted: relative.deleted === true }
+    : fileModeOf(name, sk);
   return {
     id,
     ino,
@@ -156,6 +206,7 @@ function entryFor(
     name,
     ...(sk.shutdown ? { shutdown: sk.shutdown } : {}),
     ...(perms ? { file_perms: perms } : {}),
+    ...(relative ? { name_dir: relative.name_dir } : {}),
     ...(deleted ? { deleted: true } : {}),
   };
 }

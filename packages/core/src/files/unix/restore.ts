@@ -5,7 +5,17 @@
 // are sent again into the socket that was to receive them, before anyone can read, with the files
 // they carried (SCM_RIGHTS). Sockets are made first and filled after: a packet may carry its own
 // socket, or the other end of its pair, which must exist by then.
-import { chmodSync, chownSync, lstatSync, unlinkSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  renameSync,
+  rmdirSync,
+  unlinkSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { FileEntry, SkPacketEntry, UnixSkEntry } from '@criu-ts/images';
 import {
   AF_UNIX,
@@ -15,6 +25,9 @@ import {
   encodeSockaddrUn,
   listen,
   MSG_DONTWAIT,
+  O_CLOEXEC,
+  O_PATH,
+  open,
   SCM_RIGHTS,
   SHUT_RD,
   SHUT_RDWR,
@@ -117,6 +130,12 @@ function makePair(ctx: Ctx, a: UnixEntry, b: UnixEntry): Made {
   try {
     applySocketOptions(fa, a.usk.opts);
     applySocketOptions(fb, b.usk.opts);
+    // Datagram sockets bound and connected to each other: their names too. (Of a stream connection,
+    // the accepted end shows its listener's name, which no bind can give.)
+    if (a.usk.type === SOCK_DGRAM) {
+      bindName(ctx, fa, a.usk);
+      bindName(ctx, fb, b.usk);
+    }
   } catch (e) {
     close(fa);
     close(fb);
@@ -148,39 +167,93 @@ function failingAs(what: string, fn: () => void): void {
   }
 }
 
-/** Bind to the dumped name: a socket file left by the killed task is removed first. */
-function bindName(fd: number, u: UnixSkEntry): void {
+/** criu-ts's O_PATH fds of the socket files it bound, by socket inode: peers connect through them. */
+const socketFiles = (ctx: Ctx) => ctx.shared('unix-socket-files', () => new Map<number, number>());
+
+/** Make the missing directories of `dir` (deepest last); returns those made, to remove them again. */
+function makeDirs(dir: string): string[] {
+  const made: string[] = [];
+  for (let d = dir; d !== '/' && !existsSync(d); d = dirname(d)) made.unshift(d);
+  for (const d of made) mkdirSync(d, 0o700);
+  return made.reverse();
+}
+
+/** `fn` run in directory `dir` (a relative name is bound from the directory it names a file in). */
+function inDir<T>(dir: string | undefined, fn: () => T): T {
+  if (dir === undefined) return fn();
+  const back = process.cwd();
+  process.chdir(dir);
+  try {
+    return fn();
+  } finally {
+    process.chdir(back);
+  }
+}
+
+/**
+ * Bind to the dumped name, from the directory a relative name was bound in. A socket file the killed
+ * task left behind is removed first. A name unlinked since (or taken by another socket since) is bound
+ * with whatever has the name now moved aside and put back after, and its directories made for the
+ * while if they are gone too; then it is unlinked again. criu-ts keeps an O_PATH fd of every file it
+ * binds: the sockets connecting to it reach it through that, whatever became of its name.
+ */
+function bindName(ctx: Ctx, fd: number, u: UnixSkEntry): void {
   const name = Buffer.from(u.name);
   if (name.length === 0) return;
-  if (name[0] !== 0) {
-    const path = name.toString('utf8');
-    try {
-      if (lstatSync(path).isSocket()) unlinkSync(path);
-      else throw new RestoreError(`unix socket ${u.ino}: ${path} exists and is not a socket`);
-    } catch (e) {
-      if (e instanceof RestoreError) throw e;
-    }
+  if (name[0] === 0) {
+    bind(fd, sockaddrOf(name));
+    return;
   }
-  bind(fd, sockaddrOf(name));
-  if (name[0] !== 0) {
-    const path = name.toString('utf8');
+  const rel = name.toString('utf8');
+  const path = u.name_dir !== undefined && !rel.startsWith('/') ? join(u.name_dir, rel) : rel;
+  const made = u.deleted ? makeDirs(dirname(path)) : [];
+  const aside = `${path}.criu-ts-aside.${process.pid}`;
+  let moved = false;
+  try {
+    if (lstatOrUndefined(path)) {
+      if (u.deleted) {
+        renameSync(path, aside);
+        moved = true;
+      } else if (lstatSync(path).isSocket()) unlinkSync(path);
+      else throw new RestoreError(`unix socket ${u.ino}: ${path} exists and is not a socket`);
+    }
+    inDir(u.name_dir !== undefined && !rel.startsWith('/') ? u.name_dir : undefined, () =>
+      bind(fd, sockaddrOf(name)),
+    );
+    const file = open(path, O_PATH | O_CLOEXEC);
+    ctx.closeLater(file);
+    socketFiles(ctx).set(u.ino, file);
     if (u.file_perms) {
       chmodSync(path, u.file_perms.mode & 0o7777);
       chownSync(path, u.file_perms.uid, u.file_perms.gid);
     }
     if (u.deleted) unlinkSync(path);
+  } finally {
+    if (moved) renameSync(aside, path);
+    for (const d of made) rmdirSync(d);
+  }
+}
+
+function lstatOrUndefined(path: string) {
+  try {
+    return lstatSync(path);
+  } catch {
+    return undefined;
   }
 }
 
 /**
- * Connect one way to the peer's name: a peer of the tree is made (and bound) first; an external one
- * (--ext-unix-sk: a syslog socket) must be there already.
+ * Connect one way to the peer: a peer of the tree is made (and bound) first and reached through
+ * criu-ts's O_PATH fd of its file, so an unlinked or reused name does not matter; an external one
+ * (--ext-unix-sk: a syslog socket) must be there already, by name.
  */
-function connectToPeer(ctx: Ctx, fd: number, peer: UnixEntry): void {
+function connectToPeer(ctx: Ctx, fd: number, self: UnixSkEntry, peer: UnixEntry): void {
   const external = (peer.usk.uflags & USK_EXTERN) !== 0;
-  if (!external) ctx.fd(peer.id);
+  // A datagram socket may be connected to itself: it is bound already.
+  if (!external && peer.usk.ino !== self.ino) ctx.fd(peer.id);
+  const file = external ? undefined : socketFiles(ctx).get(peer.usk.ino);
   try {
-    connect(fd, sockaddrOf(peer.usk.name));
+    connect(fd, file !== undefined ? encodeSockaddrUn(`/proc/self/fd/${file}`) : sockaddrOf(peer.usk.name));
   } catch (e) {
     if (!external) throw e;
     const name = Buffer.from(peer.usk.name).toString('utf8').replace(/\0/g, '@');
@@ -194,13 +267,18 @@ function makeSingle(ctx: Ctx, entry: UnixEntry): Made {
   const what = `unix socket ${u.ino} (files.img id ${entry.id})`;
   const packets = queues(ctx).get(entry.id);
   const streamWithoutPeer = u.type !== SOCK_DGRAM && u.state === TCP_ESTABLISHED && !u.peer;
-  // A nameless datagram socket whose sender has closed (a socketpair's survivor) still has what was sent.
-  const dgramWithoutSender = u.type === SOCK_DGRAM && !u.peer && u.name.length === 0 && !!packets?.length;
-  if (streamWithoutPeer || dgramWithoutSender) {
-    // Its peer is gone: what was queued can still be read (then end of file), sent from a socketpair's
-    // other end that is closed right after.
+  // A datagram socket of a pair whose other end was closed: no name to send its packets to.
+  const unnamedWithQueue = u.type === SOCK_DGRAM && !u.peer && u.name.length === 0 && !!packets?.length;
+  if (streamWithoutPeer || unnamedWithQueue) {
+    // Its peer is gone: what was queued can still be read (then end of file, for a stream).
     const [fd, other] = socketpair(AF_UNIX, u.type | SOCK_CLOEXEC);
-    if (dgramWithoutSender) applySocketOptions(fd, u.opts);
+    try {
+      applySocketOptions(fd, u.opts);
+    } catch (e) {
+      close(fd);
+      close(other);
+      throw new RestoreError(`${what}: ${(e as Error).message}`);
+    }
     const fill = () => {
       try {
         failingAs(what, () => refill(ctx, other, packets));
@@ -213,11 +291,11 @@ function makeSingle(ctx: Ctx, entry: UnixEntry): Made {
   const fd = socket(AF_UNIX, u.type | SOCK_CLOEXEC);
   try {
     applySocketOptions(fd, u.opts);
-    bindName(fd, u);
+    bindName(ctx, fd, u);
     if (u.state === TCP_LISTEN) listen(fd, u.backlog || 128);
     const peer = u.peer ? byInode(ctx).get(u.peer) : undefined;
     if (u.peer && !peer) throw new RestoreError(`its peer socket ${u.peer} is not in files.img`);
-    if (peer) connectToPeer(ctx, fd, peer);
+    if (peer) connectToPeer(ctx, fd, u, peer);
     if (packets?.length && u.name.length === 0)
       throw new RestoreError('it has queued packets but no name to send them to');
   } catch (e) {
@@ -251,7 +329,7 @@ export const unixSocketRestoreDriver: FdRestoreDriver = {
     const u = e.usk;
     const peer = u.peer ? byInode(ctx).get(u.peer) : undefined;
     const made =
-      peer && peer.usk.peer === u.ino
+      peer && peer.usk.peer === u.ino && peer.usk.ino !== u.ino
         ? ctx.shared(`unix-pair:${Math.min(u.ino, peer.usk.ino)}-${Math.max(u.ino, peer.usk.ino)}`, () =>
             makePair(ctx, e, peer),
           )
