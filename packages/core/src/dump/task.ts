@@ -144,9 +144,11 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
       loginuid: Number(readOr(proc, 'loginuid', '4294967295')),
       oom_score_adj: Number(readOr(proc, 'oom_score_adj', '0')),
     };
+    if (remote.membarrierMask) tc.membarrier_registration_mask = remote.membarrierMask;
     const shared = pendingSignals(task.pid, true);
     if (shared.length) tc.signals_s = signalQueue(shared);
-    if (task.state === 'stopped') tc.stop_signo = 19;
+    // The signal that stopped it (SIGSTOP, SIGTSTP...): what restore stops it with again.
+    if (task.state === 'stopped') tc.stop_signo = stopSignalOf(task);
 
     for (const thread of task.threads) {
       const isLeader = thread.tid === task.pid;
@@ -214,6 +216,18 @@ function readThreadState(tree: SeizedTree, pid: number, tid: number) {
   }
 }
 
+const SIGSTOP = 19;
+const SIGTSTP = 20;
+const SIGTTIN = 21;
+const SIGTTOU = 22;
+
+/** The group stop's signal, as the seize saw it in the task's threads; SIGSTOP when none tells. */
+function stopSignalOf(task: SeizedTask): number {
+  const stops = [SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU];
+  const sig = task.threads.map((t) => t.stopSignal).find((s) => stops.includes(s));
+  return sig ?? SIGSTOP;
+}
+
 function readOr(proc: ProcDir, name: string, fallback: string): string {
   try {
     return proc.readText(name).trim();
@@ -247,7 +261,8 @@ function schedOf(tid: number): { policy: number; prio: number; nice: number } {
   raw.syscall(SYS.sched_getparam, tid, param);
   // getpriority returns 20 - nice so that it is never negative.
   const prio = Number(raw.syscall(SYS.getpriority, 0 /* PRIO_PROCESS */, tid));
-  return { policy: policy & 0xff, prio: param.readInt32LE(0), nice: 20 - prio };
+  // SCHED_RESET_ON_FORK stays in the policy, as sched_getscheduler gives it (CRIU stores it so too).
+  return { policy, prio: param.readInt32LE(0), nice: 20 - prio };
 }
 
 /** The robust futex list head and its length, read from outside with get_robust_list(tid). */

@@ -559,6 +559,7 @@ class Restorer {
         task.tc.comm,
         {
           ...(leader && task.tc.signals_s ? { sharedSignals: task.tc.signals_s } : {}),
+          ...(task.tc.loginuid !== undefined ? { loginuid: task.tc.loginuid } : {}),
           seccomp: this.plan.seccomp,
         },
       );
@@ -685,7 +686,7 @@ class Restorer {
     }
     // Everybody is ready: let them all go.
     for (const lt of this.live.values()) {
-      if (lt.plan.state === 'stopped') kill(lt.plan.pid, SIGSTOP);
+      if (lt.plan.state === 'stopped') kill(lt.plan.pid, stopSignalOf(lt.plan));
       for (const th of [...lt.threads].reverse()) {
         ptraceDetach(th.tid, 0);
         this.traced.delete(th.tid);
@@ -787,6 +788,12 @@ function sleepOnlyWhatIsLeft(regs: ReturnType<typeof gpregsFromImage>, nr: bigin
     const rem = regs.get('r10');
     if ((regs.get('rsi') & TIMER_ABSTIME) === 0n && rem !== 0n) regs.set('rdx', rem);
   }
+}
+
+/** The signal a stopped task is stopped with again: the dumped one when it is a stop signal. */
+function stopSignalOf(task: TaskPlan): number {
+  const sig = task.tc.stop_signo ?? 0;
+  return sig >= 19 && sig <= 22 ? sig : SIGSTOP;
 }
 
 const pageUp = (n: number) => Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;
