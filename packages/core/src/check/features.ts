@@ -27,6 +27,7 @@ import {
   SOL_SOCKET,
   socket,
 } from '@criu-ts/sys';
+import { pagemapScanFindsGuards } from '../mm/guards.js';
 
 export type FeatureAnswer = { ok: true } | { ok: false; why: string };
 export type FeatureLevel = 'basic' | 'extra' | 'experimental';
@@ -208,7 +209,10 @@ export const FEATURES: readonly Feature[] = [
   {
     name: 'pagemap_scan_guard_pages',
     level: 'basic',
-    probe: notInCriuTs('guard regions (MADV_GUARD_INSTALL) are something'),
+    probe: () =>
+      pagemapScanFindsGuards(ProcDir.self().pagemap())
+        ? yes
+        : no('PAGEMAP_SCAN does not report guard pages (PAGE_IS_GUARD needs Linux 6.14)'),
   },
 ];
 

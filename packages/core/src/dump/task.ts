@@ -19,6 +19,7 @@ import { ttyDriver } from '../files/tty/dump.js';
 import { dumpFs } from '../fs/dump.js';
 import type { KobjIds } from '../ids/dump.js';
 import { dumpMm } from '../mm/dump.js';
+import { dumpGuardRegions } from '../mm/guards.js';
 import { dumpPages, pagesToDump } from '../mm/pages.js';
 import { dumpVmas } from '../mm/vmas.js';
 import type { SeccompFilters } from '../seccomp/dump.js';
@@ -109,8 +110,9 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
       ctx.shmem.forTask(task.pid, ids.ipc_ns_id ?? 0),
     );
     const exeId = pathEntry(ctx.files, proc.readlink('exe'), `/proc/${task.pid}/exe`);
+    const guards = dumpGuardRegions(task.pid, proc.pagemap(), vmas);
     ctx.dir.write('mm-%u', task.pid, [
-      dumpMm(proc, stat, vmas, exeId, {
+      dumpMm(proc, stat, [...vmas, ...guards], exeId, {
         brk: remote.brk,
         dumpable: remote.dumpable,
         thpDisabled: remote.thpDisabled,

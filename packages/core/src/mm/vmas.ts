@@ -11,6 +11,8 @@ const O_RDWR = 2;
 export const MAP = {
   SHARED: 0x1,
   PRIVATE: 0x2,
+  /** MAP_DROPPABLE (Linux 6.11): a private mapping whose pages the kernel may drop at any time. */
+  DROPPABLE: 0x8,
   ANONYMOUS: 0x20,
   GROWSDOWN: 0x100,
   LOCKED: 0x2000,
@@ -32,6 +34,11 @@ export const VMA = {
   AREA_VVAR: 1 << 12,
   AREA_AIORING: 1 << 13,
   AREA_MEMFD: 1 << 14,
+  /**
+   * Not a kernel VMA: a range of MADV_GUARD_INSTALL guard pages inside one, kept as a VMA entry with
+   * only this status, after every real one (as CRIU 4.2 keeps them).
+   */
+  AREA_GUARD: 1 << 16,
   UNSUPP: 2 ** 31,
 } as const;
 
@@ -53,6 +60,8 @@ export interface DumpVma {
   path: string;
   /** VM_ACCOUNT ('ac'): once writable; restore maps it writable first so neighbours don't merge. */
   wasWritable: boolean;
+  /** 'gu' in VmFlags: guard regions may lie in it (see guardRegions). */
+  mayHoldGuards: boolean;
 }
 
 /**
@@ -83,6 +92,7 @@ export function dumpVmas(
       entry: vmaEntry(pid, s, fileId, shmem),
       path: s.path,
       wasWritable: hasVmFlag(s.vmFlags, 'ac'),
+      mayHoldGuards: mayHoldGuards(s),
     });
   }
   return out;
@@ -96,11 +106,13 @@ function vmaEntry(
   fileId: (vma: SmapsEntry) => number,
   shmem: ShmemMappings | undefined,
 ): VmaEntry {
-  let flags = s.shared ? MAP.SHARED : MAP.PRIVATE;
+  let flags: number = s.shared ? MAP.SHARED : MAP.PRIVATE;
   if (hasVmFlag(s.vmFlags, 'gd')) flags |= MAP.GROWSDOWN;
   if (hasVmFlag(s.vmFlags, 'lo')) flags |= MAP.LOCKED;
   if (hasVmFlag(s.vmFlags, 'nr')) flags |= MAP.NORESERVE;
   if (hasVmFlag(s.vmFlags, 'ht')) flags |= MAP.HUGETLB;
+  // A droppable mapping is private by nature; mmap wants MAP_DROPPABLE instead of MAP_PRIVATE.
+  if (hasVmFlag(s.vmFlags, 'dp')) flags = (flags & ~MAP.PRIVATE) | MAP.DROPPABLE;
   let madv = 0n;
   for (const [flag, bit] of MADV_FROM_VMFLAG) if (hasVmFlag(s.vmFlags, flag)) madv |= 1n << BigInt(bit);
 
@@ -160,11 +172,19 @@ function special(path: string): boolean {
   return ['[heap]', '[stack]', '[vdso]', '[vvar]', '[vvar_vclock]', '[vsyscall]'].includes(path);
 }
 
+/** A guard region entry (VMA.AREA_GUARD), not a mapping. */
+export const isGuard = (e: VmaEntry): boolean => e.status === VMA.AREA_GUARD;
+
+/** Whether a VMA may hold guard pages ('gu' in VmFlags: MADV_GUARD_INSTALL was used on it). */
+export const mayHoldGuards = (s: SmapsEntry): boolean => hasVmFlag(s.vmFlags, 'gu');
+
 /** Whether dump copies the pages of this VMA (private memory the task owns). */
 export function isPrivateMemory(e: VmaEntry): boolean {
   return (
     (e.status & VMA.AREA_REGULAR) !== 0 &&
     (e.status & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE)) !== 0 &&
-    !(e.status & VMA.AREA_VVAR)
+    !(e.status & VMA.AREA_VVAR) &&
+    // Pages the kernel may drop at any time are not kept (CRIU skips them too): they come back zero.
+    !(e.flags & MAP.DROPPABLE)
   );
 }

@@ -18,8 +18,10 @@ import { ProcDir } from '@criu-ts/bfd';
 import { writeProcMem } from '@criu-ts/compel';
 import { type MmEntry, type PageMap, PE_PRESENT, type VmaEntry } from '@criu-ts/images';
 import {
+  MADV_GUARD_INSTALL,
   MADV_POPULATE_WRITE,
   MAP_ANONYMOUS,
+  MAP_DROPPABLE,
   MAP_FIXED,
   MAP_GROWSDOWN,
   MAP_HUGETLB,
@@ -42,6 +44,7 @@ import { type ShmemRestore, sysvAttachments } from '../shmem/restore.js';
 import { RestoreError } from './errors.js';
 import type { NodeFiles } from './files.js';
 import type { Call, Injector } from './inject.js';
+import { isGuard } from '../mm/vmas.js';
 import { type VdsoLayout, VMA } from './plan.js';
 
 const PAGE = 4096n;
@@ -52,7 +55,14 @@ const POPULATE_MIN = 64n * 1024n;
 /** Memory from which criu-ts fills half of a task's pages itself, in parallel with the task. */
 const PARALLEL_MIN = 32n * 1024n * 1024n;
 const MAP_KEEP =
-  MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN | MAP_NORESERVE | MAP_LOCKED | MAP_HUGETLB;
+  MAP_SHARED |
+  MAP_PRIVATE |
+  MAP_DROPPABLE |
+  MAP_ANONYMOUS |
+  MAP_GROWSDOWN |
+  MAP_NORESERVE |
+  MAP_LOCKED |
+  MAP_HUGETLB;
 const MADVISE_BITS = [1, 2, 10, 12, 14, 15, 16, 18]; // RANDOM SEQUENTIAL DONTFORK MERGEABLE (NO)HUGEPAGE DONTDUMP WIPEONFORK
 
 export interface MmContext {
@@ -119,7 +129,9 @@ export function restoreMm(
   ctx: MmContext,
   vdsoNow: VdsoLayout,
 ): MmResult {
-  const vmas = mm.vmas ?? [];
+  // Guard regions are no mappings: installed at the end, in the VMAs they belong to.
+  const vmas = (mm.vmas ?? []).filter((v) => !isGuard(v));
+  const guards = (mm.vmas ?? []).filter(isGuard);
   const parts = pieces(pm, vmas);
   const hasPages = new Set<VmaEntry>(parts.map((p) => p.vma));
   const shared = (v: VmaEntry) => (v.status & (VMA.FILE_SHARED | VMA.ANON_SHARED)) !== 0;
@@ -215,6 +227,9 @@ export function restoreMm(
         ctx.log(`pid ${pid}: madvise(${hex(BigInt(advice[i]![1]!))}, ${advice[i]![3]}) failed: errno ${-x}`);
     });
   }
+  // Guard pages: after the contents (installing one drops the page under it).
+  const guard: Call[] = guards.map((g) => [SYS.madvise, g.start, g.end - g.start, MADV_GUARD_INSTALL]);
+  if (guard.length) inj.batch(guard, (i) => `madvise(MADV_GUARD_INSTALL) at ${hex(guards[i]!.start)}`);
 
   // 5. mm fields, auxv, exe.
   setMmMap(inj, pid, mm, ctx);

@@ -40,7 +40,7 @@ const TTY_PTY = 1;
 // VMA status bits are the dump side's (one definition for both directions).
 export { VMA } from '../mm/vmas.js';
 
-import { VMA } from '../mm/vmas.js';
+import { isGuard, VMA } from '../mm/vmas.js';
 
 const REMAP_GHOST = 1;
 /** remap-fpath type PROCFS: remap_id is a pid that had died when a task's /proc/PID file was dumped. */
@@ -369,7 +369,7 @@ function loadLiveTask(
   t.pagemap = pm;
   let present = 0n;
   let vi = 0;
-  const sorted = [...vmas].sort((a, b) => (a.start < b.start ? -1 : 1));
+  const sorted = vmas.filter((v) => !isGuard(v)).sort((a, b) => (a.start < b.start ? -1 : 1));
   for (const r of pm.runs) {
     if (r.flags & PE_LAZY) throw new RestoreError(`pagemap-${t.pid}.img: lazy pages need a page server`);
     if (r.flags & PE_PARENT && !(r.flags & PE_PRESENT))
@@ -446,6 +446,7 @@ function checkVma(pid: number, v: VmaEntry): void {
   const what = `mm-${pid}.img: VMA ${hex(v.start)}-${hex(v.end)}`;
   if (v.start >= v.end || v.start % PAGE !== 0n || v.end % PAGE !== 0n)
     throw new RestoreError(`${what}: bad bounds`);
+  if (isGuard(v)) return; // guard pages inside a VMA (mm.ts installs them)
   if (v.status & ~SUPPORTED_STATUS || v.status & VMA.UNSUPP) {
     const kinds = ['ANON_SHARED', 'AREA_SYSVIPC', 'AREA_SOCKET', 'AREA_AIORING', 'AREA_MEMFD', 'UNSUPP']
       .filter((k) => v.status & VMA[k as keyof typeof VMA])
