@@ -152,7 +152,10 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
     // The signal that stopped it (SIGSTOP, SIGTSTP...): what restore stops it with again.
     if (task.state === 'stopped') tc.stop_signo = stopSignalOf(task);
 
-    for (const thread of task.threads) {
+    const seccomp = ctx.seccomp.addTask(
+      task.threads.map((t) => ({ tid: t.tid, mode: proc.task(t.tid).status().seccomp })),
+    );
+    for (const [ti, thread] of task.threads.entries()) {
       const isLeader = thread.tid === task.pid;
       const tproc = proc.task(thread.tid);
       const tstatus = tproc.status();
@@ -167,7 +170,7 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
         comm: tproc.stat().comm,
         sched: schedOf(thread.tid),
         pendingSignals: pendingSignals(thread.tid, false),
-        seccompMode: tstatus.seccomp,
+        seccompMode: seccomp[ti]!.mode,
         rseq: rseqOf(thread.tid),
         robustList: robustListOf(thread.tid),
       };
@@ -175,7 +178,7 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
       state.clearTidAddr = own.clearTidAddr;
       state.sas = own.sas;
       state.pdeathSig = own.pdeathSig;
-      const filter = ctx.seccomp.addThread(thread.tid, tstatus.seccomp);
+      const filter = seccomp[ti]!.filter;
       if (filter !== undefined) state.seccompFilter = filter;
       const core: CoreEntry = coreEntry(state, isLeader ? tc : undefined);
       if (core.thread_core) core.thread_core.cg_set = ctx.cgroups.of(thread.tid);

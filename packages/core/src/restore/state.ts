@@ -41,7 +41,6 @@ const SECBIT_NO_SETUID_FIXUP = 1 << 2;
 const LINUX_CAPABILITY_VERSION_3 = 0x20080522;
 const SECCOMP_SET_MODE_FILTER = 1;
 const SECCOMP_SET_MODE_STRICT = 0;
-const SECCOMP_FILTER_FLAG_TSYNC = 1;
 
 type Log = (msg: string) => void;
 
@@ -367,7 +366,9 @@ export function restoreThreadState(
       const fprog = Buffer.alloc(16);
       fprog.writeUInt16LE(prog.length / 8, 0);
       fprog.writeBigUInt64LE(progAt, 8);
-      const flags = (f.flags ?? 0) & ~SECCOMP_FILTER_FLAG_TSYNC;
+      // TSYNC (kept on the leader's chain when all threads shared it) installs it in every thread,
+      // all created by now; a thread with a chain of its own installs it after the leader.
+      const flags = f.flags ?? 0;
       c.add('seccomp(SECCOMP_SET_MODE_FILTER)', [
         SYS.seccomp,
         SECCOMP_SET_MODE_FILTER,
