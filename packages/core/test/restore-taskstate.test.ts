@@ -1,7 +1,8 @@
 // `criu-ts restore` of task state that only the task (or its parent) can see: audit loginuid,
 // scheduling policy with SCHED_RESET_ON_FORK, membarrier registrations, the parent-death signal, nice,
-// and the signal a stopped task was stopped with. The taskstate workload reports what it reads of
-// itself; /proc of the restored tasks is checked too.
+// the signal a stopped task was stopped with, and seccomp filters of a task that could not install
+// them again itself, shared by its threads. The workloads report what they read of themselves;
+// /proc of the restored tasks is checked too.
 import fs from 'node:fs';
 import path from 'node:path';
 import { killAndReap } from '@criu-ts/compel';
@@ -105,4 +106,38 @@ describe('criu-ts restore: task state', () => {
     expect(lastState(w.report, 'STOPPED', from)).toBe('sig=20');
     expect(failLines(w.report)).toEqual([]);
   });
+
+  it('seccomp: a filter of a task without privileges comes back, shared by its threads (a later TSYNC works)', async () => {
+    const w = startWorkload('seccomp_tsync');
+    await waitForLine(w.report, /^TICK \d+ getppid=77$/, { pid: w.pid });
+    const tid = Number(
+      readLines(w.report)
+        .find((l) => /^THREAD \d+$/.test(l))!
+        .split(' ')[1],
+    );
+    await waitFor(() => procStatusField(w.pid, w.pid, 'Uid').startsWith('65534'), 'the uid change');
+    const dir = await dumpAndKill(w.pid, [w.pid]);
+    const from = readLines(w.report).length;
+    await restoreDetached(dir);
+    await waitForLine(w.report, /^TICK \d+ getppid=77$/, { pid: w.pid, fromLine: from });
+    for (const t of [w.pid, tid]) {
+      expect(procStatusField(w.pid, t, 'Seccomp')).toBe('2');
+      expect(procStatusField(w.pid, t, 'Uid')).toBe('65534\t65534\t65534\t65534');
+    }
+    process.kill(w.pid, 'SIGUSR1');
+    await waitForLine(w.report, /^THREAD getpgid=/, { pid: w.pid, fromLine: from });
+    const after = readLines(w.report).slice(from);
+    expect(after.find((l) => l.startsWith('TSYNC '))).toBe('TSYNC 0');
+    expect(after.find((l) => l.startsWith('THREAD getpgid='))).toBe('THREAD getpgid=78');
+    expect(failLines(w.report)).toEqual([]);
+  });
 });
+
+/** A field of /proc/PID/task/TID/status. */
+function procStatusField(pid: number, tid: number, name: string): string {
+  const line = fs
+    .readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${name}:`));
+  return line?.slice(name.length + 1).trim() ?? '';
+}
