@@ -192,8 +192,8 @@ export function restore(opts: RestoreOptions): RestoreResult {
   const timings = { plan: tPlan, wait: waitMs, fork: r.forkMs, memory: r.memMs, rest: 0, total };
   timings.rest = total - timings.plan - timings.fork - timings.memory;
   const stats: RestoreStatsEntry = {
-    pages_compared: 0n,
-    pages_skipped_cow: 0n,
+    pages_compared: BigInt(r.compared),
+    pages_skipped_cow: BigInt(r.sharedCow),
     forking_time: Math.round(r.forkMs * 1000),
     restore_time: Math.round(total * 1000),
     pages_restored: BigInt(r.pages),
@@ -215,6 +215,9 @@ class Restorer {
   forkMs = 0;
   memMs = 0;
   pages = 0;
+  /** Pages of inherited areas compared with the parent's, and those left shared. */
+  compared = 0;
+  sharedCow = 0;
   private stub: Tracee | undefined;
   private scratch: ScratchLayout | undefined;
   /** Helper processes, made by the stub while it runs (before the tree exists). */
@@ -287,7 +290,8 @@ class Restorer {
     this.openDeadPidFiles();
     this.openDyingFiles();
     this.createTree();
-    this.forkMs = ms(tFork);
+    // Parents' memory is restored while the tree is made (before they fork): not forking time.
+    this.forkMs = ms(tFork) - this.memMs;
     for (const task of this.plan.tasks) if (task.state !== 'zombie') this.restoreTask(task);
     this.plan.shmem.afterTasks();
     this.files.unlinkGhosts();
@@ -410,6 +414,9 @@ class Restorer {
     for (const task of this.plan.tasks) {
       const parent = task.parent ? byPid.get(task.parent.pid) : this.stub;
       if (!parent) throw new RestoreError(`parent of ${task.pid} was not created`);
+      // A parent's memory is in place before it forks: its children inherit its private pages and
+      // share those they still had in common at the dump (copy-on-write), as CRIU restores them.
+      if (task.parent) this.restoreMemory(task.parent);
       let t: Tracee;
       if (!task.parent && this.sibling) {
         t = parent; // the stub was born with the root's pid, as our sibling: it is the root
@@ -419,6 +426,10 @@ class Restorer {
       }
       this.traced.add(task.pid);
       byPid.set(task.pid, t);
+      if (task.state !== 'zombie') {
+        const main = new Injector(t, s);
+        this.live.set(task.pid, { plan: task, main, threads: [{ tid: task.pid, t, inj: main }], pidfd: -1 });
+      }
       if (task.sid === task.pid) new Injector(t, s).call(`setsid in ${task.pid}`, SYS.setsid);
       cgroups.place(task.pid, task.threads[0]?.core.thread_core?.cg_set);
       this.log.debug(`created ${task.pid}${task.parent ? ` (child of ${task.parent.pid})` : ''}`);
@@ -446,12 +457,7 @@ class Restorer {
     }
     for (const task of this.plan.tasks) {
       const t = byPid.get(task.pid)!;
-      if (task.state === 'zombie') {
-        this.makeZombie(t, task);
-        continue;
-      }
-      const main = new Injector(t, s);
-      this.live.set(task.pid, { plan: task, main, threads: [{ tid: task.pid, t, inj: main }], pidfd: -1 });
+      if (task.state === 'zombie') this.makeZombie(t, task);
     }
   }
 
@@ -489,8 +495,14 @@ class Restorer {
 
   // ---- one task --------------------------------------------------------------------------------------
 
-  private restoreTask(task: TaskPlan): void {
-    const lt = this.live.get(task.pid)!;
+  /**
+   * The task's memory (and the helper pidfd it is restored through): done before the task forks its
+   * children (createTree), or first thing in restoreTask for those that have none.
+   */
+  private restoreMemory(task: TaskPlan): void {
+    const lt = this.live.get(task.pid);
+    if (!lt) throw new RestoreError(`pid ${task.pid} forks children but was not created as a live task`);
+    if (lt.pidfd >= 0) return;
     const inj = lt.main;
     const s = this.scratch!;
     // fds: the stub's go, a pidfd of criu-ts comes above every fd the task will have.
@@ -517,11 +529,25 @@ class Restorer {
         parking: s.base + BigInt(s.size) + PAGE,
         log: (m) => this.log.warn(m),
         shmem: this.plan.shmem,
+        ...(task.parent?.mm?.vmas ? { parentVmas: task.parent.mm.vmas } : {}),
       },
       ownVdsoLayout(),
     );
     this.pages += mm.pages;
+    this.compared += mm.compared;
+    this.sharedCow += mm.sharedCow;
     this.memMs += ms(tMem);
+    this.log.debug(
+      `pid ${task.pid}: ${mm.pages} pages written, ${mm.sharedCow} of ${mm.compared} compared shared with the parent`,
+    );
+  }
+
+  private restoreTask(task: TaskPlan): void {
+    this.restoreMemory(task);
+    const lt = this.live.get(task.pid)!;
+    const inj = lt.main;
+    const s = this.scratch!;
+    const high = lt.pidfd;
 
     for (const th of task.threads.slice(1)) {
       const t = cloneWithId(inj, task.pid, th.tid, 'thread');
@@ -571,7 +597,7 @@ class Restorer {
     inj.batch(last, (i) =>
       last[i]![0] === SYS.close ? 'close of the helper pidfd' : 'prctl(PR_SET_DUMPABLE)',
     );
-    this.log.debug(`restored pid ${task.pid}: ${mm.pages} pages, ${task.threads.length} threads`);
+    this.log.debug(`restored pid ${task.pid}: ${task.threads.length} threads`);
   }
 
   private restoreFds(lt: LiveTask): void {
