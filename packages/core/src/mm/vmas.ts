@@ -120,7 +120,16 @@ function vmaEntry(
   let shmid = 0n;
   let fdflags: number | undefined;
   const where = `pid ${pid} VMA ${s.start.toString(16)}-${s.end.toString(16)} ${s.path}`;
-  if (isShmemDev(s.major, s.minor)) {
+  if (hasVmFlag(s.vmFlags, 'ht')) {
+    // hugetlb: the page size goes into the flags as mmap wants it (MAP_HUGE_2MB...), as CRIU keeps it.
+    flags |= hugePageSizeFlag(s.kernelPageSize, where);
+    if (s.shared || !s.path.startsWith(ANON_HUGEPAGE))
+      throw new DumpError(
+        `${where}: hugetlb memory other than private anonymous (shared, SysV SHM_HUGETLB, hugetlbfs files, hugetlb memfds) is not supported yet`,
+      );
+    status = VMA.AREA_REGULAR | VMA.ANON_PRIVATE;
+    flags |= MAP.ANONYMOUS;
+  } else if (isShmemDev(s.major, s.minor)) {
     if (!shmem) throw new DumpError(`${where}: shared memory mappings need a shared memory dumper`);
     // As CRIU records it: writable through this mapping's file (VM_MAYWRITE on a shared mapping).
     fdflags = s.shared && hasVmFlag(s.vmFlags, 'mw') ? O_RDWR : O_RDONLY;
@@ -166,6 +175,19 @@ function vmaEntry(
   if (madv !== 0n) entry.madv = madv;
   if (fdflags !== undefined) entry.fdflags = fdflags;
   return entry;
+}
+
+/** What the kernel names the file behind anonymous hugetlb memory (MAP_ANONYMOUS|MAP_HUGETLB). */
+const ANON_HUGEPAGE = '/anon_hugepage';
+/** mmap's MAP_HUGE_SHIFT: log2 of the huge page size goes into flags bits 26..31. */
+const MAP_HUGE_SHIFT = 26;
+
+/** MAP_HUGE_<size> of a hugetlb VMA whose KernelPageSize (smaps, kB) is `kb`. */
+function hugePageSizeFlag(kb: number, where: string): number {
+  const bytes = kb * 1024;
+  const log = Math.log2(bytes);
+  if (!Number.isInteger(log) || log < 12) throw new DumpError(`${where}: odd huge page size ${kb} kB`);
+  return log << MAP_HUGE_SHIFT;
 }
 
 function special(path: string): boolean {

@@ -58,6 +58,8 @@ const FILL_CHUNK = 8n * 1024n * 1024n;
 const POPULATE_MIN = 64n * 1024n;
 /** Memory from which criu-ts fills half of a task's pages itself, in parallel with the task. */
 const PARALLEL_MIN = 32n * 1024n * 1024n;
+/** MAP_HUGE_<size>: the huge page size of a hugetlb mapping, bits 26..31 of the flags. */
+const MAP_HUGE_MASK = 0x3f << 26;
 const MAP_KEEP =
   MAP_SHARED |
   MAP_PRIVATE |
@@ -66,7 +68,8 @@ const MAP_KEEP =
   MAP_GROWSDOWN |
   MAP_NORESERVE |
   MAP_LOCKED |
-  MAP_HUGETLB;
+  MAP_HUGETLB |
+  MAP_HUGE_MASK;
 const MADVISE_BITS = [1, 2, 10, 12, 14, 15, 16, 18]; // RANDOM SEQUENTIAL DONTFORK MERGEABLE (NO)HUGEPAGE DONTDUMP WIPEONFORK
 
 export interface MmContext {
