@@ -45,7 +45,13 @@ function smapsOf(pid: number, addr: bigint): Record<string, string> {
 }
 
 const mapAddr = (report: string) =>
-  BigInt(`0x${readLines(report).find((l) => l.startsWith('MAP '))!.split(' ')[1]}`);
+  BigInt(
+    `0x${
+      readLines(report)
+        .find((l) => l.startsWith('MAP '))!
+        .split(' ')[1]
+    }`,
+  );
 
 describe.skipIf(freeHugePages() < 4)('criu-ts restore: hugetlb', () => {
   it('a private MAP_HUGETLB mapping comes back hugetlb with its contents', async () => {

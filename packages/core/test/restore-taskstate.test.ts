@@ -74,7 +74,8 @@ describe('criu-ts restore: task state', () => {
     const from = readLines(w.report).length;
     await restoreDetached(dir);
     await waitFor(
-      () => lastState(w.report, 'PARENT', from) !== undefined && lastState(w.report, 'CHILD', from) !== undefined,
+      () =>
+        lastState(w.report, 'PARENT', from) !== undefined && lastState(w.report, 'CHILD', from) !== undefined,
       'both restored tasks reporting',
     );
     expect(lastState(w.report, 'PARENT', from)).toBe(parentBefore);

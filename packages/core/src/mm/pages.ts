@@ -1,5 +1,12 @@
 import { closeSync, openSync, readSync } from 'node:fs';
-import { PAGE_IS_FILE, PAGE_IS_GUARD, PAGE_IS_PFNZERO, PAGE_IS_PRESENT, PAGE_IS_SWAPPED, type Pagemap } from '@criu-ts/bfd';
+import {
+  PAGE_IS_FILE,
+  PAGE_IS_GUARD,
+  PAGE_IS_PFNZERO,
+  PAGE_IS_PRESENT,
+  PAGE_IS_SWAPPED,
+  type Pagemap,
+} from '@criu-ts/bfd';
 import type { PageMapWriter } from '@criu-ts/images';
 import { processVmReadv, type VmIovec } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
@@ -35,8 +42,7 @@ export function pagesToDump(pagemap: Pagemap, vmas: DumpVma[]): { runs: Run[]; s
     scanned += Number((entry.end - entry.start) / PAGE);
     const fileBacked = (entry.status & VMA.FILE_PRIVATE) !== 0;
     // Guard pages count as swapped (they are page-table markers): never copied (see guards.ts).
-    const skip =
-      PAGE_IS_PFNZERO | (fileBacked ? PAGE_IS_FILE : 0) | (mayHoldGuards ? PAGE_IS_GUARD : 0);
+    const skip = PAGE_IS_PFNZERO | (fileBacked ? PAGE_IS_FILE : 0) | (mayHoldGuards ? PAGE_IS_GUARD : 0);
     const { regions } = pagemap.scan(entry.start, entry.end, {
       categoryAnyofMask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
       categoryInverted: skip,

@@ -18,6 +18,8 @@ import { PAGE_IS_FILE, PAGE_IS_PFNZERO, PAGE_IS_PRESENT, PAGE_IS_SWAPPED, ProcDi
 import { readProcMem, writeProcMem } from '@criu-ts/compel';
 import { type MmEntry, type PageMap, PE_PRESENT, type VmaEntry } from '@criu-ts/images';
 import {
+  close,
+  fstat,
   MADV_DONTNEED,
   MADV_GUARD_INSTALL,
   MADV_POPULATE_WRITE,
@@ -38,17 +40,15 @@ import {
   PR_SET_THP_DISABLE,
   PROT_EXEC,
   PROT_WRITE,
-  close,
-  fstat,
   processVmWritev,
-  SYS,
   type Stat,
+  SYS,
 } from '@criu-ts/sys';
+import { isGuard } from '../mm/vmas.js';
 import { type ShmemRestore, sysvAttachments } from '../shmem/restore.js';
 import { RestoreError } from './errors.js';
 import type { NodeFiles } from './files.js';
 import type { Call, Injector } from './inject.js';
-import { isGuard } from '../mm/vmas.js';
 import { type VdsoLayout, VMA } from './plan.js';
 
 const PAGE = 4096n;

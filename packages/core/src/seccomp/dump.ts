@@ -25,7 +25,8 @@ export class SeccompFilters {
     const chains = threads.map((t) => (t.mode === SECCOMP_MODE_FILTER ? this.chainOf(t.tid) : []));
     const leader = chains[0] ?? [];
     const same = (c: SeccompFilter[]) =>
-      c.length === leader.length && c.every((f, i) => Buffer.from(f.filter).equals(Buffer.from(leader[i]!.filter)));
+      c.length === leader.length &&
+      c.every((f, i) => Buffer.from(f.filter).equals(Buffer.from(leader[i]!.filter)));
     if (
       threads[0]?.mode === SECCOMP_MODE_FILTER &&
       threads.every((t, i) => t.mode === SECCOMP_MODE_FILTER && same(chains[i]!))
@@ -33,9 +34,11 @@ export class SeccompFilters {
       for (const f of leader) f.flags = (f.flags ?? 0) | SECCOMP_FILTER_FLAG_TSYNC;
       const index = this.push(leader);
       return threads.map((_, i) =>
-        i === 0 ? { mode: SECCOMP_MODE_FILTER, ...(index !== undefined ? { filter: index } : {}) } : {
-          mode: SECCOMP_MODE_DISABLED,
-        },
+        i === 0
+          ? { mode: SECCOMP_MODE_FILTER, ...(index !== undefined ? { filter: index } : {}) }
+          : {
+              mode: SECCOMP_MODE_DISABLED,
+            },
       );
     }
     return threads.map((t, i) => {
