@@ -482,7 +482,12 @@ class Restorer {
     } else {
       kill(t.tid, sig);
     }
-    ptraceCont(t.tid, 0);
+    try {
+      ptraceCont(t.tid, 0);
+    } catch (e) {
+      // SIGKILL ends a tracee at once, without a stop: it may be gone from its stop already.
+      if (!isSysError(e, 'ESRCH')) throw e;
+    }
     for (;;) {
       const st = waitStop(t.tid);
       if (st.exited || st.signaled) break;
