@@ -34,6 +34,7 @@ export { type MountInfo, parseMountInfo } from './mountinfo.js';
 export {
   PAGE_IS_ALL,
   PAGE_IS_FILE,
+  PAGE_IS_GUARD,
   PAGE_IS_HUGE,
   PAGE_IS_PFNZERO,
   PAGE_IS_PRESENT,

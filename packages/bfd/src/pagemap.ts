@@ -52,6 +52,8 @@ export const PAGE_IS_SWAPPED = 1 << 4;
 export const PAGE_IS_PFNZERO = 1 << 5;
 export const PAGE_IS_HUGE = 1 << 6;
 export const PAGE_IS_SOFT_DIRTY = 1 << 7;
+/** A page of a guard region (madvise MADV_GUARD_INSTALL), Linux 6.14+. */
+export const PAGE_IS_GUARD = 1 << 8;
 export const PAGE_IS_ALL = 0xff;
 
 /** Write-protect the matched pages (userfaultfd WP async). */

@@ -11,9 +11,11 @@ import {
   O_DIRECTORY,
   O_PATH,
   O_RDONLY,
+  O_WRONLY,
   openat,
   readlinkat,
   SysError,
+  write,
 } from '@criu-ts/sys';
 import { type BfdBuffer, sharedBuffer } from './buffer.js';
 import { type FdInfo, parseFdInfo } from './fdinfo.js';
@@ -171,6 +173,18 @@ export class ProcDir {
   readText(name: string): string {
     const len = this.read(name);
     return this.buffer.buf.toString('utf8', 0, len);
+  }
+
+  /** Write `text` to a file in one write() (the way /proc files that take a value want it). */
+  writeText(name: string, text: string): void {
+    const fd = this.openFile(name, O_WRONLY | O_CLOEXEC);
+    try {
+      write(fd, Buffer.from(text));
+    } catch (e) {
+      throw withPath(e, this.pathOf(name));
+    } finally {
+      close(fd);
+    }
   }
 
   /** readlink of an entry ("exe", "cwd", "fd/3", "map_files/...") */

@@ -20,6 +20,8 @@ export interface SeizedThread {
   readonly tid: number;
   /** General-purpose registers as the thread was stopped (what release() puts back). */
   readonly regs: UserRegs;
+  /** The signal of the stop it was seized in: a group stop's (SIGSTOP, SIGTSTP, ...), or SIGTRAP. */
+  readonly stopSignal: number;
 }
 
 /** How a task was found: running (or sleeping), in a group stop (SIGSTOP & co.), or a zombie. */

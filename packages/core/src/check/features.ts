@@ -27,6 +27,7 @@ import {
   SOL_SOCKET,
   socket,
 } from '@criu-ts/sys';
+import { pagemapScanFindsGuards } from '../mm/guards.js';
 
 export type FeatureAnswer = { ok: true } | { ok: false; why: string };
 export type FeatureLevel = 'basic' | 'extra' | 'experimental';
@@ -76,6 +77,33 @@ function fdinfoOfOwnFile(check: (fdinfo: string) => boolean, what: string, lock 
   }
 }
 
+/**
+ * The audit loginuid can be read, unset and set back (CONFIG_AUDITSYSCALL, Linux 3.13+, and
+ * CAP_AUDIT_CONTROL): what restore needs to give a task its loginuid again. Tried on criu-ts itself
+ * (its main thread is the thread-group leader, the only thread that may write /proc/self/loginuid),
+ * and put back as it was.
+ */
+function loginuidWritable(): FeatureAnswer {
+  const self = ProcDir.self();
+  let saved: string;
+  try {
+    saved = self.readText('loginuid').trim();
+  } catch (e) {
+    return no(`/proc/self/loginuid cannot be read (no CONFIG_AUDITSYSCALL?): ${(e as Error).message}`);
+  }
+  try {
+    self.writeText('loginuid', '4294967295');
+  } catch (e) {
+    return no(`/proc/self/loginuid cannot be unset: ${(e as Error).message}`);
+  }
+  try {
+    self.writeText('loginuid', saved);
+  } catch (e) {
+    return no(`/proc/self/loginuid cannot be set back to ${saved}: ${(e as Error).message}`);
+  }
+  return yes;
+}
+
 export const FEATURES: readonly Feature[] = [
   { name: 'mnt_id', level: 'basic', probe: () => fdinfoOfOwnFile((t) => /^mnt_id:/m.test(t), 'mnt_id') },
   {
@@ -95,7 +123,7 @@ export const FEATURES: readonly Feature[] = [
   },
   { name: 'seccomp_suspend', level: 'basic', probe: kernelAtLeast(4, 3, 'PTRACE_O_SUSPEND_SECCOMP') },
   { name: 'seccomp_filters', level: 'basic', probe: kernelAtLeast(4, 4, 'PTRACE_SECCOMP_GET_FILTER') },
-  { name: 'loginuid', level: 'basic', probe: notInCriuTs("restoring a task's loginuid is something") },
+  { name: 'loginuid', level: 'basic', probe: loginuidWritable },
   { name: 'cgroupns', level: 'basic', probe: notInCriuTs('cgroup namespaces are something') },
   { name: 'autofs', level: 'basic', probe: notInCriuTs('autofs mounts are something') },
   {
@@ -186,7 +214,10 @@ export const FEATURES: readonly Feature[] = [
   {
     name: 'pagemap_scan_guard_pages',
     level: 'basic',
-    probe: notInCriuTs('guard regions (MADV_GUARD_INSTALL) are something'),
+    probe: () =>
+      pagemapScanFindsGuards(ProcDir.self().pagemap())
+        ? yes
+        : no('PAGEMAP_SCAN does not report guard pages (PAGE_IS_GUARD needs Linux 6.14)'),
   },
 ];
 

@@ -7,6 +7,7 @@ import {
   PR_GET_SECUREBITS,
   PR_GET_THP_DISABLE,
   PR_GET_TID_ADDRESS,
+  raw,
   SYS,
 } from '@criu-ts/sys';
 import { DumpError } from './errors.js';
@@ -41,6 +42,17 @@ export interface RemoteTaskState {
   /** Every resource limit: read by the task itself, since prlimit64() on a task with other ids
    *  needs CAP_SYS_RESOURCE, which a container's root often lacks. */
   rlimits: Array<{ cur: bigint; max: bigint }>;
+  /** membarrier() registrations (MEMBARRIER_CMD_GET_REGISTRATIONS), 0 where the kernel cannot tell. */
+  membarrierMask: number;
+}
+
+/** membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS): Linux 6.3+. */
+const MEMBARRIER_CMD_GET_REGISTRATIONS = 1 << 9;
+let membarrierGet: boolean | undefined;
+/** Whether this kernel answers MEMBARRIER_CMD_GET_REGISTRATIONS (asked once, of criu-ts itself). */
+function hasMembarrierGet(): boolean {
+  membarrierGet ??= Number(raw.syscall(SYS.membarrier, MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0)) >= 0;
+  return membarrierGet;
 }
 
 /** Lays out out-parameters in the parasite's scratch area. */
@@ -90,6 +102,8 @@ export function readRemoteState(p: Parasite, pid: number, posixTimerIds: number[
   }
   for (let res = 0; res < RLIM_NLIMITS; res++)
     calls.push([SYS.prlimit64, 0, res, 0, A(rlim + res * RLIMIT_SIZE)]);
+  const membarrierIdx = hasMembarrierGet() ? calls.length : -1;
+  if (membarrierIdx >= 0) calls.push([SYS.membarrier, MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0]);
 
   const r = p.runBatch(calls);
   if (!r.ok) {
@@ -139,6 +153,7 @@ export function readRemoteState(p: Parasite, pid: number, posixTimerIds: number[
       cur: out.readBigUInt64LE(rlim + i * RLIMIT_SIZE),
       max: out.readBigUInt64LE(rlim + i * RLIMIT_SIZE + 8),
     })),
+    membarrierMask: membarrierIdx >= 0 ? Number(res(membarrierIdx)) : 0,
   };
 }
 

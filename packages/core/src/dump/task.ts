@@ -21,6 +21,7 @@ import { ttyDriver } from '../files/tty/dump.js';
 import { dumpFs } from '../fs/dump.js';
 import type { KobjIds } from '../ids/dump.js';
 import { dumpMm } from '../mm/dump.js';
+import { dumpGuardRegions } from '../mm/guards.js';
 import { dumpPages, pagesToDump } from '../mm/pages.js';
 import { dumpVmas } from '../mm/vmas.js';
 import type { SeccompFilters } from '../seccomp/dump.js';
@@ -129,8 +130,9 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
       ctx.shmem.forTask(task.pid, ids.ipc_ns_id ?? 0),
     );
     const exeId = pathEntry(ctx.files, proc.readlink('exe'), `/proc/${task.pid}/exe`);
+    const guards = dumpGuardRegions(task.pid, proc.pagemap(), vmas);
     ctx.dir.write('mm-%u', task.pid, [
-      dumpMm(proc, stat, vmas, exeId, {
+      dumpMm(proc, stat, [...vmas, ...guards], exeId, {
         brk: remote.brk,
         dumpable: remote.dumpable,
         thpDisabled: remote.thpDisabled,
@@ -164,11 +166,16 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
       loginuid: Number(readOr(proc, 'loginuid', '4294967295')),
       oom_score_adj: Number(readOr(proc, 'oom_score_adj', '0')),
     };
+    if (remote.membarrierMask) tc.membarrier_registration_mask = remote.membarrierMask;
     const shared = pendingSignals(task.pid, true);
     if (shared.length) tc.signals_s = signalQueue(shared);
-    if (task.state === 'stopped') tc.stop_signo = 19;
+    // The signal that stopped it (SIGSTOP, SIGTSTP...): what restore stops it with again.
+    if (task.state === 'stopped') tc.stop_signo = stopSignalOf(task);
 
-    for (const thread of task.threads) {
+    const seccomp = ctx.seccomp.addTask(
+      task.threads.map((t) => ({ tid: t.tid, mode: proc.task(t.tid).status().seccomp })),
+    );
+    for (const [ti, thread] of task.threads.entries()) {
       const isLeader = thread.tid === task.pid;
       const tproc = proc.task(thread.tid);
       const tstatus = tproc.status();
@@ -183,7 +190,7 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
         comm: tproc.stat().comm,
         sched: schedOf(thread.tid),
         pendingSignals: pendingSignals(thread.tid, false),
-        seccompMode: tstatus.seccomp,
+        seccompMode: seccomp[ti]!.mode,
         rseq: rseqOf(thread.tid),
         robustList: robustListOf(thread.tid),
       };
@@ -191,7 +198,7 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
       state.clearTidAddr = own.clearTidAddr;
       state.sas = own.sas;
       state.pdeathSig = own.pdeathSig;
-      const filter = ctx.seccomp.addThread(thread.tid, tstatus.seccomp);
+      const filter = seccomp[ti]!.filter;
       if (filter !== undefined) state.seccompFilter = filter;
       const core: CoreEntry = coreEntry(state, isLeader ? tc : undefined);
       if (core.thread_core) core.thread_core.cg_set = ctx.cgroups.of(thread.tid);
@@ -234,6 +241,18 @@ function readThreadState(tree: SeizedTree, pid: number, tid: number) {
   }
 }
 
+const SIGSTOP = 19;
+const SIGTSTP = 20;
+const SIGTTIN = 21;
+const SIGTTOU = 22;
+
+/** The group stop's signal, as the seize saw it in the task's threads; SIGSTOP when none tells. */
+function stopSignalOf(task: SeizedTask): number {
+  const stops = [SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU];
+  const sig = task.threads.map((t) => t.stopSignal).find((s) => stops.includes(s));
+  return sig ?? SIGSTOP;
+}
+
 function readOr(proc: ProcDir, name: string, fallback: string): string {
   try {
     return proc.readText(name).trim();
@@ -267,7 +286,8 @@ function schedOf(tid: number): { policy: number; prio: number; nice: number } {
   raw.syscall(SYS.sched_getparam, tid, param);
   // getpriority returns 20 - nice so that it is never negative.
   const prio = Number(raw.syscall(SYS.getpriority, 0 /* PRIO_PROCESS */, tid));
-  return { policy: policy & 0xff, prio: param.readInt32LE(0), nice: 20 - prio };
+  // SCHED_RESET_ON_FORK stays in the policy, as sched_getscheduler gives it (CRIU stores it so too).
+  return { policy, prio: param.readInt32LE(0), nice: 20 - prio };
 }
 
 /** The robust futex list head and its length, read from outside with get_robust_list(tid). */

@@ -1,5 +1,12 @@
 import { closeSync, openSync, readSync } from 'node:fs';
-import { PAGE_IS_FILE, PAGE_IS_PFNZERO, PAGE_IS_PRESENT, PAGE_IS_SWAPPED, type Pagemap } from '@criu-ts/bfd';
+import {
+  PAGE_IS_FILE,
+  PAGE_IS_GUARD,
+  PAGE_IS_PFNZERO,
+  PAGE_IS_PRESENT,
+  PAGE_IS_SWAPPED,
+  type Pagemap,
+} from '@criu-ts/bfd';
 import type { PageMapWriter } from '@criu-ts/images';
 import { processVmReadv, type VmIovec } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
@@ -24,16 +31,18 @@ interface Run {
 /**
  * Which pages of a task's private memory dump copies, as CRIU decides: present or swapped
  * pages, but not the shared zero page, and in private file mappings only the pages the
- * task has written (anonymous copies), since the others come back from the file; and the whole vDSO.
+ * task has written (anonymous copies), since the others come back from the file; and the whole vDSO;
+ * never guard pages nor the pages of droppable mappings.
  */
 export function pagesToDump(pagemap: Pagemap, vmas: DumpVma[]): { runs: Run[]; scanned: number } {
   const runs: Run[] = [];
   let scanned = 0;
-  for (const { entry } of vmas) {
+  for (const { entry, mayHoldGuards } of vmas) {
     if (!isPrivateMemory(entry)) continue;
     scanned += Number((entry.end - entry.start) / PAGE);
     const fileBacked = (entry.status & VMA.FILE_PRIVATE) !== 0;
-    const skip = PAGE_IS_PFNZERO | (fileBacked ? PAGE_IS_FILE : 0);
+    // Guard pages count as swapped (they are page-table markers): never copied (see guards.ts).
+    const skip = PAGE_IS_PFNZERO | (fileBacked ? PAGE_IS_FILE : 0) | (mayHoldGuards ? PAGE_IS_GUARD : 0);
     // The vDSO goes whole, as CRIU dumps it: CRIU's restore reads its ELF (symbols) from the image to
     // tell whether this kernel's vDSO is the same, also the pages the task never touched.
     const regions =

@@ -13,6 +13,8 @@ const O_RDWR = 2;
 export const MAP = {
   SHARED: 0x1,
   PRIVATE: 0x2,
+  /** MAP_DROPPABLE (Linux 6.11): a private mapping whose pages the kernel may drop at any time. */
+  DROPPABLE: 0x8,
   ANONYMOUS: 0x20,
   GROWSDOWN: 0x100,
   LOCKED: 0x2000,
@@ -34,6 +36,11 @@ export const VMA = {
   AREA_VVAR: 1 << 12,
   AREA_AIORING: 1 << 13,
   AREA_MEMFD: 1 << 14,
+  /**
+   * Not a kernel VMA: a range of MADV_GUARD_INSTALL guard pages inside one, kept as a VMA entry with
+   * only this status, after every real one (as CRIU 4.2 keeps them).
+   */
+  AREA_GUARD: 1 << 16,
   UNSUPP: 2 ** 31,
 } as const;
 
@@ -55,6 +62,8 @@ export interface DumpVma {
   path: string;
   /** VM_ACCOUNT ('ac'): once writable; restore maps it writable first so neighbours don't merge. */
   wasWritable: boolean;
+  /** 'gu' in VmFlags: guard regions may lie in it (see guardRegions). */
+  mayHoldGuards: boolean;
 }
 
 /**
@@ -85,6 +94,7 @@ export function dumpVmas(
       entry: vmaEntry(pid, s, fileId, shmem),
       path: s.path,
       wasWritable: hasVmFlag(s.vmFlags, 'ac'),
+      mayHoldGuards: mayHoldGuards(s),
     });
   }
   return out;
@@ -101,11 +111,13 @@ function vmaEntry(
   fileId: (vma: SmapsEntry) => number,
   shmem: ShmemMappings | undefined,
 ): VmaEntry {
-  let flags = s.shared ? MAP.SHARED : MAP.PRIVATE;
+  let flags: number = s.shared ? MAP.SHARED : MAP.PRIVATE;
   if (hasVmFlag(s.vmFlags, 'gd')) flags |= MAP.GROWSDOWN;
   if (hasVmFlag(s.vmFlags, 'lo')) flags |= MAP.LOCKED;
   if (hasVmFlag(s.vmFlags, 'nr')) flags |= MAP.NORESERVE;
   if (hasVmFlag(s.vmFlags, 'ht')) flags |= MAP.HUGETLB;
+  // A droppable mapping is private by nature; mmap wants MAP_DROPPABLE instead of MAP_PRIVATE.
+  if (hasVmFlag(s.vmFlags, 'dp')) flags = (flags & ~MAP.PRIVATE) | MAP.DROPPABLE;
   let madv = 0n;
   for (const [flag, bit] of MADV_FROM_VMFLAG) if (hasVmFlag(s.vmFlags, flag)) madv |= 1n << BigInt(bit);
 
@@ -113,7 +125,16 @@ function vmaEntry(
   let shmid = 0n;
   let fdflags: number | undefined;
   const where = `pid ${pid} VMA ${s.start.toString(16)}-${s.end.toString(16)} ${s.path}`;
-  if (isShmemDev(s.major, s.minor)) {
+  if (hasVmFlag(s.vmFlags, 'ht')) {
+    // hugetlb: the page size goes into the flags as mmap wants it (MAP_HUGE_2MB...), as CRIU keeps it.
+    flags |= hugePageSizeFlag(s.kernelPageSize, where);
+    if (s.shared || !s.path.startsWith(ANON_HUGEPAGE))
+      throw new DumpError(
+        `${where}: hugetlb memory other than private anonymous (shared, SysV SHM_HUGETLB, hugetlbfs files, hugetlb memfds) is not supported yet`,
+      );
+    status = VMA.AREA_REGULAR | VMA.ANON_PRIVATE;
+    flags |= MAP.ANONYMOUS;
+  } else if (isShmemDev(s.major, s.minor)) {
     if (!shmem) throw new DumpError(`${where}: shared memory mappings need a shared memory dumper`);
     // As CRIU records it: writable through this mapping's file (VM_MAYWRITE on a shared mapping).
     fdflags = s.shared && hasVmFlag(s.vmFlags, 'mw') ? O_RDWR : O_RDONLY;
@@ -193,15 +214,36 @@ function mappedFileFlags(pid: number, s: SmapsEntry): number | undefined {
   }
 }
 
+/** What the kernel names the file behind anonymous hugetlb memory (MAP_ANONYMOUS|MAP_HUGETLB). */
+const ANON_HUGEPAGE = '/anon_hugepage';
+/** mmap's MAP_HUGE_SHIFT: log2 of the huge page size goes into flags bits 26..31. */
+const MAP_HUGE_SHIFT = 26;
+
+/** MAP_HUGE_<size> of a hugetlb VMA whose KernelPageSize (smaps, kB) is `kb`. */
+function hugePageSizeFlag(kb: number, where: string): number {
+  const bytes = kb * 1024;
+  const log = Math.log2(bytes);
+  if (!Number.isInteger(log) || log < 12) throw new DumpError(`${where}: odd huge page size ${kb} kB`);
+  return log << MAP_HUGE_SHIFT;
+}
+
 function special(path: string): boolean {
   return ['[heap]', '[stack]', '[vdso]', '[vvar]', '[vvar_vclock]', '[vsyscall]'].includes(path);
 }
+
+/** A guard region entry (VMA.AREA_GUARD), not a mapping. */
+export const isGuard = (e: VmaEntry): boolean => e.status === VMA.AREA_GUARD;
+
+/** Whether a VMA may hold guard pages ('gu' in VmFlags: MADV_GUARD_INSTALL was used on it). */
+export const mayHoldGuards = (s: SmapsEntry): boolean => hasVmFlag(s.vmFlags, 'gu');
 
 /** Whether dump copies the pages of this VMA (private memory the task owns). */
 export function isPrivateMemory(e: VmaEntry): boolean {
   return (
     (e.status & VMA.AREA_REGULAR) !== 0 &&
     (e.status & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE)) !== 0 &&
-    !(e.status & VMA.AREA_VVAR)
+    !(e.status & VMA.AREA_VVAR) &&
+    // Pages the kernel may drop at any time are not kept (CRIU skips them too): they come back zero.
+    !(e.flags & MAP.DROPPABLE)
   );
 }

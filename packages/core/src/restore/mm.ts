@@ -14,12 +14,17 @@
 //   5. prctl(PR_SET_MM, PR_SET_MM_MAP): code/data/brk/stack/args/env bounds, auxv, and the exe file.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { ProcDir } from '@criu-ts/bfd';
-import { writeProcMem } from '@criu-ts/compel';
+import { PAGE_IS_FILE, PAGE_IS_PFNZERO, PAGE_IS_PRESENT, PAGE_IS_SWAPPED, ProcDir } from '@criu-ts/bfd';
+import { readProcMem, writeProcMem } from '@criu-ts/compel';
 import { type MmEntry, type PageMap, PE_PRESENT, type VmaEntry } from '@criu-ts/images';
 import {
+  close,
+  fstat,
+  MADV_DONTNEED,
+  MADV_GUARD_INSTALL,
   MADV_POPULATE_WRITE,
   MAP_ANONYMOUS,
+  MAP_DROPPABLE,
   MAP_FIXED,
   MAP_GROWSDOWN,
   MAP_HUGETLB,
@@ -36,8 +41,10 @@ import {
   PROT_EXEC,
   PROT_WRITE,
   processVmWritev,
+  type Stat,
   SYS,
 } from '@criu-ts/sys';
+import { isGuard } from '../mm/vmas.js';
 import { type ShmemRestore, sysvAttachments } from '../shmem/restore.js';
 import { RestoreError } from './errors.js';
 import type { NodeFiles } from './files.js';
@@ -51,8 +58,18 @@ const FILL_CHUNK = 8n * 1024n * 1024n;
 const POPULATE_MIN = 64n * 1024n;
 /** Memory from which criu-ts fills half of a task's pages itself, in parallel with the task. */
 const PARALLEL_MIN = 32n * 1024n * 1024n;
+/** MAP_HUGE_<size>: the huge page size of a hugetlb mapping, bits 26..31 of the flags. */
+const MAP_HUGE_MASK = 0x3f << 26;
 const MAP_KEEP =
-  MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN | MAP_NORESERVE | MAP_LOCKED | MAP_HUGETLB;
+  MAP_SHARED |
+  MAP_PRIVATE |
+  MAP_DROPPABLE |
+  MAP_ANONYMOUS |
+  MAP_GROWSDOWN |
+  MAP_NORESERVE |
+  MAP_LOCKED |
+  MAP_HUGETLB |
+  MAP_HUGE_MASK;
 const MADVISE_BITS = [1, 2, 10, 12, 14, 15, 16, 18]; // RANDOM SEQUENTIAL DONTFORK MERGEABLE (NO)HUGEPAGE DONTDUMP WIPEONFORK
 
 export interface MmContext {
@@ -70,6 +87,11 @@ export interface MmContext {
   log: (msg: string) => void;
   /** The shared memory objects of the restore. */
   shmem: ShmemRestore;
+  /**
+   * The VMAs of the task's parent (restored before this task was forked from it): private areas
+   * both have at the same place were inherited at fork and still share their pages copy-on-write.
+   */
+  parentVmas?: VmaEntry[];
 }
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;
@@ -113,6 +135,40 @@ function pieces(pm: PageMap, vmas: VmaEntry[]): Piece[] {
 
 export interface MmResult {
   pages: number;
+  /** Pages of inherited areas compared with the parent's, and how many of those stay shared (COW). */
+  compared: number;
+  sharedCow: number;
+}
+
+/**
+ * The private VMAs of a task it inherited from its parent at fork and that may still share pages with
+ * it (CRIU's check_cow_vmas): the same bounds in both images, private (not hugetlb, not special), the
+ * same growsdown/anonymous/droppable type and, for file mappings, the same file; and really there
+ * after the fork (MADV_DONTFORK areas are not, merged neighbours are not one area any more).
+ */
+function inheritedVmas(
+  vmas: VmaEntry[],
+  parentVmas: VmaEntry[] | undefined,
+  maps: Array<{ start: bigint; end: bigint }>,
+): Set<VmaEntry> {
+  const out = new Set<VmaEntry>();
+  if (!parentVmas?.length) return out;
+  const cowable = (v: VmaEntry) =>
+    (v.status & VMA.AREA_REGULAR) !== 0 &&
+    (v.status & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE)) !== 0 &&
+    !(v.status & (VMA.ANON_SHARED | VMA.FILE_SHARED | VMA.AREA_MEMFD | VMA.AREA_SYSVIPC)) &&
+    !isSpecial(v) &&
+    !(v.flags & MAP_HUGETLB);
+  const parentAt = new Map(parentVmas.filter(cowable).map((p) => [p.start, p]));
+  const mapped = new Set(maps.map((m) => `${m.start}-${m.end}`));
+  for (const v of vmas) {
+    const p = parentAt.get(v.start);
+    if (!p || p.end !== v.end || !cowable(v)) continue;
+    if ((v.flags ^ p.flags) & (MAP_GROWSDOWN | MAP_ANONYMOUS | MAP_DROPPABLE)) continue;
+    if (!(v.flags & MAP_ANONYMOUS) && v.shmid !== p.shmid) continue;
+    if (mapped.has(`${v.start}-${v.end}`)) out.add(v);
+  }
+  return out;
 }
 
 /** Rebuild the memory of the task `inj` runs in, from `mm` and `pm`. */
@@ -124,7 +180,9 @@ export function restoreMm(
   ctx: MmContext,
   vdsoNow: VdsoLayout,
 ): MmResult {
-  const vmas = mm.vmas ?? [];
+  // Guard regions are no mappings: installed at the end, in the VMAs they belong to.
+  const vmas = (mm.vmas ?? []).filter((v) => !isGuard(v));
+  const guards = (mm.vmas ?? []).filter(isGuard);
   const parts = pieces(pm, vmas);
   const hasPages = new Set<VmaEntry>(parts.map((p) => p.vma));
   const shared = (v: VmaEntry) => (v.status & (VMA.FILE_SHARED | VMA.ANON_SHARED)) !== 0;
@@ -140,11 +198,16 @@ export function restoreMm(
     names.push(what);
   };
   const maps = mapsOf(pid);
+  // Areas inherited from the parent stay as they are (their pages shared copy-on-write); only the
+  // pages that differ are written (step 3).
+  const inherited = inheritedVmas(vmas, ctx.parentVmas, maps);
+  const keep = new Set([...inherited].map((v) => `${v.start}-${v.end}`));
   const scratchEnd = ctx.scratch.base + BigInt(ctx.scratch.size);
   for (const m of maps) {
     if (m.path === '[vsyscall]' || m.path === '[vdso]' || m.path === '[vvar]' || m.path === '[vvar_vclock]')
       continue;
     if (m.start >= ctx.scratch.base && m.end <= scratchEnd) continue;
+    if (keep.has(`${m.start}-${m.end}`)) continue;
     add(`munmap ${m.path || 'anon'} ${hex(m.start)}`, [SYS.munmap, m.start, m.end - m.start]);
   }
   vdsoMoves(vmas, maps, vdsoNow, ctx.parking, add);
@@ -152,7 +215,7 @@ export function restoreMm(
   // 2. Every VMA at its place; those backed by a file (or a memfd) grouped by criu-ts's fd for it.
   const fileVmas = new Map<number, { what: string; vmas: VmaEntry[] }>();
   for (const v of vmas) {
-    if (isSpecial(v) || v.status & VMA.AREA_SYSVIPC) continue;
+    if (isSpecial(v) || v.status & VMA.AREA_SYSVIPC || inherited.has(v)) continue;
     const prot = v.prot | (writableFirst(v) ? PROT_WRITE : 0);
     const flags = (v.flags & MAP_KEEP) | MAP_FIXED;
     const source = mappingSource(v, ctx);
@@ -200,13 +263,31 @@ export function restoreMm(
       throw new RestoreError(`pid ${pid}: ${names[i]} gave fd ${r1[i]}, not ${free}`);
   });
 
-  // 3. Contents.
-  const pages = fillPages(inj, pid, pm, parts, ctx, (v) => (v.prot & PROT_WRITE) !== 0 || writableFirst(v));
+  // 3. Contents: inherited areas keep the pages equal to the parent's (still shared), get the others
+  // written and lose those the task did not have.
+  const cow = restoreInherited(
+    inj,
+    pid,
+    pm,
+    parts.filter((p) => inherited.has(p.vma)),
+    inherited,
+  );
+  const pages =
+    cow.written +
+    fillPages(
+      inj,
+      pid,
+      pm,
+      parts.filter((p) => !inherited.has(p.vma)),
+      ctx,
+      (v) => (v.prot & PROT_WRITE) !== 0 || writableFirst(v),
+    );
 
-  // 4. Final protections, madvise.
+  // 4. Final protections (an inherited area has the parent's), madvise.
   const down: Call[] = [];
   for (const v of vmas)
-    if (!isSpecial(v) && writableFirst(v)) down.push([SYS.mprotect, v.start, v.end - v.start, v.prot]);
+    if (!isSpecial(v) && (writableFirst(v) || inherited.has(v)))
+      down.push([SYS.mprotect, v.start, v.end - v.start, v.prot]);
   inj.batch(down, (i) => `mprotect ${hex(BigInt(down[i]![1]!))}`);
   const advice: Call[] = [];
   for (const v of vmas) {
@@ -221,10 +302,82 @@ export function restoreMm(
         ctx.log(`pid ${pid}: madvise(${hex(BigInt(advice[i]![1]!))}, ${advice[i]![3]}) failed: errno ${-x}`);
     });
   }
+  // Guard pages: after the contents (installing one drops the page under it).
+  const guard: Call[] = guards.map((g) => [SYS.madvise, g.start, g.end - g.start, MADV_GUARD_INSTALL]);
+  if (guard.length) inj.batch(guard, (i) => `madvise(MADV_GUARD_INSTALL) at ${hex(guards[i]!.start)}`);
 
   // 5. mm fields, auxv, exe.
   setMmMap(inj, pid, mm, ctx);
-  return { pages };
+  return { pages, compared: cow.compared, sharedCow: cow.compared - cow.written };
+}
+
+/**
+ * Inherited areas: each page of the image is compared with what the task got from its parent and
+ * written (through /proc/PID/mem, whatever the protection) only where it differs; pages the task has
+ * from its parent but did not have at the dump are dropped (MADV_DONTNEED: zero again, or the file's).
+ */
+function restoreInherited(
+  inj: Injector,
+  pid: number,
+  pm: PageMap,
+  parts: Piece[],
+  inherited: Set<VmaEntry>,
+): { compared: number; written: number } {
+  if (inherited.size === 0) return { compared: 0, written: 0 };
+  let compared = 0;
+  let written = 0;
+  const mine = new Set<bigint>();
+  const fd = openSync(pm.pagesFile, 'r');
+  try {
+    const want = Buffer.allocUnsafe(Number(FILL_CHUNK));
+    const have = Buffer.allocUnsafe(Number(FILL_CHUNK));
+    for (const c of chunksOf(parts, FILL_CHUNK)) {
+      const n = Number(c.len);
+      if (readSync(fd, want, 0, n, Number(c.off)) !== n)
+        throw new RestoreError(`${pm.pagesFile}: page data missing at ${c.off}`);
+      if (readProcMem(pid, c.addr, have.subarray(0, n)) !== n)
+        throw new RestoreError(`pid ${pid}: cannot read inherited memory at ${hex(c.addr)}`);
+      for (let off = 0; off < n; off += Number(PAGE)) {
+        const at = c.addr + BigInt(off);
+        mine.add(at);
+        compared++;
+        const page = want.subarray(off, off + Number(PAGE));
+        if (page.equals(have.subarray(off, off + Number(PAGE)))) continue;
+        if (writeProcMem(pid, at, page) !== page.length)
+          throw new RestoreError(`pid ${pid}: cannot write the page at ${hex(at)}`);
+        written++;
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+  // What the parent had there and the task had not.
+  const ranges: Array<{ at: bigint; len: bigint }> = [];
+  const proc = ProcDir.open(pid);
+  try {
+    const pagemap = proc.pagemap();
+    for (const v of inherited) {
+      const skip = PAGE_IS_PFNZERO | (v.status & VMA.FILE_PRIVATE ? PAGE_IS_FILE : 0);
+      const { regions } = pagemap.scan(v.start, v.end, {
+        categoryAnyofMask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+        categoryInverted: skip,
+        categoryMask: skip,
+        returnMask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+      });
+      for (const r of regions)
+        for (let at = r.start; at < r.end; at += PAGE) {
+          if (mine.has(at)) continue;
+          const last = ranges[ranges.length - 1];
+          if (last && last.at + last.len === at) last.len += PAGE;
+          else ranges.push({ at, len: PAGE });
+        }
+    }
+  } finally {
+    proc.close();
+  }
+  const drop: Call[] = ranges.map((r) => [SYS.madvise, r.at, r.len, MADV_DONTNEED]);
+  if (drop.length) inj.batch(drop, (i) => `madvise(MADV_DONTNEED) at ${hex(BigInt(drop[i]![1]!))}`);
+  return { compared, written };
 }
 
 /**
@@ -459,17 +612,43 @@ function setMmMap(inj: Injector, pid: number, mm: MmEntry, ctx: MmContext): void
   });
   const auxvAddr = inj.put(auxv);
   const free = ctx.freeFd ?? 0;
-  const map = inj.put(mmMapStruct(mm, auxvAddr, auxv.length, free));
   const exeFd = ctx.files.fd(mm.exe_file_id, 'read');
-  const calls: Call[] = [
-    [SYS.pidfd_getfd, ctx.pidfd, exeFd, 0],
-    [SYS.prctl, PR_SET_MM, PR_SET_MM_MAP, map, 104, 0],
-    [SYS.close, free],
-  ];
-  if (mm.thp_disabled) calls.push([SYS.prctl, PR_SET_THP_DISABLE, 1, 0, 0, 0]);
-  const names = ['pidfd_getfd of the exe', 'prctl(PR_SET_MM_MAP)', 'close', 'prctl(PR_SET_THP_DISABLE)'];
+  // A task forked from a restored parent has the exe already (the kernel refuses to replace an exe
+  // that is still mapped, EBUSY): exe_fd -1 leaves it.
+  const keepExe = sameFile(fstat(exeFd), exeOf(pid));
+  const map = inj.put(mmMapStruct(mm, auxvAddr, auxv.length, keepExe ? -1 : free));
+  const calls: Call[] = [];
+  const names: string[] = [];
+  const add = (name: string, c: Call) => {
+    calls.push(c);
+    names.push(name);
+  };
+  if (!keepExe) add('pidfd_getfd of the exe', [SYS.pidfd_getfd, ctx.pidfd, exeFd, 0]);
+  add('prctl(PR_SET_MM_MAP)', [SYS.prctl, PR_SET_MM, PR_SET_MM_MAP, map, 104, 0]);
+  if (!keepExe) add('close', [SYS.close, free]);
+  if (mm.thp_disabled) add('prctl(PR_SET_THP_DISABLE)', [SYS.prctl, PR_SET_THP_DISABLE, 1, 0, 0, 0]);
   const r = inj.batch(calls, (i) => names[i] ?? `call ${i}`);
-  if (r[0] !== BigInt(free)) throw new RestoreError(`pid ${pid}: the exe came as fd ${r[0]}, not ${free}`);
+  if (!keepExe && r[0] !== BigInt(free))
+    throw new RestoreError(`pid ${pid}: the exe came as fd ${r[0]}, not ${free}`);
+}
+
+const sameFile = (a: Stat, b: Stat | undefined) => b !== undefined && a.dev === b.dev && a.ino === b.ino;
+
+/** What /proc/PID/exe is now (undefined when the task has none). */
+function exeOf(pid: number): Stat | undefined {
+  const d = ProcDir.open(pid);
+  try {
+    const fd = d.openFile('exe');
+    try {
+      return fstat(fd);
+    } finally {
+      close(fd);
+    }
+  } catch {
+    return undefined;
+  } finally {
+    d.close();
+  }
 }
 
 /** prctl(PR_SET_DUMPABLE) for the end (0 and 1 only: 2 cannot be set). */

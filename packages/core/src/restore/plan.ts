@@ -42,7 +42,7 @@ const TTY_PTY = 1;
 // VMA status bits are the dump side's (one definition for both directions).
 export { VMA } from '../mm/vmas.js';
 
-import { VMA } from '../mm/vmas.js';
+import { isGuard, VMA } from '../mm/vmas.js';
 
 const PAGE = 4096n;
 
@@ -356,7 +356,7 @@ function loadLiveTask(
   t.pagemap = pm;
   let present = 0n;
   let vi = 0;
-  const sorted = [...vmas].sort((a, b) => (a.start < b.start ? -1 : 1));
+  const sorted = vmas.filter((v) => !isGuard(v)).sort((a, b) => (a.start < b.start ? -1 : 1));
   for (const r of pm.runs) {
     // CRIU 4.2 marks every private anonymous run PE_LAZY|PE_PRESENT, also without lazy pages: the data
     // is in pages-N.img, the mark only says a lazy restore could fetch it later. PE_LAZY alone means the
@@ -437,6 +437,7 @@ function checkVma(pid: number, v: VmaEntry): void {
   const what = `mm-${pid}.img: VMA ${hex(v.start)}-${hex(v.end)}`;
   if (v.start >= v.end || v.start % PAGE !== 0n || v.end % PAGE !== 0n)
     throw new RestoreError(`${what}: bad bounds`);
+  if (isGuard(v)) return; // guard pages inside a VMA (mm.ts installs them)
   if (v.status & ~SUPPORTED_STATUS || v.status & VMA.UNSUPP) {
     const kinds = ['ANON_SHARED', 'AREA_SYSVIPC', 'AREA_SOCKET', 'AREA_AIORING', 'AREA_MEMFD', 'UNSUPP']
       .filter((k) => v.status & VMA[k as keyof typeof VMA])

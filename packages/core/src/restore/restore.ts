@@ -190,8 +190,8 @@ export function restore(opts: RestoreOptions): RestoreResult {
   const timings = { plan: tPlan, wait: waitMs, fork: r.forkMs, memory: r.memMs, rest: 0, total };
   timings.rest = total - timings.plan - timings.fork - timings.memory;
   const stats: RestoreStatsEntry = {
-    pages_compared: 0n,
-    pages_skipped_cow: 0n,
+    pages_compared: BigInt(r.compared),
+    pages_skipped_cow: BigInt(r.sharedCow),
     forking_time: Math.round(r.forkMs * 1000),
     restore_time: Math.round(total * 1000),
     pages_restored: BigInt(r.pages),
@@ -213,6 +213,9 @@ class Restorer {
   forkMs = 0;
   memMs = 0;
   pages = 0;
+  /** Pages of inherited areas compared with the parent's, and those left shared. */
+  compared = 0;
+  sharedCow = 0;
   private stub: Tracee | undefined;
   private scratch: ScratchLayout | undefined;
   /** Helper processes, made by the stub while it runs (before the tree exists). */
@@ -283,7 +286,8 @@ class Restorer {
     this.openDeadPidFiles();
     this.openDyingFiles();
     this.createTree();
-    this.forkMs = ms(tFork);
+    // Parents' memory is restored while the tree is made (before they fork): not forking time.
+    this.forkMs = ms(tFork) - this.memMs;
     for (const task of this.plan.tasks) if (task.state !== 'zombie') this.restoreTask(task);
     this.plan.shmem.afterTasks();
     this.files.unlinkGhosts();
@@ -406,6 +410,12 @@ class Restorer {
     for (const task of this.plan.tasks) {
       const parent = task.parent ? byPid.get(task.parent.pid) : this.stub;
       if (!parent) throw new RestoreError(`parent of ${task.pid} was not created`);
+      // A parent's memory is in place before it forks: its children inherit its private pages and
+      // share those they still had in common at the dump (copy-on-write), as CRIU restores them.
+      // Not a parent that shares its fd table (CLONE_FILES) with its parent or a child: a task sharing
+      // one is restored once the task that fills the table has, its memory with it.
+      const p = task.parent;
+      if (p && !sharesFds(p) && !p.children.some(sharesFds)) this.restoreMemory(p);
       let t: Tracee;
       if (!task.parent && this.sibling) {
         t = parent; // the stub was born with the root's pid, as our sibling: it is the root
@@ -422,6 +432,10 @@ class Restorer {
       }
       this.traced.add(task.pid);
       byPid.set(task.pid, t);
+      if (task.state !== 'zombie') {
+        const main = new Injector(t, s);
+        this.live.set(task.pid, { plan: task, main, threads: [{ tid: task.pid, t, inj: main }], pidfd: -1 });
+      }
       if (task.sid === task.pid) new Injector(t, s).call(`setsid in ${task.pid}`, SYS.setsid);
       cgroups.place(task.pid, task.threads[0]?.core.thread_core?.cg_set);
       this.log.debug(`created ${task.pid}${task.parent ? ` (child of ${task.parent.pid})` : ''}`);
@@ -449,12 +463,7 @@ class Restorer {
     }
     for (const task of this.plan.tasks) {
       const t = byPid.get(task.pid)!;
-      if (task.state === 'zombie') {
-        this.makeZombie(t, task);
-        continue;
-      }
-      const main = new Injector(t, s);
-      this.live.set(task.pid, { plan: task, main, threads: [{ tid: task.pid, t, inj: main }], pidfd: -1 });
+      if (task.state === 'zombie') this.makeZombie(t, task);
     }
   }
 
@@ -493,17 +502,26 @@ class Restorer {
 
   // ---- one task --------------------------------------------------------------------------------------
 
-  private restoreTask(task: TaskPlan): void {
-    const lt = this.live.get(task.pid)!;
+  /**
+   * The task's memory (and the helper pidfd it is restored through): done before the task forks its
+   * children (createTree), or first thing in restoreTask for those that have none.
+   */
+  private restoreMemory(task: TaskPlan): void {
+    const lt = this.live.get(task.pid);
+    if (!lt) throw new RestoreError(`pid ${task.pid} forks children but was not created as a live task`);
+    if (lt.pidfd >= 0) return;
     const inj = lt.main;
     const s = this.scratch!;
     // fds: the stub's go, a pidfd of criu-ts comes above every fd the task will have. A task sharing its
-    // parent's fd table (CLONE_FILES) finds it filled already: the pidfd comes through its first gap.
+    // parent's fd table (CLONE_FILES) keeps what is in it (filled already, or holding the parent's
+    // pidfd when the parent's memory came first): the pidfd comes through its first gap, above the rest.
     const targets = (task.fdinfo ?? []).map((f) => f.fd);
-    const high = Math.max(2, ...targets) + 1;
     const shared = sharesFds(task);
+    const inTable = new Set(shared ? openFds(task.pid) : []);
+    let high = Math.max(2, ...targets) + 1;
+    while (inTable.has(high)) high++;
     // Where pidfd_open lands: 0 in an emptied table, the first gap of a shared one (maybe `high` itself).
-    const first = shared ? lowestFree(new Set(targets)) : 0;
+    const first = lowestFree(inTable);
     const calls: Call[] = [];
     if (!shared) for (const fd of openFds(task.pid)) calls.push([SYS.close, fd]);
     calls.push([SYS.pidfd_open, process.pid, 0]);
@@ -514,7 +532,7 @@ class Restorer {
     if (r[at] !== BigInt(first) || landed !== BigInt(high))
       throw new RestoreError(`pid ${task.pid}: helper pidfd landed at ${landed}`);
     // The lowest free fd while the task's memory is restored (the pidfd is there, above the rest).
-    const free = shared ? lowestFree(new Set([...targets, high])) : 0;
+    const free = shared ? lowestFree(new Set([...inTable, high])) : 0;
     lt.pidfd = high;
 
     const tMem = performance.now();
@@ -531,18 +549,32 @@ class Restorer {
         parking: s.base + BigInt(s.size) + PAGE,
         log: (m) => this.log.warn(m),
         shmem: this.plan.shmem,
+        ...(task.parent?.mm?.vmas ? { parentVmas: task.parent.mm.vmas } : {}),
       },
       ownVdsoLayout(),
     );
     this.pages += mm.pages;
+    this.compared += mm.compared;
+    this.sharedCow += mm.sharedCow;
     this.memMs += ms(tMem);
+    this.log.debug(
+      `pid ${task.pid}: ${mm.pages} pages written, ${mm.sharedCow} of ${mm.compared} compared shared with the parent`,
+    );
+  }
+
+  private restoreTask(task: TaskPlan): void {
+    this.restoreMemory(task);
+    const lt = this.live.get(task.pid)!;
+    const inj = lt.main;
+    const s = this.scratch!;
+    const high = lt.pidfd;
 
     for (const th of task.threads.slice(1)) {
       const t = cloneWithId(inj, task.pid, th.tid, 'thread');
       this.traced.add(th.tid);
       lt.threads.push({ tid: th.tid, t, inj: new Injector(t, s) });
     }
-    this.restoreFds(lt, shared);
+    this.restoreFds(lt, sharesFds(task));
     const hasZombieChild = task.children.some((c) => c.state === 'zombie');
     const pendingChld = [task.tc.signals_s, ...task.threads.map((t) => t.core.thread_core?.signals_p)].some(
       (q) => (q?.signals ?? []).some((x) => Buffer.from(x.siginfo).readInt32LE(0) === 17),
@@ -573,6 +605,7 @@ class Restorer {
         task.tc.comm,
         {
           ...(leader && task.tc.signals_s ? { sharedSignals: task.tc.signals_s } : {}),
+          ...(task.tc.loginuid !== undefined ? { loginuid: task.tc.loginuid } : {}),
           seccomp: this.plan.seccomp,
         },
       );
@@ -584,13 +617,14 @@ class Restorer {
     inj.batch(last, (i) =>
       last[i]![0] === SYS.close ? 'close of the helper pidfd' : 'prctl(PR_SET_DUMPABLE)',
     );
-    this.log.debug(`restored pid ${task.pid}: ${mm.pages} pages, ${task.threads.length} threads`);
+    this.log.debug(`restored pid ${task.pid}: ${task.threads.length} threads`);
   }
 
   /** The task's fds (unless `shared`: its parent's table, filled already), then its cwd, root and umask. */
   private restoreFds(lt: LiveTask, shared: boolean): void {
     const task = lt.plan;
-    const open = new Set<number>([lt.pidfd, ...(shared ? (task.fdinfo ?? []).map((f) => f.fd) : [])]);
+    // A shared table may also hold what another task sharing it keeps there (its helper pidfd).
+    const open = new Set<number>([lt.pidfd, ...(shared ? openFds(task.pid) : [])]);
     const lowest = () => {
       let n = 0;
       while (open.has(n)) n++;
@@ -751,7 +785,7 @@ class Restorer {
     }
     // Everybody is ready: let them all go.
     for (const lt of this.live.values()) {
-      if (lt.plan.state === 'stopped') kill(lt.plan.pid, SIGSTOP);
+      if (lt.plan.state === 'stopped') kill(lt.plan.pid, stopSignalOf(lt.plan));
       for (const th of [...lt.threads].reverse()) {
         ptraceDetach(th.tid, 0);
         this.traced.delete(th.tid);
@@ -841,6 +875,12 @@ function lowestFree(used: ReadonlySet<number>): number {
 function lendFd(fds: FdinfoEntry[], pidfd: number, nodeFd: number): { fd: number; get: Call; put: Call } {
   const fd = lowestFree(new Set([pidfd, ...fds.map((f) => f.fd)]));
   return { fd, get: [SYS.pidfd_getfd, pidfd, nodeFd, 0], put: [SYS.close, fd] };
+}
+
+/** The signal a stopped task is stopped with again: the dumped one when it is a stop signal. */
+function stopSignalOf(task: TaskPlan): number {
+  const sig = task.tc.stop_signo ?? 0;
+  return sig >= 19 && sig <= 22 ? sig : SIGSTOP;
 }
 
 const pageUp = (n: number) => Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;

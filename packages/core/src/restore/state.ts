@@ -3,6 +3,7 @@
 // alternate signal stack, clear_child_tid, robust futex list, rseq, name, parent-death signal, TLS
 // descriptors, credentials, pending signals and seccomp filters (per thread, in that thread).
 import { readFileSync } from 'node:fs';
+import { ProcDir } from '@criu-ts/bfd';
 import type {
   CredsEntry,
   PosixTimerEntry,
@@ -41,7 +42,6 @@ const SECBIT_NO_SETUID_FIXUP = 1 << 2;
 const LINUX_CAPABILITY_VERSION_3 = 0x20080522;
 const SECCOMP_SET_MODE_FILTER = 1;
 const SECCOMP_SET_MODE_STRICT = 0;
-const SECCOMP_FILTER_FLAG_TSYNC = 1;
 
 type Log = (msg: string) => void;
 
@@ -121,6 +121,10 @@ export function restoreTaskState(
   c.add('personality', [SYS.personality, tc.personality >>> 0]);
   if (tc.child_subreaper)
     c.add('prctl(PR_SET_CHILD_SUBREAPER)', [SYS.prctl, PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0]);
+  // membarrier() registrations: each bit of the mask is the command that registered it.
+  const mb = tc.membarrier_registration_mask ?? 0;
+  for (let bit = 0; bit < 32; bit++)
+    if (mb & (1 << bit)) c.add(`membarrier(1 << ${bit})`, [SYS.membarrier, 1 << bit, 0, 0]);
   c.run(inj);
   if (timers?.posix?.length) restorePosixTimers(inj, pid, timers.posix);
 }
@@ -268,6 +272,36 @@ function signalCalls(
   }
 }
 
+const INVALID_UID = 0xffff_ffff;
+const O_WRONLY = 1;
+
+/**
+ * The audit loginuid (tc.loginuid, the task's, for each of its threads): only a thread itself may
+ * write its /proc/thread-self/loginuid (with CAP_AUDIT_CONTROL, before the creds are restored).
+ * Unset in the image (-1), or already the value (inherited from criu-ts): nothing to do.
+ */
+function restoreLoginuid(inj: Injector, pid: number, tid: number, loginuid: number): void {
+  const want = loginuid >>> 0;
+  if (want === INVALID_UID) return;
+  const now = ProcDir.open(pid);
+  let cur: number;
+  try {
+    cur = Number(now.task(tid).readText('loginuid').trim());
+  } finally {
+    now.close();
+  }
+  if (cur === want) return;
+  const path = inj.put(Buffer.from('/proc/thread-self/loginuid\0'));
+  const text = Buffer.from(String(want));
+  const fd = inj.syscall(SYS.openat, -100, path, O_WRONLY, 0);
+  if (fd < 0n) throw new RestoreError(`thread ${tid}: cannot open /proc/thread-self/loginuid: errno ${-fd}`);
+  const w = inj.syscall(SYS.write, fd, inj.put(text), text.length);
+  inj.syscall(SYS.close, fd);
+  inj.resetData();
+  if (w !== BigInt(text.length))
+    throw new RestoreError(`thread ${tid}: cannot set loginuid ${want}: errno ${-w}`);
+}
+
 /** The seccomp chain ending at filter `index`, oldest first. */
 function seccompChain(filters: SeccompFilter[], index: number): SeccompFilter[] {
   const chain: SeccompFilter[] = [];
@@ -281,9 +315,11 @@ function seccompChain(filters: SeccompFilter[], index: number): SeccompFilter[] 
 }
 
 /**
- * Per-thread state, run in that thread: everything but registers and the signal mask. Creds, pending
- * signals and seccomp come last (creds may take away what the calls before need; filters would judge
- * our own calls, were they not suspended by PTRACE_O_SUSPEND_SECCOMP while we trace).
+ * Per-thread state, run in that thread: everything but registers and the signal mask. The loginuid
+ * comes first; pending signals, seccomp, creds and the parent-death signal last, in that order (as
+ * CRIU's restorer): a seccomp filter and the loginuid need capabilities the dumped creds may lack, and
+ * new ids clear the parent-death signal. Filters would judge our own calls, were they not suspended by
+ * PTRACE_O_SUSPEND_SECCOMP while we trace.
  */
 export function restoreThreadState(
   inj: Injector,
@@ -293,8 +329,9 @@ export function restoreThreadState(
   clearTidAddr: bigint,
   tls: UserDescT[],
   fallbackComm: string,
-  opts: { sharedSignals?: SignalQueueEntry; seccomp: SeccompFilter[]; extra?: Call[] },
+  opts: { sharedSignals?: SignalQueueEntry; seccomp: SeccompFilter[]; extra?: Call[]; loginuid?: number },
 ): void {
+  if (opts.loginuid !== undefined) restoreLoginuid(inj, pid, tid, opts.loginuid);
   const c = new Calls();
   const sas = th.sas;
   if (sas && !(sas.ss_flags & SS_DISABLE)) {
@@ -312,12 +349,10 @@ export function restoreThreadState(
   const comm = Buffer.alloc(16);
   comm.write((th.comm ?? fallbackComm).slice(0, 15), 'utf8');
   c.add('prctl(PR_SET_NAME)', [SYS.prctl, PR_SET_NAME, inj.put(comm), 0, 0, 0]);
-  if (th.pdeath_sig) c.add('prctl(PR_SET_PDEATHSIG)', [SYS.prctl, PR_SET_PDEATHSIG, th.pdeath_sig, 0, 0, 0]);
   for (const d of tls)
     if (!isEmptyTls(d))
       c.add(`set_thread_area(${d.entry_number})`, [SYS.set_thread_area, inj.put(userDesc(d))]);
   for (const x of opts.extra ?? []) c.add(`call ${x[0]}`, x);
-  if (th.creds) credsCalls(inj, th.creds, c);
   signalCalls(inj, th.signals_p, c, pid, tid);
   signalCalls(inj, opts.sharedSignals, c, pid);
   if (th.seccomp_mode === 2 && th.seccomp_filter !== undefined) {
@@ -327,7 +362,9 @@ export function restoreThreadState(
       const fprog = Buffer.alloc(16);
       fprog.writeUInt16LE(prog.length / 8, 0);
       fprog.writeBigUInt64LE(progAt, 8);
-      const flags = (f.flags ?? 0) & ~SECCOMP_FILTER_FLAG_TSYNC;
+      // TSYNC (kept on the leader's chain when all threads shared it) installs it in every thread,
+      // all created by now; a thread with a chain of its own installs it after the leader.
+      const flags = f.flags ?? 0;
       c.add('seccomp(SECCOMP_SET_MODE_FILTER)', [
         SYS.seccomp,
         SECCOMP_SET_MODE_FILTER,
@@ -338,5 +375,9 @@ export function restoreThreadState(
   } else if (th.seccomp_mode === 1) {
     c.add('seccomp(SECCOMP_SET_MODE_STRICT)', [SYS.seccomp, SECCOMP_SET_MODE_STRICT, 0, 0]);
   }
+  // Credentials after seccomp (a filter without no_new_privs needs CAP_SYS_ADMIN, which the dumped
+  // credentials may lack); the parent-death signal after them (changing ids clears it).
+  if (th.creds) credsCalls(inj, th.creds, c);
+  if (th.pdeath_sig) c.add('prctl(PR_SET_PDEATHSIG)', [SYS.prctl, PR_SET_PDEATHSIG, th.pdeath_sig, 0, 0, 0]);
   c.run(inj);
 }

@@ -1,7 +1,9 @@
 import type { SeccompFilter } from '@criu-ts/images';
 import { isSysError, ptraceSeccompGetFilter, ptraceSeccompGetMetadata } from '@criu-ts/sys';
 
+const SECCOMP_MODE_DISABLED = 0;
 const SECCOMP_MODE_FILTER = 2;
+const SECCOMP_FILTER_FLAG_TSYNC = 1;
 
 /**
  * seccomp.img: every thread's filter chain, oldest filter first, each later one pointing at
@@ -11,9 +13,42 @@ const SECCOMP_MODE_FILTER = 2;
 export class SeccompFilters {
   readonly filters: SeccompFilter[] = [];
 
-  /** Adds a thread's chain; returns the index of its newest filter, or undefined if it has none. */
-  addThread(tid: number, mode: number): number | undefined {
-    if (mode !== SECCOMP_MODE_FILTER) return undefined;
+  /**
+   * Adds the chains of a task's threads (leader first); returns each thread's seccomp mode and the
+   * index of its newest filter, as the images keep them. When every thread has the same chain (the
+   * kernel cannot tell whether SECCOMP_FILTER_FLAG_TSYNC shared it or each thread installed the same),
+   * only the leader keeps it, marked TSYNC, and the others are recorded without a filter: restore
+   * then installs it once for all threads, and they share it again, so that a later TSYNC in the task
+   * works (CRIU 4.2 writes the same images).
+   */
+  addTask(threads: Array<{ tid: number; mode: number }>): Array<{ mode: number; filter?: number }> {
+    const chains = threads.map((t) => (t.mode === SECCOMP_MODE_FILTER ? this.chainOf(t.tid) : []));
+    const leader = chains[0] ?? [];
+    const same = (c: SeccompFilter[]) =>
+      c.length === leader.length &&
+      c.every((f, i) => Buffer.from(f.filter).equals(Buffer.from(leader[i]!.filter)));
+    if (
+      threads[0]?.mode === SECCOMP_MODE_FILTER &&
+      threads.every((t, i) => t.mode === SECCOMP_MODE_FILTER && same(chains[i]!))
+    ) {
+      for (const f of leader) f.flags = (f.flags ?? 0) | SECCOMP_FILTER_FLAG_TSYNC;
+      const index = this.push(leader);
+      return threads.map((_, i) =>
+        i === 0
+          ? { mode: SECCOMP_MODE_FILTER, ...(index !== undefined ? { filter: index } : {}) }
+          : {
+              mode: SECCOMP_MODE_DISABLED,
+            },
+      );
+    }
+    return threads.map((t, i) => {
+      const index = this.push(chains[i]!);
+      return { mode: t.mode, ...(index !== undefined ? { filter: index } : {}) };
+    });
+  }
+
+  /** A thread's filters, oldest first. */
+  private chainOf(tid: number): SeccompFilter[] {
     // PTRACE_SECCOMP_GET_FILTER counts from the newest filter (0); fetch all, then store oldest first.
     const chain: SeccompFilter[] = [];
     for (let i = 0; ; i++) {
@@ -26,8 +61,12 @@ export class SeccompFilters {
       }
       chain.push({ filter, flags: Number(ptraceSeccompGetMetadata(tid, i).flags) });
     }
+    return chain.reverse();
+  }
+
+  /** Stores a chain (oldest first); returns the index of its newest filter. */
+  private push(chain: SeccompFilter[]): number | undefined {
     if (chain.length === 0) return undefined;
-    chain.reverse();
     for (const [i, f] of chain.entries()) {
       if (i > 0) f.prev = this.filters.length - 1;
       this.filters.push(f);

@@ -17,6 +17,8 @@ export const MAP_FIXED = 0x10;
 export const MAP_ANONYMOUS = 0x20;
 export const MAP_32BIT = 0x40;
 export const MAP_GROWSDOWN = 0x0100;
+/** MAP_DROPPABLE (Linux 6.11): a mapping type, like MAP_PRIVATE, whose pages may be dropped. */
+export const MAP_DROPPABLE = 0x08;
 export const MAP_DENYWRITE = 0x0800;
 export const MAP_EXECUTABLE = 0x1000;
 export const MAP_LOCKED = 0x2000;
