@@ -2,8 +2,8 @@
 // and shutdown state; one query for all of them per dump), the options, and the packets queued on it
 // (sk-queues.img, read without taking them), with the files they carry (SCM_RIGHTS, dumped like the
 // tasks' fds and named by their files.img ids). A peer must be in the tree: a socket connected to a
-// process outside it is refused (CRIU's --ext-unix-sk is not there yet), as are connections still
-// waiting to be accepted and relative names.
+// process outside it is refused (CRIU's --ext-unix-sk is not there yet), as are relative names.
+// Connections a listener has not accepted yet are dumped through their client end (icons.ts).
 import { statSync } from 'node:fs';
 import type { UnixSkEntry } from '@criu-ts/images';
 import {
@@ -22,6 +22,7 @@ import { DumpError } from '../../dump/errors.js';
 import { readSocketOptions } from '../socket/options.js';
 import { peekQueue } from '../socket/queue.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
+import { checkQueue, peerOf } from './icons.js';
 import { USK_EXTERN } from './uflags.js';
 
 const TCP_LISTEN = 10;
@@ -130,10 +131,10 @@ function entryFor(
   const name = sk.name ?? Buffer.alloc(0);
   if (name.length > 0 && name[0] !== 0 && name[0] !== 0x2f /* '/' */)
     throw new DumpError(`${where}: unix socket bound to a relative name (${name}): not supported yet`);
-  if (sk.state === TCP_LISTEN && (sk.icons?.length ?? 0) > 0)
-    throw new DumpError(`${where}: listening unix socket ${name} has connections not accepted yet`);
+  if (sk.state === TCP_LISTEN) checkQueue(files, where, ino, name.toString(), sk, heldInodes(files));
+  const peer = peerOf(files, where, ino, sk, unixSockets(files));
   const own = files.steal(file.pid, file.fd);
-  if (sk.peer) peersToCheck(files).push({ where, ino, peer: sk.peer });
+  if (peer) peersToCheck(files).push({ where, ino, peer });
   if (sk.state !== TCP_LISTEN) {
     for (const p of peekQueue(own, `${where} (unix socket ${ino})`)) {
       const rights = p.fds.map((fd) => files.inFlight(fd));
@@ -150,7 +151,7 @@ function entryFor(
     flags: file.flags,
     uflags: 0,
     backlog: sk.state === TCP_LISTEN ? (sk.rqlen?.wqueue ?? 0) : 0,
-    peer: sk.peer ?? 0,
+    peer,
     fown: noOwner(),
     opts: readSocketOptions(own, where),
     name,

@@ -31,6 +31,7 @@ import { withFlags } from '../fd-flags.js';
 import type { FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
 import { applySocketOptions } from '../socket/options.js';
 import { FD_TYPE } from '../table.js';
+import { connectQueued, connectToListener, isListener } from './icons.js';
 import { USK_EXTERN } from './uflags.js';
 
 const TCP_ESTABLISHED = 1;
@@ -180,7 +181,9 @@ function connectToPeer(ctx: Ctx, fd: number, peer: UnixEntry): void {
   const external = (peer.usk.uflags & USK_EXTERN) !== 0;
   if (!external) ctx.fd(peer.id);
   try {
-    connect(fd, sockaddrOf(peer.usk.name));
+    // A connection the listener had not accepted yet waits in its queue again (icons.ts).
+    if (isListener(peer)) connectToListener(fd, sockaddrOf(peer.usk.name), peer);
+    else connect(fd, sockaddrOf(peer.usk.name));
   } catch (e) {
     if (!external) throw e;
     const name = Buffer.from(peer.usk.name).toString('utf8').replace(/\0/g, '@');
@@ -235,6 +238,7 @@ function makeSingle(ctx: Ctx, entry: UnixEntry): Made {
         }
       }
       applyShutdown(fd, u.shutdown);
+      if (u.state === TCP_LISTEN) connectQueued(ctx, entry);
     });
   return { fds: new Map([[u.ino, fd]]), fill, filled: false };
 }
@@ -250,6 +254,8 @@ export const unixSocketRestoreDriver: FdRestoreDriver = {
     const e = entry as UnixEntry;
     const u = e.usk;
     const peer = u.peer ? byInode(ctx).get(u.peer) : undefined;
+    // A connection not accepted yet: its listener is made first, and connects its whole queue in order.
+    if (peer && isListener(peer)) ctx.fd(peer.id);
     const made =
       peer && peer.usk.peer === u.ino
         ? ctx.shared(`unix-pair:${Math.min(u.ino, peer.usk.ino)}-${Math.max(u.ino, peer.usk.ino)}`, () =>
