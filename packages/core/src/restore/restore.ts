@@ -55,7 +55,7 @@ import {
   WNOHANG,
   waitpid,
 } from '@criu-ts/sys';
-import { locksByTask, retakeLocks } from '../file-locks/restore.js';
+import { breakLeases, locksByTask, retakeLocks } from '../file-locks/restore.js';
 import { isProcFdFile, isProcFileOf, procPidOf } from '../files/regular/proc-path.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
@@ -734,6 +734,7 @@ class Restorer {
       names.push(what);
     }
     if (calls.length) lt.main.batch(calls, (i) => names[i] ?? `call ${i}`);
+    breakLeases(task.pid, this.locks.get(task.pid) ?? [], nodeFd, lt.main);
   }
 
   /** Scheduling policy, priority and nice value, set from here by tid. */
