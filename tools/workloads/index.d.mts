@@ -21,7 +21,8 @@ export type WorkloadName =
   | 'tree'
   | 'unlinked'
   | 'waiter'
-  | 'zombie';
+  | 'zombie'
+  | 'zombies';
 
 /**
  * Compile every workload whose binary is missing or older than its source

@@ -352,6 +352,33 @@ await check('zombie: Z state, ZOMBIE line, SIGUSR1 reaps with 42', async () => {
   noFail(out);
 });
 
+await check('zombies: five Z children, one in a group with no leader, statuses on SIGUSR1', async () => {
+  const { out, pid, cp } = run('zombies', []);
+  await waitForLine(out, /^ZOMBIES 5$/, { pid });
+  const zs = readLines(out)
+    .filter((l) => l.startsWith('ZOMBIE '))
+    .map((l) => l.split(' ').map(Number));
+  assert.equal(zs.length, 5);
+  for (const [, z, pgid] of zs) {
+    assert.equal(state(z).state, 'Z');
+    assert.equal(state(z).ppid, pid);
+    assert.equal(state(z).pgid, pgid);
+  }
+  const lonely = zs[4][2];
+  assert.notEqual(lonely, state(pid).pgid);
+  assert.ok(!existsSync(`/proc/${lonely}`), 'the group leader is gone');
+  process.kill(pid, 'SIGUSR1');
+  await waitForLine(out, /^DONE$/, { pid });
+  const reaped = readLines(out).filter((l) => l.startsWith('REAPED '));
+  assert.deepEqual(
+    reaped,
+    zs.map(([, z], i) => `REAPED ${z} ${['0x0', '0x300', '0x9', '0xb', '0x700'][i]}`),
+  );
+  process.kill(pid, 'SIGKILL');
+  await cp.exited;
+  noFail(out);
+});
+
 await check('memhog: SUM stable across SIGUSR1, deterministic, corruption detected', async () => {
   const a = run('memhog', ['64', '7']);
   process.kill(a.pid, 0);

@@ -143,6 +143,33 @@ describe('criu-ts restore: trees', () => {
     await waitFor(() => procState(z) === 'gone', 'zombie reaped');
   });
 
+  it('zombies: killed by SIGKILL and SIGSEGV, exited, and alone in a group whose leader is gone', async () => {
+    const w = startWorkload('zombies');
+    await waitForLine(w.report, /^ZOMBIES 5$/, { pid: w.pid });
+    const zs = readLines(w.report)
+      .filter((l) => l.startsWith('ZOMBIE '))
+      .map((l) => Number(l.split(' ')[1]));
+    track(...zs);
+    await waitFor(() => procState(w.pid) === 'S', 'parent waiting');
+    const lonely = zs[4]!;
+    const group = Number(procStat(lonely).f(5));
+    expect(group).not.toBe(Number(procStat(w.pid).f(5)));
+    expect(fs.existsSync(`/proc/${group}`)).toBe(false);
+    const before = [w.pid, ...zs].map(ids);
+    const dir = await dumpAndKill(w.pid, [w.pid, ...zs]);
+    await restoreDetached(dir);
+    // Same pids, parent, group (the leaderless one too, and its helper is gone again), state Z.
+    expect([w.pid, ...zs].map(ids)).toEqual(before);
+    expect(fs.existsSync(`/proc/${group}`)).toBe(false);
+    const n = readLines(w.report).length;
+    process.kill(w.pid, 'SIGUSR1');
+    await waitForLine(w.report, /^DONE$/, { pid: w.pid, fromLine: n });
+    expect(readLines(w.report).filter((l) => l.startsWith('REAPED '))).toEqual(
+      zs.map((z, i) => `REAPED ${z} ${['0x0', '0x300', '0x9', '0xb', '0x700'][i]}`),
+    );
+    expect(failLines(w.report)).toEqual([]);
+  });
+
   it('stopper: a stopped task comes back stopped (T) and runs on after SIGCONT', async () => {
     const w = startWorkload('stopper');
     await waitForLine(w.report, /^READY /, { pid: w.pid });

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { type SeizedTask, type SeizedTree, seizeTree } from '@criu-ts/compel';
 import {
   type DumpStatsEntry,
@@ -227,7 +227,9 @@ function checkSessions(tree: SeizedTree, shellJob: boolean): void {
         `the session leader (${leader(t.sid)}) of pid ${t.pid} is outside the tree: dump with --shell-job, or start it with setsid`,
       );
     }
-    if (!inside.has(t.pgid)) {
+    // A group whose leader has died (a zombie's, zombie01) comes back through a helper with the
+    // leader's pid, as CRIU does; one led by a live process outside the tree cannot.
+    if (!inside.has(t.pgid) && (t.pgid === 0 || existsSync(`/proc/${t.pgid}`))) {
       throw new DumpError(
         `the process group leader (${leader(t.pgid)}) of pid ${t.pid} is outside the tree: use --shell-job`,
       );

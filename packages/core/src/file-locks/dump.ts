@@ -6,10 +6,12 @@
 // its kind, its owner (the process for POSIX, the open file description for flock and OFD), its file
 // (device and inode), its range and type. Each lock is written once to filelocks.img with the task and
 // fd it is taken again through: for POSIX its owner, for flock and OFD a task holding the description,
-// the one that took the lock when it is in the tree.
+// the one that took the lock when it is in the tree. Leases (F_SETLEASE) belong to the open file
+// description too, and are written as CRIU writes them: kind FL_LEASE, type F_RDLCK or F_WRLCK, or for a
+// lease being broken LEASE_BREAKING with the type it is being broken to (F_GETLEASE's answer).
 import type { FdLock } from '@criu-ts/bfd';
 import type { FileLockEntry } from '@criu-ts/images';
-import { F_RDLCK, F_WRLCK } from '@criu-ts/sys';
+import { F_GETLEASE, F_RDLCK, F_UNLCK, F_WRLCK, fcntl } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
 import type { FileTable, OpenFile } from '../files/table.js';
 
@@ -17,6 +19,9 @@ import type { FileTable, OpenFile } from '../files/table.js';
 export const FL_POSIX = 1;
 export const FL_FLOCK = 2;
 export const FL_OFD = 4;
+export const FL_LEASE = 8;
+/** Added to a lease's type while it is being broken (CRIU's LEASE_BREAKING). */
+export const LEASE_BREAKING = 4;
 
 /** CRIU's refusal when a task holds a lock and --file-locks was not given. */
 export const NEED_FILE_LOCKS =
@@ -33,6 +38,7 @@ function entryOf(
   files: FileTable,
 ): { key: string; entry: FileLockEntry } | undefined {
   const where = `pid ${file.pid} fd ${file.fd} (${file.link})`;
+  if (l.type === 'LEASE') return leaseOf(file, l, files, where);
   if (l.mode !== 'ADVISORY') throw new DumpError(`${where}: a ${l.mode.toLowerCase()} lock cannot be dumped`);
   if (l.access !== 'READ' && l.access !== 'WRITE')
     throw new DumpError(`${where}: a ${l.type} lock of type ${l.access} cannot be dumped`);
@@ -58,8 +64,29 @@ function entryOf(
       }
       return { key: `posix:${l.pid}:${lockPart(l)}`, entry: { ...base, flag: FL_POSIX } };
     default:
-      throw new DumpError(`${where}: a ${l.type} lock (lease or delegation) cannot be dumped`);
+      throw new DumpError(`${where}: a ${l.type} lock (a delegation?) cannot be dumped`);
   }
+}
+
+/**
+ * A lease, owned by the open file description like a flock. One being broken (an open that conflicts
+ * with it has been refused, its holder was told) keeps LEASE_BREAKING and the type it is being broken
+ * to, as F_GETLEASE tells it on criu-ts's copy of the description (older kernels show READ in fdinfo).
+ */
+function leaseOf(file: OpenFile, l: FdLock, files: FileTable, where: string) {
+  const key = `lease:${files.descriptionKey(file)}:${lockPart({ ...l, access: '' })}`;
+  const base = { pid: file.pid, fd: file.fd, flag: FL_LEASE, start: 0n, len: 0n };
+  if (l.mode === 'ACTIVE') {
+    if (l.access !== 'READ' && l.access !== 'WRITE')
+      throw new DumpError(`${where}: a lease of type ${l.access} cannot be dumped`);
+    return { key, entry: { ...base, type: l.access === 'WRITE' ? F_WRLCK : F_RDLCK } };
+  }
+  if (l.mode !== 'BREAKING')
+    throw new DumpError(`${where}: a ${l.mode.toLowerCase()} lease cannot be dumped`);
+  const target = fcntl(files.steal(file.pid, file.fd), F_GETLEASE);
+  if (target !== F_RDLCK && target !== F_UNLCK)
+    throw new DumpError(`${where}: a lease being broken to type ${target} cannot be dumped`);
+  return { key, entry: { ...base, type: target | LEASE_BREAKING } };
 }
 
 /**
@@ -81,7 +108,7 @@ export function dumpFileLocks(file: OpenFile, files: FileTable): void {
       seen.set(found.key, found.entry);
       files.addImageEntry('filelocks', found.entry);
     } else if (had.pid !== l.pid && file.pid === l.pid) {
-      // A flock inherited across fork: taken again by the task that took it (the pid fdinfo shows).
+      // A flock or lease inherited across fork: taken again by the task that took it (the pid fdinfo shows).
       had.pid = file.pid;
       had.fd = file.fd;
     }

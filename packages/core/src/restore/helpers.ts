@@ -2,7 +2,9 @@
 // file naming a process that had died by the dump (/proc/PID/..., a pidfd). The file is opened while
 // the helper lives; the helper is then killed and reaped, so the file names a dead process again, as
 // it did (CRIU's TASK_HELPER does the same). Helpers come and go before the tree is made, so even a
-// pid of the tree the kernel happened to give one is free again by then.
+// pid of the tree the kernel happened to give one is free again by then. A process group whose leader
+// had died is made again the same way, by a helper with the leader's pid that is the child of a member
+// (restore.ts): the member joins the group, the helper dies, the group stays.
 import { __WALL, kill, ptraceCont, SIGCHLD, SIGKILL, SYS, sigmaskBit } from '@criu-ts/sys';
 import { RestoreError } from './errors.js';
 import { Injector, type ScratchLayout, type Tracee, waitStop } from './inject.js';
@@ -10,6 +12,7 @@ import { cloneHelper, cloneWithId } from './tree.js';
 
 export class HelperProcesses {
   constructor(
+    /** The helpers' parent: the stub, or a task of the tree (a group's helper). */
     private readonly stub: Tracee,
     private readonly scratch: ScratchLayout,
     /** The restore's set of traced tids: a helper is in it while it lives (cleanup kills them). */
@@ -48,13 +51,14 @@ export class HelperProcesses {
   private kill(inj: Injector, pid: number): void {
     kill(pid, SIGKILL);
     for (let st = waitStop(pid); st.stopped; st = waitStop(pid)) ptraceCont(pid, 0);
-    inj.call(`wait4(${pid}) in the stub`, SYS.wait4, pid, 0, __WALL, 0);
+    inj.call(`wait4(${pid}) in its parent ${this.stub.pid}`, SYS.wait4, pid, 0, __WALL, 0);
     const mask = Buffer.alloc(8);
     mask.writeBigUInt64LE(sigmaskBit(SIGCHLD));
     const set = inj.put(mask);
     const noWait = inj.put(Buffer.alloc(16)); // struct timespec { 0, 0 }
     const r = inj.syscall(SYS.rt_sigtimedwait, set, 0, noWait, 8);
     inj.resetData();
-    if (r !== BigInt(SIGCHLD) && r !== -11n) throw new RestoreError(`rt_sigtimedwait in the stub: ${r}`);
+    if (r !== BigInt(SIGCHLD) && r !== -11n)
+      throw new RestoreError(`rt_sigtimedwait in ${this.stub.pid}: ${r}`);
   }
 }

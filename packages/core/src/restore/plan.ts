@@ -92,6 +92,11 @@ export interface RestorePlan {
   networkLock: NetworkLockMethod;
   /** Every pid and tid the restore will take. */
   ids: number[];
+  /**
+   * Process groups whose leader is not in the images (it had died, zombie01): a helper with the
+   * leader's pid makes each again in its members' session, then dies, as CRIU's TASK_HELPER does.
+   */
+  pgidHelpers: number[];
   /** Bytes of page data the tasks will get back. */
   pagesBytes: bigint;
   /** Shared memory objects (memfd, anonymous shared, SysV) the tasks map or hold. */
@@ -177,7 +182,7 @@ export function planRestore(
     queue.push(...t.children);
   }
   if (tasks.length !== byPid.size) throw new RestoreError('pstree.img: the tasks do not form one tree');
-  checkSessions(tasks, byPid, opts.shellJob === true);
+  const pgidHelpers = checkSessions(tasks, byPid, opts.shellJob === true);
 
   const files = new Map<number, FileEntry>();
   for (const f of dir.files()) files.set(f.id, f);
@@ -229,6 +234,7 @@ export function planRestore(
     inheritTty,
     networkLock,
     ids: [...ids],
+    pgidHelpers,
     pagesBytes,
     shmem,
   };
@@ -273,17 +279,26 @@ function taskOf(dir: ImageDir, e: PstreeEntry, tids: number[]): TaskPlan {
   };
 }
 
-function checkSessions(tasks: TaskPlan[], byPid: Map<number, TaskPlan>, shellJob: boolean): void {
+/** Checks sessions and groups; returns the groups whose leader a helper stands for (see pgidHelpers). */
+function checkSessions(tasks: TaskPlan[], byPid: Map<number, TaskPlan>, shellJob: boolean): number[] {
+  const helpers = new Set<number>();
+  const root = tasks[0]!;
   for (const t of tasks) {
     // sid/pgid 0: the dumped task's leader was outside its pid namespace, so also not in the images.
     if (!byPid.has(t.sid) && !shellJob)
       throw new RestoreError(
         `the session leader ${t.sid} of ${t.pid} is not in the images: restore with --shell-job`,
       );
-    if (!byPid.has(t.pgid) && !shellJob)
-      throw new RestoreError(
-        `the process group leader ${t.pgid} of ${t.pid} is not in the images: restore with --shell-job`,
-      );
+    // --shell-job: the root's group led from outside is the caller's group. Any other group whose
+    // leader is missing had lost it (an exited leader): a helper stands for it, as in CRIU.
+    const callersGroup = shellJob && t.pgid === root.pgid;
+    if (!byPid.has(t.pgid) && !callersGroup) {
+      if (t.pgid <= 0)
+        throw new RestoreError(
+          `the process group leader ${t.pgid} of ${t.pid} is not in the images: restore with --shell-job`,
+        );
+      helpers.add(t.pgid);
+    }
     const leader = byPid.get(t.pgid);
     if (leader && leader.sid !== t.sid)
       throw new RestoreError(`pstree.img: ${t.pid} is in group ${t.pgid} of another session`);
@@ -293,6 +308,7 @@ function checkSessions(tasks: TaskPlan[], byPid: Map<number, TaskPlan>, shellJob
         `pstree.img: ${t.pid} is in session ${t.sid} but its parent ${t.parent.pid} is not: not supported yet`,
       );
   }
+  return [...helpers];
 }
 
 function loadLiveTask(

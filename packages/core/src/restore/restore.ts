@@ -32,6 +32,7 @@ import {
   O_DIRECTORY,
   O_RDONLY,
   PAGE_SIZE,
+  PR_SET_DUMPABLE,
   PR_SET_NAME,
   PROT_EXEC,
   PROT_READ,
@@ -54,7 +55,7 @@ import {
   WNOHANG,
   waitpid,
 } from '@criu-ts/sys';
-import { locksByTask, retakeLocks } from '../file-locks/restore.js';
+import { breakLeases, locksByTask, retakeLocks } from '../file-locks/restore.js';
 import { isProcFdFile, isProcFileOf, procPidOf } from '../files/regular/proc-path.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
@@ -165,7 +166,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   });
   log.info(`restoring ${plan.tasks.length} tasks of ${opts.imagesDir}`);
   const tWait = performance.now();
-  waitForFreeIds(plan.ids, opts.pidWaitMs ?? 5000);
+  waitForFreeIds([...plan.ids, ...plan.pgidHelpers], opts.pidWaitMs ?? 5000);
   const waitMs = ms(tWait);
   const files = new NodeFiles(plan, (m) => log.debug(m));
   const r = new Restorer(plan, files, log, opts.sibling === true, opts.manageCgroups ?? 'soft');
@@ -448,8 +449,19 @@ class Restorer {
     this.stub = undefined;
     this.helpers = undefined;
 
-    // Process groups: leaders first, then their members (all in their session by now).
-    const inTree = new Set(this.plan.tasks.map((t) => t.pid));
+    // Process groups: leaders first, then their members (all in their session by now). A group whose
+    // leader had died is made by a helper with its pid, a child of its first member (helpers.ts).
+    const inTree = new Set([...this.plan.tasks.map((t) => t.pid), ...this.plan.pgidHelpers]);
+    for (const pgid of this.plan.pgidHelpers) {
+      const first = this.plan.tasks.find((t) => t.pgid === pgid)!;
+      const member = byPid.get(first.pid)!;
+      new HelperProcesses(member, s, this.traced).withPid(pgid, () => {
+        const inj = new Injector(member, s);
+        inj.call(`setpgid of the helper for group ${pgid}`, SYS.setpgid, pgid, pgid);
+        inj.call(`setpgid(${pgid}) in ${first.pid}`, SYS.setpgid, 0, pgid);
+      });
+      this.log.debug(`group ${pgid} made again by a helper for ${first.pid}`);
+    }
     const order = [...this.plan.tasks].sort((a, b) => Number(b.pgid === b.pid) - Number(a.pgid === a.pid));
     for (const task of order) {
       if (!inTree.has(task.pgid)) continue; // --shell-job: the caller's group
@@ -476,6 +488,8 @@ class Restorer {
     comm.write(task.tc.comm.slice(0, 15), 'utf8');
     inj.call('prctl(PR_SET_NAME)', SYS.prctl, PR_SET_NAME, inj.put(comm), 0, 0, 0);
     inj.resetData();
+    // A zombie killed by a signal that dumps core is killed by it again: no core file this time.
+    if (sig !== 0) inj.call('prctl(PR_SET_DUMPABLE, 0)', SYS.prctl, PR_SET_DUMPABLE, 0, 0, 0, 0);
     ptraceSetSigmask(t.tid, 0n);
     if (sig === 0) {
       const regs = t.regs.clone();
@@ -754,6 +768,7 @@ class Restorer {
       names.push(what);
     }
     if (calls.length) lt.main.batch(calls, (i) => names[i] ?? `call ${i}`);
+    breakLeases(task.pid, this.locks.get(task.pid) ?? [], nodeFd, lt.main);
   }
 
   /** Scheduling policy, priority and nice value, set from here by tid. */

@@ -2,8 +2,9 @@
 // and shutdown state; one query for all of them per dump), the options, and the packets queued on it
 // (sk-queues.img, read without taking them), with the files they carry (SCM_RIGHTS, dumped like the
 // tasks' fds and named by their files.img ids). A peer must be in the tree: a socket connected to a
-// process outside it is refused (unless a datagram one to a named socket, with --ext-unix-sk), as are
-// connections still waiting to be accepted. A relative name keeps the directory it was bound in.
+// process outside it is refused (unless a datagram one to a named socket, with --ext-unix-sk). A relative
+// name keeps the directory it was bound in. Connections a listener has not accepted yet are dumped
+// through their client end (icons.ts).
 import { statSync } from 'node:fs';
 import { ProcDir } from '@criu-ts/bfd';
 import type { UnixSkEntry } from '@criu-ts/images';
@@ -26,6 +27,7 @@ import { DumpError } from '../../dump/errors.js';
 import { readSocketOptions } from '../socket/options.js';
 import { peekQueue } from '../socket/queue.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
+import { checkQueue, peerOf } from './icons.js';
 import { USK_EXTERN } from './uflags.js';
 
 const TCP_LISTEN = 10;
@@ -172,14 +174,14 @@ function entryFor(
 ): UnixSkEntry {
   const where = `pid ${file.pid} fd ${file.fd}`;
   const name = sk.name ?? Buffer.alloc(0);
-  if (sk.state === TCP_LISTEN && (sk.icons?.length ?? 0) > 0)
-    throw new DumpError(`${where}: listening unix socket ${name} has connections not accepted yet`);
+  if (sk.state === TCP_LISTEN) checkQueue(files, where, ino, name.toString(), sk, heldInodes(files));
+  const peer = peerOf(files, where, ino, sk, unixSockets(files));
   const own = files.steal(file.pid, file.fd);
   const relative =
     name.length > 0 && name[0] !== 0 && name[0] !== 0x2f /* '/' */
       ? relativeName(own, name.toString('utf8'), where)
       : undefined;
-  if (sk.peer) peersToCheck(files).push({ where, ino, peer: sk.peer });
+  if (peer) peersToCheck(files).push({ where, ino, peer });
   // A stream socket neither listening nor connected (only bound, or not even that) has no queue.
   const unconnected = sk.type !== SOCK_DGRAM && sk.state === TCP_CLOSE;
   if (sk.state !== TCP_LISTEN && !unconnected) {
@@ -200,7 +202,7 @@ function entryFor(
     flags: file.flags,
     uflags: 0,
     backlog: sk.state === TCP_LISTEN ? (sk.rqlen?.wqueue ?? 0) : 0,
-    peer: sk.peer ?? 0,
+    peer,
     fown: noOwner(),
     opts: readSocketOptions(own, where),
     name,

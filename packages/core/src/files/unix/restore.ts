@@ -44,6 +44,7 @@ import { withFlags } from '../fd-flags.js';
 import type { FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
 import { applySocketOptions } from '../socket/options.js';
 import { FD_TYPE } from '../table.js';
+import { connectQueued, connectToListener, isListener } from './icons.js';
 import { USK_EXTERN } from './uflags.js';
 
 const TCP_ESTABLISHED = 1;
@@ -253,7 +254,10 @@ function connectToPeer(ctx: Ctx, fd: number, self: UnixSkEntry, peer: UnixEntry)
   if (!external && peer.usk.ino !== self.ino) ctx.fd(peer.id);
   const file = external ? undefined : socketFiles(ctx).get(peer.usk.ino);
   try {
-    connect(fd, file !== undefined ? encodeSockaddrUn(`/proc/self/fd/${file}`) : sockaddrOf(peer.usk.name));
+    // A connection the listener had not accepted yet waits in its queue again (icons.ts).
+    const to = file !== undefined ? encodeSockaddrUn(`/proc/self/fd/${file}`) : sockaddrOf(peer.usk.name);
+    if (isListener(peer)) connectToListener(fd, to, peer);
+    else connect(fd, to);
   } catch (e) {
     if (!external) throw e;
     const name = Buffer.from(peer.usk.name).toString('utf8').replace(/\0/g, '@');
@@ -313,6 +317,7 @@ function makeSingle(ctx: Ctx, entry: UnixEntry): Made {
         }
       }
       applyShutdown(fd, u.shutdown);
+      if (u.state === TCP_LISTEN) connectQueued(ctx, entry);
     });
   return { fds: new Map([[u.ino, fd]]), fill, filled: false };
 }
@@ -328,6 +333,8 @@ export const unixSocketRestoreDriver: FdRestoreDriver = {
     const e = entry as UnixEntry;
     const u = e.usk;
     const peer = u.peer ? byInode(ctx).get(u.peer) : undefined;
+    // A connection not accepted yet: its listener is made first, and connects its whole queue in order.
+    if (peer && isListener(peer)) ctx.fd(peer.id);
     const made =
       peer && peer.usk.peer === u.ino && peer.usk.ino !== u.ino
         ? ctx.shared(`unix-pair:${Math.min(u.ino, peer.usk.ino)}-${Math.max(u.ino, peer.usk.ino)}`, () =>
