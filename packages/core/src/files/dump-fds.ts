@@ -70,6 +70,9 @@ const F_GETOWN_EX = 16;
  */
 function refuseSignalOwner(file: OpenFile, files: FileTable): void {
   if ((file.flags & O_ASYNC) === 0 || file.pid === process.pid) return;
+  // A lease sets O_ASYNC and the owner itself (F_SETLEASE): the task taking its lease again at restore
+  // (file-locks/restore.ts) makes both again.
+  if (file.info.locks?.some((l) => l.type === 'LEASE' && !l.blocked)) return;
   const owner = Buffer.alloc(8);
   fcntl(files.steal(file.pid, file.fd), F_GETOWN_EX, owner);
   const pid = owner.readInt32LE(4);
