@@ -392,7 +392,7 @@ export function tasksInSession(sid: number): number[] {
 export function decodableImages(dir: string): string[] {
   return fs
     .readdirSync(dir)
-    .filter((f) => f.endsWith('.img') && !f.startsWith('pages-'))
+    .filter((f) => (f.endsWith('.img') && !f.startsWith('pages-')) || /^stats-(dump|restore)$/.test(f))
     .sort();
 }
 
