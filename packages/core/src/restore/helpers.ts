@@ -2,7 +2,10 @@
 // file naming a process that had died by the dump (/proc/PID/..., a pidfd). The file is opened while
 // the helper lives; the helper is then killed and reaped, so the file names a dead process again, as
 // it did (CRIU's TASK_HELPER does the same). Helpers come and go before the tree is made, so even a
-// pid of the tree the kernel happened to give one is free again by then.
+// pid of the tree the kernel happened to give one is free again by then. One more use, once a task
+// exists: a task whose cwd or root is /proc/PID of a dead task enters it while a child of its own
+// (a helper made by the task, same code) has PID, since the kernel lets no one into the /proc
+// directory of a process that is gone.
 import { __WALL, kill, ptraceCont, SIGCHLD, SIGKILL, SYS, sigmaskBit } from '@criu-ts/sys';
 import { RestoreError } from './errors.js';
 import { Injector, type ScratchLayout, type Tracee, waitStop } from './inject.js';
