@@ -147,4 +147,41 @@ out.write('DONE\\n')
     expect(readLines(report)).toEqual(expect.arrayContaining([`PIDS ${pid} ${child}`, 'DEAD errno 3']));
     process.kill(child!, 'SIGUSR1');
   });
+
+  it('a cwd in /proc/PID of a task that has died comes back there: getcwd fails with ENOENT, the link names it', async () => {
+    const d = tempDir('criu-ts-proc-cwd-');
+    const report = path.join(d, 'report');
+    const script = [
+      'import os, signal, sys',
+      'os.closerange(3, 65536)',
+      "out = open(sys.argv[1], 'a', buffering=1)",
+      'child = os.fork()',
+      'if child == 0: signal.pause(); os._exit(0)',
+      "os.chdir('/proc/%d' % child)",
+      'os.kill(child, 9); os.waitpid(child, 0)',
+      'signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])',
+      "out.write('READY %d %d\\n' % (os.getpid(), child))",
+      'signal.sigwait([signal.SIGUSR1])',
+      'try:',
+      "    os.getcwd(); r = 'getcwd ok'",
+      'except OSError as e:',
+      "    r = 'getcwd errno %d' % e.errno",
+      "out.write('CWD %s %s\\n' % (r, os.readlink('/proc/self/cwd')))",
+    ].join('\n');
+    const pid = startTraceable([PYTHON, '-c', script, report], { setsid: true });
+    track(pid);
+    const gone = Number((await waitForLine(report, /^READY /, { pid })).split(' ')[2]);
+    await waitFor(() => procState(pid) === 'S', 'waiting');
+    const dir = path.join(d, 'images');
+    const r = await runCli(['dump', '-t', String(pid), '-D', dir]);
+    if (r.code !== 0 || r.stderr) throw new Error(`dump: exit ${r.code}: ${r.stderr}`);
+    killAndReap(pid);
+    const rr = await runCli(['restore', '-D', dir, '-d']);
+    if (rr.code !== 0 || rr.stderr) throw new Error(`restore: exit ${rr.code}: ${rr.stderr}`);
+    track(pid);
+    expect(existsSync(`/proc/${gone}`)).toBe(false); // the helper is gone again
+    process.kill(pid, 'SIGUSR1');
+    await waitForLine(report, /^CWD /, { pid });
+    expect(readLines(report)).toContain(`CWD getcwd errno 2 /proc/${gone} (deleted)`);
+  });
 });

@@ -5,6 +5,9 @@
 // pid of the tree the kernel happened to give one is free again by then. A process group whose leader
 // had died is made again the same way, by a helper with the leader's pid that is the child of a member
 // (restore.ts): the member joins the group, the helper dies, the group stays.
+// One more use, once a task exists: a task whose cwd or root is /proc/PID of a dead task enters it
+// while a child of its own (a helper made by the task, same code) has PID, since the kernel lets no
+// one into the /proc directory of a process that is gone.
 import { __WALL, kill, ptraceCont, SIGCHLD, SIGKILL, SYS, sigmaskBit } from '@criu-ts/sys';
 import { RestoreError } from './errors.js';
 import { Injector, type ScratchLayout, type Tracee, waitStop } from './inject.js';

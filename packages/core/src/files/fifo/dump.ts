@@ -16,7 +16,6 @@ export const fifoDriver: FdDumpDriver = {
     const regfId = regularFileEntry(files, file.link, file.stat, {
       key: `fifo-path:${key}`,
       flags: file.flags,
-      mntId: file.mntId,
       procPath: `/proc/${file.pid}/fd/${file.fd}`,
     });
     const id = files.add(key, (id) => ({

@@ -16,7 +16,6 @@ export interface PathEntryOptions {
   /** The fd's flags (fdinfo, O_CLOEXEC left out) and position. */
   flags?: number;
   pos?: bigint;
-  mntId?: number;
   /** Where criu-ts reaches the file itself (/proc/PID/fd/N...): to copy or link it back if it has no name. */
   procPath?: string;
   /** The FileTable key (default: one entry per path and inode). */
@@ -51,7 +50,8 @@ export function regularFileEntry(
         name,
         size: st.size,
         mode: Number(st.mode),
-        ...(opts.mntId !== undefined ? { mnt_id: opts.mntId } : {}),
+        // No mnt_id: CRIU writes it only for a tree with a mount namespace of its own (and then
+        // reaches files and their remaps from that mount), which criu-ts does not dump.
       },
     };
     return entry;
@@ -140,7 +140,6 @@ export const regularFileDriver: FdDumpDriver = {
       key: files.descriptionKey(file),
       flags: file.flags,
       pos: file.pos,
-      mntId: file.mntId,
       procPath: `/proc/${file.pid}/fd/${file.fd}`,
     });
     return { id, type: FD_TYPE.REG };
