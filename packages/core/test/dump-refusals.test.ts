@@ -199,6 +199,19 @@ describe('not restorable yet: refused, the tree runs on', () => {
     );
   });
 
+  it.skipIf(!fs.existsSync('/dev/net/tun'))(
+    'an fd of /dev/net/tun: refused, it would come back as a new tun device',
+    async () => {
+      await refusedPython(
+        "t = os.open('/dev/net/tun', os.O_RDWR)",
+        (pid) =>
+          new RegExp(
+            `^criu-ts: pid ${pid} fd 3: /dev/net/tun is a tun/tap device \\(its interface\\): opened again it would be a new one; not supported yet$`,
+          ),
+      );
+    },
+  );
+
   it('an AIO ring (io_setup): refused naming the mapping', async () => {
     await refusedPython(
       [
