@@ -228,6 +228,35 @@ describe('not restorable yet: refused, the tree runs on', () => {
 });
 
 describe('files restore could not open again by their names', () => {
+  it('a datagram socket sending to an outside socket whose name was unlinked (--ext-unix-sk): refused', async () => {
+    const d = tempDir('criu-ts-core-extsk-');
+    const name = path.join(d, 'log.sock');
+    const ready = path.join(d, 'ready');
+    const outside = await startCommand([
+      '/usr/bin/python3',
+      '-c',
+      'import socket, sys, time\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])\nopen(sys.argv[2], "w").close()\ntime.sleep(1000)',
+      name,
+      ready,
+    ]);
+    await waitFor(() => fs.existsSync(ready), 'the outside socket bound');
+    const py = await startPythonCounter(
+      `import socket\nc = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); c.connect(${JSON.stringify(name)})`,
+    );
+    await waitForLine(py.report, /^3$/, { pid: py.pid });
+    fs.unlinkSync(name);
+    const before = snapshot(py.pid);
+    const r = await runCli(['dump', '-t', String(py.pid), '-D', newImagesDir(), '--ext-unix-sk']);
+    expect(oneLineFailure(r)).toMatch(
+      new RegExp(
+        `^criu-ts: pid ${py.pid} fd 3: unix socket \\d+ sends to the external socket ${name}, whose name leads elsewhere now \\(unlinked\\)`,
+      ),
+    );
+    await expectAsBefore(py.pid, before);
+    await expectCountsOn(py.report, py.pid);
+    expect(procState(outside)).toBe('S');
+  });
+
   it('an unlinked file still linked under another name: refused as CRIU does without --link-remap', async () => {
     const d = tempDir('criu-ts-core-linked-');
     const a = path.join(d, 'a');

@@ -87,6 +87,15 @@ function checkPeers(files: FileTable, held: Set<number>): void {
       throw new DumpError(`${what}: a stream connection to a process outside the tree cannot be restored`);
     if (!files.options.extUnixSk)
       throw new DumpError(`${what}: external socket is used, consider using --ext-unix-sk option`);
+    // Restore connects to it again by its name: that name must still lead to it.
+    if (peer.name![0] !== 0 && peer.name![0] !== 0x2f /* '/' */)
+      throw new DumpError(
+        `${p.where}: unix socket ${p.ino} sends to the external socket ${peer.name!.toString('utf8')}, a name relative to a directory criu-ts cannot know: not supported`,
+      );
+    if (peer.name![0] !== 0 && fileModeOf(peer.name!, peer).deleted)
+      throw new DumpError(
+        `${p.where}: unix socket ${p.ino} sends to the external socket ${peer.name!.toString('utf8')}, whose name leads elsewhere now (unlinked): it could not be reached again`,
+      );
     if (files.firstTime(`unix-extern:${p.peer}`)) addExternalPeer(files, p.peer, peer);
   }
 }
