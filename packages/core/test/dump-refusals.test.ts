@@ -12,6 +12,8 @@ import {
   failLines,
   isConsecutiveFromOne,
   type ProcSnapshot,
+  PYTHON,
+  procStat,
   procState,
   procStatus,
   runCli,
@@ -133,6 +135,42 @@ describe('namespaces (not dumped yet): refused, the tree runs on', () => {
       'import ctypes; assert ctypes.CDLL(None, use_errno=True).unshare(0x80) == 0',
       (pid) => new RegExp(`^criu-ts: Can't dump nested time namespace for ${pid}$`),
     );
+  });
+});
+
+describe('trees restore cannot make again', () => {
+  it('a task whose session leader died and whose new parent (a child subreaper) is in another session', async () => {
+    const d = tempDir('criu-ts-core-sessions-');
+    const ready = path.join(d, 'ready');
+    const script = [
+      'import ctypes, os, sys, time',
+      'ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)', // PR_SET_CHILD_SUBREAPER
+      'r, w = os.pipe()',
+      's = os.fork()',
+      'if s == 0:',
+      '    os.setsid()',
+      '    g = os.fork()',
+      '    if g == 0:',
+      '        time.sleep(1000)',
+      '    os.write(w, str(g).encode()); os._exit(0)', // the session leader dies, a zombie nobody reaps
+      'g = int(os.read(r, 32))',
+      "open(sys.argv[1] + '.t', 'w').write('%d %d' % (s, g)); os.rename(sys.argv[1] + '.t', sys.argv[1])",
+      'time.sleep(1000)',
+    ].join('\n');
+    const root = await startCommand([PYTHON, '-c', script, ready]);
+    await waitFor(() => fs.existsSync(ready), 'the tree set up');
+    const [leader, orphan] = fs.readFileSync(ready, 'utf8').split(' ').map(Number) as [number, number];
+    track(leader, orphan);
+    await waitFor(
+      () => procState(leader) === 'Z' && procStat(orphan).f(4) === String(root),
+      'the orphan taken in',
+    );
+    const r = await runCli(['dump', '-t', String(root), '-D', newImagesDir()]);
+    expect(oneLineFailure(r)).toBe(
+      `criu-ts: pid ${orphan} is in session ${leader} but its parent ${root} is in session ${root}: restore cannot make that yet`,
+    );
+    await expectAllRunning([root, orphan]);
+    expect(procState(leader)).toBe('Z');
   });
 });
 
