@@ -266,6 +266,43 @@ describe('not restorable yet: refused, the tree runs on', () => {
 });
 
 describe('files restore could not open again by their names', () => {
+  it('a datagram socket paired with an unnamed one outside the tree: refused, naming it', async () => {
+    const d = tempDir('criu-ts-core-unnamed-');
+    const report = path.join(d, 'report');
+    // The parent (outside the dumped tree) keeps one end of the pair; its child, dumped alone, the other.
+    const script = [
+      'import os, socket, sys, time',
+      'a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)',
+      'if os.fork() == 0:',
+      '    a.close()',
+      "    out = open(sys.argv[1], 'a', buffering=1); out.write('READY %d\\n' % os.getpid()); n = 0",
+      '    while True:',
+      "        n += 1; out.write('%d\\n' % n); time.sleep(0.01)",
+      'b.close(); time.sleep(1000)',
+    ].join('\n');
+    const parent = await startCommand([PYTHON, '-c', script, report]);
+    const child = Number((await waitForLine(report, /^READY /, { pid: parent })).split(' ')[1]);
+    track(child);
+    await waitForLine(report, /^3$/, { pid: child });
+    const before = snapshot(child);
+    const r = await runCli([
+      'dump',
+      '-t',
+      String(child),
+      '-D',
+      newImagesDir(),
+      '--shell-job',
+      '--ext-unix-sk',
+    ]);
+    expect(oneLineFailure(r)).toMatch(
+      new RegExp(
+        `^criu-ts: pid ${child} fd \\d+: unix socket \\d+ is connected to socket \\d+, which no task of the tree holds: that datagram socket outside the tree has no name to connect to again$`,
+      ),
+    );
+    await expectAsBefore(child, before);
+    await expectCountsOn(report, child);
+  });
+
   it('a datagram socket sending to an outside socket whose name was unlinked (--ext-unix-sk): refused', async () => {
     const d = tempDir('criu-ts-core-extsk-');
     const name = path.join(d, 'log.sock');

@@ -83,8 +83,10 @@ function checkPeers(files: FileTable, held: Set<number>): void {
     const peer = unixSockets(files).get(p.peer);
     const named = peer?.name !== undefined && peer.name.length > 0;
     const what = `${p.where}: unix socket ${p.ino} is connected to socket ${p.peer}, which no task of the tree holds`;
-    if (peer?.type !== SOCK_DGRAM || !named)
+    if (peer?.type !== SOCK_DGRAM)
       throw new DumpError(`${what}: a stream connection to a process outside the tree cannot be restored`);
+    if (!named)
+      throw new DumpError(`${what}: that datagram socket outside the tree has no name to connect to again`);
     if (!files.options.extUnixSk)
       throw new DumpError(`${what}: external socket is used, consider using --ext-unix-sk option`);
     // Restore connects to it again by its name: that name must still lead to it.
