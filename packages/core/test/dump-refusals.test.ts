@@ -12,6 +12,8 @@ import {
   failLines,
   isConsecutiveFromOne,
   type ProcSnapshot,
+  PYTHON,
+  procStat,
   procState,
   procStatus,
   runCli,
@@ -136,6 +138,42 @@ describe('namespaces (not dumped yet): refused, the tree runs on', () => {
   });
 });
 
+describe('trees restore cannot make again', () => {
+  it('a task whose session leader died and whose new parent (a child subreaper) is in another session', async () => {
+    const d = tempDir('criu-ts-core-sessions-');
+    const ready = path.join(d, 'ready');
+    const script = [
+      'import ctypes, os, sys, time',
+      'ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)', // PR_SET_CHILD_SUBREAPER
+      'r, w = os.pipe()',
+      's = os.fork()',
+      'if s == 0:',
+      '    os.setsid()',
+      '    g = os.fork()',
+      '    if g == 0:',
+      '        time.sleep(1000)',
+      '    os.write(w, str(g).encode()); os._exit(0)', // the session leader dies, a zombie nobody reaps
+      'g = int(os.read(r, 32))',
+      "open(sys.argv[1] + '.t', 'w').write('%d %d' % (s, g)); os.rename(sys.argv[1] + '.t', sys.argv[1])",
+      'time.sleep(1000)',
+    ].join('\n');
+    const root = await startCommand([PYTHON, '-c', script, ready]);
+    await waitFor(() => fs.existsSync(ready), 'the tree set up');
+    const [leader, orphan] = fs.readFileSync(ready, 'utf8').split(' ').map(Number) as [number, number];
+    track(leader, orphan);
+    await waitFor(
+      () => procState(leader) === 'Z' && procStat(orphan).f(4) === String(root),
+      'the orphan taken in',
+    );
+    const r = await runCli(['dump', '-t', String(root), '-D', newImagesDir()]);
+    expect(oneLineFailure(r)).toBe(
+      `criu-ts: pid ${orphan} is in session ${leader} but its parent ${root} is in session ${root}: restore cannot make that yet`,
+    );
+    await expectAllRunning([root, orphan]);
+    expect(procState(leader)).toBe('Z');
+  });
+});
+
 describe('refused as CRIU refuses them', () => {
   it('a pending SIGTRAP (blocked, with a handler): refused; it stays pending, the handler and mask kept', async () => {
     const py = await startPythonCounter(
@@ -199,6 +237,19 @@ describe('not restorable yet: refused, the tree runs on', () => {
     );
   });
 
+  it.skipIf(!fs.existsSync('/dev/net/tun'))(
+    'an fd of /dev/net/tun: refused, it would come back as a new tun device',
+    async () => {
+      await refusedPython(
+        "t = os.open('/dev/net/tun', os.O_RDWR)",
+        (pid) =>
+          new RegExp(
+            `^criu-ts: pid ${pid} fd 3: /dev/net/tun is a tun/tap device \\(its interface\\): opened again it would be a new one; not supported yet$`,
+          ),
+      );
+    },
+  );
+
   it('an AIO ring (io_setup): refused naming the mapping', async () => {
     await refusedPython(
       [
@@ -215,6 +266,72 @@ describe('not restorable yet: refused, the tree runs on', () => {
 });
 
 describe('files restore could not open again by their names', () => {
+  it('a datagram socket paired with an unnamed one outside the tree: refused, naming it', async () => {
+    const d = tempDir('criu-ts-core-unnamed-');
+    const report = path.join(d, 'report');
+    // The parent (outside the dumped tree) keeps one end of the pair; its child, dumped alone, the other.
+    const script = [
+      'import os, socket, sys, time',
+      'a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)',
+      'if os.fork() == 0:',
+      '    a.close()',
+      "    out = open(sys.argv[1], 'a', buffering=1); out.write('READY %d\\n' % os.getpid()); n = 0",
+      '    while True:',
+      "        n += 1; out.write('%d\\n' % n); time.sleep(0.01)",
+      'b.close(); time.sleep(1000)',
+    ].join('\n');
+    const parent = await startCommand([PYTHON, '-c', script, report]);
+    const child = Number((await waitForLine(report, /^READY /, { pid: parent })).split(' ')[1]);
+    track(child);
+    await waitForLine(report, /^3$/, { pid: child });
+    const before = snapshot(child);
+    const r = await runCli([
+      'dump',
+      '-t',
+      String(child),
+      '-D',
+      newImagesDir(),
+      '--shell-job',
+      '--ext-unix-sk',
+    ]);
+    expect(oneLineFailure(r)).toMatch(
+      new RegExp(
+        `^criu-ts: pid ${child} fd \\d+: unix socket \\d+ is connected to socket \\d+, which no task of the tree holds: that datagram socket outside the tree has no name to connect to again$`,
+      ),
+    );
+    await expectAsBefore(child, before);
+    await expectCountsOn(report, child);
+  });
+
+  it('a datagram socket sending to an outside socket whose name was unlinked (--ext-unix-sk): refused', async () => {
+    const d = tempDir('criu-ts-core-extsk-');
+    const name = path.join(d, 'log.sock');
+    const ready = path.join(d, 'ready');
+    const outside = await startCommand([
+      '/usr/bin/python3',
+      '-c',
+      'import socket, sys, time\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])\nopen(sys.argv[2], "w").close()\ntime.sleep(1000)',
+      name,
+      ready,
+    ]);
+    await waitFor(() => fs.existsSync(ready), 'the outside socket bound');
+    const py = await startPythonCounter(
+      `import socket\nc = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); c.connect(${JSON.stringify(name)})`,
+    );
+    await waitForLine(py.report, /^3$/, { pid: py.pid });
+    fs.unlinkSync(name);
+    const before = snapshot(py.pid);
+    const r = await runCli(['dump', '-t', String(py.pid), '-D', newImagesDir(), '--ext-unix-sk']);
+    expect(oneLineFailure(r)).toMatch(
+      new RegExp(
+        `^criu-ts: pid ${py.pid} fd 3: unix socket \\d+ sends to the external socket ${name}, whose name leads elsewhere now \\(unlinked\\)`,
+      ),
+    );
+    await expectAsBefore(py.pid, before);
+    await expectCountsOn(py.report, py.pid);
+    expect(procState(outside)).toBe('S');
+  });
+
   it('an unlinked file still linked under another name: refused as CRIU does without --link-remap', async () => {
     const d = tempDir('criu-ts-core-linked-');
     const a = path.join(d, 'a');

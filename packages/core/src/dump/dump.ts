@@ -19,6 +19,7 @@ import { fpregsToImage } from '../registers/x86.js';
 import { SeccompFilters } from '../seccomp/dump.js';
 import { ShmemDump } from '../shmem/dump.js';
 import { DumpError } from './errors.js';
+import { refuseUnmakeableSessions } from './sessions.js';
 import { DumpStats } from './stats.js';
 import { type DumpContext, dumpTask } from './task.js';
 
@@ -125,6 +126,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     if (root?.state === 'zombie') throw new DumpError(`pid ${opts.pid} exited before it could be dumped`);
     checkSessions(tree, opts.shellJob === true);
     refuseNamespaces(tree);
+    refuseUnmakeableSessions(tree);
     for (const task of tree.tasks) {
       await yieldToEventLoop();
       opts.checkpoint?.();

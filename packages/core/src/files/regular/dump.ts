@@ -10,6 +10,7 @@ import { procPidOf } from './proc-path.js';
 const DELETED = ' (deleted)';
 const O_PATH = 0o10000000;
 const S_IFMT = 0o170000n;
+const S_IFCHR = 0o020000n;
 const S_IFLNK = 0o120000n;
 
 export interface PathEntryOptions {
@@ -124,6 +125,33 @@ function noteDeadPid(files: FileTable, id: number, pid: number, deleted: boolean
 }
 
 /** Regular files, directories and device nodes opened by path. */
+/**
+ * Character devices whose open file is a thing of its own that opening the path again does not give
+ * back (a new, empty one instead): the tun/tap interface it is attached to, a FUSE connection, a
+ * vhost or uinput device it set up, a PPP unit. Refused, not restored as something else.
+ */
+const STATEFUL_DEVICES = new Map<string, string>([
+  ['10:200', 'a tun/tap device (its interface)'],
+  ['10:229', 'a FUSE connection'],
+  ['10:238', 'a vhost-net device'],
+  ['10:241', 'a vhost-vsock device'],
+  ['10:223', 'a uinput device'],
+  ['108:0', 'a PPP channel or unit'],
+]);
+
+function refuseStatefulDevice(file: OpenFile): void {
+  if ((file.stat.mode & S_IFMT) !== S_IFCHR) return;
+  const rdev = file.stat.rdev;
+  // glibc's dev_t layout, as stat gives it
+  const major = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
+  const minor = Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn));
+  const what = STATEFUL_DEVICES.get(`${major}:${minor}`);
+  if (what)
+    throw new DumpError(
+      `pid ${file.pid} fd ${file.fd}: ${file.link} is ${what}: opened again it would be a new one; not supported yet`,
+    );
+}
+
 export const regularFileDriver: FdDumpDriver = {
   kind: 'regular file',
   claims(file: OpenFile) {
@@ -136,6 +164,7 @@ export const regularFileDriver: FdDumpDriver = {
     return byPath && (type === 0o100000n || type === 0o040000n || type === 0o020000n || type === 0o060000n);
   },
   dump(file: OpenFile, files: FileTable) {
+    refuseStatefulDevice(file);
     const id = regularFileEntry(files, file.link, file.stat, {
       key: files.descriptionKey(file),
       flags: file.flags,

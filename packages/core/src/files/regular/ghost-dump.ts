@@ -42,6 +42,9 @@ const S_IFMT = 0o170000n;
 const S_IFREG = 0o100000n;
 const S_IFIFO = 0o010000n;
 const S_IFLNK = 0o120000n;
+const S_IFDIR = 0o040000n;
+const S_IFCHR = 0o020000n;
+const S_IFBLK = 0o060000n;
 
 /** The ghosts of one dump, by inode, and their ids (ghost-file-ID.img counts from 1, as CRIU's). */
 class Ghosts {
@@ -78,9 +81,9 @@ export function addGhost(
 ): void {
   const limit = files.options.ghostLimit ?? DEFAULT_GHOST_LIMIT;
   const type = st.mode & S_IFMT;
-  if (type !== S_IFREG && type !== S_IFIFO && type !== S_IFLNK) {
+  if (![S_IFREG, S_IFIFO, S_IFLNK, S_IFDIR, S_IFCHR, S_IFBLK].includes(type)) {
     throw new DumpError(
-      `${owner}: ${kindOf(type)} ${name} was unlinked: only regular files, FIFOs and symlinks are kept as ghost files`,
+      `${owner}: ${kindOf(type)} ${name} was unlinked: only regular files, FIFOs, symlinks, directories and device nodes are kept as ghost files`,
     );
   }
   const allocated = st.blocks * ST_UNIT;
@@ -143,6 +146,8 @@ function ghostHead(st: BigIntStats, symlinkTarget: string | undefined): GhostFil
     head.chunks = true;
     head.size = st.size;
   }
+  // A device node is made again with its numbers (st_rdev as stat gives it, as CRIU writes it).
+  if (type === S_IFCHR || type === S_IFBLK) head.rdev = Number(st.rdev);
   if (symlinkTarget !== undefined) head.symlnk_target = symlinkTarget;
   return head;
 }

@@ -1,7 +1,8 @@
 // Files whose name was gone at the dump, restore side (remap-fpath.img):
 //  - GHOST: the file is made again from ghost-file-N.img, once per inode, next to its first name as
-//    NAME.cr.N.ghost (a regular file with its holes, a FIFO or a symlink), with its owner, mode and
-//    times, and removed once every task holds it;
+//    NAME.cr.N.ghost (a regular file with its holes, a FIFO, a symlink or a device node; a directory
+//    under NAME itself, as it cannot be linked), with its owner, mode and times, and removed once every
+//    task holds it;
 //  - LINKED: the file is still on disk under the name the dump linked it to (link_remap.N); that name
 //    is removed once the restore succeeded (a failed restore keeps it for another try).
 // Either way a remapped file is opened by its own name, as the task had it: that name is linked to the
@@ -48,6 +49,9 @@ const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const S_IFIFO = 0o010000;
 const S_IFLNK = 0o120000;
+const S_IFDIR = 0o040000;
+const S_IFCHR = 0o020000;
+const S_IFBLK = 0o060000;
 
 /**
  * remap-fpath.img, checked: the remaps by file id, and the pids of /proc files of tasks that had died
@@ -125,6 +129,8 @@ export class RemappedFiles {
     const name = this.files.get(id)?.reg?.name;
     if (!remap || name === undefined) throw new RestoreError(`file id ${id} has no remap`);
     const source = this.sourceOf(remap, name);
+    // A directory has no second name to link: its ghost is made under its own name (or next to it).
+    if (remap.kind === 'ghost' && this.ghostDirs.has(remap.ghostId)) return use(source);
     const made = makeParents(name);
     try {
       let path = name;
@@ -191,15 +197,19 @@ export class RemappedFiles {
 
   /** Remove the ghosts made (once every task holds its files, or after a failure). */
   unlinkGhosts(): void {
-    for (const p of this.ghostPaths.values()) {
+    for (const [id, p] of this.ghostPaths) {
       try {
-        unlinkat(AT_FDCWD, p);
+        unlinkat(AT_FDCWD, p, this.ghostDirs.has(id) ? AT_REMOVEDIR : 0);
       } catch {
         // gone already
       }
     }
     this.ghostPaths.clear();
+    this.ghostDirs.clear();
   }
+
+  /** Ghost ids of the directories among the ghosts made (removed with rmdir). */
+  private readonly ghostDirs = new Set<number>();
 
   /** Remove the link remaps the dump made: only once the restore succeeded (they are its images' too). */
   dropLinkRemaps(): void {
@@ -235,7 +245,10 @@ export class RemappedFiles {
       const first = reader.next();
       const head = first?.message as unknown as GhostFileEntry | undefined;
       if (!first || !head) throw new RestoreError(`ghost-file-${ghostId.toString(16)}.img is empty`);
-      let path = `${name}.cr.${ghostId.toString(16)}.ghost`;
+      const isDir = (head.mode & S_IFMT) === S_IFDIR;
+      const ghostName = `${name}.cr.${ghostId.toString(16)}.ghost`;
+      // A directory under its own name when that is free (a cwd shows it again), as CRIU makes it.
+      let path = isDir ? name : ghostName;
       for (;;) {
         try {
           createGhost(path, head, (first.extra as Buffer | undefined) ?? Buffer.alloc(0), reader);
@@ -245,9 +258,14 @@ export class RemappedFiles {
             path = join(dirname(dirname(path)), path.slice(dirname(path).length + 1));
             continue;
           }
+          if (isDir && path === name && e instanceof SysError && e.code === 'EEXIST') {
+            path = ghostName;
+            continue;
+          }
           throw new RestoreError(`cannot make ghost file ${path} for ${name}: ${(e as Error).message}`);
         }
       }
+      if (isDir) this.ghostDirs.add(ghostId);
       try {
         applyMetadata(path, head);
       } catch (e) {
@@ -275,6 +293,15 @@ function createGhost(path: string, head: GhostFileEntry, blob: Buffer, reader: R
     if (head.symlnk_target === undefined)
       throw new RestoreError(`ghost symlink ${path} has no target in its image (an image from an old CRIU?)`);
     symlinkat(head.symlnk_target, AT_FDCWD, path);
+    return;
+  }
+  if (type === S_IFDIR) {
+    mkdirat(AT_FDCWD, path, 0o700);
+    return;
+  }
+  if (type === S_IFCHR || type === S_IFBLK) {
+    if (head.rdev === undefined) throw new RestoreError(`ghost device ${path} has no rdev in its image`);
+    mknodat(AT_FDCWD, path, head.mode, head.rdev);
     return;
   }
   if (type !== S_IFREG)

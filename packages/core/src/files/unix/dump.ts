@@ -83,10 +83,21 @@ function checkPeers(files: FileTable, held: Set<number>): void {
     const peer = unixSockets(files).get(p.peer);
     const named = peer?.name !== undefined && peer.name.length > 0;
     const what = `${p.where}: unix socket ${p.ino} is connected to socket ${p.peer}, which no task of the tree holds`;
-    if (peer?.type !== SOCK_DGRAM || !named)
+    if (peer?.type !== SOCK_DGRAM)
       throw new DumpError(`${what}: a stream connection to a process outside the tree cannot be restored`);
+    if (!named)
+      throw new DumpError(`${what}: that datagram socket outside the tree has no name to connect to again`);
     if (!files.options.extUnixSk)
       throw new DumpError(`${what}: external socket is used, consider using --ext-unix-sk option`);
+    // Restore connects to it again by its name: that name must still lead to it.
+    if (peer.name![0] !== 0 && peer.name![0] !== 0x2f /* '/' */)
+      throw new DumpError(
+        `${p.where}: unix socket ${p.ino} sends to the external socket ${peer.name!.toString('utf8')}, a name relative to a directory criu-ts cannot know: not supported`,
+      );
+    if (peer.name![0] !== 0 && fileModeOf(peer.name!, peer).deleted)
+      throw new DumpError(
+        `${p.where}: unix socket ${p.ino} sends to the external socket ${peer.name!.toString('utf8')}, whose name leads elsewhere now (unlinked): it could not be reached again`,
+      );
     if (files.firstTime(`unix-extern:${p.peer}`)) addExternalPeer(files, p.peer, peer);
   }
 }
