@@ -10,6 +10,7 @@ export type WorkloadName =
   | 'reader'
   | 'shared_files'
   | 'shmem'
+  | 'sigio'
   | 'sleeper'
   | 'stopper'
   | 'threads'

@@ -3,12 +3,10 @@ import { type Extra, type FdinfoEntry, FdTypes, type FileEntry, type ImageDir } 
 import { close, KCMP_FILE, kcmp, pidfdGetfd, pidfdOpen } from '@criu-ts/sys';
 import { IdAllocator } from '../dump/ids.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
+import { type Fown, readOwner } from './fown.js';
 
 /** fd_types values (fdinfo.proto), as files.img's `type` holds them. */
 export const FD_TYPE = FdTypes;
-
-/** fown_entry of a file with no owner for SIGIO (F_SETOWN): what nearly every file has. */
-export const noOwner = () => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });
 
 /** What dump knows of one open file description of a task, before a driver looks at it. */
 export interface OpenFile {
@@ -112,6 +110,14 @@ export class FileTable {
     const mine = pidfdGetfd(pidfd, fd);
     this.stolen.set(key, mine);
     return mine;
+  }
+
+  /**
+   * The owner and signal for SIGIO of the description behind `file` (fown_entry), read on criu-ts's
+   * copy of it: a file of criu-ts itself (in flight) directly.
+   */
+  owner(file: OpenFile): Fown {
+    return readOwner(file.pid === process.pid ? file.fd : this.steal(file.pid, file.fd), file.flags);
   }
 
   /** A value made once per dump (a sock_diag table of every socket...). */

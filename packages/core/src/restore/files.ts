@@ -22,6 +22,7 @@ import {
   unlinkat,
   writeAll,
 } from '@criu-ts/sys';
+import { hasOwner, ownerOfEntry, setOwner } from '../files/fown.js';
 import type { FdRestoreContext, LateOpen } from '../files/restore-driver.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
 import { RestoreError } from './errors.js';
@@ -225,6 +226,28 @@ export class NodeFiles {
       }
     }
     this.ghostPaths.clear();
+  }
+
+  /**
+   * The owner and signal for SIGIO of every file opened as a task's fd (fown: F_SETOWN_EX, F_SETSIG), set
+   * on criu-ts's copy of the description, which the tasks share: once every task and thread exists, since
+   * the owner is one of them (or a process outside the tree).
+   */
+  restoreOwners(): void {
+    for (const [key, fd] of this.open) {
+      const [idText, purpose] = key.split(':');
+      if (purpose !== 'fd') continue;
+      const f = this.files.get(Number(idText));
+      const own = f && ownerOfEntry(f, this.files);
+      if (!hasOwner(own)) continue;
+      let note: string | undefined;
+      try {
+        note = setOwner(fd, own);
+      } catch (e) {
+        throw new RestoreError(`file id ${idText}: cannot set its owner for SIGIO: ${(e as Error).message}`);
+      }
+      if (note) this.log(`file id ${idText}: ${note}: it has no owner now`);
+    }
   }
 
   /** The steps drivers left for when the restored tree runs (network unlock). */

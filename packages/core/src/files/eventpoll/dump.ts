@@ -3,7 +3,7 @@ import type { EventpollTfdEntry } from '@criu-ts/images';
 import { isSysError, KCMP_EPOLL_TFD, kcmp } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { isAnon } from '../fd-flags.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 
 /** One epoll description seen in the tree: its targets and, per task holding it, which it can re-add. */
 interface EpollSeen {
@@ -98,7 +98,7 @@ export const eventpollDriver: FdDumpDriver = {
     const id = files.add(key, (id) => ({
       id,
       type: FD_TYPE.EVENTPOLL,
-      epfd: { id, flags: file.flags, fown: noOwner(), tfd: s.targets.map((t) => tfdEntry(id, t)) },
+      epfd: { id, flags: file.flags, fown: files.owner(file), tfd: s.targets.map((t) => tfdEntry(id, t)) },
     }));
     return { id, type: FD_TYPE.EVENTPOLL };
   },

@@ -29,7 +29,7 @@ import { DumpError } from '../../dump/errors.js';
 import { type Connection, networkLock } from '../../net-lock/index.js';
 import { socketDomain } from '../socket/domain.js';
 import { readSocketOptions } from '../socket/options.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 import { connectionOf, fromSockaddr, type InetAddress, toWords } from './address.js';
 import { readIpOptions } from './ip-options.js';
 import { dumpTcpStream, isRepairableState, repairOff, TCP } from './tcp.js';
@@ -119,7 +119,7 @@ function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
     backlog: state === TCP.LISTEN ? backlogOf(files, Number(file.stat.ino), where) : 0,
     src_addr: toWords(local?.addr ?? zero),
     dst_addr: toWords(remote?.addr ?? zero),
-    fown: noOwner(),
+    fown: files.owner(file),
     opts: readSocketOptions(fd, where),
     ip_opts: readIpOptions(fd, family),
     ...(type === SOCK_STREAM ? { tcp_opts: readTcpOptions(fd) } : {}),

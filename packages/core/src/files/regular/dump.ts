@@ -1,11 +1,15 @@
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import type { FileEntry, ImageDir } from '@criu-ts/images';
 import { DumpError } from '../../dump/errors.js';
+import { type Fown, noOwner } from '../fown.js';
 import { isMemfdLink } from '../memfd/dump.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 import { procPidOf } from './proc-path.js';
 
 const DELETED = ' (deleted)';
+const O_ACCMODE = 3;
+const O_WRONLY = 1;
+const O_APPEND = 0o2000;
 const O_ACCMODE_AND_STATUS = 0o7777777; // keep access mode and status flags, as fdinfo shows them
 const REMAP_GHOST = 1;
 const REMAP_PROCFS = 2;
@@ -16,12 +20,17 @@ const GHOST_LIMIT = 1024 * 1024;
  * A regular file or device node reached by path: the path, position, flags, mode and size,
  * so that restore reopens it and checks it is still the same file. An unlinked file that is
  * still open becomes a ghost file: its contents go into ghost-file-ID.img.
+ *
+ * As CRIU writes it: the size only for a regular file, and not for one opened O_WRONLY|O_APPEND
+ * (a log may grow between dump and restore, and CRIU's restore refuses a file whose size differs
+ * from the one written); no mnt_id, which CRIU writes only with the mount namespace dumped
+ * (mountpoints-N.img), and without that image its restore looks the id up and fails (ghost files).
  */
 export function regularFileEntry(
   files: FileTable,
   path: string,
   st: import('node:fs').BigIntStats,
-  opts: { flags?: number; pos?: bigint; mntId?: number; procPath?: string; key?: string } = {},
+  opts: { flags?: number; pos?: bigint; procPath?: string; key?: string; fown?: Fown } = {},
 ): number {
   const key = opts.key ?? `path:${st.dev}:${st.ino}:${path}`;
   return files.add(key, (id) => {
@@ -35,15 +44,21 @@ export function regularFileEntry(
         id,
         flags: (opts.flags ?? 0) & O_ACCMODE_AND_STATUS,
         pos: opts.pos ?? 0n,
-        fown: noOwner(),
+        fown: opts.fown ?? noOwner(),
         name,
-        size: st.size,
+        ...(keepsSize(st, opts.flags ?? 0) ? { size: st.size } : {}),
         mode: Number(st.mode),
-        ...(opts.mntId !== undefined ? { mnt_id: opts.mntId } : {}),
       },
     };
     return entry;
   });
+}
+
+/** Whether the files.img entry carries the size restore checks (CRIU's should_check_size). */
+function keepsSize(st: import('node:fs').BigIntStats, flags: number): boolean {
+  const regular = (st.mode & 0o170000n) === 0o100000n;
+  const log = (flags & O_ACCMODE) === O_WRONLY && (flags & O_APPEND) !== 0;
+  return regular && !log;
 }
 
 function addGhost(
@@ -134,7 +149,7 @@ export const regularFileDriver: FdDumpDriver = {
       key: files.descriptionKey(file),
       flags: file.flags,
       pos: file.pos,
-      mntId: file.mntId,
+      fown: files.owner(file),
       procPath: `/proc/${file.pid}/fd/${file.fd}`,
     });
     noteDeadPid(file, files, id);
