@@ -1,0 +1,147 @@
+// Facts of files.img that CRIU 4.2's restore reads, written by criu-ts as CRIU writes them, and read back
+// the same way, on a real workload (tools/workloads/src/sigio.c): a pipe, a socket and a log with owners
+// for SIGIO, the report and the log opened O_WRONLY|O_APPEND.
+//  - size: CRIU writes it only for a regular file not opened O_WRONLY|O_APPEND, and its restore refuses a
+//    file whose size differs; a log that grew between dump and restore must restore;
+//  - mnt_id: CRIU writes it only with the mount namespace dumped (mountpoints-N.img); without that image
+//    its restore looks the id up and fails (ghost files);
+//  - fown: the owner (F_SETOWN_EX pid and type), signal (F_SETSIG) and the uids that set the owner,
+//    in every entry kind that has a fown; after restore the same owner, signal and uids, and the
+//    signals come again (with the task's own fd number in si_fd).
+import fs from 'node:fs';
+import path from 'node:path';
+import { type FileEntry, ImageDir } from '@criu-ts/images';
+import {
+  close,
+  F_GETOWN_EX,
+  F_GETOWNER_UIDS,
+  F_GETSIG,
+  F_OWNER_PGRP,
+  F_OWNER_PID,
+  F_OWNER_TID,
+  fcntl,
+  pidfdGetfd,
+  pidfdOpen,
+} from '@criu-ts/sys';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  buildWorkloads,
+  cleanup,
+  cliDump,
+  cliKillAndRestore,
+  readLines,
+  startWorkload,
+  tempDir,
+  type Workload,
+  waitForLine,
+  workloadPath,
+} from './helpers.js';
+
+beforeAll(async () => {
+  await buildWorkloads();
+});
+afterEach(() => cleanup());
+
+const PIPE_SIG = 40;
+const LOG_SIG = 41;
+const SIGIO = 29;
+const NOBODY = 65534;
+
+/** The sigio workload, its log in its own temp dir. */
+async function startSigio(): Promise<Workload & { log: string }> {
+  const log = path.join(tempDir('criu-ts-sigio-log-'), 'log');
+  const w = startWorkload('sigio', [log]);
+  await waitForLine(w.report, /^READY /, { pid: w.pid });
+  return { ...w, log };
+}
+
+/** The owner, signal and owner uids of fd `fd` of `pid`, read on a copy of it (pidfd_getfd). */
+function ownerOf(pid: number, fd: number) {
+  const pidfd = pidfdOpen(pid);
+  try {
+    const mine = pidfdGetfd(pidfd, fd);
+    try {
+      const ex = Buffer.alloc(8);
+      fcntl(mine, F_GETOWN_EX, ex);
+      const uids = Buffer.alloc(8);
+      fcntl(mine, F_GETOWNER_UIDS, uids);
+      return {
+        uid: uids.readUInt32LE(0),
+        euid: uids.readUInt32LE(4),
+        signum: fcntl(mine, F_GETSIG),
+        pid_type: ex.readInt32LE(0),
+        pid: ex.readInt32LE(4),
+      };
+    } finally {
+      close(mine);
+    }
+  } finally {
+    close(pidfd);
+  }
+}
+
+/** The files.img entry of fd `fd` of the images' root task. */
+function entryOfFd(dir: string, fd: number): FileEntry {
+  const img = ImageDir.open(dir);
+  const root = img.pstree()[0]!.pid;
+  const fe = img.fdinfo(img.ids(root).files_id).find((f) => f.fd === fd);
+  const entry = fe && img.files().find((f) => f.id === fe.id);
+  if (!entry) throw new Error(`no files.img entry for fd ${fd}`);
+  return entry;
+}
+
+const O_WRONLY = 1;
+const O_APPEND = 0o2000;
+
+describe('files.img as CRIU writes it', () => {
+  it('a log opened O_WRONLY|O_APPEND has no size (a grown log restores), other regular files have one, and no entry has a mnt_id', async () => {
+    const w = await startSigio();
+    const dir = await cliDump(w.pid);
+    const img = ImageDir.open(dir);
+    for (const fd of [3, 8]) {
+      // the report and the log
+      const reg = entryOfFd(dir, fd).reg!;
+      expect(reg.flags & (3 | O_APPEND)).toBe(O_WRONLY | O_APPEND);
+      expect(reg.size).toBeUndefined();
+    }
+    const exe = img.files().find((f) => f.id === img.mm(w.pid).exe_file_id)!.reg!;
+    expect(exe.name).toBe(workloadPath('sigio'));
+    expect(exe.size).toBe(BigInt(fs.statSync(workloadPath('sigio')).size));
+    const cwd = img.files().find((f) => f.id === img.fs(w.pid).cwd_id)!.reg!;
+    expect(cwd.size).toBeUndefined(); // a directory: CRIU writes sizes of regular files only
+    expect(img.files().filter((f) => f.reg && f.reg.mnt_id !== undefined)).toEqual([]);
+
+    fs.appendFileSync(w.log, 'grown\n'); // someone else writes to the log meanwhile
+    await cliKillAndRestore(dir);
+    const from = readLines(w.report).length;
+    fs.writeFileSync(`/proc/${w.pid}/fd/5`, 'after\n');
+    await waitForLine(w.report, /^SIG 40 fd=4 after$/, { pid: w.pid, fromLine: from });
+    expect(fs.readFileSync(w.log, 'utf8').split('\n').slice(-3)).toEqual(['grown', 'SIG 40 fd=4 after', '']);
+  });
+
+  it('owners for SIGIO (fown) of a pipe, a socket and a log: dumped, then the same owner, signal and uids after restore, and the signals come', async () => {
+    const w = await startSigio();
+    const dir = await cliDump(w.pid);
+    const fown = (fd: number) => {
+      const e = entryOfFd(dir, fd);
+      return (e.pipe ?? e.usk ?? e.reg)!.fown;
+    };
+    const pid = w.pid;
+    const want = {
+      4: { uid: 0, euid: 0, signum: PIPE_SIG, pid_type: F_OWNER_PID, pid },
+      5: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 },
+      6: { uid: 0, euid: 0, signum: 0, pid_type: F_OWNER_PGRP, pid },
+      8: { uid: NOBODY, euid: NOBODY, signum: LOG_SIG, pid_type: F_OWNER_TID, pid },
+    };
+    for (const [fd, own] of Object.entries(want)) expect(fown(Number(fd)), `fd ${fd}`).toEqual(own);
+
+    await cliKillAndRestore(dir);
+    for (const [fd, own] of Object.entries(want)) expect(ownerOf(pid, Number(fd)), `fd ${fd}`).toEqual(own);
+    let from = readLines(w.report).length;
+    fs.writeFileSync(`/proc/${pid}/fd/5`, 'after\n'); // the workload fails unless si_fd is 4
+    await waitForLine(w.report, /^SIG 40 fd=4 after$/, { pid, fromLine: from });
+    from = readLines(w.report).length;
+    process.kill(pid, 'SIGUSR1'); // it writes to its socket's peer: SIGIO to its process group
+    await waitForLine(w.report, new RegExp(`^SIG ${SIGIO} ping$`), { pid, fromLine: from });
+  });
+});
