@@ -70,6 +70,8 @@ export class FileTable {
     readonly options: {
       tcpEstablished?: boolean;
       networkLock?: NetworkLockMethod;
+      /** The dump's run id (inventory.img's dump_criu_run_id): it names the nftables lock table. */
+      runId?: string;
       extUnixSk?: boolean;
       skipInFlight?: boolean;
     } = {},

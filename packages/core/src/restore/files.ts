@@ -25,6 +25,7 @@ import {
 import { hasOwner, ownerOfEntry, setOwner } from '../files/fown.js';
 import type { FdRestoreContext, LateOpen } from '../files/restore-driver.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
+import { type Connection, type ImagesLock, liftImagesLock } from '../net-lock/index.js';
 import { RestoreError } from './errors.js';
 import type { RestorePlan } from './plan.js';
 
@@ -43,6 +44,9 @@ export class NodeFiles {
   private readonly sharedObjects = new Map<string, unknown>();
   private readonly extraFds: number[] = [];
   private readonly afterRestoreSteps: Array<() => void> = [];
+  /** The connections the dump locked, restored in repair mode. */
+  private readonly lockedConnections: Connection[] = [];
+  private readonly networkLock: ImagesLock;
   private readonly driverCtx: FdRestoreContext;
   /** How a helper process is made for a 'dying' file (the restorer's, once its stub runs). */
   private helperMaker: (<T>(use: (pid: number) => T) => T) | undefined;
@@ -61,10 +65,13 @@ export class NodeFiles {
     this.files = plan.files;
     this.ghosts = plan.ghosts;
     this.inheritTty = plan.inheritTty;
+    this.networkLock = plan.networkLock;
     this.driverCtx = {
       dir: plan.dir,
       files: plan.files,
-      networkLock: plan.networkLock,
+      locked: (c) => {
+        this.lockedConnections.push(c);
+      },
       fd: (id) => this.fd(id, 'fd'),
       shared: <T>(key: string, make: () => T): T => {
         if (!this.sharedObjects.has(key)) this.sharedObjects.set(key, make());
@@ -250,9 +257,14 @@ export class NodeFiles {
     }
   }
 
-  /** The steps drivers left for when the restored tree runs (network unlock). */
+  /**
+   * Once the restored tree runs: the steps drivers left, then the network lock of the images' dump is
+   * lifted (whichever tool made it; see net-lock/).
+   */
   afterRestore(): void {
     for (const fn of this.afterRestoreSteps.splice(0)) fn();
+    const trouble = liftImagesLock(this.networkLock, this.lockedConnections.splice(0));
+    if (trouble) this.log(`network lock not lifted: ${trouble}`);
   }
 
   closeAll(): void {

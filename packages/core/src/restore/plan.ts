@@ -24,7 +24,7 @@ import {
 } from '@criu-ts/images';
 import { isProcFileOf } from '../files/regular/proc-path.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
-import { methodOfInventoryCode, type NetworkLockMethod } from '../net-lock/index.js';
+import { type ImagesLock, methodOfInventoryCode, type NetworkLockMethod } from '../net-lock/index.js';
 import { ShmemRestore } from '../shmem/restore.js';
 import { RestoreError } from './errors.js';
 
@@ -90,7 +90,8 @@ export interface RestorePlan {
   /** TTY file ids that get criu-ts's own terminal (--shell-job: the terminal of the shell). */
   inheritTty: Set<number>;
   /** How the dumped connections were locked, so the same method unlocks them. */
-  networkLock: NetworkLockMethod;
+  /** How the dump locked the network (inventory.img), for restore to lift it. */
+  networkLock: ImagesLock;
   /** Every pid and tid the restore will take. */
   ids: number[];
   /** Bytes of page data the tasks will get back. */
@@ -234,7 +235,11 @@ export function planRestore(
     for (const r of t.pagemap!.runs) if (r.flags & PE_PRESENT) pagesBytes += r.pages * PAGE;
   }
   shmem.checkPlan();
-  const networkLock = opts.networkLock ?? methodOfInventoryCode(inv.network_lock_method) ?? 'nftables';
+  const networkLock: ImagesLock = {
+    method: opts.networkLock ?? methodOfInventoryCode(inv.network_lock_method) ?? 'nftables',
+    ...(inv.dump_criu_run_id !== undefined ? { runId: inv.dump_criu_run_id } : {}),
+    rootPid: root.pid,
+  };
   return {
     dir,
     root,

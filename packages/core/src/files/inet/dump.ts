@@ -3,6 +3,7 @@
 // bound, connected-UDP and not yet bound sockets are dumped; a TCP connection (established, half
 // closed or closing) needs --tcp-established: it is locked and read through TCP repair (tcp.ts).
 
+import { randomUUID } from 'node:crypto';
 import { readdirSync, readlinkSync } from 'node:fs';
 import type { InetSkEntry } from '@criu-ts/images';
 import {
@@ -26,7 +27,7 @@ import {
   sockDiag,
 } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
-import { type Connection, networkLock } from '../../net-lock/index.js';
+import { type Connection, type DumpNetworkLock, dumpNetworkLock } from '../../net-lock/index.js';
 import { socketDomain } from '../socket/domain.js';
 import { readSocketOptions } from '../socket/options.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
@@ -150,9 +151,12 @@ function saveConnection(
 
 /** Lock connections with the dump's method; unlocked again if the tree goes on after all. */
 function lockUntilRestore(files: FileTable, cs: Connection[]): void {
-  const lock = networkLock(files.options.networkLock ?? 'nftables');
+  const lock = files.cached<DumpNetworkLock>('net-lock', () => {
+    const l = dumpNetworkLock(files.options.networkLock ?? 'nftables', files.options.runId ?? randomUUID());
+    files.onUndo(() => l.release());
+    return l;
+  });
   lock.lock(cs);
-  files.onUndo(() => lock.unlock(cs));
 }
 
 /**
