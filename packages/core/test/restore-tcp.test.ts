@@ -10,9 +10,11 @@ import net from 'node:net';
 import path from 'node:path';
 import { startTraceable } from '@criu-ts/compel';
 import { ImageDir, type InventoryEntry } from '@criu-ts/images';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
+  buildWorkloads,
   cleanup,
+  cliDump,
   cliKillAndRestore,
   critDecodeAll,
   entries,
@@ -22,6 +24,7 @@ import {
   procState,
   readLines,
   runCli,
+  startWorkload,
   tempDir,
   track,
   waitFor,
@@ -37,6 +40,9 @@ import {
   viaNftables,
 } from './tcp-helpers.js';
 
+beforeAll(async () => {
+  await buildWorkloads();
+});
 afterEach(() => cleanup());
 
 // Fills the connection with as much as it takes without blocking, then waits; on SIGUSR1 reads what
@@ -196,6 +202,25 @@ describe.skipIf(!haveNft)('criu-ts restore: established TCP connections', () => 
     const n = readLines(report).length;
     await waitFor(() => readLines(report).length > n + 10, 'the client to go on');
     expect(srv.troubles).toEqual([]);
+  });
+
+  it('images without a connection whose dump made a lock table anyway (as CRIU does at every nftables dump): restore deletes it', async () => {
+    const w = startWorkload('sleeper', ['600000']);
+    await waitForLine(w.report, /^READY /, { pid: w.pid });
+    const dir = await cliDump(w.pid, ['--network-lock', 'nftables']);
+    const table = `CRIU-${ImageDir.open(dir).inventory().dump_criu_run_id!.slice(0, 21)}`;
+    expect(nftLockTables()).not.toContain(table); // criu-ts makes one only to lock something
+    execFileSync('nft', ['-f', '-'], {
+      input: [
+        `add table inet ${table}`,
+        `add chain inet ${table} input { type filter hook input priority 0; }`,
+      ].join('\n'),
+    });
+    onCleanup(() => {
+      if (nftLockTables().includes(table)) execFileSync('nft', ['delete', 'table', 'inet', table]);
+    });
+    await cliKillAndRestore(dir);
+    expect(nftLockTables()).not.toContain(table);
   });
 
   it("images of criu-ts's older lock (no run id, table inet criu_ts): restore deletes their elements", async () => {
