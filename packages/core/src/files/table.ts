@@ -104,22 +104,36 @@ export class FileTable {
     const key = `${pid}:${fd}`;
     const have = this.stolen.get(key);
     if (have !== undefined) return have;
+    const mine = pidfdGetfd(this.pidfdOf(pid), fd);
+    this.stolen.set(key, mine);
+    return mine;
+  }
+
+  /** A pidfd of task `pid`, opened once (closed by close()). */
+  private pidfdOf(pid: number): number {
     let pidfd = this.pidfds.get(pid);
     if (pidfd === undefined) {
       pidfd = pidfdOpen(pid);
       this.pidfds.set(pid, pidfd);
     }
-    const mine = pidfdGetfd(pidfd, fd);
-    this.stolen.set(key, mine);
-    return mine;
+    return pidfd;
   }
 
   /**
    * The owner and signal for SIGIO of the description behind `file` (fown_entry), read on criu-ts's
-   * copy of it: a file of criu-ts itself (in flight) directly.
+   * copy of it: one a driver took already, else one taken for this and closed at once (a task may hold
+   * thousands of files nobody else looks at); a file of criu-ts itself (in flight) directly.
    */
   owner(file: OpenFile): Fown {
-    return readOwner(file.pid === process.pid ? file.fd : this.steal(file.pid, file.fd), file.flags);
+    if (file.pid === process.pid) return readOwner(file.fd, file.flags);
+    const stolen = this.stolen.get(`${file.pid}:${file.fd}`);
+    if (stolen !== undefined) return readOwner(stolen, file.flags);
+    const copy = pidfdGetfd(this.pidfdOf(file.pid), file.fd);
+    try {
+      return readOwner(copy, file.flags);
+    } finally {
+      close(copy);
+    }
   }
 
   /** A value made once per dump (a sock_diag table of every socket...). */
