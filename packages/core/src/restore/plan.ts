@@ -497,8 +497,9 @@ function checkFile(f: FileEntry, ghosts: Map<number, number>, isFd: boolean, ids
       `file ${reg.name} has mode 0${Number(st.mode).toString(8)}, the images have 0${reg.mode.toString(8)}`,
     );
   // A file the task only writes (a log, redirected output) may have grown since: the task goes on
-  // writing at its own position, as it would have. CRIU refuses this too; restoring the same images
-  // twice would then be impossible for most programs. Files it reads or maps must be unchanged.
+  // writing at its own position, as it would have; restoring the same images twice would otherwise be
+  // impossible for most programs. CRIU accepts it only for O_WRONLY|O_APPEND, for which its dump (and
+  // criu-ts's) writes no size. Files it reads or maps must be unchanged.
   const writeOnly = (reg.flags & 3) === 1;
   const regular = (st.mode & 0o170000n) === 0o100000n;
   if (regular && reg.size !== undefined && !(isFd && writeOnly) && st.size !== reg.size)
