@@ -144,4 +144,34 @@ describe('files.img as CRIU writes it', () => {
     process.kill(pid, 'SIGUSR1'); // it writes to its socket's peer: SIGIO to its process group
     await waitForLine(w.report, new RegExp(`^SIG ${SIGIO} ping$`), { pid, fromLine: from });
   });
+
+  it('an unlinked log (a ghost file): no mnt_id in its entry, and it comes back with its contents, owner, mode and times', async () => {
+    const w = await startSigio();
+    fs.chownSync(w.log, 12345, 54321);
+    fs.chmodSync(w.log, 0o640);
+    const mtime = new Date('2020-02-02T02:02:02.250Z');
+    fs.utimesSync(w.log, mtime, mtime);
+    fs.unlinkSync(w.log);
+    const dir = await cliDump(w.pid);
+    const reg = entryOfFd(dir, 8).reg!;
+    expect(reg.name).toBe(w.log);
+    expect(reg.mnt_id).toBeUndefined();
+    expect(
+      ImageDir.open(dir)
+        .read('remap-fpath')
+        .map((e) => e.message),
+    ).toContainEqual(
+      expect.objectContaining({ orig_id: reg.id, remap_type: 1 }), // GHOST
+    );
+
+    await cliKillAndRestore(dir);
+    const st = fs.statSync(`/proc/${w.pid}/fd/8`);
+    expect([st.uid, st.gid, st.mode & 0o7777, st.nlink]).toEqual([12345, 54321, 0o640, 0]);
+    expect(st.mtimeMs).toBe(mtime.getTime());
+    expect(fs.readlinkSync(`/proc/${w.pid}/fd/8`)).toBe(`${w.log} (deleted)`);
+    const from = readLines(w.report).length;
+    fs.writeFileSync(`/proc/${w.pid}/fd/5`, 'after\n');
+    await waitForLine(w.report, /^SIG 40 fd=4 after$/, { pid: w.pid, fromLine: from });
+    expect(fs.readFileSync(`/proc/${w.pid}/fd/8`, 'utf8')).toBe('START\nSIG 40 fd=4 after\n');
+  });
 });

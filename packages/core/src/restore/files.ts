@@ -5,7 +5,7 @@
 // fds that shared a description before the dump (dup, fork) share one again, with one position.
 // Mapped files, the exe, cwd and root are opened the same way. Unlinked files come back from their
 // ghost-file image: recreated under their old name (or next to it), opened, unlinked again.
-import { constants, fstatSync } from 'node:fs';
+import { constants, fchmodSync, fchownSync, fstatSync, futimesSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { isatty } from 'node:tty';
 import type { FileEntry, GhostFileEntry, ImageDir } from '@criu-ts/images';
@@ -215,6 +215,10 @@ export class NodeFiles {
         writeAll(fd, entries[0].extra as Buffer);
       }
       if (head.size !== undefined) ftruncate(fd, head.size);
+      // Owner, mode (the umask took bits from the one open() was given) and times, as CRIU sets them.
+      fchownSync(fd, head.uid, head.gid);
+      fchmodSync(fd, head.mode & 0o7777);
+      if (head.atim && head.mtim) futimesSync(fd, seconds(head.atim), seconds(head.mtim));
     } finally {
       close(fd);
     }
@@ -288,6 +292,9 @@ function ownTerminal(): number {
     );
   return 0;
 }
+
+/** A ghost-file timeval as the seconds futimes takes. */
+const seconds = (t: { tv_sec: bigint; tv_usec: bigint }) => Number(t.tv_sec) + Number(t.tv_usec) / 1e6;
 
 function writeAt(fd: number, data: Buffer, off: number, len: number): void {
   lseek(fd, off, 0);
