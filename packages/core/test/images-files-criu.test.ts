@@ -29,10 +29,13 @@ import {
   cleanup,
   cliDump,
   cliKillAndRestore,
+  PYTHON,
   readLines,
+  startCommand,
   startWorkload,
   tempDir,
   type Workload,
+  waitFor,
   waitForLine,
   workloadPath,
 } from './helpers.js';
@@ -173,5 +176,34 @@ describe('files.img as CRIU writes it', () => {
     fs.writeFileSync(`/proc/${w.pid}/fd/5`, 'after\n');
     await waitForLine(w.report, /^SIG 40 fd=4 after$/, { pid: w.pid, fromLine: from });
     expect(fs.readFileSync(`/proc/${w.pid}/fd/8`, 'utf8')).toBe('START\nSIG 40 fd=4 after\n');
+  });
+
+  it('an unlinked file open under two of its names is one ghost file, and one file again after restore', async () => {
+    const d = tempDir('criu-ts-ghost-links-');
+    const [a, b] = [path.join(d, 'a'), path.join(d, 'b')];
+    const script = [
+      'import os, sys, time',
+      'a, b, out = sys.argv[1:4]',
+      "fa = os.open(a, os.O_RDWR | os.O_CREAT, 0o600); os.write(fa, b'one inode')",
+      'os.link(a, b); fb = os.open(b, os.O_RDONLY); os.unlink(a); os.unlink(b)',
+      "open(out, 'w').write('%d %d\\n' % (fa, fb))",
+      'while True: time.sleep(1)',
+    ].join('\n');
+    const ready = path.join(d, 'fds');
+    const pid = await startCommand([PYTHON, '-c', script, a, b, ready]);
+    await waitFor(() => fs.existsSync(ready) && fs.readFileSync(ready, 'utf8').endsWith('\n'), 'the fds');
+    const [fa, fb] = fs.readFileSync(ready, 'utf8').trim().split(' ').map(Number) as [number, number];
+    const dir = await cliDump(pid);
+    const remaps = ImageDir.open(dir)
+      .read('remap-fpath')
+      .map((e) => e.message as { remap_id: number });
+    expect(remaps).toHaveLength(2);
+    expect(remaps[0]!.remap_id).toBe(remaps[1]!.remap_id);
+    await cliKillAndRestore(dir);
+    const [sa, sb] = [fa, fb].map((fd) => fs.statSync(`/proc/${pid}/fd/${fd}`));
+    expect(sb!.ino).toBe(sa!.ino);
+    expect(sa!.nlink).toBe(0);
+    expect(fs.readFileSync(`/proc/${pid}/fd/${fb}`, 'utf8')).toBe('one inode');
+    expect(fs.readdirSync(d).sort()).toEqual(['fds']);
   });
 });

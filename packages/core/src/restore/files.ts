@@ -5,7 +5,7 @@
 // fds that shared a description before the dump (dup, fork) share one again, with one position.
 // Mapped files, the exe, cwd and root are opened the same way. Unlinked files come back from their
 // ghost-file image: recreated under their old name (or next to it), opened, unlinked again.
-import { constants, fchmodSync, fchownSync, fstatSync, futimesSync } from 'node:fs';
+import { constants, fchmodSync, fchownSync, fstatSync, futimesSync, linkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { isatty } from 'node:tty';
 import type { FileEntry, GhostFileEntry, ImageDir } from '@criu-ts/images';
@@ -41,6 +41,8 @@ export type Purpose = 'fd' | 'read' | 'write' | 'dir';
 export class NodeFiles {
   private readonly open = new Map<string, number>();
   private readonly ghostPaths = new Map<number, string>();
+  /** The first path each ghost file (by remap id) was recreated at: other names link to it. */
+  private readonly ghostByRemap = new Map<number, string>();
   private readonly sharedObjects = new Map<string, unknown>();
   private readonly extraFds: number[] = [];
   private readonly afterRestoreSteps: Array<() => void> = [];
@@ -185,6 +187,8 @@ export class NodeFiles {
     if (have !== undefined) return have;
     const remapId = this.ghosts.get(id)!;
     const name = this.files.get(id)!.reg!.name;
+    const first = this.ghostByRemap.get(remapId);
+    if (first !== undefined) return this.linkGhost(id, first, name, remapId);
     const entries = this.dir.read('ghost-file-%x', remapId);
     const head = entries[0]?.message as unknown as GhostFileEntry | undefined;
     if (!head) throw new RestoreError(`ghost-file-${remapId.toString(16)}.img is empty`);
@@ -223,8 +227,27 @@ export class NodeFiles {
       close(fd);
     }
     this.ghostPaths.set(id, path);
+    this.ghostByRemap.set(remapId, path);
     this.log(`ghost file ${name} recreated as ${path}`);
     return path;
+  }
+
+  /**
+   * One unlinked file opened under two names (it had two links): the second name is a link to the file
+   * recreated for the first, so both opens are one inode again.
+   */
+  private linkGhost(id: number, first: string, name: string, remapId: number): string {
+    for (let i = 0, path = name; ; i++) {
+      try {
+        linkSync(first, path);
+        this.ghostPaths.set(id, path);
+        return path;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || i > 100)
+          throw new RestoreError(`cannot link ghost file ${name} to ${first}: ${(e as Error).message}`);
+        path = join(dirname(name), `.criu-ts-ghost.${remapId.toString(16)}.${process.pid}.link${i}`);
+      }
+    }
   }
 
   /** Remove the recreated ghost files (once every task that needs one holds it open). */
@@ -237,6 +260,7 @@ export class NodeFiles {
       }
     }
     this.ghostPaths.clear();
+    this.ghostByRemap.clear();
   }
 
   /**

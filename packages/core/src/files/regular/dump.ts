@@ -74,8 +74,23 @@ function addGhost(
       `unlinked file ${name} is ${st.size} bytes, over the ghost file limit of ${GHOST_LIMIT}`,
     );
   }
-  const remapId = files.ids.unique();
+  // One ghost per inode: a file opened under two of its names (two links, both unlinked) comes back as
+  // one file, as CRIU keeps it.
+  const remapId = files.cached(`ghost:${st.dev}:${st.ino}`, () => {
+    const remapId = files.ids.unique();
+    saveGhost(files, remapId, st, procPath);
+    return remapId;
+  });
   files.remaps.push({ orig_id: origId, remap_id: remapId, remap_type: REMAP_GHOST });
+}
+
+/** The contents and metadata of an unlinked file, for ghost-file-ID.img. */
+function saveGhost(
+  files: FileTable,
+  remapId: number,
+  st: import('node:fs').BigIntStats,
+  procPath: string,
+): void {
   // Read the contents now, while the task still holds the file open.
   const data = readWhole(procPath, Number(st.size));
   files.ghosts.push({
