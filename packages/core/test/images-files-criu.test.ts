@@ -20,8 +20,11 @@ import {
   F_OWNER_PID,
   F_OWNER_TID,
   fcntl,
+  lseek,
   pidfdGetfd,
   pidfdOpen,
+  SEEK_DATA,
+  SEEK_HOLE,
 } from '@criu-ts/sys';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -166,6 +169,16 @@ describe('files.img as CRIU writes it', () => {
     ).toContainEqual(
       expect.objectContaining({ orig_id: reg.id, remap_type: 1 }), // GHOST
     );
+    const remap = ImageDir.open(dir)
+      .read('remap-fpath')
+      .map((e) => e.message as { orig_id: number; remap_id: number })
+      .find((m) => m.orig_id === reg.id)!;
+    const [ghost] = ImageDir.open(dir).read('ghost-file-%x', remap.remap_id);
+    // a small file: its whole contents, and neither chunks nor size (CRIU's layout below 3 pages)
+    expect(ghost!.message).toMatchObject({ uid: 12345, gid: 54321, mode: 0o100640 });
+    expect(ghost!.message).not.toHaveProperty('size');
+    expect(ghost!.message).not.toHaveProperty('chunks');
+    expect((ghost!.extra as Buffer).toString()).toBe('START\n');
 
     await cliKillAndRestore(dir);
     const st = fs.statSync(`/proc/${w.pid}/fd/8`);
@@ -205,5 +218,46 @@ describe('files.img as CRIU writes it', () => {
     expect(sa!.nlink).toBe(0);
     expect(fs.readFileSync(`/proc/${pid}/fd/${fb}`, 'utf8')).toBe('one inode');
     expect(fs.readdirSync(d).sort()).toEqual(['fds']);
+  });
+
+  it('a sparse unlinked file (10 MiB, 8 KiB of data) is a ghost of chunks, as CRIU writes it, and comes back with its holes', async () => {
+    const d = tempDir('criu-ts-ghost-sparse-');
+    const f = path.join(d, 'sparse');
+    const script = [
+      'import os, sys, time',
+      'f, out = sys.argv[1:3]',
+      'fd = os.open(f, os.O_RDWR | os.O_CREAT, 0o600)',
+      "os.pwrite(fd, b'A' * 4096, 0); os.pwrite(fd, b'B' * 4096, 512 * 1024); os.ftruncate(fd, 10 << 20)",
+      'os.unlink(f)',
+      "open(out, 'w').write('%d\\n' % fd)",
+      'while True: time.sleep(1)',
+    ].join('\n');
+    const ready = path.join(d, 'fd');
+    const pid = await startCommand([PYTHON, '-c', script, f, ready]);
+    await waitFor(() => fs.existsSync(ready) && fs.readFileSync(ready, 'utf8').endsWith('\n'), 'the fd');
+    const fd = Number(fs.readFileSync(ready, 'utf8'));
+    const dir = await cliDump(pid); // 10 MiB, but 8 KiB on disk: under the ghost limit, as in CRIU
+    const [remap] = ImageDir.open(dir)
+      .read('remap-fpath')
+      .map((e) => e.message as { remap_id: number });
+    const [head, ...chunks] = ImageDir.open(dir).read('ghost-file-%x', remap!.remap_id);
+    expect(head!.message).toMatchObject({ chunks: true, size: 10n << 20n });
+    expect(chunks.map((c) => [c.message, (c.extra as Buffer).toString('latin1', 0, 1)])).toEqual([
+      [{ len: 4096n, off: 0n }, 'A'],
+      [{ len: 4096n, off: 512n * 1024n }, 'B'],
+    ]);
+
+    await cliKillAndRestore(dir);
+    const mine = fs.openSync(`/proc/${pid}/fd/${fd}`, 'r');
+    try {
+      expect(fs.fstatSync(mine).size).toBe(10 << 20);
+      expect(Number(lseek(mine, 0, SEEK_HOLE))).toBe(4096);
+      expect(Number(lseek(mine, 4096, SEEK_DATA))).toBe(512 * 1024);
+      const b = Buffer.alloc(4096);
+      fs.readSync(mine, b, 0, 4096, 512 * 1024);
+      expect(b.equals(Buffer.alloc(4096, 'B'))).toBe(true);
+    } finally {
+      fs.closeSync(mine);
+    }
   });
 });

@@ -1,5 +1,6 @@
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import type { FileEntry, ImageDir } from '@criu-ts/images';
+import { isSysError, lseek, SEEK_DATA, SEEK_HOLE } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { type Fown, noOwner } from '../fown.js';
 import { isMemfdLink } from '../memfd/dump.js';
@@ -15,6 +16,8 @@ const REMAP_GHOST = 1;
 const REMAP_PROCFS = 2;
 /** Unlinked files up to this size are copied into ghost-file images (CRIU's default limit). */
 const GHOST_LIMIT = 1024 * 1024;
+/** From this size on, CRIU writes a ghost file as chunks of data (GHOST_CHUNKS_THRESH). */
+const GHOST_CHUNKS_FROM = 3 * 4096;
 
 /**
  * A regular file or device node reached by path: the path, position, flags, mode and size,
@@ -69,9 +72,11 @@ function addGhost(
   procPath?: string,
 ) {
   if (!procPath) throw new DumpError(`unlinked file ${name} has no /proc path to copy it from`);
-  if ((st.mode & 0o170000n) === 0o100000n && st.size > BigInt(GHOST_LIMIT)) {
+  // What the file takes on disk counts, as in CRIU: a sparse file may be far larger.
+  const used = st.blocks * 512n;
+  if ((st.mode & 0o170000n) === 0o100000n && used > BigInt(GHOST_LIMIT)) {
     throw new DumpError(
-      `unlinked file ${name} is ${st.size} bytes, over the ghost file limit of ${GHOST_LIMIT}`,
+      `unlinked file ${name} takes ${used} bytes on disk, over the ghost file limit of ${GHOST_LIMIT}`,
     );
   }
   // One ghost per inode: a file opened under two of its names (two links, both unlinked) comes back as
@@ -91,27 +96,35 @@ function saveGhost(
   st: import('node:fs').BigIntStats,
   procPath: string,
 ): void {
+  const type = st.mode & 0o170000n;
+  const regular = type === 0o100000n;
+  // As CRIU writes it: a regular file from 3 pages on as chunks of its data (holes stay holes), with
+  // its size; a smaller one as its whole contents; rdev only for a device.
+  const chunked = regular && st.size >= BigInt(GHOST_CHUNKS_FROM);
   // Read the contents now, while the task still holds the file open.
-  const data = readWhole(procPath, Number(st.size));
+  const regions = regular ? readRegions(procPath, Number(st.size), chunked) : [];
+  const head = {
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    mode: Number(st.mode),
+    dev: Number(st.dev),
+    ino: st.ino,
+    ...(type === 0o020000n || type === 0o060000n ? { rdev: Number(st.rdev) } : {}),
+    atim: timeval(st.atimeNs),
+    mtim: timeval(st.mtimeNs),
+    ...(chunked ? { chunks: true, size: st.size } : {}),
+  };
   files.ghosts.push({
     id: remapId,
     write: (dir: ImageDir) => {
       const w = dir.writer('ghost-file-%x', remapId);
       try {
-        w.write(
-          {
-            uid: Number(st.uid),
-            gid: Number(st.gid),
-            mode: Number(st.mode),
-            dev: Number(st.dev),
-            ino: st.ino,
-            rdev: Number(st.rdev),
-            atim: timeval(st.atimeNs),
-            mtim: timeval(st.mtimeNs),
-            size: st.size,
-          },
-          data,
-        );
+        if (!chunked) {
+          w.write(head, regions[0]?.data ?? Buffer.alloc(0));
+          return;
+        }
+        w.write(head);
+        for (const r of regions) w.write({ len: BigInt(r.data.length), off: BigInt(r.off) }, r.data);
       } finally {
         w.close();
       }
@@ -121,20 +134,43 @@ function saveGhost(
 
 const timeval = (ns: bigint) => ({ tv_sec: ns / 1_000_000_000n, tv_usec: (ns % 1_000_000_000n) / 1000n });
 
-function readWhole(path: string, size: number): Buffer {
-  const buf = Buffer.alloc(size);
+/**
+ * The data of a file: the whole of it, or (`byRegion`) each run of data between holes (SEEK_DATA /
+ * SEEK_HOLE; a file system without them gives one run).
+ */
+function readRegions(path: string, size: number, byRegion: boolean): Array<{ off: number; data: Buffer }> {
   const fd = openSync(path, 'r');
   try {
-    let done = 0;
-    while (done < size) {
-      const n = readSync(fd, buf, done, size - done, done);
-      if (n === 0) break;
-      done += n;
+    if (!byRegion) return [{ off: 0, data: readAt(fd, 0, size) }];
+    const out: Array<{ off: number; data: Buffer }> = [];
+    for (let hole = 0; hole < size; ) {
+      let data: number;
+      try {
+        data = Number(lseek(fd, hole, SEEK_DATA));
+        hole = Number(lseek(fd, data, SEEK_HOLE));
+      } catch (e) {
+        if (isSysError(e, 'ENXIO')) break; // no data after `hole`
+        if (hole !== 0 || !isSysError(e, 'EINVAL')) throw e;
+        data = 0;
+        hole = size;
+      }
+      out.push({ off: data, data: readAt(fd, data, Math.min(hole, size) - data) });
     }
-    return buf.subarray(0, done);
+    return out;
   } finally {
     closeSync(fd);
   }
+}
+
+function readAt(fd: number, off: number, len: number): Buffer {
+  const buf = Buffer.alloc(len);
+  let done = 0;
+  while (done < len) {
+    const n = readSync(fd, buf, done, len - done, off + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return buf.subarray(0, done);
 }
 
 /**
