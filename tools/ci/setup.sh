@@ -19,6 +19,7 @@ command -v nft >/dev/null || missing+=(nftables)
 { command -v iptables-restore && command -v ip6tables-restore; } >/dev/null || missing+=(iptables)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v ip >/dev/null || missing+=(iproute2) # `ip monitor` in the netlink tests
+command -v sqlite3 >/dev/null || missing+=(sqlite3) # the outside connection of the SQLite test
 # Optional, tests skip without them: PostgreSQL 15 (restore-postgres), a JDK (restore-programs).
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive

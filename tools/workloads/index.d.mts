@@ -4,17 +4,18 @@ export type WorkloadName =
   | 'busy'
   | 'counter'
   | 'epoller'
+  | 'fdshare'
   | 'fsnotify'
   | 'memhog'
   | 'pipe_reader'
   | 'reader'
-  | 'shared_files'
   | 'shmem'
   | 'sigio'
   | 'sleeper'
   | 'stopper'
   | 'threads'
   | 'tree'
+  | 'waiter'
   | 'zombie';
 
 /**

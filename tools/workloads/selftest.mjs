@@ -291,6 +291,47 @@ await check('stopper: T state, CONTINUED, ALIVE stream, re-stop', async () => {
     });
 });
 
+await check('waiter: pause, futex, futex-timed, itimer with a pending SIGALRM', async () => {
+  const sys = (pid) => +readFileSync(`/proc/${pid}/syscall`, 'utf8').split(' ')[0];
+  const inSyscall = async (pid, nr) => {
+    for (let i = 0; i < 200 && sys(pid) !== nr; i++) await sleep(10);
+    assert.equal(sys(pid), nr);
+  };
+  const p = run('waiter', ['pause']);
+  await waitForLine(p.out, /^WAITING pause$/, { pid: p.pid });
+  await inSyscall(p.pid, 34);
+  process.kill(p.pid, 'SIGUSR1');
+  await waitForLine(p.out, /^WOKE pause$/, { pid: p.pid });
+  assert.equal((await p.cp.exited).code, 0);
+  const f = run('waiter', ['futex']);
+  await waitForLine(f.out, /^WAITING futex$/, { pid: f.pid });
+  await inSyscall(f.pid, 202);
+  process.kill(f.pid, 'SIGSTOP');
+  process.kill(f.pid, 'SIGCONT');
+  process.kill(f.pid, 'SIGUSR1');
+  await waitForLine(f.out, /^WOKE futex eintr=0$/, { pid: f.pid });
+  const t = run('waiter', ['futex-timed', '300']);
+  await waitForLine(t.out, /^WAITING futex-timed$/, { pid: t.pid });
+  await inSyscall(t.pid, 202);
+  process.kill(t.pid, 'SIGSTOP');
+  process.kill(t.pid, 'SIGCONT');
+  const l = await waitForLine(t.out, /^TIMEDOUT /, { pid: t.pid });
+  assert.ok(+/elapsed=(\d+)/.exec(l)[1] >= 300, l);
+  const a = run('waiter', ['itimer', '50']);
+  await waitForLine(a.out, /^WAITING itimer$/, { pid: a.pid });
+  assert.match(readFileSync(`/proc/${a.pid}/status`, 'utf8'), /ShdPnd:\s*0*2000\n/);
+  process.kill(a.pid, 'SIGUSR1');
+  await waitForLine(a.out, /^TICKING 50$/, { pid: a.pid });
+  const alrm = readLines(a.out)
+    .filter((x) => x.startsWith('ALRM'))
+    .map((x) => +x.split(' ')[2]);
+  assert.ok(alrm[0] < 40 && alrm[2] >= 90, alrm.join(' '));
+  assert.equal((await a.cp.exited).code, 0);
+  const bad = run('waiter', ['nosuch']);
+  assert.equal((await bad.cp.exited).code, 1);
+  console.log('  waiter:', l, alrm.join(' '));
+});
+
 await check('zombie: Z state, ZOMBIE line, SIGUSR1 reaps with 42', async () => {
   const { out, pid, cp } = run('zombie', []);
   const z = await waitForLine(out, /^ZOMBIE /, { pid });

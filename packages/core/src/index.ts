@@ -2,6 +2,8 @@
  * @criu-ts/core: checkpoint/restore logic. One folder per kernel object (mm, files, creds,
  * signals, timers, ...), each with its dump side; dump/ puts them together.
  */
+
+export { basicChecks, FEATURES, type Feature, type FeatureAnswer, featureNamed } from './check/features.js';
 export { type DumpOptions, type DumpResult, dump } from './dump/dump.js';
 export { DumpError } from './dump/errors.js';
 export { NETWORK_LOCK_METHODS, type NetworkLockMethod } from './net-lock/index.js';

@@ -42,7 +42,8 @@ const newImagesDir = () => path.join(tempDir('criu-ts-core-cli-'), 'images');
 /** The files a one-task dump writes. */
 const oneTaskImages = (pid: number) => [
   `core-${pid}.img`,
-  'fdinfo-1.img',
+  // fd table 2, as CRIU numbers it: 1 is the dumper's own (inventory.img's root_ids)
+  'fdinfo-2.img',
   'files.img',
   `fs-${pid}.img`,
   `ids-${pid}.img`,
@@ -51,10 +52,10 @@ const oneTaskImages = (pid: number) => [
   `pagemap-${pid}.img`,
   'pages-1.img',
   'pstree.img',
-  'stats-dump.img',
+  'stats-dump',
 ];
 
-const dumpStats = (dir: string) => ImageDir.open(dir).one<StatsEntry>('stats-dump').dump!;
+const dumpStats = (dir: string) => ImageDir.open(dir).one<StatsEntry>('stats-%s', 'dump').dump!;
 
 describe('criu-ts dump: what happens to the tree', () => {
   it('by default: exit 0, nothing printed, the tree killed; DIR created 0700, images 0600', async () => {
@@ -154,8 +155,13 @@ describe('criu-ts dump: log, stats, exit codes', () => {
     const text = fs.readFileSync(log, 'utf8');
     expect(text).toContain(String(w.pid));
     expect(text.split('\n').filter(Boolean).length).toBeGreaterThanOrEqual(2);
-    // The images are complete next to it.
-    expect(fs.readdirSync(dir).sort()).toEqual(oneTaskImages(w.pid).sort());
+    // The images are complete; stats-dump goes to the work dir with the log, as CRIU keeps it.
+    expect(fs.readdirSync(dir).sort()).toEqual(
+      oneTaskImages(w.pid)
+        .filter((f) => f !== 'stats-dump')
+        .sort(),
+    );
+    expect(fs.readdirSync(work).sort()).toEqual(['dump.log', 'stats-dump']);
   });
 
   it('-v4 -o FILE: the log of a failed dump records the error', async () => {
@@ -166,7 +172,7 @@ describe('criu-ts dump: log, stats, exit codes', () => {
     expect(text).toMatch(/EPERM/);
   });
 
-  it('--display-stats prints CRIU stats block, with the values of stats-dump.img', async () => {
+  it('--display-stats prints CRIU stats block, with the values of stats-dump', async () => {
     const w = startWorkload('memhog', ['4']);
     await waitForLine(w.report, /^SUM /, { pid: w.pid });
     const dir = newImagesDir();
@@ -244,7 +250,7 @@ describe('criu-ts dump: the same DIR twice', () => {
     const r = await runCli(['dump', '-t', String(w.pid), '-D', dir]);
     expect(r).toMatchObject({ code: 0, stderr: '' });
     expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
-    // pages-1.img, pstree, inventory, stats, fdinfo-1, files: rewritten (truncated), not appended to.
+    // pages-1.img, pstree, inventory, stats, fdinfo-2, files: rewritten (truncated), not appended to.
     const s = dumpStats(dir);
     expect(fs.statSync(path.join(dir, 'pages-1.img')).size).toBe(Number(s.pages_written) * 4096);
     const { decoded, failures } = critDecodeAll(
@@ -258,7 +264,7 @@ describe('criu-ts dump: the same DIR twice', () => {
     const exe = files.find((f) => String(obj(f.reg).name).endsWith('/counter'));
     expect(exe, 'the counter executable in files.img').toBeDefined();
     expect(files.some((f) => String(obj(f.reg).name).endsWith('/memhog'))).toBe(false);
-    const stats = obj(entries(decoded.get('stats-dump.img'))[0]!.dump);
+    const stats = obj(entries(decoded.get('stats-dump'))[0]!.dump);
     expect(num(stats.pages_written)).toBe(Number(s.pages_written));
     for (const f of fs.readdirSync(dir)) expect(fs.statSync(path.join(dir, f)).mode & 0o777, f).toBe(0o600);
   });

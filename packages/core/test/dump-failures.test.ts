@@ -140,16 +140,6 @@ describe('a dump that fails harms nothing', () => {
     },
   );
 
-  it('two processes sharing one fd table (CLONE_FILES): exit 1 naming both; both run on', async () => {
-    const w = startWorkload('shared_files', [], { setsid: true });
-    const child = Number((await waitForLine(w.report, /^READY /, { pid: w.pid })).split(' ')[1]);
-    track(child);
-    await waitFor(() => procState(w.pid) === 'S' && procState(child) === 'S', 'both waiting');
-    const r = await runCli(['dump', '-t', String(w.pid), '-D', newImagesDir()]);
-    expect(oneLineFailure(r)).toContain(`tasks ${w.pid} and ${child} share one fd table (CLONE_FILES)`);
-    expect([procState(w.pid), procState(child)]).toEqual(['S', 'S']);
-  });
-
   it('a shell whose children exit right away, dumped 12 times: each dump succeeds or fails cleanly', async () => {
     const dir = tempDir('criu-ts-core-churn-');
     const out = path.join(dir, 'out');

@@ -201,6 +201,25 @@ export function procState(pid: number, tid = pid): string {
   }
 }
 
+/**
+ * The file locks /proc/locks shows (waiters left out) held by `pids`, or on a file directly in `dir` (OFD
+ * locks show no pid): "KIND TYPE PID MAJ:MIN:INO START-END" each, sorted.
+ */
+export function fileLocksOf(pids: number[], dir?: string): string[] {
+  const inodes = new Set(
+    dir ? fs.readdirSync(dir).map((n) => String(fs.statSync(path.join(dir, n)).ino)) : [],
+  );
+  const out: string[] = [];
+  for (const line of fs.readFileSync('/proc/locks', 'utf8').split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 8 || f[1] === '->') continue;
+    const [, kind, , type, pid, file, start, end] = f;
+    if (pids.includes(Number(pid)) || inodes.has(file?.split(':')[2] ?? ''))
+      out.push(`${kind} ${type} ${pid} ${file} ${start}-${end}`);
+  }
+  return out.sort();
+}
+
 /** The fields of /proc/PID/stat after the comm, numbered as in proc(5) (index 3 = state). */
 export function procStat(pid: number): { comm: string; f: (n: number) => string } {
   const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -369,11 +388,11 @@ export function tasksInSession(sid: number): number[] {
 
 // ---- crit ---------------------------------------------------------------------------------------------
 
-/** Image files crit can decode (pages-N.img are raw data). */
+/** Image files crit can decode (pages-N.img are raw data; stats-dump and stats-restore have no .img, as in CRIU). */
 export function decodableImages(dir: string): string[] {
   return fs
     .readdirSync(dir)
-    .filter((f) => f.endsWith('.img') && !f.startsWith('pages-'))
+    .filter((f) => (f.endsWith('.img') && !f.startsWith('pages-')) || /^stats-(dump|restore)$/.test(f))
     .sort();
 }
 

@@ -1,7 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { UserRegs, xsaveComponent } from '@criu-ts/sys';
 import { describe, expect, it } from 'vitest';
-import { fpregsFromImage, fpregsToImage, gpregsFromImage, gpregsToImage } from '../src/registers/x86.js';
+import {
+  fpregsFromImage,
+  fpregsToImage,
+  gpregsFromImage,
+  gpregsToImage,
+  resumableRegs,
+} from '../src/registers/x86.js';
 
 describe('x86 registers', () => {
   it('general registers survive the trip through the core image', () => {
@@ -35,5 +41,82 @@ describe('x86 registers', () => {
     }
     expect(back.subarray(0, 416).equals(xstate.subarray(0, 416))).toBe(true);
     expect(back.readBigUInt64LE(512) & 0xe7n).toBe(0xe7n);
+  });
+});
+
+describe('registers that resume as they are (the syscall restart folded in, as CRIU stores it)', () => {
+  const IP = 0x7f00_0000_1234n;
+  const stopped = (
+    nr: bigint,
+    ax: bigint,
+    more: Partial<Record<'rdi' | 'rsi' | 'rdx' | 'r10', bigint>> = {},
+  ) => {
+    const r = new UserRegs().set('orig_rax', nr).set('rax', ax).set('rip', IP);
+    for (const [k, v] of Object.entries(more)) r.set(k as 'rdi', v);
+    return r;
+  };
+  const u64 = (v: bigint) => BigInt.asUintN(64, v);
+
+  it('-ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND: back onto the syscall instruction, rax = its number', () => {
+    for (const ax of [-512n, -513n, -514n]) {
+      const r = resumableRegs(stopped(0n, ax)); // read()
+      expect([r.get('rip'), r.get('rax'), r.get('orig_rax')]).toEqual([IP - 2n, 0n, 0n]);
+    }
+    const p = resumableRegs(stopped(34n, -514n)); // pause()
+    expect([p.get('rip'), p.get('rax')]).toEqual([IP - 2n, 34n]);
+  });
+
+  it('-ERESTART_RESTARTBLOCK of a relative sleep: run again for what it had left (rem)', () => {
+    const n = resumableRegs(stopped(35n, -516n, { rdi: 0x1000n, rsi: 0x2000n }));
+    expect([n.get('rip'), n.get('rax'), n.get('rdi'), n.get('rsi')]).toEqual([
+      IP - 2n,
+      35n,
+      0x2000n,
+      0x2000n,
+    ]);
+    // clock_nanosleep(clock, flags = 0, req, rem)
+    const c = resumableRegs(stopped(230n, -516n, { rdi: 1n, rsi: 0n, rdx: 0x1000n, r10: 0x2000n }));
+    expect([c.get('rip'), c.get('rax'), c.get('rdx'), c.get('r10')]).toEqual([
+      IP - 2n,
+      230n,
+      0x2000n,
+      0x2000n,
+    ]);
+    // no rem: the whole request again
+    const z = resumableRegs(stopped(230n, -516n, { rsi: 0n, rdx: 0x1000n, r10: 0n }));
+    expect(z.get('rdx')).toBe(0x1000n);
+    // a futex wait with a timeout: run again as it was
+    const f = resumableRegs(stopped(202n, -516n, { rdi: 0x3000n, r10: 0x4000n }));
+    expect([f.get('rip'), f.get('rax'), f.get('rdi'), f.get('r10')]).toEqual([
+      IP - 2n,
+      202n,
+      0x3000n,
+      0x4000n,
+    ]);
+  });
+
+  it('restart_syscall returns -EINTR where it is (its restart block stays in the dumping kernel)', () => {
+    const r = resumableRegs(stopped(219n, -516n));
+    expect([r.get('rip'), r.get('rax')]).toEqual([IP, u64(-4n)]);
+  });
+
+  it('leaves alone: user mode, a syscall that has its result, registers already folded; never edits its argument', () => {
+    for (const [nr, ax] of [
+      [-1n, -512n], // interrupted in user mode, rax whatever it was
+      [0n, 5n], // read() returned 5
+      [0n, -4n], // an EINTR the task will see (epoll_wait, or CRIU's image of a sleep)
+      [0n, 0n], // folded already: ip on the syscall, rax = orig_rax
+    ] as const) {
+      const before = stopped(nr, ax);
+      const r = resumableRegs(before);
+      expect(r.buffer.equals(before.buffer)).toBe(true);
+    }
+    const orig = stopped(0n, -512n);
+    const copy = Buffer.from(orig.buffer);
+    resumableRegs(orig);
+    expect(orig.buffer.equals(copy)).toBe(true);
+    // folding twice is folding once
+    const once = resumableRegs(stopped(35n, -516n, { rsi: 0x2000n }));
+    expect(resumableRegs(once).buffer.equals(once.buffer)).toBe(true);
   });
 });

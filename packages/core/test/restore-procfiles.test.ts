@@ -73,6 +73,52 @@ describe('criu-ts restore: /proc files', () => {
     process.kill(child, 'SIGUSR1');
   });
 
+  it("a task's own /proc/self/fdinfo/N, held open, names fd N again once N is back (a lower fd number too)", async () => {
+    // The fdinfo file is held at fd 3, below the eventfd it names (fd 4): restore opens it after fd 4.
+    const script = `
+import os, signal, sys
+os.closerange(3, 65536)
+r, w = os.pipe()
+os.close(r)
+info = os.open('/proc/self/fdinfo/%d' % w, os.O_RDONLY)
+efd = os.eventfd(0)
+os.dup2(efd, w)
+os.close(efd)
+os.eventfd_write(w, 0x1234)
+info2 = os.open('/proc/self/fdinfo/%d' % w, os.O_RDONLY)
+out = open(sys.argv[1], 'a', buffering=1)
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+out.write('READY %d %d %d\\n' % (info, w, info2))
+signal.sigwait([signal.SIGUSR1])
+for f in (info, info2):
+    os.lseek(f, 0, 0)
+    count = [l.split()[1] for l in os.read(f, 4096).decode().splitlines() if l.startswith('eventfd-count')]
+    out.write('COUNT %s\\n' % (count[0] if count else 'none'))
+out.write('DONE\\n')
+`;
+    const d = tempDir('criu-ts-proc-');
+    const report = path.join(d, 'report');
+    const pid = startTraceable([PYTHON, '-c', script, report], { setsid: true });
+    track(pid);
+    const [info, efd, info2] = (await waitForLine(report, /^READY /, { pid }))
+      .split(' ')
+      .slice(1)
+      .map(Number);
+    expect(info).toBeLessThan(efd!);
+    const dir = path.join(tempDir('criu-ts-proc-img-'), 'images');
+    const r = await runCli(['dump', '-t', String(pid), '-D', dir]);
+    if (r.code !== 0 || r.stderr) throw new Error(`dump: exit ${r.code}: ${r.stderr}`);
+    killAndReap(pid);
+    const rr = await runCli(['restore', '-D', dir, '-d']);
+    if (rr.code !== 0 || rr.stderr) throw new Error(`restore: exit ${rr.code}: ${rr.stderr}`);
+    track(pid);
+    expect(readlinkSync(`/proc/${pid}/fd/${info}`)).toBe(`/proc/${pid}/fdinfo/${efd}`);
+    expect(readlinkSync(`/proc/${pid}/fd/${info2}`)).toBe(`/proc/${pid}/fdinfo/${efd}`);
+    process.kill(pid, 'SIGUSR1');
+    await waitForLine(report, /^DONE$/, { pid });
+    expect(readLines(report).filter((l) => l.startsWith('COUNT'))).toEqual(['COUNT 1234', 'COUNT 1234']);
+  });
+
   it('a /proc file of a task that has died comes back dead: ESRCH on read, the pid free again', async () => {
     const d = tempDir('criu-ts-proc-dead-');
     const report = path.join(d, 'report');

@@ -1,7 +1,7 @@
 // A restore that cannot be done fails with one clear line and harms nothing: missing or corrupt images,
 // pids in use or a vDSO that differs are found before any process is created; an error in the middle
 // kills and reaps every task criu-ts created; the images directory is never modified (but for
-// stats-restore.img and logs). Pids still held by a dying (zombie) task are waited for.
+// stats-restore and logs). Pids still held by a dying (zombie) task are waited for.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';

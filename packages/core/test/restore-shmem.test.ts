@@ -305,7 +305,7 @@ describe('restore of shared memory', () => {
     expect(fdEntry).toBeDefined();
     const shm = entries(decoded.get(fs.readdirSync(dir).find((f) => f.startsWith('ipcns-shm-'))!));
     expect(shm.map((e) => big(obj(e.desc).id))).toEqual([BigInt(l.sysv)]);
-    const dumpStats = obj(entries(decoded.get('stats-dump.img'))[0]!.dump);
+    const dumpStats = obj(entries(decoded.get('stats-dump'))[0]!.dump);
     expect(big(dumpStats.shpages_written)).toBeGreaterThan(0n);
   });
 

@@ -193,12 +193,13 @@ describe.skipIf(!haveIptables)('criu-ts --network-lock iptables', () => {
     closeWait(viaIptables({ restoreArgs: ['--network-lock', 'iptables'] })));
 
   it('IPv4: the echo client goes on, the server sees every byte once and no reset; rules only while dumped', async () => {
+    const others = lockRules(); // other programs' locks (a CRIU run by hand...) are not counted
     const dir = await echoThroughRestore(
       '127.0.0.1',
       viaIptables({
         restoreArgs: ['--network-lock', 'iptables'],
         whileDumped: async () => {
-          const rules = lockRules();
+          const rules = lockRules().filter((r) => !others.includes(r));
           for (const hook of ['INPUT', 'OUTPUT'])
             expect(
               rules.filter((r) => r.startsWith(`-A ${hook} -s 127.0.0.1/32 -d 127.0.0.1/32 -p tcp`)),
@@ -211,11 +212,13 @@ describe.skipIf(!haveIptables)('criu-ts --network-lock iptables', () => {
   });
 
   it('IPv6 (::1), restored without --network-lock: the method comes from inventory.img', async () => {
+    const others = lockRules();
     await echoThroughRestore(
       '::1',
       viaIptables({
         whileDumped: async () => {
-          expect(lockRules().filter((r) => / -s ::1\/128 -d ::1\/128 -p tcp /.test(r))).toHaveLength(2);
+          const rules = lockRules().filter((r) => !others.includes(r));
+          expect(rules.filter((r) => / -s ::1\/128 -d ::1\/128 -p tcp /.test(r))).toHaveLength(2);
         },
       }),
     );
@@ -324,7 +327,7 @@ describe('criu-ts --network-lock: an unknown method', () => {
     const dir = path.join(tempDir('criu-ts-netlock-'), 'images');
     const r = await runCli([...args, dir, '--network-lock', 'ipfw']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe('criu-ts: --network-lock ipfw: criu-ts knows iptables, nftables, skip\n');
+    expect(r.stderr).toBe('criu-ts: invalid value for --network-lock: ipfw\n'); // the CLI's usage error
     expect(fs.existsSync(dir)).toBe(false);
   });
 });

@@ -201,6 +201,31 @@ describe('criu-ts restore: unix sockets', () => {
     await waitForLine(w.report, /^SERVED$/, { pid: w.pid });
   });
 
+  it('a datagram socketpair whose sender closed: the queued datagram and the pipe it carries come back', async () => {
+    const script = `
+import os, signal, socket, sys
+out = open(sys.argv[1], 'a', buffering=1)
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+r, w = os.pipe()
+os.write(w, b'HELLO')
+socket.send_fds(a, [b'dgram'], [r])
+os.close(r)
+a.close()
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+out.write('READY\\n')
+signal.sigwait([signal.SIGUSR1])
+msg, fds, _f, _a = socket.recv_fds(b, 16, 4)
+out.write('GOT %s %s\\n' % (msg.decode(), os.read(fds[0], 16).decode()))
+`;
+    const w = start(script, []);
+    await waitForLine(w.report, /^READY$/, { pid: w.pid });
+    await waitFor(() => procState(w.pid) === 'S', 'waiting');
+    const dir = await cliDump(w.pid);
+    await cliKillAndRestore(dir);
+    process.kill(w.pid, 'SIGUSR1');
+    expect(await waitForLine(w.report, /^GOT /, { pid: w.pid })).toBe('GOT dgram HELLO');
+  });
+
   it('files in flight (SCM_RIGHTS): a file with its position, a pipe with data, a socket with a datagram, and the receiving socket itself', async () => {
     const w = start(PASS_PY, ['$DIR/data.txt']);
     await waitForLine(w.report, /^READY$/, { pid: w.pid });

@@ -257,8 +257,8 @@ describe('criu-ts restore: single-threaded tasks', () => {
     expect(mapsShape(w.pid)).toEqual(maps);
     expect(readFds(w.pid).map((f) => `${f.fd} ${f.link} ${f.flags.toString(8)}`)).toEqual(fds);
     expect(mmShape(w.pid)).toEqual(mm);
-    // Its stats: pages restored, times, in stats-restore.img; the images otherwise untouched.
-    const stats = ImageDir.open(dir).one<StatsEntry>('stats-restore').restore!;
+    // Its stats: pages restored, times, in stats-restore; the images otherwise untouched.
+    const stats = ImageDir.open(dir).one<StatsEntry>('stats-%s', 'restore').restore!;
     expect(Number(stats.pages_restored)).toBeGreaterThan(0);
     expect(stats.restore_time).toBeGreaterThan(stats.forking_time);
   });

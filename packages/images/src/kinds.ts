@@ -207,8 +207,15 @@ export function imageFileName(pattern: string, id?: number | bigint | string): s
     if (id === undefined) throw new Error(`image name ${pattern} needs an id`);
     return conv === 'x' ? BigInt(id).toString(16) : String(id);
   });
-  // Tarballs carry their own extension; everything else ends in .img.
-  return base.endsWith('.tar.gz') ? base : `${base}.img`;
+  return hasImgSuffix(pattern) ? `${base}.img` : base;
+}
+
+/**
+ * Tarballs carry their own extension, and CRIU names its service images (stats-dump, stats-restore,
+ * irmap-cache) without one; everything else ends in .img.
+ */
+function hasImgSuffix(pattern: string): boolean {
+  return !pattern.endsWith('.tar.gz') && pattern !== 'stats-%s' && pattern !== 'irmap-cache';
 }
 
 const MATCHERS = NAMES.map((n) => {
@@ -218,7 +225,7 @@ const MATCHERS = NAMES.map((n) => {
     .replace(/%ld/, '(-?\\d+)')
     .replace(/%x/, '([0-9a-f]+)')
     .replace(/%s/, '([a-z]+)');
-  const suffix = n.pattern.endsWith('.tar.gz') ? '' : '\\.img';
+  const suffix = hasImgSuffix(n.pattern) ? '\\.img' : '';
   return { name: n, rx: new RegExp(`^${rx}${suffix}$`) };
 });
 

@@ -6,6 +6,7 @@ import {
   type CoreEntry,
   ImageDir,
   ImageReader,
+  imageFileName,
   PAGE_SIZE,
   PE_PARENT,
   PE_PRESENT,
@@ -84,8 +85,12 @@ describe('ImageDir', () => {
     expect(parseImageFileName('pagemap-123.img')?.name.pattern).toBe('pagemap-%lu');
     expect(parseImageFileName('pagemap-shmem-7.img')?.name.pattern).toBe('pagemap-shmem-%lu');
     expect(parseImageFileName('ghost-file-1f.img')).toMatchObject({ id: '1f' });
-    expect(parseImageFileName('stats-dump')).toBeUndefined();
-    expect(parseImageFileName('stats-dump.img')?.name.magic).toBe('STATS');
+    // CRIU's service images have no .img: zdtm and crit read stats-dump by that name.
+    expect(parseImageFileName('stats-dump.img')).toBeUndefined();
+    expect(parseImageFileName('stats-dump')?.name.magic).toBe('STATS');
+    expect(imageFileName('stats-%s', 'restore')).toBe('stats-restore');
+    expect(imageFileName('irmap-cache')).toBe('irmap-cache');
+    expect(imageFileName('core-%u', 7)).toBe('core-7.img');
     expect(parseImageFileName('tmpfs-dev-5.tar.gz')?.name.magic).toBe('RAW');
   });
 });

@@ -2,7 +2,7 @@
 // Benchmark of `criu-ts dump` (run as root, after `pnpm build`): `pnpm bench:dump`.
 //   - dump() from packages/core/dist with leaveRunning (the -R path, so one memhog serves every rep) of
 //     memhog workloads with 64 MiB, 512 MiB and 2 GiB of touched anonymous memory: wall time of the
-//     call, frozen time (frozen_time of stats-dump.img) and GB/s (bytes of pages written / wall time);
+//     call, frozen time (frozen_time of stats-dump) and GB/s (bytes of pages written / wall time);
 //   - this machine's own limit on the same memory in the same run: process_vm_readv of the memhog's
 //     area into a reused 8 MiB buffer (the dump's chunk size) + write() of it to a file in the same
 //     directory; our GB/s as a fraction of that;
@@ -166,7 +166,7 @@ async function benchSize(size) {
     const res = await dump({ pid: w.pid, imagesDir: dir, leaveRunning: true });
     const wall = performance.now() - s;
     if (rep > 0) walls.push(wall);
-    const stats = ImageDir.open(dir).one('stats-dump').dump;
+    const stats = ImageDir.open(dir).one('stats-%s', 'dump').dump;
     if (rep > 0) frozens.push(stats.frozen_time / 1e3);
     pages = Number(stats.pages_written);
     if (pages !== res.pagesWritten || pages * 4096 < need) {

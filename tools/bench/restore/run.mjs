@@ -5,7 +5,7 @@
 //     restored REPS + 1 times (the first, a warm-up, not counted), killing and reaping the restored task
 //     between reps. Per rep: wall time of the restore() call (from reading the images to the detach; the
 //     pids are free already) and its split as restore() measures it: creating the tasks (the stub and
-//     clone3: forking_time of stats-restore.img), memory (mappings, page contents), and the rest
+//     clone3: forking_time of stats-restore), memory (mappings, page contents), and the rest
 //     (reading the images, fds, task state, registers). memhog's checksum is checked after the last rep.
 //   - `sleep 1000` through the CLI as a user runs it (`criu-ts restore -D DIR -d`, node start-up included).
 // Median of the counted reps. Images go to a temp dir under /tmp (2 GiB is skipped, with a message, when
@@ -137,7 +137,7 @@ async function bench(w) {
     const r = restore({ imagesDir: dir });
     const wall = performance.now() - s;
     started.add(r.root);
-    const stats = ImageDir.open(dir).one('stats-restore').restore;
+    const stats = ImageDir.open(dir).one('stats-%s', 'restore').restore;
     pages = Number(stats.pages_restored ?? 0n);
     if (rep > 0) {
       walls.push(wall);

@@ -2,111 +2,74 @@ import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { RestoreError, restore, waitForRoot } from '@criu-ts/core';
 import type { RestoreStatsEntry } from '@criu-ts/images';
-import type { Command } from 'commander';
 import { makeLogger } from './log.js';
-import { networkLockOf } from './network-lock.js';
+import type { CriuOptions } from './options.js';
 
-interface RestoreFlags {
-  imagesDir?: string;
-  workDir?: string;
-  restoreDetached?: boolean;
-  pidfile?: string;
-  shellJob?: boolean;
-  restoreSibling?: boolean;
-  verbosity: string;
-  logFile?: string;
-  displayStats?: boolean;
-  networkLock?: string;
-}
-
-/** The restore API (one place, so the command reads as before). */
-async function loadRestore() {
-  return { restore, waitForRoot, RestoreError };
-}
-
-/** `criu-ts restore -D DIR`, with criu's options and meanings. */
-export function addRestoreCommand(program: Command, exitWith: (code: number) => void): void {
-  program
-    .command('restore')
-    .description('restore a process tree from its images')
-    .option('-D, --images-dir <dir>', 'directory with the image files', '.')
-    .option('-W, --work-dir <dir>', 'directory for the log and the pidfile (default: the images dir)')
-    .option(
-      '-d, --restore-detached',
-      'detach from the restored tree (default: wait for the root task and exit with its status)',
-    )
-    .option('--pidfile <file>', 'write the root task pid to FILE (relative to the work dir)')
-    .option(
-      '--tcp-established',
-      'restore established TCP connections (accepted: the images say which there are)',
-    )
-    .option(
-      '--network-lock <method>',
-      "unlock the connections with nftables, iptables or skip (default: the dump's, from inventory.img)",
-    )
-    .option('--shell-job', 'restore a process started from a shell: it joins this session and process group')
-    .option(
-      '--restore-sibling',
-      "restore the root task as criu-ts's sibling: the child of criu-ts's parent, which waits for it (implies -d)",
-    )
-    .option('--verbosity <n>', 'log level: 0 none, 1 errors, 2 warnings, 3 info, 4 debug (-v0..-v4)', '2')
-    .option('-o, --log-file <file>', 'log file name (relative to the work dir)')
-    .option('--display-stats', 'print restore statistics at the end')
-    .action(async (f: RestoreFlags) => {
-      const networkLock = f.networkLock === undefined ? undefined : networkLockOf(f.networkLock);
-      const imagesDir = resolve(f.imagesDir ?? '.');
-      const workDir = resolve(f.workDir ?? imagesDir);
-      const log = makeLogger({
-        verbosity: Number(f.verbosity),
-        workDir,
-        ...(f.logFile ? { logFile: f.logFile } : {}),
-      });
-      const api = await loadRestore();
-      // CRIU refuses to overwrite a pidfile; found out before anything is created.
-      let pidfd: number | undefined;
-      if (f.pidfile) {
-        const path = resolve(workDir, f.pidfile);
-        try {
-          pidfd = openSync(path, 'wx', 0o600);
-        } catch (e) {
-          throw new api.RestoreError(
-            `cannot create pidfile ${path}: ${(e as NodeJS.ErrnoException).code ?? e}`,
-          );
-        }
-      }
-      let root: number;
-      try {
-        log.info({ imagesDir }, 'restore starts');
-        const result = api.restore({
-          imagesDir,
-          shellJob: f.shellJob === true,
-          sibling: f.restoreSibling === true,
-          ...(networkLock ? { networkLock } : {}),
-          log: {
-            debug: (m) => log.debug(m),
-            info: (m) => log.info(m),
-            warn: (m) => log.warn(m),
-          },
-        });
-        root = result.root;
-        log.info({ root, tasks: result.pids.length }, 'restore finished');
-        if (pidfd !== undefined) writeSync(pidfd, String(root));
-        if (f.displayStats) printStats(result.stats);
-      } catch (e) {
-        if (pidfd !== undefined) {
-          closeSync(pidfd);
-          pidfd = undefined;
-          rmSync(resolve(workDir, f.pidfile as string), { force: true });
-        }
-        throw e;
-      } finally {
-        if (pidfd !== undefined) closeSync(pidfd);
-        log.flush();
-      }
-      // criu-ts's exit code is the root task's. A sibling root is not ours to wait for: criu-ts's
-      // parent gets it (CRIU: --restore-sibling only makes sense with -d).
-      if (!f.restoreDetached && !f.restoreSibling) exitWith(api.waitForRoot(root));
+/**
+ * `criu-ts restore -D DIR`, with criu's options and meanings. Resolves to criu-ts's exit status:
+ * without -d, the restored root task's, as CRIU's.
+ */
+export async function restoreCommand(o: CriuOptions, version: string): Promise<number> {
+  const imagesDir = resolve(o.imagesDir);
+  const workDir = resolve(o.workDir ?? imagesDir);
+  const log = makeLogger(o, workDir);
+  // CRIU refuses to overwrite a pidfile; found out before anything is created.
+  const pidfilePath = o.pidfile ? resolve(workDir, o.pidfile) : undefined;
+  let pidfd: number | undefined;
+  if (pidfilePath) {
+    try {
+      pidfd = openSync(pidfilePath, 'wx', 0o600);
+    } catch (e) {
+      throw new RestoreError(
+        `cannot create pidfile ${pidfilePath}: ${(e as NodeJS.ErrnoException).code ?? e}`,
+      );
+    }
+  }
+  let root: number;
+  try {
+    log.info(`criu-ts ${version}: restoring from ${imagesDir}`, 'restore');
+    const result = restore({
+      imagesDir,
+      workDir,
+      shellJob: o.shellJob,
+      sibling: o.restoreSibling,
+      manageCgroups: o.manageCgroups,
+      ...(o.networkLock ? { networkLock: o.networkLock } : {}),
+      log: {
+        debug: (m) => log.debug(m, 'restore'),
+        info: (m) => log.info(m, 'restore'),
+        warn: (m) => log.warn(m, 'restore'),
+      },
     });
+    root = result.root;
+    log.info(`Restore finished successfully: root ${root}, ${result.pids.length} tasks`, 'restore');
+    if (pidfd !== undefined) writeSync(pidfd, String(root));
+    if (o.displayStats) printStats(result.stats);
+  } catch (e) {
+    if (log.toFile) log.error(e instanceof Error ? e.message : String(e), 'restore');
+    if (pidfd !== undefined) {
+      closeSync(pidfd);
+      pidfd = undefined;
+      rmSync(pidfilePath as string, { force: true });
+    }
+    throw e;
+  } finally {
+    if (pidfd !== undefined) closeSync(pidfd);
+    log.flush();
+  }
+  // --status-fd: the caller learns the tree runs (a zero byte), then the fd is ours no more.
+  if (o.statusFd !== undefined) {
+    try {
+      writeSync(o.statusFd, Buffer.of(0));
+      closeSync(o.statusFd);
+    } catch (e) {
+      throw new RestoreError(`--status-fd ${o.statusFd}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+    }
+  }
+  // criu-ts's exit code is the root task's. A sibling root is not ours to wait for: criu-ts's
+  // parent gets it (CRIU: --restore-sibling only makes sense with -d).
+  if (!o.restoreDetached && !o.restoreSibling) return waitForRoot(root);
+  return 0;
 }
 
 function printStats(s: RestoreStatsEntry): void {

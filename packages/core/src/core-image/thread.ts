@@ -7,13 +7,13 @@ import type {
   ThreadCoreEntry,
 } from '@criu-ts/images';
 import type { UserRegs } from '@criu-ts/sys';
-import { fpregsToImage, gpregsToImage } from '../registers/x86.js';
+import { fpregsToImage, gpregsToImage, resumableRegs } from '../registers/x86.js';
 
 export const CORE_MARCH_X86_64 = 1;
 export const TASK_ALIVE = 1;
+/** A zombie, as CRIU writes it (CRIU restores TASK_DEAD as a zombie; TASK_ZOMBIE it does not know). */
 export const TASK_DEAD = 2;
 export const TASK_STOPPED = 3;
-export const TASK_ZOMBIE = 6;
 
 /** What dump read of one thread: from ptrace, /proc and the injected batch. */
 export interface ThreadState {
@@ -58,7 +58,8 @@ export function coreEntry(t: ThreadState, task?: TaskCoreEntry): CoreEntry {
     mtype: CORE_MARCH_X86_64,
     thread_info: {
       clear_tid_addr: t.clearTidAddr,
-      gpregs: gpregsToImage(t.regs),
+      // registers that resume as they are: a syscall the stop interrupted is set up to run again
+      gpregs: gpregsToImage(resumableRegs(t.regs)),
       fpregs: fpregsToImage(t.xstate),
       tls: t.tls,
     },

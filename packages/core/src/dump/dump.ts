@@ -6,10 +6,12 @@ import {
   ImageDir,
   type InventoryEntry,
   type PstreeEntry,
+  type TaskKobjIdsEntry,
   warmUpCodecs,
 } from '@criu-ts/images';
 import { CgroupSets } from '../cgroup/dump.js';
-import { CORE_MARCH_X86_64, TASK_ZOMBIE } from '../core-image/thread.js';
+import { CORE_MARCH_X86_64, TASK_DEAD } from '../core-image/thread.js';
+import type { IrmapOptions } from '../files/irmap.js';
 import { FileTable } from '../files/table.js';
 import { KobjIds } from '../ids/dump.js';
 import { inventoryCodeOf, type NetworkLockMethod } from '../net-lock/index.js';
@@ -25,6 +27,12 @@ export interface DumpOptions {
   pid: number;
   /** Where images go (-D); created 0700 when missing. */
   imagesDir: string;
+  /** -W: where stats-dump goes (default: the images dir), as CRIU keeps it. */
+  workDir?: string;
+  /** --timeout: how long the tree may take to stop, in milliseconds (default 10 s). */
+  timeoutMs?: number;
+  /** --force-irmap and --irmap-scan-path: find paths of watched inodes by scanning where needed. */
+  irmap?: IrmapOptions;
   /** -R: resume the tree after a successful dump (default: kill it, as CRIU does). */
   leaveRunning?: boolean;
   /** -s: leave the tree stopped (SIGSTOP) after the dump. */
@@ -39,6 +47,8 @@ export interface DumpOptions {
   extUnixSk?: boolean;
   /** --skip-in-flight: connections a listener has not accepted yet are left behind (their clients reset). */
   skipInFlight?: boolean;
+  /** --file-locks: dump the file locks the tree holds (without it, a lock is refused, as CRIU does). */
+  fileLocks?: boolean;
   /** --freeze-cgroup: a cgroup v2 directory whose freezer stops the tree before seizing. */
   freezeCgroup?: string;
   /** Called between steps; throw from it (or reject) to abort the dump, e.g. on Ctrl-C. */
@@ -50,7 +60,7 @@ export interface DumpResult {
   tasks: number;
   threads: number;
   pagesWritten: number;
-  /** What stats-dump.img holds. */
+  /** What stats-dump holds. */
   stats: DumpStatsEntry;
 }
 
@@ -68,7 +78,10 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   checkRoot(opts.pid);
   warmUp();
   const stats = new DumpStats();
-  const tree = seizeTree(opts.pid, opts.freezeCgroup ? { freezeCgroup: opts.freezeCgroup } : {});
+  const tree = seizeTree(opts.pid, {
+    ...(opts.freezeCgroup ? { freezeCgroup: opts.freezeCgroup } : {}),
+    ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
+  });
   stats.frozenAt = process.hrtime.bigint();
   log(`seized ${tree.tasks.length} tasks`);
   const files = new FileTable(new Set(tree.tasks.map((t) => t.pid)), {
@@ -77,6 +90,9 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     runId: randomUUID(), // CRIU's criu_run_id: names the network lock (see net-lock/)
     extUnixSk: opts.extUnixSk === true,
     skipInFlight: opts.skipInFlight === true,
+    ...(opts.irmap ? { irmap: opts.irmap } : {}),
+    fileLocks: opts.fileLocks === true,
+    log,
   });
   const ctx: DumpContext = {
     dir,
@@ -93,6 +109,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     ttyInfos: [],
     shmem: new ShmemDump(dir, files, stats, () => ctx.pagesId++),
   };
+  // inventory.img's root_ids are criu-ts's own ids, numbered first (see KobjIds.ofDumper).
+  const dumperIds = ctx.ids.ofDumper();
   try {
     const root = tree.tasks.find((t) => t.pid === opts.pid);
     if (root?.state === 'zombie') throw new DumpError(`pid ${opts.pid} exited before it could be dumped`);
@@ -106,7 +124,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     }
     await yieldToEventLoop();
     opts.checkpoint?.();
-    writeTreeImages(ctx);
+    writeTreeImages(ctx, dumperIds);
   } catch (err) {
     ctx.files.undo();
     tree.release();
@@ -114,7 +132,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     throw err;
   }
   const statsEntry = stats.entry(process.hrtime.bigint());
-  dir.write('stats-%s', 'dump', [{ dump: statsEntry }]);
+  (opts.workDir ? ImageDir.create(opts.workDir) : dir).write('stats-%s', 'dump', [{ dump: statsEntry }]);
   // A tree that goes on gets its sockets out of repair mode and its connections unlocked; a killed
   // one keeps them (the restore unlocks). criu-ts's copies of the fds close last: a socket in repair
   // mode closed after its task was killed goes away without a FIN or an RST.
@@ -216,7 +234,7 @@ function dumpZombie(ctx: DumpContext, task: SeizedTask): void {
     {
       mtype: CORE_MARCH_X86_64,
       tc: {
-        task_state: TASK_ZOMBIE,
+        task_state: TASK_DEAD, // what CRIU writes for a zombie (and restores as one)
         exit_code: exitCode,
         personality: 0,
         flags: 0,
@@ -227,7 +245,7 @@ function dumpZombie(ctx: DumpContext, task: SeizedTask): void {
   ]);
 }
 
-function writeTreeImages(ctx: DumpContext): void {
+function writeTreeImages(ctx: DumpContext, rootIds: TaskKobjIdsEntry): void {
   const pstree: PstreeEntry[] = ctx.tree.tasks.map((t) => ({
     pid: t.pid,
     ppid: t.pid === ctx.tree.root ? 0 : t.ppid,
@@ -242,7 +260,6 @@ function writeTreeImages(ctx: DumpContext): void {
     ctx.dir.write('seccomp', undefined, [{ seccomp_filters: ctx.seccomp.filters }]);
   const cgroup = ctx.cgroups.entry();
   if (cgroup) ctx.dir.write('cgroup', undefined, [cgroup]);
-  const rootIds = ctx.dir.ids(ctx.tree.root);
   const inventory: InventoryEntry = {
     img_version: IMG_VERSION,
     fdinfo_per_id: true,

@@ -2,6 +2,8 @@ import { ProcDir } from '@criu-ts/bfd';
 import { Parasite, type SeizedTask, type SeizedTree } from '@criu-ts/compel';
 import type { CoreEntry, ImageDir, TaskCoreEntry, TtyInfoEntry, UserDescT } from '@criu-ts/images';
 import {
+  KCMP_FILES,
+  kcmp,
   ptraceGetRseqConfiguration,
   ptraceGetSigmask,
   ptraceGetThreadArea,
@@ -63,6 +65,24 @@ function refuseShared(ctx: DumpContext, pid: number, key: string, what: string):
   ctx.sharedBy.set(key, pid);
 }
 
+/**
+ * An fd table shared with the parent (clone(CLONE_FILES)) comes back the same way; one shared with any
+ * other task (its parent has a table of its own) cannot: refused.
+ */
+function refuseSharedFds(ctx: DumpContext, task: SeizedTask, filesId: number): void {
+  const key = `files:${filesId}`;
+  const other = ctx.sharedBy.get(key);
+  if (other === undefined) {
+    ctx.sharedBy.set(key, task.pid);
+    return;
+  }
+  const parent = ctx.tree.tasks.find((t) => t.pid === task.ppid);
+  if (!parent || parent.state === 'zombie' || kcmp(task.pid, parent.pid, KCMP_FILES) !== 0)
+    throw new DumpError(
+      `tasks ${other} and ${task.pid} share one fd table (CLONE_FILES), and ${task.pid}'s parent does not: cannot restore`,
+    );
+}
+
 /** Dumps one task: its threads' core images, mm, pages, files, fs and ids. */
 export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
   if (task.state === 'zombie') throw new DumpError(`pid ${task.pid}: zombies are handled by dumpZombie`);
@@ -73,7 +93,7 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
     const timers = listPosixTimers(proc);
     const ids = ctx.ids.of(task.pid);
     refuseShared(ctx, task.pid, `vm:${ids.vm_id}`, 'one address space (vfork, CLONE_VM)');
-    refuseShared(ctx, task.pid, `files:${ids.files_id}`, 'one fd table (CLONE_FILES)');
+    refuseSharedFds(ctx, task, ids.files_id);
     ctx.dir.write('ids-%u', task.pid, [ids]);
 
     // What only the task can tell (one injected batch), and its fds, which may need it too.

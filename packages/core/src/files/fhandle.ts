@@ -12,13 +12,16 @@ import {
   close,
   fstat,
   isSysError,
+  makeDev,
   O_CLOEXEC,
   O_DIRECTORY,
   O_PATH,
   open,
   openByHandleAt,
   readlink,
+  stat,
 } from '@criu-ts/sys';
+import { type IrmapOptions, irmapLookup } from './irmap.js';
 
 /** CRIU's fh_entry carries at least this many u64 words of handle (zero padded). */
 const FH_MIN_WORDS = 16;
@@ -106,11 +109,41 @@ function openHandle(sdev: number, type: number, handle: Buffer): FoundInode {
   );
 }
 
-/** Dump: the fh_entry of a handle, with the path its inode has now (opening it proves restore can). */
-export function handleEntryNow(sdev: number, type: number, handle: Buffer): FhEntry {
-  const found = openHandle(sdev, type, handle);
-  close(found.fd);
-  return fhEntry(type, handle, found.path);
+/**
+ * Dump: the fh_entry of a handle, with the path its inode has now (opening it proves restore can).
+ * With --force-irmap (CRIU's), a handle that cannot be opened, or whose name no longer leads to its
+ * inode (that name was unlinked, a hard link lives on), gets a path found by scanning (files/irmap.ts).
+ */
+export function handleEntryNow(
+  sdev: number,
+  type: number,
+  handle: Buffer,
+  ino: bigint,
+  irmap?: IrmapOptions,
+): FhEntry {
+  let found: FoundInode | undefined;
+  let why = '';
+  try {
+    found = openHandle(sdev, type, handle);
+    close(found.fd);
+    if (!irmap?.force || leadsTo(found.path, sdev, ino)) return fhEntry(type, handle, found.path);
+    why = `its name ${found.path} no longer leads to it`;
+  } catch (e) {
+    if (!irmap?.force) throw e;
+    why = (e as Error).message;
+  }
+  const path = irmapLookup(makeDev(sdev >>> 20, sdev & 0xfffff), ino, irmap.scanPaths);
+  if (!path) throw new Error(`${why}, and --force-irmap found no other path (add --irmap-scan-path DIR)`);
+  return fhEntry(type, handle, path);
+}
+
+function leadsTo(path: string, sdev: number, ino: bigint): boolean {
+  try {
+    const st = stat(path);
+    return st.ino === ino && kernelDev(st.devMajor, st.devMinor) === sdev >>> 0;
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -41,6 +41,11 @@ export interface InTaskContext {
   put(bytes: Buffer): bigint;
   /** True the first time `key` is seen in this restore (a shared epoll is filled by one task). */
   firstTime(key: string): boolean;
+  /**
+   * Lend the task criu-ts's fd of files.img entry `id` for a few calls: `get` (pidfd_getfd) puts it at fd
+   * number `fd`, a number the task does not use, and `put` closes it again. Both go in the same batch.
+   */
+  lend(id: number): { fd: number; get: Call; put: Call };
 }
 
 /**
@@ -62,6 +67,11 @@ export interface FdRestoreDriver {
   open(entry: FileEntry, ctx: FdRestoreContext): number;
   /** Syscalls the task runs once all its fds are installed (`fd` is its fdinfo entry). */
   inTask?(entry: FileEntry, fd: FdinfoEntry, task: InTaskContext): Call[];
+  /**
+   * Syscalls a task runs for an entry it may not hold itself (an epoll only in flight in a socket queue,
+   * whose targets a task of the tree adds through a lent fd): asked of every task, for every entry.
+   */
+  inAnyTask?(entry: FileEntry, task: InTaskContext): Call[];
 }
 
 export type { Arg, Call };

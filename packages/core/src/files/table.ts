@@ -4,6 +4,7 @@ import { close, KCMP_FILE, kcmp, pidfdGetfd, pidfdOpen } from '@criu-ts/sys';
 import { IdAllocator } from '../dump/ids.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
 import { type Fown, readOwner } from './fown.js';
+import type { IrmapOptions } from './irmap.js';
 
 /** fd_types values (fdinfo.proto), as files.img's `type` holds them. */
 export const FD_TYPE = FdTypes;
@@ -74,6 +75,12 @@ export class FileTable {
       runId?: string;
       extUnixSk?: boolean;
       skipInFlight?: boolean;
+      /** --force-irmap, --irmap-scan-path: paths of watched inodes (files/irmap.ts). */
+      irmap?: IrmapOptions;
+      /** --file-locks: file locks are dumped; without it a task holding one is refused, as in CRIU. */
+      fileLocks?: boolean;
+      /** The dump's log (-o), for what a driver lets go with a word (events dropped, as CRIU drops them). */
+      log?: (msg: string) => void;
     } = {},
   ) {}
 

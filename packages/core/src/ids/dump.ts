@@ -28,6 +28,25 @@ export class KobjIds {
   };
   private readonly ns = new IdAllocator<string>();
 
+  /**
+   * The ids of the dumper itself, for inventory.img's root_ids, as CRIU writes them: taken before any
+   * task's (CRIU numbers itself first, so its vm/files/fs/sighand get 1 and the tree's start at 2); its
+   * namespaces are numbered like a task's, so a tree in the dumper's namespaces shares their ids. CRIU's
+   * restore compares the root task's ids with these to learn what the root must unshare: a root task
+   * that seemed to share its fd table with the dumper is "Image corruption on kIDs data".
+   */
+  ofDumper(): TaskKobjIdsEntry {
+    if (this.seen.length) throw new Error('the dumper must be numbered before any task');
+    const entry: TaskKobjIdsEntry = {
+      vm_id: this.shared.vm.unique(),
+      files_id: this.shared.files.unique(),
+      fs_id: this.shared.fs.unique(),
+      sighand_id: this.shared.sighand.unique(),
+    };
+    this.nsIds(entry, 'self');
+    return entry;
+  }
+
   of(pid: number): TaskKobjIdsEntry {
     const id = (kind: keyof typeof this.shared, type: number) => {
       // The first earlier task sharing the object names it; otherwise this task does.
@@ -40,14 +59,18 @@ export class KobjIds {
       fs_id: id('fs', KCMP_FS),
       sighand_id: id('sighand', KCMP_SIGHAND),
     };
+    this.nsIds(entry, String(pid));
+    this.seen.push(pid);
+    return entry;
+  }
+
+  private nsIds(entry: TaskKobjIdsEntry, proc: string): void {
     for (const [ns, field] of NAMESPACES) {
       try {
-        entry[field] = this.ns.get(readlinkSync(`/proc/${pid}/ns/${ns}`)).id;
+        entry[field] = this.ns.get(readlinkSync(`/proc/${proc}/ns/${ns}`)).id;
       } catch {
         // A namespace kind this kernel does not have.
       }
     }
-    this.seen.push(pid);
-    return entry;
   }
 }

@@ -24,7 +24,7 @@ interface Run {
 /**
  * Which pages of a task's private memory dump copies, as CRIU decides: present or swapped
  * pages, but not the shared zero page, and in private file mappings only the pages the
- * task has written (anonymous copies), since the others come back from the file.
+ * task has written (anonymous copies), since the others come back from the file; and the whole vDSO.
  */
 export function pagesToDump(pagemap: Pagemap, vmas: DumpVma[]): { runs: Run[]; scanned: number } {
   const runs: Run[] = [];
@@ -34,12 +34,17 @@ export function pagesToDump(pagemap: Pagemap, vmas: DumpVma[]): { runs: Run[]; s
     scanned += Number((entry.end - entry.start) / PAGE);
     const fileBacked = (entry.status & VMA.FILE_PRIVATE) !== 0;
     const skip = PAGE_IS_PFNZERO | (fileBacked ? PAGE_IS_FILE : 0);
-    const { regions } = pagemap.scan(entry.start, entry.end, {
-      categoryAnyofMask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
-      categoryInverted: skip,
-      categoryMask: skip,
-      returnMask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
-    });
+    // The vDSO goes whole, as CRIU dumps it: CRIU's restore reads its ELF (symbols) from the image to
+    // tell whether this kernel's vDSO is the same, also the pages the task never touched.
+    const regions =
+      entry.status & VMA.AREA_VDSO
+        ? [{ start: entry.start, end: entry.end }]
+        : pagemap.scan(entry.start, entry.end, {
+            categoryAnyofMask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+            categoryInverted: skip,
+            categoryMask: skip,
+            returnMask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+          }).regions;
     const readable = (entry.prot & 1) !== 0;
     for (const r of regions) {
       const last = runs[runs.length - 1];

@@ -123,8 +123,11 @@ function vmaEntry(
     }
   } else if (s.path.startsWith('/memfd:') || s.path.startsWith('/SYSV')) {
     throw new DumpError(`${where}: shared memory outside shmem (hugetlb) is not supported yet`);
-  } else if (s.path === '[vsyscall]') status = VMA.AREA_VSYSCALL;
-  else if (s.path.startsWith('[') && !s.path.startsWith('[anon:') && !special(s.path)) {
+  } else if (s.path === '[vsyscall]') {
+    // as CRIU writes it: an anonymous private area the kernel provides (restore leaves it be)
+    status = VMA.AREA_VSYSCALL | VMA.ANON_PRIVATE;
+    flags |= MAP.ANONYMOUS;
+  } else if (s.path.startsWith('[') && !s.path.startsWith('[anon:') && !special(s.path)) {
     throw new DumpError(`${where}: unsupported special mapping`);
   } else if (s.path.startsWith('/') && s.ino !== 0n) {
     // Pages of shared file mappings live in the file; private ones are copied when written.

@@ -170,3 +170,61 @@ export function fpregsFromImage(fp: UserX86FpregsEntry, size: number, template?:
   out.writeBigUInt64LE(0n, XSAVE_HDR + 8); // standard (non-compacted) format
   return out;
 }
+
+// Kernel-internal results of a syscall interrupted by a stop or a signal (include/linux/errno.h).
+const ERESTARTSYS = -512n;
+const ERESTARTNOINTR = -513n;
+const ERESTARTNOHAND = -514n;
+const ERESTART_RESTARTBLOCK = -516n;
+const EINTR = -4n;
+const NR_NANOSLEEP = 35n;
+const NR_RESTART_SYSCALL = 219n;
+const NR_CLOCK_NANOSLEEP = 230n;
+const TIMER_ABSTIME = 1n;
+/** Length of the `syscall` instruction (0f 05). */
+const SYSCALL_INSN = 2n;
+
+/**
+ * The registers of a thread stopped inside a syscall, made to resume as they are, as CRIU stores them:
+ * whoever loads them (CRIU's sigreturn, criu-ts at a syscall-exit stop) bypasses the kernel's restart
+ * logic, so the restart is folded in here. A syscall the kernel would restart (rax = -ERESTARTSYS,
+ * -ERESTARTNOINTR, -ERESTARTNOHAND, and -ERESTART_RESTARTBLOCK of a syscall with a restart block) is
+ * run again: rip back onto its `syscall` instruction, rax = its number. A relative nanosleep or
+ * clock_nanosleep had already written the time it had left into `rem`: run again, it sleeps only that.
+ * restart_syscall itself cannot be carried over (its restart block stays in the dumping kernel) and
+ * returns -EINTR, as CRIU's images have it. Other registers (not in a syscall, or a syscall that has
+ * its result) are returned unchanged. A copy: `regs` is not modified.
+ */
+export function resumableRegs(regs: UserRegs): UserRegs {
+  const out = regs.clone();
+  const nr = regs.getSigned('orig_rax');
+  const rax = regs.getSigned('rax');
+  if (nr < 0n) return out;
+  if (
+    rax !== ERESTARTSYS &&
+    rax !== ERESTARTNOINTR &&
+    rax !== ERESTARTNOHAND &&
+    rax !== ERESTART_RESTARTBLOCK
+  )
+    return out;
+  if (nr === NR_RESTART_SYSCALL) return out.set('rax', EINTR);
+  out.set('rax', nr).set('rip', regs.get('rip') - SYSCALL_INSN);
+  if (rax === ERESTART_RESTARTBLOCK) sleepOnlyWhatIsLeft(out, nr);
+  return out;
+}
+
+/**
+ * A relative nanosleep interrupted with ERESTART_RESTARTBLOCK has written what it had left into its
+ * `rem` argument (the kernel does so before it returns that code, when there is a `rem`): the request
+ * becomes `rem`. An absolute sleep comes back with ERESTARTNOHAND and restarts as it was; without `rem`
+ * there is nothing better than the whole request again.
+ */
+function sleepOnlyWhatIsLeft(regs: UserRegs, nr: bigint): void {
+  if (nr === NR_NANOSLEEP) {
+    const rem = regs.get('rsi');
+    if (rem !== 0n) regs.set('rdi', rem);
+  } else if (nr === NR_CLOCK_NANOSLEEP) {
+    const rem = regs.get('r10');
+    if ((regs.get('rsi') & TIMER_ABSTIME) === 0n && rem !== 0n) regs.set('rdx', rem);
+  }
+}

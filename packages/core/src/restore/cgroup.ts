@@ -1,8 +1,8 @@
 // cgroup membership (cgroup.img, written by dump only when the tasks were in other cgroups than the
 // dumper): each task is moved into its cgroups right after it is created, before it forks its children
 // and threads, which then start there too. Missing cgroup directories are created (CRIU's default
-// "soft" mode); controllers where the task is where criu-ts is are left alone.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+// "soft" mode; "none" wants them to exist, "ignore" moves no task); controllers where the task is where criu-ts is are left alone.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CgroupEntry, CgSetEntry, ImageDir } from '@criu-ts/images';
 import { RestoreError } from './errors.js';
@@ -49,6 +49,9 @@ function membership(pid: number | 'self'): Map<string, string> {
   return m;
 }
 
+/** --manage-cgroups: the modes of CRIU's that need no cgroup properties. */
+export type CgroupMode = 'soft' | 'none' | 'ignore';
+
 export class CgroupPlacer {
   private readonly sets = new Map<number, CgSetEntry>();
   private readonly mine = membership('self');
@@ -56,9 +59,10 @@ export class CgroupPlacer {
 
   constructor(
     dir: ImageDir,
+    private readonly mode: CgroupMode,
     private readonly log: (msg: string) => void,
   ) {
-    if (!dir.has('cgroup')) return;
+    if (mode === 'ignore' || !dir.has('cgroup')) return;
     for (const s of dir.one<CgroupEntry>('cgroup').sets ?? []) this.sets.set(s.id, s);
   }
 
@@ -84,6 +88,10 @@ export class CgroupPlacer {
           `pid ${pid}: cgroup ${c.name}:${c.path} is outside what is mounted here (${h.root})`,
         );
       const dir = join(h.mountpoint, c.path.slice(h.root === '/' ? 0 : h.root.length));
+      if (this.mode === 'none' && !existsSync(dir))
+        throw new RestoreError(
+          `pid ${pid}: cgroup ${dir} does not exist (--manage-cgroups=none creates none)`,
+        );
       try {
         mkdirSync(dir, { recursive: true });
         writeFileSync(join(dir, 'cgroup.procs'), String(pid));

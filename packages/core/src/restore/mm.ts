@@ -59,6 +59,11 @@ export interface MmContext {
   files: NodeFiles;
   /** The helper fd (a pidfd of criu-ts) in the task, from which pidfd_getfd pulls criu-ts's fds. */
   pidfd: number;
+  /**
+   * The lowest free fd of the task, where pidfd_getfd puts a file for a moment: 0, the task's table being
+   * empty, but in a task sharing the fd table (CLONE_FILES) that another task has filled already.
+   */
+  freeFd?: number;
   scratch: { base: bigint; size: number };
   /** Free area for moving the vDSO out of the way when old and new places overlap. */
   parking: bigint;
@@ -160,7 +165,8 @@ export function restoreMm(
     add(`mmap ${hex(v.start)}`, [SYS.mmap, v.start, v.end - v.start, prot, flags | MAP_ANONYMOUS, -1, 0]);
   }
   // The file's fd in the task: pidfd_getfd gives the lowest free fd, which is 0 (only the helper
-  // pidfd, far above, is open now).
+  // pidfd, far above, is open now), or the first gap of a shared table already filled.
+  const free = ctx.freeFd ?? 0;
   for (const [nodeFd, { what, vmas: list }] of fileVmas) {
     add(`pidfd_getfd of ${what}`, [SYS.pidfd_getfd, ctx.pidfd, nodeFd, 0]);
     for (const v of list) {
@@ -171,11 +177,11 @@ export function restoreMm(
         v.end - v.start,
         prot,
         (v.flags & MAP_KEEP & ~MAP_ANONYMOUS) | MAP_FIXED,
-        0,
+        free,
         v.pgoff,
       ]);
     }
-    add('close', [SYS.close, 0]);
+    add('close', [SYS.close, free]);
   }
   // SysV segments: shmat maps a whole segment; parts mprotect()ed since get their prot back.
   for (const a of sysvAttachments(vmas, (id) => ctx.shmem.segmentSize(id), pid)) {
@@ -190,8 +196,8 @@ export function restoreMm(
       BigInt.asUintN(64, r1[i]!) !== BigInt(c[c[0] === SYS.mmap ? 1 : 2]!)
     )
       throw new RestoreError(`pid ${pid}: ${names[i]} landed at ${hex(BigInt.asUintN(64, r1[i]!))}`);
-    if (c[0] === SYS.pidfd_getfd && r1[i] !== 0n)
-      throw new RestoreError(`pid ${pid}: ${names[i]} gave fd ${r1[i]}, not 0`);
+    if (c[0] === SYS.pidfd_getfd && r1[i] !== BigInt(free))
+      throw new RestoreError(`pid ${pid}: ${names[i]} gave fd ${r1[i]}, not ${free}`);
   });
 
   // 3. Contents.
@@ -341,12 +347,14 @@ function fillPages(
     const mine = chunks.slice(0, split);
     const ours = chunks.slice(split);
     const got = inj.batch([[SYS.pidfd_getfd, ctx.pidfd, pagesFd, 0]], () => 'pidfd_getfd of the pages image');
-    if (got[0] !== 0n) throw new RestoreError(`pid ${pid}: the pages image came as fd ${got[0]}, not 0`);
+    const free = ctx.freeFd ?? 0;
+    if (got[0] !== BigInt(free))
+      throw new RestoreError(`pid ${pid}: the pages image came as fd ${got[0]}, not ${free}`);
     const calls: Call[] = [];
     const want: bigint[] = [];
     for (const c of mine) {
       if (c.len >= POPULATE_MIN) calls.push([SYS.madvise, c.addr, c.len, MADV_POPULATE_WRITE]);
-      calls.push([SYS.pread64, 0, c.addr, c.len, c.off]);
+      calls.push([SYS.pread64, free, c.addr, c.len, c.off]);
       want[calls.length - 1] = c.len;
     }
     // The task's calls, a table at a time; criu-ts's share is spread over the tables.
@@ -375,7 +383,7 @@ function fillPages(
           throw new RestoreError(`pid ${pid}: short read of ${pm.pagesFile} (${x} of ${n} bytes)`);
       });
     }
-    inj.batch([[SYS.close, 0]], () => 'close of the pages image');
+    inj.batch([[SYS.close, free]], () => 'close of the pages image');
   }
   if (viaMem.length) {
     const fd = openSync(pm.pagesFile, 'r');
@@ -442,17 +450,18 @@ function setMmMap(inj: Injector, pid: number, mm: MmEntry, ctx: MmContext): void
     auxv.writeBigUInt64LE(BigInt.asUintN(64, w), i * 8);
   });
   const auxvAddr = inj.put(auxv);
-  const map = inj.put(mmMapStruct(mm, auxvAddr, auxv.length, 0));
+  const free = ctx.freeFd ?? 0;
+  const map = inj.put(mmMapStruct(mm, auxvAddr, auxv.length, free));
   const exeFd = ctx.files.fd(mm.exe_file_id, 'read');
   const calls: Call[] = [
     [SYS.pidfd_getfd, ctx.pidfd, exeFd, 0],
     [SYS.prctl, PR_SET_MM, PR_SET_MM_MAP, map, 104, 0],
-    [SYS.close, 0],
+    [SYS.close, free],
   ];
   if (mm.thp_disabled) calls.push([SYS.prctl, PR_SET_THP_DISABLE, 1, 0, 0, 0]);
   const names = ['pidfd_getfd of the exe', 'prctl(PR_SET_MM_MAP)', 'close', 'prctl(PR_SET_THP_DISABLE)'];
   const r = inj.batch(calls, (i) => names[i] ?? `call ${i}`);
-  if (r[0] !== 0n) throw new RestoreError(`pid ${pid}: the exe came as fd ${r[0]}, not 0`);
+  if (r[0] !== BigInt(free)) throw new RestoreError(`pid ${pid}: the exe came as fd ${r[0]}, not ${free}`);
 }
 
 /** prctl(PR_SET_DUMPABLE) for the end (0 and 1 only: 2 cannot be set). */

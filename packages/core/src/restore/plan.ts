@@ -33,6 +33,8 @@ const MARCH_X86_64 = 1;
 export const TASK_ALIVE = 1;
 export const TASK_STOPPED = 3;
 export const TASK_ZOMBIE = 6;
+/** A zombie as CRIU (and criu-ts now) writes it; older criu-ts images have TASK_ZOMBIE: both read as one. */
+export const TASK_DEAD = 2;
 export const FD_TYPE_REG = 1;
 export const FD_TYPE_TTY = 11;
 const TTY_PTY = 1;
@@ -158,11 +160,9 @@ export function planRestore(
   };
   for (const e of entries) {
     take(e.pid, 'pid');
-    const threads = e.threads?.length ? e.threads : [e.pid];
-    if (threads[0] !== e.pid && !threads.includes(e.pid))
-      throw new RestoreError(`pstree.img: task ${e.pid} does not list itself among its threads`);
-    for (const t of threads) if (t !== e.pid) take(t, 'tid');
-    byPid.set(e.pid, taskOf(dir, e, threads));
+    const task = taskOf(dir, e, e.threads?.length ? e.threads : [e.pid]);
+    for (const th of task.threads) if (th.tid !== e.pid) take(th.tid, 'tid');
+    byPid.set(e.pid, task);
   }
   const root = byPid.get(entries[0]!.pid)!;
   for (const t of byPid.values()) {
@@ -216,9 +216,10 @@ export function planRestore(
     loadLiveTask(procPidsLater, dir, t, files, ghosts, vdso, inheritTty, shmem);
     const fid = t.ids!.files_id;
     const other = filesIds.get(fid);
-    if (other !== undefined)
+    // One fd table shared with the parent comes back by clone(CLONE_FILES); with another task, it cannot.
+    if (other !== undefined && t.parent?.ids?.files_id !== fid)
       throw new RestoreError(
-        `tasks ${other} and ${t.pid} share one fd table (CLONE_FILES): not supported yet`,
+        `tasks ${other} and ${t.pid} share one fd table (CLONE_FILES), and ${t.pid}'s parent does not: cannot restore`,
       );
     filesIds.set(fid, t.pid);
     const vm = vmIds.get(t.ids!.vm_id);
@@ -262,9 +263,13 @@ function taskOf(dir: ImageDir, e: PstreeEntry, tids: number[]): TaskPlan {
   if (core.mtype !== MARCH_X86_64) throw new RestoreError(`core-${e.pid}.img: not an x86_64 task`);
   const tc = core.tc;
   if (!tc) throw new RestoreError(`core-${e.pid}.img: no task core (tc)`);
-  const zombie = tc.task_state === TASK_ZOMBIE;
+  const zombie = tc.task_state === TASK_DEAD || tc.task_state === TASK_ZOMBIE;
   if (!zombie && tc.task_state !== TASK_ALIVE && tc.task_state !== TASK_STOPPED)
     throw new RestoreError(`core-${e.pid}.img: task state ${tc.task_state} cannot be restored`);
+  // A zombie has no threads: CRIU 4.2 leaves whatever its threads field held (a stray number), and
+  // restores none of them: the list is checked for live tasks only.
+  if (!zombie && tids[0] !== e.pid && !tids.includes(e.pid))
+    throw new RestoreError(`pstree.img: task ${e.pid} does not list itself among its threads`);
   const leaderFirst = [e.pid, ...tids.filter((t) => t !== e.pid)];
   const threads: ThreadPlan[] = [];
   for (const tid of zombie ? [e.pid] : leaderFirst) {
@@ -376,7 +381,11 @@ function loadLiveTask(
   let vi = 0;
   const sorted = [...vmas].sort((a, b) => (a.start < b.start ? -1 : 1));
   for (const r of pm.runs) {
-    if (r.flags & PE_LAZY) throw new RestoreError(`pagemap-${t.pid}.img: lazy pages need a page server`);
+    // CRIU 4.2 marks every private anonymous run PE_LAZY|PE_PRESENT, also without lazy pages: the data
+    // is in pages-N.img, the mark only says a lazy restore could fetch it later. PE_LAZY alone means the
+    // data is on a page server.
+    if (r.flags & PE_LAZY && !(r.flags & PE_PRESENT))
+      throw new RestoreError(`pagemap-${t.pid}.img: lazy pages need a page server`);
     if (r.flags & PE_PARENT && !(r.flags & PE_PRESENT))
       throw new RestoreError(
         `pagemap-${t.pid}.img: pages in a parent image (incremental dumps) are not supported yet`,

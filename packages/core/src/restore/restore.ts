@@ -9,17 +9,18 @@
 //   tasks      in each task: memory (mm.ts), threads (clone3 in the task), fds, cwd/root/umask,
 //              task-wide then per-thread state (state.ts);
 //   finish     each leader unmaps the scratch at a syscall-exit stop; every thread gets its registers,
-//              FPU state and signal mask (an interrupted syscall is set up to run again); then all
+//              FPU state and signal mask (as the images have them: they resume as they are); then all
 //              threads are detached together (stopped tasks get their SIGSTOP first).
 //
 // Any error kills everything created so far and reaps it: nothing stays half alive.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { ProcDir } from '@criu-ts/bfd';
 import { codePage, killAndReap } from '@criu-ts/compel';
-import type { FileLockEntry, RestoreStatsEntry } from '@criu-ts/images';
-import { warmUpCodecs } from '@criu-ts/images';
+import type { FdinfoEntry, FileLockEntry, RestoreStatsEntry } from '@criu-ts/images';
+import { ImageDir, warmUpCodecs } from '@criu-ts/images';
 import {
   __WALL,
+  CLONE_FILES,
   F_DUPFD_CLOEXEC,
   F_SETFD,
   isSysError,
@@ -52,11 +53,11 @@ import {
 } from '@criu-ts/sys';
 import { locksByTask, retakeLocks } from '../file-locks/restore.js';
 import { asyncFdCalls } from '../files/fown.js';
-import { isProcFileOf, procPidOf } from '../files/regular/proc-path.js';
+import { isProcFdFile, isProcFileOf, procPidOf } from '../files/regular/proc-path.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
-import { fpregsFromImage, gpregsFromImage } from '../registers/x86.js';
-import { CgroupPlacer } from './cgroup.js';
+import { fpregsFromImage, gpregsFromImage, resumableRegs } from '../registers/x86.js';
+import { type CgroupMode, CgroupPlacer } from './cgroup.js';
 import { RestoreError } from './errors.js';
 import { NodeFiles } from './files.js';
 import { HelperProcesses } from './helpers.js';
@@ -77,6 +78,13 @@ export interface RestoreLog {
 export interface RestoreOptions {
   /** -D: the images. */
   imagesDir: string;
+  /** -W: where stats-restore goes (default: the images dir), as CRIU keeps it. */
+  workDir?: string;
+  /**
+   * --manage-cgroups: soft (default) creates a task's missing cgroups, none wants them to exist,
+   * ignore leaves every task in criu-ts's own cgroups.
+   */
+  manageCgroups?: CgroupMode;
   /** --shell-job: sessions and groups led from outside the images are the caller's. */
   shellJob?: boolean;
   /**
@@ -112,12 +120,6 @@ const DATA_SIZE = 1024 * 1024;
 const PLACE_FROM = 0x1_0000_0000n;
 const USER_TOP = 0x7fff_ffff_f000n;
 const STACK_GAP = 4n * 1024n * 1024n;
-const ERESTARTSYS = -512n;
-const ERESTARTNOINTR = -513n;
-const ERESTARTNOHAND = -514n;
-const ERESTART_RESTARTBLOCK = -516n;
-const EINTR = -4n;
-const NR_RESTART_SYSCALL = 219n;
 /** Every signal blocked but SIGTRAP (our int3) while we work. */
 const ALL_BUT_TRAP = ~sigmaskBit(SIGTRAP) & 0xffff_ffff_ffff_ffffn;
 
@@ -164,7 +166,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   waitForFreeIds(plan.ids, opts.pidWaitMs ?? 5000);
   const waitMs = ms(tWait);
   const files = new NodeFiles(plan, (m) => log.debug(m));
-  const r = new Restorer(plan, files, log, opts.sibling === true);
+  const r = new Restorer(plan, files, log, opts.sibling === true, opts.manageCgroups ?? 'soft');
   let tPlan = 0;
   try {
     r.openFiles();
@@ -193,9 +195,11 @@ export function restore(opts: RestoreOptions): RestoreResult {
     pages_restored: BigInt(r.pages),
   };
   try {
-    plan.dir.write('stats-%s', 'restore', [{ restore: stats }]);
+    (opts.workDir ? ImageDir.create(opts.workDir) : plan.dir).write('stats-%s', 'restore', [
+      { restore: stats },
+    ]);
   } catch (e) {
-    log.warn(`cannot write stats-restore.img: ${(e as Error).message}`);
+    log.warn(`cannot write stats-restore: ${(e as Error).message}`);
   }
   log.info(
     `restored ${plan.root.pid}: ${plan.tasks.length} tasks, ${r.pages} pages in ${total.toFixed(1)} ms`,
@@ -232,6 +236,7 @@ class Restorer {
     private readonly log: RestoreLog,
     /** --restore-sibling: the stub is started as criu-ts's sibling and becomes the root itself. */
     private readonly sibling = false,
+    private readonly cgroupMode: CgroupMode = 'soft',
   ) {
     this.locks = locksByTask(plan.dir);
     this.treeIds = new Set(plan.ids);
@@ -241,7 +246,7 @@ class Restorer {
 
   /** Open every file before any task exists: a missing or changed file fails now (cgroup sets too). */
   openFiles(): void {
-    this.cgroups = new CgroupPlacer(this.plan.dir, (m) => this.log.debug(m));
+    this.cgroups = new CgroupPlacer(this.plan.dir, this.cgroupMode, (m) => this.log.debug(m));
     for (const task of this.plan.tasks)
       this.cgroups.check(task.pid, task.threads[0]?.core.thread_core?.cg_set);
     for (const t of this.plan.tasks) {
@@ -406,7 +411,14 @@ class Restorer {
       if (!task.parent && this.sibling) {
         t = parent; // the stub was born with the root's pid, as our sibling: it is the root
       } else {
-        t = cloneWithId(new Injector(parent, s), parent.pid, task.pid, task.parent ? 'child' : 'root');
+        const kind = task.parent ? 'child' : 'root';
+        t = cloneWithId(
+          new Injector(parent, s),
+          parent.pid,
+          task.pid,
+          kind,
+          sharesFds(task) ? CLONE_FILES : 0n,
+        );
         this.created.push(task.pid);
       }
       this.traced.add(task.pid);
@@ -468,7 +480,8 @@ class Restorer {
     } else {
       kill(t.tid, sig);
     }
-    ptraceCont(t.tid, 0);
+    // SIGKILL needs no resume: it ends the task even in its ptrace stop (a PTRACE_CONT would find it gone).
+    if (sig !== SIGKILL) ptraceCont(t.tid, 0);
     for (;;) {
       const st = waitStop(t.tid);
       if (st.exited || st.signaled) break;
@@ -485,15 +498,24 @@ class Restorer {
     const lt = this.live.get(task.pid)!;
     const inj = lt.main;
     const s = this.scratch!;
-    // fds: the stub's go, a pidfd of criu-ts comes above every fd the task will have.
+    // fds: the stub's go, a pidfd of criu-ts comes above every fd the task will have. A task sharing its
+    // parent's fd table (CLONE_FILES) finds it filled already: the pidfd comes through its first gap.
     const targets = (task.fdinfo ?? []).map((f) => f.fd);
     const high = Math.max(2, ...targets) + 1;
+    const shared = sharesFds(task);
+    // Where pidfd_open lands: 0 in an emptied table, the first gap of a shared one (maybe `high` itself).
+    const first = shared ? lowestFree(new Set(targets)) : 0;
     const calls: Call[] = [];
-    for (const fd of openFds(task.pid)) calls.push([SYS.close, fd]);
-    calls.push([SYS.pidfd_open, process.pid, 0], [SYS.fcntl, 0, F_DUPFD_CLOEXEC, high], [SYS.close, 0]);
-    const r = inj.batch(calls, (i) => (i < calls.length - 3 ? 'close' : 'pidfd_open of criu-ts'));
-    if (r[calls.length - 3] !== 0n || r[calls.length - 2] !== BigInt(high))
-      throw new RestoreError(`pid ${task.pid}: helper pidfd landed at ${r[calls.length - 2]}`);
+    if (!shared) for (const fd of openFds(task.pid)) calls.push([SYS.close, fd]);
+    calls.push([SYS.pidfd_open, process.pid, 0]);
+    if (first !== high) calls.push([SYS.fcntl, first, F_DUPFD_CLOEXEC, high], [SYS.close, first]);
+    const at = first === high ? calls.length - 1 : calls.length - 3;
+    const r = inj.batch(calls, (i) => (i < at ? 'close' : 'pidfd_open of criu-ts'));
+    const landed = first === high ? r[at] : r[at + 1];
+    if (r[at] !== BigInt(first) || landed !== BigInt(high))
+      throw new RestoreError(`pid ${task.pid}: helper pidfd landed at ${landed}`);
+    // The lowest free fd while the task's memory is restored (the pidfd is there, above the rest).
+    const free = shared ? lowestFree(new Set([...targets, high])) : 0;
     lt.pidfd = high;
 
     const tMem = performance.now();
@@ -505,6 +527,7 @@ class Restorer {
       {
         files: this.files,
         pidfd: high,
+        freeFd: free,
         scratch: s,
         parking: s.base + BigInt(s.size) + PAGE,
         log: (m) => this.log.warn(m),
@@ -520,7 +543,7 @@ class Restorer {
       this.traced.add(th.tid);
       lt.threads.push({ tid: th.tid, t, inj: new Injector(t, s) });
     }
-    this.restoreFds(lt);
+    this.restoreFds(lt, shared);
     const hasZombieChild = task.children.some((c) => c.state === 'zombie');
     const pendingChld = [task.tc.signals_s, ...task.threads.map((t) => t.core.thread_core?.signals_p)].some(
       (q) => (q?.signals ?? []).some((x) => Buffer.from(x.siginfo).readInt32LE(0) === 17),
@@ -565,9 +588,10 @@ class Restorer {
     this.log.debug(`restored pid ${task.pid}: ${mm.pages} pages, ${task.threads.length} threads`);
   }
 
-  private restoreFds(lt: LiveTask): void {
+  /** The task's fds (unless `shared`: its parent's table, filled already), then its cwd, root and umask. */
+  private restoreFds(lt: LiveTask, shared: boolean): void {
     const task = lt.plan;
-    const open = new Set<number>([lt.pidfd]);
+    const open = new Set<number>([lt.pidfd, ...(shared ? (task.fdinfo ?? []).map((f) => f.fd) : [])]);
     const lowest = () => {
       let n = 0;
       while (open.has(n)) n++;
@@ -581,7 +605,25 @@ class Restorer {
       calls.push(c);
       names.push(name);
     };
-    for (const f of [...(task.fdinfo ?? [])].sort((a, b) => a.fd - b.fd)) {
+    // A /proc/PID/fd(info)/N file of the tree opens once the fd it names is there: in a second batch.
+    const sorted = shared ? [] : [...(task.fdinfo ?? [])].sort((a, b) => a.fd - b.fd);
+    const fdFile = (f: FdinfoEntry) => {
+      const name = this.plan.files.get(f.id)?.reg?.name;
+      return name !== undefined && isProcFdFile(name) && isProcFileOf(name, this.treeIds);
+    };
+    const later = sorted.filter(fdFile);
+    const run = () => {
+      const res = lt.main.batch(calls, (i) => names[i] ?? `call ${i}`);
+      for (const [i, want] of expect) {
+        if (res[i] !== want)
+          throw new RestoreError(`pid ${task.pid}: ${names[i]} gave ${res[i]}, expected ${want}`);
+      }
+      calls.length = 0;
+      names.length = 0;
+      expect.clear();
+    };
+    for (const f of [...sorted.filter((f) => !fdFile(f)), ...later]) {
+      if (f === later[0]) run();
       const tmp = lowest();
       add(`pidfd_getfd for fd ${f.fd}`, [SYS.pidfd_getfd, lt.pidfd, this.files.fd(f.id, 'fd'), 0], tmp);
       open.add(tmp);
@@ -610,11 +652,7 @@ class Restorer {
     }
     dirFd(fsEntry.cwd_id, 'cwd', []);
     add('umask', [SYS.umask, fsEntry.umask ?? 0o022]);
-    const res = lt.main.batch(calls, (i) => names[i] ?? `call ${i}`);
-    for (const [i, want] of expect) {
-      if (res[i] !== want)
-        throw new RestoreError(`pid ${task.pid}: ${names[i]} gave ${res[i]}, expected ${want}`);
-    }
+    run();
     this.restoreInTaskFdState(lt);
   }
 
@@ -625,6 +663,7 @@ class Restorer {
       pid: task.pid,
       put: (b: Buffer) => lt.main.put(b),
       firstTime: (key: string) => !this.inTaskDone.has(key) && this.inTaskDone.add(key) !== undefined,
+      lend: (id: number) => lendFd(task.fdinfo ?? [], lt.pidfd, this.files.fd(id, 'fd')),
     };
     const calls: Call[] = [];
     const names: string[] = [];
@@ -636,16 +675,23 @@ class Restorer {
         names.push(`${driver!.kind} fd ${f.fd}: ${syscallName(c[0]) ?? c[0]}`);
       }
     }
-    // File locks: flock/OFD ones taken here on criu-ts's copy, POSIX ones by the task.
+    for (const entry of this.plan.files.values()) {
+      const driver = entry.reg ? undefined : restoreDriverFor(entry.type);
+      for (const c of driver?.inAnyTask?.(entry, ctx) ?? []) {
+        calls.push(c);
+        names.push(`${driver!.kind} ${entry.id}: ${syscallName(c[0]) ?? c[0]}`);
+      }
+    }
+    // File locks: OFD ones taken here on criu-ts's copy, POSIX and flock ones by the task.
     const fileOf = new Map((task.fdinfo ?? []).map((f) => [f.fd, f.id]));
     const nodeFd = (fd: number) => {
       const id = fileOf.get(fd);
       if (id === undefined) throw new RestoreError(`filelocks.img: pid ${task.pid} has no fd ${fd}`);
       return this.files.fd(id, 'fd');
     };
-    for (const c of retakeLocks(task.pid, this.locks.get(task.pid) ?? [], nodeFd, ctx.put)) {
-      calls.push(c);
-      names.push(`POSIX lock on fd ${c[1]}`);
+    for (const { call, what } of retakeLocks(task.pid, this.locks.get(task.pid) ?? [], nodeFd, ctx.put)) {
+      calls.push(call);
+      names.push(what);
     }
     if (calls.length) lt.main.batch(calls, (i) => names[i] ?? `call ${i}`);
   }
@@ -690,24 +736,11 @@ class Restorer {
 
   private loadRegisters(th: LiveThread, core: TaskPlan['threads'][number]['core'], task: TaskPlan): void {
     const ti = core.thread_info!;
-    const regs = gpregsFromImage(ti.gpregs);
-    const orig = regs.getSigned('orig_rax');
-    const rax = regs.getSigned('rax');
-    if (orig >= 0n) {
-      // Registers loaded here skip the kernel's syscall restart: do it by hand. restart_syscall itself
-      // cannot be carried over (its restart block stayed in the dumped kernel): it returns EINTR.
-      if (
-        rax === ERESTARTSYS ||
-        rax === ERESTARTNOINTR ||
-        rax === ERESTARTNOHAND ||
-        rax === ERESTART_RESTARTBLOCK
-      ) {
-        if (orig === NR_RESTART_SYSCALL) regs.set('rax', EINTR);
-        else regs.set('rax', orig).set('rip', regs.rip - 2n);
-        if (rax === ERESTART_RESTARTBLOCK) sleepOnlyWhatIsLeft(regs, orig);
-      }
-      regs.set('orig_rax', -1n);
-    }
+    // Images carry registers that resume as they are (CRIU's, and criu-ts's since it folds the syscall
+    // restart in at dump); older criu-ts images still hold -ERESTART*: folded here the same way. Loaded
+    // at a syscall-exit stop with orig_rax -1, they skip the kernel's restart logic.
+    const regs = resumableRegs(gpregsFromImage(ti.gpregs));
+    if (regs.getSigned('orig_rax') >= 0n) regs.set('orig_rax', -1n);
     const rseq = core.thread_core?.rseq_entry;
     if (rseq && rseq.rseq_abi_pointer !== 0n) {
       const abort = rseqAbort(th.tid, rseq.rseq_abi_pointer, regs.rip);
@@ -763,24 +796,25 @@ class Restorer {
   }
 }
 
-const NR_NANOSLEEP = 35n;
-const NR_CLOCK_NANOSLEEP = 230n;
-const TIMER_ABSTIME = 1n;
+/** Whether `task` shares its parent's fd table (CLONE_FILES): created with it, restored by the parent. */
+function sharesFds(task: TaskPlan): boolean {
+  const fid = task.ids?.files_id;
+  return fid !== undefined && task.parent?.ids?.files_id === fid;
+}
+
+function lowestFree(used: ReadonlySet<number>): number {
+  let fd = 0;
+  while (used.has(fd)) fd++;
+  return fd;
+}
 
 /**
- * A relative nanosleep interrupted by the dump has already written the time it had left into its
- * `rem` argument (the kernel does so whenever it returns ERESTART_RESTARTBLOCK with a rem pointer):
- * restarting with `rem` as the request sleeps only what was left, not the whole time again. An
- * absolute sleep restarts as it was; without `rem` there is nothing better than the full request.
+ * InTaskContext.lend: criu-ts's fd `nodeFd` pulled into a task whose fds are `fds` plus the helper pidfd,
+ * at the lowest number free there (where pidfd_getfd puts it), and closed again.
  */
-function sleepOnlyWhatIsLeft(regs: ReturnType<typeof gpregsFromImage>, nr: bigint): void {
-  if (nr === NR_NANOSLEEP) {
-    const rem = regs.get('rsi');
-    if (rem !== 0n) regs.set('rdi', rem);
-  } else if (nr === NR_CLOCK_NANOSLEEP) {
-    const rem = regs.get('r10');
-    if ((regs.get('rsi') & TIMER_ABSTIME) === 0n && rem !== 0n) regs.set('rdx', rem);
-  }
+function lendFd(fds: FdinfoEntry[], pidfd: number, nodeFd: number): { fd: number; get: Call; put: Call } {
+  const fd = lowestFree(new Set([pidfd, ...fds.map((f) => f.fd)]));
+  return { fd, get: [SYS.pidfd_getfd, pidfd, nodeFd, 0], put: [SYS.close, fd] };
 }
 
 const pageUp = (n: number) => Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;

@@ -26,6 +26,7 @@ import {
   SIGCHLD,
   SYS,
 } from '@criu-ts/sys';
+import { itimerval } from '../timers/restore.js';
 import { RestoreError } from './errors.js';
 import type { Call, Injector } from './inject.js';
 
@@ -96,13 +97,8 @@ export function restoreTaskState(
   if (timers) {
     const its = [timers.real, timers.virt, timers.prof];
     its.forEach((t, which) => {
-      if (!t || (t.vsec === 0n && t.vusec === 0n)) return;
-      const b = Buffer.alloc(32);
-      b.writeBigInt64LE(t.isec, 0);
-      b.writeBigInt64LE(t.iusec, 8);
-      b.writeBigInt64LE(t.vsec, 16);
-      b.writeBigInt64LE(t.vusec, 24);
-      c.add(`setitimer(${which})`, [SYS.setitimer, which, inj.put(b), 0]);
+      const b = itimerval(t);
+      if (b) c.add(`setitimer(${which})`, [SYS.setitimer, which, inj.put(b), 0]);
     });
   }
   for (const [i, l] of (tc.rlimits?.rlimits ?? []).entries()) {

@@ -28,10 +28,17 @@ export type CloneKind = 'root' | 'child' | 'thread';
 
 /**
  * clone3(set_tid = [id]) in the task `inj` runs in; returns the new task or thread, stopped in its first
- * PTRACE_EVENT_STOP. EEXIST (the id was taken meanwhile) is a clear error.
+ * PTRACE_EVENT_STOP. EEXIST (the id was taken meanwhile) is a clear error. `extraFlags`: CLONE_FILES for a
+ * child sharing its parent's fd table.
  */
-export function cloneWithId(inj: Injector, pid: number, id: number, kind: CloneKind): Tracee {
-  const flags = kind === 'root' ? CLONE_PARENT : kind === 'thread' ? THREAD_FLAGS : 0n;
+export function cloneWithId(
+  inj: Injector,
+  pid: number,
+  id: number,
+  kind: CloneKind,
+  extraFlags = 0n,
+): Tracee {
+  const flags = (kind === 'root' ? CLONE_PARENT : kind === 'thread' ? THREAD_FLAGS : 0n) | extraFlags;
   // exit_signal must be 0 with CLONE_PARENT (the child inherits the caller's) and with CLONE_THREAD.
   const exitSignal = kind === 'child' ? SIGCHLD : 0;
   const r = clone3(inj, flags, exitSignal, [id]);

@@ -4,7 +4,7 @@
 // shmem file), so a page that no task ever touched but that is in the object is dumped too, and only
 // holes (SEEK_DATA / SEEK_HOLE) are left out.
 import { closeSync, openSync, readSync } from 'node:fs';
-import { type ImageDir, PE_PARENT, PE_PRESENT } from '@criu-ts/images';
+import { type ImageDir, PE_LAZY, PE_PARENT, PE_PRESENT } from '@criu-ts/images';
 import { isSysError, lseek, preadFull, pwrite, SEEK_DATA, SEEK_HOLE } from '@criu-ts/sys';
 import { RestoreError } from '../restore/errors.js';
 
@@ -90,6 +90,8 @@ export function restoreShmemContents(dir: ImageDir, shmid: bigint, fd: number, s
     for (const r of pm.runs) {
       if (r.flags & PE_PARENT && !(r.flags & PE_PRESENT))
         throw new RestoreError(`pagemap-shmem-${shmid}.img: pages in a parent image are not supported yet`);
+      if (r.flags & PE_LAZY && !(r.flags & PE_PRESENT))
+        throw new RestoreError(`pagemap-shmem-${shmid}.img: lazy pages need a page server`);
       if (!(r.flags & PE_PRESENT)) continue;
       const end = r.vaddr + r.pages * PAGE;
       if (end > pageUp(size))

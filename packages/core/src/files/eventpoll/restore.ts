@@ -11,7 +11,7 @@ import {
   SYS,
 } from '@criu-ts/sys';
 import { RestoreError } from '../../restore/errors.js';
-import type { Call, FdRestoreDriver } from '../restore-driver.js';
+import type { Call, FdRestoreDriver, InTaskContext } from '../restore-driver.js';
 import { FD_TYPE } from '../table.js';
 
 /** The fds of every live task of the images, in pstree order (read once per image directory). */
@@ -37,6 +37,8 @@ function taskFds(dir: ImageDir): TaskFds {
 interface EpollPlan {
   byPid: Map<number, number[]>;
   done: Set<number>;
+  /** No task holds the epoll (it is only in flight in a socket queue): the adding tasks borrow it. */
+  lent: boolean;
 }
 
 // Keyed by the files.img entry object, which lives as long as one restore.
@@ -44,17 +46,20 @@ const plans = new WeakMap<FileEntry, EpollPlan>();
 
 /**
  * The kernel keys an epoll target by its file and the fd number the task used, so a target can only be
- * added back by a task holding the epoll whose fd with that number is the target (dump checked that
- * every such fd is). Each target goes to the first such task in pstree order: once, even when the epoll
- * is shared by several tasks.
+ * added back by a task that has the target's file at that number (dump wrote, for each target, a number
+ * under which the first task holding the epoll with such a number has that file). Each target goes to
+ * the first such task in pstree order: once, even when the epoll is shared by several tasks. An epoll no
+ * task holds (only in flight) is lent to the first task of the tree with the number.
  */
 function planTargets(entry: FileEntry, dir: ImageDir): EpollPlan {
   const targets = entry.epfd!.tfd ?? [];
   const byPid = new Map<number, number[]>();
   const left = new Set(targets.map((_t, i) => i));
-  for (const task of taskFds(dir)) {
+  const all = taskFds(dir);
+  const holders = all.filter((task) => task.fds.some((f) => f.id === entry.id));
+  const lent = holders.length === 0;
+  for (const task of lent ? all : holders) {
     if (left.size === 0) break;
-    if (!task.fds.some((f) => f.id === entry.id)) continue;
     const numbers = new Set(task.fds.map((f) => f.fd));
     for (const i of [...left]) {
       if (!numbers.has(targets[i]!.tfd)) continue;
@@ -64,9 +69,18 @@ function planTargets(entry: FileEntry, dir: ImageDir): EpollPlan {
   }
   for (const i of left)
     throw new RestoreError(
-      `files.img: epoll ${entry.id} watches fd ${targets[i]!.tfd} (epfd.tfd[${i}]), which no task holding it has in its fdinfo`,
+      `files.img: epoll ${entry.id} watches fd ${targets[i]!.tfd} (epfd.tfd[${i}]), which no task ${lent ? 'of the tree' : 'holding it'} has in its fdinfo`,
     );
-  return { byPid, done: new Set() };
+  return { byPid, done: new Set(), lent };
+}
+
+/** epoll_ctl(EPOLL_CTL_ADD) of the targets task `pid` adds to the epoll it has at fd `efd`. */
+function addTargets(entry: FileEntry, plan: EpollPlan, efd: number, task: InTaskContext): Call[] {
+  const targets = entry.epfd!.tfd ?? [];
+  return (plan.byPid.get(task.pid) ?? []).map((i) => {
+    const t = targets[i]!;
+    return [SYS.epoll_ctl, efd, EPOLL_CTL_ADD, t.tfd, task.put(epollEvent(t.events, t.data))];
+  });
 }
 
 /**
@@ -80,7 +94,9 @@ export const eventpollRestoreDriver: FdRestoreDriver = {
     if (!entry.epfd) throw new RestoreError(`files.img: eventpoll entry ${entry.id} has no epfd`);
     if (!plans.has(entry)) plans.set(entry, planTargets(entry, ctx.dir));
   },
-  open(entry) {
+  open(entry, ctx) {
+    // An epoll only in flight in a socket queue is in no fdinfo: check() did not see it.
+    if (!plans.has(entry)) plans.set(entry, planTargets(entry, ctx.dir));
     const fd = epollCreate1(O_CLOEXEC);
     if (entry.epfd!.flags & O_NONBLOCK) {
       try {
@@ -98,10 +114,13 @@ export const eventpollRestoreDriver: FdRestoreDriver = {
     // A task holding the epoll at several fds adds its targets once.
     if (plan.done.has(task.pid)) return [];
     plan.done.add(task.pid);
-    const targets = entry.epfd!.tfd ?? [];
-    return (plan.byPid.get(task.pid) ?? []).map((i) => {
-      const t = targets[i]!;
-      return [SYS.epoll_ctl, fd.fd, EPOLL_CTL_ADD, t.tfd, task.put(epollEvent(t.events, t.data))];
-    });
+    return addTargets(entry, plan, fd.fd, task);
+  },
+  inAnyTask(entry, task): Call[] {
+    const plan = plans.get(entry);
+    if (!plan?.lent || !plan.byPid.has(task.pid) || plan.done.has(task.pid)) return [];
+    plan.done.add(task.pid);
+    const lent = task.lend(entry.id);
+    return [lent.get, ...addTargets(entry, plan, lent.fd, task), lent.put];
   },
 };

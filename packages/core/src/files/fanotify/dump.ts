@@ -1,16 +1,16 @@
 // fanotify groups: files.img entries of type FANOTIFY (ffy) with their init flags and their marks.
 //
 // Inode marks keep the inode by super block + file handle (as inotify watches do), mount marks the
-// mount id and where that mount is. A group with events queued and not yet read is refused: those
-// events (with the open files they carry, or permission requests a task waits on) cannot be queued
-// again, and a dump must never lose them without saying so. Super block marks have no place in CRIU's
-// image format.
+// mount id and where that mount is. Events queued and not yet read are dropped, as CRIU drops them
+// (they cannot be queued again), and the log says so. Super block marks have no place in CRIU's image
+// format.
 import type { FanotifyMark } from '@criu-ts/bfd';
 import type { FanotifyFileEntry, FanotifyMarkEntry, FhEntry } from '@criu-ts/images';
 import { FIONREAD, ioctlGetInt } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { isAnon } from '../fd-flags.js';
 import { devName, handleEntryNow, mountById } from '../fhandle.js';
+import type { IrmapOptions } from '../irmap.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 
 /** mark_type (fsnotify.proto). */
@@ -34,10 +34,11 @@ export const fanotifyDriver: FdDumpDriver = {
 function fanotifyEntry(id: number, file: OpenFile, files: FileTable): FanotifyFileEntry {
   const what = `pid ${file.pid} fd ${file.fd} (fanotify)`;
   const queued = ioctlGetInt(files.steal(file.pid, file.fd), FIONREAD);
-  if (queued > 0)
-    throw new DumpError(
-      `${what} has ${queued} bytes of unread events: they cannot be restored, and criu-ts will not drop them`,
-    );
+  // Unread events cannot be queued again (each carries an open file of the process that caused it): they
+  // are dropped, as CRIU drops them, with a word in the log. Refusing instead is no way out: a mount mark
+  // on the file system the images are written to (or criu-ts's own files are read from) sees the dump's
+  // own opens and closes, so such a group always has events by the time it is dumped.
+  if (queued > 0) files.options.log?.(`${what}: ${queued} bytes of unread events are dropped, as CRIU does`);
   const fan = file.info.fanotify;
   return {
     id,
@@ -45,14 +46,19 @@ function fanotifyEntry(id: number, file: OpenFile, files: FileTable): FanotifyFi
     fown: files.owner(file),
     faflags: (fan?.flags ?? 0) >>> 0,
     evflags: (fan?.eventFlags ?? 0) >>> 0,
-    mark: (fan?.marks ?? []).map((m) => markEntry(id, m, what)),
+    mark: (fan?.marks ?? []).map((m) => markEntry(id, m, what, files.options.irmap)),
   };
 }
 
-function markEntry(id: number, m: FanotifyMark, what: string): FanotifyMarkEntry {
+function markEntry(
+  id: number,
+  m: FanotifyMark,
+  what: string,
+  irmap: IrmapOptions | undefined,
+): FanotifyMarkEntry {
   const common = { id, mflags: m.mflags >>> 0, mask: m.mask >>> 0, ignored_mask: m.ignoredMask >>> 0 };
   if (m.kind === 'mount') return { ...common, ...mountMark(m, what) };
-  if (m.kind === 'inode') return { ...common, ...inodeMark(m, what) };
+  if (m.kind === 'inode') return { ...common, ...inodeMark(m, what, irmap) };
   throw new DumpError(`${what}: a file system (super block) mark cannot be dumped in CRIU's format`);
 }
 
@@ -63,14 +69,18 @@ function mountMark(m: FanotifyMark, what: string): Pick<FanotifyMarkEntry, 'type
   return { type: MARK.MOUNT, s_dev: mnt.sdev, me: { mnt_id: mntId, path: mnt.mountpoint } };
 }
 
-function inodeMark(m: FanotifyMark, what: string): Pick<FanotifyMarkEntry, 'type' | 's_dev' | 'ie'> {
+function inodeMark(
+  m: FanotifyMark,
+  what: string,
+  irmap: IrmapOptions | undefined,
+): Pick<FanotifyMarkEntry, 'type' | 's_dev' | 'ie'> {
   const sdev = m.sdev ?? 0;
   const inode = `${what}: mark on inode ${m.ino} of device ${devName(sdev)}`;
   if (m.ino === undefined || !m.fhandle || m.fhandleType === undefined)
     throw new DumpError(`${inode} has no file handle: its file system cannot export inodes`);
   let handle: FhEntry;
   try {
-    handle = handleEntryNow(sdev, m.fhandleType, m.fhandle);
+    handle = handleEntryNow(sdev, m.fhandleType, m.fhandle, m.ino, irmap);
   } catch (e) {
     throw new DumpError(`${inode}: ${(e as Error).message}`);
   }

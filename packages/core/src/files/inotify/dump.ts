@@ -6,20 +6,21 @@ import type { FhEntry, InotifyWdEntry } from '@criu-ts/images';
 import { DumpError } from '../../dump/errors.js';
 import { isAnon } from '../fd-flags.js';
 import { devName, handleEntryNow } from '../fhandle.js';
+import type { IrmapOptions } from '../irmap.js';
 import { FD_TYPE, type FdDumpDriver, type OpenFile } from '../table.js';
 
 /** The handle entry of a watch, with the path of its inode now. */
-function handleEntry(w: InotifyWatch, where: string): FhEntry {
+function handleEntry(w: InotifyWatch, where: string, irmap: IrmapOptions | undefined): FhEntry {
   if (!w.fhandle || w.fhandleType === undefined)
     throw new DumpError(`${where}: fdinfo shows no file handle for inode ${w.ino}`);
   try {
-    return handleEntryNow(w.sdev, w.fhandleType, w.fhandle);
+    return handleEntryNow(w.sdev, w.fhandleType, w.fhandle, w.ino, irmap);
   } catch (e) {
     throw new DumpError(`${where}: inode ${w.ino} on device ${devName(w.sdev)}: ${(e as Error).message}`);
   }
 }
 
-function watches(file: OpenFile, id: number): InotifyWdEntry[] {
+function watches(file: OpenFile, id: number, irmap: IrmapOptions | undefined): InotifyWdEntry[] {
   return (file.info.inotify ?? []).map((w) => {
     const where = `pid ${file.pid} fd ${file.fd}: inotify watch ${w.wd}`;
     return {
@@ -29,7 +30,7 @@ function watches(file: OpenFile, id: number): InotifyWdEntry[] {
       ignored_mask: w.ignoredMask,
       s_dev: w.sdev,
       wd: w.wd,
-      f_handle: handleEntry(w, where),
+      f_handle: handleEntry(w, where, irmap),
     };
   });
 }
@@ -41,7 +42,7 @@ export const inotifyDriver: FdDumpDriver = {
     const id = files.add(files.descriptionKey(file), (id) => ({
       id,
       type: FD_TYPE.INOTIFY,
-      ify: { id, flags: file.flags, fown: files.owner(file), wd: watches(file, id) },
+      ify: { id, flags: file.flags, fown: files.owner(file), wd: watches(file, id, files.options.irmap) },
     }));
     return { id, type: FD_TYPE.INOTIFY };
   },

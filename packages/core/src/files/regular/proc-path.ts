@@ -12,3 +12,11 @@ export function isProcFileOf(name: string, pids: ReadonlySet<number>): boolean {
   const pid = procPidOf(name);
   return pid !== undefined && pids.has(pid);
 }
+
+/**
+ * Whether `name` is a file of a process's fd table (/proc/PID/fd/N, /proc/PID/fdinfo/N): it can be opened
+ * only once that fd is in place again.
+ */
+export function isProcFdFile(name: string): boolean {
+  return /^\/proc\/\d+\/(?:fd|fdinfo)\/\d+$/.test(name);
+}

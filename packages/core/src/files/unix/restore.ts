@@ -194,9 +194,13 @@ function makeSingle(ctx: Ctx, entry: UnixEntry): Made {
   const what = `unix socket ${u.ino} (files.img id ${entry.id})`;
   const packets = queues(ctx).get(entry.id);
   const streamWithoutPeer = u.type !== SOCK_DGRAM && u.state === TCP_ESTABLISHED && !u.peer;
-  if (streamWithoutPeer) {
-    // Its peer is gone: what was queued can still be read, then end of file.
+  // A nameless datagram socket whose sender has closed (a socketpair's survivor) still has what was sent.
+  const dgramWithoutSender = u.type === SOCK_DGRAM && !u.peer && u.name.length === 0 && !!packets?.length;
+  if (streamWithoutPeer || dgramWithoutSender) {
+    // Its peer is gone: what was queued can still be read (then end of file), sent from a socketpair's
+    // other end that is closed right after.
     const [fd, other] = socketpair(AF_UNIX, u.type | SOCK_CLOEXEC);
+    if (dgramWithoutSender) applySocketOptions(fd, u.opts);
     const fill = () => {
       try {
         failingAs(what, () => refill(ctx, other, packets));

@@ -1,0 +1,476 @@
+/**
+ * CRIU's options, one table for every command as CRIU has it: a configuration file may name any of
+ * them whatever the command, and a command uses the ones that mean something to it. Each option is
+ * either honoured (it sets a field of CriuOptions that a command acts on) or refused by name with
+ * the reason: criu-ts never accepts an option and ignores it.
+ */
+import { configSources } from './config.js';
+import { type ArgKind, type GetoptSpec, getopt, UsageError } from './getopt.js';
+
+/** The --manage-cgroups modes criu-ts honours; CRIU's props, full and strict restore properties it does not dump yet. */
+export type CgroupMode = 'none' | 'soft' | 'ignore';
+const CGROUP_MODES: readonly CgroupMode[] = ['none', 'soft', 'ignore'];
+const CGROUP_PROPERTY_MODES = ['props', 'full', 'strict'];
+
+export interface CriuOptions {
+  /** The command and its operands (`cpuinfo dump`). */
+  command?: string;
+  operands: string[];
+  tree?: number;
+  /** What becomes of a dumped tree: killed (CRIU's default), left running (-R) or stopped (-s). */
+  finalState: 'dead' | 'running' | 'stopped';
+  restoreDetached: boolean;
+  restoreSibling: boolean;
+  imagesDir: string;
+  workDir?: string;
+  logFile?: string;
+  /** CRIU's log levels: 0 nothing, 1 errors, 2 warnings (default), 3 info, 4 debug. */
+  verbosity: number;
+  /** criu-ts's own: `text` (CRIU's layout, default) or `json` (pino's structured lines). */
+  logFormat: 'text' | 'json';
+  pidfile?: string;
+  statusFd?: number;
+  shellJob: boolean;
+  fileLocks: boolean;
+  tcpEstablished: boolean;
+  skipInFlight: boolean;
+  extUnixSk: boolean;
+  displayStats: boolean;
+  forceIrmap: boolean;
+  irmapScanPaths: string[];
+  freezeCgroup?: string;
+  /** Seconds a dump may take to seize and freeze the tree (CRIU's default 10). */
+  timeout: number;
+  manageCgroups: CgroupMode;
+  networkLock?: 'nftables' | 'iptables' | 'skip';
+  preDumpMode: 'splice' | 'read';
+  features: string[];
+  checkExtra: boolean;
+  checkExperimental: boolean;
+  help: boolean;
+  version: boolean;
+}
+
+export function defaultOptions(): CriuOptions {
+  return {
+    operands: [],
+    finalState: 'dead',
+    restoreDetached: false,
+    restoreSibling: false,
+    imagesDir: '.',
+    verbosity: 2,
+    logFormat: 'text',
+    shellJob: false,
+    fileLocks: false,
+    tcpEstablished: false,
+    skipInFlight: false,
+    extUnixSk: false,
+    displayStats: false,
+    forceIrmap: false,
+    irmapScanPaths: [],
+    timeout: 10,
+    manageCgroups: 'soft',
+    preDumpMode: 'splice',
+    features: [],
+    checkExtra: false,
+    checkExperimental: false,
+    help: false,
+    version: false,
+  };
+}
+
+interface OptionSpec extends GetoptSpec {
+  help?: string;
+  /** Why criu-ts refuses it (the option is named in the message); honoured when absent. */
+  refused?: string;
+  /** value: the option's argument; on: false for the `--no-` form of a boolean. */
+  set?: (o: CriuOptions, value: string | undefined, on: boolean) => void;
+}
+
+const bool = (long: string, key: BoolKey, help: string, short?: string): OptionSpec => ({
+  long,
+  arg: 'none',
+  help,
+  ...(short ? { short } : {}),
+  set: (o, _v, on) => {
+    o[key] = on;
+  },
+});
+type BoolKey =
+  | 'restoreDetached'
+  | 'restoreSibling'
+  | 'shellJob'
+  | 'fileLocks'
+  | 'tcpEstablished'
+  | 'skipInFlight'
+  | 'displayStats'
+  | 'forceIrmap'
+  | 'checkExtra'
+  | 'checkExperimental';
+
+const str = (long: string, key: StrKey, help: string, short?: string): OptionSpec => ({
+  long,
+  arg: 'required',
+  help,
+  ...(short ? { short } : {}),
+  set: (o, v) => {
+    o[key] = v as string;
+  },
+});
+type StrKey = 'imagesDir' | 'workDir' | 'logFile' | 'pidfile' | 'freezeCgroup';
+
+const refuse = (long: string, arg: ArgKind, why: string, short?: string): OptionSpec => ({
+  long,
+  arg,
+  refused: why,
+  ...(short ? { short } : {}),
+});
+
+const PAGE_SERVER = 'the page server is not in criu-ts yet';
+const NAMESPACES = "namespaces and mounts of the tree are not dumped by criu-ts yet (CRIU's --root flavour)";
+const INCREMENTAL = 'incremental dumps (pre-dump, memory tracking) are not in criu-ts yet';
+const TLS = 'TLS is for the page server, which is not in criu-ts yet';
+const PLUGINS = 'plugins and action scripts are not in criu-ts yet';
+
+/** Every option CRIU 4.2 knows, in CRIU's order. */
+const OPTIONS: OptionSpec[] = [
+  {
+    long: 'tree',
+    short: 't',
+    arg: 'required',
+    help: 'the root of the process tree to dump',
+    set: (o, v) => {
+      const pid = atoi(v as string);
+      if (pid <= 0) throw new UsageError(`invalid argument for --tree: ${v}`);
+      o.tree = pid;
+    },
+  },
+  {
+    long: 'leave-stopped',
+    short: 's',
+    arg: 'none',
+    help: 'leave tasks stopped after dump',
+    set: (o) => {
+      o.finalState = 'stopped';
+    },
+  },
+  {
+    long: 'leave-running',
+    short: 'R',
+    arg: 'none',
+    help: 'leave tasks running after dump',
+    set: (o) => {
+      o.finalState = 'running';
+    },
+  },
+  bool('restore-detached', 'restoreDetached', 'detach from the restored tree', 'd'),
+  bool(
+    'restore-sibling',
+    'restoreSibling',
+    "restore the root as the caller's child (criu-ts's sibling)",
+    'S',
+  ),
+  bool('daemon', 'restoreDetached', 'same as --restore-detached'),
+  str('images-dir', 'imagesDir', 'directory of the image files', 'D'),
+  str('work-dir', 'workDir', 'directory for the log, stats and pidfile (default: the images dir)', 'W'),
+  str('log-file', 'logFile', 'log file (relative to the work dir); - for stderr', 'o'),
+  refuse('join-ns', 'required', NAMESPACES, 'J'),
+  refuse('root', 'required', NAMESPACES, 'r'),
+  {
+    long: 'help',
+    short: 'h',
+    arg: 'none',
+    help: 'this text',
+    set: (o) => {
+      o.help = true;
+    },
+  },
+  bool('tcp-established', 'tcpEstablished', 'dump and restore established TCP connections'),
+  refuse('close', 'required', "it belongs to CRIU's exec command, which criu-ts does not have"),
+  refuse('log-pid', 'none', 'criu-ts is one process and writes one log'),
+  {
+    long: 'version',
+    short: 'V',
+    arg: 'none',
+    help: 'print the version',
+    set: (o) => {
+      o.version = true;
+    },
+  },
+  refuse('evasive-devices', 'none', 'device files are not substituted by criu-ts'),
+  str('pidfile', 'pidfile', "restore: write the root task's pid to this file"),
+  refuse('veth-pair', 'required', NAMESPACES),
+  refuse('action-script', 'required', PLUGINS),
+  refuse('link-remap', 'none', 'linking unlinked files back (link remaps) is not in criu-ts yet'),
+  bool('shell-job', 'shellJob', 'the tree was started from a shell (session, terminal)', 'j'),
+  bool('file-locks', 'fileLocks', 'dump and restore file locks', 'l'),
+  refuse('page-server', 'none', PAGE_SERVER),
+  refuse('address', 'required', PAGE_SERVER),
+  refuse('port', 'required', PAGE_SERVER),
+  refuse('prev-images-dir', 'required', INCREMENTAL),
+  refuse('ms', 'none', 'it is deprecated; see "Check options" of criu --help'),
+  refuse('track-mem', 'none', INCREMENTAL),
+  refuse('auto-dedup', 'none', INCREMENTAL),
+  refuse('libdir', 'required', PLUGINS, 'L'),
+  refuse('cpu-cap', 'optional', 'CPU capability checks (cpuinfo) are not in criu-ts yet'),
+  bool('force-irmap', 'forceIrmap', 'find paths of watched inodes by scanning where their handle gives none'),
+  refuse('ext-mount-map', 'required', NAMESPACES, 'M'),
+  refuse('exec-cmd', 'none', 'criu-ts does not exec a command after restore yet'),
+  {
+    long: 'manage-cgroups',
+    arg: 'optional',
+    help: 'cgroups at restore: soft (default: created when missing), none (must exist), ignore',
+    set: (o, v) => {
+      const mode = CGROUP_MODES.find((m) => m === (v ?? 'soft'));
+      if (v && CGROUP_PROPERTY_MODES.includes(v))
+        throw new UsageError(
+          `--manage-cgroups=${v} is not supported: cgroup properties are not dumped by criu-ts yet`,
+        );
+      if (!mode) throw new UsageError(`unknown cgroups mode '${v}' selected`);
+      o.manageCgroups = mode;
+    },
+  },
+  refuse('cgroup-root', 'required', 'moving the tree under another cgroup root is not in criu-ts yet'),
+  refuse('inherit-fd', 'required', 'inherited fds at restore are not in criu-ts yet'),
+  {
+    long: 'feature',
+    arg: 'required',
+    help: 'check: one feature (list: the names)',
+    set: (o, v) => void o.features.push(v as string),
+  },
+  refuse('skip-mnt', 'required', NAMESPACES),
+  refuse('enable-fs', 'required', NAMESPACES),
+  refuse('enable-external-sharing', 'none', NAMESPACES),
+  refuse('enable-external-masters', 'none', NAMESPACES),
+  str('freeze-cgroup', 'freezeCgroup', 'freeze the tree with this cgroup before seizing it'),
+  refuse(
+    'ghost-limit',
+    'required',
+    'unlinked files are kept as ghost files of up to 1 MiB; this option is not in criu-ts yet',
+  ),
+  {
+    long: 'irmap-scan-path',
+    arg: 'required',
+    help: 'with --force-irmap: a directory to look through first',
+    set: (o, v) => {
+      o.irmapScanPaths.push(v as string);
+    },
+  },
+  refuse('lsm-profile', 'required', 'LSM profiles are not restored by criu-ts yet'),
+  {
+    long: 'timeout',
+    arg: 'required',
+    help: 'seconds the tree may take to freeze (default 10)',
+    set: (o, v) => {
+      const s = atoi(v as string);
+      if (s <= 0) throw new UsageError(`invalid argument for --timeout: ${v}`);
+      o.timeout = s;
+    },
+  },
+  refuse('external', 'required', 'external resources (--external) are not in criu-ts yet'),
+  refuse('empty-ns', 'required', NAMESPACES),
+  refuse('lazy-pages', 'none', PAGE_SERVER),
+  bool('extra', 'checkExtra', 'check: also the extra features'),
+  bool('experimental', 'checkExperimental', 'check: also the experimental features'),
+  {
+    long: 'all',
+    arg: 'none',
+    help: 'check: every feature',
+    set: (o) => {
+      o.checkExtra = true;
+      o.checkExperimental = true;
+    },
+  },
+  refuse('cgroup-props', 'required', 'cgroup properties are not dumped by criu-ts yet'),
+  refuse('cgroup-props-file', 'required', 'cgroup properties are not dumped by criu-ts yet'),
+  refuse('cgroup-dump-controller', 'required', 'cgroup properties are not dumped by criu-ts yet'),
+  bool('skip-in-flight', 'skipInFlight', 'leave behind connections not accepted yet'),
+  refuse('deprecated', 'none', 'criu-ts has no deprecated features to turn on'),
+  bool('display-stats', 'displayStats', 'print statistics at the end'),
+  refuse('weak-sysctls', 'none', NAMESPACES),
+  {
+    long: 'status-fd',
+    arg: 'required',
+    help: 'restore: write a zero byte to this fd once the tree runs',
+    set: (o, v) => {
+      const fd = Number.parseInt(v as string, 10);
+      if (!Number.isInteger(fd) || fd < 0)
+        throw new UsageError(`unable to parse a value of --status-fd: ${v}`);
+      o.statusFd = fd;
+    },
+  },
+  refuse('tcp-close', 'none', 'restoring connections closed is not in criu-ts yet'),
+  {
+    long: 'verbosity',
+    short: 'v',
+    arg: 'optional',
+    help: 'log level: -v0..-v4, -vvv',
+    set: (o, v) => {
+      if (v === undefined) o.verbosity++;
+      else if (v.startsWith('v')) o.verbosity += v.length + 1;
+      else o.verbosity = atoi(v);
+    },
+  },
+  refuse('ps-socket', 'required', PAGE_SERVER),
+  refuse('stream', 'none', 'image streaming is not in criu-ts yet'),
+  { long: 'config', arg: 'required', help: 'read options from this file (instead of the default ones)' },
+  {
+    long: 'no-default-config',
+    arg: 'none',
+    help: "don't read /etc/criu/default.conf and ~/.criu/default.conf",
+  },
+  refuse('tls-cacert', 'required', TLS),
+  refuse('tls-cacrl', 'required', TLS),
+  refuse('tls-cert', 'required', TLS),
+  refuse('tls-key', 'required', TLS),
+  refuse('tls', 'none', TLS),
+  refuse('tls-no-cn-verify', 'none', TLS),
+  refuse('cgroup-yard', 'required', 'criu-ts uses the cgroup hierarchies mounted on the machine'),
+  {
+    long: 'pre-dump-mode',
+    arg: 'required',
+    help: 'splice (default) or read; used by pre-dump',
+    set: (o, v) => {
+      if (v !== 'splice' && v !== 'read')
+        throw new UsageError(`unable to parse value of --pre-dump-mode: ${v}`);
+      o.preDumpMode = v;
+    },
+  },
+  {
+    long: 'file-validation',
+    arg: 'required',
+    help: 'filesize: files are checked by their size at restore (buildid is not in criu-ts)',
+    set: (_o, v) => {
+      if (v === 'buildid')
+        throw new UsageError('--file-validation buildid is not supported by criu-ts yet; filesize is');
+      if (v !== 'filesize') throw new UsageError(`unknown file validation method '${v}' selected`);
+    },
+  },
+  refuse('skip-file-rwx-check', 'none', 'restore always checks the permissions of the files it opens'),
+  refuse('lsm-mount-context', 'required', NAMESPACES),
+  {
+    long: 'network-lock',
+    arg: 'required',
+    help: 'nftables (default), iptables, or skip (none)',
+    set: (o, v) => {
+      if (v === 'nftables' || v === 'iptables' || v === 'skip') o.networkLock = v;
+      else if (v === 'none') o.networkLock = 'skip';
+      else throw new UsageError(`invalid value for --network-lock: ${v}`);
+    },
+  },
+  refuse('mntns-compat-mode', 'none', NAMESPACES),
+  refuse('unprivileged', 'none', 'criu-ts runs as root'),
+  refuse(
+    'ghost-fiemap',
+    'none',
+    'unlinked files are kept as ghost files of up to 1 MiB; this option is not in criu-ts yet',
+  ),
+  refuse('allow-uprobes', 'none', 'uprobes mappings are not dumped by criu-ts'),
+  {
+    long: 'ext-unix-sk',
+    short: 'x',
+    arg: 'optional',
+    help: 'allow datagram unix sockets connected to a named socket outside the tree',
+    set: (o, v) => {
+      if (v !== undefined)
+        throw new UsageError(`--ext-unix-sk=${v}: naming socket inodes is not supported by criu-ts yet`);
+      o.extUnixSk = true;
+    },
+  },
+  // criu-ts's own.
+  {
+    long: 'log-format',
+    arg: 'required',
+    help: "criu-ts: text (CRIU's layout) or json (pino)",
+    set: (o, v) => {
+      if (v !== 'text' && v !== 'json') throw new UsageError(`--log-format ${v}: text or json`);
+      o.logFormat = v;
+    },
+  },
+];
+
+/** CRIU's booleans come with a `--no-` form; so do criu-ts's refused ones (asking for the default). */
+const SPECS: OptionSpec[] = OPTIONS.flatMap((s) => {
+  const negatable = s.arg === 'none' && (s.set !== undefined || s.refused !== undefined) && isBoolean(s.long);
+  if (!negatable) return [s];
+  return [s, { long: `no-${s.long}`, arg: 'none' as const, set: (o, v) => s.set?.(o, v, false) }];
+});
+
+function isBoolean(long: string): boolean {
+  return ![
+    'leave-stopped',
+    'leave-running',
+    'help',
+    'version',
+    'all',
+    'ms',
+    'close',
+    'exec-cmd',
+    'no-default-config',
+  ].includes(long);
+}
+
+/**
+ * The options in force: the configuration files in CRIU's order, then the command line. The first
+ * operand of the command line is the command.
+ */
+export function parseCommandLine(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): CriuOptions {
+  const o = defaultOptions();
+  for (const src of configSources(argv, env)) {
+    const { options, operands } = parseOrSay(src.argv, src.file);
+    if (operands.length) throw new UsageError(`${src.file}: '${operands[0]}' is not an option`);
+    apply(o, options, src.file);
+  }
+  const { options, operands } = parseOrSay(argv);
+  apply(o, options);
+  o.command = operands[0];
+  o.operands = operands.slice(1);
+  return o;
+}
+
+function parseOrSay(argv: readonly string[], file?: string) {
+  try {
+    return getopt(argv, SPECS);
+  } catch (e) {
+    if (e instanceof UsageError && file) throw new UsageError(`${file}: ${e.message}`);
+    throw e;
+  }
+}
+
+function apply(
+  o: CriuOptions,
+  options: ReturnType<typeof getopt<OptionSpec>>['options'],
+  file?: string,
+): void {
+  for (const { spec, value, as } of options) {
+    if (spec.refused) {
+      const where = file ? ` (in ${file})` : '';
+      throw new UsageError(`${as}${where} is not supported: ${spec.refused}`);
+    }
+    spec.set?.(o, value, true);
+  }
+}
+
+/** C's atoi: the leading digits, 0 when there are none. */
+function atoi(s: string): number {
+  const m = /^\s*([+-]?\d+)/.exec(s);
+  return m ? Number.parseInt(m[1] as string, 10) : 0;
+}
+
+/** CRIU's sizes: a number with an optional K, M or G suffix. */
+export function parseSize(s: string): number {
+  const m = /^(\d+)([KMG]?)$/i.exec(s.trim());
+  if (!m) throw new UsageError(`invalid size: ${s}`);
+  const shift = { '': 0, K: 10, M: 20, G: 30 }[(m[2] as string).toUpperCase() as '' | 'K' | 'M' | 'G'];
+  return Number(m[1]) * 2 ** shift;
+}
+
+/** The options, for --help. */
+export function optionHelp(): string {
+  return OPTIONS.filter((s) => !s.refused && s.help)
+    .map((s) => {
+      const names = `${s.short ? `-${s.short}, ` : '    '}--${s.long}${s.arg === 'required' ? ' ARG' : s.arg === 'optional' ? '[=ARG]' : ''}`;
+      return `  ${names.padEnd(34)} ${s.help}`;
+    })
+    .join('\n');
+}

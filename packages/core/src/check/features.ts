@@ -1,0 +1,226 @@
+/**
+ * `criu check`: what this kernel and criu-ts together can do, under CRIU's feature names, so that
+ * `check --feature NAME` answers scripts and zdtm exactly where CRIU would. A feature is reported
+ * supported only when the kernel has it AND criu-ts uses it; otherwise the answer says which of the
+ * two is missing.
+ */
+import { existsSync } from 'node:fs';
+import { release } from 'node:os';
+import { ProcDir } from '@criu-ts/bfd';
+import {
+  AF_INET,
+  close,
+  flock,
+  getsockoptInt,
+  isSysError,
+  LOCK_EX,
+  LOCK_UN,
+  memfdCreate,
+  PR_SET_MM,
+  PR_SET_MM_MAP_SIZE,
+  pidfdGetfd,
+  pidfdOpen,
+  prctl,
+  SO_BUF_LOCK,
+  SOCK_CLOEXEC,
+  SOCK_STREAM,
+  SOL_SOCKET,
+  socket,
+} from '@criu-ts/sys';
+
+export type FeatureAnswer = { ok: true } | { ok: false; why: string };
+export type FeatureLevel = 'basic' | 'extra' | 'experimental';
+
+export interface Feature {
+  name: string;
+  level: FeatureLevel;
+  probe(): FeatureAnswer;
+}
+
+const yes: FeatureAnswer = { ok: true };
+const no = (why: string): FeatureAnswer => ({ ok: false, why });
+const notInCriuTs = (what: string) => () => no(`${what} criu-ts does not support yet`);
+
+/** The kernel's version as [major, minor]. */
+function kernel(): [number, number] {
+  const m = /^(\d+)\.(\d+)/.exec(release());
+  return m ? [Number(m[1]), Number(m[2])] : [0, 0];
+}
+const kernelAtLeast = (major: number, minor: number, what: string) => (): FeatureAnswer => {
+  const [a, b] = kernel();
+  return a > major || (a === major && b >= minor) ? yes : no(`${what} needs Linux ${major}.${minor}`);
+};
+
+function probe(what: string, f: () => void): FeatureAnswer {
+  try {
+    f();
+    return yes;
+  } catch (e) {
+    return no(`${what}: ${isSysError(e) ? e.code : (e as Error).message}`);
+  }
+}
+
+/** fdinfo shows mnt_id (and, with fdinfoLock, a lock's line) for our own fds. */
+function fdinfoOfOwnFile(check: (fdinfo: string) => boolean, what: string, lock = false): FeatureAnswer {
+  let fd = -1;
+  try {
+    fd = memfdCreate('criu-ts-check', 0);
+    if (lock) flock(fd, LOCK_EX);
+    const text = ProcDir.self().readText(`fdinfo/${fd}`);
+    if (lock) flock(fd, LOCK_UN);
+    return check(text) ? yes : no(`${what} is not in /proc/PID/fdinfo on this kernel`);
+  } catch (e) {
+    return no(`${what}: ${(e as Error).message}`);
+  } finally {
+    if (fd >= 0) close(fd);
+  }
+}
+
+export const FEATURES: readonly Feature[] = [
+  { name: 'mnt_id', level: 'basic', probe: () => fdinfoOfOwnFile((t) => /^mnt_id:/m.test(t), 'mnt_id') },
+  {
+    name: 'mem_dirty_track',
+    level: 'basic',
+    probe: notInCriuTs('incremental dumps (pre-dump, --track-mem)'),
+  },
+  { name: 'aio_remap', level: 'basic', probe: notInCriuTs('AIO rings (io_setup) are something') },
+  { name: 'timerfd', level: 'basic', probe: kernelAtLeast(3, 17, 'timerfd state in fdinfo') },
+  { name: 'tun', level: 'basic', probe: notInCriuTs('tun/tap devices are something') },
+  { name: 'tun_ns', level: 'extra', probe: notInCriuTs('tun/tap devices are something') },
+  { name: 'userns', level: 'basic', probe: notInCriuTs('user namespaces are something') },
+  {
+    name: 'fdinfo_lock',
+    level: 'basic',
+    probe: () => fdinfoOfOwnFile((t) => /^lock:/m.test(t), 'lock lines', true),
+  },
+  { name: 'seccomp_suspend', level: 'basic', probe: kernelAtLeast(4, 3, 'PTRACE_O_SUSPEND_SECCOMP') },
+  { name: 'seccomp_filters', level: 'basic', probe: kernelAtLeast(4, 4, 'PTRACE_SECCOMP_GET_FILTER') },
+  { name: 'loginuid', level: 'basic', probe: notInCriuTs("restoring a task's loginuid is something") },
+  { name: 'cgroupns', level: 'basic', probe: notInCriuTs('cgroup namespaces are something') },
+  { name: 'autofs', level: 'basic', probe: notInCriuTs('autofs mounts are something') },
+  {
+    name: 'tcp_half_closed',
+    level: 'basic',
+    probe: kernelAtLeast(4, 2, 'TCP repair of half-closed sockets'),
+  },
+  { name: 'compat_cr', level: 'basic', probe: notInCriuTs('32-bit (compat) tasks are something') },
+  { name: 'uffd', level: 'basic', probe: notInCriuTs('lazy pages are something') },
+  { name: 'uffd-noncoop', level: 'basic', probe: notInCriuTs('lazy pages are something') },
+  {
+    name: 'can_map_vdso',
+    level: 'basic',
+    probe: notInCriuTs('mapping a new vdso (ARCH_MAP_VDSO) is something'),
+  },
+  { name: 'sk_ns', level: 'basic', probe: notInCriuTs('network namespaces are something') },
+  {
+    name: 'sk_unix_file',
+    level: 'basic',
+    probe: notInCriuTs('unix sockets bound in other mount namespaces are something'),
+  },
+  { name: 'net_diag_raw', level: 'basic', probe: notInCriuTs('raw sockets are something') },
+  { name: 'nsid', level: 'basic', probe: notInCriuTs('network namespace ids are something') },
+  { name: 'link_nsid', level: 'extra', probe: notInCriuTs('network namespaces are something') },
+  {
+    name: 'kcmp_epoll',
+    level: 'basic',
+    probe: kernelAtLeast(4, 13, 'kcmp(KCMP_EPOLL_TFD)'),
+  },
+  { name: 'timens', level: 'basic', probe: notInCriuTs('time namespaces are something') },
+  { name: 'external_net_ns', level: 'basic', probe: notInCriuTs('network namespaces are something') },
+  { name: 'clone3_set_tid', level: 'basic', probe: kernelAtLeast(5, 5, 'clone3 with set_tid') },
+  { name: 'newifindex', level: 'basic', probe: notInCriuTs('network namespaces are something') },
+  {
+    name: 'nftables',
+    level: 'basic',
+    probe: notInCriuTs("a network namespace's nftables rules are something"),
+  },
+  {
+    // A fact of the machine CRIU reports (iptables with the legacy API is installed), which zdtm's
+    // iptables tests need for their own rules; criu-ts's --network-lock iptables runs either flavour.
+    name: 'has_ipt_legacy',
+    level: 'basic',
+    probe: () =>
+      ['iptables-legacy', 'ip6tables-legacy'].every((b) =>
+        ['/usr/sbin', '/sbin', '/usr/bin', '/bin'].some((d) => existsSync(`${d}/${b}`)),
+      )
+        ? yes
+        : no('iptables-legacy and ip6tables-legacy are not installed'),
+  },
+  { name: 'pidfd_store', level: 'basic', probe: notInCriuTs('the RPC pidfd store is something') },
+  { name: 'ns_pid', level: 'basic', probe: notInCriuTs('pid namespaces are something') },
+  { name: 'apparmor_stacking', level: 'basic', probe: notInCriuTs('AppArmor profiles are something') },
+  {
+    name: 'network_lock_nftables',
+    level: 'basic',
+    probe: () =>
+      ['/usr/sbin/nft', '/sbin/nft', '/usr/bin/nft'].some(existsSync)
+        ? yes
+        : no('the nft command is not installed'),
+  },
+  {
+    name: 'sockopt_buf_lock',
+    level: 'basic',
+    probe: () =>
+      probe('SO_BUF_LOCK', () => {
+        const fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        try {
+          getsockoptInt(fd, SOL_SOCKET, SO_BUF_LOCK);
+        } finally {
+          close(fd);
+        }
+      }),
+  },
+  { name: 'memfd_hugetlb', level: 'basic', probe: notInCriuTs('hugetlb memfds are something') },
+  { name: 'move_mount_set_group', level: 'basic', probe: notInCriuTs('mount namespaces are something') },
+  { name: 'openat2', level: 'basic', probe: notInCriuTs('openat2-based restore of files is something') },
+  { name: 'get_rseq_conf', level: 'basic', probe: kernelAtLeast(5, 13, 'PTRACE_GET_RSEQ_CONFIGURATION') },
+  { name: 'ipv6_freebind', level: 'basic', probe: kernelAtLeast(4, 15, 'IPV6_FREEBIND') },
+  { name: 'pagemap_scan', level: 'basic', probe: kernelAtLeast(6, 7, 'the PAGEMAP_SCAN ioctl') },
+  { name: 'timer_cr_ids', level: 'basic', probe: kernelAtLeast(6, 15, 'PR_TIMER_CREATE_RESTORE_IDS') },
+  { name: 'overlayfs_maps', level: 'basic', probe: notInCriuTs('overlayfs mount namespaces are something') },
+  {
+    name: 'breakpoints',
+    level: 'basic',
+    probe: notInCriuTs('hardware breakpoints (debug registers) are something'),
+  },
+  {
+    name: 'pagemap_scan_guard_pages',
+    level: 'basic',
+    probe: notInCriuTs('guard regions (MADV_GUARD_INSTALL) are something'),
+  },
+];
+
+export function featureNamed(name: string): Feature | undefined {
+  return FEATURES.find((f) => f.name === name);
+}
+
+/**
+ * What `criu check` with no feature named checks: the mechanisms every dump and restore rests on.
+ * Each entry names what fails, so a user knows what the kernel lacks.
+ */
+export function basicChecks(): { name: string; answer: FeatureAnswer }[] {
+  const self = process.pid;
+  return [
+    { name: 'clone3 with set_tid', answer: kernelAtLeast(5, 5, 'clone3 with set_tid')() },
+    {
+      name: 'pidfd_getfd',
+      answer: probe('pidfd_open/pidfd_getfd', () => {
+        const pidfd = pidfdOpen(self);
+        try {
+          close(pidfdGetfd(pidfd, 0));
+        } finally {
+          close(pidfd);
+        }
+      }),
+    },
+    {
+      name: 'prctl(PR_SET_MM_MAP)',
+      // PR_SET_MM_MAP_SIZE asks the size of struct prctl_mm_map: it exists where the call does.
+      answer: probe(
+        'PR_SET_MM_MAP_SIZE',
+        () => void prctl(PR_SET_MM, PR_SET_MM_MAP_SIZE, Buffer.alloc(4), 0, 0),
+      ),
+    },
+    { name: 'PTRACE_O_SUSPEND_SECCOMP', answer: kernelAtLeast(4, 3, 'PTRACE_O_SUSPEND_SECCOMP')() },
+  ];
+}
