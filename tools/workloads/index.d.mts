@@ -14,6 +14,7 @@ export type WorkloadName =
   | 'reader'
   | 'seccomp_tsync'
   | 'shmem'
+  | 'sigio'
   | 'sleeper'
   | 'stopper'
   | 'taskstate'

@@ -491,6 +491,20 @@ await check('appender + reader follow on the same file; external write detected'
   console.log('  appender:', lastN, '|', f, '|', rf);
 });
 
+await check('sigio: owners and signals of a pipe, a socket and a log', async () => {
+  const log = join(dir, 'sigio.log');
+  const { out, pid } = run('sigio', [log], { detached: true }); // own process group: SIGIO goes to it
+  groups.add(pid);
+  await waitForLine(out, /^READY /, { pid });
+  assert.equal(readLines(out)[0], `OWNERS pipe=${pid} sock=-${pid} log=${pid}`);
+  writeFileSync(`/proc/${pid}/fd/5`, 'hello\n');
+  await waitForLine(out, /^SIG 40 fd=4 hello$/, { pid });
+  process.kill(pid, 'SIGUSR1');
+  await waitForLine(out, /^SIG 29 ping$/, { pid });
+  assert.deepEqual(readFileSync(log, 'utf8').split('\n'), ['START', 'SIG 40 fd=4 hello', 'SIG 29 ping', '']);
+  noFail(out);
+});
+
 await check('busy: TICK every 100ms, running in user mode', async () => {
   const { out, pid, cp } = run('busy', []);
   await waitForLine(out, /^READY/, { pid });

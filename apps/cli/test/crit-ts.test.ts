@@ -33,9 +33,10 @@ interface Run {
   stderr: string;
 }
 
-function run(cmd: string, args: string[], stdin?: Buffer): Promise<Run> {
+function run(cmd: string, args: string[], stdin?: Buffer, env?: NodeJS.ProcessEnv): Promise<Run> {
   return new Promise((resolve) => {
-    const child = execFile(cmd, args, { encoding: 'buffer', maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+    const opts = { encoding: 'buffer' as const, maxBuffer: 64 << 20, ...(env ? { env } : {}) };
+    const child = execFile(cmd, args, opts, (err, stdout, stderr) => {
       const code = err ? (err as { code?: unknown }).code : 0;
       resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr: stderr.toString() });
     });
@@ -484,5 +485,60 @@ describe('crit-ts', () => {
       oneLine('error x missing', f('no-such-dir'));
       expect(ts.get('error -v x missing')!.stderr).toMatch(/^\s+at /m);
     });
+  });
+});
+
+// What `pnpm bench:images` and a user running bin/crit-ts.mjs do: no NODE_PATH from a .bin shim (pnpm's
+// shims set one, and vitest started through one passes it on), so every module crit-ts loads must be
+// reachable from its own package.
+describe('crit-ts run as node bin/crit-ts.mjs, without NODE_PATH', () => {
+  let tmp: string;
+  afterAll(() => {
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it("decode --pretty names the vma status and mmap flag bits CRIU 4.2's crit names", async () => {
+    tmp = mkdtempSync(path.join(tmpdir(), 'crit-ts-names-'));
+    const dir = ImageDir.create(path.join(tmp, 'dump'));
+    const FILE_SHARED = 1 << 7;
+    const [MEMFD, SHSTK, UPROBES] = [1 << 14, 1 << 15, 1 << 17];
+    const mm = {
+      mm_start_code: 0n,
+      mm_end_code: 0n,
+      mm_start_data: 0n,
+      mm_end_data: 0n,
+      mm_start_stack: 0n,
+      mm_start_brk: 0n,
+      mm_brk: 0n,
+      mm_arg_start: 0n,
+      mm_arg_end: 0n,
+      mm_env_start: 0n,
+      mm_env_end: 0n,
+      exe_file_id: 1,
+      vmas: [
+        vma(0x7f0000000000, 1, REGULAR | FILE_SHARED | MEMFD, { shmid: 3n, flags: 0x1 }),
+        vma(0x7f0000100000, 1, REGULAR | (1 << 9) | SHSTK | UPROBES | (1 << 16), { flags: 0x2 | 0x8 }),
+      ],
+    };
+    dir.write('mm-%u', 1, [mm]);
+    const env = { ...process.env };
+    delete env.NODE_PATH;
+    const r = await run(
+      process.execPath,
+      [BIN, 'decode', '--pretty', '-i', path.join(tmp, 'dump/mm-1.img')],
+      undefined,
+      env,
+    );
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    const vmas = (pyParse(r.stdout.toString()) as { entries: Array<{ vmas: Array<Record<string, PyJson>> }> })
+      .entries[0]!.vmas;
+    expect(vmas.map((v) => [v.status, v.flags])).toEqual([
+      ['VMA_AREA_REGULAR | VMA_FILE_SHARED | VMA_AREA_MEMFD', 'MAP_SHARED'],
+      // bit 16 (VMA_AREA_GUARD) has no name in crit either
+      [
+        'VMA_AREA_REGULAR | VMA_ANON_PRIVATE | VMA_AREA_SHSTK | VMA_AREA_UPROBES | 0x10000',
+        'MAP_PRIVATE | MAP_DROPPABLE',
+      ],
+    ]);
   });
 });

@@ -217,7 +217,8 @@ function checkFds(d: Dumped, pid: number): void {
     const reg = obj(f?.reg);
     expect(reg.name, where).toBe(before.link);
     expect(num(reg.flags), where).toBe(before.flags & ~O_CLOEXEC);
-    expect(num(reg.mnt_id), where).toBe(before.mntId);
+    // CRIU writes mnt_id only with the mount namespace dumped (mountpoints-N.img), which criu-ts does not
+    expect(reg.mnt_id, where).toBeUndefined();
     const pos = big(reg.pos);
     expect(pos >= before.pos, `${where}: pos ${pos} < ${before.pos} before the dump`).toBe(true);
     if (after) expect(pos <= after.pos, `${where}: pos ${pos} > ${after.pos} after the dump`).toBe(true);

@@ -388,7 +388,7 @@ export function tasksInSession(sid: number): number[] {
 
 // ---- crit ---------------------------------------------------------------------------------------------
 
-/** Image files crit can decode (pages-N.img are raw data). */
+/** Image files crit can decode (pages-N.img are raw data; stats-dump and stats-restore have no .img, as in CRIU). */
 export function decodableImages(dir: string): string[] {
   return fs
     .readdirSync(dir)

@@ -1,9 +1,10 @@
 // The iptables network lock (--network-lock iptables): established connections over 127.0.0.1 and ::1
 // go through dump, kill and restore with the server outside the tree seeing every byte exactly once
-// and no end or reset; while the tree is dumped, criu-ts's chain CRIU-TS holds a DROP rule for each
-// direction (iptables-save shows them) which drops what the server sends meanwhile; after the restore,
-// or after a dump that fails, the rules and the chain are gone. Restore finds the method in
-// inventory.img, or takes it from --network-lock.
+// and no end or reset; while the tree is dumped, INPUT and OUTPUT hold CRIU's DROP rule for each
+// direction (iptables-save shows them: CRIU's restore deletes exactly these) which drops what the
+// server sends meanwhile; after the restore, or after a dump that fails, the rules are gone. Restore
+// finds the method in inventory.img, or takes it from --network-lock, and also lifts the lock of
+// criu-ts's older images (a chain CRIU-TS).
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -32,7 +33,11 @@ import {
   startServer,
 } from './tcp-helpers.js';
 
-const CHAIN = 'CRIU-TS';
+/** The chain criu-ts's older images locked in. */
+const LEGACY_CHAIN = 'CRIU-TS';
+/** What CRIU's lock rules have in common (a DROP of unmarked TCP packets), as iptables-save writes them. */
+const LOCK_RULE =
+  /^-A (INPUT|OUTPUT) .* -p tcp -m mark ! --mark 0xc114 -m tcp --sport \d+ --dport \d+ -j DROP$/;
 const TOOLS = ['iptables', 'ip6tables'] as const;
 
 const haveIptables = (() => {
@@ -51,19 +56,19 @@ const haveIptables = (() => {
 const save = (counters = false) =>
   TOOLS.map((t) => execFileSync(`${t}-save`, counters ? ['-c'] : [], { encoding: 'utf8' })).join('');
 
-/** The DROP rules in criu-ts's chain, as iptables-save writes them. */
+/** The lock's DROP rules in INPUT and OUTPUT, as iptables-save writes them. */
 const lockRules = (): string[] =>
   save()
     .split('\n')
-    .filter((l) => l.startsWith(`-A ${CHAIN} `));
+    .filter((l) => LOCK_RULE.test(l));
 
-const chainExists = () => save().includes(`:${CHAIN} `);
+const legacyChainExists = () => save().includes(`:${LEGACY_CHAIN} `);
 
-/** Packets dropped so far by the rule for one direction (source port `sport`, destination `dport`). */
+/** Packets dropped so far by the INPUT rule for one direction (source port `sport`, destination `dport`). */
 function dropped(sport: number, dport: number): number {
   const line = save(true)
     .split('\n')
-    .find((l) => l.includes(`-A ${CHAIN} `) && l.includes(`--sport ${sport} --dport ${dport} `));
+    .find((l) => l.includes('-A INPUT ') && l.includes(`--sport ${sport} --dport ${dport} `));
   return Number(/^\[(\d+):/.exec(line ?? '')?.[1] ?? 0);
 }
 
@@ -84,26 +89,20 @@ const nftTables = (): string[] => {
 };
 const tablesAtStart = nftTables();
 
-/** Delete the chain's rules that were not there at `before`, then the chain and its jumps if empty. */
-function removeLeftovers(before: readonly string[]): void {
+/** Delete the lock rules that were not there at `before`, and the legacy chain if a test left it. */
+function removeLeftovers(before: readonly string[], legacyBefore: boolean): void {
   for (const tool of TOOLS) {
-    let rules: string[] = [];
-    try {
-      rules = execFileSync(tool, ['-S', CHAIN], { encoding: 'utf8', stdio: 'pipe' }).split('\n');
-    } catch {
-      continue; // no chain
-    }
-    for (const r of rules.filter((l) => l.startsWith(`-A ${CHAIN} `) && !before.includes(l)))
+    const rules = execFileSync(tool, ['-S'], { encoding: 'utf8' }).split('\n');
+    for (const r of rules.filter((l) => LOCK_RULE.test(l) && !before.includes(l)))
       execFileSync(tool, ['-D', ...r.split(' ').slice(1)]);
-    if (execFileSync(tool, ['-S', CHAIN], { encoding: 'utf8' }).includes(`-A ${CHAIN} `)) continue;
+    if (legacyBefore || !rules.includes(`-N ${LEGACY_CHAIN}`)) continue;
+    for (const r of rules.filter((l) => l.startsWith(`-A ${LEGACY_CHAIN} `)))
+      execFileSync(tool, ['-D', ...r.split(' ').slice(1)]);
     for (const hook of ['INPUT', 'OUTPUT']) {
-      try {
-        execFileSync(tool, ['-D', hook, '-j', CHAIN], { stdio: 'ignore' });
-      } catch {
-        // no jump
-      }
+      if (rules.includes(`-A ${hook} -j ${LEGACY_CHAIN}`))
+        execFileSync(tool, ['-D', hook, '-j', LEGACY_CHAIN]);
     }
-    execFileSync(tool, ['-X', CHAIN]);
+    execFileSync(tool, ['-X', LEGACY_CHAIN]);
   }
 }
 
@@ -127,7 +126,8 @@ function removeOwnFilterTables(): void {
 beforeEach(() => {
   if (!haveIptables) return;
   const before = lockRules();
-  onCleanup(() => removeLeftovers(before));
+  const legacyBefore = legacyChainExists();
+  onCleanup(() => removeLeftovers(before, legacyBefore));
 });
 afterEach(() => cleanup());
 afterAll(() => {
@@ -193,36 +193,76 @@ describe.skipIf(!haveIptables)('criu-ts --network-lock iptables', () => {
     closeWait(viaIptables({ restoreArgs: ['--network-lock', 'iptables'] })));
 
   it('IPv4: the echo client goes on, the server sees every byte once and no reset; rules only while dumped', async () => {
+    const others = lockRules(); // other programs' locks (a CRIU run by hand...) are not counted
     const dir = await echoThroughRestore(
       '127.0.0.1',
       viaIptables({
         restoreArgs: ['--network-lock', 'iptables'],
         whileDumped: async () => {
-          const rules = lockRules();
-          expect(
-            rules.filter((r) => r.startsWith(`-A ${CHAIN} -s 127.0.0.1/32 -d 127.0.0.1/32 -p tcp`)),
-          ).toHaveLength(2);
-          expect(save()).toContain(`-A INPUT -j ${CHAIN}`);
-          expect(save()).toContain(`-A OUTPUT -j ${CHAIN}`);
+          const rules = lockRules().filter((r) => !others.includes(r));
+          for (const hook of ['INPUT', 'OUTPUT'])
+            expect(
+              rules.filter((r) => r.startsWith(`-A ${hook} -s 127.0.0.1/32 -d 127.0.0.1/32 -p tcp`)),
+            ).toHaveLength(1);
+          expect(legacyChainExists()).toBe(false);
         },
       }),
     );
     expect(ImageDir.open(dir).inventory().network_lock_method).toBe(0); // CRIU's number for iptables
-    expect(chainExists()).toBe(false); // the last rule took the chain and its jumps with it
   });
 
   it('IPv6 (::1), restored without --network-lock: the method comes from inventory.img', async () => {
+    const others = lockRules();
     await echoThroughRestore(
       '::1',
       viaIptables({
         whileDumped: async () => {
-          expect(
-            lockRules().filter((r) => r.startsWith(`-A ${CHAIN} -s ::1/128 -d ::1/128 -p tcp`)),
-          ).toHaveLength(2);
+          const rules = lockRules().filter((r) => !others.includes(r));
+          expect(rules.filter((r) => / -s ::1\/128 -d ::1\/128 -p tcp /.test(r))).toHaveLength(2);
         },
       }),
     );
-    expect(chainExists()).toBe(false);
+  });
+
+  it("images of criu-ts's older lock (its chain CRIU-TS): restore deletes their rules, then the chain and its jumps", async () => {
+    let legacy: string[] = [];
+    let made = false;
+    await echoThroughRestore(
+      '127.0.0.1',
+      viaIptables({
+        whileDumped: async (dir) => {
+          // The lock as criu-ts made it before it locked as CRIU does.
+          const sk = ImageDir.open(dir)
+            .files()
+            .find((f) => f.isk && f.isk.type === 1 && f.isk.dst_port !== 0)!.isk!;
+          const drop = (sport: number, dport: number) =>
+            `-s 127.0.0.1/32 -d 127.0.0.1/32 -p tcp -m tcp --sport ${sport} --dport ${dport} -j DROP`;
+          legacy = [drop(sk.src_port, sk.dst_port), drop(sk.dst_port, sk.src_port)].map(
+            (r) => `-A ${LEGACY_CHAIN} ${r}`,
+          );
+          const ours = lockRules().filter(
+            (r) => r.includes(`--dport ${sk.src_port} `) || r.includes(`--sport ${sk.src_port} `),
+          );
+          expect(ours).toHaveLength(2);
+          made = !legacyChainExists();
+          const create = made
+            ? [
+                `-N ${LEGACY_CHAIN}`,
+                `-A ${LEGACY_CHAIN} -m mark --mark 0xc114 -j RETURN`,
+                `-I INPUT -j ${LEGACY_CHAIN}`,
+                `-I OUTPUT -j ${LEGACY_CHAIN}`,
+              ]
+            : [];
+          const script = [...ours.map((r) => r.replace(/^-A /, '-D ')), ...create, ...legacy];
+          execFileSync('iptables-restore', ['--noflush'], {
+            input: ['*filter', ...script, 'COMMIT', ''].join('\n'),
+          });
+          expect(save()).toContain(legacy[0]);
+        },
+      }),
+    );
+    for (const r of legacy) expect(save()).not.toContain(r);
+    if (made) expect(legacyChainExists()).toBe(false);
   });
 
   it('what the server sends while the tree is dumped is dropped, then retransmitted and read once', async () => {
@@ -246,7 +286,6 @@ describe.skipIf(!haveIptables)('criu-ts --network-lock iptables', () => {
     await waitForLine(report, /^READ /, { pid });
     expect(readLines(report)).toContain("READ ['before', 'during', 'END']");
     expect(srv.troubles).toEqual([]);
-    expect(chainExists()).toBe(false);
   });
 
   it('a dump that fails after locking: the rules are deleted and the client goes on', async () => {
@@ -272,7 +311,6 @@ describe.skipIf(!haveIptables)('criu-ts --network-lock iptables', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/userfaultfd/);
     expect(lockRules()).toEqual(before);
-    expect(chainExists()).toBe(false);
     const n = readLines(report).length;
     await waitFor(() => readLines(report).length > n + 30, 'the client to go on');
     expect(consecutiveFromOne(readLines(report))).toBe(true);

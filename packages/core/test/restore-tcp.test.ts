@@ -9,9 +9,12 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { startTraceable } from '@criu-ts/compel';
-import { afterEach, describe, expect, it } from 'vitest';
+import { ImageDir, type InventoryEntry } from '@criu-ts/images';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
+  buildWorkloads,
   cleanup,
+  cliDump,
   cliKillAndRestore,
   critDecodeAll,
   entries,
@@ -21,6 +24,7 @@ import {
   procState,
   readLines,
   runCli,
+  startWorkload,
   tempDir,
   track,
   waitFor,
@@ -31,10 +35,14 @@ import {
   ECHO_CLIENT_FAILING_DUMP_PY,
   ECHO_CLIENT_PY,
   haveNft,
+  nftLockTables,
   startServer,
   viaNftables,
 } from './tcp-helpers.js';
 
+beforeAll(async () => {
+  await buildWorkloads();
+});
 afterEach(() => cleanup());
 
 // Fills the connection with as much as it takes without blocking, then waits; on SIGUSR1 reads what
@@ -160,6 +168,104 @@ describe.skipIf(!haveNft)('criu-ts restore: established TCP connections', () => 
       expect(failures).toEqual([]);
       expect(entries(decoded.get(img))).toHaveLength(1);
     }
+  });
+
+  it("the lock is CRIU's: table inet CRIU-<inventory's dump_criu_run_id, cut as CRIU cuts it> while dumped, deleted by restore", async () => {
+    const srv = await startServer((s) => s.pipe(s));
+    const report = path.join(tempDir('criu-ts-tcp-names-'), 'report');
+    const pid = startTraceable([PYTHON, '-c', ECHO_CLIENT_PY, report, String(srv.port)], { setsid: true });
+    track(pid);
+    await waitForLine(report, /^20$/, { pid });
+    let table = '';
+    await dumpKillRestoreLocked(pid, {
+      ...viaNftables,
+      whileDumped: async (dir) => {
+        const inv = ImageDir.open(dir).inventory();
+        expect(inv.network_lock_method).toBe(1); // nftables, CRIU's number
+        expect(inv.dump_criu_run_id).toMatch(
+          /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/,
+        );
+        // CRIU prints "inet CRIU-<id>" into 32 bytes: 21 characters of the id are left.
+        table = `CRIU-${inv.dump_criu_run_id!.slice(0, 21)}`;
+        expect(nftLockTables()).toContain(table);
+        const text = execFileSync('nft', ['list', 'table', 'inet', table], { encoding: 'utf8' });
+        for (const chain of ['input', 'output']) {
+          const body = new RegExp(`chain ${chain} \\{([^}]*)\\}`).exec(text)?.[1] ?? '';
+          expect(body).toContain(`type filter hook ${chain} priority filter; policy accept;`);
+          expect(body).toContain('meta mark 0x0000c114 accept');
+          expect(body).toContain('ip saddr . tcp sport . ip daddr . tcp dport @conns4 drop');
+          expect(body).toContain('ip6 saddr . tcp sport . ip6 daddr . tcp dport @conns6 drop');
+        }
+      },
+    });
+    expect(nftLockTables()).not.toContain(table);
+    const n = readLines(report).length;
+    await waitFor(() => readLines(report).length > n + 10, 'the client to go on');
+    expect(srv.troubles).toEqual([]);
+  });
+
+  it('images without a connection whose dump made a lock table anyway (as CRIU does at every nftables dump): restore deletes it', async () => {
+    const w = startWorkload('sleeper', ['600000']);
+    await waitForLine(w.report, /^READY /, { pid: w.pid });
+    const dir = await cliDump(w.pid, ['--network-lock', 'nftables']);
+    const table = `CRIU-${ImageDir.open(dir).inventory().dump_criu_run_id!.slice(0, 21)}`;
+    expect(nftLockTables()).not.toContain(table); // criu-ts makes one only to lock something
+    execFileSync('nft', ['-f', '-'], {
+      input: [
+        `add table inet ${table}`,
+        `add chain inet ${table} input { type filter hook input priority 0; }`,
+      ].join('\n'),
+    });
+    onCleanup(() => {
+      if (nftLockTables().includes(table)) execFileSync('nft', ['delete', 'table', 'inet', table]);
+    });
+    await cliKillAndRestore(dir);
+    expect(nftLockTables()).not.toContain(table);
+  });
+
+  it("images of criu-ts's older lock (no run id, table inet criu_ts): restore deletes their elements", async () => {
+    const srv = await startServer((s) => s.pipe(s));
+    const report = path.join(tempDir('criu-ts-tcp-legacy-'), 'report');
+    const pid = startTraceable([PYTHON, '-c', ECHO_CLIENT_PY, report, String(srv.port)], { setsid: true });
+    track(pid);
+    await waitForLine(report, /^20$/, { pid });
+    const legacy = () => {
+      try {
+        return execFileSync('nft', ['list', 'set', 'inet', 'criu_ts', 'lock4'], { encoding: 'utf8' });
+      } catch {
+        return '';
+      }
+    };
+    let element = '';
+    await dumpKillRestoreLocked(pid, {
+      ...viaNftables,
+      whileDumped: async (dir) => {
+        // The images and the lock as criu-ts wrote them before it locked as CRIU does.
+        const img = ImageDir.open(dir);
+        const { dump_criu_run_id: runId, ...older } = img.inventory();
+        img.write('inventory', undefined, [older as InventoryEntry]);
+        const sk = img.files().find((f) => f.isk && f.isk.dst_port === srv.port)!.isk!;
+        element = `127.0.0.1 . ${sk.src_port} . 127.0.0.1 . ${srv.port}`;
+        const hadTable = legacy() !== '';
+        execFileSync('nft', ['-f', '-'], {
+          input: [
+            'add table inet criu_ts',
+            'add chain inet criu_ts input { type filter hook input priority -300; policy accept; }',
+            'add set inet criu_ts lock4 { type ipv4_addr . inet_service . ipv4_addr . inet_service; }',
+            'add set inet criu_ts lock6 { type ipv6_addr . inet_service . ipv6_addr . inet_service; }',
+            'add rule inet criu_ts input ip saddr . tcp sport . ip daddr . tcp dport @lock4 drop',
+            `add element inet criu_ts lock4 { ${element}, 127.0.0.1 . ${srv.port} . 127.0.0.1 . ${sk.src_port} }`,
+            `delete table inet CRIU-${runId!.slice(0, 21)}`,
+          ].join('\n'),
+        });
+        if (!hadTable) onCleanup(() => execFileSync('nft', ['delete', 'table', 'inet', 'criu_ts']));
+        expect(legacy()).toContain(element);
+      },
+    });
+    expect(legacy()).not.toContain(element);
+    const n = readLines(report).length;
+    await waitFor(() => readLines(report).length > n + 10, 'the client to go on');
+    expect(srv.troubles).toEqual([]);
   });
 
   it('with no lock at all (--network-lock skip) the killed socket vanishes without a FIN or an RST', async () => {

@@ -74,20 +74,29 @@ export const haveNft = (() => {
   }
 })();
 
-/** The connections criu-ts's nftables lock holds now (elements of its IPv4 and IPv6 sets). */
+/** The nftables tables of the network lock, CRIU's naming (`inet CRIU-<run id>`), one per dump. */
+export function nftLockTables(): string[] {
+  return execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' })
+    .split('\n')
+    .flatMap((l) => /^table inet (CRIU-\S+)$/.exec(l)?.[1] ?? []);
+}
+
+/** The connections the nftables locks hold now (elements of each lock table's IPv4 and IPv6 sets). */
 function nftLockElements(): string[] {
-  return ['lock4', 'lock6'].flatMap((set) => {
-    try {
-      const text = execFileSync('nft', ['list', 'set', 'inet', 'criu_ts', set], { encoding: 'utf8' });
-      const m = /elements = \{([^}]*)\}/s.exec(text);
-      return (m?.[1] ?? '')
-        .split(',')
-        .map((e) => e.trim())
-        .filter(Boolean);
-    } catch {
-      return []; // no table yet
-    }
-  });
+  return nftLockTables().flatMap((table) =>
+    ['conns4', 'conns6'].flatMap((set) => {
+      try {
+        const text = execFileSync('nft', ['list', 'set', 'inet', table, set], { encoding: 'utf8' });
+        const m = /elements = \{([^}]*)\}/s.exec(text);
+        return (m?.[1] ?? '')
+          .split(',')
+          .map((e) => e.trim())
+          .filter(Boolean);
+      } catch {
+        return []; // gone meanwhile
+      }
+    }),
+  );
 }
 
 export interface LockCheck {
@@ -127,6 +136,14 @@ export async function dumpKillRestore(pid: number, lock: LockCheck): Promise<str
     ...(lock.dumpArgs ?? []),
   ]);
   if (r.code !== 0 || r.stderr) throw new Error(`dump: exit ${r.code}: ${r.stderr}`);
+  const runId = ImageDir.open(dir).inventory().dump_criu_run_id;
+  if (runId && haveNft) {
+    // A lock the restore failed to lift does not outlive the test.
+    const table = `CRIU-${runId.slice(0, 21)}`;
+    onCleanup(() => {
+      if (nftLockTables().includes(table)) execFileSync('nft', ['delete', 'table', 'inet', table]);
+    });
+  }
   // Other test files lock their own connections meanwhile: only ours (by their ports) count.
   const ports = connectionPorts(dir);
   const ours = lock

@@ -66,6 +66,24 @@ export function getpid(): number {
   return syscall(SYS.getpid);
 }
 
+/**
+ * getresuid(2) of the calling thread: [real, effective, saved].
+ */
+export function getresuid(): [number, number, number] {
+  const b = Buffer.alloc(12);
+  checked('getresuid', () => '', syscall(SYS.getresuid, b, b.subarray(4), b.subarray(8)));
+  return [b.readUInt32LE(0), b.readUInt32LE(4), b.readUInt32LE(8)];
+}
+
+/**
+ * setresuid(2) of the calling thread only: the raw system call, not glibc's wrapper, which changes
+ * every thread of the process (Node's other threads keep their ids). -1 leaves an id as it is. Changing
+ * the effective uid also clears the process's dumpable flag (see PR_SET_DUMPABLE).
+ */
+export function setresuidThread(ruid: number, euid: number, suid: number): void {
+  checked('setresuid', () => `${ruid} ${euid} ${suid}`, syscall(SYS.setresuid, ruid, euid, suid));
+}
+
 /** gettid(2): the id of the calling thread. */
 export function gettid(): number {
   return syscall(SYS.gettid);

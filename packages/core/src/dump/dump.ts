@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { type SeizedTask, type SeizedTree, seizeTree } from '@criu-ts/compel';
 import {
@@ -94,6 +95,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   const files = new FileTable(new Set(tree.tasks.map((t) => t.pid)), {
     tcpEstablished: opts.tcpEstablished === true,
     networkLock: opts.networkLock ?? 'nftables',
+    runId: randomUUID(), // CRIU's criu_run_id: names the network lock (see net-lock/)
     extUnixSk: opts.extUnixSk === true,
     skipInFlight: opts.skipInFlight === true,
     ...(opts.irmap ? { irmap: opts.irmap } : {}),
@@ -284,6 +286,7 @@ function writeTreeImages(ctx: DumpContext, rootIds: TaskKobjIdsEntry): void {
     dump_uptime: uptimeMicros(),
     // as CRIU writes it: restore unlocks with the method that locked
     network_lock_method: inventoryCodeOf(ctx.files.options.networkLock ?? 'nftables'),
+    ...(ctx.files.options.runId ? { dump_criu_run_id: ctx.files.options.runId } : {}),
   };
   ctx.dir.write('inventory', undefined, [inventory]);
 }

@@ -1,7 +1,6 @@
 import { statSync } from 'node:fs';
 import { ProcDir } from '@criu-ts/bfd';
 import type { FdinfoEntry } from '@criu-ts/images';
-import { fcntl } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
 import { dumpFileLocks } from '../file-locks/dump.js';
 import { eventfdDriver } from './eventfd/dump.js';
@@ -60,30 +59,7 @@ export function dumpFds(pid: number, proc: ProcDir, files: FileTable, drivers = 
   return out;
 }
 
-const O_ASYNC = 0o20000;
-const F_GETOWN_EX = 16;
-
-/**
- * A file that signals its owner when I/O is possible (O_ASYNC and F_SETOWN: SIGIO, or the signal
- * F_SETSIG chose): restore does not give the owner back yet (every fown_entry is written empty), so
- * the task would wait for signals that never come. Refused, naming the owner.
- */
-function refuseSignalOwner(file: OpenFile, files: FileTable): void {
-  if ((file.flags & O_ASYNC) === 0 || file.pid === process.pid) return;
-  // A lease sets O_ASYNC and the owner itself (F_SETLEASE): the task taking its lease again at restore
-  // (file-locks/restore.ts) makes both again.
-  if (file.info.locks?.some((l) => l.type === 'LEASE' && !l.blocked)) return;
-  const owner = Buffer.alloc(8);
-  fcntl(files.steal(file.pid, file.fd), F_GETOWN_EX, owner);
-  const pid = owner.readInt32LE(4);
-  if (pid !== 0)
-    throw new DumpError(
-      `pid ${file.pid} fd ${file.fd} (${file.link}): O_ASYNC with an owner for its signals (F_SETOWN ${pid}): not supported yet`,
-    );
-}
-
 function dumpFile(file: OpenFile, files: FileTable, drivers: FdDumpDriver[]): { id: number; type: number } {
-  refuseSignalOwner(file, files);
   const driver = drivers.find((d) => d.claims(file));
   if (!driver) {
     throw new DumpError(

@@ -5,7 +5,7 @@
 // (epoll_ctl with its own fd numbers, POSIX locks owned by the process) goes in `inTask`. A file that
 // names a process (a pidfd) cannot be opened before that process exists: its driver says so in `openLate`.
 import type { FdinfoEntry, FileEntry, ImageDir } from '@criu-ts/images';
-import type { NetworkLockMethod } from '../net-lock/index.js';
+import type { Connection } from '../net-lock/index.js';
 import type { Arg, Call } from '../restore/inject.js';
 
 /** What a driver may use while checking entries, before any task exists. */
@@ -31,9 +31,9 @@ export interface FdRestoreContext extends FdCheckContext {
   ghostInode(sdev: number, ino: bigint): { fd: number; path: string } | undefined;
   /** A value made once per key and kept for the whole restore (a pipe by its pipe_id...). */
   shared<T>(key: string, make: () => T): T;
-  /** How the dump locked the connections (which the same method unlocks). */
-  networkLock: NetworkLockMethod;
-  /** Run `fn` once the restored tree runs (lift a network lock); not run if the restore fails. */
+  /** A connection the dump locked (restored in repair mode): its lock is lifted once the tree runs. */
+  locked(c: Connection): void;
+  /** Run `fn` once the restored tree runs; not run if the restore fails. */
   afterRestore(fn: () => void): void;
   /** Close `fd` when the restore ends (an end of a pipe no task holds, a helper fd). */
   closeLater(fd: number): void;

@@ -3,13 +3,11 @@ import { type Extra, type FdinfoEntry, FdTypes, type FileEntry, type ImageDir } 
 import { close, KCMP_FILE, kcmp, pidfdGetfd, pidfdOpen } from '@criu-ts/sys';
 import { IdAllocator } from '../dump/ids.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
+import { type Fown, readOwner } from './fown.js';
 import type { IrmapOptions } from './irmap.js';
 
 /** fd_types values (fdinfo.proto), as files.img's `type` holds them. */
 export const FD_TYPE = FdTypes;
-
-/** fown_entry of a file with no owner for SIGIO (F_SETOWN): what nearly every file has. */
-export const noOwner = () => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });
 
 /** What dump knows of one open file description of a task, before a driver looks at it. */
 export interface OpenFile {
@@ -75,6 +73,8 @@ export class FileTable {
     readonly options: {
       tcpEstablished?: boolean;
       networkLock?: NetworkLockMethod;
+      /** The dump's run id (inventory.img's dump_criu_run_id): it names the nftables lock table. */
+      runId?: string;
       extUnixSk?: boolean;
       skipInFlight?: boolean;
       /** --force-irmap, --irmap-scan-path: paths of watched inodes (files/irmap.ts). */
@@ -121,14 +121,36 @@ export class FileTable {
     const key = `${pid}:${fd}`;
     const have = this.stolen.get(key);
     if (have !== undefined) return have;
+    const mine = pidfdGetfd(this.pidfdOf(pid), fd);
+    this.stolen.set(key, mine);
+    return mine;
+  }
+
+  /** A pidfd of task `pid`, opened once (closed by close()). */
+  private pidfdOf(pid: number): number {
     let pidfd = this.pidfds.get(pid);
     if (pidfd === undefined) {
       pidfd = pidfdOpen(pid);
       this.pidfds.set(pid, pidfd);
     }
-    const mine = pidfdGetfd(pidfd, fd);
-    this.stolen.set(key, mine);
-    return mine;
+    return pidfd;
+  }
+
+  /**
+   * The owner and signal for SIGIO of the description behind `file` (fown_entry), read on criu-ts's
+   * copy of it: one a driver took already, else one taken for this and closed at once (a task may hold
+   * thousands of files nobody else looks at); a file of criu-ts itself (in flight) directly.
+   */
+  owner(file: OpenFile): Fown {
+    if (file.pid === process.pid) return readOwner(file.fd, file.flags);
+    const stolen = this.stolen.get(`${file.pid}:${file.fd}`);
+    if (stolen !== undefined) return readOwner(stolen, file.flags);
+    const copy = pidfdGetfd(this.pidfdOf(file.pid), file.fd);
+    try {
+      return readOwner(copy, file.flags);
+    } finally {
+      close(copy);
+    }
   }
 
   /** A value made once per dump (a sock_diag table of every socket...). */

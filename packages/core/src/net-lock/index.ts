@@ -1,10 +1,13 @@
 // The network lock, whichever way it is done (`--network-lock`): while a connection is between its
 // dump and its restore, its packets are dropped both ways, so that neither end answers the other with
-// a reset. Dump locks a tree's connections in one batch, restore unlocks them in one batch once the
-// tree runs; this file picks the method, nft.ts and iptables.ts do the work.
+// a reset. Dump locks a tree's connections in one batch, restore lifts the lock once the tree runs;
+// this file picks the method, nft.ts and iptables.ts do the work. Both lock exactly as CRIU 4.2 does
+// (same nftables table, same iptables rules, the run id in inventory.img's dump_criu_run_id), so that
+// CRIU's restore lifts criu-ts's lock and criu-ts's restore CRIU's; criu-ts's restore also lifts the
+// lock of its own older images (nftables table `inet criu_ts`, iptables chain CRIU-TS).
 
 import { iptablesLock, iptablesUnlock } from './iptables.js';
-import { lockConnections as nftLock, unlockConnections as nftUnlock } from './nft.js';
+import { criuTableName, deleteTable, lockConnections, unlockLegacy } from './nft.js';
 
 /** One TCP connection, as its own end sees it (addresses as inet_ntop writes them). */
 export interface Connection {
@@ -24,26 +27,59 @@ export type NetworkLockMethod = 'iptables' | 'nftables' | 'skip';
  */
 export const NETWORK_LOCK_METHODS: readonly NetworkLockMethod[] = ['iptables', 'nftables', 'skip'];
 
-export interface NetworkLock {
-  /** Drop every packet of these connections, both ways, until unlocked. Throws a DumpError. */
+/** The lock of one dump: what it locked is lifted by restore, or by `release` if the tree goes on. */
+export interface DumpNetworkLock {
+  /** Drop every packet of these connections, both ways, until the restore. Throws a DumpError. */
   lock(cs: readonly Connection[]): void;
-  /** Let them through again. A connection that is not locked is skipped: never an error. */
-  unlock(cs: readonly Connection[]): void;
+  /** Let every connection this dump locked through again (a failed dump, -R, -s); never throws. */
+  release(): void;
 }
 
-const METHODS: Record<NetworkLockMethod, NetworkLock> = {
-  nftables: { lock: nftLock, unlock: nftUnlock },
-  iptables: { lock: iptablesLock, unlock: iptablesUnlock },
-  skip: { lock: () => {}, unlock: () => {} },
-};
-
-/** The lock of `method`, fed connections as their packets carry them (see onTheWire). */
-export function networkLock(method: NetworkLockMethod): NetworkLock {
-  const m = METHODS[method];
+/**
+ * The lock of a dump whose run id is `runId` (written to inventory.img as dump_criu_run_id): for
+ * nftables it names the table, as in CRIU.
+ */
+export function dumpNetworkLock(method: NetworkLockMethod, runId: string): DumpNetworkLock {
+  const locked: Connection[] = [];
+  const table = criuTableName(runId);
   return {
-    lock: (cs) => m.lock(cs.map(onTheWire)),
-    unlock: (cs) => m.unlock(cs.map(onTheWire)),
+    lock(cs) {
+      const wire = cs.map(onTheWire);
+      if (method === 'nftables') lockConnections(table, wire);
+      else if (method === 'iptables') iptablesLock(wire);
+      locked.push(...wire);
+    },
+    release() {
+      if (locked.length === 0) return;
+      if (method === 'nftables') deleteTable(table);
+      else if (method === 'iptables') iptablesUnlock(locked);
+      locked.length = 0;
+    },
   };
+}
+
+/** How the images' dump locked: inventory.img's method and run id, and the root pid (older CRIU). */
+export interface ImagesLock {
+  method: NetworkLockMethod;
+  /** dump_criu_run_id; absent in images of older CRIU, and of criu-ts before it locked as CRIU does. */
+  runId?: string;
+  rootPid: number;
+}
+
+/**
+ * Lift the lock the images' dump put on the connections `cs` (restored in repair mode), whichever tool
+ * made it; a connection that is not locked is skipped. nftables: the dump's table goes whole, as CRIU's
+ * restore deletes it (also with no connection: CRIU makes the table at every dump); without a run id,
+ * the table CRIU named after the root pid and criu-ts's older shared table. Returns what went wrong
+ * (the tree runs already: nothing is undone), or undefined.
+ */
+export function liftImagesLock(lock: ImagesLock, cs: readonly Connection[]): string | undefined {
+  const wire = cs.map(onTheWire);
+  if (lock.method === 'iptables') return wire.length ? iptablesUnlock(wire) : undefined;
+  if (lock.method !== 'nftables') return undefined;
+  if (lock.runId !== undefined) return deleteTable(criuTableName(lock.runId));
+  unlockLegacy(wire);
+  return deleteTable(criuTableName(String(lock.rootPid)));
 }
 
 const V4_MAPPED = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/;

@@ -1,22 +1,26 @@
-// The network lock with iptables (`--network-lock iptables`, CRIU's historical default). criu-ts's
-// own chain CRIU-TS in the filter table, jumped to first thing from INPUT and from OUTPUT, holds two
-// DROP rules per locked connection, one per direction; loopback packets pass both hooks, a remote
-// peer's pass INPUT and ours OUTPUT, so every packet of the connection meets them. A batch of
-// connections is one `iptables-restore --noflush` script per family (ip6tables-restore for IPv6),
-// which the kernel commits at once: a thousand connections are one call, not a thousand. The chain
-// is created with the first lock and removed, jumps included, once its last rule is gone.
+// The network lock with iptables (`--network-lock iptables`, CRIU's default), made as CRIU 4.2 makes it
+// (netfilter.c), so that either tool's restore lifts the other's lock: two DROP rules per connection put
+// first in the filter table's built-in chains, one in INPUT for what the peer sends, one in OUTPUT for
+// what this end sends, both skipping packets marked SOCCR_MARK (segments the restoring tool writes
+// itself, a replayed FIN); loopback packets pass both hooks. A batch of connections is one
+// `iptables-restore --noflush` script per family (ip6tables-restore for IPv6), which the kernel commits
+// at once: a thousand connections are one call, not a thousand `iptables -I`.
 //
-// Several criu-ts may lock and unlock at the same time: each script is atomic, so creating the chain
-// (which fails if it exists) and appending to it (which fails if it does not) are simply tried in
-// turn, and removing it fails, changing nothing, while it still holds a rule.
+// criu-ts's images from before this locked in a chain of its own, CRIU-TS, jumped to from INPUT and
+// OUTPUT: lifting a lock also deletes their rules there, and the chain once only its bypass rule is left.
+//
+// Several dumps and restores may lock and unlock at the same time: each script is atomic, and an unlock
+// deletes what a listing shows, listing again if someone else changed the table in between.
 import { execFileSync } from 'node:child_process';
 import { DumpError } from '../dump/errors.js';
 import type { Connection } from './index.js';
 import { LOCK_BYPASS_MARK } from './mark.js';
 
-export const LOCK_CHAIN = 'CRIU-TS';
-/** The chain's first rule: segments criu-ts writes itself (a replayed FIN) are not held. */
-const BYPASS = `-m mark --mark 0x${LOCK_BYPASS_MARK.toString(16)} -j RETURN`;
+/** criu-ts's chain before it locked as CRIU does. */
+export const LEGACY_CHAIN = 'CRIU-TS';
+const MARK = `0x${LOCK_BYPASS_MARK.toString(16)}`;
+/** The legacy chain's first rule: marked segments pass. */
+const LEGACY_BYPASS = `-m mark --mark ${MARK} -j RETURN`;
 
 type Family = Connection['family'];
 
@@ -39,21 +43,30 @@ function reason(e: unknown): string {
   return text || err.message;
 }
 
-/**
- * The connection's two DROP rules (one per direction), written as `iptables -S` lists them, so that
- * a listing can be compared with them.
- */
+/** A DROP rule for packets from src:sport to dst:dport, as `iptables -S` lists CRIU's. */
+function dropRule(c: Connection, src: string, sport: number, dst: string, dport: number): string {
+  const bits = c.family === 'ip' ? 32 : 128;
+  return `-s ${src}/${bits} -d ${dst}/${bits} -p tcp -m mark ! --mark ${MARK} -m tcp --sport ${sport} --dport ${dport} -j DROP`;
+}
+
+/** The connection's two rules, as `-A CHAIN spec` (what `iptables -S` prints). */
 function rulesOf(c: Connection): string[] {
+  return [
+    `-A INPUT ${dropRule(c, c.remote, c.remotePort, c.local, c.localPort)}`,
+    `-A OUTPUT ${dropRule(c, c.local, c.localPort, c.remote, c.remotePort)}`,
+  ];
+}
+
+/** The rules criu-ts's older images put in the CRIU-TS chain for the connection. */
+function legacyRulesOf(c: Connection): string[] {
   const bits = c.family === 'ip' ? 32 : 128;
   const drop = (src: string, sport: number, dst: string, dport: number) =>
-    `-s ${src}/${bits} -d ${dst}/${bits} -p tcp -m tcp --sport ${sport} --dport ${dport} -j DROP`;
+    `-A ${LEGACY_CHAIN} -s ${src}/${bits} -d ${dst}/${bits} -p tcp -m tcp --sport ${sport} --dport ${dport} -j DROP`;
   return [
     drop(c.local, c.localPort, c.remote, c.remotePort),
     drop(c.remote, c.remotePort, c.local, c.localPort),
   ];
 }
-
-const rulesOfAll = (cs: readonly Connection[]) => cs.flatMap(rulesOf);
 
 /** The batch split by family: IPv4 and IPv6 rules live in separate tables. */
 function byFamily(cs: readonly Connection[]): Array<[Family, Connection[]]> {
@@ -65,113 +78,76 @@ function byFamily(cs: readonly Connection[]): Array<[Family, Connection[]]> {
   return out;
 }
 
-/** What another criu-ts, creating or removing the chain at the same time, makes an attempt fail with. */
-const CHAIN_RACE = /Chain already exists|No chain\/target\/match by that name/;
-
-/** The rules appended to the chain, made first if need be (tried both ways: see the file comment). */
-function lockFamily(family: Family, cs: readonly Connection[]): void {
-  const append = rulesOfAll(cs).map((r) => `-A ${LOCK_CHAIN} ${r}`);
-  const create = [
-    `-N ${LOCK_CHAIN}`,
-    `-A ${LOCK_CHAIN} ${BYPASS}`,
-    `-I INPUT -j ${LOCK_CHAIN}`,
-    `-I OUTPUT -j ${LOCK_CHAIN}`,
-  ];
-  let why = '';
-  for (let round = 0; round < 3; round++) {
-    for (const script of [[...create, ...append], append]) {
-      try {
-        commit(family, script);
-        return;
-      } catch (e) {
-        why = reason(e);
-        if (!CHAIN_RACE.test(why)) throw new Error(why); // not a race: trying again would not help
-      }
-    }
-  }
-  throw new Error(why);
-}
-
 /**
- * Lock connections: one iptables-restore call per family for the whole batch. If the second family
- * fails, the first is unlocked again before the error is thrown.
+ * Lock connections: one iptables-restore call per family for the whole batch, each rule inserted first
+ * in its chain (CRIU's `iptables -I`). If the second family fails, the first is unlocked again before
+ * the error is thrown.
  */
 export function iptablesLock(cs: readonly Connection[]): void {
   const done: Connection[] = [];
   for (const [family, group] of byFamily(cs)) {
     try {
-      lockFamily(family, group);
+      commit(
+        family,
+        group.flatMap(rulesOf).map((r) => r.replace(/^-A /, '-I ')),
+      );
     } catch (e) {
       iptablesUnlock(done);
       throw new DumpError(
-        `network lock of ${cs.length} TCP connections: ${tool(family)}-restore failed: ${(e as Error).message}`,
+        `network lock of ${cs.length} TCP connections: ${tool(family)}-restore failed: ${reason(e)}`,
       );
     }
     done.push(...group);
   }
 }
 
-/** The chain's rules as `iptables -S` lists them; none when there is no chain. */
-function chainRules(family: Family): string[] {
-  let text: string;
-  try {
-    text = execFileSync(tool(family), ['-S', LOCK_CHAIN], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-  } catch {
-    return [];
-  }
-  const prefix = `-A ${LOCK_CHAIN} `;
-  return text
+/** The filter table's rules as `iptables -S` lists them (-P, -N and -A lines). */
+function listing(family: Family): string[] {
+  return execFileSync(tool(family), ['-w', '-S'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
     .split('\n')
-    .filter((l) => l.startsWith(prefix))
-    .map((l) => l.slice(prefix.length));
+    .filter(Boolean);
 }
 
 /**
- * Delete the connections' rules in one call. If some are missing (never locked, or unlocked already)
- * that call changes nothing: then the chain is read and only the rules it holds are deleted.
+ * What deletes the connections' rules the listing shows: CRIU's in INPUT and OUTPUT, and those of
+ * criu-ts's older images in CRIU-TS, with the chain and its jumps once nothing but its bypass is left.
  */
-function unlockFamily(family: Family, cs: readonly Connection[]): void {
-  const ours = rulesOfAll(cs);
-  const remove = (rules: readonly string[]) =>
-    commit(
-      family,
-      rules.map((r) => `-D ${LOCK_CHAIN} ${r}`),
-    );
-  try {
-    remove(ours);
-  } catch {
-    const present = chainRules(family);
-    const held = ours.filter((r) => present.includes(r));
-    try {
-      if (held.length) remove(held);
-    } catch {
-      // unlocked meanwhile by someone else
+function deletions(have: readonly string[], cs: readonly Connection[]): string[] {
+  const present = new Set(have);
+  const ours = cs.flatMap((c) => [...rulesOf(c), ...legacyRulesOf(c)]).filter((r) => present.has(r));
+  const out = [...new Set(ours)].map((r) => r.replace(/^-A /, '-D '));
+  if (present.has(`-N ${LEGACY_CHAIN}`)) {
+    const left = have.filter((l) => l.startsWith(`-A ${LEGACY_CHAIN} `) && !ours.includes(l));
+    if (left.every((l) => l === `-A ${LEGACY_CHAIN} ${LEGACY_BYPASS}`)) {
+      for (const l of left) out.push(l.replace(/^-A /, '-D '));
+      for (const hook of ['INPUT', 'OUTPUT'])
+        if (present.has(`-A ${hook} -j ${LEGACY_CHAIN}`)) out.push(`-D ${hook} -j ${LEGACY_CHAIN}`);
+      out.push(`-X ${LEGACY_CHAIN}`);
     }
   }
-  removeChainIfEmpty(family);
+  return out;
 }
 
 /**
- * The chain, its bypass rule and its two jumps go in one commit, which fails (changing nothing) if a
- * connection's rule is left.
+ * Unlock connections, whichever lock holds them (CRIU's rules, criu-ts's older chain): per family, one
+ * listing and one commit deleting what is there; a connection that is not locked is skipped. Returns
+ * what went wrong, or undefined; never throws.
  */
-function removeChainIfEmpty(family: Family): void {
-  try {
-    commit(family, [
-      `-D ${LOCK_CHAIN} ${BYPASS}`,
-      `-D INPUT -j ${LOCK_CHAIN}`,
-      `-D OUTPUT -j ${LOCK_CHAIN}`,
-      `-X ${LOCK_CHAIN}`,
-    ]);
-  } catch {
-    // other connections are still locked, or there is no chain
+export function iptablesUnlock(cs: readonly Connection[]): string | undefined {
+  let failed: string | undefined;
+  for (const [family, group] of byFamily(cs)) {
+    for (let round = 0; ; round++) {
+      try {
+        const lines = deletions(listing(family), group);
+        if (lines.length) commit(family, lines);
+        break;
+      } catch (e) {
+        // someone else changed the table between the listing and the commit: list again
+        if (round < 2) continue;
+        failed = `${tool(family)}: ${reason(e)}`;
+        break;
+      }
+    }
   }
-}
-
-/** Unlock connections: one call per family (plus one to remove the chain once empty); never throws. */
-export function iptablesUnlock(cs: readonly Connection[]): void {
-  for (const [family, group] of byFamily(cs)) unlockFamily(family, group);
+  return failed;
 }

@@ -9,9 +9,11 @@ import { constants, fstatSync } from 'node:fs';
 import { isatty } from 'node:tty';
 import type { FileEntry, ImageDir } from '@criu-ts/images';
 import { close, lseek, O_CLOEXEC, O_CREAT, O_EXCL, O_RDWR, O_TMPFILE, open } from '@criu-ts/sys';
+import { hasOwner, ownerOfEntry, setOwner } from '../files/fown.js';
 import { RemappedFiles } from '../files/regular/remap-restore.js';
 import type { FdRestoreContext, LateOpen } from '../files/restore-driver.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
+import { type Connection, type ImagesLock, liftImagesLock } from '../net-lock/index.js';
 import { RestoreError } from './errors.js';
 import type { RestorePlan } from './plan.js';
 
@@ -31,6 +33,9 @@ export class NodeFiles {
   private readonly sharedObjects = new Map<string, unknown>();
   private readonly extraFds: number[] = [];
   private readonly afterRestoreSteps: Array<() => void> = [];
+  /** The connections the dump locked, restored in repair mode. */
+  private readonly lockedConnections: Connection[] = [];
+  private readonly networkLock: ImagesLock;
   private readonly driverCtx: FdRestoreContext;
   /** How a helper process is made for a 'dying' file (the restorer's, once its stub runs). */
   private helperMaker: (<T>(use: (pid: number) => T) => T) | undefined;
@@ -42,16 +47,19 @@ export class NodeFiles {
 
   constructor(
     plan: Pick<RestorePlan, 'dir' | 'files' | 'remaps' | 'inheritTty' | 'networkLock'>,
-    log: (msg: string) => void = () => {},
+    private readonly log: (msg: string) => void = () => {},
   ) {
     this.dir = plan.dir;
     this.files = plan.files;
     this.remapped = new RemappedFiles(plan.dir, plan.files, plan.remaps, log);
     this.inheritTty = plan.inheritTty;
+    this.networkLock = plan.networkLock;
     this.driverCtx = {
       dir: plan.dir,
       files: plan.files,
-      networkLock: plan.networkLock,
+      locked: (c) => {
+        this.lockedConnections.push(c);
+      },
       fd: (id) => this.fd(id, 'fd'),
       openPath: (id, flags) => this.openPath(id, flags),
       ghostInode: (sdev, ino) => this.remapped.ghostInode(sdev, ino),
@@ -176,9 +184,36 @@ export class NodeFiles {
     this.remapped.unlinkGhosts();
   }
 
-  /** The steps drivers left for when the restored tree runs (network unlock); link remaps go. */
+  /**
+   * The owner and signal for SIGIO of every file opened as a task's fd (fown: F_SETOWN_EX, F_SETSIG), set
+   * on criu-ts's copy of the description, which the tasks share: once every task and thread exists, since
+   * the owner is one of them (or a process outside the tree).
+   */
+  restoreOwners(): void {
+    for (const [key, fd] of this.open) {
+      const [idText, purpose] = key.split(':');
+      if (purpose !== 'fd') continue;
+      const f = this.files.get(Number(idText));
+      const own = f && ownerOfEntry(f, this.files);
+      if (!hasOwner(own)) continue;
+      let note: string | undefined;
+      try {
+        note = setOwner(fd, own);
+      } catch (e) {
+        throw new RestoreError(`file id ${idText}: cannot set its owner for SIGIO: ${(e as Error).message}`);
+      }
+      if (note) this.log(`file id ${idText}: ${note}: it has no owner now`);
+    }
+  }
+
+  /**
+   * Once the restored tree runs: the steps drivers left, then the network lock of the images' dump is
+   * lifted (whichever tool made it; see net-lock/); link remaps go.
+   */
   afterRestore(): void {
     for (const fn of this.afterRestoreSteps.splice(0)) fn();
+    const trouble = liftImagesLock(this.networkLock, this.lockedConnections.splice(0));
+    if (trouble) this.log(`network lock not lifted: ${trouble}`);
     this.remapped.dropLinkRemaps();
   }
 

@@ -24,7 +24,7 @@ import {
 import { isProcFileOf } from '../files/regular/proc-path.js';
 import { type Remap, readRemaps } from '../files/regular/remap-restore.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
-import { methodOfInventoryCode, type NetworkLockMethod } from '../net-lock/index.js';
+import { type ImagesLock, methodOfInventoryCode, type NetworkLockMethod } from '../net-lock/index.js';
 import { ShmemRestore } from '../shmem/restore.js';
 import { RestoreError } from './errors.js';
 
@@ -89,7 +89,8 @@ export interface RestorePlan {
   /** TTY file ids that get criu-ts's own terminal (--shell-job: the terminal of the shell). */
   inheritTty: Set<number>;
   /** How the dumped connections were locked, so the same method unlocks them. */
-  networkLock: NetworkLockMethod;
+  /** How the dump locked the network (inventory.img), for restore to lift it. */
+  networkLock: ImagesLock;
   /** Every pid and tid the restore will take. */
   ids: number[];
   /**
@@ -222,7 +223,11 @@ export function planRestore(
     for (const r of t.pagemap!.runs) if (r.flags & PE_PRESENT) pagesBytes += r.pages * PAGE;
   }
   shmem.checkPlan();
-  const networkLock = opts.networkLock ?? methodOfInventoryCode(inv.network_lock_method) ?? 'nftables';
+  const networkLock: ImagesLock = {
+    method: opts.networkLock ?? methodOfInventoryCode(inv.network_lock_method) ?? 'nftables',
+    ...(inv.dump_criu_run_id !== undefined ? { runId: inv.dump_criu_run_id } : {}),
+    rootPid: root.pid,
+  };
   return {
     dir,
     root,
@@ -502,8 +507,9 @@ function checkFile(f: FileEntry, remaps: Map<number, Remap>, isFd: boolean, ids:
       `file ${reg.name} has mode 0${Number(st.mode).toString(8)}, the images have 0${reg.mode.toString(8)}`,
     );
   // A file the task only writes (a log, redirected output) may have grown since: the task goes on
-  // writing at its own position, as it would have. CRIU refuses this too; restoring the same images
-  // twice would then be impossible for most programs. Files it reads or maps must be unchanged.
+  // writing at its own position, as it would have; restoring the same images twice would otherwise be
+  // impossible for most programs. CRIU accepts it only for O_WRONLY|O_APPEND, for which its dump (and
+  // criu-ts's) writes no size. Files it reads or maps must be unchanged.
   const writeOnly = (reg.flags & 3) === 1;
   const regular = (st.mode & 0o170000n) === 0o100000n;
   if (regular && reg.size !== undefined && !(isFd && writeOnly) && st.size !== reg.size)

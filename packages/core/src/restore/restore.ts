@@ -56,6 +56,7 @@ import {
   waitpid,
 } from '@criu-ts/sys';
 import { breakLeases, locksByTask, retakeLocks } from '../file-locks/restore.js';
+import { asyncFdCalls } from '../files/fown.js';
 import { isProcFdFile, isProcFileOf, procPidOf } from '../files/regular/proc-path.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
@@ -291,6 +292,7 @@ class Restorer {
     this.forkMs = ms(tFork) - this.memMs;
     for (const task of this.plan.tasks) if (task.state !== 'zombie') this.restoreTask(task);
     this.plan.shmem.afterTasks();
+    this.files.restoreOwners();
     this.files.unlinkGhosts();
     this.finish();
   }
@@ -681,6 +683,8 @@ class Restorer {
         open.add(f.fd);
       }
       add(`fcntl(F_SETFD) of fd ${f.fd}`, [SYS.fcntl, f.fd, F_SETFD, f.flags & 1]);
+      for (const c of asyncFdCalls(this.plan.files.get(f.id), this.plan.files, f.fd))
+        add(`fcntl(F_SETFL) of fd ${f.fd} (O_ASYNC)`, c);
     }
     const fsEntry = task.fs!;
     const rootName = this.plan.files.get(fsEntry.root_id)?.reg?.name;

@@ -1,6 +1,7 @@
 /**
  * Names crit uses to show numeric fields in --pretty mode. These are CRIU's own tables
- * (pb2dict.py): the (criu).flags option names a bit map, (criu).dict a value map.
+ * (pb2dict.py of CRIU 4.2): the (criu).flags option names a bit map, (criu).dict a value map.
+ * Debian's crit 3.17 lacks the names in NEWER_THAN_CRIT_317 and shows those bits as a hex rest.
  */
 export const FLAG_MAPS: Record<string, Array<[string, number]>> = {
   'mmap.prot': [
@@ -11,6 +12,7 @@ export const FLAG_MAPS: Record<string, Array<[string, number]>> = {
   'mmap.flags': [
     ['MAP_SHARED', 0x1],
     ['MAP_PRIVATE', 0x2],
+    ['MAP_DROPPABLE', 0x08],
     ['MAP_ANON', 0x20],
     ['MAP_GROWSDOWN', 0x0100],
   ],
@@ -29,6 +31,9 @@ export const FLAG_MAPS: Record<string, Array<[string, number]>> = {
     ['VMA_AREA_SOCKET', 1 << 11],
     ['VMA_AREA_VVAR', 1 << 12],
     ['VMA_AREA_AIORING', 1 << 13],
+    ['VMA_AREA_MEMFD', 1 << 14],
+    ['VMA_AREA_SHSTK', 1 << 15],
+    ['VMA_AREA_UPROBES', 1 << 17],
     ['VMA_UNSUPP', 2 ** 31],
   ],
   'rfile.flags': [
@@ -61,6 +66,12 @@ export const FLAG_MAPS: Record<string, Array<[string, number]>> = {
     ['F_SEAL_WRITE', 0x8],
     ['F_SEAL_FUTURE_WRITE', 0x10],
   ],
+};
+
+/** The names CRIU 4.2's crit added to crit 3.17's tables, by table. */
+export const NEWER_THAN_CRIT_317: Record<string, readonly string[]> = {
+  'mmap.flags': ['MAP_DROPPABLE'],
+  'mmap.status': ['VMA_AREA_MEMFD', 'VMA_AREA_SHSTK', 'VMA_AREA_UPROBES'],
 };
 
 export const DICT_MAPS: Record<string, Record<string, Record<number, string>>> = {

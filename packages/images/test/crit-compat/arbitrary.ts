@@ -13,7 +13,7 @@ import fc from 'fast-check';
 import protobuf from 'protobufjs';
 import type { Extra, ImageKind } from '../../src/index.js';
 import { messageType } from '../../src/index.js';
-import { DICT_MAPS, FLAG_MAPS } from '../../src/json/flag-maps.js';
+import { DICT_MAPS, FLAG_MAPS, NEWER_THAN_CRIT_317 } from '../../src/json/flag-maps.js';
 import type { CritKnown } from './crit.js';
 
 type Plain = Record<string, unknown>;
@@ -131,7 +131,14 @@ function intArb(f: protobuf.Field): fc.Arbitrary<number | bigint> {
   throw new Error(`${f.fullName}: not an integer type ${f.type}`);
 }
 
-function scalarArb(f: protobuf.Field): fc.Arbitrary<unknown> {
+/** The bits of flag table `flags` that crit 3.17 has no name for (CRIU 4.2's newer ones). */
+function newerBits(flags: string): number {
+  const names = NEWER_THAN_CRIT_317[flags] ?? [];
+  return (FLAG_MAPS[flags] ?? []).filter(([n]) => names.includes(n)).reduce((a, [, b]) => (a | b) >>> 0, 0);
+}
+
+/** `crit317`: values crit 3.17 shows as we do (no bit it has no name for in a flags field). */
+function scalarArb(f: protobuf.Field, crit317 = false): fc.Arbitrary<unknown> {
   switch (f.type) {
     case 'bool':
       return fc.boolean();
@@ -144,7 +151,9 @@ function scalarArb(f: protobuf.Field): fc.Arbitrary<unknown> {
   const is32 = typeof f.type === 'string' && f.type.endsWith('32');
   const flags = opt(f, 'flags');
   if (typeof flags === 'string' && FLAG_MAPS[flags] && is32 && !f.type.startsWith('s')) {
-    return fc.oneof(flagsArb(FLAG_MAPS[flags]!, 2 ** 32 - 1), base);
+    const any = fc.oneof(flagsArb(FLAG_MAPS[flags]!, 2 ** 32 - 1), base) as fc.Arbitrary<number>;
+    const newer = crit317 ? newerBits(flags) : 0;
+    return newer ? any.map((v) => (v & ~newer) >>> 0) : any;
   }
   const dict = opt(f, 'dict');
   const names = typeof dict === 'string' ? DICT_MAPS[dict]?.[f.name] : undefined;
@@ -218,7 +227,7 @@ export class MessageArbs {
       const values = [...new Set(Object.values(rt.values))].filter((v) => !known || known.has(v));
       one = fc.constantFrom(...values);
     } else {
-      one = scalarArb(f);
+      one = scalarArb(f, this.opts.known !== undefined);
     }
     if (!f.repeated) return one;
     if (opt(f, 'ipadd')) {

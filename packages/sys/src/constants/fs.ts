@@ -57,6 +57,11 @@ export const F_SETSIG = 10;
 export const F_GETSIG = 11;
 export const F_SETOWN_EX = 15;
 export const F_GETOWN_EX = 16;
+export const F_GETOWNER_UIDS = 17;
+// struct f_owner_ex.type: who F_SETOWN_EX makes the owner (SIGIO / SIGURG go to it).
+export const F_OWNER_TID = 0;
+export const F_OWNER_PID = 1;
+export const F_OWNER_PGRP = 2;
 export const F_OFD_GETLK = 36;
 export const F_OFD_SETLK = 37;
 export const F_OFD_SETLKW = 38;

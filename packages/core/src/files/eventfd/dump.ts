@@ -1,6 +1,6 @@
 import { DumpError } from '../../dump/errors.js';
 import { isAnon } from '../fd-flags.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 
 /**
  * EFD_SEMAPHORE, kept in bit 0 of the entry's flags. CRIU's eventfd entry has no field for it (CRIU
@@ -26,7 +26,7 @@ export const eventfdDriver: FdDumpDriver = {
       efd: {
         id,
         flags: file.flags | (efd.semaphore ? EFD_SEMAPHORE_FLAG : 0),
-        fown: noOwner(),
+        fown: files.owner(file),
         counter: efd.count,
       },
     }));

@@ -4,7 +4,7 @@ import type { EventpollTfdEntry } from '@criu-ts/images';
 import { isSysError, KCMP_EPOLL_TFD, kcmp } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { isAnon } from '../fd-flags.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 
 /** Where a target was found: the task holding the epoll that re-adds it, and the fd number it uses. */
 interface Found {
@@ -178,7 +178,7 @@ export const eventpollDriver: FdDumpDriver = {
       findTargets(file.pid, file, s, files);
     }
     const id = files.add(key, (id) => {
-      const epfd = { id, flags: file.flags, fown: noOwner(), tfd: [] as EventpollTfdEntry[] };
+      const epfd = { id, flags: file.flags, fown: files.owner(file), tfd: [] as EventpollTfdEntry[] };
       return { id, type: FD_TYPE.EVENTPOLL, epfd };
     });
     if (fresh) {

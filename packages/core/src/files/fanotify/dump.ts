@@ -11,7 +11,7 @@ import { DumpError } from '../../dump/errors.js';
 import { isAnon } from '../fd-flags.js';
 import { devName, handleEntryNow, mountById } from '../fhandle.js';
 import type { IrmapOptions } from '../irmap.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 
 /** mark_type (fsnotify.proto). */
 export const MARK = { INODE: 1, MOUNT: 2 } as const;
@@ -43,7 +43,7 @@ function fanotifyEntry(id: number, file: OpenFile, files: FileTable): FanotifyFi
   return {
     id,
     flags: file.flags,
-    fown: noOwner(),
+    fown: files.owner(file),
     faflags: (fan?.flags ?? 0) >>> 0,
     evflags: (fan?.eventFlags ?? 0) >>> 0,
     mark: (fan?.marks ?? []).map((m) => markEntry(id, m, what, files.options.irmap)),

@@ -16,6 +16,7 @@ export const fifoDriver: FdDumpDriver = {
     const regfId = regularFileEntry(files, file.link, file.stat, {
       key: `fifo-path:${key}`,
       flags: file.flags,
+      fown: files.owner(file), // CRIU keeps a FIFO's owner in its REG entry (fifo_entry has none)
       procPath: `/proc/${file.pid}/fd/${file.fd}`,
     });
     const id = files.add(key, (id) => ({

@@ -3,6 +3,7 @@
 // bound, connected-UDP and not yet bound sockets are dumped; a TCP connection (established, half
 // closed or closing) needs --tcp-established: it is locked and read through TCP repair (tcp.ts).
 
+import { randomUUID } from 'node:crypto';
 import { readdirSync, readlinkSync } from 'node:fs';
 import type { InetSkEntry } from '@criu-ts/images';
 import {
@@ -35,10 +36,10 @@ import {
   sockDiag,
 } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
-import { type Connection, networkLock } from '../../net-lock/index.js';
+import { type Connection, type DumpNetworkLock, dumpNetworkLock } from '../../net-lock/index.js';
 import { socketDomain } from '../socket/domain.js';
 import { readSocketOptions } from '../socket/options.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 import { connectionOf, fromSockaddr, type InetAddress, toWords } from './address.js';
 import { readIpOptions } from './ip-options.js';
 import { dumpTcpStream, isRepairableState, repairOff, TCP } from './tcp.js';
@@ -177,7 +178,7 @@ function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
     backlog: state === TCP.LISTEN ? backlogOf(files, Number(file.stat.ino), where) : 0,
     src_addr: toWords(local?.addr ?? zero),
     dst_addr: toWords(remote?.addr ?? zero),
-    fown: noOwner(),
+    fown: files.owner(file),
     opts: readSocketOptions(fd, where),
     ip_opts: readIpOptions(fd, family, type === SOCK_RAW ? { proto } : undefined),
     ...(type === SOCK_STREAM ? { tcp_opts: readTcpOptions(fd) } : {}),
@@ -209,9 +210,12 @@ function saveConnection(
 
 /** Lock connections with the dump's method; unlocked again if the tree goes on after all. */
 function lockUntilRestore(files: FileTable, cs: Connection[]): void {
-  const lock = networkLock(files.options.networkLock ?? 'nftables');
+  const lock = files.cached<DumpNetworkLock>('net-lock', () => {
+    const l = dumpNetworkLock(files.options.networkLock ?? 'nftables', files.options.runId ?? randomUUID());
+    files.onUndo(() => l.release());
+    return l;
+  });
   lock.lock(cs);
-  files.onUndo(() => lock.unlock(cs));
 }
 
 /**

@@ -26,7 +26,6 @@ import {
   shutdown,
   socket,
 } from '@criu-ts/sys';
-import { type Connection, networkLock } from '../../net-lock/index.js';
 import { RestoreError } from '../../restore/errors.js';
 import { withFlags } from '../fd-flags.js';
 import type { FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
@@ -60,14 +59,7 @@ function connectRepaired(fd: number, s: InetSkEntry, t: TcpStream, ctx: FdRestor
   const local = { family: s.family, addr: fromWords(s.family, s.src_addr ?? []), port: s.src_port };
   connect(fd, toSockaddr(s.family, remote.addr, remote.port));
   finishTcpStream(fd, t.entry, t.inq, t.outq, { state: s.state, local, remote });
-  const c = connectionOf(s.family, local, remote);
-  // Unlocked together once the tree runs: one batch for all of them.
-  const batch = ctx.shared('tcp-unlock', () => {
-    const list: Connection[] = [];
-    ctx.afterRestore(() => networkLock(ctx.networkLock).unlock(list));
-    return list;
-  });
-  batch.push(c);
+  ctx.locked(connectionOf(s.family, local, remote)); // unlocked with the others once the tree runs
 }
 
 function makeSocket(s: InetSkEntry, ctx: FdRestoreContext): number {

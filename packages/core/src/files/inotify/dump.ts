@@ -7,7 +7,7 @@ import { DumpError } from '../../dump/errors.js';
 import { isAnon } from '../fd-flags.js';
 import { devName, handleEntryNow } from '../fhandle.js';
 import type { IrmapOptions } from '../irmap.js';
-import { FD_TYPE, type FdDumpDriver, noOwner, type OpenFile } from '../table.js';
+import { FD_TYPE, type FdDumpDriver, type OpenFile } from '../table.js';
 
 /** The handle entry of a watch, with the path of its inode now. */
 function handleEntry(w: InotifyWatch, where: string, irmap: IrmapOptions | undefined): FhEntry {
@@ -42,7 +42,7 @@ export const inotifyDriver: FdDumpDriver = {
     const id = files.add(files.descriptionKey(file), (id) => ({
       id,
       type: FD_TYPE.INOTIFY,
-      ify: { id, flags: file.flags, fown: noOwner(), wd: watches(file, id, files.options.irmap) },
+      ify: { id, flags: file.flags, fown: files.owner(file), wd: watches(file, id, files.options.irmap) },
     }));
     return { id, type: FD_TYPE.INOTIFY };
   },

@@ -8,14 +8,13 @@ import type { MemfdInodeEntry } from '@criu-ts/images';
 import { close, F_GET_SEALS, fcntl, fstat, O_CLOEXEC, O_RDONLY, open } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { isShmemStDev } from '../../shmem/dev.js';
+import { type Fown, noOwner } from '../fown.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 
 const MEMFD_PREFIX = '/memfd:';
 const DELETED = ' (deleted)';
 /** A shmem file that was never a memfd (anonymous shared memory) reports just this seal. */
 export const F_SEAL_SEAL = 0x1;
-
-const noOwner = () => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });
 
 /** The name memfd_create() was given: the link without "/memfd:" and " (deleted)" (others kept whole). */
 export function memfdName(link: string): string {
@@ -81,11 +80,12 @@ function memfdFileEntry(
   inodeId: () => number,
   flags: number,
   pos: bigint,
+  fown: Fown = noOwner(),
 ): number {
   return files.add(key, (id) => ({
     id,
     type: FD_TYPE.MEMFD,
-    memfd: { id, flags, pos, fown: noOwner(), inode_id: inodeId() },
+    memfd: { id, flags, pos, fown, inode_id: inodeId() },
   }));
 }
 
@@ -123,6 +123,7 @@ export function memfdDriver(inodes: MemfdInodes): FdDumpDriver {
         () => inodes.of(`/proc/${file.pid}/fd/${file.fd}`, memfdName(file.link)),
         file.flags,
         file.pos,
+        files.owner(file),
       );
       return { id, type: FD_TYPE.MEMFD };
     },

@@ -36,7 +36,7 @@ import {
 import { DumpError } from '../../dump/errors.js';
 import { socketDomain } from '../socket/domain.js';
 import { readSocketOptions } from '../socket/options.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 
 type NetlinkSocketInfo = NetlinkDiagMsg & NetlinkDiagAttrs;
 
@@ -117,7 +117,7 @@ function entryFor(file: OpenFile, files: FileTable, id: number): NetlinkSkEntry 
     ...(groups.length > 0 ? { groups } : {}),
     dst_portid: info?.dstPortid ?? 0,
     dst_group: info?.dstGroup ?? 0,
-    fown: noOwner(),
+    fown: files.owner(file),
     opts: readSocketOptions(own, where),
   };
 }

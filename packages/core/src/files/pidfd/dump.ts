@@ -1,6 +1,6 @@
 import { DumpError } from '../../dump/errors.js';
 import { isAnon } from '../fd-flags.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 
 /** fdinfo's Pid of a pidfd whose process has died (and been reaped). */
 export const DEAD_PID = -1;
@@ -39,7 +39,7 @@ export const pidfdDriver: FdDumpDriver = {
         ino: Number(BigInt.asUintN(32, file.stat.ino)),
         flags: file.flags,
         nspid,
-        fown: noOwner(),
+        fown: files.owner(file),
       },
     }));
     return { id, type: FD_TYPE.PIDFD };

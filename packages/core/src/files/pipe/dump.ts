@@ -4,7 +4,7 @@
 import { openSync } from 'node:fs';
 import { close, O_NONBLOCK } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 import { peekPipe, pipeSize } from './data.js';
 
 const O_ACCMODE = 3;
@@ -24,7 +24,7 @@ export const pipeDriver: FdDumpDriver = {
     const id = files.add(files.descriptionKey(file), (id) => ({
       id,
       type: FD_TYPE.PIPE,
-      pipe: { id, pipe_id: pipeId, flags: file.flags, fown: noOwner() },
+      pipe: { id, pipe_id: pipeId, flags: file.flags, fown: files.owner(file) },
     }));
     if (files.firstTime(`pipe-data:${pipeId}`)) savePipeData(files, file, 'pipes-data', pipeId);
     return { id, type: FD_TYPE.PIPE };

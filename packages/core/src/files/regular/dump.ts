@@ -1,14 +1,18 @@
 import { type BigIntStats, existsSync, lstatSync, statSync } from 'node:fs';
 import type { FileEntry } from '@criu-ts/images';
 import { DumpError } from '../../dump/errors.js';
+import { type Fown, noOwner } from '../fown.js';
 import { isMemfdLink } from '../memfd/dump.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 import { addGhost, REMAP } from './ghost-dump.js';
 import { addLinkRemap } from './link-remap-dump.js';
 import { procPidOf } from './proc-path.js';
 
 const DELETED = ' (deleted)';
 const O_PATH = 0o10000000;
+const O_ACCMODE = 3;
+const O_WRONLY = 1;
+const O_APPEND = 0o2000;
 const S_IFMT = 0o170000n;
 const S_IFCHR = 0o020000n;
 const S_IFLNK = 0o120000n;
@@ -19,6 +23,8 @@ export interface PathEntryOptions {
   pos?: bigint;
   /** Where criu-ts reaches the file itself (/proc/PID/fd/N...): to copy or link it back if it has no name. */
   procPath?: string;
+  /** The file's owner for SIGIO (CRIU keeps a FIFO's in its REG entry). */
+  fown?: Fown;
   /** The FileTable key (default: one entry per path and inode). */
   key?: string;
   /** Who holds the file, for messages ("pid 5 fd 3"); default: taken from procPath. */
@@ -30,6 +36,10 @@ export interface PathEntryOptions {
  * so that restore reopens it and checks it is still the same file. A file whose name is gone is
  * remapped as CRIU does: kept in a ghost file when it has no name at all (ghost-dump.ts), linked back
  * under a new name when it still has another one (link-remap-dump.ts, --link-remap).
+ *
+ * As CRIU writes it: the size only for a regular file, and not for one opened O_WRONLY|O_APPEND
+ * (a log may grow between dump and restore, and CRIU's restore refuses a file whose size differs
+ * from the one written).
  */
 export function regularFileEntry(
   files: FileTable,
@@ -47,9 +57,9 @@ export function regularFileEntry(
         id,
         flags: opts.flags ?? 0,
         pos: opts.pos ?? 0n,
-        fown: noOwner(),
+        fown: opts.fown ?? noOwner(),
         name,
-        size: st.size,
+        ...(keepsSize(st, opts.flags ?? 0) ? { size: st.size } : {}),
         mode: Number(st.mode),
         // No mnt_id: CRIU writes it only for a tree with a mount namespace of its own (and then
         // reaches files and their remaps from that mount), which criu-ts does not dump.
@@ -57,6 +67,13 @@ export function regularFileEntry(
     };
     return entry;
   });
+}
+
+/** Whether the files.img entry carries the size restore checks (CRIU's should_check_size). */
+function keepsSize(st: BigIntStats, flags: number): boolean {
+  const regular = (st.mode & S_IFMT) === 0o100000n;
+  const log = (flags & O_ACCMODE) === O_WRONLY && (flags & O_APPEND) !== 0;
+  return regular && !log;
 }
 
 /** "pid 5 fd 3" (or "pid 5 exe"...) from /proc/5/fd/3, for messages. */
@@ -169,6 +186,7 @@ export const regularFileDriver: FdDumpDriver = {
       key: files.descriptionKey(file),
       flags: file.flags,
       pos: file.pos,
+      fown: files.owner(file),
       procPath: `/proc/${file.pid}/fd/${file.fd}`,
     });
     return { id, type: FD_TYPE.REG };

@@ -7,7 +7,8 @@
 import { basename, dirname } from 'node:path';
 import { AT_EMPTY_PATH, AT_FDCWD, linkat, O_CLOEXEC, O_PATH, open, SysError, unlinkat } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
-import { FD_TYPE, type FileTable, noOwner } from '../table.js';
+import { noOwner } from '../fown.js';
+import { FD_TYPE, type FileTable } from '../table.js';
 import { REMAP } from './ghost-dump.js';
 
 /** What the remap-fpath LINKED entry is made of. */

@@ -1,6 +1,6 @@
 import { DumpError } from '../../dump/errors.js';
 import { isAnon } from '../fd-flags.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 
 /**
  * signalfd: only its mask (fdinfo sigmask). The signals it reads are the pending signals of whichever
@@ -16,7 +16,7 @@ export const signalfdDriver: FdDumpDriver = {
     const id = files.add(files.descriptionKey(file), (id) => ({
       id,
       type: FD_TYPE.SIGNALFD,
-      sgfd: { id, flags: file.flags, fown: noOwner(), sigmask },
+      sgfd: { id, flags: file.flags, fown: files.owner(file), sigmask },
     }));
     return { id, type: FD_TYPE.SIGNALFD };
   },

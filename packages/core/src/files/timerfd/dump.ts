@@ -3,7 +3,7 @@ import { parseFdInfo, type TimerfdInfo } from '@criu-ts/bfd';
 import { timerfdGettime } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { isAnon } from '../fd-flags.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 
 const SETTLE_TRIES = 5;
 
@@ -54,7 +54,7 @@ export const timerfdDriver: FdDumpDriver = {
         tfd: {
           id,
           flags: file.flags,
-          fown: noOwner(),
+          fown: files.owner(file),
           clockid: t.clockid,
           ticks: t.ticks,
           settime_flags: t.settimeFlags,

@@ -118,9 +118,11 @@ export function ttyDriver(opts: {
         const key = files.descriptionKey(file);
         return {
           id: files.add(key, (id) => {
+            const fown = files.owner(file);
             const regfId = regularFileEntry(files, file.link, file.stat, {
               key: `${key}:path`,
               flags: file.flags,
+              fown,
             });
             return {
               id,
@@ -129,7 +131,7 @@ export function ttyDriver(opts: {
                 id,
                 tty_info_id: infoId,
                 flags: file.flags,
-                fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 },
+                fown,
                 regf_id: regfId,
               },
             };

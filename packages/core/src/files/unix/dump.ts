@@ -24,9 +24,10 @@ import {
   type UnixDiagAttrs,
 } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
+import { noOwner } from '../fown.js';
 import { readSocketOptions } from '../socket/options.js';
 import { peekQueue } from '../socket/queue.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
+import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 import { checkQueue, peerOf } from './icons.js';
 import { USK_EXTERN } from './uflags.js';
 
@@ -214,7 +215,7 @@ function entryFor(
     uflags: 0,
     backlog: sk.state === TCP_LISTEN ? (sk.rqlen?.wqueue ?? 0) : 0,
     peer,
-    fown: noOwner(),
+    fown: files.owner(file),
     opts: readSocketOptions(own, where),
     name,
     ...(sk.shutdown ? { shutdown: sk.shutdown } : {}),
