@@ -21,7 +21,7 @@ import { type Connection, networkLock } from '../../net-lock/index.js';
 import { RestoreError } from '../../restore/errors.js';
 import { withFlags } from '../fd-flags.js';
 import type { FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
-import { applySocketOptions } from '../socket/options.js';
+import { applyBufferSizes, applySocketOptions, roomForQueues } from '../socket/options.js';
 import { FD_TYPE } from '../table.js';
 import { connectionOf, fromWords, toSockaddr } from './address.js';
 import { applyIpOptions } from './ip-options.js';
@@ -75,6 +75,7 @@ function makeSocket(s: InetSkEntry, ctx: FdRestoreContext): number {
       setSequences(fd, stream.entry, s.state);
     }
     applySocketOptions(fd, established ? { ...s.opts, reuseaddr: false } : s.opts);
+    if (stream) roomForQueues(fd); // the dumped sizes come back once the queues are in
     if (s.ip_opts) applyIpOptions(fd, s.family, s.ip_opts); // before bind: IP_FREEBIND
     if (s.family === AF_INET6 && s.v6only !== undefined)
       setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, s.v6only ? 1 : 0);
@@ -88,6 +89,7 @@ function makeSocket(s: InetSkEntry, ctx: FdRestoreContext): number {
     if (s.tcp_opts && !established) applyTcpOptions(fd, s.tcp_opts);
     if (stream) {
       connectRepaired(fd, s, stream, ctx);
+      applyBufferSizes(fd, s.opts);
       if (s.tcp_opts) applyTcpOptions(fd, s.tcp_opts);
       if (s.opts.reuseaddr) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
     }

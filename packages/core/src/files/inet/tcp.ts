@@ -17,6 +17,7 @@ import {
   getsockoptInt,
   IPPROTO_TCP,
   ioctl,
+  isSysError,
   MSG_DONTWAIT,
   MSG_PEEK,
   recv,
@@ -207,7 +208,7 @@ export function finishTcpStream(
   if (sent < outq.length) {
     // What the task had written but TCP had not sent yet goes out as any new data would, before a FIN.
     repairOff(fd);
-    writeAll(fd, outq.subarray(sent));
+    writeAll(fd, outq.subarray(sent), 'send');
     repairOn(fd);
   }
   replayFins(fd, t, c);
@@ -284,9 +285,32 @@ function waitForState(fd: number, want: number): void {
 
 function writeRepairQueue(fd: number, queue: number, data: Buffer): void {
   setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, queue);
-  writeAll(fd, data);
+  writeAll(fd, data, queue === TCP_RECV_QUEUE ? 'receive' : 'send');
 }
 
-function writeAll(fd: number, data: Buffer): void {
-  for (let done = 0; done < data.length; ) done += send(fd, data.subarray(done));
+/** Below this, a chunk the kernel cannot allocate is not made smaller again. */
+const MIN_CHUNK = 1024;
+
+/**
+ * Put `data` in a queue without ever waiting: nothing drains a queue while the connection is in repair
+ * mode or locked, so a send that waited for room would wait forever. The buffers were made as large as
+ * the kernel allows (roomForQueues); a chunk the kernel cannot allocate in one piece is halved.
+ */
+function writeAll(fd: number, data: Buffer, queue: string): void {
+  let chunk = data.length;
+  for (let done = 0; done < data.length; ) {
+    try {
+      done += send(fd, data.subarray(done, done + chunk), MSG_DONTWAIT);
+    } catch (e) {
+      if (isSysError(e, 'ENOMEM', 'ENOBUFS') && chunk > MIN_CHUNK) {
+        chunk >>>= 1;
+        continue;
+      }
+      if (isSysError(e, 'EAGAIN'))
+        throw new Error(
+          `the ${queue} queue takes ${done} of its ${data.length} bytes and no more (net.ipv4.tcp_mem?)`,
+        );
+      throw e;
+    }
+  }
 }
