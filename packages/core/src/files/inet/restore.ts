@@ -50,7 +50,9 @@ function connectRepaired(fd: number, s: InetSkEntry, t: TcpStream, ctx: FdRestor
   const remote = { family: s.family, addr: fromWords(s.family, s.dst_addr ?? []), port: s.dst_port };
   const local = { family: s.family, addr: fromWords(s.family, s.src_addr ?? []), port: s.src_port };
   connect(fd, toSockaddr(s.family, remote.addr, remote.port));
-  finishTcpStream(fd, t.entry, t.inq, t.outq, { state: s.state, local, remote });
+  finishTcpStream(fd, t.entry, t.inq, t.outq, { state: s.state, local, remote }, () =>
+    applyBufferSizes(fd, s.opts),
+  );
   const c = connectionOf(s.family, local, remote);
   // Unlocked together once the tree runs: one batch for all of them.
   const batch = ctx.shared('tcp-unlock', () => {
@@ -89,7 +91,6 @@ function makeSocket(s: InetSkEntry, ctx: FdRestoreContext): number {
     if (s.tcp_opts && !established) applyTcpOptions(fd, s.tcp_opts);
     if (stream) {
       connectRepaired(fd, s, stream, ctx);
-      applyBufferSizes(fd, s.opts);
       if (s.tcp_opts) applyTcpOptions(fd, s.tcp_opts);
       if (s.opts.reuseaddr) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
     }

@@ -179,7 +179,8 @@ export interface TcpConnection {
 
 /**
  * After connect: the options, the timestamp clock, the queues and the window, the FINs of a closing
- * connection; then repair off.
+ * connection; then `beforeRepairOff` (the dumped buffer sizes: the window the socket advertises once
+ * out of repair mode follows from them) and repair off.
  */
 export function finishTcpStream(
   fd: number,
@@ -187,6 +188,7 @@ export function finishTcpStream(
   inq: Buffer,
   outq: Buffer,
   c: TcpConnection,
+  beforeRepairOff: () => void = () => {},
 ): void {
   const opts: Array<[number, number]> = [[TCPOPT_MSS, t.mss_clamp]];
   if (t.opt_mask & TCPI_OPT_WSCALE) opts.push([TCPOPT_WINDOW, t.snd_wscale | ((t.rcv_wscale ?? 0) << 16)]);
@@ -204,14 +206,17 @@ export function finishTcpStream(
   const sent = t.outq_len - (t.unsq_len ?? 0);
   writeRepairQueue(fd, TCP_RECV_QUEUE, inq);
   writeRepairQueue(fd, TCP_SEND_QUEUE, outq.subarray(0, sent));
-  if (t.snd_wl1 !== undefined) setWindow(fd, t, c.state);
   if (sent < outq.length) {
     // What the task had written but TCP had not sent yet goes out as any new data would, before a FIN.
     repairOff(fd);
     writeAll(fd, outq.subarray(sent), 'send');
     repairOn(fd);
   }
+  // After the queues: leaving repair mode above sent a window probe, which advertised a window sized by
+  // the restore's large buffers; the dumped window replaces it before the peer can act on it.
+  if (t.snd_wl1 !== undefined) setWindow(fd, t, c.state);
   replayFins(fd, t, c);
+  beforeRepairOff();
   repairOff(fd);
 }
 
