@@ -1,5 +1,7 @@
 // TCP connections in the states and with the queues CRIU's zdtm suite checks beyond plain established
-// ones: full queues behind buffers set as large as the system allows (zdtm's socket-tcpbuf*).
+// ones: full queues behind buffers set as large as the system allows (zdtm's socket-tcpbuf*); --tcp-close
+// at dump or only at restore (socket-tcp-close*); sockets shut down (socket_udp_shutdown,
+// socket-tcp-close2); two listeners sharing a port (socket-tcp-reuseport).
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { killAndReap, startTraceable } from '@criu-ts/compel';
@@ -17,7 +19,7 @@ import {
   waitFor,
   waitForLine,
 } from './helpers.js';
-import { haveNft } from './tcp-helpers.js';
+import { haveNft, viaNftables } from './tcp-helpers.js';
 
 afterEach(() => cleanup());
 
@@ -108,42 +110,206 @@ function holdPorts(ports: number[]): () => void {
   return release;
 }
 
+// A program with sockets in the state a scenario sets up (PRELUDE, which defines \`check()\`); it reports
+// READY, and on SIGUSR1 reports the lines check() returns, then CHECKED.
+function program(prelude: string): string {
+  return [
+    'import errno, os, signal, socket, struct, sys',
+    'os.closerange(3, 65536)',
+    "out = open(sys.argv[1], 'a', buffering=1)",
+    'signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])',
+    'def state(s): return s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]',
+    'def closed_both_ways(s):',
+    '    s.setblocking(False)',
+    '    try: r = s.recv(10)',
+    "    except OSError as e: r = 'recv %s' % errno.errorcode[e.errno]",
+    '    try: s.send(b"x"); w = "sent"',
+    '    except OSError as e: w = errno.errorcode[e.errno]',
+    "    return 'state %d recv %r send %s' % (state(s), r, w)",
+    prelude,
+    "out.write('READY\\n')",
+    'signal.sigwait([signal.SIGUSR1])',
+    'for line in check(): out.write(line + "\\n")',
+    "out.write('CHECKED\\n')",
+  ].join('\n');
+}
+
+/** Start `program(prelude)`, wait for READY; the report file and the pid. */
+async function startProgram(prelude: string): Promise<{ report: string; pid: number }> {
+  const report = path.join(tempDir('criu-ts-tcpstate-'), 'report');
+  const pid = startTraceable([PYTHON, '-c', program(prelude), report], { setsid: true });
+  track(pid);
+  await waitForLine(report, /^READY$/, { pid });
+  await waitFor(() => procState(pid) === 'S', 'the program waiting');
+  return { report, pid };
+}
+
+/** SIGUSR1, then the lines check() reported. */
+async function checkLines(pid: number, report: string): Promise<string[]> {
+  process.kill(pid, 'SIGUSR1');
+  await waitForLine(report, /^CHECKED$/, { pid });
+  const lines = readLines(report);
+  return lines.slice(lines.indexOf('READY') + 1, lines.indexOf('CHECKED'));
+}
+
+async function dumpOk(pid: number, extra: string[]): Promise<string> {
+  const dir = path.join(tempDir('criu-ts-tcpstate-img-'), 'images');
+  const r = await runCliWithin(['dump', '-t', String(pid), '-D', dir, ...extra], 30_000);
+  if (r.code !== 0 || r.stderr) throw new Error(`dump: exit ${r.code}: ${r.stderr}`);
+  for (const e of ImageDir.open(dir).pstree()) killAndReap(e.pid);
+  return dir;
+}
+
+async function restoreOk(pid: number, dir: string, extra: string[]): Promise<void> {
+  const r = await runCliWithin(['restore', '-D', dir, '-d', ...extra], 30_000);
+  if (r.code !== 0 || r.stderr) throw new Error(`restore: exit ${r.code}: ${r.stderr}`);
+  track(pid);
+}
+
+// A listener, a client connected to it and the accepted end, over loopback.
+const CONNECTED = `
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(('127.0.0.1', 0)); srv.listen(4)
+clt = socket.create_connection(srv.getsockname()); acc, _ = srv.accept()
+clt.sendall(b'unread')
+def check():
+    yield 'accepted ' + closed_both_ways(acc)
+    yield 'client ' + closed_both_ways(clt)
+    yield 'listener state %d' % state(srv)
+    again = socket.create_connection(srv.getsockname()); c, _ = srv.accept(); c.sendall(b'hi')
+    yield 'new connection %r' % again.recv(10)
+`;
+
+// What a connection restored closed shows: the end of the stream, EPIPE on a write; the listener
+// listens and accepts again.
+const CLOSED_CONNECTIONS = [
+  "accepted state 7 recv b'' send EPIPE",
+  "client state 7 recv b'' send EPIPE",
+  'listener state 10',
+  "new connection b'hi'",
+];
+
 describe('criu-ts restore: TCP connections as zdtm checks them', () => {
-  it.skipIf(!haveNft)('megabytes queued behind the largest buffers, both ends in the tree: restored in seconds, every byte read', async () => {
-    const report = path.join(tempDir('criu-ts-tcpbuf-'), 'report');
-    const pid = startTraceable([PYTHON, '-c', FULL_BUFFERS_PY, report], { setsid: true });
-    track(pid);
-    const [na, nb] = (await waitForLine(report, /^SENT /, { pid })).split(' ').slice(1).map(Number);
-    expect(na! + nb!).toBeGreaterThan(8 << 20);
-    await waitFor(() => procState(pid) === 'S', 'the program waiting');
-    const dir = path.join(tempDir('criu-ts-tcpbuf-img-'), 'images');
-    const d = await runCliWithin(['dump', '-t', String(pid), '-D', dir, '--tcp-established'], 30_000);
-    expect(d.stderr).toBe('');
-    expect(d.code).toBe(0);
-    for (const e of ImageDir.open(dir).pstree()) killAndReap(e.pid);
+  it('--tcp-close at dump: recorded without repair or lock, the restore must be asked for it too, connections come back closed', async () => {
+    const { report, pid } = await startProgram(CONNECTED);
+    const dir = await dumpOk(pid, ['--tcp-close']);
     const images = ImageDir.open(dir);
-    const dumped = new Map<number, TcpStreamEntry>();
-    for (const f of images.files())
-      if (f.isk?.dst_port) dumped.set(f.isk.src_port, images.messages<TcpStreamEntry>('tcp-stream-%x', f.isk.ino)[0]!);
-    const release = holdPorts([...dumped.keys()]);
-    const t0 = Date.now();
-    const r = await runCliWithin(['restore', '-D', dir, '-d', '--tcp-established'], 30_000);
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
-    expect(Date.now() - t0).toBeLessThan(15_000);
-    track(pid);
-    // The windows are the dumped ones: not those the restore's large buffers would advertise (a peer
-    // told of room that is not there sends what is then dropped, and both ends can stall for good).
-    const windows = execFileSync(PYTHON, ['-c', WINDOWS_PY, String(pid)], { encoding: 'utf8' });
-    const seen = windows.trim().split('\n').map((l) => l.split(' ').map(Number));
-    expect(seen.length).toBe(2);
-    for (const [port, sndWnd, rcvWnd] of seen) {
-      const t = dumped.get(port!)!;
-      expect({ port, sndWnd, rcvWnd }).toEqual({ port, sndWnd: t.snd_wnd, rcvWnd: t.rcv_wnd });
-    }
-    release();
-    process.kill(pid, 'SIGUSR1');
-    await waitForLine(report, /^READ /, { pid, timeoutMs: 60_000 });
-    expect(readLines(report)).toContain('READ OK OK');
-  }, 120_000);
+    expect(images.inventory().tcp_close).toBe(true);
+    const connections = images.files().filter((f) => f.isk?.dst_port);
+    expect(connections.length).toBe(2);
+    for (const f of connections) expect(images.has('tcp-stream-%x', f.isk!.ino)).toBe(false);
+    const refused = await runCliWithin(['restore', '-D', dir, '-d'], 30_000);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/Need to set the --tcp-close options/);
+    await restoreOk(pid, dir, ['--tcp-close']);
+    expect(await checkLines(pid, report)).toEqual(CLOSED_CONNECTIONS);
+  });
+
+  it.skipIf(!haveNft)(
+    '--tcp-established at dump, --tcp-close at restore: connections closed, and no longer locked',
+    async () => {
+      const { report, pid } = await startProgram(CONNECTED);
+      const dir = await dumpOk(pid, ['--tcp-established']);
+      const ports = ImageDir.open(dir)
+        .files()
+        .flatMap((f) => (f.isk?.dst_port ? [f.isk.src_port] : []));
+      const ours = () =>
+        viaNftables.held().filter((e) => ports.some((p) => new RegExp(`\\b${p}\\b`).test(e)));
+      expect(ours().length).toBe(2); // both directions of the connection
+      await restoreOk(pid, dir, ['--tcp-close']);
+      expect(ours()).toEqual([]);
+      expect(await checkLines(pid, report)).toEqual(CLOSED_CONNECTIONS);
+    },
+  );
+
+  it('shut down sockets stay shut down: UDP one way each, and a TCP connection closed both ways', async () => {
+    const { report, pid } = await startProgram(`
+a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+a.bind(('127.0.0.1', 0)); b.bind(('127.0.0.1', 0)); a.connect(b.getsockname()); b.connect(a.getsockname())
+a.shutdown(socket.SHUT_WR); b.shutdown(socket.SHUT_RD)
+srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(1)
+clt = socket.create_connection(srv.getsockname()); acc, _ = srv.accept(); srv.close()
+clt.shutdown(socket.SHUT_WR); acc.shutdown(socket.SHUT_WR)
+acc.recv(1); clt.recv(1)
+def check():
+    try: a.send(b'x'); yield 'a sent'
+    except OSError as e: yield 'a ' + errno.errorcode[e.errno]
+    b.send(b'to a'); yield 'a got %r' % a.recv(10)
+    yield 'client ' + closed_both_ways(clt)
+    yield 'accepted ' + closed_both_ways(acc)
+`);
+    const dir = await dumpOk(pid, []);
+    await restoreOk(pid, dir, []);
+    expect(await checkLines(pid, report)).toEqual([
+      'a EPIPE',
+      "a got b'to a'",
+      "client state 7 recv b'' send EPIPE",
+      "accepted state 7 recv b'' send EPIPE",
+    ]);
+  });
+
+  it('two listeners share a port through SO_REUSEPORT, one of which dropped it since: both listen again, options as they were', async () => {
+    const { report, pid } = await startProgram(`
+def listener(port):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind(('127.0.0.1', port)); s.listen(4); return s
+one = listener(0); two = listener(one.getsockname()[1])
+one.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 0)
+def check():
+    for s in (one, two):
+        yield 'port %s state %d reuseport %d' % (s.getsockname()[1] == one.getsockname()[1], state(s), s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT))
+`);
+    const dir = await dumpOk(pid, []);
+    await restoreOk(pid, dir, []);
+    expect(await checkLines(pid, report)).toEqual([
+      'port True state 10 reuseport 0',
+      'port True state 10 reuseport 1',
+    ]);
+  });
+
+  it.skipIf(!haveNft)(
+    'megabytes queued behind the largest buffers, both ends in the tree: restored in seconds, every byte read',
+    async () => {
+      const report = path.join(tempDir('criu-ts-tcpbuf-'), 'report');
+      const pid = startTraceable([PYTHON, '-c', FULL_BUFFERS_PY, report], { setsid: true });
+      track(pid);
+      const [na, nb] = (await waitForLine(report, /^SENT /, { pid })).split(' ').slice(1).map(Number);
+      expect(na! + nb!).toBeGreaterThan(8 << 20);
+      await waitFor(() => procState(pid) === 'S', 'the program waiting');
+      const dir = path.join(tempDir('criu-ts-tcpbuf-img-'), 'images');
+      const d = await runCliWithin(['dump', '-t', String(pid), '-D', dir, '--tcp-established'], 30_000);
+      expect(d.stderr).toBe('');
+      expect(d.code).toBe(0);
+      for (const e of ImageDir.open(dir).pstree()) killAndReap(e.pid);
+      const images = ImageDir.open(dir);
+      const dumped = new Map<number, TcpStreamEntry>();
+      for (const f of images.files())
+        if (f.isk?.dst_port)
+          dumped.set(f.isk.src_port, images.messages<TcpStreamEntry>('tcp-stream-%x', f.isk.ino)[0]!);
+      const release = holdPorts([...dumped.keys()]);
+      const t0 = Date.now();
+      const r = await runCliWithin(['restore', '-D', dir, '-d', '--tcp-established'], 30_000);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(Date.now() - t0).toBeLessThan(15_000);
+      track(pid);
+      // The windows are the dumped ones: not those the restore's large buffers would advertise (a peer
+      // told of room that is not there sends what is then dropped, and both ends can stall for good).
+      const windows = execFileSync(PYTHON, ['-c', WINDOWS_PY, String(pid)], { encoding: 'utf8' });
+      const seen = windows
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' ').map(Number));
+      expect(seen.length).toBe(2);
+      for (const [port, sndWnd, rcvWnd] of seen) {
+        const t = dumped.get(port!)!;
+        expect({ port, sndWnd, rcvWnd }).toEqual({ port, sndWnd: t.snd_wnd, rcvWnd: t.rcv_wnd });
+      }
+      release();
+      process.kill(pid, 'SIGUSR1');
+      await waitForLine(report, /^READ /, { pid, timeoutMs: 60_000 });
+      expect(readLines(report)).toContain('READ OK OK');
+    },
+    120_000,
+  );
 });

@@ -33,6 +33,7 @@ export interface CriuOptions {
   shellJob: boolean;
   fileLocks: boolean;
   tcpEstablished: boolean;
+  tcpClose: boolean;
   skipInFlight: boolean;
   extUnixSk: boolean;
   displayStats: boolean;
@@ -63,6 +64,7 @@ export function defaultOptions(): CriuOptions {
     shellJob: false,
     fileLocks: false,
     tcpEstablished: false,
+    tcpClose: false,
     skipInFlight: false,
     extUnixSk: false,
     displayStats: false,
@@ -102,6 +104,7 @@ type BoolKey =
   | 'shellJob'
   | 'fileLocks'
   | 'tcpEstablished'
+  | 'tcpClose'
   | 'skipInFlight'
   | 'displayStats'
   | 'forceIrmap'
@@ -299,7 +302,7 @@ const OPTIONS: OptionSpec[] = [
       o.statusFd = fd;
     },
   },
-  refuse('tcp-close', 'none', 'restoring connections closed is not in criu-ts yet'),
+  bool('tcp-close', 'tcpClose', 'restore connected TCP sockets closed (dumped without their state)'),
   {
     long: 'verbosity',
     short: 'v',

@@ -22,6 +22,8 @@ export interface FdRestoreContext extends FdCheckContext {
   shared<T>(key: string, make: () => T): T;
   /** How the dump locked the connections (which the same method unlocks). */
   networkLock: NetworkLockMethod;
+  /** --tcp-close: TCP connections come back closed (CRIU's option). */
+  tcpClose?: boolean;
   /** Run `fn` once the restored tree runs (lift a network lock); not run if the restore fails. */
   afterRestore(fn: () => void): void;
   /** Close `fd` when the restore ends (an end of a pipe no task holds, a helper fd). */

@@ -53,7 +53,7 @@ export class NodeFiles {
   private readonly inheritTty: Set<number>;
 
   constructor(
-    plan: Pick<RestorePlan, 'dir' | 'files' | 'ghosts' | 'inheritTty' | 'networkLock'>,
+    plan: Pick<RestorePlan, 'dir' | 'files' | 'ghosts' | 'inheritTty' | 'networkLock' | 'tcpClose'>,
     private readonly log: (msg: string) => void = () => {},
   ) {
     this.dir = plan.dir;
@@ -64,6 +64,7 @@ export class NodeFiles {
       dir: plan.dir,
       files: plan.files,
       networkLock: plan.networkLock,
+      tcpClose: plan.tcpClose === true,
       fd: (id) => this.fd(id, 'fd'),
       shared: <T>(key: string, make: () => T): T => {
         if (!this.sharedObjects.has(key)) this.sharedObjects.set(key, make());
