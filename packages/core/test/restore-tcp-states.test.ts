@@ -3,6 +3,7 @@
 // at dump or only at restore (socket-tcp-close*); sockets shut down (socket_udp_shutdown,
 // socket-tcp-close2); two listeners sharing a port (socket-tcp-reuseport).
 import { execFileSync } from 'node:child_process';
+import net from 'node:net';
 import path from 'node:path';
 import { killAndReap, startTraceable } from '@criu-ts/compel';
 import { ImageDir, type TcpStreamEntry } from '@criu-ts/images';
@@ -87,17 +88,16 @@ for name in os.listdir('/proc/%s/fd' % sys.argv[1]):
 `;
 
 /**
- * A lock of the test's own (an nftables table dropping every packet of these ports) while the restored
- * windows are read: nothing the peers send each other can change them meanwhile.
+ * A lock of the test's own: an nftables table dropping the packets `match` selects (`tcp sport { 1, 2 }`)
+ * until released (or cleaned up).
  */
-function holdPorts(ports: number[]): () => void {
+function holdPackets(match: string): () => void {
   const table = `criu_ts_test_${process.pid}`;
-  const set = ports.join(', ');
   execFileSync('nft', ['-f', '-'], {
     input: [
       `add table inet ${table}`,
       `add chain inet ${table} input { type filter hook input priority -310; policy accept; }`,
-      `add rule inet ${table} input tcp sport { ${set} } drop`,
+      `add rule inet ${table} input ${match} drop`,
       '',
     ].join('\n'),
   });
@@ -248,6 +248,40 @@ def check():
     ]);
   });
 
+  it.skipIf(!haveNft)(
+    'a connection being set up (SYN_SENT, its SYN dropped): dumped, restored, it connects once the SYN gets through',
+    async () => {
+      const port = await new Promise<number>((resolve) => {
+        const probe = net.createServer().listen(0, '127.0.0.1', () => {
+          const p = (probe.address() as net.AddressInfo).port;
+          probe.close(() => resolve(p));
+        });
+      });
+      const release = holdPackets(`tcp dport ${port} tcp flags & (syn | ack) == syn`);
+      const { report, pid } = await startProgram(`
+import select
+srv = socket.socket(); srv.bind(('127.0.0.1', ${port})); srv.listen(1)
+clt = socket.socket(); clt.setblocking(False)
+try: clt.connect(('127.0.0.1', ${port}))
+except BlockingIOError: pass
+def check():
+    w = select.select([], [clt], [], 30)[1]
+    yield 'connected %s error %d' % (bool(w), clt.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+    acc, _ = srv.accept(); clt.setblocking(True); clt.sendall(b'ping'); acc.sendall(acc.recv(4).upper())
+    yield 'answer %r' % clt.recv(4)
+`);
+      const dir = await dumpOk(pid, ['--tcp-established']);
+      const images = ImageDir.open(dir);
+      const client = images.files().find((f) => f.isk?.dst_port === port);
+      expect(client?.isk?.state).toBe(2); // SYN_SENT
+      expect(images.has('tcp-stream-%x', client!.isk!.ino)).toBe(true);
+      await restoreOk(pid, dir, ['--tcp-established']);
+      release();
+      expect(await checkLines(pid, report)).toEqual(['connected True error 0', "answer b'PING'"]);
+    },
+    60_000,
+  );
+
   it('two listeners share a port through SO_REUSEPORT, one of which dropped it since: both listen again, options as they were', async () => {
     const { report, pid } = await startProgram(`
 def listener(port):
@@ -286,7 +320,8 @@ def check():
       for (const f of images.files())
         if (f.isk?.dst_port)
           dumped.set(f.isk.src_port, images.messages<TcpStreamEntry>('tcp-stream-%x', f.isk.ino)[0]!);
-      const release = holdPorts([...dumped.keys()]);
+      // While the restored windows are read, nothing the peers send each other may change them.
+      const release = holdPackets(`tcp sport { ${[...dumped.keys()].join(', ')} }`);
       const t0 = Date.now();
       const r = await runCliWithin(['restore', '-D', dir, '-d', '--tcp-established'], 30_000);
       expect(r.stderr).toBe('');
