@@ -178,7 +178,7 @@ function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
     dst_addr: toWords(remote?.addr ?? zero),
     fown: noOwner(),
     opts: readSocketOptions(fd, where),
-    ip_opts: readIpOptions(fd, family),
+    ip_opts: readIpOptions(fd, family, type, proto),
     ...(type === SOCK_STREAM ? { tcp_opts: readTcpOptions(fd) } : {}),
     ...(family === AF_INET6 ? { v6only: getsockoptInt(fd, SOL_IPV6, IPV6_V6ONLY) !== 0 } : {}),
     // As CRIU writes it: always for UDP, for TCP when the socket was shut down at all.

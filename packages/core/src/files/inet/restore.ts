@@ -36,7 +36,7 @@ import type { FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
 import { applyBufferSizes, applySocketOptions, roomForQueues } from '../socket/options.js';
 import { FD_TYPE } from '../table.js';
 import { connectionOf, fromWords, type InetAddress, toSockaddr } from './address.js';
-import { applyIpOptions } from './ip-options.js';
+import { applyIpOptions, freeBindWhileBinding } from './ip-options.js';
 import { connectAgain, finishTcpStream, isRepairableState, repairOn, setSequences, TCP } from './tcp.js';
 import { applyTcpOptions } from './tcp-options.js';
 
@@ -136,7 +136,7 @@ function closedConnection(s: InetSkEntry, ctx: FdRestoreContext): number {
   const fd = socket(s.family, s.type | SOCK_CLOEXEC, s.proto);
   try {
     applySocketOptions(fd, s.opts);
-    if (s.ip_opts) applyIpOptions(fd, s.family, s.ip_opts);
+    if (s.ip_opts) applyIpOptions(fd, s.family, s.proto, s.ip_opts);
     applyV6Only(fd, s);
     if (s.tcp_opts) applyTcpOptions(fd, s.tcp_opts);
     shutdownAsDumped(fd, SHUT_RDWR + 1);
@@ -181,7 +181,7 @@ function makeSocket(s: InetSkEntry, ctx: FdRestoreContext): number {
     }
     applySocketOptions(fd, connection ? { ...s.opts, reuseaddr: false } : s.opts);
     if (stream) roomForQueues(fd); // the dumped sizes come back once the queues are in
-    if (s.ip_opts) applyIpOptions(fd, s.family, s.ip_opts); // before bind: IP_FREEBIND
+    if (s.ip_opts) applyIpOptions(fd, s.family, s.proto, s.ip_opts); // before bind: IP_FREEBIND
     applyV6Only(fd, s);
     const local = fromWords(s.family, s.src_addr ?? []);
     if (s.src_port !== 0 || local.some((b) => b !== 0)) {
@@ -189,7 +189,9 @@ function makeSocket(s: InetSkEntry, ctx: FdRestoreContext): number {
       const reusePort = reuse && sharesPortByReuse(ctx, s);
       if (reuse) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
       if (reusePort) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+      const afterBind = freeBindWhileBinding(fd, s.family, s.type, s.ip_opts);
       bindAsDumped(fd, s, local);
+      afterBind();
       if (s.state === TCP.LISTEN && s.type === SOCK_STREAM) listen(fd, s.backlog || 128);
       if (reuse) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, s.opts.reuseaddr ? 1 : 0);
       if (reusePort) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, s.opts.so_reuseport ? 1 : 0);
