@@ -3,11 +3,15 @@
 // (sk-queues.img, read without taking them), with the files they carry (SCM_RIGHTS, dumped like the
 // tasks' fds and named by their files.img ids). A peer must be in the tree: a socket connected to a
 // process outside it is refused (CRIU's --ext-unix-sk is not there yet), as are connections still
-// waiting to be accepted and relative names.
-import { statSync } from 'node:fs';
+// waiting to be accepted. A name relative to the binder's working directory is kept with that
+// directory (name_dir), found from the socket's own file (SIOCUNIXFILE), as CRIU finds it.
+import { readlinkSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import type { UnixSkEntry } from '@criu-ts/images';
 import {
+  close,
   decodeUnixDiagAttrs,
+  ioctl,
   SCM_RIGHTS,
   SOCK_DGRAM,
   sockDiag,
@@ -24,7 +28,10 @@ import { peekQueue } from '../socket/queue.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, noOwner, type OpenFile } from '../table.js';
 import { USK_EXTERN } from './uflags.js';
 
+const TCP_ESTABLISHED = 1;
 const TCP_LISTEN = 10;
+/** SIOCUNIXFILE (SIOCPROTOPRIVATE): an O_PATH fd of the file a unix socket is bound to. */
+const SIOCUNIXFILE = 0x89e0;
 /** The options of a socket criu-ts does not restore (an external peer). */
 const EMPTY_OPTS = {
   so_sndbuf: 0,
@@ -105,13 +112,37 @@ function addExternalPeer(files: FileTable, ino: number, sk: UnixSocketInfo): voi
   }));
 }
 
+/**
+ * The directory a relative name was bound in: the socket's file, as the kernel names it, without the
+ * name. Undefined when the file is gone.
+ */
+function nameDirOf(sock: number, name: string, where: string): string | undefined {
+  let file: number;
+  try {
+    file = ioctl(sock, SIOCUNIXFILE);
+  } catch (e) {
+    throw new DumpError(
+      `${where}: unix socket bound to ${name}: its file cannot be found (${(e as Error).message})`,
+    );
+  }
+  try {
+    const path = readlinkSync(`/proc/self/fd/${file}`).replace(/ \(deleted\)$/, '');
+    if (!path.endsWith(`/${name}`))
+      throw new DumpError(`${where}: unix socket bound to ${name}, whose file is ${path}: not supported`);
+    return path.slice(0, path.length - name.length - 1) || '/';
+  } finally {
+    close(file);
+  }
+}
+
 function fileModeOf(
   name: Buffer,
   sk: UnixSocketInfo,
+  dir?: string,
 ): { perms?: UnixSkEntry['file_perms']; deleted: boolean } {
   if (name.length === 0 || name[0] === 0) return { deleted: false };
   try {
-    const st = statSync(name.toString('utf8'));
+    const st = statSync(dir ? join(dir, name.toString('utf8')) : name.toString('utf8'));
     if (sk.vfs && st.ino !== sk.vfs.ino) return { deleted: true };
     return { perms: { mode: st.mode, uid: st.uid, gid: st.gid }, deleted: false };
   } catch {
@@ -128,20 +159,21 @@ function entryFor(
 ): UnixSkEntry {
   const where = `pid ${file.pid} fd ${file.fd}`;
   const name = sk.name ?? Buffer.alloc(0);
-  if (name.length > 0 && name[0] !== 0 && name[0] !== 0x2f /* '/' */)
-    throw new DumpError(`${where}: unix socket bound to a relative name (${name}): not supported yet`);
   if (sk.state === TCP_LISTEN && (sk.icons?.length ?? 0) > 0)
     throw new DumpError(`${where}: listening unix socket ${name} has connections not accepted yet`);
   const own = files.steal(file.pid, file.fd);
+  const relative = name.length > 0 && name[0] !== 0 && name[0] !== 0x2f; /* '/' */
+  const nameDir = relative ? nameDirOf(own, name.toString('utf8'), where) : undefined;
   if (sk.peer) peersToCheck(files).push({ where, ino, peer: sk.peer });
-  if (sk.state !== TCP_LISTEN) {
+  // A stream socket that is not connected has no queue (and recvmsg refuses to look: EINVAL).
+  if (sk.state !== TCP_LISTEN && (sk.type === SOCK_DGRAM || sk.state === TCP_ESTABLISHED)) {
     for (const p of peekQueue(own, `${where} (unix socket ${ino})`)) {
       const rights = p.fds.map((fd) => files.inFlight(fd));
       const scm = rights.length ? { scm: [{ type: SCM_RIGHTS, rights }] } : {};
       files.addImageEntry('sk-queues', { id_for: id, length: p.data.length, ...scm }, p.data);
     }
   }
-  const { perms, deleted } = fileModeOf(name, sk);
+  const { perms, deleted } = fileModeOf(name, sk, nameDir);
   return {
     id,
     ino,
@@ -156,6 +188,7 @@ function entryFor(
     name,
     ...(sk.shutdown ? { shutdown: sk.shutdown } : {}),
     ...(perms ? { file_perms: perms } : {}),
+    ...(nameDir ? { name_dir: nameDir } : {}),
     ...(deleted ? { deleted: true } : {}),
   };
 }

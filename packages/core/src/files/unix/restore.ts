@@ -4,11 +4,17 @@
 // connected one way (a datagram client of a bound server) connects to its peer's name. Queued packets
 // are sent again into the socket that was to receive them, before anyone can read, with the files
 // they carried (SCM_RIGHTS). Sockets are made first and filled after: a packet may carry its own
-// socket, or the other end of its pair, which must exist by then.
+// socket, or the other end of its pair, which must exist by then. A datagram socket without a name is
+// filled through a socketpair whose other end is then closed (its peer is cleared first, as CRIU does:
+// then it may be connected anew); a connected datagram socket connects after its queue is in (a socket
+// connected to itself accepts only its own packets). A relative name is bound (and reached) from the
+// directory it was bound in.
 import { chmodSync, chownSync, lstatSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import type { FileEntry, SkPacketEntry, UnixSkEntry } from '@criu-ts/images';
 import {
   AF_UNIX,
+  AF_UNSPEC,
   bind,
   close,
   connect,
@@ -148,12 +154,33 @@ function failingAs(what: string, fn: () => void): void {
   }
 }
 
+/**
+ * Run `fn` (a bind, connect or send by `u`'s name) where the name means what it meant: from the
+ * directory a relative name was bound in.
+ */
+function fromNameDir<T>(u: UnixSkEntry, fn: () => T): T {
+  if (!u.name_dir || u.name.length === 0 || u.name[0] === 0 || u.name[0] === 0x2f) return fn();
+  const back = process.cwd();
+  process.chdir(u.name_dir);
+  try {
+    return fn();
+  } finally {
+    process.chdir(back);
+  }
+}
+
+/** The socket file's path, relative names joined to their directory. */
+const filePath = (u: UnixSkEntry) => {
+  const name = Buffer.from(u.name).toString('utf8');
+  return u.name_dir && !name.startsWith('/') ? join(u.name_dir, name) : name;
+};
+
 /** Bind to the dumped name: a socket file left by the killed task is removed first. */
 function bindName(fd: number, u: UnixSkEntry): void {
   const name = Buffer.from(u.name);
   if (name.length === 0) return;
   if (name[0] !== 0) {
-    const path = name.toString('utf8');
+    const path = filePath(u);
     try {
       if (lstatSync(path).isSocket()) unlinkSync(path);
       else throw new RestoreError(`unix socket ${u.ino}: ${path} exists and is not a socket`);
@@ -161,9 +188,9 @@ function bindName(fd: number, u: UnixSkEntry): void {
       if (e instanceof RestoreError) throw e;
     }
   }
-  bind(fd, sockaddrOf(name));
+  fromNameDir(u, () => bind(fd, sockaddrOf(name)));
   if (name[0] !== 0) {
-    const path = name.toString('utf8');
+    const path = filePath(u);
     if (u.file_perms) {
       chmodSync(path, u.file_perms.mode & 0o7777);
       chownSync(path, u.file_perms.uid, u.file_perms.gid);
@@ -180,7 +207,7 @@ function connectToPeer(ctx: Ctx, fd: number, peer: UnixEntry): void {
   const external = (peer.usk.uflags & USK_EXTERN) !== 0;
   if (!external) ctx.fd(peer.id);
   try {
-    connect(fd, sockaddrOf(peer.usk.name));
+    fromNameDir(peer.usk, () => connect(fd, sockaddrOf(peer.usk.name)));
   } catch (e) {
     if (!external) throw e;
     const name = Buffer.from(peer.usk.name).toString('utf8').replace(/\0/g, '@');
@@ -188,7 +215,7 @@ function connectToPeer(ctx: Ctx, fd: number, peer: UnixEntry): void {
   }
 }
 
-/** A socket on its own: bound, listening, or connected one way to a peer's name. */
+/** A socket on its own: bound, listening, or connected one way to a peer's name (itself, maybe). */
 function makeSingle(ctx: Ctx, entry: UnixEntry): Made {
   const u = entry.usk;
   const what = `unix socket ${u.ino} (files.img id ${entry.id})`;
@@ -206,29 +233,45 @@ function makeSingle(ctx: Ctx, entry: UnixEntry): Made {
     };
     return { fds: new Map([[u.ino, fd]]), fill, filled: false };
   }
-  const fd = socket(AF_UNIX, u.type | SOCK_CLOEXEC);
+  const peer = u.peer ? byInode(ctx).get(u.peer) : undefined;
+  // No name to send its packets to: they come from the other end of a pair, which then goes.
+  const fillThroughPair = u.type === SOCK_DGRAM && !!packets?.length && u.name.length === 0;
+  let fd = -1;
+  let filler = -1;
   try {
+    if (fillThroughPair) {
+      [fd, filler] = socketpair(AF_UNIX, u.type | SOCK_CLOEXEC);
+      connect(fd, Buffer.from([AF_UNSPEC, 0])); // no peer any more; the other end still sends to it
+    } else fd = socket(AF_UNIX, u.type | SOCK_CLOEXEC);
     applySocketOptions(fd, u.opts);
     bindName(fd, u);
     if (u.state === TCP_LISTEN) listen(fd, u.backlog || 128);
-    const peer = u.peer ? byInode(ctx).get(u.peer) : undefined;
     if (u.peer && !peer) throw new RestoreError(`its peer socket ${u.peer} is not in files.img`);
-    if (peer) connectToPeer(ctx, fd, peer);
-    if (packets?.length && u.name.length === 0)
-      throw new RestoreError('it has queued packets but no name to send them to');
+    // A stream socket connects now; a datagram one once its queue is in (see the file comment).
+    if (peer && u.type !== SOCK_DGRAM) connectToPeer(ctx, fd, peer);
   } catch (e) {
-    close(fd);
+    for (const f of [fd, filler]) if (f >= 0) close(f);
     throw new RestoreError(`${what}: ${(e as Error).message}`);
   }
   const fill = () =>
     failingAs(what, () => {
-      if (packets?.length) {
+      if (filler >= 0) {
+        try {
+          refill(ctx, filler, packets);
+        } finally {
+          close(filler);
+        }
+      } else if (packets?.length) {
         const sender = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC);
         try {
-          refill(ctx, sender, packets, sockaddrOf(u.name));
+          fromNameDir(u, () => refill(ctx, sender, packets, sockaddrOf(u.name)));
         } finally {
           close(sender);
         }
+      }
+      if (peer && u.type === SOCK_DGRAM) {
+        if (peer.id === entry.id) fromNameDir(u, () => connect(fd, sockaddrOf(u.name)));
+        else connectToPeer(ctx, fd, peer);
       }
       applyShutdown(fd, u.shutdown);
     });
@@ -247,7 +290,7 @@ export const unixSocketRestoreDriver: FdRestoreDriver = {
     const u = e.usk;
     const peer = u.peer ? byInode(ctx).get(u.peer) : undefined;
     const made =
-      peer && peer.usk.peer === u.ino
+      peer && peer.id !== e.id && peer.usk.peer === u.ino
         ? ctx.shared(`unix-pair:${Math.min(u.ino, peer.usk.ino)}-${Math.max(u.ino, peer.usk.ino)}`, () =>
             makePair(ctx, e, peer),
           )
