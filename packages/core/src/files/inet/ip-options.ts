@@ -77,7 +77,7 @@ export function applyIpOptions(fd: number, family: number, proto: number, o: IpO
   const f = icmpFilterOf(family, proto);
   if (f && raw.icmpv_filter?.length === f.words) {
     const b = Buffer.alloc(f.words * 4);
-    raw.icmpv_filter.forEach((w, i) => b.writeUInt32LE(w >>> 0, i * 4));
+    for (const [i, w] of raw.icmpv_filter.entries()) b.writeUInt32LE(w >>> 0, i * 4);
     setsockopt(fd, f.level, f.name, b);
   }
   if (raw.nodefrag && family === AF_INET) set(IP_NODEFRAG, 1);
