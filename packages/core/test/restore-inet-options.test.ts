@@ -1,9 +1,11 @@
 // IP-level state of inet sockets as CRIU's zdtm suite checks it: an IPv6 socket bound to an address this
 // machine does not have, with IP_FREEBIND turned off since (sk-freebind-false); raw sockets, IPv4 and
-// IPv6, with their IP and raw options (sock_ip_opts00/01).
+// IPv6, with their IP and raw options (sock_ip_opts00/01). A task in a network namespace of its own is
+// refused (criu-ts does not dump network namespaces; CRIU's netns_lock_* tests lock one).
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cleanup } from './helpers.js';
-import { checkLines, dumpOk, restoreOk, startProgram } from './inet-program.js';
+import { cleanup, tempDir } from './helpers.js';
+import { checkLines, dumpOk, restoreOk, runCliWithin, startProgram } from './inet-program.js';
 
 afterEach(() => cleanup());
 
@@ -21,6 +23,27 @@ def check():
     const dir = await dumpOk(pid, []);
     await restoreOk(pid, dir, []);
     expect(await checkLines(pid, report)).toEqual(['bound 2001:db8::ff00:42:8329 freebind 0']);
+  });
+
+  it('a task in a network namespace of its own: the dump is refused, naming it, and the task runs on', async () => {
+    const { report, pid } = await startProgram(`
+import ctypes
+assert ctypes.CDLL(None, use_errno=True).unshare(0x40000000) == 0  # CLONE_NEWNET
+s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1)
+def check():
+    yield 'listening %d' % state(s)
+`);
+    const r = await runCliWithin(
+      ['dump', '-t', String(pid), '-D', path.join(tempDir('criu-ts-netns-'), 'images')],
+      30_000,
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `pid ${pid} is in network namespace net:\\[\\d+\\], not criu-ts's .*network namespaces are not dumped by criu-ts`,
+      ),
+    );
+    expect(await checkLines(pid, report)).toEqual(['listening 10']);
   });
 
   it('raw sockets, IPv4 and IPv6: IP options, IP_HDRINCL, IP_NODEFRAG and the ICMP filters come back', async () => {

@@ -1,6 +1,7 @@
 import { readlinkSync } from 'node:fs';
 import type { TaskKobjIdsEntry } from '@criu-ts/images';
 import { KCMP_FILES, KCMP_FS, KCMP_SIGHAND, KCMP_VM, kcmp } from '@criu-ts/sys';
+import { DumpError } from '../dump/errors.js';
 import { IdAllocator } from '../dump/ids.js';
 
 const NAMESPACES = [
@@ -15,6 +16,17 @@ const NAMESPACES = [
 ] as const;
 
 /**
+ * A task in another network namespace than criu-ts's: CRIU dumps that namespace (its devices,
+ * addresses, routes, rules) and locks all of its traffic until restore; criu-ts does neither yet, and a
+ * restore would put the task in criu-ts's namespace, with other addresses and peers. Refused.
+ */
+function otherNetns(pid: number, link: string, own: string): DumpError {
+  return new DumpError(
+    `pid ${pid} is in network namespace ${link}, not criu-ts's (${own}): network namespaces are not dumped by criu-ts yet (run criu-ts in the task's namespace)`,
+  );
+}
+
+/**
  * ids-PID.img: which mm, fd table, fs and signal handlers a task shares with others of the
  * tree (CLONE_VM, CLONE_FILES, ...), found with kcmp(2), and which namespaces it is in.
  */
@@ -27,6 +39,7 @@ export class KobjIds {
     sighand: new IdAllocator<number>(),
   };
   private readonly ns = new IdAllocator<string>();
+  private readonly ownNet = readlinkSync('/proc/self/ns/net');
 
   of(pid: number): TaskKobjIdsEntry {
     const id = (kind: keyof typeof this.shared, type: number) => {
@@ -41,11 +54,14 @@ export class KobjIds {
       sighand_id: id('sighand', KCMP_SIGHAND),
     };
     for (const [ns, field] of NAMESPACES) {
+      let link: string;
       try {
-        entry[field] = this.ns.get(readlinkSync(`/proc/${pid}/ns/${ns}`)).id;
+        link = readlinkSync(`/proc/${pid}/ns/${ns}`);
       } catch {
-        // A namespace kind this kernel does not have.
+        continue; // a namespace kind this kernel does not have
       }
+      if (ns === 'net' && link !== this.ownNet) throw otherNetns(pid, link, this.ownNet);
+      entry[field] = this.ns.get(link).id;
     }
     this.seen.push(pid);
     return entry;
