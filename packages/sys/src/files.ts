@@ -390,6 +390,22 @@ export function fcntl(fd: number, cmd: number, arg: number | bigint | Buffer = 0
   );
 }
 
+/**
+ * The events of `fd` among `events` (and POLLERR, POLLHUP, which are always reported), right now:
+ * poll(2) on one fd without waiting.
+ */
+export function pollNow(fd: number, events: number): number {
+  const pfd = Buffer.alloc(8);
+  pfd.writeInt32LE(fd, 0);
+  pfd.writeInt16LE(events, 4);
+  checkedRetry(
+    'poll',
+    () => `fd ${fd}`,
+    () => syscall(SYS.poll, pfd, 1, 0),
+  );
+  return pfd.readUInt16LE(6);
+}
+
 /** flock(2). Retried on EINTR (a blocking lock wait interrupted by a signal). */
 export function flock(fd: number, operation: number): void {
   checkedRetry(

@@ -30,6 +30,7 @@ export async function dumpCommand(o: CriuOptions, version: string): Promise<numb
       ...(o.freezeCgroup ? { freezeCgroup: o.freezeCgroup } : {}),
       timeoutMs: o.timeout * 1000,
       tcpEstablished: o.tcpEstablished,
+      tcpClose: o.tcpClose,
       networkLock: o.networkLock ?? 'nftables',
       extUnixSk: o.extUnixSk,
       skipInFlight: o.skipInFlight,

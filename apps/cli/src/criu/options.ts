@@ -33,6 +33,7 @@ export interface CriuOptions {
   shellJob: boolean;
   fileLocks: boolean;
   tcpEstablished: boolean;
+  tcpClose: boolean;
   skipInFlight: boolean;
   extUnixSk: boolean;
   /** --ghost-limit: the most disk space an unlinked file kept in the images may take (bytes). */
@@ -69,6 +70,7 @@ export function defaultOptions(): CriuOptions {
     shellJob: false,
     fileLocks: false,
     tcpEstablished: false,
+    tcpClose: false,
     skipInFlight: false,
     extUnixSk: false,
     ghostFiemap: true,
@@ -110,6 +112,7 @@ type BoolKey =
   | 'shellJob'
   | 'fileLocks'
   | 'tcpEstablished'
+  | 'tcpClose'
   | 'skipInFlight'
   | 'displayStats'
   | 'forceIrmap'
@@ -312,7 +315,7 @@ const OPTIONS: OptionSpec[] = [
       o.statusFd = fd;
     },
   },
-  refuse('tcp-close', 'none', 'restoring connections closed is not in criu-ts yet'),
+  bool('tcp-close', 'tcpClose', 'restore connected TCP sockets closed (dumped without their state)'),
   {
     long: 'verbosity',
     short: 'v',

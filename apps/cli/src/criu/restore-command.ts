@@ -35,6 +35,7 @@ export async function restoreCommand(o: CriuOptions, version: string): Promise<n
       sibling: o.restoreSibling,
       manageCgroups: o.manageCgroups,
       ...(o.networkLock ? { networkLock: o.networkLock } : {}),
+      tcpClose: o.tcpClose,
       log: {
         debug: (m) => log.debug(m, 'restore'),
         info: (m) => log.info(m, 'restore'),

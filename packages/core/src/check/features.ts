@@ -4,6 +4,7 @@
  * supported only when the kernel has it AND criu-ts uses it; otherwise the answer says which of the
  * two is missing.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { release } from 'node:os';
 import { ProcDir } from '@criu-ts/bfd';
@@ -162,18 +163,7 @@ export const FEATURES: readonly Feature[] = [
     level: 'basic',
     probe: notInCriuTs("a network namespace's nftables rules are something"),
   },
-  {
-    // A fact of the machine CRIU reports (iptables with the legacy API is installed), which zdtm's
-    // iptables tests need for their own rules; criu-ts's --network-lock iptables runs either flavour.
-    name: 'has_ipt_legacy',
-    level: 'basic',
-    probe: () =>
-      ['iptables-legacy', 'ip6tables-legacy'].every((b) =>
-        ['/usr/sbin', '/sbin', '/usr/bin', '/bin'].some((d) => existsSync(`${d}/${b}`)),
-      )
-        ? yes
-        : no('iptables-legacy and ip6tables-legacy are not installed'),
-  },
+  { name: 'has_ipt_legacy', level: 'basic', probe: legacyIptables },
   { name: 'pidfd_store', level: 'basic', probe: notInCriuTs('the RPC pidfd store is something') },
   { name: 'ns_pid', level: 'basic', probe: notInCriuTs('pid namespaces are something') },
   { name: 'apparmor_stacking', level: 'basic', probe: notInCriuTs('AppArmor profiles are something') },
@@ -220,6 +210,25 @@ export const FEATURES: readonly Feature[] = [
         : no('PAGEMAP_SCAN does not report guard pages (PAGE_IS_GUARD needs Linux 6.14)'),
   },
 ];
+
+/**
+ * Whether an iptables on the legacy (x_tables) kernel interface is installed, for IPv4 and IPv6: the
+ * plain command if it is not the nf_tables one, else its -legacy twin. CRIU's check, to the letter.
+ */
+function legacyIptables(): FeatureAnswer {
+  const isLegacy = (cmd: string) => {
+    try {
+      const v = execFileSync(cmd, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      return !v.includes('nf_tables');
+    } catch {
+      return false;
+    }
+  };
+  for (const family of ['iptables', 'ip6tables'])
+    if (!isLegacy(`${family}-save`) && !isLegacy(`${family}-legacy-save`))
+      return no(`no ${family} using the legacy (x_tables) interface is installed`);
+  return yes;
+}
 
 export function featureNamed(name: string): Feature | undefined {
   return FEATURES.find((f) => f.name === name);

@@ -43,6 +43,8 @@ export interface DumpOptions {
   shellJob?: boolean;
   /** --tcp-established: dump established TCP connections (TCP repair) instead of refusing them. */
   tcpEstablished?: boolean;
+  /** --tcp-close: connections are recorded as they are, without repair; restore makes them closed. */
+  tcpClose?: boolean;
   /** --network-lock: how connections are held while dumped (default nftables; skip: not at all). */
   networkLock?: NetworkLockMethod;
   /** --ext-unix-sk: datagram unix sockets may send to a named socket outside the tree (a syslog). */
@@ -94,6 +96,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   log(`seized ${tree.tasks.length} tasks`);
   const files = new FileTable(new Set(tree.tasks.map((t) => t.pid)), {
     tcpEstablished: opts.tcpEstablished === true,
+    tcpClose: opts.tcpClose === true,
     networkLock: opts.networkLock ?? 'nftables',
     runId: randomUUID(), // CRIU's criu_run_id: names the network lock (see net-lock/)
     extUnixSk: opts.extUnixSk === true,
@@ -287,6 +290,8 @@ function writeTreeImages(ctx: DumpContext, rootIds: TaskKobjIdsEntry): void {
     // as CRIU writes it: restore unlocks with the method that locked
     network_lock_method: inventoryCodeOf(ctx.files.options.networkLock ?? 'nftables'),
     ...(ctx.files.options.runId ? { dump_criu_run_id: ctx.files.options.runId } : {}),
+    // as CRIU writes it: a restore of these images must be asked for --tcp-close too
+    ...(ctx.files.options.tcpClose ? { tcp_close: true } : {}),
   };
   ctx.dir.write('inventory', undefined, [inventory]);
 }

@@ -33,6 +33,8 @@ export interface FdRestoreContext extends FdCheckContext {
   shared<T>(key: string, make: () => T): T;
   /** A connection the dump locked (restored in repair mode): its lock is lifted once the tree runs. */
   locked(c: Connection): void;
+  /** --tcp-close: TCP connections come back closed (CRIU's option). */
+  tcpClose?: boolean;
   /** Run `fn` once the restored tree runs; not run if the restore fails. */
   afterRestore(fn: () => void): void;
   /** Close `fd` when the restore ends (an end of a pipe no task holds, a helper fd). */

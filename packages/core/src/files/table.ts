@@ -72,6 +72,8 @@ export class FileTable {
     readonly pids: ReadonlySet<number> = new Set(),
     readonly options: {
       tcpEstablished?: boolean;
+      /** --tcp-close: connections are recorded without repair (restore makes them closed). */
+      tcpClose?: boolean;
       networkLock?: NetworkLockMethod;
       /** The dump's run id (inventory.img's dump_criu_run_id): it names the nftables lock table. */
       runId?: string;

@@ -46,7 +46,7 @@ export class NodeFiles {
   private readonly inheritTty: Set<number>;
 
   constructor(
-    plan: Pick<RestorePlan, 'dir' | 'files' | 'remaps' | 'inheritTty' | 'networkLock'>,
+    plan: Pick<RestorePlan, 'dir' | 'files' | 'remaps' | 'inheritTty' | 'networkLock' | 'tcpClose'>,
     private readonly log: (msg: string) => void = () => {},
   ) {
     this.dir = plan.dir;
@@ -60,6 +60,7 @@ export class NodeFiles {
       locked: (c) => {
         this.lockedConnections.push(c);
       },
+      tcpClose: plan.tcpClose === true,
       fd: (id) => this.fd(id, 'fd'),
       openPath: (id, flags) => this.openPath(id, flags),
       ghostInode: (sdev, ino) => this.remapped.ghostInode(sdev, ino),

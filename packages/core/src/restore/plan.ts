@@ -91,6 +91,8 @@ export interface RestorePlan {
   /** How the dumped connections were locked, so the same method unlocks them. */
   /** How the dump locked the network (inventory.img), for restore to lift it. */
   networkLock: ImagesLock;
+  /** --tcp-close: connections come back closed. */
+  tcpClose?: boolean;
   /** Every pid and tid the restore will take. */
   ids: number[];
   /**
@@ -142,13 +144,15 @@ function need(dir: ImageDir, pattern: string, id?: number): void {
  */
 export function planRestore(
   imagesDir: string,
-  opts: { shellJob?: boolean; networkLock?: NetworkLockMethod } = {},
+  opts: { shellJob?: boolean; networkLock?: NetworkLockMethod; tcpClose?: boolean } = {},
 ): RestorePlan {
   const dir = ImageDir.open(imagesDir);
   need(dir, 'inventory');
   const inv = dir.inventory();
   if (inv.img_version !== 2)
     throw new RestoreError(`unsupported image version ${inv.img_version} in inventory.img`);
+  // Dumped with --tcp-close, connections were recorded without their state: they can only come back closed.
+  if (inv.tcp_close && !opts.tcpClose) throw new RestoreError('Need to set the --tcp-close options.');
   need(dir, 'pstree');
   const entries: PstreeEntry[] = dir.pstree();
   if (entries.length === 0) throw new RestoreError('pstree.img lists no task');
@@ -238,6 +242,7 @@ export function planRestore(
     seccomp,
     inheritTty,
     networkLock,
+    tcpClose: opts.tcpClose === true,
     ids: [...ids],
     pgidHelpers,
     pagesBytes,

@@ -101,6 +101,8 @@ export interface RestoreOptions {
    * runs (default: the one inventory.img names; nftables if it names none).
    */
   networkLock?: NetworkLockMethod;
+  /** --tcp-close: TCP connections come back closed (required for images dumped with it). */
+  tcpClose?: boolean;
   /** How long to wait for pids still held by dying tasks (default 5 s). */
   pidWaitMs?: number;
   log?: Partial<RestoreLog>;
@@ -164,6 +166,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   const plan = planRestore(opts.imagesDir, {
     shellJob: opts.shellJob === true,
     ...(opts.networkLock ? { networkLock: opts.networkLock } : {}),
+    tcpClose: opts.tcpClose === true,
   });
   log.info(`restoring ${plan.tasks.length} tasks of ${opts.imagesDir}`);
   const tWait = performance.now();

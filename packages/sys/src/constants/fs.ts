@@ -147,3 +147,11 @@ export const F_SEAL_GROW = 0x4;
 export const F_SEAL_WRITE = 0x8;
 export const F_SEAL_FUTURE_WRITE = 0x10;
 export const F_SEAL_EXEC = 0x20;
+
+/** poll(2) events (asm-generic/poll.h). */
+export const POLLIN = 0x0001;
+export const POLLPRI = 0x0002;
+export const POLLOUT = 0x0004;
+export const POLLERR = 0x0008;
+export const POLLHUP = 0x0010;
+export const POLLRDHUP = 0x2000;

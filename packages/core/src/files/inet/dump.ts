@@ -10,10 +10,10 @@ import {
   AF_INET,
   AF_INET6,
   FIONREAD,
-  getpeername,
   getsockname,
   getsockopt,
   getsockoptInt,
+  INET_DIAG_SHUTDOWN,
   IPPROTO_ICMP,
   IPPROTO_ICMPV6,
   IPPROTO_IP,
@@ -24,7 +24,11 @@ import {
   IPV6_V6ONLY,
   ioctlGetInt,
   isSysError,
+  POLLHUP,
+  POLLRDHUP,
+  pollNow,
   SO_DOMAIN,
+  SO_PEERNAME,
   SO_PROTOCOL,
   SO_TYPE,
   SOCK_DGRAM,
@@ -40,9 +44,9 @@ import { type Connection, type DumpNetworkLock, dumpNetworkLock } from '../../ne
 import { socketDomain } from '../socket/domain.js';
 import { readSocketOptions } from '../socket/options.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
-import { connectionOf, fromSockaddr, type InetAddress, toWords } from './address.js';
+import { fromSockaddr, type InetAddress, connectionOf as lockedConnection, toWords } from './address.js';
 import { readIpOptions } from './ip-options.js';
-import { dumpTcpStream, isRepairableState, repairOff, TCP } from './tcp.js';
+import { dumpTcpStream, isConnectionState, repairOff, TCP } from './tcp.js';
 import { readTcpOptions } from './tcp-options.js';
 
 const TCP_INFO = 11;
@@ -54,45 +58,102 @@ const tcpState = (fd: number) => getsockopt(fd, IPPROTO_TCP, TCP_INFO, 8)[0] ?? 
 
 /** sock_diag's states mask of the connections --tcp-established dumps (and the lock holds). */
 const CONNECTED_STATES = Object.values(TCP)
-  .filter(isRepairableState)
+  .filter(isConnectionState)
   .reduce((mask, s) => mask | (1 << s), 0);
 
-function peerOf(fd: number) {
+/** SK_SHUTDOWN of the image (the kernel's RCV_SHUTDOWN, SEND_SHUTDOWN bits). */
+const SHUTDOWN_READ = 1;
+
+/**
+ * The peer's address. SO_PEERNAME, unlike getpeername, also answers for a connection still being set
+ * up (SYN_SENT) and one that has ended (CLOSE): the address stays until the socket connects again.
+ */
+function peerOf(fd: number, family: number) {
   try {
-    return fromSockaddr(getpeername(fd));
+    // The kernel refuses a buffer longer than the address.
+    return fromSockaddr(getsockopt(fd, SOL_SOCKET, SO_PEERNAME, family === AF_INET ? 16 : 28));
   } catch (e) {
     if (isSysError(e, 'ENOTCONN')) return undefined;
     throw e;
   }
 }
 
+interface DiagInfo {
+  /** The listen backlog (sk_max_ack_backlog) for a listener, else the send queue. */
+  wqueue: number;
+  /** Connections waiting to be accepted for a listener, else the receive queue. */
+  rqueue: number;
+  /** INET_DIAG_SHUTDOWN: which ways the socket was shut down. */
+  shutdown: number;
+}
+
 /**
- * A listener's backlog, which no getsockopt reads back, and the connections waiting in its accept
- * queue: sock_diag reports them as its wqueue (sk_max_ack_backlog) and rqueue. One query per family
- * for all the tree's listeners.
+ * What sock_diag tells of the tree's TCP and UDP sockets: one query per family and protocol for all of
+ * them. A socket it does not list is closed (TCP sockets leave its tables when they close) or not bound.
  */
-function listenerOf(files: FileTable, ino: number): { backlog: number; pending: number } {
-  const listeners = files.cached('tcp-listeners', () => {
-    const out = new Map<number, { backlog: number; pending: number }>();
+function diagOf(files: FileTable, ino: number): DiagInfo | undefined {
+  const all = files.cached('inet-diag', () => {
+    const out = new Map<number, DiagInfo>();
     for (const family of ['inet', 'inet6'] as const)
-      for (const m of sockDiag({ family, protocol: IPPROTO_TCP, states: 1 << TCP.LISTEN }))
-        if (m.inet) out.set(m.inet.ino, { backlog: m.inet.wqueue, pending: m.inet.rqueue });
+      for (const protocol of [IPPROTO_TCP, IPPROTO_UDP])
+        for (const m of sockDiag({ family, protocol })) {
+          if (!m.inet) continue;
+          const shutdown = m.attrs.get(INET_DIAG_SHUTDOWN)?.[0] ?? 0;
+          out.set(m.inet.ino, { wqueue: m.inet.wqueue, rqueue: m.inet.rqueue, shutdown });
+        }
     return out;
   });
-  return listeners.get(ino) ?? { backlog: SOMAXCONN, pending: 0 };
+  return all.get(ino);
 }
 
 /**
  * Connections the kernel accepted for a listener that the task has not taken yet have no fd and no
- * image: restored, their clients would see a reset. Refused unless --skip-in-flight, as in CRIU.
+ * image: restored, their clients would see a reset. Refused unless --skip-in-flight, as in CRIU. A
+ * listener's backlog, which no getsockopt reads back, is sock_diag's wqueue.
  */
 function backlogOf(files: FileTable, ino: number, where: string): number {
-  const l = listenerOf(files, ino);
-  if (l.pending > 0 && !files.options.skipInFlight)
+  const l = diagOf(files, ino);
+  if (!l) return SOMAXCONN;
+  if (l.rqueue > 0 && !files.options.skipInFlight)
     throw new DumpError(
-      `${where}: listening socket ${ino} has ${l.pending} connections not accepted yet (in flight), consider using --skip-in-flight option`,
+      `${where}: listening socket ${ino} has ${l.rqueue} connections not accepted yet (in flight), consider using --skip-in-flight option`,
     );
-  return l.backlog;
+  return l.wqueue;
+}
+
+/**
+ * The shutdown state: sock_diag's for the sockets it lists; for a closed TCP socket (which it does not
+ * list) what poll tells, as CRIU reads it: a read side shut down shows as POLLRDHUP.
+ */
+function shutdownOf(files: FileTable, fd: number, ino: number, type: number, state: number): number {
+  const d = diagOf(files, ino);
+  if (d) return d.shutdown;
+  if (type !== SOCK_STREAM || state !== TCP.CLOSE) return 0;
+  const ev = pollNow(fd, POLLRDHUP | POLLHUP);
+  return ev & POLLHUP && ev & POLLRDHUP ? SHUTDOWN_READ : 0;
+}
+
+/**
+ * The socket's TCP state and whether it is restored as a connection: connected (or connecting, or
+ * half closed), or closed (reset, or closed both ways) with bytes still to be read, which a new socket
+ * would lose. A connection needs --tcp-established (dumped through TCP repair) or --tcp-close (then
+ * it comes back closed, as CRIU's option makes it).
+ */
+function connectionOf(fd: number, family: number, type: number, where: string, files: FileTable) {
+  if (type !== SOCK_STREAM)
+    return { state: peerOf(fd, family) ? TCP.ESTABLISHED : TCP.CLOSE, connection: false };
+  const state = tcpState(fd);
+  if (state === TCP.SYN_RECV)
+    throw new DumpError(`${where}: a TCP connection still being accepted (SYN_RECV): not supported`);
+  const unread = state === TCP.CLOSE && peerOf(fd, family) ? ioctlGetInt(fd, FIONREAD) : 0;
+  const connection = isConnectionState(state) || unread > 0;
+  if (connection && !files.options.tcpEstablished && !files.options.tcpClose)
+    throw new DumpError(
+      unread > 0
+        ? `${where}: a closed TCP connection with ${unread} bytes not read yet, consider using --tcp-established option`
+        : `${where}: connected TCP socket, consider using --tcp-established option`,
+    );
+  return { state, connection };
 }
 
 /** Protocols restore can make again (any for a raw socket, whose protocol is just a number). */
@@ -126,48 +187,26 @@ function refuseUnsupported(where: string, fd: number, ino: number, type: number,
     throw new DumpError(`${where}: Can't dump corked dgram socket ${hex}`);
 }
 
-const INET_DIAG_SHUTDOWN = 8;
-
-/**
- * A datagram socket's shutdown state (RCV_SHUTDOWN 1, SEND_SHUTDOWN 2, as sk_shutdown numbers them),
- * which no getsockopt tells: sock_diag does. One query per family and protocol for the whole dump.
- */
-function shutdownOf(files: FileTable, family: number, proto: number, ino: number): number {
-  const byIno = files.cached(`inet-shutdown:${family}:${proto}`, () => {
-    const out = new Map<number, number>();
-    for (const m of sockDiag({ family: family === AF_INET ? 'inet' : 'inet6', protocol: proto }))
-      if (m.inet) out.set(m.inet.ino, m.attrs.get(INET_DIAG_SHUTDOWN)?.[0] ?? 0);
-    return out;
-  });
-  return byIno.get(ino) ?? 0;
-}
-
 function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
   const fd = files.steal(file.pid, file.fd);
   const where = `pid ${file.pid} fd ${file.fd}`;
+  const ino = Number(file.stat.ino);
   const family = getsockoptInt(fd, SOL_SOCKET, SO_DOMAIN);
   const type = getsockoptInt(fd, SOL_SOCKET, SO_TYPE);
   const proto = getsockoptInt(fd, SOL_SOCKET, SO_PROTOCOL);
-  refuseUnsupported(where, fd, Number(file.stat.ino), type, proto);
-  const state = type === SOCK_STREAM ? tcpState(fd) : peerOf(fd) ? TCP.ESTABLISHED : TCP.CLOSE;
-  const established = type === SOCK_STREAM && isRepairableState(state);
-  if (established && !files.options.tcpEstablished)
-    throw new DumpError(`${where}: connected TCP socket, consider using --tcp-established option`);
-  if (state === TCP.SYN_SENT || state === TCP.SYN_RECV)
-    throw new DumpError(`${where}: a TCP connection still being set up (state ${state}): not supported`);
-  // A connection closed both ways (or reset) may still hold what the peer sent: a fresh socket
-  // would lose it, so such a socket is refused rather than restored empty.
-  const unread = type === SOCK_STREAM && state === TCP.CLOSE ? ioctlGetInt(fd, FIONREAD) : 0;
-  if (unread > 0)
-    throw new DumpError(`${where}: a closed TCP connection with ${unread} bytes not read yet: not supported`);
+  refuseUnsupported(where, fd, ino, type, proto);
+  const { state, connection } = connectionOf(fd, family, type, where, files);
   const local = fromSockaddr(getsockname(fd));
-  const remote = peerOf(fd);
-  if (established && local && remote) saveConnection(files, fd, Number(file.stat.ino), family, local, remote);
+  // A closed socket that is not restored as a connection comes back unconnected: no peer.
+  const remote = type !== SOCK_STREAM || connection ? peerOf(fd, family) : undefined;
+  const shutdown = shutdownOf(files, fd, ino, type, state);
+  // With --tcp-close a connection is recorded as it is, and restore makes it closed: no repair, no lock.
+  if (connection && local && remote && !files.options.tcpClose)
+    saveConnection(files, fd, ino, family, local, remote);
   const zero = Buffer.alloc(family === AF_INET ? 4 : 16);
-  const shutdown = type === SOCK_DGRAM ? shutdownOf(files, family, proto, Number(file.stat.ino)) : 0;
   return {
     id,
-    ino: Number(file.stat.ino),
+    ino,
     family,
     type,
     proto,
@@ -175,15 +214,16 @@ function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
     src_port: local?.port ?? 0,
     dst_port: remote?.port ?? 0,
     flags: file.flags,
-    backlog: state === TCP.LISTEN ? backlogOf(files, Number(file.stat.ino), where) : 0,
+    backlog: state === TCP.LISTEN && type === SOCK_STREAM ? backlogOf(files, ino, where) : 0,
     src_addr: toWords(local?.addr ?? zero),
     dst_addr: toWords(remote?.addr ?? zero),
     fown: files.owner(file),
     opts: readSocketOptions(fd, where),
-    ip_opts: readIpOptions(fd, family, type === SOCK_RAW ? { proto } : undefined),
+    ip_opts: readIpOptions(fd, family, type, proto),
     ...(type === SOCK_STREAM ? { tcp_opts: readTcpOptions(fd) } : {}),
     ...(family === AF_INET6 ? { v6only: getsockoptInt(fd, SOL_IPV6, IPV6_V6ONLY) !== 0 } : {}),
-    ...(shutdown ? { shutdown } : {}),
+    // As CRIU writes it: always for UDP, for TCP when the socket was shut down at all.
+    ...(proto === IPPROTO_UDP || shutdown !== 0 ? { shutdown } : {}),
   };
 }
 
@@ -201,7 +241,7 @@ function saveConnection(
 ): void {
   if (files.options.networkLock !== 'skip' && !lockTreeConnections(files).has(ino)) {
     // Not seen by sock_diag a moment ago (a connection that was still being set up): on its own.
-    lockUntilRestore(files, [connectionOf(family, local, remote)]);
+    lockUntilRestore(files, [lockedConnection(family, local, remote)]);
   }
   const { entry, inq, outq } = dumpTcpStream(fd);
   files.onUndo(() => repairOff(fd));

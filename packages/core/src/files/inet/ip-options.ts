@@ -1,6 +1,8 @@
 // The IP-level options CRIU keeps (ip_opts_entry): binding to an address not (yet) configured, packet
 // info with each datagram, the type of service (traffic class on IPv6) and the TTL (unicast hop
-// limit). IPv4 and IPv6 name them differently; the image has one field for each.
+// limit); for raw sockets (ip_opts_raw_entry) whether the task writes the IP header itself, whether
+// fragments are reassembled, and the ICMP type filter. IPv4 and IPv6 name them differently; the image
+// has one field for each, present (as CRIU writes them) only when set.
 import type { IpOptsEntry, IpOptsRawEntry } from '@criu-ts/images';
 import {
   AF_INET,
@@ -8,6 +10,7 @@ import {
   getsockoptInt,
   IPPROTO_ICMP,
   IPPROTO_ICMPV6,
+  SOCK_RAW,
   SOL_IP,
   SOL_IPV6,
   setsockopt,
@@ -21,77 +24,82 @@ const NAMES = {
 
 const namesOf = (family: number) => (family === AF_INET ? NAMES[AF_INET] : NAMES.v6);
 
-export function readIpOptions(fd: number, family: number, raw?: { proto: number }): IpOptsEntry {
+const IP_FREEBIND: readonly [number, number] = [SOL_IP, 15];
+const IP_HDRINCL: readonly [number, number] = [SOL_IP, 3];
+const IPV6_HDRINCL: readonly [number, number] = [SOL_IPV6, 36];
+const IP_NODEFRAG: readonly [number, number] = [SOL_IP, 22];
+/** ICMP_FILTER (SOL_RAW) on an IPv4 ICMP socket: one word; ICMPV6_FILTER (SOL_ICMPV6): eight. */
+const ICMP_FILTER = { level: 255, name: 1, words: 1 };
+const ICMPV6_FILTER = { level: 58, name: 1, words: 8 };
+
+const icmpFilterOf = (family: number, proto: number) =>
+  family === AF_INET
+    ? proto === IPPROTO_ICMP
+      ? ICMP_FILTER
+      : undefined
+    : proto === IPPROTO_ICMPV6
+      ? ICMPV6_FILTER
+      : undefined;
+
+export function readIpOptions(fd: number, family: number, type: number, proto: number): IpOptsEntry {
   const n = namesOf(family);
   const int = ([level, name]: readonly [number, number]) => getsockoptInt(fd, level, name);
-  return {
-    freebind: int(n.freebind) !== 0,
-    pktinfo: int(n.pktinfo) !== 0,
-    tos: int(n.tos),
-    ttl: int(n.ttl),
-    ...(raw ? { raw: readRawOptions(fd, family, raw.proto) } : {}),
-  };
-}
-
-// Options of raw sockets, as CRIU keeps them (ip_opts_raw_entry): the socket writes its own IP header,
-// IPv4 fragments are not reassembled for it, and the ICMP types it does not want.
-const IP_HDRINCL = 3;
-const IP_NODEFRAG = 22;
-const IPV6_HDRINCL = 36;
-const SOL_RAW = 255;
-const SOL_ICMPV6 = 58;
-const ICMP_FILTER = 1;
-const ICMPV6_FILTER = 1;
-
-/** The ICMP filter of a raw ICMP socket: [level, name, size in u32 words], or undefined. */
-function icmpFilterOf(family: number, proto: number): [number, number, number] | undefined {
-  if (family === AF_INET && proto === IPPROTO_ICMP) return [SOL_RAW, ICMP_FILTER, 1];
-  if (family !== AF_INET && proto === IPPROTO_ICMPV6) return [SOL_ICMPV6, ICMPV6_FILTER, 8];
-  return undefined;
-}
-
-function readRawOptions(fd: number, family: number, proto: number): IpOptsRawEntry {
-  const v4 = family === AF_INET;
-  const out: IpOptsRawEntry = {};
-  if (getsockoptInt(fd, v4 ? SOL_IP : SOL_IPV6, v4 ? IP_HDRINCL : IPV6_HDRINCL)) out.hdrincl = true;
-  if (v4 && getsockoptInt(fd, SOL_IP, IP_NODEFRAG)) out.nodefrag = true;
-  const filter = icmpFilterOf(family, proto);
-  if (filter) {
-    const [level, name, words] = filter;
-    const b = getsockopt(fd, level, name, words * 4);
-    out.icmpv_filter = Array.from({ length: words }, (_, i) =>
-      b.length >= i * 4 + 4 ? b.readUInt32LE(i * 4) : 0,
-    );
-  }
+  const out: IpOptsEntry = {};
+  if (int(n.freebind)) out.freebind = true;
+  if (int(n.pktinfo)) out.pktinfo = true;
+  const tos = int(n.tos);
+  if (tos) out.tos = tos;
+  const ttl = int(n.ttl);
+  if (ttl) out.ttl = ttl;
+  if (type === SOCK_RAW) out.raw = readRawOptions(fd, family, proto);
   return out;
 }
 
-function applyRawOptions(fd: number, family: number, proto: number, r: IpOptsRawEntry): void {
-  const v4 = family === AF_INET;
-  const filter = icmpFilterOf(family, proto);
-  if (filter && r.icmpv_filter?.length) {
-    const b = Buffer.alloc(filter[2] * 4);
-    r.icmpv_filter.slice(0, filter[2]).forEach((w, i) => {
-      b.writeUInt32LE(w >>> 0, i * 4);
-    });
-    setsockopt(fd, filter[0], filter[1], b);
+function readRawOptions(fd: number, family: number, proto: number): IpOptsRawEntry {
+  const int = ([level, name]: readonly [number, number]) => getsockoptInt(fd, level, name);
+  const raw: IpOptsRawEntry = {};
+  if (int(family === AF_INET ? IP_HDRINCL : IPV6_HDRINCL)) raw.hdrincl = true;
+  if (family === AF_INET && int(IP_NODEFRAG)) raw.nodefrag = true;
+  const f = icmpFilterOf(family, proto);
+  if (f) {
+    const b = getsockopt(fd, f.level, f.name, f.words * 4);
+    raw.icmpv_filter = Array.from({ length: f.words }, (_, i) => b.readUInt32LE(i * 4));
   }
-  if (v4 && r.nodefrag !== undefined) setsockopt(fd, SOL_IP, IP_NODEFRAG, r.nodefrag ? 1 : 0);
-  if (r.hdrincl !== undefined)
-    setsockopt(fd, v4 ? SOL_IP : SOL_IPV6, v4 ? IP_HDRINCL : IPV6_HDRINCL, r.hdrincl ? 1 : 0);
+  return raw;
 }
 
 /**
  * Set on a new socket what differs from its defaults: a TTL equal to the system's default stays
  * unset, so it follows that default as the task's did.
  */
-export function applyIpOptions(fd: number, family: number, o: IpOptsEntry, proto = 0): void {
+export function applyIpOptions(fd: number, family: number, proto: number, o: IpOptsEntry): void {
   const n = namesOf(family);
-  if (o.raw) applyRawOptions(fd, family, proto, o.raw);
   const set = ([level, name]: readonly [number, number], v: number) => setsockopt(fd, level, name, v);
   const int = ([level, name]: readonly [number, number]) => getsockoptInt(fd, level, name);
   if (o.freebind) set(n.freebind, 1);
   if (o.pktinfo) set(n.pktinfo, 1);
   if (o.tos) set(n.tos, o.tos);
   if (o.ttl !== undefined && o.ttl !== int(n.ttl)) set(n.ttl, o.ttl);
+  const raw = o.raw;
+  if (!raw) return;
+  const f = icmpFilterOf(family, proto);
+  if (f && raw.icmpv_filter?.length === f.words) {
+    const b = Buffer.alloc(f.words * 4);
+    for (const [i, w] of raw.icmpv_filter.entries()) b.writeUInt32LE(w >>> 0, i * 4);
+    setsockopt(fd, f.level, f.name, b);
+  }
+  if (raw.nodefrag && family === AF_INET) set(IP_NODEFRAG, 1);
+  if (raw.hdrincl) set(family === AF_INET ? IP_HDRINCL : IPV6_HDRINCL, 1);
+}
+
+/**
+ * An IPv6 address may still be "tentative" (duplicate address detection) when the socket is bound
+ * again, or not configured at all (the task bound it with IP_FREEBIND, then turned that off): the bind
+ * is made with IP_FREEBIND, as CRIU makes it, and the dumped value comes back after. Returns what to
+ * run after the bind.
+ */
+export function freeBindWhileBinding(fd: number, family: number, type: number, o?: IpOptsEntry): () => void {
+  if (family === AF_INET || type === SOCK_RAW || o?.freebind) return () => {};
+  setsockopt(fd, IP_FREEBIND[0], IP_FREEBIND[1], 1);
+  return () => setsockopt(fd, IP_FREEBIND[0], IP_FREEBIND[1], 0);
 }

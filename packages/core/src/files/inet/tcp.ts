@@ -13,10 +13,12 @@
 // as sent when the peer had acknowledged it), the peer's by a segment from the peer (peer-segment.ts).
 import type { TcpStreamEntry } from '@criu-ts/images';
 import {
+  connect,
   getsockopt,
   getsockoptInt,
   IPPROTO_TCP,
   ioctl,
+  isSysError,
   MSG_DONTWAIT,
   MSG_PEEK,
   recv,
@@ -55,16 +57,24 @@ export const TCP = {
 const bit = (state: number) => 1 << state;
 /** Our FIN went (or waits to go) before the peer's came. */
 const OUR_FIN_FIRST = bit(TCP.FIN_WAIT1) | bit(TCP.FIN_WAIT2) | bit(TCP.CLOSING);
-/** Our FIN went after the peer's. */
-const OUR_FIN_SECOND = bit(TCP.LAST_ACK);
+/** Our FIN went after the peer's (a closed connection: the last FIN was ours, as CRIU replays it). */
+const OUR_FIN_SECOND = bit(TCP.LAST_ACK) | bit(TCP.CLOSE);
 /** The peer has acknowledged our FIN. */
-const OUR_FIN_ACKED = bit(TCP.FIN_WAIT2);
+const OUR_FIN_ACKED = bit(TCP.FIN_WAIT2) | bit(TCP.CLOSE);
 /** The peer's FIN has come. */
-const PEER_FIN = bit(TCP.CLOSE_WAIT) | bit(TCP.LAST_ACK) | bit(TCP.CLOSING);
+const PEER_FIN = bit(TCP.CLOSE_WAIT) | bit(TCP.LAST_ACK) | bit(TCP.CLOSING) | bit(TCP.CLOSE);
 
-/** The states of a connected socket that TCP repair can bring back. */
-export const isRepairableState = (state: number) =>
-  state === TCP.ESTABLISHED || ((OUR_FIN_FIRST | OUR_FIN_SECOND | PEER_FIN) & bit(state)) !== 0;
+/** The states of a connection that is set up, or being set up, and not over. */
+export const isConnectionState = (state: number) =>
+  state === TCP.ESTABLISHED ||
+  state === TCP.SYN_SENT ||
+  (((OUR_FIN_FIRST | OUR_FIN_SECOND | PEER_FIN) & bit(state)) !== 0 && state !== TCP.CLOSE);
+
+/**
+ * The states TCP repair brings back: a connection's, and a closed one (reset, or closed both ways)
+ * that still holds bytes to read: it comes back through both FINs (CRIU's way of closing it again).
+ */
+export const isRepairableState = (state: number) => isConnectionState(state) || state === TCP.CLOSE;
 const ourFin = (state: number) => ((OUR_FIN_FIRST | OUR_FIN_SECOND) & bit(state)) !== 0;
 const peerFin = (state: number) => (PEER_FIN & bit(state)) !== 0;
 
@@ -113,9 +123,12 @@ export function dumpTcpStream(fd: number): { entry: TcpStreamEntry; inq: Buffer;
   const state = info[0] ?? TCP.CLOSE;
   const inqLen = queueLength(fd, SIOCINQ); // never counts a FIN
   // Our FIN is in the send queue, counted by SIOCOUTQ until acknowledged and by SIOCOUTQNSD until sent.
+  // A closed connection's send queue is never read again (a reset one may keep data): left out, as
+  // CRIU leaves it.
   const fin = ourFin(state) ? 1 : 0;
-  const outqLen = Math.max(0, queueLength(fd, SIOCOUTQ) - fin);
-  const unsqLen = Math.max(0, queueLength(fd, SIOCOUTQNSD) - fin);
+  const closed = state === TCP.CLOSE;
+  const outqLen = closed ? 0 : Math.max(0, queueLength(fd, SIOCOUTQ) - fin);
+  const unsqLen = closed ? 0 : Math.max(0, queueLength(fd, SIOCOUTQNSD) - fin);
   setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE);
   const inqSeq = getsockoptInt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ) >>> 0;
   const inq = peekRepairQueue(fd, TCP_RECV_QUEUE, inqLen);
@@ -153,12 +166,29 @@ const MAX_USER_MSS = 32767;
  * MSS, and taken back once the real options are in.
  */
 export function setSequences(fd: number, t: TcpStreamEntry, state: number): void {
-  if (t.mss_clamp > 0) setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, Math.min(t.mss_clamp, MAX_USER_MSS));
+  const synSent = state === TCP.SYN_SENT;
+  if (t.mss_clamp > 0 && !synSent)
+    setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, Math.min(t.mss_clamp, MAX_USER_MSS));
   const seq = dataSequences(t, state);
   setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE);
   setsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, u32(seq.inq - t.inq_len));
   setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE);
-  setsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, u32(seq.outq - t.outq_len));
+  // A connection being set up counts its SYN in the dumped sequence: the SYN sent again takes it.
+  setsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, u32(seq.outq - t.outq_len - (synSent ? 1 : 0)));
+}
+
+/**
+ * A connection that was being set up (SYN_SENT) connects again, out of repair mode: its SYN goes out
+ * with the dumped initial sequence number once the network lock lets it through, as the kernel would
+ * have retransmitted it. The socket must not block (connect answers EINPROGRESS).
+ */
+export function connectAgain(fd: number, peer: Buffer): void {
+  repairOff(fd);
+  try {
+    connect(fd, peer);
+  } catch (e) {
+    if (!isSysError(e, 'EINPROGRESS')) throw e;
+  }
 }
 
 /** Where each queue's data ends: the dumped sequence numbers without the FINs they count. */
@@ -178,7 +208,8 @@ export interface TcpConnection {
 
 /**
  * After connect: the options, the timestamp clock, the queues and the window, the FINs of a closing
- * connection; then repair off.
+ * connection; then `beforeRepairOff` (the dumped buffer sizes: the window the socket advertises once
+ * out of repair mode follows from them) and repair off.
  */
 export function finishTcpStream(
   fd: number,
@@ -186,6 +217,7 @@ export function finishTcpStream(
   inq: Buffer,
   outq: Buffer,
   c: TcpConnection,
+  beforeRepairOff: () => void = () => {},
 ): void {
   const opts: Array<[number, number]> = [[TCPOPT_MSS, t.mss_clamp]];
   if (t.opt_mask & TCPI_OPT_WSCALE) opts.push([TCPOPT_WINDOW, t.snd_wscale | ((t.rcv_wscale ?? 0) << 16)]);
@@ -203,14 +235,17 @@ export function finishTcpStream(
   const sent = t.outq_len - (t.unsq_len ?? 0);
   writeRepairQueue(fd, TCP_RECV_QUEUE, inq);
   writeRepairQueue(fd, TCP_SEND_QUEUE, outq.subarray(0, sent));
-  if (t.snd_wl1 !== undefined) setWindow(fd, t, c.state);
   if (sent < outq.length) {
     // What the task had written but TCP had not sent yet goes out as any new data would, before a FIN.
     repairOff(fd);
-    writeAll(fd, outq.subarray(sent));
+    writeAll(fd, outq.subarray(sent), 'send');
     repairOn(fd);
   }
+  // After the queues: leaving repair mode above sent a window probe, which advertised a window sized by
+  // the restore's large buffers; the dumped window replaces it before the peer can act on it.
+  if (t.snd_wl1 !== undefined) setWindow(fd, t, c.state);
   replayFins(fd, t, c);
+  beforeRepairOff();
   repairOff(fd);
 }
 
@@ -238,25 +273,24 @@ function replayFins(fd: number, t: TcpStreamEntry, c: TcpConnection): void {
   const m = bit(c.state);
   if (!(m & (OUR_FIN_FIRST | OUR_FIN_SECOND | PEER_FIN))) return;
   const seq = dataSequences(t, c.state);
-  const segment = (flags: number, ack: number) =>
+  const segment = (flags: number, ack: number, from = seq.inq) =>
     sendPeerSegment({
       from: c.remote,
       to: c.local,
-      seq: seq.inq,
+      seq: from,
       ack,
       flags,
       window: (t.snd_wnd ?? 0) >>> (t.opt_mask & TCPI_OPT_WSCALE ? t.snd_wscale : 0),
     });
+  const ackSegment = (ack: number) => segment(TH_ACK, ack, t.inq_seq >>> 0);
   if (m & OUR_FIN_FIRST) shutdownInRepair(fd, (m & OUR_FIN_ACKED) !== 0);
   if (m & PEER_FIN) {
     segment(TH_FIN | TH_ACK, seq.outq - t.outq_len);
     waitForState(fd, m & OUR_FIN_FIRST ? TCP.CLOSING : TCP.CLOSE_WAIT);
   }
-  if (m & OUR_FIN_SECOND) shutdownInRepair(fd, false);
-  if (m & OUR_FIN_ACKED) {
-    segment(TH_ACK, seq.outq + 1);
-    waitForState(fd, TCP.FIN_WAIT2);
-  }
+  if (m & OUR_FIN_SECOND) shutdownInRepair(fd, (m & OUR_FIN_ACKED) !== 0);
+  // The peer's acknowledgement of our FIN comes after its own FIN, if it sent one.
+  if (m & OUR_FIN_ACKED) ackSegment(seq.outq + 1);
   waitForState(fd, c.state);
 }
 
@@ -284,9 +318,32 @@ function waitForState(fd: number, want: number): void {
 
 function writeRepairQueue(fd: number, queue: number, data: Buffer): void {
   setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, queue);
-  writeAll(fd, data);
+  writeAll(fd, data, queue === TCP_RECV_QUEUE ? 'receive' : 'send');
 }
 
-function writeAll(fd: number, data: Buffer): void {
-  for (let done = 0; done < data.length; ) done += send(fd, data.subarray(done));
+/** Below this, a chunk the kernel cannot allocate is not made smaller again. */
+const MIN_CHUNK = 1024;
+
+/**
+ * Put `data` in a queue without ever waiting: nothing drains a queue while the connection is in repair
+ * mode or locked, so a send that waited for room would wait forever. The buffers were made as large as
+ * the kernel allows (roomForQueues); a chunk the kernel cannot allocate in one piece is halved.
+ */
+function writeAll(fd: number, data: Buffer, queue: string): void {
+  let chunk = data.length;
+  for (let done = 0; done < data.length; ) {
+    try {
+      done += send(fd, data.subarray(done, done + chunk), MSG_DONTWAIT);
+    } catch (e) {
+      if (isSysError(e, 'ENOMEM', 'ENOBUFS') && chunk > MIN_CHUNK) {
+        chunk >>>= 1;
+        continue;
+      }
+      if (isSysError(e, 'EAGAIN'))
+        throw new Error(
+          `the ${queue} queue takes ${done} of its ${data.length} bytes and no more (net.ipv4.tcp_mem?)`,
+        );
+      throw e;
+    }
+  }
 }

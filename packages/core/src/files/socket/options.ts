@@ -120,16 +120,9 @@ function socketFilter(fd: number, where: string): bigint[] | undefined {
   }
 }
 
-/**
- * Set the options on a new socket, buffer sizes first (queued data is put back after this, and must
- * fit). The kernel doubles a buffer size it is given and reports the doubled value: halve it back.
- * The FORCE variants go past net.core.[rw]mem_max, as the dumped size may have.
- */
+/** Set the options on a new socket, buffer sizes first (see applyBufferSizes). */
 export function applySocketOptions(fd: number, o: SkOptsEntry): void {
-  setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, Math.max(1, o.so_sndbuf >>> 1));
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, Math.max(1, o.so_rcvbuf >>> 1));
-  // Setting a size marks it as the user's (the kernel stops tuning it): only the dumped marks stay.
-  if (o.so_buf_lock !== undefined) setsockopt(fd, SOL_SOCKET, SO_BUF_LOCK, o.so_buf_lock);
+  applyBufferSizes(fd, o);
   const tv = (sec: bigint, usec: bigint) => {
     const b = Buffer.alloc(16);
     b.writeBigInt64LE(sec, 0);
@@ -157,6 +150,30 @@ export function applySocketOptions(fd: number, o: SkOptsEntry): void {
   if (o.so_bound_dev) setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, Buffer.from(`${o.so_bound_dev}\0`));
   if (o.so_linger !== undefined) setsockopt(fd, SOL_SOCKET, SO_LINGER, linger(o.so_linger));
   if (o.so_filter?.length) attachSocketFilter(fd, o.so_filter);
+}
+
+/**
+ * The buffer sizes as dumped. The kernel doubles a size it is given and reports the doubled value:
+ * halve it back. The FORCE variants go past net.core.[rw]mem_max, as the dumped size may have.
+ */
+export function applyBufferSizes(fd: number, o: SkOptsEntry): void {
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, Math.max(1, o.so_sndbuf >>> 1));
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, Math.max(1, o.so_rcvbuf >>> 1));
+  // Setting a size marks it as the user's (the kernel stops tuning it): only the dumped marks stay.
+  if (o.so_buf_lock !== undefined) setsockopt(fd, SOL_SOCKET, SO_BUF_LOCK, o.so_buf_lock);
+}
+
+/** The largest buffers the kernel takes (it doubles the value, which must stay an int). */
+const MAX_BUFFER = 0x3fff_ffff;
+
+/**
+ * Buffers as large as the kernel allows, while queued data is put back: a queue holds more than its
+ * buffer size says (each packet costs its bookkeeping too), so the dumped sizes would not take it all.
+ * applyBufferSizes sets the dumped ones once it is in.
+ */
+export function roomForQueues(fd: number): void {
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, MAX_BUFFER);
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, MAX_BUFFER);
 }
 
 /** struct linger, on, with its timeout in seconds. */

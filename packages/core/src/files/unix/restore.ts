@@ -4,7 +4,10 @@
 // connected one way (a datagram client of a bound server) connects to its peer's name. Queued packets
 // are sent again into the socket that was to receive them, before anyone can read, with the files
 // they carried (SCM_RIGHTS). Sockets are made first and filled after: a packet may carry its own
-// socket, or the other end of its pair, which must exist by then.
+// socket, or the other end of its pair, which must exist by then. A datagram socket without a name is
+// filled through a socketpair whose other end is then closed (its peer is cleared first, as CRIU does:
+// then it may be connected anew); a connected datagram socket connects after its queue is in (it would
+// refuse packets from any other sender, and one connected to itself accepts only its own).
 import {
   chmodSync,
   chownSync,
@@ -19,6 +22,7 @@ import { dirname, join } from 'node:path';
 import type { FileEntry, SkPacketEntry, UnixSkEntry } from '@criu-ts/images';
 import {
   AF_UNIX,
+  AF_UNSPEC,
   bind,
   close,
   connect,
@@ -244,6 +248,15 @@ function lstatOrUndefined(path: string) {
 }
 
 /**
+ * The address criu-ts reaches a socket of the images it has bound by: through its O_PATH fd of the
+ * socket's file (a relative or unlinked name does not matter), or its abstract name.
+ */
+function reachableName(ctx: Ctx, u: UnixSkEntry): Buffer {
+  const file = socketFiles(ctx).get(u.ino);
+  return file !== undefined ? encodeSockaddrUn(`/proc/self/fd/${file}`) : sockaddrOf(u.name);
+}
+
+/**
  * Connect one way to the peer: a peer of the tree is made (and bound) first and reached through
  * criu-ts's O_PATH fd of its file, so an unlinked or reused name does not matter; an external one
  * (--ext-unix-sk: a syslog socket) must be there already, by name.
@@ -265,7 +278,7 @@ function connectToPeer(ctx: Ctx, fd: number, self: UnixSkEntry, peer: UnixEntry)
   }
 }
 
-/** A socket on its own: bound, listening, or connected one way to a peer's name. */
+/** A socket on its own: bound, listening, or connected one way to a peer's name (itself, maybe). */
 function makeSingle(ctx: Ctx, entry: UnixEntry): Made {
   const u = entry.usk;
   const what = `unix socket ${u.ino} (files.img id ${entry.id})`;
@@ -292,30 +305,43 @@ function makeSingle(ctx: Ctx, entry: UnixEntry): Made {
     };
     return { fds: new Map([[u.ino, fd]]), fill, filled: false };
   }
-  const fd = socket(AF_UNIX, u.type | SOCK_CLOEXEC);
+  const peer = u.peer ? byInode(ctx).get(u.peer) : undefined;
+  // No name to send its packets to: they come from the other end of a pair, which then goes.
+  const fillThroughPair = u.type === SOCK_DGRAM && !!packets?.length && u.name.length === 0;
+  let fd = -1;
+  let filler = -1;
   try {
+    if (fillThroughPair) {
+      [fd, filler] = socketpair(AF_UNIX, u.type | SOCK_CLOEXEC);
+      connect(fd, Buffer.from([AF_UNSPEC, 0])); // no peer any more; the other end still sends to it
+    } else fd = socket(AF_UNIX, u.type | SOCK_CLOEXEC);
     applySocketOptions(fd, u.opts);
     bindName(ctx, fd, u);
     if (u.state === TCP_LISTEN) listen(fd, u.backlog || 128);
-    const peer = u.peer ? byInode(ctx).get(u.peer) : undefined;
     if (u.peer && !peer) throw new RestoreError(`its peer socket ${u.peer} is not in files.img`);
-    if (peer) connectToPeer(ctx, fd, u, peer);
-    if (packets?.length && u.name.length === 0)
-      throw new RestoreError('it has queued packets but no name to send them to');
+    // A stream socket connects now; a datagram one once its queue is in (see the file comment).
+    if (peer && u.type !== SOCK_DGRAM) connectToPeer(ctx, fd, u, peer);
   } catch (e) {
-    close(fd);
+    for (const f of [fd, filler]) if (f >= 0) close(f);
     throw new RestoreError(`${what}: ${(e as Error).message}`);
   }
   const fill = () =>
     failingAs(what, () => {
-      if (packets?.length) {
+      if (filler >= 0) {
+        try {
+          refill(ctx, filler, packets);
+        } finally {
+          close(filler);
+        }
+      } else if (packets?.length) {
         const sender = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC);
         try {
-          refill(ctx, sender, packets, sockaddrOf(u.name));
+          refill(ctx, sender, packets, reachableName(ctx, u));
         } finally {
           close(sender);
         }
       }
+      if (peer && u.type === SOCK_DGRAM) connectToPeer(ctx, fd, u, peer);
       applyShutdown(fd, u.shutdown);
       if (u.state === TCP_LISTEN) connectQueued(ctx, entry);
     });
