@@ -41,7 +41,7 @@ async function dumpAndKill(pid: number, extra: string[] = []): Promise<string> {
 
 describe('criu-ts restore: options', () => {
   it('without -d: waits for the root task and exits with its status', async () => {
-    const w = startWorkload('sleeper', ['700']);
+    const w = startWorkload('sleeper', ['2500']);
     await waitForLine(w.report, /^READY /, { pid: w.pid });
     await waitFor(() => procState(w.pid) === 'S', 'sleeper asleep');
     const dir = await dumpAndKill(w.pid);
@@ -53,7 +53,7 @@ describe('criu-ts restore: options', () => {
   });
 
   it('--restore-sibling: the root is the child of whoever ran criu-ts, which reaps its exit status', async () => {
-    const w = startWorkload('sleeper', ['700']);
+    const w = startWorkload('sleeper', ['2500']);
     await waitForLine(w.report, /^READY /, { pid: w.pid });
     await waitFor(() => procState(w.pid) === 'S', 'sleeper asleep');
     const dir = await dumpAndKill(w.pid);

@@ -277,14 +277,16 @@ describe('criu-ts restore: single-threaded tasks', () => {
   });
 
   it('sleeper in nanosleep resumes, sleeps at least as long as asked, reports SLEPT', async () => {
-    const w = startWorkload('sleeper', ['1500']);
+    // Long enough that a dump on a loaded machine ends well before the sleep would.
+    const w = startWorkload('sleeper', ['4000']);
     await waitForLine(w.report, /^READY /, { pid: w.pid });
     await waitFor(() => procState(w.pid) === 'S', 'sleeper asleep');
     const dir = await dumpAndKill(w.pid);
+    expect(readLines(w.report).filter((l) => l.startsWith('SLEPT '))).toEqual([]);
     await restoreDetached(dir);
     // The interrupted clock_nanosleep runs again with its arguments (a fresh full sleep): never short.
-    const slept = await waitForLine(w.report, /^SLEPT /, { pid: w.pid, timeoutMs: 10_000 });
-    expect(Number(slept.split(' ')[1])).toBeGreaterThanOrEqual(1500);
+    const slept = await waitForLine(w.report, /^SLEPT /, { pid: w.pid, timeoutMs: 20_000 });
+    expect(Number(slept.split(' ')[1])).toBeGreaterThanOrEqual(4000);
     expect(failLines(w.report)).toEqual([]);
   });
 
