@@ -222,21 +222,6 @@ describe('refused as CRIU refuses them', () => {
 });
 
 describe('not restorable yet: refused, the tree runs on', () => {
-  it('a pipe with O_ASYNC and an owner for its signals (F_SETOWN): refused naming the owner', async () => {
-    await refusedPython(
-      [
-        'import fcntl',
-        'r, w = os.pipe()',
-        'fcntl.fcntl(r, fcntl.F_SETOWN, os.getpid())',
-        'fcntl.fcntl(r, fcntl.F_SETFL, fcntl.fcntl(r, fcntl.F_GETFL) | os.O_ASYNC)',
-      ].join('\n'),
-      (pid) =>
-        new RegExp(
-          `^criu-ts: pid ${pid} fd 3 \\(pipe:\\[\\d+\\]\\): O_ASYNC with an owner for its signals \\(F_SETOWN ${pid}\\): not supported yet$`,
-        ),
-    );
-  });
-
   it.skipIf(!fs.existsSync('/dev/net/tun'))(
     'an fd of /dev/net/tun: refused, it would come back as a new tun device',
     async () => {
