@@ -548,7 +548,7 @@ function askUnix(name: string): string {
 }
 
 describe('unix socket names', () => {
-  it("a pathname with the NUL the kernel counts (as CRIU writes it and reads it as a C string), an abstract name as it is; restored over the socket file the dump left, also from images without the NUL", async () => {
+  it('a pathname with the NUL the kernel counts (as CRIU writes it and reads it as a C string), an abstract name as it is; restored over the socket file the dump left, also from images without the NUL', async () => {
     const d = tempDir('criu-ts-facts-unix-');
     const pid = await startCommand([PYTHON, '-c', UNIX_SERVER_PY, d]);
     await waitFor(() => readLines(path.join(d, 'report')).includes('READY'), 'the unix server');
@@ -572,7 +572,8 @@ describe('unix socket names', () => {
     gone(pid);
     const img = ImageDir.open(again);
     const files = img.messages<FileEntry>('files');
-    for (const f of files) if (f.usk && f.usk.name[0] !== 0) f.usk.name = Buffer.from(f.usk.name).subarray(0, -1);
+    for (const f of files)
+      if (f.usk && f.usk.name[0] !== 0) f.usk.name = Buffer.from(f.usk.name).subarray(0, -1);
     img.write('files', undefined, files);
     await restoreDetached(again);
     expect(askUnix(sockPath)).toBe('hi path');
