@@ -10,6 +10,7 @@ import path from 'node:path';
 import { killAndReap } from '@criu-ts/compel';
 import {
   type CoreEntry,
+  type FileEntry,
   ImageDir,
   type InventoryEntry,
   type MmEntry,
@@ -30,11 +31,13 @@ import {
   counterNumbers,
   failLines,
   isConsecutiveFromOne,
+  PYTHON,
   procState,
   procSyscall,
   readLines,
   readMaps,
   runCli,
+  startCommand,
   startWorkload,
   tempDir,
   waitFor,
@@ -516,5 +519,63 @@ describe('timers and zombies', () => {
         .trim()
         .split(' ')[49],
     ).toBe('9');
+  });
+});
+
+// A server bound to a pathname and to an abstract name; it answers each connection with "hi <name>".
+const UNIX_SERVER_PY = `
+import os, select, socket, sys
+d = sys.argv[1]
+p = socket.socket(socket.AF_UNIX); p.bind(d + '/s.sock'); p.listen(4)
+a = socket.socket(socket.AF_UNIX); a.bind(b'\\0criu-ts-facts-%d' % os.getpid()); a.listen(4)
+open(d + '/report', 'a').write('READY\\n')
+while True:
+    for s in select.select([p, a], [], [])[0]:
+        c, _ = s.accept(); c.sendall(b'hi ' + (b'path' if s is p else b'abstract')); c.close()
+`;
+
+/** Connect to a unix stream socket (abstract when `name` starts with NUL) and read what it says. */
+function askUnix(name: string): string {
+  return execFileSync(
+    PYTHON,
+    [
+      '-c',
+      'import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1].replace("@", "\\0", 1)); print(s.recv(100).decode())',
+      name.replace('\0', '@'),
+    ],
+    { encoding: 'utf8' },
+  ).trim();
+}
+
+describe('unix socket names', () => {
+  it('a pathname with the NUL the kernel counts (as CRIU writes it and reads it as a C string), an abstract name as it is; restored over the socket file the dump left, also from images without the NUL', async () => {
+    const d = tempDir('criu-ts-facts-unix-');
+    const pid = await startCommand([PYTHON, '-c', UNIX_SERVER_PY, d]);
+    await waitFor(() => readLines(path.join(d, 'report')).includes('READY'), 'the unix server');
+    const sockPath = path.join(d, 's.sock');
+    const abstract = `\0criu-ts-facts-${pid}`;
+    const dir = await dumpTo(pid);
+    gone(pid);
+    expect(fs.lstatSync(sockPath).isSocket()).toBe(true); // left behind by the killed server
+    const names = () =>
+      ImageDir.open(dir)
+        .messages<FileEntry>('files')
+        .flatMap((f) => (f.usk ? [Buffer.from(f.usk.name)] : []));
+    expect(names()).toEqual(expect.arrayContaining([Buffer.from(`${sockPath}\0`), Buffer.from(abstract)]));
+    expect(names()).toHaveLength(2);
+    await restoreDetached(dir);
+    expect(askUnix(sockPath)).toBe('hi path');
+    expect(askUnix(abstract)).toBe('hi abstract');
+
+    // Images written before the NUL was kept (or by hand) restore as well.
+    const again = await dumpTo(pid);
+    gone(pid);
+    const img = ImageDir.open(again);
+    const files = img.messages<FileEntry>('files');
+    for (const f of files)
+      if (f.usk && f.usk.name[0] !== 0) f.usk.name = Buffer.from(f.usk.name).subarray(0, -1);
+    img.write('files', undefined, files);
+    await restoreDetached(again);
+    expect(askUnix(sockPath)).toBe('hi path');
   });
 });

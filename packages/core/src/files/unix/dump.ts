@@ -103,6 +103,14 @@ function checkPeers(files: FileTable, held: Set<number>): void {
   }
 }
 
+/**
+ * A name as files.img holds it: a pathname with the NUL the kernel counts in its address (sock_diag
+ * reports it; criu-ts's sock_diag decoder drops it), as CRIU writes it and needs it (CRIU uses the bytes
+ * as a C string when it removes the stale socket file before binding); an abstract name as it is.
+ */
+export const imageName = (name: Buffer): Buffer =>
+  name.length > 0 && name[0] !== 0 ? Buffer.concat([name, Buffer.from([0])]) : name;
+
 /** The entry of a named datagram socket outside the tree that a socket of the tree sends to. */
 function addExternalPeer(files: FileTable, ino: number, sk: UnixSocketInfo): void {
   files.add(`unix-extern:${ino}`, (id) => ({
@@ -119,7 +127,7 @@ function addExternalPeer(files: FileTable, ino: number, sk: UnixSocketInfo): voi
       peer: 0,
       fown: noOwner(),
       opts: EMPTY_OPTS,
-      name: sk.name!,
+      name: imageName(sk.name!),
     },
   }));
 }
@@ -217,7 +225,7 @@ function entryFor(
     peer,
     fown: files.owner(file),
     opts: readSocketOptions(own, where),
-    name,
+    name: imageName(name),
     ...(sk.shutdown ? { shutdown: sk.shutdown } : {}),
     ...(perms ? { file_perms: perms } : {}),
     ...(relative ? { name_dir: relative.name_dir } : {}),

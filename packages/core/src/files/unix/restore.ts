@@ -98,8 +98,18 @@ function byInode(ctx: Ctx): Map<number, UnixEntry> {
   });
 }
 
+/**
+ * A pathname from files.img without the NUL that ends it there (CRIU and criu-ts write the name as the
+ * kernel reports it, NUL included; older criu-ts images have none). Abstract names are left alone.
+ */
+export const pathName = (name: Uint8Array): Buffer => {
+  let end = name.length;
+  if (name[0] !== 0) while (end > 0 && name[end - 1] === 0) end--;
+  return Buffer.from(name.subarray(0, end));
+};
+
 export const sockaddrOf = (name: Uint8Array): Buffer =>
-  name[0] === 0 ? encodeSockaddrUn(Buffer.from(name.subarray(1)), true) : encodeSockaddrUn(Buffer.from(name));
+  name[0] === 0 ? encodeSockaddrUn(Buffer.from(name.subarray(1)), true) : encodeSockaddrUn(pathName(name));
 
 /**
  * Send `packets` from `from` into its peer, without waiting (the options made room for them), each
@@ -203,7 +213,7 @@ function inDir<T>(dir: string | undefined, fn: () => T): T {
  * binds: the sockets connecting to it reach it through that, whatever became of its name.
  */
 function bindName(ctx: Ctx, fd: number, u: UnixSkEntry): void {
-  const name = Buffer.from(u.name);
+  const name = pathName(u.name);
   if (name.length === 0) return;
   if (name[0] === 0) {
     bind(fd, sockaddrOf(name));
@@ -273,7 +283,7 @@ function connectToPeer(ctx: Ctx, fd: number, self: UnixSkEntry, peer: UnixEntry)
     else connect(fd, to);
   } catch (e) {
     if (!external) throw e;
-    const name = Buffer.from(peer.usk.name).toString('utf8').replace(/\0/g, '@');
+    const name = pathName(peer.usk.name).toString('utf8').replace(/\0/g, '@');
     throw new RestoreError(`the external socket ${name} it sends to: ${(e as Error).message}`);
   }
 }
