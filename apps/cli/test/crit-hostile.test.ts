@@ -29,7 +29,11 @@ interface Run {
 /** crit-ts ARGS with `stdin` (a path opened for fd 0, or 'pipe-of:FILE' for fd 3 fed from FILE). */
 function critTs(args: string[], stdin?: string, fd3?: string): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const stdio: Array<number | 'pipe' | 'ignore'> = [stdin ? openSync(stdin, 'r') : 'ignore', 'pipe', 'pipe'];
+    const stdio: Array<number | 'pipe' | 'ignore'> = [
+      stdin ? openSync(stdin, 'r') : 'ignore',
+      'pipe',
+      'pipe',
+    ];
     if (fd3) stdio.push('pipe');
     const child = spawn(process.execPath, [BIN, ...args], { stdio });
     let stdout = '';
@@ -70,10 +74,17 @@ describe('crit-ts: inputs that are not image files', () => {
   it('/dev/zero and a socket as -i; /dev/zero on stdin', { timeout: 10_000 }, async () => {
     oneLine(await critTs(['decode', '-i', '/dev/zero']), /\/dev\/zero: at byte 0: is a character device/);
     const sock = path.join(tmp, 'sock.img');
-    execFileSync('python3', ['-c', 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', sock]);
+    execFileSync('python3', [
+      '-c',
+      'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])',
+      sock,
+    ]);
     oneLine(await critTs(['decode', '-i', sock]), /sock\.img: at byte 0: is a socket/);
     oneLine(await critTs(['decode'], '/dev/zero'), /<stdin>: at byte 0: unknown magic 0x0/);
-    oneLine(await critTs(['decode', '-i', '/dev/stdin'], '/dev/urandom'), /\/dev\/stdin: at byte [04]: unknown magic/);
+    oneLine(
+      await critTs(['decode', '-i', '/dev/stdin'], '/dev/urandom'),
+      /\/dev\/stdin: at byte [04]: unknown magic/,
+    );
   });
 
   it('a pipe as /dev/fd/3 and a symlink named by the user are read', { timeout: 10_000 }, async () => {

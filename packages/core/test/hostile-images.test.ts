@@ -199,11 +199,14 @@ describe('inconsistent images: refused before any task exists', () => {
       const last = list.at(-1)!;
       const vma = mm.vmas!.find((v) => v.start <= last.vaddr && last.vaddr < v.end)!;
       const room = (vma.end - last.vaddr) / 0x1000n;
-      if (room > BigInt(last.nr_pages)) {
+      if (room > BigInt(last.nr_pages ?? last.compat_nr_pages)) {
         list[list.length - 1] = { ...last, nr_pages: room, compat_nr_pages: Number(room) };
         writeRuns(img, head, list);
       } else {
-        fs.truncateSync(path.join(dir, 'pages-1.img'), fs.statSync(path.join(dir, 'pages-1.img')).size - 4096);
+        fs.truncateSync(
+          path.join(dir, 'pages-1.img'),
+          fs.statSync(path.join(dir, 'pages-1.img')).size - 4096,
+        );
       }
       await expectRefused(dir, /pages-1\.img holds \d+ bytes, pagemap-\d+\.img needs \d+: truncated/);
     },
@@ -218,7 +221,10 @@ describe('inconsistent images: refused before any task exists', () => {
       const vmas = mm.vmas!;
       // Two neighbours that are plain memory (not the vDSO, whose size is checked against the kernel).
       const i = vmas.findIndex(
-        (v, k) => k + 1 < vmas.length && !(v.status & ((1 << 3) | (1 << 12) | (1 << 2))) && !(vmas[k + 1]!.status & ((1 << 3) | (1 << 12) | (1 << 2))),
+        (v, k) =>
+          k + 1 < vmas.length &&
+          !(v.status & ((1 << 3) | (1 << 12) | (1 << 2))) &&
+          !(vmas[k + 1]!.status & ((1 << 3) | (1 << 12) | (1 << 2))),
       );
       vmas[i] = { ...vmas[i]!, end: vmas[i + 1]!.start + 0x1000n };
       img.write('mm-%u', pid, [mm]);
@@ -255,7 +261,12 @@ describe('image files that are not files: refused, named, without a hang', () =>
         [
           'socket',
           // A bound unix socket leaves its file behind when the binder exits.
-          (f) => execFileSync('python3', ['-c', 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', f]),
+          (f) =>
+            execFileSync('python3', [
+              '-c',
+              'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])',
+              f,
+            ]),
           /pages-1\.img: at byte 0: is a socket, not an image file/,
         ],
         [
@@ -316,7 +327,10 @@ describe('planted symlinks: nothing is written through them', () => {
         const s = sentinel();
         fs.symlinkSync(s.file, path.join(dir, name));
         const r = await runCli(['restore', '-D', dir, '-d', '-o', 'restore.log', '-v4']);
-        expectOneLine(r, new RegExp(`${name}: it exists and is a symlink: not replaced, not written through`));
+        expectOneLine(
+          r,
+          new RegExp(`${name}: it exists and is a symlink: not replaced, not written through`),
+        );
         s.intact();
         expect(procState(pid)).toBe('gone');
         expect(stubs()).toEqual([]);
@@ -409,7 +423,10 @@ describe('directories and users that cannot work: one line before anything is cr
       const bin = path.join(REPO, 'apps/cli/bin/criu-ts.mjs');
       // cd into the dir, remove it, then run criu-ts there (node directly: a shell wrapper would complain first).
       const script = `cd "${gone}" && rmdir "${gone}" && exec "${process.execPath}" "${bin}" "$@"`;
-      for (const args of [['restore', '-D', 'images'], ['dump', '-t', '1', '-D', 'images']]) {
+      for (const args of [
+        ['restore', '-D', 'images'],
+        ['dump', '-t', '1', '-D', 'images'],
+      ]) {
         const r = await runSh(script, args);
         expectOneLine(r, /-D images is relative and the current directory cannot be found/);
         fs.mkdirSync(gone);
@@ -428,7 +445,16 @@ describe('directories and users that cannot work: one line before anything is cr
       const bin = path.join(REPO, 'apps/cli/bin/criu-ts.mjs');
       const asNobody = ['--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, bin];
       const dumpDir = path.join(base, 'dump');
-      const d = await runProgram('setpriv', [...asNobody, 'dump', '-t', String(w.pid), '-D', dumpDir, '-o', 'x.log']);
+      const d = await runProgram('setpriv', [
+        ...asNobody,
+        'dump',
+        '-t',
+        String(w.pid),
+        '-D',
+        dumpDir,
+        '-o',
+        'x.log',
+      ]);
       expectOneLine(d, /dump must run as root \(euid 0\), not as uid 65534/);
       expect(fs.existsSync(dumpDir)).toBe(false);
       await waitForMoreLines(w.report, 3, w.pid);

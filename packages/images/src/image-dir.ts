@@ -158,8 +158,7 @@ export class ImageDir {
    * it; writers refuse it too (O_EXCL | O_NOFOLLOW), but only when they get to it.
    */
   checkCanWrite(pattern?: string, id?: number | bigint | string): void {
-    const names =
-      pattern === undefined ? this.list().map((f) => f.file) : [imageFileName(pattern, id)];
+    const names = pattern === undefined ? this.list().map((f) => f.file) : [imageFileName(pattern, id)];
     for (const name of names) {
       const path = join(this.path, name);
       let st: ReturnType<typeof lstatSync>;
@@ -170,7 +169,10 @@ export class ImageDir {
         throw new ImageWriteError(path, (err as NodeJS.ErrnoException).code ?? String(err));
       }
       if (!st.isFile())
-        throw new ImageWriteError(path, `it exists and is ${fileKindOf(st)}: not replaced, not written through`);
+        throw new ImageWriteError(
+          path,
+          `it exists and is ${fileKindOf(st)}: not replaced, not written through`,
+        );
     }
   }
 

@@ -95,7 +95,8 @@ function copyStream(fd: number, path: string, name: string): void {
         if (head.length === 8) checkMagic(head, name);
       }
       total += n;
-      if (total > MAX_STREAM) throw new ImageError(name, total, `more than ${MAX_STREAM} bytes: not an image`);
+      if (total > MAX_STREAM)
+        throw new ImageError(name, total, `more than ${MAX_STREAM} bytes: not an image`);
       writeSync(out, buf, 0, n);
     }
   } finally {

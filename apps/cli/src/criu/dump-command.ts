@@ -1,8 +1,8 @@
 import { DumpError, type DumpResult, dump } from '@criu-ts/core';
 import { ImageDir } from '@criu-ts/images';
 import { makeLogger } from './log.js';
-import { absolutePath, requireRoot } from './preflight.js';
 import type { CriuOptions } from './options.js';
+import { absolutePath, requireRoot } from './preflight.js';
 
 /** `criu-ts dump -t PID -D DIR`, with criu's options and meanings. */
 export async function dumpCommand(o: CriuOptions, version: string): Promise<number> {

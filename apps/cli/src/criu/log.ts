@@ -1,6 +1,6 @@
 import { mkdirSync, openSync, writeSync } from 'node:fs';
-import { createImageFile } from '@criu-ts/images';
 import { dirname, isAbsolute, join } from 'node:path';
+import { createImageFile } from '@criu-ts/images';
 import pino from 'pino';
 import type { CriuOptions } from './options.js';
 

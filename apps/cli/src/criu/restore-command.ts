@@ -2,8 +2,8 @@ import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { RestoreError, restore, waitForRoot } from '@criu-ts/core';
 import type { RestoreStatsEntry } from '@criu-ts/images';
 import { makeLogger } from './log.js';
-import { absolutePath, requireRoot } from './preflight.js';
 import type { CriuOptions } from './options.js';
+import { absolutePath, requireRoot } from './preflight.js';
 
 /**
  * `criu-ts restore -D DIR`, with criu's options and meanings. Resolves to criu-ts's exit status:

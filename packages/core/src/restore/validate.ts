@@ -8,10 +8,10 @@ import { basename, join } from 'node:path';
 import {
   type ImageDir,
   openImageForRead,
+  type PageRun,
   PE_LAZY,
   PE_PARENT,
   PE_PRESENT,
-  type PageRun,
   type VmaEntry,
 } from '@criu-ts/images';
 import { isGuard, VMA } from '../mm/vmas.js';
@@ -30,7 +30,9 @@ const hex = (v: bigint) => `0x${v.toString(16)}`;
  */
 export function checkVmaLayout(pid: number, vmas: VmaEntry[]): VmaEntry[] {
   const file = `mm-${pid}.img`;
-  const sorted = vmas.filter((v) => !isGuard(v)).sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  const sorted = vmas
+    .filter((v) => !isGuard(v))
+    .sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
   let prev: VmaEntry | undefined;
   for (const v of sorted) {
     const what = `${file}: VMA ${hex(v.start)}-${hex(v.end)}`;
@@ -50,7 +52,12 @@ export function checkVmaLayout(pid: number, vmas: VmaEntry[]): VmaEntry[] {
  * without overlap; with `vmas` (sorted, see checkVmaLayout), each covered by VMAs. The bytes of its
  * present pages must be in the pages file, a regular file (not a symlink, FIFO or device).
  */
-export function checkPagemap(pagemapFile: string, runs: PageRun[], pagesFile: string, vmas?: VmaEntry[]): void {
+export function checkPagemap(
+  pagemapFile: string,
+  runs: PageRun[],
+  pagesFile: string,
+  vmas?: VmaEntry[],
+): void {
   const file = basename(pagemapFile);
   let prevEnd = 0n;
   let present = 0n;

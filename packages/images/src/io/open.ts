@@ -101,7 +101,10 @@ export function createImageFile(path: string, mode = 0o600): number {
       throw writeError(path, err);
     }
     if (!st.isFile())
-      throw new ImageWriteError(path, `it exists and is ${fileKindOf(st)}: not replaced, not written through`);
+      throw new ImageWriteError(
+        path,
+        `it exists and is ${fileKindOf(st)}: not replaced, not written through`,
+      );
     try {
       unlinkSync(path);
     } catch (err) {
@@ -113,24 +116,27 @@ export function createImageFile(path: string, mode = 0o600): number {
 function writeError(path: string, err: unknown): ImageWriteError | unknown {
   const code = (err as NodeJS.ErrnoException).code;
   if (!code) return err;
-  return new ImageWriteError(path, code === 'ENOSPC' ? 'ENOSPC (no space left on device)' : (WHY[code] ?? code));
+  return new ImageWriteError(
+    path,
+    code === 'ENOSPC' ? 'ENOSPC (no space left on device)' : (WHY[code] ?? code),
+  );
 }
 
 /** Filesystem types that are the kernel's windows, never a place for images (statfs f_type). */
 const PSEUDO_FS: Record<number, string> = {
-  0x9fa0: 'procfs',
-  0x62656572: 'sysfs',
-  0x64626720: 'debugfs',
-  0x74726163: 'tracefs',
-  0x73636673: 'securityfs',
-  0x27e0eb: 'cgroupfs',
-  0x63677270: 'cgroup2fs',
-  0x6e736673: 'nsfs',
-  0xcafe4a11: 'bpffs',
-  0x42494e4d: 'binfmt_misc',
-  0x62656570: 'configfs',
-  0x6165676c: 'pstorefs',
-  0xde5e81e4: 'efivarfs',
+  40864: 'procfs',
+  1650812274: 'sysfs',
+  1684170528: 'debugfs',
+  1953653091: 'tracefs',
+  1935894131: 'securityfs',
+  2613483: 'cgroupfs',
+  1667723888: 'cgroup2fs',
+  1853056627: 'nsfs',
+  3405662737: 'bpffs',
+  1112100429: 'binfmt_misc',
+  1650812272: 'configfs',
+  1634035564: 'pstorefs',
+  3730735588: 'efivarfs',
 };
 
 /** The pseudo filesystem `path` is on (by statfs), or undefined for a real one or one it cannot tell. */

@@ -453,7 +453,12 @@ describe('PageMap', () => {
     rmSync(dir.fileName('pages-%u', 3));
     const pm = dir.pageMap(7);
     try {
-      expectImageError(() => pm.readPage(0x10000n), dir.fileName('pages-%u', 3), 0, /^missing image \(no such file\)$/);
+      expectImageError(
+        () => pm.readPage(0x10000n),
+        dir.fileName('pages-%u', 3),
+        0,
+        /^missing image \(no such file\)$/,
+      );
     } finally {
       pm.close();
     }

@@ -41,7 +41,9 @@ function readError(path: string): string {
 }
 
 describe('reading: only regular files, never through a symlink, never a wait', () => {
-  it('a FIFO, a character device, a socket, a symlink (also to a good image), a directory', { timeout: 5000 }, () => {
+  it('a FIFO, a character device, a socket, a symlink (also to a good image), a directory', {
+    timeout: 5000,
+  }, () => {
     const dir = ImageDir.create(join(tmp, 'd'));
     dir.write('pstree', undefined, pstree);
     const fifo = join(tmp, 'fifo.img');
@@ -51,7 +53,11 @@ describe('reading: only regular files, never through a symlink, never a wait', (
     execFileSync('mknod', [dev, 'c', '1', '5']);
     expect(readError(dev)).toBe('is a character device, not an image file: not read');
     const sock = join(tmp, 'sock.img');
-    execFileSync('python3', ['-c', 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', sock]);
+    execFileSync('python3', [
+      '-c',
+      'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])',
+      sock,
+    ]);
     expect(readError(sock)).toBe('is a socket, not an image file: not read');
     const link = join(tmp, 'link.img');
     symlinkSync(dir.fileName('pstree'), link);
@@ -101,7 +107,9 @@ describe('writing: images created exclusively', () => {
     expect(statSync(dir.fileName('pstree')).mode & 0o777).toBe(0o600);
   });
 
-  it('a symlink or a FIFO under an image name is refused; its target stays untouched', { timeout: 5000 }, () => {
+  it('a symlink or a FIFO under an image name is refused; its target stays untouched', {
+    timeout: 5000,
+  }, () => {
     const dir = ImageDir.create(join(tmp, 'd'));
     const sentinel = join(tmp, 'sentinel');
     writeFileSync(sentinel, 'untouched\n');
@@ -114,14 +122,18 @@ describe('writing: images created exclusively', () => {
     );
     expect(() => dir.pageMapWriter(1, 1)).toThrow(/pages-1\.img: it exists and is a symlink/);
     expect(existsSync(join(tmp, 'not-there'))).toBe(false);
-    expect(() => dir.write('inventory', undefined, [{ img_version: 2 }])).toThrow(/inventory\.img: it exists and is a FIFO/);
-    expect(() => dir.checkCanWrite()).toThrow(/inventory\.img: it exists and is a FIFO|pstree\.img: it exists and is a symlink/);
+    expect(() => dir.write('inventory', undefined, [{ img_version: 2 }])).toThrow(
+      /inventory\.img: it exists and is a FIFO/,
+    );
+    expect(() => dir.checkCanWrite()).toThrow(
+      /inventory\.img: it exists and is a FIFO|pstree\.img: it exists and is a symlink/,
+    );
     expect(() => dir.checkCanWrite('stats-%s', 'dump')).not.toThrow();
     expect(readFileSync(sentinel, 'utf8')).toBe('untouched\n');
   });
 });
 
-describe('image directories on the kernel\'s pseudo filesystems', () => {
+describe("image directories on the kernel's pseudo filesystems", () => {
   it('/proc and /sys are refused for reading and writing, nothing is created', () => {
     expect(() => ImageDir.create('/proc/self/criu-images')).toThrow(/is on procfs, not a place for images/);
     expect(() => ImageDir.open('/proc/self')).toThrow(/is on procfs, not a place for images/);
