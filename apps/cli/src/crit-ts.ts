@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { critToImage, ImageError, ImageReader, imageToCrit, pyDumps, pyParse } from '@criu-ts/images';
 import { Command, CommanderError } from 'commander';
 import { explore } from './crit/explore.js';
-import { readText, withInputFile, writeOut } from './crit/io.js';
+import { readText, regularInput, withInputFile, writeOut } from './crit/io.js';
 
 /**
  * crit-ts: CRIU's image tool, same commands, options and JSON as crit.
@@ -51,7 +51,7 @@ function program(): Command {
     .description('show info about image')
     .argument('<in>')
     .action((input: string) => {
-      const r = ImageReader.open(input);
+      const r = ImageReader.open(regularInput(input));
       let count = 0;
       try {
         for (const _ of r.entries()) count++;
@@ -75,7 +75,7 @@ function program(): Command {
     .argument('<in>')
     .option('--nopl', 'do not show entry payload (if exists)')
     .action((input: string, o: { nopl?: boolean }) => {
-      const img = imageToCrit(input, { pretty: true, noPayload: o.nopl === true });
+      const img = imageToCrit(regularInput(input), { pretty: true, noPayload: o.nopl === true });
       process.stdout.write(`${pyDumps(img, 4)}\n`);
     });
   return cmd;

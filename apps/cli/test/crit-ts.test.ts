@@ -453,7 +453,7 @@ describe('crit-ts', () => {
     it.each(['missing', 'truncated', 'junk'])('a %s image: decode, show, info', (what) => {
       const file = { missing: 'no-such.img', truncated: 'trunc.img', junk: 'junk.img' }[what]!;
       const why = {
-        missing: /ENOENT/,
+        missing: /missing image \(no such file\)/,
         truncated: /needs \d+ bytes but only \d+ remain/,
         junk: /unknown magic/,
       }[what]!;

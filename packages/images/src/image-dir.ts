@@ -1,6 +1,6 @@
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { ImageError } from './errors.js';
+import { lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { ImageError, ImageWriteError } from './errors.js';
 import type { Extra } from './extras.js';
 import type {
   CoreEntry,
@@ -13,6 +13,7 @@ import type {
   TaskKobjIdsEntry,
 } from './gen/types.js';
 import { type ImageEntry, ImageReader, ImageWriter, readImage } from './image-file.js';
+import { fileKindOf, pseudoFsOf } from './io/open.js';
 import { IMAGE_NAMES, type ImageName, imageFileName, parseImageFileName } from './kinds.js';
 import type { MagicName } from './magic.js';
 import { PageMap, PageMapWriter } from './pagemap/page-map.js';
@@ -44,11 +45,14 @@ export class ImageDir {
 
   /** An existing image directory. */
   static open(path: string): ImageDir {
+    refusePseudoFs(path);
     let isDir = false;
     try {
       isDir = statSync(path).isDirectory();
-    } catch {
-      throw new ImageError(path, 0, 'image directory does not exist');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw new ImageError(path, 0, 'image directory does not exist');
+      throw new ImageError(path, 0, `image directory cannot be reached: ${code ?? err}`);
     }
     if (!isDir) throw new ImageError(path, 0, 'not a directory');
     return new ImageDir(path);
@@ -56,7 +60,15 @@ export class ImageDir {
 
   /** An image directory to write to; created with mode 0700 when missing. */
   static create(path: string): ImageDir {
-    if (!existsSync(path)) mkdirSync(path, { recursive: true, mode: 0o700 });
+    refusePseudoFs(path);
+    if (!lexists(path)) {
+      try {
+        mkdirSync(path, { recursive: true, mode: 0o700 });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? String(err);
+        throw new ImageError(path, 0, `cannot create the image directory: ${code}`);
+      }
+    }
     return ImageDir.open(path);
   }
 
@@ -74,8 +86,12 @@ export class ImageDir {
     return join(this.path, imageFileName(pattern, id));
   }
 
+  /**
+   * Whether a file of that name is there, whatever it is (lstat: a dangling symlink or an unreadable
+   * file is there too, and reading it says what is wrong with it rather than "missing").
+   */
   has(pattern: string, id?: number | bigint | string): boolean {
-    return existsSync(this.fileName(pattern, id));
+    return lexists(this.fileName(pattern, id));
   }
 
   /** Every entry of an image. */
@@ -135,6 +151,31 @@ export class ImageDir {
     return PageMap.forShmem(this.path, shmid);
   }
 
+  /**
+   * Before writing: every file of the directory with an image's name (or just the one named) must be a
+   * regular file, which a new image replaces. A symlink, FIFO, device, socket or directory planted under
+   * an image's name is refused here, before a dump or restore has done anything, with one line naming
+   * it; writers refuse it too (O_EXCL | O_NOFOLLOW), but only when they get to it.
+   */
+  checkCanWrite(pattern?: string, id?: number | bigint | string): void {
+    const names = pattern === undefined ? this.list().map((f) => f.file) : [imageFileName(pattern, id)];
+    for (const name of names) {
+      const path = join(this.path, name);
+      let st: ReturnType<typeof lstatSync>;
+      try {
+        st = lstatSync(path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw new ImageWriteError(path, (err as NodeJS.ErrnoException).code ?? String(err));
+      }
+      if (!st.isFile())
+        throw new ImageWriteError(
+          path,
+          `it exists and is ${fileKindOf(st)}: not replaced, not written through`,
+        );
+    }
+  }
+
   /** A writer for a new image; the magic comes from the name pattern. */
   writer(pattern: string, id?: number | bigint | string): ImageWriter {
     const n = nameOf(pattern);
@@ -164,4 +205,27 @@ export class ImageDir {
   shmemPageMapWriter(shmid: number | bigint, pagesId: number): PageMapWriter {
     return new PageMapWriter(this.path, shmid, pagesId, 'pagemap-shmem-%lu');
   }
+}
+
+function lexists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch (err) {
+    // Not ENOENT (EACCES on the way, ELOOP...): something is there that cannot be looked at.
+    const code = (err as NodeJS.ErrnoException).code;
+    return code !== 'ENOENT' && code !== 'ENOTDIR';
+  }
+}
+
+/**
+ * An images directory in /proc, /sys or another of the kernel's pseudo filesystems is refused before
+ * anything is created or opened there (a dump into /proc would hang on files that are not files).
+ * The nearest existing ancestor decides for a directory still to be made.
+ */
+function refusePseudoFs(path: string): void {
+  let at = resolve(path);
+  while (!lexists(at) && dirname(at) !== at) at = dirname(at);
+  const fs = pseudoFsOf(at);
+  if (fs) throw new ImageError(path, 0, `is on ${fs}, not a place for images`);
 }

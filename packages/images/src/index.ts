@@ -11,6 +11,7 @@ export type { Extra, IpcMessage, TcpQueues } from './extras.js';
 export * from './gen/types.js';
 export { ImageDir, type ImageFileInfo } from './image-dir.js';
 export { type ImageEntry, ImageReader, ImageWriter, readImage, writeImage } from './image-file.js';
+export { createImageFile, fileKindOf, openImageForRead, pseudoFsOf } from './io/open.js';
 export { type CritDecodeOptions, critToImage, imageToCrit } from './json/crit-image.js';
 export { fromCrit, pyInt, toCrit } from './json/crit-json.js';
 export { type PyJson, pyDumps, pyParse } from './json/pyjson.js';

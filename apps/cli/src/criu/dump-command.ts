@@ -1,16 +1,17 @@
-import { resolve } from 'node:path';
 import { DumpError, type DumpResult, dump } from '@criu-ts/core';
 import { ImageDir } from '@criu-ts/images';
 import { makeLogger } from './log.js';
 import type { CriuOptions } from './options.js';
+import { absolutePath, requireRoot } from './preflight.js';
 
 /** `criu-ts dump -t PID -D DIR`, with criu's options and meanings. */
 export async function dumpCommand(o: CriuOptions, version: string): Promise<number> {
   if (o.tree === undefined) throw new DumpError('dump needs -t/--tree PID: the root of the tree to dump');
   const pid = o.tree;
-  const imagesDir = resolve(o.imagesDir);
+  requireRoot('dump');
+  const imagesDir = absolutePath(o.imagesDir, '-D');
   ImageDir.create(imagesDir); // 0700, before the log file can create it with other modes
-  const workDir = resolve(o.workDir ?? imagesDir);
+  const workDir = o.workDir === undefined ? imagesDir : absolutePath(o.workDir, '-W');
   const log = makeLogger(o, workDir);
   let interrupted: string | undefined;
   const onSignal = (sig: string) => {

@@ -1,5 +1,6 @@
 import { mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
+import { createImageFile } from '@criu-ts/images';
 import pino from 'pino';
 import type { CriuOptions } from './options.js';
 
@@ -35,8 +36,10 @@ export function makeLogger(
         ? o.logFile
         : join(workDir, o.logFile)
       : undefined;
-  if (o.logFormat === 'json') return pinoLog(LEVELS[levelIndex] ?? 'warn', path);
-  return new TextLog(levelIndex, path);
+  // A relative -o lands in the work dir, which may hold what was planted there: see openLog.
+  const inWorkDir = o.logFile !== undefined && !isAbsolute(o.logFile);
+  if (o.logFormat === 'json') return pinoLog(LEVELS[levelIndex] ?? 'warn', path, inWorkDir);
+  return new TextLog(levelIndex, path, inWorkDir);
 }
 
 const PREFIX: Record<Level, (where: string) => string> = {
@@ -57,13 +60,11 @@ class TextLog implements CliLog {
   constructor(
     private readonly level: number,
     path: string | undefined,
+    inWorkDir: boolean,
   ) {
     this.toFile = path !== undefined;
     if (path === undefined) this.fd = 2;
-    else {
-      mkdirSync(dirname(path), { recursive: true });
-      this.fd = openSync(path, 'w', 0o600);
-    }
+    else this.fd = openLog(path, inWorkDir);
   }
 
   error(msg: string, where = 'criu-ts'): void {
@@ -103,11 +104,11 @@ class TextLog implements CliLog {
   }
 }
 
-function pinoLog(level: string, path: string | undefined): CliLog {
-  const p =
-    path === undefined
-      ? pino({ level, base: null }, pino.destination(2))
-      : pino({ level, base: null }, pino.destination({ dest: path, sync: true, mkdir: true, mode: 0o600 }));
+function pinoLog(level: string, path: string | undefined, inWorkDir: boolean): CliLog {
+  const p = pino(
+    { level, base: null },
+    pino.destination(path === undefined ? 2 : { dest: openLog(path, inWorkDir), sync: true }),
+  );
   return {
     error: (msg, where) => p.error({ where }, msg),
     warn: (msg, where) => p.warn({ where }, msg),
@@ -116,4 +117,14 @@ function pinoLog(level: string, path: string | undefined): CliLog {
     toFile: path !== undefined,
     flush: () => p.flush(),
   };
+}
+
+/**
+ * Opens the -o log (0600). One in the work dir (a relative -o) is created anew, as an image is: a
+ * symlink or FIFO planted under its name is refused, not written through or waited on. An absolute
+ * -o is the user's own choice of file (/dev/stderr, a FIFO read by a tool) and is opened as given.
+ */
+function openLog(path: string, inWorkDir: boolean): number {
+  mkdirSync(dirname(path), { recursive: true });
+  return inWorkDir ? createImageFile(path) : openSync(path, 'w', 0o600);
 }

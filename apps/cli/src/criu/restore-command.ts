@@ -1,20 +1,21 @@
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { RestoreError, restore, waitForRoot } from '@criu-ts/core';
 import type { RestoreStatsEntry } from '@criu-ts/images';
 import { makeLogger } from './log.js';
 import type { CriuOptions } from './options.js';
+import { absolutePath, requireRoot } from './preflight.js';
 
 /**
  * `criu-ts restore -D DIR`, with criu's options and meanings. Resolves to criu-ts's exit status:
  * without -d, the restored root task's, as CRIU's.
  */
 export async function restoreCommand(o: CriuOptions, version: string): Promise<number> {
-  const imagesDir = resolve(o.imagesDir);
-  const workDir = resolve(o.workDir ?? imagesDir);
+  requireRoot('restore');
+  const imagesDir = absolutePath(o.imagesDir, '-D');
+  const workDir = o.workDir === undefined ? imagesDir : absolutePath(o.workDir, '-W');
   const log = makeLogger(o, workDir);
   // CRIU refuses to overwrite a pidfile; found out before anything is created.
-  const pidfilePath = o.pidfile ? resolve(workDir, o.pidfile) : undefined;
+  const pidfilePath = o.pidfile ? absolutePath(o.pidfile, '--pidfile', workDir) : undefined;
   let pidfd: number | undefined;
   if (pidfilePath) {
     try {

@@ -85,6 +85,9 @@ const IMG_VERSION = 2;
 export async function dump(opts: DumpOptions): Promise<DumpResult> {
   const log = opts.log ?? (() => {});
   const dir = ImageDir.create(opts.imagesDir);
+  // Something planted under an image's name (a symlink out of the dir, a FIFO) is refused now.
+  dir.checkCanWrite();
+  (opts.workDir ? ImageDir.create(opts.workDir) : dir).checkCanWrite('stats-%s', 'dump');
   checkRoot(opts.pid);
   warmUp();
   const stats = new DumpStats();
@@ -126,6 +129,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   };
   // inventory.img's root_ids are criu-ts's own ids, numbered first (see KobjIds.ofDumper).
   const dumperIds = ctx.ids.ofDumper();
+  let statsEntry: ReturnType<DumpStats['entry']>;
   try {
     const root = tree.tasks.find((t) => t.pid === opts.pid);
     if (root?.state === 'zombie') throw new DumpError(`pid ${opts.pid} exited before it could be dumped`);
@@ -142,14 +146,15 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     await yieldToEventLoop();
     opts.checkpoint?.();
     writeTreeImages(ctx, dumperIds);
+    // Inside the try: a stats-dump that cannot be written leaves the tree running, as any failed write.
+    statsEntry = stats.entry(process.hrtime.bigint());
+    (opts.workDir ? ImageDir.create(opts.workDir) : dir).write('stats-%s', 'dump', [{ dump: statsEntry }]);
   } catch (err) {
     ctx.files.undo();
     tree.release();
     ctx.files.close();
     throw err;
   }
-  const statsEntry = stats.entry(process.hrtime.bigint());
-  (opts.workDir ? ImageDir.create(opts.workDir) : dir).write('stats-%s', 'dump', [{ dump: statsEntry }]);
   // A tree that goes on gets its sockets out of repair mode and its connections unlocked; a killed
   // one keeps them (the restore unlocks). criu-ts's copies of the fds close last: a socket in repair
   // mode closed after its task was killed goes away without a FIN or an RST.

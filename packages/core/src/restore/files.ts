@@ -163,9 +163,14 @@ export class NodeFiles {
     if (have !== undefined) return have;
     let fd: number;
     try {
-      fd = open(path, constants.O_RDONLY | O_CLOEXEC);
+      // An image: no symlink followed, no wait on a FIFO, a regular file only.
+      fd = open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | O_CLOEXEC);
     } catch (e) {
       throw new RestoreError(`cannot open ${path}: ${(e as Error).message}`);
+    }
+    if (!fstatSync(fd).isFile()) {
+      close(fd);
+      throw new RestoreError(`${path} is not a regular file: not read`);
     }
     this.open.set(key, fd);
     return fd;

@@ -12,11 +12,11 @@
 //   4. VMAs that were once writable are made read-only again (they were mapped writable so that they get
 //      VM_ACCOUNT, as they had, and do not merge with neighbours that never were), madvise bits are set;
 //   5. prctl(PR_SET_MM, PR_SET_MM_MAP): code/data/brk/stack/args/env bounds, auxv, and the exe file.
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { PAGE_IS_FILE, PAGE_IS_PFNZERO, PAGE_IS_PRESENT, PAGE_IS_SWAPPED, ProcDir } from '@criu-ts/bfd';
 import { readProcMem, writeProcMem } from '@criu-ts/compel';
-import { type MmEntry, type PageMap, PE_PRESENT, type VmaEntry } from '@criu-ts/images';
+import { type MmEntry, openImageForRead, type PageMap, PE_PRESENT, type VmaEntry } from '@criu-ts/images';
 import {
   close,
   fstat,
@@ -327,7 +327,7 @@ function restoreInherited(
   let compared = 0;
   let written = 0;
   const mine = new Set<bigint>();
-  const fd = openSync(pm.pagesFile, 'r');
+  const fd = openImageForRead(pm.pagesFile).fd;
   try {
     const want = Buffer.allocUnsafe(Number(FILL_CHUNK));
     const have = Buffer.allocUnsafe(Number(FILL_CHUNK));
@@ -547,7 +547,7 @@ function fillPages(
     inj.batch([[SYS.close, free]], () => 'close of the pages image');
   }
   if (viaMem.length) {
-    const fd = openSync(pm.pagesFile, 'r');
+    const fd = openImageForRead(pm.pagesFile).fd;
     try {
       for (const p of viaMem) {
         const buf = Buffer.allocUnsafe(Number(p.len));

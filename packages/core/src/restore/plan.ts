@@ -2,6 +2,7 @@
 // and checked here, so that a missing or corrupt image, a kind of object restore cannot make yet, or a
 // kernel whose vDSO differs from the dumped one is a clear error while nothing has been created.
 import { existsSync, lstatSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   type CoreEntry,
   type FdinfoEntry,
@@ -27,6 +28,7 @@ import { restoreDriverFor } from '../files/restore-fds.js';
 import { type ImagesLock, methodOfInventoryCode, type NetworkLockMethod } from '../net-lock/index.js';
 import { ShmemRestore } from '../shmem/restore.js';
 import { RestoreError } from './errors.js';
+import { checkPagemap, checkShmemPagemaps, checkVmaLayout } from './validate.js';
 
 // core_entry.mtype, task_state, fd types and VMA status bits as CRIU defines them.
 const MARCH_X86_64 = 1;
@@ -199,6 +201,7 @@ export function planRestore(
   // /proc/PID files of these pids are not there yet: they are opened once PID exists again.
   const procPidsLater = new Set([...treeIds, ...deadPids]);
   const shmem = ShmemRestore.for(dir);
+  checkShmemPagemaps(dir);
   let pagesBytes = 0n;
   const filesIds = new Map<number, number>();
   const vmIds = new Map<number, number>();
@@ -380,9 +383,6 @@ function loadLiveTask(
   checkVdso(t.pid, vmas, vdso);
   const pm = dir.pageMap(t.pid);
   t.pagemap = pm;
-  let present = 0n;
-  let vi = 0;
-  const sorted = vmas.filter((v) => !isGuard(v)).sort((a, b) => (a.start < b.start ? -1 : 1));
   for (const r of pm.runs) {
     // CRIU 4.2 marks every private anonymous run PE_LAZY|PE_PRESENT, also without lazy pages: the data
     // is in pages-N.img, the mark only says a lazy restore could fetch it later. PE_LAZY alone means the
@@ -393,30 +393,9 @@ function loadLiveTask(
       throw new RestoreError(
         `pagemap-${t.pid}.img: pages in a parent image (incremental dumps) are not supported yet`,
       );
-    const end = r.vaddr + r.pages * PAGE;
-    // The run must be covered by VMAs (it may span neighbours).
-    for (let at = r.vaddr; at < end; ) {
-      while (vi < sorted.length && sorted[vi]!.end <= at) vi++;
-      const v = sorted[vi];
-      if (!v || v.start > at)
-        throw new RestoreError(`pagemap-${t.pid}.img: pages at ${hex(at)} are outside every VMA`);
-      at = v.end < end ? v.end : end;
-    }
-    vi = 0;
-    if (r.flags & PE_PRESENT) present += r.pages * PAGE;
   }
-  if (present > 0n) {
-    let size = -1n;
-    try {
-      size = BigInt(statSync(pm.pagesFile).size);
-    } catch {
-      throw new RestoreError(`missing image ${pm.pagesFile}`);
-    }
-    if (size < present)
-      throw new RestoreError(
-        `${pm.pagesFile} holds ${size} bytes, the pagemap needs ${present}: truncated image`,
-      );
-  }
+  // Aligned, ordered, not overlapping, inside the VMAs (which do not overlap), data in the pages file.
+  checkPagemap(join(dir.path, pm.pagemapName), pm.runs, pm.pagesFile, checkVmaLayout(t.pid, vmas));
 }
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;

@@ -163,6 +163,11 @@ export function restore(opts: RestoreOptions): RestoreResult {
     'fdinfo_entry',
     'stats_entry',
   ]);
+  // stats-restore is written once the tree runs: something planted under its name is refused now.
+  (opts.workDir ? ImageDir.create(opts.workDir) : ImageDir.open(opts.imagesDir)).checkCanWrite(
+    'stats-%s',
+    'restore',
+  );
   const plan = planRestore(opts.imagesDir, {
     shellJob: opts.shellJob === true,
     ...(opts.networkLock ? { networkLock: opts.networkLock } : {}),

@@ -3,8 +3,8 @@
 // data goes to pages-N.img, as CRIU writes them. They are read through the object itself (a fd of the
 // shmem file), so a page that no task ever touched but that is in the object is dumped too, and only
 // holes (SEEK_DATA / SEEK_HOLE) are left out.
-import { closeSync, openSync, readSync } from 'node:fs';
-import { type ImageDir, PE_LAZY, PE_PARENT, PE_PRESENT } from '@criu-ts/images';
+import { closeSync, readSync } from 'node:fs';
+import { type ImageDir, openImageForRead, PE_LAZY, PE_PARENT, PE_PRESENT } from '@criu-ts/images';
 import { isSysError, lseek, preadFull, pwrite, SEEK_DATA, SEEK_HOLE } from '@criu-ts/sys';
 import { RestoreError } from '../restore/errors.js';
 
@@ -98,7 +98,7 @@ export function restoreShmemContents(dir: ImageDir, shmid: bigint, fd: number, s
         throw new RestoreError(
           `pagemap-shmem-${shmid}.img: pages up to ${end} are beyond the object's ${size} bytes`,
         );
-      src ??= openSync(pm.pagesFile, 'r');
+      src ??= openImageForRead(pm.pagesFile).fd;
       for (let at = 0n; at < end - r.vaddr; ) {
         const n = Number(end - r.vaddr - at < BigInt(CHUNK) ? end - r.vaddr - at : BigInt(CHUNK));
         const got = readSync(src, buf, 0, n, r.dataOffset + at);

@@ -1,5 +1,6 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
 import { ImageError } from '../errors.js';
+import { openImageForRead } from './open.js';
 
 /** Reads are done in chunks of at least this size: one syscall per 256 KiB, never per entry. */
 const CHUNK = 256 * 1024;
@@ -18,17 +19,10 @@ export class FileReader {
   private pos = 0; // current file offset
 
   constructor(readonly path: string) {
-    try {
-      this.fd = openSync(path, 'r');
-    } catch (err) {
-      throw new ImageError(path, 0, `cannot open: ${(err as NodeJS.ErrnoException).code ?? err}`);
-    }
-    const st = fstatSync(this.fd);
-    if (!st.isFile()) {
-      closeSync(this.fd);
-      throw new ImageError(path, 0, st.isDirectory() ? 'is a directory' : 'not a regular file');
-    }
-    this.size = st.size;
+    // No symlink followed, no wait on a FIFO; anything but a regular file is refused, named.
+    const { fd, size } = openImageForRead(path);
+    this.fd = fd;
+    this.size = size;
   }
 
   get offset(): number {

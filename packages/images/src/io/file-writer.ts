@@ -1,12 +1,14 @@
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, writeSync } from 'node:fs';
 import { writing } from '../errors.js';
+import { createImageFile } from './open.js';
 
 /** Entries are gathered and written 1 MiB at a time: one write() per MiB, never per entry. */
 const CHUNK = 1024 * 1024;
 
 /**
  * An append-only writer of a new file, mode 0600 (images hold memory and secrets: CRIU 1.4
- * stopped making them group-writable). An existing file is replaced, as CRIU does.
+ * stopped making them group-writable). An existing image is replaced, as CRIU does, but created anew
+ * (O_EXCL, O_NOFOLLOW): a symlink or anything else planted under the name is refused, never written through.
  */
 export class FileWriter {
   private readonly fd: number;
@@ -15,7 +17,7 @@ export class FileWriter {
   private written = 0;
 
   constructor(readonly path: string) {
-    this.fd = writing(path, () => openSync(path, 'w', 0o600));
+    this.fd = createImageFile(path);
   }
 
   /** Bytes handed to the writer so far. */

@@ -1,7 +1,8 @@
-import { closeSync, existsSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ImageError, writing } from '../errors.js';
 import { ImageReader, ImageWriter } from '../image-file.js';
+import { createImageFile, openImageForRead } from '../io/open.js';
 import { imageFileName } from '../kinds.js';
 import { type PagemapEntry, PE_LAZY, PE_PARENT, PE_PRESENT, pageCount, pagemapEntry } from './codec.js';
 
@@ -122,12 +123,7 @@ export class PageMap {
 
   private readPagesFile(at: bigint): Buffer {
     if (this.pagesFd === undefined) {
-      try {
-        this.pagesFd = openSync(this.pagesFile, 'r');
-      } catch (err) {
-        const why = (err as NodeJS.ErrnoException).code ?? String(err);
-        throw new ImageError(this.pagesFile, 0, `cannot open: ${why}`);
-      }
+      this.pagesFd = openImageForRead(this.pagesFile).fd;
     }
     const buf = Buffer.alloc(PAGE_SIZE);
     let n = 0;
@@ -205,7 +201,7 @@ export class PageMapWriter {
 export class ImageRawWriter {
   private readonly fd: number;
   constructor(readonly path: string) {
-    this.fd = writing(path, () => openSync(path, 'w', 0o600));
+    this.fd = createImageFile(path);
   }
 
   write(data: Uint8Array): void {

@@ -137,10 +137,10 @@ describe('framing', () => {
 
   it('a missing file and a directory', () => {
     const missing = join(tmp, 'no-such.img');
-    expectAllReadersFail(missing, 0, /^cannot open: ENOENT$/);
+    expectAllReadersFail(missing, 0, /^missing image \(no such file\)$/);
     const dir = fresh('a-dir');
     mkdirSync(dir);
-    expectAllReadersFail(dir, 0, /^is a directory$/);
+    expectAllReadersFail(dir, 0, /^is a directory, not an image file: not read$/);
   });
 
   it('truncated inside the length word', () => {
@@ -453,7 +453,12 @@ describe('PageMap', () => {
     rmSync(dir.fileName('pages-%u', 3));
     const pm = dir.pageMap(7);
     try {
-      expectImageError(() => pm.readPage(0x10000n), dir.fileName('pages-%u', 3), 0, /^cannot open: ENOENT$/);
+      expectImageError(
+        () => pm.readPage(0x10000n),
+        dir.fileName('pages-%u', 3),
+        0,
+        /^missing image \(no such file\)$/,
+      );
     } finally {
       pm.close();
     }
