@@ -235,7 +235,7 @@ describe('not restorable yet: refused, the tree runs on', () => {
     },
   );
 
-  it('an AIO ring whose header the task overwrote: refused in CRIU\'s words (its sanity check)', async () => {
+  it("an AIO ring whose header the task overwrote: refused in CRIU's words (its sanity check)", async () => {
     // The kernel reads only head (and the id) from the ring; CRIU dumps a ring only as the kernel made
     // it (magic, features, header length, nr), and restore needs head and tail inside the ring.
     await refusedPython(

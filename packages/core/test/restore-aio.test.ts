@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import { ImageDir } from '@criu-ts/images';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { featureNamed } from '../src/check/features.js';
 import {
   buildWorkloads,
   cleanup,
@@ -14,6 +15,7 @@ import {
   failLines,
   readLines,
   readMaps,
+  runCli,
   startWorkload,
   waitForLine,
 } from './helpers.js';
@@ -77,7 +79,9 @@ describe('criu-ts dump and restore: AIO contexts', () => {
     const mm = ImageDir.open(dir).mm(w.pid);
     const len = before.end - before.start;
     // As CRIU writes it: the ring's address, its length, and the nr_events that gives it again.
-    expect(mm.aios).toEqual([{ id: ctx, nr_req: Math.floor((Number(len - 32n) / 32 - 2) / 2), ring_len: Number(len) }]);
+    expect(mm.aios).toEqual([
+      { id: ctx, nr_req: Math.floor((Number(len - 32n) / 32 - 2) / 2), ring_len: Number(len) },
+    ]);
     const vma = mm.vmas!.find((v) => v.start === ctx)!;
     expect(vma.status).toBe(1 << 13); // VMA_AREA_AIORING alone
     expect(vma.flags).toBe(1); // MAP_SHARED
@@ -99,5 +103,15 @@ describe('criu-ts dump and restore: AIO contexts', () => {
     expect(checks[0]).toBe(`CHECK 1 leftover=ok io=ok head=${(tail + 2) % nr} tail=${(tail + 2) % nr}`);
     for (const c of checks) expect(c).toMatch(/^CHECK \d+ leftover=ok io=ok /);
     expect(failLines(w.report)).toEqual([]);
+  });
+
+  it('check --feature aio_remap: supported (the kernel moves a ring with its context); the probe leaves nothing', async () => {
+    const r = await runCli(['check', '--no-default-config', '-verbosity=0', '--feature', 'aio_remap']);
+    expect(r).toMatchObject({ code: 0, stdout: 'aio_remap is supported\n' });
+    // In this process: the probe's context is destroyed, its ring gone from our maps.
+    const rings = () => readMaps(process.pid).filter((m) => m.path.startsWith('/[aio]')).length;
+    const had = rings();
+    expect(featureNamed('aio_remap')!.probe()).toEqual({ ok: true });
+    expect(rings()).toBe(had);
   });
 });

@@ -30,7 +30,8 @@ export interface AioRingHeader {
 }
 
 export function parseAioRingHeader(b: Buffer): AioRingHeader {
-  if (b.length < AIO_RING_HEADER_SIZE) throw new RangeError(`an AIO ring header is ${AIO_RING_HEADER_SIZE} bytes`);
+  if (b.length < AIO_RING_HEADER_SIZE)
+    throw new RangeError(`an AIO ring header is ${AIO_RING_HEADER_SIZE} bytes`);
   return {
     id: b.readUInt32LE(0),
     nr: b.readUInt32LE(4),

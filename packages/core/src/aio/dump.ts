@@ -76,4 +76,3 @@ export function dumpAioRings(pid: number, vmas: readonly DumpVma[]): AioRingEntr
   }
   return out;
 }
-

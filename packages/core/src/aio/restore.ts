@@ -49,7 +49,8 @@ export function aioRingsOf(pid: number, mm: MmEntry): Array<{ vma: VmaEntry; nrR
       throw new RestoreError(`${what}: AIO ring ${hex(vma.start)} is ${a.ring_len} bytes, its VMA ${len}`);
     if (vma.status !== VMA.AREA_AIORING)
       throw new RestoreError(`${what}: AIO ring ${hex(vma.start)} has status 0x${vma.status.toString(16)}`);
-    if (a.nr_req <= 0) throw new RestoreError(`${what}: AIO ring ${hex(vma.start)} asks for ${a.nr_req} events`);
+    if (a.nr_req <= 0)
+      throw new RestoreError(`${what}: AIO ring ${hex(vma.start)} asks for ${a.nr_req} events`);
     byId.delete(vma.start);
     return { vma, nrReq: a.nr_req, len };
   });
@@ -77,18 +78,27 @@ export function restoreAioRings(inj: Injector, pid: number, mm: MmEntry, ctx: Ai
   }
 }
 
-function restoreRing(inj: Injector, pid: number, vma: VmaEntry, nrReq: number, len: bigint, ctx: AioContext): void {
+function restoreRing(
+  inj: Injector,
+  pid: number,
+  vma: VmaEntry,
+  nrReq: number,
+  len: bigint,
+  ctx: AioContext,
+): void {
   const what = `pid ${pid}: AIO ring ${hex(vma.start)}`;
   // The old ring, as the images filled it in (its VMA may be read-only: /proc/PID/mem reads it anyway).
   const old = Buffer.alloc(Number(len));
-  if (readProcMem(pid, vma.start, old) !== old.length) throw new RestoreError(`${what}: cannot read its copy`);
+  if (readProcMem(pid, vma.start, old) !== old.length)
+    throw new RestoreError(`${what}: cannot read its copy`);
   const oldHdr = parseAioRingHeader(old);
 
   const idOut = inj.reserve(8);
   inj.call(`${what}: io_setup(${nrReq})`, SYS.io_setup, nrReq, idOut);
   const ring = inj.read(idOut, 8).readBigUInt64LE(0);
   const hdrBuf = Buffer.alloc(AIO_RING_HEADER_SIZE);
-  if (readProcMem(pid, ring, hdrBuf) !== hdrBuf.length) throw new RestoreError(`${what}: cannot read the new ring`);
+  if (readProcMem(pid, ring, hdrBuf) !== hdrBuf.length)
+    throw new RestoreError(`${what}: cannot read the new ring`);
   const fresh = parseAioRingHeader(hdrBuf);
   const expect = aioRingEvents(len);
   const { head, tail } = oldHdr;
@@ -114,7 +124,8 @@ function restoreRing(inj: Injector, pid: number, vma: VmaEntry, nrReq: number, l
     MREMAP_MAYMOVE | MREMAP_FIXED,
     vma.start,
   );
-  if (BigInt.asUintN(64, at) !== vma.start) throw new RestoreError(`${what}: the new ring landed at ${hex(at)}`);
+  if (BigInt.asUintN(64, at) !== vma.start)
+    throw new RestoreError(`${what}: the new ring landed at ${hex(at)}`);
   if (vma.prot !== (PROT_READ | PROT_WRITE))
     inj.call(`${what}: mprotect`, SYS.mprotect, vma.start, len, vma.prot);
 }
@@ -153,7 +164,7 @@ function moveTail(
       if (n <= 0n) throw new RestoreError(`${what}: io_submit took no request`);
       done += Number(n);
       // Reaped as io_getevents would: the kernel reads the head back from the ring.
-      word.writeUInt32LE(done < head ? done : head);
+      word.writeUInt32LE(Math.min(done, head));
       if (writeProcMem(pid, headAt, word) !== 4) throw new RestoreError(`${what}: cannot set its head`);
     }
   } finally {

@@ -27,10 +27,10 @@ import {
   munmap,
   PR_SET_MM,
   PR_SET_MM_MAP_SIZE,
-  pidfdGetfd,
-  pidfdOpen,
   PROT_READ,
   PROT_WRITE,
+  pidfdGetfd,
+  pidfdOpen,
   prctl,
   SO_BUF_LOCK,
   SOCK_CLOEXEC,
@@ -133,7 +133,7 @@ function aioRemap(): FeatureAnswer {
     const ring = ProcDir.self()
       .maps()
       .find((m) => m.start === ctx);
-    if (!ring || ring.path !== '/[aio]' || !ring.deleted) return no('No AIO ring at expected location');
+    if (ring?.path !== '/[aio]' || !ring.deleted) return no('No AIO ring at expected location');
     const len = ring.end - ring.start;
     const at = mmap(0n, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
     spare = { at, len };
