@@ -1,5 +1,6 @@
 /** Names of the programs in tools/workloads/src/<name>.c. */
 export type WorkloadName =
+  | 'aio'
   | 'appender'
   | 'busy'
   | 'counter'

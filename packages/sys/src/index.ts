@@ -2,6 +2,7 @@
 // Addresses and u64 values are bigint; every failure throws SysError (call, errno, code).
 import { koffi, lastErrno, libc, syscall } from './native.js';
 
+export * from './aio.js';
 export * from './anonfds.js';
 export * from './clone3.js';
 export * from './constants/clone.js';

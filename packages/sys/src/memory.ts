@@ -1,5 +1,5 @@
 // Cross-process memory (process_vm_readv / process_vm_writev) and the dumper's own mappings.
-import { IOV_MAX } from './constants/mm.js';
+import { IOV_MAX, MREMAP_FIXED, MREMAP_MAYMOVE } from './constants/mm.js';
 import { SYS } from './constants/syscalls.js';
 import { SysError } from './errno.js';
 import { addressOf, checked, lastErrno, syscall, withPinned } from './native.js';
@@ -133,6 +133,16 @@ export function mmap(
 /** munmap(2) in this process. */
 export function munmap(addr: bigint, length: number | bigint): void {
   checked('munmap', () => `0x${addr.toString(16)}`, syscall(SYS.munmap, addr, length));
+}
+
+/** mremap(2) in this process of `len` bytes at `from` onto `to` (MREMAP_MAYMOVE | MREMAP_FIXED). */
+export function mremapFixed(from: bigint, len: number | bigint, to: bigint): bigint {
+  const r = checked(
+    'mremap',
+    () => `0x${from.toString(16)} to 0x${to.toString(16)}`,
+    syscall(SYS.mremap, from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to),
+  );
+  return BigInt.asUintN(64, BigInt(r));
 }
 
 /** mprotect(2) in this process. */

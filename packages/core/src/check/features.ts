@@ -13,12 +13,22 @@ import {
   close,
   flock,
   getsockoptInt,
+  ioDestroy,
+  ioGeteventsNow,
+  ioSetup,
   isSysError,
   LOCK_EX,
   LOCK_UN,
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
   memfdCreate,
+  mmap,
+  mremapFixed,
+  munmap,
   PR_SET_MM,
   PR_SET_MM_MAP_SIZE,
+  PROT_READ,
+  PROT_WRITE,
   pidfdGetfd,
   pidfdOpen,
   prctl,
@@ -105,6 +115,51 @@ function loginuidWritable(): FeatureAnswer {
   return yes;
 }
 
+/**
+ * An AIO ring can be moved with mremap and its context follows it (the kernel makes the new address the
+ * context id): what restore does with the new ring io_setup gives (aio/restore.ts). Tried on criu-ts
+ * itself, as CRIU's check does: a context, its ring moved onto a fresh mapping, then asked for events by
+ * its new address; destroyed afterwards.
+ */
+function aioRemap(): FeatureAnswer {
+  let ctx: bigint;
+  try {
+    ctx = ioSetup(16);
+  } catch (e) {
+    return no(`No AIO syscall: ${isSysError(e) ? e.code : (e as Error).message}`);
+  }
+  let spare: { at: bigint; len: bigint } | undefined;
+  try {
+    const ring = ProcDir.self()
+      .maps()
+      .find((m) => m.start === ctx);
+    if (ring?.path !== '/[aio]' || !ring.deleted) return no('No AIO ring at expected location');
+    const len = ring.end - ring.start;
+    const at = mmap(0n, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+    spare = { at, len };
+    try {
+      mremapFixed(ctx, len, at);
+    } catch (e) {
+      return no(`Can't remap AIO ring: ${isSysError(e) ? e.code : (e as Error).message}`);
+    }
+    spare = undefined; // the ring is there now
+    ctx = at;
+    try {
+      ioGeteventsNow(ctx);
+    } catch (e) {
+      return no(`AIO remap doesn't work properly: ${isSysError(e) ? e.code : (e as Error).message}`);
+    }
+    return yes;
+  } finally {
+    try {
+      ioDestroy(ctx);
+    } catch {
+      // nothing left to undo
+    }
+    if (spare) munmap(spare.at, spare.len);
+  }
+}
+
 export const FEATURES: readonly Feature[] = [
   { name: 'mnt_id', level: 'basic', probe: () => fdinfoOfOwnFile((t) => /^mnt_id:/m.test(t), 'mnt_id') },
   {
@@ -112,7 +167,7 @@ export const FEATURES: readonly Feature[] = [
     level: 'basic',
     probe: notInCriuTs('incremental dumps (pre-dump, --track-mem)'),
   },
-  { name: 'aio_remap', level: 'basic', probe: notInCriuTs('AIO rings (io_setup) are something') },
+  { name: 'aio_remap', level: 'basic', probe: aioRemap },
   { name: 'timerfd', level: 'basic', probe: kernelAtLeast(3, 17, 'timerfd state in fdinfo') },
   { name: 'tun', level: 'basic', probe: notInCriuTs('tun/tap devices are something') },
   { name: 'tun_ns', level: 'extra', probe: notInCriuTs('tun/tap devices are something') },

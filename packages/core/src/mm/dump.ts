@@ -1,5 +1,6 @@
 import type { ProcDir, ProcStat } from '@criu-ts/bfd';
 import type { MmEntry } from '@criu-ts/images';
+import { dumpAioRings } from '../aio/dump.js';
 import type { DumpVma } from './vmas.js';
 
 /** What only the task can say about its mm (injected: brk(0), prctl). */
@@ -21,6 +22,8 @@ export function dumpMm(
   remote: MmRemote,
 ): MmEntry {
   const auxv = proc.readBytes('auxv');
+  // AIO rings: checked in the frozen task (refused if not as the kernel made them).
+  const aios = typeof proc.pid === 'number' ? dumpAioRings(proc.pid, vmas) : [];
   const words: bigint[] = [];
   for (let off = 0; off + 8 <= auxv.length; off += 8) words.push(auxv.readBigUInt64LE(off));
   return {
@@ -38,6 +41,7 @@ export function dumpMm(
     exe_file_id: exeFileId,
     mm_saved_auxv: auxvForImage(words),
     vmas: vmas.map((v) => v.entry),
+    ...(aios.length ? { aios } : {}),
     dumpable: remote.dumpable,
     thp_disabled: remote.thpDisabled,
   };

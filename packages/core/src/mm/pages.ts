@@ -45,8 +45,9 @@ export function pagesToDump(pagemap: Pagemap, vmas: DumpVma[]): { runs: Run[]; s
     const skip = PAGE_IS_PFNZERO | (fileBacked ? PAGE_IS_FILE : 0) | (mayHoldGuards ? PAGE_IS_GUARD : 0);
     // The vDSO goes whole, as CRIU dumps it: CRIU's restore reads its ELF (symbols) from the image to
     // tell whether this kernel's vDSO is the same, also the pages the task never touched.
+    // AIO rings go whole too (CRIU's should_dump_entire_vma): the kernel writes them.
     const regions =
-      entry.status & VMA.AREA_VDSO
+      entry.status & (VMA.AREA_VDSO | VMA.AREA_AIORING)
         ? [{ start: entry.start, end: entry.end }]
         : pagemap.scan(entry.start, entry.end, {
             categoryAnyofMask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,

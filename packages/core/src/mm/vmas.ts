@@ -155,10 +155,12 @@ function vmaEntry(
     flags |= MAP.ANONYMOUS;
   } else if (s.path.startsWith('[') && !s.path.startsWith('[anon:') && !special(s.path)) {
     throw new DumpError(`${where}: unsupported special mapping`);
-  } else if (s.path === AIO_RING) {
-    // io_setup(2)'s ring: CRIU makes it again with io_setup and moves it here (its aio_remap); criu-ts
-    // cannot yet, and a file named "/[aio]" is nowhere to be opened.
-    throw new DumpError(`${where}: AIO rings (io_setup) cannot be restored yet`);
+  } else if (s.path === AIO_RING && s.deleted) {
+    if (!s.shared) throw new DumpError(`${where}: a private mapping named like an AIO ring`);
+    // io_setup(2)'s ring, as CRIU records it: AIORING alone (no file to open; restore makes a ring
+    // again with io_setup and moves it here, see aio/). Its pages are dumped whole.
+    status = VMA.AREA_AIORING;
+    fdflags = mappedFileFlags(pid, s);
   } else if (s.path.startsWith('/') && s.ino !== 0n) {
     // Pages of shared file mappings live in the file; private ones are copied when written.
     status = VMA.AREA_REGULAR | (s.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE);
@@ -239,6 +241,7 @@ export const mayHoldGuards = (s: SmapsEntry): boolean => hasVmFlag(s.vmFlags, 'g
 
 /** Whether dump copies the pages of this VMA (private memory the task owns). */
 export function isPrivateMemory(e: VmaEntry): boolean {
+  if (e.status === VMA.AREA_AIORING) return true; // the ring's content, as CRIU keeps it
   return (
     (e.status & VMA.AREA_REGULAR) !== 0 &&
     (e.status & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE)) !== 0 &&

@@ -10,7 +10,8 @@
 //      here) then pread64 from pages-N.img straight into place; pages of VMAs that are not writable
 //      (a text page the dumper's parasite once patched) are written through /proc/PID/mem;
 //   4. VMAs that were once writable are made read-only again (they were mapped writable so that they get
-//      VM_ACCOUNT, as they had, and do not merge with neighbours that never were), madvise bits are set;
+//      VM_ACCOUNT, as they had, and do not merge with neighbours that never were), AIO rings are made
+//      again (aio/restore.ts), madvise bits are set;
 //   5. prctl(PR_SET_MM, PR_SET_MM_MAP): code/data/brk/stack/args/env bounds, auxv, and the exe file.
 import { closeSync, readSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -44,6 +45,7 @@ import {
   type Stat,
   SYS,
 } from '@criu-ts/sys';
+import { restoreAioRings } from '../aio/restore.js';
 import { isGuard } from '../mm/vmas.js';
 import { type ShmemRestore, sysvAttachments } from '../shmem/restore.js';
 import { RestoreError } from './errors.js';
@@ -225,7 +227,9 @@ export function restoreMm(
       fileVmas.set(source.fd, group);
       continue;
     }
-    add(`mmap ${hex(v.start)}`, [SYS.mmap, v.start, v.end - v.start, prot, flags | MAP_ANONYMOUS, -1, 0]);
+    // An AIO ring's copy is private memory until its new ring replaces it (aio/restore.ts).
+    const anon = v.status & VMA.AREA_AIORING ? MAP_PRIVATE | MAP_FIXED : flags;
+    add(`mmap ${hex(v.start)}`, [SYS.mmap, v.start, v.end - v.start, prot, anon | MAP_ANONYMOUS, -1, 0]);
   }
   // The file's fd in the task: pidfd_getfd gives the lowest free fd, which is 0 (only the helper
   // pidfd, far above, is open now), or the first gap of a shared table already filled.
@@ -289,6 +293,12 @@ export function restoreMm(
     if (!isSpecial(v) && (writableFirst(v) || inherited.has(v)))
       down.push([SYS.mprotect, v.start, v.end - v.start, v.prot]);
   inj.batch(down, (i) => `mprotect ${hex(BigInt(down[i]![1]!))}`);
+  // AIO rings, once every VMA is in place (the copies mapped in step 2 give way to new rings).
+  restoreAioRings(inj, pid, mm, {
+    pidfd: ctx.pidfd,
+    freeFd: ctx.freeFd ?? 0,
+    devNull: () => ctx.files.rawFd('/dev/null'),
+  });
   const advice: Call[] = [];
   for (const v of vmas) {
     if (isSpecial(v) || !v.madv) continue;

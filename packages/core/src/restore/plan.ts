@@ -44,6 +44,7 @@ const TTY_PTY = 1;
 // VMA status bits are the dump side's (one definition for both directions).
 export { VMA } from '../mm/vmas.js';
 
+import { aioRingsOf } from '../aio/restore.js';
 import { isGuard, VMA } from '../mm/vmas.js';
 
 const PAGE = 4096n;
@@ -381,6 +382,7 @@ function loadLiveTask(
       checkFile(fileOf(Number(v.shmid), `mapping ${hex(v.start)}`), remaps, false, ids);
   }
   checkVdso(t.pid, vmas, vdso);
+  aioRingsOf(t.pid, t.mm);
   const pm = dir.pageMap(t.pid);
   t.pagemap = pm;
   for (const r of pm.runs) {
@@ -436,7 +438,8 @@ const SUPPORTED_STATUS =
   VMA.ANON_SHARED |
   VMA.AREA_SYSVIPC |
   VMA.AREA_MEMFD |
-  VMA.AREA_VVAR;
+  VMA.AREA_VVAR |
+  VMA.AREA_AIORING;
 
 function checkVma(pid: number, v: VmaEntry): void {
   const what = `mm-${pid}.img: VMA ${hex(v.start)}-${hex(v.end)}`;
@@ -451,7 +454,7 @@ function checkVma(pid: number, v: VmaEntry): void {
       `${what}: ${kinds || `status 0x${v.status.toString(16)}`} mappings cannot be restored yet`,
     );
   }
-  if (v.status & VMA.AREA_VSYSCALL) return;
+  if (v.status & (VMA.AREA_VSYSCALL | VMA.AREA_AIORING)) return; // rings: aio/restore.ts checks them
   if (!(v.status & VMA.AREA_REGULAR)) throw new RestoreError(`${what}: not a regular area`);
 }
 
