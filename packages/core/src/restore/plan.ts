@@ -22,6 +22,7 @@ import {
   type VmaEntry,
 } from '@criu-ts/images';
 import { isProcFileOf } from '../files/regular/proc-path.js';
+import { checkSocketMapping } from '../files/packet/restore.js';
 import { type Remap, readRemaps } from '../files/regular/remap-restore.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
 import { type ImagesLock, methodOfInventoryCode, type NetworkLockMethod } from '../net-lock/index.js';
@@ -376,6 +377,7 @@ function loadLiveTask(
     if (v.status & (VMA.AREA_MEMFD | VMA.ANON_SHARED)) shmem.addVma(t.pid, v, files, t.ids.ipc_ns_id ?? 0);
     else if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED))
       checkFile(fileOf(Number(v.shmid), `mapping ${hex(v.start)}`), remaps, false, ids);
+    else if (v.status & VMA.AREA_SOCKET) checkSocketMapping(v, files, `mm-${t.pid}.img: VMA ${hex(v.start)}`);
   }
   checkVdso(t.pid, vmas, vdso);
   const pm = dir.pageMap(t.pid);
@@ -457,6 +459,7 @@ const SUPPORTED_STATUS =
   VMA.ANON_SHARED |
   VMA.AREA_SYSVIPC |
   VMA.AREA_MEMFD |
+  VMA.AREA_SOCKET |
   VMA.AREA_VVAR;
 
 function checkVma(pid: number, v: VmaEntry): void {
