@@ -21,8 +21,8 @@ import {
   type TtyInfoEntry,
   type VmaEntry,
 } from '@criu-ts/images';
-import { isProcFileOf } from '../files/regular/proc-path.js';
 import { checkSocketMapping } from '../files/packet/restore.js';
+import { isProcFileOf } from '../files/regular/proc-path.js';
 import { type Remap, readRemaps } from '../files/regular/remap-restore.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
 import { type ImagesLock, methodOfInventoryCode, type NetworkLockMethod } from '../net-lock/index.js';

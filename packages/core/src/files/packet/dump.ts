@@ -182,8 +182,7 @@ function entryFor(file: OpenFile, files: FileTable, id: number): PacketSockEntry
   const where = `pid ${file.pid} fd ${file.fd}`;
   const what = `${where}: packet socket ${ino}`;
   const info = packetSockets(files).get(ino);
-  if (!info)
-    throw new DumpError(`${what} is of another network namespace than criu-ts's: not supported yet`);
+  if (!info) throw new DumpError(`${what} is of another network namespace than criu-ts's: not supported yet`);
   const own = files.steal(file.pid, file.fd);
   const i = info.info;
   if (!i) throw new DumpError(`${what}: sock_diag gave no PACKET_DIAG_INFO`);
@@ -195,7 +194,9 @@ function entryFor(file: OpenFile, files: FileTable, id: number): PacketSockEntry
   // SO_MEMINFO's first counter, SK_MEMINFO_RMEM_ALLOC: received packets not read yet.
   const queued = getsockopt(own, SOL_SOCKET, SO_MEMINFO, 4 * SK_MEMINFO_VARS).readUInt32LE(0);
   if (queued > 0)
-    files.options.log?.(`${what}: ${queued} bytes of received packets are not kept (a network drops them too)`);
+    files.options.log?.(
+      `${what}: ${queued} bytes of received packets are not kept (a network drops them too)`,
+    );
   const entry: PacketSockEntry = {
     id,
     type: info.type,
