@@ -1,10 +1,11 @@
 // NETLINK_SOCK_DIAG: ask the kernel about sockets by inode (what /proc/PID/fd only names as
 // "socket:[ino]"): unix peers and names, inet addresses and states, queue lengths, netlink port ids
-// and multicast groups.
+// and multicast groups, packet sockets' bindings, memberships, rings and fanout groups.
 import {
   AF_INET,
   AF_INET6,
   AF_NETLINK,
+  AF_PACKET,
   AF_UNIX,
   INET_DIAG_NOCOOKIE,
   NDIAG_PROTO_ALL,
@@ -16,6 +17,12 @@ import {
   NLMSG_DONE,
   NLMSG_ERROR,
   NLMSG_HDRLEN,
+  PACKET_DIAG_FANOUT,
+  PACKET_DIAG_INFO,
+  PACKET_DIAG_MCLIST,
+  PACKET_DIAG_RX_RING,
+  PACKET_DIAG_TX_RING,
+  PACKET_DIAG_UID,
   SOCK_CLOEXEC,
   SOCK_DIAG_BY_FAMILY,
   SOCK_RAW,
@@ -76,7 +83,17 @@ export interface NetlinkDiagRequest {
   show: number;
 }
 
-export type SockDiagRequest = UnixDiagRequest | InetDiagRequest | NetlinkDiagRequest;
+/**
+ * packet_diag_req: every packet socket of the namespace (the kernel only answers dumps, bound or not,
+ * SOCK_PACKET ones too).
+ */
+export interface PacketDiagRequest {
+  family: 'packet';
+  /** PACKET_SHOW_* bits. */
+  show: number;
+}
+
+export type SockDiagRequest = UnixDiagRequest | InetDiagRequest | NetlinkDiagRequest | PacketDiagRequest;
 
 /** One answer message: the fixed family-specific header, decoded, plus raw attributes by type. */
 export interface SockDiagMessage {
@@ -91,6 +108,7 @@ export interface SockDiagMessage {
   unix?: UnixDiagMsg;
   inet?: InetDiagMsg;
   netlink?: NetlinkDiagMsg;
+  packet?: PacketDiagMsg;
 }
 
 export interface UnixDiagMsg {
@@ -131,6 +149,15 @@ export interface NetlinkDiagMsg {
   ino: number;
 }
 
+export interface PacketDiagMsg {
+  /** SOCK_RAW, SOCK_DGRAM or SOCK_PACKET. */
+  type: number;
+  /** The protocol the socket receives (ETH_P_*), host order; 0 when it receives nothing. */
+  protocol: number;
+  ino: number;
+  cookie: [number, number];
+}
+
 export interface SockDiagOptions {
   /** An existing NETLINK_SOCK_DIAG socket (e.g. one created inside the target's network namespace). */
   fd?: number;
@@ -139,8 +166,9 @@ export interface SockDiagOptions {
 const UNIX_DIAG_REQ_SIZE = 24;
 const INET_DIAG_REQ_V2_SIZE = 56;
 const NETLINK_DIAG_REQ_SIZE = 20;
+const PACKET_DIAG_REQ_SIZE = 20;
 /** Size of the fixed header of an answer, by request family. */
-const MSG_SIZE = { unix: 16, inet: 72, netlink: 28 } as const;
+const MSG_SIZE = { unix: 16, inet: 72, netlink: 28, packet: 16 } as const;
 type DiagKind = keyof typeof MSG_SIZE;
 const RECV_SIZE = 64 * 1024;
 let seqCounter = 1;
@@ -186,17 +214,28 @@ function encodeNetlinkReq(r: NetlinkDiagRequest): Buffer {
   return b;
 }
 
+function encodePacketReq(r: PacketDiagRequest): Buffer {
+  const b = Buffer.alloc(PACKET_DIAG_REQ_SIZE);
+  b[0] = AF_PACKET;
+  b.writeUInt32LE(r.show >>> 0, 8);
+  // pdiag_ino and the cookie are not looked at: the kernel has no lookup of one packet socket.
+  b.writeUInt32LE(INET_DIAG_NOCOOKIE, 12);
+  b.writeUInt32LE(INET_DIAG_NOCOOKIE, 16);
+  return b;
+}
+
 function isDump(r: SockDiagRequest): boolean {
-  if (r.family === 'netlink') return true;
+  if (r.family === 'netlink' || r.family === 'packet') return true;
   return r.family === 'unix' ? r.ino === undefined : r.id === undefined;
 }
 
 const kindOf = (r: SockDiagRequest): DiagKind =>
-  r.family === 'unix' || r.family === 'netlink' ? r.family : 'inet';
+  r.family === 'unix' || r.family === 'netlink' || r.family === 'packet' ? r.family : 'inet';
 
 function encodeBody(r: SockDiagRequest): Buffer {
   if (r.family === 'unix') return encodeUnixReq(r);
   if (r.family === 'netlink') return encodeNetlinkReq(r);
+  if (r.family === 'packet') return encodePacketReq(r);
   return encodeInetReq(r);
 }
 
@@ -270,10 +309,20 @@ function decodeNetlinkMsg(h: Buffer): NetlinkDiagMsg {
   };
 }
 
+function decodePacketMsg(h: Buffer): PacketDiagMsg {
+  return {
+    type: h[1] ?? 0,
+    protocol: h.readUInt16LE(2),
+    ino: h.readUInt32LE(4),
+    cookie: [h.readUInt32LE(8), h.readUInt32LE(12)],
+  };
+}
+
 /** The fixed header decoded into the field of its family. */
 function decodeHeader(kind: DiagKind, header: Buffer): Partial<SockDiagMessage> {
   if (kind === 'unix') return { unix: decodeUnixMsg(header) };
   if (kind === 'netlink') return { netlink: decodeNetlinkMsg(header) };
+  if (kind === 'packet') return { packet: decodePacketMsg(header) };
   return { inet: decodeInetMsg(header) };
 }
 
@@ -398,5 +447,101 @@ export function decodeNetlinkDiagAttrs(attrs: Map<number, Buffer>): NetlinkDiagA
   if (groups) out.groups = Array.from({ length: groups.length >> 2 }, (_, i) => groups.readUInt32LE(i * 4));
   const flags = attrs.get(NETLINK_DIAG_FLAGS);
   if (flags && flags.length >= 4) out.flags = flags.readUInt32LE(0);
+  return out;
+}
+
+/** PACKET_DIAG_INFO: struct packet_diag_info. */
+export interface PacketDiagInfo {
+  /** The device the socket is bound to; 0 for every device. */
+  index: number;
+  /** TPACKET_V1..V3. */
+  version: number;
+  reserve: number;
+  copyThresh: number;
+  /** PACKET_TIMESTAMP's SOF_TIMESTAMPING_* bits. */
+  tstamp: number;
+  /** PDI_* bits. */
+  flags: number;
+}
+
+/** One PACKET_DIAG_MCLIST entry: struct packet_diag_mclist. */
+export interface PacketDiagMclist {
+  index: number;
+  /** How many times the membership was added (each PACKET_ADD_MEMBERSHIP of the same one counts). */
+  count: number;
+  /** PACKET_MR_*. */
+  type: number;
+  /** The address, mr_alen bytes of it. */
+  addr: Buffer;
+}
+
+/** PACKET_DIAG_RX_RING / PACKET_DIAG_TX_RING: struct packet_diag_ring. */
+export interface PacketDiagRing {
+  blockSize: number;
+  blockNr: number;
+  frameSize: number;
+  frameNr: number;
+  retireTmo: number;
+  sizeofPriv: number;
+  features: number;
+}
+
+/** Decoded packet_diag attributes (those the request's `show` bits asked for). */
+export interface PacketDiagAttrs {
+  info?: PacketDiagInfo;
+  mclist?: PacketDiagMclist[];
+  rxRing?: PacketDiagRing;
+  txRing?: PacketDiagRing;
+  /** The fanout group: id | mode << 16 (its flags are not in it; getsockopt(PACKET_FANOUT) has them). */
+  fanout?: number;
+  uid?: number;
+}
+
+/** sizeof(struct packet_diag_mclist): index, count, type, alen, addr[MAX_ADDR_LEN]. */
+const PACKET_MCLIST_SIZE = 44;
+
+function decodePacketRing(b: Buffer | undefined): PacketDiagRing | undefined {
+  if (!b || b.length < 28) return undefined;
+  const u = (i: number) => b.readUInt32LE(i * 4);
+  return {
+    blockSize: u(0),
+    blockNr: u(1),
+    frameSize: u(2),
+    frameNr: u(3),
+    retireTmo: u(4),
+    sizeofPriv: u(5),
+    features: u(6),
+  };
+}
+
+/** Decode the PACKET_DIAG_* attributes of a message. */
+export function decodePacketDiagAttrs(attrs: Map<number, Buffer>): PacketDiagAttrs {
+  const out: PacketDiagAttrs = {};
+  const info = attrs.get(PACKET_DIAG_INFO);
+  if (info && info.length >= 24) {
+    const u = (i: number) => info.readUInt32LE(i * 4);
+    out.info = { index: u(0), version: u(1), reserve: u(2), copyThresh: u(3), tstamp: u(4), flags: u(5) };
+  }
+  const mc = attrs.get(PACKET_DIAG_MCLIST);
+  if (mc) {
+    out.mclist = [];
+    for (let off = 0; off + PACKET_MCLIST_SIZE <= mc.length; off += PACKET_MCLIST_SIZE) {
+      const alen = Math.min(mc.readUInt16LE(off + 10), PACKET_MCLIST_SIZE - 12);
+      out.mclist.push({
+        index: mc.readUInt32LE(off),
+        count: mc.readUInt32LE(off + 4),
+        type: mc.readUInt16LE(off + 8),
+        addr: Buffer.from(mc.subarray(off + 12, off + 12 + alen)),
+      });
+    }
+  }
+  const rx = decodePacketRing(attrs.get(PACKET_DIAG_RX_RING));
+  if (rx) out.rxRing = rx;
+  const tx = decodePacketRing(attrs.get(PACKET_DIAG_TX_RING));
+  if (tx) out.txRing = tx;
+  const fanout = attrs.get(PACKET_DIAG_FANOUT);
+  if (fanout && fanout.length >= 4) out.fanout = fanout.readUInt32LE(0);
+  const uid = attrs.get(PACKET_DIAG_UID);
+  if (uid && uid.length >= 4) out.uid = uid.readUInt32LE(0);
   return out;
 }

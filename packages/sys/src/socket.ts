@@ -1,12 +1,14 @@
 // Socket calls the dumper and restorer need, with raw sockaddr Buffers plus encoders/decoders for
-// AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK, and sendmsg/recvmsg with iovecs and SCM_RIGHTS.
+// AF_UNIX, AF_INET, AF_INET6, AF_NETLINK and AF_PACKET, and sendmsg/recvmsg with iovecs and SCM_RIGHTS.
 import {
   AF_INET,
   AF_INET6,
   AF_NETLINK,
+  AF_PACKET,
   AF_UNIX,
   MSG_CMSG_CLOEXEC,
   SCM_RIGHTS,
+  SIOCGIFNAME,
   SO_ATTACH_FILTER,
   SO_GET_FILTER,
   SOL_SOCKET,
@@ -227,6 +229,41 @@ export function decodeSockaddrNl(buf: Buffer): SockaddrNl {
       `not a sockaddr_nl (${buf.length} bytes, family ${buf.length >= 2 ? buf.readUInt16LE(0) : '?'})`,
     );
   return { portid: buf.readUInt32LE(4), groups: buf.readUInt32LE(8) };
+}
+
+/**
+ * sockaddr_ll (20 bytes) for bind: the device index (0: every device) and the protocol, in network
+ * order as socket() takes it (0: keep the socket's own).
+ */
+export function encodeSockaddrLl(ifindex: number, protocol = 0): Buffer {
+  const b = Buffer.alloc(20);
+  b.writeUInt16LE(AF_PACKET, 0);
+  b.writeUInt16LE(protocol & 0xffff, 2);
+  b.writeInt32LE(ifindex, 4);
+  return b;
+}
+
+/** A sockaddr_ll as getsockname returns it: device index and protocol (network order, as socket() takes it). */
+export function decodeSockaddrLl(buf: Buffer): { ifindex: number; protocol: number } {
+  if (buf.length < 8 || buf.readUInt16LE(0) !== AF_PACKET)
+    throw new TypeError(`not a sockaddr_ll (${buf.length} bytes)`);
+  return { ifindex: buf.readInt32LE(4), protocol: buf.readUInt16LE(2) };
+}
+
+/** struct sockaddr naming a device, as a SOCK_PACKET socket binds (16 bytes, sa_data holds the name). */
+export function encodeSockaddrPkt(device: string): Buffer {
+  const b = Buffer.alloc(16);
+  b.writeUInt16LE(AF_PACKET, 0);
+  Buffer.from(device, 'latin1').copy(b, 2, 0, 13);
+  return b;
+}
+
+/** The name of network device `ifindex` (ioctl SIOCGIFNAME), asked through any socket `fd`. */
+export function interfaceName(fd: number, ifindex: number): string {
+  const ifr = Buffer.alloc(40); // struct ifreq: ifr_name[IFNAMSIZ], then the union (ifr_ifindex)
+  ifr.writeInt32LE(ifindex, 16);
+  checked('ioctl(SIOCGIFNAME)', () => `ifindex ${ifindex}`, syscall(SYS.ioctl, fd, SIOCGIFNAME, ifr));
+  return ifr.subarray(0, 16).toString('latin1').replace(/\0.*$/s, '');
 }
 
 /** sockaddr_in (16 bytes). */

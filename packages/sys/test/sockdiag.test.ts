@@ -4,40 +4,60 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   AF_INET,
   AF_NETLINK,
+  AF_PACKET,
   AF_UNIX,
   attachSocketFilter,
   bind,
   close,
   connect,
   decodeNetlinkDiagAttrs,
+  decodePacketDiagAttrs,
   decodeSockaddr,
+  decodeSockaddrLl,
   decodeSockaddrNl,
   decodeUnixDiagAttrs,
   encodeSockaddrIn,
+  encodeSockaddrLl,
   encodeSockaddrNl,
+  encodeSockaddrPkt,
   encodeSockaddrUn,
   fstat,
   getFdOfProcess,
   getSocketFilter,
   getsockname,
   IPPROTO_TCP,
+  interfaceName,
   listen,
   NDIAG_SHOW_FLAGS,
   NDIAG_SHOW_GROUPS,
   NETLINK_ADD_MEMBERSHIP,
   NETLINK_CONNECTED,
   NETLINK_ROUTE,
+  PACKET_ADD_MEMBERSHIP,
+  PACKET_FANOUT,
+  PACKET_FANOUT_LB,
+  PACKET_MR_PROMISC,
+  PACKET_RX_RING,
+  PACKET_SHOW_FANOUT,
+  PACKET_SHOW_INFO,
+  PACKET_SHOW_MCLIST,
+  PACKET_SHOW_RING_CFG,
+  PACKET_VERSION,
   readlink,
   SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOCK_PACKET,
   SOCK_RAW,
   SOCK_STREAM,
   SOL_NETLINK,
+  SOL_PACKET,
   SysError,
   setsockopt,
   sockDiag,
   socket,
   socketpair,
   TCP_LISTEN,
+  TPACKET_V2,
   UDIAG_SHOW_NAME,
   UDIAG_SHOW_PEER,
   UDIAG_SHOW_RQLEN,
@@ -154,6 +174,42 @@ describe('sock_diag', () => {
     expect(find(s).netlink).toMatchObject({ protocol: NETLINK_ROUTE, portid, state: 7 });
     expect(decodeNetlinkDiagAttrs(find(s).attrs)).toMatchObject({ groups: [1 << 27, 1 << 3], flags: 0 });
     expect(find(u).netlink).toMatchObject({ state: NETLINK_CONNECTED, dstPortid: portid, dstGroup: 3 });
+  });
+
+  it('lists packet sockets with their device, version, memberships, rings and fanout group', () => {
+    const ethPIp = 0x0008; // htons(ETH_P_IP)
+    const s = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, ethPIp);
+    const spkt = socket(AF_PACKET, SOCK_PACKET | SOCK_CLOEXEC, 0x0300);
+    track(s, spkt);
+    bind(s, encodeSockaddrLl(1));
+    setsockopt(s, SOL_PACKET, PACKET_VERSION, TPACKET_V2);
+    const mreq = Buffer.alloc(16);
+    mreq.writeInt32LE(1, 0);
+    mreq.writeUInt16LE(PACKET_MR_PROMISC, 4);
+    setsockopt(s, SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq);
+    setsockopt(s, SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq);
+    const req = Buffer.alloc(28);
+    [4096, 2, 1024, 8].forEach((v, i) => {
+      req.writeUInt32LE(v, i * 4);
+    });
+    setsockopt(s, SOL_PACKET, PACKET_RX_RING, req);
+    const group = 1000 + (process.pid % 50000);
+    setsockopt(s, SOL_PACKET, PACKET_FANOUT, group | (PACKET_FANOUT_LB << 16));
+    bind(spkt, encodeSockaddrPkt('lo'));
+    const show = PACKET_SHOW_INFO | PACKET_SHOW_MCLIST | PACKET_SHOW_RING_CFG | PACKET_SHOW_FANOUT;
+    const all = sockDiag({ family: 'packet', show });
+    const find = (fd: number) => all.find((m) => m.packet?.ino === ino(fd))!;
+    expect(find(s).packet).toMatchObject({ type: SOCK_DGRAM, protocol: 0x0800 });
+    const attrs = decodePacketDiagAttrs(find(s).attrs);
+    expect(attrs.info).toMatchObject({ index: 1, version: TPACKET_V2 });
+    expect(attrs.mclist).toEqual([{ index: 1, count: 2, type: PACKET_MR_PROMISC, addr: Buffer.alloc(0) }]);
+    expect(attrs.rxRing).toMatchObject({ blockSize: 4096, blockNr: 2, frameSize: 1024, frameNr: 8 });
+    expect(attrs.txRing).toBeUndefined();
+    expect(attrs.fanout).toBe(group | (PACKET_FANOUT_LB << 16));
+    expect(find(spkt).packet).toMatchObject({ type: SOCK_PACKET, protocol: 3 });
+    expect(decodePacketDiagAttrs(find(spkt).attrs).info?.index).toBe(1);
+    expect(interfaceName(s, 1)).toBe('lo');
+    expect(decodeSockaddrLl(getsockname(s))).toEqual({ ifindex: 1, protocol: ethPIp });
   });
 });
 

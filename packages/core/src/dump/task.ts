@@ -15,6 +15,7 @@ import type { CgroupSets } from '../cgroup/dump.js';
 import { coreEntry, TASK_ALIVE, TASK_STOPPED, type ThreadState } from '../core-image/thread.js';
 import { dumpCreds } from '../creds/dump.js';
 import { dumpFds, FD_DRIVERS } from '../files/dump-fds.js';
+import { socketMappingId } from '../files/packet/dump.js';
 import { pathEntry } from '../files/regular/dump.js';
 import type { FileTable } from '../files/table.js';
 import { ttyDriver } from '../files/tty/dump.js';
@@ -128,6 +129,7 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
           `/proc/${task.pid}/map_files/${s.start.toString(16)}-${s.end.toString(16)}`,
         ),
       ctx.shmem.forTask(task.pid, ids.ipc_ns_id ?? 0),
+      (m) => socketMappingId(ctx.files, m),
     );
     const exeId = pathEntry(ctx.files, proc.readlink('exe'), `/proc/${task.pid}/exe`);
     const guards = dumpGuardRegions(task.pid, proc.pagemap(), vmas);

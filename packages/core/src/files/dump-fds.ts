@@ -11,6 +11,7 @@ import { inetSocketDriver } from './inet/dump.js';
 import { inotifyDriver } from './inotify/dump.js';
 import { netlinkSocketDriver } from './netlink/dump.js';
 import { nsFileDriver } from './nsfile/dump.js';
+import { packetSocketDriver } from './packet/dump.js';
 import { pidfdDriver } from './pidfd/dump.js';
 import { pipeDriver } from './pipe/dump.js';
 import { regularFileDriver } from './regular/dump.js';
@@ -36,6 +37,7 @@ export const FD_DRIVERS: FdDumpDriver[] = [
   fanotifyDriver,
   inetSocketDriver,
   netlinkSocketDriver,
+  packetSocketDriver,
   pidfdDriver,
   nsFileDriver,
 ];

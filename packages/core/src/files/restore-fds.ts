@@ -7,6 +7,7 @@ import { inotifyRestoreDriver } from './inotify/restore.js';
 import { memfdRestoreDriver } from './memfd/restore.js';
 import { netlinkSocketRestoreDriver } from './netlink/restore.js';
 import { nsFileRestoreDriver } from './nsfile/restore.js';
+import { packetSocketRestoreDriver } from './packet/restore.js';
 import { pidfdRestoreDriver } from './pidfd/restore.js';
 import { pipeRestoreDriver } from './pipe/restore.js';
 import type { FdRestoreDriver } from './restore-driver.js';
@@ -32,6 +33,7 @@ export const FD_RESTORE_DRIVERS: FdRestoreDriver[] = [
   inetSocketRestoreDriver,
   memfdRestoreDriver,
   netlinkSocketRestoreDriver,
+  packetSocketRestoreDriver,
   consoleRestoreDriver,
   pidfdRestoreDriver,
   nsFileRestoreDriver,

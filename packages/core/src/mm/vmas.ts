@@ -2,6 +2,7 @@ import { lstatSync } from 'node:fs';
 import { hasVmFlag, type SmapsEntry, type VmFlagName } from '@criu-ts/bfd';
 import type { VmaEntry } from '@criu-ts/images';
 import { DumpError } from '../dump/errors.js';
+import type { SocketMapping } from '../files/packet/dump.js';
 import { isShmemDev } from '../shmem/dev.js';
 import type { ShmemMappings } from '../shmem/dump.js';
 
@@ -80,6 +81,7 @@ export function dumpVmas(
   smaps: SmapsEntry[],
   fileId: (vma: SmapsEntry) => number,
   shmem?: ShmemMappings,
+  socketId?: (m: SocketMapping) => number,
 ): DumpVma[] {
   const out: DumpVma[] = [];
   for (const s of smaps) {
@@ -91,7 +93,7 @@ export function dumpVmas(
       continue;
     }
     out.push({
-      entry: vmaEntry(pid, s, fileId, shmem),
+      entry: vmaEntry(pid, s, fileId, shmem, socketId),
       path: s.path,
       wasWritable: hasVmFlag(s.vmFlags, 'ac'),
       mayHoldGuards: mayHoldGuards(s),
@@ -110,6 +112,7 @@ function vmaEntry(
   s: SmapsEntry,
   fileId: (vma: SmapsEntry) => number,
   shmem: ShmemMappings | undefined,
+  socketId: ((m: SocketMapping) => number) | undefined,
 ): VmaEntry {
   let flags: number = s.shared ? MAP.SHARED : MAP.PRIVATE;
   if (hasVmFlag(s.vmFlags, 'gd')) flags |= MAP.GROWSDOWN;
@@ -160,6 +163,13 @@ function vmaEntry(
     // io_setup(2)'s ring, as CRIU records it: AIORING alone (no file to open; restore makes a ring
     // again with io_setup and moves it here, see aio/). Its pages are dumped whole.
     status = VMA.AREA_AIORING;
+    fdflags = mappedFileFlags(pid, s);
+  } else if (s.path.startsWith('socket:[')) {
+    // A packet socket's rings (CRIU's VMA_AREA_SOCKET): the socket's files.img id in shmid; no pages, the
+    // rings are made again with the socket and mapped from it.
+    if (!socketId) throw new DumpError(`${where}: socket mappings need the socket drivers`);
+    status = VMA.AREA_REGULAR | VMA.AREA_SOCKET;
+    shmid = BigInt(socketId({ start: s.start, end: s.end, pgoff: s.pgoff, ino: s.ino, where }));
     fdflags = mappedFileFlags(pid, s);
   } else if (s.path.startsWith('/') && s.ino !== 0n) {
     // Pages of shared file mappings live in the file; private ones are copied when written.

@@ -405,6 +405,9 @@ function mappingSource(v: VmaEntry, ctx: MmContext): { fd: number; what: string 
     };
   }
   if (v.status & VMA.ANON_SHARED) return { fd: ctx.shmem.anonFd(v.shmid), what: `shared memory ${v.shmid}` };
+  // A packet socket's rings: mapped from the socket itself (files/packet/restore.ts made its rings).
+  if (v.status & VMA.AREA_SOCKET)
+    return { fd: ctx.files.fd(Number(v.shmid), 'fd'), what: `socket ${v.shmid}` };
   if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
     const id = Number(v.shmid);
     return { fd: ctx.files.fd(id, mapsWritable(v) ? 'write' : 'read'), what: `file ${id}` };

@@ -22,6 +22,7 @@ import {
   type TtyInfoEntry,
   type VmaEntry,
 } from '@criu-ts/images';
+import { checkSocketMapping } from '../files/packet/restore.js';
 import { isProcFileOf } from '../files/regular/proc-path.js';
 import { type Remap, readRemaps } from '../files/regular/remap-restore.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
@@ -380,6 +381,7 @@ function loadLiveTask(
     if (v.status & (VMA.AREA_MEMFD | VMA.ANON_SHARED)) shmem.addVma(t.pid, v, files, t.ids.ipc_ns_id ?? 0);
     else if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED))
       checkFile(fileOf(Number(v.shmid), `mapping ${hex(v.start)}`), remaps, false, ids);
+    else if (v.status & VMA.AREA_SOCKET) checkSocketMapping(v, files, `mm-${t.pid}.img: VMA ${hex(v.start)}`);
   }
   checkVdso(t.pid, vmas, vdso);
   aioRingsOf(t.pid, t.mm);
@@ -439,7 +441,8 @@ const SUPPORTED_STATUS =
   VMA.AREA_SYSVIPC |
   VMA.AREA_MEMFD |
   VMA.AREA_VVAR |
-  VMA.AREA_AIORING;
+  VMA.AREA_AIORING |
+  VMA.AREA_SOCKET;
 
 function checkVma(pid: number, v: VmaEntry): void {
   const what = `mm-${pid}.img: VMA ${hex(v.start)}-${hex(v.end)}`;

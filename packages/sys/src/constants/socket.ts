@@ -237,6 +237,78 @@ export const NDIAG_FLAG_NO_ENOBUFS = 0x8;
 export const NDIAG_FLAG_LISTEN_ALL_NSID = 0x10;
 export const NDIAG_FLAG_CAP_ACK = 0x20;
 
+// AF_PACKET (linux/if_packet.h): SOL_PACKET options, membership types, fanout.
+export const PACKET_ADD_MEMBERSHIP = 1;
+export const PACKET_DROP_MEMBERSHIP = 2;
+export const PACKET_RX_RING = 5;
+export const PACKET_STATISTICS = 6;
+export const PACKET_COPY_THRESH = 7;
+export const PACKET_AUXDATA = 8;
+export const PACKET_ORIGDEV = 9;
+export const PACKET_VERSION = 10;
+export const PACKET_HDRLEN = 11;
+export const PACKET_RESERVE = 12;
+export const PACKET_TX_RING = 13;
+export const PACKET_LOSS = 14;
+export const PACKET_VNET_HDR = 15;
+export const PACKET_TX_TIMESTAMP = 16;
+export const PACKET_TIMESTAMP = 17;
+export const PACKET_FANOUT = 18;
+export const PACKET_TX_HAS_OFF = 19;
+export const PACKET_QDISC_BYPASS = 20;
+export const PACKET_ROLLOVER_STATS = 21;
+export const PACKET_FANOUT_DATA = 22;
+export const PACKET_IGNORE_OUTGOING = 23;
+export const PACKET_VNET_HDR_SZ = 24;
+export const PACKET_MR_MULTICAST = 0;
+export const PACKET_MR_PROMISC = 1;
+export const PACKET_MR_ALLMULTI = 2;
+export const PACKET_MR_UNICAST = 3;
+export const TPACKET_V1 = 0;
+export const TPACKET_V2 = 1;
+export const TPACKET_V3 = 2;
+/** Fanout modes (the low byte of PACKET_FANOUT's upper half) and flags (its high byte, << 8). */
+export const PACKET_FANOUT_HASH = 0;
+export const PACKET_FANOUT_LB = 1;
+export const PACKET_FANOUT_CPU = 2;
+export const PACKET_FANOUT_ROLLOVER = 3;
+export const PACKET_FANOUT_RND = 4;
+export const PACKET_FANOUT_QM = 5;
+export const PACKET_FANOUT_CBPF = 6;
+export const PACKET_FANOUT_EBPF = 7;
+export const PACKET_FANOUT_FLAG_ROLLOVER = 0x1000;
+export const PACKET_FANOUT_FLAG_UNIQUEID = 0x2000;
+export const PACKET_FANOUT_FLAG_IGNORE_OUTGOING = 0x4000;
+export const PACKET_FANOUT_FLAG_DEFRAG = 0x8000;
+/** struct packet_mreq's mr_address (MAX_ADDR_LEN). */
+export const PACKET_MAX_ADDR_LEN = 32;
+
+// packet_diag_req.pdiag_show bits (linux/packet_diag.h), the attributes they produce, PDI_* flags.
+export const PACKET_SHOW_INFO = 0x1;
+export const PACKET_SHOW_MCLIST = 0x2;
+export const PACKET_SHOW_RING_CFG = 0x4;
+export const PACKET_SHOW_FANOUT = 0x8;
+export const PACKET_SHOW_MEMINFO = 0x10;
+export const PACKET_SHOW_FILTER = 0x20;
+export const PACKET_DIAG_INFO = 0;
+export const PACKET_DIAG_MCLIST = 1;
+export const PACKET_DIAG_RX_RING = 2;
+export const PACKET_DIAG_TX_RING = 3;
+export const PACKET_DIAG_FANOUT = 4;
+export const PACKET_DIAG_UID = 5;
+export const PACKET_DIAG_MEMINFO = 6;
+export const PACKET_DIAG_FILTER = 7;
+export const PDI_RUNNING = 0x1;
+export const PDI_AUXDATA = 0x2;
+export const PDI_ORIGDEV = 0x4;
+export const PDI_VNETHDR = 0x8;
+export const PDI_LOSS = 0x10;
+
+/** ioctl: the name of the network device with an index (struct ifreq: ifr_name, ifr_ifindex). */
+export const SIOCGIFNAME = 0x8910;
+/** ioctl: the index of the network device with a name. */
+export const SIOCGIFINDEX = 0x8933;
+
 // inet_diag attributes; request them with idiag_ext bit 1 << (attr - 1).
 export const INET_DIAG_NONE = 0;
 export const INET_DIAG_MEMINFO = 1;
