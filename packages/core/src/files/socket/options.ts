@@ -69,7 +69,8 @@ export function readSocketOptions(fd: number, where: string): SkOptsEntry {
       reuseaddr: bool(SO_REUSEADDR),
       so_priority: opt(SO_PRIORITY),
       so_rcvlowat: opt(SO_RCVLOWAT),
-      so_mark: opt(SO_MARK),
+      // As CRIU writes it: only a mark that is set (restoring one needs CAP_NET_ADMIN).
+      so_mark: opt(SO_MARK) || undefined,
       so_passcred: bool(SO_PASSCRED),
       so_passsec: bool(SO_PASSSEC),
       so_dontroute: bool(SO_DONTROUTE),
