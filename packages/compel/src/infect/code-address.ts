@@ -4,6 +4,7 @@
 import type { MapsEntry } from '@criu-ts/bfd';
 import { PROT_EXEC } from '@criu-ts/sys';
 import { CompelError } from '../errors.js';
+import { readProcMem } from '../memory/index.js';
 import { mapsOf } from '../util/proc.js';
 
 // Special mappings that are executable but not ordinary memory of the task: [vsyscall] cannot be written
@@ -24,4 +25,27 @@ export function findCodeAddress(pid: number, maps: readonly MapsEntry[] = mapsOf
   }
   if (fallback !== undefined) return fallback;
   throw new CompelError(`task ${pid} has no executable mapping to run a syscall from`, pid);
+}
+
+/**
+ * An address of `size` bytes in the task's text that it never executes: the zero padding at the end of
+ * an executable file mapping (past the last section of its segment; compilers emit no run of zero bytes
+ * as code). Undefined when no mapping has such padding. 8-byte aligned.
+ */
+export function findPadding(pid: number, maps: readonly MapsEntry[], size: number): bigint | undefined {
+  const margin = 64;
+  const want = size + margin;
+  for (const m of maps) {
+    if ((m.prot & PROT_EXEC) === 0 || !m.path.startsWith('/')) continue;
+    if (m.end - m.start < BigInt(want)) continue;
+    const at = m.end - BigInt(want);
+    const buf = Buffer.alloc(want);
+    try {
+      if (readProcMem(pid, at, buf) !== want) continue;
+    } catch {
+      continue;
+    }
+    if (buf.every((b) => b === 0)) return (m.end - BigInt(size)) & ~7n;
+  }
+  return undefined;
 }

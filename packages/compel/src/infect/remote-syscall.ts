@@ -99,7 +99,7 @@ const SPIN_MS = 1;
  * SPIN_MS, then block. A blocking waitpid() right away lets this CPU go idle, and on this VM the wake-up
  * from idle doubles the round trip (about 80 us instead of 40 us per injected syscall).
  */
-function waitForStop(tid: number): WaitStatus {
+export function waitForStop(tid: number): WaitStatus {
   const until = performance.now() + SPIN_MS;
   do {
     const st = waitpid(tid, __WALL | WNOHANG);

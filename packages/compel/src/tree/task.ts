@@ -95,21 +95,12 @@ export class TracedThread implements SeizedThread {
         this.tid,
       );
     }
-    // A SIGTRAP the thread has pending would be taken for the one our int3 raises (and lost); CRIU's
-    // compel refuses it too, with these words.
+    // CRIU's compel refuses a pending SIGTRAP (its int3 would take it for its own), with these words.
+    // compel's code has no int3 any more (safe-code.ts), but a dump keeps CRIU's refusal.
     const pending = [...ptracePeekSiginfo(this.tid), ...ptracePeekSiginfo(this.tid, { shared: true })];
     if (pending.some((s) => s.signo === SIGTRAP))
       throw new CompelError(`Can't dump the ${this.tid} thread with a pending SIGTRAP.`, this.tid);
     this.rseqAbort = rseqAbortIp(this.tid, this.regs.rip);
-    // The int3 that ends injected code raises SIGTRAP with force_sig(): if the thread blocks SIGTRAP the
-    // kernel unblocks it for good and resets its handler to SIG_DFL. So SIGTRAP is unblocked here while
-    // compel works in the thread, and the mask is put back at release. (PTRACE_SETSIGMASK also drops a
-    // pending restore of the mask ppoll/pselect/sigsuspend saved, hence only when SIGTRAP is blocked.)
-    const mask = ptraceGetSigmask(this.tid);
-    if ((mask & TRAP_BIT) !== 0n) {
-      ptraceSetSigmask(this.tid, mask & ~TRAP_BIT);
-      this.savedSigmask = mask;
-    }
     this.prepared = true;
   }
 
