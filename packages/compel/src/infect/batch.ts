@@ -38,6 +38,7 @@ export class BatchRunner {
     private readonly code: bigint,
     private readonly table: bigint,
     readonly capacity: number,
+    private readonly markerSignal: number | undefined,
   ) {
     const ab = new ArrayBuffer((capacity + 1) * ENTRY_SIZE);
     this.buf = Buffer.from(ab);
@@ -79,7 +80,7 @@ export class BatchRunner {
     const w = workRegs(this.thread);
     w.set('rip', this.code + BigInt(BATCH_ENTRY));
     w.set('rbx', this.table);
-    const out = runToMarker(this.thread, w, this.markerRip);
+    const out = runToMarker(this.thread, w, this.markerRip, this.markerSignal);
     const index = Number((out.rbx - this.table) / BigInt(ENTRY_SIZE));
     const ok = index === n;
     const ran = ok ? n : index + 1;

@@ -26,6 +26,7 @@ import {
   PROT_EXEC,
   PROT_READ,
   PROT_WRITE,
+  ptraceGetSigmask,
   ptraceSetRegs,
   type Siginfo,
   SYS,
@@ -38,19 +39,22 @@ import { CompelError } from '../errors.js';
 import { writeMemory } from '../memory/index.js';
 import type { SeizedTree } from '../tree/seize.js';
 import type { TracedThread } from '../tree/task.js';
-import { mapsOf } from '../util/proc.js';
+import { mapsOf, readStatus } from '../util/proc.js';
 import { type BatchEntry, type BatchResult, BatchRunner } from './batch.js';
 import { ENTRY_SIZE } from './batch-code.js';
 import { findCodeAddress, findPadding } from './code-address.js';
 import { remoteSyscallNoTrap, type SyscallArg, workRegs } from './remote-syscall.js';
 import {
   MARKER_RIP,
+  type Marker,
+  markerSignal,
   registerBlock,
   safeCodePage,
   TEXT_BASE_SLOT,
   TEXT_ENTRY,
   TEXT_MMAP_ENTRY,
   TEXT_PATCH_SIZE,
+  TEXT_SIGNATURE_SIZE,
   TEXT_UNMAP,
   textPatch,
 } from './safe-code.js';
@@ -63,6 +67,11 @@ export interface InfectOptions {
   dataSize?: number;
   /** Thread to run in (default: the thread-group leader, or the first live thread). */
   tid?: number;
+  /**
+   * End every run with the getpid marker caught by syscall stops, even when the task ignores a signal
+   * that could mark it (safe-code.ts). Slower; for tests of that path.
+   */
+  syscallMarker?: boolean;
 }
 
 const PAGE = BigInt(PAGE_SIZE);
@@ -121,6 +130,7 @@ export class Parasite {
     base: bigint,
     tableEntries: number,
     dataSize: number,
+    markerSignal: number | undefined,
   ) {
     this.tree = tree;
     this.thread = thread;
@@ -132,7 +142,7 @@ export class Parasite {
     const tableBytes = pageUp((tableEntries + 1) * ENTRY_SIZE);
     this.size = PAGE_SIZE + tableBytes + dataSize;
     this.scratch = { addr: base + PAGE + BigInt(tableBytes), size: dataSize };
-    this.batch = new BatchRunner(thread, base, base + PAGE, tableEntries);
+    this.batch = new BatchRunner(thread, base, base + PAGE, tableEntries, markerSignal);
   }
 
   /** Map compel's scratch area into task `pid` of a seized tree (see the file comment). */
@@ -152,8 +162,15 @@ export class Parasite {
 
     const maps = mapsOf(pid);
     const block = registerBlock(thread.finalRegs());
-    const codeAddress = findPadding(pid, maps, TEXT_PATCH_SIZE) ?? findCodeAddress(pid, maps);
-    const text = new WordsPatch(thread.tid, codeAddress, textPatch(block, size));
+    const signature = textPatch(block, size).subarray(0, TEXT_SIGNATURE_SIZE);
+    const padding = findPadding(pid, maps, TEXT_PATCH_SIZE, signature);
+    // Without padding (none seen on x86_64 so far), the start of the text, as before: safe while the
+    // tracer lives, but a tracer killed while the parasite lives leaves it patched.
+    const codeAddress = padding?.addr ?? findCodeAddress(pid, maps);
+    const text = new WordsPatch(thread.tid, codeAddress, textPatch(block, size), padding?.stale);
+    const status = opts.syscallMarker ? undefined : readStatus(pid);
+    const signal = status && markerSignal(status.sigIgn, status.sigCgt, ptraceGetSigmask(thread.tid));
+    const marker: Marker = signal === undefined ? { signal } : { signal, pid, tid: thread.tid };
     const entry = codeAddress + BigInt(TEXT_ENTRY);
     let base: bigint | undefined;
     try {
@@ -169,7 +186,8 @@ export class Parasite {
       text.poke(TEXT_BASE_SLOT, base);
       if (at !== undefined && base !== at)
         throw new CompelError(`remote mmap at 0x${at.toString(16)} moved`, pid);
-      installCode(thread, entry, base, safeCodePage(base, codeAddress + BigInt(TEXT_UNMAP), PAGE_SIZE));
+      const code = safeCodePage(base, codeAddress + BigInt(TEXT_UNMAP), marker, PAGE_SIZE);
+      installCode(thread, entry, base, code);
       // Parked on the code page's way out until the next run: a tracer that dies before cure() leaves
       // a thread that unmaps the scratch area and goes back to its own registers.
       const out = workRegs(thread).set('rip', base + BigInt(MARKER_RIP));
@@ -189,7 +207,7 @@ export class Parasite {
       }
       throw e;
     }
-    const p = new Parasite(tree, thread, codeAddress, base, tableEntries, dataSize);
+    const p = new Parasite(tree, thread, codeAddress, base, tableEntries, dataSize, marker.signal);
     p.text = text;
     tree.attach(p);
     return p;

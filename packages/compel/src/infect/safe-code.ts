@@ -5,18 +5,20 @@
 // would kill them instead; a group stop in effect would stop them, at the price of visible SIGCHLD and
 // SIGCONT.) So compel never leaves a thread in a state that is harmful to run from:
 //
-//  - No int3. The code ends in a *marker syscall* instead, which the tracer catches at its entry with
-//    PTRACE_SYSCALL (compel resumes injected code with PTRACE_SYSCALL only). Untraced, the marker is a
-//    plain getpid(): harmless. (An int3 without a tracer raises SIGTRAP, whose default action kills the
-//    task: that was the threaded workload's death.)
+//  - No int3. The code ends in a *marker syscall* instead, harmless when untraced (an int3 without a
+//    tracer raises SIGTRAP, whose default action kills the task: that was the threaded workload's
+//    death). Either tgkill() of a signal the task ignores: traced, a signal-delivery-stop; untraced,
+//    dropped by the kernel as it is sent. Or, when the task ignores no signal it leaves unblocked,
+//    getpid(), caught at its entry by resuming injected code with PTRACE_SYSCALL.
 //  - After the marker comes an *epilogue* that puts the thread's own registers back by itself and jumps
 //    to where the thread was: `lea rsp, [rip+block]`, 15 pops, popfq, pop rsp, `jmp [rip+slot]`. The
 //    block holds the registers the thread would resume with (restart of an interrupted syscall folded
 //    in, as the kernel would do it: rip - 2 and rax = orig_rax, or restart_syscall). It is written into
 //    the task with the code, before the thread's registers ever point at the code.
-//  - Between runs the tracer parks the thread in a PTRACE_INTERRUPT stop after the marker (on the way out
-//    of getpid, before the epilogue runs), where loading any registers is safe: a new batch, or at the
-//    end the thread's own registers, which the kernel's restart logic then handles as at the seize.
+//  - Between runs the thread stays stopped after the marker, before its way out runs: in the marker
+//    signal's delivery stop, or parked in a PTRACE_INTERRUPT stop on the way out of getpid. Loading
+//    registers there is safe: a new batch, or at the end the thread's own registers, which the kernel's
+//    restart logic then handles as at the seize.
 //  - The syscalls that create and remove compel's code page (mmap, mprotect, munmap) run from a *text
 //    patch*: `syscall`, an unmap step, the epilogue and the register block, written over bytes of the
 //    task's text that are never executed: the zero padding at the end of an executable file mapping
@@ -134,6 +136,9 @@ const TEXT_BLOCK = 0x68;
 /** Bytes written over the task's text padding. */
 export const TEXT_PATCH_SIZE = TEXT_BLOCK + BLOCK_SIZE;
 
+/** The first bytes of every text patch (its code, the same in all), to recognise one left behind. */
+export const TEXT_SIGNATURE_SIZE = TEXT_EPILOGUE + EPILOGUE_SIZE;
+
 /** The text patch for a scratch area of `size` bytes (BASE still 0) and a thread's register `block`. */
 export function textPatch(block: Buffer, size: number): Buffer {
   const b = Buffer.alloc(TEXT_PATCH_SIZE, 0xcc);
@@ -164,29 +169,71 @@ export function textPatch(block: Buffer, size: number): Buffer {
 
 // ---- the code page: the batch loop ending in the marker, then the way out --------------------------------
 
-/** Where the loop's `done` and `fail` both go: the marker syscall (getpid). */
+/** Where the loop's `done` and `fail` both go: the marker syscall. */
 const MARKER = 0x40;
-/** The marker syscall's number: getpid, which changes nothing. */
+/** The marker syscall in syscall-stop mode: getpid, which changes nothing. */
 export const MARKER_NR = 39;
-/** rip at the marker's syscall stops (after its `syscall` instruction), relative to the code page. */
-export const MARKER_RIP = MARKER + 7;
+const SYS_TGKILL = 234;
+/** rip at the marker's stops (after its `syscall` instruction), relative to the code page. */
+export const MARKER_RIP = MARKER + 22;
+
+/**
+ * How the tracer catches the end of a run. `signal`: the marker is tgkill(pid, tid, signal) of a signal
+ * the task ignores (SIG_IGN, or SIG_DFL of SIGWINCH/SIGURG/SIGCHLD) and the thread does not block:
+ * traced, it stops the thread in a signal-delivery-stop (one stop per run, as an int3 did); untraced,
+ * the kernel drops it when it is sent. Without such a signal: getpid, caught by resuming with
+ * PTRACE_SYSCALL (two stops per syscall of the batch).
+ */
+export type Marker = { signal: number; pid: number; tid: number } | { signal: undefined };
 
 /**
  * The parasite's code page at `base`: BATCH_CODE whose `done` and `fail` jump to the marker instead of an
- * int3, the marker (`mov eax, 39; syscall`), then the way out: rdi = base, jump to the text patch's unmap
- * step at `textUnmap` (which then runs the epilogue). Done and fail are told apart by rbx (the terminator
- * or the failing entry); a failed entry's errno is in its result.
+ * int3, the marker syscall, then the way out: rdi = base, jump to the text patch's unmap step at
+ * `textUnmap` (which then runs the epilogue). Done and fail are told apart by rbx (the terminator or the
+ * failing entry); a failed entry's errno is in its result.
  */
-export function safeCodePage(base: bigint, textUnmap: bigint, pageSize = 4096): Buffer {
+export function safeCodePage(base: bigint, textUnmap: bigint, marker: Marker, pageSize = 4096): Buffer {
   const page = Buffer.alloc(pageSize, 0xcc);
   BATCH_CODE.copy(page, 0);
   page[0x2e] = 0x35 - 0x2f; // jae fail -> 0x35
   page.set([0xeb, MARKER - 0x37], 0x35); // 0x35: jmp marker
-  page.set([0xb8, MARKER_NR, 0, 0, 0, 0x0f, 0x05], MARKER); // mov eax, 39; syscall
+  const m = MARKER;
+  page[m] = 0xb8; // mov eax, imm32
+  page.writeUInt32LE(marker.signal === undefined ? MARKER_NR : SYS_TGKILL, m + 1);
+  page[m + 5] = 0xbf; // mov edi, imm32
+  page.writeUInt32LE(marker.signal === undefined ? 0 : marker.pid, m + 6);
+  page[m + 10] = 0xbe; // mov esi, imm32
+  page.writeUInt32LE(marker.signal === undefined ? 0 : marker.tid, m + 11);
+  page[m + 15] = 0xba; // mov edx, imm32
+  page.writeUInt32LE(marker.signal ?? 0, m + 16);
+  page.set([0x0f, 0x05], m + 20); // syscall
   page.set([0x48, 0xbf], MARKER_RIP); // mov rdi, imm64
   page.writeBigUInt64LE(base, MARKER_RIP + 2);
   page.set([0x48, 0xb8], MARKER_RIP + 10); // mov rax, imm64
   page.writeBigUInt64LE(textUnmap, MARKER_RIP + 12);
   page.set([0xff, 0xe0], MARKER_RIP + 20); // jmp rax
   return page;
+}
+
+const SIGCHLD = 17;
+const SIGURG = 23;
+const SIGWINCH = 28;
+const SIGKILL = 9;
+const SIGSTOP = 19;
+const SIGCONT = 18;
+
+/**
+ * The signal for a signal marker (see Marker), from the task's ignored and caught sets and the thread's
+ * blocked mask; undefined when there is none.
+ */
+export function markerSignal(sigIgn: bigint, sigCgt: bigint, blocked: bigint): number | undefined {
+  const bit = (sig: number) => 1n << BigInt(sig - 1);
+  const free = (sig: number) => (blocked & bit(sig)) === 0n;
+  for (let sig = 1; sig <= 31; sig++) {
+    if (sig === SIGKILL || sig === SIGSTOP || sig === SIGCONT) continue;
+    if ((sigIgn & bit(sig)) !== 0n && free(sig)) return sig;
+  }
+  for (const sig of [SIGWINCH, SIGURG, SIGCHLD])
+    if (((sigIgn | sigCgt) & bit(sig)) === 0n && free(sig)) return sig;
+  return undefined;
 }

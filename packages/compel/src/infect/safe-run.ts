@@ -1,6 +1,6 @@
 // Running compel's code page in a thread so that the tracer's death at any moment leaves it unharmed
-// (see safe-code.ts): resumed with PTRACE_SYSCALL, caught at the entry of the marker syscall, then parked
-// in a PTRACE_INTERRUPT stop before the epilogue.
+// (see safe-code.ts): resumed with PTRACE_CONT and caught in the marker signal's delivery stop, or resumed
+// with PTRACE_SYSCALL, caught at the entry of the marker syscall and parked in a PTRACE_INTERRUPT stop.
 import {
   formatWaitStatus,
   PTRACE_EVENT_STOP,
@@ -28,7 +28,12 @@ const outRegs = new WeakMap<TracedThread, UserRegs>();
  * Returns the registers at the marker's entry (a buffer reused by the thread's next run). Signals that
  * arrive meanwhile are recorded on the thread and suppressed (delivered again at release).
  */
-export function runToMarker(th: TracedThread, regs: UserRegs, markerRip: bigint): UserRegs {
+export function runToMarker(
+  th: TracedThread,
+  regs: UserRegs,
+  markerRip: bigint,
+  markerSignal: number | undefined,
+): UserRegs {
   th.prepare();
   let out = outRegs.get(th);
   if (out === undefined) {
@@ -37,9 +42,9 @@ export function runToMarker(th: TracedThread, regs: UserRegs, markerRip: bigint)
   }
   ptraceSetRegs(th.tid, regs);
   th.dirty = true;
-  ptraceSyscall(th.tid, 0);
-  let parking = false;
+  let parking = markerSignal !== undefined;
   const resume = () => (parking ? ptraceCont(th.tid, 0) : ptraceSyscall(th.tid, 0));
+  resume();
   for (;;) {
     const st = waitForStop(th.tid);
     if (!st.stopped) {
@@ -50,7 +55,7 @@ export function runToMarker(th: TracedThread, regs: UserRegs, markerRip: bigint)
       );
     }
     if (st.event !== 0) {
-      if (parking && st.event === PTRACE_EVENT_STOP) return out;
+      if (parking && markerSignal === undefined && st.event === PTRACE_EVENT_STOP) return out;
       resume();
       continue;
     }
@@ -66,6 +71,10 @@ export function runToMarker(th: TracedThread, regs: UserRegs, markerRip: bigint)
       }
       resume();
       continue;
+    }
+    if (st.stopSignal === markerSignal) {
+      ptraceGetRegs(th.tid, out);
+      if (out.rip === markerRip) return out;
     }
     th.signals.push(ptraceGetSiginfo(th.tid));
     resume();
@@ -83,6 +92,8 @@ export class WordsPatch {
     readonly tid: number,
     readonly addr: bigint,
     private readonly bytes: Buffer,
+    /** What restore() writes back is zeros (the bytes hold a patch left behind), not what apply() found. */
+    private readonly zeros = false,
   ) {
     if (addr % 8n !== 0n || bytes.length % 8 !== 0) throw new RangeError('WordsPatch: unaligned');
   }
@@ -91,7 +102,7 @@ export class WordsPatch {
     if (this.originals.length > 0) return;
     for (let i = 0; i < this.bytes.length; i += 8) {
       const at = this.addr + BigInt(i);
-      this.originals.push(ptracePeekData(this.tid, at));
+      this.originals.push(this.zeros ? 0n : ptracePeekData(this.tid, at));
       ptracePokeData(this.tid, at, this.bytes.readBigUInt64LE(i));
     }
   }
