@@ -11,7 +11,6 @@ import { kill, SIGKILL } from '@criu-ts/sys';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildWorkloads,
-  CRIU_TS,
   cleanup,
   procState,
   procStat,
@@ -19,6 +18,7 @@ import {
   procSyscall,
   readLines,
   readMaps,
+  REPO,
   startWorkload,
   tempDir,
   tracerPid,
@@ -33,6 +33,9 @@ beforeAll(async () => {
   await buildWorkloads();
 });
 afterEach(() => cleanup());
+
+/** criu-ts's own node process (not the package manager's shell shim, whose helpers a kill would orphan). */
+const CLI = path.join(REPO, 'apps/cli/bin/criu-ts.mjs');
 
 /** When to kill: `after` ms once the root is traced, or once compel's code page shows in `codeIn`. */
 type Moment = { after: number } | { codeIn: number };
@@ -57,9 +60,13 @@ function busyWait(ms: number): void {
  */
 async function killDumpAt(pid: number, moment: Moment): Promise<boolean> {
   const dir = tempDir('criu-ts-core-dumpkill-');
-  const child = spawn(CRIU_TS, ['dump', '-t', String(pid), '-D', dir, '-R', '-v4', '-o', 'dump.log'], {
-    stdio: 'ignore',
-  });
+  const child = spawn(
+    process.execPath,
+    [CLI, 'dump', '-t', String(pid), '-D', dir, '-R', '-v4', '-o', 'dump.log'],
+    {
+      stdio: 'ignore',
+    },
+  );
   const done = new Promise<void>((resolve) => child.on('close', () => resolve()));
   let ended = false;
   void done.then(() => {
