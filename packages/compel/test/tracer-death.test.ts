@@ -53,7 +53,9 @@ async function killTracerAt(pid: number, stage: string, mode: string): Promise<v
   const dir = tempDir('criu-ts-compel-tracer-');
   const script = path.join(dir, 'tracer.mjs');
   fs.writeFileSync(script, TRACER);
-  const child = spawn(process.execPath, [script, String(pid), stage, mode], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [script, String(pid), stage, mode], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let err = '';
   child.stderr.on('data', (d) => {
     err += d;
@@ -100,19 +102,22 @@ const STAGES = ['seized', 'infected', 'batch', 'failed', 'syscall', 'running', '
 const CASES = ['signal', 'syscall'].flatMap((mode) => STAGES.map((stage) => [mode, stage]));
 
 describe('the tracer killed in the middle of an injection', () => {
-  it.each(CASES)('%s marker, %s: a sleeping counter counts on, same maps and signal state', async (mode, stage) => {
-    const w = startWorkload('counter', ['5']);
-    await waitForLine(w.report, /^3$/, { pid: w.pid });
-    const before = { maps: maps(w.pid), sig: signalState(w.pid) };
-    await killTracerAt(w.pid, stage as string, mode as string);
-    await untraced(w.pid);
-    const n = readLines(w.report).length;
-    await waitForLine(w.report, (_l, i) => i >= n + 3, { pid: w.pid, fromLine: n });
-    expect(procState(w.pid)).toMatch(/[RS]/);
-    expect(maps(w.pid)).toBe(before.maps);
-    expect(signalState(w.pid)).toEqual(before.sig);
-    expect(readLines(w.report).filter((l) => l.startsWith('FAIL'))).toEqual([]);
-  });
+  it.each(CASES)(
+    '%s marker, %s: a sleeping counter counts on, same maps and signal state',
+    async (mode, stage) => {
+      const w = startWorkload('counter', ['5']);
+      await waitForLine(w.report, /^3$/, { pid: w.pid });
+      const before = { maps: maps(w.pid), sig: signalState(w.pid) };
+      await killTracerAt(w.pid, stage as string, mode as string);
+      await untraced(w.pid);
+      const n = readLines(w.report).length;
+      await waitForLine(w.report, (_l, i) => i >= n + 3, { pid: w.pid, fromLine: n });
+      expect(procState(w.pid)).toMatch(/[RS]/);
+      expect(maps(w.pid)).toBe(before.maps);
+      expect(signalState(w.pid)).toEqual(before.sig);
+      expect(readLines(w.report).filter((l) => l.startsWith('FAIL'))).toEqual([]);
+    },
+  );
 
   it.each(CASES)('%s marker, %s: busy threads run on, no compel code page left', async (mode, stage) => {
     const w = startWorkload('threads', ['2']);

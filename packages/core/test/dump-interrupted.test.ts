@@ -5,6 +5,8 @@
 // code page appears in a task's maps), plus short delays after the tracer appeared, so that kills land
 // in the seize, in an infection, in a batch, in a cure and in the memory dump. One target serves every
 // kill of a loop: a kill that harmed it shows in the next checks too.
+
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { kill, SIGKILL } from '@criu-ts/sys';
@@ -12,13 +14,13 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildWorkloads,
   cleanup,
-  procState,
   procStat,
+  procState,
   procStatus,
   procSyscall,
+  REPO,
   readLines,
   readMaps,
-  REPO,
   startWorkload,
   tempDir,
   tracerPid,
@@ -27,7 +29,6 @@ import {
   waitForLine,
   waitForMoreLines,
 } from './helpers.js';
-import { spawn } from 'node:child_process';
 
 beforeAll(async () => {
   await buildWorkloads();

@@ -18,8 +18,8 @@ import {
   cliDump,
   procStat,
   procState,
-  readLines,
   REPO,
+  readLines,
   startWorkload,
   tempDir,
   track,
@@ -35,7 +35,7 @@ afterEach(() => cleanup());
 /** criu-ts's own node process (not the package manager's shell shim, whose helpers a kill would orphan). */
 const CLI = path.join(REPO, 'apps/cli/bin/criu-ts.mjs');
 
-type Moment = { after: number } | { pidsAppear: number[]; then: number };
+type Moment = { after: number } | { pidsAppear: number[]; andThen: number };
 
 function busyWait(ms: number): void {
   const until = performance.now() + ms;
@@ -96,7 +96,7 @@ async function interruptRestore(
       break;
     }
     if (moment.pidsAppear.every(alive)) {
-      busyWait(moment.then);
+      busyWait(moment.andThen);
       child.kill(signal);
       break;
     }
@@ -144,8 +144,8 @@ function killTree(pids: number[]): void {
 
 const MOMENTS = (pids: number[]): Moment[] => [
   ...[0, 200, 600].map((after) => ({ after })),
-  { pidsAppear: pids.slice(0, 1), then: 0 },
-  ...[0, 10, 30, 80, 160, 320, 640].map((then) => ({ pidsAppear: pids, then })),
+  { pidsAppear: pids.slice(0, 1), andThen: 0 },
+  ...[0, 10, 30, 80, 160, 320, 640].map((andThen) => ({ pidsAppear: pids, andThen })),
 ];
 const SIGNALS: NodeJS.Signals[] = ['SIGKILL', 'SIGINT', 'SIGTERM'];
 

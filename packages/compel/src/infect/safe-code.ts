@@ -106,7 +106,7 @@ export function resumeRegs(regs: UserRegs): UserRegs {
 export function registerBlock(regs: UserRegs): Buffer {
   const r = resumeRegs(regs);
   const b = Buffer.alloc(BLOCK_SIZE);
-  POPPED.forEach((name, i) => b.writeBigUInt64LE(r.get(name), i * 8));
+  for (const [i, name] of POPPED.entries()) b.writeBigUInt64LE(r.get(name), i * 8);
   b.writeBigUInt64LE(r.get('eflags'), POPPED.length * 8);
   b.writeBigUInt64LE(r.rsp, (POPPED.length + 1) * 8);
   b.writeBigUInt64LE(r.rip, (POPPED.length + 2) * 8);

@@ -4,12 +4,9 @@ import {
   isSysError,
   ptraceGetRegs,
   ptraceGetRseqConfiguration,
-  ptraceGetSigmask,
   ptracePeekSiginfo,
-  ptraceSetSigmask,
   SIGTRAP,
   type Siginfo,
-  sigmaskBit,
   type UserRegs,
   vmRead,
 } from '@criu-ts/sys';
@@ -40,8 +37,6 @@ export interface SeizedTask {
   readonly children: number[];
 }
 
-const TRAP_BIT = sigmaskBit(SIGTRAP);
-
 /** x86_64 user code segment: a 64-bit task. (0x23 would be a 32-bit compat task.) */
 const USER_CS_64 = 0x33n;
 
@@ -69,8 +64,6 @@ export class TracedThread implements SeizedThread {
   prepared = false;
   /** rip was inside an rseq critical section when seized: release() resumes at its abort handler. */
   rseqAbort: bigint | undefined;
-  /** The thread blocked SIGTRAP: its mask while compel runs code in it (SIGTRAP unblocked), restored at release. */
-  savedSigmask: bigint | undefined;
 
   constructor(pid: number, tid: number, stopSignal: number, signals: Siginfo[] = []) {
     this.pid = pid;

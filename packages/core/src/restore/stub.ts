@@ -64,34 +64,37 @@ const WATCH_OFFSET = 0xa0;
 function watchCode(watchPid: number): Buffer {
   const c: number[] = [];
   const at = () => c.length;
-  const imm32 = (v: number) => {
+  // bytes of an instruction, then its 32-bit immediate if it has one
+  const ins = (bytes: number[], imm?: number) => {
+    c.push(...bytes);
+    if (imm === undefined) return;
     const x = Buffer.alloc(4);
-    x.writeInt32LE(v | 0);
+    x.writeInt32LE(imm | 0);
     c.push(...x);
   };
-  c.push(0xb8), imm32(434); //                            mov eax, 434 (pidfd_open)
-  c.push(0xbf), imm32(watchPid); //                       mov edi, watchPid
-  c.push(0x31, 0xf6, 0x0f, 0x05); //                      xor esi, esi; syscall
-  c.push(0x83, 0xf8, 0xfd, 0x74, 0); //                   cmp eax, -3 (ESRCH); je exit
+  ins([0xb8], 434); //                                  mov eax, 434 (pidfd_open)
+  ins([0xbf], watchPid); //                             mov edi, watchPid
+  ins([0x31, 0xf6, 0x0f, 0x05]); //                     xor esi, esi; syscall
+  ins([0x83, 0xf8, 0xfd, 0x74, 0]); //                  cmp eax, -3 (ESRCH); je exit
   const toExit = at() - 1;
-  c.push(0x85, 0xc0, 0x78, 0); //                         test eax, eax; js pause
+  ins([0x85, 0xc0, 0x78, 0]); //                        test eax, eax; js pause
   const toPause = at() - 1;
   const poll = at();
-  c.push(0x89, 0x44, 0x24, 0xf8); //                      mov [rsp-8], eax        pollfd.fd
-  c.push(0xc7, 0x44, 0x24, 0xfc), imm32(1); //            mov dword [rsp-4], 1    POLLIN
-  c.push(0x48, 0x8d, 0x7c, 0x24, 0xf8); //                lea rdi, [rsp-8]
-  c.push(0xbe), imm32(1); //                              mov esi, 1
-  c.push(0xba), imm32(-1); //                             mov edx, -1
-  c.push(0xb8), imm32(7); //                              mov eax, 7 (poll)
-  c.push(0x0f, 0x05, 0x48, 0x83, 0xf8, 0x01, 0x75, 0); // syscall; cmp rax, 1; jne poll
+  ins([0x89, 0x44, 0x24, 0xf8]); //                     mov [rsp-8], eax        pollfd.fd
+  ins([0xc7, 0x44, 0x24, 0xfc], 1); //                  mov dword [rsp-4], 1    POLLIN
+  ins([0x48, 0x8d, 0x7c, 0x24, 0xf8]); //               lea rdi, [rsp-8]
+  ins([0xbe], 1); //                                    mov esi, 1
+  ins([0xba], -1); //                                   mov edx, -1
+  ins([0xb8], 7); //                                    mov eax, 7 (poll)
+  ins([0x0f, 0x05, 0x48, 0x83, 0xf8, 0x01, 0x75, 0]); // syscall; cmp rax, 1; jne poll
   c[at() - 1] = (poll - at()) & 0xff;
   c[toExit] = at() - (toExit + 1);
-  c.push(0xb8), imm32(231); //                            exit: mov eax, 231 (exit_group)
-  c.push(0x31, 0xff, 0x0f, 0x05); //                      xor edi, edi; syscall
+  ins([0xb8], 231); //                                  exit: mov eax, 231 (exit_group)
+  ins([0x31, 0xff, 0x0f, 0x05]); //                     xor edi, edi; syscall
   c[toPause] = at() - (toPause + 1);
   const pause = at();
-  c.push(0xb8), imm32(34); //                             pause: mov eax, 34 (pause)
-  c.push(0x0f, 0x05, 0xeb, 0); //                         syscall; jmp pause
+  ins([0xb8], 34); //                                   pause: mov eax, 34 (pause)
+  ins([0x0f, 0x05, 0xeb, 0]); //                        syscall; jmp pause
   c[at() - 1] = (pause - at()) & 0xff;
   return Buffer.from(c);
 }
