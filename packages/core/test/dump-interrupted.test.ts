@@ -124,7 +124,7 @@ describe('SIGKILL of criu-ts dump -R', () => {
         expect(hasCodePage(w.pid), 'compel code page left').toBe(false);
       } catch (e) {
         harmed.push(`kill ${i} (${JSON.stringify(m)}): ${(e as Error).message.split('\n')[0]}`);
-        if (procState(w.pid) === 'gone') break;
+        if (['gone', 'Z', 'X'].includes(procState(w.pid))) break;
       }
     }
     const fails = readLines(w.report).filter((l) => l.startsWith('FAIL'));
@@ -167,7 +167,7 @@ describe('SIGKILL of criu-ts dump -R', () => {
         expect(readLines(w.report).filter((l) => l.startsWith('FAIL'))).toEqual([]);
       } catch (e) {
         harmed.push(`kill ${i} (${JSON.stringify(m)}): ${(e as Error).message.split('\n')[0]}`);
-        if (pids.some((p) => procState(p) === 'gone')) break;
+        if (pids.some((p) => ['gone', 'Z', 'X'].includes(procState(p)))) break;
       }
     }
     expect(harmed).toEqual([]);
