@@ -168,8 +168,13 @@ export class Parasite {
     // tracer lives, but a tracer killed while the parasite lives leaves it patched.
     const codeAddress = padding?.addr ?? findCodeAddress(pid, maps);
     const text = new WordsPatch(thread.tid, codeAddress, textPatch(block, size), padding?.stale);
+    // The marker's tgkill() names the task by the ids it has in its own pid namespace: where those are
+    // not ours (a nested pid namespace), the syscall-stop marker instead.
     const status = opts.syscallMarker ? undefined : readStatus(pid);
-    const signal = status && markerSignal(status.sigIgn, status.sigCgt, ptraceGetSigmask(thread.tid));
+    const ownIds = status !== undefined && status.nsTgid.length <= 1;
+    const signal = ownIds
+      ? markerSignal(status.sigIgn, status.sigCgt, ptraceGetSigmask(thread.tid))
+      : undefined;
     const marker: Marker = signal === undefined ? { signal } : { signal, pid, tid: thread.tid };
     const entry = codeAddress + BigInt(TEXT_ENTRY);
     let base: bigint | undefined;
