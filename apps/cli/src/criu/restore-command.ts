@@ -1,5 +1,5 @@
-import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
-import { RestoreError, restore, waitForRoot } from '@criu-ts/core';
+import { closeSync, writeSync } from 'node:fs';
+import { checkPidfile, RestoreError, restore, waitForRoot, writePidfile } from '@criu-ts/core';
 import type { RestoreStatsEntry } from '@criu-ts/images';
 import { makeLogger } from './log.js';
 import type { CriuOptions } from './options.js';
@@ -14,18 +14,10 @@ export async function restoreCommand(o: CriuOptions, version: string): Promise<n
   const imagesDir = absolutePath(o.imagesDir, '-D');
   const workDir = o.workDir === undefined ? imagesDir : absolutePath(o.workDir, '-W');
   const log = makeLogger(o, workDir);
-  // CRIU refuses to overwrite a pidfile; found out before anything is created.
+  // CRIU refuses to overwrite a pidfile; found out before anything is created. The file itself comes
+  // only once the tree runs, whole (writePidfile), so no kill of criu-ts leaves an empty one.
   const pidfilePath = o.pidfile ? absolutePath(o.pidfile, '--pidfile', workDir) : undefined;
-  let pidfd: number | undefined;
-  if (pidfilePath) {
-    try {
-      pidfd = openSync(pidfilePath, 'wx', 0o600);
-    } catch (e) {
-      throw new RestoreError(
-        `cannot create pidfile ${pidfilePath}: ${(e as NodeJS.ErrnoException).code ?? e}`,
-      );
-    }
-  }
+  if (pidfilePath) checkPidfile(pidfilePath);
   let root: number;
   try {
     log.info(`criu-ts ${version}: restoring from ${imagesDir}`, 'restore');
@@ -45,18 +37,12 @@ export async function restoreCommand(o: CriuOptions, version: string): Promise<n
     });
     root = result.root;
     log.info(`Restore finished successfully: root ${root}, ${result.pids.length} tasks`, 'restore');
-    if (pidfd !== undefined) writeSync(pidfd, String(root));
+    if (pidfilePath) writePidfile(pidfilePath, root);
     if (o.displayStats) printStats(result.stats);
   } catch (e) {
     if (log.toFile) log.error(e instanceof Error ? e.message : String(e), 'restore');
-    if (pidfd !== undefined) {
-      closeSync(pidfd);
-      pidfd = undefined;
-      rmSync(pidfilePath as string, { force: true });
-    }
     throw e;
   } finally {
-    if (pidfd !== undefined) closeSync(pidfd);
     log.flush();
   }
   // --status-fd: the caller learns the tree runs (a zero byte), then the fd is ours no more.

@@ -1,11 +1,14 @@
 // Syscall batches: a table of syscalls written into the task with one process_vm_writev, run by the loop
 // of batch-code.ts with one PTRACE_CONT / int3 round trip, results read back with one process_vm_readv.
-// A batch larger than the table runs in table-sized chunks; it stops at the first failed syscall.
+// A batch larger than the table runs in table-sized chunks; it stops at the first failed syscall. The loop
+// ends in the marker syscall of safe-code.ts, not in an int3: a tracer killed meanwhile harms nothing.
 import { vmRead, vmWrite } from '@criu-ts/sys';
 import { CompelError } from '../errors.js';
 import type { TracedThread } from '../tree/task.js';
-import { BATCH_DONE_RIP, BATCH_ENTRY, BATCH_FAIL_RIP, ENTRY_SIZE, RESULT_OFFSET } from './batch-code.js';
-import { runToTrap, type SyscallArg, workRegs } from './remote-syscall.js';
+import { BATCH_ENTRY, ENTRY_SIZE, RESULT_OFFSET } from './batch-code.js';
+import { type SyscallArg, workRegs } from './remote-syscall.js';
+import { MARKER_RIP } from './safe-code.js';
+import { runToMarker } from './safe-run.js';
 
 /** One table entry: the syscall number and up to six arguments. */
 export type BatchEntry = readonly [nr: number, ...args: SyscallArg[]];
@@ -28,19 +31,20 @@ export class BatchRunner {
   private readonly buf: Buffer;
   private readonly view: DataView;
   private readonly words: BigInt64Array;
-  private readonly trapRips: readonly bigint[];
+  private readonly markerRip: bigint;
 
   constructor(
     private readonly thread: TracedThread,
     private readonly code: bigint,
     private readonly table: bigint,
     readonly capacity: number,
+    private readonly markerSignal: number | undefined,
   ) {
     const ab = new ArrayBuffer((capacity + 1) * ENTRY_SIZE);
     this.buf = Buffer.from(ab);
     this.view = new DataView(ab);
     this.words = new BigInt64Array(ab);
-    this.trapRips = [code + BigInt(BATCH_DONE_RIP), code + BigInt(BATCH_FAIL_RIP)];
+    this.markerRip = code + BigInt(MARKER_RIP);
   }
 
   /** Run every entry (in chunks of `capacity`), stopping at the first failure. */
@@ -76,11 +80,11 @@ export class BatchRunner {
     const w = workRegs(this.thread);
     w.set('rip', this.code + BigInt(BATCH_ENTRY));
     w.set('rbx', this.table);
-    const out = runToTrap(this.thread, w, this.trapRips);
-    const ok = out.rip === this.trapRips[0];
+    const out = runToMarker(this.thread, w, this.markerRip, this.markerSignal);
     const index = Number((out.rbx - this.table) / BigInt(ENTRY_SIZE));
+    const ok = index === n;
     const ran = ok ? n : index + 1;
-    if ((ok && index !== n) || index < 0 || index > n) {
+    if (index < 0 || index > n) {
       throw new CompelError(
         `batch in ${this.thread.tid}: stopped at entry ${index} of ${n}`,
         this.thread.tid,
@@ -90,7 +94,7 @@ export class BatchRunner {
     const words = this.words;
     for (let i = 0; i < ran; i++) results.push(words[i * 8 + 7] as bigint);
     if (ok) return undefined;
-    return { index, errno: Number(-out.getSigned('rax')) };
+    return { index, errno: Number(-(words[index * 8 + 7] as bigint)) };
   }
 
   // Store a u64 (two's complement for negative numbers) without creating a BigInt for small numbers.

@@ -1,16 +1,21 @@
-// A parasite: compel's scratch mapping inside a seized task, and the means to run syscalls there.
+// A parasite: compel's scratch mapping inside a seized task, and the means to run syscalls there. Every
+// step is safe against the death of the tracer at any moment (DESIGN in safe-code.ts).
 //
 // infect():
-//   1. `syscall; int3` is poked over the first word of an executable mapping of the task (code-address.ts);
-//   2. two syscalls run there: mmap of the scratch area (RW, placed in a free hole with at least a page of
-//      distance to any mapping, so it never merges with a neighbour) and, after the code page was written
-//      with process_vm_writev, mprotect of that page to R-X;
-//   3. the task's word is put back. From then on every syscall runs in the scratch code page.
-// Scratch layout:  base            code page, R-X   batch loop at 0x00, `syscall; int3` stub at 0x38
+//   1. the text patch of safe-code.ts (`syscall`, an unmap step, the epilogue, the thread's register
+//      block) is poked over zero padding at the end of an executable file mapping of the task
+//      (code-address.ts), which the task never executes;
+//   2. two syscalls run there, driven by syscall stops (no int3): mmap of the scratch area (RW, placed in
+//      a free hole with at least a page of distance to any mapping, so it never merges with a neighbour)
+//      and, after the code page was written with process_vm_writev, mprotect of that page to R-X;
+//   3. the thread is parked on the code page's way out (see safe-code.ts). From then on every syscall runs
+//      in the scratch code page, whose batch loop ends in a marker syscall and that way out through the
+//      text patch (which stays until cure()).
+// Scratch layout:  base            code page, R-X   batch loop at 0x00, marker, epilogue, register block
 //                  base + 4 KiB    table, RW        (tableEntries + 1) x 64 bytes, page-rounded
 //                  after the table data, RW         `scratch`: dataSize bytes for the caller
-// cure() pokes the stub over the task's code again for the munmap (code cannot unmap itself and return),
-// puts the word back and loads the thread's original registers. The task stays seized and stopped.
+// cure() runs the munmap from the text patch (code cannot unmap itself and return), loads the thread's
+// own registers and puts the padding back. The task stays seized and stopped.
 import type { MapsEntry } from '@criu-ts/bfd';
 import {
   MAP_ANONYMOUS,
@@ -21,25 +26,39 @@ import {
   PROT_EXEC,
   PROT_READ,
   PROT_WRITE,
+  ptraceGetSigmask,
   ptraceSetRegs,
-  SIGTRAP,
   type Siginfo,
   SYS,
   SysError,
-  sigmaskBit,
   syscallName,
   vmRead,
   vmWrite,
 } from '@criu-ts/sys';
 import { CompelError } from '../errors.js';
-import { readMemory, writeMemory } from '../memory/index.js';
+import { writeMemory } from '../memory/index.js';
 import type { SeizedTree } from '../tree/seize.js';
 import type { TracedThread } from '../tree/task.js';
 import { mapsOf, readStatus } from '../util/proc.js';
 import { type BatchEntry, type BatchResult, BatchRunner } from './batch.js';
-import { codePage, ENTRY_SIZE, STUB_OFFSET } from './batch-code.js';
-import { findCodeAddress } from './code-address.js';
-import { remoteSyscall, remoteSyscallNoTrap, type SyscallArg, TextPatch } from './remote-syscall.js';
+import { ENTRY_SIZE } from './batch-code.js';
+import { findCodeAddress, findPadding } from './code-address.js';
+import { remoteSyscallNoTrap, type SyscallArg, workRegs } from './remote-syscall.js';
+import {
+  MARKER_RIP,
+  type Marker,
+  markerSignal,
+  registerBlock,
+  safeCodePage,
+  TEXT_BASE_SLOT,
+  TEXT_ENTRY,
+  TEXT_MMAP_ENTRY,
+  TEXT_PATCH_SIZE,
+  TEXT_SIGNATURE_SIZE,
+  TEXT_UNMAP,
+  textPatch,
+} from './safe-code.js';
+import { WordsPatch } from './safe-run.js';
 
 export interface InfectOptions {
   /** Entries of the syscall table (a larger batch runs in chunks). Default 1024. */
@@ -48,6 +67,11 @@ export interface InfectOptions {
   dataSize?: number;
   /** Thread to run in (default: the thread-group leader, or the first live thread). */
   tid?: number;
+  /**
+   * End every run with the getpid marker caught by syscall stops, even when the task ignores a signal
+   * that could mark it (safe-code.ts). Slower; for tests of that path.
+   */
+  syscallMarker?: boolean;
 }
 
 const PAGE = BigInt(PAGE_SIZE);
@@ -94,11 +118,10 @@ export class Parasite {
   readonly tableEntries: number;
   private readonly tree: SeizedTree;
   private readonly thread: TracedThread;
-  private readonly stub: bigint;
   private readonly batch: BatchRunner;
   private isCured = false;
-  /** The task's SIGTRAP action when it ignored SIGTRAP (restored by cure()). */
-  private trapAction: Buffer | undefined;
+  /** The text patch, in place while the parasite lives (the way out of its code page goes through it). */
+  private text: WordsPatch | undefined;
 
   private constructor(
     tree: SeizedTree,
@@ -107,6 +130,7 @@ export class Parasite {
     base: bigint,
     tableEntries: number,
     dataSize: number,
+    markerSignal: number | undefined,
   ) {
     this.tree = tree;
     this.thread = thread;
@@ -118,8 +142,7 @@ export class Parasite {
     const tableBytes = pageUp((tableEntries + 1) * ENTRY_SIZE);
     this.size = PAGE_SIZE + tableBytes + dataSize;
     this.scratch = { addr: base + PAGE + BigInt(tableBytes), size: dataSize };
-    this.stub = base + BigInt(STUB_OFFSET);
-    this.batch = new BatchRunner(thread, base, base + PAGE, tableEntries);
+    this.batch = new BatchRunner(thread, base, base + PAGE, tableEntries, markerSignal);
   }
 
   /** Map compel's scratch area into task `pid` of a seized tree (see the file comment). */
@@ -138,41 +161,59 @@ export class Parasite {
     const size = PAGE_SIZE + pageUp((tableEntries + 1) * ENTRY_SIZE) + dataSize;
 
     const maps = mapsOf(pid);
-    const codeAddress = findCodeAddress(pid, maps);
-    const text = new TextPatch(thread.tid, codeAddress);
-    // An ignored SIGTRAP would be reset to SIG_DFL by our first int3: make it SIG_DFL ourselves (without
-    // an int3) and put the saved action back in cure().
-    const trapIgnored = ((readStatus(pid)?.sigIgn ?? 0n) & TRAP_BIT) !== 0n;
-    let trapAction: Buffer | undefined;
+    const block = registerBlock(thread.finalRegs());
+    const signature = textPatch(block, size).subarray(0, TEXT_SIGNATURE_SIZE);
+    const padding = findPadding(pid, maps, TEXT_PATCH_SIZE, signature);
+    // Without padding (none seen on x86_64 so far), the start of the text, as before: safe while the
+    // tracer lives, but a tracer killed while the parasite lives leaves it patched.
+    const codeAddress = padding?.addr ?? findCodeAddress(pid, maps);
+    const text = new WordsPatch(thread.tid, codeAddress, textPatch(block, size), padding?.stale);
+    // The marker's tgkill() names the task by the ids it has in its own pid namespace: where those are
+    // not ours (a nested pid namespace), the syscall-stop marker instead.
+    const status = opts.syscallMarker ? undefined : readStatus(pid);
+    const ownIds = status !== undefined && status.nsTgid.length <= 1;
+    const signal = ownIds
+      ? markerSignal(status.sigIgn, status.sigCgt, ptraceGetSigmask(thread.tid))
+      : undefined;
+    const marker: Marker = signal === undefined ? { signal } : { signal, pid, tid: thread.tid };
+    const entry = codeAddress + BigInt(TEXT_ENTRY);
     let base: bigint | undefined;
     try {
       text.apply();
-      if (trapIgnored) trapAction = swapTrapAction(thread, codeAddress, null);
       const at = chooseScratchAddress(maps, BigInt(size));
       const flags = MAP_PRIVATE | MAP_ANONYMOUS | (at === undefined ? 0 : MAP_FIXED_NOREPLACE);
       const prot = PROT_READ | PROT_WRITE;
-      const r = remoteSyscall(thread, codeAddress, SYS.mmap, [at ?? 0n, size, prot, flags, -1, 0]);
+      const mmapAt = codeAddress + BigInt(TEXT_MMAP_ENTRY);
+      const r = remoteSyscallNoTrap(thread, mmapAt, SYS.mmap, [at ?? 0n, size, prot, flags, -1, 0]);
       const err = errnoOf(r);
       if (err !== undefined) throw new SysError('remote mmap', err, `pid ${pid}, ${size} bytes`);
       base = BigInt.asUintN(64, r);
+      text.poke(TEXT_BASE_SLOT, base);
       if (at !== undefined && base !== at)
         throw new CompelError(`remote mmap at 0x${at.toString(16)} moved`, pid);
-      installCode(thread, codeAddress, base);
-      text.restore();
+      const code = safeCodePage(base, codeAddress + BigInt(TEXT_UNMAP), marker, PAGE_SIZE);
+      installCode(thread, entry, base, code);
+      // Parked on the code page's way out until the next run: a tracer that dies before cure() leaves
+      // a thread that unmaps the scratch area and goes back to its own registers.
+      const out = workRegs(thread).set('rip', base + BigInt(MARKER_RIP));
+      ptraceSetRegs(thread.tid, out);
+      thread.dirty = true;
     } catch (e) {
       try {
-        if (base !== undefined) remoteSyscall(thread, codeAddress, SYS.munmap, [base, size]);
-        if (trapAction !== undefined) swapTrapAction(thread, codeAddress, trapAction);
-        text.restore();
-        ptraceSetRegs(thread.tid, thread.regs);
+        if (base !== undefined) {
+          text.poke(TEXT_BASE_SLOT, 0n);
+          remoteSyscallNoTrap(thread, entry, SYS.munmap, [base, size]);
+        }
+        ptraceSetRegs(thread.tid, thread.finalRegs());
         thread.dirty = false;
+        text.restore();
       } catch {
         // the original error is the one to report; release() tries the registers again
       }
       throw e;
     }
-    const p = new Parasite(tree, thread, codeAddress, base, tableEntries, dataSize);
-    p.trapAction = trapAction;
+    const p = new Parasite(tree, thread, codeAddress, base, tableEntries, dataSize, marker.signal);
+    p.text = text;
     tree.attach(p);
     return p;
   }
@@ -194,7 +235,8 @@ export class Parasite {
   /** Run one syscall in the task; returns rax (signed: -errno on failure). */
   syscall(nr: number, ...args: SyscallArg[]): bigint {
     this.live();
-    return remoteSyscall(this.thread, this.stub, nr, args);
+    const r = this.batch.run([[nr, ...args]]);
+    return r.results[0] ?? 0n;
   }
 
   /** Run one syscall in the task; throws a SysError naming the syscall and the pid on failure. */
@@ -253,61 +295,32 @@ export class Parasite {
     this.isCured = true;
     this.tree.detachParasite(this);
     if (this.thread.gone) return;
-    const text = new TextPatch(this.thread.tid, this.codeAddress);
+    const text = this.text as WordsPatch;
     let err: number | undefined;
     try {
-      text.apply();
-      err = errnoOf(remoteSyscall(this.thread, this.codeAddress, SYS.munmap, [this.base, this.size]));
-      if (this.trapAction !== undefined) swapTrapAction(this.thread, this.codeAddress, this.trapAction);
+      text.poke(TEXT_BASE_SLOT, 0n);
+      const entry = this.codeAddress + BigInt(TEXT_ENTRY);
+      err = errnoOf(remoteSyscallNoTrap(this.thread, entry, SYS.munmap, [this.base, this.size]));
     } finally {
-      text.restore();
-      ptraceSetRegs(this.thread.tid, this.thread.regs);
+      ptraceSetRegs(this.thread.tid, this.thread.finalRegs());
       this.thread.dirty = false;
+      text.restore();
     }
     if (err !== undefined)
       throw new SysError('remote munmap', err, `pid ${this.pid}, scratch 0x${this.base.toString(16)}`);
   }
 }
 
-const TRAP_BIT = sigmaskBit(SIGTRAP);
-const SIGACTION_SIZE = 32; // struct kernel_sigaction on x86_64: handler, flags, restorer, mask (u64 each)
-
-/**
- * rt_sigaction(SIGTRAP, act, &old) run with syscall stops only (no int3, which would reset an ignored
- * SIGTRAP to SIG_DFL). `act` null means SIG_DFL. The two structs go below the thread's red zone, whose
- * bytes are put back afterwards. Returns the previous action (32 bytes).
- */
-function swapTrapAction(thread: TracedThread, syscallAddr: bigint, act: Buffer | null): Buffer {
-  const at = ((thread.regs.rsp - 128n) & ~15n) - 2n * BigInt(SIGACTION_SIZE);
-  const saved = Buffer.alloc(2 * SIGACTION_SIZE);
-  if (readMemory(thread.pid, at, saved) !== saved.length) {
-    throw new CompelError(`thread ${thread.tid}: no stack below rsp to pass a sigaction`, thread.tid);
-  }
-  try {
-    vmWrite(thread.pid, at, act ?? Buffer.alloc(SIGACTION_SIZE));
-    const oldAddr = at + BigInt(SIGACTION_SIZE);
-    const r = remoteSyscallNoTrap(thread, syscallAddr, SYS.rt_sigaction, [SIGTRAP, at, oldAddr, 8]);
-    const err = errnoOf(r);
-    if (err !== undefined) throw new SysError('remote rt_sigaction(SIGTRAP)', err, `pid ${thread.pid}`);
-    const old = Buffer.alloc(SIGACTION_SIZE);
-    vmRead(thread.pid, oldAddr, old);
-    return old;
-  } finally {
-    vmWrite(thread.pid, at, saved);
-  }
-}
-
 // The code page: written while RW, then made R-X. Under memory-deny-write-execute (PR_SET_MDWE) a page
 // that was not executable may not become executable: then a fresh R-X page replaces it (allowed, it was
 // never writable) and the code is written through /proc/PID/mem, which can write read-only private pages.
-function installCode(thread: TracedThread, codeAddress: bigint, base: bigint): void {
-  const code = codePage(PAGE_SIZE);
+function installCode(thread: TracedThread, codeAddress: bigint, base: bigint, code: Buffer): void {
   vmWrite(thread.pid, base, code);
   const rx = PROT_READ | PROT_EXEC;
-  const r = remoteSyscall(thread, codeAddress, SYS.mprotect, [base, PAGE_SIZE, rx]);
+  const r = remoteSyscallNoTrap(thread, codeAddress, SYS.mprotect, [base, PAGE_SIZE, rx]);
   if (errnoOf(r) === undefined) return;
   const flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED;
-  const m = remoteSyscall(thread, codeAddress, SYS.mmap, [base, PAGE_SIZE, rx, flags, -1, 0]);
+  const m = remoteSyscallNoTrap(thread, codeAddress, SYS.mmap, [base, PAGE_SIZE, rx, flags, -1, 0]);
   const err = errnoOf(m);
   if (err !== undefined) throw new SysError('remote mmap (code page)', err, `pid ${thread.pid}`);
   writeMemory(thread.pid, base, code);

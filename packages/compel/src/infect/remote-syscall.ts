@@ -1,4 +1,5 @@
-// Running code in a stopped thread: load registers, PTRACE_CONT, wait for the int3 that ends the code.
+// Running one syscall in a stopped thread with syscall stops (no int3), and the helpers every run shares.
+// (Batches run in the parasite's code page: safe-run.ts.)
 //
 // - Every run starts with orig_rax = -1. The thread may have been stopped inside a syscall (orig_rax = nr,
 //   rax = -ERESTART*); with orig_rax >= 0 the kernel's restart logic would, on this resume, move rip two
@@ -7,7 +8,7 @@
 //   recorded on the thread, it is suppressed (continued with 0) and delivered again at release.
 // - A PTRACE_EVENT_STOP on the way (a PTRACE_INTERRUPT still pending from the seize of a group-stopped
 //   task) is continued.
-// - A SIGTRAP elsewhere than at the expected int3 is someone else's: recorded like any signal.
+// - A SIGTRAP (not a syscall stop) is the task's own: recorded like any signal.
 import {
   __WALL,
   formatWaitStatus,
@@ -16,14 +17,11 @@ import {
   ptraceGetRegs,
   ptraceGetSiginfo,
   ptraceInterrupt,
-  ptracePeekData,
-  ptracePokeData,
   ptraceSetRegs,
   ptraceSyscall,
   raw,
   SIGTRAP,
   SYS,
-  syscallName,
   type UserRegs,
   type WaitStatus,
   WNOHANG,
@@ -31,7 +29,6 @@ import {
 } from '@criu-ts/sys';
 import { TaskGoneError } from '../errors.js';
 import type { TracedThread } from '../tree/task.js';
-import { STUB_TRAP_RIP, SYSCALL_STUB } from './batch-code.js';
 
 /** A remote syscall argument: a number (small integers, fds) or a bigint (addresses, u64). */
 export type SyscallArg = number | bigint;
@@ -57,39 +54,6 @@ export function workRegs(th: TracedThread): UserRegs {
   return w;
 }
 
-/**
- * Load `regs`, continue, and wait for a SIGTRAP whose rip is one of `trapRips`. Returns the registers at
- * that stop (a buffer reused by the next run of the same thread). Throws TaskGoneError if the thread dies.
- */
-export function runToTrap(th: TracedThread, regs: UserRegs, trapRips: readonly bigint[]): UserRegs {
-  th.prepare();
-  const { out } = buffersOf(th);
-  ptraceSetRegs(th.tid, regs);
-  th.dirty = true;
-  ptraceCont(th.tid, 0);
-  for (;;) {
-    const st = waitForStop(th.tid);
-    if (!st.stopped) {
-      th.gone = true;
-      throw new TaskGoneError(
-        `thread ${th.tid} of ${th.pid}: ${formatWaitStatus(st)} while running injected code`,
-        th.tid,
-      );
-    }
-    if (st.event !== 0) {
-      ptraceCont(th.tid, 0);
-      continue;
-    }
-    if (st.stopSignal === SIGTRAP) {
-      ptraceGetRegs(th.tid, out);
-      const rip = out.rip;
-      for (const r of trapRips) if (r === rip) return out;
-    }
-    th.signals.push(ptraceGetSiginfo(th.tid));
-    ptraceCont(th.tid, 0);
-  }
-}
-
 /** How long waitForStop() polls before it blocks in waitpid(). */
 const SPIN_MS = 1;
 
@@ -99,7 +63,7 @@ const SPIN_MS = 1;
  * SPIN_MS, then block. A blocking waitpid() right away lets this CPU go idle, and on this VM the wake-up
  * from idle doubles the round trip (about 80 us instead of 40 us per injected syscall).
  */
-function waitForStop(tid: number): WaitStatus {
+export function waitForStop(tid: number): WaitStatus {
   const until = performance.now() + SPIN_MS;
   do {
     const st = waitpid(tid, __WALL | WNOHANG);
@@ -110,24 +74,6 @@ function waitForStop(tid: number): WaitStatus {
     const st = waitpid(tid, __WALL);
     if (st !== null) return st;
   }
-}
-
-/**
- * Run one syscall with the `syscall; int3` stub at `stubAddr`. Returns rax as a signed value (-errno on
- * failure). The thread stays stopped at the int3; its original registers are put back by cure()/release().
- */
-export function remoteSyscall(
-  th: TracedThread,
-  stubAddr: bigint,
-  nr: number,
-  args: readonly SyscallArg[],
-): bigint {
-  if (args.length > 6) throw new RangeError(`${syscallName(nr) ?? nr}: at most 6 arguments`);
-  const w = workRegs(th);
-  w.set('rip', stubAddr);
-  w.set('rax', nr);
-  for (let i = 0; i < 6; i++) w.set(ARG_REGS[i] as (typeof ARG_REGS)[number], args[i] ?? 0);
-  return runToTrap(th, w, [stubAddr + BigInt(STUB_TRAP_RIP)]).getSigned('rax');
 }
 
 /**
@@ -183,40 +129,5 @@ export function remoteSyscallNoTrap(
     }
     th.signals.push(ptraceGetSiginfo(th.tid));
     resume();
-  }
-}
-
-/**
- * The `syscall; int3` stub written over the first bytes of one word of the task's own code, and the
- * original word to put back. Used until compel's code page exists in the task, and to unmap it again.
- */
-export class TextPatch {
-  readonly addr: bigint;
-  readonly original: bigint;
-  private patched = false;
-
-  constructor(
-    readonly tid: number,
-    addr: bigint,
-  ) {
-    this.addr = addr;
-    this.original = ptracePeekData(tid, addr);
-  }
-
-  apply(): void {
-    if (this.patched) return;
-    let word = this.original;
-    for (let i = 0; i < SYSCALL_STUB.length; i++) {
-      const shift = BigInt(i * 8);
-      word = (word & ~(0xffn << shift)) | (BigInt(SYSCALL_STUB[i] as number) << shift);
-    }
-    ptracePokeData(this.tid, this.addr, word);
-    this.patched = true;
-  }
-
-  restore(): void {
-    if (!this.patched) return;
-    ptracePokeData(this.tid, this.addr, this.original);
-    this.patched = false;
   }
 }

@@ -24,7 +24,6 @@ import {
   ptraceInterrupt,
   ptraceSeize,
   ptraceSetRegs,
-  ptraceSetSigmask,
   SIGKILL,
   type Siginfo,
   type WaitStatus,
@@ -226,7 +225,6 @@ function releaseThread(th: TracedThread): void {
   try {
     if (th.dirty || th.rseqAbort !== undefined) ptraceSetRegs(th.tid, th.finalRegs());
     th.dirty = false;
-    if (th.savedSigmask !== undefined) ptraceSetSigmask(th.tid, th.savedSigmask);
     for (const info of th.signals.splice(0)) redeliverSignal(th.pid, th.tid, info);
     ptraceDetach(th.tid, 0);
   } catch (e) {

@@ -4,12 +4,9 @@ import {
   isSysError,
   ptraceGetRegs,
   ptraceGetRseqConfiguration,
-  ptraceGetSigmask,
   ptracePeekSiginfo,
-  ptraceSetSigmask,
   SIGTRAP,
   type Siginfo,
-  sigmaskBit,
   type UserRegs,
   vmRead,
 } from '@criu-ts/sys';
@@ -40,8 +37,6 @@ export interface SeizedTask {
   readonly children: number[];
 }
 
-const TRAP_BIT = sigmaskBit(SIGTRAP);
-
 /** x86_64 user code segment: a 64-bit task. (0x23 would be a 32-bit compat task.) */
 const USER_CS_64 = 0x33n;
 
@@ -69,8 +64,6 @@ export class TracedThread implements SeizedThread {
   prepared = false;
   /** rip was inside an rseq critical section when seized: release() resumes at its abort handler. */
   rseqAbort: bigint | undefined;
-  /** The thread blocked SIGTRAP: its mask while compel runs code in it (SIGTRAP unblocked), restored at release. */
-  savedSigmask: bigint | undefined;
 
   constructor(pid: number, tid: number, stopSignal: number, signals: Siginfo[] = []) {
     this.pid = pid;
@@ -95,21 +88,12 @@ export class TracedThread implements SeizedThread {
         this.tid,
       );
     }
-    // A SIGTRAP the thread has pending would be taken for the one our int3 raises (and lost); CRIU's
-    // compel refuses it too, with these words.
+    // CRIU's compel refuses a pending SIGTRAP (its int3 would take it for its own), with these words.
+    // compel's code has no int3 any more (safe-code.ts), but a dump keeps CRIU's refusal.
     const pending = [...ptracePeekSiginfo(this.tid), ...ptracePeekSiginfo(this.tid, { shared: true })];
     if (pending.some((s) => s.signo === SIGTRAP))
       throw new CompelError(`Can't dump the ${this.tid} thread with a pending SIGTRAP.`, this.tid);
     this.rseqAbort = rseqAbortIp(this.tid, this.regs.rip);
-    // The int3 that ends injected code raises SIGTRAP with force_sig(): if the thread blocks SIGTRAP the
-    // kernel unblocks it for good and resets its handler to SIG_DFL. So SIGTRAP is unblocked here while
-    // compel works in the thread, and the mask is put back at release. (PTRACE_SETSIGMASK also drops a
-    // pending restore of the mask ppoll/pselect/sigsuspend saved, hence only when SIGTRAP is blocked.)
-    const mask = ptraceGetSigmask(this.tid);
-    if ((mask & TRAP_BIT) !== 0n) {
-      ptraceSetSigmask(this.tid, mask & ~TRAP_BIT);
-      this.savedSigmask = mask;
-    }
     this.prepared = true;
   }
 

@@ -2,15 +2,22 @@
 // compiler, no libc, so no rseq area, no signal handlers, no stray mappings), started by a double fork
 // while criu-ts is a child subreaper (compel's startTraceable) so that libuv never waits on it.
 //
-//   entry:  mov eax, 34 (pause); syscall; jmp entry     waits, doing nothing, until we seize it
+//   entry:  waits, doing nothing, until we seize it: in poll() on a pidfd of criu-ts, so that it exits
+//           by itself if criu-ts dies before it is seized (then PTRACE_O_EXITKILL takes over); in a
+//           pause() loop where pidfds are missing
 //   +0x10:  syscall; int3                               where the first injected syscalls run
-import { mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+// The ELF is never a named file: an O_TMPFILE (no name, ever), or a memfd where that cannot be exec'ed.
+import { fstatSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { killAndReap, startTraceable } from '@criu-ts/compel';
 import {
   close,
   memfdCreate,
+  O_CLOEXEC,
+  O_RDONLY,
+  O_RDWR,
+  O_TMPFILE,
+  open,
   PTRACE_EVENT_STOP,
   PTRACE_O_EXITKILL,
   PTRACE_O_SUSPEND_SECCOMP,
@@ -48,8 +55,55 @@ export const TRACE_OPTIONS =
   PTRACE_O_EXITKILL |
   PTRACE_O_SUSPEND_SECCOMP;
 
-/** The stub's bytes: a 64-bit ET_EXEC with one R+X PT_LOAD of the whole file. */
-export function stubElf(): Buffer {
+const WATCH_OFFSET = 0xa0;
+
+/**
+ * The stub's wait: pidfd_open(watchPid); ESRCH (criu-ts is gone already): exit; any other error: a pause()
+ * loop; else poll() the pidfd until it is readable (criu-ts exited): exit_group(0).
+ */
+function watchCode(watchPid: number): Buffer {
+  const c: number[] = [];
+  const at = () => c.length;
+  // bytes of an instruction, then its 32-bit immediate if it has one
+  const ins = (bytes: number[], imm?: number) => {
+    c.push(...bytes);
+    if (imm === undefined) return;
+    const x = Buffer.alloc(4);
+    x.writeInt32LE(imm | 0);
+    c.push(...x);
+  };
+  ins([0xb8], 434); //                                  mov eax, 434 (pidfd_open)
+  ins([0xbf], watchPid); //                             mov edi, watchPid
+  ins([0x31, 0xf6, 0x0f, 0x05]); //                     xor esi, esi; syscall
+  ins([0x83, 0xf8, 0xfd, 0x74, 0]); //                  cmp eax, -3 (ESRCH); je exit
+  const toExit = at() - 1;
+  ins([0x85, 0xc0, 0x78, 0]); //                        test eax, eax; js pause
+  const toPause = at() - 1;
+  const poll = at();
+  ins([0x89, 0x44, 0x24, 0xf8]); //                     mov [rsp-8], eax        pollfd.fd
+  ins([0xc7, 0x44, 0x24, 0xfc], 1); //                  mov dword [rsp-4], 1    POLLIN
+  ins([0x48, 0x8d, 0x7c, 0x24, 0xf8]); //               lea rdi, [rsp-8]
+  ins([0xbe], 1); //                                    mov esi, 1
+  ins([0xba], -1); //                                   mov edx, -1
+  ins([0xb8], 7); //                                    mov eax, 7 (poll)
+  ins([0x0f, 0x05, 0x48, 0x83, 0xf8, 0x01, 0x75, 0]); // syscall; cmp rax, 1; jne poll
+  c[at() - 1] = (poll - at()) & 0xff;
+  c[toExit] = at() - (toExit + 1);
+  ins([0xb8], 231); //                                  exit: mov eax, 231 (exit_group)
+  ins([0x31, 0xff, 0x0f, 0x05]); //                     xor edi, edi; syscall
+  c[toPause] = at() - (toPause + 1);
+  const pause = at();
+  ins([0xb8], 34); //                                   pause: mov eax, 34 (pause)
+  ins([0x0f, 0x05, 0xeb, 0]); //                        syscall; jmp pause
+  c[at() - 1] = (pause - at()) & 0xff;
+  return Buffer.from(c);
+}
+
+/**
+ * The stub's bytes: a 64-bit ET_EXEC with one R+X PT_LOAD of the whole file. It exits by itself once
+ * process `watchPid` (criu-ts) is gone, unless it was seized before (0: it waits forever).
+ */
+export function stubElf(watchPid = 0): Buffer {
   const size = 0x100;
   const b = Buffer.alloc(size);
   b.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0], 0); // \x7fELF, 64-bit, little endian, version 1, SysV
@@ -71,21 +125,17 @@ export function stubElf(): Buffer {
   b.writeBigUInt64LE(BigInt(size), 96); // p_filesz
   b.writeBigUInt64LE(BigInt(size), 104); // p_memsz
   b.writeBigUInt64LE(0x1000n, 112); // p_align
-  if (HEADERS > ENTRY_OFFSET) throw new Error('stub layout');
-  // biome-ignore format: one instruction per line
-  Buffer.from([
-    0xb8, 0x22, 0x00, 0x00, 0x00, //  mov eax, 34 (pause)
-    0x0f, 0x05, //                    syscall
-    0xeb, 0xf7, //                    jmp entry
-  ]).copy(b, ENTRY_OFFSET);
+  if (HEADERS > ENTRY_OFFSET || WATCH_OFFSET + watchCode(0).length > size) throw new Error('stub layout');
+  b.set([0xeb, WATCH_OFFSET - (ENTRY_OFFSET + 2)], ENTRY_OFFSET); // jmp watch
+  watchCode(watchPid).copy(b, WATCH_OFFSET);
   Buffer.from([0x0f, 0x05, 0xcc]).copy(b, SYSCALL_OFFSET); // syscall; int3
   return b;
 }
 
 /**
  * Start the stub and seize it. Returns it stopped (in a PTRACE_EVENT_STOP) with TRACE_OPTIONS. The ELF
- * is a file in the temp dir, deleted again at once (the running stub keeps its inode); where the temp
- * dir is mounted noexec, a memfd. A stub that happens to get one of `avoid` (pids the restore needs)
+ * is an unnamed file (O_TMPFILE) in the temp dir; where the temp dir is mounted noexec or has no
+ * O_TMPFILE, a memfd. A stub that happens to get one of `avoid` (pids the restore needs)
  * is killed and started again.
  */
 export function startStub(avoid: ReadonlySet<number> = new Set()): Tracee {
@@ -113,7 +163,7 @@ export function startStubAsSibling(rootPid: number): Tracee {
   const fd = memfdCreate('criu-ts-restore', 0); // not close-on-exec: the child execs it by this fd
   let pid: number;
   try {
-    writeAll(fd, stubElf());
+    writeAll(fd, stubElf(process.pid));
     pid = spawnSibling(`/proc/self/fd/${fd}`, rootPid);
   } finally {
     close(fd);
@@ -141,29 +191,36 @@ function execStub(viaMemfd: boolean): number {
     // Not close-on-exec: the shell and then the stub inherit it, and exec it as /proc/self/fd/N.
     const fd = memfdCreate('criu-ts-restore', 0);
     try {
-      writeAll(fd, stubElf());
+      writeAll(fd, stubElf(process.pid));
       return startTraceable([`/proc/self/fd/${fd}`]);
     } finally {
       close(fd);
     }
   }
-  const dir = mkdtempSync(join(tmpdir(), 'criu-ts-stub-'));
+  // An unnamed file in the temp dir: nothing to remove, whenever criu-ts dies. Written, then reopened
+  // read-only (not close-on-exec, exec'ed as /proc/self/fd/N) with the writer closed: no ETXTBSY.
+  const w = open(tmpdir(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0o700);
+  let fd: number;
   try {
-    const path = join(dir, 'criu-ts-restore');
-    writeFileSync(path, stubElf(), { mode: 0o700 });
-    const pid = startTraceable([path]);
-    let exe = '';
+    writeAll(w, stubElf(process.pid));
+    fd = open(`/proc/self/fd/${w}`, O_RDONLY, 0);
+  } finally {
+    close(w);
+  }
+  try {
+    const pid = startTraceable([`/proc/self/fd/${fd}`]);
+    let same = false;
     try {
-      exe = readlinkSync(`/proc/${pid}/exe`);
+      same = statSync(`/proc/${pid}/exe`).ino === fstatSync(fd).ino;
     } catch {
       // exec failed (a noexec mount): the shell's child is gone or a zombie
     }
-    if (exe !== path) {
+    if (!same) {
       killAndReap(pid);
       throw new RestoreError('the restore stub did not start');
     }
     return pid;
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    close(fd);
   }
 }

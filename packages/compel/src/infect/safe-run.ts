@@ -1,0 +1,121 @@
+// Running compel's code page in a thread so that the tracer's death at any moment leaves it unharmed
+// (see safe-code.ts): resumed with PTRACE_CONT and caught in the marker signal's delivery stop, or resumed
+// with PTRACE_SYSCALL, caught at the entry of the marker syscall and parked in a PTRACE_INTERRUPT stop.
+import {
+  formatWaitStatus,
+  PTRACE_EVENT_STOP,
+  ptraceCont,
+  ptraceGetRegs,
+  ptraceGetSiginfo,
+  ptraceInterrupt,
+  ptracePeekData,
+  ptracePokeData,
+  ptraceSetRegs,
+  ptraceSyscall,
+  SIGTRAP,
+  type UserRegs,
+} from '@criu-ts/sys';
+import { TaskGoneError } from '../errors.js';
+import type { TracedThread } from '../tree/task.js';
+import { waitForStop } from './remote-syscall.js';
+import { MARKER_NR } from './safe-code.js';
+
+const SYSCALL_STOP = SIGTRAP | 0x80;
+const outRegs = new WeakMap<TracedThread, UserRegs>();
+
+/**
+ * Load `regs`, run until the marker syscall at `markerRip` is entered, park the thread after it.
+ * Returns the registers at the marker's entry (a buffer reused by the thread's next run). Signals that
+ * arrive meanwhile are recorded on the thread and suppressed (delivered again at release).
+ */
+export function runToMarker(
+  th: TracedThread,
+  regs: UserRegs,
+  markerRip: bigint,
+  markerSignal: number | undefined,
+): UserRegs {
+  th.prepare();
+  let out = outRegs.get(th);
+  if (out === undefined) {
+    out = th.regs.clone();
+    outRegs.set(th, out);
+  }
+  ptraceSetRegs(th.tid, regs);
+  th.dirty = true;
+  let parking = markerSignal !== undefined;
+  const resume = () => (parking ? ptraceCont(th.tid, 0) : ptraceSyscall(th.tid, 0));
+  resume();
+  for (;;) {
+    const st = waitForStop(th.tid);
+    if (!st.stopped) {
+      th.gone = true;
+      throw new TaskGoneError(
+        `thread ${th.tid} of ${th.pid}: ${formatWaitStatus(st)} while running injected code`,
+        th.tid,
+      );
+    }
+    if (st.event !== 0) {
+      if (parking && markerSignal === undefined && st.event === PTRACE_EVENT_STOP) return out;
+      resume();
+      continue;
+    }
+    if (st.stopSignal === SYSCALL_STOP) {
+      if (!parking) {
+        ptraceGetRegs(th.tid, out);
+        if (out.rip === markerRip && out.get('orig_rax') === BigInt(MARKER_NR)) {
+          parking = true;
+          ptraceInterrupt(th.tid);
+          ptraceCont(th.tid, 0);
+          continue;
+        }
+      }
+      resume();
+      continue;
+    }
+    if (st.stopSignal === markerSignal) {
+      ptraceGetRegs(th.tid, out);
+      if (out.rip === markerRip) return out;
+    }
+    th.signals.push(ptraceGetSiginfo(th.tid));
+    resume();
+  }
+}
+
+/**
+ * Bytes written over the task's text with PTRACE_POKEDATA, word by word, and put back by restore(). Used
+ * for the text patch of safe-code.ts, over padding that the task never executes.
+ */
+export class WordsPatch {
+  private readonly originals: bigint[] = [];
+
+  constructor(
+    readonly tid: number,
+    readonly addr: bigint,
+    private readonly bytes: Buffer,
+    /** What restore() writes back is zeros (the bytes hold a patch left behind), not what apply() found. */
+    private readonly zeros = false,
+  ) {
+    if (addr % 8n !== 0n || bytes.length % 8 !== 0) throw new RangeError('WordsPatch: unaligned');
+  }
+
+  apply(): void {
+    if (this.originals.length > 0) return;
+    for (let i = 0; i < this.bytes.length; i += 8) {
+      const at = this.addr + BigInt(i);
+      this.originals.push(this.zeros ? 0n : ptracePeekData(this.tid, at));
+      ptracePokeData(this.tid, at, this.bytes.readBigUInt64LE(i));
+    }
+  }
+
+  /** Change the u64 at `offset` of the applied patch. */
+  poke(offset: number, value: bigint): void {
+    ptracePokeData(this.tid, this.addr + BigInt(offset), BigInt.asUintN(64, value));
+  }
+
+  restore(): void {
+    this.originals.forEach((w, i) => {
+      ptracePokeData(this.tid, this.addr + BigInt(i * 8), w);
+    });
+    this.originals.length = 0;
+  }
+}
