@@ -162,8 +162,8 @@ export class CgroupPlacer {
   // ---- the directories ------------------------------------------------------------------------------
 
   /** Open every hierarchy and make its directories, once, before the first task moves. */
-  private prepare(): void {
-    if (this.prepared) return;
+  prepare(): void {
+    if (this.prepared || this.sets.size === 0) return;
     this.prepared = true;
     this.log(`preparing cgroups (mode ${this.mode})`);
     for (const c of this.controllers) {

@@ -173,21 +173,34 @@ export function restore(opts: RestoreOptions): RestoreResult {
     'stats-%s',
     'restore',
   );
-  const plan = planRestore(opts.imagesDir, {
-    shellJob: opts.shellJob === true,
-    ...(opts.networkLock ? { networkLock: opts.networkLock } : {}),
-    tcpClose: opts.tcpClose === true,
-  });
+  // cgroup dirs are made before anything else, as CRIU makes them: files of the tree may be in them.
+  const cgroups = new CgroupPlacer(
+    ImageDir.open(opts.imagesDir),
+    {
+      mode: opts.manageCgroups ?? 'soft',
+      roots: opts.cgroupRoots ?? [],
+      ...(opts.cgroupYard ? { yard: opts.cgroupYard } : {}),
+    },
+    (m) => log.debug(m),
+  );
+  let plan: RestorePlan;
+  try {
+    cgroups.prepare();
+    plan = planRestore(opts.imagesDir, {
+      shellJob: opts.shellJob === true,
+      ...(opts.networkLock ? { networkLock: opts.networkLock } : {}),
+      tcpClose: opts.tcpClose === true,
+    });
+  } catch (e) {
+    cgroups.close();
+    throw e;
+  }
   log.info(`restoring ${plan.tasks.length} tasks of ${opts.imagesDir}`);
   const tWait = performance.now();
   waitForFreeIds([...plan.ids, ...plan.pgidHelpers], opts.pidWaitMs ?? 5000);
   const waitMs = ms(tWait);
   const files = new NodeFiles(plan, (m) => log.debug(m));
-  const r = new Restorer(plan, files, log, opts.sibling === true, {
-    mode: opts.manageCgroups ?? 'soft',
-    roots: opts.cgroupRoots ?? [],
-    ...(opts.cgroupYard ? { yard: opts.cgroupYard } : {}),
-  });
+  const r = new Restorer(plan, files, log, cgroups, opts.sibling === true);
   let tPlan = 0;
   try {
     r.openFiles();
@@ -199,6 +212,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
     plan.shmem.discard();
     throw e;
   } finally {
+    cgroups.close();
     files.closeAll();
     plan.shmem.close();
     for (const t of plan.tasks) t.pagemap?.close();
@@ -239,7 +253,6 @@ class Restorer {
   private scratch: ScratchLayout | undefined;
   /** Helper processes, made by the stub while it runs (before the tree exists). */
   private helpers: HelperProcesses | undefined;
-  private cgroups: CgroupPlacer | undefined;
   private readonly live = new Map<number, LiveTask>();
   /** Every task created (its pid), in creation order, for cleanup. */
   private readonly created: number[] = [];
@@ -258,9 +271,9 @@ class Restorer {
     private readonly plan: RestorePlan,
     private readonly files: NodeFiles,
     private readonly log: RestoreLog,
+    private readonly cgroups: CgroupPlacer,
     /** --restore-sibling: the stub is started as criu-ts's sibling and becomes the root itself. */
     private readonly sibling = false,
-    private readonly cgroupOpts: ConstructorParameters<typeof CgroupPlacer>[1] = 'soft',
   ) {
     this.locks = locksByTask(plan.dir);
     this.treeIds = new Set(plan.ids);
@@ -270,7 +283,6 @@ class Restorer {
 
   /** Open every file before any task exists: a missing or changed file fails now (cgroup sets too). */
   openFiles(): void {
-    this.cgroups = new CgroupPlacer(this.plan.dir, this.cgroupOpts, (m) => this.log.debug(m));
     for (const task of this.plan.tasks)
       this.cgroups.check(task.pid, task.threads[0]?.core.thread_core?.cg_set);
     for (const t of this.plan.tasks) {
@@ -308,8 +320,8 @@ class Restorer {
     // Parents' memory is restored while the tree is made (before they fork): not forking time.
     this.forkMs = ms(tFork) - this.memMs;
     for (const task of this.plan.tasks) if (task.state !== 'zombie') this.restoreTask(task);
-    this.cgroups!.restoreProperties();
-    this.cgroups!.close();
+    this.cgroups.restoreProperties();
+    this.cgroups.close();
     this.plan.shmem.afterTasks();
     this.files.restoreOwners();
     this.files.unlinkGhosts();
@@ -428,7 +440,7 @@ class Restorer {
   private createTree(): void {
     const s = this.scratch!;
     const byPid = new Map<number, Tracee>();
-    const cgroups = this.cgroups!;
+    const cgroups = this.cgroups;
     for (const task of this.plan.tasks) {
       const parent = task.parent ? byPid.get(task.parent.pid) : this.stub;
       if (!parent) throw new RestoreError(`parent of ${task.pid} was not created`);
@@ -608,7 +620,7 @@ class Restorer {
       const t = cloneWithId(inj, task.pid, th.tid, 'thread');
       this.traced.add(th.tid);
       lt.threads.push({ tid: th.tid, t, inj: new Injector(t, s) });
-      this.cgroups!.placeThread(task.pid, th.tid, th.core.thread_core?.cg_set);
+      this.cgroups.placeThread(task.pid, th.tid, th.core.thread_core?.cg_set);
     }
     this.restoreFds(lt, sharesFds(task));
     const hasZombieChild = task.children.some((c) => c.state === 'zombie');
@@ -862,7 +874,7 @@ class Restorer {
 
   /** SIGKILL every task created and collect every exit; reap what ends up as our child. */
   killAll(): void {
-    this.cgroups?.close();
+    this.cgroups.close();
     const pids = [...this.created];
     if (this.stub) pids.unshift(this.stub.pid);
     for (const pid of pids) {
