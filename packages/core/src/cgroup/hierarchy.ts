@@ -97,6 +97,8 @@ export class Hierarchy {
     const fsfd = fsopen(v2 ? 'cgroup2' : 'cgroup');
     try {
       if (!v2) {
+        // A named hierarchy without controllers: "none", or the kernel makes no new one (EINVAL).
+        if (cnames.every((n) => n.startsWith('name='))) fsconfigSet(fsfd, 'none');
         for (const n of cnames) {
           if (n.startsWith('name=')) fsconfigSet(fsfd, 'name', n.slice(5));
           else fsconfigSet(fsfd, n);
