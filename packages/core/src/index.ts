@@ -3,9 +3,9 @@
  * signals, timers, ...), each with its dump side; dump/ puts them together.
  */
 
+export type { CgroupMode, CgroupRoot } from './cgroup/dump.js';
 export { basicChecks, FEATURES, type Feature, type FeatureAnswer, featureNamed } from './check/features.js';
 export { type DumpOptions, type DumpResult, dump } from './dump/dump.js';
-export type { CgroupMode, CgroupRoot } from './cgroup/dump.js';
 export { DumpError } from './dump/errors.js';
 export { NETWORK_LOCK_METHODS, type NetworkLockMethod } from './net-lock/index.js';
 export { fpregsFromImage, fpregsToImage, gpregsFromImage, gpregsToImage } from './registers/x86.js';

@@ -213,7 +213,12 @@ describe.skipIf(!haveCgroups)('criu-ts dump and restore of cgroups', () => {
   it('--cgroup-root moves the cgroups and their sub-cgroups under a new path', async () => {
     const { w, grp } = await counterInCgroups();
     const dir = await dump(w.pid);
-    const r = await restore(dir, ['--cgroup-root', `name=${NAME}:/moved`, '--cgroup-root', `pids:/moved-${NAME}`]);
+    const r = await restore(dir, [
+      '--cgroup-root',
+      `name=${NAME}:/moved`,
+      '--cgroup-root',
+      `pids:/moved-${NAME}`,
+    ]);
     expect(r.stderr).toBe('');
     expect(cgroupsOf(w.pid)).toEqual([`:/${NAME}`, `name=${NAME}:/moved`, `pids:/moved-${NAME}`].sort());
     expect(fs.statSync(`${named}/moved/empty.0`).mode & 0o7777).toBe(0o750);
@@ -236,7 +241,10 @@ describe.skipIf(!haveCgroups)('criu-ts dump and restore of cgroups', () => {
         `open(sys.argv[1] + '.tid', 'w').write(str(tid[0]))`,
       ].join('\n'),
     );
-    await waitFor(() => fs.existsSync(`${w.report}.tid`) && fs.readFileSync(`${w.report}.tid`, 'utf8') !== '', 'tid');
+    await waitFor(
+      () => fs.existsSync(`${w.report}.tid`) && fs.readFileSync(`${w.report}.tid`, 'utf8') !== '',
+      'tid',
+    );
     const tid = Number(fs.readFileSync(`${w.report}.tid`, 'utf8'));
     fs.writeFileSync(`${grp}/cgroup.procs`, String(w.pid));
     fs.writeFileSync(`${grp}/th/tasks`, String(tid));

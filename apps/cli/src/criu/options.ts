@@ -261,7 +261,9 @@ const OPTIONS: OptionSpec[] = [
     set: (o, v) => {
       const s = v as string;
       const colon = s.indexOf(':');
-      o.cgroupRoots.push(colon < 0 ? { path: s } : { controller: s.slice(0, colon), path: s.slice(colon + 1) });
+      o.cgroupRoots.push(
+        colon < 0 ? { path: s } : { controller: s.slice(0, colon), path: s.slice(colon + 1) },
+      );
     },
   },
   refuse('inherit-fd', 'required', 'inherited fds at restore are not in criu-ts yet'),
@@ -317,7 +319,7 @@ const OPTIONS: OptionSpec[] = [
       o.checkExperimental = true;
     },
   },
-  str('cgroup-props', 'cgroupProps', 'dump: the cgroup properties to keep per controller (CRIU\'s format)'),
+  str('cgroup-props', 'cgroupProps', "dump: the cgroup properties to keep per controller (CRIU's format)"),
   str('cgroup-props-file', 'cgroupPropsFile', 'dump: a file with cgroup properties to keep'),
   {
     long: 'cgroup-dump-controller',

@@ -117,7 +117,8 @@ export class CgroupProps {
       const controller = quoted('a controller name');
       expect(':', `':' after "${controller}"`);
       expect('-', `'- "strategy"' for "${controller}"`);
-      if (quoted(`"strategy" for "${controller}"`) !== 'strategy') fail(`expected "strategy" for "${controller}"`);
+      if (quoted(`"strategy" for "${controller}"`) !== 'strategy')
+        fail(`expected "strategy" for "${controller}"`);
       expect(':', `':' after "strategy"`);
       const strategy = quoted(`a strategy for "${controller}"`);
       if (strategy !== 'merge' && strategy !== 'replace')

@@ -17,6 +17,7 @@
 //   in the hierarchies that place threads one by one (v1, and threaded cgroup2);
 //   once every task is in place, the other properties are written.
 
+import { ProcDir } from '@criu-ts/bfd';
 import type {
   CgControllerEntry,
   CgroupDirEntry,
@@ -25,7 +26,6 @@ import type {
   CgSetEntry,
   ImageDir,
 } from '@criu-ts/images';
-import { ProcDir } from '@criu-ts/bfd';
 import { SysError } from '@criu-ts/sys';
 import { RestoreError } from '../restore/errors.js';
 import type { CgroupMode, CgroupRoot } from './dump.js';
@@ -172,7 +172,9 @@ export class CgroupPlacer {
       try {
         h = Hierarchy.open(c.cnames, this.opts.yard, true);
       } catch (e) {
-        throw new RestoreError(`cannot open cgroup hierarchy "${c.cnames.join(',')}": ${(e as Error).message}`);
+        throw new RestoreError(
+          `cannot open cgroup hierarchy "${c.cnames.join(',')}": ${(e as Error).message}`,
+        );
       }
       this.open.set(c, h);
       this.makeDirs(h, c.dirs ?? [], '');
@@ -185,7 +187,9 @@ export class CgroupPlacer {
       try {
         if (!h.exists(path)) {
           if (this.mode === 'none' || this.mode === 'props')
-            throw new RestoreError(`cgroup dir ${h.show(path)} doesn't exist (--manage-cgroups=${this.mode})`);
+            throw new RestoreError(
+              `cgroup dir ${h.show(path)} doesn't exist (--manage-cgroups=${this.mode})`,
+            );
           h.mkdirs(path);
           this.log(`created cgroup dir ${h.show(path)}`);
           if (e.dir_perms) h.chperm(path, e.dir_perms);
@@ -232,7 +236,13 @@ export class CgroupPlacer {
     if (lines.length) this.restoreProp(h, path, { ...p, value: lines.join('\n') }, true, true);
   }
 
-  private restoreProp(h: Hierarchy, dir: string, p: CgroupPropEntry, splitLines = false, skipFails = false): void {
+  private restoreProp(
+    h: Hierarchy,
+    dir: string,
+    p: CgroupPropEntry,
+    splitLines = false,
+    skipFails = false,
+  ): void {
     const file = join(dir, p.name);
     this.log(`restoring cgroup property value [${p.value}] to [${h.show(file)}]`);
     try {
@@ -241,8 +251,15 @@ export class CgroupPlacer {
       if (p.name === 'cgroup.type' && p.value !== 'threaded') return;
       if (p.name === 'cgroup.subtree_control') {
         h.writeFile(file, (before) => {
-          const off = before.trim().split(/\s+/).filter(Boolean).map((c) => `-${c}`);
-          const on = p.value.split(' ').filter(Boolean).map((c) => `+${c}`);
+          const off = before
+            .trim()
+            .split(/\s+/)
+            .filter(Boolean)
+            .map((c) => `-${c}`);
+          const on = p.value
+            .split(' ')
+            .filter(Boolean)
+            .map((c) => `+${c}`);
           return [...off, ...on].join(' ');
         });
         return;
@@ -291,7 +308,8 @@ export class CgroupPlacer {
       const a = line.indexOf(':');
       const b = line.indexOf(':', a + 1);
       const name = line.slice(a + 1, b);
-      if (this.controllers.some((c) => namesMatch(c.cnames ?? [], name))) out.push({ name, path: line.slice(b + 1) });
+      if (this.controllers.some((c) => namesMatch(c.cnames ?? [], name)))
+        out.push({ name, path: line.slice(b + 1) });
     }
     return out;
   }
