@@ -63,6 +63,15 @@ describe('getopt_long grammar', () => {
     const o = parseCommandLine(['--manage-cgroups', 'restore'], cleanEnv);
     expect(o).toMatchObject({ command: 'restore', manageCgroups: 'soft' });
     expect(parseCommandLine(['restore', '--manage-cgroups=ignore'], cleanEnv).manageCgroups).toBe('ignore');
+    expect(parseCommandLine(['restore', '--manage-cgroups=full'], cleanEnv).manageCgroups).toBe('full');
+  });
+
+  it('--cgroup-root takes an optional controller before the first colon, and repeats', () => {
+    const o = parseCommandLine(
+      ['restore', '--cgroup-root', '/newroot', '--cgroup-root', 'name=zdtmtst:/prefix'],
+      cleanEnv,
+    );
+    expect(o.cgroupRoots).toEqual([{ path: '/newroot' }, { controller: 'name=zdtmtst', path: '/prefix' }]);
   });
 
   it('--no- forms of booleans, -- ending the options', () => {
@@ -78,7 +87,7 @@ describe('getopt_long grammar', () => {
     [['dump', '-t', 'abc'], /invalid argument for --tree: abc/],
     [['dump', '--shell-job=yes'], /doesn't allow an argument/],
     [['restore', '--network-lock', 'pf'], /--network-lock: pf/],
-    [['restore', '--manage-cgroups=full'], /--manage-cgroups=full is not supported: cgroup properties/],
+    [['restore', '--manage-cgroups=fullest'], /unknown cgroups mode 'fullest' selected/],
     [['dump', '--lazy-pages'], /--lazy-pages is not supported: the page server/],
     [['restore', '--inherit-fd', 'fd[3]:pipe:[1]'], /--inherit-fd is not supported/],
     [['dump', '--pre-dump-mode', 'mmap'], /--pre-dump-mode: mmap/],

@@ -3,6 +3,7 @@
  * signals, timers, ...), each with its dump side; dump/ puts them together.
  */
 
+export type { CgroupMode, CgroupRoot } from './cgroup/dump.js';
 export { basicChecks, FEATURES, type Feature, type FeatureAnswer, featureNamed } from './check/features.js';
 export { type DumpOptions, type DumpResult, dump } from './dump/dump.js';
 export { DumpError } from './dump/errors.js';

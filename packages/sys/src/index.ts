@@ -18,6 +18,7 @@ export * from './errno.js';
 export * from './files.js';
 export * from './fsnotify.js';
 export * from './memory.js';
+export * from './mount.js';
 export { type Arg, addressOf, withPinned } from './native.js';
 export * from './nftables.js';
 export * from './paths.js';

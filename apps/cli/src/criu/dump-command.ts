@@ -4,6 +4,20 @@ import { makeLogger } from './log.js';
 import type { CriuOptions } from './options.js';
 import { absolutePath, requireRoot } from './preflight.js';
 
+/** The cgroup options of a dump; relative paths are the work dir's, as CRIU runs in it. */
+function cgroupDumpOptions(o: CriuOptions, workDir: string) {
+  return {
+    mode: o.manageCgroups,
+    roots: o.cgroupRoots,
+    ...(o.cgroupYard ? { yard: absolutePath(o.cgroupYard, '--cgroup-yard', workDir) } : {}),
+    ...(o.cgroupProps ? { props: o.cgroupProps } : {}),
+    ...(o.cgroupPropsFile
+      ? { propsFile: absolutePath(o.cgroupPropsFile, '--cgroup-props-file', workDir) }
+      : {}),
+    dumpControllers: o.cgroupDumpControllers,
+  };
+}
+
 /** `criu-ts dump -t PID -D DIR`, with criu's options and meanings. */
 export async function dumpCommand(o: CriuOptions, version: string): Promise<number> {
   if (o.tree === undefined) throw new DumpError('dump needs -t/--tree PID: the root of the tree to dump');
@@ -29,6 +43,7 @@ export async function dumpCommand(o: CriuOptions, version: string): Promise<numb
       leaveStopped: o.finalState === 'stopped',
       shellJob: o.shellJob,
       ...(o.freezeCgroup ? { freezeCgroup: o.freezeCgroup } : {}),
+      cgroups: cgroupDumpOptions(o, workDir),
       timeoutMs: o.timeout * 1000,
       tcpEstablished: o.tcpEstablished,
       tcpClose: o.tcpClose,

@@ -7,10 +7,9 @@
 import { configSources } from './config.js';
 import { type ArgKind, type GetoptSpec, getopt, UsageError } from './getopt.js';
 
-/** The --manage-cgroups modes criu-ts honours; CRIU's props, full and strict restore properties it does not dump yet. */
-export type CgroupMode = 'none' | 'soft' | 'ignore';
-const CGROUP_MODES: readonly CgroupMode[] = ['none', 'soft', 'ignore'];
-const CGROUP_PROPERTY_MODES = ['props', 'full', 'strict'];
+/** The --manage-cgroups modes, CRIU's. */
+export type CgroupMode = 'none' | 'props' | 'soft' | 'full' | 'strict' | 'ignore';
+const CGROUP_MODES: readonly CgroupMode[] = ['none', 'props', 'soft', 'full', 'strict', 'ignore'];
 
 export interface CriuOptions {
   /** The command and its operands (`cpuinfo dump`). */
@@ -49,6 +48,12 @@ export interface CriuOptions {
   /** Seconds a dump may take to seize and freeze the tree (CRIU's default 10). */
   timeout: number;
   manageCgroups: CgroupMode;
+  /** --cgroup-root [controller:]/path, in the order given. */
+  cgroupRoots: Array<{ controller?: string; path: string }>;
+  cgroupYard?: string;
+  cgroupProps?: string;
+  cgroupPropsFile?: string;
+  cgroupDumpControllers: string[];
   networkLock?: 'nftables' | 'iptables' | 'skip';
   preDumpMode: 'splice' | 'read';
   features: string[];
@@ -80,6 +85,8 @@ export function defaultOptions(): CriuOptions {
     irmapScanPaths: [],
     timeout: 10,
     manageCgroups: 'soft',
+    cgroupRoots: [],
+    cgroupDumpControllers: [],
     preDumpMode: 'splice',
     features: [],
     checkExtra: false,
@@ -130,7 +137,15 @@ const str = (long: string, key: StrKey, help: string, short?: string): OptionSpe
     o[key] = v as string;
   },
 });
-type StrKey = 'imagesDir' | 'workDir' | 'logFile' | 'pidfile' | 'freezeCgroup';
+type StrKey =
+  | 'imagesDir'
+  | 'workDir'
+  | 'logFile'
+  | 'pidfile'
+  | 'freezeCgroup'
+  | 'cgroupYard'
+  | 'cgroupProps'
+  | 'cgroupPropsFile';
 
 const refuse = (long: string, arg: ArgKind, why: string, short?: string): OptionSpec => ({
   long,
@@ -232,18 +247,25 @@ const OPTIONS: OptionSpec[] = [
   {
     long: 'manage-cgroups',
     arg: 'optional',
-    help: 'cgroups at restore: soft (default: created when missing), none (must exist), ignore',
+    help: 'cgroups: none, props, soft (default), full, strict, ignore',
     set: (o, v) => {
       const mode = CGROUP_MODES.find((m) => m === (v ?? 'soft'));
-      if (v && CGROUP_PROPERTY_MODES.includes(v))
-        throw new UsageError(
-          `--manage-cgroups=${v} is not supported: cgroup properties are not dumped by criu-ts yet`,
-        );
       if (!mode) throw new UsageError(`unknown cgroups mode '${v}' selected`);
       o.manageCgroups = mode;
     },
   },
-  refuse('cgroup-root', 'required', 'moving the tree under another cgroup root is not in criu-ts yet'),
+  {
+    long: 'cgroup-root',
+    arg: 'required',
+    help: '[controller:]/newroot: where the dumped cgroups are (dump) or go (restore)',
+    set: (o, v) => {
+      const s = v as string;
+      const colon = s.indexOf(':');
+      o.cgroupRoots.push(
+        colon < 0 ? { path: s } : { controller: s.slice(0, colon), path: s.slice(colon + 1) },
+      );
+    },
+  },
   refuse('inherit-fd', 'required', 'inherited fds at restore are not in criu-ts yet'),
   {
     long: 'feature',
@@ -297,9 +319,16 @@ const OPTIONS: OptionSpec[] = [
       o.checkExperimental = true;
     },
   },
-  refuse('cgroup-props', 'required', 'cgroup properties are not dumped by criu-ts yet'),
-  refuse('cgroup-props-file', 'required', 'cgroup properties are not dumped by criu-ts yet'),
-  refuse('cgroup-dump-controller', 'required', 'cgroup properties are not dumped by criu-ts yet'),
+  str('cgroup-props', 'cgroupProps', "dump: the cgroup properties to keep per controller (CRIU's format)"),
+  str('cgroup-props-file', 'cgroupPropsFile', 'dump: a file with cgroup properties to keep'),
+  {
+    long: 'cgroup-dump-controller',
+    arg: 'required',
+    help: 'dump: only this cgroup hierarchy (repeat for more)',
+    set: (o, v) => {
+      o.cgroupDumpControllers.push(v as string);
+    },
+  },
   bool('skip-in-flight', 'skipInFlight', 'leave behind connections not accepted yet'),
   refuse('deprecated', 'none', 'criu-ts has no deprecated features to turn on'),
   bool('display-stats', 'displayStats', 'print statistics at the end'),
@@ -341,7 +370,7 @@ const OPTIONS: OptionSpec[] = [
   refuse('tls-key', 'required', TLS),
   refuse('tls', 'none', TLS),
   refuse('tls-no-cn-verify', 'none', TLS),
-  refuse('cgroup-yard', 'required', 'criu-ts uses the cgroup hierarchies mounted on the machine'),
+  str('cgroup-yard', 'cgroupYard', 'a directory where the cgroup hierarchies are mounted'),
   {
     long: 'pre-dump-mode',
     arg: 'required',

@@ -27,6 +27,8 @@ export async function restoreCommand(o: CriuOptions, version: string): Promise<n
       shellJob: o.shellJob,
       sibling: o.restoreSibling,
       manageCgroups: o.manageCgroups,
+      cgroupRoots: o.cgroupRoots,
+      ...(o.cgroupYard ? { cgroupYard: absolutePath(o.cgroupYard, '--cgroup-yard', workDir) } : {}),
       ...(o.networkLock ? { networkLock: o.networkLock } : {}),
       tcpClose: o.tcpClose,
       log: {

@@ -1,67 +1,219 @@
-import { readFileSync } from 'node:fs';
-import type { CgroupEntry, CgSetEntry } from '@criu-ts/images';
+// cgroup.img, as CRIU writes it: the sets of cgroups the dumped threads are in (criu-ts's own set is
+// set 1, as CRIU numbers its own first; inventory.img's root_cg_set names it) and, per hierarchy, the
+// directory trees under the tasks' cgroups with their files' values and permissions, so that restore
+// can make empty sub-cgroups and limits again. Nothing is written when every task is in criu-ts's own
+// cgroups.
 
-/** A task's cgroup membership: "hierarchy-id:controllers:path" lines of /proc/PID/cgroup. */
-function membership(pid: number | 'self'): Array<{ name: string; path: string }> {
-  return readFileSync(`/proc/${pid}/cgroup`, 'utf8')
-    .trim()
-    .split('\n')
-    .map((line) => {
-      const first = line.indexOf(':');
-      const second = line.indexOf(':', first + 1);
-      return { name: line.slice(first + 1, second), path: line.slice(second + 1) };
-    })
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+import { readFileSync } from 'node:fs';
+import { ProcDir } from '@criu-ts/bfd';
+import type {
+  CgControllerEntry,
+  CgroupDirEntry,
+  CgroupEntry,
+  CgroupPropEntry,
+  CgSetEntry,
+} from '@criu-ts/images';
+import type { Stat } from '@criu-ts/sys';
+import { DumpError } from '../dump/errors.js';
+import { Hierarchy, namesMatch, splitNames } from './hierarchy.js';
+import { CgroupProps, type CgroupPropsOptions, GLOBAL_V1, GLOBAL_V2 } from './props.js';
+
+/** --manage-cgroups, CRIU's modes. At dump, ignore walks no directories; the others all do. */
+export type CgroupMode = 'none' | 'props' | 'soft' | 'full' | 'strict' | 'ignore';
+
+/** --cgroup-root [controller:]/path. */
+export interface CgroupRoot {
+  /** The hierarchy's name as /proc/PID/cgroup gives it ("cpu,cpuacct", "name=zdtmtst"); all when absent. */
+  controller?: string;
+  path: string;
 }
 
-const keyOf = (m: Array<{ name: string; path: string }>) => m.map((c) => `${c.name}:${c.path}`).join('\n');
+export interface CgroupDumpOptions extends CgroupPropsOptions {
+  mode?: CgroupMode;
+  /** --cgroup-root at dump: walk the hierarchy from this path instead of the task's cgroup. */
+  roots?: CgroupRoot[];
+  /** --cgroup-yard: a directory where the hierarchies are mounted (DIR/cpu, DIR/zdtmtst, DIR/unified). */
+  yard?: string;
+  log?: (msg: string) => void;
+}
 
-/**
- * cgroup.img: the sets of cgroups the dumped tasks are in. As CRIU does, nothing is written
- * when every task is in criu-ts's own cgroups (restore puts them there anyway). Sets are
- * numbered from 1, criu-ts's own set included; threads and the inventory refer to them.
- */
+interface Member {
+  name: string;
+  path: string;
+}
+
+interface DirNode {
+  path: string;
+  st: Stat;
+  children: DirNode[];
+  props: CgroupPropEntry[];
+}
+
+interface Controller {
+  cnames: string[];
+  heads: DirNode[];
+  threaded: boolean;
+}
+
+/** CRIU's strtoll(value) == LLONG_MAX test: "unlimited" values are kept as -1. */
+const LLONG_MAX = (1n << 63n) - 1n;
+function saturates(text: string): boolean {
+  const m = /^\s*([+-]?\d+)/.exec(text);
+  return m !== null && BigInt(m[1]!) >= LLONG_MAX;
+}
+
+/** `path` is `sub` or below it (CRIU's issubpath: "/" is below nothing but itself). */
+const isSubpath = (path: string, sub: string) =>
+  path.startsWith(sub) && (path.length === sub.length || path[sub.length] === '/');
+
 export class CgroupSets {
   private readonly sets = new Map<string, CgSetEntry>();
-  private readonly own: string;
+  private readonly used = new Set<number>();
+  private readonly controllers: Controller[] = [];
+  private readonly props: CgroupProps;
+  private readonly mode: CgroupMode;
+  private readonly log: (msg: string) => void;
+  /** Set 1: criu-ts's own cgroups. */
+  readonly ownId = 1;
 
-  constructor() {
-    this.own = keyOf(membership('self'));
-    this.idOf(membership('self'));
+  constructor(private readonly opts: CgroupDumpOptions = {}) {
+    this.mode = opts.mode ?? 'soft';
+    this.log = opts.log ?? (() => {});
+    this.props = new CgroupProps(opts, (p) => {
+      try {
+        return readFileSync(p, 'utf8');
+      } catch (e) {
+        throw new DumpError(`cannot read --cgroup-props-file ${p}: ${(e as Error).message}`);
+      }
+    });
+    const own = this.membership(ProcDir.self());
+    // The hierarchies with controllers are those criu-ts is in; named ones join as tasks use them.
+    for (const m of own) if (!m.name.startsWith('name=')) this.controllers.push(this.controller(m.name));
+    this.idOf(own, false);
   }
 
-  /** The set id of a thread (pid or tid). */
-  of(tid: number): number {
-    return this.idOf(membership(tid));
+  private controller(name: string): Controller {
+    return { cnames: splitNames(name), heads: [], threaded: false };
   }
 
-  private idOf(m: Array<{ name: string; path: string }>): number {
-    const key = keyOf(m);
+  /** The set id of a thread, from its /proc/PID/task/TID (or /proc/PID) directory. */
+  of(proc: ProcDir): number {
+    const id = this.idOf(this.membership(proc), true);
+    this.used.add(id);
+    return id;
+  }
+
+  private membership(proc: ProcDir): Member[] {
+    const out: Member[] = [];
+    for (const line of proc.readText('cgroup').split('\n')) {
+      if (line === '') continue;
+      const a = line.indexOf(':');
+      const b = line.indexOf(':', a + 1);
+      const name = line.slice(a + 1, b);
+      if (this.props.skips(name)) continue;
+      out.push({ name, path: line.slice(b + 1) });
+    }
+    return out.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+  }
+
+  private idOf(m: Member[], collect: boolean): number {
+    const key = m.map((c) => `${c.name}:${c.path}`).join('\n');
     let set = this.sets.get(key);
     if (!set) {
       set = { id: this.sets.size + 1, ctls: m.map((c) => ({ name: c.name, path: c.path })) };
+      this.log(`cgroup set ${set.id}: ${m.map((c) => `${c.name}:${c.path}`).join(' ')}`);
+      if (collect) this.collect(m);
       this.sets.set(key, set);
     }
     return set.id;
   }
 
-  /** The image, or undefined when every task shares criu-ts's cgroups. */
-  entry(): CgroupEntry | undefined {
-    if (this.sets.size === 1 && this.sets.has(this.own)) return undefined;
-    const controllers = new Map<string, Set<string>>();
-    for (const set of this.sets.values()) {
-      for (const c of set.ctls ?? []) {
-        const dirs = controllers.get(c.name) ?? new Set<string>();
-        dirs.add(c.path);
-        controllers.set(c.name, dirs);
+  /** Walk each hierarchy from the set's cgroup (or the --cgroup-root) down: every directory below. */
+  private collect(set: Member[]): void {
+    for (const m of set) {
+      let c = this.controllers.find((x) => namesMatch(x.cnames, m.name));
+      if (!c) {
+        if (!m.name.startsWith('name='))
+          throw new DumpError(`cgroup controller ${m.name} not found (criu-ts is not in that hierarchy)`);
+        c = this.controller(m.name);
+        this.controllers.push(c);
+      }
+      if (this.mode === 'ignore') continue;
+      let root = m.path;
+      const global = this.opts.roots?.find((r) => r.controller === undefined);
+      if (global) root = global.path;
+      const own = this.opts.roots?.find((r) => r.controller === m.name);
+      if (own) root = own.path;
+      let h: Hierarchy;
+      try {
+        h = Hierarchy.open(splitNames(m.name), this.opts.yard);
+      } catch (e) {
+        throw new DumpError(`cannot open cgroup hierarchy "${m.name}": ${(e as Error).message}`);
+      }
+      try {
+        this.walk(h, c, root.replace(/\/+$/, '') || '/');
+      } catch (e) {
+        throw new DumpError(`failed walking ${h.show(root)} for empty cgroups: ${(e as Error).message}`);
+      } finally {
+        h.close();
       }
     }
+  }
+
+  private walk(h: Hierarchy, c: Controller, path: string): void {
+    this.add(h, c, path);
+    for (const sub of h.subdirs(path)) this.walk(h, c, path === '/' ? `/${sub}` : `${path}/${sub}`);
+  }
+
+  /** Put `path` into the controller's tree (CRIU's find_dir), unless a walk of another set had it. */
+  private add(h: Hierarchy, c: Controller, path: string): void {
+    let list = c.heads;
+    for (;;) {
+      if (list.some((d) => d.path === path)) return;
+      const parent = list.find((d) => isSubpath(path, d.path));
+      if (!parent) break;
+      list = parent.children;
+    }
+    const node: DirNode = { path, st: h.stat(path), children: [], props: [] };
+    const names = [...c.cnames.flatMap((n) => this.props.of(n)), ...(h.v2 ? GLOBAL_V2 : GLOBAL_V1)];
+    for (const name of names) {
+      const file = `${path}/${name}`;
+      const got = h.readFile(file);
+      if (!got) continue; // not on this kernel
+      let value = '';
+      if (name !== 'cgroup.procs' && name !== 'tasks') {
+        value = saturates(got.text) ? '-1' : got.text.replace(/\n$/, '');
+        if (name === 'memory.oom_control') {
+          const m = /^oom_kill_disable (\d+)/.exec(value);
+          if (!m) throw new DumpError(`couldn't scan oom state from ${value}`);
+          value = m[1]!;
+        }
+      }
+      if ((name === 'cgroup.type' && value === 'threaded') || name === 'tasks') c.threaded = true;
+      node.props.push({ name, value, perms: { mode: got.st.mode, uid: got.st.uid, gid: got.st.gid } });
+    }
+    list.push(node);
+  }
+
+  /** The image, or undefined when every task is in criu-ts's own cgroups. */
+  entry(): CgroupEntry | undefined {
+    if (this.sets.size === 1) return undefined;
+    const dirs = (list: DirNode[], poff: number): CgroupDirEntry[] =>
+      list.map((d) => ({
+        dir_name: d.path.slice(poff === 1 ? 1 : poff + 1),
+        ...(d.children.length ? { children: dirs(d.children, d.path.length) } : {}),
+        ...(d.props.length ? { properties: d.props } : {}),
+        dir_perms: { mode: d.st.mode, uid: d.st.uid, gid: d.st.gid },
+      }));
+    const controllers: CgControllerEntry[] = this.controllers.map((c) => ({
+      cnames: c.cnames,
+      ...(c.heads.length ? { dirs: dirs(c.heads, 0) } : {}),
+      is_threaded: c.threaded,
+    }));
     return {
-      sets: [...this.sets.values()],
-      controllers: [...controllers.entries()].map(([name, dirs]) => ({
-        cnames: [name],
-        dirs: [...dirs].filter((d) => d !== '/').map((d) => ({ dir_name: d.replace(/^\//, '') })),
-      })),
+      // criu-ts's own set only when a task is in it (CRIU leaves it out and restores such a task wrongly)
+      sets: [...this.sets.values()].filter((s) => s.id !== this.ownId || this.used.has(s.id)),
+      controllers,
     };
   }
 }

@@ -9,7 +9,7 @@ import {
   type TaskKobjIdsEntry,
   warmUpCodecs,
 } from '@criu-ts/images';
-import { CgroupSets } from '../cgroup/dump.js';
+import { type CgroupDumpOptions, CgroupSets } from '../cgroup/dump.js';
 import { CORE_MARCH_X86_64, TASK_DEAD } from '../core-image/thread.js';
 import type { IrmapOptions } from '../files/irmap.js';
 import { FileTable } from '../files/table.js';
@@ -61,6 +61,11 @@ export interface DumpOptions {
   linkRemap?: boolean;
   /** --freeze-cgroup: a cgroup v2 directory whose freezer stops the tree before seizing. */
   freezeCgroup?: string;
+  /**
+   * --manage-cgroups (ignore: no cgroup directories are dumped), --cgroup-root, --cgroup-yard,
+   * --cgroup-props(-file), --cgroup-dump-controller (see cgroup/dump.ts).
+   */
+  cgroups?: Omit<CgroupDumpOptions, 'log'>;
   /** Called between steps; throw from it (or reject) to abort the dump, e.g. on Ctrl-C. */
   checkpoint?: () => void;
   log?: (msg: string) => void;
@@ -122,7 +127,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     sharedBy: new Map(),
     pagesId: 1,
     seccomp: new SeccompFilters(),
-    cgroups: new CgroupSets(),
+    cgroups: new CgroupSets({ ...opts.cgroups, log }),
     shellJob: opts.shellJob === true,
     ttyInfos: [],
     shmem: new ShmemDump(dir, files, stats, () => ctx.pagesId++),
@@ -289,7 +294,7 @@ function writeTreeImages(ctx: DumpContext, rootIds: TaskKobjIdsEntry): void {
     fdinfo_per_id: true,
     root_ids: rootIds,
     ns_per_id: true,
-    root_cg_set: ctx.cgroups.of(ctx.tree.root),
+    root_cg_set: ctx.cgroups.ownId,
     lsmtype: 0,
     dump_uptime: uptimeMicros(),
     // as CRIU writes it: restore unlocks with the method that locked

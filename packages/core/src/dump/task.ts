@@ -203,7 +203,7 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
       const filter = seccomp[ti]!.filter;
       if (filter !== undefined) state.seccompFilter = filter;
       const core: CoreEntry = coreEntry(state, isLeader ? tc : undefined);
-      if (core.thread_core) core.thread_core.cg_set = ctx.cgroups.of(thread.tid);
+      if (core.thread_core) core.thread_core.cg_set = ctx.cgroups.of(proc.task(thread.tid));
       ctx.dir.write('core-%u', thread.tid, [core]);
     }
   } finally {

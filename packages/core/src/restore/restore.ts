@@ -55,13 +55,13 @@ import {
   WNOHANG,
   waitpid,
 } from '@criu-ts/sys';
+import { type CgroupMode, CgroupPlacer, type CgroupRoot } from '../cgroup/restore.js';
 import { breakLeases, locksByTask, retakeLocks } from '../file-locks/restore.js';
 import { asyncFdCalls } from '../files/fown.js';
 import { isProcFdFile, isProcFileOf, procPidOf } from '../files/regular/proc-path.js';
 import { restoreDriverFor } from '../files/restore-fds.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
 import { fpregsFromImage, gpregsFromImage, resumableRegs } from '../registers/x86.js';
-import { type CgroupMode, CgroupPlacer } from './cgroup.js';
 import { RestoreError } from './errors.js';
 import { NodeFiles } from './files.js';
 import { HelperProcesses } from './helpers.js';
@@ -85,10 +85,15 @@ export interface RestoreOptions {
   /** -W: where stats-restore goes (default: the images dir), as CRIU keeps it. */
   workDir?: string;
   /**
-   * --manage-cgroups: soft (default) creates a task's missing cgroups, none wants them to exist,
-   * ignore leaves every task in criu-ts's own cgroups.
+   * --manage-cgroups: soft (default) creates a task's missing cgroups, none and props want them to
+   * exist, full and strict set the properties of existing ones too (strict fails on one), ignore
+   * leaves every task in criu-ts's own cgroups (see cgroup/restore.ts).
    */
   manageCgroups?: CgroupMode;
+  /** --cgroup-root [controller:]/path: the dumped cgroups go under these paths. */
+  cgroupRoots?: CgroupRoot[];
+  /** --cgroup-yard DIR: the cgroup hierarchies are mounted in DIR (else criu-ts mounts its own). */
+  cgroupYard?: string;
   /** --shell-job: sessions and groups led from outside the images are the caller's. */
   shellJob?: boolean;
   /**
@@ -168,17 +173,34 @@ export function restore(opts: RestoreOptions): RestoreResult {
     'stats-%s',
     'restore',
   );
-  const plan = planRestore(opts.imagesDir, {
-    shellJob: opts.shellJob === true,
-    ...(opts.networkLock ? { networkLock: opts.networkLock } : {}),
-    tcpClose: opts.tcpClose === true,
-  });
+  // cgroup dirs are made before anything else, as CRIU makes them: files of the tree may be in them.
+  const cgroups = new CgroupPlacer(
+    ImageDir.open(opts.imagesDir),
+    {
+      mode: opts.manageCgroups ?? 'soft',
+      roots: opts.cgroupRoots ?? [],
+      ...(opts.cgroupYard ? { yard: opts.cgroupYard } : {}),
+    },
+    (m) => log.debug(m),
+  );
+  let plan: RestorePlan;
+  try {
+    cgroups.prepare();
+    plan = planRestore(opts.imagesDir, {
+      shellJob: opts.shellJob === true,
+      ...(opts.networkLock ? { networkLock: opts.networkLock } : {}),
+      tcpClose: opts.tcpClose === true,
+    });
+  } catch (e) {
+    cgroups.close();
+    throw e;
+  }
   log.info(`restoring ${plan.tasks.length} tasks of ${opts.imagesDir}`);
   const tWait = performance.now();
   waitForFreeIds([...plan.ids, ...plan.pgidHelpers], opts.pidWaitMs ?? 5000);
   const waitMs = ms(tWait);
   const files = new NodeFiles(plan, (m) => log.debug(m));
-  const r = new Restorer(plan, files, log, opts.sibling === true, opts.manageCgroups ?? 'soft');
+  const r = new Restorer(plan, files, log, cgroups, opts.sibling === true);
   let tPlan = 0;
   try {
     r.openFiles();
@@ -190,6 +212,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
     plan.shmem.discard();
     throw e;
   } finally {
+    cgroups.close();
     files.closeAll();
     plan.shmem.close();
     for (const t of plan.tasks) t.pagemap?.close();
@@ -230,7 +253,6 @@ class Restorer {
   private scratch: ScratchLayout | undefined;
   /** Helper processes, made by the stub while it runs (before the tree exists). */
   private helpers: HelperProcesses | undefined;
-  private cgroups: CgroupPlacer | undefined;
   private readonly live = new Map<number, LiveTask>();
   /** Every task created (its pid), in creation order, for cleanup. */
   private readonly created: number[] = [];
@@ -249,9 +271,9 @@ class Restorer {
     private readonly plan: RestorePlan,
     private readonly files: NodeFiles,
     private readonly log: RestoreLog,
+    private readonly cgroups: CgroupPlacer,
     /** --restore-sibling: the stub is started as criu-ts's sibling and becomes the root itself. */
     private readonly sibling = false,
-    private readonly cgroupMode: CgroupMode = 'soft',
   ) {
     this.locks = locksByTask(plan.dir);
     this.treeIds = new Set(plan.ids);
@@ -261,7 +283,6 @@ class Restorer {
 
   /** Open every file before any task exists: a missing or changed file fails now (cgroup sets too). */
   openFiles(): void {
-    this.cgroups = new CgroupPlacer(this.plan.dir, this.cgroupMode, (m) => this.log.debug(m));
     for (const task of this.plan.tasks)
       this.cgroups.check(task.pid, task.threads[0]?.core.thread_core?.cg_set);
     for (const t of this.plan.tasks) {
@@ -299,6 +320,8 @@ class Restorer {
     // Parents' memory is restored while the tree is made (before they fork): not forking time.
     this.forkMs = ms(tFork) - this.memMs;
     for (const task of this.plan.tasks) if (task.state !== 'zombie') this.restoreTask(task);
+    this.cgroups.restoreProperties();
+    this.cgroups.close();
     this.plan.shmem.afterTasks();
     this.files.restoreOwners();
     this.files.unlinkGhosts();
@@ -417,7 +440,7 @@ class Restorer {
   private createTree(): void {
     const s = this.scratch!;
     const byPid = new Map<number, Tracee>();
-    const cgroups = this.cgroups!;
+    const cgroups = this.cgroups;
     for (const task of this.plan.tasks) {
       const parent = task.parent ? byPid.get(task.parent.pid) : this.stub;
       if (!parent) throw new RestoreError(`parent of ${task.pid} was not created`);
@@ -448,7 +471,7 @@ class Restorer {
         this.live.set(task.pid, { plan: task, main, threads: [{ tid: task.pid, t, inj: main }], pidfd: -1 });
       }
       if (task.sid === task.pid) new Injector(t, s).call(`setsid in ${task.pid}`, SYS.setsid);
-      cgroups.place(task.pid, task.threads[0]?.core.thread_core?.cg_set);
+      cgroups.place(task.pid, task.threads[0]?.core.thread_core?.cg_set, task.parent?.pid);
       this.log.debug(`created ${task.pid}${task.parent ? ` (child of ${task.parent.pid})` : ''}`);
     }
     // The stub is not needed any more; the root is our child now (CLONE_PARENT), or was the stub.
@@ -597,6 +620,7 @@ class Restorer {
       const t = cloneWithId(inj, task.pid, th.tid, 'thread');
       this.traced.add(th.tid);
       lt.threads.push({ tid: th.tid, t, inj: new Injector(t, s) });
+      this.cgroups.placeThread(task.pid, th.tid, th.core.thread_core?.cg_set);
     }
     this.restoreFds(lt, sharesFds(task));
     const hasZombieChild = task.children.some((c) => c.state === 'zombie');
@@ -850,6 +874,7 @@ class Restorer {
 
   /** SIGKILL every task created and collect every exit; reap what ends up as our child. */
   killAll(): void {
+    this.cgroups.close();
     const pids = [...this.created];
     if (this.stub) pids.unshift(this.stub.pid);
     for (const pid of pids) {
