@@ -25,7 +25,8 @@ export interface ShmemMappings {
 
 export class ShmemDump {
   readonly memfds: MemfdInodes;
-  private readonly dumped = new Set<bigint>();
+  /** shmid (inode number) -> the device of the object whose pages went to pagemap-shmem-SHMID.img. */
+  private readonly dumped = new Map<bigint, string>();
   private readonly segments = new Map<number, { entry: IpcShmEntry; data: Buffer }>();
   private ipcNsId: number | undefined;
 
@@ -35,7 +36,7 @@ export class ShmemDump {
     private readonly stats: DumpStats,
     private readonly nextPagesId: () => number,
   ) {
-    this.memfds = new MemfdInodes(files, (shmid, fd, size) => this.contents(shmid, fd, size));
+    this.memfds = new MemfdInodes(files, (shmid, fd, size, dev) => this.contents(shmid, fd, size, dev));
   }
 
   /** The fd driver of memfd files, writing into this dump. */
@@ -48,15 +49,24 @@ export class ShmemDump {
     const range = (s: SmapsEntry) => `/proc/${pid}/map_files/${s.start.toString(16)}-${s.end.toString(16)}`;
     return {
       memfd: (s, fdflags) =>
-        BigInt(memfdMappingEntry(this.files, this.memfds, range(s), s.path, s.ino, fdflags)),
+        BigInt(
+          memfdMappingEntry(this.files, this.memfds, range(s), s.path, `${s.major}:${s.minor}:${s.ino}`, fdflags),
+        ),
       sysv: (s) => BigInt(this.sysv(pid, s, range(s), ipcNsId)),
     };
   }
 
   /** Pages of one object, the first time it is seen. */
-  private contents(shmid: bigint, fd: number, size: bigint): void {
-    if (this.dumped.has(shmid) || size === 0n) return;
-    this.dumped.add(shmid);
+  private contents(shmid: bigint, fd: number, size: bigint, dev: string): void {
+    const had = this.dumped.get(shmid);
+    // Images name the pages of an object by its inode number alone (as CRIU's do): two objects of
+    // one number (a shmem one and a hugetlb one) would have to share one image.
+    if (had !== undefined && had !== dev)
+      throw new DumpError(
+        `shared memory objects on two devices have the same inode number ${shmid}: their pages cannot both go to pagemap-shmem-${shmid}.img`,
+      );
+    if (had !== undefined || size === 0n) return;
+    this.dumped.set(shmid, dev);
     const r = dumpShmemContents(this.dir, shmid, fd, size, this.nextPagesId());
     this.stats.shpagesScanned += r.scanned;
     this.stats.shpagesWritten += r.written;
