@@ -1,7 +1,7 @@
 import { lstatSync } from 'node:fs';
 import { hasVmFlag, type SmapsEntry, type VmFlagName } from '@criu-ts/bfd';
 import type { VmaEntry } from '@criu-ts/images';
-import { MAP_HUGE_SHIFT } from '@criu-ts/sys';
+import { MAP_HUGE_MASK, MAP_HUGE_SHIFT } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
 import { hugetlbSizeFlag, isShmemDev } from '../shmem/dev.js';
 import type { ShmemMappings } from '../shmem/dump.js';
@@ -83,16 +83,33 @@ export function dumpVmas(
   shmem?: ShmemMappings,
 ): DumpVma[] {
   const out: DumpVma[] = [];
+  let before: SmapsEntry | undefined;
   for (const s of smaps) {
     const prev = out[out.length - 1];
+    const last = before;
+    before = s;
     if (isVvar(s.path) && prev && prev.entry.status & VMA.AREA_VVAR) {
       if (prev.entry.end !== s.start)
         throw new DumpError(`pid ${pid}: vvar areas are not next to each other`);
       prev.entry.end = s.end;
       continue;
     }
+    const entry = vmaEntry(pid, s, fileId, shmem);
+    // CRIU takes what it knows of a VMA's file from the VMA before it when both map the same file, all
+    // but the huge page size: a hugetlb memfd mapping right after another of the same memfd keeps
+    // MAP_HUGETLB alone (its memfd.img entry has the size).
+    if (
+      entry.status & VMA.AREA_MEMFD &&
+      entry.flags & MAP.HUGETLB &&
+      last &&
+      s.ino !== 0n &&
+      last.ino === s.ino &&
+      last.major === s.major &&
+      last.minor === s.minor
+    )
+      entry.flags &= ~MAP_HUGE_MASK;
     out.push({
-      entry: vmaEntry(pid, s, fileId, shmem),
+      entry,
       path: s.path,
       wasWritable: hasVmFlag(s.vmFlags, 'ac'),
       mayHoldGuards: mayHoldGuards(s),
@@ -129,9 +146,12 @@ function vmaEntry(
   if (hasVmFlag(s.vmFlags, 'ht')) {
     // hugetlb: the page size goes into the flags as mmap wants it (MAP_HUGE_2MB...), as CRIU keeps it.
     flags |= hugePageSizeFlag(s.kernelPageSize, where);
+    // fdflags: how the kernel opened the file behind (its map_files link), which CRIU records for any
+    // VMA that has one; restore needs it only for shared ones.
     if (!s.shared && s.path.startsWith(ANON_HUGEPAGE)) {
       status = VMA.AREA_REGULAR | VMA.ANON_PRIVATE;
       flags |= MAP.ANONYMOUS;
+      fdflags = mappedFileFlags(pid, s);
     } else if (hugetlbSizeFlag(s.major, s.minor) === undefined) {
       throw new DumpError(
         `${where}: hugetlb memory outside the kernel's own hugetlbfs (a mounted hugetlbfs, or a kernel without hugetlb memfds) is not supported yet`,
@@ -142,7 +162,7 @@ function vmaEntry(
       // Shared MAP_HUGETLB memory and hugetlb memfds, as CRIU 4 dumps them: a mapping of a hugetlb
       // memfd (memfd.img gives its MFD_HUGETLB flags), shared or private.
       if (!shmem) throw new DumpError(`${where}: shared memory mappings need a shared memory dumper`);
-      fdflags = s.shared && hasVmFlag(s.vmFlags, 'mw') ? O_RDWR : O_RDONLY;
+      fdflags = mappedFileFlags(pid, s) ?? (s.shared && hasVmFlag(s.vmFlags, 'mw') ? O_RDWR : O_RDONLY);
       status = VMA.AREA_REGULAR | VMA.AREA_MEMFD | (s.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE);
       shmid = shmem.memfd(s, fdflags);
     }
