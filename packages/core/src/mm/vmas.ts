@@ -157,7 +157,14 @@ function vmaEntry(
         `${where}: hugetlb memory outside the kernel's own hugetlbfs (a mounted hugetlbfs, or a kernel without hugetlb memfds) is not supported yet`,
       );
     } else if (s.path.startsWith('/SYSV')) {
-      throw new DumpError(`${where}: SysV SHM_HUGETLB segments are not supported yet`);
+      // A SysV SHM_HUGETLB segment: as any SysV one (ipcns-shm gives its hugetlb flags); CRIU keeps
+      // MAP_HUGETLB alone in the VMA's flags.
+      if (!shmem) throw new DumpError(`${where}: shared memory mappings need a shared memory dumper`);
+      if (!s.shared) throw new DumpError(`${where}: a private SysV mapping cannot exist`);
+      flags = (flags & ~MAP_HUGE_MASK) | MAP.ANONYMOUS;
+      fdflags = hasVmFlag(s.vmFlags, 'mw') ? O_RDWR : O_RDONLY;
+      status = VMA.AREA_REGULAR | VMA.ANON_SHARED | VMA.AREA_SYSVIPC;
+      shmid = shmem.sysv(s);
     } else {
       // Shared MAP_HUGETLB memory and hugetlb memfds, as CRIU 4 dumps them: a mapping of a hugetlb
       // memfd (memfd.img gives its MFD_HUGETLB flags), shared or private.

@@ -6,12 +6,13 @@
 import { readlinkSync } from 'node:fs';
 import type { SmapsEntry } from '@criu-ts/bfd';
 import type { ImageDir, IpcShmEntry } from '@criu-ts/images';
-import { close, O_CLOEXEC, O_RDONLY, open, preadFull, shmStat } from '@criu-ts/sys';
+import { close, O_CLOEXEC, O_RDONLY, open, preadFull, SHM_HUGETLB, shmStat } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
 import type { DumpStats } from '../dump/stats.js';
 import { MemfdInodes, memfdDriver, memfdMappingEntry } from '../files/memfd/dump.js';
 import type { FdDumpDriver, FileTable } from '../files/table.js';
 import { dumpShmemContents } from './contents.js';
+import { hugetlbSizeFlag } from './dev.js';
 
 const PAGE = 4096n;
 
@@ -50,7 +51,14 @@ export class ShmemDump {
     return {
       memfd: (s, fdflags) =>
         BigInt(
-          memfdMappingEntry(this.files, this.memfds, range(s), s.path, `${s.major}:${s.minor}:${s.ino}`, fdflags),
+          memfdMappingEntry(
+            this.files,
+            this.memfds,
+            range(s),
+            s.path,
+            `${s.major}:${s.minor}:${s.ino}`,
+            fdflags,
+          ),
         ),
       sysv: (s) => BigInt(this.sysv(pid, s, range(s), ipcNsId)),
     };
@@ -110,6 +118,9 @@ export class ShmemDump {
       },
       size: ds.size,
     };
+    // A SHM_HUGETLB segment: shmget's flags for it again (SHM_HUGETLB | SHM_HUGE_<size>), as CRIU writes them.
+    const huge = hugetlbSizeFlag(s.major, s.minor);
+    if (huge !== undefined) entry.hugetlb_flag = huge | SHM_HUGETLB;
     this.segments.set(id, { entry, data });
     // Rewritten whole with each new segment: a tree attaches a few at most.
     const all = [...this.segments.values()];

@@ -26,6 +26,7 @@ import {
   isSysError,
   lseek,
   MAP_HUGE_MASK,
+  MAP_HUGE_SHIFT,
   MAP_HUGETLB,
   MFD_ALLOW_SEALING,
   MFD_CLOEXEC,
@@ -41,6 +42,7 @@ import {
   SEEK_SET,
   SHM_DEST,
   SHM_EXEC,
+  SHM_HUGETLB,
   SHM_RDONLY,
   SYS,
   shmat,
@@ -216,7 +218,11 @@ export class ShmemRestore {
   segmentSize(id: number): bigint {
     const seg = this.segments.get(id);
     if (!seg) throw new RestoreError(`SysV segment ${id} was not planned`);
-    return seg.entry.size;
+    // A SHM_HUGETLB segment is mapped in whole huge pages (SHM_HUGE_<size>; none: the usual 2 MiB).
+    const huge = seg.entry.hugetlb_flag;
+    if (huge === undefined || !(huge & SHM_HUGETLB)) return seg.entry.size;
+    const page = 1n << BigInt((huge >>> MAP_HUGE_SHIFT) & 0x3f || 21);
+    return (seg.entry.size + page - 1n) & ~(page - 1n);
   }
 
   /** Make every object the VMAs need, before the first task exists. */
@@ -356,7 +362,8 @@ export class ShmemRestore {
     let got: number;
     writeFileSync(SHM_NEXT_ID, String(id));
     try {
-      got = shmget(e.desc.key | 0, e.size, (e.desc.mode & 0o777) | IPC_CREAT | IPC_EXCL);
+      const huge = e.hugetlb_flag !== undefined && e.hugetlb_flag & SHM_HUGETLB ? e.hugetlb_flag : 0;
+      got = shmget(e.desc.key | 0, e.size, (e.desc.mode & 0o777) | IPC_CREAT | IPC_EXCL | huge);
     } catch (err) {
       throw new RestoreError(`ipcns-shm: cannot create SysV segment ${id}: ${(err as Error).message}`);
     } finally {
