@@ -245,7 +245,6 @@ describe.skipIf(freeHugePages() < NEED)('criu-ts restore: hugetlb', () => {
     expect(Number.parseInt(line!.trim().split(/\s+/)[2]!, 8) & 0o1000).toBe(0o1000);
   });
 });
-});
 
 describe('criu-ts check: memfd_hugetlb', () => {
   it('answers yes where the kernel has hugetlbfs (the hugetlb memfds above restore)', async () => {
