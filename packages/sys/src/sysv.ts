@@ -13,6 +13,8 @@ export const SHM_EXEC = 0o100000;
 /** shm_perm.mode bits the kernel adds: marked for removal (IPC_RMID while attached), locked. */
 export const SHM_DEST = 0o1000;
 export const SHM_LOCKED = 0o2000;
+/** shmget: a segment of huge pages (with the page size as MAP_HUGE_<size> bits). */
+export const SHM_HUGETLB = 0o4000;
 
 /** The fields of struct shmid64_ds that matter here. */
 export interface ShmidDs {

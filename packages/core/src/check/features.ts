@@ -21,6 +21,8 @@ import {
   LOCK_UN,
   MAP_ANONYMOUS,
   MAP_PRIVATE,
+  MFD_CLOEXEC,
+  MFD_HUGETLB,
   memfdCreate,
   mmap,
   mremapFixed,
@@ -259,7 +261,13 @@ export const FEATURES: readonly Feature[] = [
         }
       }),
   },
-  { name: 'memfd_hugetlb', level: 'basic', probe: notInCriuTs('hugetlb memfds are something') },
+  {
+    // CRIU's kerndat probe: an empty hugetlb memfd of the default size (it takes no huge page).
+    // criu-ts dumps and restores them (memfd.img hugetlb_flag), and MAP_SHARED hugetlb memory with them.
+    name: 'memfd_hugetlb',
+    level: 'basic',
+    probe: () => probe('memfd_create(MFD_HUGETLB)', () => close(memfdCreate('', MFD_CLOEXEC | MFD_HUGETLB))),
+  },
   { name: 'move_mount_set_group', level: 'basic', probe: notInCriuTs('mount namespaces are something') },
   { name: 'openat2', level: 'basic', probe: notInCriuTs('openat2-based restore of files is something') },
   { name: 'get_rseq_conf', level: 'basic', probe: kernelAtLeast(5, 13, 'PTRACE_GET_RSEQ_CONFIGURATION') },

@@ -1,9 +1,10 @@
 import { lstatSync } from 'node:fs';
 import { hasVmFlag, type SmapsEntry, type VmFlagName } from '@criu-ts/bfd';
 import type { VmaEntry } from '@criu-ts/images';
+import { MAP_HUGE_MASK, MAP_HUGE_SHIFT } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
 import type { SocketMapping } from '../files/packet/dump.js';
-import { isShmemDev } from '../shmem/dev.js';
+import { hugetlbSizeFlag, isShmemDev } from '../shmem/dev.js';
 import type { ShmemMappings } from '../shmem/dump.js';
 
 // mmap flags and VMA status bits as CRIU stores them (vma.proto, criu/include/image.h).
@@ -84,16 +85,33 @@ export function dumpVmas(
   socketId?: (m: SocketMapping) => number,
 ): DumpVma[] {
   const out: DumpVma[] = [];
+  let before: SmapsEntry | undefined;
   for (const s of smaps) {
     const prev = out[out.length - 1];
+    const last = before;
+    before = s;
     if (isVvar(s.path) && prev && prev.entry.status & VMA.AREA_VVAR) {
       if (prev.entry.end !== s.start)
         throw new DumpError(`pid ${pid}: vvar areas are not next to each other`);
       prev.entry.end = s.end;
       continue;
     }
+    const entry = vmaEntry(pid, s, fileId, shmem, socketId);
+    // CRIU takes what it knows of a VMA's file from the VMA before it when both map the same file, all
+    // but the huge page size: a hugetlb memfd mapping right after another of the same memfd keeps
+    // MAP_HUGETLB alone (its memfd.img entry has the size).
+    if (
+      entry.status & VMA.AREA_MEMFD &&
+      entry.flags & MAP.HUGETLB &&
+      last &&
+      s.ino !== 0n &&
+      last.ino === s.ino &&
+      last.major === s.major &&
+      last.minor === s.minor
+    )
+      entry.flags &= ~MAP_HUGE_MASK;
     out.push({
-      entry: vmaEntry(pid, s, fileId, shmem, socketId),
+      entry,
       path: s.path,
       wasWritable: hasVmFlag(s.vmFlags, 'ac'),
       mayHoldGuards: mayHoldGuards(s),
@@ -131,12 +149,33 @@ function vmaEntry(
   if (hasVmFlag(s.vmFlags, 'ht')) {
     // hugetlb: the page size goes into the flags as mmap wants it (MAP_HUGE_2MB...), as CRIU keeps it.
     flags |= hugePageSizeFlag(s.kernelPageSize, where);
-    if (s.shared || !s.path.startsWith(ANON_HUGEPAGE))
+    // fdflags: how the kernel opened the file behind (its map_files link), which CRIU records for any
+    // VMA that has one; restore needs it only for shared ones.
+    if (!s.shared && s.path.startsWith(ANON_HUGEPAGE)) {
+      status = VMA.AREA_REGULAR | VMA.ANON_PRIVATE;
+      flags |= MAP.ANONYMOUS;
+      fdflags = mappedFileFlags(pid, s);
+    } else if (hugetlbSizeFlag(s.major, s.minor) === undefined) {
       throw new DumpError(
-        `${where}: hugetlb memory other than private anonymous (shared, SysV SHM_HUGETLB, hugetlbfs files, hugetlb memfds) is not supported yet`,
+        `${where}: hugetlb memory outside the kernel's own hugetlbfs (a mounted hugetlbfs, or a kernel without hugetlb memfds) is not supported yet`,
       );
-    status = VMA.AREA_REGULAR | VMA.ANON_PRIVATE;
-    flags |= MAP.ANONYMOUS;
+    } else if (s.path.startsWith('/SYSV')) {
+      // A SysV SHM_HUGETLB segment: as any SysV one (ipcns-shm gives its hugetlb flags); CRIU keeps
+      // MAP_HUGETLB alone in the VMA's flags.
+      if (!shmem) throw new DumpError(`${where}: shared memory mappings need a shared memory dumper`);
+      if (!s.shared) throw new DumpError(`${where}: a private SysV mapping cannot exist`);
+      flags = (flags & ~MAP_HUGE_MASK) | MAP.ANONYMOUS;
+      fdflags = hasVmFlag(s.vmFlags, 'mw') ? O_RDWR : O_RDONLY;
+      status = VMA.AREA_REGULAR | VMA.ANON_SHARED | VMA.AREA_SYSVIPC;
+      shmid = shmem.sysv(s);
+    } else {
+      // Shared MAP_HUGETLB memory and hugetlb memfds, as CRIU 4 dumps them: a mapping of a hugetlb
+      // memfd (memfd.img gives its MFD_HUGETLB flags), shared or private.
+      if (!shmem) throw new DumpError(`${where}: shared memory mappings need a shared memory dumper`);
+      fdflags = mappedFileFlags(pid, s) ?? (s.shared && hasVmFlag(s.vmFlags, 'mw') ? O_RDWR : O_RDONLY);
+      status = VMA.AREA_REGULAR | VMA.AREA_MEMFD | (s.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE);
+      shmid = shmem.memfd(s, fdflags);
+    }
   } else if (isShmemDev(s.major, s.minor)) {
     if (!shmem) throw new DumpError(`${where}: shared memory mappings need a shared memory dumper`);
     // As CRIU records it: writable through this mapping's file (VM_MAYWRITE on a shared mapping).
@@ -151,7 +190,7 @@ function vmaEntry(
       shmid = shmem.memfd(s, fdflags);
     }
   } else if (s.path.startsWith('/memfd:') || s.path.startsWith('/SYSV')) {
-    throw new DumpError(`${where}: shared memory outside shmem (hugetlb) is not supported yet`);
+    throw new DumpError(`${where}: shared memory outside the kernel's shmem is not supported yet`);
   } else if (s.path === '[vsyscall]') {
     // as CRIU writes it: an anonymous private area the kernel provides (restore leaves it be)
     status = VMA.AREA_VSYSCALL | VMA.ANON_PRIVATE;
@@ -228,8 +267,6 @@ function mappedFileFlags(pid: number, s: SmapsEntry): number | undefined {
 
 /** What the kernel names the file behind anonymous hugetlb memory (MAP_ANONYMOUS|MAP_HUGETLB). */
 const ANON_HUGEPAGE = '/anon_hugepage';
-/** mmap's MAP_HUGE_SHIFT: log2 of the huge page size goes into flags bits 26..31. */
-const MAP_HUGE_SHIFT = 26;
 
 /** MAP_HUGE_<size> of a hugetlb VMA whose KernelPageSize (smaps, kB) is `kb`. */
 function hugePageSizeFlag(kb: number, where: string): number {

@@ -28,6 +28,7 @@ import {
   MAP_DROPPABLE,
   MAP_FIXED,
   MAP_GROWSDOWN,
+  MAP_HUGE_MASK,
   MAP_HUGETLB,
   MAP_LOCKED,
   MAP_NORESERVE,
@@ -60,8 +61,6 @@ const FILL_CHUNK = 8n * 1024n * 1024n;
 const POPULATE_MIN = 64n * 1024n;
 /** Memory from which criu-ts fills half of a task's pages itself, in parallel with the task. */
 const PARALLEL_MIN = 32n * 1024n * 1024n;
-/** MAP_HUGE_<size>: the huge page size of a hugetlb mapping, bits 26..31 of the flags. */
-const MAP_HUGE_MASK = 0x3f << 26;
 const MAP_KEEP =
   MAP_SHARED |
   MAP_PRIVATE |

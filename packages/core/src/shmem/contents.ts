@@ -5,7 +5,21 @@
 // holes (SEEK_DATA / SEEK_HOLE) are left out.
 import { closeSync, readSync } from 'node:fs';
 import { type ImageDir, openImageForRead, PE_LAZY, PE_PARENT, PE_PRESENT } from '@criu-ts/images';
-import { isSysError, lseek, preadFull, pwrite, SEEK_DATA, SEEK_HOLE } from '@criu-ts/sys';
+import {
+  isSysError,
+  lseek,
+  MAP_SHARED,
+  mmap,
+  munmap,
+  PROT_READ,
+  PROT_WRITE,
+  preadFull,
+  processVmWritev,
+  pwrite,
+  SEEK_DATA,
+  SEEK_HOLE,
+  type VmIovec,
+} from '@criu-ts/sys';
 import { RestoreError } from '../restore/errors.js';
 
 const PAGE = 4096n;
@@ -77,14 +91,25 @@ export function dumpShmemContents(
 }
 
 /**
- * Fill `fd` (a fresh memfd of `size` bytes) from pagemap-shmem-SHMID.img, with pwrite. No image means
- * no pages: the object was all holes. Returns the number of pages written.
+ * Fill `fd` (a fresh memfd of `size` bytes) from pagemap-shmem-SHMID.img, with pwrite; a hugetlb memfd
+ * (`hugetlb`), which cannot be written to, through a shared mapping of it, and only its pages that
+ * are not zero (a fresh huge page is zero: no huge page is taken for nothing). No image means no
+ * pages: the object was all holes. Returns the number of pages in the image.
  */
-export function restoreShmemContents(dir: ImageDir, shmid: bigint, fd: number, size: bigint): number {
+export function restoreShmemContents(
+  dir: ImageDir,
+  shmid: bigint,
+  fd: number,
+  size: bigint,
+  hugetlb = false,
+): number {
   if (!dir.has('pagemap-shmem-%lu', shmid)) return 0;
   const pm = dir.shmemPageMap(shmid);
   let pages = 0;
   let src: number | undefined;
+  const mapped = hugetlb && size > 0n ? mmap(0n, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : undefined;
+  const write = (b: Buffer, len: number, pos: bigint) =>
+    mapped === undefined ? writeFully(fd, b, len, pos) : writeMapped(mapped, b, len, pos);
   try {
     const buf = Buffer.allocUnsafe(CHUNK);
     for (const r of pm.runs) {
@@ -106,13 +131,14 @@ export function restoreShmemContents(dir: ImageDir, shmid: bigint, fd: number, s
         // Nothing is written past the object's end (its size is restored exactly).
         const off = r.vaddr + at;
         const keep = off + BigInt(n) > size ? Number(size - off) : n;
-        if (keep > 0) writeFully(fd, buf, keep, off);
+        if (keep > 0) write(buf, keep, off);
         at += BigInt(n);
       }
       pages += Number(r.pages);
     }
   } finally {
     if (src !== undefined) closeSync(src);
+    if (mapped !== undefined) munmap(mapped, size);
     pm.close();
   }
   return pages;
@@ -121,3 +147,23 @@ export function restoreShmemContents(dir: ImageDir, shmid: bigint, fd: number, s
 function writeFully(fd: number, buf: Buffer, len: number, pos: bigint): void {
   for (let done = 0; done < len; ) done += pwrite(fd, buf, len - done, pos + BigInt(done), done);
 }
+
+/** Copy buf[0, len) to `base + pos` of criu-ts's own mapping, leaving zero pages out. */
+function writeMapped(base: bigint, buf: Buffer, len: number, pos: bigint): void {
+  const page = Number(PAGE);
+  const iovs: VmIovec[] = [];
+  let want = 0;
+  for (let off = 0; off < len; off += page) {
+    const n = Math.min(page, len - off);
+    if (isZero(buf, off, n)) continue;
+    const last = iovs[iovs.length - 1];
+    if (last && (last.offset ?? 0) + (last.len ?? 0) === off) last.len = (last.len ?? 0) + n;
+    else iovs.push({ local: buf, offset: off, remote: base + pos + BigInt(off), len: n });
+    want += n;
+  }
+  if (iovs.length && processVmWritev(process.pid, iovs) !== want)
+    throw new RestoreError(`short write into the mapping of a hugetlb memfd at offset ${pos}`);
+}
+
+const ZERO = Buffer.alloc(Number(PAGE));
+const isZero = (b: Buffer, off: number, n: number) => b.compare(ZERO, 0, n, off, off + n) === 0;

@@ -6,12 +6,13 @@
 import { readlinkSync } from 'node:fs';
 import type { SmapsEntry } from '@criu-ts/bfd';
 import type { ImageDir, IpcShmEntry } from '@criu-ts/images';
-import { close, O_CLOEXEC, O_RDONLY, open, preadFull, shmStat } from '@criu-ts/sys';
+import { close, O_CLOEXEC, O_RDONLY, open, preadFull, SHM_HUGETLB, shmStat } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
 import type { DumpStats } from '../dump/stats.js';
 import { MemfdInodes, memfdDriver, memfdMappingEntry } from '../files/memfd/dump.js';
 import type { FdDumpDriver, FileTable } from '../files/table.js';
 import { dumpShmemContents } from './contents.js';
+import { hugetlbSizeFlag } from './dev.js';
 
 const PAGE = 4096n;
 
@@ -25,7 +26,8 @@ export interface ShmemMappings {
 
 export class ShmemDump {
   readonly memfds: MemfdInodes;
-  private readonly dumped = new Set<bigint>();
+  /** shmid (inode number) -> the device of the object whose pages went to pagemap-shmem-SHMID.img. */
+  private readonly dumped = new Map<bigint, string>();
   private readonly segments = new Map<number, { entry: IpcShmEntry; data: Buffer }>();
   private ipcNsId: number | undefined;
 
@@ -35,7 +37,7 @@ export class ShmemDump {
     private readonly stats: DumpStats,
     private readonly nextPagesId: () => number,
   ) {
-    this.memfds = new MemfdInodes(files, (shmid, fd, size) => this.contents(shmid, fd, size));
+    this.memfds = new MemfdInodes(files, (shmid, fd, size, dev) => this.contents(shmid, fd, size, dev));
   }
 
   /** The fd driver of memfd files, writing into this dump. */
@@ -48,15 +50,31 @@ export class ShmemDump {
     const range = (s: SmapsEntry) => `/proc/${pid}/map_files/${s.start.toString(16)}-${s.end.toString(16)}`;
     return {
       memfd: (s, fdflags) =>
-        BigInt(memfdMappingEntry(this.files, this.memfds, range(s), s.path, s.ino, fdflags)),
+        BigInt(
+          memfdMappingEntry(
+            this.files,
+            this.memfds,
+            range(s),
+            s.path,
+            `${s.major}:${s.minor}:${s.ino}`,
+            fdflags,
+          ),
+        ),
       sysv: (s) => BigInt(this.sysv(pid, s, range(s), ipcNsId)),
     };
   }
 
   /** Pages of one object, the first time it is seen. */
-  private contents(shmid: bigint, fd: number, size: bigint): void {
-    if (this.dumped.has(shmid) || size === 0n) return;
-    this.dumped.add(shmid);
+  private contents(shmid: bigint, fd: number, size: bigint, dev: string): void {
+    const had = this.dumped.get(shmid);
+    // Images name the pages of an object by its inode number alone (as CRIU's do): two objects of
+    // one number (a shmem one and a hugetlb one) would have to share one image.
+    if (had !== undefined && had !== dev)
+      throw new DumpError(
+        `shared memory objects on two devices have the same inode number ${shmid}: their pages cannot both go to pagemap-shmem-${shmid}.img`,
+      );
+    if (had !== undefined || size === 0n) return;
+    this.dumped.set(shmid, dev);
     const r = dumpShmemContents(this.dir, shmid, fd, size, this.nextPagesId());
     this.stats.shpagesScanned += r.scanned;
     this.stats.shpagesWritten += r.written;
@@ -100,6 +118,9 @@ export class ShmemDump {
       },
       size: ds.size,
     };
+    // A SHM_HUGETLB segment: shmget's flags for it again (SHM_HUGETLB | SHM_HUGE_<size>), as CRIU writes them.
+    const huge = hugetlbSizeFlag(s.major, s.minor);
+    if (huge !== undefined) entry.hugetlb_flag = huge | SHM_HUGETLB;
     this.segments.set(id, { entry, data });
     // Rewritten whole with each new segment: a tree attaches a few at most.
     const all = [...this.segments.values()];

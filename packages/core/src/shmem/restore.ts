@@ -25,8 +25,12 @@ import {
   IPC_EXCL,
   isSysError,
   lseek,
+  MAP_HUGE_MASK,
+  MAP_HUGE_SHIFT,
+  MAP_HUGETLB,
   MFD_ALLOW_SEALING,
   MFD_CLOEXEC,
+  MFD_HUGETLB,
   memfdCreate,
   O_CLOEXEC,
   open,
@@ -38,6 +42,7 @@ import {
   SEEK_SET,
   SHM_DEST,
   SHM_EXEC,
+  SHM_HUGETLB,
   SHM_RDONLY,
   SYS,
   shmat,
@@ -91,8 +96,11 @@ export class ShmemRestore {
   /** Inodes whose own description a task's read-write fd got already (see openMemfd). */
   private readonly givenReadWrite = new Set<bigint>();
   private readonly pendingSeals = new Map<number, number>();
-  /** Legacy VMA_ANON_SHARED objects: shmid -> size (the furthest any VMA reaches) and memfd. */
-  private readonly anon = new Map<bigint, { size: bigint; fd?: number }>();
+  /**
+   * Legacy VMA_ANON_SHARED objects: shmid -> size (the furthest any VMA reaches), memfd, and the
+   * MAP_HUGE_<size> bits of a hugetlb one.
+   */
+  private readonly anon = new Map<bigint, { size: bigint; fd?: number; huge?: number }>();
   private readonly segments = new Map<number, Segment>();
   private readonly sysvVmas: Array<{ pid: number; vmas: VmaEntry[] }> = [];
   /** files.img ids of the MEMFD entries mappings use -> their inode_id. */
@@ -121,7 +129,6 @@ export class ShmemRestore {
     }
     const mie = this.inodes.get(BigInt(inodeId));
     if (!mie) throw new RestoreError(`${what}: memfd inode ${inodeId} is not in memfd.img`);
-    if (mie.hugetlb_flag) throw new RestoreError(`memfd.img: inode ${inodeId} is hugetlb: not supported yet`);
     return mie;
   }
 
@@ -144,7 +151,8 @@ export class ShmemRestore {
     } else if (v.status & VMA.ANON_SHARED) {
       const end = v.pgoff + (v.end - v.start);
       const o = this.anon.get(v.shmid);
-      if (!o || o.size < end) this.anon.set(v.shmid, { size: end });
+      const huge = v.flags & MAP_HUGETLB ? v.flags & MAP_HUGE_MASK : undefined;
+      if (!o || o.size < end) this.anon.set(v.shmid, { size: end, ...(huge !== undefined && { huge }) });
     }
   }
 
@@ -210,7 +218,11 @@ export class ShmemRestore {
   segmentSize(id: number): bigint {
     const seg = this.segments.get(id);
     if (!seg) throw new RestoreError(`SysV segment ${id} was not planned`);
-    return seg.entry.size;
+    // A SHM_HUGETLB segment is mapped in whole huge pages (SHM_HUGE_<size>; none: the usual 2 MiB).
+    const huge = seg.entry.hugetlb_flag;
+    if (huge === undefined || !(huge & SHM_HUGETLB)) return seg.entry.size;
+    const page = 1n << BigInt((huge >>> MAP_HUGE_SHIFT) & 0x3f || 21);
+    return (seg.entry.size + page - 1n) & ~(page - 1n);
   }
 
   /** Make every object the VMAs need, before the first task exists. */
@@ -218,10 +230,16 @@ export class ShmemRestore {
     for (const inodeId of this.mappedMemfds.values()) this.inodeFd(inodeId);
     for (const [shmid, o] of this.anon) {
       if (o.fd !== undefined) continue;
-      const fd = memfdCreate('', MFD_CLOEXEC);
+      const huge = o.huge !== undefined;
+      let fd: number;
+      try {
+        fd = memfdCreate('', MFD_CLOEXEC | (huge ? MFD_HUGETLB | (o.huge ?? 0) : 0));
+      } catch (e) {
+        throw new RestoreError(`shared memory ${shmid}: memfd_create: ${(e as Error).message}`);
+      }
       o.fd = fd;
       ftruncate(fd, o.size);
-      restoreShmemContents(this.dir, shmid, fd, o.size);
+      restoreShmemContents(this.dir, shmid, fd, o.size, huge);
     }
     for (const [id, seg] of this.segments) if (!seg.reuse && !seg.created) this.createSegment(id, seg);
   }
@@ -314,15 +332,22 @@ export class ShmemRestore {
     const mie = this.inode(id, 'memfd');
     // A memfd made without MFD_ALLOW_SEALING reports exactly F_SEAL_SEAL.
     const sealable = mie.seals !== F_SEAL_SEAL;
+    // A hugetlb one (MFD_HUGETLB | MFD_HUGE_<size>, as memfd_create takes them).
+    const huge = mie.hugetlb_flag ?? 0;
     let fd: number;
     try {
-      fd = memfdCreate(mie.name, MFD_CLOEXEC | (sealable ? MFD_ALLOW_SEALING : 0));
+      fd = memfdCreate(mie.name, MFD_CLOEXEC | (sealable ? MFD_ALLOW_SEALING : 0) | huge);
     } catch (e) {
       throw new RestoreError(`memfd.img: cannot create memfd:${mie.name}: ${(e as Error).message}`);
     }
     this.inodeFds.set(id, fd);
-    ftruncate(fd, mie.size);
-    restoreShmemContents(this.dir, BigInt(mie.shmid), fd, mie.size);
+    try {
+      ftruncate(fd, mie.size);
+      restoreShmemContents(this.dir, BigInt(mie.shmid), fd, mie.size, (huge & MFD_HUGETLB) !== 0);
+    } catch (e) {
+      if (e instanceof RestoreError) throw e;
+      throw new RestoreError(`memfd:${mie.name} (${mie.size} bytes): ${(e as Error).message}`);
+    }
     if (raw.syscall(SYS.fchown, fd, mie.uid, mie.gid) !== 0)
       throw new RestoreError(`memfd:${mie.name}: fchown(${mie.uid}, ${mie.gid}): errno ${raw.lastErrno()}`);
     if (mie.mode !== undefined && raw.syscall(SYS.fchmod, fd, mie.mode & 0o7777) !== 0)
@@ -337,7 +362,8 @@ export class ShmemRestore {
     let got: number;
     writeFileSync(SHM_NEXT_ID, String(id));
     try {
-      got = shmget(e.desc.key | 0, e.size, (e.desc.mode & 0o777) | IPC_CREAT | IPC_EXCL);
+      const huge = e.hugetlb_flag !== undefined && e.hugetlb_flag & SHM_HUGETLB ? e.hugetlb_flag : 0;
+      got = shmget(e.desc.key | 0, e.size, (e.desc.mode & 0o777) | IPC_CREAT | IPC_EXCL | huge);
     } catch (err) {
       throw new RestoreError(`ipcns-shm: cannot create SysV segment ${id}: ${(err as Error).message}`);
     } finally {

@@ -27,6 +27,9 @@ export const MAP_POPULATE = 0x8000;
 export const MAP_NONBLOCK = 0x10000;
 export const MAP_STACK = 0x20000;
 export const MAP_HUGETLB = 0x40000;
+/** MAP_HUGE_SHIFT: log2 of a hugetlb mapping's page size goes into flags bits 26..31 (MFD_HUGE_* too). */
+export const MAP_HUGE_SHIFT = 26;
+export const MAP_HUGE_MASK = 0x3f << MAP_HUGE_SHIFT;
 export const MAP_SYNC = 0x80000;
 export const MAP_FIXED_NOREPLACE = 0x100000;
 export const MAP_UNINITIALIZED = 0x4000000;

@@ -5,9 +5,9 @@
 // same way: its shmem file is a memfd in all but name), get MEMFD entries of their own.
 
 import type { MemfdInodeEntry } from '@criu-ts/images';
-import { close, F_GET_SEALS, fcntl, fstat, O_CLOEXEC, O_RDONLY, open } from '@criu-ts/sys';
+import { close, F_GET_SEALS, fcntl, fstat, MFD_HUGETLB, O_CLOEXEC, O_RDONLY, open } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
-import { isShmemStDev } from '../../shmem/dev.js';
+import { hugetlbSizeFlagOfStDev, isShmemStDev } from '../../shmem/dev.js';
 import { type Fown, noOwner } from '../fown.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 
@@ -22,7 +22,7 @@ export function memfdName(link: string): string {
   return path.startsWith(MEMFD_PREFIX) ? path.slice(MEMFD_PREFIX.length) : path;
 }
 
-/** Any fd whose link says memfd (hugetlb ones, which live elsewhere, are then refused by name). */
+/** Any fd whose link says memfd (one that is on neither shmem nor hugetlbfs is then refused by name). */
 export function isMemfdLink(link: string): boolean {
   return link.startsWith(MEMFD_PREFIX);
 }
@@ -37,8 +37,11 @@ export class MemfdInodes {
 
   constructor(
     private readonly files: FileTable,
-    /** Dump the object's pages (once per shmid) from `fd`, criu-ts's own read-only description. */
-    private readonly contents: (shmid: bigint, fd: number, size: bigint) => void,
+    /**
+     * Dump the object's pages (once per shmid) from `fd`, criu-ts's own read-only description; `dev`
+     * is the device it lives on.
+     */
+    private readonly contents: (shmid: bigint, fd: number, size: bigint, dev: string) => void,
   ) {}
 
   /**
@@ -54,6 +57,9 @@ export class MemfdInodes {
       if (have !== undefined) return have;
       const id = this.next++;
       this.ids.set(key, id);
+      // A hugetlb memfd (or MAP_HUGETLB shared memory) says so, with its page size, as memfd_create
+      // wants it (MFD_HUGETLB | MFD_HUGE_<size>); CRIU writes the field only then.
+      const huge = hugetlbSizeFlagOfStDev(st.dev);
       const entry: MemfdInodeEntry = {
         name,
         uid: st.uid,
@@ -62,9 +68,10 @@ export class MemfdInodes {
         shmid: Number(st.ino),
         seals: fcntl(fd, F_GET_SEALS),
         inode_id: BigInt(id),
+        ...(huge !== undefined && { hugetlb_flag: huge | MFD_HUGETLB }),
         mode: st.mode,
       };
-      this.contents(st.ino, fd, st.size);
+      this.contents(st.ino, fd, st.size, `${st.dev}`);
       this.files.addImageEntry('memfd', entry);
       return id;
     } finally {
@@ -89,18 +96,21 @@ function memfdFileEntry(
   }));
 }
 
-/** The files.img id for a mapping of a memfd or of anonymous shared memory (VMA shmid). */
+/**
+ * The files.img id for a mapping of a memfd or of anonymous shared memory (VMA shmid); `object` names
+ * the file (device and inode: shmem and hugetlbfs number their inodes each on their own).
+ */
 export function memfdMappingEntry(
   files: FileTable,
   inodes: MemfdInodes,
   mapFiles: string,
   path: string,
-  ino: bigint,
+  object: string,
   fdflags: number,
 ): number {
   return memfdFileEntry(
     files,
-    `memfd-map:${ino}:${fdflags}`,
+    `memfd-map:${object}:${fdflags}`,
     () => inodes.of(mapFiles, memfdName(path)),
     fdflags,
     0n,
@@ -113,9 +123,9 @@ export function memfdDriver(inodes: MemfdInodes): FdDumpDriver {
     kind: 'memfd',
     claims: (file: OpenFile) => isMemfdLink(file.link),
     dump(file: OpenFile, files: FileTable) {
-      if (!isShmemStDev(file.stat.dev))
+      if (!isShmemStDev(file.stat.dev) && hugetlbSizeFlagOfStDev(file.stat.dev) === undefined)
         throw new DumpError(
-          `pid ${file.pid} fd ${file.fd}: ${file.link} is not on shmem (a hugetlb memfd): not supported yet`,
+          `pid ${file.pid} fd ${file.fd}: ${file.link} is neither on shmem nor on the kernel's hugetlbfs: not supported yet`,
         );
       const id = memfdFileEntry(
         files,
