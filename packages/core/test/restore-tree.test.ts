@@ -198,14 +198,21 @@ describe('criu-ts restore: cgroups', () => {
         fs.mkdirSync(d);
         fs.writeFileSync(path.join(d, 'cgroup.procs'), String(w.pid));
       }
-      const before = fs.readFileSync(`/proc/${w.pid}/cgroup`, 'utf8');
-      expect(before).toContain(name);
+      // Only the test's own cgroups: other tests make and remove named hierarchies meanwhile, which every
+      // process's /proc/PID/cgroup lists.
+      const ours = () =>
+        fs
+          .readFileSync(`/proc/${w.pid}/cgroup`, 'utf8')
+          .split('\n')
+          .filter((l) => l.includes(name));
+      const before = ours();
+      expect(before).toHaveLength(dirs.length);
       await waitForLine(w.report, /^5$/, { pid: w.pid });
       const dir = await dumpAndKill(w.pid);
       expect(fs.existsSync(path.join(dir, 'cgroup.img'))).toBe(true);
       for (const d of dirs) fs.rmdirSync(d);
       await restoreDetached(dir);
-      expect(fs.readFileSync(`/proc/${w.pid}/cgroup`, 'utf8')).toBe(before);
+      expect(ours()).toEqual(before);
       await waitForLine(w.report, /^15$/, { pid: w.pid });
     } finally {
       killAndReap(w.pid);

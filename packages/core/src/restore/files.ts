@@ -176,6 +176,20 @@ export class NodeFiles {
     return fd;
   }
 
+  /** criu-ts's read-only fd of /dev/null, opened once (AIO rings are moved on with reads of it). */
+  devNull(): number {
+    const have = this.open.get('dev-null');
+    if (have !== undefined) return have;
+    let fd: number;
+    try {
+      fd = open('/dev/null', constants.O_RDONLY | O_CLOEXEC);
+    } catch (e) {
+      throw new RestoreError(`cannot open /dev/null: ${(e as Error).message}`);
+    }
+    this.open.set('dev-null', fd);
+    return fd;
+  }
+
   /** Same inode type as dumped (a path may have been replaced by something else since). */
   private check(fd: number, f: FileEntry): void {
     const reg = f.reg!;

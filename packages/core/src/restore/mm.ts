@@ -296,7 +296,7 @@ export function restoreMm(
   restoreAioRings(inj, pid, mm, {
     pidfd: ctx.pidfd,
     freeFd: ctx.freeFd ?? 0,
-    devNull: () => ctx.files.rawFd('/dev/null'),
+    devNull: () => ctx.files.devNull(),
   });
   const advice: Call[] = [];
   for (const v of vmas) {
