@@ -77,6 +77,17 @@ export function waitForStop(tid: number): WaitStatus {
 }
 
 /**
+ * The next stop of a thread running compel's code; a thread that exited or was killed instead is
+ * marked gone and reported (`doing`: what it was running, for the message).
+ */
+export function nextStopOf(th: TracedThread, doing: string): WaitStatus {
+  const st = waitForStop(th.tid);
+  if (st.stopped) return st;
+  th.gone = true;
+  throw new TaskGoneError(`thread ${th.tid} of ${th.pid}: ${formatWaitStatus(st)} ${doing}`, th.tid);
+}
+
+/**
  * Run one syscall at `syscallAddr` (a `syscall` instruction) without any int3: PTRACE_SYSCALL to its
  * entry stop and to its exit stop, read rax there. No SIGTRAP is raised, so this is how compel changes
  * the task's SIGTRAP disposition itself (parasite.ts). Registers loaded at a syscall-exit stop would skip
@@ -101,14 +112,7 @@ export function remoteSyscallNoTrap(
   let result = 0n;
   ptraceSyscall(th.tid, 0);
   for (;;) {
-    const st = waitForStop(th.tid);
-    if (!st.stopped) {
-      th.gone = true;
-      throw new TaskGoneError(
-        `thread ${th.tid} of ${th.pid}: ${formatWaitStatus(st)} in a remote syscall`,
-        th.tid,
-      );
-    }
+    const st = nextStopOf(th, 'in a remote syscall');
     const resume = () => (phase === 'park' ? ptraceCont(th.tid, 0) : ptraceSyscall(th.tid, 0));
     if (phase === 'park' && st.event === PTRACE_EVENT_STOP) return result;
     if (st.event !== 0) {

@@ -2,7 +2,6 @@
 // (see safe-code.ts): resumed with PTRACE_CONT and caught in the marker signal's delivery stop, or resumed
 // with PTRACE_SYSCALL, caught at the entry of the marker syscall and parked in a PTRACE_INTERRUPT stop.
 import {
-  formatWaitStatus,
   PTRACE_EVENT_STOP,
   ptraceCont,
   ptraceGetRegs,
@@ -15,9 +14,8 @@ import {
   SIGTRAP,
   type UserRegs,
 } from '@criu-ts/sys';
-import { TaskGoneError } from '../errors.js';
 import type { TracedThread } from '../tree/task.js';
-import { waitForStop } from './remote-syscall.js';
+import { nextStopOf } from './remote-syscall.js';
 import { MARKER_NR } from './safe-code.js';
 
 const SYSCALL_STOP = SIGTRAP | 0x80;
@@ -46,14 +44,7 @@ export function runToMarker(
   const resume = () => (parking ? ptraceCont(th.tid, 0) : ptraceSyscall(th.tid, 0));
   resume();
   for (;;) {
-    const st = waitForStop(th.tid);
-    if (!st.stopped) {
-      th.gone = true;
-      throw new TaskGoneError(
-        `thread ${th.tid} of ${th.pid}: ${formatWaitStatus(st)} while running injected code`,
-        th.tid,
-      );
-    }
+    const st = nextStopOf(th, 'while running injected code');
     if (st.event !== 0) {
       if (parking && markerSignal === undefined && st.event === PTRACE_EVENT_STOP) return out;
       resume();

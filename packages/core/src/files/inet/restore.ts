@@ -26,13 +26,13 @@ import {
   SOL_IPV6,
   SOL_SOCKET,
   setsockopt,
-  shutdown,
   socket,
 } from '@criu-ts/sys';
 import { RestoreError } from '../../restore/errors.js';
 import { withFlags } from '../fd-flags.js';
 import type { FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
 import { applyBufferSizes, applySocketOptions, roomForQueues } from '../socket/options.js';
+import { shutdownAsDumped } from '../socket/shutdown.js';
 import { FD_TYPE } from '../table.js';
 import { connectionOf, fromWords, type InetAddress, toSockaddr } from './address.js';
 import { applyIpOptions, freeBindWhileBinding } from './ip-options.js';
@@ -102,17 +102,6 @@ function sharesPortByReuse(ctx: FdRestoreContext, s: InetSkEntry): boolean {
   });
   const n = byPort.get(`${s.proto}:${s.src_port}`) ?? 0;
   return n > (s.opts.so_reuseport ? 1 : 0);
-}
-
-/** shutdown(2) as the image records it (SK_SHUTDOWN: 1 read, 2 write, 3 both), on a socket that may
- *  not be connected (the kernel marks it shut down all the same, and answers ENOTCONN). */
-function shutdownAsDumped(fd: number, how: number | undefined): void {
-  if (!how) return;
-  try {
-    shutdown(fd, how - 1);
-  } catch (e) {
-    if (!isSysError(e, 'ENOTCONN')) throw e;
-  }
 }
 
 /** IPV6_V6ONLY as dumped, where it differs from a new socket's (the system's bindv6only). */

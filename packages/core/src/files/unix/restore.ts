@@ -33,13 +33,9 @@ import {
   O_PATH,
   open,
   SCM_RIGHTS,
-  SHUT_RD,
-  SHUT_RDWR,
-  SHUT_WR,
   SOCK_CLOEXEC,
   SOCK_DGRAM,
   sendmsg,
-  shutdown,
   socket,
   socketpair,
 } from '@criu-ts/sys';
@@ -47,6 +43,7 @@ import { RestoreError } from '../../restore/errors.js';
 import { withFlags } from '../fd-flags.js';
 import type { FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
 import { applySocketOptions } from '../socket/options.js';
+import { shutdownAsDumped } from '../socket/shutdown.js';
 import { FD_TYPE } from '../table.js';
 import { connectQueued, connectToListener, isListener } from './icons.js';
 import { USK_EXTERN } from './uflags.js';
@@ -122,12 +119,6 @@ function refill(ctx: Ctx, from: number, packets: Packet[] | undefined, to?: Buff
   }
 }
 
-function applyShutdown(fd: number, how: number | undefined): void {
-  if (how === 1) shutdown(fd, SHUT_RD);
-  else if (how === 2) shutdown(fd, SHUT_WR);
-  else if (how === 3) shutdown(fd, SHUT_RDWR);
-}
-
 /**
  * Sockets made, by inode, and how to fill them: their queues and then their shutdown state. Filling
  * is separate so that a packet may carry a socket of the same pair (made by then, not yet filled).
@@ -161,8 +152,8 @@ function makePair(ctx: Ctx, a: UnixEntry, b: UnixEntry): Made {
     failingAs(what, () => {
       refill(ctx, fb, queues(ctx).get(a.id));
       refill(ctx, fa, queues(ctx).get(b.id));
-      applyShutdown(fa, a.usk.shutdown);
-      applyShutdown(fb, b.usk.shutdown);
+      shutdownAsDumped(fa, a.usk.shutdown);
+      shutdownAsDumped(fb, b.usk.shutdown);
     });
   return {
     fds: new Map([
@@ -352,7 +343,7 @@ function makeSingle(ctx: Ctx, entry: UnixEntry): Made {
         }
       }
       if (peer && u.type === SOCK_DGRAM) connectToPeer(ctx, fd, u, peer);
-      applyShutdown(fd, u.shutdown);
+      shutdownAsDumped(fd, u.shutdown);
       if (u.state === TCP_LISTEN) connectQueued(ctx, entry);
     });
   return { fds: new Map([[u.ino, fd]]), fill, filled: false };
