@@ -160,11 +160,12 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     ctx.files.close();
     throw err;
   }
-  // A tree that goes on gets its sockets out of repair mode and its connections unlocked; a killed
-  // one keeps them (the restore unlocks). criu-ts's copies of the fds close last: a socket in repair
-  // mode closed after its task was killed goes away without a FIN or an RST.
+  // A tree that goes on gets its connections unlocked. A killed one keeps them locked for the restore,
+  // and its sockets go back into repair mode once it is dead (killAll waits for that): criu-ts's copies
+  // of the fds close last, and a socket in repair mode goes away without a FIN or an RST.
   if (opts.leaveRunning || opts.leaveStopped) ctx.files.undo();
   finish(tree, opts);
+  ctx.files.keep();
   ctx.files.close();
   return {
     tasks: tree.tasks.length,

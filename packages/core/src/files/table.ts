@@ -55,6 +55,7 @@ export class FileTable {
     { pattern: string; id: number | undefined; messages: object[]; extras: Array<Extra | undefined> }
   >();
   private readonly undos: Array<() => void> = [];
+  private readonly keeps: Array<() => void> = [];
   private readonly checks: Array<() => void> = [];
   private readonly seen = new Set<string>();
   private readonly values = new Map<string, unknown>();
@@ -104,15 +105,25 @@ export class FileTable {
     this.undos.push(fn);
   }
 
+  /**
+   * What to do once the dump has killed the tree, before criu-ts's copies of its fds close: a socket
+   * goes back into repair mode (so that it vanishes without a FIN or an RST), the network lock is kept
+   * for the restore.
+   */
+  onKeep(fn: () => void): void {
+    this.keeps.push(fn);
+  }
+
   /** Undo, newest first; every step is tried. */
   undo(): void {
-    for (const fn of this.undos.splice(0).reverse()) {
-      try {
-        fn();
-      } catch {
-        // best effort: the tree is released either way
-      }
-    }
+    this.keeps.length = 0;
+    runNewestFirst(this.undos);
+  }
+
+  /** The tree was killed: keep, newest first; every step is tried. */
+  keep(): void {
+    this.undos.length = 0;
+    runNewestFirst(this.keeps);
   }
 
   /**
@@ -261,3 +272,13 @@ export class FileTable {
 }
 
 export type FdinfoList = FdinfoEntry[];
+
+function runNewestFirst(steps: Array<() => void>): void {
+  for (const fn of steps.splice(0).reverse()) {
+    try {
+      fn();
+    } catch {
+      // best effort: every step is tried
+    }
+  }
+}

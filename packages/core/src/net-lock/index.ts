@@ -6,7 +6,8 @@
 // CRIU's restore lifts criu-ts's lock and criu-ts's restore CRIU's; criu-ts's restore also lifts the
 // lock of its own older images (nftables table `inet criu_ts`, iptables chain CRIU-TS).
 
-import { iptablesLock, iptablesUnlock } from './iptables.js';
+import { LockGuard } from './guard.js';
+import { iptablesLock, iptablesUnlock, iptablesUnlockCommands } from './iptables.js';
 import { criuTableName, deleteTable, lockConnections, unlockLegacy } from './nft.js';
 
 /** One TCP connection, as its own end sees it (addresses as inet_ntop writes them). */
@@ -27,33 +28,56 @@ export type NetworkLockMethod = 'iptables' | 'nftables' | 'skip';
  */
 export const NETWORK_LOCK_METHODS: readonly NetworkLockMethod[] = ['iptables', 'nftables', 'skip'];
 
-/** The lock of one dump: what it locked is lifted by restore, or by `release` if the tree goes on. */
+/**
+ * The lock of one dump: what it locked is lifted by restore, or by `release` if the tree goes on. From
+ * its first connection until it is released or kept, a guard (guard.ts) lifts it if criu-ts dies and
+ * leaves the tree running.
+ */
 export interface DumpNetworkLock {
   /** Drop every packet of these connections, both ways, until the restore. Throws a DumpError. */
   lock(cs: readonly Connection[]): void;
   /** Let every connection this dump locked through again (a failed dump, -R, -s); never throws. */
   release(): void;
+  /** The tree was killed: the lock stays for the restore (the guard goes). */
+  keep(): void;
 }
 
 /**
  * The lock of a dump whose run id is `runId` (written to inventory.img as dump_criu_run_id): for
- * nftables it names the table, as in CRIU.
+ * nftables it names the table, as in CRIU. `pids` are the tree's tasks, which the guard looks at.
  */
-export function dumpNetworkLock(method: NetworkLockMethod, runId: string): DumpNetworkLock {
+export function dumpNetworkLock(
+  method: NetworkLockMethod,
+  runId: string,
+  pids: Iterable<number>,
+): DumpNetworkLock {
   const locked: Connection[] = [];
   const table = criuTableName(runId);
+  let guard: LockGuard | undefined;
   return {
     lock(cs) {
+      if (method === 'skip' || cs.length === 0) return;
       const wire = cs.map(onTheWire);
+      if (!guard) {
+        guard = new LockGuard(pids);
+        if (method === 'nftables') guard.undoWith(['nft', 'delete', 'table', 'inet', table]);
+      }
+      if (method === 'iptables')
+        for (const c of wire) for (const argv of iptablesUnlockCommands(c)) guard.undoWith(argv);
       if (method === 'nftables') lockConnections(table, wire);
-      else if (method === 'iptables') iptablesLock(wire);
+      else iptablesLock(wire);
       locked.push(...wire);
     },
     release() {
-      if (locked.length === 0) return;
-      if (method === 'nftables') deleteTable(table);
-      else if (method === 'iptables') iptablesUnlock(locked);
-      locked.length = 0;
+      if (locked.length > 0) {
+        if (method === 'nftables') deleteTable(table);
+        else if (method === 'iptables') iptablesUnlock(locked);
+        locked.length = 0;
+      }
+      guard?.disarm();
+    },
+    keep() {
+      guard?.disarm();
     },
   };
 }

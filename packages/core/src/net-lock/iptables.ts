@@ -101,6 +101,11 @@ export function iptablesLock(cs: readonly Connection[]): void {
   }
 }
 
+/** The commands that delete the connection's rules again, one by one (for the lock's guard). */
+export function iptablesUnlockCommands(c: Connection): string[][] {
+  return rulesOf(c).map((r) => [tool(c.family), '-w', ...r.replace(/^-A /, '-D ').split(' ')]);
+}
+
 /** The filter table's rules as `iptables -S` lists them (-P, -N and -A lines). */
 function listing(family: Family): string[] {
   return execFileSync(tool(family), ['-w', '-S'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })

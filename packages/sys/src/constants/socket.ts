@@ -132,6 +132,10 @@ export const TCP_QUICKACK = 12;
 export const TCP_CONGESTION = 13;
 export const TCP_USER_TIMEOUT = 18;
 export const TCP_REPAIR = 19;
+/** TCP_REPAIR values: on, off (with a window probe), off without the probe. */
+export const TCP_REPAIR_ON = 1;
+export const TCP_REPAIR_OFF = 0;
+export const TCP_REPAIR_OFF_NO_WP = -1;
 export const TCP_REPAIR_QUEUE = 20;
 export const TCP_QUEUE_SEQ = 21;
 export const TCP_REPAIR_OPTIONS = 22;

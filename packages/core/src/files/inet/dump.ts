@@ -46,7 +46,7 @@ import { readSocketOptions } from '../socket/options.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 import { fromSockaddr, type InetAddress, connectionOf as lockedConnection, toWords } from './address.js';
 import { readIpOptions } from './ip-options.js';
-import { dumpTcpStream, isConnectionState, repairOff, TCP } from './tcp.js';
+import { dumpTcpStream, isConnectionState, repairOn, TCP } from './tcp.js';
 import { readTcpOptions } from './tcp-options.js';
 
 const TCP_INFO = 11;
@@ -228,8 +228,8 @@ function entryFor(file: OpenFile, files: FileTable, id: number): InetSkEntry {
 }
 
 /**
- * An established connection: locked (its packets dropped until restore), then put in repair mode and
- * read (tcp-stream-INO.img). If the tree goes on after all, both are undone.
+ * An established connection: locked (its packets dropped until restore), then read through repair mode
+ * (tcp-stream-INO.img). If the tree goes on after all, the lock is lifted.
  */
 function saveConnection(
   files: FileTable,
@@ -244,15 +244,19 @@ function saveConnection(
     lockUntilRestore(files, [lockedConnection(family, local, remote)]);
   }
   const { entry, inq, outq } = dumpTcpStream(fd);
-  files.onUndo(() => repairOff(fd));
+  // Out of repair mode again already (a criu-ts killed now leaves the connection as it was); back in
+  // it once the tree is killed, so that the socket closes without a word.
+  files.onKeep(() => repairOn(fd));
   files.addImageEntry('tcp-stream-%x', entry, { inq, outq }, ino);
 }
 
 /** Lock connections with the dump's method; unlocked again if the tree goes on after all. */
 function lockUntilRestore(files: FileTable, cs: Connection[]): void {
   const lock = files.cached<DumpNetworkLock>('net-lock', () => {
-    const l = dumpNetworkLock(files.options.networkLock ?? 'nftables', files.options.runId ?? randomUUID());
+    const method = files.options.networkLock ?? 'nftables';
+    const l = dumpNetworkLock(method, files.options.runId ?? randomUUID(), files.pids);
     files.onUndo(() => l.release());
+    files.onKeep(() => l.keep());
     return l;
   });
   lock.lock(cs);

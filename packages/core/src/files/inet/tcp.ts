@@ -1,8 +1,8 @@
 // Established TCP connections through TCP_REPAIR (--tcp-established). In repair mode a socket sends
 // nothing and its queues and sequence numbers can be read and set: dump reads both queues (peeked,
 // kept), the sequence numbers, the options negotiated at connect (MSS, window scale, SACK,
-// timestamps), the timestamp clock and the window; it leaves the socket in repair mode, so that when
-// the task is killed the connection vanishes without a FIN or an RST. Restore builds a socket in
+// timestamps), the timestamp clock and the window; it puts the socket back in repair mode once the
+// task is killed, so that the connection vanishes without a FIN or an RST. Restore builds a socket in
 // repair mode, sets the sequence numbers, "connects" it (no SYN in repair mode), sets the options,
 // window and timestamp, refills the queues and leaves repair mode: the connection goes on.
 //
@@ -23,6 +23,8 @@ import {
   MSG_PEEK,
   recv,
   SHUT_WR,
+  SO_REUSEADDR,
+  SOL_SOCKET,
   send,
   setsockopt,
   shutdown,
@@ -32,6 +34,9 @@ import {
   TCP_QUEUE_SEQ,
   TCP_RECV_QUEUE,
   TCP_REPAIR,
+  TCP_REPAIR_OFF,
+  TCP_REPAIR_OFF_NO_WP,
+  TCP_REPAIR_ON,
   TCP_REPAIR_OPTIONS,
   TCP_REPAIR_QUEUE,
   TCP_REPAIR_WINDOW,
@@ -96,8 +101,8 @@ function u32(v: number): Buffer {
   return b;
 }
 
-export const repairOn = (fd: number) => setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, 1);
-export const repairOff = (fd: number) => setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, 0);
+export const repairOn = (fd: number) => setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON);
+export const repairOff = (fd: number) => setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_OFF);
 
 function queueLength(fd: number, request: number): number {
   const b = Buffer.alloc(4);
@@ -116,9 +121,32 @@ function peekRepairQueue(fd: number, queue: number, len: number): Buffer {
   return buf.subarray(0, got);
 }
 
-/** Everything of a connection; the socket is left in repair mode. */
+/**
+ * Leave repair mode without the window probe TCP_REPAIR_OFF sends, and give SO_REUSEADDR back: the
+ * kernel forces address reuse in repair mode and clears it when repair mode ends.
+ */
+function repairOffQuietly(fd: number, reuseAddr: number): void {
+  setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_OFF_NO_WP);
+  if (reuseAddr) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, reuseAddr);
+}
+
+/**
+ * Everything of a connection, read in repair mode. The socket leaves repair mode at once: the network
+ * lock holds its packets meanwhile, and a criu-ts killed before the dump ends leaves no socket of a
+ * running tree in repair mode (where it would send nothing ever again). The dump puts it back in repair
+ * mode once the tree is killed.
+ */
 export function dumpTcpStream(fd: number): { entry: TcpStreamEntry; inq: Buffer; outq: Buffer } {
+  const reuseAddr = getsockoptInt(fd, SOL_SOCKET, SO_REUSEADDR);
   repairOn(fd);
+  try {
+    return readTcpStream(fd);
+  } finally {
+    repairOffQuietly(fd, reuseAddr);
+  }
+}
+
+function readTcpStream(fd: number): { entry: TcpStreamEntry; inq: Buffer; outq: Buffer } {
   const info = getsockopt(fd, IPPROTO_TCP, TCP_INFO, 8);
   const state = info[0] ?? TCP.CLOSE;
   const inqLen = queueLength(fd, SIOCINQ); // never counts a FIN
