@@ -58,7 +58,7 @@ import {
   TEXT_UNMAP,
   textPatch,
 } from './safe-code.js';
-import { WordsPatch } from './safe-run.js';
+import { MarkerDriver, WordsPatch } from './safe-run.js';
 
 export interface InfectOptions {
   /** Entries of the syscall table (a larger batch runs in chunks). Default 1024. */
@@ -142,7 +142,8 @@ export class Parasite {
     const tableBytes = pageUp((tableEntries + 1) * ENTRY_SIZE);
     this.size = PAGE_SIZE + tableBytes + dataSize;
     this.scratch = { addr: base + PAGE + BigInt(tableBytes), size: dataSize };
-    this.batch = new BatchRunner(thread, base, base + PAGE, tableEntries, markerSignal);
+    const driver = new MarkerDriver(thread, base + BigInt(MARKER_RIP), markerSignal);
+    this.batch = new BatchRunner(driver, base, base + PAGE, tableEntries);
   }
 
   /** Map compel's scratch area into task `pid` of a seized tree (see the file comment). */

@@ -1,5 +1,6 @@
-// Running one syscall in a stopped thread with syscall stops (no int3), and the helpers every run shares.
-// (Batches run in the parasite's code page: safe-run.ts.)
+// Running one syscall in a stopped thread with syscall stops (no int3), and the helpers every run shares,
+// for both kinds of thread compel injects into (InjectedThread): a seized one (TracedThread, tree/task.ts)
+// and one traced from its first instruction (Tracee, tracee.ts). Batches: batch.ts.
 //
 // - Every run starts with orig_rax = -1. The thread may have been stopped inside a syscall (orig_rax = nr,
 //   rax = -ERESTART*); with orig_rax >= 0 the kernel's restart logic would, on this resume, move rip two
@@ -21,6 +22,7 @@ import {
   ptraceSyscall,
   raw,
   SIGTRAP,
+  type Siginfo,
   SYS,
   type UserRegs,
   type WaitStatus,
@@ -33,12 +35,32 @@ import type { TracedThread } from '../tree/task.js';
 /** A remote syscall argument: a number (small integers, fds) or a bigint (addresses, u64). */
 export type SyscallArg = number | bigint;
 
+/**
+ * What the run loops need of a thread compel injects into: a seized TracedThread (tree/task.ts) or a
+ * Tracee traced from its first instruction (tracee.ts).
+ */
+export interface InjectedThread {
+  readonly pid: number;
+  readonly tid: number;
+  /** The registers every run starts from (a run changes rip, rax, rbx, the arguments and orig_rax). */
+  readonly regs: UserRegs;
+  /** The thread exited or was killed under us. */
+  gone: boolean;
+  /** Signals that stopped it while injected code ran: suppressed then, recorded here. */
+  readonly signals: Siginfo[];
+}
+
 const ARG_REGS = ['rdi', 'rsi', 'rdx', 'r10', 'r8', 'r9'] as const;
 
 /** Per-thread register buffers reused by every run (no allocation on the hot path). */
-const scratchRegs = new WeakMap<TracedThread, { work: UserRegs; out: UserRegs }>();
+const scratchRegs = new WeakMap<InjectedThread, { work: UserRegs; out: UserRegs }>();
 
-function buffersOf(th: TracedThread): { work: UserRegs; out: UserRegs } {
+/** The thread's reusable `out` buffer, for the registers of a stop (valid until its next run). */
+export function outRegs(th: InjectedThread): UserRegs {
+  return buffersOf(th).out;
+}
+
+function buffersOf(th: InjectedThread): { work: UserRegs; out: UserRegs } {
   let b = scratchRegs.get(th);
   if (b === undefined) {
     b = { work: th.regs.clone(), out: th.regs.clone() };
@@ -48,9 +70,23 @@ function buffersOf(th: TracedThread): { work: UserRegs; out: UserRegs } {
 }
 
 /** The thread's original registers copied into its work buffer, orig_rax = -1: start of every run. */
-export function workRegs(th: TracedThread): UserRegs {
+export function workRegs(th: InjectedThread): UserRegs {
   const w = buffersOf(th).work.copyFrom(th.regs);
   w.set('orig_rax', -1n);
+  return w;
+}
+
+/** workRegs() set up for syscall `nr` with `args` at `rip`. */
+export function syscallRegs(
+  th: InjectedThread,
+  rip: bigint,
+  nr: number,
+  args: readonly SyscallArg[],
+): UserRegs {
+  const w = workRegs(th);
+  w.set('rip', rip);
+  w.set('rax', nr);
+  for (let i = 0; i < 6; i++) w.set(ARG_REGS[i] as (typeof ARG_REGS)[number], args[i] ?? 0);
   return w;
 }
 
@@ -80,7 +116,7 @@ export function waitForStop(tid: number): WaitStatus {
  * The next stop of a thread running compel's code; a thread that exited or was killed instead is
  * marked gone and reported (`doing`: what it was running, for the message).
  */
-export function nextStopOf(th: TracedThread, doing: string): WaitStatus {
+export function nextStopOf(th: InjectedThread, doing: string): WaitStatus {
   const st = waitForStop(th.tid);
   if (st.stopped) return st;
   th.gone = true;
@@ -101,18 +137,24 @@ export function remoteSyscallNoTrap(
   args: readonly SyscallArg[],
 ): bigint {
   th.prepare();
-  const w = workRegs(th);
-  w.set('rip', syscallAddr);
-  w.set('rax', nr);
-  for (let i = 0; i < 6; i++) w.set(ARG_REGS[i] as (typeof ARG_REGS)[number], args[i] ?? 0);
-  const { out } = buffersOf(th);
+  const w = syscallRegs(th, syscallAddr, nr, args);
   ptraceSetRegs(th.tid, w);
   th.dirty = true;
+  return syscallByStops(th, 'park', () => nextStopOf(th, 'in a remote syscall'));
+}
+
+/**
+ * The syscall whose registers were just loaded into `th`, run with syscall stops: to its entry stop,
+ * to its exit stop, where rax is read. Then `park`: the thread is parked in a PTRACE_INTERRUPT stop on
+ * its way out (see remoteSyscallNoTrap); `exit`: it stays in the syscall-exit stop. `next` waits for the
+ * thread's next stop (and reports its death). Other signals are recorded on the thread and suppressed.
+ */
+export function syscallByStops(th: InjectedThread, after: 'park' | 'exit', next: () => WaitStatus): bigint {
   let phase: 'entry' | 'exit' | 'park' = 'entry';
   let result = 0n;
   ptraceSyscall(th.tid, 0);
   for (;;) {
-    const st = nextStopOf(th, 'in a remote syscall');
+    const st = next();
     const resume = () => (phase === 'park' ? ptraceCont(th.tid, 0) : ptraceSyscall(th.tid, 0));
     if (phase === 'park' && st.event === PTRACE_EVENT_STOP) return result;
     if (st.event !== 0) {
@@ -124,7 +166,8 @@ export function remoteSyscallNoTrap(
         phase = 'exit';
         ptraceSyscall(th.tid, 0);
       } else {
-        result = ptraceGetRegs(th.tid, out).getSigned('rax');
+        result = ptraceGetRegs(th.tid, outRegs(th)).getSigned('rax');
+        if (after === 'exit') return result;
         phase = 'park';
         ptraceInterrupt(th.tid);
         ptraceCont(th.tid, 0);

@@ -1,6 +1,7 @@
-// Running compel's code page in a thread so that the tracer's death at any moment leaves it unharmed
-// (see safe-code.ts): resumed with PTRACE_CONT and caught in the marker signal's delivery stop, or resumed
-// with PTRACE_SYSCALL, caught at the entry of the marker syscall and parked in a PTRACE_INTERRUPT stop.
+// Running compel's code page in a seized thread so that the tracer's death at any moment leaves it
+// unharmed (see safe-code.ts): resumed with PTRACE_CONT and caught in the marker signal's delivery stop,
+// or resumed with PTRACE_SYSCALL, caught at the entry of the marker syscall and parked in a
+// PTRACE_INTERRUPT stop. The batch loop itself is batch.ts's BatchRunner, driven by MarkerDriver.
 import {
   PTRACE_EVENT_STOP,
   ptraceCont,
@@ -15,60 +16,79 @@ import {
   type UserRegs,
 } from '@criu-ts/sys';
 import type { TracedThread } from '../tree/task.js';
-import { nextStopOf } from './remote-syscall.js';
+import type { BatchDriver } from './batch.js';
+import { nextStopOf, outRegs, workRegs } from './remote-syscall.js';
 import { MARKER_NR } from './safe-code.js';
 
 const SYSCALL_STOP = SIGTRAP | 0x80;
-const outRegs = new WeakMap<TracedThread, UserRegs>();
 
 /**
- * Load `regs`, run until the marker syscall at `markerRip` is entered, park the thread after it.
- * Returns the registers at the marker's entry (a buffer reused by the thread's next run). Signals that
- * arrive meanwhile are recorded on the thread and suppressed (delivered again at release).
+ * Runs of a parasite's code page in a seized thread: resumed at the loop, caught at the marker syscall at
+ * `markerRip` (its signal's delivery stop, or the entry stop of getpid when `markerSignal` is undefined,
+ * then parked after it). The registers returned at the marker are a buffer reused by the thread's next
+ * run. Signals that arrive meanwhile are recorded on the thread and suppressed (delivered again at
+ * release).
  */
-export function runToMarker(
-  th: TracedThread,
-  regs: UserRegs,
-  markerRip: bigint,
-  markerSignal: number | undefined,
-): UserRegs {
-  th.prepare();
-  let out = outRegs.get(th);
-  if (out === undefined) {
-    out = th.regs.clone();
-    outRegs.set(th, out);
+export class MarkerDriver implements BatchDriver {
+  readonly tid: number;
+  private parking = false;
+
+  constructor(
+    private readonly th: TracedThread,
+    private readonly markerRip: bigint,
+    private readonly markerSignal: number | undefined,
+  ) {
+    this.tid = th.tid;
   }
-  ptraceSetRegs(th.tid, regs);
-  th.dirty = true;
-  let parking = markerSignal !== undefined;
-  const resume = () => (parking ? ptraceCont(th.tid, 0) : ptraceSyscall(th.tid, 0));
-  resume();
-  for (;;) {
-    const st = nextStopOf(th, 'while running injected code');
-    if (st.event !== 0) {
-      if (parking && markerSignal === undefined && st.event === PTRACE_EVENT_STOP) return out;
-      resume();
-      continue;
-    }
-    if (st.stopSignal === SYSCALL_STOP) {
-      if (!parking) {
-        ptraceGetRegs(th.tid, out);
-        if (out.rip === markerRip && out.get('orig_rax') === BigInt(MARKER_NR)) {
-          parking = true;
-          ptraceInterrupt(th.tid);
-          ptraceCont(th.tid, 0);
-          continue;
-        }
+
+  startRegs(): UserRegs {
+    return workRegs(this.th);
+  }
+
+  launch(regs: UserRegs): void {
+    const th = this.th;
+    th.prepare();
+    ptraceSetRegs(th.tid, regs);
+    th.dirty = true;
+    this.parking = this.markerSignal !== undefined;
+    this.resume();
+  }
+
+  private resume(): void {
+    if (this.parking) ptraceCont(this.tid, 0);
+    else ptraceSyscall(this.tid, 0);
+  }
+
+  land(): UserRegs {
+    const { th, markerRip, markerSignal } = this;
+    const out = outRegs(th);
+    for (;;) {
+      const st = nextStopOf(th, 'while running injected code');
+      if (st.event !== 0) {
+        if (this.parking && markerSignal === undefined && st.event === PTRACE_EVENT_STOP) return out;
+        this.resume();
+        continue;
       }
-      resume();
-      continue;
+      if (st.stopSignal === SYSCALL_STOP) {
+        if (!this.parking) {
+          ptraceGetRegs(th.tid, out);
+          if (out.rip === markerRip && out.get('orig_rax') === BigInt(MARKER_NR)) {
+            this.parking = true;
+            ptraceInterrupt(th.tid);
+            ptraceCont(th.tid, 0);
+            continue;
+          }
+        }
+        this.resume();
+        continue;
+      }
+      if (st.stopSignal === markerSignal) {
+        ptraceGetRegs(th.tid, out);
+        if (out.rip === markerRip) return out;
+      }
+      th.signals.push(ptraceGetSiginfo(th.tid));
+      this.resume();
     }
-    if (st.stopSignal === markerSignal) {
-      ptraceGetRegs(th.tid, out);
-      if (out.rip === markerRip) return out;
-    }
-    th.signals.push(ptraceGetSiginfo(th.tid));
-    resume();
   }
 }
 
