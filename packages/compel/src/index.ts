@@ -33,6 +33,7 @@ export {
   writeMemory,
   writeProcMem,
 } from './memory/index.js';
+export { DeathGuard, type DeathGuardOptions } from './spawn/death-guard.js';
 export { killAndReap } from './spawn/reap.js';
 export { ensureSubreaper, type StartOptions, startTraceable } from './spawn/start.js';
 export { CgroupFreezer, cgroup2Mount } from './tree/freezer.js';

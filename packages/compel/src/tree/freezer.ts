@@ -10,6 +10,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { ProcDir } from '@criu-ts/bfd';
 import { CompelError } from '../errors.js';
+import { DeathGuard } from '../spawn/death-guard.js';
 import { Backoff } from '../util/wait.js';
 
 /** Mount point of the cgroup v2 hierarchy (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts). */
@@ -27,6 +28,7 @@ export class CgroupFreezer {
   readonly version: 1 | 2;
   /** The cgroup was already frozen when freeze() was called. */
   private wasFrozen = false;
+  private guard: DeathGuard | undefined;
 
   /** `cgroup`: an absolute directory, or a path relative to the cgroup v2 mount. */
   constructor(cgroup: string) {
@@ -43,9 +45,16 @@ export class CgroupFreezer {
     return readFileSync(join(this.path, 'freezer.state'), 'utf8').trim() === 'FROZEN';
   }
 
-  /** Freeze the cgroup and wait (bounded) until the kernel reports it frozen. */
+  /**
+   * Freeze the cgroup and wait (bounded) until the kernel reports it frozen. Until thaw(), a guard thaws
+   * it if criu-ts dies (a tree left frozen would never run again).
+   */
   freeze(timeoutMs = 10_000): void {
     this.wasFrozen = this.isFrozen();
+    if (!this.wasFrozen) {
+      this.guard = new DeathGuard(`freezing ${this.path}`);
+      this.guard.undoByWriting(...this.thawWrite());
+    }
     if (this.version === 2) writeFileSync(join(this.path, 'cgroup.freeze'), '1');
     else writeFileSync(join(this.path, 'freezer.state'), 'FROZEN');
     const backoff = new Backoff(timeoutMs, 5);
@@ -62,8 +71,16 @@ export class CgroupFreezer {
    * freeze(): injected code cannot run in a frozen task (`frozenBefore` tells whether it was).
    */
   thaw(): void {
-    if (this.version === 2) writeFileSync(join(this.path, 'cgroup.freeze'), '0');
-    else writeFileSync(join(this.path, 'freezer.state'), 'THAWED');
+    writeFileSync(...this.thawWrite());
+    this.guard?.disarm();
+    this.guard = undefined;
+  }
+
+  /** The file and the text that thaw the cgroup. */
+  private thawWrite(): [string, string] {
+    return this.version === 2
+      ? [join(this.path, 'cgroup.freeze'), '0']
+      : [join(this.path, 'freezer.state'), 'THAWED'];
   }
 
   /** Whether the cgroup was frozen already when freeze() was called. */

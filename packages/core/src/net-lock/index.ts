@@ -6,7 +6,7 @@
 // CRIU's restore lifts criu-ts's lock and criu-ts's restore CRIU's; criu-ts's restore also lifts the
 // lock of its own older images (nftables table `inet criu_ts`, iptables chain CRIU-TS).
 
-import { LockGuard } from './guard.js';
+import { DeathGuard } from '@criu-ts/compel';
 import { iptablesLock, iptablesUnlock, iptablesUnlockCommands } from './iptables.js';
 import { criuTableName, deleteTable, lockConnections, unlockLegacy } from './nft.js';
 
@@ -30,8 +30,8 @@ export const NETWORK_LOCK_METHODS: readonly NetworkLockMethod[] = ['iptables', '
 
 /**
  * The lock of one dump: what it locked is lifted by restore, or by `release` if the tree goes on. From
- * its first connection until it is released or kept, a guard (guard.ts) lifts it if criu-ts dies and
- * leaves the tree running.
+ * its first connection until it is released or kept, a guard (compel's DeathGuard) lifts it if criu-ts
+ * dies and leaves the tree running.
  */
 export interface DumpNetworkLock {
   /** Drop every packet of these connections, both ways, until the restore. Throws a DumpError. */
@@ -53,13 +53,13 @@ export function dumpNetworkLock(
 ): DumpNetworkLock {
   const locked: Connection[] = [];
   const table = criuTableName(runId);
-  let guard: LockGuard | undefined;
+  let guard: DeathGuard | undefined;
   return {
     lock(cs) {
       if (method === 'skip' || cs.length === 0) return;
       const wire = cs.map(onTheWire);
       if (!guard) {
-        guard = new LockGuard(pids);
+        guard = new DeathGuard('network lock', { whileRunning: pids });
         if (method === 'nftables') guard.undoWith(['nft', 'delete', 'table', 'inet', table]);
       }
       if (method === 'iptables')
