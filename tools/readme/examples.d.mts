@@ -2,6 +2,8 @@ export interface ReadmeBlock {
   code: string;
   /** 1-based line of the opening fence in the README. */
   line: number;
+  /** The heading above it. */
+  section: string;
 }
 export interface ExampleRun {
   code: number;
@@ -9,7 +11,7 @@ export interface ExampleRun {
   stdout: string;
   stderr: string;
 }
-export function readmeBlocks(file: string, lang: string): ReadmeBlock[];
+export function readmeBlocks(file: string, lang: string, section?: string): ReadmeBlock[];
 export function typecheckExample(pkgDir: string, block: ReadmeBlock): string[];
 export function runExample(
   pkgDir: string,

@@ -11,7 +11,7 @@ import { waitForLine } from '../../../tools/workloads/report.mjs';
 import { killStarted, start } from './helpers.js';
 
 const pkgDir = fileURLToPath(new URL('..', import.meta.url));
-const blocks = readmeBlocks(path.join(pkgDir, 'README.md'), 'ts');
+const blocks = readmeBlocks(path.join(pkgDir, 'README.md'), 'ts', 'Example');
 let tmp = '';
 
 beforeAll(async () => {
@@ -53,6 +53,8 @@ describe('README.md', () => {
 
   it('ships the root LICENSE', () => {
     const root = path.join(pkgDir, '..', '..');
-    expect(readFileSync(path.join(pkgDir, 'LICENSE'), 'utf8')).toBe(readFileSync(path.join(root, 'LICENSE'), 'utf8'));
+    expect(readFileSync(path.join(pkgDir, 'LICENSE'), 'utf8')).toBe(
+      readFileSync(path.join(root, 'LICENSE'), 'utf8'),
+    );
   });
 });

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { readmeBlocks, runExample, typecheckExample } from '../../../tools/readme/examples.mjs';
 
 const pkgDir = fileURLToPath(new URL('..', import.meta.url));
-const blocks = readmeBlocks(path.join(pkgDir, 'README.md'), 'ts');
+const blocks = readmeBlocks(path.join(pkgDir, 'README.md'), 'ts', 'Example');
 
 describe('README.md', () => {
   it('has one TypeScript example', () => {
@@ -29,6 +29,8 @@ describe('README.md', () => {
 
   it('ships the root LICENSE', () => {
     const root = path.join(pkgDir, '..', '..');
-    expect(readFileSync(path.join(pkgDir, 'LICENSE'), 'utf8')).toBe(readFileSync(path.join(root, 'LICENSE'), 'utf8'));
+    expect(readFileSync(path.join(pkgDir, 'LICENSE'), 'utf8')).toBe(
+      readFileSync(path.join(root, 'LICENSE'), 'utf8'),
+    );
   });
 });

@@ -10,7 +10,7 @@ import { buildWorkloads, workloadPath } from '../../../tools/workloads/index.mjs
 import { readLines } from '../../../tools/workloads/report.mjs';
 
 const pkgDir = fileURLToPath(new URL('..', import.meta.url));
-const blocks = readmeBlocks(path.join(pkgDir, 'README.md'), 'ts');
+const blocks = readmeBlocks(path.join(pkgDir, 'README.md'), 'ts', 'Example');
 let tmp = '';
 
 beforeAll(async () => {
@@ -33,7 +33,9 @@ describe('README.md', () => {
     const r = await runExample(pkgDir, blocks[0]!, { args: [workloadPath('counter'), report] });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const m = /^dumped 1 task\(s\), 1 thread\(s\), [1-9]\d* pages\nrestored pid (\d+) in \d+ ms\n$/.exec(r.stdout);
+    const m = /^dumped 1 task\(s\), 1 thread\(s\), [1-9]\d* pages\nrestored pid (\d+) in \d+ ms\n$/.exec(
+      r.stdout,
+    );
     expect(m, r.stdout).not.toBeNull();
     expect(() => readFileSync(`/proc/${m![1]}/stat`)).toThrow();
     const lines = readLines(report);
@@ -43,6 +45,8 @@ describe('README.md', () => {
 
   it('ships the root LICENSE', () => {
     const root = path.join(pkgDir, '..', '..');
-    expect(readFileSync(path.join(pkgDir, 'LICENSE'), 'utf8')).toBe(readFileSync(path.join(root, 'LICENSE'), 'utf8'));
+    expect(readFileSync(path.join(pkgDir, 'LICENSE'), 'utf8')).toBe(
+      readFileSync(path.join(root, 'LICENSE'), 'utf8'),
+    );
   });
 });

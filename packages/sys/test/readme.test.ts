@@ -10,7 +10,7 @@ import { readLines, waitForLine } from '../../../tools/workloads/report.mjs';
 import { cleanup, makeTempDir, startTarget } from './helpers.js';
 
 const pkgDir = fileURLToPath(new URL('..', import.meta.url));
-const blocks = readmeBlocks(path.join(pkgDir, 'README.md'), 'ts');
+const blocks = readmeBlocks(path.join(pkgDir, 'README.md'), 'ts', 'Example');
 
 beforeAll(async () => {
   await buildWorkloads();
@@ -46,6 +46,8 @@ describe('README.md', () => {
 
   it('ships the root LICENSE', () => {
     const root = path.join(pkgDir, '..', '..');
-    expect(readFileSync(path.join(pkgDir, 'LICENSE'), 'utf8')).toBe(readFileSync(path.join(root, 'LICENSE'), 'utf8'));
+    expect(readFileSync(path.join(pkgDir, 'LICENSE'), 'utf8')).toBe(
+      readFileSync(path.join(root, 'LICENSE'), 'utf8'),
+    );
   });
 });
