@@ -18,7 +18,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statfsSync } from 'node:
 import { freemem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { cleanUp, printReport } from '../report.mjs';
+import { cleanUp, printReport } from '../report.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..', '..', '..');
@@ -96,7 +96,7 @@ async function waitAsleep(pid) {
 }
 
 function runCli(args) {
-  return new Promise((resolve, reject) => {
+  return new Promise<void>((resolve, reject) => {
     execFile(CLI, args, { cwd: repo }, (err, _stdout, stderr) => {
       if (err) reject(new Error(`criu-ts ${args.join(' ')}: ${stderr.trim() || err.message}`));
       else resolve();

@@ -4,7 +4,7 @@
 // files + fdinfo, mm with every VMA, and the present pages of its private anonymous memory
 // (read from /proc/PID/mem). Registers need ptrace and arrive with `criu-ts dump`; this
 // sample exists so that crit-ts has a real directory to explore.
-// Usage: node tools/demo/make-sample.mjs [OUT_DIR]
+// Usage: tsx tools/demo/make-sample.ts [OUT_DIR]
 import { spawnSync } from 'node:child_process';
 import {
   closeSync,
@@ -35,7 +35,7 @@ try {
 }
 
 function status(p) {
-  const s = {};
+  const s: Record<string, string> = {};
   for (const line of readFileSync(`/proc/${p}/status`, 'utf8').split('\n')) {
     const i = line.indexOf(':');
     if (i > 0) s[line.slice(0, i)] = line.slice(i + 1).trim();
@@ -178,8 +178,8 @@ function writePages(dir, p, vmas) {
   const w = dir.pageMapWriter(p, 1);
   try {
     for (const v of vmas.filter((x) => x.status & (1 << 9) && x.prot & 2)) {
-      const first = v.start / 4096n;
-      const count = Number((v.end - v.start) / 4096n);
+      const first = (v.start as bigint) / 4096n;
+      const count = Number(((v.end as bigint) - (v.start as bigint)) / 4096n);
       const bits = Buffer.alloc(count * 8);
       readSync(pagemap, bits, 0, bits.length, Number(first * 8n));
       for (let i = 0; i < count; ) {

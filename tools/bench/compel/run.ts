@@ -4,7 +4,7 @@
 //   - a syscall inside a batch of BATCH_N getpid (per-syscall cost), and the fixed cost of a batch;
 //   - process_vm_readv throughput over the 512 MiB a memhog workload touched, 1024 iovecs per call, into
 //     one reused buffer;
-//   - smaps_speedup from ./smaps.mjs (measureSmapsSpeedup(), another benchmark), null if absent.
+//   - smaps_speedup from ./smaps.ts (measureSmapsSpeedup(), another benchmark), null if absent.
 // Prints a table, then as the LAST line one JSON object:
 //   {"inject_us": .., "batch_us": .., "vm_readv_gbps": .., "smaps_speedup": ..}
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -122,7 +122,7 @@ async function benchVmReadv() {
   const fillMs = performance.now() - t0;
   const dir = ProcDir.open(w.pid);
   const size = BigInt(MEMHOG_MIB) << 20n;
-  const area = dir.maps().find((m) => m.end - m.start === size && m.path === '');
+  const area = dir.maps().find((m) => (m.end as bigint) - (m.start as bigint) === size && m.path === '');
   dir.close();
   if (!area) throw new Error('memhog area not found in maps');
   const tree = seizeTree(w.pid);
@@ -168,14 +168,14 @@ async function benchVmReadv() {
 }
 
 async function benchSmaps() {
-  const file = join(here, 'smaps.mjs');
+  const file = join(here, 'smaps.ts');
   if (!existsSync(file)) {
-    row('smaps speedup', 'null', '', 'tools/bench/compel/smaps.mjs not there');
+    row('smaps speedup', 'null', '', 'tools/bench/compel/smaps.ts not there');
     return null;
   }
   const mod = await import(pathToFileURL(file).href);
   if (typeof mod.measureSmapsSpeedup !== 'function') {
-    row('smaps speedup', 'null', '', 'smaps.mjs exports no measureSmapsSpeedup()');
+    row('smaps speedup', 'null', '', 'smaps.ts exports no measureSmapsSpeedup()');
     return null;
   }
   const r = await mod.measureSmapsSpeedup();

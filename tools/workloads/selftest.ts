@@ -2,7 +2,7 @@
 // report lines and /proc state, triggers each self-check that can be
 // triggered from outside (memory corruption via /proc/<pid>/mem, a foreign
 // append, a bad number sequence), then kills everything it started and
-// removes its temp dir.  Run as root: node tools/workloads/selftest.mjs
+// removes its temp dir.  Run as root: pnpm exec tsx tools/workloads/selftest.ts
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -25,8 +25,8 @@ import { buildWorkloads, workloadPath } from './index.mjs';
 import { readLines, waitForLine } from './report.mjs';
 
 const dir = mkdtempSync(join(tmpdir(), 'wlv-'));
-const started = new Set(); // pids to kill at the end
-const groups = new Set();
+const started = new Set<number>(); // pids to kill at the end
+const groups = new Set<number>();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const state = (pid) => {
   const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -36,7 +36,7 @@ const state = (pid) => {
 let n = 0;
 function run(name, args, opts = {}) {
   const out = join(dir, `${name}-${++n}.report`);
-  const cp = spawn(workloadPath(name), [out, ...args], { stdio: ['ignore', 'ignore', 'pipe'], ...opts });
+  const cp: any = spawn(workloadPath(name), [out, ...args], { stdio: ['ignore', 'ignore', 'pipe'], ...opts });
   started.add(cp.pid);
   cp.exited = new Promise((r) =>
     cp.on('exit', (code, sig) => {
@@ -546,7 +546,7 @@ await check('waitForLine: timeout / failOn / pid / fromLine / late file / abort'
   const t = Date.now();
   await assert.rejects(
     waitForLine(f, /^C/, { timeoutMs: 300 }),
-    (e) =>
+    (e: any) =>
       /timed out after 300 ms waiting for \/\^C\/; last lines of .* \(2 complete\):\n {2}\| A\n {2}\| Bx$/.test(
         e.message,
       ) || assert.fail(e.message),
@@ -567,7 +567,7 @@ await check('waitForLine: timeout / failOn / pid / fromLine / late file / abort'
   setTimeout(() => ac.abort(), 50);
   await assert.rejects(waitForLine(f, /^C/, { signal: ac.signal, failOn: null }), /aborted/);
   assert.deepEqual(readLines(join(dir, 'missing')), []);
-  assert.throws(() => workloadPath('nosuch'), /unknown workload/);
+  assert.throws(() => workloadPath('nosuch' as never), /unknown workload/);
 });
 
 // cleanup

@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { cleanUp, printReport } from '../report.mjs';
+import { cleanUp, printReport } from '../report.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const dist = (pkg, file = 'index.js') => pathToFileURL(join(repo, 'packages', pkg, 'dist', file)).href;
@@ -87,7 +87,7 @@ async function thousandConnections() {
   await Promise.all(
     conns.map(
       (c, i) =>
-        new Promise((resolve) => {
+        new Promise<void>((resolve) => {
           c.once('data', (b) => {
             if (b.toString() === `ping ${i}`) ok++;
             resolve();
@@ -123,10 +123,10 @@ async function queued4MiB() {
     s.pause();
     s.write(Buffer.alloc(size, 7));
   });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const sentFile = join(work, 'sent');
   const pid = startTraceable(
-    [PYTHON, '-c', QUEUED_PY, sentFile, String(server.address().port), String(size)],
+    [PYTHON, '-c', QUEUED_PY, sentFile, String((server.address() as net.AddressInfo).port), String(size)],
     {
       setsid: true,
     },

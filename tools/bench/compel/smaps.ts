@@ -4,7 +4,7 @@
 // that neighbours do not merge), touches them and sleeps; both readers then parse its
 // /proc/PID/smaps (read included) several times, alternating, and the medians are compared.
 //
-//   node tools/bench/compel/smaps.mjs   ->   {"smaps_speedup": N, "bfd_ms": .., "naive_ms": ..}
+//   tsx tools/bench/compel/smaps.ts   ->   {"smaps_speedup": N, "bfd_ms": .., "naive_ms": ..}
 //
 // Needs the built package: pnpm --filter @criu-ts/bfd build
 
@@ -66,7 +66,7 @@ async function startWorkload(dir, vmas) {
     cc.status === 0
       ? spawn(bin, [String(vmas)], { stdio: ['ignore', 'pipe', 'inherit'] })
       : spawn('python3', ['-c', PY_SOURCE, String(vmas)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise((resolve, reject) => {
+  await new Promise<void>((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (d) => {
       out += d;

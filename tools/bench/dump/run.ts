@@ -27,7 +27,7 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { cleanUp, printReport } from '../report.mjs';
+import { cleanUp, printReport } from '../report.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..', '..', '..');
@@ -215,7 +215,7 @@ async function benchSize(size) {
 }
 
 function runCli(args) {
-  return new Promise((resolve, reject) => {
+  return new Promise<void>((resolve, reject) => {
     execFile(CLI, args, { cwd: repo }, (err, _stdout, stderr) => {
       if (err) reject(new Error(`criu-ts ${args.join(' ')}: ${stderr.trim() || err.message}`));
       else resolve();

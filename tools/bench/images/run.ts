@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // How to run: build first (`pnpm --filter @criu-ts/images build`, and `pnpm --filter @criu-ts/cli build`
-// for the crit-ts column), then from the repo root: `node tools/bench/images/run.mjs` (or `pnpm bench:images`).
+// for the crit-ts column), then from the repo root: `pnpm exec tsx tools/bench/images/run.ts` (or `pnpm bench:images`).
 // Options (environment): BENCH_DIR=/dev/shm to put the files there (default: the OS temp dir),
 // BENCH_PAGEMAP_ENTRIES (1000000), BENCH_CORE_ENTRIES (10000), BENCH_PAGES_MIB (1024), BENCH_NO_CRIT=1.
 //
@@ -205,7 +205,7 @@ function pagemapEntries(n) {
   return out;
 }
 
-function writeAll(path, magic, messages, head) {
+function writeAll(path, magic, messages, head?) {
   const w = new ImageWriter(path, magic);
   try {
     if (head) w.write(head);
@@ -228,7 +228,7 @@ function countEntries(path) {
 
 // ---- runs ------------------------------------------------------------------------------------
 
-const fig = {};
+const fig: Record<string, any> = {};
 const rows = [];
 const row = (what, value, unit, note = '') => rows.push([what, value, unit, note]);
 const fmt = (x, digits = 2) =>
