@@ -66,10 +66,13 @@ export function typecheckExample(pkgDir, block) {
       declarationMap: false,
     });
     return ts.getPreEmitDiagnostics(program).map((d) => {
-      const where = d.file
-        ? `${d.file.fileName === file ? 'README' : d.file.fileName}:${d.file.getLineAndCharacterOfPosition(d.start ?? 0).line}: `
-        : '';
-      return `${where}${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
+      const text = ts.flattenDiagnosticMessageText(d.messageText, '\n');
+      if (!d.file) return text;
+      // The file is the block after one header line: its line L (0-based) is README line block.line + L.
+      const line = d.file.getLineAndCharacterOfPosition(d.start ?? 0).line;
+      return d.file.fileName === file
+        ? `README.md:${block.line + line}: ${text}`
+        : `${d.file.fileName}:${line + 1}: ${text}`;
     });
   } finally {
     rmSync(file, { force: true });
