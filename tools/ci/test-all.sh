@@ -10,8 +10,9 @@ step() { printf '\n== %s\n' "$*"; }
 
 bash tools/ci/setup.sh || exit 1
 
-step "lint and typecheck (sources and tests)"
+step "lint, typecheck (sources, tests, tools) and generated code"
 lint_ok=1
+bash tools/ci/codegen-check.sh || lint_ok=0
 pnpm run lint || lint_ok=0
 pnpm run typecheck || lint_ok=0
 
@@ -21,7 +22,7 @@ pnpm exec turbo run test --concurrency=1 --continue
 turbo_rc=$?
 
 step "summary"
-node tools/ci/summary.mjs .reports
+pnpm exec tsx tools/ci/summary.ts .reports
 summary_rc=$?
-if [ $lint_ok -eq 0 ]; then echo "lint failed"; exit 1; fi
+if [ $lint_ok -eq 0 ]; then echo "lint, typecheck or codegen check failed"; exit 1; fi
 if [ $summary_rc -ne 0 ] || [ $turbo_rc -ne 0 ]; then exit 1; fi

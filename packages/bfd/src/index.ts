@@ -4,8 +4,8 @@
 // (fixed keys by byte comparison). Parsers are pure functions over (Buffer, length). ProcDir
 // caches the /proc/PID directory fd and reads every file through openat().
 
-export { BfdBuffer, DEFAULT_BUFFER_SIZE, sharedBuffer } from './buffer.js';
-export { bytesOf, Cursor, hexDigit, unescapeOctal } from './cursor.js';
+export { BfdBuffer, DEFAULT_BUFFER_SIZE } from './buffer.js';
+export { Cursor, unescapeOctal } from './cursor.js';
 export {
   type EpollTfd,
   type EventfdInfo,
@@ -42,7 +42,6 @@ export {
   PAGE_IS_SWAPPED,
   PAGE_IS_WPALLOWED,
   PAGE_IS_WRITTEN,
-  PAGE_REGION_SIZE,
   PAGE_SHIFT,
   PAGE_SIZE,
   PAGEMAP_SCAN,
@@ -53,7 +52,6 @@ export {
   PM_MMAP_EXCLUSIVE,
   PM_PFN_MASK,
   PM_PRESENT,
-  PM_SCAN_ARG_SIZE,
   PM_SCAN_CHECK_WPASYNC,
   PM_SCAN_WP_MATCHING,
   PM_SOFT_DIRTY,
@@ -66,7 +64,7 @@ export {
 export { isGone, listPids, ProcDir, type ProcDirOptions } from './procdir.js';
 export { type ProcStat, parseStat } from './stat.js';
 export { type ProcStatus, parseStatus, type StatusVm } from './status.js';
-export { numericNames, parseChildren } from './task.js';
+export { parseChildren } from './task.js';
 export {
   hasVmFlag,
   VM_FLAG_NAMES,

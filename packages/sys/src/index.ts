@@ -1,36 +1,670 @@
 // @criu-ts/sys: typed Linux x86_64 system calls for criu-ts, via koffi.
 // Addresses and u64 values are bigint; every failure throws SysError (call, errno, code).
+//
+// The public API is listed here by name: every call wrapper and its types, and the constants the other
+// criu-ts packages use. Other constants stay inside their modules; add a name here when a package
+// needs it.
 import { koffi, lastErrno, libc, syscall } from './native.js';
 
-export * from './aio.js';
-export * from './anonfds.js';
-export * from './clone3.js';
-export * from './constants/clone.js';
-export * from './constants/fs.js';
-export * from './constants/mm.js';
-export * from './constants/process.js';
-export * from './constants/ptrace.js';
-export * from './constants/signals.js';
-export * from './constants/socket.js';
-export * from './constants/syscalls.js';
-export * from './cpuid.js';
-export * from './errno.js';
-export * from './files.js';
-export * from './fsnotify.js';
-export * from './memory.js';
-export * from './mount.js';
+// Errors: SysError (call, errno, code) and errno names
+
+export { ERRNO, errnoMessage, errnoName, isSysError, SysError } from './errno.js';
+
+// Processes: pids, credentials, rlimits, prctl, namespaces, kcmp, signals to tasks
+
+export {
+  __WALL,
+  KCMP_EPOLL_TFD,
+  KCMP_FILE,
+  KCMP_FILES,
+  KCMP_FS,
+  KCMP_SIGHAND,
+  KCMP_VM,
+  P_PID,
+  PR_CAP_AMBIENT,
+  PR_CAP_AMBIENT_CLEAR_ALL,
+  PR_CAP_AMBIENT_RAISE,
+  PR_CAPBSET_DROP,
+  PR_GET_CHILD_SUBREAPER,
+  PR_GET_DUMPABLE,
+  PR_GET_PDEATHSIG,
+  PR_GET_SECUREBITS,
+  PR_GET_THP_DISABLE,
+  PR_GET_TID_ADDRESS,
+  PR_SET_CHILD_SUBREAPER,
+  PR_SET_DUMPABLE,
+  PR_SET_MM,
+  PR_SET_MM_MAP,
+  PR_SET_MM_MAP_SIZE,
+  PR_SET_NAME,
+  PR_SET_NO_NEW_PRIVS,
+  PR_SET_PDEATHSIG,
+  PR_SET_SECUREBITS,
+  PR_SET_THP_DISABLE,
+  WEXITED,
+  WNOHANG,
+} from './constants/process.js';
+export {
+  getpid,
+  getresuid,
+  gettid,
+  ioctl,
+  ioctlGetInt,
+  kcmp,
+  kill,
+  memfdCreate,
+  prctl,
+  prlimit,
+  type Rlimit,
+  setChildSubreaper,
+  setns,
+  setresuidThread,
+  tgkill,
+  unshare,
+} from './process.js';
+
+// Signals: numbers, sets and siginfo_t
+
+export {
+  CLD_KILLED,
+  SI_QUEUE,
+  SI_TKILL,
+  SIGCHLD,
+  SIGCONT,
+  SIGINT,
+  SIGIO,
+  SIGKILL,
+  SIGRTMIN,
+  SIGSTOP,
+  SIGTERM,
+  SIGTRAP,
+  SIGUSR1,
+  SIGUSR2,
+  sigmaskBit,
+  signalName,
+  signalNumber,
+} from './constants/signals.js';
+export { decodeSiginfo, encodeSiginfo, type Siginfo } from './siginfo.js';
+
+// waitpid/waitid and wait status decoding
+
+export {
+  decodeWaitStatus,
+  formatWaitStatus,
+  isSyscallStop,
+  type WaitidResult,
+  type WaitStatus,
+  waitid,
+  waitpid,
+  waitpidNoHang,
+} from './wait.js';
+
+// ptrace: seize, interrupt, registers, regsets, siginfo, syscall info
+
+export {
+  PTRACE_EVENT_CLONE,
+  PTRACE_EVENT_FORK,
+  PTRACE_EVENT_STOP,
+  PTRACE_EVENT_VFORK,
+  PTRACE_O_EXITKILL,
+  PTRACE_O_SUSPEND_SECCOMP,
+  PTRACE_O_TRACECLONE,
+  PTRACE_O_TRACEFORK,
+  PTRACE_O_TRACESYSGOOD,
+  PTRACE_O_TRACEVFORK,
+  PTRACE_SYSCALL_INFO_ENTRY,
+  PTRACE_SYSCALL_INFO_EXIT,
+  PTRACE_SYSCALL_INFO_NONE,
+} from './constants/ptrace.js';
+export {
+  decodeUserDesc,
+  type PeekSiginfoOptions,
+  ptrace,
+  ptraceCont,
+  ptraceDetach,
+  ptraceGetEventMsg,
+  ptraceGetFpregs,
+  ptraceGetRegs,
+  ptraceGetRegset,
+  ptraceGetRseqConfiguration,
+  ptraceGetSiginfo,
+  ptraceGetSigmask,
+  ptraceGetSyscallInfo,
+  ptraceGetThreadArea,
+  ptraceGetXstate,
+  ptraceInterrupt,
+  ptraceListen,
+  ptracePeekData,
+  ptracePeekSiginfo,
+  ptracePeekUser,
+  ptracePokeData,
+  ptracePokeUser,
+  ptraceSeccompGetFilter,
+  ptraceSeccompGetMetadata,
+  ptraceSeize,
+  ptraceSetOptions,
+  ptraceSetRegs,
+  ptraceSetRegset,
+  ptraceSetSiginfo,
+  ptraceSetSigmask,
+  ptraceSetXstate,
+  ptraceSingleStep,
+  ptraceSyscall,
+  type RseqConfiguration,
+  type SyscallInfo,
+  type UserDesc,
+} from './ptrace.js';
+
+// x86_64 registers (struct user_regs_struct as a typed view) and CPUID
+
+export { type CpuidResult, cpuid, xsaveComponent } from './cpuid.js';
+export { type RegName, USER_REGS_NAMES, USER_REGS_SIZE, UserRegs } from './regs.js';
+
+// Syscall numbers (x86_64)
+
+export { SYS, type SyscallName, syscallName } from './constants/syscalls.js';
+
+// clone3: struct clone_args and the CLONE_* flags
+
+export {
+  type CloneArgs,
+  type DecodedCloneArgs,
+  decodeCloneArgs,
+  type EncodeCloneArgsOptions,
+  encodeCloneArgs,
+} from './clone3.js';
+export {
+  CLONE_ARGS_SIZE_VER2,
+  CLONE_CLEAR_SIGHAND,
+  CLONE_FILES,
+  CLONE_FS,
+  CLONE_INTO_CGROUP,
+  CLONE_NEWCGROUP,
+  CLONE_NEWIPC,
+  CLONE_NEWNET,
+  CLONE_NEWNS,
+  CLONE_NEWPID,
+  CLONE_NEWTIME,
+  CLONE_NEWUSER,
+  CLONE_NEWUTS,
+  CLONE_PARENT,
+  CLONE_PIDFD,
+  CLONE_SIGHAND,
+  CLONE_SYSVSEM,
+  CLONE_THREAD,
+  CLONE_VM,
+} from './constants/clone.js';
+
+// A process started as our sibling (clone3 CLONE_PARENT), for --restore-sibling
+
+export { spawnSibling } from './sibling.js';
+
+// pidfds: pidfd_open, pidfd_getfd
+
+export { getFdOfProcess, pidfdGetfd, pidfdOpen, pidfdSendSignal } from './pidfd.js';
+
+// Memory: mmap, mremap, process_vm_readv/writev and the PROT/MAP/MADV flags
+
+export {
+  IOV_MAX,
+  MADV_DONTNEED,
+  MADV_GUARD_INSTALL,
+  MADV_POPULATE_WRITE,
+  MAP_ANONYMOUS,
+  MAP_DROPPABLE,
+  MAP_FIXED,
+  MAP_FIXED_NOREPLACE,
+  MAP_GROWSDOWN,
+  MAP_HUGE_MASK,
+  MAP_HUGE_SHIFT,
+  MAP_HUGETLB,
+  MAP_LOCKED,
+  MAP_NORESERVE,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  MREMAP_FIXED,
+  MREMAP_MAYMOVE,
+  PAGE_SIZE,
+  PROT_EXEC,
+  PROT_READ,
+  PROT_WRITE,
+} from './constants/mm.js';
+export {
+  madvise,
+  mmap,
+  mprotect,
+  mremapFixed,
+  munmap,
+  processVmReadv,
+  processVmWritev,
+  type VmIovec,
+  vmRead,
+  vmWrite,
+} from './memory.js';
+
+// Files: open, stat, fcntl, read/write, directories, locks, and the O_/AT_/F_ flags
+
+export {
+  AT_EMPTY_PATH,
+  AT_FDCWD,
+  AT_REMOVEDIR,
+  AT_SYMLINK_FOLLOW,
+  AT_SYMLINK_NOFOLLOW,
+  DT_DIR,
+  DT_REG,
+  F_ADD_SEALS,
+  F_DUPFD_CLOEXEC,
+  F_GET_SEALS,
+  F_GETFD,
+  F_GETFL,
+  F_GETLEASE,
+  F_GETOWN_EX,
+  F_GETOWNER_UIDS,
+  F_GETPIPE_SZ,
+  F_GETSIG,
+  F_OFD_SETLK,
+  F_OWNER_PGRP,
+  F_OWNER_PID,
+  F_OWNER_TID,
+  F_RDLCK,
+  F_SEAL_GROW,
+  F_SEAL_SHRINK,
+  F_SEAL_WRITE,
+  F_SETFD,
+  F_SETFL,
+  F_SETLEASE,
+  F_SETLK,
+  F_SETOWN_EX,
+  F_SETPIPE_SZ,
+  F_SETSIG,
+  F_UNLCK,
+  F_WRLCK,
+  FD_CLOEXEC,
+  LOCK_EX,
+  LOCK_NB,
+  LOCK_SH,
+  LOCK_UN,
+  MFD_ALLOW_SEALING,
+  MFD_CLOEXEC,
+  MFD_HUGETLB,
+  O_ACCMODE,
+  O_CLOEXEC,
+  O_CREAT,
+  O_DIRECTORY,
+  O_EXCL,
+  O_NOATIME,
+  O_NOCTTY,
+  O_NOFOLLOW,
+  O_NONBLOCK,
+  O_PATH,
+  O_RDONLY,
+  O_RDWR,
+  O_TMPFILE,
+  O_TRUNC,
+  O_WRONLY,
+  POLLHUP,
+  POLLRDHUP,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFMT,
+  S_IFREG,
+  SEEK_DATA,
+  SEEK_END,
+  SEEK_HOLE,
+  SEEK_SET,
+} from './constants/fs.js';
+export {
+  close,
+  type Dirent,
+  decodeStat,
+  decodeStatx,
+  devMajor,
+  devMinor,
+  dup,
+  dup2,
+  dup3,
+  fallocate,
+  fchdir,
+  fcntl,
+  flock,
+  fstat,
+  fstatat,
+  fstatx,
+  ftruncate,
+  getdents64,
+  getdents64Entries,
+  lseek,
+  makeDev,
+  mkdirat,
+  open,
+  openat,
+  type PathLike,
+  pipe2,
+  pollNow,
+  pread,
+  preadFull,
+  pwrite,
+  read,
+  readlink,
+  readlinkat,
+  readlinkatBuffer,
+  type Stat,
+  type Statx,
+  stat,
+  statx,
+  umask,
+  unlinkat,
+  write,
+  writeAll,
+} from './files.js';
+
+// Names and inodes: links, nodes, owners, modes, times, FIEMAP and data runs
+
+export {
+  type DataRun,
+  fchmodat,
+  fchownat,
+  fiemapExtents,
+  linkat,
+  mknodat,
+  seekDataRuns,
+  symlinkat,
+  type TimeNs,
+  utimensat,
+  utimes,
+} from './paths.js';
+
+// Mounts: the new mount API (fsopen, fsmount, move_mount)
+
+export { fsconfigCreate, fsconfigSet, fsmount, fsopen, moveMountFd } from './mount.js';
+
+// Event files: eventfd, epoll, signalfd, timerfd, clocks
+
+export {
+  clockGettime,
+  EFD_SEMAPHORE,
+  EPOLL_CTL_ADD,
+  epollCreate1,
+  epollCtl,
+  epollEvent,
+  eventfd2,
+  signalfd4,
+  TFD_TIMER_ABSTIME,
+  type Timespec,
+  timerfdCreate,
+  timerfdGettime,
+  timerfdSetTicks,
+  timerfdSettime,
+} from './anonfds.js';
+
+// inotify and fanotify
+
+export {
+  FAN_MARK_ADD,
+  FAN_MARK_EVICTABLE,
+  FAN_MARK_IGNORE,
+  FAN_MARK_IGNORED_MASK,
+  FAN_MARK_IGNORED_SURV_MODIFY,
+  FAN_MARK_MOUNT,
+  fanotifyInit,
+  fanotifyMark,
+  IN_CLOEXEC,
+  IN_NONBLOCK,
+  inotifyAddWatch,
+  inotifyInit1,
+  inotifyRmWatch,
+  openByHandleAt,
+} from './fsnotify.js';
+
+// Native AIO: io_setup and the ring layout
+
+export {
+  AIO_RING_COMPAT_FEATURES,
+  AIO_RING_HEADER_SIZE,
+  AIO_RING_INCOMPAT_FEATURES,
+  AIO_RING_MAGIC,
+  type AioRingHeader,
+  aioRingEvents,
+  IOCB_CMD_PREAD,
+  iocb,
+  ioDestroy,
+  ioGeteventsNow,
+  ioSetup,
+  parseAioRingHeader,
+} from './aio.js';
+
+// SysV shared memory
+
+export {
+  IPC_CREAT,
+  IPC_EXCL,
+  SHM_DEST,
+  SHM_EXEC,
+  SHM_HUGETLB,
+  SHM_RDONLY,
+  type ShmidDs,
+  shmat,
+  shmdt,
+  shmget,
+  shmRemove,
+  shmSetOwner,
+  shmStat,
+} from './sysv.js';
+
+// Sockets: socket calls, addresses, options, sendmsg/recvmsg with control messages
+
+export {
+  AF_INET,
+  AF_INET6,
+  AF_NETLINK,
+  AF_PACKET,
+  AF_UNIX,
+  AF_UNSPEC,
+  FIONREAD,
+  INET_DIAG_SHUTDOWN,
+  IPPROTO_ICMP,
+  IPPROTO_ICMPV6,
+  IPPROTO_IP,
+  IPPROTO_MPTCP,
+  IPPROTO_RAW,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  IPPROTO_UDPLITE,
+  IPV6_V6ONLY,
+  MSG_CMSG_CLOEXEC,
+  MSG_CTRUNC,
+  MSG_DONTWAIT,
+  MSG_PEEK,
+  MSG_TRUNC,
+  NDIAG_FLAG_BROADCAST_ERROR,
+  NDIAG_FLAG_CAP_ACK,
+  NDIAG_FLAG_CB_RUNNING,
+  NDIAG_FLAG_LISTEN_ALL_NSID,
+  NDIAG_FLAG_NO_ENOBUFS,
+  NDIAG_FLAG_PKTINFO,
+  NDIAG_SHOW_FLAGS,
+  NDIAG_SHOW_GROUPS,
+  NETLINK_ADD_MEMBERSHIP,
+  NETLINK_CONNECTED,
+  NETLINK_ROUTE,
+  PACKET_ADD_MEMBERSHIP,
+  PACKET_AUXDATA,
+  PACKET_COPY_THRESH,
+  PACKET_FANOUT,
+  PACKET_FANOUT_CBPF,
+  PACKET_FANOUT_EBPF,
+  PACKET_FANOUT_LB,
+  PACKET_IGNORE_OUTGOING,
+  PACKET_LOSS,
+  PACKET_MAX_ADDR_LEN,
+  PACKET_MR_ALLMULTI,
+  PACKET_MR_MULTICAST,
+  PACKET_MR_PROMISC,
+  PACKET_MR_UNICAST,
+  PACKET_ORIGDEV,
+  PACKET_QDISC_BYPASS,
+  PACKET_RESERVE,
+  PACKET_RX_RING,
+  PACKET_SHOW_FANOUT,
+  PACKET_SHOW_INFO,
+  PACKET_SHOW_MCLIST,
+  PACKET_SHOW_RING_CFG,
+  PACKET_TIMESTAMP,
+  PACKET_TX_HAS_OFF,
+  PACKET_TX_RING,
+  PACKET_VERSION,
+  PACKET_VNET_HDR,
+  PACKET_VNET_HDR_SZ,
+  PDI_AUXDATA,
+  PDI_LOSS,
+  PDI_ORIGDEV,
+  PDI_VNETHDR,
+  SCM_RIGHTS,
+  SHUT_RDWR,
+  SHUT_WR,
+  SK_MEMINFO_VARS,
+  SO_BINDTODEVICE,
+  SO_BROADCAST,
+  SO_BUF_LOCK,
+  SO_DOMAIN,
+  SO_DONTROUTE,
+  SO_KEEPALIVE,
+  SO_LINGER,
+  SO_MARK,
+  SO_MEMINFO,
+  SO_NO_CHECK,
+  SO_OOBINLINE,
+  SO_PASSCRED,
+  SO_PASSSEC,
+  SO_PEEK_OFF,
+  SO_PEERNAME,
+  SO_PRIORITY,
+  SO_PROTOCOL,
+  SO_RCVBUF,
+  SO_RCVBUFFORCE,
+  SO_RCVLOWAT,
+  SO_RCVTIMEO_OLD,
+  SO_REUSEADDR,
+  SO_REUSEPORT,
+  SO_SNDBUF,
+  SO_SNDBUFFORCE,
+  SO_SNDTIMEO_OLD,
+  SO_TYPE,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOCK_NONBLOCK,
+  SOCK_PACKET,
+  SOCK_RAW,
+  SOCK_STREAM,
+  SOL_IP,
+  SOL_IPV6,
+  SOL_NETLINK,
+  SOL_PACKET,
+  SOL_SOCKET,
+  SOL_UDP,
+  TCP_CORK,
+  TCP_INFO,
+  TCP_KEEPCNT,
+  TCP_KEEPIDLE,
+  TCP_KEEPINTVL,
+  TCP_LISTEN,
+  TCP_MAXSEG,
+  TCP_NO_QUEUE,
+  TCP_NODELAY,
+  TCP_QUEUE_SEQ,
+  TCP_RECV_QUEUE,
+  TCP_REPAIR,
+  TCP_REPAIR_OFF,
+  TCP_REPAIR_OFF_NO_WP,
+  TCP_REPAIR_ON,
+  TCP_REPAIR_OPTIONS,
+  TCP_REPAIR_QUEUE,
+  TCP_REPAIR_WINDOW,
+  TCP_SEND_QUEUE,
+  TCP_TIMESTAMP,
+  TPACKET_V2,
+  UDIAG_SHOW_ICONS,
+  UDIAG_SHOW_NAME,
+  UDIAG_SHOW_PEER,
+  UDIAG_SHOW_RQLEN,
+  UDIAG_SHOW_VFS,
+  UNIX_DIAG_PEER,
+} from './constants/socket.js';
+export {
+  accept4,
+  attachSocketFilter,
+  bind,
+  type Cmsg,
+  connect,
+  decodeCmsgs,
+  decodeSockaddr,
+  decodeSockaddrLl,
+  decodeSockaddrNl,
+  encodeCmsgs,
+  encodeSockaddrIn,
+  encodeSockaddrIn6,
+  encodeSockaddrLl,
+  encodeSockaddrNl,
+  encodeSockaddrPkt,
+  encodeSockaddrUn,
+  formatIPv4,
+  formatIPv6,
+  getpeername,
+  getSocketFilter,
+  getsockname,
+  getsockopt,
+  getsockoptInt,
+  interfaceName,
+  listen,
+  type RecvmsgOptions,
+  type RecvmsgResult,
+  recv,
+  recvmsg,
+  type SendmsgOptions,
+  type SockAddr,
+  type SockaddrNl,
+  scmRights,
+  send,
+  sendmsg,
+  setsockopt,
+  shutdown,
+  socket,
+  socketpair,
+} from './socket.js';
+
+// sock_diag: unix, inet, netlink and packet socket diagnostics
+
+export {
+  decodeNetlinkDiagAttrs,
+  decodePacketDiagAttrs,
+  decodeUnixDiagAttrs,
+  encodeSockDiagRequest,
+  type InetDiagMsg,
+  type InetDiagRequest,
+  type NetlinkDiagAttrs,
+  type NetlinkDiagMsg,
+  type NetlinkDiagRequest,
+  type PacketDiagAttrs,
+  type PacketDiagInfo,
+  type PacketDiagMclist,
+  type PacketDiagMsg,
+  type PacketDiagRequest,
+  type PacketDiagRing,
+  parseRtattrs,
+  type SockDiagMessage,
+  type SockDiagOptions,
+  type SockDiagRequest,
+  sockDiag,
+  type UnixDiagAttrs,
+  type UnixDiagMsg,
+  type UnixDiagRequest,
+} from './sockdiag.js';
+
+// nf_tables over netlink (table lookup for the network lock)
+
+// Pointers: a Buffer's address, and keeping Buffers alive while the kernel holds their addresses
 export { type Arg, addressOf, withPinned } from './native.js';
-export * from './nftables.js';
-export * from './paths.js';
-export * from './pidfd.js';
-export * from './process.js';
-export * from './ptrace.js';
-export * from './regs.js';
-export * from './siginfo.js';
-export * from './sockdiag.js';
-export * from './socket.js';
-export * from './sysv.js';
-export * from './wait.js';
+export { type NftFamily, nftTableExists } from './nftables.js';
 
 /**
  * The underlying bindings, for packages that need something unusual. `syscall(nr, ...args)` returns
@@ -38,4 +672,3 @@ export * from './wait.js';
  * by address and kept alive for the call) or null. `koffi` and `libc` allow declaring other functions.
  */
 export const raw = { syscall, lastErrno, koffi, libc } as const;
-export * from './sibling.js';

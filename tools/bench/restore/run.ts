@@ -1,0 +1,216 @@
+#!/usr/bin/env node
+// Benchmark of `criu-ts restore` (run as root, after `pnpm -r build`): `pnpm bench:restore`.
+//   - restore() from packages/core/dist of `sleep 1000` and of memhog workloads with 64 MiB, 512 MiB and
+//     2 GiB of touched anonymous memory: each is dumped once (killed, as `criu-ts dump` does), then
+//     restored REPS + 1 times (the first, a warm-up, not counted), killing and reaping the restored task
+//     between reps. Per rep: wall time of the restore() call (from reading the images to the detach; the
+//     pids are free already) and its split as restore() measures it: creating the tasks (the stub and
+//     clone3: forking_time of stats-restore), memory (mappings, page contents), and the rest
+//     (reading the images, fds, task state, registers). memhog's checksum is checked after the last rep.
+//   - `sleep 1000` through the CLI as a user runs it (`criu-ts restore -D DIR -d`, node start-up included).
+// Median of the counted reps. Images go to a temp dir under /tmp (2 GiB is skipped, with a message, when
+// /tmp has less than 3 GiB free or the machine less than 6 GiB of available memory). Prints a table, then
+// as the LAST line one JSON object: {"restore_sleep": {wall_ms, fork_ms, memory_ms, rest_ms, ...},
+// "restore_64MiB": ..., "restore_512MiB": ..., "restore_2GiB": ... | null, "sleep_cli_wall_ms": ..}.
+// CRIU 4.2 on this kind of machine, for reference: sleep 86 ms, 64 MiB 264 ms, 512 MiB 1.9 s, 2 GiB 8.4 s.
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statfsSync } from 'node:fs';
+import { freemem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { cleanUp, printReport } from '../report.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = join(here, '..', '..', '..');
+const dist = (pkg, file = 'index.js') => join(repo, 'packages', pkg, 'dist', file);
+for (const [pkg, file] of [
+  ['sys', 'index.js'],
+  ['compel', 'index.js'],
+  ['images', 'index.js'],
+  ['core', 'index.js'],
+  ['core', 'restore/index.js'],
+]) {
+  if (!existsSync(dist(pkg, file))) {
+    console.error(`packages/${pkg}/dist/${file} is missing: run \`pnpm -r build\` first`);
+    process.exit(1);
+  }
+}
+const { dump } = await import(pathToFileURL(dist('core')).href);
+const { restore } = await import(pathToFileURL(dist('core', 'restore/index.js')).href);
+const { killAndReap, startTraceable } = await import(pathToFileURL(dist('compel')).href);
+const { ImageDir } = await import(pathToFileURL(dist('images')).href);
+const { buildWorkloads, workloadPath } = await import(
+  pathToFileURL(join(repo, 'tools/workloads/index.mjs')).href
+);
+const { readLines, waitForLine } = await import(pathToFileURL(join(repo, 'tools/workloads/report.mjs')).href);
+
+const CLI = join(repo, 'node_modules/.bin/criu-ts');
+const PYTHON = '/usr/bin/python3';
+const TMP = '/tmp';
+const GIB = 1024 ** 3;
+const WORKLOADS = [
+  { name: 'sleep', reps: 10, criuMs: 86 },
+  { name: '64MiB', mib: 64, reps: 5, criuMs: 264 },
+  { name: '512MiB', mib: 512, reps: 3, criuMs: 1900 },
+  { name: '2GiB', mib: 2048, reps: 3, criuMs: 8400 },
+];
+const SLEEP_CLI_REPS = 5;
+
+const median = (a) => {
+  const s = [...a].sort((x, y) => x - y);
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const round = (v, d = 1) => Number(v.toFixed(d));
+const rows = [];
+const row = (what, value, unit, note = '') => rows.push([what, String(value), unit, note]);
+
+const work = mkdtempSync(join(TMP, 'criu-ts-bench-restore-'));
+const started = new Set();
+
+/** A command with only fds 0-2 (a python3 trampoline closes the rest), in its own session. */
+async function startClean(argv) {
+  const pid = startTraceable(
+    [PYTHON, '-c', 'import os, sys; os.closerange(3, 65536); os.execv(sys.argv[1], sys.argv[1:])', ...argv],
+    { setsid: true },
+  );
+  started.add(pid);
+  const want = `${argv.join('\0')}\0`;
+  const deadline = Date.now() + 10_000;
+  while (readFileSync(`/proc/${pid}/cmdline`, 'utf8') !== want) {
+    if (Date.now() > deadline) throw new Error(`${argv[0]} did not start`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  return pid;
+}
+
+/** Wait until a task sleeps in pause() (memhog done filling) or nanosleep. */
+async function waitAsleep(pid) {
+  const deadline = Date.now() + 300_000;
+  for (;;) {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    if (state === 'S') return;
+    if (Date.now() > deadline) throw new Error(`pid ${pid} never fell asleep`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function runCli(args) {
+  return new Promise<void>((resolve, reject) => {
+    execFile(CLI, args, { cwd: repo }, (err, _stdout, stderr) => {
+      if (err) reject(new Error(`criu-ts ${args.join(' ')}: ${stderr.trim() || err.message}`));
+      else resolve();
+    });
+  });
+}
+
+async function bench(w) {
+  if (w.mib >= 2048) {
+    const disk = Number(statfsSync(TMP).bavail) * Number(statfsSync(TMP).bsize);
+    if (disk < 3 * GIB || freemem() < 6 * GIB) {
+      const msg = `skipped: ${(disk / GIB).toFixed(1)} GiB free in ${TMP}, ${(freemem() / GIB).toFixed(1)} GiB of memory`;
+      console.error(`restore ${w.name}: ${msg}`);
+      row(`restore ${w.name}`, '-', '', msg);
+      return null;
+    }
+  }
+  let pid;
+  let report;
+  if (w.mib) {
+    report = join(work, `memhog-${w.mib}.report`);
+    pid = startTraceable([workloadPath('memhog'), report, String(w.mib)], { setsid: true });
+    started.add(pid);
+    await waitForLine(report, /^SUM /, { pid, timeoutMs: 300_000 });
+  } else {
+    pid = await startClean(['/usr/bin/sleep', '1000']);
+  }
+  await waitAsleep(pid);
+  const dir = join(work, `images-${w.name}`);
+  await dump({ pid, imagesDir: dir });
+  killAndReap(pid);
+
+  const walls = [];
+  const parts = { fork: [], memory: [], rest: [] };
+  let pages = 0;
+  for (let rep = 0; rep <= w.reps; rep++) {
+    const s = performance.now();
+    const r = restore({ imagesDir: dir });
+    const wall = performance.now() - s;
+    started.add(r.root);
+    const stats = ImageDir.open(dir).one('stats-%s', 'restore').restore;
+    pages = Number(stats.pages_restored ?? 0n);
+    if (rep > 0) {
+      walls.push(wall);
+      parts.fork.push(r.timings.fork);
+      parts.memory.push(r.timings.memory);
+      parts.rest.push(wall - r.timings.fork - r.timings.memory);
+    }
+    if (rep === w.reps && w.mib) {
+      // The last restored memhog recomputes its checksum: it must be the one it had.
+      const sums = readLines(report).filter((l) => l.startsWith('SUM '));
+      const n = readLines(report).length;
+      process.kill(r.root, 'SIGUSR1');
+      const again = await waitForLine(report, /^SUM /, { pid: r.root, fromLine: n, timeoutMs: 120_000 });
+      if (again !== sums[0]) throw new Error(`restore ${w.name}: checksum ${again} != ${sums[0]}`);
+    }
+    killAndReap(r.root);
+    started.delete(r.root);
+  }
+  rmSync(dir, { recursive: true, force: true });
+  const out = {
+    wall_ms: round(median(walls)),
+    fork_ms: round(median(parts.fork)),
+    memory_ms: round(median(parts.memory)),
+    rest_ms: round(median(parts.rest)),
+    pages_restored: pages,
+    reps: w.reps,
+    criu_4_2_ms: w.criuMs,
+  };
+  row(
+    `restore ${w.name} (API)`,
+    out.wall_ms,
+    'ms wall',
+    `median of ${w.reps} after a warm-up: ${walls.map((v) => v.toFixed(0)).join(' ')}; CRIU 4.2: ${w.criuMs} ms (${(w.criuMs / out.wall_ms).toFixed(1)}x ours)`,
+  );
+  row('  creating tasks (stub, clone3)', out.fork_ms, 'ms', parts.fork.map((v) => v.toFixed(1)).join(' '));
+  row('  memory (maps, contents)', out.memory_ms, 'ms', `${pages} pages`);
+  row('  the rest', out.rest_ms, 'ms', 'images, fds, task state, registers, detach');
+  if (w.mib) row('  memory throughput', round((pages * 4096) / (out.memory_ms / 1e3) / 1e9, 2), 'GB/s', '');
+  return out;
+}
+
+async function benchSleepCli() {
+  const pid = await startClean(['/usr/bin/sleep', '1000']);
+  await waitAsleep(pid);
+  const dir = join(work, 'images-sleep-cli');
+  await dump({ pid, imagesDir: dir });
+  killAndReap(pid);
+  const walls = [];
+  for (let rep = 0; rep < SLEEP_CLI_REPS; rep++) {
+    const s = performance.now();
+    await runCli(['restore', '-D', dir, '-d']);
+    walls.push(performance.now() - s);
+    // -d: the restored task was re-parented to us (a child subreaper since startTraceable).
+    killAndReap(pid);
+  }
+  rmSync(dir, { recursive: true, force: true });
+  row(
+    'restore sleep (CLI, -d)',
+    median(walls).toFixed(1),
+    'ms wall',
+    `median of ${SLEEP_CLI_REPS}, node start-up included: ${walls.map((v) => v.toFixed(0)).join(' ')}`,
+  );
+  return median(walls);
+}
+
+let out;
+try {
+  await buildWorkloads();
+  out = {};
+  for (const w of WORKLOADS) out[`restore_${w.name}`] = await bench(w);
+  out.sleep_cli_wall_ms = round(await benchSleepCli());
+} finally {
+  cleanUp(started, work, killAndReap);
+}
+
+printReport(`criu-ts restore benchmark (node ${process.version}, images in ${TMP})`, rows, out);
