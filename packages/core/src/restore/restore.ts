@@ -57,9 +57,9 @@ import {
 } from '@criu-ts/sys';
 import { type CgroupMode, CgroupPlacer, type CgroupRoot } from '../cgroup/restore.js';
 import { breakLeases, locksByTask, retakeLocks } from '../file-locks/restore.js';
+import { restoreDriverFor } from '../files/drivers.js';
 import { asyncFdCalls } from '../files/fown.js';
 import { isProcFdFile, isProcFileOf, procPidOf } from '../files/regular/proc-path.js';
-import { restoreDriverFor } from '../files/restore-fds.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
 import { fpregsFromImage, gpregsFromImage, resumableRegs } from '../registers/x86.js';
 import { RestoreError } from './errors.js';
