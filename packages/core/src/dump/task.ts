@@ -4,7 +4,6 @@ import type { CoreEntry, ImageDir, TaskCoreEntry, TtyInfoEntry, UserDescT } from
 import {
   KCMP_FILES,
   kcmp,
-  ptraceGetRseqConfiguration,
   ptraceGetSigmask,
   ptraceGetThreadArea,
   ptraceGetXstate,
@@ -14,6 +13,7 @@ import {
 import type { CgroupSets } from '../cgroup/dump.js';
 import { coreEntry, TASK_ALIVE, TASK_STOPPED, type ThreadState } from '../core-image/thread.js';
 import { dumpCreds } from '../creds/dump.js';
+import { rseqOf } from '../rseq/dump.js';
 import { dumpFds } from '../files/dump-fds.js';
 import { socketMappingId } from '../files/packet/dump.js';
 import { pathEntry } from '../files/regular/dump.js';
@@ -298,10 +298,4 @@ function robustListOf(tid: number): { head: bigint; len: number } {
   const len = Buffer.alloc(8);
   if (Number(raw.syscall(SYS.get_robust_list, tid, head, len)) < 0) return { head: 0n, len: 0 };
   return { head: head.readBigUInt64LE(0), len: Number(len.readBigUInt64LE(0)) };
-}
-
-function rseqOf(tid: number) {
-  const c = ptraceGetRseqConfiguration(tid);
-  if (c.rseqAbiPointer === 0n) return undefined;
-  return { rseq_abi_pointer: c.rseqAbiPointer, rseq_abi_size: c.rseqAbiSize, signature: c.signature };
 }

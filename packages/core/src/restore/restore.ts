@@ -66,7 +66,7 @@ import { RestoreError } from './errors.js';
 import { NodeFiles } from './files.js';
 import { HelperProcesses } from './helpers.js';
 import { type Call, Injector, type ScratchLayout, type Tracee, waitStop } from './inject.js';
-import { dumpableCall, mapsWritable, restoreMm } from './mm.js';
+import { dumpableCall, mapsWritable, restoreMm } from '../mm/restore.js';
 import { waitForFreeIds } from './pids.js';
 import { ownVdsoLayout, planRestore, type RestorePlan, type TaskPlan, VMA } from './plan.js';
 import { restoreTaskState, restoreThreadState } from './state.js';

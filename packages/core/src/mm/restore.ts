@@ -47,12 +47,12 @@ import {
   SYS,
 } from '@criu-ts/sys';
 import { restoreAioRings } from '../aio/restore.js';
-import { isGuard } from '../mm/vmas.js';
+import { isGuard } from './vmas.js';
 import { type ShmemRestore, sysvAttachments } from '../shmem/restore.js';
-import { RestoreError } from './errors.js';
-import type { NodeFiles } from './files.js';
-import type { Call, Injector } from './inject.js';
-import { type VdsoLayout, VMA } from './plan.js';
+import { RestoreError } from '../restore/errors.js';
+import type { NodeFiles } from '../restore/files.js';
+import type { Call, Injector } from '../restore/inject.js';
+import { type VdsoLayout, VMA } from '../restore/plan.js';
 
 const PAGE = 4096n;
 /** Bytes per MADV_POPULATE_WRITE + pread64 pair: big enough that syscalls are noise, small enough to stay cached. */
