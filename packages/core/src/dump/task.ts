@@ -13,7 +13,6 @@ import {
 import type { CgroupSets } from '../cgroup/dump.js';
 import { coreEntry, TASK_ALIVE, TASK_STOPPED, type ThreadState } from '../core-image/thread.js';
 import { dumpCreds } from '../creds/dump.js';
-import { rseqOf } from '../rseq/dump.js';
 import { dumpFds } from '../files/dump-fds.js';
 import { socketMappingId } from '../files/packet/dump.js';
 import { pathEntry } from '../files/regular/dump.js';
@@ -24,6 +23,7 @@ import { dumpMm } from '../mm/dump.js';
 import { dumpGuardRegions } from '../mm/guards.js';
 import { dumpPages, pagesToDump } from '../mm/pages.js';
 import { dumpVmas } from '../mm/vmas.js';
+import { rseqOf } from '../rseq/dump.js';
 import type { SeccompFilters } from '../seccomp/dump.js';
 import type { ShmemDump } from '../shmem/dump.js';
 import { pendingSignals, signalQueue } from '../signals/dump.js';

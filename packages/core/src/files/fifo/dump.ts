@@ -4,7 +4,6 @@ import { savePipeData } from '../pipe/dump.js';
 import { regularFileEntry } from '../regular/dump.js';
 import { FD_TYPE, type FdDumpDriver } from '../table.js';
 
-
 export const fifoDriver: FdDumpDriver = {
   kind: 'fifo',
   dump(file, files) {
