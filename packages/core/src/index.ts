@@ -7,6 +7,23 @@ export type { CgroupMode, CgroupRoot } from './cgroup/dump.js';
 export { basicChecks, FEATURES, type Feature, type FeatureAnswer, featureNamed } from './check/features.js';
 export { type DumpOptions, type DumpResult, dump } from './dump/dump.js';
 export { DumpError } from './dump/errors.js';
+/**
+ * The fd driver seam: one driver per kind of fd, both directions (`FdDriver`; files/driver.ts says
+ * how to add a kind).
+ */
+export type {
+  FdCheckContext,
+  FdDriver,
+  FdDumpContext,
+  FdDumpDriver,
+  FdKind,
+  FdRestoreContext,
+  FdRestoreDriver,
+  FileTable,
+  InTaskContext,
+  LateOpen,
+  OpenFile,
+} from './files/driver.js';
 export { NETWORK_LOCK_METHODS, type NetworkLockMethod } from './net-lock/index.js';
 export { fpregsFromImage, fpregsToImage, gpregsFromImage, gpregsToImage } from './registers/x86.js';
 export * from './restore/index.js';

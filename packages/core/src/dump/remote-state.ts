@@ -10,6 +10,7 @@ import {
   raw,
   SYS,
 } from '@criu-ts/sys';
+import { RLIM_NLIMITS, RLIMIT_SIZE, rlimitReadCalls, rlimitsFrom } from '../rlimits/dump.js';
 import { DumpError } from './errors.js';
 
 /** Signals 1..64 but SIGKILL and SIGSTOP, whose actions cannot change (CRIU stores these 62). */
@@ -21,9 +22,6 @@ const SIGACTION_SIZE = 32; // struct sigaction as rt_sigaction(2) sees it: handl
 const ITIMERVAL_SIZE = 32;
 const STACK_T_SIZE = 24;
 const ITIMERSPEC_SIZE = 32;
-const RLIMIT_SIZE = 16; // struct rlimit64: cur, max
-/** RLIM_NLIMITS on Linux: RLIMIT_CPU (0) .. RLIMIT_RTTIME (15). */
-const RLIM_NLIMITS = 16;
 
 /** What only the task knows about itself, read with one batch of injected syscalls. */
 export interface RemoteTaskState {
@@ -100,8 +98,7 @@ export function readRemoteState(p: Parasite, pid: number, posixTimerIds: number[
     calls.push([SYS.timer_gettime, id, A(timers + i * ITIMERSPEC_SIZE)]);
     calls.push([SYS.timer_getoverrun, id]);
   }
-  for (let res = 0; res < RLIM_NLIMITS; res++)
-    calls.push([SYS.prlimit64, 0, res, 0, A(rlim + res * RLIMIT_SIZE)]);
+  calls.push(...rlimitReadCalls((off) => A(rlim + off)));
   const membarrierIdx = hasMembarrierGet() ? calls.length : -1;
   if (membarrierIdx >= 0) calls.push([SYS.membarrier, MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0]);
 
@@ -149,10 +146,7 @@ export function readRemoteState(p: Parasite, pid: number, posixTimerIds: number[
       value: Buffer.from(out.subarray(timers + i * ITIMERSPEC_SIZE, timers + (i + 1) * ITIMERSPEC_SIZE)),
       overrun: Number(res(timerIdx + 2 * i + 1)),
     })),
-    rlimits: Array.from({ length: RLIM_NLIMITS }, (_, i) => ({
-      cur: out.readBigUInt64LE(rlim + i * RLIMIT_SIZE),
-      max: out.readBigUInt64LE(rlim + i * RLIMIT_SIZE + 8),
-    })),
+    rlimits: rlimitsFrom(out, rlim),
     membarrierMask: membarrierIdx >= 0 ? Number(res(membarrierIdx)) : 0,
   };
 }

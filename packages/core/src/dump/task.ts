@@ -4,7 +4,6 @@ import type { CoreEntry, ImageDir, TaskCoreEntry, TtyInfoEntry, UserDescT } from
 import {
   KCMP_FILES,
   kcmp,
-  ptraceGetRseqConfiguration,
   ptraceGetSigmask,
   ptraceGetThreadArea,
   ptraceGetXstate,
@@ -14,17 +13,17 @@ import {
 import type { CgroupSets } from '../cgroup/dump.js';
 import { coreEntry, TASK_ALIVE, TASK_STOPPED, type ThreadState } from '../core-image/thread.js';
 import { dumpCreds } from '../creds/dump.js';
-import { dumpFds, FD_DRIVERS } from '../files/dump-fds.js';
+import { dumpFds } from '../files/dump-fds.js';
 import { socketMappingId } from '../files/packet/dump.js';
 import { pathEntry } from '../files/regular/dump.js';
-import type { FileTable } from '../files/table.js';
-import { ttyDriver } from '../files/tty/dump.js';
+import type { FdDumpContext, FileTable } from '../files/table.js';
 import { dumpFs } from '../fs/dump.js';
 import type { KobjIds } from '../ids/dump.js';
 import { dumpMm } from '../mm/dump.js';
 import { dumpGuardRegions } from '../mm/guards.js';
 import { dumpPages, pagesToDump } from '../mm/pages.js';
 import { dumpVmas } from '../mm/vmas.js';
+import { rseqOf } from '../rseq/dump.js';
 import type { SeccompFilters } from '../seccomp/dump.js';
 import type { ShmemDump } from '../shmem/dump.js';
 import { pendingSignals, signalQueue } from '../signals/dump.js';
@@ -108,8 +107,11 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
         timers.map((t) => t.id),
       );
       if (!ctx.fdTablesDone.has(ids.files_id)) {
-        const drivers = fdDrivers(ctx, parasite);
-        ctx.dir.write('fdinfo-%u', ids.files_id, dumpFds(task.pid, proc, ctx.files, drivers));
+        ctx.dir.write(
+          'fdinfo-%u',
+          ids.files_id,
+          dumpFds(task.pid, proc, ctx.files, fdContext(ctx, parasite)),
+        );
         ctx.fdTablesDone.add(ids.files_id);
       }
     } finally {
@@ -215,8 +217,8 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
 const TIOCGPGRP = 0x540f;
 const TIOCGSID = 0x5429;
 
-/** The fd drivers for one task: terminals ask the task itself for their session. */
-function fdDrivers(ctx: DumpContext, parasite: Parasite) {
+/** What the fd drivers need of one task: terminals ask the task itself for their session. */
+function fdContext(ctx: DumpContext, parasite: Parasite): FdDumpContext {
   const session = (_pid: number, fd: number) => {
     const out = parasite.scratch.addr;
     const sid = parasite.syscall(SYS.ioctl, fd, TIOCGSID, out);
@@ -225,12 +227,10 @@ function fdDrivers(ctx: DumpContext, parasite: Parasite) {
     const pgrp = pg < 0n ? 0 : parasite.readScratch(0, 4).readInt32LE(0);
     return { sid: sidValue, pgrp };
   };
-  // Terminals are character devices too: their driver must come before the regular one.
-  return [
-    ttyDriver({ shellJob: ctx.shellJob, session, infos: ctx.ttyInfos }),
-    ctx.shmem.fdDriver(),
-    ...FD_DRIVERS,
-  ];
+  return {
+    tty: { shellJob: ctx.shellJob, session, infos: ctx.ttyInfos, seenInfo: new Set() },
+    memfds: ctx.shmem.memfds,
+  };
 }
 
 /** The per-thread values a non-leader thread keeps (its own parasite, a small batch). */
@@ -298,10 +298,4 @@ function robustListOf(tid: number): { head: bigint; len: number } {
   const len = Buffer.alloc(8);
   if (Number(raw.syscall(SYS.get_robust_list, tid, head, len)) < 0) return { head: 0n, len: 0 };
   return { head: head.readBigUInt64LE(0), len: Number(len.readBigUInt64LE(0)) };
-}
-
-function rseqOf(tid: number) {
-  const c = ptraceGetRseqConfiguration(tid);
-  if (c.rseqAbiPointer === 0n) return undefined;
-  return { rseq_abi_pointer: c.rseqAbiPointer, rseq_abi_size: c.rseqAbiSize, signature: c.signature };
 }

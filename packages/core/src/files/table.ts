@@ -5,6 +5,8 @@ import { IdAllocator } from '../dump/ids.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
 import { type Fown, readOwner } from './fown.js';
 import type { IrmapOptions } from './irmap.js';
+import type { MemfdInodes } from './memfd/dump.js';
+import type { TtyDumpContext } from './tty/dump.js';
 
 /** fd_types values (fdinfo.proto), as files.img's `type` holds them. */
 export const FD_TYPE = FdTypes;
@@ -26,13 +28,25 @@ export interface OpenFile {
 }
 
 /**
- * An fd kind's dump side: `claims` says whether this driver handles the file, `dump` writes
- * its objects (files.img entry, extra images) and returns the file id for fdinfo.
+ * What a dump driver gets besides the file and the dump's FileTable: what it needs of the task being
+ * dumped (its terminals are asked from inside it) and objects shared with other parts of the dump.
+ */
+export interface FdDumpContext {
+  /** Terminals (files/tty/dump.ts). */
+  tty: TtyDumpContext;
+  /** The memfd inodes of the dump (memfd.img), shared with the memfd mappings (files/memfd/dump.ts). */
+  memfds: MemfdInodes;
+}
+
+/**
+ * An fd kind's dump side: `dump` writes the objects of a file of its kind (files.img entry, extra
+ * images) and returns the file id and fd type for fdinfo. Which files are of its kind is not the
+ * driver's to say: files/kinds.ts classifies every file once.
  */
 export interface FdDumpDriver {
+  /** What the driver dumps, for messages ("regular file", "unix socket"). */
   readonly kind: string;
-  claims(file: OpenFile): boolean;
-  dump(file: OpenFile, files: FileTable): { id: number; type: number };
+  dump(file: OpenFile, files: FileTable, ctx: FdDumpContext): { id: number; type: number };
 }
 
 /**

@@ -8,21 +8,17 @@
 import { constants, fstatSync } from 'node:fs';
 import { isatty } from 'node:tty';
 import type { FileEntry, ImageDir } from '@criu-ts/images';
-import { close, lseek, O_CLOEXEC, O_CREAT, O_EXCL, O_RDWR, O_TMPFILE, open } from '@criu-ts/sys';
+import { close, O_CLOEXEC, O_RDWR, open } from '@criu-ts/sys';
+import { restoreDriverFor } from '../files/drivers.js';
 import { hasOwner, ownerOfEntry, setOwner } from '../files/fown.js';
 import { RemappedFiles } from '../files/regular/remap-restore.js';
 import type { FdRestoreContext, LateOpen } from '../files/restore-driver.js';
-import { restoreDriverFor } from '../files/restore-fds.js';
 import { type Connection, type ImagesLock, liftImagesLock } from '../net-lock/index.js';
 import { RestoreError } from './errors.js';
 import type { RestorePlan } from './plan.js';
 
 const O_DIRECTORY = 0o200000;
 const O_PATH = 0o10000000;
-/** O_TMPFILE without its O_DIRECTORY bit: an unnamed temporary file, which comes back as a ghost. */
-const O_TMPFILE_ONLY = 0o20000000;
-/** Flags that only matter when a file is created, or that we set ourselves. */
-const OPEN_ONLY = O_CREAT | O_EXCL | 0o1000 /* O_TRUNC */ | 0o400 /* O_NOCTTY */ | O_CLOEXEC;
 
 export type Purpose = 'fd' | 'read' | 'write' | 'dir';
 
@@ -104,21 +100,18 @@ export class NodeFiles {
     if (have !== undefined) return have;
     if (this.inheritTty.has(id)) return ownTerminal();
     const f = this.files.get(id);
-    const driver = f && purpose === 'fd' && !f.reg ? restoreDriverFor(f.type) : undefined;
+    // As a task's fd: by the driver of its kind (files/drivers.ts); regular files are checked below.
+    const driver = f && purpose === 'fd' ? restoreDriverFor(f.type) : undefined;
     if (f && driver) {
       const fd = driver.open(f, this.driverCtx);
       this.open.set(key, fd);
+      if (f.reg && !this.remapped.has(id)) this.check(fd, f);
       return fd;
     }
-    if (!f?.reg) throw new RestoreError(`file id ${id} is not a regular file of files.img`);
-    const reg = f.reg;
+    if (!f?.reg || purpose === 'fd')
+      throw new RestoreError(`file id ${id} is not a regular file of files.img`);
     let flags: number;
     switch (purpose) {
-      case 'fd':
-        flags = reg.flags & ~OPEN_ONLY;
-        // An unnamed temporary file (O_TMPFILE) is opened by the name its ghost got.
-        if (flags & O_TMPFILE_ONLY) flags &= ~O_TMPFILE;
-        break;
       case 'read':
         flags = constants.O_RDONLY;
         break;
@@ -131,13 +124,6 @@ export class NodeFiles {
     }
     const fd = this.openPath(id, flags);
     this.open.set(key, fd);
-    if (purpose === 'fd' && reg.pos !== 0n && (reg.flags & O_PATH) === 0) {
-      try {
-        lseek(fd, reg.pos, 0);
-      } catch (e) {
-        throw new RestoreError(`cannot seek ${reg.name} to ${reg.pos}: ${(e as Error).message}`);
-      }
-    }
     if (purpose !== 'dir' && !this.remapped.has(id)) this.check(fd, f);
     return fd;
   }

@@ -22,10 +22,10 @@ import {
   type TtyInfoEntry,
   type VmaEntry,
 } from '@criu-ts/images';
+import { restoreDriverFor } from '../files/drivers.js';
 import { checkSocketMapping } from '../files/packet/restore.js';
 import { isProcFileOf } from '../files/regular/proc-path.js';
 import { type Remap, readRemaps } from '../files/regular/remap-restore.js';
-import { restoreDriverFor } from '../files/restore-fds.js';
 import { type ImagesLock, methodOfInventoryCode, type NetworkLockMethod } from '../net-lock/index.js';
 import { ShmemRestore } from '../shmem/restore.js';
 import { RestoreError } from './errors.js';

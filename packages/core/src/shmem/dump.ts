@@ -9,8 +9,8 @@ import type { ImageDir, IpcShmEntry } from '@criu-ts/images';
 import { close, O_CLOEXEC, O_RDONLY, open, preadFull, SHM_HUGETLB, shmStat } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
 import type { DumpStats } from '../dump/stats.js';
-import { MemfdInodes, memfdDriver, memfdMappingEntry } from '../files/memfd/dump.js';
-import type { FdDumpDriver, FileTable } from '../files/table.js';
+import { MemfdInodes, memfdMappingEntry } from '../files/memfd/dump.js';
+import type { FileTable } from '../files/table.js';
 import { dumpShmemContents } from './contents.js';
 import { hugetlbSizeFlag } from './dev.js';
 
@@ -38,11 +38,6 @@ export class ShmemDump {
     private readonly nextPagesId: () => number,
   ) {
     this.memfds = new MemfdInodes(files, (shmid, fd, size, dev) => this.contents(shmid, fd, size, dev));
-  }
-
-  /** The fd driver of memfd files, writing into this dump. */
-  fdDriver(): FdDumpDriver {
-    return memfdDriver(this.memfds);
   }
 
   /** The shared memory mappings of task `pid`, in IPC namespace `ipcNsId` (ids-PID.img). */

@@ -1,5 +1,4 @@
 import { DumpError } from '../../dump/errors.js';
-import { isAnon } from '../fd-flags.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 
 /**
@@ -12,7 +11,6 @@ export const EFD_SEMAPHORE_FLAG = 1;
 /** eventfd: its counter (eventfd-count, never read) and semaphore mode, both from fdinfo. */
 export const eventfdDriver: FdDumpDriver = {
   kind: 'eventfd',
-  claims: (file: OpenFile) => isAnon(file.link, 'eventfd'),
   dump(file: OpenFile, files: FileTable) {
     const efd = file.info.eventfd;
     if (!efd) throw new DumpError(`pid ${file.pid} fd ${file.fd}: eventfd without eventfd-count in fdinfo`);

@@ -3,7 +3,6 @@ import { type EpollTfd, ProcDir } from '@criu-ts/bfd';
 import type { EventpollTfdEntry } from '@criu-ts/images';
 import { isSysError, KCMP_EPOLL_TFD, kcmp } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
-import { isAnon } from '../fd-flags.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 
 /** Where a target was found: the task holding the epoll that re-adds it, and the fd number it uses. */
@@ -147,7 +146,6 @@ function tfdEntry(epollId: number, t: EpollTfd, tfd: number): EventpollTfdEntry 
  */
 export const eventpollDriver: FdDumpDriver = {
   kind: 'epoll',
-  claims: (file: OpenFile) => isAnon(file.link, 'eventpoll'),
   dump(file: OpenFile, files: FileTable) {
     const key = files.descriptionKey(file);
     let table = seenByTable.get(files);

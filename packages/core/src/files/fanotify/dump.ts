@@ -8,7 +8,6 @@ import type { FanotifyMark } from '@criu-ts/bfd';
 import type { FanotifyFileEntry, FanotifyMarkEntry, FhEntry } from '@criu-ts/images';
 import { FIONREAD, ioctlGetInt } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
-import { isAnon } from '../fd-flags.js';
 import { devName, handleEntryNow, mountById } from '../fhandle.js';
 import type { IrmapOptions } from '../irmap.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
@@ -20,7 +19,6 @@ const DELETED = ' (deleted)';
 
 export const fanotifyDriver: FdDumpDriver = {
   kind: 'fanotify',
-  claims: (file) => isAnon(file.link, 'fanotify'),
   dump(file, files) {
     const id = files.add(files.descriptionKey(file), (id) => ({
       id,

@@ -4,12 +4,8 @@ import { savePipeData } from '../pipe/dump.js';
 import { regularFileEntry } from '../regular/dump.js';
 import { FD_TYPE, type FdDumpDriver } from '../table.js';
 
-const S_IFMT = 0o170000n;
-const S_IFIFO = 0o010000n;
-
 export const fifoDriver: FdDumpDriver = {
   kind: 'fifo',
-  claims: (file) => file.link.startsWith('/') && (file.stat.mode & S_IFMT) === S_IFIFO,
   dump(file, files) {
     const pipeId = Number(file.stat.ino);
     const key = files.descriptionKey(file);

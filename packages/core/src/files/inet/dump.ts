@@ -41,7 +41,6 @@ import {
 } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { type Connection, type DumpNetworkLock, dumpNetworkLock } from '../../net-lock/index.js';
-import { socketDomain } from '../socket/domain.js';
 import { readSocketOptions } from '../socket/options.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 import { fromSockaddr, type InetAddress, connectionOf as lockedConnection, toWords } from './address.js';
@@ -317,10 +316,6 @@ function treeSocketInodes(pids: ReadonlySet<number>): Set<number> {
 
 export const inetSocketDriver: FdDumpDriver = {
   kind: 'inet socket',
-  claims(file) {
-    const d = socketDomain(file);
-    return d === AF_INET || d === AF_INET6;
-  },
   dump(file, files) {
     const id = files.add(files.descriptionKey(file), (id) => ({
       id,

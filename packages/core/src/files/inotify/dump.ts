@@ -4,7 +4,6 @@
 import type { InotifyWatch } from '@criu-ts/bfd';
 import type { FhEntry, InotifyWdEntry } from '@criu-ts/images';
 import { DumpError } from '../../dump/errors.js';
-import { isAnon } from '../fd-flags.js';
 import { devName, handleEntryNow } from '../fhandle.js';
 import type { IrmapOptions } from '../irmap.js';
 import { FD_TYPE, type FdDumpDriver, type OpenFile } from '../table.js';
@@ -37,7 +36,6 @@ function watches(file: OpenFile, id: number, irmap: IrmapOptions | undefined): I
 
 export const inotifyDriver: FdDumpDriver = {
   kind: 'inotify',
-  claims: (file) => isAnon(file.link, 'inotify'),
   dump(file, files) {
     const id = files.add(files.descriptionKey(file), (id) => ({
       id,

@@ -9,7 +9,7 @@ import { close, F_GET_SEALS, fcntl, fstat, MFD_HUGETLB, O_CLOEXEC, O_RDONLY, ope
 import { DumpError } from '../../dump/errors.js';
 import { hugetlbSizeFlagOfStDev, isShmemStDev } from '../../shmem/dev.js';
 import { type Fown, noOwner } from '../fown.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
+import { FD_TYPE, type FdDumpContext, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 
 const MEMFD_PREFIX = '/memfd:';
 const DELETED = ' (deleted)';
@@ -117,25 +117,23 @@ export function memfdMappingEntry(
   );
 }
 
-/** The fd driver: memfd files held as fds. */
-export function memfdDriver(inodes: MemfdInodes): FdDumpDriver {
-  return {
-    kind: 'memfd',
-    claims: (file: OpenFile) => isMemfdLink(file.link),
-    dump(file: OpenFile, files: FileTable) {
-      if (!isShmemStDev(file.stat.dev) && hugetlbSizeFlagOfStDev(file.stat.dev) === undefined)
-        throw new DumpError(
-          `pid ${file.pid} fd ${file.fd}: ${file.link} is neither on shmem nor on the kernel's hugetlbfs: not supported yet`,
-        );
-      const id = memfdFileEntry(
-        files,
-        files.descriptionKey(file),
-        () => inodes.of(`/proc/${file.pid}/fd/${file.fd}`, memfdName(file.link)),
-        file.flags,
-        file.pos,
-        files.owner(file),
+/** The fd driver: memfd files held as fds (their inodes: FdDumpContext.memfds, the dump's). */
+export const memfdDumpDriver: FdDumpDriver = {
+  kind: 'memfd',
+  dump(file: OpenFile, files: FileTable, ctx: FdDumpContext) {
+    const inodes = ctx.memfds;
+    if (!isShmemStDev(file.stat.dev) && hugetlbSizeFlagOfStDev(file.stat.dev) === undefined)
+      throw new DumpError(
+        `pid ${file.pid} fd ${file.fd}: ${file.link} is neither on shmem nor on the kernel's hugetlbfs: not supported yet`,
       );
-      return { id, type: FD_TYPE.MEMFD };
-    },
-  };
-}
+    const id = memfdFileEntry(
+      files,
+      files.descriptionKey(file),
+      () => inodes.of(`/proc/${file.pid}/fd/${file.fd}`, memfdName(file.link)),
+      file.flags,
+      file.pos,
+      files.owner(file),
+    );
+    return { id, type: FD_TYPE.MEMFD };
+  },
+};

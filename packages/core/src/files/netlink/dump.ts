@@ -11,7 +11,6 @@
 // older than them anyway.
 import type { NetlinkSkEntry } from '@criu-ts/images';
 import {
-  AF_NETLINK,
   decodeNetlinkDiagAttrs,
   decodeSockaddrNl,
   getsockname,
@@ -34,7 +33,6 @@ import {
   sockDiag,
 } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
-import { socketDomain } from '../socket/domain.js';
 import { readSocketOptions } from '../socket/options.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 
@@ -124,7 +122,6 @@ function entryFor(file: OpenFile, files: FileTable, id: number): NetlinkSkEntry 
 
 export const netlinkSocketDriver: FdDumpDriver = {
   kind: 'netlink socket',
-  claims: (file) => socketDomain(file) === AF_NETLINK,
   dump(file, files) {
     const id = files.add(files.descriptionKey(file), (id) => ({
       id,

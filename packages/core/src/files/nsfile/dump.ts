@@ -29,6 +29,12 @@ export const NS_KINDS: ReadonlyArray<{ name: string; flag: number }> = [
 
 const NS_LINK = /^([a-z]+):\[(\d+)\]$/;
 
+/** Whether a link names a namespace ("net:[4026531840]"): a namespace file. */
+export function isNamespaceLink(link: string): boolean {
+  const m = NS_LINK.exec(link);
+  return m !== null && NS_KINDS.some((k) => k.name === m[1]);
+}
+
 /** The namespaces the tasks of the tree are in, as their /proc/PID/ns links read ("net:[4026531840]"). */
 function treeNamespaces(files: FileTable): Set<string> {
   return files.cached('nsfile:tree', () => {
@@ -47,10 +53,6 @@ function treeNamespaces(files: FileTable): Set<string> {
 
 export const nsFileDriver: FdDumpDriver = {
   kind: 'namespace file',
-  claims: (file) => {
-    const m = NS_LINK.exec(file.link);
-    return m !== null && NS_KINDS.some((k) => k.name === m[1]);
-  },
   dump(file, files) {
     const kind = NS_KINDS.find((k) => k.name === NS_LINK.exec(file.link)![1])!;
     if (!treeNamespaces(files).has(file.link))

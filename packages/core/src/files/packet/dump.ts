@@ -16,7 +16,6 @@
 import { ProcDir } from '@criu-ts/bfd';
 import type { PacketMclist, PacketRing, PacketSockEntry } from '@criu-ts/images';
 import {
-  AF_PACKET,
   decodePacketDiagAttrs,
   getsockopt,
   getsockoptInt,
@@ -50,7 +49,6 @@ import {
   sockDiag,
 } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
-import { socketDomain } from '../socket/domain.js';
 import { readSocketOptions } from '../socket/options.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 
@@ -229,7 +227,6 @@ function entryFor(file: OpenFile, files: FileTable, id: number): PacketSockEntry
 
 export const packetSocketDriver: FdDumpDriver = {
   kind: 'packet socket',
-  claims: (file) => socketDomain(file) === AF_PACKET,
   dump(file, files) {
     const id = files.add(files.descriptionKey(file), (id) => ({
       id,

@@ -1,5 +1,4 @@
 import { DumpError } from '../../dump/errors.js';
-import { isAnon } from '../fd-flags.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 
 /** fdinfo's Pid of a pidfd whose process has died (and been reaped). */
@@ -28,7 +27,6 @@ function pidOf(file: OpenFile): number {
  */
 export const pidfdDriver: FdDumpDriver = {
   kind: 'pidfd',
-  claims: (file: OpenFile) => isAnon(file.link, 'pidfd'),
   dump(file: OpenFile, files: FileTable) {
     const nspid = pidOf(file);
     const id = files.add(files.descriptionKey(file), (id) => ({

@@ -14,7 +14,6 @@ const O_WRONLY = 1;
 
 export const pipeDriver: FdDumpDriver = {
   kind: 'pipe',
-  claims: (file) => file.link.startsWith('pipe:'),
   dump(file, files) {
     if (file.flags & O_DIRECT)
       throw new DumpError(

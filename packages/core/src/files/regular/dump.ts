@@ -2,14 +2,12 @@ import { type BigIntStats, existsSync, lstatSync, statSync } from 'node:fs';
 import type { FileEntry } from '@criu-ts/images';
 import { DumpError } from '../../dump/errors.js';
 import { type Fown, noOwner } from '../fown.js';
-import { isMemfdLink } from '../memfd/dump.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 import { addGhost, REMAP } from './ghost-dump.js';
 import { addLinkRemap } from './link-remap-dump.js';
 import { procPidOf } from './proc-path.js';
 
 const DELETED = ' (deleted)';
-const O_PATH = 0o10000000;
 const O_ACCMODE = 3;
 const O_WRONLY = 1;
 const O_APPEND = 0o2000;
@@ -171,15 +169,6 @@ function refuseStatefulDevice(file: OpenFile): void {
 
 export const regularFileDriver: FdDumpDriver = {
   kind: 'regular file',
-  claims(file: OpenFile) {
-    const type = file.stat.mode & 0o170000n;
-    // memfds have a path-like link too, but are shared memory (files/memfd).
-    const byPath = file.link.startsWith('/') && !isMemfdLink(file.link);
-    // An O_PATH fd only names its file, whatever kind it is (a symlink, a FIFO, a socket): opened
-    // again by path with O_PATH, never as a FIFO's or a socket's end.
-    if (byPath && file.flags & O_PATH) return true;
-    return byPath && (type === 0o100000n || type === 0o040000n || type === 0o020000n || type === 0o060000n);
-  },
   dump(file: OpenFile, files: FileTable) {
     refuseStatefulDevice(file);
     const id = regularFileEntry(files, file.link, file.stat, {

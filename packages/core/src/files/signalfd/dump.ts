@@ -1,5 +1,4 @@
 import { DumpError } from '../../dump/errors.js';
-import { isAnon } from '../fd-flags.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 
 /**
@@ -8,7 +7,6 @@ import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../ta
  */
 export const signalfdDriver: FdDumpDriver = {
   kind: 'signalfd',
-  claims: (file: OpenFile) => isAnon(file.link, 'signalfd'),
   dump(file: OpenFile, files: FileTable) {
     const sigmask = file.info.sigmask;
     if (sigmask === undefined)

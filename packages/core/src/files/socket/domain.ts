@@ -1,5 +1,5 @@
-// Which address family a task's socket is of, for the drivers' claims(): asked with SO_DOMAIN of a
-// short-lived copy of the socket (claims() has no FileTable to keep it in).
+// Which address family a task's socket is of, for its kind (files/kinds.ts): asked with SO_DOMAIN of a
+// short-lived copy of the socket (classification has no FileTable to keep it in).
 import { copyFd } from '@criu-ts/compel';
 import { close, getsockoptInt, SO_DOMAIN, SOL_SOCKET } from '@criu-ts/sys';
 import type { OpenFile } from '../table.js';

@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import { parseFdInfo, type TimerfdInfo } from '@criu-ts/bfd';
 import { timerfdGettime } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
-import { isAnon } from '../fd-flags.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 
 const SETTLE_TRIES = 5;
@@ -42,7 +41,6 @@ function settled(file: OpenFile, files: FileTable, t: TimerfdInfo): TimerfdInfo 
  */
 export const timerfdDriver: FdDumpDriver = {
   kind: 'timerfd',
-  claims: (file: OpenFile) => isAnon(file.link, 'timerfd'),
   dump(file: OpenFile, files: FileTable) {
     const first = file.info.timerfd;
     if (!first) throw new DumpError(`pid ${file.pid} fd ${file.fd}: timerfd without timer lines in fdinfo`);

@@ -3,7 +3,7 @@ import type { TermiosEntry, TtyInfoEntry } from '@criu-ts/images';
 import { close, ioctl, isSysError } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { regularFileEntry } from '../regular/dump.js';
-import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
+import { FD_TYPE, type FdDumpContext, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 
 // tty_type values (tty.proto) and the index CRIU gives terminals that are not ptys.
 const TTY = { PTY: 1, CONSOLE: 2, VT: 3, CTTY: 4, SERIAL: 6 } as const;
@@ -66,84 +66,91 @@ function termios(raw: Buffer): TermiosEntry {
 /** The session and foreground group of a terminal, as the task that holds it sees them. */
 export type TtySessionReader = (pid: number, fd: number) => { sid: number; pgrp: number };
 
+/** What the terminal driver needs of the task being dumped (FdDumpContext.tty). */
+export interface TtyDumpContext {
+  /** --shell-job: a pty slave whose master is outside the tree is the caller's terminal. */
+  shellJob: boolean;
+  session: TtySessionReader;
+  /** tty-info.img being built for the whole dump. */
+  infos: TtyInfoEntry[];
+  /** The tty-info ids added while dumping this task's fds. */
+  seenInfo: Set<number>;
+}
+
+/** Whether a file is a terminal (files/kinds.ts): a character device of a terminal driver. */
+export function isTerminal(file: OpenFile): boolean {
+  return (file.stat.mode & 0o170000n) === 0o020000n && ttyKind(file) !== undefined;
+}
+
 /**
  * Terminals: the tty file (files.img, type TTY, pointing at a regular file entry for its
  * path) and, once per terminal, tty-info.img with its settings (termios, locked termios,
  * window size, session and foreground group). A pty slave whose master is not in the tree
  * is the shell's terminal: allowed only with --shell-job, as CRIU does.
  */
-export function ttyDriver(opts: {
-  shellJob: boolean;
-  session: TtySessionReader;
-  infos: TtyInfoEntry[];
-}): FdDumpDriver {
-  const seenInfo = new Set<number>();
-  return {
-    kind: 'terminal',
-    claims(file) {
-      return (file.stat.mode & 0o170000n) === 0o020000n && ttyKind(file) !== undefined;
-    },
-    dump(file: OpenFile, files: FileTable) {
-      let local = -1;
-      const localFd = () => {
-        if (local < 0) local = copyFd(file.pid, file.fd);
-        return local;
-      };
-      try {
-        const kind = ttyKind(file, localFd);
-        if (!kind) throw new DumpError(`pid ${file.pid} fd ${file.fd}: unknown terminal ${file.link}`);
-        if (kind.type === TTY.PTY && kind.index > MAX_PTY_INDEX) {
-          throw new DumpError(`pid ${file.pid} fd ${file.fd}: pty index ${kind.index} is too big`);
-        }
-        // A pty pair the tree holds (a tmux server and its panes, `script`) cannot be restored yet:
-        // refused here, not after the tree is killed. A slave alone is the shell's terminal.
-        if (kind.type === TTY.PTY && kind.master)
-          throw new DumpError(
-            `pid ${file.pid} fd ${file.fd}: the master of pty ${kind.index} (${file.link}): ptys other than the shell's terminal are not supported yet`,
-          );
-        if (kind.type !== TTY.PTY && kind.type !== TTY.CONSOLE)
-          throw new DumpError(
-            `pid ${file.pid} fd ${file.fd}: the terminal ${file.link}: only the shell's terminal (--shell-job) and /dev/console can be restored yet`,
-          );
-        if (kind.type === TTY.PTY && !opts.shellJob) {
-          throw new DumpError(
-            `pid ${file.pid} fd ${file.fd} is the terminal ${file.link}: a shell's terminal needs --shell-job (a pty whose master the tree holds is not supported yet)`,
-          );
-        }
-        const infoId = (kind.index << 1) + (kind.master ? 1 : 0);
-        if (!seenInfo.has(infoId)) {
-          seenInfo.add(infoId);
-          opts.infos.push(ttyInfo(file, kind, infoId, localFd, opts.session));
-        }
-        const key = files.descriptionKey(file);
-        return {
-          id: files.add(key, (id) => {
-            const fown = files.owner(file);
-            const regfId = regularFileEntry(files, file.link, file.stat, {
-              key: `${key}:path`,
+export const ttyDumpDriver: FdDumpDriver = {
+  kind: 'terminal',
+  dump(file: OpenFile, files: FileTable, ctx: FdDumpContext) {
+    const opts = ctx.tty;
+    let local = -1;
+    const localFd = () => {
+      if (local < 0) local = copyFd(file.pid, file.fd);
+      return local;
+    };
+    try {
+      const kind = ttyKind(file, localFd);
+      if (!kind) throw new DumpError(`pid ${file.pid} fd ${file.fd}: unknown terminal ${file.link}`);
+      if (kind.type === TTY.PTY && kind.index > MAX_PTY_INDEX) {
+        throw new DumpError(`pid ${file.pid} fd ${file.fd}: pty index ${kind.index} is too big`);
+      }
+      // A pty pair the tree holds (a tmux server and its panes, `script`) cannot be restored yet:
+      // refused here, not after the tree is killed. A slave alone is the shell's terminal.
+      if (kind.type === TTY.PTY && kind.master)
+        throw new DumpError(
+          `pid ${file.pid} fd ${file.fd}: the master of pty ${kind.index} (${file.link}): ptys other than the shell's terminal are not supported yet`,
+        );
+      if (kind.type !== TTY.PTY && kind.type !== TTY.CONSOLE)
+        throw new DumpError(
+          `pid ${file.pid} fd ${file.fd}: the terminal ${file.link}: only the shell's terminal (--shell-job) and /dev/console can be restored yet`,
+        );
+      if (kind.type === TTY.PTY && !opts.shellJob) {
+        throw new DumpError(
+          `pid ${file.pid} fd ${file.fd} is the terminal ${file.link}: a shell's terminal needs --shell-job (a pty whose master the tree holds is not supported yet)`,
+        );
+      }
+      const infoId = (kind.index << 1) + (kind.master ? 1 : 0);
+      if (!opts.seenInfo.has(infoId)) {
+        opts.seenInfo.add(infoId);
+        opts.infos.push(ttyInfo(file, kind, infoId, localFd, opts.session));
+      }
+      const key = files.descriptionKey(file);
+      return {
+        id: files.add(key, (id) => {
+          const fown = files.owner(file);
+          const regfId = regularFileEntry(files, file.link, file.stat, {
+            key: `${key}:path`,
+            flags: file.flags,
+            fown,
+          });
+          return {
+            id,
+            type: FD_TYPE.TTY,
+            tty: {
+              id,
+              tty_info_id: infoId,
               flags: file.flags,
               fown,
-            });
-            return {
-              id,
-              type: FD_TYPE.TTY,
-              tty: {
-                id,
-                tty_info_id: infoId,
-                flags: file.flags,
-                fown,
-                regf_id: regfId,
-              },
-            };
-          }),
-          type: FD_TYPE.TTY,
-        };
-      } finally {
-        if (local >= 0) close(local);
-      }
-    },
-  };
-}
+              regf_id: regfId,
+            },
+          };
+        }),
+        type: FD_TYPE.TTY,
+      };
+    } finally {
+      if (local >= 0) close(local);
+    }
+  },
+};
 
 function ttyInfo(
   file: OpenFile,

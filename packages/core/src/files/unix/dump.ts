@@ -235,10 +235,6 @@ function entryFor(
 
 export const unixSocketDriver: FdDumpDriver = {
   kind: 'unix socket',
-  claims(file) {
-    if (!file.link.startsWith('socket:[')) return false;
-    return unixSocketsOf(file) !== undefined;
-  },
   dump(file, files) {
     const ino = Number(file.stat.ino);
     const sk = unixSockets(files).get(ino);
@@ -253,13 +249,15 @@ export const unixSocketDriver: FdDumpDriver = {
   },
 };
 
-// claims() has no FileTable: it asks the kernel about this one socket (SO_DOMAIN on a copy would need
-// the fd; sock_diag by inode is enough and cheap).
-function unixSocketsOf(file: OpenFile): boolean | undefined {
+/**
+ * Whether a socket fd is a unix socket (files/kinds.ts): the kernel is asked about this one socket by
+ * inode (sock_diag), which needs no copy of the fd.
+ */
+export function isUnixSocket(file: OpenFile): boolean {
   const ino = Number(file.stat.ino);
   try {
-    return sockDiag({ family: 'unix', ino, show: 0 }).some((m) => m.unix?.ino === ino) || undefined;
+    return sockDiag({ family: 'unix', ino, show: 0 }).some((m) => m.unix?.ino === ino);
   } catch {
-    return undefined; // ENOENT: not a unix socket
+    return false; // ENOENT: not a unix socket
   }
 }

@@ -47,12 +47,14 @@ import {
   SYS,
 } from '@criu-ts/sys';
 import { restoreAioRings } from '../aio/restore.js';
-import { isGuard } from '../mm/vmas.js';
+import { RestoreError } from '../restore/errors.js';
+import type { NodeFiles } from '../restore/files.js';
+import type { Call, Injector } from '../restore/inject.js';
+import type { LiveTask, RestoreRun } from '../restore/live.js';
+import { ownVdsoLayout, type VdsoLayout, VMA } from '../restore/plan.js';
+import { parkingOf } from '../restore/scratch.js';
 import { type ShmemRestore, sysvAttachments } from '../shmem/restore.js';
-import { RestoreError } from './errors.js';
-import type { NodeFiles } from './files.js';
-import type { Call, Injector } from './inject.js';
-import { type VdsoLayout, VMA } from './plan.js';
+import { isGuard } from './vmas.js';
 
 const PAGE = 4096n;
 /** Bytes per MADV_POPULATE_WRITE + pread64 pair: big enough that syscalls are noise, small enough to stay cached. */
@@ -667,4 +669,38 @@ function exeOf(pid: number): Stat | undefined {
 export function dumpableCall(mm: MmEntry): Call | undefined {
   const d = mm.dumpable;
   return d === 0 || d === 1 ? [SYS.prctl, PR_SET_DUMPABLE, d, 0, 0, 0] : undefined;
+}
+
+/**
+ * Task `lt`'s memory, through its helper pidfd (files/install.ts placed it; `freeFd` is the lowest
+ * fd free meanwhile), with the counters of stats-restore.
+ */
+export function restoreTaskMemory(run: RestoreRun, lt: LiveTask, freeFd: number): void {
+  const task = lt.plan;
+  const s = run.s;
+  const tMem = performance.now();
+  const mm = restoreMm(
+    lt.main,
+    task.pid,
+    task.mm!,
+    task.pagemap!,
+    {
+      files: run.files,
+      pidfd: lt.pidfd,
+      freeFd,
+      scratch: s,
+      parking: parkingOf(s),
+      log: (m) => run.log.warn(m),
+      shmem: run.plan.shmem,
+      ...(task.parent?.mm?.vmas ? { parentVmas: task.parent.mm.vmas } : {}),
+    },
+    ownVdsoLayout(),
+  );
+  run.counts.pages += mm.pages;
+  run.counts.compared += mm.compared;
+  run.counts.sharedCow += mm.sharedCow;
+  run.counts.memMs += performance.now() - tMem;
+  run.log.debug(
+    `pid ${task.pid}: ${mm.pages} pages written, ${mm.sharedCow} of ${mm.compared} compared shared with the parent`,
+  );
 }
