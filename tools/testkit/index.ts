@@ -1,17 +1,18 @@
-// Test helpers for dump: workloads started through startTraceable (never child_process children, so
+// Test helpers shared by the packages' tests (@criu-ts/testkit): workloads started through startTraceable (never child_process children, so
 // libuv never reaps them or steals their ptrace stops), one temp dir per use, the criu-ts CLI run as a
-// separate process, crit's decoder run in one Python process per batch, and /proc read independently of
+// separate process (apps/cli/test/helpers.ts), crit's decoder run in one Python process per batch, and /proc read independently of
 // @criu-ts/bfd so that the images are checked against a second reading of the kernel's state.
 // Every wait is on a condition, bounded; cleanup() kills and reaps by pid, unmounts, removes temp dirs.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureSubreaper, killAndReap, type StartOptions, startTraceable } from '@criu-ts/compel';
-import { ImageDir, type PyJson, pyParse } from '@criu-ts/images';
-import { testResources } from '../../../tools/workloads/cleanup.mjs';
-import { buildWorkloads, type WorkloadName, workloadPath } from '../../../tools/workloads/index.mjs';
-import { readLines, waitForLine } from '../../../tools/workloads/report.mjs';
+import { type PyJson, pyParse } from '@criu-ts/images';
+import { expect } from 'vitest';
+import { testResources } from '../workloads/cleanup.mjs';
+import { buildWorkloads, type WorkloadName, workloadPath } from '../workloads/index.mjs';
+import { readLines, waitForLine } from '../workloads/report.mjs';
 
 // Every process the tests start, and every tree criu-ts restores, ends up below this process when its
 // parent dies: so cleanup can tell our processes from those of test files running in parallel.
@@ -19,9 +20,7 @@ ensureSubreaper();
 
 export { buildWorkloads, readLines, waitForLine, workloadPath };
 
-export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-/** The CLI as a user runs it from the repo root. */
-export const CRIU_TS = path.join(REPO, 'node_modules/.bin/criu-ts');
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const CRIT = '/usr/bin/crit';
 export const PYTHON = '/usr/bin/python3';
 const BATCH = path.join(REPO, 'tools/crit-compat/batch.py');
@@ -134,37 +133,6 @@ export async function startPythonCounter(prelude = ''): Promise<Workload> {
   ].join('\n');
   const pid = await startCommand([PYTHON, '-c', script, report]);
   return { pid, report, dir };
-}
-
-export interface CliRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-  /** pid of the criu-ts process (the .bin script execs node, so this is node's pid). */
-  pid: number;
-}
-
-/**
- * Run `criu-ts ARGS` and resolve when it exits. `onStart(pid)` runs right after the spawn (to signal it
- * while it works). The criu-ts process is a child_process child: only libuv reaps it.
- */
-export function runCli(args: string[], onStart?: (pid: number) => void): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(CRIU_TS, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code, signal) =>
-      resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr, pid: child.pid ?? 0 }),
-    );
-    if (onStart && child.pid) onStart(child.pid);
-  });
 }
 
 // ---- waiting ------------------------------------------------------------------------------------------
@@ -496,27 +464,30 @@ export function failLines(report: string): string[] {
   return readLines(report).filter((l) => l.startsWith('FAIL'));
 }
 
-// ---- dump and restore through the CLI ---------------------------------------------------------------------
+// ---- what a failed dump must leave as it found ------------------------------------------------------------
 
-/** `criu-ts dump` of the tree of `pid` into a new images dir; anything but a clean exit 0 throws. */
-export async function cliDump(pid: number, extra: string[] = []): Promise<string> {
-  const dir = path.join(tempDir('criu-ts-img-'), 'images');
-  const r = await runCli(['dump', '-t', String(pid), '-D', dir, ...extra]);
-  if (r.code !== 0 || r.stderr) throw new Error(`dump: exit ${r.code}: ${r.stderr}`);
-  return dir;
+/**
+ * The task as it was: untraced, asleep or running as before (not stopped), same signal masks, fds,
+ * threads and (unless `maps: false`) maps. Waits (bounded) for the tracer to be gone first.
+ */
+export async function expectAsBefore(
+  pid: number,
+  before: ProcSnapshot,
+  opts: { maps?: boolean } = {},
+): Promise<void> {
+  await waitFor(() => tracerPid(pid) === 0, `pid ${pid} untraced`);
+  const now = snapshot(pid);
+  expect(now.tracer).toBe(0);
+  expect(['S', 'R']).toContain(now.state[0]);
+  expect(now.sig).toBe(before.sig);
+  expect(now.fds).toBe(before.fds);
+  expect(now.threads).toBe(before.threads);
+  if (opts.maps !== false) expect(now.maps).toBe(before.maps);
 }
 
-/** Kill every task of the images, then `criu-ts restore -d`; the restored tasks are tracked. */
-export async function cliKillAndRestore(dir: string, extra: string[] = []): Promise<void> {
-  for (const e of ImageDir.open(dir).pstree()) killAndReap(e.pid);
-  const r = await runCli(['restore', '-D', dir, '-d', ...extra]);
-  if (r.code !== 0 || r.stderr) throw new Error(`restore: exit ${r.code}: ${r.stderr}`);
-  for (const e of ImageDir.open(dir).pstree()) track(e.pid);
-}
-
-/** cliDump, then cliKillAndRestore; the images dir. */
-export async function cliDumpKillRestore(pid: number, extra: string[] = []): Promise<string> {
-  const dir = await cliDump(pid, extra);
-  await cliKillAndRestore(dir);
-  return dir;
+/** A counter (C or python) that counts on, without a gap, its own checks passing. */
+export async function expectCountsOn(report: string, pid: number): Promise<void> {
+  await waitForMoreLines(report, 5, pid);
+  expect(failLines(report)).toEqual([]);
+  expect(isConsecutiveFromOne(counterNumbers(report))).toBe(true);
 }

@@ -4,28 +4,24 @@
 // a userfaultfd), tasks that exit during the dump, EPERM (a kernel thread; a tree holding the dumper itself), a full disk, Ctrl-C.
 import fs from 'node:fs';
 import path from 'node:path';
-import { ImageDir } from '@criu-ts/images';
 import { kill, SIGINT, SIGKILL, SIGUSR1 } from '@criu-ts/sys';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DumpError, dump } from '../src/index.js';
 import {
   buildWorkloads,
   CRIU_TS,
   cleanup,
-  counterNumbers,
+  expectAsBefore,
+  expectCountsOn,
   failLines,
-  isConsecutiveFromOne,
   mountTmpfs,
-  type ProcSnapshot,
+  oneLineFailure,
   procState,
-  procStatus,
   readLines,
   runCli,
   snapshot,
   startCommand,
   startPythonCounter,
   startWorkload,
-  tasksInSession,
   tempDir,
   tracerPid,
   track,
@@ -54,41 +50,6 @@ const UFFD_PY = 'import ctypes; uffd = ctypes.CDLL(None).syscall(323, 0)';
 afterEach(() => cleanup());
 
 const newImagesDir = () => path.join(tempDir('criu-ts-core-fail-'), 'images');
-
-/** One line on stderr, exit 1, nothing on stdout; returns the line. */
-function oneLineFailure(r: { code: number; stdout: string; stderr: string }): string {
-  expect(r.code, r.stderr).toBe(1);
-  expect(r.stdout).toBe('');
-  const lines = r.stderr.split('\n').filter(Boolean);
-  expect(lines, r.stderr).toHaveLength(1);
-  return lines[0]!;
-}
-
-/**
- * The task as it was: untraced, asleep or running as before (not stopped), same maps, signal masks,
- * fds and threads. Waits (bounded) for the tracer to be gone first.
- */
-async function expectAsBefore(
-  pid: number,
-  before: ProcSnapshot,
-  opts: { maps?: boolean } = {},
-): Promise<void> {
-  await waitFor(() => tracerPid(pid) === 0, `pid ${pid} untraced`);
-  const now = snapshot(pid);
-  expect(now.tracer).toBe(0);
-  expect(['S', 'R']).toContain(now.state[0]);
-  expect(now.sig).toBe(before.sig);
-  expect(now.fds).toBe(before.fds);
-  expect(now.threads).toBe(before.threads);
-  if (opts.maps !== false) expect(now.maps).toBe(before.maps);
-}
-
-/** A counter that counts on, without a gap, its own checks passing. */
-async function expectCountsOn(report: string, pid: number): Promise<void> {
-  await waitForMoreLines(report, 5, pid);
-  expect(failLines(report)).toEqual([]);
-  expect(isConsecutiveFromOne(counterNumbers(report))).toBe(true);
-}
 
 describe('a dump that fails harms nothing', () => {
   it('an unlinked file over the ghost limit on fd 1 of a counter: exit 1 naming pid, fd and path; the counter counts on', async () => {
@@ -134,60 +95,6 @@ describe('a dump that fails harms nothing', () => {
       await expectCountsOn(py.report, py.pid);
     },
   );
-
-  it('a shell whose children exit right away, dumped 12 times: each dump succeeds or fails cleanly', async () => {
-    const dir = tempDir('criu-ts-core-churn-');
-    const out = path.join(dir, 'out');
-    // Every loop forks two children that exit at once: a subshell and an exec of true.
-    const sh = await startCommand([
-      '/bin/sh',
-      '-c',
-      'exec 3>>"$0"; n=0; while :; do ( : ); /bin/true; n=$((n+1)); echo $n >&3; done',
-      out,
-    ]);
-    await waitForLine(out, /^20$/, { pid: sh });
-    const outcomes: string[] = [];
-    for (let i = 0; i < 12; i++) {
-      const images = path.join(dir, `images-${i}`);
-      try {
-        const res = await dump({ pid: sh, imagesDir: images, leaveRunning: true });
-        // A complete set of images: every task of pstree has its core image.
-        const img = ImageDir.open(images);
-        for (const t of img.pstree()) expect(img.has('core-%u', t.pid), `core-${t.pid}`).toBe(true);
-        expect(img.pstree()[0]!.pid).toBe(sh);
-        outcomes.push(`ok ${res.tasks}`);
-      } catch (e) {
-        // Only a clean failure, naming a pid, is acceptable.
-        expect(e, String(e)).toBeInstanceOf(Error);
-        expect((e as Error).message).toMatch(/\d+/);
-        outcomes.push(`failed: ${(e as Error).message}`);
-      }
-      // Nothing left traced or stopped in the session; the loop goes on.
-      await waitFor(
-        () =>
-          tasksInSession(sh).every((p) => {
-            const st = procStatus(p);
-            return st.TracerPid === '0' && !/^[tT]/.test(st.State ?? '');
-          }),
-        () => `every task of session ${sh} untraced and not stopped`,
-      ).catch(() => undefined);
-      for (const p of tasksInSession(sh)) {
-        const st = (() => {
-          try {
-            return procStatus(p);
-          } catch {
-            return undefined; // exited meanwhile
-          }
-        })();
-        if (st) expect(`${p} ${st.State} tracer ${st.TracerPid}`).toMatch(/^\d+ [^tT].* tracer 0$/);
-      }
-      await waitForMoreLines(out, 5, sh);
-    }
-    // At least some dumps must succeed, or this test proves nothing about consistency.
-    expect(outcomes.filter((o) => o.startsWith('ok')).length, outcomes.join('\n')).toBeGreaterThan(0);
-    const ns = readLines(out).map(Number);
-    expect(ns.every((v, i) => v === i + 1)).toBe(true);
-  });
 
   it('a task killed while the dump holds the tree: exit 1 naming it; the others run on', async () => {
     // sh -> {memhog (dumped first: lower pid, 256 MiB to copy), sleep (killed meanwhile)}
@@ -368,18 +275,5 @@ describe('pids that are not the root of a process tree', () => {
     expect(procState(zpid)).toBe('Z');
     expect(line).toContain(String(zpid));
     expect(line).toMatch(/zombie/i);
-  });
-});
-
-describe('DumpError from the API', () => {
-  it('is a DumpError naming the pid and fd, and the task is released', async () => {
-    const py = await startPythonCounter(UFFD_PY);
-    await waitForLine(py.report, /^3$/, { pid: py.pid });
-    const before = snapshot(py.pid);
-    const err = await dump({ pid: py.pid, imagesDir: newImagesDir() }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(DumpError);
-    expect((err as Error).message).toMatch(new RegExp(`pid ${py.pid} fd 3\\b`));
-    await expectAsBefore(py.pid, before);
-    await expectCountsOn(py.report, py.pid);
   });
 });
