@@ -156,8 +156,15 @@ describe('criu-ts restore: pids held by dying tasks', () => {
   it('waits for the dumped task to be reaped, then restores', async () => {
     const w = await dumpCounter({ reap: false });
     expect(procState(w.pid)).toBe('Z');
-    const run = runCli(['restore', '-D', w.dir, '-d']);
-    await new Promise((r) => setTimeout(r, 700));
+    // The restore logs "restoring N tasks" (a JSON log is written at once) just before it waits for the
+    // pids to be free: then it has found ours held by the zombie, which only we can reap.
+    const log = path.join(tempDir('criu-ts-restore-log-'), 'restore.log');
+    const run = runCli(['restore', '-D', w.dir, '-d', '-v4', '--log-format', 'json', '-o', log]);
+    await waitFor(
+      () => fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes(`"restoring 1 tasks of ${w.dir}"`),
+      () => `"restoring 1 tasks" in ${log}`,
+    );
+    expect(procState(w.pid)).toBe('Z');
     killAndReap(w.pid); // we are its parent: reaping it frees the pid
     const r = await run;
     expect(r.stderr).toBe('');

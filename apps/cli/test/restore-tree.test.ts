@@ -71,12 +71,23 @@ describe('criu-ts restore: threads', () => {
     await waitForLine(w.report, /^TICK [1-9]/, { pid: w.pid });
     await waitFor(() => taskCount(w.pid) >= 9, 'eight workers');
     // The main thread and the 8 workers live long; the child threads they create and join live for
-    // microseconds: the tids seen in two samples a while apart are the long-lived ones.
-    const sample = () => new Set(fs.readdirSync(`/proc/${w.pid}/task`).map(Number));
-    const first = sample();
-    await new Promise((r) => setTimeout(r, 100));
-    const workers = [...sample()].filter((t) => first.has(t));
-    expect(workers).toHaveLength(9);
+    // microseconds, make no blocking call and exit. A worker waits in pthread_join thousands of times a
+    // second (a voluntary context switch each): the long-lived tids are the main one and those with
+    // many voluntary switches, which no child thread can have.
+    const voluntary = (tid: number) => {
+      try {
+        const st = fs.readFileSync(`/proc/${w.pid}/task/${tid}/status`, 'utf8');
+        return Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0);
+      } catch {
+        return 0; // a child thread gone meanwhile
+      }
+    };
+    let workers: number[] = [];
+    await waitFor(() => {
+      const tids = fs.readdirSync(`/proc/${w.pid}/task`).map(Number);
+      workers = [w.pid, ...tids.filter((t) => t !== w.pid && voluntary(t) >= 50)];
+      return workers.length === 9;
+    }, 'the main thread and 8 workers, each with 50 voluntary switches');
     const dir = await dumpAndKill(w.pid);
     const ticks = readLines(w.report).length;
     const atDump = lastTick(w.report);
