@@ -94,14 +94,35 @@ export async function startInShellSession(
 // Closes every fd above 2 (a vitest worker leaks some, e.g. a pipe) and execs the command.
 const CLEAN_EXEC = 'import os, sys; os.closerange(3, 65536); os.execv(sys.argv[1], sys.argv[1:])';
 
+/** Start `argv` in its own session with only fds 0-2 (see startCommand), without waiting. Tracked. */
+export function spawnClean(argv: string[], opts: StartOptions = {}): number {
+  const pid = startTraceable([PYTHON, '-c', CLEAN_EXEC, ...argv], { setsid: true, ...opts });
+  track(pid);
+  return pid;
+}
+
+/** Every pid of the tree of `root` (root first), read from /proc's children lists. */
+export function treeOf(root: number): number[] {
+  const out = [root];
+  for (let i = 0; i < out.length; i++) {
+    let kids = '';
+    try {
+      kids = fs.readFileSync(`/proc/${out[i]}/task/${out[i]}/children`, 'utf8').trim();
+    } catch {
+      // gone
+    }
+    if (kids) out.push(...kids.split(' ').map(Number));
+  }
+  return out;
+}
+
 /**
  * Start any command in its own session, as our re-parented child, with only fds 0-2 (the C workloads
  * close inherited fds themselves; others get them closed by a python3 trampoline). Resolves once the
  * command runs (its cmdline is argv). Tracked for cleanup.
  */
 export async function startCommand(argv: string[], opts: StartOptions = {}): Promise<number> {
-  const pid = startTraceable([PYTHON, '-c', CLEAN_EXEC, ...argv], { setsid: true, ...opts });
-  track(pid);
+  const pid = spawnClean(argv, opts);
   const want = `${argv.join('\0')}\0`;
   await waitFor(() => {
     try {

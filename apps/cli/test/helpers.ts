@@ -2,10 +2,13 @@
 // separate process (the bundle turbo builds before this package's tests) and the dump / restore steps
 // the tests share.
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { killAndReap } from '@criu-ts/compel';
 import { ImageDir } from '@criu-ts/images';
+import { close, pidfdGetfd, pidfdOpen } from '@criu-ts/sys';
 import { procState, REPO, tempDir, track } from '@criu-ts/testkit';
+import { isDescendantOf } from '../../../tools/workloads/index.mjs';
 
 export * from '@criu-ts/testkit';
 
@@ -108,4 +111,36 @@ export async function restoreDetached(dir: string, extra: string[] = []): Promis
   const r = await runCli(['restore', '-D', dir, '-d', ...extra]);
   if (r.code !== 0 || r.stderr) throw new Error(`restore: exit ${r.code}: ${r.stderr}`);
   for (const e of ImageDir.open(dir).pstree()) track(e.pid);
+}
+
+/**
+ * Pids of processes below this one that run the restore stub (none may be left behind). Only ours:
+ * other test files running in parallel restore too, and their stubs are theirs.
+ */
+export function restoreStubs(): number[] {
+  const out: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || !isDescendantOf(Number(name))) continue;
+    try {
+      if (fs.readFileSync(`/proc/${name}/comm`, 'utf8').startsWith('criu-ts-restor')) out.push(Number(name));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+/** Run `fn` on our own duplicate of fd `fd` of task `pid` (pidfd_getfd: the same open file). */
+export function withTheirFd<T>(pid: number, fd: number, fn: (mine: number) => T): T {
+  const pidfd = pidfdOpen(pid);
+  try {
+    const mine = pidfdGetfd(pidfd, fd);
+    try {
+      return fn(mine);
+    } finally {
+      close(mine);
+    }
+  } finally {
+    close(pidfd);
+  }
 }

@@ -25,6 +25,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildWorkloads,
   cleanup,
+  cliDump,
   counterNumbers,
   failLines,
   isConsecutiveFromOne,
@@ -33,6 +34,7 @@ import {
   procSyscall,
   readLines,
   readMaps,
+  restoreDetached,
   runCli,
   startCommand,
   startWorkload,
@@ -58,21 +60,6 @@ const TASK_ZOMBIE = 6;
 const AUXV_MAX_WORDS = 44;
 /** VmaEntry status bits (CRIU's vma.h), as mm.img has them. */
 const VMA = { AREA_REGULAR: 1 << 0, AREA_VDSO: 1 << 3, ANON_PRIVATE: 1 << 9, AREA_VVAR: 1 << 12 } as const;
-
-/** criu-ts dump of `pid` into a fresh dir (`-R` in extra: it goes on). */
-async function dumpTo(pid: number, extra: string[] = []): Promise<string> {
-  const dir = path.join(tempDir('criu-ts-facts-'), 'images');
-  const r = await runCli(['dump', '-t', String(pid), '-D', dir, ...extra]);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
-  return dir;
-}
-
-async function restoreDetached(dir: string): Promise<void> {
-  const r = await runCli(['restore', '-D', dir, '-d']);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
-}
 
 /** Kill the dumped tree's leftovers (a -R dump leaves it running) and wait for the pids to be free. */
 function gone(...pids: number[]): void {
@@ -122,7 +109,7 @@ async function blockedIn(pid: number, nr: bigint): Promise<void> {
 async function expectResumesInSyscall(pid: number, nr: bigint): Promise<string> {
   await blockedIn(pid, nr);
   const pc = syscallPc(pid);
-  const dir = await dumpTo(pid, ['-R']);
+  const dir = await cliDump(pid, ['-R']);
   const r = gpregs(dir, pid);
   expect({ orig_ax: r.orig_ax, ax: r.ax, ip: r.ip }).toEqual({ orig_ax: nr, ax: nr, ip: pc - 2n });
   expect(memAt(pid, r.ip, 2)).toEqual(SYSCALL_INSN);
@@ -182,10 +169,10 @@ describe('registers of a task blocked in a syscall resume as they are (as CRIU s
     await waitForLine(w.report, /^READY /, { pid: w.pid });
     await blockedIn(w.pid, NR.clockNanosleep);
     // A stop and a resume leave the sleep in restart_syscall (the kernel's restart block).
-    await dumpTo(w.pid, ['-R']);
+    await cliDump(w.pid, ['-R']);
     await blockedIn(w.pid, NR.restartSyscall);
     const pc = syscallPc(w.pid);
-    const dir = await dumpTo(w.pid, ['-R']);
+    const dir = await cliDump(w.pid, ['-R']);
     const r = gpregs(dir, w.pid);
     expect({ orig_ax: r.orig_ax, ax: r.ax, ip: r.ip }).toEqual({
       orig_ax: NR.restartSyscall,
@@ -215,7 +202,7 @@ describe('registers of a task blocked in a syscall resume as they are (as CRIU s
     const w = startWorkload('waiter', ['futex-timed', '1500']);
     await waitForLine(w.report, /^WAITING futex-timed$/, { pid: w.pid });
     await blockedIn(w.pid, NR.futex);
-    const dir = await dumpTo(w.pid);
+    const dir = await cliDump(w.pid);
     gone(w.pid);
     const r = gpregs(dir, w.pid);
     expect([r.orig_ax, r.ax]).toEqual([NR.futex, NR.futex]);
@@ -234,7 +221,7 @@ describe('registers of other images are loaded as they are', () => {
     const w = startWorkload('pipe_reader', [fifo]);
     await waitForLine(w.report, /^READY /, { pid: w.pid });
     await blockedIn(w.pid, NR.read);
-    const dir = await dumpTo(w.pid);
+    const dir = await cliDump(w.pid);
     gone(w.pid);
     editCore(dir, w.pid, (c) => {
       const g = c.thread_info!.gpregs;
@@ -251,7 +238,7 @@ describe('registers of other images are loaded as they are', () => {
     const w = startWorkload('sleeper', ['2500']);
     await waitForLine(w.report, /^READY /, { pid: w.pid });
     await blockedIn(w.pid, NR.clockNanosleep);
-    const dir = await dumpTo(w.pid);
+    const dir = await cliDump(w.pid);
     gone(w.pid);
     editCore(dir, w.pid, (c) => {
       const g = c.thread_info!.gpregs;
@@ -271,7 +258,7 @@ describe('mm, inventory and vDSO as CRIU reads and writes them', () => {
     await waitForLine(w.report, /^10$/, { pid: w.pid });
     const auxv = fs.readFileSync(`/proc/${w.pid}/auxv`);
     const words = Array.from({ length: auxv.length / 8 }, (_, i) => auxv.readBigUInt64LE(i * 8));
-    const dir = await dumpTo(w.pid);
+    const dir = await cliDump(w.pid);
     gone(w.pid);
     const saved = ImageDir.open(dir).mm(w.pid).mm_saved_auxv ?? [];
     const end = words.findIndex((v, i) => i % 2 === 0 && v === 0n);
@@ -298,7 +285,7 @@ describe('mm, inventory and vDSO as CRIU reads and writes them', () => {
     // the workload runs in the test's namespaces, which are criu-ts's
     for (const k of ['pid', 'net', 'mnt', 'ipc', 'uts', 'user'])
       expect(fs.readlinkSync(`/proc/self/ns/${k}`)).toBe(fs.readlinkSync(`/proc/${w.pid}/ns/${k}`));
-    const dir = await dumpTo(w.pid);
+    const dir = await cliDump(w.pid);
     gone(w.pid);
     const img = ImageDir.open(dir);
     const inv: InventoryEntry = img.inventory();
@@ -331,7 +318,7 @@ describe('mm, inventory and vDSO as CRIU reads and writes them', () => {
     expect(ours.end - ours.start).toBe(vdso.end - vdso.start);
     const code = memAt(process.pid, ours.start, Number(ours.end - ours.start));
     expect(code.subarray(0, 4).toString('latin1')).toBe('\x7fELF');
-    const dir = await dumpTo(w.pid);
+    const dir = await cliDump(w.pid);
     gone(w.pid);
     const img = ImageDir.open(dir);
     const vmas = img.mm(w.pid).vmas ?? [];
@@ -362,7 +349,7 @@ describe('mm, inventory and vDSO as CRIU reads and writes them', () => {
   it('busy reads the clock through the vDSO after restore, from images that hold all of it', async () => {
     const w = startWorkload('busy');
     await waitForLine(w.report, /^TICK 2$/, { pid: w.pid });
-    const dir = await dumpTo(w.pid);
+    const dir = await cliDump(w.pid);
     gone(w.pid);
     await restoreDetached(dir);
     const n = readLines(w.report).length;
@@ -375,7 +362,7 @@ describe('pagemap flags', () => {
   it('PE_LAZY|PE_PRESENT (CRIU 4.2 on every private anonymous run) is present data; PE_LAZY alone is refused before any task exists', async () => {
     const w = startWorkload('counter', ['5']);
     await waitForLine(w.report, /^10$/, { pid: w.pid });
-    const dir = await dumpTo(w.pid);
+    const dir = await cliDump(w.pid);
     gone(w.pid);
     const img = ImageDir.open(dir);
     const entries = img.read('pagemap-%lu', w.pid).map((e) => e.message);
@@ -407,7 +394,7 @@ describe('timers and zombies', () => {
     const w = startWorkload('waiter', ['itimer', '50']);
     await waitForLine(w.report, /^WAITING itimer$/, { pid: w.pid });
     await blockedIn(w.pid, NR.pause);
-    const dir = await dumpTo(w.pid);
+    const dir = await cliDump(w.pid);
     gone(w.pid);
     const tc = ImageDir.open(dir).core(w.pid).tc!;
     expect(tc.timers!.real).toEqual({ isec: 0n, iusec: 50_000n, vsec: 0n, vusec: 0n });
@@ -428,7 +415,7 @@ describe('timers and zombies', () => {
     const w = startWorkload('zombie');
     const child = Number((await waitForLine(w.report, /^ZOMBIE /, { pid: w.pid })).split(' ')[1]);
     await waitFor(() => procState(w.pid) === 'S', 'zombie parent asleep');
-    const dir = await dumpTo(w.pid);
+    const dir = await cliDump(w.pid);
     gone(w.pid, child);
     const img = ImageDir.open(dir);
     expect(img.core(child).tc!.task_state).toBe(TASK_DEAD);
@@ -457,7 +444,7 @@ describe('timers and zombies', () => {
     const w = startWorkload('zombie');
     const child = Number((await waitForLine(w.report, /^ZOMBIE /, { pid: w.pid })).split(' ')[1]);
     await waitFor(() => procState(w.pid) === 'S', 'zombie parent asleep');
-    const dir = await dumpTo(w.pid);
+    const dir = await cliDump(w.pid);
     gone(w.pid, child);
     editCore(dir, child, (c) => {
       c.tc!.exit_code = 9;
@@ -506,7 +493,7 @@ describe('unix socket names', () => {
     await waitFor(() => readLines(path.join(d, 'report')).includes('READY'), 'the unix server');
     const sockPath = path.join(d, 's.sock');
     const abstract = `\0criu-ts-facts-${pid}`;
-    const dir = await dumpTo(pid);
+    const dir = await cliDump(pid);
     gone(pid);
     expect(fs.lstatSync(sockPath).isSocket()).toBe(true); // left behind by the killed server
     const names = () =>
@@ -520,7 +507,7 @@ describe('unix socket names', () => {
     expect(askUnix(abstract)).toBe('hi abstract');
 
     // Images written before the NUL was kept (or by hand) restore as well.
-    const again = await dumpTo(pid);
+    const again = await cliDump(pid);
     gone(pid);
     const img = ImageDir.open(again);
     const files = img.messages<FileEntry>('files');

@@ -14,6 +14,7 @@ import {
   cleanup,
   cliDump,
   critDecodeAll,
+  dumpAndKill,
   entries,
   failLines,
   haveCrit,
@@ -23,6 +24,7 @@ import {
   PYTHON,
   procState,
   readLines,
+  restoreDetached,
   runCli,
   startCommand,
   startWorkload,
@@ -131,22 +133,6 @@ function writeFd(pid: number, fd: number, data: Buffer): void {
 }
 
 // ---- dump and restore ------------------------------------------------------------------------------------
-
-async function dumpAndKill(pid: number, pids: number[] = [pid]): Promise<string> {
-  const dir = path.join(tempDir('criu-ts-eventfds-'), 'images');
-  const r = await runCli(['dump', '-t', String(pid), '-D', dir]);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
-  for (const p of pids) killAndReap(p);
-  for (const p of pids) expect(procState(p)).toBe('gone');
-  return dir;
-}
-
-async function restoreDetached(dir: string): Promise<void> {
-  const r = await runCli(['restore', '-D', dir, '-d']);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
-}
 
 /** The files.img entry behind fd `fd` of task `pid` in an image directory. */
 function entryOf(dir: string, pid: number, fd: number): FileEntry {
@@ -324,7 +310,7 @@ describe('criu-ts dump/restore: eventfd, epoll, signalfd, timerfd', () => {
     const targets = epollTargets(w.pid, FD.epoll);
     expect(targets).toHaveLength(5);
     expect(fs.existsSync(`/proc/${w.pid}/fd/16`)).toBe(false);
-    const dir = await dumpAndKill(w.pid, [w.pid, child]);
+    const dir = await dumpAndKill(w.pid, { kill: [w.pid, child] });
     await restoreDetached(dir);
     track(child);
     // One epoll description in both tasks, with every target (fd 16 only in the child).

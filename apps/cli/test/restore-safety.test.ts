@@ -8,7 +8,6 @@ import path from 'node:path';
 import { killAndReap } from '@criu-ts/compel';
 import { type CoreEntry, ImageDir, type MmEntry } from '@criu-ts/images';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { isDescendantOf } from '../../../tools/workloads/index.mjs';
 import {
   buildWorkloads,
   cleanup,
@@ -16,6 +15,7 @@ import {
   isConsecutiveFromOne,
   procState,
   readLines,
+  restoreStubs,
   runCli,
   startWorkload,
   tempDir,
@@ -38,23 +38,6 @@ async function dumpCounter(opts: { reap?: boolean; leaveRunning?: boolean } = {}
   expect(r.code).toBe(0);
   if (opts.reap !== false && !opts.leaveRunning) killAndReap(w.pid);
   return { ...w, dir };
-}
-
-/**
- * Pids of processes below this one that run the restore stub (none may be left behind). Only ours:
- * other test files running in parallel restore too, and their stubs are theirs.
- */
-function stubs(): number[] {
-  const out: number[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name) || !isDescendantOf(Number(name))) continue;
-    try {
-      if (fs.readFileSync(`/proc/${name}/comm`, 'utf8').startsWith('criu-ts-restor')) out.push(Number(name));
-    } catch {
-      // gone
-    }
-  }
-  return out;
 }
 
 /** name -> sha256 of every file of the images dir. */
@@ -85,7 +68,7 @@ async function expectFailure(dir: string, re: RegExp, pids: number[]): Promise<s
       () => `pid ${p} gone (${procState(p)})`,
       5000,
     );
-  expect(stubs()).toEqual([]);
+  expect(restoreStubs()).toEqual([]);
   expect(digest(dir)).toEqual(before);
   if (process.env.SHOW_ERRORS) console.log(lines[0]);
   return lines[0] as string;

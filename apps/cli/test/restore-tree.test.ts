@@ -9,10 +9,12 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildWorkloads,
   cleanup,
+  dumpAndKill,
   failLines,
   procStat,
   procState,
   readLines,
+  restoreDetached,
   runCli,
   startWorkload,
   tempDir,
@@ -25,22 +27,6 @@ beforeAll(async () => {
   await buildWorkloads();
 });
 afterEach(() => cleanup());
-
-async function dumpAndKill(pid: number, pids: number[] = [pid]): Promise<string> {
-  const dir = path.join(tempDir('criu-ts-restore-'), 'images');
-  const r = await runCli(['dump', '-t', String(pid), '-D', dir]);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
-  for (const p of pids) killAndReap(p);
-  for (const p of pids) expect(procState(p)).toBe('gone');
-  return dir;
-}
-
-async function restoreDetached(dir: string): Promise<void> {
-  const r = await runCli(['restore', '-D', dir, '-d']);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
-}
 
 /** pid, ppid, pgid, sid and state of a task, from /proc. */
 function ids(pid: number): string {
@@ -131,7 +117,7 @@ describe('criu-ts restore: trees', () => {
     // TREE comes just before the root's own pause(): wait until all five sleep, or the states differ.
     await waitFor(() => pids.every((p) => procState(p) === 'S'), 'all five asleep');
     const before = pids.map(ids);
-    const dir = await dumpAndKill(w.pid, pids);
+    const dir = await dumpAndKill(w.pid, { kill: pids });
     await restoreDetached(dir);
     await waitFor(() => pids.every((p) => procState(p) === 'S'), 'all five asleep again');
     expect(pids.map(ids)).toEqual(before);
@@ -144,7 +130,7 @@ describe('criu-ts restore: trees', () => {
     track(z);
     await waitFor(() => procState(w.pid) === 'S', 'parent in pause()');
     const before = [ids(w.pid), ids(z)];
-    const dir = await dumpAndKill(w.pid, [w.pid, z]);
+    const dir = await dumpAndKill(w.pid, { kill: [w.pid, z] });
     await restoreDetached(dir);
     expect([ids(w.pid), ids(z)]).toEqual(before);
     expect(procState(z)).toBe('Z');
@@ -167,7 +153,7 @@ describe('criu-ts restore: trees', () => {
     expect(group).not.toBe(Number(procStat(w.pid).f(5)));
     expect(fs.existsSync(`/proc/${group}`)).toBe(false);
     const before = [w.pid, ...zs].map(ids);
-    const dir = await dumpAndKill(w.pid, [w.pid, ...zs]);
+    const dir = await dumpAndKill(w.pid, { kill: [w.pid, ...zs] });
     await restoreDetached(dir);
     // Same pids, parent, group (the leaderless one too, and its helper is gone again), state Z.
     expect([w.pid, ...zs].map(ids)).toEqual(before);
