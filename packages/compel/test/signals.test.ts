@@ -21,6 +21,8 @@ beforeAll(async () => {
 });
 afterEach(() => cleanup());
 
+const PYTHON = '/usr/bin/python3';
+
 async function memhog() {
   const w = startWorkload('memhog', ['16']);
   const sum = await waitForLine(w.report, /^SUM /, { pid: w.pid });
@@ -94,24 +96,52 @@ describe('signals during injection', () => {
     expect(failLines(w.report)).toEqual([]);
   });
 
-  it('a signal from another process during a batch of sleeps: the sleeps restart, the signal arrives later', async () => {
+  it('a signal from another process while the batch sleeps: the sleep restarts, whole; the signal arrives later', async () => {
     const w = await memhog();
     const tree = seizeTree(w.pid);
     const p = Parasite.infect(tree, w.pid);
     const ts = Buffer.alloc(16);
-    ts.writeBigInt64LE(10_000_000n, 8); // 10 ms
+    ts.writeBigInt64LE(1n, 0); // 1 s
     const tsAddr = p.writeScratch(0, ts);
-    // /bin/kill runs concurrently with the batch (about 300 ms of nanosleep in the task).
-    const killer = spawn('/bin/kill', ['-USR1', String(w.pid)], { stdio: 'ignore' });
-    const exited = new Promise((resolve) => killer.on('exit', resolve));
-    const r = p.runBatch([
-      ...Array.from({ length: 30 }, () => [SYS.nanosleep, tsAddr, 0] as const),
-      [SYS.getpid],
-    ]);
+    // The killer sends SIGUSR1 only once it sees the task inside the batch's nanosleep (memhog itself
+    // sits in pause()), and says when (CLOCK_MONOTONIC, as process.hrtime): so the signal interrupts
+    // that very sleep, whatever the scheduling.
+    const killer = spawn(
+      PYTHON,
+      [
+        '-c',
+        `import os, signal, sys, time
+pid = int(sys.argv[1])
+print('READY', flush=True)
+deadline = time.monotonic() + 30
+while open('/proc/%d/syscall' % pid).read().split(' ')[0] != '${SYS.nanosleep}':
+    if time.monotonic() > deadline: sys.exit(2)
+    time.sleep(0.0005)
+t = time.monotonic_ns()
+os.kill(pid, signal.SIGUSR1)
+print('SENT', t, flush=True)`,
+        String(w.pid),
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let out = '';
+    killer.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+    });
+    const exited = new Promise<number | null>((resolve) => killer.on('exit', resolve));
+    await waitFor(() => out.startsWith('READY\n'), 'the killer to start');
+    const start = process.hrtime.bigint();
+    const r = p.runBatch([[SYS.nanosleep, tsAddr, 0], [SYS.getpid]]);
+    const end = process.hrtime.bigint();
+    expect(await exited).toBe(0);
+    const sent = BigInt(/^SENT (\d+)$/m.exec(out)?.[1] ?? '0');
+    // The signal came while the batch ran, and the task took it (suppressed, for release).
+    expect(sent > start && sent < end, `sent ${sent} in ${start}..${end}`).toBe(true);
+    expect(p.suppressedSignals.map((s) => [s.signo, s.pid])).toEqual([[SIGUSR1, killer.pid]]);
+    // The sleep was not cut short: nanosleep returned 0 (not -EINTR) after its whole second.
     expect(r.ok).toBe(true);
-    expect(r.results.slice(0, 30).every((x) => x === 0n)).toBe(true);
-    expect(r.results[30]).toBe(BigInt(w.pid));
-    await exited; // the signal was sent (during the batch, or while the task sat stopped afterwards)
+    expect(r.results).toEqual([0n, BigInt(w.pid)]);
+    expect(end - start).toBeGreaterThanOrEqual(1_000_000_000n);
     p.cure();
     tree.release();
     await waitFor(() => readLines(w.report).filter((l) => l.startsWith('SUM')).length === 2, 'second SUM');

@@ -11,10 +11,12 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildWorkloads,
   cleanup,
+  cliDump,
   failLines,
   PYTHON,
   procState,
   readLines,
+  restoreDetached,
   runCli,
   startCommand,
   startWorkload,
@@ -36,18 +38,12 @@ describe('criu-ts dump/restore: a shared fd table (CLONE_FILES)', () => {
     track(child);
     track(grand);
     expect(kcmp(w.pid, child, KCMP_FILES)).toBe(0);
-    const dir = path.join(tempDir('criu-ts-fdt-'), 'images');
-    const r = await runCli(['dump', '-t', String(w.pid), '-D', dir]);
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
+    const dir = await cliDump(w.pid);
     const img = ImageDir.open(dir);
     expect(img.ids(child).files_id).toBe(img.ids(w.pid).files_id);
     expect(img.ids(grand).files_id).not.toBe(img.ids(w.pid).files_id);
     for (const p of [grand, child, w.pid]) killAndReap(p);
-    const rr = await runCli(['restore', '-D', dir, '-d']);
-    expect(rr.stderr).toBe('');
-    expect(rr.code).toBe(0);
-    for (const p of [w.pid, child, grand]) track(p);
+    await restoreDetached(dir);
     expect(kcmp(w.pid, child, KCMP_FILES)).toBe(0);
     expect(kcmp(w.pid, grand, KCMP_FILES)).not.toBe(0);
     expect(fs.readdirSync(`/proc/${child}/fd`).sort()).toEqual(fs.readdirSync(`/proc/${w.pid}/fd`).sort());

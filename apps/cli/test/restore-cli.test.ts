@@ -3,7 +3,6 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { killAndReap } from '@criu-ts/compel';
 import { ioctl, O_CLOEXEC, O_NOCTTY, O_RDWR, open } from '@criu-ts/sys';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -11,6 +10,7 @@ import {
   CRIU_TS,
   cleanup,
   counterNumbers,
+  dumpAndKill,
   isConsecutiveFromOne,
   onCleanup,
   PYTHON,
@@ -29,15 +29,6 @@ beforeAll(async () => {
   await buildWorkloads();
 });
 afterEach(() => cleanup());
-
-async function dumpAndKill(pid: number, extra: string[] = []): Promise<string> {
-  const dir = path.join(tempDir('criu-ts-restore-'), 'images');
-  const r = await runCli(['dump', '-t', String(pid), '-D', dir, ...extra]);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
-  killAndReap(pid);
-  return dir;
-}
 
 describe('criu-ts restore: options', () => {
   it('without -d: waits for the root task and exits with its status', async () => {
@@ -157,7 +148,7 @@ describe('criu-ts restore: options', () => {
   it('--shell-job: a task of our session comes back in criu-ts session and group', async () => {
     const w = startWorkload('counter', ['5'], { setsid: false });
     await waitForLine(w.report, /^5$/, { pid: w.pid });
-    const dir = await dumpAndKill(w.pid, ['--shell-job']);
+    const dir = await dumpAndKill(w.pid, { extra: ['--shell-job'] });
     const refused = await runCli(['restore', '-D', dir, '-d']);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/--shell-job/);
@@ -178,7 +169,7 @@ describe('criu-ts restore: options', () => {
     const w = startWorkload('counter', ['5'], { setsid: false, stdin: slave, stdout: slave, stderr: slave });
     await waitForLine(w.report, /^5$/, { pid: w.pid });
     expect(fs.readlinkSync(`/proc/${w.pid}/fd/0`)).toBe(slave);
-    const dir = await dumpAndKill(w.pid, ['--shell-job']);
+    const dir = await dumpAndKill(w.pid, { extra: ['--shell-job'] });
     // Without a terminal of its own, criu-ts has none to give.
     const none = await runCli(['restore', '-D', dir, '-d', '--shell-job']);
     expect(none.code).toBe(1);

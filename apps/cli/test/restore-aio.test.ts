@@ -4,9 +4,9 @@
 // outside (/proc/PID/maps, the ring read through /proc/PID/mem, mm-PID.img) and by the aio workload's
 // own report after restore.
 import fs from 'node:fs';
+import { featureNamed } from '@criu-ts/core';
 import { ImageDir } from '@criu-ts/images';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { featureNamed } from '../src/check/features.js';
 import {
   buildWorkloads,
   cleanup,

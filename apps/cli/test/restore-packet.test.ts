@@ -26,8 +26,6 @@ import {
   PACKET_SHOW_INFO,
   PACKET_SHOW_MCLIST,
   PACKET_SHOW_RING_CFG,
-  pidfdGetfd,
-  pidfdOpen,
   SO_PRIORITY,
   SOCK_CLOEXEC,
   SOCK_DGRAM,
@@ -58,6 +56,7 @@ import {
   waitFor,
   waitForLine,
   waitForMoreLines,
+  withTheirFd,
 } from './helpers.js';
 
 afterEach(() => cleanup());
@@ -69,21 +68,6 @@ const htons = (v: number) => ((v & 0xff) << 8) | (v >> 8);
 const fanoutId = (n: number) => 1000 + ((process.pid * 7 + n) % 60000);
 
 // ---- the kernel's view, read from outside ----------------------------------------------------------------
-
-/** Run `fn` on our own duplicate of fd `fd` of task `pid` (pidfd_getfd: the same socket). */
-function withTheirFd<T>(pid: number, fd: number, fn: (mine: number) => T): T {
-  const pidfd = pidfdOpen(pid);
-  try {
-    const mine = pidfdGetfd(pidfd, fd);
-    try {
-      return fn(mine);
-    } finally {
-      close(mine);
-    }
-  } finally {
-    close(pidfd);
-  }
-}
 
 const inode = (pid: number, fd: number) => Number(fs.statSync(`/proc/${pid}/fd/${fd}`).ino);
 

@@ -4,7 +4,6 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startTraceable } from '@criu-ts/compel';
 import { ImageDir } from '@criu-ts/images';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -19,8 +18,10 @@ import {
   PYTHON,
   procState,
   readLines,
+  spawnClean,
   tempDir,
   track,
+  treeOf,
   waitFor,
   waitForLine,
 } from './helpers.js';
@@ -29,28 +30,6 @@ beforeAll(async () => {
   await buildWorkloads();
 });
 afterEach(() => cleanup());
-
-const CLEAN_EXEC = 'import os, sys; os.closerange(3, 65536); os.execv(sys.argv[1], sys.argv[1:])';
-
-function start(argv: string[], out: string): number {
-  const pid = startTraceable([PYTHON, '-c', CLEAN_EXEC, ...argv], { setsid: true, stdout: out, stderr: out });
-  track(pid);
-  return pid;
-}
-
-/** Every pid of the tree of `root`. */
-function treeOf(root: number): number[] {
-  const out = [root];
-  for (let i = 0; i < out.length; i++) {
-    try {
-      const kids = fs.readFileSync(`/proc/${out[i]}/task/${out[i]}/children`, 'utf8').trim();
-      if (kids) out.push(...kids.split(' ').map(Number));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
 
 // producer | filter | consumer: bash counts, tr turns digits into letters, awk turns them back and
 // checks that every number is the previous one plus one, reporting every 20000th.
@@ -111,7 +90,7 @@ async function startOwed(): Promise<{ parent: number; child: number; report: str
   const report = path.join(d, 'report');
   const fifo = path.join(d, 'fifo');
   execFileSync('mkfifo', [fifo]);
-  const parent = start([PYTHON, '-c', OWED, report, fifo], '/dev/null');
+  const parent = spawnClean([PYTHON, '-c', OWED, report, fifo], { stdout: '/dev/null', stderr: '/dev/null' });
   const child = Number((await waitForLine(report, /^CHILD READY /, { pid: parent })).split(' ')[2]);
   track(child);
   await waitForLine(report, /^PARENT READY$/, { pid: parent });
@@ -134,7 +113,7 @@ describe('criu-ts restore: pipes and FIFOs', () => {
   it('a three-stage shell pipeline moving numbers: none lost or doubled across dump and restore', async () => {
     const d = tempDir('criu-ts-pipeline-');
     const out = path.join(d, 'out');
-    const sh = start(['/bin/bash', '-c', PIPELINE], out);
+    const sh = spawnClean(['/bin/bash', '-c', PIPELINE], { stdout: out, stderr: out });
     await waitFor(() => fs.existsSync(out) && readLines(out).length >= 3, 'the pipeline moving');
     await waitFor(() => treeOf(sh).length >= 4, 'all three stages');
     const dir = await cliDump(sh);

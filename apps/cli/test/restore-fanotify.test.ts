@@ -11,6 +11,7 @@ import {
   buildWorkloads,
   cleanup,
   critDecodeAll,
+  dumpAndKill,
   entries,
   failLines,
   haveCrit,
@@ -23,6 +24,7 @@ import {
   procSyscall,
   readFds,
   readLines,
+  restoreDetached,
   runCli,
   startCommand,
   startWorkload,
@@ -46,23 +48,6 @@ const SYS_RT_SIGSUSPEND = 130;
 
 function imagesDir(): string {
   return path.join(tempDir('criu-ts-fanotify-img-'), 'images');
-}
-
-/** Dump `pid` with the CLI, then kill it so its pid is free for the restore; the images dir. */
-async function dumpAndKill(pid: number): Promise<string> {
-  const dir = imagesDir();
-  const r = await runCli(['dump', '-t', String(pid), '-D', dir]);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
-  killAndReap(pid);
-  expect(procState(pid)).toBe('gone');
-  return dir;
-}
-
-async function restoreDetached(dir: string): Promise<void> {
-  const r = await runCli(['restore', '-D', dir, '-d']);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
 }
 
 /** The fdinfo lines of fd `fd` of `pid` that start with `prefix`, sorted. */

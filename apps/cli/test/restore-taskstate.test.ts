@@ -4,19 +4,17 @@
 // them again itself, shared by its threads. The workloads report what they read of themselves;
 // /proc of the restored tasks is checked too.
 import fs from 'node:fs';
-import path from 'node:path';
-import { killAndReap } from '@criu-ts/compel';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildWorkloads,
   cleanup,
+  dumpAndKill,
   failLines,
   procState,
   readLines,
-  runCli,
+  restoreDetached,
   startInShellSession,
   startWorkload,
-  tempDir,
   track,
   waitFor,
   waitForLine,
@@ -26,22 +24,6 @@ beforeAll(async () => {
   await buildWorkloads();
 });
 afterEach(() => cleanup());
-
-async function dumpAndKill(pid: number, pids: number[], extra: string[] = []): Promise<string> {
-  const dir = path.join(tempDir('criu-ts-taskstate-'), 'images');
-  const r = await runCli(['dump', '-t', String(pid), '-D', dir, ...extra]);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
-  for (const p of pids) killAndReap(p);
-  for (const p of pids) expect(procState(p)).toBe('gone');
-  return dir;
-}
-
-async function restoreDetached(dir: string, extra: string[] = []): Promise<void> {
-  const r = await runCli(['restore', '-D', dir, '-d', ...extra]);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
-}
 
 /** The last line starting with `tag`, without its tag and counter. */
 function lastState(report: string, tag: string, fromLine = 0): string | undefined {
@@ -70,7 +52,7 @@ describe('criu-ts restore: task state', () => {
     expect(parentBefore).toBe('loginuid=3 policy=0x40000002 prio=3 membarrier=ok');
     expect(childBefore).toBe('loginuid=3 pdeath=10 nice=7');
 
-    const dir = await dumpAndKill(w.pid, [w.pid, child]);
+    const dir = await dumpAndKill(w.pid, { kill: [w.pid, child] });
     const from = readLines(w.report).length;
     await restoreDetached(dir);
     await waitFor(
@@ -99,7 +81,7 @@ describe('criu-ts restore: task state', () => {
     );
     track(child);
     expect(procState(child)).toBe('T');
-    const dir = await dumpAndKill(w.pid, [w.pid, child], ['--shell-job']);
+    const dir = await dumpAndKill(w.pid, { kill: [w.pid, child], extra: ['--shell-job'] });
     const from = readLines(w.report).length;
     await restoreDetached(dir, ['--shell-job']);
     await waitForLine(w.report, /^STOPPED /, { pid: w.pid, fromLine: from });
@@ -117,7 +99,7 @@ describe('criu-ts restore: task state', () => {
         .split(' ')[1],
     );
     await waitFor(() => procStatusField(w.pid, w.pid, 'Uid').startsWith('65534'), 'the uid change');
-    const dir = await dumpAndKill(w.pid, [w.pid]);
+    const dir = await dumpAndKill(w.pid, { kill: [w.pid] });
     const from = readLines(w.report).length;
     await restoreDetached(dir);
     await waitForLine(w.report, /^TICK \d+ getppid=77$/, { pid: w.pid, fromLine: from });

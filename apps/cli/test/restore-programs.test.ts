@@ -4,52 +4,29 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { killAndReap, startTraceable } from '@criu-ts/compel';
-import { ImageDir } from '@criu-ts/images';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cleanup, procState, runCli, tempDir, track, waitFor } from './helpers.js';
+import {
+  cleanup,
+  dumpAndKill,
+  procState,
+  restoreDetached,
+  spawnClean,
+  tempDir,
+  track,
+  treeOf,
+  waitFor,
+} from './helpers.js';
 
 afterEach(() => cleanup());
 
-// Closes every fd above 2 (the test runner leaks some) and execs the command with the given stdout.
-const CLEAN_EXEC = 'import os, sys; os.closerange(3, 65536); os.execv(sys.argv[1], sys.argv[1:])';
-
 /** Start argv in its own session, stdout and stderr to `out`, in `cwd`. Tracked for cleanup. */
-function start(argv: string[], out: string, cwd: string): number {
-  const pid = startTraceable(['/usr/bin/python3', '-c', CLEAN_EXEC, ...argv], {
-    setsid: true,
-    stdout: out,
-    stderr: out,
-    cwd,
-  });
-  track(pid);
-  return pid;
-}
-
-/** Every pid of the tree of `root` (root first). */
-function treeOf(root: number): number[] {
-  const out = [root];
-  for (let i = 0; i < out.length; i++) {
-    let kids = '';
-    try {
-      kids = fs.readFileSync(`/proc/${out[i]}/task/${out[i]}/children`, 'utf8').trim();
-    } catch {
-      // gone
-    }
-    if (kids) out.push(...kids.split(' ').map(Number));
-  }
-  return out;
-}
+const start = (argv: string[], out: string, cwd: string) =>
+  spawnClean(argv, { stdout: out, stderr: out, cwd });
 
 /** Dump the tree (killed by the dump), reap it, restore it detached; returns the restored pids. */
 async function dumpKillRestore(root: number): Promise<number[]> {
-  const dir = path.join(tempDir('criu-ts-programs-'), 'images');
-  const d = await runCli(['dump', '-t', String(root), '-D', dir]);
-  if (d.code !== 0 || d.stderr) throw new Error(`dump: exit ${d.code}: ${d.stderr}`);
   // Every task the dump saw (a shell's short-lived children too): killed by the dump, reaped here.
-  for (const e of ImageDir.open(dir).pstree()) killAndReap(e.pid);
-  const r = await runCli(['restore', '-D', dir, '-d']);
-  if (r.code !== 0 || r.stderr) throw new Error(`restore: exit ${r.code}: ${r.stderr}`);
+  await restoreDetached(await dumpAndKill(root, { kill: 'images' }));
   const back = treeOf(root);
   track(...back);
   return back;

@@ -3,18 +3,15 @@
 // either of them wrote are their own, and the child's dropped pages stay zero. The cow workload checks
 // its contents itself.
 import fs from 'node:fs';
-import path from 'node:path';
-import { killAndReap } from '@criu-ts/compel';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildWorkloads,
   cleanup,
+  dumpAndKill,
   failLines,
-  procState,
   readLines,
-  runCli,
+  restoreDetached,
   startWorkload,
-  tempDir,
   track,
   waitFor,
 } from './helpers.js';
@@ -69,17 +66,9 @@ describe('criu-ts restore: copy-on-write', () => {
     const untouched = Array.from({ length: pages }, (_, i) => i).filter((i) => i % 4 === 3 || i % 8 === 6);
     expect(shared(pfns(w.pid, addr, pages), pfns(child, addr, pages))).toEqual(untouched);
 
-    const dir = path.join(tempDir('criu-ts-cow-'), 'images');
-    const d = await runCli(['dump', '-t', String(w.pid), '-D', dir]);
-    expect(d.stderr).toBe('');
-    expect(d.code).toBe(0);
-    killAndReap(w.pid);
-    killAndReap(child);
-    expect(procState(w.pid)).toBe('gone');
+    const dir = await dumpAndKill(w.pid, { kill: [w.pid, child] });
     const from = readLines(w.report).length;
-    const r = await runCli(['restore', '-D', dir, '-d']);
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
+    await restoreDetached(dir);
     await waitFor(
       () => okAfter(w.report, 'PARENT', from) && okAfter(w.report, 'CHILD', from),
       'both restored tasks checking their pages',

@@ -5,7 +5,6 @@
 // only the child ever touched comes back in the parent too), the memfd fd's name, size, position,
 // contents and seals, the SysV segment's id, contents and removal state.
 import fs from 'node:fs';
-import path from 'node:path';
 import { killAndReap } from '@criu-ts/compel';
 import { ImageDir, type MemfdInodeEntry, type MmEntry } from '@criu-ts/images';
 import {
@@ -27,15 +26,14 @@ import {
   buildWorkloads,
   cleanup,
   critDecodeAll,
+  dumpAndKill,
   entries,
   haveCrit,
   obj,
   onCleanup,
-  procState,
   readLines,
-  runCli,
+  restoreDetached,
   startWorkload,
-  tempDir,
   waitForLine,
 } from './helpers.js';
 
@@ -107,24 +105,6 @@ async function waitTicks(l: Layout, from: number): Promise<void> {
       { pid: l.parent, fromLine: from },
     );
   }
-}
-
-async function dumpAndKill(l: Layout, extra: string[] = []): Promise<string> {
-  const dir = path.join(tempDir('criu-ts-shmem-'), 'images');
-  const r = await runCli(['dump', '-t', String(l.parent), '-D', dir, ...extra]);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
-  if (!extra.includes('-R')) {
-    for (const p of [l.parent, l.child]) killAndReap(p);
-    for (const p of [l.parent, l.child]) expect(procState(p)).toBe('gone');
-  }
-  return dir;
-}
-
-async function restore(dir: string): Promise<void> {
-  const r = await runCli(['restore', '-D', dir, '-d']);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
 }
 
 /** SIGUSR1 -> the parent's next SUM line, as fields. */
@@ -213,11 +193,11 @@ describe('restore of shared memory', () => {
       seals: F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_WRITE,
     });
 
-    const dir = await dumpAndKill(l);
+    const dir = await dumpAndKill(l.parent, { kill: [l.parent, l.child] });
     // The segment outlives the killed tasks (not removed): restore attaches it again as it is.
     expect(shmStat(l.sysv).nattch).toBe(0n);
     const from = readLines(l.report).length;
-    await restore(dir);
+    await restoreDetached(dir);
 
     // Both still see the other's counters move, in all three areas.
     await waitTicks(l, from);
@@ -254,11 +234,11 @@ describe('restore of shared memory', () => {
     const l = await startShmem(['rmid']);
     expect(shmStat(l.sysv).mode & SHM_DEST).toBe(SHM_DEST);
     const before = await sums(l);
-    const dir = await dumpAndKill(l);
+    const dir = await dumpAndKill(l.parent, { kill: [l.parent, l.child] });
     // Gone with its last user: restore must make it again, with the same id.
     expect(() => shmStat(l.sysv)).toThrow();
     const from = readLines(l.report).length;
-    await restore(dir);
+    await restoreDetached(dir);
     await waitTicks(l, from);
     const st = shmStat(l.sysv);
     expect(st.nattch).toBe(2n);
@@ -273,7 +253,7 @@ describe('restore of shared memory', () => {
     const l = await startShmem();
     const before = await sums(l);
     const fdBefore = memfdFd(l);
-    const dir = await dumpAndKill(l, ['-R']);
+    const dir = await dumpAndKill(l.parent, { extra: ['-R'] });
     const from = readLines(l.report).length;
     await waitTicks(l, from);
     expect(await sums(l)).toEqual(before);
@@ -312,7 +292,7 @@ describe('restore of shared memory', () => {
   it('images of older CRIU (VMA_ANON_SHARED with the inode as shmid) restore to one shared memfd', async () => {
     const l = await startShmem();
     const before = await sums(l);
-    const dir = await dumpAndKill(l);
+    const dir = await dumpAndKill(l.parent, { kill: [l.parent, l.child] });
     // Rewrite the anonymous mapping the way CRIU before 3.15 recorded it.
     const img = ImageDir.open(dir);
     const anon = img.messages<MemfdInodeEntry>('memfd').find((e) => e.name === '/dev/zero')!;
@@ -327,7 +307,7 @@ describe('restore of shared memory', () => {
       img.write('mm-%u', pid, [mm]);
     }
     const from = readLines(l.report).length;
-    await restore(dir);
+    await restoreDetached(dir);
     await waitTicks(l, from);
     const p = mapAt(l.parent, l.anon);
     const c = mapAt(l.child, l.anon);

@@ -12,6 +12,7 @@ import {
   buildWorkloads,
   cleanup,
   critDecodeAll,
+  dumpAndKill,
   entries,
   haveCrit,
   type Obj,
@@ -19,7 +20,6 @@ import {
   runCli,
   startPythonCounter,
   startWorkload,
-  tempDir,
   waitFor,
   waitForLine,
   waitForMoreLines,
@@ -116,16 +116,6 @@ function cgroupsOf(pid: number, tid = pid): string[] {
     .sort();
 }
 
-async function dump(pid: number, extra: string[] = []): Promise<string> {
-  const dir = path.join(tempDir('criu-ts-cgroup-'), 'images');
-  const r = await runCli(['dump', '-t', String(pid), '-D', dir, ...extra]);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
-  await waitFor(() => procState(pid) === 'gone' || procState(pid) === 'Z', `${pid} to die`);
-  killAndReap(pid);
-  return dir;
-}
-
 async function restore(dir: string, extra: string[] = []): Promise<{ code: number; stderr: string }> {
   const r = await runCli(['restore', '-D', dir, '-d', ...extra]);
   return { code: r.code, stderr: r.stderr };
@@ -154,7 +144,7 @@ describe.skipIf(!haveCgroups)('criu-ts dump and restore of cgroups', () => {
   it('a named v1 hierarchy mounted nowhere, cgroup2 and pids: cgroups, empty sub-cgroups, perms and properties come back (soft)', async () => {
     const { w, grp, v2, pids, before } = await counterInCgroups();
     expect(before).toEqual([`:/${NAME}`, `name=${NAME}:/grp`, `pids:/${NAME}`].sort());
-    const dir = await dump(w.pid);
+    const dir = await dumpAndKill(w.pid);
     if (haveCrit) {
       const { decoded, failures } = critDecodeAll(dir, ['cgroup.img']);
       expect(failures).toEqual([]);
@@ -184,7 +174,7 @@ describe.skipIf(!haveCgroups)('criu-ts dump and restore of cgroups', () => {
 
   it('modes: soft leaves an existing cgroup as it is, full sets its properties, none and strict refuse', async () => {
     const { w, pids, grp } = await counterInCgroups();
-    const dir = await dump(w.pid);
+    const dir = await dumpAndKill(w.pid);
     fs.writeFileSync(`${pids}/pids.max`, '88');
     // none: the dumped directories must all exist.
     fs.rmdirSync(`${grp}/empty.1`);
@@ -212,7 +202,7 @@ describe.skipIf(!haveCgroups)('criu-ts dump and restore of cgroups', () => {
 
   it('--cgroup-root moves the cgroups and their sub-cgroups under a new path', async () => {
     const { w, grp } = await counterInCgroups();
-    const dir = await dump(w.pid);
+    const dir = await dumpAndKill(w.pid);
     const r = await restore(dir, [
       '--cgroup-root',
       `name=${NAME}:/moved`,
@@ -250,7 +240,7 @@ describe.skipIf(!haveCgroups)('criu-ts dump and restore of cgroups', () => {
     fs.writeFileSync(`${grp}/th/tasks`, String(tid));
     expect(cgroupsOf(w.pid, tid)).toContain(`name=${NAME}:/grp/th`);
     await waitForLine(w.report, /^5$/, { pid: w.pid });
-    const dir = await dump(w.pid);
+    const dir = await dumpAndKill(w.pid);
     rmTree(grp);
     const r = await restore(dir);
     expect(r.stderr).toBe('');

@@ -3,18 +3,15 @@
 // (MADV_GUARD_INSTALL: the pages fault again). Checked from outside (/proc/PID/smaps VmFlags,
 // /proc/PID/pagemap) and by the madvise workload's own report.
 import fs from 'node:fs';
-import path from 'node:path';
-import { killAndReap } from '@criu-ts/compel';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildWorkloads,
   cleanup,
+  dumpAndKill,
   failLines,
-  procState,
   readLines,
-  runCli,
+  restoreDetached,
   startWorkload,
-  tempDir,
   waitForLine,
 } from './helpers.js';
 
@@ -65,16 +62,9 @@ describe('criu-ts restore: madvise state', () => {
     expect(readLines(w.report).at(-1)).toMatch(/ dontfork=ok droppable=data guard=ok$/);
     expect(guardPages(w.pid, addr.guard, 4)).toEqual([false, true, true, false]);
 
-    const dir = path.join(tempDir('criu-ts-madvise-'), 'images');
-    const d = await runCli(['dump', '-t', String(w.pid), '-D', dir]);
-    expect(d.stderr).toBe('');
-    expect(d.code).toBe(0);
-    killAndReap(w.pid);
-    expect(procState(w.pid)).toBe('gone');
+    const dir = await dumpAndKill(w.pid);
     const from = readLines(w.report).length;
-    const r = await runCli(['restore', '-D', dir, '-d']);
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
+    await restoreDetached(dir);
     await waitForLine(w.report, /^CHECK \d+ /, { pid: w.pid, fromLine: from });
     const after = readLines(w.report).slice(from);
     expect(after.at(-1)).toMatch(/ dontfork=ok droppable=zero guard=ok$/);

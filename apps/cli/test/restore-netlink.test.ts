@@ -19,8 +19,6 @@ import {
   NDIAG_FLAG_CB_RUNNING,
   NDIAG_SHOW_FLAGS,
   NDIAG_SHOW_GROUPS,
-  pidfdGetfd,
-  pidfdOpen,
   SK_MEMINFO_VARS,
   SO_BUF_LOCK,
   SO_MEMINFO,
@@ -55,6 +53,7 @@ import {
   waitFor,
   waitForLine,
   waitForMoreLines,
+  withTheirFd,
 } from './helpers.js';
 
 afterEach(() => cleanup());
@@ -79,21 +78,6 @@ function diagOf(pid: number, fd: number) {
   if (!m?.netlink) return undefined;
   const { ino: _, ...rest } = m.netlink;
   return { ...rest, ...decodeNetlinkDiagAttrs(m.attrs) };
-}
-
-/** Run `fn` on our own duplicate of fd `fd` of task `pid` (pidfd_getfd: the same socket). */
-function withTheirFd<T>(pid: number, fd: number, fn: (mine: number) => T): T {
-  const pidfd = pidfdOpen(pid);
-  try {
-    const mine = pidfdGetfd(pidfd, fd);
-    try {
-      return fn(mine);
-    } finally {
-      close(mine);
-    }
-  } finally {
-    close(pidfd);
-  }
 }
 
 /** Options, status flags and what sock_diag says of a socket: all that must come back. */

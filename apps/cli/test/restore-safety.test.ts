@@ -8,7 +8,6 @@ import path from 'node:path';
 import { killAndReap } from '@criu-ts/compel';
 import { type CoreEntry, ImageDir, type MmEntry } from '@criu-ts/images';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { isDescendantOf } from '../../../tools/workloads/index.mjs';
 import {
   buildWorkloads,
   cleanup,
@@ -16,6 +15,7 @@ import {
   isConsecutiveFromOne,
   procState,
   readLines,
+  restoreStubs,
   runCli,
   startWorkload,
   tempDir,
@@ -38,23 +38,6 @@ async function dumpCounter(opts: { reap?: boolean; leaveRunning?: boolean } = {}
   expect(r.code).toBe(0);
   if (opts.reap !== false && !opts.leaveRunning) killAndReap(w.pid);
   return { ...w, dir };
-}
-
-/**
- * Pids of processes below this one that run the restore stub (none may be left behind). Only ours:
- * other test files running in parallel restore too, and their stubs are theirs.
- */
-function stubs(): number[] {
-  const out: number[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name) || !isDescendantOf(Number(name))) continue;
-    try {
-      if (fs.readFileSync(`/proc/${name}/comm`, 'utf8').startsWith('criu-ts-restor')) out.push(Number(name));
-    } catch {
-      // gone
-    }
-  }
-  return out;
 }
 
 /** name -> sha256 of every file of the images dir. */
@@ -85,7 +68,7 @@ async function expectFailure(dir: string, re: RegExp, pids: number[]): Promise<s
       () => `pid ${p} gone (${procState(p)})`,
       5000,
     );
-  expect(stubs()).toEqual([]);
+  expect(restoreStubs()).toEqual([]);
   expect(digest(dir)).toEqual(before);
   if (process.env.SHOW_ERRORS) console.log(lines[0]);
   return lines[0] as string;
@@ -156,8 +139,15 @@ describe('criu-ts restore: pids held by dying tasks', () => {
   it('waits for the dumped task to be reaped, then restores', async () => {
     const w = await dumpCounter({ reap: false });
     expect(procState(w.pid)).toBe('Z');
-    const run = runCli(['restore', '-D', w.dir, '-d']);
-    await new Promise((r) => setTimeout(r, 700));
+    // The restore logs "restoring N tasks" (a JSON log is written at once) just before it waits for the
+    // pids to be free: then it has found ours held by the zombie, which only we can reap.
+    const log = path.join(tempDir('criu-ts-restore-log-'), 'restore.log');
+    const run = runCli(['restore', '-D', w.dir, '-d', '-v4', '--log-format', 'json', '-o', log]);
+    await waitFor(
+      () => fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes(`"restoring 1 tasks of ${w.dir}"`),
+      () => `"restoring 1 tasks" in ${log}`,
+    );
+    expect(procState(w.pid)).toBe('Z');
     killAndReap(w.pid); // we are its parent: reaping it frees the pid
     const r = await run;
     expect(r.stderr).toBe('');

@@ -5,16 +5,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { killAndReap, startTraceable } from '@criu-ts/compel';
-import { type FileEntry, ImageDir, type TimerfdEntry } from '@criu-ts/images';
+import { type FileEntry, ImageDir } from '@criu-ts/images';
 import { close, KCMP_FILE, kcmp, pidfdGetfd, pidfdOpen, writeAll } from '@criu-ts/sys';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { timerSettings } from '../src/files/timerfd/restore.js';
 import {
   big,
   buildWorkloads,
   cleanup,
   cliDump,
   critDecodeAll,
+  dumpAndKill,
   entries,
   failLines,
   haveCrit,
@@ -24,6 +24,7 @@ import {
   PYTHON,
   procState,
   readLines,
+  restoreDetached,
   runCli,
   startCommand,
   startWorkload,
@@ -132,22 +133,6 @@ function writeFd(pid: number, fd: number, data: Buffer): void {
 }
 
 // ---- dump and restore ------------------------------------------------------------------------------------
-
-async function dumpAndKill(pid: number, pids: number[] = [pid]): Promise<string> {
-  const dir = path.join(tempDir('criu-ts-eventfds-'), 'images');
-  const r = await runCli(['dump', '-t', String(pid), '-D', dir]);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
-  for (const p of pids) killAndReap(p);
-  for (const p of pids) expect(procState(p)).toBe('gone');
-  return dir;
-}
-
-async function restoreDetached(dir: string): Promise<void> {
-  const r = await runCli(['restore', '-D', dir, '-d']);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
-}
 
 /** The files.img entry behind fd `fd` of task `pid` in an image directory. */
 function entryOf(dir: string, pid: number, fd: number): FileEntry {
@@ -317,35 +302,6 @@ describe('criu-ts dump/restore: eventfd, epoll, signalfd, timerfd', () => {
     expect(failLines(w.report)).toEqual([]);
   });
 
-  it('timerSettings: relative, absolute, expired periodic and expired one-shot timers', () => {
-    const base: TimerfdEntry = {
-      id: 1,
-      flags: 2,
-      fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 },
-      clockid: 1,
-      ticks: 0n,
-      settime_flags: 0,
-      vsec: 2n,
-      vnsec: 500n,
-      isec: 0n,
-      insec: 0n,
-    };
-    const now = () => ({ sec: 100n, nsec: 999_999_900n });
-    expect(timerSettings(base, now)).toEqual({
-      flags: 0,
-      value: { sec: 2n, nsec: 500n },
-      interval: { sec: 0n, nsec: 0n },
-    });
-    expect(timerSettings({ ...base, settime_flags: 1 }, now).value).toEqual({ sec: 103n, nsec: 400n });
-    const periodic = { ...base, vsec: 0n, vnsec: 0n, insec: 20_000_000n };
-    expect(timerSettings({ ...periodic, ticks: 3n }, now).value).toEqual({ sec: 0n, nsec: 20_000_000n });
-    expect(timerSettings(periodic, now).value).toEqual({ sec: 0n, nsec: 1n });
-    expect(timerSettings({ ...base, vsec: 0n, vnsec: 0n, ticks: 1n }, now).value).toEqual({
-      sec: 0n,
-      nsec: 0n,
-    });
-  });
-
   it('an epoll shared by parent and child after fork: targets only the child holds come back', async () => {
     const w = await startEpoller(['fork']);
     const childLine = await waitForLine(w.report, /^CHILD \d+$/, { pid: w.pid });
@@ -354,7 +310,7 @@ describe('criu-ts dump/restore: eventfd, epoll, signalfd, timerfd', () => {
     const targets = epollTargets(w.pid, FD.epoll);
     expect(targets).toHaveLength(5);
     expect(fs.existsSync(`/proc/${w.pid}/fd/16`)).toBe(false);
-    const dir = await dumpAndKill(w.pid, [w.pid, child]);
+    const dir = await dumpAndKill(w.pid, { kill: [w.pid, child] });
     await restoreDetached(dir);
     track(child);
     // One epoll description in both tasks, with every target (fd 16 only in the child).

@@ -9,7 +9,6 @@ import path from 'node:path';
 import { killAndReap, startTraceable } from '@criu-ts/compel';
 import { ImageDir, type MmEntry, type PagemapRun } from '@criu-ts/images';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { isDescendantOf } from '../../../tools/workloads/index.mjs';
 import {
   buildWorkloads,
   cleanup,
@@ -17,6 +16,7 @@ import {
   isConsecutiveFromOne,
   procState,
   REPO,
+  restoreStubs,
   runCli,
   startWorkload,
   tempDir,
@@ -75,20 +75,6 @@ function sentinel(): { file: string; intact: () => void } {
   };
 }
 
-/** Processes below us running the restore stub (none may be left). */
-function stubs(): number[] {
-  const out: number[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name) || !isDescendantOf(Number(name))) continue;
-    try {
-      if (fs.readFileSync(`/proc/${name}/comm`, 'utf8').startsWith('criu-ts-restor')) out.push(Number(name));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
-
 /** One line on stderr, starting with criu-ts: and matching every pattern; exit 1. */
 function expectOneLine(r: { code: number; stderr: string }, ...res: RegExp[]): string {
   const lines = r.stderr.split('\n').filter(Boolean);
@@ -106,7 +92,7 @@ async function expectRefused(dir: string, ...res: RegExp[]): Promise<string> {
   const r = await runCli(['restore', '-D', dir, '-d']);
   const line = expectOneLine(r, ...res);
   expect(procState(pid)).toBe('gone');
-  expect(stubs()).toEqual([]);
+  expect(restoreStubs()).toEqual([]);
   return line;
 }
 
@@ -333,7 +319,7 @@ describe('planted symlinks: nothing is written through them', () => {
         );
         s.intact();
         expect(procState(pid)).toBe('gone');
-        expect(stubs()).toEqual([]);
+        expect(restoreStubs()).toEqual([]);
       }
     },
     T,
@@ -461,7 +447,7 @@ describe('directories and users that cannot work: one line before anything is cr
       const r = await runProgram('setpriv', [...asNobody, 'restore', '-D', pristine, '-d', '-o', 'y.log']);
       expectOneLine(r, /restore must run as root \(euid 0\), not as uid 65534/);
       expect(fs.existsSync(path.join(pristine, 'y.log'))).toBe(false);
-      expect(stubs()).toEqual([]);
+      expect(restoreStubs()).toEqual([]);
       expect(procState(pid)).toBe('gone');
     },
     T,

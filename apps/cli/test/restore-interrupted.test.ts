@@ -9,9 +9,9 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { killAndReap, startTraceable } from '@criu-ts/compel';
+import { stubElf } from '@criu-ts/core';
 import { ImageDir } from '@criu-ts/images';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { stubElf } from '../src/index.js';
 import {
   buildWorkloads,
   cleanup,

@@ -13,6 +13,7 @@ import {
   buildWorkloads,
   cleanup,
   counterNumbers,
+  dumpAndKill,
   failLines,
   isConsecutiveFromOne,
   PYTHON,
@@ -23,6 +24,7 @@ import {
   readFds,
   readLines,
   readMaps,
+  restoreDetached,
   runCli,
   startCommand,
   startPythonCounter,
@@ -39,24 +41,6 @@ beforeAll(async () => {
   await buildWorkloads();
 });
 afterEach(() => cleanup());
-
-/** Dump the tree of `pid` with the CLI (it is killed), reap `pids` so they are free; returns the images dir. */
-async function dumpAndKill(pid: number, pids: number[] = [pid]): Promise<string> {
-  const dir = path.join(tempDir('criu-ts-restore-'), 'images');
-  const r = await runCli(['dump', '-t', String(pid), '-D', dir]);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
-  for (const p of pids) killAndReap(p);
-  for (const p of pids) expect(procState(p)).toBe('gone');
-  return dir;
-}
-
-/** `criu-ts restore -D dir -d`; expects success. */
-async function restoreDetached(dir: string, extra: string[] = []): Promise<void> {
-  const r = await runCli(['restore', '-D', dir, '-d', ...extra]);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
-}
 
 // Sets up much of the per-task state a restore must give back, then counts like the C counter.
 // (Same uid as the test: a task of another uid has its own test below.)

@@ -7,23 +7,22 @@
 // the pool (/proc/sys/vm/nr_hugepages) is raised for the file and set back after it; if that fails,
 // the tests are skipped.
 import fs from 'node:fs';
-import path from 'node:path';
-import { killAndReap } from '@criu-ts/compel';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   big,
   buildWorkloads,
   cleanup,
   critDecodeAll,
+  dumpAndKill,
   entries,
   failLines,
   haveCrit,
   num,
   procState,
   readLines,
+  restoreDetached,
   runCli,
   startWorkload,
-  tempDir,
   track,
   waitForLine,
   waitForMoreLines,
@@ -107,22 +106,9 @@ function expectHuge(pid: number, addr: bigint): void {
   expect(sm.KernelPageSize).toBe('2048 kB');
 }
 
-/** Dump `pid` (and its tree) into a fresh dir; kill what `kill` names; the dir. */
-async function dumpAndKill(pid: number, kill: number[] = [pid]): Promise<string> {
-  const dir = path.join(tempDir('criu-ts-hugetlb-'), 'images');
-  const d = await runCli(['dump', '-t', String(pid), '-D', dir]);
-  expect(d.stderr).toBe('');
-  expect(d.code).toBe(0);
-  for (const p of kill) killAndReap(p);
-  expect(procState(pid)).toBe('gone');
-  return dir;
-}
-
 async function restoreAndCheck(dir: string, report: string, pid: number): Promise<void> {
   const from = readLines(report).length;
-  const r = await runCli(['restore', '-D', dir, '-d']);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
+  await restoreDetached(dir);
   // Two checks after the restore, so that the first one began after it.
   await waitForLine(report, /^CHECK \d+ /, { pid, fromLine: from });
   await waitForMoreLines(report, 1, pid);
@@ -207,7 +193,7 @@ describe.skipIf(freeHugePages() < NEED)('criu-ts restore: hugetlb', () => {
     );
     track(child);
     const addr = addrOf(w.report, 'MAP');
-    const dir = await dumpAndKill(w.pid, [w.pid, child]);
+    const dir = await dumpAndKill(w.pid, { kill: [w.pid, child] });
     // The parent's checks pass only while the child echoes through the shared memory.
     await restoreAndCheck(dir, w.report, w.pid);
     expect(procState(child)).not.toBe('gone');

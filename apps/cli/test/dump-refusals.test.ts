@@ -8,10 +8,9 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildWorkloads,
   cleanup,
-  counterNumbers,
-  failLines,
-  isConsecutiveFromOne,
-  type ProcSnapshot,
+  expectAsBefore,
+  expectCountsOn,
+  oneLineFailure,
   PYTHON,
   procStat,
   procState,
@@ -25,7 +24,6 @@ import {
   track,
   waitFor,
   waitForLine,
-  waitForMoreLines,
 } from './helpers.js';
 
 beforeAll(async () => {
@@ -35,33 +33,6 @@ beforeAll(async () => {
 afterEach(() => cleanup());
 
 const newImagesDir = () => path.join(tempDir('criu-ts-core-refuse-'), 'images');
-
-/** One line on stderr, exit 1, nothing on stdout; returns the line. */
-function oneLineFailure(r: { code: number; stdout: string; stderr: string }): string {
-  expect(r.code, r.stderr).toBe(1);
-  expect(r.stdout).toBe('');
-  const lines = r.stderr.split('\n').filter(Boolean);
-  expect(lines, r.stderr).toHaveLength(1);
-  return lines[0]!;
-}
-
-/** The task as it was: untraced, asleep or running (not stopped), same maps, signals, fds, threads. */
-async function expectAsBefore(pid: number, before: ProcSnapshot): Promise<void> {
-  await waitFor(() => tracerPid(pid) === 0, `pid ${pid} untraced`);
-  const now = snapshot(pid);
-  expect(['S', 'R']).toContain(now.state[0]);
-  expect(now.sig).toBe(before.sig);
-  expect(now.fds).toBe(before.fds);
-  expect(now.threads).toBe(before.threads);
-  expect(now.maps).toBe(before.maps);
-}
-
-/** A python counter that counts on, without a gap, its own checks passing. */
-async function expectCountsOn(report: string, pid: number): Promise<void> {
-  await waitForMoreLines(report, 5, pid);
-  expect(failLines(report)).toEqual([]);
-  expect(isConsecutiveFromOne(counterNumbers(report))).toBe(true);
-}
 
 /** Dump a python counter started with `prelude`: refused with a line matching `line`; it counts on. */
 async function refusedPython(prelude: string, line: (pid: number) => RegExp): Promise<string> {

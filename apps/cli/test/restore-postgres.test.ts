@@ -8,17 +8,24 @@ import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:c
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { startTraceable } from '@criu-ts/compel';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cleanup, cliDumpKillRestore, onCleanup, procState, tempDir, track, waitFor } from './helpers.js';
+import {
+  cleanup,
+  cliDumpKillRestore,
+  onCleanup,
+  procState,
+  spawnClean,
+  tempDir,
+  track,
+  treeOf,
+  waitFor,
+} from './helpers.js';
 
 afterEach(() => cleanup());
 
 const BIN = '/usr/lib/postgresql/15/bin';
 const havePostgres = fs.existsSync(`${BIN}/postgres`) && fs.existsSync('/usr/bin/psql');
 const NOBODY = ['/usr/bin/setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
-// Closes every fd above 2 (the test runner leaks some) and execs the command.
-const CLEAN_EXEC = 'import os, sys; os.closerange(3, 65536); os.execv(sys.argv[1], sys.argv[1:])';
 
 async function freePort(): Promise<number> {
   const s = net.createServer();
@@ -40,16 +47,7 @@ async function startPostgres(): Promise<{ pid: number; port: number; log: string
   const port = await freePort();
   const log = path.join(d, 'server.log');
   const argv = [...NOBODY, `${BIN}/postgres`, '-D', data, '-k', d, '-p', String(port)];
-  const pid = startTraceable(
-    ['/usr/bin/python3', '-c', CLEAN_EXEC, ...argv, '-c', 'listen_addresses=127.0.0.1'],
-    {
-      setsid: true,
-      stdout: log,
-      stderr: log,
-      cwd: d,
-    },
-  );
-  track(pid);
+  const pid = spawnClean([...argv, '-c', 'listen_addresses=127.0.0.1'], { stdout: log, stderr: log, cwd: d });
   // A fast shutdown at the end, so the server removes its SysV segment itself.
   onCleanup(() => stopPostgres(pid));
   await waitFor(() => sql(port, 'select 1') === '1', 'the server to accept connections');
@@ -110,16 +108,6 @@ function session(port: number): { psql: ChildProcessWithoutNullStreams; out: str
   psql.stderr.setEncoding('utf8').on('data', (d: string) => s.errors.push(d.trim()));
   onCleanup(() => psql.kill('SIGKILL'));
   return s;
-}
-
-/** Every pid of the tree of `root`. */
-function treeOf(root: number): number[] {
-  const out = [root];
-  for (let i = 0; i < out.length; i++) {
-    const kids = fs.readFileSync(`/proc/${out[i]}/task/${out[i]}/children`, 'utf8').trim();
-    if (kids) out.push(...kids.split(' ').map(Number));
-  }
-  return out;
 }
 
 describe.skipIf(!havePostgres)('criu-ts restore: PostgreSQL', () => {

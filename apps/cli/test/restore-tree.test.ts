@@ -9,10 +9,12 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildWorkloads,
   cleanup,
+  dumpAndKill,
   failLines,
   procStat,
   procState,
   readLines,
+  restoreDetached,
   runCli,
   startWorkload,
   tempDir,
@@ -25,22 +27,6 @@ beforeAll(async () => {
   await buildWorkloads();
 });
 afterEach(() => cleanup());
-
-async function dumpAndKill(pid: number, pids: number[] = [pid]): Promise<string> {
-  const dir = path.join(tempDir('criu-ts-restore-'), 'images');
-  const r = await runCli(['dump', '-t', String(pid), '-D', dir]);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
-  for (const p of pids) killAndReap(p);
-  for (const p of pids) expect(procState(p)).toBe('gone');
-  return dir;
-}
-
-async function restoreDetached(dir: string): Promise<void> {
-  const r = await runCli(['restore', '-D', dir, '-d']);
-  expect(r.stderr).toBe('');
-  expect(r.code).toBe(0);
-}
 
 /** pid, ppid, pgid, sid and state of a task, from /proc. */
 function ids(pid: number): string {
@@ -71,12 +57,23 @@ describe('criu-ts restore: threads', () => {
     await waitForLine(w.report, /^TICK [1-9]/, { pid: w.pid });
     await waitFor(() => taskCount(w.pid) >= 9, 'eight workers');
     // The main thread and the 8 workers live long; the child threads they create and join live for
-    // microseconds: the tids seen in two samples a while apart are the long-lived ones.
-    const sample = () => new Set(fs.readdirSync(`/proc/${w.pid}/task`).map(Number));
-    const first = sample();
-    await new Promise((r) => setTimeout(r, 100));
-    const workers = [...sample()].filter((t) => first.has(t));
-    expect(workers).toHaveLength(9);
+    // microseconds, make no blocking call and exit. A worker waits in pthread_join thousands of times a
+    // second (a voluntary context switch each): the long-lived tids are the main one and those with
+    // many voluntary switches, which no child thread can have.
+    const voluntary = (tid: number) => {
+      try {
+        const st = fs.readFileSync(`/proc/${w.pid}/task/${tid}/status`, 'utf8');
+        return Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0);
+      } catch {
+        return 0; // a child thread gone meanwhile
+      }
+    };
+    let workers: number[] = [];
+    await waitFor(() => {
+      const tids = fs.readdirSync(`/proc/${w.pid}/task`).map(Number);
+      workers = [w.pid, ...tids.filter((t) => t !== w.pid && voluntary(t) >= 50)];
+      return workers.length === 9;
+    }, 'the main thread and 8 workers, each with 50 voluntary switches');
     const dir = await dumpAndKill(w.pid);
     const ticks = readLines(w.report).length;
     const atDump = lastTick(w.report);
@@ -120,7 +117,7 @@ describe('criu-ts restore: trees', () => {
     // TREE comes just before the root's own pause(): wait until all five sleep, or the states differ.
     await waitFor(() => pids.every((p) => procState(p) === 'S'), 'all five asleep');
     const before = pids.map(ids);
-    const dir = await dumpAndKill(w.pid, pids);
+    const dir = await dumpAndKill(w.pid, { kill: pids });
     await restoreDetached(dir);
     await waitFor(() => pids.every((p) => procState(p) === 'S'), 'all five asleep again');
     expect(pids.map(ids)).toEqual(before);
@@ -133,7 +130,7 @@ describe('criu-ts restore: trees', () => {
     track(z);
     await waitFor(() => procState(w.pid) === 'S', 'parent in pause()');
     const before = [ids(w.pid), ids(z)];
-    const dir = await dumpAndKill(w.pid, [w.pid, z]);
+    const dir = await dumpAndKill(w.pid, { kill: [w.pid, z] });
     await restoreDetached(dir);
     expect([ids(w.pid), ids(z)]).toEqual(before);
     expect(procState(z)).toBe('Z');
@@ -156,7 +153,7 @@ describe('criu-ts restore: trees', () => {
     expect(group).not.toBe(Number(procStat(w.pid).f(5)));
     expect(fs.existsSync(`/proc/${group}`)).toBe(false);
     const before = [w.pid, ...zs].map(ids);
-    const dir = await dumpAndKill(w.pid, [w.pid, ...zs]);
+    const dir = await dumpAndKill(w.pid, { kill: [w.pid, ...zs] });
     await restoreDetached(dir);
     // Same pids, parent, group (the leaderless one too, and its helper is gone again), state Z.
     expect([w.pid, ...zs].map(ids)).toEqual(before);
