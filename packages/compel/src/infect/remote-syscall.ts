@@ -16,7 +16,6 @@ import {
   PTRACE_EVENT_STOP,
   ptraceCont,
   ptraceGetRegs,
-  ptraceGetSiginfo,
   ptraceInterrupt,
   ptraceSetRegs,
   ptraceSyscall,
@@ -30,6 +29,7 @@ import {
   waitpid,
 } from '@criu-ts/sys';
 import { TaskGoneError } from '../errors.js';
+import { holdSignal } from '../tree/signals.js';
 import type { TracedThread } from '../tree/task.js';
 
 /** A remote syscall argument: a number (small integers, fds) or a bigint (addresses, u64). */
@@ -174,7 +174,7 @@ export function syscallByStops(th: InjectedThread, after: 'park' | 'exit', next:
       }
       continue;
     }
-    th.signals.push(ptraceGetSiginfo(th.tid));
+    holdSignal(th.signals, th.pid, th.tid);
     resume();
   }
 }

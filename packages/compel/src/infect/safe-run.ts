@@ -6,7 +6,6 @@ import {
   PTRACE_EVENT_STOP,
   ptraceCont,
   ptraceGetRegs,
-  ptraceGetSiginfo,
   ptraceInterrupt,
   ptracePeekData,
   ptracePokeData,
@@ -15,6 +14,7 @@ import {
   SIGTRAP,
   type UserRegs,
 } from '@criu-ts/sys';
+import { holdSignal } from '../tree/signals.js';
 import type { TracedThread } from '../tree/task.js';
 import type { BatchDriver } from './batch.js';
 import { nextStopOf, outRegs, workRegs } from './remote-syscall.js';
@@ -86,7 +86,7 @@ export class MarkerDriver implements BatchDriver {
         ptraceGetRegs(th.tid, out);
         if (out.rip === markerRip) return out;
       }
-      th.signals.push(ptraceGetSiginfo(th.tid));
+      holdSignal(th.signals, th.pid, th.tid);
       this.resume();
     }
   }

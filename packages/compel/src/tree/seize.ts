@@ -20,7 +20,6 @@ import {
   PTRACE_O_TRACESYSGOOD,
   ptraceCont,
   ptraceDetach,
-  ptraceGetSiginfo,
   ptraceInterrupt,
   ptraceSeize,
   ptraceSetRegs,
@@ -34,7 +33,7 @@ import { CompelError } from '../errors.js';
 import { childrenOf, isDeadOrZombie, readStat, stateOf, threadsOf } from '../util/proc.js';
 import { Backoff } from '../util/wait.js';
 import { CgroupFreezer } from './freezer.js';
-import { redeliverSignal } from './signals.js';
+import { holdSignal, redeliverSignal, settleHeldSignals } from './signals.js';
 import { type SeizedTask, TracedTask, TracedThread } from './task.js';
 
 export interface SeizeOptions {
@@ -171,6 +170,10 @@ export class SeizedTree {
     if (this.done) return;
     this.parasites.clear();
     this.done = true;
+    // Signals held back for tasks that die now are not delivered again.
+    settleHeldSignals(
+      this.all.reduce((n, t) => n + t.threads.reduce((m, th) => m + th.signals.length, 0), 0),
+    );
     for (const t of this.all) {
       if (t.state === 'zombie') continue;
       try {
@@ -221,7 +224,10 @@ export class SeizedTree {
 }
 
 function releaseThread(th: TracedThread): void {
-  if (th.gone) return;
+  if (th.gone) {
+    settleHeldSignals(th.signals.splice(0).length);
+    return;
+  }
   try {
     if (th.dirty || th.rseqAbort !== undefined) ptraceSetRegs(th.tid, th.finalRegs());
     th.dirty = false;
@@ -321,7 +327,7 @@ class Seizer {
           this.pending.delete(p.tid);
           this.threads.set(p.tid, th);
         } else if (st.stopped && st.event === 0) {
-          p.signals.push(ptraceGetSiginfo(p.tid));
+          holdSignal(p.signals, p.pid, p.tid);
           ptraceCont(p.tid, 0);
         } else if (st.stopped) {
           ptraceCont(p.tid, 0); // an event we did not ask for
