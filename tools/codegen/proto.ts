@@ -4,13 +4,16 @@
 //   types.ts       a TypeScript interface per message and a const object per enum
 //   codecs.ts      a decode and an encode function per message (see codecs.ts); it imports
 //                  the wire primitives from ../schema/wire.js (packages/images/src/schema/wire.ts)
+//   image-kinds.ts when a subdir has an image-kinds.json: the image tables, and each image's entry
+//                  and extra types by file name pattern (see image-kinds.ts)
 // Usage: tsx tools/codegen/proto.ts OUT_DIR [proto-subdir ...]   (default subdir: images)
 // protobufjs is resolved from the calling package, which must depend on it.
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { emitCodecs } from './codecs.js';
+import { emitImageKinds } from './image-kinds.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const protoRoot = resolve(here, '../../proto');
@@ -135,4 +138,17 @@ writeFileSync(
   join(outDir, 'codecs.ts'),
   emitCodecs(all.types.filter(ours), all.enums.filter(ours), `proto/${dirs.join(', proto/')}`),
 );
+for (const d of dirs) {
+  const table = join(protoRoot, d, 'image-kinds.json');
+  if (!existsSync(table)) continue;
+  const byName = new Map<string, string>(
+    all.types.filter(ours).map((t) => [t.fullName.slice(1), typeName(t)] as [string, string]),
+  );
+  const source = emitImageKinds(
+    JSON.parse(readFileSync(table, 'utf8')),
+    (m) => byName.get(m),
+    `proto/${d}/image-kinds.json`,
+  );
+  writeFileSync(join(outDir, 'image-kinds.ts'), source);
+}
 console.log(`proto codegen: ${dirs.join(',')} -> ${outDir}`);

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { killAndReap, startTraceable } from '@criu-ts/compel';
-import { ImageDir, type MmEntry, type PagemapRun } from '@criu-ts/images';
+import { ImageDir, type MmEntry, type PagemapHead, type PagemapRun } from '@criu-ts/images';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildWorkloads,
@@ -105,7 +105,7 @@ function runs(img: ImageDir): { head: object; runs: PagemapRun[] } {
 }
 
 function writeRuns(img: ImageDir, head: object, list: PagemapRun[]): void {
-  img.write('pagemap-%lu', pid, [head, ...list]);
+  img.write('pagemap-%lu', pid, [head as PagemapHead, ...list]);
 }
 
 describe('inconsistent images: refused before any task exists', () => {

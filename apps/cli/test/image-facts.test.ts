@@ -14,6 +14,7 @@ import {
   ImageDir,
   type InventoryEntry,
   type MmEntry,
+  type PagemapHead,
   type PagemapRun,
   PE_LAZY,
   PE_PRESENT,
@@ -366,7 +367,7 @@ describe('pagemap flags', () => {
     gone(w.pid);
     const img = ImageDir.open(dir);
     const entries = img.read('pagemap-%lu', w.pid).map((e) => e.message);
-    const [head, ...runs] = entries as [object, ...PagemapRun[]];
+    const [head, ...runs] = entries as [PagemapHead, ...PagemapRun[]];
     const anon = (img.mm(w.pid).vmas ?? []).filter(
       (v) => v.status & VMA.ANON_PRIVATE && !(v.status & (VMA.AREA_VDSO | VMA.AREA_VVAR)),
     );

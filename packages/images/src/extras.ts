@@ -7,6 +7,17 @@ import { decodeMessage, encodeMessage } from './schema/index.js';
 /** The blob after an entry: raw bytes, two TCP queues, semaphore values or SysV messages. */
 export type Extra = Buffer | TcpQueues | number[] | IpcMessage[];
 
+/** The blob after an entry, by kind (the extra types of ImageTypes, gen/image-kinds.ts). */
+export interface ExtraTypes {
+  'pipe-data': Buffer;
+  'sk-queue': Buffer;
+  'tcp-stream': TcpQueues;
+  'bpfmap-data': Buffer;
+  'ipc-shm': Buffer;
+  'ipc-sem': number[];
+  'ipc-msg': IpcMessage[];
+}
+
 export interface TcpQueues {
   inq: Buffer;
   outq: Buffer;

@@ -14,7 +14,21 @@ import type {
 } from './gen/types.js';
 import { type ImageEntry, ImageReader, ImageWriter, readImage } from './image-file.js';
 import { fileKindOf, pseudoFsOf } from './io/open.js';
-import { IMAGE_NAMES, type ImageName, imageFileName, parseImageFileName } from './kinds.js';
+import {
+  type AnyImagePattern,
+  type EntriesOf,
+  type ExtraOf,
+  type IdArgs,
+  type IdOf,
+  IMAGE_NAMES,
+  type ImageId,
+  type ImageName,
+  type ImagePattern,
+  imageFileName,
+  type MessageOf,
+  type PatternsReadableAs,
+  parseImageFileName,
+} from './kinds.js';
 import type { MagicName } from './magic.js';
 import { PageMap, PageMapWriter } from './pagemap/page-map.js';
 
@@ -38,7 +52,9 @@ function nameOf(pattern: string): ImageName {
 
 /**
  * A directory of images, as `criu dump -D DIR` leaves it. Reads images by name pattern and
- * id (`dir.read('core-%u', 42)`), writes new ones (mode 0600, replacing old ones).
+ * id (`dir.read('core-%u', 42)`), writes new ones (mode 0600, replacing old ones). Reads and
+ * writes are typed by the pattern (ImageTypes, generated with the codecs): a message of another
+ * kind, or a missing id, does not compile.
  */
 export class ImageDir {
   private constructor(readonly path: string) {}
@@ -82,39 +98,53 @@ export class ImageDir {
     return out;
   }
 
-  fileName(pattern: string, id?: number | bigint | string): string {
-    return join(this.path, imageFileName(pattern, id));
+  /**
+   * The path of an image: `dir.fileName('core-%u', 42)` is DIR/core-42.img. fileName, has and
+   * checkCanWrite take any pattern (AnyImagePattern, or a string found at run time): no messages.
+   */
+  fileName(pattern: AnyImagePattern | (string & {}), id?: ImageId): string {
+    return this.pathOf(pattern, id);
   }
 
   /**
    * Whether a file of that name is there, whatever it is (lstat: a dangling symlink or an unreadable
    * file is there too, and reading it says what is wrong with it rather than "missing").
    */
-  has(pattern: string, id?: number | bigint | string): boolean {
-    return lexists(this.fileName(pattern, id));
+  has(pattern: AnyImagePattern | (string & {}), id?: ImageId): boolean {
+    return lexists(this.pathOf(pattern, id));
   }
 
-  /** Every entry of an image. */
-  read(pattern: string, id?: number | bigint | string): ImageEntry[] {
-    return readImage(this.fileName(pattern, id), magicOf(pattern)).entries;
+  /** Every entry of an image, typed by its kind: `dir.read('pipes-data')` has PipeDataEntry messages. */
+  read<K extends ImagePattern>(pattern: K, ...id: IdArgs<K>): ImageEntry<MessageOf<K>, ExtraOf<K>>[] {
+    return this.readEntries(pattern, id[0]) as ImageEntry<MessageOf<K>, ExtraOf<K>>[];
   }
 
-  /** The messages of an image, typed by the caller. */
-  messages<T>(pattern: string, id?: number | bigint | string): T[] {
-    return this.read(pattern, id).map((e) => e.message as T);
+  /** The messages of an image, typed by its kind: `dir.messages('fdinfo-%u', filesId)` is FdinfoEntry[]. */
+  messages<K extends ImagePattern>(pattern: K, ...id: IdArgs<K>): MessageOf<K>[];
+  /**
+   * The messages of an image as T, a supertype of the kind's message, checked at compile time:
+   * `dir.messages<{ bytes: number }>('fifo-data')`.
+   */
+  messages<T, K extends PatternsReadableAs<T> = PatternsReadableAs<T>>(pattern: K, ...id: IdArgs<K>): T[];
+  messages(pattern: ImagePattern, id?: ImageId): unknown[] {
+    return this.readEntries(pattern, id).map((e) => e.message);
   }
 
-  /** The single entry of a one-entry image (inventory, core, mm, fs, ids). */
-  one<T>(pattern: string, id?: number | bigint | string): T {
-    const all = this.messages<T>(pattern, id);
+  /** The single entry of a one-entry image (inventory, core, mm, fs, ids), typed by its kind. */
+  one<K extends ImagePattern>(pattern: K, ...id: IdArgs<K>): MessageOf<K>;
+  /** The single entry of a one-entry image as T, a supertype of the kind's message. */
+  one<T, K extends PatternsReadableAs<T> = PatternsReadableAs<T>>(pattern: K, ...id: IdArgs<K>): T;
+  one(pattern: ImagePattern, id?: ImageId): unknown {
+    const all = this.readEntries(pattern, id);
     if (all.length !== 1) {
-      throw new ImageError(this.fileName(pattern, id), 0, `expected one entry, found ${all.length}`);
+      throw new ImageError(this.pathOf(pattern, id), 0, `expected one entry, found ${all.length}`);
     }
-    return all[0]!;
+    return all[0]!.message;
   }
 
-  open(pattern: string, id?: number | bigint | string): ImageReader {
-    return ImageReader.open(this.fileName(pattern, id), magicOf(pattern));
+  /** A reader of an image, entry by entry (untyped entries: for images too big to read at once). */
+  open<K extends ImagePattern>(pattern: K, ...id: IdArgs<K>): ImageReader {
+    return ImageReader.open(this.pathOf(pattern, id[0]), magicOf(pattern));
   }
 
   inventory(): InventoryEntry {
@@ -157,7 +187,7 @@ export class ImageDir {
    * an image's name is refused here, before a dump or restore has done anything, with one line naming
    * it; writers refuse it too (O_EXCL | O_NOFOLLOW), but only when they get to it.
    */
-  checkCanWrite(pattern?: string, id?: number | bigint | string): void {
+  checkCanWrite(pattern?: AnyImagePattern | (string & {}), id?: ImageId): void {
     const names = pattern === undefined ? this.list().map((f) => f.file) : [imageFileName(pattern, id)];
     for (const name of names) {
       const path = join(this.path, name);
@@ -176,26 +206,67 @@ export class ImageDir {
     }
   }
 
-  /** A writer for a new image; the magic comes from the name pattern. */
-  writer(pattern: string, id?: number | bigint | string): ImageWriter {
-    const n = nameOf(pattern);
-    if (n.magic === 'RAW') throw new Error(`${pattern} is a raw image: write it with ImageRawWriter`);
-    return new ImageWriter(this.fileName(pattern, id), n.magic);
+  /** A writer for a new image, typed by its kind; the magic comes from the name pattern. */
+  writer<K extends ImagePattern>(pattern: K, ...id: IdArgs<K>): ImageWriter<MessageOf<K>, ExtraOf<K>> {
+    return this.newWriter(pattern, id[0]);
   }
 
-  /** Writes a whole image at once. */
-  write(
-    pattern: string,
-    id: number | bigint | string | undefined,
-    messages: object[],
-    extras?: Extra[],
+  /**
+   * Writes a whole image at once, typed by its kind: `messages` are its entries (a pagemap's head
+   * first), `extras` the blobs after them where the kind has some (pipes-data, tcp-stream-%x...).
+   */
+  write<K extends ImagePattern>(
+    pattern: K,
+    id: IdOf<K>,
+    messages: EntriesOf<K>,
+    extras?: readonly ExtraOf<K>[],
   ): void {
-    const w = this.writer(pattern, id);
+    this.writeAll(pattern, id, messages, extras);
+  }
+
+  /**
+   * The untyped reads and writes, for a pattern only known at run time (a name from list(), a
+   * pattern chosen by a table): the caller answers for the messages matching the kind.
+   */
+  readonly untyped = {
+    read: (pattern: string, id?: ImageId): ImageEntry[] => this.readEntries(pattern, id),
+    write: (
+      pattern: string,
+      id: ImageId | undefined,
+      messages: readonly object[],
+      extras?: readonly Extra[],
+    ) => this.writeAll(pattern, id, messages, extras),
+  };
+
+  private writeAll(
+    pattern: string,
+    id: ImageId | undefined,
+    messages: readonly object[],
+    extras: readonly Extra[] | undefined,
+  ): void {
+    const w = this.newWriter(pattern, id);
     try {
       for (const [i, m] of messages.entries()) w.write(m, extras?.[i]);
     } finally {
       w.close();
     }
+  }
+
+  private pathOf(pattern: string, id: ImageId | undefined): string {
+    return join(this.path, imageFileName(pattern, id));
+  }
+
+  private readEntries(pattern: string, id: ImageId | undefined): ImageEntry[] {
+    return readImage(this.pathOf(pattern, id), magicOf(pattern)).entries;
+  }
+
+  private newWriter<M extends object, X extends Extra>(
+    pattern: string,
+    id: ImageId | undefined,
+  ): ImageWriter<M, X> {
+    const n = nameOf(pattern);
+    if (n.magic === 'RAW') throw new Error(`${pattern} is a raw image: write it with ImageRawWriter`);
+    return new ImageWriter<M, X>(this.pathOf(pattern, id), n.magic);
   }
 
   pageMapWriter(pid: number | bigint, pagesId: number): PageMapWriter {

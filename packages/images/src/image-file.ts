@@ -19,13 +19,16 @@ import {
 } from './pagemap/codec.js';
 import { decodeMessage, encodeMessage, type MessageName } from './schema/index.js';
 
-/** One entry of an image: its message type, decoded value, and the blob after it if any. */
-export interface ImageEntry {
+/**
+ * One entry of an image: its message type, decoded value, and the blob after it if any. M and X are
+ * the message and blob types when the image's kind is known (ImageDir.read), untyped otherwise.
+ */
+export interface ImageEntry<M = Record<string, unknown>, X = Extra> {
   /** Byte offset of the entry's length word in the file. */
   offset: number;
   type: string;
-  message: Record<string, unknown>;
-  extra?: Extra;
+  message: M;
+  extra?: X;
 }
 
 /** Whether an entry length can be right: proto messages of CRIU images stay far below this. */
@@ -164,8 +167,11 @@ function readMagic(r: FileReader, expect?: MagicName): { magic: MagicName; kind:
   return { magic, kind };
 }
 
-/** Writes one image file: magic first, then entries (and their blobs) through a 1 MiB buffer. */
-export class ImageWriter {
+/**
+ * Writes one image file: magic first, then entries (and their blobs) through a 1 MiB buffer. M and X
+ * are the message and blob types when the image's kind is known (ImageDir.writer), untyped otherwise.
+ */
+export class ImageWriter<M extends object = object, X extends Extra = Extra> {
   readonly kind: ImageKind;
   private readonly w: FileWriter;
   private index = 0;
@@ -188,7 +194,7 @@ export class ImageWriter {
   }
 
   /** Appends an entry; `extra` is required for kinds that carry a blob. */
-  write(message: object, extra?: Extra): void {
+  write(message: M, extra?: X): void {
     const type = this.index === 0 ? this.kind.message : this.followingType();
     if (type === 'pagemap_entry') {
       this.writePagemapEntry(message as PagemapEntry);

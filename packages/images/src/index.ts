@@ -7,7 +7,7 @@
  * - imageToCrit / critToImage: crit's JSON form, for crit-ts and tests.
  */
 export { ImageError, ImageWriteError } from './errors.js';
-export type { Extra, IpcMessage, TcpQueues } from './extras.js';
+export type { Extra, ExtraTypes, IpcMessage, TcpQueues } from './extras.js';
 export * from './gen/types.js';
 export { ImageDir, type ImageFileInfo } from './image-dir.js';
 export { type ImageEntry, ImageReader, ImageWriter, readImage, writeImage } from './image-file.js';
@@ -16,14 +16,25 @@ export { type CritDecodeOptions, critToImage, imageToCrit } from './json/crit-im
 export { fromCrit, pyInt, toCrit } from './json/crit-json.js';
 export { type PyJson, pyDumps, pyParse } from './json/pyjson.js';
 export {
+  type AnyImagePattern,
+  type EntriesOf,
   type ExtraKind,
+  type ExtraOf,
+  type IdArgs,
+  type IdOf,
   IMAGE_KINDS,
   IMAGE_NAMES,
+  type ImageId,
   type ImageKind,
   type ImageName,
+  type ImagePattern,
+  type ImageTypes,
   imageFileName,
   type Layout,
+  type MessageOf,
+  type PatternsReadableAs,
   parseImageFileName,
+  type RawImagePattern,
 } from './kinds.js';
 export {
   headMagicOf,

@@ -1,3 +1,10 @@
+import type { ExtraTypes } from './extras.js';
+import {
+  IMAGE_KIND_TABLE,
+  IMAGE_NAME_TABLE,
+  type ImageTypes,
+  type RawImagePattern,
+} from './gen/image-kinds.js';
 import type { MagicName } from './magic.js';
 
 /**
@@ -9,14 +16,7 @@ import type { MagicName } from './magic.js';
 export type Layout = 'entries' | 'pagemap' | 'ghost';
 
 /** The blob that follows an entry on disk, sized by fields of that entry. */
-export type ExtraKind =
-  | 'pipe-data'
-  | 'sk-queue'
-  | 'tcp-stream'
-  | 'bpfmap-data'
-  | 'ipc-shm'
-  | 'ipc-sem'
-  | 'ipc-msg';
+export type ExtraKind = keyof ExtraTypes;
 
 export interface ImageKind {
   readonly magic: MagicName;
@@ -26,82 +26,9 @@ export interface ImageKind {
   readonly extra?: ExtraKind;
 }
 
-function kind(magic: MagicName, message: string, extra?: ExtraKind): ImageKind {
-  return extra ? { magic, layout: 'entries', message, extra } : { magic, layout: 'entries', message };
-}
-
 /** Every image kind CRIU 4.2 writes with protobuf entries, keyed by magic name. */
 export const IMAGE_KINDS: Partial<Record<MagicName, ImageKind>> = Object.fromEntries(
-  [
-    kind('INVENTORY', 'inventory_entry'),
-    kind('CORE', 'core_entry'),
-    kind('IDS', 'task_kobj_ids_entry'),
-    kind('CREDS', 'creds_entry'),
-    kind('UTSNS', 'utsns_entry'),
-    kind('TIMENS', 'timens_entry'),
-    kind('PIDNS', 'pidns_entry'),
-    kind('IPC_VAR', 'ipc_var_entry'),
-    kind('FS', 'fs_entry'),
-    { magic: 'GHOST_FILE', layout: 'ghost', message: 'ghost_file_entry' },
-    kind('MM', 'mm_entry'),
-    kind('CGROUP', 'cgroup_entry'),
-    kind('TCP_STREAM', 'tcp_stream_entry', 'tcp-stream'),
-    kind('STATS', 'stats_entry'),
-    { magic: 'PAGEMAP', layout: 'pagemap', message: 'pagemap_head' },
-    kind('PSTREE', 'pstree_entry'),
-    kind('REG_FILES', 'reg_file_entry'),
-    kind('NS_FILES', 'ns_file_entry'),
-    kind('EVENTFD_FILE', 'eventfd_file_entry'),
-    kind('EVENTPOLL_FILE', 'eventpoll_file_entry'),
-    kind('EVENTPOLL_TFD', 'eventpoll_tfd_entry'),
-    kind('SIGNALFD', 'signalfd_entry'),
-    kind('TIMERFD', 'timerfd_entry'),
-    kind('INOTIFY_FILE', 'inotify_file_entry'),
-    kind('INOTIFY_WD', 'inotify_wd_entry'),
-    kind('FANOTIFY_FILE', 'fanotify_file_entry'),
-    kind('FANOTIFY_MARK', 'fanotify_mark_entry'),
-    kind('VMAS', 'vma_entry'),
-    kind('PIPES', 'pipe_entry'),
-    kind('FIFO', 'fifo_entry'),
-    kind('SIGACT', 'sa_entry'),
-    kind('NETLINK_SK', 'netlink_sk_entry'),
-    kind('REMAP_FPATH', 'remap_file_path_entry'),
-    kind('MNTS', 'mnt_entry'),
-    kind('TTY_FILES', 'tty_file_entry'),
-    kind('TTY_INFO', 'tty_info_entry'),
-    kind('TTY_DATA', 'tty_data_entry'),
-    kind('RLIMIT', 'rlimit_entry'),
-    kind('TUNFILE', 'tunfile_entry'),
-    kind('EXT_FILES', 'ext_file_entry'),
-    kind('IRMAP_CACHE', 'irmap_cache_entry'),
-    kind('FILE_LOCKS', 'file_lock_entry'),
-    kind('FDINFO', 'fdinfo_entry'),
-    kind('UNIXSK', 'unix_sk_entry'),
-    kind('INETSK', 'inet_sk_entry'),
-    kind('PACKETSK', 'packet_sock_entry'),
-    kind('ITIMERS', 'itimer_entry'),
-    kind('POSIX_TIMERS', 'posix_timer_entry'),
-    kind('NETDEV', 'net_device_entry'),
-    kind('PIPES_DATA', 'pipe_data_entry', 'pipe-data'),
-    kind('FIFO_DATA', 'pipe_data_entry', 'pipe-data'),
-    kind('SK_QUEUES', 'sk_packet_entry', 'sk-queue'),
-    kind('IPCNS_SHM', 'ipc_shm_entry', 'ipc-shm'),
-    kind('IPCNS_SEM', 'ipc_sem_entry', 'ipc-sem'),
-    kind('IPCNS_MSG', 'ipc_msg_entry', 'ipc-msg'),
-    kind('NETNS', 'netns_entry'),
-    kind('USERNS', 'userns_entry'),
-    kind('SECCOMP', 'seccomp_entry'),
-    kind('AUTOFS', 'autofs_entry'),
-    kind('FILES', 'file_entry'),
-    kind('CPUINFO', 'cpuinfo_entry'),
-    kind('MEMFD_INODE', 'memfd_inode_entry'),
-    kind('BPFMAP_FILE', 'bpfmap_file_entry'),
-    kind('BPFMAP_DATA', 'bpfmap_data_entry', 'bpfmap-data'),
-    kind('APPARMOR', 'apparmor_entry'),
-    kind('SIGNAL', 'signal_queue_entry'),
-    kind('BINFMT_MISC', 'binfmt_misc_entry'),
-    kind('PIDFD', 'pidfd_entry'),
-  ].map((k) => [k.magic, k]),
+  (IMAGE_KIND_TABLE satisfies readonly ImageKind[]).map((k) => [k.magic, k]),
 );
 
 /**
@@ -113,93 +40,33 @@ export interface ImageName {
   readonly magic: MagicName | 'RAW';
 }
 
-const NAMES: ImageName[] = [
-  ['inventory', 'INVENTORY'],
-  ['fdinfo-%u', 'FDINFO'],
-  ['pagemap-shmem-%lu', 'PAGEMAP'],
-  ['pagemap-%lu', 'PAGEMAP'],
-  ['reg-files', 'REG_FILES'],
-  ['ext-files', 'EXT_FILES'],
-  ['ns-files', 'NS_FILES'],
-  ['eventfd', 'EVENTFD_FILE'],
-  ['eventpoll', 'EVENTPOLL_FILE'],
-  ['eventpoll-tfd', 'EVENTPOLL_TFD'],
-  ['signalfd', 'SIGNALFD'],
-  ['inotify', 'INOTIFY_FILE'],
-  ['inotify-wd', 'INOTIFY_WD'],
-  ['fanotify', 'FANOTIFY_FILE'],
-  ['fanotify-mark', 'FANOTIFY_MARK'],
-  ['core-%u', 'CORE'],
-  ['ids-%u', 'IDS'],
-  ['mm-%u', 'MM'],
-  ['vmas-%u', 'VMAS'],
-  ['pipes', 'PIPES'],
-  ['pipes-data', 'PIPES_DATA'],
-  ['fifo', 'FIFO'],
-  ['fifo-data', 'FIFO_DATA'],
-  ['pstree', 'PSTREE'],
-  ['sigacts-%u', 'SIGACT'],
-  ['unixsk', 'UNIXSK'],
-  ['inetsk', 'INETSK'],
-  ['packetsk', 'PACKETSK'],
-  ['netlinksk', 'NETLINK_SK'],
-  ['sk-queues', 'SK_QUEUES'],
-  ['itimers-%u', 'ITIMERS'],
-  ['posix-timers-%u', 'POSIX_TIMERS'],
-  ['creds-%u', 'CREDS'],
-  ['utsns-%u', 'UTSNS'],
-  ['ipcns-var-%u', 'IPC_VAR'],
-  ['ipcns-shm-%u', 'IPCNS_SHM'],
-  ['ipcns-msg-%u', 'IPCNS_MSG'],
-  ['ipcns-sem-%u', 'IPCNS_SEM'],
-  ['fs-%u', 'FS'],
-  ['remap-fpath', 'REMAP_FPATH'],
-  ['ghost-file-%x', 'GHOST_FILE'],
-  ['memfd', 'MEMFD_INODE'],
-  ['tcp-stream-%x', 'TCP_STREAM'],
-  ['mountpoints-%u', 'MNTS'],
-  ['netdev-%u', 'NETDEV'],
-  ['netns-ct-%u', 'RAW'],
-  ['netns-exp-%u', 'RAW'],
-  ['netns-%u', 'NETNS'],
-  ['ifaddr-%u', 'RAW'],
-  ['route-%u', 'RAW'],
-  ['route6-%u', 'RAW'],
-  ['rule-%u', 'RAW'],
-  ['iptables-%u', 'RAW'],
-  ['ip6tables-%u', 'RAW'],
-  ['nftables-%u', 'RAW'],
-  ['tmpfs-dev-%u.tar.gz', 'RAW'],
-  ['tmpfs-%u.tar.gz', 'RAW'],
-  ['autofs-%u', 'AUTOFS'],
-  ['binfmt-misc', 'BINFMT_MISC'],
-  ['tty', 'TTY_FILES'],
-  ['tty-info', 'TTY_INFO'],
-  ['tty-data', 'TTY_DATA'],
-  ['filelocks', 'FILE_LOCKS'],
-  ['rlimit-%u', 'RLIMIT'],
-  ['pages-shmem-%ld', 'RAW'],
-  ['pages-%u', 'RAW'],
-  ['signal-s-%u', 'SIGNAL'],
-  ['signal-p-%u', 'SIGNAL'],
-  ['tunfile', 'TUNFILE'],
-  ['cgroup', 'CGROUP'],
-  ['timerfd', 'TIMERFD'],
-  ['cpuinfo', 'CPUINFO'],
-  ['seccomp', 'SECCOMP'],
-  ['userns-%u', 'USERNS'],
-  ['files', 'FILES'],
-  ['timens-%u', 'TIMENS'],
-  ['pidns-%u', 'PIDNS'],
-  ['bpfmap-file', 'BPFMAP_FILE'],
-  ['bpfmap-data', 'BPFMAP_DATA'],
-  ['apparmor', 'APPARMOR'],
-  ['pidfd', 'PIDFD'],
-  ['stats-%s', 'STATS'],
-  ['irmap-cache', 'IRMAP_CACHE'],
-].map(([pattern, magic]) => ({ pattern: pattern as string, magic: magic as MagicName | 'RAW' }));
+const NAMES: readonly ImageName[] = IMAGE_NAME_TABLE;
 
 export const IMAGE_NAMES: readonly ImageName[] = NAMES;
+
+export type { ImageTypes, RawImagePattern };
+
+/** The file name pattern of an image with entries: 'core-%u', 'pagemap-%lu', 'files', 'tcp-stream-%x'... */
+export type ImagePattern = keyof ImageTypes;
+/** The file name pattern of any image, raw ones (pages, tarballs, ip dumps) included. */
+export type AnyImagePattern = ImagePattern | RawImagePattern;
+/** What goes in a pattern's `%u`/`%lu`/`%x`/`%s`. */
+export type ImageId = number | bigint | string;
+/** The id an image of pattern K takes: one when its name has a `%` conversion, none otherwise. */
+export type IdOf<K extends string> = K extends `${string}%${string}` ? ImageId : undefined;
+/** The id arguments of a reader of pattern K: (id) when its name has a `%` conversion, () otherwise. */
+export type IdArgs<K extends string> = K extends `${string}%${string}` ? [id: ImageId] : [id?: undefined];
+/** The message of any entry of an image of pattern K (CoreEntry for 'core-%u'). */
+export type MessageOf<K extends ImagePattern> = ImageTypes[K]['message'];
+/** All the entries of an image of pattern K, in order (a pagemap's head first). */
+export type EntriesOf<K extends ImagePattern> = ImageTypes[K]['entries'];
+/** The blob after each entry of an image of pattern K (never: it has none). */
+export type ExtraOf<K extends ImagePattern> = ImageTypes[K]['extra'];
+/**
+ * The patterns whose messages can be read as T, for the readers that take an explicit view type
+ * (`dir.messages<{ bytes: number }>('pipes-data')`): T must be a supertype of the kind's message.
+ */
+export type PatternsReadableAs<T> = { [K in ImagePattern]: MessageOf<K> extends T ? K : never }[ImagePattern];
 
 /** The file name of an image: `imageFileName('core-%u', 42)` is `core-42.img`. */
 export function imageFileName(pattern: string, id?: number | bigint | string): string {

@@ -1,5 +1,14 @@
 import type { FdInfo } from '@criu-ts/bfd';
-import { type Extra, type FdinfoEntry, FdTypes, type FileEntry, type ImageDir } from '@criu-ts/images';
+import {
+  type Extra,
+  type ExtraOf,
+  type FdinfoEntry,
+  FdTypes,
+  type FileEntry,
+  type ImageDir,
+  type ImagePattern,
+  type MessageOf,
+} from '@criu-ts/images';
 import { close, KCMP_FILE, kcmp, pidfdGetfd, pidfdOpen } from '@criu-ts/sys';
 import { IdAllocator } from '../dump/ids.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
@@ -197,7 +206,12 @@ export class FileTable {
    * Add an entry to an image written at the end: tree-wide ("pipes-data", "sk-queues"...) or, with
    * `id`, one per object ("tcp-stream-%x" of a socket).
    */
-  addImageEntry(pattern: string, message: object, extra?: Extra, id?: number): void {
+  addImageEntry<K extends ImagePattern>(
+    pattern: K,
+    message: MessageOf<K>,
+    extra?: ExtraOf<K>,
+    id?: number,
+  ): void {
     const key = id === undefined ? pattern : `${pattern}\0${id}`;
     let img = this.shared.get(key);
     if (!img) {
@@ -226,7 +240,8 @@ export class FileTable {
     if (this.remaps.length) dir.write('remap-fpath', undefined, this.remaps);
     for (const g of this.ghosts) g.write(dir);
     for (const img of this.shared.values()) {
-      dir.write(img.pattern, img.id, img.messages, img.extras as Extra[]);
+      // Patterns of several kinds in one map: addImageEntry() checked each message against its kind.
+      dir.untyped.write(img.pattern, img.id, img.messages, img.extras as Extra[]);
     }
     this.imagesWritten = true;
   }

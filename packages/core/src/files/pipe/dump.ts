@@ -35,7 +35,12 @@ export const pipeDriver: FdDumpDriver = {
  * the task's own (a copy of its fd) or, when it holds only the write end, a new read end opened
  * through /proc/PID/fd/N (which opens the same pipe).
  */
-export function savePipeData(files: FileTable, file: OpenFile, image: string, pipeId: number): void {
+export function savePipeData(
+  files: FileTable,
+  file: OpenFile,
+  image: 'pipes-data' | 'fifo-data',
+  pipeId: number,
+): void {
   let readEnd: number;
   let own = false;
   if ((file.flags & O_ACCMODE) !== O_WRONLY) {

@@ -17,7 +17,10 @@ interface PipeEnds {
 }
 
 /** pipes-data.img / fifo-data.img by pipe_id: the size and the bytes in flight. */
-export function pipeData(ctx: FdCheckContext & Pick<FdRestoreContext, 'shared'>, image: string) {
+export function pipeData(
+  ctx: FdCheckContext & Pick<FdRestoreContext, 'shared'>,
+  image: 'pipes-data' | 'fifo-data',
+) {
   return ctx.shared(`image:${image}`, () => {
     const out = new Map<number, { size: number | undefined; data: Buffer }>();
     if (!ctx.dir.has(image)) return out;
