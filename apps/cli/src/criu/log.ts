@@ -41,8 +41,7 @@ export function makeLogger(
   // A relative -o lands in the work dir, which may hold what was planted there: see openLog.
   const inWorkDir = o.logFile !== undefined && !isAbsolute(o.logFile);
   const fd = path === undefined ? 2 : openLog(path, inWorkDir);
-  if (o.logFormat === 'json')
-    return jsonLog(pinoLogger({ level, destination: fd, bindings: { where } }), fd !== 2);
+  if (o.logFormat === 'json') return jsonLog(pinoLogger({ level, destination: fd }), { where }, fd !== 2);
   return new TextLog(new TextSink(RANK[level], fd), where, '');
 }
 
@@ -129,14 +128,18 @@ class TextLog implements CliLog {
   }
 }
 
-/** pino's JSON lines (core's pinoLogger), synchronous: nothing to flush but pino's own buffer. */
-function jsonLog(p: PinoLogger, toFile: boolean): CliLog {
+/**
+ * pino's JSON lines (core's pinoLogger, synchronous). A child is made from the root with every binding
+ * so far, so that a child's `where` replaces its parent's instead of repeating the key.
+ */
+function jsonLog(root: PinoLogger, bindings: LogBindings, toFile: boolean): CliLog {
+  const p = root.child(bindings);
   return {
     error: (msg) => p.error(msg),
     warn: (msg) => p.warn(msg),
     info: (msg) => p.info(msg),
     debug: (msg) => p.debug(msg),
-    child: (bindings) => jsonLog(p.child(bindings), toFile),
+    child: (more) => jsonLog(root, { ...bindings, ...more }, toFile),
     toFile,
     flush: () => p.flush(),
   };

@@ -19,7 +19,10 @@ export interface Logger {
   info(msg: string): void;
   /** The details of each step; CRIU: -v4. */
   debug(msg: string): void;
-  /** A logger whose lines also carry `bindings` (pino's child loggers). */
+  /**
+   * A logger whose lines also carry `bindings` (pino's child loggers; with pino, a field bound again
+   * appears twice in the line, as pino writes it).
+   */
   child(bindings: LogBindings): Logger;
 }
 
