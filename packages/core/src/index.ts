@@ -24,6 +24,16 @@ export type {
   LateOpen,
   OpenFile,
 } from './files/driver.js';
+export {
+  type LogBindings,
+  type Logger,
+  type LogLevel,
+  levelOfVerbosity,
+  type PinoLogger,
+  type PinoLoggerOptions,
+  pinoLogger,
+  silentLogger,
+} from './log/logger.js';
 export { NETWORK_LOCK_METHODS, type NetworkLockMethod } from './net-lock/index.js';
 export { fpregsFromImage, fpregsToImage, gpregsFromImage, gpregsToImage } from './registers/x86.js';
 export * from './restore/index.js';

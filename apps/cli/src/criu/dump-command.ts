@@ -26,7 +26,7 @@ export async function dumpCommand(o: CriuOptions, version: string): Promise<numb
   const imagesDir = absolutePath(o.imagesDir, '-D');
   ImageDir.create(imagesDir); // 0700, before the log file can create it with other modes
   const workDir = o.workDir === undefined ? imagesDir : absolutePath(o.workDir, '-W');
-  const log = makeLogger(o, workDir);
+  const log = makeLogger(o, workDir, 'dump');
   let interrupted: string | undefined;
   const onSignal = (sig: string) => {
     interrupted = sig;
@@ -34,7 +34,7 @@ export async function dumpCommand(o: CriuOptions, version: string): Promise<numb
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    log.info(`criu-ts ${version}: dumping the tree of pid ${pid} into ${imagesDir}`, 'dump');
+    log.info(`criu-ts ${version}: dumping the tree of pid ${pid} into ${imagesDir}`);
     const result = await dump({
       pid,
       imagesDir,
@@ -58,14 +58,14 @@ export async function dumpCommand(o: CriuOptions, version: string): Promise<numb
       checkpoint: () => {
         if (interrupted) throw new DumpError(`interrupted by ${interrupted}; the tree was left running`);
       },
-      log: (msg) => log.info(msg, 'dump'),
+      logger: log,
     });
-    log.info(`Dumping finished successfully: ${result.tasks} tasks, ${result.pagesWritten} pages`, 'dump');
+    log.info(`Dumping finished successfully: ${result.tasks} tasks, ${result.pagesWritten} pages`);
     if (o.displayStats) printStats(result);
     return 0;
   } catch (err) {
     // The -o log says why, as CRIU's does; stderr gets the CLI's one line either way.
-    if (log.toFile) log.error(err instanceof Error ? err.message : String(err), 'dump');
+    if (log.toFile) log.error(err instanceof Error ? err.message : String(err));
     throw err;
   } finally {
     process.off('SIGINT', onSignal);

@@ -1,19 +1,19 @@
 import { mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
+import {
+  type LogBindings,
+  type Logger,
+  type LogLevel,
+  levelOfVerbosity,
+  type PinoLogger,
+  pinoLogger,
+} from '@criu-ts/core';
 import { createImageFile } from '@criu-ts/images';
-import pino from 'pino';
 import type { CriuOptions } from './options.js';
 
-/** CRIU's -v levels: 0 nothing, 1 errors, 2 warnings (default), 3 info, 4 debug. */
-const LEVELS = ['silent', 'error', 'warn', 'info', 'debug'] as const;
-type Level = Exclude<(typeof LEVELS)[number], 'silent'>;
-
-/** The log of one run; `where` names the part of criu-ts that speaks (CRIU puts file:line there). */
-export interface CliLog {
-  error(msg: string, where?: string): void;
-  warn(msg: string, where?: string): void;
-  info(msg: string, where?: string): void;
-  debug(msg: string, where?: string): void;
+/** The log of one run: core's Logger, and where its lines go. */
+export interface CliLog extends Logger {
+  child(bindings: LogBindings): CliLog;
   /** Whether messages go to a file (-o) rather than to stderr. */
   readonly toFile: boolean;
   flush(): void;
@@ -22,13 +22,15 @@ export interface CliLog {
 /**
  * The log as CRIU keeps it, so that zdtm and users' scripts that grep it work: every line starts with
  * the time since the start, `(SS.uuuuuu)`, and errors and warnings carry CRIU's `Error (where): ` and
- * `Warn  (where): ` prefixes. `--log-format json` gives pino's structured lines instead.
+ * `Warn  (where): ` prefixes. `--log-format json` gives pino's structured lines instead. `where` names
+ * the part of criu-ts that speaks (CRIU puts file:line there); a child logger may name another.
  */
 export function makeLogger(
   o: Pick<CriuOptions, 'verbosity' | 'logFile' | 'logFormat'>,
   workDir: string,
+  where = 'criu-ts',
 ): CliLog {
-  const levelIndex = Math.max(0, Math.min(4, o.verbosity));
+  const level = levelOfVerbosity(o.verbosity);
   // -o: relative to the work dir; `-` or none: stderr.
   const path =
     o.logFile && o.logFile !== '-'
@@ -38,49 +40,32 @@ export function makeLogger(
       : undefined;
   // A relative -o lands in the work dir, which may hold what was planted there: see openLog.
   const inWorkDir = o.logFile !== undefined && !isAbsolute(o.logFile);
-  if (o.logFormat === 'json') return pinoLog(LEVELS[levelIndex] ?? 'warn', path, inWorkDir);
-  return new TextLog(levelIndex, path, inWorkDir);
+  const fd = path === undefined ? 2 : openLog(path, inWorkDir);
+  if (o.logFormat === 'json') return jsonLog(pinoLogger({ level, destination: fd }), { where }, fd !== 2);
+  return new TextLog(new TextSink(RANK[level], fd), where, '');
 }
 
-const PREFIX: Record<Level, (where: string) => string> = {
+const PREFIX: Record<LogLevel, (where: string) => string> = {
   error: (w) => `Error (${w}): `,
   warn: (w) => `Warn  (${w}): `,
   info: () => '',
   debug: () => '',
 };
-const RANK: Record<Level, number> = { error: 1, warn: 2, info: 3, debug: 4 };
+/** A level's rank: the -v it needs. */
+const RANK: Record<LogLevel | 'silent', number> = { silent: 0, error: 1, warn: 2, info: 3, debug: 4 };
 
-class TextLog implements CliLog {
+/** One log file (or stderr) in CRIU's text layout, shared by a TextLog and its children. */
+class TextSink {
   private readonly started = process.hrtime.bigint();
-  private readonly fd: number;
   private pending: string[] = [];
   private pendingBytes = 0;
-  readonly toFile: boolean;
 
   constructor(
     private readonly level: number,
-    path: string | undefined,
-    inWorkDir: boolean,
-  ) {
-    this.toFile = path !== undefined;
-    if (path === undefined) this.fd = 2;
-    else this.fd = openLog(path, inWorkDir);
-  }
+    readonly fd: number,
+  ) {}
 
-  error(msg: string, where = 'criu-ts'): void {
-    this.line('error', msg, where);
-  }
-  warn(msg: string, where = 'criu-ts'): void {
-    this.line('warn', msg, where);
-  }
-  info(msg: string, where = 'criu-ts'): void {
-    this.line('info', msg, where);
-  }
-  debug(msg: string, where = 'criu-ts'): void {
-    this.line('debug', msg, where);
-  }
-
-  private line(level: Level, msg: string, where: string): void {
+  line(level: LogLevel, msg: string, where: string): void {
     if (RANK[level] > this.level) return;
     const us = (process.hrtime.bigint() - this.started) / 1000n;
     const stamp = `(${String(us / 1_000_000n).padStart(2, '0')}.${String(us % 1_000_000n).padStart(6, '0')}) `;
@@ -104,17 +89,58 @@ class TextLog implements CliLog {
   }
 }
 
-function pinoLog(level: string, path: string | undefined, inWorkDir: boolean): CliLog {
-  const p = pino(
-    { level, base: null },
-    pino.destination(path === undefined ? 2 : { dest: openLog(path, inWorkDir), sync: true }),
-  );
+/**
+ * CRIU's text lines. A child's `where` binding renames the speaker; its other bindings come before
+ * the message as `key=value `.
+ */
+class TextLog implements CliLog {
+  readonly toFile: boolean;
+
+  constructor(
+    private readonly sink: TextSink,
+    private readonly where: string,
+    private readonly context: string,
+  ) {
+    this.toFile = sink.fd !== 2;
+  }
+
+  error(msg: string): void {
+    this.sink.line('error', this.context + msg, this.where);
+  }
+  warn(msg: string): void {
+    this.sink.line('warn', this.context + msg, this.where);
+  }
+  info(msg: string): void {
+    this.sink.line('info', this.context + msg, this.where);
+  }
+  debug(msg: string): void {
+    this.sink.line('debug', this.context + msg, this.where);
+  }
+  child(bindings: LogBindings): CliLog {
+    const { where, ...rest } = bindings;
+    const more = Object.entries(rest)
+      .map(([k, v]) => `${k}=${v} `)
+      .join('');
+    return new TextLog(this.sink, where === undefined ? this.where : String(where), this.context + more);
+  }
+  flush(): void {
+    this.sink.flush();
+  }
+}
+
+/**
+ * pino's JSON lines (core's pinoLogger, synchronous). A child is made from the root with every binding
+ * so far, so that a child's `where` replaces its parent's instead of repeating the key.
+ */
+function jsonLog(root: PinoLogger, bindings: LogBindings, toFile: boolean): CliLog {
+  const p = root.child(bindings);
   return {
-    error: (msg, where) => p.error({ where }, msg),
-    warn: (msg, where) => p.warn({ where }, msg),
-    info: (msg, where) => p.info({ where }, msg),
-    debug: (msg, where) => p.debug({ where }, msg),
-    toFile: path !== undefined,
+    error: (msg) => p.error(msg),
+    warn: (msg) => p.warn(msg),
+    info: (msg) => p.info(msg),
+    debug: (msg) => p.debug(msg),
+    child: (more) => jsonLog(root, { ...bindings, ...more }, toFile),
+    toFile,
     flush: () => p.flush(),
   };
 }

@@ -13,14 +13,14 @@ export async function restoreCommand(o: CriuOptions, version: string): Promise<n
   requireRoot('restore');
   const imagesDir = absolutePath(o.imagesDir, '-D');
   const workDir = o.workDir === undefined ? imagesDir : absolutePath(o.workDir, '-W');
-  const log = makeLogger(o, workDir);
+  const log = makeLogger(o, workDir, 'restore');
   // CRIU refuses to overwrite a pidfile; found out before anything is created. The file itself comes
   // only once the tree runs, whole (writePidfile), so no kill of criu-ts leaves an empty one.
   const pidfilePath = o.pidfile ? absolutePath(o.pidfile, '--pidfile', workDir) : undefined;
   if (pidfilePath) checkPidfile(pidfilePath);
   let root: number;
   try {
-    log.info(`criu-ts ${version}: restoring from ${imagesDir}`, 'restore');
+    log.info(`criu-ts ${version}: restoring from ${imagesDir}`);
     const result = restore({
       imagesDir,
       workDir,
@@ -31,18 +31,14 @@ export async function restoreCommand(o: CriuOptions, version: string): Promise<n
       ...(o.cgroupYard ? { cgroupYard: absolutePath(o.cgroupYard, '--cgroup-yard', workDir) } : {}),
       ...(o.networkLock ? { networkLock: o.networkLock } : {}),
       tcpClose: o.tcpClose,
-      log: {
-        debug: (m) => log.debug(m, 'restore'),
-        info: (m) => log.info(m, 'restore'),
-        warn: (m) => log.warn(m, 'restore'),
-      },
+      logger: log,
     });
     root = result.root;
-    log.info(`Restore finished successfully: root ${root}, ${result.pids.length} tasks`, 'restore');
+    log.info(`Restore finished successfully: root ${root}, ${result.pids.length} tasks`);
     if (pidfilePath) writePidfile(pidfilePath, root);
     if (o.displayStats) printStats(result.stats);
   } catch (e) {
-    if (log.toFile) log.error(e instanceof Error ? e.message : String(e), 'restore');
+    if (log.toFile) log.error(e instanceof Error ? e.message : String(e));
     throw e;
   } finally {
     log.flush();

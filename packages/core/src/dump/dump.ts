@@ -14,6 +14,7 @@ import { CORE_MARCH_X86_64, TASK_DEAD } from '../core-image/thread.js';
 import type { IrmapOptions } from '../files/irmap.js';
 import { FileTable } from '../files/table.js';
 import { KobjIds } from '../ids/dump.js';
+import { type Logger, silentLogger } from '../log/logger.js';
 import { refuseNamespaces } from '../namespaces/dump.js';
 import { inventoryCodeOf, type NetworkLockMethod } from '../net-lock/index.js';
 import { fpregsToImage } from '../registers/x86.js';
@@ -68,7 +69,8 @@ export interface DumpOptions {
   cgroups?: Omit<CgroupDumpOptions, 'log'>;
   /** Called between steps; throw from it (or reject) to abort the dump, e.g. on Ctrl-C. */
   checkpoint?: () => void;
-  log?: (msg: string) => void;
+  /** Where the dump says what it does (info: the steps); default: nowhere (silentLogger). */
+  logger?: Logger;
 }
 
 export interface DumpResult {
@@ -88,7 +90,8 @@ const IMG_VERSION = 2;
  * is in flight then.
  */
 export async function dump(opts: DumpOptions): Promise<DumpResult> {
-  const log = opts.log ?? (() => {});
+  const logger = opts.logger ?? silentLogger;
+  const log = (msg: string) => logger.info(msg);
   const dir = ImageDir.create(opts.imagesDir);
   // Something planted under an image's name (a symlink out of the dir, a FIFO) is refused now.
   dir.checkCanWrite();

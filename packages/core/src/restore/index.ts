@@ -2,6 +2,6 @@
 export { RestoreError } from './errors.js';
 export { checkPidfile, writePidfile } from './pidfile.js';
 export { planRestore, type RestorePlan, type TaskPlan } from './plan.js';
-export { type RestoreLog, type RestoreOptions, type RestoreResult, restore } from './restore.js';
+export { type RestoreOptions, type RestoreResult, restore } from './restore.js';
 export { stubElf } from './stub.js';
 export { waitForRoot } from './wait.js';

@@ -3,16 +3,11 @@
 import type { FileLockEntry } from '@criu-ts/images';
 import type { CgroupPlacer } from '../cgroup/restore.js';
 import { locksByTask } from '../file-locks/restore.js';
+import type { Logger } from '../log/logger.js';
 import type { NodeFiles } from './files.js';
 import type { HelperProcesses } from './helpers.js';
 import type { Injector, ScratchLayout, Tracee } from './inject.js';
 import type { RestorePlan, TaskPlan } from './plan.js';
-
-export interface RestoreLog {
-  debug(msg: string): void;
-  info(msg: string): void;
-  warn(msg: string): void;
-}
 
 export interface LiveThread {
   tid: number;
@@ -55,7 +50,7 @@ export class RestoreRun {
   constructor(
     readonly plan: RestorePlan,
     readonly files: NodeFiles,
-    readonly log: RestoreLog,
+    readonly log: Logger,
     readonly cgroups: CgroupPlacer,
     /** --restore-sibling: the stub is started as criu-ts's sibling and becomes the root itself. */
     readonly sibling: boolean,

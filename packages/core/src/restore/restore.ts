@@ -20,19 +20,18 @@ import { ImageDir, warmUpCodecs } from '@criu-ts/images';
 import { type CgroupMode, CgroupPlacer, type CgroupRoot } from '../cgroup/restore.js';
 import { installFds, placeHelperPidfd } from '../files/install.js';
 import { openDeadPidFiles, openDyingFiles, openEveryFile } from '../files/restore-open.js';
+import { type Logger, silentLogger } from '../log/logger.js';
 import { restoreTaskMemory } from '../mm/restore.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
 import { RestoreError } from './errors.js';
 import { NodeFiles } from './files.js';
 import { killAll, letTheTreeRun } from './finish.js';
-import { type RestoreLog, RestoreRun } from './live.js';
+import { RestoreRun } from './live.js';
 import { waitForFreeIds } from './pids.js';
 import { planRestore, type RestorePlan, type TaskPlan } from './plan.js';
 import { placeStub } from './scratch.js';
 import { restoreState } from './state.js';
 import { makeThreads, makeTree } from './tree.js';
-
-export type { RestoreLog };
 
 export interface RestoreOptions {
   /** -D: the images. */
@@ -65,7 +64,8 @@ export interface RestoreOptions {
   tcpClose?: boolean;
   /** How long to wait for pids still held by dying tasks (default 5 s). */
   pidWaitMs?: number;
-  log?: Partial<RestoreLog>;
+  /** Where the restore says what it does (info: the steps, debug: each task); default: nowhere. */
+  logger?: Logger;
 }
 
 export interface RestoreResult {
@@ -84,12 +84,7 @@ const ms = (from: number) => performance.now() - from;
 
 /** criu restore -D DIR: see the file comment. */
 export function restore(opts: RestoreOptions): RestoreResult {
-  const noop = () => {};
-  const log: RestoreLog = {
-    debug: opts.log?.debug ?? noop,
-    info: opts.log?.info ?? noop,
-    warn: opts.log?.warn ?? noop,
-  };
+  const log = opts.logger ?? silentLogger;
   const t0 = performance.now();
   warmUpCodecs([
     'core_entry',
