@@ -127,7 +127,8 @@ function waitForExec(pid: number, argv: string[], setsidPath: string | undefined
     if (exe !== undefined) {
       if (cmdline === wantCmdline) return;
       const name = exe.endsWith(' (deleted)') ? exe.slice(0, -10) : exe;
-      if (name !== shellExe && name !== setsidPath) return;
+      // During execve the new exe shows a moment before the new arguments do: wait for those too.
+      if (name !== shellExe && name !== setsidPath && cmdline !== '') return;
     }
     if (!backoff.wait()) {
       throw new CompelError(
