@@ -102,7 +102,7 @@ describe('criu-ts restore: threads', () => {
     expect((await runCli(['dump', '-t', String(w.pid), '-D', again, '-R'])).code).toBe(0);
     for (const tid of workers)
       expect(threadState(again, tid), `thread ${tid}`).toEqual(threadState(dir, tid));
-  });
+  }, 120_000); // two dumps and a restore of 9 busy threads: slow on a loaded 2-core machine
 });
 
 describe('criu-ts restore: trees', () => {
