@@ -29,6 +29,7 @@ import {
 } from './maps.js';
 import { type MountInfo, parseMountInfo } from './mountinfo.js';
 import { Pagemap } from './pagemap.js';
+import { type CgroupLine, parseCgroup } from './cgroup.js';
 import { type ProcStat, parseStat } from './stat.js';
 import { type ProcStatus, parseStatus } from './status.js';
 import { numericNames, parseChildren } from './task.js';
@@ -230,6 +231,11 @@ export class ProcDir {
 
   mountinfo(): MountInfo[] {
     return this.parse('mountinfo', parseMountInfo);
+  }
+
+  /** The cgroup file: one line per hierarchy (see parseCgroup). */
+  cgroups(): CgroupLine[] {
+    return parseCgroup(this.readText('cgroup'));
   }
 
   fdinfo(fd: number): FdInfo {
