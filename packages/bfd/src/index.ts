@@ -4,8 +4,8 @@
 // (fixed keys by byte comparison). Parsers are pure functions over (Buffer, length). ProcDir
 // caches the /proc/PID directory fd and reads every file through openat().
 
-export { type CgroupLine, parseCgroup } from './cgroup.js';
 export { BfdBuffer, DEFAULT_BUFFER_SIZE } from './buffer.js';
+export { type CgroupLine, parseCgroup } from './cgroup.js';
 export { Cursor, unescapeOctal } from './cursor.js';
 export {
   type EpollTfd,

@@ -18,6 +18,7 @@ import {
   write,
 } from '@criu-ts/sys';
 import { type BfdBuffer, sharedBuffer } from './buffer.js';
+import { type CgroupLine, parseCgroup } from './cgroup.js';
 import { type FdInfo, parseFdInfo } from './fdinfo.js';
 import {
   type MapsEntry,
@@ -29,7 +30,6 @@ import {
 } from './maps.js';
 import { type MountInfo, parseMountInfo } from './mountinfo.js';
 import { Pagemap } from './pagemap.js';
-import { type CgroupLine, parseCgroup } from './cgroup.js';
 import { type ProcStat, parseStat } from './stat.js';
 import { type ProcStatus, parseStatus } from './status.js';
 import { numericNames, parseChildren } from './task.js';

@@ -11,7 +11,7 @@
 
 import { AT_FDCWD, close, O_CLOEXEC, O_RDONLY, O_WRONLY, openat, SysError, write } from '@criu-ts/sys';
 import { sharedBuffer } from './buffer.js';
-import { ProcDir, isGone } from './procdir.js';
+import { isGone, ProcDir } from './procdir.js';
 import type { ProcStat } from './stat.js';
 import type { ProcStatus } from './status.js';
 
@@ -92,7 +92,8 @@ export function readSysctl(name: string): string {
 export function readSysctlInt(name: string): number {
   const text = readSysctl(name).trim();
   const v = Number(text);
-  if (text === '' || !Number.isInteger(v)) throw new Error(`${PROC_ROOT}/sys/${name}: not a number: "${text}"`);
+  if (text === '' || !Number.isInteger(v))
+    throw new Error(`${PROC_ROOT}/sys/${name}: not a number: "${text}"`);
   return v;
 }
 

@@ -4,9 +4,9 @@
 import { readFileSync, readlinkSync } from 'node:fs';
 import { afterEach, expect, it } from 'vitest';
 import {
+  ProcDir,
   parseCgroup,
   parseUptime,
-  ProcDir,
   procExists,
   procPath,
   readProcLink,
@@ -40,7 +40,7 @@ it('reads a live child, then nothing once it is gone', async () => {
   expect(readStat(child.pid, child.pid)?.state).toBe(stat.state);
   expect(procExists(child.pid)).toBe(true);
   expect(readProcLink(child.pid, 'exe')).toBe(readlinkSync(`/proc/${child.pid}/exe`));
-  expect(readProcText(child.pid, 'cmdline')).toBe('sleep\0001000\0');
+  expect(readProcText(child.pid, 'cmdline')).toBe('sleep\x001000\0');
   await killStarted();
   await waitFor(() => !procExists(child.pid), 'child reaped');
   expect(readStat(child.pid)).toBeUndefined();

@@ -1,4 +1,4 @@
-import { ProcDir } from '@criu-ts/bfd';
+import { ProcDir, procPath } from '@criu-ts/bfd';
 import { Parasite, type SeizedTask, type SeizedTree } from '@criu-ts/compel';
 import type { CoreEntry, ImageDir, TaskCoreEntry, TtyInfoEntry, UserDescT } from '@criu-ts/images';
 import {
@@ -128,12 +128,12 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
           ctx.files,
           // an unlinked file (a POSIX semaphore, a replaced library) becomes a ghost file
           s.deleted ? `${s.path} (deleted)` : s.path,
-          `/proc/${task.pid}/map_files/${s.start.toString(16)}-${s.end.toString(16)}`,
+          procPath(task.pid, 'map_files', `${s.start.toString(16)}-${s.end.toString(16)}`),
         ),
       ctx.shmem.forTask(task.pid, ids.ipc_ns_id ?? 0),
       (m) => socketMappingId(ctx.files, m),
     );
-    const exeId = pathEntry(ctx.files, proc.readlink('exe'), `/proc/${task.pid}/exe`);
+    const exeId = pathEntry(ctx.files, proc.readlink('exe'), procPath(task.pid, 'exe'));
     const guards = dumpGuardRegions(task.pid, proc.pagemap(), vmas);
     ctx.dir.write('mm-%u', task.pid, [
       dumpMm(proc, stat, [...vmas, ...guards], exeId, {

@@ -12,6 +12,7 @@
 // that breaks it to the type it was being broken to (refused with EWOULDBLOCK; the break timer starts
 // again). The signal that break sends the task (blocked while it is restored) is taken away again: the
 // task had already been told.
+import { procPath } from '@criu-ts/bfd';
 import type { FileLockEntry, ImageDir } from '@criu-ts/images';
 import {
   close,
@@ -156,7 +157,7 @@ export function breakLeases(
     const what = `filelocks.img: the lease of pid ${pid} fd ${l.fd}`;
     let fd = -1;
     try {
-      fd = open(`/proc/${pid}/fd/${l.fd}`, breakFlags(l, what) | O_NONBLOCK | O_CLOEXEC);
+      fd = open(procPath(pid, 'fd', l.fd), breakFlags(l, what) | O_NONBLOCK | O_CLOEXEC);
     } catch (e) {
       if (!isSysError(e, 'EAGAIN'))
         throw new RestoreError(`${what}: cannot break it again: ${(e as Error).message}`);

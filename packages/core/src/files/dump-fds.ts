@@ -1,5 +1,5 @@
 import { statSync } from 'node:fs';
-import { ProcDir } from '@criu-ts/bfd';
+import { ProcDir, procPath } from '@criu-ts/bfd';
 import type { FdinfoEntry } from '@criu-ts/images';
 import { DumpError } from '../dump/errors.js';
 import { dumpFileLocks } from '../file-locks/dump.js';
@@ -47,6 +47,6 @@ function dumpOwnFd(fd: number, files: FileTable, ctx: FdDumpContext): number {
 function openFile(pid: number, proc: ProcDir, fd: number): OpenFile {
   const link = proc.readlink(`fd/${fd}`);
   const info = proc.fdinfo(fd);
-  const stat = statSync(`/proc/${pid}/fd/${fd}`, { bigint: true });
+  const stat = statSync(procPath(pid, 'fd', fd), { bigint: true });
   return { pid, fd, link, pos: info.pos, flags: info.flags, mntId: info.mntId, stat, info };
 }

@@ -6,6 +6,7 @@ import {
   PAGE_IS_PRESENT,
   PAGE_IS_SWAPPED,
   type Pagemap,
+  procPath,
 } from '@criu-ts/bfd';
 import type { PageMapWriter } from '@criu-ts/images';
 import { processVmReadv, type VmIovec } from '@criu-ts/sys';
@@ -94,7 +95,7 @@ export function dumpPages(pid: number, runs: Run[], out: PageMapWriter): number 
       written += Number(pages);
       if (!run.readable) {
         flush();
-        mem ??= openSync(`/proc/${pid}/mem`, 'r');
+        mem ??= openSync(procPath(pid, 'mem'), 'r');
         copyViaProcMem(mem, run, out, buf);
         continue;
       }

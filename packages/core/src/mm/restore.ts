@@ -47,8 +47,8 @@ import {
   SYS,
 } from '@criu-ts/sys';
 import { restoreAioRings } from '../aio/restore.js';
+import type { NodeFiles } from '../files/node-files.js';
 import { RestoreError } from '../restore/errors.js';
-import type { NodeFiles } from '../restore/files.js';
 import type { Call, Injector } from '../restore/inject.js';
 import type { LiveTask, RestoreRun } from '../restore/live.js';
 import { ownVdsoLayout, type VdsoLayout, VMA } from '../restore/plan.js';

@@ -1,5 +1,5 @@
 import { lstatSync } from 'node:fs';
-import { hasVmFlag, type SmapsEntry, type VmFlagName } from '@criu-ts/bfd';
+import { hasVmFlag, procPath, type SmapsEntry, type VmFlagName } from '@criu-ts/bfd';
 import type { VmaEntry } from '@criu-ts/images';
 import { MAP_HUGE_MASK, MAP_HUGE_SHIFT } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
@@ -249,7 +249,7 @@ function vmaEntry(
 function mappedFileFlags(pid: number, s: SmapsEntry): number | undefined {
   let mode: number;
   try {
-    mode = lstatSync(`/proc/${pid}/map_files/${s.start.toString(16)}-${s.end.toString(16)}`).mode;
+    mode = lstatSync(procPath(pid, 'map_files', `${s.start.toString(16)}-${s.end.toString(16)}`)).mode;
   } catch {
     return undefined; // no map_files link: restore goes by the protection
   }

@@ -1,8 +1,10 @@
 // Reading the images and planning the tree, before any process exists: every image a task needs is read
 // and checked here, so that a missing or corrupt image, a kind of object restore cannot make yet, or a
 // kernel whose vDSO differs from the dumped one is a clear error while nothing has been created.
-import { existsSync, lstatSync, readFileSync, statSync } from 'node:fs';
+
+import { existsSync, lstatSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { ProcDir } from '@criu-ts/bfd';
 import {
   type CoreEntry,
   type FdinfoEntry,
@@ -117,7 +119,7 @@ export interface VdsoLayout {
   vdso?: { start: bigint; size: bigint };
 }
 
-export function ownVdsoLayout(maps = readFileSync('/proc/self/maps', 'utf8')): VdsoLayout {
+export function ownVdsoLayout(maps = ProcDir.self().readText('maps')): VdsoLayout {
   const out: VdsoLayout = {};
   for (const line of maps.split('\n')) {
     const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s+(\[v\w+\])$/.exec(line);

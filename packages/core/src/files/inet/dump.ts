@@ -5,6 +5,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readlinkSync } from 'node:fs';
+import { procPath } from '@criu-ts/bfd';
 import type { InetSkEntry } from '@criu-ts/images';
 import {
   AF_INET,
@@ -298,13 +299,13 @@ function treeSocketInodes(pids: ReadonlySet<number>): Set<number> {
   for (const pid of pids) {
     let fds: string[] = [];
     try {
-      fds = readdirSync(`/proc/${pid}/fd`);
+      fds = readdirSync(procPath(pid, 'fd'));
     } catch {
       continue;
     }
     for (const fd of fds) {
       try {
-        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(procPath(pid, 'fd', fd)));
         if (m) out.add(Number(m[1]));
       } catch {
         // closed meanwhile

@@ -4,6 +4,7 @@
 // the shared memory dumper. Mappings of a memfd, and of anonymous shared memory (which CRIU 4 dumps the
 // same way: its shmem file is a memfd in all but name), get MEMFD entries of their own.
 
+import { procPath } from '@criu-ts/bfd';
 import type { MemfdInodeEntry } from '@criu-ts/images';
 import { close, F_GET_SEALS, fcntl, fstat, MFD_HUGETLB, O_CLOEXEC, O_RDONLY, open } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
@@ -129,7 +130,7 @@ export const memfdDumpDriver: FdDumpDriver = {
     const id = memfdFileEntry(
       files,
       files.descriptionKey(file),
-      () => inodes.of(`/proc/${file.pid}/fd/${file.fd}`, memfdName(file.link)),
+      () => inodes.of(procPath(file.pid, 'fd', file.fd), memfdName(file.link)),
       file.flags,
       file.pos,
       files.owner(file),

@@ -1,5 +1,6 @@
 // Namespace files: opened once the tree exists, as /proc/PID/ns/KIND of a task that is in the
 // namespace (ids-PID.img names it by the same id), with the fd's flags.
+import { procPath } from '@criu-ts/bfd';
 import type { FileEntry, TaskKobjIdsEntry } from '@criu-ts/images';
 import { O_CLOEXEC, open } from '@criu-ts/sys';
 import { RestoreError } from '../../restore/errors.js';
@@ -50,7 +51,7 @@ export const nsFileRestoreDriver: FdRestoreDriver = {
   open(entry, ctx) {
     const { kind, pid } = ctx.shared(`nsfile:${entry.id}`, () => taskIn(entry, ctx));
     try {
-      return open(`/proc/${pid}/ns/${kind}`, (entry.nsf!.flags & ~OPEN_ONLY) | O_CLOEXEC);
+      return open(procPath(pid, 'ns', kind), (entry.nsf!.flags & ~OPEN_ONLY) | O_CLOEXEC);
     } catch (e) {
       throw new RestoreError(`namespace file ${entry.id}: /proc/${pid}/ns/${kind}: ${(e as Error).message}`);
     }

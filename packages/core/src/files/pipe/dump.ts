@@ -1,7 +1,9 @@
 // Pipes: one files.img entry per open description (PIPE, with the pipe's inode as pipe_id), and once
 // per pipe the bytes in flight in pipes-data.img. A pipe whose other end only a process outside the
 // tree holds is dumped as CRIU does: it comes back with the ends the tree had.
+
 import { openSync } from 'node:fs';
+import { procPath } from '@criu-ts/bfd';
 import { close, O_NONBLOCK } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
@@ -47,7 +49,7 @@ export function savePipeData(
     readEnd = files.steal(file.pid, file.fd);
   } else {
     try {
-      readEnd = openSync(`/proc/${file.pid}/fd/${file.fd}`, O_NONBLOCK); // O_RDONLY
+      readEnd = openSync(procPath(file.pid, 'fd', file.fd), O_NONBLOCK); // O_RDONLY
       own = true;
     } catch (e) {
       throw new DumpError(`pid ${file.pid} fd ${file.fd} (${file.link}): cannot reach its pipe: ${e}`);

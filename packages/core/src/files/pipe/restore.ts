@@ -1,5 +1,6 @@
 // Pipes come back made by criu-ts, one per pipe_id, filled with their bytes in flight before any task
 // runs; each files.img entry gets its end as a description of its own, with the task's flags.
+import { procPath } from '@criu-ts/bfd';
 import type { FileEntry } from '@criu-ts/images';
 import { F_DUPFD_CLOEXEC, fcntl, O_CLOEXEC, open } from '@criu-ts/sys';
 import { RestoreError } from '../../restore/errors.js';
@@ -46,7 +47,7 @@ export function describeEnd(ends: PipeEnds, flags: number): number {
     fd = dupCloexec(ends.ends[which]);
     ends.handedOut[which] = true;
   } else {
-    fd = open(`/proc/self/fd/${ends.ends[which]}`, (flags & O_ACCMODE) | O_CLOEXEC);
+    fd = open(procPath('self', 'fd', ends.ends[which]!), (flags & O_ACCMODE) | O_CLOEXEC);
   }
   return withFlags(fd, flags);
 }

@@ -1,4 +1,5 @@
-import { type BigIntStats, existsSync, lstatSync, statSync } from 'node:fs';
+import { type BigIntStats, lstatSync, statSync } from 'node:fs';
+import { PROC_ROOT, procExists, procPath } from '@criu-ts/bfd';
 import type { FileEntry } from '@criu-ts/images';
 import { DumpError } from '../../dump/errors.js';
 import { type Fown, noOwner } from '../fown.js';
@@ -97,7 +98,7 @@ function remapIfGone(
 ): string {
   if (!path.startsWith('/')) throw new DumpError(`${owner}: The path [${path}] is not supported`);
   const stripped = path.endsWith(DELETED) ? path.slice(0, -DELETED.length) : path;
-  if (path === '/proc' || path.startsWith('/proc/')) {
+  if (path === PROC_ROOT || path.startsWith(`${PROC_ROOT}/`)) {
     const pid = procPidOf(stripped);
     if (pid === undefined) return path;
     // /proc/PID of a task that has died reads "/proc/PID (deleted)".
@@ -134,8 +135,7 @@ function remapIfGone(
  * the task; of a live task outside the tree it is opened again like any file.
  */
 function noteDeadPid(files: FileTable, id: number, pid: number, deleted: boolean): void {
-  if (files.pids.has(pid) || (!deleted && existsSync(`/proc/${pid}`)) || !files.firstTime(`dead-pid:${pid}`))
-    return;
+  if (files.pids.has(pid) || (!deleted && procExists(pid)) || !files.firstTime(`dead-pid:${pid}`)) return;
   files.remaps.push({ orig_id: id, remap_id: pid, remap_type: REMAP.PROCFS });
 }
 
@@ -176,7 +176,7 @@ export const regularFileDriver: FdDumpDriver = {
       flags: file.flags,
       pos: file.pos,
       fown: files.owner(file),
-      procPath: `/proc/${file.pid}/fd/${file.fd}`,
+      procPath: procPath(file.pid, 'fd', file.fd),
     });
     return { id, type: FD_TYPE.REG };
   },

@@ -1,6 +1,6 @@
 // Regular files (and directories, device nodes, O_PATH fds) on restore, as a task's fd: opened again by
 // their name with the fd's flags (through the file's remap when its name was gone at the dump: see
-// remap-restore.ts) and moved to their position. restore/files.ts opens the same entries for other uses
+// remap-restore.ts) and moved to their position. files/node-files.ts opens the same entries for other uses
 // (mappings, the exe, cwd and root) and checks each is still the kind of file it was.
 import { close, lseek, O_CLOEXEC, O_CREAT, O_EXCL, O_TMPFILE } from '@criu-ts/sys';
 import { RestoreError } from '../../restore/errors.js';

@@ -1,7 +1,7 @@
 // Terminals at restore, for the kind that is simply opened again by its path: the system console
 // (/dev/console, major 5 minor 1). It is one device shared with the whole system, so its settings
 // (termios, window size) are not the task's to restore; reopening it with the task's flags is what CRIU
-// does too. The shell's terminal (--shell-job) never gets here: restore/files.ts hands out criu-ts's
+// does too. The shell's terminal (--shell-job) never gets here: files/node-files.ts hands out criu-ts's
 // own terminal for it. Ptys, virtual consoles and serial lines are refused at plan time, by check().
 import type { FileEntry, ImageDir, TtyInfoEntry } from '@criu-ts/images';
 import { O_CLOEXEC, O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC, open } from '@criu-ts/sys';

@@ -8,6 +8,7 @@
 // filled through a socketpair whose other end is then closed (its peer is cleared first, as CRIU does:
 // then it may be connected anew); a connected datagram socket connects after its queue is in (it would
 // refuse packets from any other sender, and one connected to itself accepts only its own).
+
 import {
   chmodSync,
   chownSync,
@@ -19,6 +20,7 @@ import {
   unlinkSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { procPath } from '@criu-ts/bfd';
 import type { FileEntry, SkPacketEntry, UnixSkEntry } from '@criu-ts/images';
 import {
   AF_UNIX,
@@ -254,7 +256,7 @@ function lstatOrUndefined(path: string) {
  */
 function reachableName(ctx: Ctx, u: UnixSkEntry): Buffer {
   const file = socketFiles(ctx).get(u.ino);
-  return file !== undefined ? encodeSockaddrUn(`/proc/self/fd/${file}`) : sockaddrOf(u.name);
+  return file !== undefined ? encodeSockaddrUn(procPath('self', 'fd', file)) : sockaddrOf(u.name);
 }
 
 /**
@@ -269,7 +271,8 @@ function connectToPeer(ctx: Ctx, fd: number, self: UnixSkEntry, peer: UnixEntry)
   const file = external ? undefined : socketFiles(ctx).get(peer.usk.ino);
   try {
     // A connection the listener had not accepted yet waits in its queue again (icons.ts).
-    const to = file !== undefined ? encodeSockaddrUn(`/proc/self/fd/${file}`) : sockaddrOf(peer.usk.name);
+    const to =
+      file !== undefined ? encodeSockaddrUn(procPath('self', 'fd', file)) : sockaddrOf(peer.usk.name);
     if (isListener(peer)) connectToListener(fd, to, peer);
     else connect(fd, to);
   } catch (e) {
