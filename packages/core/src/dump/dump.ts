@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { type ProcStatus, procExists, readStatus, readUptime } from '@criu-ts/bfd';
-import { type SeizedTask, type SeizedTree, seizeTree } from '@criu-ts/compel';
+import { type SeizedTree, seizeTree } from '@criu-ts/compel';
 import {
   type DumpStatsEntry,
   ImageDir,
@@ -11,7 +10,6 @@ import {
   warmUpCodecs,
 } from '@criu-ts/images';
 import { type CgroupDumpOptions, CgroupSets } from '../cgroup/dump.js';
-import { CORE_MARCH_X86_64, TASK_DEAD } from '../core-image/thread.js';
 import type { IrmapOptions } from '../files/irmap.js';
 import { FileTable } from '../files/table.js';
 import { KobjIds } from '../ids/dump.js';

@@ -1,5 +1,4 @@
-import { readlinkSync } from 'node:fs';
-import { procPath } from '@criu-ts/bfd';
+import { readProcLink } from '@criu-ts/bfd';
 import type { TaskKobjIdsEntry } from '@criu-ts/images';
 import { KCMP_FILES, KCMP_FS, KCMP_SIGHAND, KCMP_VM, kcmp } from '@criu-ts/sys';
 import { IdAllocator } from '../dump/ids.js';
@@ -69,7 +68,8 @@ export class KobjIds {
   private nsIds(entry: TaskKobjIdsEntry, proc: number | 'self'): void {
     for (const [ns, field] of NAMESPACES) {
       try {
-        entry[field] = this.ns.get(readlinkSync(procPath(proc, 'ns', ns))).id;
+        const link = readProcLink(proc, `ns/${ns}`);
+        if (link !== undefined) entry[field] = this.ns.get(link).id;
       } catch {
         // A namespace kind this kernel does not have.
       }

@@ -4,7 +4,6 @@
 // reads; CRIU 4 would put them in pagemaps). Only segments some task maps are dumped, not every segment
 // of the IPC namespace: the tree lives in the host's namespace, which is not criu-ts's to take.
 
-import { readlinkSync } from 'node:fs';
 import type { SmapsEntry } from '@criu-ts/bfd';
 import { procPath, readProcLink } from '@criu-ts/bfd';
 import type { ImageDir, IpcShmEntry } from '@criu-ts/images';
@@ -83,7 +82,7 @@ export class ShmemDump {
     const id = Number(s.ino);
     if (this.segments.has(id)) return id;
     const where = `pid ${pid}: SysV shared memory ${id} at 0x${s.start.toString(16)}`;
-    if (readlinkSync(procPath(pid, 'ns', 'ipc')) !== readProcLink('self', 'ns/ipc'))
+    if (readProcLink(pid, 'ns/ipc') !== readProcLink('self', 'ns/ipc'))
       throw new DumpError(`${where} is in another IPC namespace: IPC namespaces are not supported yet`);
     if (this.ipcNsId !== undefined && this.ipcNsId !== ipcNsId)
       throw new DumpError(`${where}: the tree spans two IPC namespaces`);

@@ -4,8 +4,7 @@
 // closed or closing) needs --tcp-established: it is locked and read through TCP repair (tcp.ts).
 
 import { randomUUID } from 'node:crypto';
-import { readdirSync, readlinkSync } from 'node:fs';
-import { procPath } from '@criu-ts/bfd';
+import { withProcDir } from '@criu-ts/bfd';
 import type { InetSkEntry } from '@criu-ts/images';
 import {
   AF_INET,
@@ -297,19 +296,19 @@ function lockTreeConnections(files: FileTable): Set<number> {
 function treeSocketInodes(pids: ReadonlySet<number>): Set<number> {
   const out = new Set<number>();
   for (const pid of pids) {
-    let fds: string[] = [];
     try {
-      fds = readdirSync(procPath(pid, 'fd'));
+      withProcDir(pid, (proc) => {
+        for (const fd of proc.fds()) {
+          try {
+            const m = /^socket:\[(\d+)\]$/.exec(proc.readlink(`fd/${fd}`));
+            if (m) out.add(Number(m[1]));
+          } catch {
+            // closed meanwhile
+          }
+        }
+      });
     } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      try {
-        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(procPath(pid, 'fd', fd)));
-        if (m) out.add(Number(m[1]));
-      } catch {
-        // closed meanwhile
-      }
+      // gone, or its fds cannot be listed: as before, none of them
     }
   }
   return out;
