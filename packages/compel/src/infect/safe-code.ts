@@ -31,7 +31,9 @@
 // again) or in compel's code, whose way out without a tracer unmaps the scratch area and goes back to
 // its own registers. What the tracer's death still leaves: the patched padding (never executed; the page
 // stays a private copy), and signals that arrived meanwhile and were held back by the tracer (lost).
+
 import type { UserRegs } from '@criu-ts/sys';
+import { PAGE_SIZE } from '@criu-ts/sys';
 import { BATCH_CODE } from './batch-code.js';
 
 /** Registers the epilogue pops, in its order; then eflags, rsp and rip. */
@@ -192,7 +194,7 @@ export type Marker = { signal: number; pid: number; tid: number } | { signal: un
  * `textUnmap` (which then runs the epilogue). Done and fail are told apart by rbx (the terminator or the
  * failing entry); a failed entry's errno is in its result.
  */
-export function safeCodePage(base: bigint, textUnmap: bigint, marker: Marker, pageSize = 4096): Buffer {
+export function safeCodePage(base: bigint, textUnmap: bigint, marker: Marker, pageSize = PAGE_SIZE): Buffer {
   const page = Buffer.alloc(pageSize, 0xcc);
   BATCH_CODE.copy(page, 0);
   page[0x2e] = 0x35 - 0x2f; // jae fail -> 0x35

@@ -1,6 +1,7 @@
 import { ProcDir, procPath, readSysctlInt } from '@criu-ts/bfd';
 import type { CredsEntry } from '@criu-ts/images';
 import {
+  O_WRONLY,
   PR_CAP_AMBIENT,
   PR_CAP_AMBIENT_CLEAR_ALL,
   PR_CAP_AMBIENT_RAISE,
@@ -16,7 +17,6 @@ import type { Injector } from '../restore/inject.js';
 const SECBIT_NO_SETUID_FIXUP = 1 << 2;
 const LINUX_CAPABILITY_VERSION_3 = 0x20080522;
 const INVALID_UID = 0xffff_ffff;
-const O_WRONLY = 1;
 
 let lastCap: number | undefined;
 function capLastCap(): number {

@@ -7,10 +7,11 @@ import {
   PR_GET_SECUREBITS,
   PR_GET_THP_DISABLE,
   PR_GET_TID_ADDRESS,
+  RLIM_NLIMITS,
   raw,
   SYS,
 } from '@criu-ts/sys';
-import { RLIM_NLIMITS, RLIMIT_SIZE, rlimitReadCalls, rlimitsFrom } from '../rlimits/dump.js';
+import { RLIMIT_SIZE, rlimitReadCalls, rlimitsFrom } from '../rlimits/dump.js';
 import { DumpError } from './errors.js';
 
 /** Signals 1..64 but SIGKILL and SIGSTOP, whose actions cannot change (CRIU stores these 62). */

@@ -8,7 +8,13 @@ import {
   ptraceGetThreadArea,
   ptraceGetXstate,
   raw,
+  SIGSTOP,
+  SIGTSTP,
+  SIGTTIN,
+  SIGTTOU,
   SYS,
+  TIOCGPGRP,
+  TIOCGSID,
 } from '@criu-ts/sys';
 import type { CgroupSets } from '../cgroup/dump.js';
 import { coreEntry, TASK_ALIVE, TASK_STOPPED, type ThreadState } from '../core-image/thread.js';
@@ -214,8 +220,6 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
 }
 
 // Terminal ioctls that only answer in the task that holds the terminal.
-const TIOCGPGRP = 0x540f;
-const TIOCGSID = 0x5429;
 
 /** What the fd drivers need of one task: terminals ask the task itself for their session. */
 function fdContext(ctx: DumpContext, parasite: Parasite): FdDumpContext {
@@ -242,11 +246,6 @@ function readThreadState(tree: SeizedTree, pid: number, tid: number) {
     p.cure();
   }
 }
-
-const SIGSTOP = 19;
-const SIGTSTP = 20;
-const SIGTTIN = 21;
-const SIGTTOU = 22;
 
 /** The group stop's signal, as the seize saw it in the task's threads; SIGSTOP when none tells. */
 function stopSignalOf(task: SeizedTask): number {

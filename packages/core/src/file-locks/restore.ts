@@ -35,6 +35,7 @@ import {
   O_RDONLY,
   O_WRONLY,
   open,
+  SEEK_SET,
   SIGIO,
   SYS,
   sigmaskBit,
@@ -42,8 +43,6 @@ import {
 import { RestoreError } from '../restore/errors.js';
 import type { Call } from '../restore/inject.js';
 import { FL_FLOCK, FL_LEASE, FL_OFD, FL_POSIX, LEASE_BREAKING } from './dump.js';
-
-const SEEK_SET = 0;
 
 /** filelocks.img, by the pid that takes each lock again. */
 export function locksByTask(dir: ImageDir): Map<number, FileLockEntry[]> {

@@ -9,11 +9,11 @@ import {
   procPath,
 } from '@criu-ts/bfd';
 import type { PageMapWriter } from '@criu-ts/images';
-import { processVmReadv, type VmIovec } from '@criu-ts/sys';
+import { PAGE_SIZE, processVmReadv, type VmIovec } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
 import { type DumpVma, isPrivateMemory, VMA } from './vmas.js';
 
-const PAGE = 4096n;
+const PAGE = BigInt(PAGE_SIZE);
 /** Pages are copied through buffers of this size: large enough that syscalls don't dominate. */
 const CHUNK = 8 * 1024 * 1024;
 

@@ -1,16 +1,13 @@
 import { lstatSync } from 'node:fs';
 import { hasVmFlag, procPath, type SmapsEntry, type VmFlagName } from '@criu-ts/bfd';
 import type { VmaEntry } from '@criu-ts/images';
-import { MAP_HUGE_MASK, MAP_HUGE_SHIFT } from '@criu-ts/sys';
+import { MAP_HUGE_MASK, MAP_HUGE_SHIFT, O_RDONLY, O_RDWR, O_WRONLY } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
 import type { SocketMapping } from '../files/packet/dump.js';
 import { hugetlbSizeFlag, isShmemDev } from '../shmem/dev.js';
 import type { ShmemMappings } from '../shmem/dump.js';
 
 // mmap flags and VMA status bits as CRIU stores them (vma.proto, criu/include/image.h).
-const O_RDONLY = 0;
-const O_WRONLY = 1;
-const O_RDWR = 2;
 
 export const MAP = {
   SHARED: 0x1,

@@ -7,7 +7,7 @@
 import type { SmapsEntry } from '@criu-ts/bfd';
 import { procPath, readProcLink } from '@criu-ts/bfd';
 import type { ImageDir, IpcShmEntry } from '@criu-ts/images';
-import { close, O_CLOEXEC, O_RDONLY, open, preadFull, SHM_HUGETLB, shmStat } from '@criu-ts/sys';
+import { close, O_CLOEXEC, O_RDONLY, open, PAGE_SIZE, preadFull, SHM_HUGETLB, shmStat } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
 import type { DumpStats } from '../dump/stats.js';
 import { MemfdInodes, memfdMappingEntry } from '../files/memfd/dump.js';
@@ -15,7 +15,7 @@ import type { FileTable } from '../files/table.js';
 import { dumpShmemContents } from './contents.js';
 import { hugetlbSizeFlag } from './dev.js';
 
-const PAGE = 4096n;
+const PAGE = BigInt(PAGE_SIZE);
 
 /** How dump/task.ts hands a task's shared memory mappings over; each returns the VMA's shmid. */
 export interface ShmemMappings {

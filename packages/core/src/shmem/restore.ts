@@ -19,6 +19,7 @@ import {
   close,
   F_ADD_SEALS,
   F_DUPFD_CLOEXEC,
+  F_SEAL_SEAL,
   F_SETFL,
   fcntl,
   ftruncate,
@@ -33,8 +34,15 @@ import {
   MFD_CLOEXEC,
   MFD_HUGETLB,
   memfdCreate,
+  O_ACCMODE,
   O_CLOEXEC,
+  O_CREAT,
+  O_EXCL,
+  O_NOCTTY,
+  O_RDWR,
+  O_TRUNC,
   open,
+  PAGE_SIZE,
   PROT_EXEC,
   PROT_READ,
   PROT_WRITE,
@@ -54,16 +62,13 @@ import {
   shmStat,
 } from '@criu-ts/sys';
 import { SETFL_MASK } from '../files/fd-flags.js';
-import { F_SEAL_SEAL } from '../files/memfd/dump.js';
 import { VMA } from '../mm/vmas.js';
 import { RestoreError } from '../restore/errors.js';
 import { restoreShmemContents } from './contents.js';
 
-const PAGE = 4096n;
-const O_ACCMODE = 3;
-const O_RDWR = 2;
+const PAGE = BigInt(PAGE_SIZE);
 /** Flags that only matter when a file is created. */
-const OPEN_ONLY = 0o100 /* O_CREAT */ | 0o200 /* O_EXCL */ | 0o1000 /* O_TRUNC */ | 0o400; /* O_NOCTTY */
+const OPEN_ONLY = O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY;
 const SHM_NEXT_ID = 'kernel/shm_next_id';
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;

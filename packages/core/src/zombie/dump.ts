@@ -2,7 +2,8 @@
 // the others) and its exit status, in a core image of its own. Its restore side is zombie/restore.ts.
 import { readStat } from '@criu-ts/bfd';
 import type { SeizedTask } from '@criu-ts/compel';
-import { CORE_MARCH_X86_64, TASK_DEAD } from '../core-image/thread.js';
+import { CoreEntryMarch } from '@criu-ts/images';
+import { TASK_DEAD } from '../core-image/thread.js';
 import { DumpError } from '../dump/errors.js';
 import type { DumpContext } from '../dump/task.js';
 
@@ -12,7 +13,7 @@ export function dumpZombie(ctx: DumpContext, task: SeizedTask): void {
   if (stat === undefined) throw new DumpError(`zombie ${task.pid} was reaped during the dump`);
   ctx.dir.write('core-%u', task.pid, [
     {
-      mtype: CORE_MARCH_X86_64,
+      mtype: CoreEntryMarch.X86_64,
       tc: {
         task_state: TASK_DEAD, // what CRIU writes for a zombie (and restores as one)
         exit_code: stat.exitCode,

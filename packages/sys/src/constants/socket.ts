@@ -171,6 +171,8 @@ export const SIOCOUTQ = 0x5411;
 export const TIOCOUTQ = 0x5411;
 export const SIOCOUTQNSD = 0x894b;
 export const SIOCGSKNS = 0x894c;
+/** SIOCPROTOPRIVATE on a unix socket: an O_PATH fd of the file it is bound to. */
+export const SIOCUNIXFILE = 0x89e0;
 
 // Netlink.
 export const NETLINK_ROUTE = 0;

@@ -38,6 +38,7 @@ import {
   SOL_SOCKET,
   SOL_UDP,
   sockDiag,
+  TCP_INFO,
 } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { type Connection, type DumpNetworkLock, dumpNetworkLock } from '../../net-lock/index.js';
@@ -48,7 +49,6 @@ import { readIpOptions } from './ip-options.js';
 import { dumpTcpStream, isConnectionState, repairOn, TCP } from './tcp.js';
 import { readTcpOptions } from './tcp-options.js';
 
-const TCP_INFO = 11;
 /** What the kernel caps a backlog to by default (net.core.somaxconn). */
 const SOMAXCONN = 4096;
 

@@ -23,6 +23,9 @@ import {
   MSG_PEEK,
   recv,
   SHUT_WR,
+  SIOCINQ,
+  SIOCOUTQ,
+  SIOCOUTQNSD,
   SO_REUSEADDR,
   SOL_SOCKET,
   send,
@@ -83,9 +86,6 @@ export const isRepairableState = (state: number) => isConnectionState(state) || 
 const ourFin = (state: number) => ((OUR_FIN_FIRST | OUR_FIN_SECOND) & bit(state)) !== 0;
 const peerFin = (state: number) => (PEER_FIN & bit(state)) !== 0;
 
-const SIOCINQ = 0x541b;
-const SIOCOUTQ = 0x5411;
-const SIOCOUTQNSD = 0x894b;
 const TCPI_OPT_TIMESTAMPS = 1;
 const TCPI_OPT_SACK = 2;
 const TCPI_OPT_WSCALE = 4;

@@ -14,8 +14,6 @@ import { FD_TYPE, type FdDumpContext, type FdDumpDriver, type FileTable, type Op
 
 const MEMFD_PREFIX = '/memfd:';
 const DELETED = ' (deleted)';
-/** A shmem file that was never a memfd (anonymous shared memory) reports just this seal. */
-export const F_SEAL_SEAL = 0x1;
 
 /** The name memfd_create() was given: the link without "/memfd:" and " (deleted)" (others kept whole). */
 export function memfdName(link: string): string {

@@ -4,15 +4,12 @@
 
 import { openSync } from 'node:fs';
 import { procPath } from '@criu-ts/bfd';
-import { close, O_NONBLOCK } from '@criu-ts/sys';
+import { close, O_ACCMODE, O_DIRECT, O_NONBLOCK, O_WRONLY, PAGE_SIZE } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 import { peekPipe, pipeSize } from './data.js';
 
-const O_ACCMODE = 3;
-const DEFAULT_PIPE_SIZE = 16 * 4096;
-const O_DIRECT = 0o40000;
-const O_WRONLY = 1;
+const DEFAULT_PIPE_SIZE = 16 * PAGE_SIZE;
 
 export const pipeDriver: FdDumpDriver = {
   kind: 'pipe',

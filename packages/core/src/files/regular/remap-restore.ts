@@ -30,6 +30,13 @@ import {
   O_WRONLY,
   open,
   pwrite,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
   SysError,
   symlinkat,
   unlinkat,
@@ -44,14 +51,6 @@ export type Remap = { kind: 'ghost'; ghostId: number } | { kind: 'linked'; fileI
 
 /** CRIU's images before remap_type marked ghosts by this bit of remap_id. */
 const OLD_GHOST_BIT = 0x80000000;
-
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
-const S_IFIFO = 0o010000;
-const S_IFLNK = 0o120000;
-const S_IFDIR = 0o040000;
-const S_IFCHR = 0o020000;
-const S_IFBLK = 0o060000;
 
 /**
  * remap-fpath.img, checked: the remaps by file id, and the pids of /proc files of tasks that had died

@@ -40,6 +40,8 @@ import {
   sendmsg,
   socket,
   socketpair,
+  TCP_ESTABLISHED,
+  TCP_LISTEN,
 } from '@criu-ts/sys';
 import { RestoreError } from '../../restore/errors.js';
 import { withFlags } from '../fd-flags.js';
@@ -49,9 +51,6 @@ import { shutdownAsDumped } from '../socket/shutdown.js';
 import { FD_TYPE } from '../table.js';
 import { connectQueued, connectToListener, isListener } from './icons.js';
 import { USK_EXTERN } from './uflags.js';
-
-const TCP_ESTABLISHED = 1;
-const TCP_LISTEN = 10;
 
 type Ctx = FdRestoreContext;
 
