@@ -1,4 +1,9 @@
-import type { UserX86FpregsEntry, UserX86RegsEntry, UserX86XsaveEntry } from '@criu-ts/images';
+import {
+  type UserX86FpregsEntry,
+  type UserX86RegsEntry,
+  UserX86RegsMode,
+  type UserX86XsaveEntry,
+} from '@criu-ts/images';
 import { ERRNO, type RegName, SYS, TIMER_ABSTIME, UserRegs, xsaveComponent } from '@criu-ts/sys';
 
 /**
@@ -40,10 +45,8 @@ const GP_FIELDS: ReadonlyArray<[keyof UserX86RegsEntry, RegName]> = [
   ['gs', 'gs'],
 ];
 
-const USER_X86_REGS_NATIVE = 1;
-
 export function gpregsToImage(regs: UserRegs): UserX86RegsEntry {
-  const out = { mode: USER_X86_REGS_NATIVE } as unknown as Record<string, bigint | number>;
+  const out = { mode: UserX86RegsMode.NATIVE } as unknown as Record<string, bigint | number>;
   for (const [field, reg] of GP_FIELDS) out[field] = regs.get(reg);
   return out as unknown as UserX86RegsEntry;
 }

@@ -5,7 +5,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { withProcDir } from '@criu-ts/bfd';
-import type { InetSkEntry } from '@criu-ts/images';
+import { type InetSkEntry, SkShutdown } from '@criu-ts/images';
 import {
   AF_INET,
   AF_INET6,
@@ -59,9 +59,6 @@ const tcpState = (fd: number) => getsockopt(fd, IPPROTO_TCP, TCP_INFO, 8)[0] ?? 
 const CONNECTED_STATES = Object.values(TCP)
   .filter(isConnectionState)
   .reduce((mask, s) => mask | (1 << s), 0);
-
-/** SK_SHUTDOWN of the image (the kernel's RCV_SHUTDOWN, SEND_SHUTDOWN bits). */
-const SHUTDOWN_READ = 1;
 
 /**
  * The peer's address. SO_PEERNAME, unlike getpeername, also answers for a connection still being set
@@ -129,7 +126,7 @@ function shutdownOf(files: FileTable, fd: number, ino: number, type: number, sta
   if (d) return d.shutdown;
   if (type !== SOCK_STREAM || state !== TCP.CLOSE) return 0;
   const ev = pollNow(fd, POLLRDHUP | POLLHUP);
-  return ev & POLLHUP && ev & POLLRDHUP ? SHUTDOWN_READ : 0;
+  return ev & POLLHUP && ev & POLLRDHUP ? SkShutdown.READ : 0;
 }
 
 /**
