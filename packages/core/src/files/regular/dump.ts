@@ -1,11 +1,11 @@
 import { type BigIntStats, lstatSync, statSync } from 'node:fs';
 import { PROC_ROOT, procExists, procPath } from '@criu-ts/bfd';
-import type { FileEntry } from '@criu-ts/images';
+import { type FileEntry, RemapType } from '@criu-ts/images';
 import { O_ACCMODE, O_APPEND, O_WRONLY, S_IFCHR, S_IFLNK, S_IFMT, S_IFREG } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { type Fown, noOwner } from '../fown.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
-import { addGhost, REMAP } from './ghost-dump.js';
+import { addGhost } from './ghost-dump.js';
 import { addLinkRemap } from './link-remap-dump.js';
 import { procPidOf } from './proc-path.js';
 
@@ -133,7 +133,7 @@ function remapIfGone(
  */
 function noteDeadPid(files: FileTable, id: number, pid: number, deleted: boolean): void {
   if (files.pids.has(pid) || (!deleted && procExists(pid)) || !files.firstTime(`dead-pid:${pid}`)) return;
-  files.remaps.push({ orig_id: id, remap_id: pid, remap_type: REMAP.PROCFS });
+  files.remaps.push({ orig_id: id, remap_id: pid, remap_type: RemapType.PROCFS });
 }
 
 /** Regular files, directories and device nodes opened by path. */

@@ -9,7 +9,7 @@
 // default 1 MiB) is on the space the file takes on disk (st_blocks * 512), not on its length, so a
 // sparse file of 1 GiB with 8 KiB of data passes.
 import type { BigIntStats } from 'node:fs';
-import type { GhostFileEntry, ImageDir, ImageWriter } from '@criu-ts/images';
+import { type GhostFileEntry, type ImageDir, type ImageWriter, RemapType } from '@criu-ts/images';
 import {
   type DataRun,
   devMajor,
@@ -36,9 +36,6 @@ import {
 } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import type { FileTable } from '../table.js';
-
-/** remap-fpath types (remap-file-path.proto). */
-export const REMAP = { LINKED: 0, GHOST: 1, PROCFS: 2 } as const;
 
 /** CRIU's default --ghost-limit. */
 export const DEFAULT_GHOST_LIMIT = 1n << 20n;
@@ -112,7 +109,7 @@ export function addGhost(
       write: (dir: ImageDir) => writeGhost(dir, id, head, fd, st.size, fiemap, name),
     });
   });
-  files.remaps.push({ orig_id: origId, remap_id: ghostId, remap_type: REMAP.GHOST });
+  files.remaps.push({ orig_id: origId, remap_id: ghostId, remap_type: RemapType.GHOST });
 }
 
 const kindOf = (type: number) =>

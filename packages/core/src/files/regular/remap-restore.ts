@@ -10,7 +10,13 @@
 // so /proc/PID/fd shows "NAME (deleted)" again and every fd and mapping reaches one inode.
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { FileEntry, GhostFileEntry, ImageDir, RemapFilePathEntry } from '@criu-ts/images';
+import {
+  type FileEntry,
+  type GhostFileEntry,
+  type ImageDir,
+  type RemapFilePathEntry,
+  RemapType,
+} from '@criu-ts/images';
 import {
   AT_FDCWD,
   AT_REMOVEDIR,
@@ -44,7 +50,6 @@ import {
   writeAll,
 } from '@criu-ts/sys';
 import { RestoreError } from '../../restore/errors.js';
-import { REMAP } from './ghost-dump.js';
 
 /** How a files.img entry whose name was gone is reached again. */
 export type Remap = { kind: 'ghost'; ghostId: number } | { kind: 'linked'; fileId: number };
@@ -68,10 +73,10 @@ export function readRemaps(
     let type = r.remap_type;
     let remapId = r.remap_id;
     if (type === undefined) {
-      type = remapId & OLD_GHOST_BIT ? REMAP.GHOST : REMAP.LINKED;
+      type = remapId & OLD_GHOST_BIT ? RemapType.GHOST : RemapType.LINKED;
       remapId = (remapId & ~OLD_GHOST_BIT) >>> 0;
     }
-    if (type === REMAP.PROCFS) {
+    if (type === RemapType.PROCFS) {
       if (!treeIds.has(remapId)) deadPids.add(remapId); // a pid of the tree comes back anyway
       continue;
     }
@@ -79,11 +84,11 @@ export function readRemaps(
       throw new RestoreError(
         `remap-fpath.img: remap for file ${r.orig_id}, which is not a file of files.img`,
       );
-    if (type === REMAP.GHOST) {
+    if (type === RemapType.GHOST) {
       if (!dir.has('ghost-file-%x', remapId))
         throw new RestoreError(`missing image ${dir.fileName('ghost-file-%x', remapId)}`);
       remaps.set(r.orig_id, { kind: 'ghost', ghostId: remapId });
-    } else if (type === REMAP.LINKED) {
+    } else if (type === RemapType.LINKED) {
       const target = files.get(remapId)?.reg;
       if (!target)
         throw new RestoreError(
