@@ -1,6 +1,7 @@
 import { ProcDir, procPath, readSysctlInt } from '@criu-ts/bfd';
 import type { CredsEntry } from '@criu-ts/images';
 import {
+  LINUX_CAPABILITY_VERSION_3,
   O_WRONLY,
   PR_CAP_AMBIENT,
   PR_CAP_AMBIENT_CLEAR_ALL,
@@ -8,14 +9,13 @@ import {
   PR_CAPBSET_DROP,
   PR_SET_NO_NEW_PRIVS,
   PR_SET_SECUREBITS,
+  SECBIT_NO_SETUID_FIXUP,
   SYS,
 } from '@criu-ts/sys';
 import type { Calls } from '../restore/calls.js';
 import { RestoreError } from '../restore/errors.js';
 import type { Injector } from '../restore/inject.js';
 
-const SECBIT_NO_SETUID_FIXUP = 1 << 2;
-const LINUX_CAPABILITY_VERSION_3 = 0x20080522;
 const INVALID_UID = 0xffff_ffff;
 
 let lastCap: number | undefined;

@@ -1,6 +1,7 @@
 import type { Parasite } from '@criu-ts/compel';
 import type { SaEntry } from '@criu-ts/images';
 import {
+  MEMBARRIER_CMD_GET_REGISTRATIONS,
   PR_GET_CHILD_SUBREAPER,
   PR_GET_DUMPABLE,
   PR_GET_PDEATHSIG,
@@ -46,7 +47,6 @@ export interface RemoteTaskState {
 }
 
 /** membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS): Linux 6.3+. */
-const MEMBARRIER_CMD_GET_REGISTRATIONS = 1 << 9;
 let membarrierGet: boolean | undefined;
 /** Whether this kernel answers MEMBARRIER_CMD_GET_REGISTRATIONS (asked once, of criu-ts itself). */
 function hasMembarrierGet(): boolean {

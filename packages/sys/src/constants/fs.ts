@@ -163,3 +163,6 @@ export const TIOCGWINSZ = 0x5413;
 export const TIOCGSID = 0x5429;
 export const TIOCGLCKTRMIOS = 0x5456;
 export const TIOCGPTN = 0x80045430;
+
+// splice(2) / vmsplice(2) flags.
+export const SPLICE_F_NONBLOCK = 2;

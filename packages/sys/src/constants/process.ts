@@ -149,3 +149,13 @@ export const SECCOMP_FILTER_FLAG_SPEC_ALLOW = 4;
 // seccomp(2) operations.
 export const SECCOMP_SET_MODE_STRICT = 0;
 export const SECCOMP_SET_MODE_FILTER = 1;
+
+// Capabilities: capget/capset header version, securebits (linux/securebits.h).
+export const LINUX_CAPABILITY_VERSION_3 = 0x20080522;
+export const SECBIT_NO_SETUID_FIXUP = 1 << 2;
+
+// membarrier(2) commands.
+export const MEMBARRIER_CMD_GET_REGISTRATIONS = 1 << 9;
+
+// Auxiliary vector (asm-generic auxvec.h): the entry that ends it.
+export const AT_NULL = 0;

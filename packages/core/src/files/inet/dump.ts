@@ -37,8 +37,10 @@ import {
   SOL_IPV6,
   SOL_SOCKET,
   SOL_UDP,
+  SOMAXCONN,
   sockDiag,
   TCP_INFO,
+  UDP_CORK,
 } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { type Connection, type DumpNetworkLock, dumpNetworkLock } from '../../net-lock/index.js';
@@ -50,7 +52,6 @@ import { dumpTcpStream, isConnectionState, repairOn, TCP } from './tcp.js';
 import { readTcpOptions } from './tcp-options.js';
 
 /** What the kernel caps a backlog to by default (net.core.somaxconn). */
-const SOMAXCONN = 4096;
 
 /** TCP's state (tcpi_state, the first byte of TCP_INFO). */
 const tcpState = (fd: number) => getsockopt(fd, IPPROTO_TCP, TCP_INFO, 8)[0] ?? TCP.CLOSE;
@@ -161,7 +162,6 @@ const PROTOCOLS = new Set([
   IPPROTO_ICMP,
   IPPROTO_ICMPV6,
 ]);
-const UDP_CORK = 1;
 
 /**
  * What CRIU refuses too, in its words: a protocol it does not know (SCTP, MPTCP...), a type other than
