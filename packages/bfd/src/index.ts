@@ -5,6 +5,7 @@
 // caches the /proc/PID directory fd and reads every file through openat().
 
 export { BfdBuffer, DEFAULT_BUFFER_SIZE } from './buffer.js';
+export { type CgroupLine, parseCgroup } from './cgroup.js';
 export { Cursor, unescapeOctal } from './cursor.js';
 export {
   type EpollTfd,
@@ -62,6 +63,23 @@ export {
   type ScanResult,
 } from './pagemap.js';
 export { isGone, listPids, ProcDir, type ProcDirOptions } from './procdir.js';
+export {
+  PROC_ROOT,
+  parseUptime,
+  procExists,
+  procPath,
+  readProcLink,
+  readProcText,
+  readStat,
+  readStatus,
+  readSysctl,
+  readSysctlInt,
+  readUptime,
+  type Uptime,
+  withProcDir,
+  writeProcText,
+  writeSysctl,
+} from './procfs.js';
 export { type ProcStat, parseStat } from './stat.js';
 export { type ProcStatus, parseStatus, type StatusVm } from './status.js';
 export { parseChildren } from './task.js';

@@ -1,12 +1,12 @@
 // /proc/PID/maps, /proc/PID/smaps and /proc/PID/smaps_rollup (fs/proc/task_mmu.c).
 
+import { PROT_EXEC, PROT_READ, PROT_WRITE } from '@criu-ts/sys';
 import { append, CH_COLON, CH_MINUS, CH_NL, CH_SPACE, CH_TAB, hexDigit, setKey } from './cursor.js';
 import { KeyTable } from './keys.js';
 import { VM_FLAG_CODE, VM_FLAG_VALUE } from './vmflags.js';
 
-export const PROT_READ = 1;
-export const PROT_WRITE = 2;
-export const PROT_EXEC = 4;
+// mmap(2) protections are sys's; bfd re-exports them with the maps parser that reports them.
+export { PROT_EXEC, PROT_READ, PROT_WRITE };
 
 /** One line of /proc/PID/maps (also the header of an smaps block). */
 export interface MapsEntry {

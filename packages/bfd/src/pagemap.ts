@@ -1,10 +1,10 @@
 // /proc/PID/pagemap: per-page entries (Documentation/admin-guide/mm/pagemap.rst) and the
 // PAGEMAP_SCAN ioctl (include/uapi/linux/fs.h, kernel 6.7+), with a fallback to reading entries.
 
-import { addressOf, ioctl, preadFull, withPinned } from '@criu-ts/sys';
+import { addressOf, ioctl, PAGE_SHIFT, PAGE_SIZE, preadFull, withPinned } from '@criu-ts/sys';
 
-export const PAGE_SIZE = 4096;
-export const PAGE_SHIFT = 12;
+// The page size is sys's (one definition for every package); bfd re-exports it for its users.
+export { PAGE_SHIFT, PAGE_SIZE };
 
 // ---- pagemap entry bits (u64 per virtual page) ----
 /** bit 63: page present in RAM */

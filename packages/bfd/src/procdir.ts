@@ -18,6 +18,7 @@ import {
   write,
 } from '@criu-ts/sys';
 import { type BfdBuffer, sharedBuffer } from './buffer.js';
+import { type CgroupLine, parseCgroup } from './cgroup.js';
 import { type FdInfo, parseFdInfo } from './fdinfo.js';
 import {
   type MapsEntry,
@@ -230,6 +231,11 @@ export class ProcDir {
 
   mountinfo(): MountInfo[] {
     return this.parse('mountinfo', parseMountInfo);
+  }
+
+  /** The cgroup file: one line per hierarchy (see parseCgroup). */
+  cgroups(): CgroupLine[] {
+    return parseCgroup(this.readText('cgroup'));
   }
 
   fdinfo(fd: number): FdInfo {

@@ -11,6 +11,8 @@ export const EPOLL_CTL_MOD = 3;
 /** timerfd_settime flags. */
 export const TFD_TIMER_ABSTIME = 1;
 export const TFD_TIMER_CANCEL_ON_SET = 2;
+/** clock_nanosleep / timer_settime flags: an absolute time. */
+export const TIMER_ABSTIME = 1;
 /** _IOW('T', 0, u64): set the number of expirations a timerfd reports (CONFIG_CHECKPOINT_RESTORE). */
 export const TFD_IOC_SET_TICKS = 0x40085400;
 /** struct epoll_event is packed on x86-64: u32 events, u64 data. */

@@ -17,6 +17,8 @@
 // syscall by itself (orig_rax is the real number inside the loop), rewinding rip to the `syscall` at 0x21,
 // where rax is reloaded by the kernel from orig_rax and the argument registers are still intact.
 
+import { PAGE_SIZE } from '@criu-ts/sys';
+
 /** The batch loop, 55 bytes. */
 // biome-ignore format: one instruction per line, with its offset and its meaning
 export const BATCH_CODE = Buffer.from([
@@ -66,7 +68,7 @@ export const ENTRY_SIZE = 64;
 export const RESULT_OFFSET = 56;
 
 /** The whole code page image: loop at BATCH_ENTRY, stub at STUB_OFFSET, int3 everywhere else. */
-export function codePage(pageSize = 4096): Buffer {
+export function codePage(pageSize = PAGE_SIZE): Buffer {
   const page = Buffer.alloc(pageSize, 0xcc);
   BATCH_CODE.copy(page, BATCH_ENTRY);
   SYSCALL_STUB.copy(page, STUB_OFFSET);

@@ -31,7 +31,19 @@
 // again) or in compel's code, whose way out without a tracer unmaps the scratch area and goes back to
 // its own registers. What the tracer's death still leaves: the patched padding (never executed; the page
 // stays a private copy), and signals that arrived meanwhile and were held back by the tracer (lost).
-import type { UserRegs } from '@criu-ts/sys';
+
+import {
+  ERRNO,
+  PAGE_SIZE,
+  SIGCHLD,
+  SIGCONT,
+  SIGKILL,
+  SIGSTOP,
+  SIGURG,
+  SIGWINCH,
+  SYS,
+  type UserRegs,
+} from '@criu-ts/sys';
 import { BATCH_CODE } from './batch-code.js';
 
 /** Registers the epilogue pops, in its order; then eflags, rsp and rip. */
@@ -79,11 +91,11 @@ function putEpilogue(buf: Buffer, at: number, blockAt: number): void {
   buf.writeInt32LE(blockAt + BLOCK_SIZE - 8 - (j + 6), j + 2);
 }
 
-const ERESTARTSYS = -512n;
-const ERESTARTNOINTR = -513n;
-const ERESTARTNOHAND = -514n;
-const ERESTART_RESTARTBLOCK = -516n;
-const NR_RESTART_SYSCALL = 219n;
+const ERESTARTSYS = -BigInt(ERRNO.ERESTARTSYS!);
+const ERESTARTNOINTR = -BigInt(ERRNO.ERESTARTNOINTR!);
+const ERESTARTNOHAND = -BigInt(ERRNO.ERESTARTNOHAND!);
+const ERESTART_RESTARTBLOCK = -BigInt(ERRNO.ERESTART_RESTARTBLOCK!);
+const NR_RESTART_SYSCALL = BigInt(SYS.restart_syscall);
 
 /**
  * The registers a thread stopped with `regs` resumes user code with: a syscall it was interrupted in is
@@ -172,8 +184,8 @@ export function textPatch(block: Buffer, size: number): Buffer {
 /** Where the loop's `done` and `fail` both go: the marker syscall. */
 const MARKER = 0x40;
 /** The marker syscall in syscall-stop mode: getpid, which changes nothing. */
-export const MARKER_NR = 39;
-const SYS_TGKILL = 234;
+export const MARKER_NR = SYS.getpid;
+const SYS_TGKILL = SYS.tgkill;
 /** rip at the marker's stops (after its `syscall` instruction), relative to the code page. */
 export const MARKER_RIP = MARKER + 22;
 
@@ -192,7 +204,7 @@ export type Marker = { signal: number; pid: number; tid: number } | { signal: un
  * `textUnmap` (which then runs the epilogue). Done and fail are told apart by rbx (the terminator or the
  * failing entry); a failed entry's errno is in its result.
  */
-export function safeCodePage(base: bigint, textUnmap: bigint, marker: Marker, pageSize = 4096): Buffer {
+export function safeCodePage(base: bigint, textUnmap: bigint, marker: Marker, pageSize = PAGE_SIZE): Buffer {
   const page = Buffer.alloc(pageSize, 0xcc);
   BATCH_CODE.copy(page, 0);
   page[0x2e] = 0x35 - 0x2f; // jae fail -> 0x35
@@ -214,13 +226,6 @@ export function safeCodePage(base: bigint, textUnmap: bigint, marker: Marker, pa
   page.set([0xff, 0xe0], MARKER_RIP + 20); // jmp rax
   return page;
 }
-
-const SIGCHLD = 17;
-const SIGURG = 23;
-const SIGWINCH = 28;
-const SIGKILL = 9;
-const SIGSTOP = 19;
-const SIGCONT = 18;
 
 /**
  * The signal for a signal marker (see Marker), from the task's ignored and caught sets and the thread's

@@ -1,6 +1,7 @@
 // Memory of another process: process_vm_readv / process_vm_writev (no ptrace stop needed, many iovecs per
 // call), and /proc/PID/mem for writes process_vm_writev refuses (read-only pages: /proc/PID/mem writes
 // with FOLL_FORCE, like a debugger setting a breakpoint, and copies on write in private mappings).
+import { procPath } from '@criu-ts/bfd';
 import {
   addressOf,
   close,
@@ -45,7 +46,7 @@ export function writeMemory(pid: number, addr: bigint, buf: Buffer): number {
 
 /** Write through /proc/PID/mem (works on read-only mappings of a task we may ptrace). */
 export function writeProcMem(pid: number, addr: bigint, buf: Buffer): number {
-  const fd = open(`/proc/${pid}/mem`, O_RDWR | O_CLOEXEC);
+  const fd = open(procPath(pid, 'mem'), O_RDWR | O_CLOEXEC);
   try {
     let done = 0;
     while (done < buf.length) {
@@ -61,7 +62,7 @@ export function writeProcMem(pid: number, addr: bigint, buf: Buffer): number {
 
 /** Read through /proc/PID/mem (also reads pages process_vm_readv refuses, e.g. PROT_NONE ones). */
 export function readProcMem(pid: number, addr: bigint, buf: Buffer): number {
-  const fd = open(`/proc/${pid}/mem`, O_RDONLY | O_CLOEXEC);
+  const fd = open(procPath(pid, 'mem'), O_RDONLY | O_CLOEXEC);
   try {
     let done = 0;
     while (done < buf.length) {

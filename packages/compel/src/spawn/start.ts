@@ -6,8 +6,9 @@
 // (a libuv child, reaped by libuv) forks the target and exits at once; the target is re-parented to us,
 // and only our own waitpid(pid) ever sees its state changes.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, readlinkSync, realpathSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { ProcDir } from '@criu-ts/bfd';
 import { setChildSubreaper } from '@criu-ts/sys';
 import { CompelError } from '../errors.js';
 import { isDeadOrZombie } from '../util/proc.js';
@@ -118,8 +119,13 @@ function waitForExec(pid: number, argv: string[], setsidPath: string | undefined
     let exe: string | undefined;
     let cmdline: string | undefined;
     try {
-      exe = readlinkSync(`/proc/${pid}/exe`);
-      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      const proc = ProcDir.open(pid);
+      try {
+        exe = proc.readlink('exe');
+        cmdline = proc.readText('cmdline');
+      } finally {
+        proc.close();
+      }
     } catch {
       // gone, or a zombie (no exe link): it ran and ended; the caller reaps it
       if (isDeadOrZombie(pid)) return;

@@ -9,7 +9,6 @@
 // CLONE_PARENT) until nothing changes.
 //
 // Everything here is synchronous and must run on one thread: ptrace belongs to the thread that attached.
-import { readFileSync } from 'node:fs';
 import {
   __WALL,
   isSysError,
@@ -30,7 +29,7 @@ import {
   waitpid,
 } from '@criu-ts/sys';
 import { CompelError } from '../errors.js';
-import { childrenOf, isDeadOrZombie, readStat, stateOf, threadsOf } from '../util/proc.js';
+import { childrenOf, isDeadOrZombie, readStat, readStatus, stateOf, threadsOf } from '../util/proc.js';
 import { Backoff } from '../util/wait.js';
 import { CgroupFreezer } from './freezer.js';
 import { holdSignal, redeliverSignal, settleHeldSignals } from './signals.js';
@@ -468,8 +467,7 @@ class Seizer {
 
 function tracerOf(pid: number, tid: number): number {
   try {
-    const m = /^TracerPid:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'));
-    return m ? Number(m[1]) : 0;
+    return readStatus(pid, tid)?.tracerPid ?? 0;
   } catch {
     return 0;
   }

@@ -1,35 +1,10 @@
 // The few /proc facts compel needs (state letter, ids, threads, children, maps), read through
 // @criu-ts/bfd's ProcDir. A vanished process or thread is `undefined` / `[]`, never an exception:
 // tasks come and go while a tree is being seized.
-import { isGone, type MapsEntry, ProcDir, type ProcStat, type ProcStatus } from '@criu-ts/bfd';
+import { type MapsEntry, readStat, readStatus, withProcDir as withDir } from '@criu-ts/bfd';
 
-function withDir<T>(pid: number, fn: (dir: ProcDir) => T): T | undefined {
-  let dir: ProcDir;
-  try {
-    dir = ProcDir.open(pid);
-  } catch (e) {
-    if (isGone(e)) return undefined;
-    throw e;
-  }
-  try {
-    return fn(dir);
-  } catch (e) {
-    if (isGone(e)) return undefined;
-    throw e;
-  } finally {
-    dir.close();
-  }
-}
-
-/** /proc/PID/stat (or /proc/PID/task/TID/stat), undefined when gone. */
-export function readStat(pid: number, tid?: number): ProcStat | undefined {
-  return withDir(pid, (d) => (tid === undefined ? d.stat() : d.task(tid).stat()));
-}
-
-/** /proc/PID/status, undefined when gone. */
-export function readStatus(pid: number): ProcStatus | undefined {
-  return withDir(pid, (d) => d.status());
-}
+// The one-shot readers are bfd's; compel's modules import them from here with the helpers below.
+export { readStat, readStatus };
 
 /** The state letter (R S D T t Z X I ...) of a process or thread, undefined when gone. */
 export function stateOf(pid: number, tid?: number): string | undefined {

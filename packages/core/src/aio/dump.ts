@@ -16,13 +16,14 @@ import {
   AIO_RING_INCOMPAT_FEATURES,
   AIO_RING_MAGIC,
   aioRingEvents,
+  PAGE_SIZE,
   parseAioRingHeader,
   vmRead,
 } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
 import { type DumpVma, VMA } from '../mm/vmas.js';
 
-const PAGE = 4096n;
+const PAGE = BigInt(PAGE_SIZE);
 
 /**
  * The nr_events io_setup was called with, from a ring of `len` bytes (CRIU's aio_estimate_nr_reqs). The

@@ -105,13 +105,9 @@ export class CgroupSets {
 
   private membership(proc: ProcDir): Member[] {
     const out: Member[] = [];
-    for (const line of proc.readText('cgroup').split('\n')) {
-      if (line === '') continue;
-      const a = line.indexOf(':');
-      const b = line.indexOf(':', a + 1);
-      const name = line.slice(a + 1, b);
+    for (const { name, path } of proc.cgroups()) {
       if (this.props.skips(name)) continue;
-      out.push({ name, path: line.slice(b + 1) });
+      out.push({ name, path });
     }
     return out.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
   }

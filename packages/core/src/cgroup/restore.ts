@@ -303,13 +303,8 @@ export class CgroupPlacer {
   /** criu-ts's own cgroups (the set inventory.img's root_cg_set names, when cgroup.img has it not). */
   private own(): Array<{ name: string; path: string }> {
     const out: Array<{ name: string; path: string }> = [];
-    for (const line of ProcDir.self().readText('cgroup').split('\n')) {
-      if (line === '') continue;
-      const a = line.indexOf(':');
-      const b = line.indexOf(':', a + 1);
-      const name = line.slice(a + 1, b);
-      if (this.controllers.some((c) => namesMatch(c.cnames ?? [], name)))
-        out.push({ name, path: line.slice(b + 1) });
+    for (const { name, path } of ProcDir.self().cgroups()) {
+      if (this.controllers.some((c) => namesMatch(c.cnames ?? [], name))) out.push({ name, path });
     }
     return out;
   }

@@ -102,17 +102,17 @@ function loginuidWritable(): FeatureAnswer {
   try {
     saved = self.readText('loginuid').trim();
   } catch (e) {
-    return no(`/proc/self/loginuid cannot be read (no CONFIG_AUDITSYSCALL?): ${(e as Error).message}`);
+    return no(`${self.pathOf('loginuid')} cannot be read (no CONFIG_AUDITSYSCALL?): ${(e as Error).message}`);
   }
   try {
     self.writeText('loginuid', '4294967295');
   } catch (e) {
-    return no(`/proc/self/loginuid cannot be unset: ${(e as Error).message}`);
+    return no(`${self.pathOf('loginuid')} cannot be unset: ${(e as Error).message}`);
   }
   try {
     self.writeText('loginuid', saved);
   } catch (e) {
-    return no(`/proc/self/loginuid cannot be set back to ${saved}: ${(e as Error).message}`);
+    return no(`${self.pathOf('loginuid')} cannot be set back to ${saved}: ${(e as Error).message}`);
   }
   return yes;
 }

@@ -1,15 +1,15 @@
-import type {
-  CoreEntry,
-  CredsEntry,
-  RseqEntry,
-  SaEntry,
-  TaskCoreEntry,
-  ThreadCoreEntry,
+import {
+  type CoreEntry,
+  CoreEntryMarch,
+  type CredsEntry,
+  type RseqEntry,
+  type SaEntry,
+  type TaskCoreEntry,
+  type ThreadCoreEntry,
 } from '@criu-ts/images';
 import type { UserRegs } from '@criu-ts/sys';
 import { fpregsToImage, gpregsToImage, resumableRegs } from '../registers/x86.js';
 
-export const CORE_MARCH_X86_64 = 1;
 export const TASK_ALIVE = 1;
 /** A zombie, as CRIU writes it (CRIU restores TASK_DEAD as a zombie; TASK_ZOMBIE it does not know). */
 export const TASK_DEAD = 2;
@@ -55,7 +55,7 @@ export function coreEntry(t: ThreadState, task?: TaskCoreEntry): CoreEntry {
   if (t.rseq) threadCore.rseq_entry = t.rseq;
   if (t.seccompFilter !== undefined) threadCore.seccomp_filter = t.seccompFilter;
   const core: CoreEntry = {
-    mtype: CORE_MARCH_X86_64,
+    mtype: CoreEntryMarch.X86_64,
     thread_info: {
       clear_tid_addr: t.clearTidAddr,
       // registers that resume as they are: a syscall the stop interrupted is set up to run again

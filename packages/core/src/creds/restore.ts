@@ -1,30 +1,26 @@
-// Credentials on restore, per thread and in that thread: ids, groups, securebits, capabilities (bounding,
-// effective/permitted/inheritable, ambient), no_new_privs; and the audit loginuid, which must be set
-// first (it needs CAP_AUDIT_CONTROL, which the dumped credentials may lack).
-import { readFileSync } from 'node:fs';
-import { ProcDir } from '@criu-ts/bfd';
+import { ProcDir, procPath, readSysctlInt } from '@criu-ts/bfd';
 import type { CredsEntry } from '@criu-ts/images';
 import {
+  LINUX_CAPABILITY_VERSION_3,
+  O_WRONLY,
   PR_CAP_AMBIENT,
   PR_CAP_AMBIENT_CLEAR_ALL,
   PR_CAP_AMBIENT_RAISE,
   PR_CAPBSET_DROP,
   PR_SET_NO_NEW_PRIVS,
   PR_SET_SECUREBITS,
+  SECBIT_NO_SETUID_FIXUP,
   SYS,
 } from '@criu-ts/sys';
 import type { Calls } from '../restore/calls.js';
 import { RestoreError } from '../restore/errors.js';
 import type { Injector } from '../restore/inject.js';
 
-const SECBIT_NO_SETUID_FIXUP = 1 << 2;
-const LINUX_CAPABILITY_VERSION_3 = 0x20080522;
 const INVALID_UID = 0xffff_ffff;
-const O_WRONLY = 1;
 
 let lastCap: number | undefined;
 function capLastCap(): number {
-  lastCap ??= Number(readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8').trim());
+  lastCap ??= readSysctlInt('kernel/cap_last_cap');
   return lastCap;
 }
 
@@ -101,7 +97,7 @@ export function restoreLoginuid(inj: Injector, pid: number, tid: number, loginui
     now.close();
   }
   if (cur === want) return;
-  const path = inj.put(Buffer.from('/proc/thread-self/loginuid\0'));
+  const path = inj.put(Buffer.from(`${procPath('thread-self', 'loginuid')}\0`));
   const text = Buffer.from(String(want));
   const fd = inj.syscall(SYS.openat, -100, path, O_WRONLY, 0);
   if (fd < 0n) throw new RestoreError(`thread ${tid}: cannot open /proc/thread-self/loginuid: errno ${-fd}`);

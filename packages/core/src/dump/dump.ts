@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { type SeizedTask, type SeizedTree, seizeTree } from '@criu-ts/compel';
+import { type ProcStatus, procExists, readStatus, readUptime } from '@criu-ts/bfd';
+import { type SeizedTree, seizeTree } from '@criu-ts/compel';
 import {
   type DumpStatsEntry,
   ImageDir,
@@ -10,7 +10,6 @@ import {
   warmUpCodecs,
 } from '@criu-ts/images';
 import { type CgroupDumpOptions, CgroupSets } from '../cgroup/dump.js';
-import { CORE_MARCH_X86_64, TASK_DEAD } from '../core-image/thread.js';
 import type { IrmapOptions } from '../files/irmap.js';
 import { FileTable } from '../files/table.js';
 import { KobjIds } from '../ids/dump.js';
@@ -20,6 +19,7 @@ import { inventoryCodeOf, type NetworkLockMethod } from '../net-lock/index.js';
 import { fpregsToImage } from '../registers/x86.js';
 import { SeccompFilters } from '../seccomp/dump.js';
 import { ShmemDump } from '../shmem/dump.js';
+import { dumpZombie } from '../zombie/dump.js';
 import { DumpError } from './errors.js';
 import { refuseUnmakeableSessions } from './sessions.js';
 import { DumpStats } from './stats.js';
@@ -218,17 +218,17 @@ function finish(tree: SeizedTree, opts: DumpOptions): void {
 
 /** The root must be a live process (thread-group leader), not a thread or a zombie. */
 function checkRoot(pid: number): void {
-  let status: string;
+  let status: ProcStatus | undefined;
   try {
-    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    status = readStatus(pid);
   } catch {
-    throw new DumpError(`no process with pid ${pid}`);
+    status = undefined;
   }
-  const field = (name: string) => new RegExp(`^${name}:\\s*(\\S+)`, 'm').exec(status)?.[1];
-  const tgid = Number(field('Tgid'));
+  if (status === undefined) throw new DumpError(`no process with pid ${pid}`);
+  const tgid = status.tgid;
   if (tgid !== pid)
     throw new DumpError(`pid ${pid} is a thread of process ${tgid}: dump the process (-t ${tgid})`);
-  if (field('State') === 'Z')
+  if (status.state === 'Z')
     throw new DumpError(`pid ${pid} is a zombie: there is nothing left of it to dump`);
 }
 
@@ -250,32 +250,12 @@ function checkSessions(tree: SeizedTree, shellJob: boolean): void {
     }
     // A group whose leader has died (a zombie's, zombie01) comes back through a helper with the
     // leader's pid, as CRIU does; one led by a live process outside the tree cannot.
-    if (!inside.has(t.pgid) && (t.pgid === 0 || existsSync(`/proc/${t.pgid}`))) {
+    if (!inside.has(t.pgid) && (t.pgid === 0 || procExists(t.pgid))) {
       throw new DumpError(
         `the process group leader (${leader(t.pgid)}) of pid ${t.pid} is outside the tree: use --shell-job`,
       );
     }
   }
-}
-
-/** A zombie has no memory or files: only its place in the tree and its exit code. */
-function dumpZombie(ctx: DumpContext, task: SeizedTask): void {
-  const stat = readFileSync(`/proc/${task.pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const exitCode = Number(fields[49] ?? 0);
-  ctx.dir.write('core-%u', task.pid, [
-    {
-      mtype: CORE_MARCH_X86_64,
-      tc: {
-        task_state: TASK_DEAD, // what CRIU writes for a zombie (and restores as one)
-        exit_code: exitCode,
-        personality: 0,
-        flags: 0,
-        blk_sigset: 0n,
-        comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')),
-      },
-    },
-  ]);
 }
 
 function writeTreeImages(ctx: DumpContext, rootIds: TaskKobjIdsEntry): void {
@@ -311,6 +291,5 @@ function writeTreeImages(ctx: DumpContext, rootIds: TaskKobjIdsEntry): void {
 }
 
 function uptimeMicros(): bigint {
-  const [secs = '0'] = readFileSync('/proc/uptime', 'utf8').split(' ');
-  return BigInt(Math.round(Number(secs) * 1e6));
+  return BigInt(Math.round(readUptime().up * 1e6));
 }

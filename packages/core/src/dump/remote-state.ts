@@ -1,16 +1,18 @@
 import type { Parasite } from '@criu-ts/compel';
 import type { SaEntry } from '@criu-ts/images';
 import {
+  MEMBARRIER_CMD_GET_REGISTRATIONS,
   PR_GET_CHILD_SUBREAPER,
   PR_GET_DUMPABLE,
   PR_GET_PDEATHSIG,
   PR_GET_SECUREBITS,
   PR_GET_THP_DISABLE,
   PR_GET_TID_ADDRESS,
+  RLIM_NLIMITS,
   raw,
   SYS,
 } from '@criu-ts/sys';
-import { RLIM_NLIMITS, RLIMIT_SIZE, rlimitReadCalls, rlimitsFrom } from '../rlimits/dump.js';
+import { RLIMIT_SIZE, rlimitReadCalls, rlimitsFrom } from '../rlimits/dump.js';
 import { DumpError } from './errors.js';
 
 /** Signals 1..64 but SIGKILL and SIGSTOP, whose actions cannot change (CRIU stores these 62). */
@@ -45,7 +47,6 @@ export interface RemoteTaskState {
 }
 
 /** membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS): Linux 6.3+. */
-const MEMBARRIER_CMD_GET_REGISTRATIONS = 1 << 9;
 let membarrierGet: boolean | undefined;
 /** Whether this kernel answers MEMBARRIER_CMD_GET_REGISTRATIONS (asked once, of criu-ts itself). */
 function hasMembarrierGet(): boolean {

@@ -1,4 +1,4 @@
-import { ProcDir } from '@criu-ts/bfd';
+import { ProcDir, procPath } from '@criu-ts/bfd';
 import { Parasite, type SeizedTask, type SeizedTree } from '@criu-ts/compel';
 import type { CoreEntry, ImageDir, TaskCoreEntry, TtyInfoEntry, UserDescT } from '@criu-ts/images';
 import {
@@ -8,7 +8,13 @@ import {
   ptraceGetThreadArea,
   ptraceGetXstate,
   raw,
+  SIGSTOP,
+  SIGTSTP,
+  SIGTTIN,
+  SIGTTOU,
   SYS,
+  TIOCGPGRP,
+  TIOCGSID,
 } from '@criu-ts/sys';
 import type { CgroupSets } from '../cgroup/dump.js';
 import { coreEntry, TASK_ALIVE, TASK_STOPPED, type ThreadState } from '../core-image/thread.js';
@@ -128,12 +134,12 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
           ctx.files,
           // an unlinked file (a POSIX semaphore, a replaced library) becomes a ghost file
           s.deleted ? `${s.path} (deleted)` : s.path,
-          `/proc/${task.pid}/map_files/${s.start.toString(16)}-${s.end.toString(16)}`,
+          procPath(task.pid, 'map_files', `${s.start.toString(16)}-${s.end.toString(16)}`),
         ),
       ctx.shmem.forTask(task.pid, ids.ipc_ns_id ?? 0),
       (m) => socketMappingId(ctx.files, m),
     );
-    const exeId = pathEntry(ctx.files, proc.readlink('exe'), `/proc/${task.pid}/exe`);
+    const exeId = pathEntry(ctx.files, proc.readlink('exe'), procPath(task.pid, 'exe'));
     const guards = dumpGuardRegions(task.pid, proc.pagemap(), vmas);
     ctx.dir.write('mm-%u', task.pid, [
       dumpMm(proc, stat, [...vmas, ...guards], exeId, {
@@ -214,8 +220,6 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
 }
 
 // Terminal ioctls that only answer in the task that holds the terminal.
-const TIOCGPGRP = 0x540f;
-const TIOCGSID = 0x5429;
 
 /** What the fd drivers need of one task: terminals ask the task itself for their session. */
 function fdContext(ctx: DumpContext, parasite: Parasite): FdDumpContext {
@@ -242,11 +246,6 @@ function readThreadState(tree: SeizedTree, pid: number, tid: number) {
     p.cure();
   }
 }
-
-const SIGSTOP = 19;
-const SIGTSTP = 20;
-const SIGTTIN = 21;
-const SIGTTOU = 22;
 
 /** The group stop's signal, as the seize saw it in the task's threads; SIGSTOP when none tells. */
 function stopSignalOf(task: SeizedTask): number {

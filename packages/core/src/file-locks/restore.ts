@@ -12,6 +12,7 @@
 // that breaks it to the type it was being broken to (refused with EWOULDBLOCK; the break timer starts
 // again). The signal that break sends the task (blocked while it is restored) is taken away again: the
 // task had already been told.
+import { procPath } from '@criu-ts/bfd';
 import type { FileLockEntry, ImageDir } from '@criu-ts/images';
 import {
   close,
@@ -34,6 +35,7 @@ import {
   O_RDONLY,
   O_WRONLY,
   open,
+  SEEK_SET,
   SIGIO,
   SYS,
   sigmaskBit,
@@ -41,8 +43,6 @@ import {
 import { RestoreError } from '../restore/errors.js';
 import type { Call } from '../restore/inject.js';
 import { FL_FLOCK, FL_LEASE, FL_OFD, FL_POSIX, LEASE_BREAKING } from './dump.js';
-
-const SEEK_SET = 0;
 
 /** filelocks.img, by the pid that takes each lock again. */
 export function locksByTask(dir: ImageDir): Map<number, FileLockEntry[]> {
@@ -156,7 +156,7 @@ export function breakLeases(
     const what = `filelocks.img: the lease of pid ${pid} fd ${l.fd}`;
     let fd = -1;
     try {
-      fd = open(`/proc/${pid}/fd/${l.fd}`, breakFlags(l, what) | O_NONBLOCK | O_CLOEXEC);
+      fd = open(procPath(pid, 'fd', l.fd), breakFlags(l, what) | O_NONBLOCK | O_CLOEXEC);
     } catch (e) {
       if (!isSysError(e, 'EAGAIN'))
         throw new RestoreError(`${what}: cannot break it again: ${(e as Error).message}`);

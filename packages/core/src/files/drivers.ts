@@ -41,7 +41,7 @@ import { unixSocketRestoreDriver } from './unix/restore.js';
 /** One driver per kind of fd. A new kind is one folder under files/ and one line here. */
 export const FD_DRIVERS: { readonly [K in FdKind]: FdDriver } = {
   regular: { dump: regularFileDriver, restore: regularRestoreDriver },
-  // Terminals other than the shell's (restore/files.ts hands out criu-ts's own for that one): the console.
+  // Terminals other than the shell's (files/node-files.ts hands out criu-ts's own for that one): the console.
   tty: { dump: ttyDumpDriver, restore: consoleRestoreDriver },
   memfd: { dump: memfdDumpDriver, restore: memfdRestoreDriver },
   pipe: { dump: pipeDriver, restore: pipeRestoreDriver },

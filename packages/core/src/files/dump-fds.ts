@@ -1,14 +1,12 @@
 import { statSync } from 'node:fs';
-import { ProcDir } from '@criu-ts/bfd';
+import { ProcDir, procPath } from '@criu-ts/bfd';
 import type { FdinfoEntry } from '@criu-ts/images';
+import { FD_CLOEXEC, O_CLOEXEC } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
 import { dumpFileLocks } from '../file-locks/dump.js';
 import { FD_DRIVERS } from './drivers.js';
 import { fdKindOf } from './kinds.js';
 import type { FdDumpContext, FileTable, OpenFile } from './table.js';
-
-const O_CLOEXEC = 0o2000000;
-const FD_CLOEXEC = 1;
 
 /**
  * Every fd of a task: its files.img entry (shared with other fds and tasks holding the same
@@ -47,6 +45,6 @@ function dumpOwnFd(fd: number, files: FileTable, ctx: FdDumpContext): number {
 function openFile(pid: number, proc: ProcDir, fd: number): OpenFile {
   const link = proc.readlink(`fd/${fd}`);
   const info = proc.fdinfo(fd);
-  const stat = statSync(`/proc/${pid}/fd/${fd}`, { bigint: true });
+  const stat = statSync(procPath(pid, 'fd', fd), { bigint: true });
   return { pid, fd, link, pos: info.pos, flags: info.flags, mntId: info.mntId, stat, info };
 }

@@ -1,6 +1,6 @@
 // Small things the fd kinds share: recognising an anonymous inode, the status flags F_SETFL may set on
 // criu-ts's copy of a file, and naming a failed raw syscall.
-import { close, F_SETFL, fcntl, raw } from '@criu-ts/sys';
+import { close, F_SETFL, fcntl, O_APPEND, O_ASYNC, O_DIRECT, O_NOATIME, O_NONBLOCK, raw } from '@criu-ts/sys';
 
 /** The link /proc/PID/fd/N shows for an anonymous inode of `kind`: "anon_inode:[eventfd]", but
  *  "anon_inode:inotify" (the kernel names that one without brackets). */
@@ -8,7 +8,7 @@ export const isAnon = (link: string, kind: string) =>
   link === `anon_inode:[${kind}]` || link === `anon_inode:${kind}`;
 
 /** The flags F_SETFL can change (O_APPEND, O_NONBLOCK, O_ASYNC, O_DIRECT, O_NOATIME). */
-export const SETFL_MASK = 0o2000 | 0o4000 | 0o20000 | 0o40000 | 0o1000000;
+export const SETFL_MASK = O_APPEND | O_NONBLOCK | O_ASYNC | O_DIRECT | O_NOATIME;
 
 /** A raw syscall's result, or an Error naming the call. */
 export function orThrow(what: string, r: number): number {

@@ -1,12 +1,4 @@
-// File handles of watched inodes, shared by inotify watches and fanotify inode marks.
-//
-// fdinfo names a watched inode by its super block (sdev: the kernel's dev_t, major << 20 | minor) and
-// the file handle name_to_handle_at(2) would give for it. open_by_handle_at(2) opens that inode again,
-// given an fd on any mount of the same file system, found through mountinfo. The inode is then
-// reachable as /proc/self/fd/N, a path the watch syscalls follow to the inode itself, whatever its name
-// (or names) in the tree.
-import { readFileSync } from 'node:fs';
-import { parseMountInfo } from '@criu-ts/bfd';
+import { ProcDir, procPath } from '@criu-ts/bfd';
 import type { FhEntry } from '@criu-ts/images';
 import {
   close,
@@ -40,7 +32,7 @@ const kernelDev = (major: number, minor: number) => ((major << 20) | minor) >>> 
 export const devName = (sdev: number) => `${sdev >>> 20}:${sdev & 0xfffff}`;
 
 /** The path of /proc/self/fd/N, for a watch syscall to follow to the inode of fd N. */
-export const procFdPath = (fd: number) => `/proc/self/fd/${fd}`;
+export const procFdPath = (fd: number) => procPath('self', 'fd', fd);
 
 /** A handle as fh_entry keeps it: its bytes as little-endian u64 words, at least 16 of them. */
 function fhEntry(type: number, handle: Buffer, path?: string): FhEntry {
@@ -67,7 +59,8 @@ export function fhBytes(fh: FhEntry): Buffer | undefined {
 
 /** Mount points of file system `sdev` in our mount namespace, mounts of its whole tree first. */
 export function mountsOf(sdev: number): string[] {
-  return parseMountInfo(readFileSync('/proc/self/mountinfo'))
+  return ProcDir.self()
+    .mountinfo()
     .filter((m) => kernelDev(m.major, m.minor) === sdev >>> 0)
     .sort((a, b) => Number(b.root === '/') - Number(a.root === '/'))
     .map((m) => m.mountpoint);
@@ -75,7 +68,9 @@ export function mountsOf(sdev: number): string[] {
 
 /** Where mount `mntId` of our mount namespace is mounted, and its file system's dev_t. */
 export function mountById(mntId: number): { mountpoint: string; sdev: number } | undefined {
-  const m = parseMountInfo(readFileSync('/proc/self/mountinfo')).find((x) => x.mntId === mntId);
+  const m = ProcDir.self()
+    .mountinfo()
+    .find((x) => x.mntId === mntId);
   return m && { mountpoint: m.mountpoint, sdev: kernelDev(m.major, m.minor) };
 }
 

@@ -15,6 +15,8 @@ import {
   fcntl,
   getresuid,
   isSysError,
+  O_ASYNC,
+  O_PATH,
   PR_GET_DUMPABLE,
   PR_SET_DUMPABLE,
   prctl,
@@ -32,9 +34,6 @@ export interface Fown {
   pid_type: number;
   pid: number;
 }
-
-const O_PATH = 0o10000000;
-const O_ASYNC = 0o20000;
 
 /** fown_entry of a file with no owner and the default signal: what nearly every file has. */
 export const noOwner = (): Fown => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });

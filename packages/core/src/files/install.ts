@@ -1,5 +1,5 @@
 // Installing the fds of a task (CRIU's files.c does this in the task itself). criu-ts opened every
-// file itself (restore/files.ts); the task pulls a copy of each description in with pidfd_getfd on a
+// file itself (files/node-files.ts); the task pulls a copy of each description in with pidfd_getfd on a
 // pidfd of criu-ts it holds above every fd it will have (placeHelperPidfd), moves it to its number
 // with dup3 and sets FD_CLOEXEC and O_ASYNC; then enters its cwd and root and sets its umask; then
 // runs what drivers need the task itself to do (epoll_ctl with its own fd numbers, file locks).

@@ -6,7 +6,19 @@
 // is a terminal when its device number is a terminal's (the kernel's tty majors), a memfd when its name
 // is "/memfd:...", a FIFO when its inode is one; a socket's address family. At restore the kind comes
 // from files.img's fd type (each kind writes one type).
-import { AF_INET, AF_INET6, AF_NETLINK, AF_PACKET } from '@criu-ts/sys';
+import {
+  AF_INET,
+  AF_INET6,
+  AF_NETLINK,
+  AF_PACKET,
+  O_PATH,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFMT,
+  S_IFREG,
+} from '@criu-ts/sys';
 import { isAnon } from './fd-flags.js';
 import { isMemfdLink } from './memfd/dump.js';
 import { isNamespaceLink } from './nsfile/dump.js';
@@ -35,14 +47,6 @@ export type FdKind =
   | 'pidfd'
   | 'nsfile';
 
-const O_PATH = 0o10000000;
-const S_IFMT = 0o170000n;
-const S_IFREG = 0o100000n;
-const S_IFDIR = 0o040000n;
-const S_IFCHR = 0o020000n;
-const S_IFBLK = 0o060000n;
-const S_IFIFO = 0o010000n;
-
 /** Anonymous-inode files: the kind is the name in their link ("anon_inode:[eventfd]"). */
 const ANON_KINDS = ['eventfd', 'eventpoll', 'signalfd', 'timerfd', 'inotify', 'fanotify', 'pidfd'] as const;
 
@@ -58,7 +62,7 @@ export function fdKindOf(file: OpenFile): FdKind | undefined {
     // An O_PATH fd only names its file, whatever kind it is (a symlink, a FIFO, a socket): opened
     // again by path with O_PATH, never as a FIFO's or a socket's end.
     if (file.flags & O_PATH) return 'regular';
-    const type = file.stat.mode & S_IFMT;
+    const type = Number(file.stat.mode) & S_IFMT;
     if (type === S_IFREG || type === S_IFDIR || type === S_IFCHR || type === S_IFBLK) return 'regular';
     if (type === S_IFIFO) return 'fifo';
     return undefined;

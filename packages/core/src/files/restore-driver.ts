@@ -1,5 +1,5 @@
 // The restore side of an fd kind. Restore opens every file description once, in criu-ts itself, and
-// each task that held it pulls a duplicate with pidfd_getfd(2) (restore/files.ts): so a driver's main
+// each task that held it pulls a duplicate with pidfd_getfd(2) (files/node-files.ts): so a driver's main
 // job is `open`, giving criu-ts's fd for one files.img entry. Objects shared between entries (the two
 // ends of a pipe, a socketpair) are made once and kept in `ctx.shared`. What only the task can do
 // (epoll_ctl with its own fd numbers, POSIX locks owned by the process) goes in `inTask`. A file that

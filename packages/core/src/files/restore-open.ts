@@ -1,4 +1,4 @@
-// When criu-ts opens the files of the images (restore/files.ts opens each one; the tasks pull copies in
+// When criu-ts opens the files of the images (files/node-files.ts opens each one; the tasks pull copies in
 // with pidfd_getfd, files/install.ts). Every file is opened before the first task exists, so that a
 // missing or changed file fails the restore before anything runs; except those that name processes:
 // /proc/PID files of the tree and of dead pids wait for PID to exist again, and a driver's late files

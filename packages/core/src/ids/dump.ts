@@ -1,4 +1,4 @@
-import { readlinkSync } from 'node:fs';
+import { readProcLink } from '@criu-ts/bfd';
 import type { TaskKobjIdsEntry } from '@criu-ts/images';
 import { KCMP_FILES, KCMP_FS, KCMP_SIGHAND, KCMP_VM, kcmp } from '@criu-ts/sys';
 import { IdAllocator } from '../dump/ids.js';
@@ -60,15 +60,16 @@ export class KobjIds {
       fs_id: id('fs', KCMP_FS),
       sighand_id: id('sighand', KCMP_SIGHAND),
     };
-    this.nsIds(entry, String(pid));
+    this.nsIds(entry, pid);
     this.seen.push(pid);
     return entry;
   }
 
-  private nsIds(entry: TaskKobjIdsEntry, proc: string): void {
+  private nsIds(entry: TaskKobjIdsEntry, proc: number | 'self'): void {
     for (const [ns, field] of NAMESPACES) {
       try {
-        entry[field] = this.ns.get(readlinkSync(`/proc/${proc}/ns/${ns}`)).id;
+        const link = readProcLink(proc, `ns/${ns}`);
+        if (link !== undefined) entry[field] = this.ns.get(link).id;
       } catch {
         // A namespace kind this kernel does not have.
       }

@@ -1,5 +1,6 @@
 import type { ProcDir, ProcStat } from '@criu-ts/bfd';
 import type { MmEntry } from '@criu-ts/images';
+import { AT_NULL } from '@criu-ts/sys';
 import { dumpAioRings } from '../aio/dump.js';
 import type { DumpVma } from './vmas.js';
 
@@ -53,7 +54,7 @@ export function dumpMm(
  */
 export const AUXV_MAX_WORDS = 44;
 
-const AT_NULL = 0n;
+const AUXV_END = BigInt(AT_NULL);
 /**
  * Entries dropped, in this order, when a kernel gives more than AUXV_MAX_WORDS: ones that only describe
  * the kernel or the CPU (restore runs on the dumping kernel anyway) and that nothing reads back from
@@ -81,7 +82,7 @@ const AUXV_DROP_FIRST = [
 export function auxvForImage(words: bigint[]): bigint[] {
   const pairs: Array<[bigint, bigint]> = [];
   for (let i = 0; i + 1 < words.length; i += 2) {
-    if (words[i] === AT_NULL) break;
+    if (words[i] === AUXV_END) break;
     pairs.push([words[i]!, words[i + 1]!]);
   }
   for (const type of AUXV_DROP_FIRST) {

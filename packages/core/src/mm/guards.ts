@@ -2,7 +2,9 @@
 // The kernel keeps them as page-table markers, not as VMAs: only PAGEMAP_SCAN shows them
 // (PAGE_IS_GUARD, Linux 6.14+). CRIU 4.2 records each run as a VMA entry with status AREA_GUARD only,
 // after the real VMAs; restore installs them again once the memory is in place.
-import { PAGE_IS_GUARD, PAGE_SIZE, type Pagemap } from '@criu-ts/bfd';
+
+import { PAGE_IS_GUARD, type Pagemap } from '@criu-ts/bfd';
+import { PAGE_SIZE } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
 import { type DumpVma, VMA } from './vmas.js';
 

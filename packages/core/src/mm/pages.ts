@@ -6,13 +6,14 @@ import {
   PAGE_IS_PRESENT,
   PAGE_IS_SWAPPED,
   type Pagemap,
+  procPath,
 } from '@criu-ts/bfd';
 import type { PageMapWriter } from '@criu-ts/images';
-import { processVmReadv, type VmIovec } from '@criu-ts/sys';
+import { PAGE_SIZE, processVmReadv, type VmIovec } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
 import { type DumpVma, isPrivateMemory, VMA } from './vmas.js';
 
-const PAGE = 4096n;
+const PAGE = BigInt(PAGE_SIZE);
 /** Pages are copied through buffers of this size: large enough that syscalls don't dominate. */
 const CHUNK = 8 * 1024 * 1024;
 
@@ -94,7 +95,7 @@ export function dumpPages(pid: number, runs: Run[], out: PageMapWriter): number 
       written += Number(pages);
       if (!run.readable) {
         flush();
-        mem ??= openSync(`/proc/${pid}/mem`, 'r');
+        mem ??= openSync(procPath(pid, 'mem'), 'r');
         copyViaProcMem(mem, run, out, buf);
         continue;
       }

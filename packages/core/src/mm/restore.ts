@@ -36,6 +36,7 @@ import {
   MAP_SHARED,
   MREMAP_FIXED,
   MREMAP_MAYMOVE,
+  PAGE_SIZE,
   PR_SET_DUMPABLE,
   PR_SET_MM,
   PR_SET_MM_MAP,
@@ -47,8 +48,8 @@ import {
   SYS,
 } from '@criu-ts/sys';
 import { restoreAioRings } from '../aio/restore.js';
+import type { NodeFiles } from '../files/node-files.js';
 import { RestoreError } from '../restore/errors.js';
-import type { NodeFiles } from '../restore/files.js';
 import type { Call, Injector } from '../restore/inject.js';
 import type { LiveTask, RestoreRun } from '../restore/live.js';
 import { ownVdsoLayout, type VdsoLayout, VMA } from '../restore/plan.js';
@@ -56,7 +57,7 @@ import { parkingOf } from '../restore/scratch.js';
 import { type ShmemRestore, sysvAttachments } from '../shmem/restore.js';
 import { isGuard } from './vmas.js';
 
-const PAGE = 4096n;
+const PAGE = BigInt(PAGE_SIZE);
 /** Bytes per MADV_POPULATE_WRITE + pread64 pair: big enough that syscalls are noise, small enough to stay cached. */
 const FILL_CHUNK = 8n * 1024n * 1024n;
 /** Runs smaller than this are left to page faults (fewer syscalls). */

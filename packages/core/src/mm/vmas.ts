@@ -1,16 +1,13 @@
 import { lstatSync } from 'node:fs';
-import { hasVmFlag, type SmapsEntry, type VmFlagName } from '@criu-ts/bfd';
+import { hasVmFlag, procPath, type SmapsEntry, type VmFlagName } from '@criu-ts/bfd';
 import type { VmaEntry } from '@criu-ts/images';
-import { MAP_HUGE_MASK, MAP_HUGE_SHIFT } from '@criu-ts/sys';
+import { MAP_HUGE_MASK, MAP_HUGE_SHIFT, O_RDONLY, O_RDWR, O_WRONLY } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
 import type { SocketMapping } from '../files/packet/dump.js';
 import { hugetlbSizeFlag, isShmemDev } from '../shmem/dev.js';
 import type { ShmemMappings } from '../shmem/dump.js';
 
 // mmap flags and VMA status bits as CRIU stores them (vma.proto, criu/include/image.h).
-const O_RDONLY = 0;
-const O_WRONLY = 1;
-const O_RDWR = 2;
 
 export const MAP = {
   SHARED: 0x1,
@@ -249,7 +246,7 @@ function vmaEntry(
 function mappedFileFlags(pid: number, s: SmapsEntry): number | undefined {
   let mode: number;
   try {
-    mode = lstatSync(`/proc/${pid}/map_files/${s.start.toString(16)}-${s.end.toString(16)}`).mode;
+    mode = lstatSync(procPath(pid, 'map_files', `${s.start.toString(16)}-${s.end.toString(16)}`)).mode;
   } catch {
     return undefined; // no map_files link: restore goes by the protection
   }

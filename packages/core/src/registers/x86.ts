@@ -1,5 +1,10 @@
-import type { UserX86FpregsEntry, UserX86RegsEntry, UserX86XsaveEntry } from '@criu-ts/images';
-import { type RegName, UserRegs, xsaveComponent } from '@criu-ts/sys';
+import {
+  type UserX86FpregsEntry,
+  type UserX86RegsEntry,
+  UserX86RegsMode,
+  type UserX86XsaveEntry,
+} from '@criu-ts/images';
+import { ERRNO, type RegName, SYS, TIMER_ABSTIME, UserRegs, xsaveComponent } from '@criu-ts/sys';
 
 /**
  * x86-64 registers between the kernel's layouts and CRIU's core image.
@@ -40,10 +45,8 @@ const GP_FIELDS: ReadonlyArray<[keyof UserX86RegsEntry, RegName]> = [
   ['gs', 'gs'],
 ];
 
-const USER_X86_REGS_NATIVE = 1;
-
 export function gpregsToImage(regs: UserRegs): UserX86RegsEntry {
-  const out = { mode: USER_X86_REGS_NATIVE } as unknown as Record<string, bigint | number>;
+  const out = { mode: UserX86RegsMode.NATIVE } as unknown as Record<string, bigint | number>;
   for (const [field, reg] of GP_FIELDS) out[field] = regs.get(reg);
   return out as unknown as UserX86RegsEntry;
 }
@@ -172,15 +175,15 @@ export function fpregsFromImage(fp: UserX86FpregsEntry, size: number, template?:
 }
 
 // Kernel-internal results of a syscall interrupted by a stop or a signal (include/linux/errno.h).
-const ERESTARTSYS = -512n;
-const ERESTARTNOINTR = -513n;
-const ERESTARTNOHAND = -514n;
-const ERESTART_RESTARTBLOCK = -516n;
-const EINTR = -4n;
-const NR_NANOSLEEP = 35n;
-const NR_RESTART_SYSCALL = 219n;
-const NR_CLOCK_NANOSLEEP = 230n;
-const TIMER_ABSTIME = 1n;
+const ERESTARTSYS = -BigInt(ERRNO.ERESTARTSYS!);
+const ERESTARTNOINTR = -BigInt(ERRNO.ERESTARTNOINTR!);
+const ERESTARTNOHAND = -BigInt(ERRNO.ERESTARTNOHAND!);
+const ERESTART_RESTARTBLOCK = -BigInt(ERRNO.ERESTART_RESTARTBLOCK!);
+const EINTR = -BigInt(ERRNO.EINTR!);
+const NR_NANOSLEEP = BigInt(SYS.nanosleep);
+const NR_RESTART_SYSCALL = BigInt(SYS.restart_syscall);
+const NR_CLOCK_NANOSLEEP = BigInt(SYS.clock_nanosleep);
+const TIMER_ABSTIME_BIT = BigInt(TIMER_ABSTIME);
 /** Length of the `syscall` instruction (0f 05). */
 const SYSCALL_INSN = 2n;
 
@@ -225,6 +228,6 @@ function sleepOnlyWhatIsLeft(regs: UserRegs, nr: bigint): void {
     if (rem !== 0n) regs.set('rdi', rem);
   } else if (nr === NR_CLOCK_NANOSLEEP) {
     const rem = regs.get('r10');
-    if ((regs.get('rsi') & TIMER_ABSTIME) === 0n && rem !== 0n) regs.set('rdx', rem);
+    if ((regs.get('rsi') & TIMER_ABSTIME_BIT) === 0n && rem !== 0n) regs.set('rdx', rem);
   }
 }

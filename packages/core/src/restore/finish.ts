@@ -2,7 +2,8 @@
 // into it, so it stops at the syscall's exit), every thread gets its registers, FPU state and signal
 // mask (they resume as the images have them); then all threads are let go together (stopped tasks get
 // their stop signal first). And cleanup, for a restore that fails on the way.
-import { readFileSync } from 'node:fs';
+
+import { procExists, readStat } from '@criu-ts/bfd';
 import { __WALL, isSysError, kill, ptraceDetach, raw, SIGKILL, SYS, WNOHANG, waitpid } from '@criu-ts/sys';
 import { loadRegisters } from '../registers/restore.js';
 import { stopSignalOf } from '../signals/restore.js';
@@ -70,19 +71,9 @@ export function killAll(run: RestoreRun): void {
 }
 
 function parentOf(id: number): number {
-  try {
-    const stat = readFileSync(`/proc/${id}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  } catch {
-    return 0;
-  }
+  return readStat(id)?.ppid ?? 0;
 }
 
 function existsProc(id: number): boolean {
-  try {
-    readFileSync(`/proc/${id}/stat`);
-    return true;
-  } catch {
-    return false;
-  }
+  return procExists(id);
 }

@@ -3,8 +3,8 @@
 import type { FileLockEntry } from '@criu-ts/images';
 import type { CgroupPlacer } from '../cgroup/restore.js';
 import { locksByTask } from '../file-locks/restore.js';
+import type { NodeFiles } from '../files/node-files.js';
 import type { Logger } from '../log/logger.js';
-import type { NodeFiles } from './files.js';
 import type { HelperProcesses } from './helpers.js';
 import type { Injector, ScratchLayout, Tracee } from './inject.js';
 import type { RestorePlan, TaskPlan } from './plan.js';

@@ -2,9 +2,11 @@
 // whatever kills criu-ts when. It is made as an unnamed file (O_TMPFILE) in the pidfile's directory,
 // written, and only then given its name with linkat(), which, like CRIU, never replaces a file that is
 // there. Where the file system has no O_TMPFILE: a hidden temporary name, linked, then unlinked.
+
 import { randomBytes } from 'node:crypto';
 import { linkSync, lstatSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { procPath } from '@criu-ts/bfd';
 import {
   AT_FDCWD,
   AT_SYMLINK_FOLLOW,
@@ -63,7 +65,7 @@ export function writePidfile(path: string, pid: number): void {
   }
   try {
     writeAll(fd, text);
-    linkat(AT_FDCWD, `/proc/self/fd/${fd}`, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
+    linkat(AT_FDCWD, procPath('self', 'fd', fd), AT_FDCWD, path, AT_SYMLINK_FOLLOW);
   } catch (e) {
     refuse(path, errnoName(e));
   } finally {

@@ -2,8 +2,9 @@
 // killed keeps its pids for a while (its zombies are reaped by their parent or by pid 1, which can take
 // over a second here): pids held by dying tasks are waited for, a bounded time; a pid held by a live
 // task is an error at once.
-import { readFileSync } from 'node:fs';
+import { readStat, readStatus, readSysctlInt } from '@criu-ts/bfd';
 import { sleepMs } from '@criu-ts/compel';
+import { SIGKILL, sigmaskBit } from '@criu-ts/sys';
 import { RestoreError } from './errors.js';
 
 interface Holder {
@@ -12,30 +13,18 @@ interface Holder {
   dying: boolean;
 }
 
-const SIGKILL_BIT = 1n << 8n;
-
 function holderOf(id: number): Holder | undefined {
-  let stat: string;
-  let status = '';
-  try {
-    stat = readFileSync(`/proc/${id}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  try {
-    status = readFileSync(`/proc/${id}/status`, 'utf8');
-  } catch {
-    // gone meanwhile: still "held" until the next look
-  }
-  const close = stat.lastIndexOf(')');
-  const comm = stat.slice(stat.indexOf('(') + 1, close);
-  const state = stat.slice(close + 2, close + 3);
-  const pending = (name: string) => {
-    const m = new RegExp(`^${name}:\\s*([0-9a-f]+)`, 'm').exec(status);
-    return m ? BigInt(`0x${m[1]}`) : 0n;
+  const stat = readStat(id);
+  if (stat === undefined) return undefined;
+  // gone meanwhile: still "held" until the next look
+  const status = readStatus(id);
+  const { state, comm } = stat;
+  const killed = status !== undefined && ((status.sigPnd | status.shdPnd) & sigmaskBit(SIGKILL)) !== 0n;
+  return {
+    state,
+    comm,
+    dying: state === 'Z' || state === 'X' || state === 'x' || killed || status === undefined,
   };
-  const killed = ((pending('SigPnd') | pending('ShdPnd')) & SIGKILL_BIT) !== 0n;
-  return { state, comm, dying: state === 'Z' || state === 'X' || state === 'x' || killed || status === '' };
 }
 
 /**
@@ -43,7 +32,7 @@ function holderOf(id: number): Holder | undefined {
  * a short grace (it may be about to be killed by whoever started us), then an error naming it.
  */
 export function waitForFreeIds(ids: readonly number[], timeoutMs = 5000, graceMs = 300): void {
-  const maxPid = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8').trim());
+  const maxPid = readSysctlInt('kernel/pid_max');
   for (const id of ids) {
     if (id >= maxPid) throw new RestoreError(`pid ${id} is beyond this system's pid_max ${maxPid}`);
   }

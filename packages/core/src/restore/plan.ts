@@ -1,11 +1,15 @@
 // Reading the images and planning the tree, before any process exists: every image a task needs is read
 // and checked here, so that a missing or corrupt image, a kind of object restore cannot make yet, or a
 // kernel whose vDSO differs from the dumped one is a clear error while nothing has been created.
-import { existsSync, lstatSync, readFileSync, statSync } from 'node:fs';
+
+import { existsSync, lstatSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { ProcDir } from '@criu-ts/bfd';
 import {
   type CoreEntry,
+  CoreEntryMarch,
   type FdinfoEntry,
+  FdTypes,
   type FileEntry,
   type FsEntry,
   ImageDir,
@@ -20,8 +24,11 @@ import {
   type TaskCoreEntry,
   type TaskKobjIdsEntry,
   type TtyInfoEntry,
+  TtyType,
   type VmaEntry,
 } from '@criu-ts/images';
+import { PAGE_SIZE } from '@criu-ts/sys';
+import { TASK_ALIVE, TASK_DEAD, TASK_STOPPED } from '../core-image/thread.js';
 import { restoreDriverFor } from '../files/drivers.js';
 import { checkSocketMapping } from '../files/packet/restore.js';
 import { isProcFileOf } from '../files/regular/proc-path.js';
@@ -31,16 +38,11 @@ import { ShmemRestore } from '../shmem/restore.js';
 import { RestoreError } from './errors.js';
 import { checkPagemap, checkShmemPagemaps, checkVmaLayout } from './validate.js';
 
-// core_entry.mtype, task_state, fd types and VMA status bits as CRIU defines them.
-const MARCH_X86_64 = 1;
-export const TASK_ALIVE = 1;
-export const TASK_STOPPED = 3;
+// task_state as CRIU defines it (core-image/thread.ts); core_entry.mtype, fd types and tty types are the
+// images' enums (CoreEntryMarch, FdTypes, TtyType).
+export { TASK_ALIVE, TASK_DEAD, TASK_STOPPED } from '../core-image/thread.js';
+/** What older criu-ts images have for a zombie (CRIU writes TASK_DEAD): both read as one. */
 export const TASK_ZOMBIE = 6;
-/** A zombie as CRIU (and criu-ts now) writes it; older criu-ts images have TASK_ZOMBIE: both read as one. */
-export const TASK_DEAD = 2;
-export const FD_TYPE_REG = 1;
-export const FD_TYPE_TTY = 11;
-const TTY_PTY = 1;
 
 // VMA status bits are the dump side's (one definition for both directions).
 export { VMA } from '../mm/vmas.js';
@@ -48,7 +50,7 @@ export { VMA } from '../mm/vmas.js';
 import { aioRingsOf } from '../aio/restore.js';
 import { isGuard, VMA } from '../mm/vmas.js';
 
-const PAGE = 4096n;
+const PAGE = BigInt(PAGE_SIZE);
 
 export interface ThreadPlan {
   tid: number;
@@ -117,7 +119,7 @@ export interface VdsoLayout {
   vdso?: { start: bigint; size: bigint };
 }
 
-export function ownVdsoLayout(maps = readFileSync('/proc/self/maps', 'utf8')): VdsoLayout {
+export function ownVdsoLayout(maps = ProcDir.self().readText('maps')): VdsoLayout {
   const out: VdsoLayout = {};
   for (const line of maps.split('\n')) {
     const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s+(\[v\w+\])$/.exec(line);
@@ -258,7 +260,7 @@ export function planRestore(
 function taskOf(dir: ImageDir, e: PstreeEntry, tids: number[]): TaskPlan {
   need(dir, 'core-%u', e.pid);
   const core = dir.core(e.pid);
-  if (core.mtype !== MARCH_X86_64) throw new RestoreError(`core-${e.pid}.img: not an x86_64 task`);
+  if (core.mtype !== CoreEntryMarch.X86_64) throw new RestoreError(`core-${e.pid}.img: not an x86_64 task`);
   const tc = core.tc;
   if (!tc) throw new RestoreError(`core-${e.pid}.img: no task core (tc)`);
   const zombie = tc.task_state === TASK_DEAD || tc.task_state === TASK_ZOMBIE;
@@ -346,21 +348,21 @@ function loadLiveTask(
   const fileOf = (id: number, what: string): FileEntry => {
     const f = files.get(id);
     if (!f) throw new RestoreError(`${what} of ${t.pid}: file id ${id} is not in files.img`);
-    if (f.type === FD_TYPE_TTY && inheritTty.has(f.id)) return f;
+    if (f.type === FdTypes.TTY && inheritTty.has(f.id)) return f;
     // Any other terminal fd is the console driver's to accept or refuse (files/tty/restore.ts).
     const isFd = what.startsWith('fd ');
-    if (f.type === FD_TYPE_TTY && !isFd)
+    if (f.type === FdTypes.TTY && !isFd)
       throw new RestoreError(
         `${what} of ${t.pid} is a terminal: only a shell's terminal (--shell-job) can be restored yet`,
       );
-    if (isFd && f.type !== FD_TYPE_REG) {
+    if (isFd && f.type !== FdTypes.REG) {
       const driver = restoreDriverFor(f.type);
       if (driver) {
         driver.check?.(f, { dir, files });
         return f;
       }
     }
-    if (f.type !== FD_TYPE_REG || !f.reg)
+    if (f.type !== FdTypes.REG || !f.reg)
       throw new RestoreError(`${what} of ${t.pid}: ${fileKind(f)} files cannot be restored yet`);
     return f;
   };
@@ -410,7 +412,7 @@ const hex = (v: bigint) => `0x${v.toString(16)}`;
  */
 function ttysToInherit(dir: ImageDir, files: Map<number, FileEntry>, shellJob: boolean): Set<number> {
   const out = new Set<number>();
-  const ttys = [...files.values()].filter((f) => f.type === FD_TYPE_TTY && f.tty);
+  const ttys = [...files.values()].filter((f) => f.type === FdTypes.TTY && f.tty);
   if (!shellJob || ttys.length === 0) return out;
   need(dir, 'tty-info');
   const infos = new Map(dir.messages<TtyInfoEntry>('tty-info').map((i) => [i.id, i]));
@@ -418,7 +420,7 @@ function ttysToInherit(dir: ImageDir, files: Map<number, FileEntry>, shellJob: b
     const info = infos.get(f.tty!.tty_info_id);
     if (!info) throw new RestoreError(`tty-info.img has no terminal ${f.tty!.tty_info_id} (file ${f.id})`);
     const master = (info.id & 1) === 1;
-    if (info.type === TTY_PTY && !master) out.add(f.id);
+    if (info.type === TtyType.PTY && !master) out.add(f.id);
   }
   return out;
 }

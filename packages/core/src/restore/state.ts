@@ -1,7 +1,8 @@
 // What a task and each of its threads keep besides memory and files, put back once its fds are in
 // place, by injected syscalls in the task (and in each thread for per-thread state). Each kind of state
 // is its object's folder's; this file only says in which order they come, and why.
-import { writeFileSync } from 'node:fs';
+
+import { writeProcText } from '@criu-ts/bfd';
 import type {
   SeccompFilter,
   SignalQueueEntry,
@@ -35,7 +36,7 @@ export function restoreState(run: RestoreRun, lt: LiveTask): void {
   restoreTaskState(lt.main, task.pid, task.tc, { flushSigchld: flushesSigchld(task), log: warn });
   if (task.tc.oom_score_adj !== undefined) {
     try {
-      writeFileSync(`/proc/${task.pid}/oom_score_adj`, String(task.tc.oom_score_adj));
+      writeProcText(task.pid, 'oom_score_adj', String(task.tc.oom_score_adj));
     } catch (e) {
       run.log.warn(`pid ${task.pid}: oom_score_adj ${task.tc.oom_score_adj}: ${(e as Error).message}`);
     }

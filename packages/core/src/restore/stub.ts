@@ -7,8 +7,10 @@
 //           pause() loop where pidfds are missing
 //   +0x10:  syscall; int3                               where the first injected syscalls run
 // The ELF is never a named file: an O_TMPFILE (no name, ever), or a memfd where that cannot be exec'ed.
+
 import { fstatSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { procPath } from '@criu-ts/bfd';
 import { killAndReap, startTraceable } from '@criu-ts/compel';
 import {
   close,
@@ -164,7 +166,7 @@ export function startStubAsSibling(rootPid: number): Tracee {
   let pid: number;
   try {
     writeAll(fd, stubElf(process.pid));
-    pid = spawnSibling(`/proc/self/fd/${fd}`, rootPid);
+    pid = spawnSibling(procPath('self', 'fd', fd), rootPid);
   } finally {
     close(fd);
   }
@@ -192,7 +194,7 @@ function execStub(viaMemfd: boolean): number {
     const fd = memfdCreate('criu-ts-restore', 0);
     try {
       writeAll(fd, stubElf(process.pid));
-      return startTraceable([`/proc/self/fd/${fd}`]);
+      return startTraceable([procPath('self', 'fd', fd)]);
     } finally {
       close(fd);
     }
@@ -203,15 +205,15 @@ function execStub(viaMemfd: boolean): number {
   let fd: number;
   try {
     writeAll(w, stubElf(process.pid));
-    fd = open(`/proc/self/fd/${w}`, O_RDONLY, 0);
+    fd = open(procPath('self', 'fd', w), O_RDONLY, 0);
   } finally {
     close(w);
   }
   try {
-    const pid = startTraceable([`/proc/self/fd/${fd}`]);
+    const pid = startTraceable([procPath('self', 'fd', fd)]);
     let same = false;
     try {
-      same = statSync(`/proc/${pid}/exe`).ino === fstatSync(fd).ino;
+      same = statSync(procPath(pid, 'exe')).ino === fstatSync(fd).ino;
     } catch {
       // exec failed (a noexec mount): the shell's child is gone or a zombie
     }

@@ -2,7 +2,8 @@
 // (the stub for the root, with CLONE_PARENT so the root becomes criu-ts's child), auto-attached thanks to
 // PTRACE_O_TRACEFORK/CLONE. Sessions are made by setsid() right after a session leader is born (before it
 // forks its session's members), process groups by setpgid() once everybody exists, leaders first.
-import { readFileSync } from 'node:fs';
+
+import { readStat } from '@criu-ts/bfd';
 import { killAndReap } from '@criu-ts/compel';
 import {
   CLONE_ARGS_SIZE_VER2,
@@ -198,6 +199,7 @@ export function makeThreads(run: RestoreRun, pid: number): void {
 }
 
 function pgidOf(pid: number): number {
-  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[2]);
+  const s = readStat(pid);
+  if (s === undefined) throw new RestoreError(`pid ${pid}: gone before its process group could be read`);
+  return s.pgrp;
 }

@@ -3,6 +3,7 @@
 // outside every VMA, or whose data is not in the pages file. Any of these would otherwise map memory
 // wrongly or fill it with the wrong bytes, and the restored task would die at once (or, worse, run on
 // with corrupt memory). Each is one RestoreError naming the image file, the field and the values.
+
 import { closeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import {
@@ -14,10 +15,11 @@ import {
   PE_PRESENT,
   type VmaEntry,
 } from '@criu-ts/images';
+import { PAGE_SIZE } from '@criu-ts/sys';
 import { isGuard, VMA } from '../mm/vmas.js';
 import { RestoreError } from './errors.js';
 
-const PAGE = 4096n;
+const PAGE = BigInt(PAGE_SIZE);
 /** Highest user address + 1 with 5-level paging (x86_64); [vsyscall] is the one area above it. */
 const USER_END = 1n << 56n;
 const KNOWN_FLAGS = PE_PARENT | PE_LAZY | PE_PRESENT;

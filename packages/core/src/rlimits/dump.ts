@@ -1,11 +1,9 @@
 // Resource limits at dump: read by the task itself (prlimit64 on itself, in the injected batch of
 // dump/remote-state.ts), since prlimit64() on a task with other ids needs CAP_SYS_RESOURCE.
-import { SYS } from '@criu-ts/sys';
+import { RLIM_NLIMITS, SYS } from '@criu-ts/sys';
 
 /** struct rlimit64: cur, max. */
 export const RLIMIT_SIZE = 16;
-/** RLIM_NLIMITS on Linux: RLIMIT_CPU (0) .. RLIMIT_RTTIME (15). */
-export const RLIM_NLIMITS = 16;
 
 /** The calls that read every limit into the task's memory at `at(offset)` (RLIMIT_SIZE each). */
 export function rlimitReadCalls(at: (off: number) => bigint): Array<[number, ...(number | bigint)[]]> {

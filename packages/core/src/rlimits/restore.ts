@@ -1,11 +1,10 @@
 // Resource limits on restore, set by the task itself (prlimit64 on itself). A hard limit above criu-ts's
 // own would need CAP_SYS_RESOURCE: it is kept at criu-ts's, with a warning.
 import type { TaskRlimitsEntry } from '@criu-ts/images';
-import { prlimit, SYS } from '@criu-ts/sys';
+import { prlimit, RLIM_INFINITY, SYS } from '@criu-ts/sys';
 import type { Calls } from '../restore/calls.js';
 import type { Injector } from '../restore/inject.js';
 
-const RLIM_INFINITY = 0xffff_ffff_ffff_ffffn;
 const fmtLimit = (v: bigint) => (v === RLIM_INFINITY ? 'unlimited' : String(v));
 
 export function rlimitCalls(

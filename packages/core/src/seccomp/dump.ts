@@ -1,9 +1,12 @@
 import type { SeccompFilter } from '@criu-ts/images';
-import { isSysError, ptraceSeccompGetFilter, ptraceSeccompGetMetadata } from '@criu-ts/sys';
-
-const SECCOMP_MODE_DISABLED = 0;
-const SECCOMP_MODE_FILTER = 2;
-const SECCOMP_FILTER_FLAG_TSYNC = 1;
+import {
+  isSysError,
+  ptraceSeccompGetFilter,
+  ptraceSeccompGetMetadata,
+  SECCOMP_FILTER_FLAG_TSYNC,
+  SECCOMP_MODE_DISABLED,
+  SECCOMP_MODE_FILTER,
+} from '@criu-ts/sys';
 
 /**
  * seccomp.img: every thread's filter chain, oldest filter first, each later one pointing at

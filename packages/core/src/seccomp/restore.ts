@@ -2,13 +2,10 @@
 // seccomp.img installed oldest first. Filters would judge criu-ts's own injected calls, were they not
 // suspended by PTRACE_O_SUSPEND_SECCOMP while it traces.
 import type { SeccompFilter, ThreadCoreEntry } from '@criu-ts/images';
-import { SYS } from '@criu-ts/sys';
+import { SECCOMP_SET_MODE_FILTER, SECCOMP_SET_MODE_STRICT, SYS } from '@criu-ts/sys';
 import type { Calls } from '../restore/calls.js';
 import { RestoreError } from '../restore/errors.js';
 import type { Injector } from '../restore/inject.js';
-
-const SECCOMP_SET_MODE_FILTER = 1;
-const SECCOMP_SET_MODE_STRICT = 0;
 
 /** The seccomp chain ending at filter `index`, oldest first. */
 function seccompChain(filters: SeccompFilter[], index: number): SeccompFilter[] {

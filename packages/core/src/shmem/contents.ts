@@ -11,6 +11,7 @@ import {
   MAP_SHARED,
   mmap,
   munmap,
+  PAGE_SIZE,
   PROT_READ,
   PROT_WRITE,
   preadFull,
@@ -22,7 +23,7 @@ import {
 } from '@criu-ts/sys';
 import { RestoreError } from '../restore/errors.js';
 
-const PAGE = 4096n;
+const PAGE = BigInt(PAGE_SIZE);
 /** Data is copied through a buffer of this size. */
 const CHUNK = 4 * 1024 * 1024;
 

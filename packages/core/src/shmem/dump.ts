@@ -3,10 +3,11 @@
 // have attached, which go to ipcns-shm-NSID.img (ipc_shm_entry + the contents inline, which crit 3.17
 // reads; CRIU 4 would put them in pagemaps). Only segments some task maps are dumped, not every segment
 // of the IPC namespace: the tree lives in the host's namespace, which is not criu-ts's to take.
-import { readlinkSync } from 'node:fs';
+
 import type { SmapsEntry } from '@criu-ts/bfd';
+import { procPath, readProcLink } from '@criu-ts/bfd';
 import type { ImageDir, IpcShmEntry } from '@criu-ts/images';
-import { close, O_CLOEXEC, O_RDONLY, open, preadFull, SHM_HUGETLB, shmStat } from '@criu-ts/sys';
+import { close, O_CLOEXEC, O_RDONLY, open, PAGE_SIZE, preadFull, SHM_HUGETLB, shmStat } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
 import type { DumpStats } from '../dump/stats.js';
 import { MemfdInodes, memfdMappingEntry } from '../files/memfd/dump.js';
@@ -14,7 +15,7 @@ import type { FileTable } from '../files/table.js';
 import { dumpShmemContents } from './contents.js';
 import { hugetlbSizeFlag } from './dev.js';
 
-const PAGE = 4096n;
+const PAGE = BigInt(PAGE_SIZE);
 
 /** How dump/task.ts hands a task's shared memory mappings over; each returns the VMA's shmid. */
 export interface ShmemMappings {
@@ -42,7 +43,8 @@ export class ShmemDump {
 
   /** The shared memory mappings of task `pid`, in IPC namespace `ipcNsId` (ids-PID.img). */
   forTask(pid: number, ipcNsId: number): ShmemMappings {
-    const range = (s: SmapsEntry) => `/proc/${pid}/map_files/${s.start.toString(16)}-${s.end.toString(16)}`;
+    const range = (s: SmapsEntry) =>
+      procPath(pid, 'map_files', `${s.start.toString(16)}-${s.end.toString(16)}`);
     return {
       memfd: (s, fdflags) =>
         BigInt(
@@ -80,7 +82,7 @@ export class ShmemDump {
     const id = Number(s.ino);
     if (this.segments.has(id)) return id;
     const where = `pid ${pid}: SysV shared memory ${id} at 0x${s.start.toString(16)}`;
-    if (readlinkSync(`/proc/${pid}/ns/ipc`) !== readlinkSync('/proc/self/ns/ipc'))
+    if (readProcLink(pid, 'ns/ipc') !== readProcLink('self', 'ns/ipc'))
       throw new DumpError(`${where} is in another IPC namespace: IPC namespaces are not supported yet`);
     if (this.ipcNsId !== undefined && this.ipcNsId !== ipcNsId)
       throw new DumpError(`${where}: the tree spans two IPC namespaces`);

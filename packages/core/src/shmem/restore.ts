@@ -12,12 +12,14 @@
 //     id (kernel/shm_next_id), owner, mode and contents. One that was removed (IPC_RMID) while
 //     attached is removed again once the tasks are attached, so that it goes with its last user.
 //     shmat runs in the task (restore/mm.ts). The creator's uid/gid become root's.
-import { readFileSync, writeFileSync } from 'node:fs';
+
+import { procPath, readSysctl, writeSysctl } from '@criu-ts/bfd';
 import type { FileEntry, ImageDir, IpcShmEntry, MemfdInodeEntry, VmaEntry } from '@criu-ts/images';
 import {
   close,
   F_ADD_SEALS,
   F_DUPFD_CLOEXEC,
+  F_SEAL_SEAL,
   F_SETFL,
   fcntl,
   ftruncate,
@@ -32,8 +34,15 @@ import {
   MFD_CLOEXEC,
   MFD_HUGETLB,
   memfdCreate,
+  O_ACCMODE,
   O_CLOEXEC,
+  O_CREAT,
+  O_EXCL,
+  O_NOCTTY,
+  O_RDWR,
+  O_TRUNC,
   open,
+  PAGE_SIZE,
   PROT_EXEC,
   PROT_READ,
   PROT_WRITE,
@@ -53,17 +62,14 @@ import {
   shmStat,
 } from '@criu-ts/sys';
 import { SETFL_MASK } from '../files/fd-flags.js';
-import { F_SEAL_SEAL } from '../files/memfd/dump.js';
 import { VMA } from '../mm/vmas.js';
 import { RestoreError } from '../restore/errors.js';
 import { restoreShmemContents } from './contents.js';
 
-const PAGE = 4096n;
-const O_ACCMODE = 3;
-const O_RDWR = 2;
+const PAGE = BigInt(PAGE_SIZE);
 /** Flags that only matter when a file is created. */
-const OPEN_ONLY = 0o100 /* O_CREAT */ | 0o200 /* O_EXCL */ | 0o1000 /* O_TRUNC */ | 0o400; /* O_NOCTTY */
-const SHM_NEXT_ID = '/proc/sys/kernel/shm_next_id';
+const OPEN_ONLY = O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY;
+const SHM_NEXT_ID = 'kernel/shm_next_id';
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;
 const pageUp = (n: bigint) => (n + PAGE - 1n) & ~(PAGE - 1n);
@@ -263,7 +269,7 @@ export class ShmemRestore {
       return fcntl(inode, F_DUPFD_CLOEXEC, 0);
     }
     try {
-      return open(`/proc/self/fd/${inode}`, (flags & ~OPEN_ONLY) | O_CLOEXEC);
+      return open(procPath('self', 'fd', inode), (flags & ~OPEN_ONLY) | O_CLOEXEC);
     } catch (e) {
       throw new RestoreError(`cannot reopen memfd inode ${inodeId}: ${(e as Error).message}`);
     }
@@ -360,14 +366,14 @@ export class ShmemRestore {
   private createSegment(id: number, seg: Segment): void {
     const e = seg.entry;
     let got: number;
-    writeFileSync(SHM_NEXT_ID, String(id));
+    writeSysctl(SHM_NEXT_ID, String(id));
     try {
       const huge = e.hugetlb_flag !== undefined && e.hugetlb_flag & SHM_HUGETLB ? e.hugetlb_flag : 0;
       got = shmget(e.desc.key | 0, e.size, (e.desc.mode & 0o777) | IPC_CREAT | IPC_EXCL | huge);
     } catch (err) {
       throw new RestoreError(`ipcns-shm: cannot create SysV segment ${id}: ${(err as Error).message}`);
     } finally {
-      if (readFileSync(SHM_NEXT_ID, 'utf8').trim() !== '-1') writeFileSync(SHM_NEXT_ID, '-1');
+      if (readSysctl(SHM_NEXT_ID).trim() !== '-1') writeSysctl(SHM_NEXT_ID, '-1');
     }
     if (got !== id) {
       shmRemove(got);

@@ -2,7 +2,7 @@
 // pending signals (the thread's own queue and the task's shared one) and the signal a stopped task is
 // stopped with again. The blocked mask goes with the registers (registers/restore.ts), last.
 import type { SignalQueueEntry, TaskCoreEntry, ThreadCoreEntry } from '@criu-ts/images';
-import { SIGCHLD, SIGSTOP, SYS } from '@criu-ts/sys';
+import { SIGCHLD, SIGSTOP, SS_AUTODISARM, SS_DISABLE, SYS } from '@criu-ts/sys';
 import type { Calls } from '../restore/calls.js';
 import { RestoreError } from '../restore/errors.js';
 import type { Injector } from '../restore/inject.js';
@@ -10,8 +10,6 @@ import type { TaskPlan } from '../restore/plan.js';
 
 /** Signals whose action can be set (all but SIGKILL and SIGSTOP), in the order dump stores them. */
 const SIGACTION_SIGNALS = Array.from({ length: 64 }, (_, i) => i + 1).filter((s) => s !== 9 && s !== 19);
-const SS_DISABLE = 2;
-const SS_AUTODISARM = 1 << 31;
 
 /** sigactions: every signal's handler, flags, restorer and mask. */
 export function sigactionCalls(inj: Injector, tc: TaskCoreEntry, flushSigchld: boolean, out: Calls): void {

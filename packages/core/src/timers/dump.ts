@@ -1,5 +1,6 @@
 import type { ProcDir } from '@criu-ts/bfd';
 import type { ItimerEntry, PosixTimerEntry, TaskTimersEntry } from '@criu-ts/images';
+import { SIGEV_THREAD_ID } from '@criu-ts/sys';
 
 /** A POSIX timer as /proc/PID/timers lists it. */
 export interface ProcTimer {
@@ -12,7 +13,6 @@ export interface ProcTimer {
 }
 
 const SIGEV = { signal: 0, none: 1, thread: 2 } as const;
-const SIGEV_THREAD_ID = 4;
 
 /** Parses /proc/PID/timers (blocks of "ID:", "signal:", "notify:", "ClockID:" lines). */
 export function listPosixTimers(proc: ProcDir): ProcTimer[] {

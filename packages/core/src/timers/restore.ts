@@ -1,13 +1,10 @@
 // Timers on restore: the interval timers (setitimer) and POSIX timers (timer_create with their dumped
 // ids, timer_settime), run in the task. timerfds are fds: files/timerfd/.
 import type { ItimerEntry, PosixTimerEntry, TaskTimersEntry } from '@criu-ts/images';
-import { SYS } from '@criu-ts/sys';
+import { PR_TIMER_CREATE_RESTORE_IDS, SIGEV_THREAD_ID, SYS } from '@criu-ts/sys';
 import type { Calls } from '../restore/calls.js';
 import { RestoreError } from '../restore/errors.js';
 import type { Injector } from '../restore/inject.js';
-
-const SIGEV_THREAD_ID = 4;
-const PR_TIMER_CREATE_RESTORE_IDS = 77;
 
 /**
  * The struct itimerval setitimer() gets for an itimer of the images, or undefined when the timer was

@@ -1,6 +1,6 @@
 // Zombies on restore: a zombie is created like any task (clone3 with its pid, in its parent), then
 // exits with its dumped status and stays unreaped, since its parent is stopped until the tree runs.
-// Its dump side is dumpZombie in dump/dump.ts: its place in the tree and its exit status.
+// Its dump side is zombie/dump.ts: its place in the tree and its exit status.
 import {
   kill,
   PR_SET_DUMPABLE,

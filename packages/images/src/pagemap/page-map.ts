@@ -6,6 +6,10 @@ import { createImageFile, openImageForRead } from '../io/open.js';
 import { imageFileName } from '../kinds.js';
 import { type PagemapEntry, PE_LAZY, PE_PARENT, PE_PRESENT, pageCount, pagemapEntry } from './codec.js';
 
+/**
+ * The page unit of pagemap and pages images (x86_64). It equals @criu-ts/sys's PAGE_SIZE, the one the
+ * rest of criu-ts uses; images keeps its own so that reading images needs no native code (no sys).
+ */
 export const PAGE_SIZE = 4096;
 
 /** One run of pages of a pagemap, with where its data sits in pages-N.img. */

@@ -155,3 +155,14 @@ export const POLLOUT = 0x0004;
 export const POLLERR = 0x0008;
 export const POLLHUP = 0x0010;
 export const POLLRDHUP = 0x2000;
+
+// Terminal ioctls (asm-generic/ioctls.h).
+export const TCGETS = 0x5401;
+export const TIOCGPGRP = 0x540f;
+export const TIOCGWINSZ = 0x5413;
+export const TIOCGSID = 0x5429;
+export const TIOCGLCKTRMIOS = 0x5456;
+export const TIOCGPTN = 0x80045430;
+
+// splice(2) / vmsplice(2) flags.
+export const SPLICE_F_NONBLOCK = 2;

@@ -1,6 +1,7 @@
 // Memory-management constants for x86_64 (asm-generic/mman*.h, linux/mman.h).
 
 export const PAGE_SIZE = 4096;
+export const PAGE_SHIFT = 12;
 
 export const PROT_NONE = 0x0;
 export const PROT_READ = 0x1;

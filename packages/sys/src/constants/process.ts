@@ -76,6 +76,8 @@ export const PR_SET_NO_NEW_PRIVS = 38;
 export const PR_GET_NO_NEW_PRIVS = 39;
 export const PR_GET_TID_ADDRESS = 40;
 export const PR_SET_THP_DISABLE = 41;
+/** timer_create() takes the timer id from the caller (Linux 6.15+, for restore). */
+export const PR_TIMER_CREATE_RESTORE_IDS = 77;
 export const PR_GET_THP_DISABLE = 42;
 export const PR_SET_FP_MODE = 45;
 export const PR_GET_FP_MODE = 46;
@@ -144,3 +146,16 @@ export const SECCOMP_MODE_FILTER = 2;
 export const SECCOMP_FILTER_FLAG_TSYNC = 1;
 export const SECCOMP_FILTER_FLAG_LOG = 2;
 export const SECCOMP_FILTER_FLAG_SPEC_ALLOW = 4;
+// seccomp(2) operations.
+export const SECCOMP_SET_MODE_STRICT = 0;
+export const SECCOMP_SET_MODE_FILTER = 1;
+
+// Capabilities: capget/capset header version, securebits (linux/securebits.h).
+export const LINUX_CAPABILITY_VERSION_3 = 0x20080522;
+export const SECBIT_NO_SETUID_FIXUP = 1 << 2;
+
+// membarrier(2) commands.
+export const MEMBARRIER_CMD_GET_REGISTRATIONS = 1 << 9;
+
+// Auxiliary vector (asm-generic auxvec.h): the entry that ends it.
+export const AT_NULL = 0;

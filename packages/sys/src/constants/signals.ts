@@ -131,6 +131,9 @@ export const SS_ONSTACK = 1;
 export const SS_DISABLE = 2;
 export const SS_AUTODISARM = 1 << 31;
 
+// sigevent sigev_notify: signal a given thread (timer_create).
+export const SIGEV_THREAD_ID = 4;
+
 // si_code values (generic).
 export const SI_USER = 0;
 export const SI_KERNEL = 0x80;

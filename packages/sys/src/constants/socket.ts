@@ -99,6 +99,10 @@ export const SO_PEERPIDFD = 77;
 export const SCM_RIGHTS = 1;
 export const SCM_CREDENTIALS = 2;
 export const SCM_PIDFD = 4;
+/** The most fds one SCM_RIGHTS message carries (include/net/scm.h). */
+export const SCM_MAX_FD = 253;
+/** The listen(2) backlog limit's default (net.core.somaxconn). */
+export const SOMAXCONN = 4096;
 
 // send/recv flags.
 export const MSG_OOB = 0x1;
@@ -147,6 +151,19 @@ export const TCP_NO_QUEUE = 0;
 export const TCP_RECV_QUEUE = 1;
 export const TCP_SEND_QUEUE = 2;
 export const IPV6_V6ONLY = 26;
+/** UDP socket option (SOL_UDP). */
+export const UDP_CORK = 1;
+
+// struct tcp_info tcpi_options bits.
+export const TCPI_OPT_TIMESTAMPS = 1;
+export const TCPI_OPT_SACK = 2;
+export const TCPI_OPT_WSCALE = 4;
+
+// TCP header option kinds (TCP_REPAIR_OPTIONS codes).
+export const TCPOPT_MSS = 2;
+export const TCPOPT_WINDOW = 3;
+export const TCPOPT_SACK_PERM = 4;
+export const TCPOPT_TIMESTAMP = 8;
 
 // TCP states (inet_diag idiag_state and the `states` bit mask: 1 << state).
 export const TCP_ESTABLISHED = 1;
@@ -171,6 +188,8 @@ export const SIOCOUTQ = 0x5411;
 export const TIOCOUTQ = 0x5411;
 export const SIOCOUTQNSD = 0x894b;
 export const SIOCGSKNS = 0x894c;
+/** SIOCPROTOPRIVATE on a unix socket: an O_PATH fd of the file it is bound to. */
+export const SIOCUNIXFILE = 0x89e0;
 
 // Netlink.
 export const NETLINK_ROUTE = 0;

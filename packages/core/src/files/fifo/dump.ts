@@ -1,5 +1,6 @@
 // FIFOs: a REG entry carries the path, flags and position (regf_id), the FIFO entry ties it to the pipe
 // (pipe_id = the FIFO's inode), and the bytes in flight go to fifo-data.img, once per FIFO.
+import { procPath } from '@criu-ts/bfd';
 import { savePipeData } from '../pipe/dump.js';
 import { regularFileEntry } from '../regular/dump.js';
 import { FD_TYPE, type FdDumpDriver } from '../table.js';
@@ -13,7 +14,7 @@ export const fifoDriver: FdDumpDriver = {
       key: `fifo-path:${key}`,
       flags: file.flags,
       fown: files.owner(file), // CRIU keeps a FIFO's owner in its REG entry (fifo_entry has none)
-      procPath: `/proc/${file.pid}/fd/${file.fd}`,
+      procPath: procPath(file.pid, 'fd', file.fd),
     });
     const id = files.add(key, (id) => ({
       id,

@@ -3,16 +3,13 @@
 // bytes in flight back before any task runs.
 import { fstatSync } from 'node:fs';
 import type { FileEntry, RegFileEntry } from '@criu-ts/images';
-import { close, O_NONBLOCK, O_RDWR } from '@criu-ts/sys';
+import { close, O_ACCMODE, O_NONBLOCK, O_RDWR, S_IFIFO } from '@criu-ts/sys';
 import { RestoreError } from '../../restore/errors.js';
 import { withFlags } from '../fd-flags.js';
 import { fillPipe, setSizeAtLeast } from '../pipe/data.js';
 import { pipeData } from '../pipe/restore.js';
 import type { FdCheckContext, FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
 import { FD_TYPE } from '../table.js';
-
-const O_ACCMODE = 3;
-const S_IFIFO = 0o010000;
 
 function pathOf(entry: FileEntry, ctx: FdCheckContext): RegFileEntry {
   const f = entry.fifo;

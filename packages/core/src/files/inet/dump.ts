@@ -4,8 +4,8 @@
 // closed or closing) needs --tcp-established: it is locked and read through TCP repair (tcp.ts).
 
 import { randomUUID } from 'node:crypto';
-import { readdirSync, readlinkSync } from 'node:fs';
-import type { InetSkEntry } from '@criu-ts/images';
+import { withProcDir } from '@criu-ts/bfd';
+import { type InetSkEntry, SkShutdown } from '@criu-ts/images';
 import {
   AF_INET,
   AF_INET6,
@@ -37,7 +37,10 @@ import {
   SOL_IPV6,
   SOL_SOCKET,
   SOL_UDP,
+  SOMAXCONN,
   sockDiag,
+  TCP_INFO,
+  UDP_CORK,
 } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { type Connection, type DumpNetworkLock, dumpNetworkLock } from '../../net-lock/index.js';
@@ -48,9 +51,7 @@ import { readIpOptions } from './ip-options.js';
 import { dumpTcpStream, isConnectionState, repairOn, TCP } from './tcp.js';
 import { readTcpOptions } from './tcp-options.js';
 
-const TCP_INFO = 11;
 /** What the kernel caps a backlog to by default (net.core.somaxconn). */
-const SOMAXCONN = 4096;
 
 /** TCP's state (tcpi_state, the first byte of TCP_INFO). */
 const tcpState = (fd: number) => getsockopt(fd, IPPROTO_TCP, TCP_INFO, 8)[0] ?? TCP.CLOSE;
@@ -59,9 +60,6 @@ const tcpState = (fd: number) => getsockopt(fd, IPPROTO_TCP, TCP_INFO, 8)[0] ?? 
 const CONNECTED_STATES = Object.values(TCP)
   .filter(isConnectionState)
   .reduce((mask, s) => mask | (1 << s), 0);
-
-/** SK_SHUTDOWN of the image (the kernel's RCV_SHUTDOWN, SEND_SHUTDOWN bits). */
-const SHUTDOWN_READ = 1;
 
 /**
  * The peer's address. SO_PEERNAME, unlike getpeername, also answers for a connection still being set
@@ -129,7 +127,7 @@ function shutdownOf(files: FileTable, fd: number, ino: number, type: number, sta
   if (d) return d.shutdown;
   if (type !== SOCK_STREAM || state !== TCP.CLOSE) return 0;
   const ev = pollNow(fd, POLLRDHUP | POLLHUP);
-  return ev & POLLHUP && ev & POLLRDHUP ? SHUTDOWN_READ : 0;
+  return ev & POLLHUP && ev & POLLRDHUP ? SkShutdown.READ : 0;
 }
 
 /**
@@ -164,7 +162,6 @@ const PROTOCOLS = new Set([
   IPPROTO_ICMP,
   IPPROTO_ICMPV6,
 ]);
-const UDP_CORK = 1;
 
 /**
  * What CRIU refuses too, in its words: a protocol it does not know (SCTP, MPTCP...), a type other than
@@ -296,19 +293,19 @@ function lockTreeConnections(files: FileTable): Set<number> {
 function treeSocketInodes(pids: ReadonlySet<number>): Set<number> {
   const out = new Set<number>();
   for (const pid of pids) {
-    let fds: string[] = [];
     try {
-      fds = readdirSync(`/proc/${pid}/fd`);
+      withProcDir(pid, (proc) => {
+        for (const fd of proc.fds()) {
+          try {
+            const m = /^socket:\[(\d+)\]$/.exec(proc.readlink(`fd/${fd}`));
+            if (m) out.add(Number(m[1]));
+          } catch {
+            // closed meanwhile
+          }
+        }
+      });
     } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      try {
-        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-        if (m) out.add(Number(m[1]));
-      } catch {
-        // closed meanwhile
-      }
+      // gone, or its fds cannot be listed: as before, none of them
     }
   }
   return out;

@@ -9,6 +9,7 @@ import {
   AF_INET6,
   close,
   IPPROTO_RAW,
+  IPPROTO_TCP,
   SO_MARK,
   SOCK_CLOEXEC,
   SOCK_RAW,
@@ -23,7 +24,6 @@ import { type InetAddress, toSockaddr } from './address.js';
 export const TH_FIN = 0x01;
 export const TH_ACK = 0x10;
 
-const IPPROTO_TCP = 6;
 const TCP_HEADER = 20;
 
 export interface PeerSegment {

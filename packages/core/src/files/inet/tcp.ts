@@ -23,6 +23,9 @@ import {
   MSG_PEEK,
   recv,
   SHUT_WR,
+  SIOCINQ,
+  SIOCOUTQ,
+  SIOCOUTQNSD,
   SO_REUSEADDR,
   SOL_SOCKET,
   send,
@@ -42,6 +45,13 @@ import {
   TCP_REPAIR_WINDOW,
   TCP_SEND_QUEUE,
   TCP_TIMESTAMP,
+  TCPI_OPT_SACK,
+  TCPI_OPT_TIMESTAMPS,
+  TCPI_OPT_WSCALE,
+  TCPOPT_MSS,
+  TCPOPT_SACK_PERM,
+  TCPOPT_TIMESTAMP,
+  TCPOPT_WINDOW,
 } from '@criu-ts/sys';
 import type { InetAddress } from './address.js';
 import { sendPeerSegment, TH_ACK, TH_FIN } from './peer-segment.js';
@@ -82,17 +92,6 @@ export const isConnectionState = (state: number) =>
 export const isRepairableState = (state: number) => isConnectionState(state) || state === TCP.CLOSE;
 const ourFin = (state: number) => ((OUR_FIN_FIRST | OUR_FIN_SECOND) & bit(state)) !== 0;
 const peerFin = (state: number) => (PEER_FIN & bit(state)) !== 0;
-
-const SIOCINQ = 0x541b;
-const SIOCOUTQ = 0x5411;
-const SIOCOUTQNSD = 0x894b;
-const TCPI_OPT_TIMESTAMPS = 1;
-const TCPI_OPT_SACK = 2;
-const TCPI_OPT_WSCALE = 4;
-const TCPOPT_MSS = 2;
-const TCPOPT_WINDOW = 3;
-const TCPOPT_SACK_PERM = 4;
-const TCPOPT_TIMESTAMP = 8;
 
 /** An unsigned 32-bit option value (sequence numbers, timestamps go past 2^31). */
 function u32(v: number): Buffer {

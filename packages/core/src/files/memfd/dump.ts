@@ -4,6 +4,7 @@
 // the shared memory dumper. Mappings of a memfd, and of anonymous shared memory (which CRIU 4 dumps the
 // same way: its shmem file is a memfd in all but name), get MEMFD entries of their own.
 
+import { procPath } from '@criu-ts/bfd';
 import type { MemfdInodeEntry } from '@criu-ts/images';
 import { close, F_GET_SEALS, fcntl, fstat, MFD_HUGETLB, O_CLOEXEC, O_RDONLY, open } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
@@ -13,8 +14,6 @@ import { FD_TYPE, type FdDumpContext, type FdDumpDriver, type FileTable, type Op
 
 const MEMFD_PREFIX = '/memfd:';
 const DELETED = ' (deleted)';
-/** A shmem file that was never a memfd (anonymous shared memory) reports just this seal. */
-export const F_SEAL_SEAL = 0x1;
 
 /** The name memfd_create() was given: the link without "/memfd:" and " (deleted)" (others kept whole). */
 export function memfdName(link: string): string {
@@ -129,7 +128,7 @@ export const memfdDumpDriver: FdDumpDriver = {
     const id = memfdFileEntry(
       files,
       files.descriptionKey(file),
-      () => inodes.of(`/proc/${file.pid}/fd/${file.fd}`, memfdName(file.link)),
+      () => inodes.of(procPath(file.pid, 'fd', file.fd), memfdName(file.link)),
       file.flags,
       file.pos,
       files.owner(file),

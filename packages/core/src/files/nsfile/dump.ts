@@ -1,7 +1,4 @@
-// Namespace files (an fd of /proc/PID/ns/NET...): the link reads "net:[INODE]". The namespace must be
-// one a task of the tree is in (CRIU refuses any other): files.img's NS entry names it by the id
-// ids-PID.img gives it, and restore opens that task's /proc/PID/ns file again.
-import { readlinkSync } from 'node:fs';
+import { readProcLink } from '@criu-ts/bfd';
 import {
   CLONE_NEWCGROUP,
   CLONE_NEWIPC,
@@ -42,7 +39,8 @@ function treeNamespaces(files: FileTable): Set<string> {
     for (const pid of files.pids)
       for (const k of NS_KINDS) {
         try {
-          out.add(readlinkSync(`/proc/${pid}/ns/${k.name}`));
+          const link = readProcLink(pid, `ns/${k.name}`);
+          if (link !== undefined) out.add(link);
         } catch {
           // a kind this kernel does not have
         }

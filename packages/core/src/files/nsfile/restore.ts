@@ -1,14 +1,15 @@
 // Namespace files: opened once the tree exists, as /proc/PID/ns/KIND of a task that is in the
 // namespace (ids-PID.img names it by the same id), with the fd's flags.
+import { procPath } from '@criu-ts/bfd';
 import type { FileEntry, TaskKobjIdsEntry } from '@criu-ts/images';
-import { O_CLOEXEC, open } from '@criu-ts/sys';
+import { O_CLOEXEC, O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC, open } from '@criu-ts/sys';
 import { RestoreError } from '../../restore/errors.js';
 import type { FdCheckContext, FdRestoreDriver } from '../restore-driver.js';
 import { FD_TYPE } from '../table.js';
 import { NS_KINDS } from './dump.js';
 
 /** Flags only open(2) of a new file uses, or that criu-ts sets itself. */
-const OPEN_ONLY = 0o100 | 0o200 | 0o1000 | 0o400 | O_CLOEXEC;
+const OPEN_ONLY = O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC;
 
 /** ids-PID.img field of each kind of namespace. */
 const ID_FIELD: Record<string, keyof TaskKobjIdsEntry> = {
@@ -50,7 +51,7 @@ export const nsFileRestoreDriver: FdRestoreDriver = {
   open(entry, ctx) {
     const { kind, pid } = ctx.shared(`nsfile:${entry.id}`, () => taskIn(entry, ctx));
     try {
-      return open(`/proc/${pid}/ns/${kind}`, (entry.nsf!.flags & ~OPEN_ONLY) | O_CLOEXEC);
+      return open(procPath(pid, 'ns', kind), (entry.nsf!.flags & ~OPEN_ONLY) | O_CLOEXEC);
     } catch (e) {
       throw new RestoreError(`namespace file ${entry.id}: /proc/${pid}/ns/${kind}: ${(e as Error).message}`);
     }

@@ -34,6 +34,7 @@ import {
   PACKET_SHOW_RING_CFG,
   PACKET_TX_HAS_OFF,
   PACKET_VNET_HDR_SZ,
+  PAGE_SIZE,
   type PacketDiagAttrs,
   type PacketDiagMsg,
   type PacketDiagRing,
@@ -56,7 +57,7 @@ type PacketSocketInfo = PacketDiagMsg & PacketDiagAttrs;
 
 /** The size of the virtio-net header PACKET_VNET_HDR gives (struct virtio_net_hdr). */
 const VNET_HDR_LEN = 10;
-const PAGE = 4096n;
+const PAGE = BigInt(PAGE_SIZE);
 
 /** Every packet socket of criu-ts's network namespace, by inode (one sock_diag dump per criu-ts dump). */
 function packetSockets(files: FileTable): Map<number, PacketSocketInfo> {

@@ -11,11 +11,10 @@ import {
   pipe2,
   raw,
   read,
+  SPLICE_F_NONBLOCK,
   SYS,
   write,
 } from '@criu-ts/sys';
-
-const SPLICE_F_NONBLOCK = 2;
 
 /** Buffer size of a pipe (F_GETPIPE_SZ), from any of its ends. */
 export function pipeSize(fd: number): number {

@@ -1,16 +1,15 @@
 // Pipes: one files.img entry per open description (PIPE, with the pipe's inode as pipe_id), and once
 // per pipe the bytes in flight in pipes-data.img. A pipe whose other end only a process outside the
 // tree holds is dumped as CRIU does: it comes back with the ends the tree had.
+
 import { openSync } from 'node:fs';
-import { close, O_NONBLOCK } from '@criu-ts/sys';
+import { procPath } from '@criu-ts/bfd';
+import { close, O_ACCMODE, O_DIRECT, O_NONBLOCK, O_WRONLY, PAGE_SIZE } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 import { peekPipe, pipeSize } from './data.js';
 
-const O_ACCMODE = 3;
-const DEFAULT_PIPE_SIZE = 16 * 4096;
-const O_DIRECT = 0o40000;
-const O_WRONLY = 1;
+const DEFAULT_PIPE_SIZE = 16 * PAGE_SIZE;
 
 export const pipeDriver: FdDumpDriver = {
   kind: 'pipe',
@@ -47,7 +46,7 @@ export function savePipeData(
     readEnd = files.steal(file.pid, file.fd);
   } else {
     try {
-      readEnd = openSync(`/proc/${file.pid}/fd/${file.fd}`, O_NONBLOCK); // O_RDONLY
+      readEnd = openSync(procPath(file.pid, 'fd', file.fd), O_NONBLOCK); // O_RDONLY
       own = true;
     } catch (e) {
       throw new DumpError(`pid ${file.pid} fd ${file.fd} (${file.link}): cannot reach its pipe: ${e}`);

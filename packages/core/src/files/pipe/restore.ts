@@ -1,15 +1,13 @@
 // Pipes come back made by criu-ts, one per pipe_id, filled with their bytes in flight before any task
 // runs; each files.img entry gets its end as a description of its own, with the task's flags.
+import { procPath } from '@criu-ts/bfd';
 import type { FileEntry } from '@criu-ts/images';
-import { F_DUPFD_CLOEXEC, fcntl, O_CLOEXEC, open } from '@criu-ts/sys';
+import { F_DUPFD_CLOEXEC, fcntl, O_ACCMODE, O_CLOEXEC, O_WRONLY, open } from '@criu-ts/sys';
 import { RestoreError } from '../../restore/errors.js';
 import { withFlags } from '../fd-flags.js';
 import type { FdCheckContext, FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
 import { FD_TYPE } from '../table.js';
 import { makePipe } from './data.js';
-
-const O_ACCMODE = 3;
-const O_WRONLY = 1;
 
 interface PipeEnds {
   ends: [read: number, write: number];
@@ -46,7 +44,7 @@ export function describeEnd(ends: PipeEnds, flags: number): number {
     fd = dupCloexec(ends.ends[which]);
     ends.handedOut[which] = true;
   } else {
-    fd = open(`/proc/self/fd/${ends.ends[which]}`, (flags & O_ACCMODE) | O_CLOEXEC);
+    fd = open(procPath('self', 'fd', ends.ends[which]!), (flags & O_ACCMODE) | O_CLOEXEC);
   }
   return withFlags(fd, flags);
 }

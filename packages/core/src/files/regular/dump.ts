@@ -1,19 +1,15 @@
-import { type BigIntStats, existsSync, lstatSync, statSync } from 'node:fs';
-import type { FileEntry } from '@criu-ts/images';
+import { type BigIntStats, lstatSync, statSync } from 'node:fs';
+import { PROC_ROOT, procExists, procPath } from '@criu-ts/bfd';
+import { type FileEntry, RemapType } from '@criu-ts/images';
+import { O_ACCMODE, O_APPEND, O_WRONLY, S_IFCHR, S_IFLNK, S_IFMT, S_IFREG } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { type Fown, noOwner } from '../fown.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
-import { addGhost, REMAP } from './ghost-dump.js';
+import { addGhost } from './ghost-dump.js';
 import { addLinkRemap } from './link-remap-dump.js';
 import { procPidOf } from './proc-path.js';
 
 const DELETED = ' (deleted)';
-const O_ACCMODE = 3;
-const O_WRONLY = 1;
-const O_APPEND = 0o2000;
-const S_IFMT = 0o170000n;
-const S_IFCHR = 0o020000n;
-const S_IFLNK = 0o120000n;
 
 export interface PathEntryOptions {
   /** The fd's flags (fdinfo, O_CLOEXEC left out) and position. */
@@ -69,7 +65,7 @@ export function regularFileEntry(
 
 /** Whether the files.img entry carries the size restore checks (CRIU's should_check_size). */
 function keepsSize(st: BigIntStats, flags: number): boolean {
-  const regular = (st.mode & S_IFMT) === 0o100000n;
+  const regular = (Number(st.mode) & S_IFMT) === S_IFREG;
   const log = (flags & O_ACCMODE) === O_WRONLY && (flags & O_APPEND) !== 0;
   return regular && !log;
 }
@@ -97,7 +93,7 @@ function remapIfGone(
 ): string {
   if (!path.startsWith('/')) throw new DumpError(`${owner}: The path [${path}] is not supported`);
   const stripped = path.endsWith(DELETED) ? path.slice(0, -DELETED.length) : path;
-  if (path === '/proc' || path.startsWith('/proc/')) {
+  if (path === PROC_ROOT || path.startsWith(`${PROC_ROOT}/`)) {
     const pid = procPidOf(stripped);
     if (pid === undefined) return path;
     // /proc/PID of a task that has died reads "/proc/PID (deleted)".
@@ -112,7 +108,9 @@ function remapIfGone(
   let there: BigIntStats;
   try {
     there =
-      (st.mode & S_IFMT) === S_IFLNK ? lstatSync(path, { bigint: true }) : statSync(path, { bigint: true });
+      (Number(st.mode) & S_IFMT) === S_IFLNK
+        ? lstatSync(path, { bigint: true })
+        : statSync(path, { bigint: true });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     addLinkRemap(files, id, stripped, procPath, owner);
@@ -134,9 +132,8 @@ function remapIfGone(
  * the task; of a live task outside the tree it is opened again like any file.
  */
 function noteDeadPid(files: FileTable, id: number, pid: number, deleted: boolean): void {
-  if (files.pids.has(pid) || (!deleted && existsSync(`/proc/${pid}`)) || !files.firstTime(`dead-pid:${pid}`))
-    return;
-  files.remaps.push({ orig_id: id, remap_id: pid, remap_type: REMAP.PROCFS });
+  if (files.pids.has(pid) || (!deleted && procExists(pid)) || !files.firstTime(`dead-pid:${pid}`)) return;
+  files.remaps.push({ orig_id: id, remap_id: pid, remap_type: RemapType.PROCFS });
 }
 
 /** Regular files, directories and device nodes opened by path. */
@@ -155,7 +152,7 @@ const STATEFUL_DEVICES = new Map<string, string>([
 ]);
 
 function refuseStatefulDevice(file: OpenFile): void {
-  if ((file.stat.mode & S_IFMT) !== S_IFCHR) return;
+  if ((Number(file.stat.mode) & S_IFMT) !== S_IFCHR) return;
   const rdev = file.stat.rdev;
   // glibc's dev_t layout, as stat gives it
   const major = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
@@ -176,7 +173,7 @@ export const regularFileDriver: FdDumpDriver = {
       flags: file.flags,
       pos: file.pos,
       fown: files.owner(file),
-      procPath: `/proc/${file.pid}/fd/${file.fd}`,
+      procPath: procPath(file.pid, 'fd', file.fd),
     });
     return { id, type: FD_TYPE.REG };
   },

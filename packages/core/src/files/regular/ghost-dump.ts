@@ -9,7 +9,7 @@
 // default 1 MiB) is on the space the file takes on disk (st_blocks * 512), not on its length, so a
 // sparse file of 1 GiB with 8 KiB of data passes.
 import type { BigIntStats } from 'node:fs';
-import type { GhostFileEntry, ImageDir, ImageWriter } from '@criu-ts/images';
+import { type GhostFileEntry, type ImageDir, type ImageWriter, RemapType } from '@criu-ts/images';
 import {
   type DataRun,
   devMajor,
@@ -20,31 +20,29 @@ import {
   O_PATH,
   O_RDONLY,
   open,
+  PAGE_SIZE,
   preadFull,
   readlinkatBuffer,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+  S_IFSOCK,
   SysError,
   seekDataRuns,
 } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import type { FileTable } from '../table.js';
 
-/** remap-fpath types (remap-file-path.proto). */
-export const REMAP = { LINKED: 0, GHOST: 1, PROCFS: 2 } as const;
-
 /** CRIU's default --ghost-limit. */
 export const DEFAULT_GHOST_LIMIT = 1n << 20n;
 /** Below this size a regular ghost file is one blob, without chunks (CRIU's threshold). */
-const CHUNKS_FROM = 3n * 4096n;
+const CHUNKS_FROM = 3n * BigInt(PAGE_SIZE);
 const ST_UNIT = 512n;
 const COPY_BUFFER = 1 << 20;
-
-const S_IFMT = 0o170000n;
-const S_IFREG = 0o100000n;
-const S_IFIFO = 0o010000n;
-const S_IFLNK = 0o120000n;
-const S_IFDIR = 0o040000n;
-const S_IFCHR = 0o020000n;
-const S_IFBLK = 0o060000n;
 
 /** The ghosts of one dump, by inode, and their ids (ghost-file-ID.img counts from 1, as CRIU's). */
 class Ghosts {
@@ -80,7 +78,7 @@ export function addGhost(
   owner: string,
 ): void {
   const limit = files.options.ghostLimit ?? DEFAULT_GHOST_LIMIT;
-  const type = st.mode & S_IFMT;
+  const type = Number(st.mode) & S_IFMT;
   if (![S_IFREG, S_IFIFO, S_IFLNK, S_IFDIR, S_IFCHR, S_IFBLK].includes(type)) {
     throw new DumpError(
       `${owner}: ${kindOf(type)} ${name} was unlinked: only regular files, FIFOs, symlinks, directories and device nodes are kept as ghost files`,
@@ -111,17 +109,17 @@ export function addGhost(
       write: (dir: ImageDir) => writeGhost(dir, id, head, fd, st.size, fiemap, name),
     });
   });
-  files.remaps.push({ orig_id: origId, remap_id: ghostId, remap_type: REMAP.GHOST });
+  files.remaps.push({ orig_id: origId, remap_id: ghostId, remap_type: RemapType.GHOST });
 }
 
-const kindOf = (type: bigint) =>
-  type === 0o040000n
+const kindOf = (type: number) =>
+  type === S_IFDIR
     ? 'directory'
-    : type === 0o020000n
+    : type === S_IFCHR
       ? 'character device'
-      : type === 0o060000n
+      : type === S_IFBLK
         ? 'block device'
-        : type === 0o140000n
+        : type === S_IFSOCK
           ? 'socket'
           : `file of type 0${type.toString(8)}`;
 
@@ -131,7 +129,7 @@ const timeval = (ns: bigint) => ({ tv_sec: ns / 1_000_000_000n, tv_usec: (ns % 1
 
 /** ghost_file_entry as CRIU writes it: size (and chunks) only for regular files from CHUNKS_FROM on. */
 function ghostHead(st: BigIntStats, symlinkTarget: string | undefined): GhostFileEntry {
-  const type = st.mode & S_IFMT;
+  const type = Number(st.mode) & S_IFMT;
   const head: GhostFileEntry = {
     uid: Number(st.uid),
     gid: Number(st.gid),
@@ -164,7 +162,7 @@ function writeGhost(
   const w = dir.writer('ghost-file-%x', id);
   try {
     w.write(head);
-    if ((BigInt(head.mode) & S_IFMT) !== S_IFREG) return;
+    if ((head.mode & S_IFMT) !== S_IFREG) return;
     if (!head.chunks) {
       copyRun(fd, w, { off: 0n, len: size }, name);
       return;

@@ -4,12 +4,13 @@
 // itself. files.img gets an entry for that name and remap-fpath a LINKED entry from the task's file to
 // it: restore opens the very inode again, as CRIU does. The name stays on disk for the restore, which
 // removes it; a dump that fails, or leaves the tree running (-R), removes it at once.
+
 import { basename, dirname } from 'node:path';
+import { RemapType } from '@criu-ts/images';
 import { AT_EMPTY_PATH, AT_FDCWD, linkat, O_CLOEXEC, O_PATH, open, SysError, unlinkat } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { noOwner } from '../fown.js';
 import { FD_TYPE, type FileTable } from '../table.js';
-import { REMAP } from './ghost-dump.js';
 
 /** What the remap-fpath LINKED entry is made of. */
 export function addLinkRemap(
@@ -59,5 +60,5 @@ export function addLinkRemap(
     type: FD_TYPE.REG,
     reg: { id: linkId, flags: 0, pos: 0n, fown: noOwner(), name: linkName },
   });
-  files.remaps.push({ orig_id: origId, remap_id: linkId, remap_type: REMAP.LINKED });
+  files.remaps.push({ orig_id: origId, remap_id: linkId, remap_type: RemapType.LINKED });
 }

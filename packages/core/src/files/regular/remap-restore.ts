@@ -10,7 +10,13 @@
 // so /proc/PID/fd shows "NAME (deleted)" again and every fd and mapping reaches one inode.
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { FileEntry, GhostFileEntry, ImageDir, RemapFilePathEntry } from '@criu-ts/images';
+import {
+  type FileEntry,
+  type GhostFileEntry,
+  type ImageDir,
+  type RemapFilePathEntry,
+  RemapType,
+} from '@criu-ts/images';
 import {
   AT_FDCWD,
   AT_REMOVEDIR,
@@ -30,6 +36,13 @@ import {
   O_WRONLY,
   open,
   pwrite,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
   SysError,
   symlinkat,
   unlinkat,
@@ -37,21 +50,12 @@ import {
   writeAll,
 } from '@criu-ts/sys';
 import { RestoreError } from '../../restore/errors.js';
-import { REMAP } from './ghost-dump.js';
 
 /** How a files.img entry whose name was gone is reached again. */
 export type Remap = { kind: 'ghost'; ghostId: number } | { kind: 'linked'; fileId: number };
 
 /** CRIU's images before remap_type marked ghosts by this bit of remap_id. */
 const OLD_GHOST_BIT = 0x80000000;
-
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
-const S_IFIFO = 0o010000;
-const S_IFLNK = 0o120000;
-const S_IFDIR = 0o040000;
-const S_IFCHR = 0o020000;
-const S_IFBLK = 0o060000;
 
 /**
  * remap-fpath.img, checked: the remaps by file id, and the pids of /proc files of tasks that had died
@@ -69,10 +73,10 @@ export function readRemaps(
     let type = r.remap_type;
     let remapId = r.remap_id;
     if (type === undefined) {
-      type = remapId & OLD_GHOST_BIT ? REMAP.GHOST : REMAP.LINKED;
+      type = remapId & OLD_GHOST_BIT ? RemapType.GHOST : RemapType.LINKED;
       remapId = (remapId & ~OLD_GHOST_BIT) >>> 0;
     }
-    if (type === REMAP.PROCFS) {
+    if (type === RemapType.PROCFS) {
       if (!treeIds.has(remapId)) deadPids.add(remapId); // a pid of the tree comes back anyway
       continue;
     }
@@ -80,11 +84,11 @@ export function readRemaps(
       throw new RestoreError(
         `remap-fpath.img: remap for file ${r.orig_id}, which is not a file of files.img`,
       );
-    if (type === REMAP.GHOST) {
+    if (type === RemapType.GHOST) {
       if (!dir.has('ghost-file-%x', remapId))
         throw new RestoreError(`missing image ${dir.fileName('ghost-file-%x', remapId)}`);
       remaps.set(r.orig_id, { kind: 'ghost', ghostId: remapId });
-    } else if (type === REMAP.LINKED) {
+    } else if (type === RemapType.LINKED) {
       const target = files.get(remapId)?.reg;
       if (!target)
         throw new RestoreError(

@@ -1,17 +1,27 @@
 // Regular files (and directories, device nodes, O_PATH fds) on restore, as a task's fd: opened again by
 // their name with the fd's flags (through the file's remap when its name was gone at the dump: see
-// remap-restore.ts) and moved to their position. restore/files.ts opens the same entries for other uses
+// remap-restore.ts) and moved to their position. files/node-files.ts opens the same entries for other uses
 // (mappings, the exe, cwd and root) and checks each is still the kind of file it was.
-import { close, lseek, O_CLOEXEC, O_CREAT, O_EXCL, O_TMPFILE } from '@criu-ts/sys';
+import {
+  close,
+  lseek,
+  O_CLOEXEC,
+  O_CREAT,
+  O_DIRECTORY,
+  O_EXCL,
+  O_NOCTTY,
+  O_PATH,
+  O_TMPFILE,
+  O_TRUNC,
+} from '@criu-ts/sys';
 import { RestoreError } from '../../restore/errors.js';
 import type { FdRestoreDriver } from '../restore-driver.js';
 import { FD_TYPE } from '../table.js';
 
-const O_PATH = 0o10000000;
 /** O_TMPFILE without its O_DIRECTORY bit: an unnamed temporary file, which comes back as a ghost. */
-const O_TMPFILE_ONLY = 0o20000000;
+const O_TMPFILE_ONLY = O_TMPFILE & ~O_DIRECTORY;
 /** Flags that only matter when a file is created, or that we set ourselves. */
-const OPEN_ONLY = O_CREAT | O_EXCL | 0o1000 /* O_TRUNC */ | 0o400 /* O_NOCTTY */ | O_CLOEXEC;
+const OPEN_ONLY = O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC;
 
 export const regularRestoreDriver: FdRestoreDriver = {
   type: FD_TYPE.REG,

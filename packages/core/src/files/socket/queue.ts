@@ -13,6 +13,7 @@ import {
   MSG_PEEK,
   MSG_TRUNC,
   recvmsg,
+  SCM_MAX_FD,
   SO_PEEK_OFF,
   SO_RCVBUF,
   SOL_SOCKET,
@@ -21,7 +22,7 @@ import {
 import { DumpError } from '../../dump/errors.js';
 
 /** SCM_MAX_FD: the most files one message can carry. */
-const MAX_FDS = 253;
+const MAX_FDS = SCM_MAX_FD;
 
 export interface QueuedPacket {
   data: Buffer;

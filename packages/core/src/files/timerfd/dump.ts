@@ -1,5 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { parseFdInfo, type TimerfdInfo } from '@criu-ts/bfd';
+import { ProcDir, type TimerfdInfo } from '@criu-ts/bfd';
 import { timerfdGettime } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
@@ -28,7 +27,7 @@ function settled(file: OpenFile, files: FileTable, t: TimerfdInfo): TimerfdInfo 
   for (let i = 0; i < SETTLE_TRIES && expiredPeriodic(now); i++) {
     const mine = files.steal(file.pid, file.fd);
     timerfdGettime(mine);
-    const info = parseFdInfo(readFileSync(`/proc/self/fdinfo/${mine}`)).timerfd;
+    const info = ProcDir.self().fdinfo(mine).timerfd;
     if (!info) throw new DumpError(`pid ${file.pid} fd ${file.fd}: timerfd without timer lines in fdinfo`);
     now = info;
   }

@@ -1,6 +1,6 @@
 import { copyFd } from '@criu-ts/compel';
 import type { TermiosEntry, TtyInfoEntry } from '@criu-ts/images';
-import { close, ioctl, isSysError } from '@criu-ts/sys';
+import { close, ioctl, isSysError, TCGETS, TIOCGLCKTRMIOS, TIOCGPTN, TIOCGWINSZ } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { regularFileEntry } from '../regular/dump.js';
 import { FD_TYPE, type FdDumpContext, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
@@ -11,10 +11,6 @@ const INDEX = { CONSOLE: 1002, VT: 1004, CTTY: 1006, SERIAL: 1010 } as const;
 const MAX_PTY_INDEX = 1000;
 
 // ioctl requests (asm-generic/ioctls.h).
-const TCGETS = 0x5401;
-const TIOCGWINSZ = 0x5413;
-const TIOCGLCKTRMIOS = 0x5456;
-const TIOCGPTN = 0x80045430;
 /** struct termios as TCGETS writes it: four u32 flags, c_line, c_cc[19]. */
 const TERMIOS_SIZE = 36;
 const TERMIOS_NCC = 19;

@@ -1,16 +1,15 @@
 // Terminals at restore, for the kind that is simply opened again by its path: the system console
 // (/dev/console, major 5 minor 1). It is one device shared with the whole system, so its settings
 // (termios, window size) are not the task's to restore; reopening it with the task's flags is what CRIU
-// does too. The shell's terminal (--shell-job) never gets here: restore/files.ts hands out criu-ts's
+// does too. The shell's terminal (--shell-job) never gets here: files/node-files.ts hands out criu-ts's
 // own terminal for it. Ptys, virtual consoles and serial lines are refused at plan time, by check().
-import type { FileEntry, ImageDir, TtyInfoEntry } from '@criu-ts/images';
+import { type FileEntry, type ImageDir, type TtyInfoEntry, TtyType } from '@criu-ts/images';
 import { O_CLOEXEC, O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC, open } from '@criu-ts/sys';
 import { RestoreError } from '../../restore/errors.js';
 import type { FdCheckContext, FdRestoreContext, FdRestoreDriver } from '../restore-driver.js';
 import { FD_TYPE } from '../table.js';
 
 /** tty_type (tty.proto), as files/tty/dump.ts writes it. */
-const TTY_CONSOLE = 2;
 /** Flags that only matter when a file is created, or that criu-ts sets itself. */
 const OPEN_ONLY = O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC;
 
@@ -29,7 +28,7 @@ function consolePath(entry: FileEntry, ctx: FdCheckContext): string {
   const info = ttyInfo(ctx.dir, tty.tty_info_id);
   if (!info)
     throw new RestoreError(`tty-info.img has no terminal ${tty.tty_info_id} (tty ${entry.id}, ${name})`);
-  if (info.type !== TTY_CONSOLE)
+  if (info.type !== TtyType.CONSOLE)
     throw new RestoreError(
       `files.img: tty ${entry.id} is the terminal ${name}: only a shell's terminal (--shell-job) or /dev/console can be restored yet`,
     );

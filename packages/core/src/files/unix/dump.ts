@@ -14,8 +14,11 @@ import {
   fstat,
   ioctl,
   SCM_RIGHTS,
+  SIOCUNIXFILE,
   SOCK_DGRAM,
   sockDiag,
+  TCP_CLOSE,
+  TCP_LISTEN,
   UDIAG_SHOW_ICONS,
   UDIAG_SHOW_NAME,
   UDIAG_SHOW_PEER,
@@ -31,8 +34,6 @@ import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../ta
 import { checkQueue, peerOf } from './icons.js';
 import { USK_EXTERN } from './uflags.js';
 
-const TCP_LISTEN = 10;
-const TCP_CLOSE = 7;
 /** The options of a socket criu-ts does not restore (an external peer). */
 const EMPTY_OPTS = {
   so_sndbuf: 0,
@@ -146,8 +147,6 @@ function fileModeOf(
   }
 }
 
-/** SIOCUNIXFILE (SIOCPROTOPRIVATE): an O_PATH fd of the file a unix socket is bound to. */
-const SIOCUNIXFILE = 0x89e0;
 const DELETED = ' (deleted)';
 
 /**

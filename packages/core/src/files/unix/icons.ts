@@ -11,14 +11,21 @@
 // tree holds cannot come back either: refused, unless --skip-in-flight leaves it behind (its peer sees
 // the connection reset), as for TCP.
 import type { FileEntry, UnixSkEntry } from '@criu-ts/images';
-import { connect, F_GETFL, F_SETFL, fcntl, isSysError, O_NONBLOCK, SOCK_DGRAM } from '@criu-ts/sys';
+import {
+  connect,
+  F_GETFL,
+  F_SETFL,
+  fcntl,
+  isSysError,
+  O_NONBLOCK,
+  SOCK_DGRAM,
+  TCP_ESTABLISHED,
+  TCP_LISTEN,
+} from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 import { RestoreError } from '../../restore/errors.js';
 import type { FdRestoreContext } from '../restore-driver.js';
 import type { FileTable } from '../table.js';
-
-const TCP_ESTABLISHED = 1;
-const TCP_LISTEN = 10;
 
 /** What dump knows of a unix socket from sock_diag (see dump.ts). */
 interface Diag {

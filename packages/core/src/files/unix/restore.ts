@@ -8,6 +8,7 @@
 // filled through a socketpair whose other end is then closed (its peer is cleared first, as CRIU does:
 // then it may be connected anew); a connected datagram socket connects after its queue is in (it would
 // refuse packets from any other sender, and one connected to itself accepts only its own).
+
 import {
   chmodSync,
   chownSync,
@@ -19,6 +20,7 @@ import {
   unlinkSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { procPath } from '@criu-ts/bfd';
 import type { FileEntry, SkPacketEntry, UnixSkEntry } from '@criu-ts/images';
 import {
   AF_UNIX,
@@ -38,6 +40,8 @@ import {
   sendmsg,
   socket,
   socketpair,
+  TCP_ESTABLISHED,
+  TCP_LISTEN,
 } from '@criu-ts/sys';
 import { RestoreError } from '../../restore/errors.js';
 import { withFlags } from '../fd-flags.js';
@@ -47,9 +51,6 @@ import { shutdownAsDumped } from '../socket/shutdown.js';
 import { FD_TYPE } from '../table.js';
 import { connectQueued, connectToListener, isListener } from './icons.js';
 import { USK_EXTERN } from './uflags.js';
-
-const TCP_ESTABLISHED = 1;
-const TCP_LISTEN = 10;
 
 type Ctx = FdRestoreContext;
 
@@ -254,7 +255,7 @@ function lstatOrUndefined(path: string) {
  */
 function reachableName(ctx: Ctx, u: UnixSkEntry): Buffer {
   const file = socketFiles(ctx).get(u.ino);
-  return file !== undefined ? encodeSockaddrUn(`/proc/self/fd/${file}`) : sockaddrOf(u.name);
+  return file !== undefined ? encodeSockaddrUn(procPath('self', 'fd', file)) : sockaddrOf(u.name);
 }
 
 /**
@@ -269,7 +270,8 @@ function connectToPeer(ctx: Ctx, fd: number, self: UnixSkEntry, peer: UnixEntry)
   const file = external ? undefined : socketFiles(ctx).get(peer.usk.ino);
   try {
     // A connection the listener had not accepted yet waits in its queue again (icons.ts).
-    const to = file !== undefined ? encodeSockaddrUn(`/proc/self/fd/${file}`) : sockaddrOf(peer.usk.name);
+    const to =
+      file !== undefined ? encodeSockaddrUn(procPath('self', 'fd', file)) : sockaddrOf(peer.usk.name);
     if (isListener(peer)) connectToListener(fd, to, peer);
     else connect(fd, to);
   } catch (e) {

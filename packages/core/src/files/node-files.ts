@@ -8,17 +8,14 @@
 import { constants, fstatSync } from 'node:fs';
 import { isatty } from 'node:tty';
 import type { FileEntry, ImageDir } from '@criu-ts/images';
-import { close, O_CLOEXEC, O_RDWR, open } from '@criu-ts/sys';
-import { restoreDriverFor } from '../files/drivers.js';
-import { hasOwner, ownerOfEntry, setOwner } from '../files/fown.js';
-import { RemappedFiles } from '../files/regular/remap-restore.js';
-import type { FdRestoreContext, LateOpen } from '../files/restore-driver.js';
+import { close, O_CLOEXEC, O_DIRECTORY, O_PATH, O_RDWR, open } from '@criu-ts/sys';
 import { type Connection, type ImagesLock, liftImagesLock } from '../net-lock/index.js';
-import { RestoreError } from './errors.js';
-import type { RestorePlan } from './plan.js';
-
-const O_DIRECTORY = 0o200000;
-const O_PATH = 0o10000000;
+import { RestoreError } from '../restore/errors.js';
+import type { RestorePlan } from '../restore/plan.js';
+import { restoreDriverFor } from './drivers.js';
+import { hasOwner, ownerOfEntry, setOwner } from './fown.js';
+import { RemappedFiles } from './regular/remap-restore.js';
+import type { FdRestoreContext, LateOpen } from './restore-driver.js';
 
 export type Purpose = 'fd' | 'read' | 'write' | 'dir';
 
