@@ -12,10 +12,11 @@ import { kill, SIGKILL } from '@criu-ts/sys';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildWorkloads,
+  busyWait,
+  CRIU_TS_NODE,
   cleanup,
   onCleanup,
   PYTHON,
-  REPO,
   readLines,
   tempDir,
   tracerPid,
@@ -29,14 +30,6 @@ beforeAll(async () => {
   await buildWorkloads();
 });
 afterEach(() => cleanup());
-
-/** criu-ts's own node process (not the package manager's shell shim). */
-const CLI = path.join(REPO, 'apps/cli/bin/criu-ts.mjs');
-
-function busyWait(ms: number): void {
-  const until = performance.now() + ms;
-  while (performance.now() < until);
-}
 
 /** The iptables rules that name `port` (CRIU's lock rules for a connection of ours). */
 function iptablesRulesFor(port: number): string[] {
@@ -69,7 +62,7 @@ async function killDumpOnceLocked(pid: number, lock: Lock, after: number, extra:
   const dir = tempDir('criu-ts-core-dumpkill-tcp-');
   const child = spawn(
     process.execPath,
-    [CLI, 'dump', '-t', String(pid), '-D', dir, '--tcp-established', ...lock.args, ...extra],
+    [CRIU_TS_NODE, 'dump', '-t', String(pid), '-D', dir, '--tcp-established', ...lock.args, ...extra],
     { stdio: 'ignore' },
   );
   const done = new Promise<NodeJS.Signals | null>((resolve) => child.on('close', (_c, sig) => resolve(sig)));

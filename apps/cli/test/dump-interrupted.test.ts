@@ -13,12 +13,13 @@ import { kill, SIGKILL } from '@criu-ts/sys';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildWorkloads,
+  busyWait,
+  CRIU_TS_NODE,
   cleanup,
   procStat,
   procState,
   procStatus,
   procSyscall,
-  REPO,
   readLines,
   readMaps,
   startWorkload,
@@ -35,9 +36,6 @@ beforeAll(async () => {
 });
 afterEach(() => cleanup());
 
-/** criu-ts's own node process (not the package manager's shell shim, whose helpers a kill would orphan). */
-const CLI = path.join(REPO, 'apps/cli/bin/criu-ts.mjs');
-
 /** When to kill: `after` ms once the root is traced, or once compel's code page shows in `codeIn`. */
 type Moment = { after: number } | { codeIn: number };
 
@@ -50,11 +48,6 @@ function hasCodePage(pid: number): boolean {
   }
 }
 
-function busyWait(ms: number): void {
-  const until = performance.now() + ms;
-  while (performance.now() < until);
-}
-
 /**
  * Start `criu-ts dump -R` of `pid`, SIGKILL it at `moment` (if the dump is still running then), wait for
  * its end. Returns whether the kill landed while the tree was traced.
@@ -63,7 +56,7 @@ async function killDumpAt(pid: number, moment: Moment): Promise<boolean> {
   const dir = tempDir('criu-ts-core-dumpkill-');
   const child = spawn(
     process.execPath,
-    [CLI, 'dump', '-t', String(pid), '-D', dir, '-R', '-v4', '-o', 'dump.log'],
+    [CRIU_TS_NODE, 'dump', '-t', String(pid), '-D', dir, '-R', '-v4', '-o', 'dump.log'],
     {
       stdio: 'ignore',
     },

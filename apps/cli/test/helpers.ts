@@ -14,6 +14,17 @@ export * from '@criu-ts/testkit';
 
 /** The CLI as a user runs it from the repo root. */
 export const CRIU_TS = path.join(REPO, 'node_modules/.bin/criu-ts');
+/**
+ * criu-ts's own node process, for tests that kill it (not the package manager's shell shim, whose
+ * helpers a kill would orphan).
+ */
+export const CRIU_TS_NODE = path.join(REPO, 'apps/cli/bin/criu-ts.mjs');
+
+/** Spin for `ms` without yielding: a kill must land at its moment even on a loaded machine. */
+export function busyWait(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until);
+}
 
 export interface CliRun {
   code: number;

@@ -14,6 +14,8 @@ import { ImageDir } from '@criu-ts/images';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildWorkloads,
+  busyWait,
+  CRIU_TS_NODE,
   cleanup,
   cliDump,
   procStat,
@@ -32,15 +34,7 @@ beforeAll(async () => {
 });
 afterEach(() => cleanup());
 
-/** criu-ts's own node process (not the package manager's shell shim, whose helpers a kill would orphan). */
-const CLI = path.join(REPO, 'apps/cli/bin/criu-ts.mjs');
-
 type Moment = { after: number } | { pidsAppear: number[]; andThen: number };
-
-function busyWait(ms: number): void {
-  const until = performance.now() + ms;
-  while (performance.now() < until);
-}
 
 const alive = (pid: number) => !['gone', 'Z', 'X'].includes(procState(pid));
 
@@ -76,7 +70,7 @@ async function interruptRestore(
   const pidfile = path.join(pfDir, 'pid');
   const before = new Set(ourChildren());
   const tmp = TMP();
-  const child = spawn(process.execPath, [CLI, 'restore', '-D', dir, '-d', '--pidfile', pidfile], {
+  const child = spawn(process.execPath, [CRIU_TS_NODE, 'restore', '-D', dir, '-d', '--pidfile', pidfile], {
     cwd: REPO,
     stdio: 'ignore',
     env: { ...process.env, TMPDIR: tmp },
@@ -180,7 +174,7 @@ describe('criu-ts restore interrupted by SIGKILL, SIGINT, SIGTERM', () => {
       .map((e) => e.pid);
     const lines = readLines(w.report).length;
     const r = await new Promise<number>((res) =>
-      spawn(process.execPath, [CLI, 'restore', '-D', dir, '-d'], { cwd: REPO, stdio: 'ignore' }).on(
+      spawn(process.execPath, [CRIU_TS_NODE, 'restore', '-D', dir, '-d'], { cwd: REPO, stdio: 'ignore' }).on(
         'close',
         (c) => res(c ?? 1),
       ),

@@ -11,6 +11,8 @@ import { DeathGuard } from '../spawn/death-guard.js';
 
 let held = 0;
 let guard: DeathGuard | undefined;
+// A normal exit settles everything it could: the guard must not act on what is left.
+process.on('exit', () => disarmGuard());
 
 /** Take the signal thread `tid` of `pid` is stopped with (a signal-delivery-stop) into `into`. */
 export function holdSignal(into: Siginfo[], pid: number, tid: number): void {
@@ -21,7 +23,6 @@ export function holdSignal(into: Siginfo[], pid: number, tid: number): void {
     // Once the tracer is gone the threads finish the injected code they are in and go back to their
     // own; a handler that ran before that would see its interrupted pause() restarted, not ended.
     guard.undoWith(['sleep', '0.2']);
-    process.once('exit', disarmGuard);
   }
   guard.undoWith(['kill', `-${info.signo}`, String(pid)]);
   held++;
