@@ -100,7 +100,9 @@ interface Tool {
   path: string;
 }
 if (!executable(opts.criuTs)) {
-  console.error(`vs-criu: criu-ts not found at ${opts.criuTs} (run \`pnpm run build\`, or pass --criu-ts PATH)`);
+  console.error(
+    `vs-criu: criu-ts not found at ${opts.criuTs} (run \`pnpm run build\`, or pass --criu-ts PATH)`,
+  );
   process.exit(1);
 }
 const tools: Tool[] = [];
@@ -332,7 +334,11 @@ interface Row {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until<T>(what: string, timeoutMs: number, probe: () => T | undefined | Promise<T | undefined>) {
+async function until<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => T | undefined | Promise<T | undefined>,
+) {
   const deadline = Date.now() + timeoutMs;
   for (let pause = 2; ; pause = Math.min(pause * 2, 50)) {
     const v = await probe();
@@ -418,7 +424,11 @@ function memRow(id: string, mib: number): Row {
           assertAlive(root);
           const fromLine = readLines(report).length;
           process.kill(root, 'SIGUSR1');
-          const again = await waitForLine(report, /^SUM /, { fromLine, pid: root, timeoutMs: READY_TIMEOUT_MS });
+          const again = await waitForLine(report, /^SUM /, {
+            fromLine,
+            pid: root,
+            timeoutMs: READY_TIMEOUT_MS,
+          });
           if (again !== sum) throw new Error(`memory changed: ${again} after restore, ${sum} before`);
         },
       };
@@ -438,7 +448,9 @@ function httpGet(port: number, path: string, timeoutMs = 10_000): Promise<[numbe
     const sock = net.createConnection({ host: '127.0.0.1', port });
     const chunks: Buffer[] = [];
     sock.setTimeout(timeoutMs, () => sock.destroy(new Error(`GET ${path}: no answer in ${timeoutMs} ms`)));
-    sock.on('connect', () => sock.write(`GET ${path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`));
+    sock.on('connect', () =>
+      sock.write(`GET ${path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`),
+    );
     sock.on('data', (b) => chunks.push(b));
     sock.on('error', reject);
     sock.on('end', () => {
@@ -487,7 +499,8 @@ function httpRow(): Row {
       ]);
       const get = async () => {
         const [status, body] = await httpGet(port, '/hello.txt');
-        if (status !== 200 || body !== token) throw new Error(`GET /hello.txt: ${status} ${JSON.stringify(body)}`);
+        if (status !== 200 || body !== token)
+          throw new Error(`GET /hello.txt: ${status} ${JSON.stringify(body)}`);
       };
       await until('http.server to answer', 30_000, async () => {
         assertAlive(pid);
@@ -536,12 +549,16 @@ function threadsRow(): Row {
             const lines = readLines(report).slice(from);
             const fail = lines.find((l) => l.startsWith('FAIL'));
             if (fail) throw new Error(fail);
-            const ticks = lines.filter((l) => l.startsWith('TICK ')).map((l) => l.split(' ').slice(1).map(Number));
+            const ticks = lines
+              .filter((l) => l.startsWith('TICK '))
+              .map((l) => l.split(' ').slice(1).map(Number));
             if (ticks.length < 2) return undefined;
             const a = ticks[0] as number[];
             const b = ticks.at(-1) as number[];
             last = `${a.join(',')} -> ${b.join(',')}`;
-            return a.length === N && b.length === N && b.every((v, i) => v > (a[i] as number)) ? true : undefined;
+            return a.length === N && b.length === N && b.every((v, i) => v > (a[i] as number))
+              ? true
+              : undefined;
           }).catch((e) => {
             throw new Error(`${(e as Error).message} (counts ${last || 'none'})`);
           });
@@ -907,7 +924,17 @@ function summarize(fig: ToolFigures) {
 
 function report(): void {
   const both = tools.length === 2;
-  const head = ['workload', 'tool', 'dump ms', 'restore ms', 'dump cpu', 'rst cpu', 'RSS dump', 'RSS rst', 'ok'];
+  const head = [
+    'workload',
+    'tool',
+    'dump ms',
+    'restore ms',
+    'dump cpu',
+    'rst cpu',
+    'RSS dump',
+    'RSS rst',
+    'ok',
+  ];
   const right = [false, false, true, true, true, true, true, true, true];
   const body: string[][] = [];
   const summary: string[][] = [];
@@ -949,8 +976,16 @@ function report(): void {
       const d = ratios(ts.dumpMs, c.dumpMs);
       const r = ratios(ts.restoreMs, c.restoreMs);
       entry.ratio = {
-        dump: { median_of_ratios: r3(d.medianOfRatios), ratio_of_medians: r3(d.ratioOfMedians), pairs: d.pairs },
-        restore: { median_of_ratios: r3(r.medianOfRatios), ratio_of_medians: r3(r.ratioOfMedians), pairs: r.pairs },
+        dump: {
+          median_of_ratios: r3(d.medianOfRatios),
+          ratio_of_medians: r3(d.ratioOfMedians),
+          pairs: d.pairs,
+        },
+        restore: {
+          median_of_ratios: r3(r.medianOfRatios),
+          ratio_of_medians: r3(r.ratioOfMedians),
+          pairs: r.pairs,
+        },
       };
       body.push([
         '',
@@ -965,8 +1000,16 @@ function report(): void {
       ]);
       summary.push([
         row.label,
-        c.failed ? 'CRIU failed' : ts.failed ? 'failed' : `${fmtX(d.medianOfRatios)} (${fmtX(d.ratioOfMedians)})`,
-        c.failed ? 'CRIU failed' : ts.failed ? 'failed' : `${fmtX(r.medianOfRatios)} (${fmtX(r.ratioOfMedians)})`,
+        c.failed
+          ? 'CRIU failed'
+          : ts.failed
+            ? 'failed'
+            : `${fmtX(d.medianOfRatios)} (${fmtX(d.ratioOfMedians)})`,
+        c.failed
+          ? 'CRIU failed'
+          : ts.failed
+            ? 'failed'
+            : `${fmtX(r.medianOfRatios)} (${fmtX(r.ratioOfMedians)})`,
         fmtMiB([...ts.dumpRssKiB, ...ts.restoreRssKiB]),
         ts.failed ? `criu-ts failed: ${ts.failed}` : c.failed ? `CRIU failed: ${c.failed}` : '',
       ]);
@@ -995,15 +1038,27 @@ function report(): void {
   console.log('');
   if (both) {
     console.log(
-      table(
-        ['workload', 'dump ratio', 'restore ratio', 'criu-ts RSS MiB', ''],
-        summary,
-        [false, true, true, true, false],
-      ),
+      table(['workload', 'dump ratio', 'restore ratio', 'criu-ts RSS MiB', ''], summary, [
+        false,
+        true,
+        true,
+        true,
+        false,
+      ]),
     );
-    console.log('  ratio = criu-ts / CRIU: median of the per-round ratios (ratio of the medians); lower is better');
+    console.log(
+      '  ratio = criu-ts / CRIU: median of the per-round ratios (ratio of the medians); lower is better',
+    );
   } else {
-    console.log(table(['workload', 'dump ms', 'restore ms', 'criu-ts RSS MiB', ''], summary, [false, true, true, true, false]));
+    console.log(
+      table(['workload', 'dump ms', 'restore ms', 'criu-ts RSS MiB', ''], summary, [
+        false,
+        true,
+        true,
+        true,
+        false,
+      ]),
+    );
   }
   if (failures.length) {
     console.log('');
