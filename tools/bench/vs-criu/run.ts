@@ -587,7 +587,7 @@ function treeRow(): Row {
         async check(root) {
           assertAlive(root);
           const n = sleeps(root);
-          if (n !== 3) throw new Error(`sh ${root} has ${n} sleeping children, not 3`);
+          if (n !== 3) throw new Error(`sh ${root} has ${n} live sleep children, not 3`);
         },
       };
     },
@@ -846,6 +846,8 @@ async function runRow(row: Row): Promise<RowResult> {
     console.error(`vs-criu: ${row.label}: ${skipped}`);
     return { row, skipped, figures: {} };
   }
+  // On a terminal a progress line says where the bench is; elsewhere (a log) one line per row.
+  if (!process.stderr.isTTY) console.error(`vs-criu: ${row.label}`);
   const figures: Record<string, ToolFigures> = {};
   for (const t of tools) figures[t.key] = newFigures();
   for (let r = -opts.warmup; r < opts.rounds; r++) {
