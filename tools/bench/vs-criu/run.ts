@@ -70,7 +70,6 @@ for (const pkg of ['sys', 'bfd', 'compel', 'images']) {
   }
 }
 const { killAndReap, startTraceable, ensureSubreaper } = await import(pathToFileURL(distOf('compel')).href);
-const { ImageDir } = await import(pathToFileURL(distOf('images')).href);
 const { buildWorkloads, workloadPath, isDescendantOf } = await import(
   pathToFileURL(join(repo, 'tools/workloads/index.mjs')).href
 );
@@ -318,6 +317,8 @@ interface Started {
   check(root: number): Promise<void>;
   /** Called at the end of the round, before the processes are killed. */
   release?(): void;
+  /** After the round (its processes gone): tidy what a failed command left; a note if it should not be there. */
+  afterRound?(restored: boolean): string | undefined;
 }
 
 interface Row {
@@ -328,8 +329,6 @@ interface Row {
   /** Why the row cannot run here, if it cannot. */
   skip?(): string | undefined;
   start(dir: string): Promise<Started>;
-  /** After the round, with its images dir (e.g. remove a network lock a failed restore left). */
-  afterRound?(images: string, restored: boolean): string | undefined;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -660,14 +659,28 @@ async function echoAll(conns: net.Socket[], timeoutMs: number): Promise<number> 
   return ok;
 }
 
-function criuLockTable(images: string): string | undefined {
+/**
+ * nftables tables of a network lock (CRIU's `inet CRIU-<run id>`, which criu-ts uses too) that hold
+ * the connection `key` ("127.0.0.1 . <port> . 127.0.0.1 . <port>", either way round).
+ */
+function lockTablesWith(a: string, b: string): string[] {
+  let names: string[];
   try {
-    const id = ImageDir.open(images).inventory().dump_criu_run_id;
-    // CRIU prints "inet CRIU-<id>" into 32 bytes: the name is what fits in 31 characters.
-    return typeof id === 'string' && id !== '' ? `inet CRIU-${id}`.slice(0, 31).slice(5) : undefined;
+    names = execFileSync('nft', ['list', 'tables', 'inet'], { encoding: 'utf8' })
+      .split('\n')
+      .map((l) => /^table inet (CRIU-\S+)$/.exec(l.trim())?.[1])
+      .filter((n): n is string => n !== undefined);
   } catch {
-    return undefined;
+    return [];
   }
+  return names.filter((name) => {
+    try {
+      const text = execFileSync('nft', ['list', 'table', 'inet', name], { encoding: 'utf8' });
+      return text.includes(`${a} . ${b}`) || text.includes(`${b} . ${a}`);
+    } catch {
+      return false; // gone meanwhile
+    }
+  });
 }
 
 function tcpRow(n: number): Row {
@@ -700,6 +713,9 @@ function tcpRow(n: number): Row {
         release();
         throw e;
       }
+      // One of our connections, as a lock table lists it: only a table of this round holds it.
+      const server = `127.0.0.1 . ${port}`;
+      const client = `127.0.0.1 . ${(conns[0] as net.Socket).localPort}`;
       return {
         pid,
         release,
@@ -708,21 +724,21 @@ function tcpRow(n: number): Row {
           const ok = await echoAll(conns, 20_000);
           if (ok !== n) throw new Error(`${ok}/${n} connections echo after restore`);
         },
+        afterRound(restored) {
+          // A dump that failed half way (or a restore that failed) can leave its lock table behind.
+          const left = lockTablesWith(server, client);
+          for (const t of left) {
+            try {
+              execFileSync('nft', ['delete', 'table', 'inet', t], { stdio: 'ignore' });
+            } catch {}
+          }
+          if (left.length === 0) return undefined;
+          const what = `network lock table inet ${left.join(', ')}`;
+          return restored
+            ? `the ${what} was left after a good restore; removed`
+            : `removed the ${what} it left`;
+        },
       };
-    },
-    afterRound(images, restored) {
-      // A dump that went through but a restore that did not leaves CRIU's lock table in place.
-      const table = criuLockTable(images);
-      if (table === undefined) return undefined;
-      try {
-        execFileSync('nft', ['list', 'table', 'inet', table], { stdio: 'ignore' });
-      } catch {
-        return undefined; // not there: unlocked
-      }
-      try {
-        execFileSync('nft', ['delete', 'table', 'inet', table], { stdio: 'ignore' });
-      } catch {}
-      return restored ? `the network lock (table inet ${table}) was left after restore; removed` : undefined;
     },
   };
 }
@@ -758,14 +774,19 @@ async function oneRound(row: Row, tool: Tool, tag: string): Promise<RoundResult>
   mkdirSync(images, { recursive: true });
   const pidfile = join(dir, 'restored.pid');
   let w: Started | undefined;
+  // One result object: the finally below adds its note to what the returns give back.
   const res: RoundResult = {};
+  const fail = (why: string) => {
+    res.failed = why;
+    return res;
+  };
   let restored = false;
   try {
     try {
       w = await row.start(dir);
     } catch (e) {
       if (e instanceof Interrupted) throw e;
-      return { failed: `the workload did not start: ${(e as Error).message.split('\n')[0]}` };
+      return fail(`the workload did not start: ${(e as Error).message.split('\n')[0]}`);
     }
     const tree = treeOf(w.pid);
     for (const p of tree) owned.add(p);
@@ -776,7 +797,7 @@ async function oneRound(row: Row, tool: Tool, tag: string): Promise<RoundResult>
       'dump',
       join(images, 'dump.log'),
     );
-    if (!res.dump.ok) return { ...res, failed: `dump: ${res.dump.error}` };
+    if (!res.dump.ok) return fail(`dump: ${res.dump.error}`);
     // The dump killed the tree; reap it so that its pids are free for the restore.
     killAll(tree);
     for (const p of tree) owned.delete(p);
@@ -790,19 +811,19 @@ async function oneRound(row: Row, tool: Tool, tag: string): Promise<RoundResult>
     );
     const root = Number(readText(pidfile).trim());
     if (root > 0) for (const p of treeOf(root)) owned.add(p);
-    if (!res.restore.ok) return { ...res, failed: `restore: ${res.restore.error}` };
-    if (!(root > 0)) return { ...res, failed: 'restore: no pid in the pidfile' };
+    if (!res.restore.ok) return fail(`restore: ${res.restore.error}`);
+    if (!(root > 0)) return fail('restore: no pid in the pidfile');
     restored = true;
     try {
       await w.check(root);
     } catch (e) {
-      return { ...res, failed: `the restored tree does not work: ${(e as Error).message.split('\n')[0]}` };
+      return fail(`the restored tree does not work: ${(e as Error).message.split('\n')[0]}`);
     }
     return res;
   } finally {
     w?.release?.();
     cleanupProcesses();
-    const note = row.afterRound?.(images, restored);
+    const note = w?.afterRound?.(restored);
     if (note) res.note = note;
     rmSync(dir, { recursive: true, force: true });
   }
