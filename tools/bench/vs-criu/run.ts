@@ -31,7 +31,7 @@ import {
 } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
   firstErrorLine,
@@ -54,6 +54,10 @@ try {
   console.error(`vs-criu: ${(e as Error).message}\n${USAGE}`);
   process.exit(2);
 }
+// `pnpm bench:vs-criu` runs in the repository root: paths given are relative to where it was typed.
+const userCwd = process.env.INIT_CWD ?? process.cwd();
+opts.criuTs = resolvePath(userCwd, opts.criuTs);
+if (opts.criu !== undefined) opts.criu = resolvePath(userCwd, opts.criu);
 if (opts.help) {
   console.log(USAGE);
   process.exit(0);
