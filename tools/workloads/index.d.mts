@@ -20,6 +20,7 @@ export type WorkloadName =
   | 'stopper'
   | 'taskstate'
   | 'threads'
+  | 'tickers'
   | 'tree'
   | 'unlinked'
   | 'waiter'

@@ -110,6 +110,27 @@ await check('counter interval 2ms + arg errors', async () => {
   assert.match(err, /^FAIL usage: /);
 });
 
+await check('tickers: 4 threads, every count grows between TICK lines', async () => {
+  const { out, pid, cp } = run('tickers', []);
+  await waitForLine(out, /^THREADS 4$/, { pid });
+  assert.equal(readdirSync(`/proc/${pid}/task`).length, 4);
+  const from = readLines(out).length;
+  await waitForLine(out, /^TICK /, { pid, fromLine: from + 1 });
+  const ticks = readLines(out)
+    .slice(from)
+    .filter((l) => l.startsWith('TICK '))
+    .map((l) => l.split(' ').slice(1).map(Number));
+  assert.equal(ticks[0].length, 4);
+  assert.ok(
+    ticks.at(-1).every((v, i) => v > ticks[0][i]),
+    ticks.map((t) => t.join(',')).join(' / '),
+  );
+  process.kill(pid, 'SIGKILL');
+  await cp.exited;
+  noFail(out);
+  console.log('  tickers: last', ticks.at(-1).join(','));
+});
+
 await check('threads 8: TICK sums grow, threads come and go', async () => {
   const { out, pid, cp } = run('threads', []);
   await waitForLine(out, /^READY /, { pid });
