@@ -18,6 +18,7 @@ import {
   procState,
   runCli,
   startInShellSession,
+  startPythonCounter,
   startWorkload,
   tempDir,
   track,
@@ -38,7 +39,8 @@ function onTerminal(
   env: Record<string, string> = {},
 ): Promise<{ code: number; raw: string }> {
   const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-  const line = [CRIU_TS, ...args].map(quote).join(' ');
+  // 200 columns: the line is cut to the terminal's width (80 when a pty says 0).
+  const line = `stty cols 200 rows 50; exec ${[CRIU_TS, ...args].map(quote).join(' ')}`;
   return new Promise((resolve, reject) => {
     // -e: script exits with the command's status; -f: flushed as written; the log goes nowhere else.
     const child = spawn(SCRIPT, ['-qfec', line, '/dev/null'], {
@@ -151,6 +153,23 @@ describe.skipIf(!fs.existsSync(SCRIPT))('the progress line on a terminal', () =>
     expect(lines.at(-1)).toMatch(/^resuming .* \| 1\/1 tasks, \d+\/\d+ pages$/);
     expect(screen(r.raw)).toEqual([]);
     expect(procState(w.pid)).not.toBe('gone');
+  });
+
+  it('a restore with an inet socket counts it among the connections', async () => {
+    const w = await startPythonCounter(
+      'import socket\nls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen()',
+    );
+    await waitForLine(w.report, /^3$/, { pid: w.pid });
+    const dir = await dumpAndKill(w.pid, { extra: ['--shell-job'] });
+    const r = await onTerminal(['restore', '-D', dir, '-d', '--shell-job'], SHOW_NOW);
+    for (const e of ImageDir.open(dir).pstree()) track(e.pid);
+    expect(r.code, r.raw).toBe(0);
+    const lines = drawn(r.raw);
+    expect(
+      lines.some((l) => /^connections \[.* \| 0\/1 tasks, 0\/\d+ pages, 0\/1 connections$/.test(l)),
+    ).toBe(true);
+    expect(lines.at(-1)).toMatch(/, 1\/1 connections$/);
+    expect(screen(r.raw)).toEqual([]);
   });
 
   it('-v0: nothing at all', async () => {

@@ -56,6 +56,8 @@ class TerminalProgress implements ProgressDisplay {
   private readonly counts = new Map<ProgressKind, { done: number; total: number | undefined }>();
   private bar: SingleBar | undefined;
   private shownTotal = -1;
+  /** The steps drawn so far: each is drawn at once the first time it comes, the rest at 10 a second. */
+  private readonly stepsDrawn = new Set<string>();
   private ended = false;
   /** Shows the line at 1 s if the event loop is free then (the work may be waiting on something). */
   private readonly timer: NodeJS.Timeout;
@@ -127,6 +129,7 @@ class TerminalProgress implements ProgressDisplay {
       if (performance.now() - this.started < this.afterMs) return;
       this.bar = makeBar(this.stream);
       this.shownTotal = total;
+      this.stepsDrawn.add(this.phaseName);
       this.bar.start(total, value, payload);
       return;
     }
@@ -135,6 +138,11 @@ class TerminalProgress implements ProgressDisplay {
       this.bar.setTotal(total);
     }
     this.bar.update(value, payload);
+    // cli-progress redraws at most every 200 ms from update(); a new step shows at once.
+    if (!this.stepsDrawn.has(this.phaseName)) {
+      this.stepsDrawn.add(this.phaseName);
+      this.bar.render();
+    }
   }
 
   /** What the bar measures: pages once there are pages to copy, else tasks. */
@@ -178,7 +186,7 @@ function makeBar(stream: Tty): SingleBar {
   return new Bar({
     stream,
     format: '{phase} [{bar}] {percentage}%{counts}',
-    barsize: 24,
+    barsize: 20,
     clearOnComplete: true,
     hideCursor: false,
     // Lines are cut to the terminal's width instead of turning wrapping off (which a killed criu-ts
