@@ -10,6 +10,8 @@ import path from 'node:path';
 import { killAndReap } from '@criu-ts/compel';
 import { ImageDir, type StatsEntry } from '@criu-ts/images';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { CliLog } from '../src/criu/log.js';
+import { progressDisplay } from '../src/criu/progress.js';
 import {
   buildWorkloads,
   CRIU_TS,
@@ -220,6 +222,93 @@ describe.skipIf(!fs.existsSync(SCRIPT))('the progress line on a terminal', () =>
     expect(drawn(r.raw)[0]).toMatch(/^freezing \[/); // it was shown
     expect(screen(r.raw)).toEqual(plain.stderr.trimEnd().split('\n'));
     expect(procState(w.pid)).not.toBe('gone'); // left running, as without a terminal
+  });
+});
+
+/** A terminal for progressDisplay: every byte written, in order. */
+function fakeTerminal(): NodeJS.WriteStream & { raw: string } {
+  const t = {
+    raw: '',
+    isTTY: true,
+    columns: 200,
+    write(s: string) {
+      t.raw += s;
+      return true;
+    },
+  };
+  return t as unknown as NodeJS.WriteStream & { raw: string };
+}
+
+/** A CliLog whose lines go to the same terminal. */
+function logOn(tty: { write(s: string): boolean }, toFile = false): CliLog {
+  const line = (what: string) => (m: string) => {
+    tty.write(`${what}: ${m}\n`);
+  };
+  const log: CliLog = {
+    error: line('Error'),
+    warn: line('Warn'),
+    info: line('Info'),
+    debug: line('Debug'),
+    child: () => log,
+    toFile,
+    flush: () => {},
+  };
+  return log;
+}
+
+describe('progressDisplay (in this process, on a terminal of its own)', () => {
+  it('is made only for a terminal, above -v0, and when the log does not go to the terminal line by line', () => {
+    const tty = fakeTerminal();
+    const pipe = { ...tty, isTTY: false } as unknown as NodeJS.WriteStream;
+    expect(progressDisplay({ verbosity: 2 }, { toFile: false }, tty)).toBeDefined();
+    expect(progressDisplay({ verbosity: 4 }, { toFile: true }, tty)).toBeDefined();
+    expect(progressDisplay({ verbosity: 2 }, { toFile: false }, pipe)).toBeUndefined();
+    expect(progressDisplay({ verbosity: 0 }, { toFile: true }, tty)).toBeUndefined();
+    expect(progressDisplay({ verbosity: 3 }, { toFile: false }, tty)).toBeUndefined();
+    for (const d of [progressDisplay({ verbosity: 2 }, { toFile: false }, tty)]) d?.end();
+  });
+
+  it('a warning while the line shows: the line goes first, the warning stays, the line comes back below', () => {
+    const before = process.env.CRIU_TS_PROGRESS_AFTER_MS;
+    process.env.CRIU_TS_PROGRESS_AFTER_MS = '0';
+    try {
+      const tty = fakeTerminal();
+      const d = progressDisplay({ verbosity: 2 }, { toFile: false }, tty)!;
+      const log = d.wrapLog(logOn(tty));
+      // Counts are drawn at most 10 times a second, a new step at once.
+      d.count('tasks', 0, 2);
+      d.phase('dumping tasks');
+      expect(screen(tty.raw)).toEqual(['dumping tasks [--------------------] 0% | 0/2 tasks']);
+      log.warn('something odd');
+      d.count('pages', 0, 100);
+      d.phase('writing memory');
+      expect(screen(tty.raw)).toEqual([
+        'Warn: something odd',
+        'writing memory [--------------------] 0% | 0/2 tasks, 0/100 pages',
+      ]);
+      d.end();
+      d.count('pages', 100, 100); // after the end: nothing more
+      expect(screen(tty.raw)).toEqual(['Warn: something odd']);
+    } finally {
+      if (before === undefined) delete process.env.CRIU_TS_PROGRESS_AFTER_MS;
+      else process.env.CRIU_TS_PROGRESS_AFTER_MS = before;
+    }
+  });
+
+  it('before the delay nothing is drawn, and the library is not loaded', () => {
+    const before = process.env.CRIU_TS_PROGRESS_AFTER_MS;
+    process.env.CRIU_TS_PROGRESS_AFTER_MS = '3600000';
+    try {
+      const tty = fakeTerminal();
+      const d = progressDisplay({ verbosity: 2 }, { toFile: false }, tty)!;
+      d.phase('freezing');
+      d.count('pages', 10, 100);
+      d.end();
+      expect(tty.raw).toBe('');
+    } finally {
+      if (before === undefined) delete process.env.CRIU_TS_PROGRESS_AFTER_MS;
+      else process.env.CRIU_TS_PROGRESS_AFTER_MS = before;
+    }
   });
 });
 
