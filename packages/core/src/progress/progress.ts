@@ -62,6 +62,11 @@ export class ProgressTracker {
     if (this.hook) this.total(kind, (this.totals[kind] ?? 0) + n);
   }
 
+  /** Items of `kind` done so far. */
+  doneOf(kind: ProgressKind): number {
+    return this.done[kind];
+  }
+
   /** `n` more items of `kind` done. */
   add(kind: ProgressKind, n = 1): void {
     if (!this.hook) return;

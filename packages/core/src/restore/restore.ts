@@ -224,16 +224,22 @@ function restoreMemory(run: RestoreRun, task: TaskPlan, progress: ProgressTracke
   if (lt.pidfd >= 0) return;
   const freeFd = placeHelperPidfd(lt);
   progress.phase('filling memory');
+  const before = progress.doneOf('pages');
   restoreTaskMemory(run, lt, freeFd, progress.pages);
+  // Pages of the images that need no filling (the vDSO's: the kernel maps its own) count as done.
+  progress.add('pages', presentPages(task) - (progress.doneOf('pages') - before));
   progress.phase('restoring tasks');
 }
+
+const presentPages = (task: TaskPlan) =>
+  (task.pagemap?.runs ?? []).reduce((n, r) => n + (r.flags & PE_PRESENT ? Number(r.pages) : 0), 0);
 
 /** The totals the progress hook is told (tasks, pages of the pagemaps, inet sockets); the latter. */
 function progressTotals(plan: RestorePlan, progress: ProgressTracker): number {
   let pages = 0;
   let connections = 0;
   for (const t of plan.tasks) {
-    for (const r of t.pagemap?.runs ?? []) if (r.flags & PE_PRESENT) pages += Number(r.pages);
+    pages += presentPages(t);
     for (const fd of t.fdinfo ?? []) if (plan.files.get(fd.id)?.isk) connections++;
   }
   progress.total('tasks', plan.tasks.filter((t) => t.state !== 'zombie').length);
