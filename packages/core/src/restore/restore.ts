@@ -16,7 +16,7 @@
 //
 // Any error kills everything created so far and reaps it: nothing stays half alive.
 import type { RestoreStatsEntry } from '@criu-ts/images';
-import { ImageDir, PE_PRESENT, warmUpCodecs } from '@criu-ts/images';
+import { ImageDir, warmUpCodecs } from '@criu-ts/images';
 import { type CgroupMode, CgroupPlacer, type CgroupRoot } from '../cgroup/restore.js';
 import { installFds, placeHelperPidfd } from '../files/install.js';
 import { NodeFiles } from '../files/node-files.js';
@@ -25,6 +25,7 @@ import { type Logger, silentLogger } from '../log/logger.js';
 import { restoreTaskMemory } from '../mm/restore.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
 import { type Progress, ProgressTracker } from '../progress/progress.js';
+import { settleTaskPages, startRestoreProgress } from '../progress/restore.js';
 import { RestoreError } from './errors.js';
 import { killAll, letTheTreeRun } from './finish.js';
 import { RestoreRun } from './live.js';
@@ -138,8 +139,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   let tPlan = 0;
   try {
     // Validate: every file is opened now, while no process exists.
-    const connections = progressTotals(plan, progress);
-    progress.phase(connections ? 'connections' : 'opening files');
+    startRestoreProgress(plan, progress);
     openEveryFile(run, (id) => plan.files.get(id)?.isk && progress.add('connections'));
     tPlan = ms(t0) - waitMs;
     restoreTree(run, progress);
@@ -226,24 +226,6 @@ function restoreMemory(run: RestoreRun, task: TaskPlan, progress: ProgressTracke
   progress.phase('filling memory');
   const before = progress.doneOf('pages');
   restoreTaskMemory(run, lt, freeFd, progress.pages);
-  // Pages of the images that need no filling (the vDSO's: the kernel maps its own) count as done.
-  progress.add('pages', presentPages(task) - (progress.doneOf('pages') - before));
+  settleTaskPages(progress, task, before);
   progress.phase('restoring tasks');
-}
-
-const presentPages = (task: TaskPlan) =>
-  (task.pagemap?.runs ?? []).reduce((n, r) => n + (r.flags & PE_PRESENT ? Number(r.pages) : 0), 0);
-
-/** The totals the progress hook is told (tasks, pages of the pagemaps, inet sockets); the latter. */
-function progressTotals(plan: RestorePlan, progress: ProgressTracker): number {
-  let pages = 0;
-  let connections = 0;
-  for (const t of plan.tasks) {
-    pages += presentPages(t);
-    for (const fd of t.fdinfo ?? []) if (plan.files.get(fd.id)?.isk) connections++;
-  }
-  progress.total('tasks', plan.tasks.filter((t) => t.state !== 'zombie').length);
-  progress.total('pages', pages);
-  if (connections) progress.total('connections', connections);
-  return connections;
 }
