@@ -20,3 +20,15 @@ for (const name of ['criu-ts', 'crit-ts']) {
     logLevel: 'warning',
   });
 }
+
+// cli-progress, for the line a long dump or restore shows on a terminal (src/criu/progress.ts): a file
+// of its own, required only when that line is about to show, so that no command pays for it at start-up.
+await build({
+  stdin: { contents: "module.exports = require('cli-progress');", resolveDir: '.', loader: 'js' },
+  outfile: 'dist/cli-progress.cjs',
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  logLevel: 'warning',
+});

@@ -3,6 +3,7 @@ import { ImageDir } from '@criu-ts/images';
 import { makeLogger } from './log.js';
 import type { CriuOptions } from './options.js';
 import { absolutePath, requireRoot } from './preflight.js';
+import { progressDisplay } from './progress.js';
 
 /** The cgroup options of a dump; relative paths are the work dir's, as CRIU runs in it. */
 function cgroupDumpOptions(o: CriuOptions, workDir: string) {
@@ -27,6 +28,8 @@ export async function dumpCommand(o: CriuOptions, version: string): Promise<numb
   ImageDir.create(imagesDir); // 0700, before the log file can create it with other modes
   const workDir = o.workDir === undefined ? imagesDir : absolutePath(o.workDir, '-W');
   const log = makeLogger(o, workDir, 'dump');
+  // On a terminal, a dump that takes more than a second shows how far it is (progress.ts).
+  const progress = progressDisplay(o, log);
   let interrupted: string | undefined;
   const onSignal = (sig: string) => {
     interrupted = sig;
@@ -58,22 +61,27 @@ export async function dumpCommand(o: CriuOptions, version: string): Promise<numb
       checkpoint: () => {
         if (interrupted) throw new DumpError(`interrupted by ${interrupted}; the tree was left running`);
       },
-      logger: log,
+      logger: progress ? progress.wrapLog(log) : log,
+      ...(progress ? { progress } : {}),
     });
+    progress?.end();
     log.info(`Dumping finished successfully: ${result.tasks} tasks, ${result.pagesWritten} pages`);
     if (o.displayStats) printStats(result);
     return 0;
   } catch (err) {
+    progress?.end();
     // The -o log says why, as CRIU's does; stderr gets the CLI's one line either way.
     if (log.toFile) log.error(err instanceof Error ? err.message : String(err));
     throw err;
   } finally {
+    progress?.end();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     log.flush();
   }
 }
 
+/** CRIU's --display-stats lines of a dump (on stdout, whatever the verbosity), in its order. */
 function printStats(r: DumpResult): void {
   const s = r.stats;
   const n = (v: bigint) => `${v} (0x${v.toString(16)})`;
@@ -84,6 +92,7 @@ function printStats(r: DumpResult): void {
       `Frozen time: ${s.frozen_time} us`,
       `Memory dump time: ${s.memdump_time} us`,
       `Memory write time: ${s.memwrite_time} us`,
+      ...(s.irmap_resolve !== undefined ? [`IRMAP resolve time: ${s.irmap_resolve} us`] : []),
       `Memory pages scanned: ${n(s.pages_scanned)}`,
       `Memory pages skipped from parent: ${n(s.pages_skipped_parent)}`,
       `Memory pages written: ${n(s.pages_written)}`,

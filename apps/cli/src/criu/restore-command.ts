@@ -4,6 +4,7 @@ import type { RestoreStatsEntry } from '@criu-ts/images';
 import { makeLogger } from './log.js';
 import type { CriuOptions } from './options.js';
 import { absolutePath, requireRoot } from './preflight.js';
+import { progressDisplay } from './progress.js';
 
 /**
  * `criu-ts restore -D DIR`, with criu's options and meanings. Resolves to criu-ts's exit status:
@@ -18,6 +19,8 @@ export async function restoreCommand(o: CriuOptions, version: string): Promise<n
   // only once the tree runs, whole (writePidfile), so no kill of criu-ts leaves an empty one.
   const pidfilePath = o.pidfile ? absolutePath(o.pidfile, '--pidfile', workDir) : undefined;
   if (pidfilePath) checkPidfile(pidfilePath);
+  // On a terminal, a restore that takes more than a second shows how far it is (progress.ts).
+  const progress = progressDisplay(o, log);
   let root: number;
   try {
     log.info(`criu-ts ${version}: restoring from ${imagesDir}`);
@@ -31,16 +34,20 @@ export async function restoreCommand(o: CriuOptions, version: string): Promise<n
       ...(o.cgroupYard ? { cgroupYard: absolutePath(o.cgroupYard, '--cgroup-yard', workDir) } : {}),
       ...(o.networkLock ? { networkLock: o.networkLock } : {}),
       tcpClose: o.tcpClose,
-      logger: log,
+      logger: progress ? progress.wrapLog(log) : log,
+      ...(progress ? { progress } : {}),
     });
+    progress?.end();
     root = result.root;
     log.info(`Restore finished successfully: root ${root}, ${result.pids.length} tasks`);
     if (pidfilePath) writePidfile(pidfilePath, root);
     if (o.displayStats) printStats(result.stats);
   } catch (e) {
+    progress?.end();
     if (log.toFile) log.error(e instanceof Error ? e.message : String(e));
     throw e;
   } finally {
+    progress?.end();
     log.flush();
   }
   // --status-fd: the caller learns the tree runs (a zero byte), then the fd is ours no more.
@@ -58,6 +65,7 @@ export async function restoreCommand(o: CriuOptions, version: string): Promise<n
   return 0;
 }
 
+/** CRIU's --display-stats lines of a restore (on stdout, whatever the verbosity), in its order. */
 function printStats(s: RestoreStatsEntry): void {
   const n = (v: bigint) => `${v} (0x${v.toString(16)})`;
   const lines = [

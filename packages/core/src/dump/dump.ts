@@ -16,6 +16,7 @@ import { KobjIds } from '../ids/dump.js';
 import { type Logger, silentLogger } from '../log/logger.js';
 import { refuseNamespaces } from '../namespaces/dump.js';
 import { inventoryCodeOf, type NetworkLockMethod } from '../net-lock/index.js';
+import { type Progress, ProgressTracker } from '../progress/progress.js';
 import { fpregsToImage } from '../registers/x86.js';
 import { SeccompFilters } from '../seccomp/dump.js';
 import { ShmemDump } from '../shmem/dump.js';
@@ -71,6 +72,8 @@ export interface DumpOptions {
   checkpoint?: () => void;
   /** Where the dump says what it does (info: the steps); default: nowhere (silentLogger). */
   logger?: Logger;
+  /** Told the step, tasks dumped, pages written and connections, as the dump goes (progress/). */
+  progress?: Progress;
 }
 
 export interface DumpResult {
@@ -99,6 +102,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   checkRoot(opts.pid);
   warmUp();
   const stats = new DumpStats();
+  const progress = new ProgressTracker(opts.progress);
+  progress.phase('freezing');
   const tree = seizeTree(opts.pid, {
     ...(opts.freezeCgroup ? { freezeCgroup: opts.freezeCgroup } : {}),
     ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
@@ -134,6 +139,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     shellJob: opts.shellJob === true,
     ttyInfos: [],
     shmem: new ShmemDump(dir, files, stats, () => ctx.pagesId++),
+    progress,
   };
   // inventory.img's root_ids are criu-ts's own ids, numbered first (see KobjIds.ofDumper).
   const dumperIds = ctx.ids.ofDumper();
@@ -144,15 +150,19 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     checkSessions(tree, opts.shellJob === true);
     refuseNamespaces(tree);
     refuseUnmakeableSessions(tree);
+    progress.phase('dumping tasks');
+    progress.total('tasks', tree.tasks.length);
     for (const task of tree.tasks) {
       await yieldToEventLoop();
       opts.checkpoint?.();
       if (task.state === 'zombie') dumpZombie(ctx, task);
       else dumpTask(ctx, task);
       log(`dumped pid ${task.pid}`);
+      progress.add('tasks');
     }
     await yieldToEventLoop();
     opts.checkpoint?.();
+    progress.phase('writing images');
     writeTreeImages(ctx, dumperIds);
     // Inside the try: a stats-dump that cannot be written leaves the tree running, as any failed write.
     statsEntry = stats.entry(process.hrtime.bigint());

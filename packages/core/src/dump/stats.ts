@@ -1,4 +1,5 @@
 import type { DumpStatsEntry } from '@criu-ts/images';
+import { irmapResolveNs } from '../files/irmap.js';
 
 /** Microseconds since `from` (process.hrtime.bigint() values). */
 const us = (from: bigint, to: bigint) => Number((to - from) / 1000n);
@@ -6,6 +7,8 @@ const us = (from: bigint, to: bigint) => Number((to - from) / 1000n);
 /** Times and page counts of one dump, as stats-dump records them. */
 export class DumpStats {
   readonly start = process.hrtime.bigint();
+  /** irmap's time so far, when the dump started: the dump's share is what comes after. */
+  private readonly irmapAtStart = irmapResolveNs();
   frozenAt = this.start;
   memdumpStart = this.start;
   memdumpEnd = this.start;
@@ -22,6 +25,8 @@ export class DumpStats {
       frozen_time: us(this.frozenAt, end),
       memdump_time: us(this.memdumpStart, this.memdumpEnd),
       memwrite_time: us(this.memdumpStart, this.memwriteEnd),
+      // as CRIU writes it: always, 0 when no path was looked for (files/irmap.ts)
+      irmap_resolve: us(this.irmapAtStart, irmapResolveNs()),
       pages_scanned: BigInt(this.pagesScanned),
       pages_skipped_parent: 0n,
       pages_written: BigInt(this.pagesWritten),

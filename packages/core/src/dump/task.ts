@@ -4,6 +4,7 @@ import type { CoreEntry, ImageDir, TaskCoreEntry, TtyInfoEntry, UserDescT } from
 import {
   KCMP_FILES,
   kcmp,
+  PAGE_SIZE,
   ptraceGetSigmask,
   ptraceGetThreadArea,
   ptraceGetXstate,
@@ -29,6 +30,7 @@ import { dumpMm } from '../mm/dump.js';
 import { dumpGuardRegions } from '../mm/guards.js';
 import { dumpPages, pagesToDump } from '../mm/pages.js';
 import { dumpVmas } from '../mm/vmas.js';
+import type { ProgressTracker } from '../progress/progress.js';
 import { rseqOf } from '../rseq/dump.js';
 import type { SeccompFilters } from '../seccomp/dump.js';
 import type { ShmemDump } from '../shmem/dump.js';
@@ -57,6 +59,8 @@ export interface DumpContext {
   ttyInfos: TtyInfoEntry[];
   /** Shared memory objects (memfd, anonymous shared, SysV), dumped once for the tree. */
   shmem: ShmemDump;
+  /** What the dump tells its progress hook. */
+  progress?: ProgressTracker;
 }
 
 // GDT TLS slots x86-64 userspace may use (GDT_ENTRY_TLS_MIN .. MAX).
@@ -151,11 +155,14 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
     ctx.stats.memdumpStart = process.hrtime.bigint();
     const { runs, scanned } = pagesToDump(proc.pagemap(), vmas);
     const pm = ctx.dir.pageMapWriter(task.pid, ctx.pagesId++);
+    ctx.progress?.more('pages', pageCount(runs));
+    ctx.progress?.phase('writing memory');
     try {
-      ctx.stats.pagesWritten += dumpPages(task.pid, runs, pm);
+      ctx.stats.pagesWritten += dumpPages(task.pid, runs, pm, ctx.progress?.pages);
     } finally {
       pm.close();
     }
+    ctx.progress?.phase('dumping tasks');
     ctx.stats.pagesScanned += scanned;
     ctx.stats.memdumpEnd = ctx.stats.memwriteEnd = process.hrtime.bigint();
 
@@ -234,6 +241,7 @@ function fdContext(ctx: DumpContext, parasite: Parasite): FdDumpContext {
   return {
     tty: { shellJob: ctx.shellJob, session, infos: ctx.ttyInfos, seenInfo: new Set() },
     memfds: ctx.shmem.memfds,
+    ...(ctx.progress ? { onFd: (kind) => kind === 'inet' && ctx.progress?.add('connections') } : {}),
   };
 }
 
@@ -246,6 +254,9 @@ function readThreadState(tree: SeizedTree, pid: number, tid: number) {
     p.cure();
   }
 }
+
+const pageCount = (runs: { start: bigint; end: bigint }[]) =>
+  runs.reduce((n, r) => n + Number((r.end - r.start) / BigInt(PAGE_SIZE)), 0);
 
 /** The group stop's signal, as the seize saw it in the task's threads; SIGSTOP when none tells. */
 function stopSignalOf(task: SeizedTask): number {

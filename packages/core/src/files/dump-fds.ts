@@ -5,7 +5,7 @@ import { FD_CLOEXEC, O_CLOEXEC } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
 import { dumpFileLocks } from '../file-locks/dump.js';
 import { FD_DRIVERS } from './drivers.js';
-import { fdKindOf } from './kinds.js';
+import { type FdKind, fdKindOf } from './kinds.js';
 import type { FdDumpContext, FileTable, OpenFile } from './table.js';
 
 /**
@@ -17,21 +17,26 @@ export function dumpFds(pid: number, proc: ProcDir, files: FileTable, ctx: FdDum
   const out: FdinfoEntry[] = [];
   for (const fd of proc.fds()) {
     const file = openFile(pid, proc, fd);
-    const { id, type } = dumpFile(file, files, ctx);
+    const { id, type, kind } = dumpFile(file, files, ctx);
     dumpFileLocks(file, files);
     out.push({ id, flags: file.flags & O_CLOEXEC ? FD_CLOEXEC : 0, type, fd });
+    ctx.onFd?.(kind);
   }
   return out;
 }
 
-function dumpFile(file: OpenFile, files: FileTable, ctx: FdDumpContext): { id: number; type: number } {
+function dumpFile(
+  file: OpenFile,
+  files: FileTable,
+  ctx: FdDumpContext,
+): { id: number; type: number; kind: FdKind } {
   const kind = fdKindOf(file);
   if (kind === undefined) {
     throw new DumpError(
       `pid ${file.pid} fd ${file.fd} (${file.link}) is a kind of file criu-ts cannot dump yet`,
     );
   }
-  return FD_DRIVERS[kind].dump.dump({ ...file, flags: file.flags & ~O_CLOEXEC }, files, ctx);
+  return { ...FD_DRIVERS[kind].dump.dump({ ...file, flags: file.flags & ~O_CLOEXEC }, files, ctx), kind };
 }
 
 /**

@@ -33,6 +33,20 @@ const MAX_ENTRIES = 200_000;
  * not followed and scans stay on `dev`.
  */
 export function irmapLookup(dev: bigint, ino: bigint, scanPaths: readonly string[]): string | undefined {
+  const t0 = process.hrtime.bigint();
+  try {
+    return lookup(dev, ino, scanPaths);
+  } finally {
+    resolveNs += process.hrtime.bigint() - t0;
+  }
+}
+
+let resolveNs = 0n;
+
+/** Nanoseconds spent in irmapLookup by this process so far: a dump's stats-dump counts its own share. */
+export const irmapResolveNs = (): bigint => resolveNs;
+
+function lookup(dev: bigint, ino: bigint, scanPaths: readonly string[]): string | undefined {
   let budget = MAX_ENTRIES;
   const visit = (dir: string, recurse: boolean): string | undefined => {
     let entries: Dirent[];

@@ -9,14 +9,21 @@ import type { RestoreRun } from '../restore/live.js';
 import { VMA } from '../restore/plan.js';
 import { isProcFileOf, procPidOf } from './regular/proc-path.js';
 
-/** Open every file before any task exists: a missing or changed file fails now (cgroup sets too). */
-export function openEveryFile(run: RestoreRun): void {
+/**
+ * Open every file before any task exists: a missing or changed file fails now (cgroup sets too).
+ * `opened` is told the files.img id of each fd opened (the restore's progress counts connections).
+ */
+export function openEveryFile(run: RestoreRun, opened?: (id: number) => void): void {
   const { plan, files, cgroups } = run;
   files.makeHelpersWith((use) => whileHelperLives(run, use));
   for (const task of plan.tasks) cgroups.check(task.pid, task.threads[0]?.core.thread_core?.cg_set);
   for (const t of plan.tasks) {
     if (t.state === 'zombie') continue;
-    for (const fd of t.fdinfo ?? []) if (!opensLater(run, fd.id)) files.fd(fd.id, 'fd');
+    for (const fd of t.fdinfo ?? []) {
+      if (opensLater(run, fd.id)) continue;
+      files.fd(fd.id, 'fd');
+      opened?.(fd.id);
+    }
     for (const id of [t.fs!.cwd_id, t.fs!.root_id]) if (!opensLater(run, id)) files.fd(id, 'dir');
     files.fd(t.mm!.exe_file_id, 'read');
     for (const v of t.mm!.vmas ?? []) {

@@ -14,6 +14,7 @@ import { IdAllocator } from '../dump/ids.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
 import { type Fown, readOwner } from './fown.js';
 import type { IrmapOptions } from './irmap.js';
+import type { FdKind } from './kinds.js';
 import type { MemfdInodes } from './memfd/dump.js';
 import type { TtyDumpContext } from './tty/dump.js';
 
@@ -45,6 +46,8 @@ export interface FdDumpContext {
   tty: TtyDumpContext;
   /** The memfd inodes of the dump (memfd.img), shared with the memfd mappings (files/memfd/dump.ts). */
   memfds: MemfdInodes;
+  /** Told the kind of each fd dumped (the dump's progress counts connections). */
+  onFd?: (kind: FdKind) => void;
 }
 
 /**

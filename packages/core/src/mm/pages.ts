@@ -70,9 +70,14 @@ export function pagesToDump(pagemap: Pagemap, vmas: DumpVma[]): { runs: Run[]; s
 /**
  * Copies the runs into pagemap-PID.img and pages-N.img: process_vm_readv with many iovecs
  * into one large buffer, written out whenever it fills; pages the task cannot read itself
- * (PROT_NONE) are read through /proc/PID/mem.
+ * (PROT_NONE) are read through /proc/PID/mem. `progress` is told the pages of each chunk written.
  */
-export function dumpPages(pid: number, runs: Run[], out: PageMapWriter): number {
+export function dumpPages(
+  pid: number,
+  runs: Run[],
+  out: PageMapWriter,
+  progress?: (pages: number) => void,
+): number {
   const buf = Buffer.allocUnsafe(CHUNK);
   let used = 0;
   let iovs: VmIovec[] = [];
@@ -84,6 +89,7 @@ export function dumpPages(pid: number, runs: Run[], out: PageMapWriter): number 
     if (got !== want)
       throw new DumpError(`pid ${pid}: read ${got} of ${want} bytes of memory (a mapping changed?)`);
     out.writeData(buf.subarray(0, used));
+    progress?.(used / PAGE_SIZE);
     iovs = [];
     used = 0;
   };
@@ -96,7 +102,7 @@ export function dumpPages(pid: number, runs: Run[], out: PageMapWriter): number 
       if (!run.readable) {
         flush();
         mem ??= openSync(procPath(pid, 'mem'), 'r');
-        copyViaProcMem(mem, run, out, buf);
+        copyViaProcMem(mem, run, out, buf, progress);
         continue;
       }
       for (let at = run.start; at < run.end; ) {
@@ -114,13 +120,20 @@ export function dumpPages(pid: number, runs: Run[], out: PageMapWriter): number 
   return written;
 }
 
-function copyViaProcMem(fd: number, run: Run, out: PageMapWriter, buf: Buffer): void {
+function copyViaProcMem(
+  fd: number,
+  run: Run,
+  out: PageMapWriter,
+  buf: Buffer,
+  progress: ((pages: number) => void) | undefined,
+): void {
   for (let at = run.start; at < run.end; ) {
     const n = Math.min(Number(run.end - at), buf.length);
     const got = readSync(fd, buf, 0, n, at);
     if (got !== n)
       throw new DumpError(`/proc mem read of ${n} bytes at 0x${at.toString(16)} returned ${got}`);
     out.writeData(buf.subarray(0, n));
+    progress?.(n / PAGE_SIZE);
     at += BigInt(n);
   }
 }

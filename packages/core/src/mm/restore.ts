@@ -175,7 +175,10 @@ function inheritedVmas(
   return out;
 }
 
-/** Rebuild the memory of the task `inj` runs in, from `mm` and `pm`. */
+/**
+ * Rebuild the memory of the task `inj` runs in, from `mm` and `pm`. `progress` is told the pages of
+ * each chunk filled (inherited areas count when compared).
+ */
 export function restoreMm(
   inj: Injector,
   pid: number,
@@ -183,6 +186,7 @@ export function restoreMm(
   pm: PageMap,
   ctx: MmContext,
   vdsoNow: VdsoLayout,
+  progress?: (pages: number) => void,
 ): MmResult {
   // Guard regions are no mappings: installed at the end, in the VMAs they belong to.
   const vmas = (mm.vmas ?? []).filter((v) => !isGuard(v));
@@ -271,13 +275,9 @@ export function restoreMm(
 
   // 3. Contents: inherited areas keep the pages equal to the parent's (still shared), get the others
   // written and lose those the task did not have.
-  const cow = restoreInherited(
-    inj,
-    pid,
-    pm,
-    parts.filter((p) => inherited.has(p.vma)),
-    inherited,
-  );
+  const fromParent = parts.filter((p) => inherited.has(p.vma));
+  const cow = restoreInherited(inj, pid, pm, fromParent, inherited);
+  if (progress && fromParent.length) progress(pagesOf(fromParent));
   const pages =
     cow.written +
     fillPages(
@@ -287,6 +287,7 @@ export function restoreMm(
       parts.filter((p) => !inherited.has(p.vma)),
       ctx,
       (v) => (v.prot & PROT_WRITE) !== 0 || writableFirst(v),
+      progress,
     );
 
   // 4. Final protections (an inherited area has the parent's), madvise.
@@ -482,6 +483,9 @@ interface Chunk {
   off: bigint;
 }
 
+/** The pages of pieces or chunks. */
+const pagesOf = (parts: readonly { len: bigint }[]) => parts.reduce((n, p) => n + Number(p.len / PAGE), 0);
+
 /** Split pieces into chunks of at most `size` bytes. */
 function chunksOf(parts: Piece[], size: bigint): Chunk[] {
   const out: Chunk[] = [];
@@ -507,6 +511,7 @@ function fillPages(
   parts: Piece[],
   ctx: MmContext,
   writable: (v: VmaEntry) => boolean,
+  progress?: (pages: number) => void,
 ): number {
   if (parts.length === 0) return 0;
   const direct = parts.filter((p) => writable(p.vma));
@@ -533,6 +538,9 @@ function fillPages(
       calls.push([SYS.pread64, free, c.addr, c.len, c.off]);
       want[calls.length - 1] = c.len;
     }
+    // The pages each table fills (the task's share), for `progress`.
+    const filled = (t: number) =>
+      want.slice(t, t + inj.s.tableEntries).reduce((n, b) => n + (b === undefined ? 0 : Number(b / PAGE)), 0);
     // The task's calls, a table at a time; criu-ts's share is spread over the tables.
     const tables = Math.max(1, Math.ceil(calls.length / inj.s.tableEntries));
     const perTable = Math.ceil(ours.length / tables);
@@ -542,7 +550,7 @@ function fillPages(
       const pending = inj.t.startBatch(inj.s, part);
       let ourError: unknown;
       try {
-        writeFromHere(pid, pagesFd, ours.slice(t * perTable, (t + 1) * perTable));
+        writeFromHere(pid, pagesFd, ours.slice(t * perTable, (t + 1) * perTable), progress);
       } catch (e) {
         ourError = e;
       }
@@ -558,6 +566,7 @@ function fillPages(
         if (n !== undefined && x !== n)
           throw new RestoreError(`pid ${pid}: short read of ${pm.pagesFile} (${x} of ${n} bytes)`);
       });
+      progress?.(filled(from));
     }
     inj.batch([[SYS.close, free]], () => 'close of the pages image');
   }
@@ -570,6 +579,7 @@ function fillPages(
           throw new RestoreError(`${pm.pagesFile}: page data missing at ${p.off}`);
         if (writeProcMem(pid, p.addr, buf) !== buf.length)
           throw new RestoreError(`pid ${pid}: cannot write ${buf.length} bytes at ${hex(p.addr)}`);
+        progress?.(Number(p.len / PAGE));
       }
     } finally {
       closeSync(fd);
@@ -579,7 +589,12 @@ function fillPages(
 }
 
 /** criu-ts's half: the data read here and written into the task with process_vm_writev. */
-function writeFromHere(pid: number, pagesFd: number, chunks: Chunk[]): void {
+function writeFromHere(
+  pid: number,
+  pagesFd: number,
+  chunks: Chunk[],
+  progress: ((pages: number) => void) | undefined,
+): void {
   if (chunks.length === 0) return;
   const buf = Buffer.allocUnsafe(Number(FILL_CHUNK));
   for (const c of chunks) {
@@ -592,6 +607,7 @@ function writeFromHere(pid: number, pagesFd: number, chunks: Chunk[]): void {
     }
     const w = processVmWritev(pid, [{ local: buf, offset: 0, remote: c.addr, len: n }]);
     if (w !== n) throw new RestoreError(`pid ${pid}: wrote ${w} of ${n} bytes at ${hex(c.addr)}`);
+    progress?.(n / PAGE_SIZE);
   }
 }
 
@@ -676,7 +692,12 @@ export function dumpableCall(mm: MmEntry): Call | undefined {
  * Task `lt`'s memory, through its helper pidfd (files/install.ts placed it; `freeFd` is the lowest
  * fd free meanwhile), with the counters of stats-restore.
  */
-export function restoreTaskMemory(run: RestoreRun, lt: LiveTask, freeFd: number): void {
+export function restoreTaskMemory(
+  run: RestoreRun,
+  lt: LiveTask,
+  freeFd: number,
+  progress?: (pages: number) => void,
+): void {
   const task = lt.plan;
   const s = run.s;
   const tMem = performance.now();
@@ -696,6 +717,7 @@ export function restoreTaskMemory(run: RestoreRun, lt: LiveTask, freeFd: number)
       ...(task.parent?.mm?.vmas ? { parentVmas: task.parent.mm.vmas } : {}),
     },
     ownVdsoLayout(),
+    progress,
   );
   run.counts.pages += mm.pages;
   run.counts.compared += mm.compared;

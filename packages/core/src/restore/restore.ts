@@ -24,6 +24,8 @@ import { openDeadPidFiles, openDyingFiles, openEveryFile } from '../files/restor
 import { type Logger, silentLogger } from '../log/logger.js';
 import { restoreTaskMemory } from '../mm/restore.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
+import { type Progress, ProgressTracker } from '../progress/progress.js';
+import { settleTaskPages, startRestoreProgress } from '../progress/restore.js';
 import { RestoreError } from './errors.js';
 import { killAll, letTheTreeRun } from './finish.js';
 import { RestoreRun } from './live.js';
@@ -66,6 +68,8 @@ export interface RestoreOptions {
   pidWaitMs?: number;
   /** Where the restore says what it does (info: the steps, debug: each task); default: nowhere. */
   logger?: Logger;
+  /** Told the step, tasks restored, pages filled and connections, as the restore goes (progress/). */
+  progress?: Progress;
 }
 
 export interface RestoreResult {
@@ -86,6 +90,8 @@ const ms = (from: number) => performance.now() - from;
 export function restore(opts: RestoreOptions): RestoreResult {
   const log = opts.logger ?? silentLogger;
   const t0 = performance.now();
+  const progress = new ProgressTracker(opts.progress);
+  progress.phase('reading images');
   warmUpCodecs([
     'core_entry',
     'mm_entry',
@@ -133,9 +139,10 @@ export function restore(opts: RestoreOptions): RestoreResult {
   let tPlan = 0;
   try {
     // Validate: every file is opened now, while no process exists.
-    openEveryFile(run);
+    startRestoreProgress(plan, progress);
+    openEveryFile(run, (id) => plan.files.get(id)?.isk && progress.add('connections'));
     tPlan = ms(t0) - waitMs;
-    restoreTree(run);
+    restoreTree(run, progress);
     // Unlock: the tree runs; what waited for it (the network lock) is lifted.
     files.afterRestore();
   } catch (e) {
@@ -175,7 +182,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
 }
 
 /** From the stub to a running tree (the phases stub, tree, tasks, tree-wide and run). */
-function restoreTree(run: RestoreRun): void {
+function restoreTree(run: RestoreRun, progress: ProgressTracker): void {
   const { plan, files, cgroups } = run;
   const tFork = performance.now();
   // Stub: every task descends from it and inherits its scratch area, signal mask and actions.
@@ -184,16 +191,19 @@ function restoreTree(run: RestoreRun): void {
   openDeadPidFiles(run);
   openDyingFiles(run);
   // Tree: parents' memory is restored while it is made (before they fork), which is not forking time.
-  makeTree(run, (task) => restoreMemory(run, task));
+  progress.phase('restoring tasks');
+  makeTree(run, (task) => restoreMemory(run, task, progress));
   run.counts.forkMs = ms(tFork) - run.counts.memMs;
   // Tasks, one after the other: a task sharing its parent's fd table comes after the parent filled it.
   for (const task of plan.tasks) {
     if (task.state === 'zombie') continue;
-    restoreMemory(run, task);
+    restoreMemory(run, task, progress);
     makeThreads(run, task.pid);
     installFds(run, run.task(task.pid));
     restoreState(run, run.task(task.pid));
+    progress.add('tasks');
   }
+  progress.phase('resuming');
   // Tree-wide, once every task and thread exists (owners of files for SIGIO may be any of them).
   cgroups.restoreProperties();
   cgroups.close();
@@ -208,10 +218,14 @@ function restoreTree(run: RestoreRun): void {
  * The task's memory, once: through the helper pidfd it gets first (files/install.ts). Done before the
  * task forks its children (makeTree), or in its turn for those that have none.
  */
-function restoreMemory(run: RestoreRun, task: TaskPlan): void {
+function restoreMemory(run: RestoreRun, task: TaskPlan, progress: ProgressTracker): void {
   const lt = run.live.get(task.pid);
   if (!lt) throw new RestoreError(`pid ${task.pid} forks children but was not created as a live task`);
   if (lt.pidfd >= 0) return;
   const freeFd = placeHelperPidfd(lt);
-  restoreTaskMemory(run, lt, freeFd);
+  progress.phase('filling memory');
+  const before = progress.doneOf('pages');
+  restoreTaskMemory(run, lt, freeFd, progress.pages);
+  settleTaskPages(progress, task, before);
+  progress.phase('restoring tasks');
 }
