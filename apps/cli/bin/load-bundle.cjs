@@ -37,9 +37,9 @@ function writeCache(dir, prefix, file, data) {
     fs.mkdirSync(dir, { recursive: true });
     fs.writeFileSync(tmp, data);
     fs.renameSync(tmp, path.join(dir, file));
+    // The caches of older bundles, and what killed runs left half written.
     for (const old of fs.readdirSync(dir)) {
-      if (old.startsWith(prefix) && old.endsWith('.v8') && old !== file)
-        fs.rmSync(path.join(dir, old), { force: true });
+      if (old.startsWith(prefix) && old !== file) fs.rmSync(path.join(dir, old), { force: true });
     }
   } catch {
     fs.rmSync(tmp, { force: true });
