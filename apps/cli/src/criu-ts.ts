@@ -4,7 +4,9 @@ import { UsageError } from './criu/getopt.js';
 import { optionHelp, parseCommandLine } from './criu/options.js';
 import { restoreCommand } from './criu/restore-command.js';
 
-const VERSION = '0.1.0';
+// The package's version, put in by the bundler (bundle.mjs) from package.json.
+declare const CRIU_TS_VERSION: string | undefined;
+const VERSION = typeof CRIU_TS_VERSION === 'string' ? CRIU_TS_VERSION : 'unknown';
 
 /** CRIU's commands that criu-ts does not have yet, and why, so that each is refused by name. */
 const NOT_YET: Record<string, string> = {

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const BIN = path.resolve(here, '../bin/crit-ts.mjs');
+const BIN = path.resolve(here, '../bin/crit-ts.cjs');
 const SAMPLE = path.resolve(here, '../../../examples/sample-dump/pstree.img');
 
 let tmp: string;

@@ -1,4 +1,4 @@
-// crit-ts as a command (bin/crit-ts.mjs, i.e. the built dist/): decode, encode, show, info and
+// crit-ts as a command (bin/crit-ts.cjs, i.e. the built dist/): decode, encode, show, info and
 // x on an image directory written with ImageDir, compared with Debian's crit 3.17 where it is
 // installed; and its errors: exit code 1, one line naming the file, a stack trace only with -v.
 import { execFile } from 'node:child_process';
@@ -20,7 +20,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const BIN = path.resolve(here, '../bin/crit-ts.mjs');
+const BIN = path.resolve(here, '../bin/crit-ts.cjs');
 const BATCH = path.resolve(here, '../../../tools/crit-compat/batch.py');
 const CRIT = '/usr/bin/crit';
 const PYTHON = '/usr/bin/python3';
@@ -488,10 +488,10 @@ describe('crit-ts', () => {
   });
 });
 
-// What `pnpm bench:images` and a user running bin/crit-ts.mjs do: no NODE_PATH from a .bin shim (pnpm's
+// What `pnpm bench:images` and a user running bin/crit-ts.cjs do: no NODE_PATH from a .bin shim (pnpm's
 // shims set one, and vitest started through one passes it on), so every module crit-ts loads must be
 // reachable from its own package.
-describe('crit-ts run as node bin/crit-ts.mjs, without NODE_PATH', () => {
+describe('crit-ts run as node bin/crit-ts.cjs, without NODE_PATH', () => {
   let tmp: string;
   afterAll(() => {
     if (tmp) rmSync(tmp, { recursive: true, force: true });

@@ -1,5 +1,5 @@
 // criu-ts's command line as CRIU's: getopt_long's grammar, CRIU's configuration files in CRIU's
-// order, refused options named, and `check --feature` answering as CRIU does (bin/criu-ts.mjs).
+// order, refused options named, and `check --feature` answering as CRIU does (bin/criu-ts.cjs).
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,7 +10,7 @@ import { parseConfig } from '../src/criu/config.js';
 import { parseCommandLine } from '../src/criu/options.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const BIN = path.resolve(here, '../bin/criu-ts.mjs');
+const BIN = path.resolve(here, '../bin/criu-ts.cjs');
 const tmp = mkdtempSync(path.join(tmpdir(), 'criu-ts-options-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 

@@ -18,7 +18,7 @@ export const CRIU_TS = path.join(REPO, 'node_modules/.bin/criu-ts');
  * criu-ts's own node process, for tests that kill it (not the package manager's shell shim, whose
  * helpers a kill would orphan).
  */
-export const CRIU_TS_NODE = path.join(REPO, 'apps/cli/bin/criu-ts.mjs');
+export const CRIU_TS_NODE = path.join(REPO, 'apps/cli/bin/criu-ts.cjs');
 
 /** Spin for `ms` without yielding: a kill must land at its moment even on a loaded machine. */
 export function busyWait(ms: number): void {

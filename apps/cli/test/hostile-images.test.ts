@@ -406,7 +406,7 @@ describe('directories and users that cannot work: one line before anything is cr
     'a relative -D in a deleted current directory',
     async () => {
       const gone = tempDir('criu-ts-hostile-cwd-');
-      const bin = path.join(REPO, 'apps/cli/bin/criu-ts.mjs');
+      const bin = path.join(REPO, 'apps/cli/bin/criu-ts.cjs');
       // cd into the dir, remove it, then run criu-ts there (node directly: a shell wrapper would complain first).
       const script = `cd "${gone}" && rmdir "${gone}" && exec "${process.execPath}" "${bin}" "$@"`;
       for (const args of [
@@ -428,7 +428,7 @@ describe('directories and users that cannot work: one line before anything is cr
       await waitForLine(w.report, /^3$/, { pid: w.pid });
       const base = tempDir('criu-ts-hostile-nobody-');
       fs.chmodSync(base, 0o777);
-      const bin = path.join(REPO, 'apps/cli/bin/criu-ts.mjs');
+      const bin = path.join(REPO, 'apps/cli/bin/criu-ts.cjs');
       const asNobody = ['--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, bin];
       const dumpDir = path.join(base, 'dump');
       const d = await runProgram('setpriv', [

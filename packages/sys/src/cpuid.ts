@@ -44,10 +44,13 @@ let fn: { addr: bigint; proto: unknown } | undefined;
 function cpuidFunction() {
   if (!fn) {
     const addr = mmap(0n, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE_ANON);
-    const memcpy = libc.func('void *memcpy(uint64_t dst, const uint8_t *src, size_t n)');
+    const memcpy = libc().func('void *memcpy(uint64_t dst, const uint8_t *src, size_t n)');
     memcpy(addr, CODE, CODE.length);
     mprotect(addr, 4096, PROT_READ | PROT_EXEC);
-    fn = { addr, proto: koffi.proto('void criu_ts_cpuid(uint32_t leaf, uint32_t sub, _Out_ uint8_t *out)') };
+    fn = {
+      addr,
+      proto: koffi().proto('void criu_ts_cpuid(uint32_t leaf, uint32_t sub, _Out_ uint8_t *out)'),
+    };
   }
   return fn;
 }
@@ -63,7 +66,7 @@ export interface CpuidResult {
 export function cpuid(leaf: number, sub = 0): CpuidResult {
   const f = cpuidFunction();
   const out = Buffer.alloc(16);
-  koffi.call(f.addr, f.proto as never, leaf >>> 0, sub >>> 0, out);
+  koffi().call(f.addr, f.proto as never, leaf >>> 0, sub >>> 0, out);
   return {
     eax: out.readUInt32LE(0),
     ebx: out.readUInt32LE(4),

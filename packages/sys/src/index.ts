@@ -58,6 +58,7 @@ export {
 } from './constants/process.js';
 export {
   getpid,
+  getRandomBytes,
   getresuid,
   gettid,
   ioctl,
@@ -724,4 +725,15 @@ export { type NftFamily, nftTableExists } from './nftables.js';
  * the kernel's result or -1 with `lastErrno()` set; arguments may be numbers, bigints, Buffers (passed
  * by address and kept alive for the call) or null. `koffi` and `libc` allow declaring other functions.
  */
-export const raw = { syscall, lastErrno, koffi, libc } as const;
+export const raw = {
+  syscall,
+  lastErrno,
+  /** koffi itself (loaded on first use). */
+  get koffi() {
+    return koffi();
+  },
+  /** glibc through koffi (opened on first use). */
+  get libc() {
+    return libc();
+  },
+} as const;

@@ -6,19 +6,42 @@
 //    alive for the duration of the call, which a bigint address taken beforehand would not guarantee
 //    (the Buffer could be collected between koffi.address() and the call).
 // glibc's syscall() maps the kernel's -4095..-1 results to -1 + errno, so -1 always means failure.
-import koffi from 'koffi';
+//
+// koffi (a native addon) and libc are bound on the first call, not when the module is imported: a
+// command that makes no system call (`criu-ts --version`, a usage error) does not pay for loading them.
+import { createRequire } from 'node:module';
+import type koffiModule from 'koffi';
 import { SysError } from './errno.js';
 
 /** What a syscall argument may be: an integer, an address, a buffer (passed by pointer) or NULL. */
 export type Arg = number | bigint | Buffer | null;
 
-const libc = koffi.load('libc.so.6');
-
+type Koffi = typeof koffiModule;
+type Library = ReturnType<Koffi['load']>;
 type Syscall6 = (nr: number, a1: Arg, a2: Arg, a3: Arg, a4: Arg, a5: Arg, a6: Arg) => number;
 
-const syscall6 = libc.func(
-  'long syscall(long nr, void *a1, void *a2, void *a3, void *a4, void *a5, void *a6)',
-) as Syscall6;
+let koffiLib: Koffi | undefined;
+let libcLib: Library | undefined;
+let syscall6: Syscall6 | undefined;
+
+/** koffi itself, loaded on first use. */
+export function koffi(): Koffi {
+  koffiLib ??= createRequire(import.meta.url)('koffi') as Koffi;
+  return koffiLib;
+}
+
+/** glibc, opened through koffi on first use. */
+export function libc(): Library {
+  libcLib ??= koffi().load('libc.so.6');
+  return libcLib;
+}
+
+function bindSyscall(): Syscall6 {
+  syscall6 = libc().func(
+    'long syscall(long nr, void *a1, void *a2, void *a3, void *a4, void *a5, void *a6)',
+  ) as Syscall6;
+  return syscall6;
+}
 
 /**
  * Raw system call: the kernel's result, or -1 with errno readable through `lastErrno()`.
@@ -35,7 +58,7 @@ export function syscall(
   a5: Arg = 0,
   a6: Arg = 0,
 ) {
-  return syscall6(nr, a1, a2, a3, a4, a5, a6);
+  return (syscall6 ?? bindSyscall())(nr, a1, a2, a3, a4, a5, a6);
 }
 
 /**
@@ -43,7 +66,7 @@ export function syscall(
  * synchronous functions, so anything that runs native code in between (another koffi call) overwrites it.
  */
 export function lastErrno(): number {
-  return koffi.errno();
+  return koffi().errno();
 }
 
 /** A SysError for the errno the last call left behind. */
@@ -53,7 +76,7 @@ export function errnoError(call: string, detail?: string): SysError {
 
 /** Address of a Buffer's first byte (byteOffset included). The caller must keep `buf` referenced. */
 export function addressOf(buf: Buffer | ArrayBufferView): bigint {
-  return koffi.address(buf);
+  return koffi().address(buf);
 }
 
 // Objects whose addresses were written into a structure the kernel reads (iovec arrays, msghdr): they
@@ -98,6 +121,3 @@ export function checked(call: string, detail: () => string | undefined, r: numbe
   if (r === -1) throw new SysError(call, lastErrno(), detail());
   return r;
 }
-
-/** koffi itself, for callers of `raw` that need their own prototypes. */
-export { koffi, libc };

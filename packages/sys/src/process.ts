@@ -29,6 +29,22 @@ export function kcmp(pid1: number, pid2: number, type: number, idx1: Arg = 0, id
   );
 }
 
+/**
+ * `n` random bytes from the kernel's pool (getrandom(2), blocking only until the pool is first
+ * initialised, which is long past on a running system). Cheaper than loading node:crypto for a name.
+ */
+export function getRandomBytes(n: number): Buffer {
+  const buf = Buffer.alloc(n);
+  for (let got = 0; got < n; ) {
+    got += checkedRetry(
+      'getrandom',
+      () => `${n} bytes`,
+      () => syscall(SYS.getrandom, buf.subarray(got), n - got, 0),
+    );
+  }
+  return buf;
+}
+
 /** memfd_create(2). flags: MFD_CLOEXEC, MFD_ALLOW_SEALING, ... */
 export function memfdCreate(name: string, flags = 0): number {
   const n = cString(name);

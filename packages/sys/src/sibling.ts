@@ -52,14 +52,14 @@ let fn: { addr: bigint; proto: unknown; memcpy: (dst: bigint, src: Buffer, n: nu
 function siblingFunction() {
   if (!fn) {
     const addr = mmap(0n, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE_ANON);
-    const memcpy = libc.func('void *memcpy(uint64_t dst, const uint8_t *src, size_t n)') as (
+    const memcpy = libc().func('void *memcpy(uint64_t dst, const uint8_t *src, size_t n)') as (
       dst: bigint,
       src: Buffer,
       n: number,
     ) => void;
     memcpy(addr, CODE, CODE.length);
     mprotect(addr, 4096, PROT_READ | PROT_EXEC);
-    fn = { addr, proto: koffi.proto('int64_t criu_ts_clone_sibling(uint64_t block)'), memcpy };
+    fn = { addr, proto: koffi().proto('int64_t criu_ts_clone_sibling(uint64_t block)'), memcpy };
   }
   return fn;
 }
@@ -89,7 +89,7 @@ export function spawnSibling(path: string, pid: number): number {
     block.writeBigUInt64LE(region + BigInt(PATH_AT), ARGV_AT); // argv[0]; argv[1] stays NULL
     f.memcpy(region, block, BLOCK_SIZE);
     if (CLONE_ARGS_SIZE_VER2 + 4 > PATH_PTR_AT) throw new Error('spawnSibling: block layout');
-    return withSignalsBlocked(() => Number(koffi.call(f.addr, f.proto as never, region)));
+    return withSignalsBlocked(() => Number(koffi().call(f.addr, f.proto as never, region)));
   } finally {
     munmap(region, BLOCK_SIZE + STACK_SIZE);
   }

@@ -37,7 +37,7 @@ const PAGEMAP_ENTRIES = Number(env.BENCH_PAGEMAP_ENTRIES ?? 1_000_000);
 const CORE_ENTRIES = Number(env.BENCH_CORE_ENTRIES ?? 10_000);
 const PAGES_BYTES = Number(env.BENCH_PAGES_MIB ?? 1024) * 1024 * 1024;
 const CRIT = env.BENCH_NO_CRIT ? null : findCrit();
-const CRIT_TS = join(repoRoot, 'apps/cli/bin/crit-ts.mjs');
+const CRIT_TS = join(repoRoot, 'apps/cli/bin/crit-ts.cjs');
 const haveCritTs = existsSync(CRIT_TS) && existsSync(join(repoRoot, 'apps/cli/dist/crit-ts.js'));
 
 const dir = mkdtempSync(join(env.BENCH_DIR ?? tmpdir(), 'criu-ts-bench-images-'));

@@ -51,7 +51,7 @@ export function progressDisplay(
 const KINDS: readonly ProgressKind[] = ['tasks', 'pages', 'connections'];
 
 class TerminalProgress implements ProgressDisplay {
-  private readonly started = performance.now();
+  private readonly started = process.uptime() * 1000;
   private phaseName: ProgressPhase | 'starting' = 'starting';
   private readonly counts = new Map<ProgressKind, { done: number; total: number | undefined }>();
   private bar: SingleBar | undefined;
@@ -126,7 +126,7 @@ class TerminalProgress implements ProgressDisplay {
     const { value, total } = this.measure();
     const payload = { phase: this.phaseName, counts: this.describe() };
     if (this.bar === undefined) {
-      if (performance.now() - this.started < this.afterMs) return;
+      if (process.uptime() * 1000 - this.started < this.afterMs) return;
       this.bar = makeBar(this.stream);
       this.shownTotal = total;
       this.stepsDrawn.add(this.phaseName);

@@ -11,10 +11,16 @@
 //     with `whileRunning` runs them only if one of those tasks still runs (neither gone nor a zombie):
 //     a dump that had finished killed its tree before settling what it keeps for the restore (killAll
 //     waits for that), and then nothing must be undone.
-import { spawn } from 'node:child_process';
+
 import { writeSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { close, pipe2 } from '@criu-ts/sys';
 import { CompelError } from '../errors.js';
+
+// node:child_process (with net, stream and dgram beneath it) is loaded when first needed: most runs
+// start no program.
+const childProcess = () =>
+  createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
 
 const SCRIPT = `undo=
 while IFS= read -r line; do
@@ -50,7 +56,7 @@ export class DeathGuard {
     const pids = opts.whileRunning ? ['while-running', ...[...opts.whileRunning].map(String)] : ['always'];
     const [readEnd, writeEnd] = pipe2();
     try {
-      const child = spawn('/bin/sh', ['-c', SCRIPT, 'criu-ts-guard', ...pids], {
+      const child = childProcess().spawn('/bin/sh', ['-c', SCRIPT, 'criu-ts-guard', ...pids], {
         detached: true,
         stdio: [readEnd, 'ignore', 'ignore'],
       });

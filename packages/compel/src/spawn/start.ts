@@ -5,14 +5,20 @@
 // subreaper and starts the target through a double fork: `sh -c '... exec "$@" & echo $!'`. The shell
 // (a libuv child, reaped by libuv) forks the target and exits at once; the target is re-parented to us,
 // and only our own waitpid(pid) ever sees its state changes.
-import { execFileSync } from 'node:child_process';
+
 import { realpathSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { delimiter, join } from 'node:path';
 import { ProcDir } from '@criu-ts/bfd';
 import { setChildSubreaper } from '@criu-ts/sys';
 import { CompelError } from '../errors.js';
 import { isDeadOrZombie } from '../util/proc.js';
 import { Backoff } from '../util/wait.js';
+
+// node:child_process (with net, stream and dgram beneath it) is loaded when first needed: most runs
+// start no program.
+const childProcess = () =>
+  createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
 
 export interface StartOptions {
   /** Working directory (default: ours). */
@@ -83,7 +89,7 @@ export function startTraceable(argv: string[], opts: StartOptions = {}): number 
     if (setsidExe === null) throw new CompelError('startTraceable: setsid(1) not found in PATH');
     prefix = [setsidExe];
   }
-  const out = execFileSync(
+  const out = childProcess().execFileSync(
     SHELL,
     [
       '-c',

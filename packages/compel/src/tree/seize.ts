@@ -481,17 +481,17 @@ function tracerOf(pid: number, tid: number): number {
  */
 export function seizeTree(rootPid: number, opts: SeizeOptions = {}): SeizedTree {
   const timeoutMs = opts.timeoutMs ?? 10_000;
-  const t0 = performance.now();
+  const t0 = process.uptime() * 1000;
   // TRACESYSGOOD: syscall stops (used only by remoteSyscallNoTrap) are told apart from a real SIGTRAP.
   const options = PTRACE_O_SUSPEND_SECCOMP | PTRACE_O_TRACESYSGOOD | (opts.exitKill ? PTRACE_O_EXITKILL : 0);
   const deadline = t0 + timeoutMs;
-  const s = new Seizer(options, () => new Backoff(Math.max(1, deadline - performance.now())));
+  const s = new Seizer(options, () => new Backoff(Math.max(1, deadline - process.uptime() * 1000)));
   let freezeMs = 0;
   try {
     if (opts.freezeCgroup !== undefined) {
       const freezer = new CgroupFreezer(opts.freezeCgroup);
       freezer.freeze(timeoutMs);
-      freezeMs = performance.now() - t0;
+      freezeMs = process.uptime() * 1000 - t0;
       try {
         s.seizeFrozen(rootPid);
       } finally {
@@ -507,5 +507,5 @@ export function seizeTree(rootPid: number, opts: SeizeOptions = {}): SeizedTree 
     throw e;
   }
   const tasks = s.order.map((pid) => s.tasks.get(pid) as TracedTask);
-  return new SeizedTree(rootPid, tasks, s.vanished, { freezeMs, seizeMs: performance.now() - t0 });
+  return new SeizedTree(rootPid, tasks, s.vanished, { freezeMs, seizeMs: process.uptime() * 1000 - t0 });
 }

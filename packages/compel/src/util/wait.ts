@@ -22,18 +22,18 @@ export class Backoff {
     private readonly maxPauseMs = 5,
     private readonly spins = 8,
   ) {
-    this.deadline = performance.now() + timeoutMs;
+    this.deadline = process.uptime() * 1000 + timeoutMs;
   }
 
   get expired(): boolean {
-    return performance.now() >= this.deadline;
+    return process.uptime() * 1000 >= this.deadline;
   }
 
   /** Pause before the next poll. Returns false (without pausing) once the deadline has passed. */
   wait(): boolean {
     if (this.expired) return false;
     if (this.tries++ < this.spins) return true;
-    sleepMs(Math.min(this.pause, Math.max(0, this.deadline - performance.now())));
+    sleepMs(Math.min(this.pause, Math.max(0, this.deadline - process.uptime() * 1000)));
     this.pause = Math.min(this.pause * 2, this.maxPauseMs);
     return true;
   }

@@ -4,8 +4,9 @@
  * supported only when the kernel has it AND criu-ts uses it; otherwise the answer says which of the
  * two is missing.
  */
-import { execFileSync } from 'node:child_process';
+
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { release } from 'node:os';
 import { ProcDir } from '@criu-ts/bfd';
 import {
@@ -41,6 +42,11 @@ import {
   socket,
 } from '@criu-ts/sys';
 import { pagemapScanFindsGuards } from '../mm/guards.js';
+
+// node:child_process (with net, stream and dgram beneath it) is loaded when first needed: most runs
+// start no program.
+const childProcess = () =>
+  createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
 
 export type FeatureAnswer = { ok: true } | { ok: false; why: string };
 export type FeatureLevel = 'basic' | 'extra' | 'experimental';
@@ -297,7 +303,10 @@ export const FEATURES: readonly Feature[] = [
 function legacyIptables(): FeatureAnswer {
   const isLegacy = (cmd: string) => {
     try {
-      const v = execFileSync(cmd, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      const v = childProcess().execFileSync(cmd, ['--version'], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
       return !v.includes('nf_tables');
     } catch {
       return false;

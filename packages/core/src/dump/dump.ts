@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { type ProcStatus, procExists, readStatus, readUptime } from '@criu-ts/bfd';
 import { type SeizedTree, seizeTree } from '@criu-ts/compel';
 import {
@@ -15,7 +14,7 @@ import { FileTable } from '../files/table.js';
 import { KobjIds } from '../ids/dump.js';
 import { type Logger, silentLogger } from '../log/logger.js';
 import { refuseNamespaces } from '../namespaces/dump.js';
-import { inventoryCodeOf, type NetworkLockMethod } from '../net-lock/index.js';
+import { inventoryCodeOf, type NetworkLockMethod, newRunId } from '../net-lock/index.js';
 import { type Progress, ProgressTracker } from '../progress/progress.js';
 import { fpregsToImage } from '../registers/x86.js';
 import { SeccompFilters } from '../seccomp/dump.js';
@@ -114,7 +113,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     tcpEstablished: opts.tcpEstablished === true,
     tcpClose: opts.tcpClose === true,
     networkLock: opts.networkLock ?? 'nftables',
-    runId: randomUUID(), // CRIU's criu_run_id: names the network lock (see net-lock/)
+    runId: newRunId(), // CRIU's criu_run_id: names the network lock (see net-lock/)
     extUnixSk: opts.extUnixSk === true,
     skipInFlight: opts.skipInFlight === true,
     ...(opts.irmap ? { irmap: opts.irmap } : {}),

@@ -5,8 +5,9 @@
 // fds that shared a description before the dump (dup, fork) share one again, with one position.
 // Mapped files, the exe, cwd and root are opened the same way. Files whose name was gone at the dump
 // (unlinked: ghost files; linked back: link remaps) are opened through files/regular/remap-restore.ts.
+
 import { constants, fstatSync } from 'node:fs';
-import { isatty } from 'node:tty';
+import { createRequire } from 'node:module';
 import type { FileEntry, ImageDir } from '@criu-ts/images';
 import { close, O_CLOEXEC, O_DIRECTORY, O_PATH, O_RDWR, open } from '@criu-ts/sys';
 import { type Connection, type ImagesLock, liftImagesLock } from '../net-lock/index.js';
@@ -235,6 +236,8 @@ export class NodeFiles {
 
 /** criu-ts's terminal: its stdin, when that is one. */
 function ownTerminal(): number {
+  // node:tty (with net and stream beneath it) is loaded only here, for a --shell-job restore.
+  const { isatty } = createRequire(import.meta.url)('node:tty') as typeof import('node:tty');
   if (!isatty(0))
     throw new RestoreError(
       '--shell-job: the tasks had a terminal, but criu-ts has none (its stdin is not a terminal)',

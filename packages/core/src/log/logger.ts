@@ -1,7 +1,17 @@
 // The one logger of dump and restore (and of what drives them: the CLI, a service): four levels, as
 // CRIU's -v0..-v4 choose them, and child loggers whose lines carry more context. pino is underneath
 // pinoLogger; any object with these methods does as well.
-import pino from 'pino';
+import { createRequire } from 'node:module';
+import type pino from 'pino';
+
+// pino (with its worker threads and streams) is loaded on the first pinoLogger() call: CRIU's text log,
+// which the CLI writes by default, does not need it, and loading it costs a command's start-up.
+const requireHere = createRequire(import.meta.url);
+let pinoModule: typeof pino | undefined;
+function pinoLib(): typeof pino {
+  pinoModule ??= requireHere('pino') as typeof pino;
+  return pinoModule;
+}
 
 /** The levels a line is logged at, from the most to the least important. */
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
@@ -69,9 +79,10 @@ export interface PinoLoggerOptions {
 export function pinoLogger(opts: PinoLoggerOptions | pino.Logger = {}): PinoLogger {
   if (isPino(opts)) return wrap(opts);
   const dest = opts.destination ?? 2;
-  const p = pino(
+  const lib = pinoLib();
+  const p = lib(
     { level: opts.level ?? 'warn', base: opts.bindings ?? null },
-    pino.destination({ dest, sync: true }),
+    lib.destination({ dest, sync: true }),
   );
   return wrap(p);
 }

@@ -700,7 +700,7 @@ export function restoreTaskMemory(
 ): void {
   const task = lt.plan;
   const s = run.s;
-  const tMem = performance.now();
+  const tMem = process.uptime() * 1000;
   const mm = restoreMm(
     lt.main,
     task.pid,
@@ -722,7 +722,7 @@ export function restoreTaskMemory(
   run.counts.pages += mm.pages;
   run.counts.compared += mm.compared;
   run.counts.sharedCow += mm.sharedCow;
-  run.counts.memMs += performance.now() - tMem;
+  run.counts.memMs += process.uptime() * 1000 - tMem;
   run.log.debug(
     `pid ${task.pid}: ${mm.pages} pages written, ${mm.sharedCow} of ${mm.compared} compared shared with the parent`,
   );

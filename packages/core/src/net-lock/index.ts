@@ -7,6 +7,7 @@
 // lock of its own older images (nftables table `inet criu_ts`, iptables chain CRIU-TS).
 
 import { DeathGuard } from '@criu-ts/compel';
+import { getRandomBytes } from '@criu-ts/sys';
 import { iptablesLock, iptablesUnlock, iptablesUnlockCommands } from './iptables.js';
 import { criuTableName, deleteTable, lockConnections, unlockLegacy } from './nft.js';
 
@@ -40,6 +41,15 @@ export interface DumpNetworkLock {
   release(): void;
   /** The tree was killed: the lock stays for the restore (the guard goes). */
   keep(): void;
+}
+
+/** A new run id (CRIU's criu_run_id): a random UUID, in the form uuid_unparse writes. */
+export function newRunId(): string {
+  const b = getRandomBytes(16);
+  b[6] = (b[6]! & 0x0f) | 0x40; // version 4: random
+  b[8] = (b[8]! & 0x3f) | 0x80; // RFC 4122 variant
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
 /**

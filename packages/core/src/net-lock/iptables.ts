@@ -11,10 +11,15 @@
 //
 // Several dumps and restores may lock and unlock at the same time: each script is atomic, and an unlock
 // deletes what a listing shows, listing again if someone else changed the table in between.
-import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { DumpError } from '../dump/errors.js';
 import type { Connection } from './index.js';
 import { LOCK_BYPASS_MARK } from './mark.js';
+
+// node:child_process (with net, stream and dgram beneath it) is loaded when first needed: most runs
+// start no program.
+const childProcess = () =>
+  createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
 
 /** criu-ts's chain before it locked as CRIU does. */
 export const LEGACY_CHAIN = 'CRIU-TS';
@@ -29,7 +34,7 @@ const tool = (family: Family) => (family === 'ip' ? 'iptables' : 'ip6tables');
 /** Run one script through iptables-restore: all of its lines are committed, or none. */
 function commit(family: Family, lines: readonly string[]): void {
   const script = ['*filter', ...lines, 'COMMIT', ''].join('\n');
-  execFileSync(`${tool(family)}-restore`, ['--noflush'], {
+  childProcess().execFileSync(`${tool(family)}-restore`, ['--noflush'], {
     input: script,
     stdio: ['pipe', 'ignore', 'pipe'],
   });
@@ -108,7 +113,8 @@ export function iptablesUnlockCommands(c: Connection): string[][] {
 
 /** The filter table's rules as `iptables -S` lists them (-P, -N and -A lines). */
 function listing(family: Family): string[] {
-  return execFileSync(tool(family), ['-w', '-S'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  return childProcess()
+    .execFileSync(tool(family), ['-w', '-S'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
     .split('\n')
     .filter(Boolean);
 }

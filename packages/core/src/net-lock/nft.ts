@@ -8,11 +8,16 @@
 // criu-ts's images from before this kept every dump's connections in one table, `inet criu_ts` (sets
 // lock4 / lock6, one input chain at priority -300): restore deletes their elements from it.
 // Needs `nft` (Debian's nftables package).
-import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { nftTableExists } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
 import type { Connection } from './index.js';
 import { LOCK_BYPASS_MARK } from './mark.js';
+
+// node:child_process (with net, stream and dgram beneath it) is loaded when first needed: most runs
+// start no program.
+const childProcess = () =>
+  createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
 
 /** criu-ts's table before it locked as CRIU does (images without dump_criu_run_id). */
 export const LEGACY_TABLE = 'criu_ts';
@@ -26,7 +31,7 @@ export function criuTableName(id: string): string {
 }
 
 function nft(script: string): void {
-  execFileSync('nft', ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
+  childProcess().execFileSync('nft', ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
 }
 
 const why = (e: unknown) => (e as { stderr?: Buffer }).stderr?.toString().trim() || (e as Error).message;

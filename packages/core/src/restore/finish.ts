@@ -47,9 +47,9 @@ export function killAll(run: RestoreRun): void {
       // gone
     }
   }
-  const deadline = performance.now() + 10_000;
+  const deadline = process.uptime() * 1000 + 10_000;
   const pending = new Set<number>([...pids, ...run.traced]);
-  while (pending.size > 0 && performance.now() < deadline) {
+  while (pending.size > 0 && process.uptime() * 1000 < deadline) {
     for (const id of [...pending]) {
       try {
         const st = waitpid(id, __WALL | WNOHANG);

@@ -3,7 +3,6 @@
 // written, and only then given its name with linkat(), which, like CRIU, never replaces a file that is
 // there. Where the file system has no O_TMPFILE: a hidden temporary name, linked, then unlinked.
 
-import { randomBytes } from 'node:crypto';
 import { linkSync, lstatSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { procPath } from '@criu-ts/bfd';
@@ -11,6 +10,7 @@ import {
   AT_FDCWD,
   AT_SYMLINK_FOLLOW,
   close,
+  getRandomBytes,
   isSysError,
   linkat,
   O_CLOEXEC,
@@ -74,7 +74,7 @@ export function writePidfile(path: string, pid: number): void {
 }
 
 function writeNamed(path: string, text: Buffer): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}`);
+  const tmp = join(dirname(path), `.${basename(path)}.${getRandomBytes(6).toString('hex')}`);
   const fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600);
   try {
     writeAll(fd, text);

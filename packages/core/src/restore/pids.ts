@@ -36,7 +36,7 @@ export function waitForFreeIds(ids: readonly number[], timeoutMs = 5000, graceMs
   for (const id of ids) {
     if (id >= maxPid) throw new RestoreError(`pid ${id} is beyond this system's pid_max ${maxPid}`);
   }
-  const t0 = performance.now();
+  const t0 = process.uptime() * 1000;
   let pause = 1;
   for (;;) {
     const held: Array<[number, Holder]> = [];
@@ -45,7 +45,7 @@ export function waitForFreeIds(ids: readonly number[], timeoutMs = 5000, graceMs
       if (h) held.push([id, h]);
     }
     if (held.length === 0) return;
-    const waited = performance.now() - t0;
+    const waited = process.uptime() * 1000 - t0;
     const live = held.find(([, h]) => !h.dying);
     if ((live && waited >= graceMs) || waited >= timeoutMs) {
       const [id, h] = live ?? (held[0] as [number, Holder]);

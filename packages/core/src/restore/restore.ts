@@ -84,12 +84,12 @@ export interface RestoreResult {
   timings: { plan: number; wait: number; fork: number; memory: number; rest: number; total: number };
 }
 
-const ms = (from: number) => performance.now() - from;
+const ms = (from: number) => process.uptime() * 1000 - from;
 
 /** criu restore -D DIR: see the file comment. */
 export function restore(opts: RestoreOptions): RestoreResult {
   const log = opts.logger ?? silentLogger;
-  const t0 = performance.now();
+  const t0 = process.uptime() * 1000;
   const progress = new ProgressTracker(opts.progress);
   progress.phase('reading images');
   warmUpCodecs([
@@ -130,7 +130,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
     throw e;
   }
   log.info(`restoring ${plan.tasks.length} tasks of ${opts.imagesDir}`);
-  const tWait = performance.now();
+  const tWait = process.uptime() * 1000;
   waitForFreeIds([...plan.ids, ...plan.pgidHelpers], opts.pidWaitMs ?? 5000);
   const waitMs = ms(tWait);
   const files = new NodeFiles(plan, (m) => log.debug(m));
@@ -184,7 +184,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
 /** From the stub to a running tree (the phases stub, tree, tasks, tree-wide and run). */
 function restoreTree(run: RestoreRun, progress: ProgressTracker): void {
   const { plan, files, cgroups } = run;
-  const tFork = performance.now();
+  const tFork = process.uptime() * 1000;
   // Stub: every task descends from it and inherits its scratch area, signal mask and actions.
   placeStub(run);
   // Files naming processes that had died: opened while the stub can make helpers with their pids.

@@ -3,7 +3,6 @@
 // bound, connected-UDP and not yet bound sockets are dumped; a TCP connection (established, half
 // closed or closing) needs --tcp-established: it is locked and read through TCP repair (tcp.ts).
 
-import { randomUUID } from 'node:crypto';
 import { withProcDir } from '@criu-ts/bfd';
 import { type InetSkEntry, SkShutdown } from '@criu-ts/images';
 import {
@@ -43,7 +42,7 @@ import {
   UDP_CORK,
 } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
-import { type Connection, type DumpNetworkLock, dumpNetworkLock } from '../../net-lock/index.js';
+import { type Connection, type DumpNetworkLock, dumpNetworkLock, newRunId } from '../../net-lock/index.js';
 import { readSocketOptions } from '../socket/options.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 import { fromSockaddr, type InetAddress, connectionOf as lockedConnection, toWords } from './address.js';
@@ -250,7 +249,7 @@ function saveConnection(
 function lockUntilRestore(files: FileTable, cs: Connection[]): void {
   const lock = files.cached<DumpNetworkLock>('net-lock', () => {
     const method = files.options.networkLock ?? 'nftables';
-    const l = dumpNetworkLock(method, files.options.runId ?? randomUUID(), files.pids);
+    const l = dumpNetworkLock(method, files.options.runId ?? newRunId(), files.pids);
     files.onUndo(() => l.release());
     files.onKeep(() => l.keep());
     return l;
