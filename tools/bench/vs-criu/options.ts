@@ -36,7 +36,7 @@ export interface Options {
 
 export const USAGE = `usage: pnpm bench:vs-criu [options]      (as root, after \`pnpm run build\`)
   --criu PATH       CRIU binary to compare with (without it, or if PATH does not exist: criu-ts alone)
-  --criu-ts PATH    criu-ts command (default: the repo's node_modules/.bin/criu-ts)
+  --criu-ts PATH    criu-ts command (default: the repo's apps/cli/bin/criu-ts, the command npm installs)
   --rounds N        measured rounds per row and tool (default 7)
   --warmup N        uncounted rounds per row before them (default 1)
   --rows A,B,...    rows to run (default all): ${ROWS.map((r) => r.id).join(', ')}

@@ -49,7 +49,7 @@ const repo = join(here, '..', '..', '..');
 
 let opts: Options;
 try {
-  opts = parseArgs(process.argv.slice(2), { criuTs: join(repo, 'node_modules/.bin/criu-ts') });
+  opts = parseArgs(process.argv.slice(2), { criuTs: join(repo, 'apps/cli/bin/criu-ts') });
 } catch (e) {
   console.error(`vs-criu: ${(e as Error).message}\n${USAGE}`);
   process.exit(2);
