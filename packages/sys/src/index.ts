@@ -63,6 +63,7 @@ export {
   gettid,
   ioctl,
   ioctlGetInt,
+  isTerminal,
   kcmp,
   kill,
   memfdCreate,

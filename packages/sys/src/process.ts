@@ -1,4 +1,5 @@
 // Process-level calls: prctl, kcmp, memfd_create, ioctl, signals, ids, rlimits, namespaces.
+import { TCGETS } from './constants/fs.js';
 import { PR_SET_CHILD_SUBREAPER } from './constants/process.js';
 import { SYS } from './constants/syscalls.js';
 import { type Arg, checked, checkedRetry, cString, syscall } from './native.js';
@@ -58,6 +59,14 @@ export function ioctl(fd: number, request: number, arg: number | bigint | Buffer
     () => `fd ${fd}, request 0x${request.toString(16)}`,
     () => syscall(SYS.ioctl, fd, request, arg),
   );
+}
+
+/**
+ * Whether `fd` is a terminal (isatty(3): TCGETS succeeds). Unlike node:tty's, it loads nothing, and
+ * node:tty brings net and the streams with it.
+ */
+export function isTerminal(fd: number): boolean {
+  return syscall(SYS.ioctl, fd, TCGETS, Buffer.alloc(60)) === 0;
 }
 
 /** ioctl with an int out-argument (FIONREAD, SIOCOUTQ, TIOCGPGRP...): returns the int. */

@@ -9,6 +9,7 @@
 // from timers.
 import { createRequire } from 'node:module';
 import type { Progress, ProgressKind, ProgressPhase } from '@criu-ts/core';
+import { isTerminal } from '@criu-ts/sys';
 import type { SingleBar } from 'cli-progress';
 import type { CliLog } from './log.js';
 import type { CriuOptions } from './options.js';
@@ -41,11 +42,14 @@ type Tty = NodeJS.WriteStream;
 export function progressDisplay(
   o: Pick<CriuOptions, 'verbosity'>,
   log: Pick<CliLog, 'toFile'>,
-  stream: Tty = process.stderr,
+  stream?: Tty,
 ): ProgressDisplay | undefined {
-  if (o.verbosity <= 0 || stream.isTTY !== true) return undefined;
-  if (!log.toFile && o.verbosity > 2) return undefined;
-  return new TerminalProgress(stream, showAfterMs());
+  if (o.verbosity <= 0 || (!log.toFile && o.verbosity > 2)) return undefined;
+  // Asked of fd 2 first: process.stderr is a stream node builds (and loads modules for) on first use.
+  if (stream === undefined && !isTerminal(2)) return undefined;
+  const out = stream ?? process.stderr;
+  if (out.isTTY !== true) return undefined;
+  return new TerminalProgress(out, showAfterMs());
 }
 
 const KINDS: readonly ProgressKind[] = ['tasks', 'pages', 'connections'];

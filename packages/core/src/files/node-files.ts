@@ -7,9 +7,8 @@
 // (unlinked: ghost files; linked back: link remaps) are opened through files/regular/remap-restore.ts.
 
 import { constants, fstatSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import type { FileEntry, ImageDir } from '@criu-ts/images';
-import { close, O_CLOEXEC, O_DIRECTORY, O_PATH, O_RDWR, open } from '@criu-ts/sys';
+import { close, isTerminal, O_CLOEXEC, O_DIRECTORY, O_PATH, O_RDWR, open } from '@criu-ts/sys';
 import { type Connection, type ImagesLock, liftImagesLock } from '../net-lock/index.js';
 import { RestoreError } from '../restore/errors.js';
 import type { RestorePlan } from '../restore/plan.js';
@@ -236,9 +235,7 @@ export class NodeFiles {
 
 /** criu-ts's terminal: its stdin, when that is one. */
 function ownTerminal(): number {
-  // node:tty (with net and stream beneath it) is loaded only here, for a --shell-job restore.
-  const { isatty } = createRequire(import.meta.url)('node:tty') as typeof import('node:tty');
-  if (!isatty(0))
+  if (!isTerminal(0))
     throw new RestoreError(
       '--shell-job: the tasks had a terminal, but criu-ts has none (its stdin is not a terminal)',
     );
