@@ -85,7 +85,11 @@ describe('image buffers sized to the file', () => {
     try {
       w.write({ pages_id: 1 });
       for (let i = 0; i < n; i++)
-        w.write({ vaddr: BigInt(i) * BigInt(PAGE_SIZE) * 2n + 0x7f0000000000n, nr_pages: BigInt(1 + (i % 7)), flags: 2 });
+        w.write({
+          vaddr: BigInt(i) * BigInt(PAGE_SIZE) * 2n + 0x7f0000000000n,
+          nr_pages: BigInt(1 + (i % 7)),
+          flags: 2,
+        });
     } finally {
       w.close();
     }
