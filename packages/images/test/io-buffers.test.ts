@@ -99,3 +99,27 @@ describe('image buffers sized to the file', () => {
     expect(entries[n]!.message.vaddr).toBe(BigInt(n - 1) * BigInt(PAGE_SIZE) * 2n + 0x7f0000000000n);
   });
 });
+
+describe('ImageDir.withMemo', () => {
+  it('reads inventory, pstree, ids and fdinfo once; other images and plain dirs read the file each time', () => {
+    const plain = ImageDir.create(tmp);
+    plain.write('pstree', undefined, [pstree(1)]);
+    plain.write('fdinfo-%u', 7, [{ id: 1, flags: 0, type: 1, fd: 3 }]);
+    plain.write('pipes-data', undefined, [{ pipe_id: 1, bytes: 2 }], [Buffer.from('hi')]);
+    const memo = plain.withMemo();
+    expect(memo.pstree()).toEqual([pstree(1)]);
+    expect(memo.fdinfo(7)).toEqual([{ id: 1, flags: 0, type: 1, fd: 3 }]);
+    expect(memo.read('pipes-data').length).toBe(1);
+    // Changed on disk behind its back: the memo keeps what it read, a plain dir sees the change.
+    plain.write('pstree', undefined, [pstree(2)]);
+    plain.write('fdinfo-%u', 7, []);
+    plain.write('pipes-data', undefined, []);
+    expect(memo.pstree()).toEqual([pstree(1)]);
+    expect(memo.fdinfo(7)).toEqual([{ id: 1, flags: 0, type: 1, fd: 3 }]);
+    expect(memo.read('pipes-data')).toEqual([]); // not kept
+    expect(plain.pstree()).toEqual([pstree(2)]);
+    // Written through the memoizing dir: forgotten, read again.
+    memo.write('pstree', undefined, [pstree(3)]);
+    expect(memo.pstree()).toEqual([pstree(3)]);
+  });
+});
