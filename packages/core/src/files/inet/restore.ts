@@ -165,7 +165,9 @@ function makeSocket(s: InetSkEntry, ctx: FdRestoreContext): number {
     // A connection's buffers are the largest while its queues go in; the dumped sizes come back after.
     if (stream) applySocketOptions(fd, { ...s.opts, reuseaddr: false }, { buffers: false });
     else applySocketOptions(fd, connection ? { ...s.opts, reuseaddr: false } : s.opts);
-    if (stream) roomForQueues(fd);
+    // Room for the queued data while it goes in; a connection with empty queues keeps the sizes it has
+    // until the dumped ones are set (finishTcpStream).
+    if (stream && (stream.inq.length > 0 || stream.outq.length > 0)) roomForQueues(fd);
     if (s.ip_opts) applyIpOptions(fd, s.family, s.proto, s.ip_opts); // before bind: IP_FREEBIND
     applyV6Only(fd, s);
     const local = fromWords(s.family, s.src_addr ?? []);
