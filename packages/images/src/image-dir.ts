@@ -57,7 +57,22 @@ function nameOf(pattern: string): ImageName {
  * kind, or a missing id, does not compile.
  */
 export class ImageDir {
+  /** Entries of the images in MEMO_PATTERNS read so far, by file path (withMemo()). */
+  private memo: Map<string, ImageEntry[]> | undefined;
+
   private constructor(readonly path: string) {}
+
+  /**
+   * The same directory, keeping the images several parts of a restore read (inventory, pstree, ids,
+   * fdinfo: all small) once read, so each is read and decoded once. The entries are shared between the
+   * readers: not to be changed. For images that do not change while it is used (one restore); writing
+   * one through this object forgets it.
+   */
+  withMemo(): ImageDir {
+    const d = new ImageDir(this.path);
+    d.memo = new Map();
+    return d;
+  }
 
   /** An existing image directory. */
   static open(path: string): ImageDir {
@@ -244,6 +259,7 @@ export class ImageDir {
     messages: readonly object[],
     extras: readonly Extra[] | undefined,
   ): void {
+    this.memo?.delete(this.pathOf(pattern, id));
     const w = this.newWriter(pattern, id);
     try {
       for (const [i, m] of messages.entries()) w.write(m, extras?.[i]);
@@ -257,7 +273,14 @@ export class ImageDir {
   }
 
   private readEntries(pattern: string, id: ImageId | undefined): ImageEntry[] {
-    return readImage(this.pathOf(pattern, id), magicOf(pattern)).entries;
+    const path = this.pathOf(pattern, id);
+    if (!this.memo || !MEMO_PATTERNS.has(pattern)) return readImage(path, magicOf(pattern)).entries;
+    let entries = this.memo.get(path);
+    if (!entries) {
+      entries = readImage(path, magicOf(pattern)).entries;
+      this.memo.set(path, entries);
+    }
+    return entries;
   }
 
   private newWriter<M extends object, X extends Extra>(
@@ -277,6 +300,9 @@ export class ImageDir {
     return new PageMapWriter(this.path, shmid, pagesId, 'pagemap-shmem-%lu');
   }
 }
+
+/** What withMemo() keeps: small images that several readers of one restore read. */
+const MEMO_PATTERNS: ReadonlySet<string> = new Set(['inventory', 'pstree', 'ids-%u', 'fdinfo-%u']);
 
 function lexists(path: string): boolean {
   try {

@@ -168,7 +168,7 @@ function readMagic(r: FileReader, expect?: MagicName): { magic: MagicName; kind:
 }
 
 /**
- * Writes one image file: magic first, then entries (and their blobs) through a 1 MiB buffer. M and X
+ * Writes one image file: magic first, then entries (and their blobs) through a buffer that grows to 1 MiB. M and X
  * are the message and blob types when the image's kind is known (ImageDir.writer), untyped otherwise.
  */
 export class ImageWriter<M extends object = object, X extends Extra = Extra> {

@@ -217,9 +217,10 @@ export {
   CLONE_VM,
 } from './constants/clone.js';
 
-// A process started as our sibling (clone3 CLONE_PARENT), for --restore-sibling
+// A process started as our sibling (clone3 CLONE_PARENT), for --restore-sibling; or as our child
+// without a shell (the restore stub)
 
-export { spawnSibling } from './sibling.js';
+export { spawnChild, spawnSibling } from './sibling.js';
 
 // pidfds: pidfd_open, pidfd_getfd
 

@@ -6,9 +6,12 @@
 // its own, and in the child execve() at once. CLONE_VM avoids copying Node's address space; CLONE_VFORK
 // holds this thread until the child has exec'd (or died), so the shared memory is never used by both.
 // Signals are blocked around the call: the child must not run one of Node's handlers on our tiny stack.
+// The same function, without CLONE_PARENT, starts a plain child (spawnChild: the restore stub) in a
+// fraction of a millisecond, where a shell started through child_process takes tens.
 
 import { encodeCloneArgs } from './clone3.js';
 import { CLONE_ARGS_SIZE_VER2, CLONE_PARENT, CLONE_VFORK, CLONE_VM } from './constants/clone.js';
+import { SIGCHLD } from './constants/signals.js';
 import { mmap, mprotect, munmap } from './memory.js';
 import { cString, koffi, libc, syscall } from './native.js';
 
@@ -71,24 +74,39 @@ function siblingFunction() {
  * or -errno when clone3 failed. An exec that fails makes the child exit with status 127.
  */
 export function spawnSibling(path: string, pid: number): number {
+  return cloneExec(path, CLONE_PARENT | CLONE_VM | CLONE_VFORK, 0, [pid]);
+}
+
+/**
+ * Start `path` (no arguments but argv[0], an empty environment) as a child of this process, exit
+ * signal SIGCHLD, by the same clone3 + execve as spawnSibling: no shell, no fork of Node's address
+ * space, returning once the child has exec'd (CLONE_VFORK). libuv never waits for it (it waits only
+ * for the pids it spawned itself), so its stops and its exit are the caller's to wait for. The child
+ * inherits every fd not marked close-on-exec (0-2 among them) and starts with every signal blocked.
+ * Returns the pid, or -errno when clone3 failed; an exec that fails makes the child exit with 127.
+ */
+export function spawnChild(path: string): number {
+  return cloneExec(path, CLONE_VM | CLONE_VFORK, SIGCHLD, []);
+}
+
+function cloneExec(path: string, flags: bigint, exitSignal: number, setTid: number[]): number {
   const f = siblingFunction();
   const region = mmap(0n, BLOCK_SIZE + STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE_ANON);
   const stack = region + BigInt(BLOCK_SIZE);
   try {
     const block = Buffer.alloc(BLOCK_SIZE);
-    const flags = CLONE_PARENT | CLONE_VM | CLONE_VFORK;
-    encodeCloneArgs(
-      { flags, exitSignal: 0, setTid: [pid], stack, stackSize: STACK_SIZE },
-      { base: region },
-    ).copy(block, ARGS_AT);
+    encodeCloneArgs({ flags, exitSignal, setTid, stack, stackSize: STACK_SIZE }, { base: region }).copy(
+      block,
+      ARGS_AT,
+    );
     const pathBytes = cString(path);
-    if (PATH_AT + pathBytes.length > ARGV_AT) throw new RangeError(`spawnSibling: path too long: ${path}`);
+    if (PATH_AT + pathBytes.length > ARGV_AT) throw new RangeError(`spawn: path too long: ${path}`);
     pathBytes.copy(block, PATH_AT);
     block.writeBigUInt64LE(region + BigInt(PATH_AT), PATH_PTR_AT);
     block.writeBigUInt64LE(region + BigInt(ARGV_AT), ARGV_PTR_AT);
     block.writeBigUInt64LE(region + BigInt(PATH_AT), ARGV_AT); // argv[0]; argv[1] stays NULL
     f.memcpy(region, block, BLOCK_SIZE);
-    if (CLONE_ARGS_SIZE_VER2 + 4 > PATH_PTR_AT) throw new Error('spawnSibling: block layout');
+    if (CLONE_ARGS_SIZE_VER2 + 4 > PATH_PTR_AT) throw new Error('spawn: block layout');
     return withSignalsBlocked(() => Number(koffi().call(f.addr, f.proto as never, region)));
   } finally {
     munmap(region, BLOCK_SIZE + STACK_SIZE);

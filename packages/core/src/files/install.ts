@@ -57,10 +57,12 @@ export function installFds(run: RestoreRun, lt: LiveTask): void {
   const shared = sharesFds(task);
   // A shared table may also hold what another task sharing it keeps there (its helper pidfd).
   const open = new Set<number>([lt.pidfd, ...(shared ? openFds(task.pid) : [])]);
+  // The lowest free fd, found from where the last search ended (fds are installed in ascending order,
+  // and one taken and freed again is the lowest then): not from 0 each time, for a task of many fds.
+  let low = 0;
   const lowest = () => {
-    let n = 0;
-    while (open.has(n)) n++;
-    return n;
+    while (open.has(low)) low++;
+    return low;
   };
   const calls: Call[] = [];
   const names: string[] = [];
@@ -96,6 +98,7 @@ export function installFds(run: RestoreRun, lt: LiveTask): void {
       add(`dup3 to fd ${f.fd}`, [SYS.dup3, tmp, f.fd, 0], f.fd);
       add('close', [SYS.close, tmp]);
       open.delete(tmp);
+      if (tmp < low) low = tmp;
       open.add(f.fd);
     }
     add(`fcntl(F_SETFD) of fd ${f.fd}`, [SYS.fcntl, f.fd, F_SETFD, f.flags & 1]);

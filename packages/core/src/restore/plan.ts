@@ -149,10 +149,10 @@ function need(dir: ImageDir, pattern: string, id?: number): void {
  * else nftables (criu-ts's images from before the field).
  */
 export function planRestore(
-  imagesDir: string,
+  imagesDir: string | ImageDir,
   opts: { shellJob?: boolean; networkLock?: NetworkLockMethod; tcpClose?: boolean } = {},
 ): RestorePlan {
-  const dir = ImageDir.open(imagesDir);
+  const dir = typeof imagesDir === 'string' ? ImageDir.open(imagesDir) : imagesDir;
   need(dir, 'inventory');
   const inv = dir.inventory();
   if (inv.img_version !== 2)

@@ -108,8 +108,10 @@ export function restore(opts: RestoreOptions): RestoreResult {
   );
 
   // Plan. cgroup dirs are made before anything else, as CRIU makes them: files of the tree may be in them.
+  // One directory object for all: the images several of them read are read once (ImageDir.withMemo).
+  const dir = ImageDir.open(opts.imagesDir).withMemo();
   const cgroups = new CgroupPlacer(
-    ImageDir.open(opts.imagesDir),
+    dir,
     {
       mode: opts.manageCgroups ?? 'soft',
       roots: opts.cgroupRoots ?? [],
@@ -120,7 +122,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   let plan: RestorePlan;
   try {
     cgroups.prepare();
-    plan = planRestore(opts.imagesDir, {
+    plan = planRestore(dir, {
       shellJob: opts.shellJob === true,
       ...(opts.networkLock ? { networkLock: opts.networkLock } : {}),
       tcpClose: opts.tcpClose === true,

@@ -28,12 +28,25 @@ type Log = (msg: string) => void;
 
 /**
  * Everything of task `lt` but memory, fds and registers: task-wide state, scheduling, each thread's
- * state; last the dumpable flag (new credentials reset it) and the helper pidfd goes.
+ * state; last the dumpable flag (new credentials reset it) and the helper pidfd goes. One batch per
+ * thread: the task-wide calls go first in the leader's, the last ones at the end of the last thread's
+ * (a task of one thread gets all of it in one round trip). Threads share the scratch data area, so
+ * each thread's batch is built and run before the next one's.
  */
 export function restoreState(run: RestoreRun, lt: LiveTask): void {
   const task = lt.plan;
   const warn = (m: string) => run.log.warn(m);
-  restoreTaskState(lt.main, task.pid, task.tc, { flushSigchld: flushesSigchld(task), log: warn });
+  // The loginuid is written by its own injected calls (which reset the data area): before any batch
+  // is built in that thread.
+  if (task.tc.loginuid !== undefined) restoreLoginuid(lt.main, task.pid, task.pid, task.tc.loginuid);
+  let c = new Calls();
+  taskStateCalls(lt.main, task.pid, task.tc, { flushSigchld: flushesSigchld(task), log: warn }, c);
+  if (task.tc.timers?.posix?.length) {
+    // POSIX timers are created one by one (their ids), after the task-wide batch.
+    c.run(lt.main);
+    restorePosixTimers(lt.main, task.pid, task.tc.timers.posix);
+    c = new Calls();
+  }
   if (task.tc.oom_score_adj !== undefined) {
     try {
       writeProcText(task.pid, 'oom_score_adj', String(task.tc.oom_score_adj));
@@ -42,10 +55,16 @@ export function restoreState(run: RestoreRun, lt: LiveTask): void {
     }
   }
   for (const th of task.threads) setSched(th.tid, th.core.thread_core!, warn);
+  const lastIndex = task.threads.length - 1;
   for (const [i, th] of task.threads.entries()) {
+    const inj = lt.threads[i]!.inj;
+    if (i > 0) {
+      if (task.tc.loginuid !== undefined) restoreLoginuid(inj, task.pid, th.tid, task.tc.loginuid);
+      c = new Calls();
+    }
     const tcore = th.core.thread_core!;
-    restoreThreadState(
-      lt.threads[i]!.inj,
+    threadStateCalls(
+      inj,
       task.pid,
       th.tid,
       tcore,
@@ -54,31 +73,33 @@ export function restoreState(run: RestoreRun, lt: LiveTask): void {
       task.tc.comm,
       {
         ...(i === 0 && task.tc.signals_s ? { sharedSignals: task.tc.signals_s } : {}),
-        ...(task.tc.loginuid !== undefined ? { loginuid: task.tc.loginuid } : {}),
         seccomp: run.plan.seccomp,
       },
+      c,
     );
+    if (i === lastIndex) {
+      // Process-wide, after every thread's credentials: any thread of the task may run them.
+      const d = dumpableCall(task.mm!);
+      if (d) c.add('prctl(PR_SET_DUMPABLE)', d);
+      c.add('close of the helper pidfd', [SYS.close, lt.pidfd]);
+    }
+    c.run(inj);
   }
-  const last: Call[] = [[SYS.close, lt.pidfd]];
-  const d = dumpableCall(task.mm!);
-  if (d) last.unshift(d);
-  lt.main.batch(last, (i) =>
-    last[i]![0] === SYS.close ? 'close of the helper pidfd' : 'prctl(PR_SET_DUMPABLE)',
-  );
   run.log.debug(`restored pid ${task.pid}: ${task.threads.length} threads`);
 }
 
 /**
  * Task-wide state, run in the leader: signal actions, interval timers, resource limits, personality,
- * child-subreaper, membarrier registrations; then POSIX timers (created one by one, for their ids).
+ * child-subreaper, membarrier registrations, added to `c` (POSIX timers are the caller's: see
+ * restorePosixTimers).
  */
-export function restoreTaskState(
+export function taskStateCalls(
   inj: Injector,
   pid: number,
   tc: TaskCoreEntry,
   opts: { flushSigchld: boolean; log: Log },
+  c: Calls,
 ): void {
-  const c = new Calls();
   sigactionCalls(inj, tc, opts.flushSigchld, c);
   itimerCalls(inj, tc.timers, c);
   rlimitCalls(inj, pid, tc.rlimits, c, opts.log);
@@ -89,17 +110,15 @@ export function restoreTaskState(
   const mb = tc.membarrier_registration_mask ?? 0;
   for (let bit = 0; bit < 32; bit++)
     if (mb & (1 << bit)) c.add(`membarrier(1 << ${bit})`, [SYS.membarrier, 1 << bit, 0, 0]);
-  c.run(inj);
-  if (tc.timers?.posix?.length) restorePosixTimers(inj, pid, tc.timers.posix);
 }
 
 /**
- * Per-thread state, run in that thread: everything but registers and the signal mask. The loginuid
- * comes first; pending signals, seccomp, creds and the parent-death signal last, in that order (as
- * CRIU's restorer): a seccomp filter and the loginuid need capabilities the dumped creds may lack, and
- * new ids clear the parent-death signal.
+ * Per-thread state, run in that thread, added to `c`: everything but registers and the signal mask (and
+ * the loginuid, which restoreState writes before). Pending signals, seccomp, creds and the
+ * parent-death signal last, in that order (as CRIU's restorer): a seccomp filter and the loginuid need
+ * capabilities the dumped creds may lack, and new ids clear the parent-death signal.
  */
-export function restoreThreadState(
+export function threadStateCalls(
   inj: Injector,
   pid: number,
   tid: number,
@@ -107,10 +126,9 @@ export function restoreThreadState(
   clearTidAddr: bigint,
   tls: UserDescT[],
   fallbackComm: string,
-  opts: { sharedSignals?: SignalQueueEntry; seccomp: SeccompFilter[]; extra?: Call[]; loginuid?: number },
+  opts: { sharedSignals?: SignalQueueEntry; seccomp: SeccompFilter[]; extra?: Call[] },
+  c: Calls,
 ): void {
-  if (opts.loginuid !== undefined) restoreLoginuid(inj, pid, tid, opts.loginuid);
-  const c = new Calls();
   sigaltstackCalls(inj, th, c);
   c.add('set_tid_address', [SYS.set_tid_address, clearTidAddr]);
   if (th.futex_rla !== 0n) c.add('set_robust_list', [SYS.set_robust_list, th.futex_rla, th.futex_rla_len]);
@@ -127,5 +145,4 @@ export function restoreThreadState(
   // credentials may lack); the parent-death signal after them (changing ids clears it).
   if (th.creds) credsCalls(inj, th.creds, c);
   if (th.pdeath_sig) c.add('prctl(PR_SET_PDEATHSIG)', [SYS.prctl, PR_SET_PDEATHSIG, th.pdeath_sig, 0, 0, 0]);
-  c.run(inj);
 }

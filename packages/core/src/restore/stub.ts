@@ -1,6 +1,7 @@
 // The stub every restored task starts from: a static ELF of one page that criu-ts writes as bytes (no
-// compiler, no libc, so no rseq area, no signal handlers, no stray mappings), started by a double fork
-// while criu-ts is a child subreaper (compel's startTraceable) so that libuv never waits on it.
+// compiler, no libc, so no rseq area, no signal handlers, no stray mappings), started
+// as criu-ts's own child by clone3 + execve (sys's spawnChild: no shell, no fork of Node) while criu-ts
+// is a child subreaper; libuv never waits on it (it waits only for the pids it spawned).
 //
 //   entry:  waits, doing nothing, until we seize it: in poll() on a pidfd of criu-ts, so that it exits
 //           by itself if criu-ts dies before it is seized (then PTRACE_O_EXITKILL takes over); in a
@@ -11,7 +12,7 @@
 import { fstatSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { procPath } from '@criu-ts/bfd';
-import { killAndReap, startTraceable } from '@criu-ts/compel';
+import { ensureSubreaper, killAndReap } from '@criu-ts/compel';
 import {
   close,
   memfdCreate,
@@ -30,6 +31,7 @@ import {
   ptraceCont,
   ptraceInterrupt,
   ptraceSeize,
+  spawnChild,
   spawnSibling,
   writeAll,
 } from '@criu-ts/sys';
@@ -141,6 +143,7 @@ export function stubElf(watchPid = 0): Buffer {
  * is killed and started again.
  */
 export function startStub(avoid: ReadonlySet<number> = new Set()): Tracee {
+  ensureSubreaper();
   for (let attempt = 0; ; attempt++) {
     let pid: number;
     try {
@@ -190,11 +193,11 @@ function seizeStub(pid: number): Tracee {
 
 function execStub(viaMemfd: boolean): number {
   if (viaMemfd) {
-    // Not close-on-exec: the shell and then the stub inherit it, and exec it as /proc/self/fd/N.
+    // Not close-on-exec: the stub inherits it, and execs it as /proc/self/fd/N.
     const fd = memfdCreate('criu-ts-restore', 0);
     try {
       writeAll(fd, stubElf(process.pid));
-      return startTraceable([procPath('self', 'fd', fd)]);
+      return spawned(spawnChild(procPath('self', 'fd', fd)));
     } finally {
       close(fd);
     }
@@ -210,12 +213,12 @@ function execStub(viaMemfd: boolean): number {
     close(w);
   }
   try {
-    const pid = startTraceable([procPath('self', 'fd', fd)]);
+    const pid = spawned(spawnChild(procPath('self', 'fd', fd)));
     let same = false;
     try {
       same = statSync(procPath(pid, 'exe')).ino === fstatSync(fd).ino;
     } catch {
-      // exec failed (a noexec mount): the shell's child is gone or a zombie
+      // exec failed (a noexec mount): the child exited (127) and is a zombie
     }
     if (!same) {
       killAndReap(pid);
@@ -225,4 +228,9 @@ function execStub(viaMemfd: boolean): number {
   } finally {
     close(fd);
   }
+}
+
+function spawned(pid: number): number {
+  if (pid < 0) throw new RestoreError(`cannot start the restore stub: clone3: errno ${-pid}`);
+  return pid;
 }

@@ -25,7 +25,7 @@ import {
 import { makeZombie } from '../zombie/restore.js';
 import { RestoreError } from './errors.js';
 import { HelperProcesses } from './helpers.js';
-import { Injector, Tracee, waitStop } from './inject.js';
+import { type Call, Injector, Tracee, waitStop } from './inject.js';
 import type { RestoreRun } from './live.js';
 import type { TaskPlan } from './plan.js';
 
@@ -50,19 +50,21 @@ export function cloneWithId(
   const exitSignal = kind === 'child' ? SIGCHLD : 0;
   const r = clone3(inj, flags, exitSignal, [id]);
   const born = inj.t.takeBorn();
-  if (r < 0n) {
-    const why =
-      r === -17n
-        ? 'it is in use'
-        : r === -1n
-          ? 'EPERM (choosing pids needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN: run as root)'
-          : `errno ${-r}`;
-    throw new RestoreError(`cannot create ${kind === 'thread' ? 'thread' : 'pid'} ${id}: ${why}`);
-  }
+  if (r < 0n)
+    throw new RestoreError(`cannot create ${kind === 'thread' ? 'thread' : 'pid'} ${id}: ${cloneErrno(r)}`);
   if (Number(r) !== id || !born.includes(id))
     throw new RestoreError(`clone3 made ${r} instead of ${id} (reported: ${born.join(',') || 'nothing'})`);
   waitFirstStop(id);
   return new Tracee(kind === 'thread' ? pid : id, id);
+}
+
+/** Why clone3 with set_tid failed, in words. */
+function cloneErrno(r: bigint): string {
+  return r === -17n
+    ? 'it is in use'
+    : r === -1n
+      ? 'EPERM (choosing pids needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN: run as root)'
+      : `errno ${-r}`;
 }
 
 /**
@@ -187,15 +189,62 @@ function makeProcessGroups(run: RestoreRun, byPid: Map<number, Tracee>): void {
   }
 }
 
-/** The task's other threads, each with its tid, made by the leader (clone3 in the task). */
+/**
+ * The task's other threads, each with its tid, made by the leader: one batch of clone3 calls in the
+ * task (one round trip, plus the clone event of each), then each new thread's first stop.
+ */
 export function makeThreads(run: RestoreRun, pid: number): void {
   const lt = run.task(pid);
-  for (const th of lt.plan.threads.slice(1)) {
-    const t = cloneWithId(lt.main, pid, th.tid, 'thread');
+  const rest = lt.plan.threads.slice(1);
+  if (rest.length === 0) return;
+  const made = cloneThreads(
+    lt.main,
+    pid,
+    rest.map((th) => th.tid),
+  );
+  for (const [i, t] of made.entries()) {
+    const th = rest[i]!;
     run.traced.add(th.tid);
     lt.threads.push({ tid: th.tid, t, inj: new Injector(t, run.s) });
     run.cgroups.placeThread(pid, th.tid, th.core.thread_core?.cg_set);
   }
+}
+
+/**
+ * clone3(CLONE_THREAD, set_tid = [tid]) for each of `tids`, in one batch in the task `inj` runs in;
+ * the new threads, each stopped in its first PTRACE_EVENT_STOP. A clone that fails ends the batch:
+ * the threads made before it are waited for, then its error is thrown.
+ */
+function cloneThreads(inj: Injector, pid: number, tids: number[]): Tracee[] {
+  const calls: Call[] = [];
+  for (const tid of tids) {
+    const at = inj.reserve(CLONE_ARGS_SIZE_VER2 + 8);
+    vmWrite(
+      inj.tid,
+      at,
+      encodeCloneArgs({ flags: THREAD_FLAGS, exitSignal: 0, setTid: [tid] }, { base: at }),
+    );
+    calls.push([SYS.clone3, at, CLONE_ARGS_SIZE_VER2]);
+  }
+  let results: bigint[];
+  try {
+    results = inj.t.runBatch(inj.s, calls).results;
+  } finally {
+    inj.resetData();
+  }
+  const born = inj.t.takeBorn();
+  const out: Tracee[] = [];
+  for (const [i, r] of results.entries()) {
+    const tid = tids[i]!;
+    if (r < 0n) throw new RestoreError(`cannot create thread ${tid}: ${cloneErrno(r)}`);
+    if (Number(r) !== tid || !born.includes(tid))
+      throw new RestoreError(`clone3 made ${r} instead of ${tid} (reported: ${born.join(',') || 'nothing'})`);
+    waitFirstStop(tid);
+    out.push(new Tracee(pid, tid));
+  }
+  if (out.length !== tids.length)
+    throw new RestoreError(`cannot create thread ${tids[out.length]}: the clone batch stopped early`);
+  return out;
 }
 
 function pgidOf(pid: number): number {

@@ -4,7 +4,7 @@
 // wrongly or fill it with the wrong bytes, and the restored task would die at once (or, worse, run on
 // with corrupt memory). Each is one RestoreError naming the image file, the field and the values.
 
-import { closeSync } from 'node:fs';
+import { closeSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import {
   type ImageDir,
@@ -13,6 +13,7 @@ import {
   PE_LAZY,
   PE_PARENT,
   PE_PRESENT,
+  parseImageFileName,
   type VmaEntry,
 } from '@criu-ts/images';
 import { PAGE_SIZE } from '@criu-ts/sys';
@@ -104,11 +105,14 @@ export function checkPagemap(
 
 /** Every pagemap-shmem-ID.img of the directory: its runs as checkPagemap checks them (no VMAs: offsets). */
 export function checkShmemPagemaps(dir: ImageDir): void {
-  for (const f of dir.list()) {
-    if (f.name.pattern !== 'pagemap-shmem-%lu' || f.id === undefined) continue;
+  // Only names that can be one are parsed: a directory of 1,000 connections has 1,000 other images.
+  for (const file of readdirSync(dir.path).sort()) {
+    if (!file.startsWith('pagemap-shmem-')) continue;
+    const f = parseImageFileName(file);
+    if (f?.name.pattern !== 'pagemap-shmem-%lu' || f.id === undefined) continue;
     const pm = dir.shmemPageMap(BigInt(f.id));
     try {
-      checkPagemap(join(dir.path, f.file), pm.runs, pm.pagesFile);
+      checkPagemap(join(dir.path, file), pm.runs, pm.pagesFile);
     } finally {
       pm.close();
     }

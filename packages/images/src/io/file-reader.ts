@@ -2,18 +2,24 @@ import { closeSync, readSync } from 'node:fs';
 import { ImageError } from '../errors.js';
 import { openImageForRead } from './open.js';
 
-/** Reads are done in chunks of at least this size: one syscall per 256 KiB, never per entry. */
+/**
+ * Reads are done in chunks of up to this size: one syscall per 256 KiB, never per entry. A file smaller
+ * than that is read whole into a buffer of its own size (most images are a few hundred bytes: a restore
+ * opens hundreds of them, and 256 KiB each would cost more in allocation and GC than the reads).
+ */
 const CHUNK = 256 * 1024;
 
+const EMPTY = Buffer.alloc(0);
+
 /**
- * A forward-only reader over one file with a reused chunk buffer. Every length it is asked
- * for is checked against the file's size first, so a corrupt length never makes it allocate
- * or wait for bytes that do not exist.
+ * A forward-only reader over one file with a reused chunk buffer, sized to the file (fstat) and
+ * allocated at the first read. Every length it is asked for is checked against the file's size first,
+ * so a corrupt length never makes it allocate or wait for bytes that do not exist.
  */
 export class FileReader {
   readonly size: number;
   private readonly fd: number;
-  private buf = Buffer.allocUnsafe(CHUNK);
+  private buf: Buffer = EMPTY;
   private start = 0; // file offset of buf[0]
   private end = 0; // file offset just past the buffered bytes
   private pos = 0; // current file offset
@@ -81,9 +87,9 @@ export class FileReader {
 
   /** Makes at least `n` bytes from `pos` available in the buffer. */
   private fill(n: number): void {
-    const want = Math.max(n, CHUNK);
-    if (this.buf.length < want) this.buf = Buffer.allocUnsafe(want);
-    const len = Math.min(want, this.size - this.pos);
+    // n <= remaining (checked by the callers): never more than what is left of the file.
+    const len = Math.max(n, Math.min(CHUNK, this.size - this.pos));
+    if (this.buf.length < len) this.buf = Buffer.allocUnsafe(len);
     let got = 0;
     while (got < len) {
       let r: number;

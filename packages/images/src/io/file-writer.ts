@@ -4,6 +4,11 @@ import { createImageFile } from './open.js';
 
 /** Entries are gathered and written 1 MiB at a time: one write() per MiB, never per entry. */
 const CHUNK = 1024 * 1024;
+/**
+ * The buffer starts this small and doubles as entries come, up to CHUNK: most images are a few hundred
+ * bytes, written with one write() at close, and a dump writes hundreds of them.
+ */
+const FIRST = 4096;
 
 /**
  * An append-only writer of a new file, mode 0600 (images hold memory and secrets: CRIU 1.4
@@ -12,7 +17,7 @@ const CHUNK = 1024 * 1024;
  */
 export class FileWriter {
   private readonly fd: number;
-  private readonly buf = Buffer.allocUnsafe(CHUNK);
+  private buf = Buffer.allocUnsafe(FIRST);
   private used = 0;
   private written = 0;
 
@@ -28,7 +33,7 @@ export class FileWriter {
   /** Reserves `n` bytes in the buffer and returns them to be filled in place. */
   reserve(n: number): Buffer {
     if (n > CHUNK) throw new RangeError(`reserve(${n}) is larger than the write buffer`);
-    if (this.used + n > CHUNK) this.flush();
+    this.room(n);
     const view = this.buf.subarray(this.used, this.used + n);
     this.used += n;
     return view;
@@ -50,7 +55,7 @@ export class FileWriter {
       this.writeAll(bytes);
       return;
     }
-    if (this.used + bytes.length > CHUNK) this.flush();
+    this.room(bytes.length);
     this.buf.set(bytes, this.used);
     this.used += bytes.length;
   }
@@ -67,6 +72,21 @@ export class FileWriter {
     } finally {
       closeSync(this.fd);
     }
+  }
+
+  /** Makes room for `n` more bytes (n <= CHUNK): the buffer grows up to CHUNK, then is flushed. */
+  private room(n: number): void {
+    const need = this.used + n;
+    if (need <= this.buf.length) return;
+    if (this.buf.length < CHUNK) {
+      let size = this.buf.length * 2;
+      while (size < need) size *= 2;
+      const grown = Buffer.allocUnsafe(Math.min(size, CHUNK));
+      this.buf.copy(grown, 0, 0, this.used);
+      this.buf = grown;
+      if (need <= grown.length) return;
+    }
+    this.flush();
   }
 
   private writeAll(bytes: Uint8Array): void {

@@ -37,7 +37,7 @@ import { FD_TYPE } from '../table.js';
 import { connectionOf, fromWords, type InetAddress, toSockaddr } from './address.js';
 import { applyIpOptions, freeBindWhileBinding } from './ip-options.js';
 import { connectAgain, finishTcpStream, isRepairableState, repairOn, setSequences, TCP } from './tcp.js';
-import { applyTcpOptions } from './tcp-options.js';
+import { applyTcpOptions, keepaliveDefaults } from './tcp-options.js';
 
 type TcpStream = ReturnType<typeof tcpStreamOf>;
 
@@ -162,8 +162,12 @@ function makeSocket(s: InetSkEntry, ctx: FdRestoreContext): number {
       repairOn(fd);
       setSequences(fd, stream.entry, s.state);
     }
-    applySocketOptions(fd, connection ? { ...s.opts, reuseaddr: false } : s.opts);
-    if (stream) roomForQueues(fd); // the dumped sizes come back once the queues are in
+    // A connection's buffers are the largest while its queues go in; the dumped sizes come back after.
+    if (stream) applySocketOptions(fd, { ...s.opts, reuseaddr: false }, { buffers: false });
+    else applySocketOptions(fd, connection ? { ...s.opts, reuseaddr: false } : s.opts);
+    // Room for the queued data while it goes in; a connection with empty queues keeps the sizes it has
+    // until the dumped ones are set (finishTcpStream).
+    if (stream && (stream.inq.length > 0 || stream.outq.length > 0)) roomForQueues(fd);
     if (s.ip_opts) applyIpOptions(fd, s.family, s.proto, s.ip_opts); // before bind: IP_FREEBIND
     applyV6Only(fd, s);
     const local = fromWords(s.family, s.src_addr ?? []);
@@ -179,10 +183,11 @@ function makeSocket(s: InetSkEntry, ctx: FdRestoreContext): number {
       if (reuse) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, s.opts.reuseaddr ? 1 : 0);
       if (reusePort) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, s.opts.so_reuseport ? 1 : 0);
     } else if (s.state === TCP.LISTEN && s.type === SOCK_STREAM) listen(fd, s.backlog || 128);
-    if (s.tcp_opts && !connection) applyTcpOptions(fd, s.tcp_opts);
+    const keepalive = () => ctx.shared('tcp-keepalive-defaults', keepaliveDefaults);
+    if (s.tcp_opts && !connection) applyTcpOptions(fd, s.tcp_opts, keepalive());
     if (stream) {
       connectRepaired(fd, s, stream, ctx);
-      if (s.tcp_opts) applyTcpOptions(fd, s.tcp_opts);
+      if (s.tcp_opts) applyTcpOptions(fd, s.tcp_opts, keepalive());
       if (s.opts.reuseaddr) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
     }
     if (s.type === SOCK_DGRAM && s.dst_port !== 0)

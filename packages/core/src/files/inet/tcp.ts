@@ -344,6 +344,7 @@ function waitForState(fd: number, want: number): void {
 }
 
 function writeRepairQueue(fd: number, queue: number, data: Buffer): void {
+  if (data.length === 0) return; // nothing to put: the queue need not be chosen (most connections)
   setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, queue);
   writeAll(fd, data, queue === TCP_RECV_QUEUE ? 'receive' : 'send');
 }

@@ -121,17 +121,23 @@ function socketFilter(fd: number, where: string): bigint[] | undefined {
   }
 }
 
-/** Set the options on a new socket, buffer sizes first (see applyBufferSizes). */
-export function applySocketOptions(fd: number, o: SkOptsEntry): void {
-  applyBufferSizes(fd, o);
+/**
+ * Set the options on a new socket, buffer sizes first (see applyBufferSizes); `buffers: false` leaves
+ * them to the caller (a TCP connection gets the largest buffers while its queues go in, then the dumped
+ * ones). Timeouts of 0 (none, what a new socket has) are not set.
+ */
+export function applySocketOptions(fd: number, o: SkOptsEntry, opts: { buffers?: boolean } = {}): void {
+  if (opts.buffers !== false) applyBufferSizes(fd, o);
   const tv = (sec: bigint, usec: bigint) => {
     const b = Buffer.alloc(16);
     b.writeBigInt64LE(sec, 0);
     b.writeBigInt64LE(usec, 8);
     return b;
   };
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO_OLD, tv(o.so_snd_tmo_sec, o.so_snd_tmo_usec));
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO_OLD, tv(o.so_rcv_tmo_sec, o.so_rcv_tmo_usec));
+  if (o.so_snd_tmo_sec !== 0n || o.so_snd_tmo_usec !== 0n)
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO_OLD, tv(o.so_snd_tmo_sec, o.so_snd_tmo_usec));
+  if (o.so_rcv_tmo_sec !== 0n || o.so_rcv_tmo_usec !== 0n)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO_OLD, tv(o.so_rcv_tmo_sec, o.so_rcv_tmo_usec));
   const flag = (name: number, v: boolean | number | undefined) => {
     if (v !== undefined && v !== false && v !== 0) setsockopt(fd, SOL_SOCKET, name, Number(v));
   };
