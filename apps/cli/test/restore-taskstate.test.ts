@@ -93,6 +93,8 @@ describe('criu-ts restore: task state', () => {
   it('seccomp: a filter of a task without privileges comes back, shared by its threads (a later TSYNC works)', async () => {
     const w = startWorkload('seccomp_tsync');
     await waitForLine(w.report, /^TICK \d+ getppid=77$/, { pid: w.pid });
+    // The thread reports its tid on its own, not necessarily before the main loop's first tick.
+    await waitForLine(w.report, /^THREAD \d+$/, { pid: w.pid });
     const tid = Number(
       readLines(w.report)
         .find((l) => /^THREAD \d+$/.test(l))!
