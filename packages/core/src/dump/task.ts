@@ -91,7 +91,7 @@ function refuseSharedFds(ctx: DumpContext, task: SeizedTask, filesId: number): v
 }
 
 /** Dumps one task: its threads' core images, mm, pages, files, fs and ids. */
-export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
+export async function dumpTask(ctx: DumpContext, task: SeizedTask): Promise<void> {
   if (task.state === 'zombie') throw new DumpError(`pid ${task.pid}: zombies are handled by dumpZombie`);
   const proc = ProcDir.open(task.pid);
   try {
@@ -150,9 +150,9 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
     ]);
     ctx.stats.memdumpStart = process.hrtime.bigint();
     const { runs, scanned } = pagesToDump(proc.pagemap(), vmas);
-    const pm = ctx.dir.pageMapWriter(task.pid, ctx.pagesId++);
+    const pm = ctx.dir.pageMapWriter(task.pid, ctx.pagesId++, { direct: true });
     try {
-      ctx.stats.pagesWritten += dumpPages(task.pid, runs, pm);
+      ctx.stats.pagesWritten += await dumpPages(task.pid, runs, pm);
     } finally {
       pm.close();
     }
