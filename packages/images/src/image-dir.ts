@@ -30,7 +30,7 @@ import {
   parseImageFileName,
 } from './kinds.js';
 import type { MagicName } from './magic.js';
-import { PageMap, PageMapWriter } from './pagemap/page-map.js';
+import { PageMap, PageMapWriter, type RawWriterOptions } from './pagemap/page-map.js';
 
 export interface ImageFileInfo {
   file: string;
@@ -292,8 +292,8 @@ export class ImageDir {
     return new ImageWriter<M, X>(this.pathOf(pattern, id), n.magic);
   }
 
-  pageMapWriter(pid: number | bigint, pagesId: number): PageMapWriter {
-    return new PageMapWriter(this.path, pid, pagesId);
+  pageMapWriter(pid: number | bigint, pagesId: number, opts: RawWriterOptions = {}): PageMapWriter {
+    return new PageMapWriter(this.path, pid, pagesId, 'pagemap-%lu', opts);
   }
 
   shmemPageMapWriter(shmid: number | bigint, pagesId: number): PageMapWriter {

@@ -55,7 +55,15 @@ export {
   pageCount,
   pagemapEntry,
 } from './pagemap/codec.js';
-export { ImageRawWriter, PAGE_SIZE, PageMap, PageMapWriter, type PageRun } from './pagemap/page-map.js';
+export {
+  DIRECT_ALIGN,
+  ImageRawWriter,
+  PAGE_SIZE,
+  PageMap,
+  PageMapWriter,
+  type PageRun,
+  type RawWriterOptions,
+} from './pagemap/page-map.js';
 export {
   decodeMessage,
   encodeMessage,

@@ -254,6 +254,10 @@ export {
   PROT_WRITE,
 } from './constants/mm.js';
 export {
+  alignedBuffer,
+  type CacheStat,
+  cachestat,
+  isAligned,
   madvise,
   mmap,
   mprotect,

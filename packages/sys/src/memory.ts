@@ -154,3 +154,47 @@ export function mprotect(addr: bigint, length: number | bigint, prot: number): v
 export function madvise(addr: bigint, length: number | bigint, advice: number): void {
   checked('madvise', () => `0x${addr.toString(16)}`, syscall(SYS.madvise, addr, length, advice));
 }
+
+// --- buffers for O_DIRECT and the page cache ------------------------------------------------------
+
+/**
+ * A zero-filled Buffer of `size` bytes whose first byte sits at a multiple of `align` (a power of two):
+ * what O_DIRECT reads and writes need, and what process_vm_readv fills a page at a time.
+ */
+export function alignedBuffer(size: number, align = 4096): Buffer {
+  const raw = Buffer.alloc(size + align);
+  const skew = Number(addressOf(raw) & BigInt(align - 1));
+  return raw.subarray(skew === 0 ? 0 : align - skew, (skew === 0 ? 0 : align - skew) + size);
+}
+
+/** Whether `buf` starts at a multiple of `align` (a power of two). */
+export function isAligned(buf: Buffer, align = 4096): boolean {
+  return (addressOf(buf) & BigInt(align - 1)) === 0n;
+}
+
+/** struct cachestat (linux/mman.h): pages of a file range in the page cache. */
+export interface CacheStat {
+  cache: number;
+  dirty: number;
+  writeback: number;
+  evicted: number;
+  recentlyEvicted: number;
+}
+
+/**
+ * cachestat(2) (Linux 6.5+) of `len` bytes at `off` of `fd` (len 0: to the end of the file), or
+ * undefined where the kernel has no cachestat (ENOSYS) or refuses the file (EOPNOTSUPP: hugetlbfs).
+ */
+export function cachestat(fd: number, off = 0, len = 0): CacheStat | undefined {
+  const range = Buffer.alloc(16);
+  writeU64(range, off, 0);
+  writeU64(range, len, 8);
+  const out = Buffer.alloc(40);
+  if (syscall(SYS.cachestat, fd, range, out, 0) === -1) {
+    const errno = lastErrno();
+    if (errno === 38 || errno === 95) return undefined;
+    throw new SysError('cachestat', errno, `fd ${fd}`);
+  }
+  const u = (i: number) => Number(out.readBigUInt64LE(i * 8));
+  return { cache: u(0), dirty: u(1), writeback: u(2), evicted: u(3), recentlyEvicted: u(4) };
+}

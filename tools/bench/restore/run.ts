@@ -8,13 +8,25 @@
 //     clone3: forking_time of stats-restore), memory (mappings, page contents), and the rest
 //     (reading the images, fds, task state, registers). memhog's checksum is checked after the last rep.
 //   - `sleep 1000` through the CLI as a user runs it (`criu-ts restore -D DIR -d`, node start-up included).
-// Median of the counted reps. Images go to a temp dir under /tmp (2 GiB is skipped, with a message, when
+// After the reps, this machine's limits for the same bytes (fresh memory faulted in, the pages image read
+// with O_DIRECT and through the page cache). Median of the counted reps. Images go to a temp dir under /tmp (2 GiB is skipped, with a message, when
 // /tmp has less than 3 GiB free or the machine less than 6 GiB of available memory). Prints a table, then
 // as the LAST line one JSON object: {"restore_sleep": {wall_ms, fork_ms, memory_ms, rest_ms, ...},
 // "restore_64MiB": ..., "restore_512MiB": ..., "restore_2GiB": ... | null, "sleep_cli_wall_ms": ..}.
 // CRIU 4.2 on this kind of machine, for reference: sleep 86 ms, 64 MiB 264 ms, 512 MiB 1.9 s, 2 GiB 8.4 s.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statfsSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statfsSync,
+} from 'node:fs';
 import { freemem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -39,6 +51,7 @@ const { dump } = await import(pathToFileURL(dist('core')).href);
 const { restore } = await import(pathToFileURL(dist('core', 'restore/index.js')).href);
 const { killAndReap, startTraceable } = await import(pathToFileURL(dist('compel')).href);
 const { ImageDir } = await import(pathToFileURL(dist('images')).href);
+const sys = await import(pathToFileURL(dist('sys')).href);
 const { buildWorkloads, workloadPath } = await import(
   pathToFileURL(join(repo, 'tools/workloads/index.mjs')).href
 );
@@ -104,6 +117,45 @@ function runCli(args) {
   });
 }
 
+/**
+ * This machine's limits for filling `bytes` of memory from the pages image `file`, each alone: fresh
+ * anonymous memory of that size faulted in (MADV_POPULATE_WRITE, what the restored task's memory costs
+ * whatever the source), and the image read into a hot 8 MiB buffer with O_DIRECT and through the page
+ * cache (the image is out of the cache after criu-ts's dump; the buffered read leaves it in).
+ */
+function limits(file, bytes) {
+  const gbps = (fn) => {
+    const t0 = performance.now();
+    fn();
+    return Number((bytes / ((performance.now() - t0) / 1e3) / 1e9).toFixed(2));
+  };
+  const populate = gbps(() => {
+    const flags = sys.MAP_PRIVATE | sys.MAP_ANONYMOUS;
+    const at = sys.mmap(0n, bytes, sys.PROT_READ | sys.PROT_WRITE, flags);
+    try {
+      sys.madvise(at, bytes, sys.MADV_POPULATE_WRITE);
+    } finally {
+      sys.munmap(at, bytes);
+    }
+  });
+  const buf = sys.alignedBuffer(8 * 1024 * 1024);
+  const read = (flags) => () => {
+    const fd = openSync(file, constants.O_RDONLY | flags);
+    try {
+      for (let at = 0; at < bytes; ) {
+        const n = readSync(fd, buf, 0, Math.min(buf.length, bytes - at), at);
+        if (n === 0) break;
+        at += n;
+      }
+    } finally {
+      closeSync(fd);
+    }
+  };
+  const direct = gbps(read(constants.O_DIRECT));
+  const pageCache = gbps(read(0));
+  return { populate_gbps: populate, direct_read_gbps: direct, page_cache_read_gbps: pageCache };
+}
+
 async function bench(w) {
   if (w.mib >= 2048) {
     const disk = Number(statfsSync(TMP).bavail) * Number(statfsSync(TMP).bsize);
@@ -156,8 +208,11 @@ async function bench(w) {
     killAndReap(r.root);
     started.delete(r.root);
   }
+  const pagesFile = readdirSync(dir).find((n) => /^pages-\d+\.img$/.test(n));
+  const limit = w.mib && pagesFile ? limits(join(dir, pagesFile), w.mib * 1024 * 1024) : undefined;
   rmSync(dir, { recursive: true, force: true });
   const out = {
+    ...limit,
     wall_ms: round(median(walls)),
     fork_ms: round(median(parts.fork)),
     memory_ms: round(median(parts.memory)),
@@ -176,6 +231,11 @@ async function bench(w) {
   row('  memory (maps, contents)', out.memory_ms, 'ms', `${pages} pages`);
   row('  the rest', out.rest_ms, 'ms', 'images, fds, task state, registers, detach');
   if (w.mib) row('  memory throughput', round((pages * 4096) / (out.memory_ms / 1e3) / 1e9, 2), 'GB/s', '');
+  if (limit) {
+    row('  limit: fresh memory faulted in', limit.populate_gbps, 'GB/s', 'MADV_POPULATE_WRITE, alone');
+    row('  limit: image read, O_DIRECT', limit.direct_read_gbps, 'GB/s', 'into a hot 8 MiB buffer');
+    row('  limit: image read, page cache', limit.page_cache_read_gbps, 'GB/s', 'from out of the cache');
+  }
   return out;
 }
 

@@ -155,7 +155,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       await yieldToEventLoop();
       opts.checkpoint?.();
       if (task.state === 'zombie') dumpZombie(ctx, task);
-      else dumpTask(ctx, task);
+      else await dumpTask(ctx, task);
       log(`dumped pid ${task.pid}`);
       progress.add('tasks');
     }

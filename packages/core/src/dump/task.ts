@@ -95,7 +95,7 @@ function refuseSharedFds(ctx: DumpContext, task: SeizedTask, filesId: number): v
 }
 
 /** Dumps one task: its threads' core images, mm, pages, files, fs and ids. */
-export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
+export async function dumpTask(ctx: DumpContext, task: SeizedTask): Promise<void> {
   if (task.state === 'zombie') throw new DumpError(`pid ${task.pid}: zombies are handled by dumpZombie`);
   const proc = ProcDir.open(task.pid);
   try {
@@ -154,11 +154,11 @@ export function dumpTask(ctx: DumpContext, task: SeizedTask): void {
     ]);
     ctx.stats.memdumpStart = process.hrtime.bigint();
     const { runs, scanned } = pagesToDump(proc.pagemap(), vmas);
-    const pm = ctx.dir.pageMapWriter(task.pid, ctx.pagesId++);
+    const pm = ctx.dir.pageMapWriter(task.pid, ctx.pagesId++, { direct: true });
     ctx.progress?.more('pages', pageCount(runs));
     ctx.progress?.phase('writing memory');
     try {
-      ctx.stats.pagesWritten += dumpPages(task.pid, runs, pm, ctx.progress?.pages);
+      ctx.stats.pagesWritten += await dumpPages(task.pid, runs, pm, ctx.progress?.pages);
     } finally {
       pm.close();
     }

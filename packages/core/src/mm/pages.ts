@@ -9,13 +9,17 @@ import {
   procPath,
 } from '@criu-ts/bfd';
 import type { PageMapWriter } from '@criu-ts/images';
-import { PAGE_SIZE, processVmReadv, type VmIovec } from '@criu-ts/sys';
+import { alignedBuffer, PAGE_SIZE, processVmReadv, type VmIovec } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
 import { type DumpVma, isPrivateMemory, VMA } from './vmas.js';
 
 const PAGE = BigInt(PAGE_SIZE);
-/** Pages are copied through buffers of this size: large enough that syscalls don't dominate. */
-const CHUNK = 8 * 1024 * 1024;
+/**
+ * Pages are copied through two buffers of this size: large enough that syscalls don't dominate (and the
+ * largest request this machine's disk takes at once), small enough that criu-ts's RSS does not grow with
+ * the task (2 x 4 MiB, the one 8 MiB buffer of before, whatever the task's size).
+ */
+const CHUNK = 4 * 1024 * 1024;
 
 export interface PageStats {
   scanned: number;
@@ -68,28 +72,48 @@ export function pagesToDump(pagemap: Pagemap, vmas: DumpVma[]): { runs: Run[]; s
 }
 
 /**
- * Copies the runs into pagemap-PID.img and pages-N.img: process_vm_readv with many iovecs
- * into one large buffer, written out whenever it fills; pages the task cannot read itself
- * (PROT_NONE) are read through /proc/PID/mem. `progress` is told the pages of each chunk written.
+ * Copies the runs into pagemap-PID.img and pages-N.img, `progress` told the pages of each chunk once it
+ * is written. process_vm_readv with many iovecs fills one of two page-aligned buffers while the other
+ * one is written in libuv's thread pool, so reading the task and writing the image overlap; the pages
+ * image is written past the page cache (O_DIRECT) where the file system allows it (see ImageRawWriter).
+ * Pages the task cannot read itself (PROT_NONE) are read through /proc/PID/mem.
  */
-export function dumpPages(
+export async function dumpPages(
   pid: number,
   runs: Run[],
   out: PageMapWriter,
   progress?: (pages: number) => void,
-): number {
-  const buf = Buffer.allocUnsafe(CHUNK);
+): Promise<number> {
+  let total = 0;
+  for (const run of runs) total += Number(run.end - run.start);
+  // Small tasks get small buffers: the chunk, or all their pages when they are fewer.
+  const size = Math.min(CHUNK, total);
+  const bufs = size > 0 ? [alignedBuffer(size), alignedBuffer(size)] : [];
+  let cur = 0;
   let used = 0;
   let iovs: VmIovec[] = [];
   let written = 0;
-  const flush = () => {
+  /** The write of the other buffer, and its pages. */
+  let pending: Promise<void> | undefined;
+  let pendingPages = 0;
+  const settle = async () => {
+    if (!pending) return;
+    const p = pending;
+    pending = undefined;
+    await p;
+    progress?.(pendingPages);
+  };
+  const flush = async () => {
     if (iovs.length === 0) return;
     const want = used;
+    const buf = bufs[cur]!;
     const got = processVmReadv(pid, iovs);
     if (got !== want)
       throw new DumpError(`pid ${pid}: read ${got} of ${want} bytes of memory (a mapping changed?)`);
-    out.writeData(buf.subarray(0, used));
-    progress?.(used / PAGE_SIZE);
+    await settle();
+    pending = out.writeDataAsync(buf.subarray(0, want));
+    pendingPages = want / PAGE_SIZE;
+    cur ^= 1;
     iovs = [];
     used = 0;
   };
@@ -100,22 +124,27 @@ export function dumpPages(
       out.addPresent(run.start, pages);
       written += Number(pages);
       if (!run.readable) {
-        flush();
+        await flush();
+        await settle();
         mem ??= openSync(procPath(pid, 'mem'), 'r');
-        copyViaProcMem(mem, run, out, buf, progress);
+        copyViaProcMem(mem, run, out, bufs[cur]!, progress);
         continue;
       }
       for (let at = run.start; at < run.end; ) {
-        if (used === CHUNK) flush();
-        const n = Math.min(Number(run.end - at), CHUNK - used);
-        iovs.push({ local: buf, offset: used, remote: at, len: n });
+        if (used === size) await flush();
+        const n = Math.min(Number(run.end - at), size - used);
+        iovs.push({ local: bufs[cur]!, offset: used, remote: at, len: n });
         used += n;
         at += BigInt(n);
       }
     }
-    flush();
+    await flush();
+    await settle();
   } finally {
     if (mem !== undefined) closeSync(mem);
+    // A failure half way: the write under way ends before the buffers go (its error, if any, is
+    // second to the one thrown).
+    if (pending) await pending.catch(() => undefined);
   }
   return written;
 }

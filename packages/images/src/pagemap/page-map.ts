@@ -1,4 +1,4 @@
-import { closeSync, existsSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, write as fsWrite, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ImageError, writing } from '../errors.js';
 import { ImageReader, ImageWriter } from '../image-file.js';
@@ -170,10 +170,11 @@ export class PageMapWriter {
     id: number | bigint,
     pagesId: number,
     pattern: 'pagemap-%lu' | 'pagemap-shmem-%lu' = 'pagemap-%lu',
+    opts: RawWriterOptions = {},
   ) {
     this.pagemap = new ImageWriter(join(dir, imageFileName(pattern, id)), 'PAGEMAP');
     this.pagemap.write({ pages_id: pagesId });
-    this.pages = new ImageRawWriter(join(dir, imageFileName('pages-%u', pagesId)));
+    this.pages = new ImageRawWriter(join(dir, imageFileName('pages-%u', pagesId)), opts);
   }
 
   /** A run whose pages follow in `data` (or in later writeData calls). */
@@ -192,6 +193,16 @@ export class PageMapWriter {
     this.pages.write(data);
   }
 
+  /** writeData() in libuv's thread pool (see ImageRawWriter.writeAsync): `data` stays untouched until then. */
+  writeDataAsync(data: Uint8Array): Promise<void> {
+    return this.pages.writeAsync(data);
+  }
+
+  /** Whether page data still goes past the page cache (O_DIRECT). */
+  get direct(): boolean {
+    return this.pages.direct;
+  }
+
   close(): void {
     try {
       this.pagemap.close();
@@ -201,20 +212,131 @@ export class PageMapWriter {
   }
 }
 
-/** A raw image (no magic): pages, written in large chunks. */
+/** Bytes an O_DIRECT write must be a multiple of (and its buffer aligned to): a page covers every device. */
+export const DIRECT_ALIGN = 4096;
+
+export interface RawWriterOptions {
+  /**
+   * Write page data past the page cache (O_DIRECT) where the file system allows it: the caller passes
+   * buffers aligned to DIRECT_ALIGN. Any write the kernel refuses that way (EINVAL: an unaligned buffer,
+   * a file system without O_DIRECT) goes through the page cache, and so does every later one.
+   */
+  direct?: boolean;
+}
+
+/**
+ * A raw image (no magic): pages, written in large chunks at increasing offsets. With `direct`, through a
+ * second open file description of the same file (/proc/self/fd/N) opened O_DIRECT: the data goes to the
+ * device without a copy into the page cache. On a VM whose RAM the host backs on first touch, filling
+ * fresh page cache is the slowest step of a dump (~0.5 GB/s here against ~2-4 GB/s for O_DIRECT).
+ */
 export class ImageRawWriter {
   private readonly fd: number;
-  constructor(readonly path: string) {
+  private directFd: number | undefined;
+  private pos = 0;
+  constructor(
+    readonly path: string,
+    opts: RawWriterOptions = {},
+  ) {
     this.fd = createImageFile(path);
+    if (opts.direct) {
+      try {
+        this.directFd = openSync(`/proc/self/fd/${this.fd}`, constants.O_WRONLY | constants.O_DIRECT);
+      } catch {
+        this.directFd = undefined;
+      }
+    }
+  }
+
+  /** Whether writes still go past the page cache. */
+  get direct(): boolean {
+    return this.directFd !== undefined;
+  }
+
+  /** Bytes written so far. */
+  get size(): number {
+    return this.pos;
   }
 
   write(data: Uint8Array): void {
+    let done = this.writeDirect(data);
+    while (done < data.length) {
+      const at = this.pos;
+      const n = writing(this.path, () => writeSync(this.fd, data, done, data.length - done, at));
+      done += n;
+      this.pos += n;
+    }
+  }
+
+  /**
+   * The same as write(), in libuv's thread pool: the caller may fill its next buffer meanwhile. `data`
+   * must stay untouched until the promise settles; writes are placed by offset, so two may be in flight.
+   */
+  writeAsync(data: Uint8Array): Promise<void> {
+    const at = this.pos;
+    this.pos += data.length;
+    const fd = this.directFd !== undefined && data.length % DIRECT_ALIGN === 0 ? this.directFd : this.fd;
+    return new Promise<void>((resolve, reject) => {
+      const step = (useFd: number, done: number) => {
+        fsWrite(useFd, data, done, data.length - done, at + done, (err, n) => {
+          if (err) {
+            // Refused as O_DIRECT: again through the page cache, and from now on.
+            if (useFd === this.directFd && err.code === 'EINVAL') {
+              this.dropDirect();
+              step(this.fd, done);
+              return;
+            }
+            try {
+              writing(this.path, () => {
+                throw err;
+              });
+            } catch (wrapped) {
+              reject(wrapped);
+            }
+            return;
+          }
+          if (done + n < data.length) step(useFd === this.directFd ? useFd : this.fd, done + n);
+          else resolve();
+        });
+      };
+      if (data.length === 0) resolve();
+      else step(fd, 0);
+    });
+  }
+
+  /** Writes what O_DIRECT takes of `data` at the current offset; returns the bytes written. */
+  private writeDirect(data: Uint8Array): number {
+    const fd = this.directFd;
+    if (fd === undefined || data.length % DIRECT_ALIGN !== 0) return 0;
     let done = 0;
-    while (done < data.length)
-      done += writing(this.path, () => writeSync(this.fd, data, done, data.length - done));
+    try {
+      while (done < data.length) {
+        const n = writeSync(fd, data, done, data.length - done, this.pos);
+        done += n;
+        this.pos += n;
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EINVAL') {
+        writing(this.path, () => {
+          throw err;
+        });
+      }
+      this.dropDirect();
+    }
+    return done;
+  }
+
+  private dropDirect(): void {
+    if (this.directFd === undefined) return;
+    closeSync(this.directFd);
+    this.directFd = undefined;
   }
 
   close(): void {
-    closeSync(this.fd);
+    try {
+      this.dropDirect();
+    } finally {
+      closeSync(this.fd);
+    }
   }
 }
