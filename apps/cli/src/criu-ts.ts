@@ -3,6 +3,7 @@ import { dumpCommand } from './criu/dump-command.js';
 import { UsageError } from './criu/getopt.js';
 import { optionHelp, parseCommandLine } from './criu/options.js';
 import { restoreCommand } from './criu/restore-command.js';
+import { writeText } from './criu/write.js';
 
 // The package's version, put in by the bundler (bundle.mjs) from package.json.
 declare const CRIU_TS_VERSION: string | undefined;
@@ -37,8 +38,8 @@ $CRIU_CONFIG_FILE and --config FILE, unless --no-default-config):
 
 /** criu-ts: the checkpoint/restore command, with criu's commands and options. */
 export async function main(argv: string[]): Promise<number> {
-  const out = (s: string) => process.stdout.write(s);
-  const err = (s: string) => process.stderr.write(s);
+  const out = (s: string) => writeText(1, s);
+  const err = (s: string) => writeText(2, s);
   try {
     const o = parseCommandLine(argv);
     if (o.version) {

@@ -4,6 +4,7 @@ import { makeLogger } from './log.js';
 import type { CriuOptions } from './options.js';
 import { absolutePath, requireRoot } from './preflight.js';
 import { progressDisplay } from './progress.js';
+import { writeText } from './write.js';
 
 /** The cgroup options of a dump; relative paths are the work dir's, as CRIU runs in it. */
 function cgroupDumpOptions(o: CriuOptions, workDir: string) {
@@ -85,7 +86,8 @@ export async function dumpCommand(o: CriuOptions, version: string): Promise<numb
 function printStats(r: DumpResult): void {
   const s = r.stats;
   const n = (v: bigint) => `${v} (0x${v.toString(16)})`;
-  process.stdout.write(
+  writeText(
+    1,
     [
       'Displaying dump stats:',
       `Freezing time: ${s.freezing_time} us`,

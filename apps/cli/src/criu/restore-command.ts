@@ -5,6 +5,7 @@ import { makeLogger } from './log.js';
 import type { CriuOptions } from './options.js';
 import { absolutePath, requireRoot } from './preflight.js';
 import { progressDisplay } from './progress.js';
+import { writeText } from './write.js';
 
 /**
  * `criu-ts restore -D DIR`, with criu's options and meanings. Resolves to criu-ts's exit status:
@@ -75,5 +76,5 @@ function printStats(s: RestoreStatsEntry): void {
   ];
   if (s.pages_restored !== undefined) lines.push(`Pages restored: ${n(s.pages_restored)}`);
   lines.push(`Restore time: ${s.restore_time} us`, `Forking time: ${s.forking_time} us`, '');
-  process.stdout.write(lines.join('\n'));
+  writeText(1, lines.join('\n'));
 }
