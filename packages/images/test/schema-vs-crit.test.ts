@@ -120,7 +120,7 @@ function protoFiles(): string[] {
     .filter((f) => f.endsWith('.proto'))
     .sort()
     .map((f) => path.join(imagesDir, f));
-  return [...images, path.join(protoDir, 'rpc.proto')];
+  return [...images, path.join(protoDir, 'rpc', 'rpc.proto')];
 }
 
 function loadOurs(): protobuf.Root {
