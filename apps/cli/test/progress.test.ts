@@ -10,7 +10,7 @@ import path from 'node:path';
 import { killAndReap } from '@criu-ts/compel';
 import { ImageDir, type StatsEntry } from '@criu-ts/images';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { CliLog } from '../src/criu/log.js';
+import type { CriuLog as CliLog } from '@criu-ts/core';
 import { progressDisplay } from '../src/criu/progress.js';
 import {
   buildWorkloads,

@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import type { Progress, ProgressKind, ProgressPhase } from '@criu-ts/core';
 import { isTerminal } from '@criu-ts/sys';
 import type { SingleBar } from 'cli-progress';
-import type { CliLog } from './log.js';
+import type { CriuLog as CliLog } from '@criu-ts/core';
 import type { CriuOptions } from './options.js';
 
 /**
