@@ -13,6 +13,8 @@ export { ERRNO, errnoMessage, errnoName, isSysError, SysError } from './errno.js
 // Processes: pids, credentials, rlimits, prctl, namespaces, kcmp, signals to tasks
 
 export {
+  P_PIDFD,
+  P_ALL,
   __WALL,
   AT_NULL,
   KCMP_EPOLL_TFD,
@@ -273,6 +275,7 @@ export {
 // Files: open, stat, fcntl, read/write, directories, locks, and the O_/AT_/F_ flags
 
 export {
+  POLLIN,
   AT_EMPTY_PATH,
   AT_FDCWD,
   AT_REMOVEDIR,
@@ -383,6 +386,8 @@ export {
   openat,
   type PathLike,
   pipe2,
+  type PollFd,
+  poll,
   pollNow,
   pread,
   preadFull,
@@ -498,6 +503,10 @@ export {
 // Sockets: socket calls, addresses, options, sendmsg/recvmsg with control messages
 
 export {
+  SO_ACCEPTCONN,
+  SOCK_SEQPACKET,
+  SO_PEERCRED,
+  MSG_NOSIGNAL,
   AF_INET,
   AF_INET6,
   AF_NETLINK,
