@@ -3,9 +3,10 @@
 // started by the service with its control socket as fd 3 (service.ts).
 import type { CriuOptions } from '@criu-ts/core';
 import { OptionError } from '@criu-ts/core';
-import { close, fstat, getsockoptInt, recvmsg, S_IFMT, S_IFSOCK, send, SO_TYPE, SOCK_SEQPACKET, SOL_SOCKET } from '@criu-ts/sys';
+import { close, fstat, getsockoptInt, MSG_NOSIGNAL, recvmsg, S_IFMT, S_IFSOCK, send, SO_TYPE, SOCK_SEQPACKET, SOL_SOCKET } from '@criu-ts/sys';
 import { MSG_CONN, MSG_READY, WORKER_ENV, WORKER_JOBS } from './service.js';
 import { serveConnection } from './session.js';
+import { warmUp } from './warm.js';
 
 /** Process titles: `ps` shows what a worker does (`criu-ts dump --rpc -t PID`). */
 function titler(idle: string): (what: string | undefined) => void {
@@ -47,7 +48,8 @@ async function poolWorker(ctl: number, version: string): Promise<number> {
   const idle = 'criu-ts service worker';
   const title = titler(idle);
   title(undefined);
-  send(ctl, Buffer.of(MSG_READY));
+  await warmUp();
+  if (!tell(ctl)) return 0;
   for (let jobs = 1; ; jobs++) {
     const m = recvmsg(ctl, { iov: [Buffer.alloc(1)], maxFds: 1 });
     const conn = m.fds[0];
@@ -59,6 +61,16 @@ async function poolWorker(ctl: number, version: string): Promise<number> {
     close(conn);
     if (!r.clean) return 1;
     if (r.restored || jobs >= WORKER_JOBS) return 0;
-    send(ctl, Buffer.of(MSG_READY));
+    if (!tell(ctl)) return 0;
+  }
+}
+
+/** Tells the service this worker is ready; false when the service is gone (the worker then exits). */
+function tell(ctl: number): boolean {
+  try {
+    send(ctl, Buffer.of(MSG_READY), MSG_NOSIGNAL);
+    return true;
+  } catch {
+    return false;
   }
 }
