@@ -15,7 +15,18 @@ const vm = require('node:vm');
 const { createRequire } = require('node:module');
 
 /** The commands that get a cache of their own; any other run shares `other`. */
-const CACHED_COMMANDS = new Set(['dump', 'restore', 'check', 'swrk', 'service', 'decode', 'encode', 'show', 'info', 'x']);
+const CACHED_COMMANDS = new Set([
+  'dump',
+  'restore',
+  'check',
+  'swrk',
+  'service',
+  'decode',
+  'encode',
+  'show',
+  'info',
+  'x',
+]);
 /** The commands of criu-ts-service.bundle.cjs (criu-ts with the RPC service); criu-ts's others do without. */
 const SERVICE_COMMANDS = new Set(['swrk', 'service']);
 

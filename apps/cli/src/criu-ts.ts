@@ -72,7 +72,9 @@ export async function main(argv: string[], services?: ServiceCommands): Promise<
       case 'swrk':
       case 'service':
         if (!services)
-          throw new UsageError(`${o.command}: give the command before its options' values (criu-ts ${o.command} ...)`);
+          throw new UsageError(
+            `${o.command}: give the command before its options' values (criu-ts ${o.command} ...)`,
+          );
         return await services[o.command](o, VERSION);
     }
     const why = NOT_YET[o.command];

@@ -53,7 +53,8 @@ function peerDirPath(peer: number, fd: number, field: string): string {
       `criu_opts.${field} ${fd}: the client's fd cannot be read (${(e as NodeJS.ErrnoException).code ?? e})`,
     );
   }
-  if (!st.isDirectory()) throw new RequestError(`criu_opts.${field} ${fd}: the client's fd is not a directory`);
+  if (!st.isDirectory())
+    throw new RequestError(`criu_opts.${field} ${fd}: the client's fd is not a directory`);
   let same = false;
   try {
     const there = statSync(target);
@@ -132,7 +133,8 @@ export function requestOptions(
     throw notYet('inherit_fd', 'inherited fds at restore');
   }
   if (some(r.external)) throw notYet('external', 'external resources');
-  for (const c of r.cg_root ?? []) o.cgroupRoots.push(c.ctrl ? { controller: c.ctrl, path: c.path } : { path: c.path });
+  for (const c of r.cg_root ?? [])
+    o.cgroupRoots.push(c.ctrl ? { controller: c.ctrl, path: c.path } : { path: c.path });
   if (some(r.enable_fs)) throw notYet('enable_fs', NAMESPACES);
   if (some(r.skip_mnt)) throw notYet('skip_mnt', NAMESPACES);
   // CRIU's CPU_CAP_NONE (0) asks for no CPU checks, which is what criu-ts does; any other set asks for them.
@@ -181,9 +183,11 @@ export function requestOptions(
 
   // The images dir: the client's fd, else images_dir; CHECK needs none.
   let imagesDir: string | undefined;
-  if (r.images_dir_fd !== -1 && r.images_dir_fd !== undefined) imagesDir = peerDirPath(peer, r.images_dir_fd, 'images_dir_fd');
+  if (r.images_dir_fd !== -1 && r.images_dir_fd !== undefined)
+    imagesDir = peerDirPath(peer, r.images_dir_fd, 'images_dir_fd');
   else if (r.images_dir) imagesDir = r.images_dir;
-  else if (mode !== 'check') throw new RequestError('Neither images_dir_fd nor images_dir was passed by RPC client.');
+  else if (mode !== 'check')
+    throw new RequestError('Neither images_dir_fd nor images_dir was passed by RPC client.');
   if (imagesDir !== undefined) o.imagesDir = imagesDir;
   if (r.work_dir_fd !== undefined) o.workDir = peerDirPath(peer, r.work_dir_fd, 'work_dir_fd');
   else if (imagesDir === undefined) o.workDir = undefined;

@@ -12,9 +12,9 @@
 import { spawn } from 'node:child_process';
 import { chmodSync, closeSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import {
-  checkPidfile,
   type CriuLog,
   type CriuOptions,
+  checkPidfile,
   makeLogger,
   OptionError,
   runDirs,
@@ -259,7 +259,9 @@ class Pool {
   /** Hands waiting connections to idle workers, the most used (warmest) first. */
   private dispatch(): void {
     while (this.waiting.length > 0) {
-      const idle = [...this.workers.values()].filter((w) => w.state === 'idle').sort((a, b) => b.jobs - a.jobs);
+      const idle = [...this.workers.values()]
+        .filter((w) => w.state === 'idle')
+        .sort((a, b) => b.jobs - a.jobs);
       const w = idle[0];
       if (!w) break;
       const conn = this.waiting[0] as number;
@@ -302,7 +304,7 @@ class Pool {
     }
     if (pid === undefined) {
       close(mine);
-      this.log.error('Can\'t start a worker');
+      this.log.error("Can't start a worker");
       return;
     }
     const pidfd = pidfdOpen(pid);
@@ -331,7 +333,10 @@ class Pool {
     } catch {
       // already collected (ECHILD): it is gone either way
     }
-    if (st) this.log.info(`Worker(pid ${w.pid}) ${st.code === 1 ? `exited with ${st.status}` : `was killed by ${st.status}`}`);
+    if (st)
+      this.log.info(
+        `Worker(pid ${w.pid}) ${st.code === 1 ? `exited with ${st.status}` : `was killed by ${st.status}`}`,
+      );
     close(w.pidfd);
     if (w.ctl >= 0) close(w.ctl);
     this.workers.delete(w.pid);

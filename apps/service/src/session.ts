@@ -63,7 +63,8 @@ function emptyError(why: string): CriuResp {
 
 function failure(type: number, e: unknown, errno?: number): CriuResp {
   const msg = e instanceof Error ? e.message : String(e);
-  const code = errno ?? (e instanceof RequestError ? ERRNO.EBADRQC : e instanceof SysError ? e.errno : undefined);
+  const code =
+    errno ?? (e instanceof RequestError ? ERRNO.EBADRQC : e instanceof SysError ? e.errno : undefined);
   return { type, success: false, cr_errmsg: msg, ...(code ? { cr_errno: code } : {}) };
 }
 
@@ -133,13 +134,23 @@ async function handle(fd: number, req: CriuReq, peer: number, so: SessionOptions
       return waitPid(req.pid ?? 0);
     case CriuReqType.PRE_DUMP:
     case CriuReqType.SINGLE_PRE_DUMP:
-      return notSupported(type, `${name}: not supported by criu-ts yet (incremental dumps are not in criu-ts yet)`, false);
+      return notSupported(
+        type,
+        `${name}: not supported by criu-ts yet (incremental dumps are not in criu-ts yet)`,
+        false,
+      );
     case CriuReqType.PAGE_SERVER:
     case CriuReqType.PAGE_SERVER_CHLD:
-      return notSupported(type, `${name}: not supported by criu-ts yet (the page server is not in criu-ts yet)`);
+      return notSupported(
+        type,
+        `${name}: not supported by criu-ts yet (the page server is not in criu-ts yet)`,
+      );
     case CriuReqType.CPUINFO_DUMP:
     case CriuReqType.CPUINFO_CHECK:
-      return notSupported(type, `${name}: not supported by criu-ts yet (cpuinfo dump/check is not in criu-ts yet)`);
+      return notSupported(
+        type,
+        `${name}: not supported by criu-ts yet (cpuinfo dump/check is not in criu-ts yet)`,
+      );
     default:
       // NOTIFY is only an answer inside a dump or restore; anything else is unknown. CRIU: "Invalid req".
       return {
@@ -195,7 +206,8 @@ async function dumpRequest(fd: number, req: CriuReq, peer: number, so: SessionOp
       logger: log,
       // A client that hangs up mid-dump gets nothing: the dump stops and leaves the tree running.
       checkpoint: () => {
-        if (peerGone(fd)) throw new DumpError('the RPC client closed the connection; the tree was left running');
+        if (peerGone(fd))
+          throw new DumpError('the RPC client closed the connection; the tree was left running');
       },
       ...(ro.notify ? { notify: notifier(fd, log) } : {}),
     };
@@ -240,7 +252,11 @@ async function restoreRequest(fd: number, req: CriuReq, peer: number, so: Sessio
     log.flush();
   }
   if (ro.statusFdPath) writeStatusFd(ro.statusFdPath, log);
-  return { ok: true, restored: true, resp: { type: CriuReqType.RESTORE, success: true, restore: { pid: root } } };
+  return {
+    ok: true,
+    restored: true,
+    resp: { type: CriuReqType.RESTORE, success: true, restore: { pid: root } },
+  };
 }
 
 /** opts.status_fd (obsolete in CRIU, still honoured): one zero byte to the client's fd once the tree runs. */
@@ -279,7 +295,10 @@ function checkRequest(req: CriuReq, peer: number, so: SessionOptions): Outcome {
     for (const { name, answer } of basicChecks()) {
       if (!answer.ok) {
         log?.error(`${name}: ${answer.why}`);
-        return { ok: false, resp: { type: CriuReqType.CHECK, success: false, cr_errmsg: `${name}: ${answer.why}` } };
+        return {
+          ok: false,
+          resp: { type: CriuReqType.CHECK, success: false, cr_errmsg: `${name}: ${answer.why}` },
+        };
       }
     }
     log?.info('Looks good.');

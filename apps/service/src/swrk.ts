@@ -3,8 +3,20 @@
 // started by the service with its control socket as fd 3 (service.ts).
 import type { CriuOptions } from '@criu-ts/core';
 import { OptionError } from '@criu-ts/core';
-import { close, fstat, getsockoptInt, MSG_NOSIGNAL, recvmsg, S_IFMT, S_IFSOCK, send, SO_TYPE, SOCK_SEQPACKET, SOL_SOCKET } from '@criu-ts/sys';
-import { MSG_CONN, MSG_READY, WORKER_ENV, WORKER_JOBS } from './service.js';
+import {
+  close,
+  fstat,
+  getsockoptInt,
+  MSG_NOSIGNAL,
+  recvmsg,
+  S_IFMT,
+  S_IFSOCK,
+  SO_TYPE,
+  SOCK_SEQPACKET,
+  SOL_SOCKET,
+  send,
+} from '@criu-ts/sys';
+import { MSG_READY, WORKER_ENV, WORKER_JOBS } from './service.js';
 import { serveConnection } from './session.js';
 import { warmUp } from './warm.js';
 

@@ -49,15 +49,22 @@ export function receiveRequest(fd: number): Received {
   }
   if (size > MAX_REQUEST) {
     recv(fd, Buffer.alloc(1), MSG_TRUNC); // drops the datagram
-    return { kind: 'bad', why: `a datagram of ${size} bytes is no criu_req (criu-ts reads at most ${MAX_REQUEST})` };
+    return {
+      kind: 'bad',
+      why: `a datagram of ${size} bytes is no criu_req (criu-ts reads at most ${MAX_REQUEST})`,
+    };
   }
   const buf = Buffer.alloc(size);
   const got = recv(fd, buf, MSG_TRUNC);
-  if (got !== size) return { kind: 'bad', why: `the datagram changed size while read (${size}, then ${got} bytes)` };
+  if (got !== size)
+    return { kind: 'bad', why: `the datagram changed size while read (${size}, then ${got} bytes)` };
   try {
     return { kind: 'request', req: decodeRequest(buf), bytes: size };
   } catch (e) {
-    return { kind: 'bad', why: `malformed request (${size} bytes): ${e instanceof Error ? e.message : String(e)}` };
+    return {
+      kind: 'bad',
+      why: `malformed request (${size} bytes): ${e instanceof Error ? e.message : String(e)}`,
+    };
   }
 }
 

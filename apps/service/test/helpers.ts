@@ -76,7 +76,10 @@ export interface Proc {
   stderr: () => string;
 }
 
-function runNode(args: string[], opts: { stdio?: Array<'ignore' | 'pipe' | number>; env?: NodeJS.ProcessEnv; argv0?: string[] } = {}): Proc {
+function runNode(
+  args: string[],
+  opts: { stdio?: Array<'ignore' | 'pipe' | number>; env?: NodeJS.ProcessEnv; argv0?: string[] } = {},
+): Proc {
   const argv = opts.argv0 ?? [process.execPath, CRIU_TS_NODE];
   const child = spawn(argv[0] as string, [...argv.slice(1), ...args], {
     cwd: REPO,
@@ -172,7 +175,10 @@ export async function serviceAt(proc: Proc, address: string): Promise<Service> {
   onCleanup(() => {
     track(...childrenOf(proc.pid));
   });
-  await waitFor(() => fs.existsSync(address) || proc.child.exitCode !== null, `the service socket ${address}`);
+  await waitFor(
+    () => fs.existsSync(address) || proc.child.exitCode !== null,
+    `the service socket ${address}`,
+  );
   if (proc.child.exitCode !== null) throw new Error(`the service exited: ${proc.stderr()}`);
   const svc: Service = {
     proc,

@@ -87,7 +87,10 @@ describe('criu-ts service', () => {
     c.sendRaw(Buffer.from([0xff, 0xff, 0xff, 0xff]));
     expectEmptyError(c, /malformed request/);
 
-    const whole = encodeRequest({ type: CriuReqType.DUMP, opts: { images_dir_fd: -1, images_dir: '/nonexistent' } });
+    const whole = encodeRequest({
+      type: CriuReqType.DUMP,
+      opts: { images_dir_fd: -1, images_dir: '/nonexistent' },
+    });
     c = svc.connect();
     c.sendRaw(whole.subarray(0, whole.length - 3));
     expectEmptyError(c, /malformed request/);
@@ -122,10 +125,21 @@ describe('criu-ts service', () => {
     const images = path.join(tempDir(), 'images');
     const c = svc.connect();
     // No leave_running: a dump that went through would kill the counter.
-    c.send({ type: CriuReqType.DUMP, opts: { images_dir_fd: -1, images_dir: images, pid: w.pid, log_level: 4 } });
+    c.send({
+      type: CriuReqType.DUMP,
+      opts: { images_dir_fd: -1, images_dir: images, pid: w.pid, log_level: 4 },
+    });
     c.close();
-    await waitFor(() => fs.existsSync(path.join(images, 'criu.log')) && /closed the connection/.test(fs.readFileSync(path.join(images, 'criu.log'), 'utf8')), 'the dump to stop');
-    await waitFor(() => !/TracerPid:\s+[1-9]/.test(fs.readFileSync(`/proc/${w.pid}/status`, 'utf8')), 'the counter released');
+    await waitFor(
+      () =>
+        fs.existsSync(path.join(images, 'criu.log')) &&
+        /closed the connection/.test(fs.readFileSync(path.join(images, 'criu.log'), 'utf8')),
+      'the dump to stop',
+    );
+    await waitFor(
+      () => !/TracerPid:\s+[1-9]/.test(fs.readFileSync(`/proc/${w.pid}/status`, 'utf8')),
+      'the counter released',
+    );
     expect(stateOf(w.pid)).not.toBe('Z');
     await waitForMoreLines(w.report, 3, w.pid);
     expect(fs.existsSync(path.join(images, 'stats-dump'))).toBe(false);
@@ -156,7 +170,12 @@ describe('criu-ts service', () => {
     for (const i of [1, 2]) {
       const r = svc.connect().call({
         type: CriuReqType.DUMP,
-        opts: { images_dir_fd: -1, images_dir: path.join(tempDir(), `images${i}`), pid: w.pid, leave_running: true },
+        opts: {
+          images_dir_fd: -1,
+          images_dir: path.join(tempDir(), `images${i}`),
+          pid: w.pid,
+          leave_running: true,
+        },
       });
       expect(r, r.cr_errmsg).toMatchObject({ type: CriuReqType.DUMP, success: true });
     }
@@ -180,7 +199,11 @@ describe('criu-ts service', () => {
     const before = svc.workers();
     const c = svc.connect();
     const r = c.call({ type: CriuReqType.RESTORE, opts: { images_dir_fd: -1, images_dir: images } });
-    expect(r, r.cr_errmsg).toMatchObject({ type: CriuReqType.RESTORE, success: true, restore: { pid: w.pid } });
+    expect(r, r.cr_errmsg).toMatchObject({
+      type: CriuReqType.RESTORE,
+      success: true,
+      restore: { pid: w.pid },
+    });
     track(w.pid);
     await waitForMoreLines(w.report, 3, w.pid);
     expect(Number(readLines(w.report).at(-1))).toBeGreaterThan(last);

@@ -71,7 +71,11 @@ describe('criu-ts swrk', () => {
     expect(client.receive()).toBeUndefined();
     // PRE_DUMP: one request, refused, connection over.
     const second = startSwrk().client;
-    const p = second.call({ type: CriuReqType.PRE_DUMP, keep_open: true, opts: { images_dir_fd: -1, images_dir: dir } });
+    const p = second.call({
+      type: CriuReqType.PRE_DUMP,
+      keep_open: true,
+      opts: { images_dir_fd: -1, images_dir: dir },
+    });
     expect(p).toMatchObject({ type: CriuReqType.PRE_DUMP, success: false });
     expect(p.cr_errmsg).toContain('PRE_DUMP: not supported by criu-ts yet');
     expect(second.receive()).toBeUndefined();
@@ -90,9 +94,15 @@ describe('criu-ts swrk', () => {
         type: CriuReqType.DUMP,
         opts: { images_dir_fd: dirFd, pid: w.pid, log_level: 4, log_file: 'dump.log' },
       });
-      expect(r, r.cr_errmsg).toMatchObject({ type: CriuReqType.DUMP, success: true, dump: { restored: false } });
+      expect(r, r.cr_errmsg).toMatchObject({
+        type: CriuReqType.DUMP,
+        success: true,
+        dump: { restored: false },
+      });
       expect(await d.proc.exited).toEqual({ code: 0, signal: null });
-      expect(fs.readFileSync(path.join(images, 'dump.log'), 'utf8')).toContain('Dumping finished successfully');
+      expect(fs.readFileSync(path.join(images, 'dump.log'), 'utf8')).toContain(
+        'Dumping finished successfully',
+      );
       // Killed by the dump, as CRIU's default; reaped here so that its pid is free for the restore.
       await waitFor(() => ['gone', 'Z'].includes(stateOf(w.pid)), `counter ${w.pid} killed by the dump`);
       killAndReap(w.pid);
@@ -104,7 +114,11 @@ describe('criu-ts swrk', () => {
         keep_open: true,
         opts: { images_dir_fd: dirFd, log_level: 4, log_file: 'restore.log' },
       });
-      expect(res, res.cr_errmsg).toMatchObject({ type: CriuReqType.RESTORE, success: true, restore: { pid: w.pid } });
+      expect(res, res.cr_errmsg).toMatchObject({
+        type: CriuReqType.RESTORE,
+        success: true,
+        restore: { pid: w.pid },
+      });
       track(w.pid);
       await waitForMoreLines(w.report, 3, w.pid);
       const after = readLines(w.report).map(Number);

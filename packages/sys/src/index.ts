@@ -13,8 +13,6 @@ export { ERRNO, errnoMessage, errnoName, isSysError, SysError } from './errno.js
 // Processes: pids, credentials, rlimits, prctl, namespaces, kcmp, signals to tasks
 
 export {
-  P_PIDFD,
-  P_ALL,
   __WALL,
   AT_NULL,
   KCMP_EPOLL_TFD,
@@ -25,7 +23,9 @@ export {
   KCMP_VM,
   LINUX_CAPABILITY_VERSION_3,
   MEMBARRIER_CMD_GET_REGISTRATIONS,
+  P_ALL,
   P_PID,
+  P_PIDFD,
   PR_CAP_AMBIENT,
   PR_CAP_AMBIENT_CLEAR_ALL,
   PR_CAP_AMBIENT_RAISE,
@@ -275,7 +275,6 @@ export {
 // Files: open, stat, fcntl, read/write, directories, locks, and the O_/AT_/F_ flags
 
 export {
-  POLLIN,
   AT_EMPTY_PATH,
   AT_FDCWD,
   AT_REMOVEDIR,
@@ -338,6 +337,7 @@ export {
   O_TRUNC,
   O_WRONLY,
   POLLHUP,
+  POLLIN,
   POLLRDHUP,
   S_IFBLK,
   S_IFCHR,
@@ -385,8 +385,8 @@ export {
   open,
   openat,
   type PathLike,
-  pipe2,
   type PollFd,
+  pipe2,
   poll,
   pollNow,
   pread,
@@ -503,10 +503,6 @@ export {
 // Sockets: socket calls, addresses, options, sendmsg/recvmsg with control messages
 
 export {
-  SO_ACCEPTCONN,
-  SOCK_SEQPACKET,
-  SO_PEERCRED,
-  MSG_NOSIGNAL,
   AF_INET,
   AF_INET6,
   AF_NETLINK,
@@ -527,6 +523,7 @@ export {
   MSG_CMSG_CLOEXEC,
   MSG_CTRUNC,
   MSG_DONTWAIT,
+  MSG_NOSIGNAL,
   MSG_PEEK,
   MSG_TRUNC,
   NDIAG_FLAG_BROADCAST_ERROR,
@@ -581,6 +578,7 @@ export {
   SIOCOUTQNSD,
   SIOCUNIXFILE,
   SK_MEMINFO_VARS,
+  SO_ACCEPTCONN,
   SO_BINDTODEVICE,
   SO_BROADCAST,
   SO_BUF_LOCK,
@@ -595,6 +593,7 @@ export {
   SO_PASSCRED,
   SO_PASSSEC,
   SO_PEEK_OFF,
+  SO_PEERCRED,
   SO_PEERNAME,
   SO_PRIORITY,
   SO_PROTOCOL,
@@ -613,6 +612,7 @@ export {
   SOCK_NONBLOCK,
   SOCK_PACKET,
   SOCK_RAW,
+  SOCK_SEQPACKET,
   SOCK_STREAM,
   SOL_IP,
   SOL_IPV6,

@@ -63,7 +63,9 @@ if (process.getuid?.() !== 0) {
 const sys = await import(dist('sys'));
 const rpc = await import(dist('rpc'));
 const { killAndReap, startTraceable, ensureSubreaper } = await import(dist('compel'));
-const { buildWorkloads, workloadPath } = await import(pathToFileURL(join(repo, 'tools/workloads/index.mjs')).href);
+const { buildWorkloads, workloadPath } = await import(
+  pathToFileURL(join(repo, 'tools/workloads/index.mjs')).href
+);
 const { waitForLine } = await import(pathToFileURL(join(repo, 'tools/workloads/report.mjs')).href);
 ensureSubreaper();
 await buildWorkloads();
@@ -99,10 +101,14 @@ async function startService(t: Tool): Promise<string> {
   const dir = join(work, t.name);
   mkdirSync(dir);
   const address = join(dir, 'service.sock');
-  const child = spawn(t.argv[0] as string, [...t.argv.slice(1), 'service', '--address', address, '-o', 'service.log', '-W', dir], {
-    stdio: 'ignore',
-    cwd: dir,
-  });
+  const child = spawn(
+    t.argv[0] as string,
+    [...t.argv.slice(1), 'service', '--address', address, '-o', 'service.log', '-W', dir],
+    {
+      stdio: 'ignore',
+      cwd: dir,
+    },
+  );
   services.push(child.pid as number);
   const until = Date.now() + 30_000;
   while (!existsSync(address)) {
@@ -114,7 +120,10 @@ async function startService(t: Tool): Promise<string> {
   return address;
 }
 
-function call(address: string, req: unknown): { resp: { success: boolean; cr_errmsg?: string; restore?: { pid: number } }; ms: number } {
+function call(
+  address: string,
+  req: unknown,
+): { resp: { success: boolean; cr_errmsg?: string; restore?: { pid: number } }; ms: number } {
   const fd = sys.socket(sys.AF_UNIX, sys.SOCK_SEQPACKET | sys.SOCK_CLOEXEC);
   try {
     sys.connect(fd, sys.encodeSockaddrUn(address));
@@ -158,15 +167,23 @@ function alive(pid: number): boolean {
 const median = (v: number[]) => {
   const s = [...v].sort((a, b) => a - b);
   const h = s.length >> 1;
-  return s.length === 0 ? Number.NaN : s.length % 2 ? (s[h] as number) : ((s[h - 1] as number) + (s[h] as number)) / 2;
+  return s.length === 0
+    ? Number.NaN
+    : s.length % 2
+      ? (s[h] as number)
+      : ((s[h - 1] as number) + (s[h] as number)) / 2;
 };
 
 const results: Record<string, Record<string, { dump: number[]; restore: number[]; failed?: string }>> = {};
 for (const t of tools) {
   const address = await startService(t);
   for (const row of opts.rows) {
-    const r = { dump: [] as number[], restore: [] as number[] } as { dump: number[]; restore: number[]; failed?: string };
-    (results[row] ??= {})[t.name] = r;
+    const r = { dump: [] as number[], restore: [] as number[] } as {
+      dump: number[];
+      restore: number[];
+      failed?: string;
+    };
+    results[row] = { ...results[row], [t.name]: r };
     for (let round = 0; round < opts.warmup + opts.rounds && !r.failed; round++) {
       const pid = await startRow(row);
       const images = join(work, `${t.name}-${row}-${round}`);
@@ -197,19 +214,32 @@ for (const t of tools) {
 }
 
 const f = (v: number) => (Number.isNaN(v) ? '-' : v.toFixed(1));
-console.log(`service: request to reply, ms (median / min of ${opts.rounds} rounds after ${opts.warmup} warm-up)`);
-console.log(['row', 'tool', 'dump med', 'dump min', 'restore med', 'restore min'].map((s) => s.padEnd(12)).join(''));
+console.log(
+  `service: request to reply, ms (median / min of ${opts.rounds} rounds after ${opts.warmup} warm-up)`,
+);
+console.log(
+  ['row', 'tool', 'dump med', 'dump min', 'restore med', 'restore min'].map((s) => s.padEnd(12)).join(''),
+);
 const out: Record<string, unknown> = {};
 for (const [row, byTool] of Object.entries(results)) {
   for (const [tool, r] of Object.entries(byTool)) {
     if (r.failed) console.log([row, tool].map((s) => s.padEnd(12)).join('') + `failed: ${r.failed}`);
     else
       console.log(
-        [row, tool, f(median(r.dump)), f(Math.min(...r.dump)), f(median(r.restore)), f(Math.min(...r.restore))]
+        [
+          row,
+          tool,
+          f(median(r.dump)),
+          f(Math.min(...r.dump)),
+          f(median(r.restore)),
+          f(Math.min(...r.restore)),
+        ]
           .map((s) => s.padEnd(12))
           .join(''),
       );
-    out[`${row}.${tool}`] = r.failed ? { failed: r.failed } : { dumpMs: median(r.dump), restoreMs: median(r.restore) };
+    out[`${row}.${tool}`] = r.failed
+      ? { failed: r.failed }
+      : { dumpMs: median(r.dump), restoreMs: median(r.restore) };
   }
 }
 if (opts.json) console.log(JSON.stringify(out));

@@ -2,5 +2,12 @@
 export { type CriuLog, makeLogger } from './log.js';
 export { type CriuOptions, defaultOptions } from './options.js';
 export { absolutePath, OptionError, requireRoot } from './paths.js';
-export { dumpOptionsOf, type RunDirs, type RunHooks, restoreOptionsOf, runDirs, type StageHook } from './run.js';
+export {
+  dumpOptionsOf,
+  type RunDirs,
+  type RunHooks,
+  restoreOptionsOf,
+  runDirs,
+  type StageHook,
+} from './run.js';
 export { dumpStatsLines, restoreStatsLines } from './stats.js';

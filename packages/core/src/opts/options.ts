@@ -92,4 +92,3 @@ export function defaultOptions(): CriuOptions {
     version: false,
   };
 }
-
