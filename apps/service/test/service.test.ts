@@ -265,6 +265,58 @@ describe('criu-ts service', () => {
     expect(stages).toContain('post-dump');
   });
 
+  it.skipIf(!coreNotifies)(
+    'notify at restore: post-restore carries the root pid; a failure there leaves no restored task, a retry restores',
+    async () => {
+      const svc = await startService(tempDir());
+      const w = startWorkload('counter');
+      await waitForMoreLines(w.report, 2, w.pid);
+      const images = path.join(tempDir(), 'images');
+      const d = svc
+        .connect()
+        .call({ type: CriuReqType.DUMP, opts: { images_dir_fd: -1, images_dir: images, pid: w.pid } });
+      expect(d, d.cr_errmsg).toMatchObject({ success: true });
+      killAndReap(w.pid);
+      const restoreWith = (failAt: string | undefined) => {
+        const c = svc.connect();
+        c.send({
+          type: CriuReqType.RESTORE,
+          opts: { images_dir_fd: -1, images_dir: images, notify_scripts: true },
+        });
+        const seen: Array<{ script: string; pid?: number }> = [];
+        for (;;) {
+          const m = c.receive();
+          if (m?.type !== CriuReqType.NOTIFY) return { seen, resp: m };
+          const script = m.notify?.script ?? '';
+          seen.push({ script, ...(m.notify?.pid !== undefined ? { pid: m.notify.pid } : {}) });
+          c.send({ type: CriuReqType.NOTIFY, notify_success: script !== failAt });
+        }
+      };
+      const failed = restoreWith('post-restore');
+      expect(failed.resp).toMatchObject({ type: CriuReqType.RESTORE, success: false });
+      expect(failed.seen.map((s) => s.script)).toEqual(['pre-restore', 'post-restore']);
+      expect(failed.seen[1]).toEqual({ script: 'post-restore', pid: w.pid });
+      await waitFor(
+        () => stateOf(w.pid) === 'gone',
+        `no task left of the failed restore (${w.pid}: ${stateOf(w.pid)})`,
+      );
+      const ok = restoreWith(undefined);
+      expect(ok.resp, ok.resp?.cr_errmsg).toMatchObject({
+        type: CriuReqType.RESTORE,
+        success: true,
+        restore: { pid: w.pid },
+      });
+      track(w.pid);
+      expect(ok.seen.map((s) => s.script)).toEqual([
+        'pre-restore',
+        'post-restore',
+        'pre-resume',
+        'post-resume',
+      ]);
+      await waitForMoreLines(w.report, 2, w.pid);
+    },
+  );
+
   it('starts from a bound, listening socket passed as fd 3 (LISTEN_FDS, LISTEN_PID)', async () => {
     const dir = tempDir();
     const address = path.join(dir, 'passed.socket');

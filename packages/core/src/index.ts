@@ -35,8 +35,8 @@ export {
   silentLogger,
 } from './log/logger.js';
 export { NETWORK_LOCK_METHODS, type NetworkLockMethod } from './net-lock/index.js';
-/** CRIU's option set as one object, shared by the CLI and the RPC service, and its mapping to dump/restore. */
-export * from './opts/index.js';
 export type { Progress, ProgressKind, ProgressPhase } from './progress/progress.js';
 export { fpregsFromImage, fpregsToImage, gpregsFromImage, gpregsToImage } from './registers/x86.js';
 export * from './restore/index.js';
+/** CRIU's option set as one object, shared by the CLI and the RPC service, and its mapping to dump/restore. */
+export * from './opts/index.js';
