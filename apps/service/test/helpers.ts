@@ -29,6 +29,8 @@ export const CRIU_TS_NODE = path.join(REPO, 'apps/cli/bin/criu-ts.cjs');
 
 /** A client's end of one connection. */
 export class Client {
+  private closed = false;
+
   constructor(readonly fd: number) {}
 
   /** Sends raw bytes as one datagram. */
@@ -63,7 +65,10 @@ export class Client {
     return r;
   }
 
+  /** Closes the fd once: a second close could hit an fd number reused since (vitest's own). */
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     close(this.fd);
   }
 }
@@ -95,6 +100,8 @@ function runNode(
   );
   const pid = child.pid as number;
   onCleanup(() => {
+    // Only while libuv has not reaped it: once reaped, the pid may be anyone's.
+    if (child.exitCode !== null || child.signalCode !== null) return;
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
@@ -114,13 +121,7 @@ export function startSwrk(): { client: Client; proc: Proc } {
     close(theirs);
   }
   const client = new Client(mine);
-  onCleanup(() => {
-    try {
-      client.close();
-    } catch {
-      // closed by the test
-    }
-  });
+  onCleanup(() => client.close());
   return { client, proc };
 }
 
@@ -198,13 +199,7 @@ export function connectTo(address: string): Client {
     throw e;
   }
   const c = new Client(fd);
-  onCleanup(() => {
-    try {
-      c.close();
-    } catch {
-      // closed by the test
-    }
-  });
+  onCleanup(() => c.close());
   return c;
 }
 
