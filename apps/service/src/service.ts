@@ -71,6 +71,8 @@ const DAEMON_ENV = 'CRIU_TS_SERVICE_DAEMON';
 export const MSG_READY = 0x52; // 'R': started, or done with a connection and idle again
 export const MSG_CONN = 0x43; // 'C': here is a connection (SCM_RIGHTS)
 
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
+
 interface Worker {
   pid: number;
   pidfd: number;
@@ -206,22 +208,35 @@ class Pool {
 
   run(): never {
     for (;;) {
-      this.keepOneReady();
-      const list = [...this.workers.values()];
-      const fds: PollFd[] = [{ fd: this.listenFd, events: POLLIN }];
-      for (const w of list) fds.push({ fd: w.ctl, events: POLLIN }, { fd: w.pidfd, events: POLLIN });
-      poll(fds, -1);
-      if ((fds[0]?.revents ?? 0) & POLLIN) this.accept();
-      list.forEach((w, i) => {
-        const ctl = fds[1 + 2 * i]?.revents ?? 0;
-        const dead = fds[2 + 2 * i]?.revents ?? 0;
-        if (ctl & POLLIN) this.fromWorker(w);
-        else if (ctl & POLLHUP && w.state !== 'busy') this.retire(w);
-        if (dead & POLLIN) this.reap(w);
-      });
-      this.dispatch();
-      this.log.flush();
+      try {
+        this.turn();
+      } catch (e) {
+        // The service outlives what goes wrong with one worker or one connection (EMFILE, EAGAIN on a
+        // spawn, ...): said in the log, tried again a moment later.
+        this.log.error(`service: ${e instanceof Error ? e.message : String(e)}`);
+        this.log.flush();
+        Atomics.wait(PAUSE, 0, 0, 50);
+      }
     }
+  }
+
+  /** One turn of the loop: wait for something, then accept, hear workers, reap, dispatch. */
+  private turn(): void {
+    this.keepOneReady();
+    const list = [...this.workers.values()];
+    const fds: PollFd[] = [{ fd: this.listenFd, events: POLLIN }];
+    for (const w of list) fds.push({ fd: w.ctl, events: POLLIN }, { fd: w.pidfd, events: POLLIN });
+    poll(fds, -1);
+    if ((fds[0]?.revents ?? 0) & POLLIN) this.accept();
+    list.forEach((w, i) => {
+      const ctl = fds[1 + 2 * i]?.revents ?? 0;
+      const dead = fds[2 + 2 * i]?.revents ?? 0;
+      if (ctl & POLLIN) this.fromWorker(w);
+      else if (ctl & POLLHUP && w.state !== 'busy') this.retire(w);
+      if (dead & POLLIN) this.reap(w);
+    });
+    this.dispatch();
+    this.log.flush();
   }
 
   private accept(): void {
@@ -299,6 +314,9 @@ class Pool {
     try {
       const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit', theirs], env });
       pid = child.pid;
+    } catch (e) {
+      close(mine);
+      throw e;
     } finally {
       close(theirs);
     }
