@@ -161,6 +161,17 @@ describe('criu-ts service', () => {
     expect(svc.proc.child.exitCode).toBeNull();
   });
 
+  it('refuses rst_sibling (swrk only, as CRIU) with CRIU'\''s words', async () => {
+    const svc = await startService(tempDir());
+    const dir = tempDir();
+    const r = svc.connect().call({
+      type: CriuReqType.RESTORE,
+      opts: { images_dir_fd: -1, images_dir: dir, rst_sibling: true },
+    });
+    expect(r).toMatchObject({ type: CriuReqType.RESTORE, success: false, cr_errno: 56 });
+    expect(r.cr_errmsg).toBe('rst_sibling is not allowed in standalone service');
+  });
+
   it('keeps a worker that dumped in the pool: the next dump is served by a warm worker', async () => {
     const svc = await startService(tempDir());
     const w = startWorkload('counter');

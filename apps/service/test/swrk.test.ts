@@ -138,4 +138,29 @@ describe('criu-ts swrk', () => {
       fs.closeSync(dirFd);
     }
   });
+
+  it('rst_sibling: the restored root becomes the child of the client (swrk only)', async () => {
+    const w = startWorkload('counter');
+    await waitForMoreLines(w.report, 2, w.pid);
+    const images = path.join(tempDir(), 'images');
+    const d = startSwrk().client.call({
+      type: CriuReqType.DUMP,
+      opts: { images_dir_fd: -1, images_dir: images, pid: w.pid },
+    });
+    expect(d, d.cr_errmsg).toMatchObject({ success: true });
+    killAndReap(w.pid);
+    const r = startSwrk().client.call({
+      type: CriuReqType.RESTORE,
+      opts: { images_dir_fd: -1, images_dir: images, rst_sibling: true },
+    });
+    expect(r, r.cr_errmsg).toMatchObject({
+      type: CriuReqType.RESTORE,
+      success: true,
+      restore: { pid: w.pid },
+    });
+    track(w.pid);
+    const stat = fs.readFileSync(`/proc/${w.pid}/stat`, 'utf8');
+    expect(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])).toBe(process.pid);
+    await waitForMoreLines(w.report, 2, w.pid);
+  });
 });
