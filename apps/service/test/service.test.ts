@@ -161,7 +161,7 @@ describe('criu-ts service', () => {
     expect(svc.proc.child.exitCode).toBeNull();
   });
 
-  it('refuses rst_sibling (swrk only, as CRIU) with CRIU'\''s words', async () => {
+  it("refuses rst_sibling (swrk only, as CRIU) with CRIU's words", async () => {
     const svc = await startService(tempDir());
     const dir = tempDir();
     const r = svc.connect().call({
