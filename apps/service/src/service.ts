@@ -261,8 +261,8 @@ class Pool {
       n = 0;
     }
     if (n === 0) {
-      // Its end closed: it is exiting; its pidfd says when.
-      if (w.state !== 'busy') w.state = 'busy';
+      // Its end closed: it is exiting; its pidfd says when (our end would only read EOF again).
+      this.retire(w);
       return;
     }
     if (b[0] === MSG_READY) {
