@@ -1,6 +1,6 @@
 // One criu_req per datagram in, one criu_resp per datagram out, on a SOCK_SEQPACKET fd, blocking: what
 // CRIU's swrk and service workers exchange with their clients.
-import { type CriuReq, type CriuResp, decodeRequest, encodeResponse } from '@criu-ts/rpc';
+import { type CriuReq, CriuReqType, type CriuResp, decodeRequest, encodeResponse } from '@criu-ts/rpc';
 import {
   getsockopt,
   MSG_NOSIGNAL,
@@ -61,11 +61,48 @@ export function receiveRequest(fd: number): Received {
   try {
     return { kind: 'request', req: decodeRequest(buf), bytes: size };
   } catch (e) {
+    // The codec drops an enum value it does not know, so an unknown type reads as a missing one.
+    const type = unknownType(buf);
+    if (type !== undefined) return { kind: 'bad', why: `Invalid req: unknown request type ${type}` };
     return {
       kind: 'bad',
       why: `malformed request (${size} bytes): ${e instanceof Error ? e.message : String(e)}`,
     };
   }
+}
+
+/** The value of field 1 (type, a varint) when it is no criu_req_type; undefined otherwise. */
+function unknownType(buf: Buffer): number | undefined {
+  for (let at = 0; at < buf.length; ) {
+    const key = readVarint(buf, at);
+    if (!key) return undefined;
+    at = key.next;
+    const field = key.value >>> 3;
+    const wire = key.value & 7;
+    if (wire === 0) {
+      const v = readVarint(buf, at);
+      if (!v) return undefined;
+      if (field === 1) return Object.values(CriuReqType).includes(v.value as never) ? undefined : v.value;
+      at = v.next;
+    } else if (wire === 2) {
+      const len = readVarint(buf, at);
+      if (!len) return undefined;
+      at = len.next + len.value;
+    } else if (wire === 1) at += 8;
+    else if (wire === 5) at += 4;
+    else return undefined;
+  }
+  return undefined;
+}
+
+function readVarint(buf: Buffer, at: number): { value: number; next: number } | undefined {
+  let value = 0;
+  for (let shift = 0, i = at; i < buf.length && shift < 35; shift += 7, i++) {
+    const b = buf[i] as number;
+    value += (b & 0x7f) * 2 ** shift;
+    if ((b & 0x80) === 0) return { value, next: i + 1 };
+  }
+  return undefined;
 }
 
 /** Sends one response; false when the peer is gone (EPIPE, ECONNRESET), which is no error of ours. */
