@@ -100,6 +100,11 @@ export async function serviceCommand(o: CriuOptions, version: string): Promise<n
       closeSync(4);
     }
   }
+  // --status-fd, as CRIU's service: one zero byte once it listens, then the fd is the caller's no more.
+  if (o.statusFd !== undefined) {
+    writeSync(o.statusFd, Buffer.of(0));
+    closeSync(o.statusFd);
+  }
   log.info(`criu-ts ${version}: service ready (pid ${process.pid})`);
   log.flush();
   return new Pool(listenFd, log).run();

@@ -356,6 +356,21 @@ describe('criu-ts service', () => {
     }
   });
 
+  it('--status-fd: a zero byte once the service listens, as CRIU writes it', async () => {
+    const dir = tempDir();
+    const address = path.join(dir, 's.socket');
+    const proc = runNode(['service', '--address', address, '--status-fd', '3'], {
+      stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+    });
+    const status = proc.child.stdio[3] as NodeJS.ReadableStream;
+    const got = await new Promise<Buffer>((resolve) => status.once('data', (b: Buffer) => resolve(b)));
+    expect(got).toEqual(Buffer.of(0));
+    // By then it listens.
+    expect(fs.existsSync(address)).toBe(true);
+    const svc = await serviceAt(proc, address);
+    expect(version(svc.connect())).toMatchObject({ success: true });
+  });
+
   it('-d --pidfile: returns once the daemon listens; the pidfile names it', async () => {
     const dir = tempDir();
     const address = path.join(dir, 'd.socket');
