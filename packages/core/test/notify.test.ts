@@ -3,7 +3,7 @@
 // the tree looks like from outside at each one, and what a hook that throws leaves: a dump leaves the
 // tree running as it was (its connection unlocked), a restore leaves none of its tasks alive and the
 // images good for a second restore; a throw at post-resume is logged and the restore stands, as in CRIU.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -25,17 +25,19 @@ import {
   cleanup,
   expectAsBefore,
   expectCountsOn,
+  failLines,
   onCleanup,
   procState,
   snapshot,
   startCommand,
   startWorkload,
   tempDir,
-  track,
   tracerPid,
+  track,
   treeOf,
   waitFor,
   waitForLine,
+  waitForMoreLines,
 } from './helpers.js';
 
 beforeAll(async () => {
@@ -164,7 +166,10 @@ describe('dump(): the notify hook', () => {
       else {
         // killed; a child re-parented to us as its parent died may be reaped a moment later
         const gone = pids.map(() => 'gone').join(',');
-        await waitFor(() => states(pids) === gone, () => `the tree gone: ${states(pids)}`);
+        await waitFor(
+          () => states(pids) === gone,
+          () => `the tree gone: ${states(pids)}`,
+        );
       }
     });
   }
@@ -206,7 +211,9 @@ describe('dump(): the notify hook', () => {
         expect(err).toBeInstanceOf(DumpError);
         expect((err as Error).message).toBe(`notify ${stage} failed: refused at ${stage}`);
         expect(((err as Error).cause as Error).message).toBe(`refused at ${stage}`);
-        expect(hook.seen.map((s) => s.stage)).toEqual(stage === 'pre-dump' ? ['pre-dump'] : ['pre-dump', 'post-dump']);
+        expect(hook.seen.map((s) => s.stage)).toEqual(
+          stage === 'pre-dump' ? ['pre-dump'] : ['pre-dump', 'post-dump'],
+        );
         await expectAsBefore(w.pid, before);
         await expectCountsOn(w.report, w.pid);
       });
@@ -310,7 +317,12 @@ describe('restore(): the notify hook', () => {
 
       const again = recorder(() => '');
       expect(restoreTracked(dir, pids, again).root).toBe(pids[0]);
-      expect(again.seen.map((s) => s.stage)).toEqual(['pre-restore', 'post-restore', 'pre-resume', 'post-resume']);
+      expect(again.seen.map((s) => s.stage)).toEqual([
+        'pre-restore',
+        'post-restore',
+        'pre-resume',
+        'post-resume',
+      ]);
       await expectTreeRuns(pids);
     });
   }
@@ -323,11 +335,118 @@ describe('restore(): the notify hook', () => {
     killAndReapAll([w.pid]);
     const errors: string[] = [];
     const logger: Logger = { ...silentLogger, error: (m) => errors.push(m), child: () => logger };
-    const r = restoreTracked(dir, [w.pid], recorder(() => '', 'post-resume'), logger);
+    const r = restoreTracked(
+      dir,
+      [w.pid],
+      recorder(() => '', 'post-resume'),
+      logger,
+    );
     expect(r.root).toBe(w.pid);
     expect(errors).toEqual([
       'notify post-resume failed: refused at post-resume (the tree runs already: nothing is undone)',
     ]);
     await expectCountsOn(w.report, w.pid);
+  });
+});
+
+// ---- CRIU 4.2, for comparison --------------------------------------------------------------------------
+
+const CRIU = process.env.CRIU_BIN ?? '/tmp/criu-zdtm-main/criu/criu';
+const haveCriu = fs.existsSync(CRIU);
+
+/** An action script that appends "STAGE PID" (CRTOOLS_INIT_PID, 0 when unset) to `log`. */
+function actionScript(log: string): string {
+  const script = path.join(path.dirname(log), 'action.sh');
+  fs.writeFileSync(script, `#!/bin/sh\necho "$CRTOOLS_SCRIPT_ACTION \${CRTOOLS_INIT_PID:-0}" >> '${log}'\n`, {
+    mode: 0o755,
+  });
+  return script;
+}
+
+function criu(args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(CRIU, args, (err, _out, stderr) =>
+      err ? reject(new Error(`criu ${args[0]}: ${stderr}`)) : resolve(),
+    );
+  });
+}
+
+const stagesOf = (log: string) =>
+  fs
+    .readFileSync(log, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => l.split(' '))
+    .map(([stage, pid]) => ({ stage: stage as NotifyStage, pid: Number(pid) }));
+
+describe.skipIf(!haveCriu)("the same stages as CRIU 4.2's action scripts (CRIU_BIN)", () => {
+  it.skipIf(!haveNft)(
+    'a dump (leave running) of a tree with an established TCP connection: pre-dump and post-dump, the root pid',
+    async () => {
+      const dir = tempDir('criu-ts-notify-criu-');
+      const log = path.join(dir, 'stages');
+      const viaCriu = await startEchoClient();
+      const criuImages = path.join(dir, 'criu-images');
+      fs.mkdirSync(criuImages);
+      await criu([
+        'dump',
+        '-t',
+        String(viaCriu.pid),
+        '-D',
+        criuImages,
+        '-R',
+        '--tcp-established',
+        '--action-script',
+        actionScript(log),
+        '-o',
+        'dump.log',
+      ]);
+      await expectCountsOn(viaCriu.report, viaCriu.pid);
+
+      const ours = await startEchoClient();
+      const hook = recorder(() => '');
+      await dump({
+        pid: ours.pid,
+        imagesDir: newImagesDir(),
+        leaveRunning: true,
+        tcpEstablished: true,
+        notify: hook,
+      });
+      const mine = hook.seen.map(({ stage, pid }) => ({ stage, pid: pid === ours.pid ? 'root' : pid }));
+      const theirs = stagesOf(log).map(({ stage, pid }) => ({
+        stage,
+        pid: pid === viaCriu.pid ? 'root' : pid,
+      }));
+      expect(mine).toEqual(theirs);
+      expect(theirs.map((s) => s.stage)).toEqual(['pre-dump', 'post-dump']);
+    },
+  );
+
+  it("a restore of CRIU's images: pre-restore (no pid), post-restore, pre-resume, post-resume (the root's)", async () => {
+    const w = startWorkload('counter');
+    await waitForLine(w.report, /^5$/, { pid: w.pid });
+    const dir = tempDir('criu-ts-notify-criu-');
+    const images = path.join(dir, 'images');
+    fs.mkdirSync(images);
+    await criu(['dump', '-t', String(w.pid), '-D', images, '-o', 'dump.log']);
+    killAndReapAll([w.pid]);
+    const log = path.join(dir, 'stages');
+    track(w.pid);
+    await criu(['restore', '-d', '-D', images, '--action-script', actionScript(log), '-o', 'restore.log']);
+    await waitForMoreLines(w.report, 3, w.pid);
+    killAndReapAll([w.pid]);
+
+    const hook = recorder(() => '');
+    expect(restoreTracked(images, [w.pid], hook).root).toBe(w.pid);
+    // it counts on (from where the images left it: CRIU's run counted past that already)
+    await waitForMoreLines(w.report, 5, w.pid);
+    expect(failLines(w.report)).toEqual([]);
+    expect(hook.seen.map(({ stage, pid }) => ({ stage, pid }))).toEqual(stagesOf(log));
+    expect(stagesOf(log)).toEqual([
+      { stage: 'pre-restore', pid: 0 },
+      { stage: 'post-restore', pid: w.pid },
+      { stage: 'pre-resume', pid: w.pid },
+      { stage: 'post-resume', pid: w.pid },
+    ]);
   });
 });
