@@ -327,6 +327,31 @@ describe('restore(): the notify hook', () => {
     });
   }
 
+  it.skipIf(!haveNft)(
+    'a hook that throws at pre-resume with an established TCP connection: it stays locked (the peer sees nothing), and the second restore has it echo on',
+    async () => {
+      const c = await startEchoClient();
+      const dir = newImagesDir();
+      await dump({ pid: c.pid, imagesDir: dir, tcpEstablished: true });
+      killAndReapAll([c.pid]);
+      expect(lockTableExists(dir)).toBe(true);
+      expect(() =>
+        restoreTracked(
+          dir,
+          [c.pid],
+          recorder(() => '', 'pre-resume'),
+        ),
+      ).toThrow(/^notify pre-resume failed: refused at pre-resume$/);
+      expect(procState(c.pid)).toBe('gone');
+      expect(lockTableExists(dir)).toBe(true);
+      expect(restoreTracked(dir, [c.pid]).root).toBe(c.pid);
+      expect(lockTableExists(dir)).toBe(false);
+      await waitForMoreLines(c.report, 5, c.pid);
+      expect(failLines(c.report)).toEqual([]);
+      expect(c.troubles).toEqual([]);
+    },
+  );
+
   it('a hook that throws at post-resume: logged, the restore stands (CRIU: "Post-resume script ret code", exit 0)', async () => {
     const w = startWorkload('counter');
     await waitForLine(w.report, /^5$/, { pid: w.pid });
