@@ -27,6 +27,13 @@
 //
 // criu-ts's dump and restore call `pre-dump`, `post-dump`, `pre-restore`, `post-restore`,
 // `pre-resume` and `post-resume`; the others are here for the service and for what comes later.
+//
+// A failure, in CRIU and here: pre-dump fails the dump before anything is touched; post-dump fails it
+// with the tree resumed and its connections unlocked (the images stay, stats-dump is not written);
+// pre-restore fails the restore before any task exists; post-restore kills every restored task. At
+// pre-resume CRIU only logs the failure and resumes the tree (its network is unlocked by then); criu-ts
+// lifts the lock only once the tree runs, so it can still stop cleanly there: it kills the tasks as at
+// post-restore. At post-resume both only log it; the restore succeeds.
 
 /** CRIU's action-script stage names (CRTOOLS_SCRIPT_ACTION, and criu_notify.script over RPC). */
 export type NotifyStage =
