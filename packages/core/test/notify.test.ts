@@ -122,17 +122,29 @@ async function startEchoClient(): Promise<{ pid: number; report: string; trouble
   return { pid, report, troubles };
 }
 
-/** Whether the nftables lock table of the dump in `dir` (CRIU's name: CRIU-<run id>, cut to 26) exists. */
-function lockTableExists(dir: string): boolean {
+/** The nftables lock table of the dump in `dir` (CRIU's name: CRIU-<run id>, cut to 26 characters). */
+function lockTableOf(dir: string): string | undefined {
   const runId = ImageDir.open(dir).inventory().dump_criu_run_id;
-  if (!runId) return false;
-  const name = `inet CRIU-${runId}`.slice(0, 31).slice('inet '.length);
+  return runId ? `inet CRIU-${runId}`.slice(0, 31).slice('inet '.length) : undefined;
+}
+
+function lockTableExists(dir: string): boolean {
+  const name = lockTableOf(dir);
+  if (!name) return false;
   try {
     execFileSync('nft', ['list', 'table', 'inet', name], { stdio: 'ignore' });
     return true;
   } catch {
     return false;
   }
+}
+
+/** At cleanup, the lock of the dump in `dir` goes if a failed test left it. */
+function unlockAtCleanup(dir: string): void {
+  onCleanup(() => {
+    const name = fs.existsSync(path.join(dir, 'inventory.img')) ? lockTableOf(dir) : undefined;
+    if (name && lockTableExists(dir)) execFileSync('nft', ['delete', 'table', 'inet', name]);
+  });
 }
 
 const killAndReapAll = (pids: number[]) => {
@@ -147,6 +159,7 @@ describe('dump(): the notify hook', () => {
       const w = startWorkload('tree');
       await waitForLine(w.report, /^TREE /, { pid: w.pid });
       const pids = treeOf(w.pid);
+      for (const p of pids) track(p); // startWorkload tracks the root only
       expect(pids).toHaveLength(5);
       const dir = newImagesDir();
       const hook = recorder(
@@ -179,6 +192,7 @@ describe('dump(): the notify hook', () => {
     async () => {
       const c = await startEchoClient();
       const dir = newImagesDir();
+      unlockAtCleanup(dir);
       const hook = recorder((stage) => (stage === 'post-dump' ? `locked=${lockTableExists(dir)}` : ''));
       await dump({
         pid: c.pid,
@@ -225,6 +239,7 @@ describe('dump(): the notify hook', () => {
     async () => {
       const c = await startEchoClient();
       const dir = newImagesDir();
+      unlockAtCleanup(dir);
       let lockedThen = false;
       const hook = recorder((stage) => {
         if (stage === 'post-dump') lockedThen = lockTableExists(dir);
@@ -262,6 +277,7 @@ async function dumpedTree(): Promise<{ pids: number[]; dir: string }> {
   const w = startWorkload('tree');
   await waitForLine(w.report, /^TREE /, { pid: w.pid });
   const pids = treeOf(w.pid);
+  for (const p of pids) track(p); // startWorkload tracks the root only
   expect(pids).toHaveLength(5);
   const dir = newImagesDir();
   await dump({ pid: w.pid, imagesDir: dir });
@@ -332,6 +348,7 @@ describe('restore(): the notify hook', () => {
     async () => {
       const c = await startEchoClient();
       const dir = newImagesDir();
+      unlockAtCleanup(dir);
       await dump({ pid: c.pid, imagesDir: dir, tcpEstablished: true });
       killAndReapAll([c.pid]);
       expect(lockTableExists(dir)).toBe(true);
