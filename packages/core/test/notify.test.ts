@@ -69,7 +69,8 @@ const states = (pids: number[]) =>
   pids
     .map((p) => {
       const s = procState(p);
-      if (s === 'gone') return 'gone';
+      // A zombie is dead: one re-parented to this subreaper stays until cleanup reaps it.
+      if (s === 'gone' || s === 'Z') return 'gone';
       return `${s === 't' || s === 'T' ? 't' : 'run'} ${tracerPid(p) === 0 ? 'untraced' : 'traced'}`;
     })
     .join(',');
