@@ -498,6 +498,9 @@ export {
 // Sockets: socket calls, addresses, options, sendmsg/recvmsg with control messages
 
 export {
+  SOCK_SEQPACKET,
+  SO_PEERCRED,
+  MSG_NOSIGNAL,
   AF_INET,
   AF_INET6,
   AF_NETLINK,
@@ -565,6 +568,7 @@ export {
   PDI_VNETHDR,
   SCM_MAX_FD,
   SCM_RIGHTS,
+  SHUT_RD,
   SHUT_RDWR,
   SHUT_WR,
   SIOCINQ,
