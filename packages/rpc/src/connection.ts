@@ -173,10 +173,14 @@ export class CriuConnection {
   async #exchange(req: CriuReq, answer: NotifyAnswer | undefined): Promise<Exchange> {
     const type = req.type;
     if (!this.open) throw await this.#endedError(type, 'before the request was sent');
+    // A server that refused at once may have replied and closed already: its reply is still read.
+    let sendFailed: unknown;
     try {
       await this.#channel.send(encodeRequest(req));
     } catch (e) {
-      throw await this.#endedError(type, 'before it took the request', e);
+      const code = (e as { code?: string }).code;
+      if (code !== 'EPIPE' && code !== 'ECONNRESET') throw await this.#endedError(type, 'before it took the request', e);
+      sendFailed = e;
     }
     let notifyError: Exchange['notifyError'];
     for (;;) {
@@ -192,6 +196,8 @@ export class CriuConnection {
           cause: e,
         });
       }
+      if (dg === null && sendFailed !== undefined)
+        throw await this.#endedError(type, 'before it took the request', sendFailed);
       if (dg === null) {
         this.#ended = true;
         throw await this.#endedError(type, 'before it replied');
