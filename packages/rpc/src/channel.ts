@@ -67,7 +67,8 @@ export class SeqpacketChannel {
 
   constructor(fd: number, opts: ChannelOptions = {}) {
     const max = opts.maxDatagram ?? MAX_DATAGRAM;
-    if (!Number.isInteger(max) || max < 1) throw new RangeError(`maxDatagram must be a positive integer, not ${max}`);
+    if (!Number.isInteger(max) || max < 1)
+      throw new RangeError(`maxDatagram must be a positive integer, not ${max}`);
     this.#fd = fd;
     this.#buf = Buffer.allocUnsafe(max + 1);
   }
@@ -134,7 +135,8 @@ export class SeqpacketChannel {
         try {
           const n = await writeOnce(this.#fd, datagram);
           // SEQPACKET sends all of a datagram or nothing; anything else is not this socket type.
-          if (n !== datagram.length) throw new Error(`short write on a SEQPACKET socket: ${n} of ${datagram.length} bytes`);
+          if (n !== datagram.length)
+            throw new Error(`short write on a SEQPACKET socket: ${n} of ${datagram.length} bytes`);
           return;
         } catch (e) {
           if (code(e) === 'EINTR' || code(e) === 'EAGAIN') continue;

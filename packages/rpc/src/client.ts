@@ -5,15 +5,15 @@
 // until one goes without keepOpen, or close().
 import fs from 'node:fs';
 import os from 'node:os';
-import { type Exchange, type NotifyAnswer, CriuConnection, type StderrMode } from './connection.js';
+import { CriuConnection, type Exchange, type NotifyAnswer, type StderrMode } from './connection.js';
 import { CriuConnectionError, CriuRpcError } from './errors.js';
 import {
-  CriuReqType,
   type CriuDumpResp,
   type CriuFeatures,
   type CriuNotify,
   type CriuOpts,
   type CriuReq,
+  CriuReqType,
   type CriuResp,
   type CriuRestoreResp,
   type CriuVersion,

@@ -16,7 +16,7 @@ import {
 } from '@criu-ts/sys';
 import { ChannelClosedError, SeqpacketChannel } from './channel.js';
 import { CriuConnectionError, describeExit, type ExitStatus, requestTypeName } from './errors.js';
-import { CriuReqType, type CriuNotify, type CriuOpts, type CriuReq, type CriuResp } from './gen/types.js';
+import { type CriuNotify, type CriuOpts, type CriuReq, CriuReqType, type CriuResp } from './gen/types.js';
 import { decodeResponse, encodeRequest, RpcDecodeError } from './messages.js';
 
 /** What happens to the swrk child's stderr: kept (its end goes into errors), shown, or dropped. */
@@ -103,12 +103,17 @@ export class CriuConnection {
       });
     } catch (e) {
       closeFd(mine);
-      throw new CriuConnectionError(`could not start ${opts.binary} swrk 3: ${(e as Error).message}`, { cause: e });
+      throw new CriuConnectionError(`could not start ${opts.binary} swrk 3: ${(e as Error).message}`, {
+        cause: e,
+      });
     } finally {
       // The child has its copy (as fd 3); ours must go, or the end of the swrk would never be seen.
       closeFd(theirs);
     }
-    const channel = new SeqpacketChannel(mine, opts.maxDatagram === undefined ? {} : { maxDatagram: opts.maxDatagram });
+    const channel = new SeqpacketChannel(
+      mine,
+      opts.maxDatagram === undefined ? {} : { maxDatagram: opts.maxDatagram },
+    );
     const conn = new CriuConnection(channel, `${opts.binary} swrk 3`, child);
     if (child.stderr) {
       const err = child.stderr;
@@ -140,7 +145,10 @@ export class CriuConnection {
             : (e as Error).message;
       throw new CriuConnectionError(`could not connect to the CRIU service at ${path}: ${why}`, { cause: e });
     }
-    const channel = new SeqpacketChannel(fd, opts.maxDatagram === undefined ? {} : { maxDatagram: opts.maxDatagram });
+    const channel = new SeqpacketChannel(
+      fd,
+      opts.maxDatagram === undefined ? {} : { maxDatagram: opts.maxDatagram },
+    );
     return new CriuConnection(channel, `the service at ${path}`);
   }
 
@@ -156,7 +164,9 @@ export class CriuConnection {
 
   /** False once the connection ended (closed by either side, or the swrk is gone). */
   get open(): boolean {
-    return !this.#ended && !this.#channel.closed && this.#exit === undefined && this.#spawnError === undefined;
+    return (
+      !this.#ended && !this.#channel.closed && this.#exit === undefined && this.#spawnError === undefined
+    );
   }
 
   /**
@@ -179,7 +189,8 @@ export class CriuConnection {
       await this.#channel.send(encodeRequest(req));
     } catch (e) {
       const code = (e as { code?: string }).code;
-      if (code !== 'EPIPE' && code !== 'ECONNRESET') throw await this.#endedError(type, 'before it took the request', e);
+      if (code !== 'EPIPE' && code !== 'ECONNRESET')
+        throw await this.#endedError(type, 'before it took the request', e);
       sendFailed = e;
     }
     let notifyError: Exchange['notifyError'];
@@ -190,11 +201,14 @@ export class CriuConnection {
       } catch (e) {
         if (e instanceof ChannelClosedError) throw await this.#endedError(type, 'before it replied', e);
         this.#ended = true;
-        throw new CriuConnectionError(`${requestTypeName(type)}: bad reply from ${this.#what}: ${(e as Error).message}`, {
-          requestType: type,
-          ...this.#pidDetail(),
-          cause: e,
-        });
+        throw new CriuConnectionError(
+          `${requestTypeName(type)}: bad reply from ${this.#what}: ${(e as Error).message}`,
+          {
+            requestType: type,
+            ...this.#pidDetail(),
+            cause: e,
+          },
+        );
       }
       if (dg === null && sendFailed !== undefined)
         throw await this.#endedError(type, 'before it took the request', sendFailed);
@@ -208,11 +222,14 @@ export class CriuConnection {
       } catch (e) {
         this.#ended = true;
         const why = e instanceof RpcDecodeError ? e.message : String(e);
-        throw new CriuConnectionError(`${requestTypeName(type)}: the reply of ${this.#what} is not a criu_resp: ${why}`, {
-          requestType: type,
-          ...this.#pidDetail(),
-          cause: e,
-        });
+        throw new CriuConnectionError(
+          `${requestTypeName(type)}: the reply of ${this.#what} is not a criu_resp: ${why}`,
+          {
+            requestType: type,
+            ...this.#pidDetail(),
+            cause: e,
+          },
+        );
       }
       if (resp.type !== CriuReqType.NOTIFY) {
         // The server ends the connection after a request without keep_open, and after a failure.
@@ -235,7 +252,11 @@ export class CriuConnection {
       try {
         await this.#channel.send(encodeRequest(ack));
       } catch (e) {
-        throw await this.#endedError(type, `before it took the answer to the ${notify.script} notification`, e);
+        throw await this.#endedError(
+          type,
+          `before it took the answer to the ${notify.script} notification`,
+          e,
+        );
       }
     }
   }
@@ -257,11 +278,14 @@ export class CriuConnection {
       });
     }
     if (this.#channel.closed && this.#exit === undefined && this.#spawnError === undefined)
-      return new CriuConnectionError(`${name}: the connection to ${this.#what} was closed by the client ${when}`, {
-        requestType: type,
-        ...this.#pidDetail(),
-        cause,
-      });
+      return new CriuConnectionError(
+        `${name}: the connection to ${this.#what} was closed by the client ${when}`,
+        {
+          requestType: type,
+          ...this.#pidDetail(),
+          cause,
+        },
+      );
     // The end of the socket came first; the swrk's exit is a moment behind (bounded: a swrk that
     // closed its socket and lives on is reported as such).
     await this.#settled(2000);

@@ -2,8 +2,8 @@
 // CriuConnectionError when no answer could be had (the swrk could not start, died, or the service
 // closed the connection).
 import { errnoName } from '@criu-ts/sys';
-import { CriuReqType } from './gen/types.js';
 import type { CriuResp } from './gen/types.js';
+import { CriuReqType } from './gen/types.js';
 
 const TYPE_NAMES = new Map<number, string>(Object.entries(CriuReqType).map(([name, n]) => [n, name]));
 

@@ -26,6 +26,7 @@ import {
   ourFds,
   procState,
   snapshot,
+  startCommand,
   startWorkload,
   swrkChildren,
   tempDir,
@@ -116,6 +117,26 @@ describe(`CriuClient through \`${BINARY} swrk 3\``, () => {
     expect(await conn.close()).toEqual({ code: 0, signal: null });
   });
 
+  it('requests without keepOpen run side by side, one swrk each', async () => {
+    const client = CriuClient.swrk(BINARY);
+    const [a, b] = await Promise.all([client.version(), client.version(), client.check()]);
+    expect(a).toEqual(b);
+    await client.close();
+  });
+
+  it('a kept connection whose swrk died: the next request says how it ended, the one after starts afresh', async () => {
+    const client = CriuClient.swrk(BINARY);
+    await client.version({ keepOpen: true });
+    const [swrk] = swrkChildren();
+    process.kill(swrk!, 'SIGKILL');
+    const err = await client.version().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CriuConnectionError);
+    expect((err as CriuConnectionError).exit).toEqual({ code: null, signal: 'SIGKILL' });
+    expect((err as Error).message).toMatch(/^VERSION: .* exited \(killed by SIGKILL\)/);
+    expect((await client.version()).major_number).toBeGreaterThanOrEqual(0);
+    await client.close();
+  });
+
   it('dumps a live process and restores it: the same pid counts on from where it was', async () => {
     const w = await counter();
     const dir = imagesDir();
@@ -129,7 +150,10 @@ describe(`CriuClient through \`${BINARY} swrk 3\``, () => {
     const { pid } = await client.restore({ imagesDir: dir, log_level: 4, log_file: 'restore.log' });
     track(pid);
     expect(pid).toBe(w.pid);
-    await waitFor(() => fs.readFileSync(w.report, 'utf8').split('\n').length > lines + 3, 'the restored counter to count');
+    await waitFor(
+      () => fs.readFileSync(w.report, 'utf8').split('\n').length > lines + 3,
+      'the restored counter to count',
+    );
     await expectCountsOn(w.report, pid);
     await client.close();
   });
@@ -242,7 +266,9 @@ describe('CriuClient: connections that fail', () => {
     const e = err as CriuConnectionError;
     expect(e.exit).toEqual({ code: 7, signal: null });
     expect(e.requestType).toBe(CriuReqType.VERSION);
-    expect(e.message).toMatch(/^VERSION: .*fake-swrk swrk 3 exited \(exit status 7\) .*: swrk: cannot work today$/);
+    expect(e.message).toMatch(
+      /^VERSION: .*fake-swrk swrk 3 exited \(exit status 7\) .*: swrk: cannot work today$/,
+    );
     await client.close();
   });
 
@@ -250,6 +276,7 @@ describe('CriuClient: connections that fail', () => {
     // Reads the request (dd: one read, one datagram), then waits forever without replying.
     const bin = fakeSwrk(TAKE_REQUEST_AND_SLEEP);
     const conn = CriuConnection.spawnSwrk({ binary: bin });
+    track(conn.pid!); // killed by cleanup if the test fails before it ends it
     const pending = conn.request({ type: CriuReqType.DUMP, opts: { images_dir_fd: -1, pid: 1 } });
     await waitFor(() => {
       try {
@@ -266,10 +293,25 @@ describe('CriuClient: connections that fail', () => {
     expect(await conn.close()).toEqual({ code: null, signal: 'SIGKILL' });
   });
 
+  it('a swrk that exits while a process it started still holds the socket: its exit status, no hang', async () => {
+    // The background sleep keeps fd 3 (the socketpair's end) open after the shell exits.
+    const bin = fakeSwrk('sleep 1000 & echo "holder $!" >&2; exit 3');
+    const client = CriuClient.swrk(bin);
+    const err = await client.version().catch((e: unknown) => e);
+    const holder = Number(/holder (\d+)/.exec((err as CriuConnectionError).stderr ?? '')?.[1]);
+    if (holder > 0) track(holder);
+    expect(err).toBeInstanceOf(CriuConnectionError);
+    expect((err as CriuConnectionError).exit).toEqual({ code: 3, signal: null });
+    expect(holder).toBeGreaterThan(0);
+    expect(procState(holder)).not.toBe('gone');
+    await client.close();
+  });
+
   it('a reply that is not a criu_resp: CriuConnectionError naming the message', async () => {
     // Answers every request with a byte that cannot start a protobuf message.
     const bin = fakeSwrk(`printf '\\377\\377\\377' >&3; exec sleep 1000`);
     const conn = CriuConnection.spawnSwrk({ binary: bin });
+    track(conn.pid!); // killed by cleanup if the test fails before it ends it
     const err = await conn.request({ type: CriuReqType.VERSION }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CriuConnectionError);
     expect((err as Error).message).toMatch(/^VERSION: the reply of .* is not a criu_resp: criu_resp/);
@@ -280,20 +322,25 @@ describe('CriuClient: connections that fail', () => {
 
   it('a binary that does not exist: CriuConnectionError with ENOENT', async () => {
     const client = CriuClient.swrk('/nonexistent/criu-ts');
-    await expect(client.check()).rejects.toThrow(/^CHECK: could not start \/nonexistent\/criu-ts swrk 3: spawn \/nonexistent\/criu-ts ENOENT$/);
+    await expect(client.check()).rejects.toThrow(
+      /^CHECK: could not start \/nonexistent\/criu-ts swrk 3: spawn \/nonexistent\/criu-ts ENOENT$/,
+    );
     await client.close();
   });
 
   it('a service socket nobody listens on: CriuConnectionError, no fd left', async () => {
     const sock = path.join(tempDir('criu-ts-rpc-sock-'), 'criu.sock');
     const client = CriuClient.service(sock);
-    await expect(client.version()).rejects.toThrow(/could not connect to the CRIU service at .*criu\.sock: no socket there/);
+    await expect(client.version()).rejects.toThrow(
+      /could not connect to the CRIU service at .*criu\.sock: no socket there/,
+    );
     await client.close();
   });
 
   it('close() during a request ends it with a clear error and waits for the swrk', async () => {
     const bin = fakeSwrk(TAKE_REQUEST_AND_SLEEP);
     const conn = CriuConnection.spawnSwrk({ binary: bin });
+    track(conn.pid!); // killed by cleanup if the test fails before it ends it
     const pending = conn.request({ type: CriuReqType.VERSION });
     await waitFor(() => {
       try {
@@ -309,5 +356,53 @@ describe('CriuClient: connections that fail', () => {
     // This fake swrk does not read its socket any more, so it does not see the end: stop it ourselves.
     process.kill(conn.pid!, 'SIGTERM');
     expect(await closing).toEqual({ code: null, signal: 'SIGTERM' });
+  });
+});
+
+/** Wait until a unix socket listens at `sock` (its path in /proc/net/unix with __SO_ACCEPTCON). */
+function listening(sock: string): boolean {
+  return fs
+    .readFileSync('/proc/net/unix', 'utf8')
+    .split('\n')
+    .some((l) => {
+      const f = l.trim().split(/\s+/);
+      return f[7] === sock && (Number.parseInt(f[3] ?? '0', 16) & 0x10000) !== 0;
+    });
+}
+
+describe(`CriuClient through \`${BINARY} service\``, () => {
+  async function service(): Promise<string> {
+    const sock = path.join(tempDir('criu-ts-rpc-svc-'), 'criu.sock');
+    const pid = await startCommand([BINARY, 'service', '--address', sock]);
+    await waitFor(
+      () => listening(sock) || procState(pid) === 'gone' || procState(pid) === 'Z',
+      `a service listening on ${sock}`,
+    );
+    expect(procState(pid)).not.toBe('gone');
+    return sock;
+  }
+
+  it('version() and check() over the service socket', async () => {
+    const client = CriuClient.service(await service());
+    const v = await client.version();
+    expect(v.major_number).toBeGreaterThanOrEqual(0);
+    await client.check();
+    await client.close();
+  });
+
+  it('dumps a live process with notify callbacks and restores it through the service', async () => {
+    const sock = await service();
+    const w = await counter();
+    const dir = imagesDir();
+    const client = CriuClient.service(sock);
+    const seen: string[] = [];
+    await client.dump({ pid: w.pid, imagesDir: dir, notify: (stage) => void seen.push(stage) });
+    expect(seen).toContain('post-dump');
+    reapDumped(w.pid);
+    const { pid } = await client.restore({ imagesDir: dir });
+    track(pid);
+    expect(pid).toBe(w.pid);
+    await expectCountsOn(w.report, pid);
+    await client.close();
   });
 });

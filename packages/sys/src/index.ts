@@ -498,9 +498,6 @@ export {
 // Sockets: socket calls, addresses, options, sendmsg/recvmsg with control messages
 
 export {
-  SOCK_SEQPACKET,
-  SO_PEERCRED,
-  MSG_NOSIGNAL,
   AF_INET,
   AF_INET6,
   AF_NETLINK,
@@ -521,6 +518,7 @@ export {
   MSG_CMSG_CLOEXEC,
   MSG_CTRUNC,
   MSG_DONTWAIT,
+  MSG_NOSIGNAL,
   MSG_PEEK,
   MSG_TRUNC,
   NDIAG_FLAG_BROADCAST_ERROR,
@@ -590,6 +588,7 @@ export {
   SO_PASSCRED,
   SO_PASSSEC,
   SO_PEEK_OFF,
+  SO_PEERCRED,
   SO_PEERNAME,
   SO_PRIORITY,
   SO_PROTOCOL,
@@ -608,6 +607,7 @@ export {
   SOCK_NONBLOCK,
   SOCK_PACKET,
   SOCK_RAW,
+  SOCK_SEQPACKET,
   SOCK_STREAM,
   SOL_IP,
   SOL_IPV6,
