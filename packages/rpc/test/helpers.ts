@@ -48,8 +48,9 @@ export function swrkChildren(): number[] {
     }
     for (const k of kids ? kids.split(' ').map(Number) : []) {
       try {
-        const argv = fs.readFileSync(`/proc/${k}/cmdline`, 'utf8').split('\0');
-        if (argv.includes('swrk')) out.push(k);
+        // argv, or the title a worker set (one string with spaces)
+        const cmdline = fs.readFileSync(`/proc/${k}/cmdline`, 'utf8').replaceAll('\0', ' ');
+        if (/(^| )swrk( |$)/.test(cmdline)) out.push(k);
       } catch {
         // gone
       }
