@@ -264,6 +264,7 @@ export class CriuClient {
   }
 
   async #onConnection(req: CriuReq, answer: NotifyAnswer | undefined): Promise<Exchange> {
+    if (this.#closed) throw new CriuConnectionError('the client was disposed');
     let conn = this.#kept;
     if (conn && !conn.open) {
       // The kept connection ended meanwhile (the swrk died, the service went): say so for this request.

@@ -214,7 +214,10 @@ export class CriuConnection {
         throw await this.#endedError(type, 'before it took the request', sendFailed);
       if (dg === null) {
         this.#ended = true;
-        throw await this.#endedError(type, 'before it replied');
+        const after = notifyError
+          ? ` (after the ${notifyError.stage} callback failed: ${errorText(notifyError.error)})`
+          : '';
+        throw await this.#endedError(type, `before it replied${after}`, notifyError?.error);
       }
       let resp: CriuResp;
       try {
@@ -347,6 +350,10 @@ export class CriuConnection {
     this.#child?.stderr?.destroy();
     return exit;
   }
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }
 
 function lastLines(text: string, n: number): string {

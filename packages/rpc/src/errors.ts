@@ -55,12 +55,7 @@ export class CriuRpcError extends CriuError {
 }
 
 function errnoLabel(n: number): string {
-  try {
-    const name = errnoName(n);
-    return name ? `, ${name}` : '';
-  } catch {
-    return '';
-  }
+  return `, ${errnoName(n)}`;
 }
 
 /** How the process at the other end ended (a swrk child only). */

@@ -13,6 +13,8 @@ import {
   CriuConnectionError,
   CriuReqType,
   CriuRpcError,
+  decodeRequest,
+  encodeResponse,
   type NotifyStage,
 } from '../src/index.js';
 import {
@@ -346,6 +348,70 @@ describe('CriuClient: connections that fail', () => {
     const pid = conn.pid!;
     process.kill(pid, 'SIGKILL');
     expect(await conn.close()).toEqual({ code: null, signal: 'SIGKILL' });
+  });
+
+  it('a reply longer than maxDatagram: CriuConnectionError saying it was cut, not a garbled reply', async () => {
+    const conn = CriuConnection.spawnSwrk({ binary: BINARY, maxDatagram: 4 });
+    const err = await conn.request({ type: CriuReqType.VERSION }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CriuConnectionError);
+    expect((err as Error).message).toMatch(
+      /^VERSION: bad reply from .*: a datagram longer than 4 bytes arrived and was truncated/,
+    );
+    await conn.close();
+  });
+
+  it('the NOTIFY exchange on the wire: notify_scripts set, each notification answered with notify_success', async () => {
+    // A fake swrk that takes the request, sends one post-dump notification, takes the answer and exits 5.
+    const dir = tempDir('criu-ts-rpc-wire-');
+    fs.writeFileSync(
+      path.join(dir, 'notify'),
+      encodeResponse({ type: CriuReqType.NOTIFY, success: true, notify: { script: 'post-dump' } }),
+    );
+    const bin = fakeSwrk(
+      [
+        `dd bs=65536 count=1 <&3 of=${dir}/req 2>/dev/null`,
+        `cat ${dir}/notify >&3`,
+        `dd bs=65536 count=1 <&3 of=${dir}/answer 2>/dev/null`,
+        'exit 5',
+      ].join('; '),
+    );
+    const client = CriuClient.swrk(bin);
+    let called = 0;
+    const ok = await client
+      .dump({ pid: 1234, notify: { 'post-dump': async () => void called++ } })
+      .catch((e: unknown) => e);
+    expect(called).toBe(1);
+    const req = decodeRequest(fs.readFileSync(path.join(dir, 'req')));
+    expect(req.type).toBe(CriuReqType.DUMP);
+    expect(req.opts?.pid).toBe(1234);
+    expect(req.opts?.notify_scripts).toBe(true);
+    expect(decodeRequest(fs.readFileSync(path.join(dir, 'answer')))).toEqual({
+      type: CriuReqType.NOTIFY,
+      notify_success: true,
+    });
+    // No final reply: the exit is the error.
+    expect(ok).toBeInstanceOf(CriuConnectionError);
+    expect((ok as CriuConnectionError).exit).toEqual({ code: 5, signal: null });
+
+    const failed = await client
+      .dump({
+        pid: 1234,
+        notify: {
+          'post-dump': async () => {
+            throw new Error('nope');
+          },
+        },
+      })
+      .catch((e: unknown) => e);
+    expect(decodeRequest(fs.readFileSync(path.join(dir, 'answer')))).toEqual({
+      type: CriuReqType.NOTIFY,
+      notify_success: false,
+    });
+    expect(failed).toBeInstanceOf(CriuConnectionError);
+    expect((failed as Error).message).toMatch(
+      /^DUMP: .* exited \(exit status 5\) before it replied \(after the post-dump callback failed: nope\)$/,
+    );
+    await client.close();
   });
 
   it('a binary that does not exist: CriuConnectionError with ENOENT', async () => {
