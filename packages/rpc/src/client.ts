@@ -141,6 +141,9 @@ export class CriuClient {
 
   /** Dump the tree of `opts.pid`. Resolves to CRIU's dump reply ({ restored } after a self-dump restore). */
   async dump(opts: DumpOptions): Promise<CriuDumpResp> {
+    // Without a pid the server dumps its peer: this process, frozen while it waits for the reply.
+    if (opts.pid === undefined)
+      throw new TypeError('dump: opts.pid is needed (a dump of this Node process itself is not supported)');
     const resp = await this.#run(CriuReqType.DUMP, opts, { create: true });
     return resp.dump ?? {};
   }

@@ -414,6 +414,13 @@ describe('CriuClient: connections that fail', () => {
     await client.close();
   });
 
+  it('dump() without a pid is refused before anything starts (the server would dump this process)', async () => {
+    const client = CriuClient.swrk(BINARY);
+    await expect(client.dump({ imagesDir: imagesDir() })).rejects.toThrow(/^dump: opts\.pid is needed/);
+    expect(swrkChildren()).toEqual([]);
+    await client.close();
+  });
+
   it('a binary that does not exist: CriuConnectionError with ENOENT', async () => {
     const client = CriuClient.swrk('/nonexistent/criu-ts');
     await expect(client.check()).rejects.toThrow(
