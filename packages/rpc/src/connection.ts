@@ -280,15 +280,20 @@ export class CriuConnection {
         cause,
       });
     }
-    if (this.#channel.closed && this.#exit === undefined && this.#spawnError === undefined)
+    if (this.#channel.closed && this.#spawnError === undefined) {
+      // close() ended it (the swrk may have exited since, seeing the end: said in passing).
+      const exit = this.#exit;
+      const then = exit ? ` (the swrk then exited: ${describeExit(exit)})` : '';
       return new CriuConnectionError(
-        `${name}: the connection to ${this.#what} was closed by the client ${when}`,
+        `${name}: the connection to ${this.#what} was closed by the client ${when}${then}`,
         {
           requestType: type,
           ...this.#pidDetail(),
+          ...(exit ? { exit } : {}),
           cause,
         },
       );
+    }
     // The end of the socket came first; the swrk's exit is a moment behind (bounded: a swrk that
     // closed its socket and lives on is reported as such).
     await this.#settled(2000);

@@ -270,6 +270,31 @@ describe(`CriuClient through \`${BINARY} swrk 3\``, () => {
     await client.close();
   });
 
+  it('a client that goes away in the middle of a dump (post-dump): the tree runs on as before, the swrk exits', async () => {
+    const w = await counter();
+    const before = snapshot(w.pid);
+    const client = CriuClient.swrk(BINARY);
+    let stateThen = '';
+    const err = await client
+      .dump({
+        pid: w.pid,
+        imagesDir: imagesDir(),
+        notify: {
+          'post-dump': async () => {
+            stateThen = procState(w.pid);
+            await client.close(); // resolves once the swrk has exited
+            expect(swrkChildren()).toEqual([]);
+          },
+        },
+      })
+      .catch((e: unknown) => e);
+    expect(stateThen).toBe('t');
+    expect(err).toBeInstanceOf(CriuConnectionError);
+    expect((err as Error).message).toMatch(/^DUMP: the connection to .* was closed by the client/);
+    await expectAsBefore(w.pid, before);
+    await expectCountsOn(w.report, w.pid);
+  });
+
   it('a dump the server refuses is a CriuRpcError with its cr_errno and cr_errmsg', async () => {
     // A pid that is not there: the pid of a process that ended.
     const w = await counter();
@@ -490,6 +515,20 @@ describe(`CriuClient through \`${BINARY} service\``, () => {
     expect(v.major_number).toBeGreaterThanOrEqual(0);
     await client.check();
     await client.close();
+  });
+
+  it('a client that goes away in the middle of a dump: the tree runs on, the service serves the next client', async () => {
+    const sock = await service();
+    const w = await counter();
+    const before = snapshot(w.pid);
+    const client = CriuClient.service(sock);
+    const err = await client
+      .dump({ pid: w.pid, imagesDir: imagesDir(), notify: { 'post-dump': () => client.close() } })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CriuConnectionError);
+    await expectAsBefore(w.pid, before);
+    await expectCountsOn(w.report, w.pid);
+    expect((await CriuClient.service(sock).version()).major_number).toBeGreaterThanOrEqual(0);
   });
 
   it('dumps a live process with notify callbacks and restores it through the service', async () => {
