@@ -37,5 +37,5 @@ pnpm install --frozen-lockfile || exit 1
 
 step "build"
 pnpm run build || exit 1
-if [ -f tools/workloads/build.mjs ]; then node tools/workloads/build.mjs || exit 1; fi
+if [ -f tools/workloads/build.ts ]; then pnpm exec tsx tools/workloads/build.ts || exit 1; fi
 

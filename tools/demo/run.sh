@@ -35,7 +35,7 @@ printf ' decode of the other images: same.\n'
 printf '\n== checkpoint and restore a live process\n'
 work=$(mktemp -d /tmp/criu-ts-demo-XXXXXX)
 trap 'kill -9 $(cat "$work/pid" 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
-node tools/workloads/build.mjs >/dev/null
+pnpm exec tsx tools/workloads/build.ts >/dev/null
 # setsid: its own session, so no --shell-job is needed; fds above 2 closed (pipes are not dumped yet).
 python3 -c 'import os,sys; os.closerange(3, 65536); os.setsid(); os.execv(sys.argv[1], sys.argv[1:])' \
   tools/workloads/bin/counter "$work/count.txt" 100 </dev/null >/dev/null 2>&1 &

@@ -10,9 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { ensureSubreaper, killAndReap, type StartOptions, startTraceable } from '@criu-ts/compel';
 import { type PyJson, pyParse } from '@criu-ts/images';
 import { expect } from 'vitest';
-import { testResources } from '../workloads/cleanup.mjs';
-import { buildWorkloads, type WorkloadName, workloadPath } from '../workloads/index.mjs';
-import { readLines, waitForLine } from '../workloads/report.mjs';
+import { testResources } from '../workloads/cleanup.js';
+import { buildWorkloads, type WorkloadName, workloadPath } from '../workloads/index.js';
+import { readLines, waitForLine } from '../workloads/report.js';
 
 // Every process the tests start, and every tree criu-ts restores, ends up below this process when its
 // parent dies: so cleanup can tell our processes from those of test files running in parallel.

@@ -21,8 +21,8 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildWorkloads, workloadPath } from './index.mjs';
-import { readLines, waitForLine } from './report.mjs';
+import { buildWorkloads, workloadPath } from './index.js';
+import { readLines, waitForLine } from './report.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'wlv-'));
 const started = new Set<number>(); // pids to kill at the end

@@ -8,7 +8,7 @@ import { killAndReap } from '@criu-ts/compel';
 import { ImageDir } from '@criu-ts/images';
 import { close, pidfdGetfd, pidfdOpen } from '@criu-ts/sys';
 import { procState, REPO, tempDir, track } from '@criu-ts/testkit';
-import { isDescendantOf } from '../../../tools/workloads/index.mjs';
+import { isDescendantOf } from '../../../tools/workloads/index.js';
 
 export * from '@criu-ts/testkit';
 

@@ -6,8 +6,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readmeBlocks, runExample, typecheckExample } from '../../../tools/readme/examples.mjs';
-import { buildWorkloads, workloadPath } from '../../../tools/workloads/index.mjs';
-import { waitForLine } from '../../../tools/workloads/report.mjs';
+import { buildWorkloads, workloadPath } from '../../../tools/workloads/index.js';
+import { waitForLine } from '../../../tools/workloads/report.js';
 import { killStarted, start } from './helpers.js';
 
 const pkgDir = fileURLToPath(new URL('..', import.meta.url));

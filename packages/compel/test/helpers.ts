@@ -3,9 +3,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { testResources } from '../../../tools/workloads/cleanup.mjs';
-import { buildWorkloads, type WorkloadName, workloadPath } from '../../../tools/workloads/index.mjs';
-import { readLines, waitForLine } from '../../../tools/workloads/report.mjs';
+import { testResources } from '../../../tools/workloads/cleanup.js';
+import { buildWorkloads, type WorkloadName, workloadPath } from '../../../tools/workloads/index.js';
+import { readLines, waitForLine } from '../../../tools/workloads/report.js';
 import { killAndReap, type StartOptions, startTraceable } from '../src/index.js';
 
 export { buildWorkloads, readLines, waitForLine };

@@ -37,6 +37,15 @@ export {
   silentLogger,
 } from './log/logger.js';
 export { NETWORK_LOCK_METHODS, type NetworkLockMethod } from './net-lock/index.js';
+export {
+  callNotify,
+  NOTIFY_STAGES,
+  type Notify,
+  type NotifyStage,
+  notifyFailure,
+  reportNotify,
+  rpcNotifyHasPid,
+} from './notify/index.js';
 export type { Progress, ProgressKind, ProgressPhase } from './progress/progress.js';
 export { fpregsFromImage, fpregsToImage, gpregsFromImage, gpregsToImage } from './registers/x86.js';
 export * from './restore/index.js';

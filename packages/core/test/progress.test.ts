@@ -10,6 +10,8 @@ import {
   startPythonCounter,
   startWorkload,
   tempDir,
+  track,
+  treeOf,
   waitForLine,
 } from './helpers.js';
 
@@ -42,6 +44,7 @@ describe('dump(): the progress hook', () => {
   it('a tree of 5 tasks: every step, every task, the pages written of the pages to write', async () => {
     const w = startWorkload('tree');
     await waitForLine(w.report, /^TREE /, { pid: w.pid });
+    for (const p of treeOf(w.pid)) track(p); // startWorkload tracks the root only
     const p = recorder();
     const r = await dump({
       pid: w.pid,

@@ -6,8 +6,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readmeBlocks, runExample, typecheckExample } from '../../../tools/readme/examples.mjs';
-import { buildWorkloads, workloadPath } from '../../../tools/workloads/index.mjs';
-import { readLines } from '../../../tools/workloads/report.mjs';
+import { buildWorkloads, workloadPath } from '../../../tools/workloads/index.js';
+import { readLines } from '../../../tools/workloads/report.js';
 
 const pkgDir = fileURLToPath(new URL('..', import.meta.url));
 const blocks = readmeBlocks(path.join(pkgDir, 'README.md'), 'ts', 'Example');

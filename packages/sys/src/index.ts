@@ -571,6 +571,7 @@ export {
   PDI_VNETHDR,
   SCM_MAX_FD,
   SCM_RIGHTS,
+  SHUT_RD,
   SHUT_RDWR,
   SHUT_WR,
   SIOCINQ,

@@ -5,8 +5,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readmeBlocks, runExample, typecheckExample } from '../../../tools/readme/examples.mjs';
-import { buildWorkloads, workloadPath } from '../../../tools/workloads/index.mjs';
-import { readLines, waitForLine } from '../../../tools/workloads/report.mjs';
+import { buildWorkloads, workloadPath } from '../../../tools/workloads/index.js';
+import { readLines, waitForLine } from '../../../tools/workloads/report.js';
 import { cleanup, makeTempDir, startTarget } from './helpers.js';
 
 const pkgDir = fileURLToPath(new URL('..', import.meta.url));

@@ -7,31 +7,20 @@
 //   - smaps_speedup from ./smaps.ts (measureSmapsSpeedup(), another benchmark), null if absent.
 // Prints a table, then as the LAST line one JSON object:
 //   {"inject_us": .., "batch_us": .., "vm_readv_gbps": .., "smaps_speedup": ..}
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { buildWorkloads, workloadPath } from '../../workloads/index.js';
+import { waitForLine } from '../../workloads/report.js';
+import { importBuilt, requireBuilt, table } from '../common.js';
+import { cleanUp, printReport } from '../report.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const repo = join(here, '..', '..', '..');
-const dist = (pkg) => join(repo, 'packages', pkg, 'dist', 'index.js');
-for (const pkg of ['sys', 'bfd', 'compel']) {
-  if (!existsSync(dist(pkg))) {
-    console.error(
-      `packages/${pkg}/dist is missing: run \`pnpm build\` (or pnpm --filter @criu-ts/${pkg} build) first`,
-    );
-    process.exit(1);
-  }
-}
-const { Parasite, killAndReap, readRuns, seizeTree, startTraceable } = await import(
-  pathToFileURL(dist('compel')).href
-);
-const { SYS } = await import(pathToFileURL(dist('sys')).href);
-const { ProcDir } = await import(pathToFileURL(dist('bfd')).href);
-const { buildWorkloads, workloadPath } = await import(
-  pathToFileURL(join(repo, 'tools/workloads/index.mjs')).href
-);
-const { waitForLine } = await import(pathToFileURL(join(repo, 'tools/workloads/report.mjs')).href);
+requireBuilt(['sys', 'bfd', 'compel']);
+const { Parasite, killAndReap, readRuns, seizeTree, startTraceable } = await importBuilt('compel');
+const { SYS } = await importBuilt('sys');
+const { ProcDir } = await importBuilt('bfd');
 
 const INJECT_N = 2000;
 const BATCH_N = 1000;
@@ -49,8 +38,7 @@ const pct = (a, p) => {
   return s[Math.min(s.length - 1, Math.floor((s.length * p) / 100))];
 };
 const nowUs = () => Number(process.hrtime.bigint()) / 1e3;
-const rows = [];
-const row = (what, value, unit, note = '') => rows.push([what, value, unit, note]);
+const { rows, row } = table();
 
 const work = mkdtempSync(join(tmpdir(), 'criu-ts-bench-compel-'));
 const started = [];
@@ -199,21 +187,7 @@ try {
     smaps_speedup: smaps === null ? null : Number(smaps.toFixed(2)),
   };
 } finally {
-  for (const pid of started.reverse()) {
-    try {
-      killAndReap(pid);
-    } catch (e) {
-      console.error(`cleanup of ${pid}: ${e.message}`);
-    }
-  }
-  rmSync(work, { recursive: true, force: true });
+  cleanUp(started, work, killAndReap);
 }
 
-const w0 = Math.max(...rows.map((r) => r[0].length), 10);
-const w1 = Math.max(...rows.map((r) => r[1].length), 5);
-console.log(`${'benchmark'.padEnd(w0)}  ${'value'.padStart(w1)}  unit        notes`);
-console.log(`${'-'.repeat(w0)}  ${'-'.repeat(w1)}  ----------  -----`);
-for (const [what, value, unit, note] of rows) {
-  console.log(`${what.padEnd(w0)}  ${value.padStart(w1)}  ${unit.padEnd(10)}  ${note}`);
-}
-console.log(JSON.stringify(out));
+printReport(null, rows, out);

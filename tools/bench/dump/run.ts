@@ -16,11 +16,9 @@
 // object: {"dump_64MiB": {wall_ms, frozen_ms, gbps, limit_gbps, fraction_of_limit, ...}, "dump_512MiB":
 // ..., "dump_2GiB": ... | null, "sleep_wall_ms": .., "sleep_cli_wall_ms": ..}.
 // CRIU 4.2 on this kind of machine, for reference: 64 MiB 107 ms, 512 MiB 1.15 s, 2 GiB 5.5 s, sleep 90 ms.
-import { execFile } from 'node:child_process';
 import {
   closeSync,
   constants,
-  existsSync,
   mkdtempSync,
   openSync,
   readFileSync,
@@ -28,30 +26,18 @@ import {
   statfsSync,
   writeSync,
 } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { buildWorkloads, workloadPath } from '../../workloads/index.js';
+import { waitForLine } from '../../workloads/report.js';
+import { importBuilt, median, requireBuilt, runCli, startClean, table } from '../common.js';
 import { cleanUp, printReport } from '../report.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const repo = join(here, '..', '..', '..');
-const dist = (pkg) => join(repo, 'packages', pkg, 'dist', 'index.js');
-for (const pkg of ['sys', 'bfd', 'compel', 'images', 'core']) {
-  if (!existsSync(dist(pkg))) {
-    console.error(`packages/${pkg}/dist is missing: run \`pnpm -r build\` first`);
-    process.exit(1);
-  }
-}
-const { dump } = await import(pathToFileURL(dist('core')).href);
-const { killAndReap, startTraceable } = await import(pathToFileURL(dist('compel')).href);
-const { alignedBuffer, processVmReadv } = await import(pathToFileURL(dist('sys')).href);
-const { ImageDir } = await import(pathToFileURL(dist('images')).href);
-const { buildWorkloads, workloadPath } = await import(
-  pathToFileURL(join(repo, 'tools/workloads/index.mjs')).href
-);
-const { waitForLine } = await import(pathToFileURL(join(repo, 'tools/workloads/report.mjs')).href);
+requireBuilt(['sys', 'bfd', 'compel', 'images', 'core']);
+const { dump } = await importBuilt('core');
+const { killAndReap, startTraceable } = await importBuilt('compel');
+const { alignedBuffer, processVmReadv } = await importBuilt('sys');
+const { ImageDir } = await importBuilt('images');
 
-const CLI = join(repo, 'node_modules/.bin/criu-ts');
-const PYTHON = '/usr/bin/python3';
 const TMP = '/tmp';
 const GIB = 1024 ** 3;
 const MIN_FREE_FOR_2G = 6 * GIB;
@@ -64,12 +50,7 @@ const SIZES = [
 const SLEEP_REPS = 10;
 const SLEEP_CLI_REPS = 5;
 
-const median = (a) => {
-  const s = [...a].sort((x, y) => x - y);
-  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-const rows = [];
-const row = (what, value, unit, note = '') => rows.push([what, String(value), unit, note]);
+const { rows, row } = table();
 const round = (v, d = 2) => Number(v.toFixed(d));
 
 const work = mkdtempSync(join(TMP, 'criu-ts-bench-dump-'));
@@ -84,22 +65,6 @@ function startMemhog(mib) {
   const pid = startTraceable([workloadPath('memhog'), report, String(mib)], { setsid: true });
   started.push(pid);
   return { pid, report };
-}
-
-/** A command with only fds 0-2 (a python3 trampoline closes the rest), in its own session. */
-async function startClean(argv) {
-  const pid = startTraceable(
-    [PYTHON, '-c', 'import os, sys; os.closerange(3, 65536); os.execv(sys.argv[1], sys.argv[1:])', ...argv],
-    { setsid: true },
-  );
-  started.push(pid);
-  const want = `${argv.join('\0')}\0`;
-  const deadline = Date.now() + 10_000;
-  while (readFileSync(`/proc/${pid}/cmdline`, 'utf8') !== want) {
-    if (Date.now() > deadline) throw new Error(`${argv[0]} did not start`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  return pid;
 }
 
 /** The memhog's area: its largest private anonymous mapping. */
@@ -256,17 +221,8 @@ async function benchSize(size) {
   return out;
 }
 
-function runCli(args) {
-  return new Promise<void>((resolve, reject) => {
-    execFile(CLI, args, { cwd: repo }, (err, _stdout, stderr) => {
-      if (err) reject(new Error(`criu-ts ${args.join(' ')}: ${stderr.trim() || err.message}`));
-      else resolve();
-    });
-  });
-}
-
 async function benchSleep() {
-  const pid = await startClean(['/usr/bin/sleep', '1000']);
+  const pid = await startClean(['/usr/bin/sleep', '1000'], startTraceable, (p) => started.push(p));
   const walls = [];
   for (let rep = 0; rep < SLEEP_REPS + 1; rep++) {
     const dir = join(work, `images-sleep-${rep}`);

@@ -29,6 +29,7 @@ import {
   pagemapEntry,
   pyDumps,
 } from '../../../packages/images/dist/index.js';
+import { range, x86Core } from '../../../packages/images/test/x86-core.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, '../../..');
@@ -83,116 +84,6 @@ const critTsDecode = (file, runs = 1) =>
 
 // ---- the images ------------------------------------------------------------------------------
 
-const range = (n, f) => Array.from({ length: n }, (_, i) => f(i));
-
-/** A realistic x86-64 core_entry, as criu dump writes for a thread blocked in a syscall. */
-function x86Core(tid) {
-  const itimer = { isec: 0n, iusec: 0n, vsec: 0n, vusec: 0n };
-  return {
-    mtype: 1, // X86_64
-    thread_info: {
-      clear_tid_addr: 0x7f3a5c1d2a10n + BigInt(tid),
-      gpregs: {
-        r15: 0n,
-        r14: 0x7ffd1c2b3a40n,
-        r13: 0x55d0c0ffee00n,
-        r12: 1n,
-        bp: 0x7ffd1c2b3960n,
-        bx: 0n,
-        r11: 0x246n,
-        r10: 0n,
-        r9: 0n,
-        r8: 0n,
-        ax: 0xfffffffffffffdfcn,
-        cx: 0x7f3a5c0e6b3an,
-        dx: 0n,
-        si: 0x80n,
-        di: 0x3n,
-        orig_ax: 0xe6n,
-        ip: 0x7f3a5c0e6b3an,
-        cs: 0x33n,
-        flags: 0x246n,
-        sp: 0x7ffd1c2b3900n - BigInt(tid * 0x100),
-        ss: 0x2bn,
-        fs_base: 0x7f3a5c1d2740n,
-        gs_base: 0n,
-        ds: 0n,
-        es: 0n,
-        fs: 0n,
-        gs: 0n,
-        mode: 1,
-      },
-      fpregs: {
-        cwd: 0x37f,
-        swd: 0,
-        twd: 0,
-        fop: 0,
-        rip: 0n,
-        rdp: 0n,
-        mxcsr: 0x1f80,
-        mxcsr_mask: 0x2ffff,
-        st_space: range(32, (i) => (i * 0x01010101) >>> 0),
-        xmm_space: range(64, (i) => (i % 3 === 0 ? 0 : (0xdeadbeef ^ i) >>> 0)),
-        padding: range(24, () => 0),
-        xsave: { xstate_bv: 7n, ymmh_space: range(64, (i) => (i % 5 === 0 ? 0 : i * 0x10001)) },
-      },
-      tls: range(3, (i) => ({
-        entry_number: 12 + i,
-        base_addr: 0,
-        limit: 0xfffff,
-        seg_32bit: true,
-        contents_h: false,
-        contents_l: false,
-        read_exec_only: true,
-        limit_in_pages: true,
-        seg_not_present: true,
-        usable: false,
-      })),
-    },
-    tc: {
-      task_state: 1,
-      exit_code: 0,
-      personality: 0,
-      flags: 0x400100,
-      blk_sigset: 0n,
-      comm: 'bash',
-      timers: { real: itimer, virt: itimer, prof: itimer },
-      rlimits: { rlimits: range(16, (i) => ({ cur: BigInt(i * 1024), max: 0xffffffffffffffffn })) },
-      cg_set: 1,
-      loginuid: 1000,
-      oom_score_adj: 0,
-      child_subreaper: false,
-    },
-    thread_core: {
-      futex_rla: 0x7f3a5c1d2a20n,
-      futex_rla_len: 24,
-      sched_nice: 0,
-      sched_policy: 0,
-      blk_sigset: 0x10000n,
-      sas: { ss_sp: 0n, ss_size: 0n, ss_flags: 2 },
-      pdeath_sig: 0,
-      creds: {
-        uid: 1000,
-        gid: 1000,
-        euid: 1000,
-        egid: 1000,
-        suid: 1000,
-        sgid: 1000,
-        fsuid: 1000,
-        fsgid: 1000,
-        cap_inh: [0, 0],
-        cap_prm: [0, 0],
-        cap_eff: [0, 0],
-        cap_bnd: [0xffffffff, 0x1ff],
-        secbits: 0,
-        groups: [4, 24, 27, 1000],
-        no_new_privs: 0,
-      },
-      comm: `worker-${tid}`,
-    },
-  };
-}
-
 /** A pagemap as a big process leaves it: runs of 1..64 pages, mostly present, some in the parent. */
 function pagemapEntries(n) {
   const out = new Array(n);
@@ -226,6 +117,30 @@ function countEntries(path) {
   return n;
 }
 
+/**
+ * `messages` (after `head`) written to `file` by ImageWriter and read back by ImageReader, best of 3
+ * each, turned into crit's JSON in process once, and decoded by crit and crit-ts: the figures of
+ * `kind` (pagemap, core), and the times the ratios need.
+ */
+function codecRun(kind, file, magic, messages, head?) {
+  const n = messages.length;
+  const enc = best(3, () => writeAll(file, magic, messages, head));
+  const bytes = statSync(file).size;
+  const dec = best(3, () => countEntries(file));
+  if (dec.result !== n + (head ? 1 : 0)) throw new Error(`${kind}: read ${dec.result} entries`);
+  const json = best(1, () => pyDumps(imageToCrit(file)).length);
+  const figures = {
+    [`${kind}_encode_eps`]: round(n / enc.s),
+    [`${kind}_encode_mbps`]: round(mb(bytes) / enc.s),
+    [`${kind}_decode_eps`]: round(n / dec.s),
+    [`${kind}_decode_mbps`]: round(mb(bytes) / dec.s),
+    [`${kind}_crit_json_inproc_s`]: round(json.s),
+    [`crit_${kind}_decode_s`]: round(critDecode(file)),
+    [`critts_${kind}_decode_s`]: round(critTsDecode(file)),
+  };
+  return { bytes, decodeS: dec.s, jsonS: json.s, figures };
+}
+
 // ---- runs ------------------------------------------------------------------------------------
 
 const fig: Record<string, any> = {};
@@ -245,51 +160,32 @@ try {
 
   // Pagemap: 1 head + PAGEMAP_ENTRIES entries.
   const pagemap = join(dir, 'pagemap-1.img');
-  const entries = pagemapEntries(PAGEMAP_ENTRIES);
-  const enc = best(3, () => writeAll(pagemap, 'PAGEMAP', entries, { pages_id: 1 }));
-  const pmBytes = statSync(pagemap).size;
-  const dec = best(3, () => countEntries(pagemap));
-  if (dec.result !== PAGEMAP_ENTRIES + 1) throw new Error(`pagemap: read ${dec.result} entries`);
-  const json = best(1, () => pyDumps(imageToCrit(pagemap)).length);
-  Object.assign(fig, {
-    pagemap_entries: PAGEMAP_ENTRIES,
-    pagemap_file_bytes: pmBytes,
-    pagemap_encode_eps: round(PAGEMAP_ENTRIES / enc.s),
-    pagemap_encode_mbps: round(mb(pmBytes) / enc.s),
-    pagemap_decode_eps: round(PAGEMAP_ENTRIES / dec.s),
-    pagemap_decode_mbps: round(mb(pmBytes) / dec.s),
-    pagemap_crit_json_inproc_s: round(json.s),
-    crit_pagemap_decode_s: round(critDecode(pagemap)),
-    critts_pagemap_decode_s: round(critTsDecode(pagemap)),
-  });
+  const pm = codecRun('pagemap', pagemap, 'PAGEMAP', pagemapEntries(PAGEMAP_ENTRIES), { pages_id: 1 });
+  const pmBytes = pm.bytes;
+  Object.assign(fig, { pagemap_entries: PAGEMAP_ENTRIES, pagemap_file_bytes: pmBytes }, pm.figures);
 
   // Core: CORE_ENTRIES core_entry messages in one image (crit decodes them all).
   const core = join(dir, 'core-1.img');
-  const cores = range(CORE_ENTRIES, (i) => x86Core(1000 + i));
-  const cenc = best(3, () => writeAll(core, 'CORE', cores));
-  const coreBytes = statSync(core).size;
-  const cdec = best(3, () => countEntries(core));
-  if (cdec.result !== CORE_ENTRIES) throw new Error(`core: read ${cdec.result} entries`);
-  const cjson = best(1, () => pyDumps(imageToCrit(core)).length);
-  Object.assign(fig, {
-    core_entries: CORE_ENTRIES,
-    core_entry_bytes: Math.round((coreBytes - 8) / CORE_ENTRIES),
-    core_encode_eps: round(CORE_ENTRIES / cenc.s),
-    core_encode_mbps: round(mb(coreBytes) / cenc.s),
-    core_decode_eps: round(CORE_ENTRIES / cdec.s),
-    core_decode_mbps: round(mb(coreBytes) / cdec.s),
-    core_crit_json_inproc_s: round(cjson.s),
-    crit_core_decode_s: round(critDecode(core)),
-    critts_core_decode_s: round(critTsDecode(core)),
-  });
+  const cr = codecRun(
+    'core',
+    core,
+    'CORE',
+    range(CORE_ENTRIES, (i) => x86Core(1000 + i)),
+  );
+  const coreBytes = cr.bytes;
+  Object.assign(
+    fig,
+    { core_entries: CORE_ENTRIES, core_entry_bytes: Math.round((coreBytes - 8) / CORE_ENTRIES) },
+    cr.figures,
+  );
 
   // Ratios: crit's time for the same file over ours, crit's startup taken out of its time.
   const vsCrit = (critS, oursS) =>
     critS === null || fig.crit_startup_s === null ? null : round((critS - fig.crit_startup_s) / oursS, 3);
-  fig.pagemap_decode_x_crit = vsCrit(fig.crit_pagemap_decode_s, dec.s);
-  fig.core_decode_x_crit = vsCrit(fig.crit_core_decode_s, cdec.s);
-  fig.pagemap_json_x_crit = vsCrit(fig.crit_pagemap_decode_s, json.s);
-  fig.core_json_x_crit = vsCrit(fig.crit_core_decode_s, cjson.s);
+  fig.pagemap_decode_x_crit = vsCrit(fig.crit_pagemap_decode_s, pm.decodeS);
+  fig.core_decode_x_crit = vsCrit(fig.crit_core_decode_s, cr.decodeS);
+  fig.pagemap_json_x_crit = vsCrit(fig.crit_pagemap_decode_s, pm.jsonS);
+  fig.core_json_x_crit = vsCrit(fig.crit_core_decode_s, cr.jsonS);
   rmSync(pagemap);
   rmSync(core);
 
@@ -319,33 +215,28 @@ try {
   const n = (x) => (x === null ? 'n/a' : Math.round(x).toLocaleString('en-US'));
   row('crit startup (one-entry inventory)', fmt(fig.crit_startup_s, 3), 's', 'python + pycriu import');
   row('crit-ts startup (one-entry inventory)', fmt(fig.critts_startup_s, 3), 's', 'node + module load');
-  row(`pagemap file (${n(PAGEMAP_ENTRIES)} entries)`, (pmBytes / 1e6).toFixed(1), 'MB');
-  row(
-    'pagemap encode (ImageWriter)',
-    n(fig.pagemap_encode_eps),
-    'entries/s',
-    `${fmt(fig.pagemap_encode_mbps)} MB/s`,
-  );
-  row(
-    'pagemap decode (ImageReader)',
-    n(fig.pagemap_decode_eps),
-    'entries/s',
-    `${fmt(fig.pagemap_decode_mbps)} MB/s`,
-  );
-  row(
-    'pagemap to crit JSON (in process)',
-    fmt(fig.pagemap_crit_json_inproc_s, 3),
-    's',
-    'imageToCrit + pyDumps',
-  );
-  row('crit decode pagemap', fmt(fig.crit_pagemap_decode_s, 3), 's', 'wall clock, startup included');
-  row('crit-ts decode pagemap', fmt(fig.critts_pagemap_decode_s, 3), 's', 'wall clock, startup included');
-  row(`core image (${n(CORE_ENTRIES)} x ${fig.core_entry_bytes} B)`, (coreBytes / 1e6).toFixed(1), 'MB');
-  row('core encode (ImageWriter)', n(fig.core_encode_eps), 'entries/s', `${fmt(fig.core_encode_mbps)} MB/s`);
-  row('core decode (ImageReader)', n(fig.core_decode_eps), 'entries/s', `${fmt(fig.core_decode_mbps)} MB/s`);
-  row('core to crit JSON (in process)', fmt(fig.core_crit_json_inproc_s, 3), 's', 'imageToCrit + pyDumps');
-  row('crit decode core', fmt(fig.crit_core_decode_s, 3), 's', 'wall clock, startup included');
-  row('crit-ts decode core', fmt(fig.critts_core_decode_s, 3), 's', 'wall clock, startup included');
+  /** The rows of one image kind (pagemap, core): its size, then ours and crit's figures. */
+  const codecRows = (kind, what, bytes) => {
+    row(what, (bytes / 1e6).toFixed(1), 'MB');
+    const mbps = (k) => `${fmt(fig[`${kind}_${k}_mbps`])} MB/s`;
+    row(`${kind} encode (ImageWriter)`, n(fig[`${kind}_encode_eps`]), 'entries/s', mbps('encode'));
+    row(`${kind} decode (ImageReader)`, n(fig[`${kind}_decode_eps`]), 'entries/s', mbps('decode'));
+    row(
+      `${kind} to crit JSON (in process)`,
+      fmt(fig[`${kind}_crit_json_inproc_s`], 3),
+      's',
+      'imageToCrit + pyDumps',
+    );
+    row(`crit decode ${kind}`, fmt(fig[`crit_${kind}_decode_s`], 3), 's', 'wall clock, startup included');
+    row(
+      `crit-ts decode ${kind}`,
+      fmt(fig[`critts_${kind}_decode_s`], 3),
+      's',
+      'wall clock, startup included',
+    );
+  };
+  codecRows('pagemap', `pagemap file (${n(PAGEMAP_ENTRIES)} entries)`, pmBytes);
+  codecRows('core', `core image (${n(CORE_ENTRIES)} x ${fig.core_entry_bytes} B)`, coreBytes);
   row('pagemap decode vs crit', fmt(fig.pagemap_decode_x_crit, 1), 'x', 'crit minus startup / ImageReader');
   row('core decode vs crit', fmt(fig.core_decode_x_crit, 1), 'x', 'crit minus startup / ImageReader');
   row(

@@ -14,11 +14,9 @@
 // as the LAST line one JSON object: {"restore_sleep": {wall_ms, fork_ms, memory_ms, rest_ms, ...},
 // "restore_64MiB": ..., "restore_512MiB": ..., "restore_2GiB": ... | null, "sleep_cli_wall_ms": ..}.
 // CRIU 4.2 on this kind of machine, for reference: sleep 86 ms, 64 MiB 264 ms, 512 MiB 1.9 s, 2 GiB 8.4 s.
-import { execFile } from 'node:child_process';
 import {
   closeSync,
   constants,
-  existsSync,
   mkdtempSync,
   openSync,
   readdirSync,
@@ -28,37 +26,19 @@ import {
   statfsSync,
 } from 'node:fs';
 import { freemem } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { buildWorkloads, workloadPath } from '../../workloads/index.js';
+import { readLines, waitForLine } from '../../workloads/report.js';
+import { importBuilt, median, requireBuilt, runCli, startClean, table } from '../common.js';
 import { cleanUp, printReport } from '../report.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const repo = join(here, '..', '..', '..');
-const dist = (pkg, file = 'index.js') => join(repo, 'packages', pkg, 'dist', file);
-for (const [pkg, file] of [
-  ['sys', 'index.js'],
-  ['compel', 'index.js'],
-  ['images', 'index.js'],
-  ['core', 'index.js'],
-  ['core', 'restore/index.js'],
-]) {
-  if (!existsSync(dist(pkg, file))) {
-    console.error(`packages/${pkg}/dist/${file} is missing: run \`pnpm -r build\` first`);
-    process.exit(1);
-  }
-}
-const { dump } = await import(pathToFileURL(dist('core')).href);
-const { restore } = await import(pathToFileURL(dist('core', 'restore/index.js')).href);
-const { killAndReap, startTraceable } = await import(pathToFileURL(dist('compel')).href);
-const { ImageDir } = await import(pathToFileURL(dist('images')).href);
-const sys = await import(pathToFileURL(dist('sys')).href);
-const { buildWorkloads, workloadPath } = await import(
-  pathToFileURL(join(repo, 'tools/workloads/index.mjs')).href
-);
-const { readLines, waitForLine } = await import(pathToFileURL(join(repo, 'tools/workloads/report.mjs')).href);
+requireBuilt(['sys', 'compel', 'images', 'core', 'core/restore/index.js']);
+const { dump } = await importBuilt('core');
+const { restore } = await importBuilt('core/restore/index.js');
+const { killAndReap, startTraceable } = await importBuilt('compel');
+const { ImageDir } = await importBuilt('images');
+const sys = await importBuilt('sys');
 
-const CLI = join(repo, 'node_modules/.bin/criu-ts');
-const PYTHON = '/usr/bin/python3';
 const TMP = '/tmp';
 const GIB = 1024 ** 3;
 const WORKLOADS = [
@@ -69,32 +49,12 @@ const WORKLOADS = [
 ];
 const SLEEP_CLI_REPS = 5;
 
-const median = (a) => {
-  const s = [...a].sort((x, y) => x - y);
-  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const round = (v, d = 1) => Number(v.toFixed(d));
-const rows = [];
-const row = (what, value, unit, note = '') => rows.push([what, String(value), unit, note]);
+const { rows, row } = table();
 
 const work = mkdtempSync(join(TMP, 'criu-ts-bench-restore-'));
-const started = new Set();
-
-/** A command with only fds 0-2 (a python3 trampoline closes the rest), in its own session. */
-async function startClean(argv) {
-  const pid = startTraceable(
-    [PYTHON, '-c', 'import os, sys; os.closerange(3, 65536); os.execv(sys.argv[1], sys.argv[1:])', ...argv],
-    { setsid: true },
-  );
-  started.add(pid);
-  const want = `${argv.join('\0')}\0`;
-  const deadline = Date.now() + 10_000;
-  while (readFileSync(`/proc/${pid}/cmdline`, 'utf8') !== want) {
-    if (Date.now() > deadline) throw new Error(`${argv[0]} did not start`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  return pid;
-}
+const started = new Set<number>();
+const startSleep = () => startClean(['/usr/bin/sleep', '1000'], startTraceable, (p) => started.add(p));
 
 /** Wait until a task sleeps in pause() (memhog done filling) or nanosleep. */
 async function waitAsleep(pid) {
@@ -106,15 +66,6 @@ async function waitAsleep(pid) {
     if (Date.now() > deadline) throw new Error(`pid ${pid} never fell asleep`);
     await new Promise((r) => setTimeout(r, 5));
   }
-}
-
-function runCli(args) {
-  return new Promise<void>((resolve, reject) => {
-    execFile(CLI, args, { cwd: repo }, (err, _stdout, stderr) => {
-      if (err) reject(new Error(`criu-ts ${args.join(' ')}: ${stderr.trim() || err.message}`));
-      else resolve();
-    });
-  });
 }
 
 /**
@@ -174,7 +125,7 @@ async function bench(w) {
     started.add(pid);
     await waitForLine(report, /^SUM /, { pid, timeoutMs: 300_000 });
   } else {
-    pid = await startClean(['/usr/bin/sleep', '1000']);
+    pid = await startSleep();
   }
   await waitAsleep(pid);
   const dir = join(work, `images-${w.name}`);
@@ -240,7 +191,7 @@ async function bench(w) {
 }
 
 async function benchSleepCli() {
-  const pid = await startClean(['/usr/bin/sleep', '1000']);
+  const pid = await startSleep();
   await waitAsleep(pid);
   const dir = join(work, 'images-sleep-cli');
   await dump({ pid, imagesDir: dir });

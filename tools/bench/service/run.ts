@@ -16,11 +16,13 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve as resolvePath } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
+import { buildWorkloads, workloadPath } from '../../workloads/index.js';
+import { waitForLine } from '../../workloads/report.js';
+import { importBuilt, requireBuilt } from '../common.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..', '..', '..');
-const dist = (pkg: string) => pathToFileURL(join(repo, 'packages', pkg, 'dist', 'index.js')).href;
 const USAGE =
   'usage: bench:service [--criu PATH] [--rounds N] [--warmup N] [--rows sleep,mem64] [--settle MS] [--json]';
 
@@ -60,13 +62,10 @@ if (process.getuid?.() !== 0) {
   console.error('bench:service: run as root');
   process.exit(1);
 }
-const sys = await import(dist('sys'));
-const rpc = await import(dist('rpc'));
-const { killAndReap, startTraceable, ensureSubreaper } = await import(dist('compel'));
-const { buildWorkloads, workloadPath } = await import(
-  pathToFileURL(join(repo, 'tools/workloads/index.mjs')).href
-);
-const { waitForLine } = await import(pathToFileURL(join(repo, 'tools/workloads/report.mjs')).href);
+requireBuilt(['sys', 'rpc', 'compel'], 'bench:service: ');
+const sys = await importBuilt('sys');
+const rpc = await importBuilt('rpc');
+const { killAndReap, startTraceable, ensureSubreaper } = await importBuilt('compel');
 ensureSubreaper();
 await buildWorkloads();
 

@@ -9,16 +9,15 @@
 // {"conns_1000": {dump_ms, restore_ms}, "queued_4MiB": {dump_ms, restore_ms, bytes_each_way}}.
 import { mkdtempSync, readFileSync } from 'node:fs';
 import net from 'node:net';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { importBuilt, requireBuilt } from '../common.js';
 import { cleanUp, printReport } from '../report.js';
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const dist = (pkg, file = 'index.js') => pathToFileURL(join(repo, 'packages', pkg, 'dist', file)).href;
-const { dump } = await import(dist('core'));
-const { restore } = await import(dist('core', 'restore/index.js'));
-const { killAndReap, startTraceable } = await import(dist('compel'));
-const { ImageDir } = await import(dist('images'));
+requireBuilt(['core', 'core/restore/index.js', 'compel', 'images']);
+const { dump } = await importBuilt('core');
+const { restore } = await importBuilt('core/restore/index.js');
+const { killAndReap, startTraceable } = await importBuilt('compel');
+const { ImageDir } = await importBuilt('images');
 
 const PYTHON = '/usr/bin/python3';
 const CONNS = Number(process.env.CONNS ?? 1000);

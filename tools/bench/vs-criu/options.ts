@@ -1,5 +1,6 @@
 // The pure part of the vs-criu bench: its command line, the rows it knows, and the statistics
 // (medians, per-round ratios). No processes here, so it can be checked without root (options.check.ts).
+import { median } from '../common.js';
 
 export interface RowInfo {
   /** What --rows takes. */
@@ -125,12 +126,7 @@ export function selectRows(spec: string): string[] {
   return ROWS.map((r) => r.id).filter((id) => want.includes(id));
 }
 
-export function median(values: readonly number[]): number | undefined {
-  if (values.length === 0) return undefined;
-  const s = [...values].sort((a, b) => a - b);
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h] : ((s[h - 1] as number) + (s[h] as number)) / 2;
-}
+export { median };
 
 /**
  * criu-ts / CRIU for one phase: the median of the per-round ratios (rounds where both tools have a

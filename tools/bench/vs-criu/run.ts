@@ -31,8 +31,10 @@ import {
 } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve as resolvePath } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join, resolve as resolvePath } from 'node:path';
+import { buildWorkloads, isDescendantOf, workloadPath } from '../../workloads/index.js';
+import { readLines, waitForLine } from '../../workloads/report.js';
+import { importBuilt, repo, requireBuilt } from '../common.js';
 import {
   firstErrorLine,
   median,
@@ -43,9 +45,6 @@ import {
   ratios,
   USAGE,
 } from './options.js';
-
-const here = dirname(fileURLToPath(import.meta.url));
-const repo = join(here, '..', '..', '..');
 
 let opts: Options;
 try {
@@ -66,18 +65,8 @@ if (process.getuid?.() !== 0) {
   console.error('vs-criu: run as root (dump and restore need it)');
   process.exit(1);
 }
-const distOf = (pkg: string) => join(repo, 'packages', pkg, 'dist', 'index.js');
-for (const pkg of ['sys', 'bfd', 'compel', 'images']) {
-  if (!existsSync(distOf(pkg))) {
-    console.error(`vs-criu: packages/${pkg}/dist is missing: run \`pnpm run build\` first`);
-    process.exit(1);
-  }
-}
-const { killAndReap, startTraceable, ensureSubreaper } = await import(pathToFileURL(distOf('compel')).href);
-const { buildWorkloads, workloadPath, isDescendantOf } = await import(
-  pathToFileURL(join(repo, 'tools/workloads/index.mjs')).href
-);
-const { waitForLine, readLines } = await import(pathToFileURL(join(repo, 'tools/workloads/report.mjs')).href);
+requireBuilt(['sys', 'bfd', 'compel', 'images'], 'vs-criu: ');
+const { killAndReap, startTraceable, ensureSubreaper } = await importBuilt('compel');
 
 function executable(path: string): boolean {
   try {

@@ -15,6 +15,7 @@ import { KobjIds } from '../ids/dump.js';
 import { type Logger, silentLogger } from '../log/logger.js';
 import { refuseNamespaces } from '../namespaces/dump.js';
 import { inventoryCodeOf, type NetworkLockMethod, newRunId } from '../net-lock/index.js';
+import { callNotify, type Notify } from '../notify/index.js';
 import { type Progress, ProgressTracker } from '../progress/progress.js';
 import { fpregsToImage } from '../registers/x86.js';
 import { SeccompFilters } from '../seccomp/dump.js';
@@ -73,6 +74,8 @@ export interface DumpOptions {
   logger?: Logger;
   /** Told the step, tasks dumped, pages written and connections, as the dump goes (progress/). */
   progress?: Progress;
+  /** Called at pre-dump and post-dump (see notify/); a throw fails the dump, the tree left running. */
+  notify?: Notify;
 }
 
 export interface DumpResult {
@@ -100,6 +103,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   (opts.workDir ? ImageDir.create(opts.workDir) : dir).checkCanWrite('stats-%s', 'dump');
   checkRoot(opts.pid);
   warmUp();
+  callNotify(opts.notify, 'pre-dump', opts.pid, (m, cause) => new DumpError(m, { cause }));
   const stats = new DumpStats();
   const progress = new ProgressTracker(opts.progress);
   progress.phase('freezing');
@@ -163,6 +167,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     opts.checkpoint?.();
     progress.phase('writing images');
     writeTreeImages(ctx, dumperIds);
+    // Images written, tree frozen and its connections locked: CRIU asks here whether to go on.
+    callNotify(opts.notify, 'post-dump', opts.pid, (m, cause) => new DumpError(m, { cause }));
     // Inside the try: a stats-dump that cannot be written leaves the tree running, as any failed write.
     statsEntry = stats.entry(process.hrtime.bigint());
     (opts.workDir ? ImageDir.create(opts.workDir) : dir).write('stats-%s', 'dump', [{ dump: statsEntry }]);

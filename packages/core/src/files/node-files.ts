@@ -26,6 +26,8 @@ export class NodeFiles {
   private readonly sharedObjects = new Map<string, unknown>();
   private readonly extraFds: number[] = [];
   private readonly afterRestoreSteps: Array<() => void> = [];
+  /** Steps for a failed restore; dropped once the tree runs (afterRestore). */
+  private readonly ifFailedSteps: Array<() => void> = [];
   /** The connections the dump locked, restored in repair mode. */
   private readonly lockedConnections: Connection[] = [];
   private readonly networkLock: ImagesLock;
@@ -66,6 +68,9 @@ export class NodeFiles {
       },
       afterRestore: (fn) => {
         this.afterRestoreSteps.push(fn);
+      },
+      ifRestoreFails: (fn) => {
+        this.ifFailedSteps.push(fn);
       },
       whileHelperLives: (use) => {
         if (!this.helperMaker) throw new RestoreError('a helper process is asked for before the stub runs');
@@ -214,6 +219,7 @@ export class NodeFiles {
    * lifted (whichever tool made it; see net-lock/); link remaps go.
    */
   afterRestore(): void {
+    this.ifFailedSteps.length = 0;
     for (const fn of this.afterRestoreSteps.splice(0)) fn();
     const trouble = liftImagesLock(this.networkLock, this.lockedConnections.splice(0));
     if (trouble) this.log(`network lock not lifted: ${trouble}`);
@@ -221,6 +227,13 @@ export class NodeFiles {
   }
 
   closeAll(): void {
+    for (const fn of this.ifFailedSteps.splice(0)) {
+      try {
+        fn();
+      } catch (e) {
+        this.log(`cleanup of a failed restore: ${(e as Error).message}`);
+      }
+    }
     for (const fd of [...this.open.values(), ...this.extraFds.splice(0)]) {
       try {
         close(fd);

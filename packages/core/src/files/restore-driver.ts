@@ -37,6 +37,8 @@ export interface FdRestoreContext extends FdCheckContext {
   tcpClose?: boolean;
   /** Run `fn` once the restored tree runs; not run if the restore fails. */
   afterRestore(fn: () => void): void;
+  /** Run `fn` if the restore fails, once its tasks are killed and before criu-ts's fds close. */
+  ifRestoreFails(fn: () => void): void;
   /** Close `fd` when the restore ends (an end of a pipe no task holds, a helper fd). */
   closeLater(fd: number): void;
   /**

@@ -10,8 +10,11 @@ import { stopSignalOf } from '../signals/restore.js';
 import { RestoreError } from './errors.js';
 import type { RestoreRun } from './live.js';
 
-/** Registers in every thread, then every thread detached: the tree runs. */
-export function letTheTreeRun(run: RestoreRun): void {
+/**
+ * Registers in every thread, then every thread detached: the tree runs. `beforeLetGo` runs once every
+ * thread is ready and none runs yet (the pre-resume hook); its throw leaves them all to killAll.
+ */
+export function letTheTreeRun(run: RestoreRun, beforeLetGo?: () => void): void {
   const s = run.s;
   for (const lt of run.live.values()) {
     const leader = lt.threads[0]!;
@@ -24,6 +27,7 @@ export function letTheTreeRun(run: RestoreRun): void {
       loadRegisters(tid, core, mask);
     }
   }
+  beforeLetGo?.();
   // Everybody is ready: let them all go.
   for (const lt of run.live.values()) {
     if (lt.plan.state === 'stopped') kill(lt.plan.pid, stopSignalOf(lt.plan));

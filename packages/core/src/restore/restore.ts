@@ -24,6 +24,7 @@ import { openDeadPidFiles, openDyingFiles, openEveryFile } from '../files/restor
 import { type Logger, silentLogger } from '../log/logger.js';
 import { restoreTaskMemory } from '../mm/restore.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
+import { callNotify, type Notify, reportNotify } from '../notify/index.js';
 import { type Progress, ProgressTracker } from '../progress/progress.js';
 import { settleTaskPages, startRestoreProgress } from '../progress/restore.js';
 import { RestoreError } from './errors.js';
@@ -70,6 +71,11 @@ export interface RestoreOptions {
   logger?: Logger;
   /** Told the step, tasks restored, pages filled and connections, as the restore goes (progress/). */
   progress?: Progress;
+  /**
+   * Called at pre-restore, post-restore, pre-resume and post-resume (see notify/); a throw before the
+   * tree runs fails the restore and kills what it made; one at post-resume is only logged, as in CRIU.
+   */
+  notify?: Notify;
 }
 
 export interface RestoreResult {
@@ -140,11 +146,12 @@ export function restore(opts: RestoreOptions): RestoreResult {
 
   let tPlan = 0;
   try {
+    callNotify(opts.notify, 'pre-restore', 0, failed);
     // Validate: every file is opened now, while no process exists.
     startRestoreProgress(plan, progress);
     openEveryFile(run, (id) => plan.files.get(id)?.isk && progress.add('connections'));
     tPlan = ms(t0) - waitMs;
-    restoreTree(run, progress);
+    restoreTree(run, progress, opts.notify);
     // Unlock: the tree runs; what waited for it (the network lock) is lifted.
     files.afterRestore();
   } catch (e) {
@@ -177,6 +184,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   } catch (e) {
     log.warn(`cannot write stats-restore: ${(e as Error).message}`);
   }
+  reportNotify(opts.notify, 'post-resume', plan.root.pid, (line) => log.error(line));
   log.info(
     `restored ${plan.root.pid}: ${plan.tasks.length} tasks, ${counts.pages} pages in ${total.toFixed(1)} ms`,
   );
@@ -184,7 +192,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
 }
 
 /** From the stub to a running tree (the phases stub, tree, tasks, tree-wide and run). */
-function restoreTree(run: RestoreRun, progress: ProgressTracker): void {
+function restoreTree(run: RestoreRun, progress: ProgressTracker, notify: Notify | undefined): void {
   const { plan, files, cgroups } = run;
   const tFork = process.uptime() * 1000;
   // Stub: every task descends from it and inherits its scratch area, signal mask and actions.
@@ -212,9 +220,12 @@ function restoreTree(run: RestoreRun, progress: ProgressTracker): void {
   plan.shmem.afterTasks();
   files.restoreOwners();
   files.unlinkGhosts();
+  callNotify(notify, 'post-restore', plan.root.pid, failed);
   // Run: registers and signal masks in, everybody let go together.
-  letTheTreeRun(run);
+  letTheTreeRun(run, () => callNotify(notify, 'pre-resume', plan.root.pid, failed));
 }
+
+const failed = (message: string, cause: unknown) => new RestoreError(message, { cause });
 
 /**
  * The task's memory, once: through the helper pidfd it gets first (files/install.ts). Done before the

@@ -21,7 +21,7 @@ import {
   pagemapEntry,
   readImage,
 } from '../../src/index.js';
-import { x86Core } from './fixtures.js';
+import { x86Core } from '../x86-core.js';
 
 let tmp: string;
 let n = 0;

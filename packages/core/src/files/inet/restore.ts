@@ -217,7 +217,13 @@ export const inetSocketRestoreDriver: FdRestoreDriver = {
   open(entry, ctx) {
     const s = entry.isk!;
     try {
-      return withFlags(makeSocket(s, ctx), s.flags);
+      const fd = withFlags(makeSocket(s, ctx), s.flags);
+      // A connection restored out of repair mode goes back in it if the restore fails, before it closes:
+      // so it goes without a FIN (which the lock would hold, keeping its address pair busy, and let
+      // through later), and the images restore again.
+      if (isTcpConnection(s) && !ctx.tcpClose && s.state !== TCP.SYN_SENT)
+        ctx.ifRestoreFails(() => repairOn(fd));
+      return fd;
     } catch (e) {
       throw new RestoreError(`inet socket ${s.ino} (port ${s.src_port}): ${(e as Error).message}`);
     }

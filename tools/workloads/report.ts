@@ -3,20 +3,41 @@
 // Workloads append whole lines with single write()s, so only complete
 // ('\n'-terminated) lines are ever looked at; a trailing partial line is
 // ignored until its newline arrives.
-import { watch as fsWatch, readFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { type FSWatcher, watch as fsWatch, readFileSync } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
 
 const DEFAULT_TIMEOUT_MS = 20_000;
 const DEFAULT_POLL_MS = 25;
 const TAIL_LINES = 20;
 
+/** What a wanted line must match: a RegExp, or a predicate given the line and its index. */
+export type LineMatch = RegExp | ((line: string, index: number) => boolean);
+
+export interface WaitForLineOptions {
+  /** Give up after this long (default 20000 ms). */
+  timeoutMs?: number;
+  /** Ignore the first `fromLine` complete lines (default 0: scan from the start). */
+  fromLine?: number;
+  /**
+   * Reject as soon as a line matching this (and not matching the wanted
+   * line) appears. Default /^FAIL\b/; null disables.
+   */
+  failOn?: RegExp | null;
+  /** Reject early if this process is gone or a zombie. */
+  pid?: number;
+  /** Poll interval used next to fs.watch (default 25 ms). */
+  pollMs?: number;
+  /** Abort the wait. */
+  signal?: AbortSignal;
+}
+
 /** Complete lines of a report file ([] if it does not exist yet). */
-export function readLines(file) {
-  let text;
+export function readLines(file: string): string[] {
+  let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    if (err.code === 'ENOENT') return [];
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
   }
   const lines = text.split('\n');
@@ -24,19 +45,19 @@ export function readLines(file) {
   return lines;
 }
 
-function regexTest(re) {
+function regexTest(re: RegExp): (line: string) => boolean {
   return (line) => {
     re.lastIndex = 0; // a /g or /y regex is stateful
     return re.test(line);
   };
 }
 
-function describe(match) {
+function describe(match: LineMatch): string {
   return typeof match === 'function' ? `a line accepted by ${match.name || 'the predicate'}` : String(match);
 }
 
 /** True while /proc/<pid> exists and is not a zombie / dead task. */
-function processAlive(pid) {
+function processAlive(pid: number): boolean {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
@@ -64,7 +85,11 @@ function processAlive(pid) {
  * (default 25 ms) as the fallback, so it works even when no inotify
  * event arrives (file not created yet, events lost under load).
  */
-export async function waitForLine(file, match, opts = {}) {
+export async function waitForLine(
+  file: string,
+  match: LineMatch,
+  opts: WaitForLineOptions = {},
+): Promise<string> {
   const {
     timeoutMs = DEFAULT_TIMEOUT_MS,
     fromLine = 0,
@@ -73,16 +98,17 @@ export async function waitForLine(file, match, opts = {}) {
     pollMs = DEFAULT_POLL_MS,
     signal,
   } = opts;
-  const test = typeof match === 'function' ? match : regexTest(match);
+  const test: (line: string, index: number) => boolean =
+    typeof match === 'function' ? match : regexTest(match);
   const isFail = failOn ? regexTest(failOn) : () => false;
   const deadline = Date.now() + timeoutMs;
 
   let offset = 0; // bytes of the file consumed
   let rest = Buffer.alloc(0); // incomplete trailing line
   let index = 0; // index of the next complete line
-  let tail = []; // last TAIL_LINES complete lines
-  let watcher = null;
-  let wake = null;
+  let tail: string[] = []; // last TAIL_LINES complete lines
+  let watcher: FSWatcher | null = null;
+  let wake: (() => void) | null = null;
 
   const notify = () => {
     const w = wake;
@@ -99,12 +125,12 @@ export async function waitForLine(file, match, opts = {}) {
 
   // Consume whatever was appended since the last scan.
   // Returns { line } on a match, { fail } on a FAIL line, or null.
-  const scan = async () => {
-    let fh;
+  const scan = async (): Promise<{ line?: string; fail?: string } | null> => {
+    let fh: FileHandle;
     try {
       fh = await open(file, 'r');
     } catch (err) {
-      if (err.code === 'ENOENT') return null;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw err;
     }
     try {
@@ -152,7 +178,7 @@ export async function waitForLine(file, match, opts = {}) {
     }
   };
 
-  const settle = (r) => {
+  const settle = (r: { line?: string; fail?: string } | null): string | undefined => {
     if (r?.line !== undefined) return r.line;
     if (r?.fail !== undefined) {
       throw new Error(`workload reported "${r.fail}" while waiting for ${describe(match)}; ${tailText()}`);
@@ -188,7 +214,7 @@ export async function waitForLine(file, match, opts = {}) {
           watcher = null; // not created yet: the poll covers it
         }
       }
-      await new Promise((resolve) => {
+      await new Promise<void>((resolve) => {
         const timer = setTimeout(notify, Math.max(1, Math.min(pollMs, deadline - Date.now())));
         wake = () => {
           clearTimeout(timer);

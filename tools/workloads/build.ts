@@ -1,6 +1,6 @@
 // Builds the C test workloads: every src/<name>.c -> bin/<name>.
 //
-//   node tools/workloads/build.mjs      (or: pnpm workloads)
+//   pnpm workloads      (or: pnpm exec tsx tools/workloads/build.ts)
 //
 // A program is (re)compiled only when its binary is missing or older than
 // its .c file or any src/*.h header.  Each binary is compiled to a
@@ -18,16 +18,16 @@ export const binDir = fileURLToPath(new URL('./bin/', import.meta.url));
 
 export const CFLAGS = ['-O2', '-Wall', '-Wextra', '-Werror', '-pthread'];
 
-async function mtimeMs(path) {
+async function mtimeMs(path: string): Promise<number | null> {
   try {
     return (await stat(path)).mtimeMs;
   } catch (err) {
-    if (err.code === 'ENOENT') return null;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
   }
 }
 
-function gcc(args) {
+function gcc(args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile('gcc', args, { maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err) {
@@ -40,12 +40,10 @@ function gcc(args) {
   });
 }
 
-/**
- * Compile every out-of-date workload.
- * @param {{ log?: (line: string) => void }} [opts]
- * @returns {Promise<{ binDir: string, built: string[] }>}
- */
-export async function build(opts = {}) {
+/** Compile every out-of-date workload; `log` gets one `built <name>` line per program compiled. */
+export async function build(
+  opts: { log?: (line: string) => void } = {},
+): Promise<{ binDir: string; built: string[] }> {
   const log = opts.log ?? (() => {});
   const files = (await readdir(srcDir)).sort();
   const headers = files.filter((f) => f.endsWith('.h'));
@@ -54,7 +52,7 @@ export async function build(opts = {}) {
   for (const h of headers) newestHeader = Math.max(newestHeader, (await mtimeMs(join(srcDir, h))) ?? 0);
 
   await mkdir(binDir, { recursive: true });
-  const built = [];
+  const built: string[] = [];
   const results = await Promise.allSettled(
     sources.map(async (file) => {
       const name = file.slice(0, -2);
@@ -75,13 +73,15 @@ export async function build(opts = {}) {
   );
   built.sort();
   for (const name of built) log(`built ${name}`);
-  const failures = results.filter((r) => r.status === 'rejected').map((r) => r.reason.message);
+  const failures = results
+    .filter((r): r is PromiseRejectedResult => r.status === 'rejected')
+    .map((r) => (r.reason as Error).message);
   if (failures.length > 0) throw new Error(failures.join('\n\n'));
   return { binDir, built };
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  build({ log: (line) => console.log(line) }).catch((err) => {
+  build({ log: (line) => console.log(line) }).catch((err: Error) => {
     console.error(err.message);
     process.exitCode = 1;
   });

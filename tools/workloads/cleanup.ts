@@ -6,17 +6,36 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { isDescendantOf } from './index.mjs';
+import { isDescendantOf } from './index.js';
 
-/** `killAndReap(pid)`: the caller's SIGKILL-and-waitpid (compel's); `prefix`: of its temp dirs. */
-export function testResources({ killAndReap, prefix }) {
-  const started = [];
-  const tempDirs = [];
-  const before = [];
-  const after = [];
+export interface TestResources {
+  /** A fresh temp dir, removed by cleanup(). */
+  tempDir(prefix?: string): string;
+  /** Remember pids to kill and reap in cleanup() (only while they are our descendants). */
+  track(...pids: number[]): void;
+  /** Run `fn` in cleanup(), before processes are killed (newest first). */
+  onCleanup(fn: () => void): void;
+  /** Run `fn` in cleanup(), once the processes are gone (newest first): unmounting. */
+  afterKill(fn: () => void): void;
+  /** Undo everything; throws the first error once all of it was tried. */
+  cleanup(): void;
+}
+
+/** One test file's resources. `killAndReap(pid)`: the caller's SIGKILL-and-waitpid (compel's); `prefix`: of its temp dirs. */
+export function testResources({
+  killAndReap,
+  prefix,
+}: {
+  killAndReap: (pid: number) => void;
+  prefix: string;
+}): TestResources {
+  const started: number[] = [];
+  const tempDirs: string[] = [];
+  const before: Array<() => void> = [];
+  const after: Array<() => void> = [];
 
   /** Run every step, remembering the first error. */
-  const runAll = (steps, errors) => {
+  const runAll = (steps: Array<() => void>, errors: unknown[]) => {
     for (const fn of steps) {
       try {
         fn();
@@ -42,7 +61,7 @@ export function testResources({ killAndReap, prefix }) {
       after.push(fn);
     },
     cleanup() {
-      const errors = [];
+      const errors: unknown[] = [];
       runAll(before.splice(0).reverse(), errors);
       const pids = started
         .splice(0)
