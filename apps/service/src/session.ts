@@ -63,9 +63,20 @@ function emptyError(why: string): CriuResp {
 
 function failure(type: number, e: unknown, errno?: number): CriuResp {
   const msg = e instanceof Error ? e.message : String(e);
-  const code =
-    errno ?? (e instanceof RequestError ? ERRNO.EBADRQC : e instanceof SysError ? e.errno : undefined);
+  const code = errno ?? (e instanceof RequestError ? ERRNO.EBADRQC : errnoOf(e));
   return { type, success: false, cr_errmsg: msg, ...(code ? { cr_errno: code } : {}) };
+}
+
+/**
+ * CRIU's cr_errno of a failure: the errno core gives it (ESRCH: no such pid to dump, EEXIST: a pid in
+ * use at restore, as CRIU sets them) or that of the system call under it (a SysError, also as a cause).
+ */
+function errnoOf(e: unknown): number | undefined {
+  for (let at = e, depth = 0; at instanceof Error && depth < 8; at = at.cause, depth++) {
+    const n = (at as { errno?: unknown }).errno;
+    if (typeof n === 'number' && n > 0) return n;
+  }
+  return undefined;
 }
 
 /** Serves the client on `fd` (a connected SOCK_SEQPACKET socket) until it is done; `fd` stays open. */
