@@ -9,7 +9,8 @@ import { build } from 'esbuild';
 
 const { version } = JSON.parse(readFileSync('package.json', 'utf8'));
 
-for (const name of ['criu-ts', 'crit-ts']) {
+// criu-ts-service: criu-ts with the RPC commands (swrk, service), run for those commands only.
+for (const name of ['criu-ts', 'criu-ts-service', 'crit-ts']) {
   const outfile = `dist/${name}.bundle.cjs`;
   await build({
     entryPoints: [`dist/${name}.js`],

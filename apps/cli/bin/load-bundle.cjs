@@ -15,7 +15,20 @@ const vm = require('node:vm');
 const { createRequire } = require('node:module');
 
 /** The commands that get a cache of their own; any other run shares `other`. */
-const CACHED_COMMANDS = new Set(['dump', 'restore', 'check', 'decode', 'encode', 'show', 'info', 'x']);
+const CACHED_COMMANDS = new Set([
+  'dump',
+  'restore',
+  'check',
+  'swrk',
+  'service',
+  'decode',
+  'encode',
+  'show',
+  'info',
+  'x',
+]);
+/** The commands of criu-ts-service.bundle.cjs (criu-ts with the RPC service); criu-ts's others do without. */
+const SERVICE_COMMANDS = new Set(['swrk', 'service']);
 
 function commandOf(argv) {
   // Options may come first (`criu-ts -D d dump`): the first word that names a command is taken. A wrong
@@ -55,8 +68,9 @@ function run(name) {
     delete process.env.CRIU_TS_NODE_EXTRA_CA_CERTS;
   }
   const dist = path.join(__dirname, '..', 'dist');
-  const file = path.join(dist, `${name}.bundle.cjs`);
   const argv = process.argv.slice(2);
+  if (name === 'criu-ts' && SERVICE_COMMANDS.has(commandOf(argv))) name = 'criu-ts-service';
+  const file = path.join(dist, `${name}.bundle.cjs`);
   // esbuild writes ASCII only (non-ASCII characters escaped), which latin1 reads fastest.
   const source = fs.readFileSync(file, 'latin1');
   const id = /criu-ts-bundle-id=([0-9a-f]+)/.exec(source.slice(-64))?.[1];

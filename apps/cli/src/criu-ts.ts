@@ -1,7 +1,7 @@
 import { checkCommand } from './criu/check-command.js';
 import { dumpCommand } from './criu/dump-command.js';
 import { UsageError } from './criu/getopt.js';
-import { optionHelp, parseCommandLine } from './criu/options.js';
+import { type CriuOptions, optionHelp, parseCommandLine } from './criu/options.js';
 import { restoreCommand } from './criu/restore-command.js';
 import { writeText } from './criu/write.js';
 
@@ -14,8 +14,6 @@ const NOT_YET: Record<string, string> = {
   'pre-dump': 'incremental dumps are not in criu-ts yet',
   'page-server': 'the page server is not in criu-ts yet',
   'lazy-pages': 'lazy pages are not in criu-ts yet',
-  service: 'the RPC service is not in criu-ts yet',
-  swrk: 'the RPC service is not in criu-ts yet',
   cpuinfo: 'cpuinfo dump/check is not in criu-ts yet',
   dedup: 'deduplication of incremental images is not in criu-ts yet',
   exec: 'CRIU removed exec; criu-ts does not have it',
@@ -26,18 +24,32 @@ const USAGE = `Usage:
   criu-ts dump -t PID [<options>]
   criu-ts restore [<options>]
   criu-ts check [--feature FEAT]
+  criu-ts service [--address SOCK] [-d] [--pidfile FILE]
+  criu-ts swrk <fd>
 
 Commands:
   dump      checkpoint a process tree identified by pid
   restore   restore a process tree
   check     checks whether the kernel and criu-ts support the features they need
+  service   serve CRIU's RPC on a unix socket (default ./criu_service.socket)
+  swrk      serve CRIU's RPC on the socket fd a client passes (runc, pycriu, go-criu)
 
 Options (CRIU's; also read from /etc/criu/default.conf, ~/.criu/default.conf,
 $CRIU_CONFIG_FILE and --config FILE, unless --no-default-config):
 `;
 
+/**
+ * The RPC commands (`swrk`, `service`), from @criu-ts/service. They live in a bundle of their own
+ * (criu-ts-service.ts, bin/load-bundle.cjs picks it for these commands), so that no other command
+ * loads them.
+ */
+export interface ServiceCommands {
+  swrk(o: CriuOptions, version: string): Promise<number>;
+  service(o: CriuOptions, version: string): Promise<number>;
+}
+
 /** criu-ts: the checkpoint/restore command, with criu's commands and options. */
-export async function main(argv: string[]): Promise<number> {
+export async function main(argv: string[], services?: ServiceCommands): Promise<number> {
   const out = (s: string) => writeText(1, s);
   const err = (s: string) => writeText(2, s);
   try {
@@ -57,6 +69,13 @@ export async function main(argv: string[]): Promise<number> {
         return await restoreCommand(o, VERSION);
       case 'check':
         return checkCommand(o, out, err);
+      case 'swrk':
+      case 'service':
+        if (!services)
+          throw new UsageError(
+            `${o.command}: give the command before its options' values (criu-ts ${o.command} ...)`,
+          );
+        return await services[o.command](o, VERSION);
     }
     const why = NOT_YET[o.command];
     throw new UsageError(why ? `${o.command} is not supported: ${why}` : `unknown command: ${o.command}`);

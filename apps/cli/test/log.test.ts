@@ -3,8 +3,8 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { makeLogger } from '@criu-ts/core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { makeLogger } from '../src/criu/log.js';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'criu-ts-log-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

@@ -8,9 +8,9 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { killAndReap } from '@criu-ts/compel';
+import type { CriuLog as CliLog } from '@criu-ts/core';
 import { ImageDir, type StatsEntry } from '@criu-ts/images';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { CliLog } from '../src/criu/log.js';
 import { progressDisplay } from '../src/criu/progress.js';
 import {
   buildWorkloads,

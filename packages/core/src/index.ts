@@ -5,6 +5,8 @@
 
 export type { CgroupMode, CgroupRoot } from './cgroup/dump.js';
 export { basicChecks, FEATURES, type Feature, type FeatureAnswer, featureNamed } from './check/features.js';
+/** CRIU's option set as one object, shared by the CLI and the RPC service, and its mapping to dump/restore. */
+export * from './criu-opts/index.js';
 export { type DumpOptions, type DumpResult, dump } from './dump/dump.js';
 export { DumpError } from './dump/errors.js';
 /**

@@ -406,6 +406,34 @@ export function pollNow(fd: number, events: number): number {
   return pfd.readUInt16LE(6);
 }
 
+/** One fd for poll(): what to wait for; `revents` is what happened. */
+export interface PollFd {
+  fd: number;
+  events: number;
+  revents?: number;
+}
+
+/**
+ * poll(2) on several fds, blocking this thread up to `timeoutMs` (-1: no limit). Fills each entry's
+ * `revents` and returns how many have some. Retried on EINTR with the same timeout.
+ */
+export function poll(fds: PollFd[], timeoutMs: number): number {
+  const pfds = Buffer.alloc(8 * fds.length);
+  fds.forEach((p, i) => {
+    pfds.writeInt32LE(p.fd, i * 8);
+    pfds.writeInt16LE(p.events, i * 8 + 4);
+  });
+  const n = checkedRetry(
+    'poll',
+    () => `${fds.length} fds`,
+    () => syscall(SYS.poll, pfds, fds.length, timeoutMs),
+  );
+  fds.forEach((p, i) => {
+    p.revents = pfds.readUInt16LE(i * 8 + 6);
+  });
+  return n;
+}
+
 /** flock(2). Retried on EINTR (a blocking lock wait interrupted by a signal). */
 export function flock(fd: number, operation: number): void {
   checkedRetry(

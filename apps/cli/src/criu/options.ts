@@ -4,97 +4,14 @@
  * either honoured (it sets a field of CriuOptions that a command acts on) or refused by name with
  * the reason: criu-ts never accepts an option and ignores it.
  */
+import { type CgroupMode, type CriuOptions, defaultOptions } from '@criu-ts/core';
 import { configSources } from './config.js';
 import { type ArgKind, type GetoptSpec, getopt, UsageError } from './getopt.js';
 
-/** The --manage-cgroups modes, CRIU's. */
-export type CgroupMode = 'none' | 'props' | 'soft' | 'full' | 'strict' | 'ignore';
+export type { CriuOptions };
+export { defaultOptions };
+
 const CGROUP_MODES: readonly CgroupMode[] = ['none', 'props', 'soft', 'full', 'strict', 'ignore'];
-
-export interface CriuOptions {
-  /** The command and its operands (`cpuinfo dump`). */
-  command?: string;
-  operands: string[];
-  tree?: number;
-  /** What becomes of a dumped tree: killed (CRIU's default), left running (-R) or stopped (-s). */
-  finalState: 'dead' | 'running' | 'stopped';
-  restoreDetached: boolean;
-  restoreSibling: boolean;
-  imagesDir: string;
-  workDir?: string;
-  logFile?: string;
-  /** CRIU's log levels: 0 nothing, 1 errors, 2 warnings (default), 3 info, 4 debug. */
-  verbosity: number;
-  /** criu-ts's own: `text` (CRIU's layout, default) or `json` (pino's structured lines). */
-  logFormat: 'text' | 'json';
-  pidfile?: string;
-  statusFd?: number;
-  shellJob: boolean;
-  fileLocks: boolean;
-  tcpEstablished: boolean;
-  tcpClose: boolean;
-  skipInFlight: boolean;
-  extUnixSk: boolean;
-  /** --ghost-limit: the most disk space an unlinked file kept in the images may take (bytes). */
-  ghostLimit?: bigint;
-  /** --ghost-fiemap: find the data of unlinked files with FIEMAP (default), else SEEK_DATA/SEEK_HOLE. */
-  ghostFiemap: boolean;
-  /** --link-remap: link files whose name is gone back under a new one (link_remap.N). */
-  linkRemap: boolean;
-  displayStats: boolean;
-  forceIrmap: boolean;
-  irmapScanPaths: string[];
-  freezeCgroup?: string;
-  /** Seconds a dump may take to seize and freeze the tree (CRIU's default 10). */
-  timeout: number;
-  manageCgroups: CgroupMode;
-  /** --cgroup-root [controller:]/path, in the order given. */
-  cgroupRoots: Array<{ controller?: string; path: string }>;
-  cgroupYard?: string;
-  cgroupProps?: string;
-  cgroupPropsFile?: string;
-  cgroupDumpControllers: string[];
-  networkLock?: 'nftables' | 'iptables' | 'skip';
-  preDumpMode: 'splice' | 'read';
-  features: string[];
-  checkExtra: boolean;
-  checkExperimental: boolean;
-  help: boolean;
-  version: boolean;
-}
-
-export function defaultOptions(): CriuOptions {
-  return {
-    operands: [],
-    finalState: 'dead',
-    restoreDetached: false,
-    restoreSibling: false,
-    imagesDir: '.',
-    verbosity: 2,
-    logFormat: 'text',
-    shellJob: false,
-    fileLocks: false,
-    tcpEstablished: false,
-    tcpClose: false,
-    skipInFlight: false,
-    extUnixSk: false,
-    ghostFiemap: true,
-    linkRemap: false,
-    displayStats: false,
-    forceIrmap: false,
-    irmapScanPaths: [],
-    timeout: 10,
-    manageCgroups: 'soft',
-    cgroupRoots: [],
-    cgroupDumpControllers: [],
-    preDumpMode: 'splice',
-    features: [],
-    checkExtra: false,
-    checkExperimental: false,
-    help: false,
-    version: false,
-  };
-}
 
 interface OptionSpec extends GetoptSpec {
   help?: string;
@@ -142,6 +59,7 @@ type StrKey =
   | 'workDir'
   | 'logFile'
   | 'pidfile'
+  | 'address'
   | 'freezeCgroup'
   | 'cgroupYard'
   | 'cgroupProps'
@@ -233,7 +151,7 @@ const OPTIONS: OptionSpec[] = [
   bool('shell-job', 'shellJob', 'the tree was started from a shell (session, terminal)', 'j'),
   bool('file-locks', 'fileLocks', 'dump and restore file locks', 'l'),
   refuse('page-server', 'none', PAGE_SERVER),
-  refuse('address', 'required', PAGE_SERVER),
+  str('address', 'address', 'service: the socket to listen on (default ./criu_service.socket)'),
   refuse('port', 'required', PAGE_SERVER),
   refuse('prev-images-dir', 'required', INCREMENTAL),
   refuse('ms', 'none', 'it is deprecated; see "Check options" of criu --help'),

@@ -8,10 +8,9 @@
 // call), so the line is redrawn from the hook's calls (cli-progress's synchronousUpdate), not only
 // from timers.
 import { createRequire } from 'node:module';
-import type { Progress, ProgressKind, ProgressPhase } from '@criu-ts/core';
+import type { CriuLog as CliLog, Progress, ProgressKind, ProgressPhase } from '@criu-ts/core';
 import { isTerminal } from '@criu-ts/sys';
 import type { SingleBar } from 'cli-progress';
-import type { CliLog } from './log.js';
 import type { CriuOptions } from './options.js';
 
 /**

@@ -1,9 +1,19 @@
 import { closeSync, writeSync } from 'node:fs';
-import { checkPidfile, RestoreError, restore, waitForRoot, writePidfile } from '@criu-ts/core';
+import {
+  absolutePath,
+  type CriuOptions,
+  checkPidfile,
+  makeLogger,
+  RestoreError,
+  requireRoot,
+  restore,
+  restoreOptionsOf,
+  restoreStatsLines,
+  runDirs,
+  waitForRoot,
+  writePidfile,
+} from '@criu-ts/core';
 import type { RestoreStatsEntry } from '@criu-ts/images';
-import { makeLogger } from './log.js';
-import type { CriuOptions } from './options.js';
-import { absolutePath, requireRoot } from './preflight.js';
 import { progressDisplay } from './progress.js';
 import { writeText } from './write.js';
 
@@ -13,8 +23,8 @@ import { writeText } from './write.js';
  */
 export async function restoreCommand(o: CriuOptions, version: string): Promise<number> {
   requireRoot('restore');
-  const imagesDir = absolutePath(o.imagesDir, '-D');
-  const workDir = o.workDir === undefined ? imagesDir : absolutePath(o.workDir, '-W');
+  const dirs = runDirs(o);
+  const { imagesDir, workDir } = dirs;
   const log = makeLogger(o, workDir, 'restore');
   // CRIU refuses to overwrite a pidfile; found out before anything is created. The file itself comes
   // only once the tree runs, whole (writePidfile), so no kill of criu-ts leaves an empty one.
@@ -25,19 +35,12 @@ export async function restoreCommand(o: CriuOptions, version: string): Promise<n
   let root: number;
   try {
     log.info(`criu-ts ${version}: restoring from ${imagesDir}`);
-    const result = restore({
-      imagesDir,
-      workDir,
-      shellJob: o.shellJob,
-      sibling: o.restoreSibling,
-      manageCgroups: o.manageCgroups,
-      cgroupRoots: o.cgroupRoots,
-      ...(o.cgroupYard ? { cgroupYard: absolutePath(o.cgroupYard, '--cgroup-yard', workDir) } : {}),
-      ...(o.networkLock ? { networkLock: o.networkLock } : {}),
-      tcpClose: o.tcpClose,
-      logger: progress ? progress.wrapLog(log) : log,
-      ...(progress ? { progress } : {}),
-    });
+    const result = restore(
+      restoreOptionsOf(o, dirs, {
+        logger: progress ? progress.wrapLog(log) : log,
+        ...(progress ? { progress } : {}),
+      }),
+    );
     progress?.end();
     root = result.root;
     log.info(`Restore finished successfully: root ${root}, ${result.pids.length} tasks`);
@@ -66,15 +69,7 @@ export async function restoreCommand(o: CriuOptions, version: string): Promise<n
   return 0;
 }
 
-/** CRIU's --display-stats lines of a restore (on stdout, whatever the verbosity), in its order. */
+/** CRIU's --display-stats lines of a restore, on stdout whatever the verbosity. */
 function printStats(s: RestoreStatsEntry): void {
-  const n = (v: bigint) => `${v} (0x${v.toString(16)})`;
-  const lines = [
-    'Displaying restore stats:',
-    `Pages compared: ${n(s.pages_compared)}`,
-    `Pages skipped COW: ${n(s.pages_skipped_cow)}`,
-  ];
-  if (s.pages_restored !== undefined) lines.push(`Pages restored: ${n(s.pages_restored)}`);
-  lines.push(`Restore time: ${s.restore_time} us`, `Forking time: ${s.forking_time} us`, '');
-  writeText(1, lines.join('\n'));
+  writeText(1, `${restoreStatsLines(s).join('\n')}\n`);
 }

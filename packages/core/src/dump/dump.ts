@@ -8,6 +8,7 @@ import {
   type TaskKobjIdsEntry,
   warmUpCodecs,
 } from '@criu-ts/images';
+import { ERRNO } from '@criu-ts/sys';
 import { type CgroupDumpOptions, CgroupSets } from '../cgroup/dump.js';
 import type { IrmapOptions } from '../files/irmap.js';
 import { FileTable } from '../files/table.js';
@@ -239,7 +240,7 @@ function checkRoot(pid: number): void {
   } catch {
     status = undefined;
   }
-  if (status === undefined) throw new DumpError(`no process with pid ${pid}`);
+  if (status === undefined) throw new DumpError(`no process with pid ${pid}`, { errno: ERRNO.ESRCH });
   const tgid = status.tgid;
   if (tgid !== pid)
     throw new DumpError(`pid ${pid} is a thread of process ${tgid}: dump the process (-t ${tgid})`);

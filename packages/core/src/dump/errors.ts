@@ -4,6 +4,13 @@
  */
 export class DumpError extends Error {
   override readonly name = 'DumpError';
+  /** The errno CRIU reports for this failure over RPC (cr_errno), where it sets one: ESRCH for no such pid. */
+  readonly errno: number | undefined;
+
+  constructor(message: string, options?: { cause?: unknown; errno?: number }) {
+    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
+    this.errno = options?.errno;
+  }
 }
 
 /** A syscall result from an injected call: negative errno values become errors. */

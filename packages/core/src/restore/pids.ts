@@ -4,7 +4,7 @@
 // task is an error at once.
 import { readStat, readStatus, readSysctlInt } from '@criu-ts/bfd';
 import { sleepMs } from '@criu-ts/compel';
-import { SIGKILL, sigmaskBit } from '@criu-ts/sys';
+import { ERRNO, SIGKILL, sigmaskBit } from '@criu-ts/sys';
 import { RestoreError } from './errors.js';
 
 interface Holder {
@@ -51,6 +51,7 @@ export function waitForFreeIds(ids: readonly number[], timeoutMs = 5000, graceMs
       const [id, h] = live ?? (held[0] as [number, Holder]);
       throw new RestoreError(
         `pid ${id} is in use by ${h.comm} (state ${h.state})${h.dying ? ` and still not freed after ${Math.round(waited)} ms` : ''}`,
+        { errno: ERRNO.EEXIST },
       );
     }
     sleepMs(pause);

@@ -1,6 +1,10 @@
 // Checks made before a dump or restore creates anything: who runs it, and where its directories are.
 import { isAbsolute, resolve } from 'node:path';
-import { UsageError } from './getopt.js';
+
+/** An option that cannot be acted on (a path that cannot be resolved, a run that needs root): one line. */
+export class OptionError extends Error {
+  override name = 'OptionError';
+}
 
 /**
  * dump and restore need root (ptrace of any task, clone3 with chosen pids, PR_SET_MM, TCP repair...):
@@ -9,7 +13,7 @@ import { UsageError } from './getopt.js';
 export function requireRoot(command: 'dump' | 'restore'): void {
   const euid = process.geteuid?.() ?? 0;
   if (euid !== 0)
-    throw new UsageError(
+    throw new OptionError(
       `${command} must run as root (euid 0), not as uid ${euid}: criu-ts has no unprivileged mode`,
     );
 }
@@ -26,7 +30,7 @@ export function absolutePath(path: string, option: string, base?: string): strin
     cwd = process.cwd();
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? String(e);
-    throw new UsageError(
+    throw new OptionError(
       `${option} ${path} is relative and the current directory cannot be found (${code}: deleted?): give an absolute path`,
     );
   }

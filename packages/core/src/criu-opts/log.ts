@@ -1,5 +1,6 @@
 import { mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
+import { createImageFile } from '@criu-ts/images';
 import {
   type LogBindings,
   type Logger,
@@ -7,13 +8,12 @@ import {
   levelOfVerbosity,
   type PinoLogger,
   pinoLogger,
-} from '@criu-ts/core';
-import { createImageFile } from '@criu-ts/images';
+} from '../log/logger.js';
 import type { CriuOptions } from './options.js';
 
-/** The log of one run: core's Logger, and where its lines go. */
-export interface CliLog extends Logger {
-  child(bindings: LogBindings): CliLog;
+/** The log of one run of a command (CLI) or request (RPC): core's Logger, and where its lines go. */
+export interface CriuLog extends Logger {
+  child(bindings: LogBindings): CriuLog;
   /** Whether messages go to a file (-o) rather than to stderr. */
   readonly toFile: boolean;
   flush(): void;
@@ -29,7 +29,7 @@ export function makeLogger(
   o: Pick<CriuOptions, 'verbosity' | 'logFile' | 'logFormat'>,
   workDir: string,
   where = 'criu-ts',
-): CliLog {
+): CriuLog {
   const level = levelOfVerbosity(o.verbosity);
   // -o: relative to the work dir; `-` or none: stderr.
   const path =
@@ -93,7 +93,7 @@ class TextSink {
  * CRIU's text lines. A child's `where` binding renames the speaker; its other bindings come before
  * the message as `key=value `.
  */
-class TextLog implements CliLog {
+class TextLog implements CriuLog {
   readonly toFile: boolean;
 
   constructor(
@@ -116,7 +116,7 @@ class TextLog implements CliLog {
   debug(msg: string): void {
     this.sink.line('debug', this.context + msg, this.where);
   }
-  child(bindings: LogBindings): CliLog {
+  child(bindings: LogBindings): CriuLog {
     const { where, ...rest } = bindings;
     const more = Object.entries(rest)
       .map(([k, v]) => `${k}=${v} `)
@@ -132,7 +132,7 @@ class TextLog implements CliLog {
  * pino's JSON lines (core's pinoLogger, synchronous). A child is made from the root with every binding
  * so far, so that a child's `where` replaces its parent's instead of repeating the key.
  */
-function jsonLog(root: PinoLogger, bindings: LogBindings, toFile: boolean): CliLog {
+function jsonLog(root: PinoLogger, bindings: LogBindings, toFile: boolean): CriuLog {
   const p = root.child(bindings);
   return {
     error: (msg) => p.error(msg),

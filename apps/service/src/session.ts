@@ -1,0 +1,339 @@
+// One client connection: requests in, responses out, until the client is done (no keep_open), a request
+// fails, or the client goes. The same for `criu-ts swrk <fd>` and for a service worker, as CRIU's
+// cr_service_work serves both.
+import { closeSync, openSync, writeSync } from 'node:fs';
+import {
+  basicChecks,
+  type CriuLog,
+  DumpError,
+  dump,
+  dumpOptionsOf,
+  dumpStatsLines,
+  makeLogger,
+  RestoreError,
+  type RunHooks,
+  restore,
+  restoreOptionsOf,
+  restoreStatsLines,
+  runDirs,
+  type StageHook,
+} from '@criu-ts/core';
+import { type CriuReq, CriuReqType, type CriuResp } from '@criu-ts/rpc';
+import { ERRNO, SysError, waitpid } from '@criu-ts/sys';
+import { RequestError, type RequestMode, type RequestOptions, requestOptions } from './criu-opts.js';
+import { peerCred, peerGone, receiveRequest, sendResponse } from './wire.js';
+
+/** The CRIU version criu-ts answers VERSION with: runc and go-criu compare it with what they need. */
+export const CRIU_COMPAT = { major: 4, minor: 2 } as const;
+
+export interface SessionOptions {
+  /** `criu-ts swrk`: rst_sibling and inherit_fd are allowed (CRIU's swrk_restore). */
+  swrk: boolean;
+  /** criu-ts's own version, for VERSION's name. */
+  version: string;
+  /** Sets the process title (`ps`) while a request runs; undefined: back to idle. */
+  title?: (what: string | undefined) => void;
+}
+
+export interface SessionResult {
+  /** Every request succeeded and the client ended the connection. */
+  clean: boolean;
+  /** A tree was restored: its tasks are this process's children (or its parent's), not to be left. */
+  restored: boolean;
+  requests: number;
+}
+
+/**
+ * What one request did: the response to send (none for a self-dump that killed the client), and whether
+ * the connection may go on with keep_open (CRIU goes on after a failed WAIT_PID, CPUINFO or PAGE_SERVER
+ * answer, not after a failed dump, restore, check or pre-dump).
+ */
+interface Outcome {
+  resp?: CriuResp;
+  ok: boolean;
+  restored?: boolean;
+}
+
+const NAMES: Record<number, string> = Object.fromEntries(Object.entries(CriuReqType).map(([k, v]) => [v, k]));
+
+/** CRIU's answer to what it cannot read or does not know: type EMPTY, not successful, why. */
+function emptyError(why: string): CriuResp {
+  return { type: CriuReqType.EMPTY, success: false, cr_errmsg: why };
+}
+
+function failure(type: number, e: unknown, errno?: number): CriuResp {
+  const msg = e instanceof Error ? e.message : String(e);
+  const code = errno ?? (e instanceof RequestError ? ERRNO.EBADRQC : errnoOf(e));
+  return { type, success: false, cr_errmsg: msg, ...(code ? { cr_errno: code } : {}) };
+}
+
+/**
+ * CRIU's cr_errno of a failure: the errno core gives it (ESRCH: no such pid to dump, EEXIST: a pid in
+ * use at restore, as CRIU sets them) or that of the system call under it (a SysError, also as a cause).
+ */
+function errnoOf(e: unknown): number | undefined {
+  for (let at = e, depth = 0; at instanceof Error && depth < 8; at = at.cause, depth++) {
+    const n = (at as { errno?: unknown }).errno;
+    if (typeof n === 'number' && n > 0) return n;
+  }
+  return undefined;
+}
+
+/** Serves the client on `fd` (a connected SOCK_SEQPACKET socket) until it is done; `fd` stays open. */
+export async function serveConnection(fd: number, so: SessionOptions): Promise<SessionResult> {
+  const result: SessionResult = { clean: true, restored: false, requests: 0 };
+  const peer = peerCred(fd).pid;
+  for (;;) {
+    const got = receiveRequest(fd);
+    if (got.kind === 'eof') break;
+    if (got.kind === 'bad') {
+      sendResponse(fd, emptyError(got.why));
+      result.clean = false;
+      break;
+    }
+    const req = got.req;
+    result.requests++;
+    let outcome: Outcome;
+    try {
+      outcome = await handle(fd, req, peer, so);
+    } catch (e) {
+      outcome = { resp: failure(req.type, e), ok: false };
+    } finally {
+      so.title?.(undefined);
+    }
+    if (outcome.restored) result.restored = true;
+    if (!outcome.ok || outcome.resp?.success === false) result.clean = false;
+    if (outcome.resp && !sendResponse(fd, outcome.resp)) {
+      result.clean = false;
+      break;
+    }
+    if (!outcome.ok || !req.keep_open) break;
+  }
+  return result;
+}
+
+async function handle(fd: number, req: CriuReq, peer: number, so: SessionOptions): Promise<Outcome> {
+  const type = req.type;
+  const name = NAMES[type];
+  switch (type) {
+    case CriuReqType.DUMP:
+      return dumpRequest(fd, req, peer, so);
+    case CriuReqType.RESTORE:
+      return restoreRequest(fd, req, peer, so);
+    case CriuReqType.CHECK:
+      return checkRequest(req, peer, so);
+    case CriuReqType.VERSION:
+      return {
+        ok: true,
+        resp: {
+          type,
+          success: true,
+          version: {
+            major_number: CRIU_COMPAT.major,
+            minor_number: CRIU_COMPAT.minor,
+            name: `criu-ts ${so.version}`,
+          },
+        },
+      };
+    case CriuReqType.FEATURE_CHECK:
+      // Truthfully: memory tracking, lazy pages and the pidfd store are not in criu-ts yet.
+      return {
+        ok: true,
+        resp: { type, success: true, features: { mem_track: false, lazy_pages: false, pidfd_store: false } },
+      };
+    case CriuReqType.WAIT_PID:
+      return waitPid(req.pid ?? 0);
+    case CriuReqType.PRE_DUMP:
+    case CriuReqType.SINGLE_PRE_DUMP:
+      return notSupported(
+        type,
+        `${name}: not supported by criu-ts yet (incremental dumps are not in criu-ts yet)`,
+        false,
+      );
+    case CriuReqType.PAGE_SERVER:
+    case CriuReqType.PAGE_SERVER_CHLD:
+      return notSupported(
+        type,
+        `${name}: not supported by criu-ts yet (the page server is not in criu-ts yet)`,
+      );
+    case CriuReqType.CPUINFO_DUMP:
+    case CriuReqType.CPUINFO_CHECK:
+      return notSupported(
+        type,
+        `${name}: not supported by criu-ts yet (cpuinfo dump/check is not in criu-ts yet)`,
+      );
+    default:
+      // NOTIFY is only an answer inside a dump or restore; anything else is unknown. CRIU: "Invalid req".
+      return {
+        ok: false,
+        resp: emptyError(
+          type === CriuReqType.NOTIFY
+            ? 'Invalid req: NOTIFY is only an answer to a notification during a dump or restore'
+            : `Invalid req: unknown request type ${type}`,
+        ),
+      };
+  }
+}
+
+function notSupported(type: number, why: string, goOn = true): Outcome {
+  return { ok: goOn, resp: { type, success: false, cr_errno: ERRNO.EOPNOTSUPP, cr_errmsg: why } };
+}
+
+/** The log of a request: log_file in the work dir (criu.log by default), or stderr. */
+function requestLog(ro: RequestOptions, workDir: string, where: string): CriuLog {
+  return makeLogger(ro.o, workDir, where);
+}
+
+/**
+ * The NOTIFY exchange at each stage (opts.notify_scripts): criu_resp{NOTIFY, notify{script, pid}}, then
+ * the client's criu_req{NOTIFY, notify_success}. Anything else (false, another request, a disconnect)
+ * throws, which aborts the dump or restore. The pid goes with the stages CRIU sends it with.
+ */
+function notifier(fd: number, log: CriuLog): StageHook {
+  return (stage, pid) => {
+    log.info(`RPC: notify ${stage}`);
+    const withPid = stage === 'setup-namespaces' || stage === 'post-restore';
+    const sent = sendResponse(fd, {
+      type: CriuReqType.NOTIFY,
+      success: true,
+      notify: { script: stage, ...(withPid ? { pid } : {}) },
+    });
+    if (!sent) throw new RequestError(`notify ${stage}: the RPC client is gone`);
+    const got = receiveRequest(fd);
+    if (got.kind !== 'request') throw new RequestError(`notify ${stage}: the RPC client is gone`);
+    if (got.req.type !== CriuReqType.NOTIFY || got.req.notify_success !== true)
+      throw new RequestError(`notify ${stage}: RPC client reported script error`);
+  };
+}
+
+async function dumpRequest(fd: number, req: CriuReq, peer: number, so: SessionOptions): Promise<Outcome> {
+  const ro = requestOptions(req.opts, 'dump', peer, so.swrk);
+  so.title?.(`dump --rpc -t ${ro.pid}`);
+  const dirs = runDirs(ro.o);
+  const log = requestLog(ro, dirs.workDir, 'dump');
+  try {
+    log.info(`criu-ts ${so.version}: RPC dump of the tree of pid ${ro.pid} into ${dirs.imagesDir}`);
+    const hooks: RunHooks = {
+      logger: log,
+      // A client that hangs up mid-dump gets nothing: the dump stops and leaves the tree running.
+      checkpoint: () => {
+        if (peerGone(fd))
+          throw new DumpError('the RPC client closed the connection; the tree was left running');
+      },
+      ...(ro.notify ? { notify: notifier(fd, log) } : {}),
+    };
+    const result = await dump(dumpOptionsOf(ro.o, ro.pid, dirs, hooks));
+    log.info(`Dumping finished successfully: ${result.tasks} tasks, ${result.pagesWritten} pages`);
+    if (ro.o.displayStats) for (const line of dumpStatsLines(result.stats)) log.info(line);
+    // A client that dumped itself without leave_running is dead now: CRIU sends it nothing.
+    if (ro.selfDump && ro.o.finalState !== 'running') return { ok: true };
+    return { ok: true, resp: { type: CriuReqType.DUMP, success: true, dump: { restored: false } } };
+  } catch (e) {
+    log.error(e instanceof Error ? e.message : String(e));
+    return { ok: false, resp: { ...failure(CriuReqType.DUMP, e), dump: { restored: false } } };
+  } finally {
+    log.flush();
+  }
+}
+
+async function restoreRequest(fd: number, req: CriuReq, peer: number, so: SessionOptions): Promise<Outcome> {
+  const ro = requestOptions(req.opts, 'restore', peer, so.swrk);
+  so.title?.('restore --rpc');
+  const dirs = runDirs(ro.o);
+  const log = requestLog(ro, dirs.workDir, 'restore');
+  // CRIU's RPC restore is always detached: the tree runs on as this process's child (or its client's,
+  // with rst_sibling) and the answer carries the root's pid.
+  let root: number;
+  try {
+    log.info(`criu-ts ${so.version}: RPC restore from ${dirs.imagesDir}`);
+    const result = restore(
+      restoreOptionsOf(ro.o, dirs, { logger: log, ...(ro.notify ? { notify: notifier(fd, log) } : {}) }),
+    );
+    root = result.root;
+    log.info(`Restore finished successfully: root ${root}, ${result.pids.length} tasks`);
+    if (ro.o.displayStats) for (const line of restoreStatsLines(result.stats)) log.info(line);
+  } catch (e) {
+    log.error(e instanceof Error ? e.message : String(e));
+    return {
+      ok: false,
+      restored: !(e instanceof RestoreError || e instanceof RequestError),
+      resp: { ...failure(CriuReqType.RESTORE, e), restore: { pid: -1 } },
+    };
+  } finally {
+    log.flush();
+  }
+  if (ro.statusFdPath) writeStatusFd(ro.statusFdPath, log);
+  return {
+    ok: true,
+    restored: true,
+    resp: { type: CriuReqType.RESTORE, success: true, restore: { pid: root } },
+  };
+}
+
+/** opts.status_fd (obsolete in CRIU, still honoured): one zero byte to the client's fd once the tree runs. */
+function writeStatusFd(path: string, log: CriuLog): void {
+  log.warn('status_fd is obsoleted; use status-ready notification instead');
+  try {
+    const fd = openSync(path, 'w');
+    try {
+      writeSync(fd, Buffer.of(0));
+    } finally {
+      closeSync(fd);
+    }
+  } catch (e) {
+    log.error(`Can't reopen status fd ${path}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+  }
+}
+
+function checkRequest(req: CriuReq, peer: number, so: SessionOptions): Outcome {
+  so.title?.('check --rpc');
+  // CHECK looks at the log options only, as CRIU's.
+  const o = req.opts;
+  const logOnly = o
+    ? {
+        images_dir_fd: o.images_dir_fd,
+        ...(o.images_dir !== undefined ? { images_dir: o.images_dir } : {}),
+        ...(o.work_dir_fd !== undefined ? { work_dir_fd: o.work_dir_fd } : {}),
+        ...(o.log_file !== undefined ? { log_file: o.log_file } : {}),
+        ...(o.log_level !== undefined ? { log_level: o.log_level } : {}),
+        ...(o.log_to_stderr !== undefined ? { log_to_stderr: o.log_to_stderr } : {}),
+      }
+    : undefined;
+  const ro = requestOptions(logOnly, 'check' satisfies RequestMode, peer, so.swrk);
+  const wantsFile = o?.log_file !== undefined && ro.o.workDir !== undefined;
+  const log = wantsFile ? requestLog(ro, runDirs(ro.o).workDir, 'check') : undefined;
+  try {
+    for (const { name, answer } of basicChecks()) {
+      if (!answer.ok) {
+        log?.error(`${name}: ${answer.why}`);
+        return {
+          ok: false,
+          resp: { type: CriuReqType.CHECK, success: false, cr_errmsg: `${name}: ${answer.why}` },
+        };
+      }
+    }
+    log?.info('Looks good.');
+    return { ok: true, resp: { type: CriuReqType.CHECK, success: true } };
+  } finally {
+    log?.flush();
+  }
+}
+
+/** WAIT_PID: waitpid() on a child of this process (a tree restored here), its raw status. */
+function waitPid(pid: number): Outcome {
+  try {
+    const st = waitpid(pid, 0);
+    return { ok: true, resp: { type: CriuReqType.WAIT_PID, success: true, status: st?.status ?? 0 } };
+  } catch (e) {
+    const errno = e instanceof SysError ? e.errno : undefined;
+    return {
+      ok: true,
+      resp: {
+        type: CriuReqType.WAIT_PID,
+        success: false,
+        ...(errno ? { cr_errno: errno } : {}),
+        cr_errmsg: `Unable to wait ${pid}: ${e instanceof Error ? e.message : String(e)}`,
+      },
+    };
+  }
+}

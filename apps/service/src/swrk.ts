@@ -1,0 +1,88 @@
+// `criu-ts swrk <fd>`: serve CRIU's RPC on a socket the caller made (a socketpair end, as runc, pycriu
+// and go-criu pass it) until the caller is done; and the service's pool worker, which is `criu-ts swrk 3`
+// started by the service with its control socket as fd 3 (service.ts).
+import type { CriuOptions } from '@criu-ts/core';
+import { OptionError } from '@criu-ts/core';
+import {
+  close,
+  fstat,
+  getsockoptInt,
+  MSG_NOSIGNAL,
+  recvmsg,
+  S_IFMT,
+  S_IFSOCK,
+  SO_TYPE,
+  SOCK_SEQPACKET,
+  SOL_SOCKET,
+  send,
+} from '@criu-ts/sys';
+import { MSG_READY, WORKER_ENV, WORKER_JOBS } from './service.js';
+import { serveConnection } from './session.js';
+import { warmUp } from './warm.js';
+
+/** Process titles: `ps` shows what a worker does (`criu-ts dump --rpc -t PID`). */
+function titler(idle: string): (what: string | undefined) => void {
+  return (what) => {
+    process.title = what === undefined ? idle : `criu-ts ${what}`;
+  };
+}
+
+export async function swrkCommand(o: CriuOptions, version: string): Promise<number> {
+  if (process.env[WORKER_ENV] === '1') {
+    delete process.env[WORKER_ENV];
+    return poolWorker(3, version);
+  }
+  const arg = o.operands[0];
+  const fd = arg !== undefined && /^\d+$/.test(arg) ? Number(arg) : Number.NaN;
+  if (!Number.isInteger(fd) || o.operands.length !== 1) throw new OptionError('Usage: criu-ts swrk <fd>');
+  checkSeqpacket(fd);
+  const r = await serveConnection(fd, { swrk: true, version, title: titler('criu-ts swrk') });
+  close(fd);
+  return r.clean ? 0 : 1;
+}
+
+function checkSeqpacket(fd: number): void {
+  let ok = false;
+  try {
+    ok = (fstat(fd).mode & S_IFMT) === S_IFSOCK && getsockoptInt(fd, SOL_SOCKET, SO_TYPE) === SOCK_SEQPACKET;
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new OptionError(`swrk: fd ${fd} is not a SOCK_SEQPACKET socket`);
+}
+
+/**
+ * A pool worker: says it is ready, then serves each connection the service hands it. It exits when
+ * the service closes the control socket, after a connection that restored a tree or saw a request fail,
+ * or after WORKER_JOBS connections.
+ */
+async function poolWorker(ctl: number, version: string): Promise<number> {
+  const idle = 'criu-ts service worker';
+  const title = titler(idle);
+  title(undefined);
+  await warmUp();
+  if (!tell(ctl)) return 0;
+  for (let jobs = 1; ; jobs++) {
+    const m = recvmsg(ctl, { iov: [Buffer.alloc(1)], maxFds: 1 });
+    const conn = m.fds[0];
+    if (m.bytes === 0 || conn === undefined) {
+      for (const f of m.fds) close(f);
+      return 0;
+    }
+    const r = await serveConnection(conn, { swrk: false, version, title });
+    close(conn);
+    if (!r.clean) return 1;
+    if (r.restored || jobs >= WORKER_JOBS) return 0;
+    if (!tell(ctl)) return 0;
+  }
+}
+
+/** Tells the service this worker is ready; false when the service is gone (the worker then exits). */
+function tell(ctl: number): boolean {
+  try {
+    send(ctl, Buffer.of(MSG_READY), MSG_NOSIGNAL);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,99 @@
+// From CRIU's option set to what dump() and restore() take: the one mapping the command line and the
+// RPC service share, so that `criu-ts dump ...` and a criu_req DUMP with the same options do the same.
+import type { DumpOptions } from '../dump/dump.js';
+import type { Logger } from '../log/logger.js';
+import type { Progress } from '../progress/progress.js';
+import type { RestoreOptions } from '../restore/restore.js';
+import type { CriuOptions } from './options.js';
+import { absolutePath } from './paths.js';
+
+/**
+ * A stage hook (CRIU's action-script names: pre-dump, post-dump, network-lock, ...), called
+ * synchronously; throwing aborts the dump or restore. The same shape as core's `Notify` (dump and
+ * restore options' `notify`), declared here so that this file does not depend on its arrival.
+ */
+export type StageHook = (stage: string, pid: number) => void;
+
+/** The directories of a run: -D and -W made absolute (relative -W: the current directory's). */
+export interface RunDirs {
+  imagesDir: string;
+  workDir: string;
+}
+
+export function runDirs(o: Pick<CriuOptions, 'imagesDir' | 'workDir'>): RunDirs {
+  const imagesDir = absolutePath(o.imagesDir, '-D');
+  const workDir = o.workDir === undefined ? imagesDir : absolutePath(o.workDir, '-W');
+  return { imagesDir, workDir };
+}
+
+/** What a run adds to the options: its log, its progress line, its interruption and stage hooks. */
+export interface RunHooks {
+  logger: Logger;
+  progress?: Progress;
+  /** Called between steps of a dump; throw to abort it (Ctrl-C, a client gone). */
+  checkpoint?: () => void;
+  notify?: StageHook;
+}
+
+/** The cgroup options of a dump; relative paths are the work dir's, as CRIU runs in it. */
+function cgroupDumpOptions(o: CriuOptions, workDir: string) {
+  return {
+    mode: o.manageCgroups,
+    roots: o.cgroupRoots,
+    ...(o.cgroupYard ? { yard: absolutePath(o.cgroupYard, '--cgroup-yard', workDir) } : {}),
+    ...(o.cgroupProps ? { props: o.cgroupProps } : {}),
+    ...(o.cgroupPropsFile
+      ? { propsFile: absolutePath(o.cgroupPropsFile, '--cgroup-props-file', workDir) }
+      : {}),
+    dumpControllers: o.cgroupDumpControllers,
+  };
+}
+
+/** dump()'s options for the tree of `pid`, from CRIU's options. */
+export function dumpOptionsOf(o: CriuOptions, pid: number, dirs: RunDirs, hooks: RunHooks): DumpOptions {
+  const { imagesDir, workDir } = dirs;
+  return {
+    pid,
+    imagesDir,
+    workDir,
+    leaveRunning: o.finalState === 'running',
+    leaveStopped: o.finalState === 'stopped',
+    shellJob: o.shellJob,
+    ...(o.freezeCgroup ? { freezeCgroup: o.freezeCgroup } : {}),
+    cgroups: cgroupDumpOptions(o, workDir),
+    timeoutMs: o.timeout * 1000,
+    tcpEstablished: o.tcpEstablished,
+    tcpClose: o.tcpClose,
+    networkLock: o.networkLock ?? 'nftables',
+    extUnixSk: o.extUnixSk,
+    skipInFlight: o.skipInFlight,
+    fileLocks: o.fileLocks,
+    irmap: { force: o.forceIrmap, scanPaths: o.irmapScanPaths },
+    ...(o.ghostLimit !== undefined ? { ghostLimit: o.ghostLimit } : {}),
+    ghostFiemap: o.ghostFiemap,
+    linkRemap: o.linkRemap,
+    logger: hooks.logger,
+    ...(hooks.checkpoint ? { checkpoint: hooks.checkpoint } : {}),
+    ...(hooks.progress ? { progress: hooks.progress } : {}),
+    ...(hooks.notify ? ({ notify: hooks.notify } as object) : {}),
+  };
+}
+
+/** restore()'s options, from CRIU's options. */
+export function restoreOptionsOf(o: CriuOptions, dirs: RunDirs, hooks: RunHooks): RestoreOptions {
+  const { imagesDir, workDir } = dirs;
+  return {
+    imagesDir,
+    workDir,
+    shellJob: o.shellJob,
+    sibling: o.restoreSibling,
+    manageCgroups: o.manageCgroups,
+    cgroupRoots: o.cgroupRoots,
+    ...(o.cgroupYard ? { cgroupYard: absolutePath(o.cgroupYard, '--cgroup-yard', workDir) } : {}),
+    ...(o.networkLock ? { networkLock: o.networkLock } : {}),
+    tcpClose: o.tcpClose,
+    logger: hooks.logger,
+    ...(hooks.progress ? { progress: hooks.progress } : {}),
+    ...(hooks.notify ? ({ notify: hooks.notify } as object) : {}),
+  };
+}
