@@ -1,0 +1,215 @@
+// Helpers of the tests in which CRIU's own clients (Debian's pycriu, go-criu) drive a CRIU binary through
+// `BINARY swrk FD`: the binary under test, the clients run as separate programs with a bounded wait, and
+// the swrk workers they leave behind. The binary is criu-ts's command by default;
+// CRIU_RPC_TEST_BINARY=/path/to/criu runs the same tests against CRIU itself.
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { killAndReap } from '@criu-ts/compel';
+import { PYTHON, REPO, waitFor } from '@criu-ts/testkit';
+import { isDescendantOf } from '../../../../tools/workloads/index.mjs';
+
+export { killAndReap };
+export * from '@criu-ts/testkit';
+
+/** The binary the clients exec as `BINARY swrk FD`. */
+export const RPC_BINARY = process.env.CRIU_RPC_TEST_BINARY || path.join(REPO, 'apps/cli/bin/criu-ts');
+
+export const CLIENTS_DIR = path.join(REPO, 'apps/service/test/clients');
+
+/** Throws unless the binary under test can be executed. */
+export function checkRpcBinary(): void {
+  try {
+    fs.accessSync(RPC_BINARY, fs.constants.X_OK);
+  } catch {
+    throw new Error(
+      `${RPC_BINARY} is not executable (CRIU_RPC_TEST_BINARY, default criu-ts's apps/cli/bin/criu-ts)`,
+    );
+  }
+}
+
+/** CRIU's version numbers as `BINARY --version` prints them ("Version: 4.2", "GitID: ..."). */
+export function binaryVersion(): { major: number; minor: number; sublevel: number; gitid: boolean } {
+  const out = execFileSync(RPC_BINARY, ['--version'], { encoding: 'utf8' });
+  const m = /^Version:\s*(\d+)\.(\d+)(?:\.(\d+))?/m.exec(out);
+  if (!m) throw new Error(`${RPC_BINARY} --version: no "Version: X.Y" line in ${JSON.stringify(out)}`);
+  return {
+    major: Number(m[1]),
+    minor: Number(m[2]),
+    sublevel: Number(m[3] ?? 0),
+    gitid: /^GitID:/m.test(out),
+  };
+}
+
+export type Line = Record<string, unknown>;
+
+export interface ClientRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** stdout's JSON lines */
+  lines: Line[];
+}
+
+/** The line of `action`'s result (`{"action": ..., "ok": ...}`); throws with the whole run when absent. */
+export function result(r: ClientRun, action: string): Line {
+  const line = r.lines.find((l) => l.action === action);
+  if (!line) throw new Error(`no ${action} result: ${describeRun(r)}`);
+  return line;
+}
+
+export function describeRun(r: ClientRun): string {
+  return `exit ${r.code ?? r.signal}, stdout ${JSON.stringify(r.stdout)}, stderr ${JSON.stringify(r.stderr)}`;
+}
+
+/**
+ * Run a client program in its own process group and resolve when it exits; after `timeoutMs` its whole
+ * group (the client and the swrk it started) is SIGKILLed and the run rejects. Then every swrk worker
+ * left below this process must end on its own (bounded wait): one still there is killed and reported.
+ */
+export async function runClient(argv: string[], timeoutMs = 60_000): Promise<ClientRun> {
+  const r = await new Promise<ClientRun>((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    const timer = setTimeout(() => {
+      try {
+        if (child.pid) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+      reject(new Error(`${argv.join(' ')}: still running after ${timeoutMs} ms, killed; stderr ${stderr}`));
+    }, timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const lines: Line[] = [];
+      for (const l of stdout.split('\n')) {
+        if (!l.trim()) continue;
+        try {
+          lines.push(JSON.parse(l) as Line);
+        } catch {
+          lines.push({ unparsed: l });
+        }
+      }
+      resolve({ code, signal, stdout, stderr, lines });
+    });
+  });
+  await expectNoSwrkLeft();
+  return r;
+}
+
+/** Pids of the swrk workers below this process (`... swrk FD` in their argv). */
+export function swrkWorkers(): number[] {
+  const out: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    try {
+      const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (argv.includes('swrk') && isDescendantOf(pid)) out.push(pid);
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+/** Wait (bounded) until no swrk worker is left below us; kill, reap and report any that stays. */
+export async function expectNoSwrkLeft(timeoutMs = 10_000): Promise<void> {
+  try {
+    await waitFor(
+      () => swrkWorkers().every((p) => isZombie(p)),
+      () => `the swrk workers ${swrkWorkers().join(' ')} to exit after their client`,
+      timeoutMs,
+    );
+  } finally {
+    const left = swrkWorkers();
+    for (const p of left) killAndReap(p);
+  }
+}
+
+function isZombie(pid: number): boolean {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return s[s.lastIndexOf(')') + 2] === 'Z';
+  } catch {
+    return true;
+  }
+}
+
+// ---- the clients ----------------------------------------------------------------------------------------
+
+export const PYCRIU_CLIENT = path.join(CLIENTS_DIR, 'pycriu_client.py');
+
+/** Throws with what to install unless Debian's pycriu imports in the system Python. */
+export function checkPycriu(): void {
+  try {
+    execFileSync(PYTHON, ['-c', 'from pycriu.criu import criu; from pycriu import rpc'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (e) {
+    throw new Error(
+      `pycriu is missing: ${PYTHON} -c 'import pycriu' failed (apt-get install criu, see tools/ci/setup.sh): ${(e as Error).message}`,
+    );
+  }
+}
+
+/** `pycriu_client.py BINARY ARGS` under the system Python. */
+export function runPycriu(args: string[]): Promise<ClientRun> {
+  return runClient([PYTHON, PYCRIU_CLIENT, RPC_BINARY, ...args]);
+}
+
+const GO_SOURCES = path.join(CLIENTS_DIR, 'go');
+const GO_CRIU_SRC = '/usr/share/gocode/src/github.com/checkpoint-restore/go-criu';
+
+/**
+ * Build the go-criu client offline from Debian's sources (go.mod replaces the modules with
+ * /usr/share/gocode/src), with its Go cache in `dir`; the binary's path. Throws with what to install
+ * when the toolchain or go-criu's sources are missing.
+ */
+export function buildGoClient(dir: string): string {
+  let go = '';
+  try {
+    go = execFileSync('sh', ['-c', 'command -v go'], { encoding: 'utf8' }).trim();
+  } catch {
+    // below
+  }
+  if (!go || !fs.existsSync(path.join(GO_CRIU_SRC, 'go.mod')))
+    throw new Error(
+      `the go-criu client cannot be built: ${go ? '' : 'no go toolchain on PATH; '}${
+        fs.existsSync(GO_CRIU_SRC) ? '' : `no ${GO_CRIU_SRC}; `
+      }apt-get install golang-go golang-github-checkpoint-restore-go-criu-dev (tools/ci/setup.sh)`,
+    );
+  const out = path.join(dir, 'gocriu-client');
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    GOPATH: path.join(dir, 'gopath'),
+    GOCACHE: path.join(dir, 'cache'),
+    GOFLAGS: '-mod=readonly',
+    GOPROXY: 'off',
+    GOTOOLCHAIN: 'local',
+    GO111MODULE: 'on',
+    CGO_ENABLED: '0',
+  };
+  try {
+    execFileSync(go, ['build', '-o', out, '.'], { cwd: GO_SOURCES, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    const err = e as { stderr?: Buffer; message: string };
+    throw new Error(`go build of ${GO_SOURCES} failed: ${err.stderr?.toString() || err.message}`);
+  }
+  return out;
+}
+
+/** `gocriu-client -criu BINARY ARGS`. */
+export function runGoClient(client: string, args: string[]): Promise<ClientRun> {
+  return runClient([client, '-criu', RPC_BINARY, ...args]);
+}
