@@ -9,8 +9,8 @@ import { killAndReap } from '@criu-ts/compel';
 import { PYTHON, REPO, waitFor } from '@criu-ts/testkit';
 import { isDescendantOf } from '../../../../tools/workloads/index.mjs';
 
-export { killAndReap };
 export * from '@criu-ts/testkit';
+export { killAndReap };
 
 /** The binary the clients exec as `BINARY swrk FD`. */
 export const RPC_BINARY = process.env.CRIU_RPC_TEST_BINARY || path.join(REPO, 'apps/cli/bin/criu-ts');
@@ -59,8 +59,15 @@ export function result(r: ClientRun, action: string): Line {
   return line;
 }
 
-export function describeRun(r: ClientRun): string {
-  return `exit ${r.code ?? r.signal}, stdout ${JSON.stringify(r.stdout)}, stderr ${JSON.stringify(r.stderr)}`;
+/** The run for a failure message, with the end of every log file in `dir` (the images dir) if given. */
+export function describeRun(r: ClientRun, dir?: string): string {
+  let s = `exit ${r.code ?? r.signal}, stdout ${JSON.stringify(r.stdout)}, stderr ${JSON.stringify(r.stderr)}`;
+  if (dir && fs.existsSync(dir))
+    for (const f of fs.readdirSync(dir).filter((n) => n.endsWith('.log'))) {
+      const lines = fs.readFileSync(path.join(dir, f), 'utf8').trimEnd().split('\n');
+      s += `\n--- ${f} (last lines)\n${lines.slice(-15).join('\n')}`;
+    }
+  return s;
 }
 
 /**
@@ -155,7 +162,9 @@ export const PYCRIU_CLIENT = path.join(CLIENTS_DIR, 'pycriu_client.py');
 /** Throws with what to install unless Debian's pycriu imports in the system Python. */
 export function checkPycriu(): void {
   try {
-    execFileSync(PYTHON, ['-c', 'from pycriu.criu import criu; from pycriu import rpc'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    execFileSync(PYTHON, ['-c', 'from pycriu.criu import criu; from pycriu import rpc'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
   } catch (e) {
     throw new Error(
       `pycriu is missing: ${PYTHON} -c 'import pycriu' failed (apt-get install criu, see tools/ci/setup.sh): ${(e as Error).message}`,

@@ -12,6 +12,7 @@ import {
   cleanup,
   counterNumbers,
   describeRun,
+  expectAsBefore,
   isConsecutiveFromOne,
   killAndReap,
   procState,
@@ -19,7 +20,6 @@ import {
   result,
   runPycriu,
   snapshot,
-  expectAsBefore,
 } from './clients.js';
 import {
   expectImages,
@@ -60,10 +60,18 @@ describe(`pycriu drives ${RPC_BINARY} through swrk`, () => {
   it('dump kills the tree and writes the images and the log; restore brings it back with its pid and its count', async () => {
     const w = await startCounter();
     const dir = imagesDir();
-    const d = await runPycriu(
-      ['dump', '--dir', dir, '--pid', String(w.pid), '--log-file', 'dump.log', '--log-level', '4'],
-    );
-    expect(result(d, 'dump'), describeRun(d)).toMatchObject({ ok: true, restored: false });
+    const d = await runPycriu([
+      'dump',
+      '--dir',
+      dir,
+      '--pid',
+      String(w.pid),
+      '--log-file',
+      'dump.log',
+      '--log-level',
+      '4',
+    ]);
+    expect(result(d, 'dump'), describeRun(d, dir)).toMatchObject({ ok: true, restored: false });
     expect(d.code).toBe(0);
     await expectKilledByDump(w.pid);
     expectImages(dir, w.pid, 'dump.log');
@@ -71,7 +79,7 @@ describe(`pycriu drives ${RPC_BINARY} through swrk`, () => {
     expect(isConsecutiveFromOne(numbers)).toBe(true);
 
     const r = await runPycriu(['restore', '--dir', dir, '--log-file', 'restore.log', '--log-level', '4']);
-    expect(result(r, 'restore'), describeRun(r)).toMatchObject({ ok: true });
+    expect(result(r, 'restore'), describeRun(r, dir)).toMatchObject({ ok: true });
     expect(r.code).toBe(0);
     await expectRestored(w, result(r, 'restore').pid, numbers.length, numbers[numbers.length - 1]!);
     expectImages(dir, w.pid, 'restore.log');
@@ -81,8 +89,17 @@ describe(`pycriu drives ${RPC_BINARY} through swrk`, () => {
     const w = await startCounter();
     const dir = imagesDir();
     const lo = lastCount(w.report);
-    const d = await runPycriu(['dump', '--dir', dir, '--pid', String(w.pid), '--leave-running']);
-    expect(result(d, 'dump'), describeRun(d)).toMatchObject({ ok: true });
+    const d = await runPycriu([
+      'dump',
+      '--dir',
+      dir,
+      '--pid',
+      String(w.pid),
+      '--leave-running',
+      '--log-file',
+      'dump.log',
+    ]);
+    expect(result(d, 'dump'), describeRun(d, dir)).toMatchObject({ ok: true });
     expect(d.code).toBe(0);
     const hi = lastCount(w.report);
     await expectRunningFree(w);
@@ -91,21 +108,30 @@ describe(`pycriu drives ${RPC_BINARY} through swrk`, () => {
     killAndReap(w.pid);
     expect(procState(w.pid)).toBe('gone');
     const linesBefore = counterNumbers(w.report).length;
-    const r = await runPycriu(['restore', '--dir', dir]);
-    expect(result(r, 'restore'), describeRun(r)).toMatchObject({ ok: true });
+    const r = await runPycriu(['restore', '--dir', dir, '--log-file', 'restore.log']);
+    expect(result(r, 'restore'), describeRun(r, dir)).toMatchObject({ ok: true });
     await expectRestored(w, result(r, 'restore').pid, linesBefore, [lo, hi]);
   });
 
   it('restore while the pid is taken fails with EEXIST and leaves the running task alone', async () => {
     const w = await startCounter();
     const dir = imagesDir();
-    const d = await runPycriu(['dump', '--dir', dir, '--pid', String(w.pid), '--leave-running']);
-    expect(result(d, 'dump'), describeRun(d)).toMatchObject({ ok: true });
+    const d = await runPycriu([
+      'dump',
+      '--dir',
+      dir,
+      '--pid',
+      String(w.pid),
+      '--leave-running',
+      '--log-file',
+      'dump.log',
+    ]);
+    expect(result(d, 'dump'), describeRun(d, dir)).toMatchObject({ ok: true });
     await expectRunningFree(w);
     const before = snapshot(w.pid);
 
-    const r = await runPycriu(['restore', '--dir', dir]);
-    expect(result(r, 'restore'), describeRun(r)).toMatchObject({
+    const r = await runPycriu(['restore', '--dir', dir, '--log-file', 'restore.log']);
+    expect(result(r, 'restore'), describeRun(r, dir)).toMatchObject({
       ok: false,
       errno: EEXIST,
       kind: 'CRIUExceptionExternal',

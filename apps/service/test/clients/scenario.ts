@@ -48,11 +48,16 @@ export function expectImages(dir: string, pid: number, log?: string): void {
   if (log) expect(fs.statSync(path.join(dir, log)).size, `${log} in ${dir}`).toBeGreaterThan(0);
 }
 
-/** The dump killed the task: it is dead (a zombie until we, its reaper, reap it); reaped here. */
-export async function expectKilledByDump(pid: number): Promise<void> {
-  await waitFor(() => ['Z', 'X', 'gone'].includes(procState(pid)), `pid ${pid} killed by the dump`);
+/** The task is dead (a zombie until we, its reaper, reap it; `why` names who killed it); reaped here. */
+export async function expectDead(pid: number, why: string): Promise<void> {
+  await waitFor(() => ['Z', 'X', 'gone'].includes(procState(pid)), `pid ${pid} killed by ${why}`);
   killAndReap(pid);
   expect(procState(pid)).toBe('gone');
+}
+
+/** The dump killed the task; reaped here. */
+export async function expectKilledByDump(pid: number): Promise<void> {
+  await expectDead(pid, 'the dump');
 }
 
 /** A task running freely: alive, not stopped, not traced, counting on without a FAIL. */
