@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { killAndReap } from '@criu-ts/compel';
 import { PYTHON, REPO, waitFor } from '@criu-ts/testkit';
+import { expect } from 'vitest';
 import { isDescendantOf } from '../../../../tools/workloads/index.mjs';
 
 export * from '@criu-ts/testkit';
@@ -28,17 +29,48 @@ export function checkRpcBinary(): void {
   }
 }
 
-/** CRIU's version numbers as `BINARY --version` prints them ("Version: 4.2", "GitID: ..."). */
-export function binaryVersion(): { major: number; minor: number; sublevel: number; gitid: boolean } {
+/** CRIU's version as `BINARY --version` prints it ("Version: 4.2", "GitID: ..."). */
+export function binaryVersion(): {
+  text: string;
+  major: number;
+  minor: number;
+  sublevel: number;
+  gitid: boolean;
+} {
   const out = execFileSync(RPC_BINARY, ['--version'], { encoding: 'utf8' });
-  const m = /^Version:\s*(\d+)\.(\d+)(?:\.(\d+))?/m.exec(out);
+  const m = /^Version:\s*((\d+)\.(\d+)(?:\.(\d+))?)/m.exec(out);
   if (!m) throw new Error(`${RPC_BINARY} --version: no "Version: X.Y" line in ${JSON.stringify(out)}`);
   return {
-    major: Number(m[1]),
-    minor: Number(m[2]),
-    sublevel: Number(m[3] ?? 0),
+    text: m[1]!,
+    major: Number(m[2]),
+    minor: Number(m[3]),
+    sublevel: Number(m[4] ?? 0),
     gitid: /^GitID:/m.test(out),
   };
+}
+
+/** podman's minimum CRIU version (3.11; runc's is lower): what real clients must be told at least. */
+export const CLIENTS_MIN_CRIU = 31100;
+
+/**
+ * The VERSION answer, as go-criu computes it (major * 10000 + minor * 100 + sublevel, the next minor
+ * for a git build) or as pycriu gets it (with `name` when sent). A binary whose `--version` is CRIU's (3
+ * or later) answers with its own version; criu-ts (0.x) answers with the CRIU version whose behaviour it
+ * has, which must be one real clients accept, and a name, if any, that has its own version in it.
+ */
+export function expectVersionAnswer(got: { number: number; name?: unknown }): void {
+  const own = binaryVersion();
+  if (own.major >= 3) {
+    let n = own.major * 10000 + own.minor * 100 + own.sublevel;
+    if (own.gitid) n = n - (n % 100) + 100;
+    expect(got.number, `the version ${RPC_BINARY} --version prints`).toBe(n);
+    return;
+  }
+  expect(
+    got.number,
+    `a CRIU version real clients accept (${RPC_BINARY} is ${own.text})`,
+  ).toBeGreaterThanOrEqual(CLIENTS_MIN_CRIU);
+  if (got.name !== undefined && got.name !== null) expect(String(got.name)).toContain(own.text);
 }
 
 export type Line = Record<string, unknown>;

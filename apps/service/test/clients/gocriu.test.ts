@@ -9,7 +9,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
-  binaryVersion,
   buildGoClient,
   buildWorkloads,
   type ClientRun,
@@ -18,6 +17,7 @@ import {
   counterNumbers,
   describeRun,
   expectAsBefore,
+  expectVersionAnswer,
   isConsecutiveFromOne,
   RPC_BINARY,
   result,
@@ -56,13 +56,11 @@ function notifications(r: ClientRun): string[] {
 }
 
 describe(`go-criu drives ${RPC_BINARY} through swrk`, () => {
-  it('GetCriuVersion answers the version the binary prints', async () => {
+  it("GetCriuVersion answers the binary's CRIU version", async () => {
     const v = await runGoClient(client, ['version']);
-    const want = binaryVersion();
-    let n = want.major * 10000 + want.minor * 100 + want.sublevel;
-    if (want.gitid) n = n - (n % 100) + 100; // go-criu's rule for a git build
-    expect(result(v, 'version'), describeRun(v)).toEqual({ action: 'version', ok: true, version: n });
+    expect(result(v, 'version'), describeRun(v)).toMatchObject({ action: 'version', ok: true });
     expect(v.code).toBe(0);
+    expectVersionAnswer({ number: Number(result(v, 'version').version) });
   });
 
   it('Dump and Restore with a Notify: the callbacks in order, the tree killed, restored with its pid and count', async () => {

@@ -5,7 +5,6 @@
 // worker's pid on the socket. Everything is checked from outside: /proc and the counter's report.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
-  binaryVersion,
   buildWorkloads,
   checkPycriu,
   checkRpcBinary,
@@ -13,6 +12,7 @@ import {
   counterNumbers,
   describeRun,
   expectAsBefore,
+  expectVersionAnswer,
   isConsecutiveFromOne,
   killAndReap,
   procState,
@@ -41,20 +41,18 @@ beforeAll(async () => {
 afterEach(() => cleanup());
 
 describe(`pycriu drives ${RPC_BINARY} through swrk`, () => {
-  it('check() succeeds and VERSION answers the version the binary prints', async () => {
+  it("check() succeeds; VERSION answers the binary's CRIU version", async () => {
     const c = await runPycriu(['check']);
     expect(result(c, 'check'), describeRun(c)).toMatchObject({ ok: true });
     expect(c.code).toBe(0);
 
     const v = await runPycriu(['version']);
-    const want = binaryVersion();
-    expect(result(v, 'version'), describeRun(v)).toMatchObject({
-      ok: true,
-      major: want.major,
-      minor: want.minor,
-    });
-    expect(result(v, 'version').sublevel ?? 0).toBe(want.sublevel);
+    const a = result(v, 'version');
+    expect(a, describeRun(v)).toMatchObject({ ok: true });
     expect(v.code).toBe(0);
+    // gitid: go-criu's and runc's rule, the next minor for a git build
+    const n = Number(a.major) * 10000 + Number(a.minor) * 100 + Number(a.sublevel ?? 0);
+    expectVersionAnswer({ number: a.gitid ? n - (n % 100) + 100 : n, name: a.name });
   });
 
   it('dump kills the tree and writes the images and the log; restore brings it back with its pid and its count', async () => {

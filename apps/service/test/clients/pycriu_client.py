@@ -93,7 +93,8 @@ def do_version(c):
     v = resp.version
     emit(action="version", ok=True, major=v.major_number, minor=v.minor_number,
          sublevel=v.sublevel if v.HasField("sublevel") else None,
-         gitid=v.gitid if v.HasField("gitid") else None)
+         gitid=v.gitid if v.HasField("gitid") else None,
+         name=v.name if v.HasField("name") else None)
     return True
 
 

@@ -80,8 +80,8 @@ export async function expectRestored(
   linesBefore: number,
   from: number | [number, number],
 ): Promise<void> {
+  if (typeof restoredPid === 'number' && restoredPid > 0) track(restoredPid);
   expect(restoredPid).toBe(w.pid);
-  track(w.pid);
   await expectRunningFree(w);
   expect(Number(procStat(w.pid).f(4)), 'the parent of the restored task').toBe(process.pid);
   const after = counterNumbers(w.report).slice(linesBefore);
