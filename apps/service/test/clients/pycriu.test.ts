@@ -31,6 +31,7 @@ import {
   startCounter,
 } from './scenario.js';
 
+const ESRCH = 3;
 const EEXIST = 17;
 
 beforeAll(async () => {
@@ -137,5 +138,19 @@ describe(`pycriu drives ${RPC_BINARY} through swrk`, () => {
     expect(r.code).toBe(1);
     await expectAsBefore(w.pid, before);
     await expectRunningFree(w);
+  });
+
+  it('dump of a pid that is gone fails with ESRCH', async () => {
+    const w = await startCounter();
+    killAndReap(w.pid);
+    expect(procState(w.pid)).toBe('gone');
+    const dir = imagesDir();
+    const d = await runPycriu(['dump', '--dir', dir, '--pid', String(w.pid), '--log-file', 'dump.log']);
+    expect(result(d, 'dump'), describeRun(d, dir)).toMatchObject({
+      ok: false,
+      errno: ESRCH,
+      kind: 'CRIUExceptionExternal',
+    });
+    expect(d.code).toBe(1);
   });
 });
