@@ -104,10 +104,12 @@ export function describeRun(r: ClientRun, dir?: string): string {
 
 /**
  * Run a client program in its own process group and resolve when it exits; after `timeoutMs` its whole
- * group (the client and the swrk it started) is SIGKILLed and the run rejects. Then every swrk worker
- * left below this process must end on its own (bounded wait): one still there is killed and reported.
+ * group (the client and the swrk it started) is SIGKILLed and the run rejects. Either way every swrk
+ * worker left below this process must then end on its own (bounded wait): one still there is killed,
+ * reaped and reported.
  */
 export async function runClient(argv: string[], timeoutMs = 60_000): Promise<ClientRun> {
+  let timedOut = false;
   const r = await new Promise<ClientRun>((resolve, reject) => {
     const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -119,12 +121,12 @@ export async function runClient(argv: string[], timeoutMs = 60_000): Promise<Cli
       stderr += d;
     });
     const timer = setTimeout(() => {
+      timedOut = true;
       try {
         if (child.pid) process.kill(-child.pid, 'SIGKILL');
       } catch {
         // gone meanwhile
       }
-      reject(new Error(`${argv.join(' ')}: still running after ${timeoutMs} ms, killed; stderr ${stderr}`));
     }, timeoutMs);
     child.on('error', (e) => {
       clearTimeout(timer);
@@ -144,11 +146,18 @@ export async function runClient(argv: string[], timeoutMs = 60_000): Promise<Cli
       resolve({ code, signal, stdout, stderr, lines });
     });
   });
+  if (timedOut) {
+    await expectNoSwrkLeft(2_000).catch(() => {});
+    throw new Error(`${argv.join(' ')}: still running after ${timeoutMs} ms, killed: ${describeRun(r)}`);
+  }
   await expectNoSwrkLeft();
   return r;
 }
 
-/** Pids of the swrk workers below this process (`... swrk FD` in their argv). */
+/**
+ * Pids of the swrk workers below this process: `... swrk FD` in their argv, or a criu-ts process title
+ * (`criu-ts swrk`, `criu-ts dump --rpc -t PID`), which replaces the argv.
+ */
 export function swrkWorkers(): number[] {
   const out: number[] = [];
   for (const name of fs.readdirSync('/proc')) {
@@ -156,7 +165,7 @@ export function swrkWorkers(): number[] {
     const pid = Number(name);
     try {
       const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      if (argv.includes('swrk') && isDescendantOf(pid)) out.push(pid);
+      if ((argv.includes('swrk') || argv[0]?.startsWith('criu-ts ')) && isDescendantOf(pid)) out.push(pid);
     } catch {
       // gone
     }
@@ -164,7 +173,10 @@ export function swrkWorkers(): number[] {
   return out;
 }
 
-/** Wait (bounded) until no swrk worker is left below us; kill, reap and report any that stays. */
+/**
+ * Wait (bounded) until no swrk worker is left below us; kill, reap and report any that stays. Zombies
+ * re-parented to us (a swrk its client did not wait for: its argv is gone then) are reaped by pid.
+ */
 export async function expectNoSwrkLeft(timeoutMs = 10_000): Promise<void> {
   try {
     await waitFor(
@@ -173,9 +185,25 @@ export async function expectNoSwrkLeft(timeoutMs = 10_000): Promise<void> {
       timeoutMs,
     );
   } finally {
-    const left = swrkWorkers();
-    for (const p of left) killAndReap(p);
+    for (const p of swrkWorkers()) killAndReap(p);
+    for (const p of zombieChildren()) killAndReap(p);
   }
+}
+
+/** Our children that are zombies (none of them is libuv's: the client was reaped before 'close'). */
+function zombieChildren(): number[] {
+  const out: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const s = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+      if (f[0] === 'Z' && Number(f[1]) === process.pid) out.push(Number(name));
+    } catch {
+      // gone
+    }
+  }
+  return out;
 }
 
 function isZombie(pid: number): boolean {
