@@ -6,7 +6,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { killAndReap } from '@criu-ts/compel';
-import { PYTHON, REPO, waitFor } from '@criu-ts/testkit';
+import { onCleanup, PYTHON, procState, REPO, spawnClean, track, treeOf, waitFor } from '@criu-ts/testkit';
 import { expect } from 'vitest';
 import { isDescendantOf } from '../../../../tools/workloads/index.mjs';
 
@@ -108,7 +108,11 @@ export function describeRun(r: ClientRun, dir?: string): string {
  * worker left below this process must then end on its own (bounded wait): one still there is killed,
  * reaped and reported.
  */
-export async function runClient(argv: string[], timeoutMs = 60_000): Promise<ClientRun> {
+export async function runClient(
+  argv: string[],
+  opts: { timeoutMs?: number; service?: number } = {},
+): Promise<ClientRun> {
+  const timeoutMs = opts.timeoutMs ?? 60_000;
   let timedOut = false;
   const r = await new Promise<ClientRun>((resolve, reject) => {
     const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -147,10 +151,10 @@ export async function runClient(argv: string[], timeoutMs = 60_000): Promise<Cli
     });
   });
   if (timedOut) {
-    await expectNoSwrkLeft(2_000).catch(() => {});
+    await expectNoSwrkLeft(2_000, opts.service).catch(() => {});
     throw new Error(`${argv.join(' ')}: still running after ${timeoutMs} ms, killed: ${describeRun(r)}`);
   }
-  await expectNoSwrkLeft();
+  await expectNoSwrkLeft(10_000, opts.service);
   return r;
 }
 
@@ -158,14 +162,15 @@ export async function runClient(argv: string[], timeoutMs = 60_000): Promise<Cli
  * Pids of the swrk workers below this process: `... swrk FD` in their argv, or a criu-ts process title
  * (`criu-ts swrk`, `criu-ts dump --rpc -t PID`), which replaces the argv.
  */
-export function swrkWorkers(): number[] {
+export function swrkWorkers(service?: number): number[] {
   const out: number[] = [];
   for (const name of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     const pid = Number(name);
     try {
       const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      if ((argv.includes('swrk') || argv[0]?.startsWith('criu-ts ')) && isDescendantOf(pid)) out.push(pid);
+      if (!(argv.includes('swrk') || argv[0]?.startsWith('criu-ts ')) || !isDescendantOf(pid)) continue;
+      if (service === undefined || (pid !== service && !isDescendantOf(pid, service))) out.push(pid);
     } catch {
       // gone
     }
@@ -177,15 +182,15 @@ export function swrkWorkers(): number[] {
  * Wait (bounded) until no swrk worker is left below us; kill, reap and report any that stays. Zombies
  * re-parented to us (a swrk its client did not wait for: its argv is gone then) are reaped by pid.
  */
-export async function expectNoSwrkLeft(timeoutMs = 10_000): Promise<void> {
+export async function expectNoSwrkLeft(timeoutMs = 10_000, service?: number): Promise<void> {
   try {
     await waitFor(
-      () => swrkWorkers().every((p) => isZombie(p)),
-      () => `the swrk workers ${swrkWorkers().join(' ')} to exit after their client`,
+      () => swrkWorkers(service).every((p) => isZombie(p)),
+      () => `the swrk workers ${swrkWorkers(service).join(' ')} to exit after their client`,
       timeoutMs,
     );
   } finally {
-    for (const p of swrkWorkers()) killAndReap(p);
+    for (const p of swrkWorkers(service)) killAndReap(p);
     for (const p of zombieChildren()) killAndReap(p);
   }
 }
@@ -232,9 +237,41 @@ export function checkPycriu(): void {
   }
 }
 
-/** `pycriu_client.py BINARY ARGS` under the system Python. */
-export function runPycriu(args: string[]): Promise<ClientRun> {
-  return runClient([PYTHON, PYCRIU_CLIENT, RPC_BINARY, ...args]);
+/** `pycriu_client.py --binary BINARY ARGS` (swrk), or `--service SOCK ARGS`, under the system Python. */
+export function runPycriu(args: string[], service?: Service): Promise<ClientRun> {
+  const target = service ? ['--service', service.sock] : ['--binary', RPC_BINARY];
+  return runClient([PYTHON, PYCRIU_CLIENT, ...target, ...args], { service: service?.pid });
+}
+
+export interface Service {
+  pid: number;
+  sock: string;
+}
+
+/**
+ * Start `BINARY service --address SOCK` (tracked: killed by pid after the test) and wait until it
+ * listens on SOCK (/proc/net/unix); SOCK's path.
+ */
+export async function startService(dir: string): Promise<Service> {
+  const sock = path.join(dir, 'criu-service.sock');
+  const pid = spawnClean([RPC_BINARY, 'service', '--address', sock]);
+  // Its workers (a warm pool, or one per connection) are killed with it, by pid.
+  onCleanup(() => track(...treeOf(pid).slice(1)));
+  await waitFor(() => {
+    if (procState(pid) === 'gone' || procState(pid) === 'Z')
+      throw new Error(`${RPC_BINARY} service --address ${sock} (pid ${pid}) ended`);
+    return listening(sock);
+  }, `${RPC_BINARY} service (pid ${pid}) to listen on ${sock}`);
+  return { pid, sock };
+}
+
+/** A unix socket bound to `sock` is listening (__SO_ACCEPTCON in /proc/net/unix's flags). */
+function listening(sock: string): boolean {
+  for (const line of fs.readFileSync('/proc/net/unix', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[7] === sock && (Number.parseInt(f[3] ?? '0', 16) & 0x10000) !== 0) return true;
+  }
+  return false;
 }
 
 const GO_SOURCES = path.join(CLIENTS_DIR, 'go');

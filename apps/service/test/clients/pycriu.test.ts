@@ -20,6 +20,8 @@ import {
   result,
   runPycriu,
   snapshot,
+  startService,
+  tempDir,
 } from './clients.js';
 import {
   expectImages,
@@ -152,5 +154,41 @@ describe(`pycriu drives ${RPC_BINARY} through swrk`, () => {
       kind: 'CRIUExceptionExternal',
     });
     expect(d.code).toBe(1);
+  });
+});
+
+describe(`pycriu drives \`${RPC_BINARY} service\` through its socket (use_sk)`, () => {
+  it('check, VERSION, dump (the tree killed) and restore: one connection each, the service serving on', async () => {
+    const svc = await startService(tempDir('criu-ts-clients-svc-'));
+    const c = await runPycriu(['check'], svc);
+    expect(result(c, 'check'), describeRun(c)).toMatchObject({ ok: true });
+    const v = await runPycriu(['version'], svc);
+    const a = result(v, 'version');
+    expect(a, describeRun(v)).toMatchObject({ ok: true });
+    const n = Number(a.major) * 10000 + Number(a.minor) * 100 + Number(a.sublevel ?? 0);
+    expectVersionAnswer({ number: a.gitid ? n - (n % 100) + 100 : n, name: a.name });
+
+    const w = await startCounter();
+    const dir = imagesDir();
+    const d = await runPycriu(
+      ['dump', '--dir', dir, '--pid', String(w.pid), '--log-file', 'dump.log', '--log-level', '4'],
+      svc,
+    );
+    expect(result(d, 'dump'), describeRun(d, dir)).toMatchObject({ ok: true, restored: false });
+    await expectKilledByDump(w.pid);
+    expectImages(dir, w.pid, 'dump.log');
+    const numbers = counterNumbers(w.report);
+
+    const r = await runPycriu(
+      ['restore', '--dir', dir, '--log-file', 'restore.log', '--log-level', '4'],
+      svc,
+    );
+    expect(result(r, 'restore'), describeRun(r, dir)).toMatchObject({ ok: true });
+    await expectRestored(w, result(r, 'restore').pid, numbers.length, numbers[numbers.length - 1]!);
+    expectImages(dir, w.pid, 'restore.log');
+    // ... and serves the next client.
+    expect(['R', 'S']).toContain(procState(svc.pid));
+    const again = await runPycriu(['check'], svc);
+    expect(result(again, 'check'), describeRun(again)).toMatchObject({ ok: true });
   });
 });

@@ -1,16 +1,17 @@
 #!/usr/bin/python3
-"""Drive a CRIU binary over RPC with Debian's pycriu, as a pycriu user would.
+"""Drive a CRIU binary or service over RPC with Debian's pycriu, as a pycriu user would.
 
 Run with the system Python (/usr/bin/python3, where the `criu` package puts pycriu):
 
-    pycriu_client.py BINARY check
-    pycriu_client.py BINARY version
-    pycriu_client.py BINARY dump --dir DIR --pid PID [--leave-running] [--log-file F] [--log-level N]
-    pycriu_client.py BINARY restore --dir DIR [--log-file F] [--log-level N]
+    pycriu_client.py TARGET check
+    pycriu_client.py TARGET version
+    pycriu_client.py TARGET dump --dir DIR --pid PID [--leave-running] [--log-file F] [--log-level N]
+    pycriu_client.py TARGET restore --dir DIR [--log-file F] [--log-level N]
 
-BINARY is what pycriu execs as `BINARY swrk FD` (criu.use_binary). Each step prints one JSON line on
-stdout: {"action": ..., "ok": true, ...} or {"action": ..., "ok": false, "error": ..., "errno": ...};
-the exit status is 0 when the action succeeded, 1 otherwise.
+TARGET is `--binary BINARY`, which pycriu execs as `BINARY swrk FD` (criu.use_binary), or `--service
+SOCK`, the socket of a running `BINARY service --address SOCK` (criu.use_sk). The action prints one JSON
+line on stdout: {"action": ..., "ok": true, ...} or {"action": ..., "ok": false, "error": ...,
+"errno": ...}; the exit status is 0 when it succeeded, 1 otherwise.
 """
 
 import argparse
@@ -100,7 +101,9 @@ def do_version(c):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("binary")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--binary")
+    target.add_argument("--service")
     p.add_argument("action", choices=["check", "version", "dump", "restore"])
     p.add_argument("--dir")
     p.add_argument("--pid", type=int)
@@ -115,7 +118,10 @@ def main():
         p.error("--pid is needed")
 
     c = criu()
-    c.use_binary(args.binary)
+    if args.binary:
+        c.use_binary(args.binary)
+    else:
+        c.use_sk(args.service)
 
     if args.action == "check":
         return do_check(c)
