@@ -56,11 +56,14 @@ function notifications(r: ClientRun): string[] {
 }
 
 describe(`go-criu drives ${RPC_BINARY} through swrk`, () => {
-  it("GetCriuVersion answers the binary's CRIU version", async () => {
+  it("GetCriuVersion answers the binary's CRIU version; FeatureCheck is answered", async () => {
     const v = await runGoClient(client, ['version']);
     expect(result(v, 'version'), describeRun(v)).toMatchObject({ action: 'version', ok: true });
     expect(v.code).toBe(0);
     expectVersionAnswer({ number: Number(result(v, 'version').version) });
+
+    const f = await runGoClient(client, ['features']);
+    expect(result(f, 'features'), describeRun(f)).toEqual({ action: 'features', ok: true });
   });
 
   it('Dump and Restore with a Notify: the callbacks in order, the tree killed, restored with its pid and count', async () => {
@@ -118,6 +121,32 @@ describe(`go-criu drives ${RPC_BINARY} through swrk`, () => {
     await expectAsBefore(w.pid, before);
     await expectRunningFree(w);
     expectImages(dir, w.pid);
+  });
+
+  it('Dump and Restore without a Notify (notify_scripts unset): no NOTIFY is sent, the tree comes back', async () => {
+    const w = await startCounter();
+    const dir = imagesDir();
+    const d = await runGoClient(client, [
+      'dump',
+      '-dir',
+      dir,
+      '-pid',
+      String(w.pid),
+      '-no-notify',
+      '-log-file',
+      'dump.log',
+    ]);
+    // go-criu fails with "unexpected notify" on a NOTIFY it did not ask for.
+    expect(result(d, 'dump'), describeRun(d, dir)).toEqual({ action: 'dump', ok: true });
+    expect(notifications(d)).toEqual([]);
+    await expectKilledByDump(w.pid);
+    const numbers = counterNumbers(w.report);
+
+    const r = await runGoClient(client, ['restore', '-dir', dir, '-no-notify', '-log-file', 'restore.log']);
+    expect(result(r, 'restore'), describeRun(r, dir)).toMatchObject({ action: 'restore', ok: true });
+    expect(notifications(r)).toEqual([]);
+    // Without callbacks go-criu does not learn the pid: it is checked from outside.
+    await expectRestored(w, w.pid, numbers.length, numbers[numbers.length - 1]!);
   });
 
   for (const script of ['pre-dump', 'post-dump']) {
