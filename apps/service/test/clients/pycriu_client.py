@@ -5,13 +5,15 @@ Run with the system Python (/usr/bin/python3, where the `criu` package puts pycr
 
     pycriu_client.py TARGET check
     pycriu_client.py TARGET version
-    pycriu_client.py TARGET dump --dir DIR --pid PID [--leave-running] [--log-file F] [--log-level N]
+    pycriu_client.py TARGET dump --dir DIR --pid PID [--leave-running]
+                     [--log-file F] [--log-level N] [--shell-job]
     pycriu_client.py TARGET restore --dir DIR [--log-file F] [--log-level N]
 
-TARGET is `--binary BINARY`, which pycriu execs as `BINARY swrk FD` (criu.use_binary), or `--service
-SOCK`, the socket of a running `BINARY service --address SOCK` (criu.use_sk). The action prints one JSON
-line on stdout: {"action": ..., "ok": true, ...} or {"action": ..., "ok": false, "error": ...,
-"errno": ...}; the exit status is 0 when it succeeded, 1 otherwise.
+TARGET is `--binary BINARY`, which pycriu execs as `BINARY swrk FD` (criu.use_binary), or
+`--service SOCK`, the socket of a running `BINARY service --address SOCK` (criu.use_sk). The
+action prints one JSON line on stdout: {"action": ..., "ok": true, ...} or
+{"action": ..., "ok": false, "error": ..., "errno": ...}; the exit status is 0 when it succeeded,
+1 otherwise.
 """
 
 import argparse
