@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Makes a fresh Debian machine ready for criu-ts: gcc, Debian's criu (for crit), pnpm at the
-# version package.json pins, the workspace's packages, a build, and the C test workloads.
+# Makes a fresh Debian machine ready for criu-ts: gcc, Debian's criu (for crit and pycriu), Go and
+# go-criu's sources (the RPC client tests), pnpm at the version package.json pins, the workspace's
+# packages, a build, and the C test workloads. What is already there is not installed again.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
