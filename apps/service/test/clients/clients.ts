@@ -8,7 +8,7 @@ import path from 'node:path';
 import { killAndReap } from '@criu-ts/compel';
 import { onCleanup, PYTHON, procState, REPO, spawnClean, track, treeOf, waitFor } from '@criu-ts/testkit';
 import { expect } from 'vitest';
-import { isDescendantOf } from '../../../../tools/workloads/index.mjs';
+import { isDescendantOf } from '../../../../tools/workloads/index.js';
 
 export * from '@criu-ts/testkit';
 export { killAndReap };
