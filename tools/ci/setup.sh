@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Makes a fresh Debian machine ready for criu-ts: gcc, Debian's criu (for crit), pnpm at the
-# version package.json pins, the workspace's packages, a build, and the C test workloads.
+# Makes a fresh Debian machine ready for criu-ts: gcc, Debian's criu (for crit and pycriu), Go and
+# go-criu's sources (the RPC client tests), pnpm at the version package.json pins, the workspace's
+# packages, a build, and the C test workloads. What is already there is not installed again.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -20,12 +21,18 @@ command -v nft >/dev/null || missing+=(nftables)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v ip >/dev/null || missing+=(iproute2) # `ip monitor` in the netlink tests
 command -v sqlite3 >/dev/null || missing+=(sqlite3) # the outside connection of the SQLite test
+# CRIU's own RPC clients in apps/service/test/clients: pycriu (the criu package's module, for the
+# system Python, with python3-protobuf) and go-criu v5 with a Go toolchain to build the test's client
+# offline from Debian's sources (/usr/share/gocode/src).
+/usr/bin/python3 -c 'from pycriu.criu import criu' 2>/dev/null || missing+=(criu python3-protobuf)
+command -v go >/dev/null || missing+=(golang-go)
+[ -f /usr/share/gocode/src/github.com/checkpoint-restore/go-criu/go.mod ] || missing+=(golang-github-checkpoint-restore-go-criu-dev)
 # Optional, tests skip without them: PostgreSQL 15 (restore-postgres), a JDK (restore-programs).
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null || { echo "apt-get install ${missing[*]} failed"; exit 1; }
 fi
-echo "gcc: $(gcc -dumpversion), crit: $(command -v crit)"
+echo "gcc: $(gcc -dumpversion), crit: $(command -v crit), $(go version)"
 
 step "pnpm $PNPM_VERSION"
 if [ "$(pnpm --version 2>/dev/null)" != "$PNPM_VERSION" ]; then
