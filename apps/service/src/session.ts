@@ -19,7 +19,7 @@ import {
   type StageHook,
 } from '@criu-ts/core';
 import { type CriuReq, CriuReqType, type CriuResp } from '@criu-ts/rpc';
-import { ERRNO, SysError, waitpid } from '@criu-ts/sys';
+import { ERRNO, fstat, SysError, waitpid } from '@criu-ts/sys';
 import { RequestError, type RequestMode, type RequestOptions, requestOptions } from './criu-opts.js';
 import { peerCred, peerGone, receiveRequest, sendResponse } from './wire.js';
 
@@ -208,6 +208,11 @@ function notifier(fd: number, log: CriuLog): StageHook {
 
 async function dumpRequest(fd: number, req: CriuReq, peer: number, so: SessionOptions): Promise<Outcome> {
   const ro = requestOptions(req.opts, 'dump', peer, so.swrk);
+  // post-dump is sent while the tree is frozen: a client of the tree could never answer it.
+  if (ro.selfDump && ro.notify)
+    throw new RequestError(
+      'criu_opts.notify_scripts: a client that dumps itself cannot answer notifications while it is frozen',
+    );
   so.title?.(`dump --rpc -t ${ro.pid}`);
   const dirs = runDirs(ro.o);
   const log = requestLog(ro, dirs.workDir, 'dump');
@@ -222,7 +227,10 @@ async function dumpRequest(fd: number, req: CriuReq, peer: number, so: SessionOp
       },
       ...(ro.notify ? { notify: notifier(fd, log) } : {}),
     };
-    const result = await dump(dumpOptionsOf(ro.o, ro.pid, dirs, hooks));
+    // A client that dumps itself: its end of this connection is dumped as CRIU dumps it (closed, marked),
+    // and its restore finds the answer restored = true in it.
+    const self = ro.selfDump ? { rpcSocketIno: Number(fstat(fd).ino) } : {};
+    const result = await dump({ ...dumpOptionsOf(ro.o, ro.pid, dirs, hooks), ...self });
     log.info(`Dumping finished successfully: ${result.tasks} tasks, ${result.pagesWritten} pages`);
     if (ro.o.displayStats) for (const line of dumpStatsLines(result.stats)) log.info(line);
     // A client that dumped itself without leave_running is dead now: CRIU sends it nothing.

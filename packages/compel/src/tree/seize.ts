@@ -266,6 +266,9 @@ class Seizer {
   /** PTRACE_SEIZE + PTRACE_INTERRUPT one thread. False when it is gone (or a zombie). */
   seizeThread(pid: number, tid: number): boolean {
     if (this.attached.has(tid)) return true;
+    // Our own process cannot be seized (EPERM): say why, as CRIU does.
+    if (pid === process.pid)
+      throw new CompelError(`The criu itself is within dumped tree: criu-ts is pid ${pid} of it`, pid);
     try {
       ptraceSeize(tid, this.options);
     } catch (e) {

@@ -52,6 +52,11 @@ export interface DumpOptions {
   networkLock?: NetworkLockMethod;
   /** --ext-unix-sk: datagram unix sockets may send to a named socket outside the tree (a syslog). */
   extUnixSk?: boolean;
+  /**
+   * RPC (a client that dumps itself): the inode of criu-ts's end of the client's connection. The
+   * client's socket connected to it is dumped as CRIU dumps it (files/unix/service.ts).
+   */
+  rpcSocketIno?: number;
   /** --skip-in-flight: connections a listener has not accepted yet are left behind (their clients reset). */
   skipInFlight?: boolean;
   /** --file-locks: dump the file locks the tree holds (without it, a lock is refused, as CRIU does). */
@@ -120,6 +125,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     networkLock: opts.networkLock ?? 'nftables',
     runId: newRunId(), // CRIU's criu_run_id: names the network lock (see net-lock/)
     extUnixSk: opts.extUnixSk === true,
+    ...(opts.rpcSocketIno ? { rpcSocketIno: opts.rpcSocketIno } : {}),
     skipInFlight: opts.skipInFlight === true,
     ...(opts.irmap ? { irmap: opts.irmap } : {}),
     fileLocks: opts.fileLocks === true,

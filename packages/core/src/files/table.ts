@@ -105,6 +105,8 @@ export class FileTable {
       /** The dump's run id (inventory.img's dump_criu_run_id): it names the nftables lock table. */
       runId?: string;
       extUnixSk?: boolean;
+      /** The inode of the RPC server's end of a client's connection (a client that dumps itself). */
+      rpcSocketIno?: number;
       skipInFlight?: boolean;
       /** --force-irmap, --irmap-scan-path: paths of watched inodes (files/irmap.ts). */
       irmap?: IrmapOptions;

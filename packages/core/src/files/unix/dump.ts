@@ -32,7 +32,8 @@ import { readSocketOptions } from '../socket/options.js';
 import { peekQueue } from '../socket/queue.js';
 import { FD_TYPE, type FdDumpDriver, type FileTable, type OpenFile } from '../table.js';
 import { checkQueue, peerOf } from './icons.js';
-import { USK_EXTERN } from './uflags.js';
+import { asServiceClient } from './service.js';
+import { USK_EXTERN, USK_SERVICE } from './uflags.js';
 
 /** The options of a socket criu-ts does not restore (an external peer). */
 const EMPTY_OPTS = {
@@ -239,10 +240,14 @@ export const unixSocketDriver: FdDumpDriver = {
     const sk = unixSockets(files).get(ino);
     if (!sk) throw new DumpError(`pid ${file.pid} fd ${file.fd}: sock_diag does not know unix socket ${ino}`);
     heldInodes(files).add(ino);
+    // The RPC client's socket to criu-ts (a client that dumps itself): dumped closed, marked (service.ts).
+    const service = asServiceClient(sk, files.options.rpcSocketIno);
     const id = files.add(files.descriptionKey(file), (id) => ({
       id,
       type: FD_TYPE.UNIXSK,
-      usk: entryFor(file, files, id, ino, sk),
+      usk: service
+        ? { ...entryFor(file, files, id, ino, service), uflags: USK_SERVICE }
+        : entryFor(file, files, id, ino, sk),
     }));
     return { id, type: FD_TYPE.UNIXSK };
   },

@@ -50,6 +50,7 @@ import { applySocketOptions } from '../socket/options.js';
 import { shutdownAsDumped } from '../socket/shutdown.js';
 import { FD_TYPE } from '../table.js';
 import { connectQueued, connectToListener, isListener } from './icons.js';
+import { isServiceClient, serviceClientSocket } from './service.js';
 import { USK_EXTERN } from './uflags.js';
 
 type Ctx = FdRestoreContext;
@@ -361,6 +362,12 @@ export const unixSocketRestoreDriver: FdRestoreDriver = {
   open(entry, ctx) {
     const e = entry as UnixEntry;
     const u = e.usk;
+    // A client's socket to criu that dumped itself: the answer to its dump waits in it (service.ts).
+    if (isServiceClient(u)) {
+      const fd = ctx.shared(`unix:${u.ino}`, () => serviceClientSocket(u));
+      ctx.log(`unix socket ${u.ino}: the RPC client's connection, with the answer restored = true`);
+      return withFlags(fd, u.flags);
+    }
     const peer = u.peer ? byInode(ctx).get(u.peer) : undefined;
     // A connection not accepted yet: its listener is made first, and connects its whole queue in order.
     if (peer && isListener(peer)) ctx.fd(peer.id);
