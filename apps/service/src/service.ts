@@ -10,7 +10,7 @@
 // so every exit is ours to collect, and none is left a zombie. A worker's death, SIGKILL included, only
 // costs the connection it served.
 import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, readSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import {
   type CriuLog,
   type CriuOptions,
@@ -140,42 +140,31 @@ function passedSocket(log: CriuLog): number | undefined {
   return fd;
 }
 
-/**
- * CRIU's way: the address unlinked, bound, made 0666 (anyone may connect), listened on (backlog 16).
- * Bound under a temporary name and renamed once it listens, so that a client waiting for the address
- * to appear never finds a socket that refuses it (bind makes the file, only listen takes connections).
- */
+/** CRIU's way: the address unlinked, bound, made 0666 (anyone may connect), listened on (backlog 16). */
 function bindService(address: string | undefined, log: CriuLog): number {
   let path = address;
   if (path === undefined) {
     log.warn('Binding to local dir address!');
     path = DEFAULT_ADDRESS;
   }
-  const temporary = `${path}.${process.pid}.tmp`;
-  // sun_path holds 107 bytes and a NUL: a name that long is bound directly.
-  const boundAt = Buffer.byteLength(temporary) < 108 ? temporary : path;
   const fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC);
   try {
-    for (const stale of new Set([path, boundAt])) {
-      try {
-        unlinkSync(stale);
-      } catch {
-        // nothing there
-      }
+    try {
+      unlinkSync(path);
+    } catch {
+      // nothing there
     }
     try {
-      bind(fd, encodeSockaddrUn(boundAt));
+      bind(fd, encodeSockaddrUn(path));
     } catch (e) {
       throw new OptionError(`Can't bind the service socket ${path}: ${e instanceof Error ? e.message : e}`);
     }
-    chmodSync(boundAt, 0o666);
-    listen(fd, 16);
-    if (boundAt !== path) renameSync(boundAt, path);
     log.info(`The service socket is bound to ${path}`);
+    chmodSync(path, 0o666);
+    listen(fd, 16);
     return fd;
   } catch (e) {
     close(fd);
-    if (boundAt !== path) rmSync(boundAt, { force: true });
     throw e;
   }
 }
