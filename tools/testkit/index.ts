@@ -180,6 +180,18 @@ export async function waitForMoreLines(report: string, more: number, pid: number
 
 // ---- /proc, read independently of @criu-ts/bfd ------------------------------------------------------
 
+/**
+ * A unix socket bound to `path` listens (__SO_ACCEPTCON in /proc/net/unix's flags). The file appears at
+ * bind(); only listen() takes connections, so a service is ready when this says so, not when the file is there.
+ */
+export function unixListening(path: string): boolean {
+  for (const line of fs.readFileSync('/proc/net/unix', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[7] === path && (Number.parseInt(f[3] ?? '0', 16) & 0x10000) !== 0) return true;
+  }
+  return false;
+}
+
 /** /proc state letter of a process ('gone' when it does not exist). */
 export function procState(pid: number, tid = pid): string {
   try {

@@ -20,7 +20,7 @@ import {
   socket,
   socketpair,
 } from '@criu-ts/sys';
-import { onCleanup, REPO, track, waitFor } from '@criu-ts/testkit';
+import { onCleanup, REPO, track, unixListening, waitFor } from '@criu-ts/testkit';
 
 export * from '@criu-ts/testkit';
 
@@ -177,7 +177,7 @@ export async function serviceAt(proc: Proc, address: string): Promise<Service> {
     track(...childrenOf(proc.pid));
   });
   await waitFor(
-    () => fs.existsSync(address) || proc.child.exitCode !== null,
+    () => unixListening(address) || proc.child.exitCode !== null,
     `the service socket ${address}`,
   );
   if (proc.child.exitCode !== null) throw new Error(`the service exited: ${proc.stderr()}`);

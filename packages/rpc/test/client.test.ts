@@ -33,6 +33,7 @@ import {
   swrkChildren,
   tempDir,
   track,
+  unixListening,
   waitFor,
   waitForLine,
 } from './helpers.js';
@@ -485,24 +486,13 @@ describe('CriuClient: connections that fail', () => {
   });
 });
 
-/** Wait until a unix socket listens at `sock` (its path in /proc/net/unix with __SO_ACCEPTCON). */
-function listening(sock: string): boolean {
-  return fs
-    .readFileSync('/proc/net/unix', 'utf8')
-    .split('\n')
-    .some((l) => {
-      const f = l.trim().split(/\s+/);
-      return f[7] === sock && (Number.parseInt(f[3] ?? '0', 16) & 0x10000) !== 0;
-    });
-}
-
 describe(`CriuClient through \`${BINARY} service\``, () => {
   async function service(): Promise<string> {
     const sock = path.join(tempDir('criu-ts-rpc-svc-'), 'criu.sock');
     // Not startCommand: criu-ts's command is a shell script that execs node, so its cmdline is not argv.
     const pid = spawnClean([BINARY, 'service', '--address', sock]);
     await waitFor(
-      () => listening(sock) || procState(pid) === 'gone' || procState(pid) === 'Z',
+      () => unixListening(sock) || procState(pid) === 'gone' || procState(pid) === 'Z',
       `a service listening on ${sock}`,
     );
     expect(procState(pid)).not.toBe('gone');

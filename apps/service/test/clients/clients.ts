@@ -6,7 +6,17 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { killAndReap } from '@criu-ts/compel';
-import { onCleanup, PYTHON, procState, REPO, spawnClean, track, treeOf, waitFor } from '@criu-ts/testkit';
+import {
+  onCleanup,
+  PYTHON,
+  procState,
+  REPO,
+  spawnClean,
+  track,
+  treeOf,
+  unixListening,
+  waitFor,
+} from '@criu-ts/testkit';
 import { expect } from 'vitest';
 import { isDescendantOf } from '../../../../tools/workloads/index.js';
 
@@ -260,18 +270,9 @@ export async function startService(dir: string): Promise<Service> {
   await waitFor(() => {
     if (procState(pid) === 'gone' || procState(pid) === 'Z')
       throw new Error(`${RPC_BINARY} service --address ${sock} (pid ${pid}) ended`);
-    return listening(sock);
+    return unixListening(sock);
   }, `${RPC_BINARY} service (pid ${pid}) to listen on ${sock}`);
   return { pid, sock };
-}
-
-/** A unix socket bound to `sock` is listening (__SO_ACCEPTCON in /proc/net/unix's flags). */
-function listening(sock: string): boolean {
-  for (const line of fs.readFileSync('/proc/net/unix', 'utf8').split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (f[7] === sock && (Number.parseInt(f[3] ?? '0', 16) & 0x10000) !== 0) return true;
-  }
-  return false;
 }
 
 const GO_SOURCES = path.join(CLIENTS_DIR, 'go');
