@@ -160,7 +160,7 @@ describe('a dump that fails harms nothing', () => {
     expect(procState(2)).not.toBe('gone');
   });
 
-  it('a tree that holds criu-ts itself: exit 1 in CRIU\'s words, naming criu-ts; the tree runs on', async () => {
+  it("a tree that holds criu-ts itself: exit 1 in CRIU's words, naming criu-ts; the tree runs on", async () => {
     const dir = tempDir('criu-ts-core-self-');
     const err = path.join(dir, 'err');
     const rc = path.join(dir, 'rc');
