@@ -19,7 +19,7 @@ import { dirname, join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildWorkloads, workloadPath } from '../../workloads/index.js';
 import { waitForLine } from '../../workloads/report.js';
-import { importBuilt, requireBuilt } from '../common.js';
+import { importBuilt, median, requireBuilt } from '../common.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..', '..', '..');
@@ -163,15 +163,8 @@ function alive(pid: number): boolean {
   }
 }
 
-const median = (v: number[]) => {
-  const s = [...v].sort((a, b) => a - b);
-  const h = s.length >> 1;
-  return s.length === 0
-    ? Number.NaN
-    : s.length % 2
-      ? (s[h] as number)
-      : ((s[h - 1] as number) + (s[h] as number)) / 2;
-};
+/** The median, NaN when there is none (a row that failed before its first round). */
+const medianOf = (v: number[]) => median(v) ?? Number.NaN;
 
 const results: Record<string, Record<string, { dump: number[]; restore: number[]; failed?: string }>> = {};
 for (const t of tools) {
@@ -228,9 +221,9 @@ for (const [row, byTool] of Object.entries(results)) {
         [
           row,
           tool,
-          f(median(r.dump)),
+          f(medianOf(r.dump)),
           f(Math.min(...r.dump)),
-          f(median(r.restore)),
+          f(medianOf(r.restore)),
           f(Math.min(...r.restore)),
         ]
           .map((s) => s.padEnd(12))
@@ -238,7 +231,7 @@ for (const [row, byTool] of Object.entries(results)) {
       );
     out[`${row}.${tool}`] = r.failed
       ? { failed: r.failed }
-      : { dumpMs: median(r.dump), restoreMs: median(r.restore) };
+      : { dumpMs: medianOf(r.dump), restoreMs: medianOf(r.restore) };
   }
 }
 if (opts.json) console.log(JSON.stringify(out));
