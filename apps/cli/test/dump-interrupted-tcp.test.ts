@@ -127,6 +127,12 @@ describe.skipIf(!haveNft)('SIGKILL of criu-ts dump --tcp-established once the co
       [10, []],
     ] as const) {
       if (await killDumpOnceLocked(pid, lock, after, [...extra])) landed++;
+      else if (extra.length === 0) {
+        // The dump ended before the kill (a slow poll on a loaded machine): it killed the tree and kept
+        // the lock for a restore, as it must. Nothing is left to interrupt: the lock goes, the loop ends.
+        for (const t of lock.held()) execFileSync('nft', ['delete', 'table', 'inet', t]);
+        break;
+      }
       await expectUnharmed(pid, report, srv, lock).catch((e: Error) => {
         throw new Error(`kill ${after} ms after the lock (${extra.join(' ') || 'no -R'}): ${e.message}`);
       });
