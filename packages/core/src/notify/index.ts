@@ -35,25 +35,11 @@
 // lifts the lock only once the tree runs, so it can still stop cleanly there: it kills the tasks as at
 // post-restore. At post-resume both only log it; the restore succeeds.
 
-/** CRIU's action-script stage names (CRTOOLS_SCRIPT_ACTION, and criu_notify.script over RPC). */
-export type NotifyStage =
-  | 'pre-stream'
-  | 'pre-dump'
-  | 'post-dump'
-  | 'pre-restore'
-  | 'post-restore'
-  | 'network-lock'
-  | 'network-unlock'
-  | 'setup-namespaces'
-  | 'post-setup-namespaces'
-  | 'post-resume'
-  | 'pre-resume'
-  | 'orphan-pts-master'
-  | 'status-ready'
-  | 'query-ext-files';
-
-/** Every stage, in the order of CRIU's enum script_actions. */
-export const NOTIFY_STAGES: readonly NotifyStage[] = [
+/**
+ * CRIU's action-script stage names (CRTOOLS_SCRIPT_ACTION, and criu_notify.script over RPC), in the
+ * order of CRIU's enum script_actions.
+ */
+export const NOTIFY_STAGES = [
   'pre-stream',
   'pre-dump',
   'post-dump',
@@ -68,7 +54,10 @@ export const NOTIFY_STAGES: readonly NotifyStage[] = [
   'orphan-pts-master',
   'status-ready',
   'query-ext-files',
-];
+] as const;
+
+/** One of CRIU's action-script stages. */
+export type NotifyStage = (typeof NOTIFY_STAGES)[number];
 
 /**
  * Called synchronously at each stage with the root task's real pid (what CRIU puts in
