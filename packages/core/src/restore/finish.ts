@@ -1,13 +1,15 @@
 // The last steps, once every task is restored: each leader unmaps the scratch area (it cannot return
 // into it, so it stops at the syscall's exit), every thread gets its registers, FPU state and signal
 // mask (they resume as the images have them); then all threads are let go together (stopped tasks get
-// their stop signal first). And cleanup, for a restore that fails on the way.
+// their stop signal first), under a death guard (guard.ts). And cleanup, for a restore that fails on the
+// way.
 
 import { procExists, readStat } from '@criu-ts/bfd';
 import { __WALL, isSysError, kill, ptraceDetach, raw, SIGKILL, SYS, WNOHANG, waitpid } from '@criu-ts/sys';
 import { loadRegisters } from '../registers/restore.js';
 import { stopSignalOf } from '../signals/restore.js';
 import { RestoreError } from './errors.js';
+import { DeathGuard } from './guard.js';
 import type { RestoreRun } from './live.js';
 
 /**
@@ -28,13 +30,21 @@ export function letTheTreeRun(run: RestoreRun, beforeLetGo?: () => void): void {
     }
   }
   beforeLetGo?.();
-  // Everybody is ready: let them all go.
-  for (const lt of run.live.values()) {
-    if (lt.plan.state === 'stopped') kill(lt.plan.pid, stopSignalOf(lt.plan));
-    for (const th of [...lt.threads].reverse()) {
-      ptraceDetach(th.tid, 0);
-      run.traced.delete(th.tid);
+  // Everybody is ready: let them all go, under a guard that kills those already going if criu-ts dies
+  // before the last one goes.
+  const guard = run.guard ?? DeathGuard.start();
+  run.guard = undefined;
+  guard.arm([...run.live.keys()]);
+  try {
+    for (const lt of run.live.values()) {
+      if (lt.plan.state === 'stopped') kill(lt.plan.pid, stopSignalOf(lt.plan));
+      for (const th of [...lt.threads].reverse()) {
+        ptraceDetach(th.tid, 0);
+        run.traced.delete(th.tid);
+      }
     }
+  } finally {
+    guard.disarm();
   }
   run.live.clear();
 }
@@ -42,6 +52,8 @@ export function letTheTreeRun(run: RestoreRun, beforeLetGo?: () => void): void {
 /** SIGKILL every task created and collect every exit; reap what ends up as our child. */
 export function killAll(run: RestoreRun): void {
   run.cgroups.close();
+  run.guard?.disarm();
+  run.guard = undefined;
   const pids = [...run.created];
   if (run.stub) pids.unshift(run.stub.pid);
   for (const pid of pids) {

@@ -5,6 +5,7 @@ import type { CgroupPlacer } from '../cgroup/restore.js';
 import { locksByTask } from '../file-locks/restore.js';
 import type { NodeFiles } from '../files/node-files.js';
 import type { Logger } from '../log/logger.js';
+import type { DeathGuard } from './guard.js';
 import type { HelperProcesses } from './helpers.js';
 import type { Injector, ScratchLayout, Tracee } from './inject.js';
 import type { RestorePlan, TaskPlan } from './plan.js';
@@ -31,6 +32,8 @@ export class RestoreRun {
   scratch: ScratchLayout | undefined;
   /** Helper processes, made by the stub while it runs (before the tree exists). */
   helpers: HelperProcesses | undefined;
+  /** The death guard of the last steps (guard.ts), started with the stub. */
+  guard: DeathGuard | undefined;
   readonly live = new Map<number, LiveTask>();
   /** Every task created (its pid), in creation order, for cleanup. */
   readonly created: number[] = [];

@@ -19,6 +19,7 @@ import {
   vmWrite,
 } from '@criu-ts/sys';
 import { RestoreError } from './errors.js';
+import { DeathGuard } from './guard.js';
 import { HelperProcesses } from './helpers.js';
 import { type Call, Injector, type ScratchLayout } from './inject.js';
 import type { RestoreRun } from './live.js';
@@ -45,6 +46,8 @@ export function placeStub(run: RestoreRun): void {
   if (run.sibling) run.created.push(stub.pid);
   run.stub = stub;
   run.traced.add(stub.tid);
+  // Its exec runs while the restore goes on; it is needed only at the end (finish.ts).
+  run.guard = DeathGuard.start(new Set(plan.ids));
   const size = PAGE_SIZE + pageUp((TABLE_ENTRIES + 1) * 64) + DATA_SIZE;
   const base = chooseScratch(plan, stub.pid, BigInt(size));
   const s: ScratchLayout = {

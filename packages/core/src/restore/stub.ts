@@ -7,6 +7,8 @@
 //           by itself if criu-ts dies before it is seized (then PTRACE_O_EXITKILL takes over); in a
 //           pause() loop where pidfds are missing
 //   +0x10:  syscall; int3                               where the first injected syscalls run
+//   +0x20:  the wait, then a kill loop over a table of pids: empty here, the tree's in a death guard
+//           (guard.ts), the same ELF started once more for the last steps of a restore
 // The ELF is never a named file: an O_TMPFILE (no name, ever), or a memfd where that cannot be exec'ed.
 
 import { fstatSync, statSync } from 'node:fs';
@@ -59,11 +61,13 @@ export const TRACE_OPTIONS =
   PTRACE_O_EXITKILL |
   PTRACE_O_SUSPEND_SECCOMP;
 
-const WATCH_OFFSET = 0xa0;
+/** Where the watch code starts (a death guard is sent there again, see guard.ts). */
+export const WATCH_OFFSET = 0xa0;
 
 /**
- * The stub's wait: pidfd_open(watchPid); ESRCH (criu-ts is gone already): exit; any other error: a pause()
- * loop; else poll() the pidfd until it is readable (criu-ts exited): exit_group(0).
+ * The stub's wait: pidfd_open(watchPid); ESRCH (criu-ts is gone already): the kill loop; any other error: a
+ * pause() loop; else poll() the pidfd until it is readable (criu-ts exited), then the kill loop (empty but
+ * in a death guard, see guard.ts) and exit_group(0).
  */
 function watchCode(watchPid: number): Buffer {
   const c: number[] = [];
@@ -93,6 +97,18 @@ function watchCode(watchPid: number): Buffer {
   ins([0x0f, 0x05, 0x48, 0x83, 0xf8, 0x01, 0x75, 0]); // syscall; cmp rax, 1; jne poll
   c[at() - 1] = (poll - at()) & 0xff;
   c[toExit] = at() - (toExit + 1);
+  // criu-ts is gone: SIGKILL to the ebp pids of the u32 table at rbx (none in the stub: exec zeroes both;
+  // the death guard's are set by guard.ts). A failed kill (ESRCH) does not stop the loop.
+  const kill = at();
+  ins([0x85, 0xed, 0x74, 0]); //                        kill: test ebp, ebp; jz exit
+  const toDone = at() - 1;
+  ins([0x8b, 0x3b]); //                                 mov edi, [rbx]
+  ins([0xbe], 9); //                                    mov esi, 9 (SIGKILL)
+  ins([0xb8], 62); //                                   mov eax, 62 (kill)
+  ins([0x0f, 0x05, 0x48, 0x83, 0xc3, 0x04]); //         syscall; add rbx, 4
+  ins([0xff, 0xcd, 0xeb, 0]); //                        dec ebp; jmp kill
+  c[at() - 1] = (kill - at()) & 0xff;
+  c[toDone] = at() - (toDone + 1);
   ins([0xb8], 231); //                                  exit: mov eax, 231 (exit_group)
   ins([0x31, 0xff, 0x0f, 0x05]); //                     xor edi, edi; syscall
   c[toPause] = at() - (toPause + 1);
@@ -108,7 +124,7 @@ function watchCode(watchPid: number): Buffer {
  * process `watchPid` (criu-ts) is gone, unless it was seized before (0: it waits forever).
  */
 export function stubElf(watchPid = 0): Buffer {
-  const size = 0x100;
+  const size = 0x180;
   const b = Buffer.alloc(size);
   b.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0], 0); // \x7fELF, 64-bit, little endian, version 1, SysV
   b.writeUInt16LE(2, 16); // ET_EXEC
@@ -143,6 +159,14 @@ export function stubElf(watchPid = 0): Buffer {
  * is killed and started again.
  */
 export function startStub(avoid: ReadonlySet<number> = new Set()): Tracee {
+  return seizeStub(spawnStub(avoid));
+}
+
+/**
+ * Start the stub, not seized: it waits in its watch code (and exits by itself once criu-ts is gone). Its
+ * pid is none of `avoid`.
+ */
+export function spawnStub(avoid: ReadonlySet<number> = new Set()): number {
   ensureSubreaper();
   for (let attempt = 0; ; attempt++) {
     let pid: number;
@@ -156,7 +180,7 @@ export function startStub(avoid: ReadonlySet<number> = new Set()): Tracee {
       killAndReap(pid);
       continue;
     }
-    return seizeStub(pid);
+    return pid;
   }
 }
 
@@ -179,7 +203,8 @@ export function startStubAsSibling(rootPid: number): Tracee {
   return seizeStub(pid);
 }
 
-function seizeStub(pid: number): Tracee {
+/** Seize a stub started by spawnStub (or as the root's sibling): stopped, with TRACE_OPTIONS. */
+export function seizeStub(pid: number): Tracee {
   ptraceSeize(pid, TRACE_OPTIONS);
   ptraceInterrupt(pid);
   for (;;) {
