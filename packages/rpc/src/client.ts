@@ -139,11 +139,18 @@ export class CriuClient {
     return new CriuClient({ ...options, socket: path });
   }
 
-  /** Dump the tree of `opts.pid`. Resolves to CRIU's dump reply ({ restored } after a self-dump restore). */
+  /**
+   * Dump the tree of `opts.pid`, or without a pid this process itself (through a service only). Resolves to
+   * CRIU's dump reply: `{ restored: true }` is what a restored self-dump gets.
+   */
   async dump(opts: DumpOptions): Promise<CriuDumpResp> {
-    // Without a pid the server dumps its peer: this process, frozen while it waits for the reply.
-    if (opts.pid === undefined)
-      throw new TypeError('dump: opts.pid is needed (a dump of this Node process itself is not supported)');
+    // Without a pid the server dumps its peer: this process, frozen while it waits for the reply. A swrk
+    // child is this process's own child, inside the tree it would dump: the server refuses such a tree.
+    if (opts.pid === undefined && this.#opts.socket === undefined)
+      throw new TypeError(
+        'dump: opts.pid is needed with swrk (its child would be inside the tree of this process); ' +
+          'dump this process itself through a service (CriuClient.service)',
+      );
     const resp = await this.#run(CriuReqType.DUMP, opts, { create: true });
     return resp.dump ?? {};
   }

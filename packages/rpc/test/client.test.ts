@@ -440,9 +440,11 @@ describe('CriuClient: connections that fail', () => {
     await client.close();
   });
 
-  it('dump() without a pid is refused before anything starts (the server would dump this process)', async () => {
+  it('dump() without a pid through swrk is refused before anything starts (the swrk child is in the tree)', async () => {
     const client = CriuClient.swrk(BINARY);
-    await expect(client.dump({ imagesDir: imagesDir() })).rejects.toThrow(/^dump: opts\.pid is needed/);
+    await expect(client.dump({ imagesDir: imagesDir() })).rejects.toThrow(
+      /^dump: opts\.pid is needed with swrk/,
+    );
     expect(swrkChildren()).toEqual([]);
     await client.close();
   });
@@ -498,6 +500,26 @@ describe(`CriuClient through \`${BINARY} service\``, () => {
     expect(procState(pid)).not.toBe('gone');
     return sock;
   }
+
+  it('dump() without a pid dumps this kind of Node program itself; restored, it gets restored: true and runs on', async () => {
+    const sock = await service();
+    const dir = imagesDir();
+    const out = path.join(tempDir('criu-ts-rpc-self-'), 'out');
+    const pid = spawnClean([process.execPath, path.join(import.meta.dirname, 'self-dump.mjs'), sock, dir], {
+      stdout: out,
+    });
+    await waitFor(() => fs.existsSync(out) && fs.readFileSync(out, 'utf8').startsWith('READY'), 'READY');
+    // The dump killed it (a dump without leave_running): its zombie is ours.
+    await waitFor(() => procState(pid) === 'Z' || procState(pid) === 'gone', 'the dumped program to die');
+    reapDumped(pid);
+    expect(fs.readFileSync(out, 'utf8')).toBe(`READY ${pid}\n`);
+    const client = CriuClient.service(sock);
+    expect((await client.restore({ imagesDir: dir, log_file: 'restore.log' })).pid).toBe(pid);
+    await client.close();
+    track(pid);
+    await waitFor(() => /REPLY/.test(fs.readFileSync(out, 'utf8')), 'the restored program to answer', 30_000);
+    expect(fs.readFileSync(out, 'utf8')).toMatch(/^READY \d+\nREPLY restored=true ticks=\d+\n$/);
+  });
 
   it('version() and check() over the service socket', async () => {
     const client = CriuClient.service(await service());
