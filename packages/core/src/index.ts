@@ -37,6 +37,7 @@ export {
   silentLogger,
 } from './log/logger.js';
 export { NETWORK_LOCK_METHODS, type NetworkLockMethod } from './net-lock/index.js';
+export { type ActionScriptsOptions, actionScripts, bothNotify } from './notify/action-scripts.js';
 export {
   callNotify,
   NOTIFY_STAGES,

@@ -39,6 +39,7 @@ export async function dumpCommand(o: CriuOptions, version: string): Promise<numb
         },
         logger: progress ? progress.wrapLog(log) : log,
         ...(progress ? { progress } : {}),
+        scriptOutput: log,
       }),
     );
     progress?.end();

@@ -76,7 +76,7 @@ const PAGE_SERVER = 'the page server is not in criu-ts yet';
 const NAMESPACES = "namespaces and mounts of the tree are not dumped by criu-ts yet (CRIU's --root flavour)";
 const INCREMENTAL = 'incremental dumps (pre-dump, memory tracking) are not in criu-ts yet';
 const TLS = 'TLS is for the page server, which is not in criu-ts yet';
-const PLUGINS = 'plugins and action scripts are not in criu-ts yet';
+const PLUGINS = 'plugins are not in criu-ts yet';
 
 /** Every option CRIU 4.2 knows, in CRIU's order. */
 const OPTIONS: OptionSpec[] = [
@@ -146,7 +146,14 @@ const OPTIONS: OptionSpec[] = [
   refuse('evasive-devices', 'none', 'device files are not substituted by criu-ts'),
   str('pidfile', 'pidfile', "restore: write the root task's pid to this file"),
   refuse('veth-pair', 'required', NAMESPACES),
-  refuse('action-script', 'required', PLUGINS),
+  {
+    long: 'action-script',
+    arg: 'required',
+    help: 'run this program at each stage (CRTOOLS_SCRIPT_ACTION); repeatable',
+    set: (o, v) => {
+      o.actionScripts.push(v as string);
+    },
+  },
   bool('link-remap', 'linkRemap', 'link files whose name is gone back under a new one (link_remap.N)'),
   bool('shell-job', 'shellJob', 'the tree was started from a shell (session, terminal)', 'j'),
   bool('file-locks', 'fileLocks', 'dump and restore file locks', 'l'),

@@ -97,6 +97,7 @@ class TerminalProgress implements ProgressDisplay {
       debug: (m) => log.debug(m),
       child: (bindings) => this.wrapLog(log.child(bindings)),
       toFile: log.toFile,
+      fd: log.fd,
       flush: () => log.flush(),
     };
   }

@@ -39,6 +39,7 @@ export async function restoreCommand(o: CriuOptions, version: string): Promise<n
       restoreOptionsOf(o, dirs, {
         logger: progress ? progress.wrapLog(log) : log,
         ...(progress ? { progress } : {}),
+        scriptOutput: log,
       }),
     );
     progress?.end();

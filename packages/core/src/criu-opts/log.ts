@@ -16,6 +16,8 @@ export interface CriuLog extends Logger {
   child(bindings: LogBindings): CriuLog;
   /** Whether messages go to a file (-o) rather than to stderr. */
   readonly toFile: boolean;
+  /** Where its lines go: the -o file's fd, or 2. */
+  readonly fd: number;
   flush(): void;
 }
 
@@ -41,7 +43,7 @@ export function makeLogger(
   // A relative -o lands in the work dir, which may hold what was planted there: see openLog.
   const inWorkDir = o.logFile !== undefined && !isAbsolute(o.logFile);
   const fd = path === undefined ? 2 : openLog(path, inWorkDir);
-  if (o.logFormat === 'json') return jsonLog(pinoLogger({ level, destination: fd }), { where }, fd !== 2);
+  if (o.logFormat === 'json') return jsonLog(pinoLogger({ level, destination: fd }), { where }, fd);
   return new TextLog(new TextSink(RANK[level], fd), where, '');
 }
 
@@ -95,6 +97,7 @@ class TextSink {
  */
 class TextLog implements CriuLog {
   readonly toFile: boolean;
+  readonly fd: number;
 
   constructor(
     private readonly sink: TextSink,
@@ -102,6 +105,7 @@ class TextLog implements CriuLog {
     private readonly context: string,
   ) {
     this.toFile = sink.fd !== 2;
+    this.fd = sink.fd;
   }
 
   error(msg: string): void {
@@ -132,15 +136,16 @@ class TextLog implements CriuLog {
  * pino's JSON lines (core's pinoLogger, synchronous). A child is made from the root with every binding
  * so far, so that a child's `where` replaces its parent's instead of repeating the key.
  */
-function jsonLog(root: PinoLogger, bindings: LogBindings, toFile: boolean): CriuLog {
+function jsonLog(root: PinoLogger, bindings: LogBindings, fd: number): CriuLog {
   const p = root.child(bindings);
   return {
     error: (msg) => p.error(msg),
     warn: (msg) => p.warn(msg),
     info: (msg) => p.info(msg),
     debug: (msg) => p.debug(msg),
-    child: (more) => jsonLog(root, { ...bindings, ...more }, toFile),
-    toFile,
+    child: (more) => jsonLog(root, { ...bindings, ...more }, fd),
+    toFile: fd !== 2,
+    fd,
     flush: () => p.flush(),
   };
 }

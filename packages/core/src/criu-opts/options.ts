@@ -28,6 +28,8 @@ export interface CriuOptions {
   statusFd?: number;
   shellJob: boolean;
   fileLocks: boolean;
+  /** --action-script: programs run at each stage (notify/action-scripts.ts), in the order given. */
+  actionScripts: string[];
   tcpEstablished: boolean;
   tcpClose: boolean;
   skipInFlight: boolean;
@@ -71,6 +73,7 @@ export function defaultOptions(): CriuOptions {
     logFormat: 'text',
     shellJob: false,
     fileLocks: false,
+    actionScripts: [],
     tcpEstablished: false,
     tcpClose: false,
     skipInFlight: false,

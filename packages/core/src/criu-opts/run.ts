@@ -2,6 +2,8 @@
 // RPC service share, so that `criu-ts dump ...` and a criu_req DUMP with the same options do the same.
 import type { DumpOptions } from '../dump/dump.js';
 import type { Logger } from '../log/logger.js';
+import { actionScripts, bothNotify } from '../notify/action-scripts.js';
+import type { Notify } from '../notify/index.js';
 import type { Progress } from '../progress/progress.js';
 import type { RestoreOptions } from '../restore/restore.js';
 import type { CriuOptions } from './options.js';
@@ -9,10 +11,9 @@ import { absolutePath } from './paths.js';
 
 /**
  * A stage hook (CRIU's action-script names: pre-dump, post-dump, network-lock, ...), called
- * synchronously; throwing aborts the dump or restore. The same shape as core's `Notify` (dump and
- * restore options' `notify`), declared here so that this file does not depend on its arrival.
+ * synchronously; throwing aborts the dump or restore: core's `Notify`.
  */
-export type StageHook = (stage: string, pid: number) => void;
+export type StageHook = Notify;
 
 /** The directories of a run: -D and -W made absolute (relative -W: the current directory's). */
 export interface RunDirs {
@@ -33,6 +34,20 @@ export interface RunHooks {
   /** Called between steps of a dump; throw to abort it (Ctrl-C, a client gone). */
   checkpoint?: () => void;
   notify?: StageHook;
+  /** Where --action-script's scripts write (the log's fd, default stderr), and the log's flush. */
+  scriptOutput?: { fd: number; flush(): void };
+}
+
+/** The run's stage hooks: the caller's (RPC notifications), then --action-script's scripts. */
+function stageHooks(o: CriuOptions, imagesDir: string, hooks: RunHooks): { notify?: Notify } {
+  const scripts = actionScripts({
+    scripts: o.actionScripts,
+    imagesDir,
+    output: hooks.scriptOutput?.fd ?? 2,
+    flush: () => hooks.scriptOutput?.flush(),
+  });
+  const notify = bothNotify(hooks.notify, scripts);
+  return notify ? { notify } : {};
 }
 
 /** The cgroup options of a dump; relative paths are the work dir's, as CRIU runs in it. */
@@ -75,7 +90,7 @@ export function dumpOptionsOf(o: CriuOptions, pid: number, dirs: RunDirs, hooks:
     logger: hooks.logger,
     ...(hooks.checkpoint ? { checkpoint: hooks.checkpoint } : {}),
     ...(hooks.progress ? { progress: hooks.progress } : {}),
-    ...(hooks.notify ? ({ notify: hooks.notify } as object) : {}),
+    ...stageHooks(o, imagesDir, hooks),
   };
 }
 
@@ -94,6 +109,6 @@ export function restoreOptionsOf(o: CriuOptions, dirs: RunDirs, hooks: RunHooks)
     tcpClose: o.tcpClose,
     logger: hooks.logger,
     ...(hooks.progress ? { progress: hooks.progress } : {}),
-    ...(hooks.notify ? ({ notify: hooks.notify } as object) : {}),
+    ...stageHooks(o, imagesDir, hooks),
   };
 }

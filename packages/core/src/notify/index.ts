@@ -27,6 +27,7 @@
 //
 // criu-ts's dump and restore call `pre-dump`, `post-dump`, `pre-restore`, `post-restore`,
 // `pre-resume` and `post-resume`; the others are here for the service and for what comes later.
+// `--action-script`'s scripts are a Notify too (action-scripts.ts).
 //
 // A failure, in CRIU and here: pre-dump fails the dump before anything is touched; post-dump fails it
 // with the tree resumed and its connections unlocked (the images stay, stats-dump is not written);
