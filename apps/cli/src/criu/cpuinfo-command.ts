@@ -23,12 +23,12 @@ export function cpuinfoCommand(o: CriuOptions, err: (s: string) => void): number
   if (o.operands.length > 1)
     throw new UsageError(`excessive parameter${o.operands.length > 2 ? 's' : ''} for command cpuinfo`);
   const dirs = runDirs(o);
-  if (action === 'dump') ImageDir.create(dirs.imagesDir); // as `dump` does: 0700 when missing
+  if (action === 'dump') ImageDir.create(dirs.imagesDir); // 0700, before the log file can create it
   const log = makeLogger(o, dirs.workDir, 'cpuinfo');
   const debug = (m: string) => log.debug(m);
   try {
     if (action === 'dump') {
-      cpuinfoDump(ImageDir.open(dirs.imagesDir), debug);
+      cpuinfoDump(dirs.imagesDir, debug);
       log.info(`cpuinfo.img written in ${dirs.imagesDir}`);
     } else {
       cpuinfoCheck(dirs.imagesDir, o.cpuCap, debug);

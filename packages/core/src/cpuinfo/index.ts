@@ -3,7 +3,7 @@
  * for this CPU; `cpuinfo check` / a restore with --cpu-cap compares it with this CPU before any task
  * exists, and refuses, naming what is missing, when this CPU cannot run the image's tasks.
  */
-import type { ImageDir } from '@criu-ts/images';
+import { ImageDir } from '@criu-ts/images';
 import { CPU_CAP, cpuCapNames } from './cap.js';
 import { validateCpuinfo } from './check.js';
 import { CpuinfoError, hostCpu, type X86Cpu } from './cpu.js';
@@ -30,9 +30,10 @@ function initCpu(log: Log): X86Cpu {
   return cpu;
 }
 
-/** `cpuinfo dump`: writes DIR/cpuinfo.img for this CPU. */
-export function cpuinfoDump(dir: ImageDir, log: Log = () => {}): void {
-  writeCpuinfo(dir, initCpu(log));
+/** `cpuinfo dump`: writes DIR/cpuinfo.img for this CPU (DIR made 0700 when missing, as a dump's). */
+export function cpuinfoDump(imagesDir: string | ImageDir, log: Log = () => {}): void {
+  const cpu = initCpu(log);
+  writeCpuinfo(typeof imagesDir === 'string' ? ImageDir.create(imagesDir) : imagesDir, cpu);
 }
 
 /**
