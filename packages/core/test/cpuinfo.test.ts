@@ -367,6 +367,54 @@ describe('cpuinfo: other CPUs (a CPUID given)', () => {
       );
   });
 
+  it('AVX-512 state dumped on a CPU with it, restored on one without: fpu and ins both refuse, naming it', () => {
+    const avx512 = readX86Cpu(intelCpuid);
+    // The same CPU without AVX-512 and PKU: leaf 7 without them, XSAVE of x87, SSE and AVX only.
+    const plain = readX86Cpu((leaf, sub = 0) => {
+      if (leaf === 7 && sub === 0) return R(0, 1 << 5, 0, 0);
+      if (leaf === 0xd && sub === 0) return R(0x7, 832, 832, 0);
+      return intelCpuid(leaf, sub);
+    });
+    const entry: CpuinfoX86Entry = {
+      vendor_id: 1,
+      cpu_family: avx512.family,
+      model: avx512.model,
+      stepping: avx512.stepping,
+      capability_ver: 2,
+      capability: avx512.capability,
+      xfeatures_mask: avx512.xfeaturesMask,
+      xsave_size: avx512.xsaveSize,
+      xsave_size_max: avx512.xsaveSizeMax,
+    };
+    const says = (cap: number) => {
+      try {
+        validateCpuinfo(entry, plain, cap);
+        return 'ok';
+      } catch (e) {
+        return (e as Error).message;
+      }
+    };
+    expect(says(CPU_CAP.FPU)).toBe(
+      'cpu: CPU xfeatures has unsupported bits (0x2e0): missing AVX-512 opmask, AVX-512 Hi256, AVX-512 ZMM_Hi256, Protection Keys User registers',
+    );
+    expect(says(CPU_CAP.INS)).toBe(
+      'cpu: CPU instruction capabilities do not match run time: missing avx512f',
+    );
+    expect(says(CPU_CAP.CPU)).toBe('cpu: CPU capabilities do not match run time: missing avx512f, pku');
+    // The other way round (the image of the plain CPU on the AVX-512 one): more is fine, but not the sizes.
+    const back = {
+      ...entry,
+      capability: plain.capability,
+      xfeatures_mask: plain.xfeaturesMask,
+      xsave_size: 832,
+      xsave_size_max: 832,
+    };
+    expect(() => validateCpuinfo(back, avx512, CPU_CAP.INS)).not.toThrow();
+    expect(() => validateCpuinfo(back, avx512, CPU_CAP.FPU)).toThrow(
+      'cpu: CPU xsave size mismatch (832/2696)',
+    );
+  });
+
   it('no XSAVE before CPUID level 0xd, and vendors criu-ts does not know are refused', () => {
     const old = readX86Cpu((leaf, sub) =>
       leaf === 0 ? { ...intelCpuid(0), eax: 0xb } : intelCpuid(leaf, sub),
