@@ -4,7 +4,7 @@
 // criu-ts yet`), never ignored; a field absent or at its "off" value is no error.
 import { readlinkSync, statSync } from 'node:fs';
 import { procPath } from '@criu-ts/bfd';
-import { type CriuOptions, defaultOptions } from '@criu-ts/core';
+import { CPU_CAP, type CriuOptions, defaultOptions } from '@criu-ts/core';
 import { CriuCgMode, CriuNetworkLockMethod, type CriuOpts } from '@criu-ts/rpc';
 
 /** A request whose options cannot be acted on: CRIU answers these with cr_errno EBADRQC. */
@@ -27,7 +27,7 @@ export interface RequestOptions {
   logToStderr: boolean;
 }
 
-export type RequestMode = 'dump' | 'restore' | 'check';
+export type RequestMode = 'dump' | 'restore' | 'check' | 'cpuinfo';
 
 const notYet = (name: string, why?: string) =>
   new RequestError(`criu_opts.${name}: not supported by criu-ts yet${why ? ` (${why})` : ''}`);
@@ -137,9 +137,8 @@ export function requestOptions(
     o.cgroupRoots.push(c.ctrl ? { controller: c.ctrl, path: c.path } : { path: c.path });
   if (some(r.enable_fs)) throw notYet('enable_fs', NAMESPACES);
   if (some(r.skip_mnt)) throw notYet('skip_mnt', NAMESPACES);
-  // CRIU's CPU_CAP_NONE (0) asks for no CPU checks, which is what criu-ts does; any other set asks for them.
-  if (r.cpu_cap !== undefined && r.cpu_cap !== 0 && r.cpu_cap !== 0xffffffff)
-    throw notYet('cpu_cap', 'CPU capability checks (cpuinfo)');
+  // As CRIU's: a cpu_cap given also writes (dump) and checks (restore) cpuinfo.img, whatever its bits.
+  if (r.cpu_cap !== undefined) o.cpuCap = (r.cpu_cap | CPU_CAP.IMAGE) >>> 0;
   if (r.manage_cgroups !== undefined) o.manageCgroups = r.manage_cgroups ? 'soft' : 'ignore';
   if (r.manage_cgroups_mode !== undefined) {
     const modes: Record<number, CriuOptions['manageCgroups']> = {

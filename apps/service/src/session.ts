@@ -5,6 +5,8 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import {
   basicChecks,
   type CriuLog,
+  cpuinfoCheck,
+  cpuinfoDump,
   DumpError,
   dump,
   dumpOptionsOf,
@@ -158,10 +160,7 @@ async function handle(fd: number, req: CriuReq, peer: number, so: SessionOptions
       );
     case CriuReqType.CPUINFO_DUMP:
     case CriuReqType.CPUINFO_CHECK:
-      return notSupported(
-        type,
-        `${name}: not supported by criu-ts yet (cpuinfo dump/check is not in criu-ts yet)`,
-      );
+      return cpuinfoRequest(req, peer, so);
     default:
       // NOTIFY is only an answer inside a dump or restore; anything else is unknown. CRIU: "Invalid req".
       return {
@@ -322,6 +321,30 @@ function checkRequest(req: CriuReq, peer: number, so: SessionOptions): Outcome {
     }
     log?.info('Looks good.');
     return { ok: true, resp: { type: CriuReqType.CHECK, success: true } };
+  } finally {
+    log?.flush();
+  }
+}
+
+/**
+ * CPUINFO_DUMP writes cpuinfo.img into the images dir; CPUINFO_CHECK compares it with this CPU under
+ * opts.cpu_cap (CRIU's default fpu,ins without it). Either way the connection may go on (keep_open).
+ */
+function cpuinfoRequest(req: CriuReq, peer: number, so: SessionOptions): Outcome {
+  const isDump = req.type === CriuReqType.CPUINFO_DUMP;
+  so.title?.(`cpuinfo ${isDump ? 'dump' : 'check'} --rpc`);
+  let log: CriuLog | undefined;
+  try {
+    const ro = requestOptions(req.opts, 'cpuinfo', peer, so.swrk);
+    const dirs = runDirs(ro.o);
+    log = requestLog(ro, dirs.workDir, 'cpuinfo');
+    const debug = (m: string) => log?.debug(m);
+    if (isDump) cpuinfoDump(dirs.imagesDir, debug);
+    else cpuinfoCheck(dirs.imagesDir, ro.o.cpuCap, debug);
+    return { ok: true, resp: { type: req.type, success: true } };
+  } catch (e) {
+    log?.error(e instanceof Error ? e.message : String(e));
+    return { ok: true, resp: failure(req.type, e) };
   } finally {
     log?.flush();
   }

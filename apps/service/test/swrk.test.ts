@@ -53,8 +53,6 @@ describe('criu-ts swrk', () => {
     for (const [type, name] of [
       [CriuReqType.PAGE_SERVER, 'PAGE_SERVER'],
       [CriuReqType.PAGE_SERVER_CHLD, 'PAGE_SERVER_CHLD'],
-      [CriuReqType.CPUINFO_DUMP, 'CPUINFO_DUMP'],
-      [CriuReqType.CPUINFO_CHECK, 'CPUINFO_CHECK'],
     ] as const) {
       const r = client.call({ type, keep_open: true, opts: { images_dir_fd: -1, images_dir: dir } });
       expect(r).toMatchObject({ type, success: false, cr_errno: 95 });

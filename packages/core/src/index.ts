@@ -5,6 +5,26 @@
 
 export type { CgroupMode, CgroupRoot } from './cgroup/dump.js';
 export { basicChecks, FEATURES, type Feature, type FeatureAnswer, featureNamed } from './check/features.js';
+/** CPU compatibility of images (CRIU's cpuinfo.img, --cpu-cap). */
+export {
+  applyCpuCap,
+  CPU_CAP,
+  CpuCapSyntaxError,
+  type CpuidFn,
+  CpuinfoError,
+  cpuCapNames,
+  cpuinfoCheck,
+  cpuinfoDump,
+  cpuinfoEntry,
+  featureName,
+  hostCpu,
+  readCpuinfo,
+  readX86Cpu,
+  validateCpuinfo,
+  writeCpuinfo,
+  type X86Cpu,
+  xfeatureNames,
+} from './cpuinfo/index.js';
 /** CRIU's option set as one object, shared by the CLI and the RPC service, and its mapping to dump/restore. */
 export * from './criu-opts/index.js';
 export { type DumpOptions, type DumpResult, dump } from './dump/dump.js';

@@ -4,7 +4,7 @@
  * either honoured (it sets a field of CriuOptions that a command acts on) or refused by name with
  * the reason: criu-ts never accepts an option and ignores it.
  */
-import { type CgroupMode, type CriuOptions, defaultOptions } from '@criu-ts/core';
+import { applyCpuCap, type CgroupMode, type CriuOptions, defaultOptions } from '@criu-ts/core';
 import { configSources } from './config.js';
 import { type ArgKind, type GetoptSpec, getopt, UsageError } from './getopt.js';
 
@@ -165,7 +165,18 @@ const OPTIONS: OptionSpec[] = [
   refuse('track-mem', 'none', INCREMENTAL),
   refuse('auto-dedup', 'none', INCREMENTAL),
   refuse('libdir', 'required', PLUGINS, 'L'),
-  refuse('cpu-cap', 'optional', 'CPU capability checks (cpuinfo) are not in criu-ts yet'),
+  {
+    long: 'cpu-cap',
+    arg: 'optional',
+    help: 'CPU checks (cpuinfo.img written on dump, checked on restore): fpu,cpu,ins,all,none, ^CAP off; no value: all',
+    set: (o, v) => {
+      try {
+        o.cpuCap = applyCpuCap(o.cpuCap, v);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+    },
+  },
   bool('force-irmap', 'forceIrmap', 'find paths of watched inodes by scanning where their handle gives none'),
   refuse('ext-mount-map', 'required', NAMESPACES, 'M'),
   refuse('exec-cmd', 'none', 'criu-ts does not exec a command after restore yet'),

@@ -4,6 +4,7 @@
  * `opts`. run.ts maps it onto DumpOptions and RestoreOptions; log.ts opens the log it names.
  */
 import type { CgroupMode } from '../cgroup/dump.js';
+import { CPU_CAP } from '../cpuinfo/cap.js';
 import type { NetworkLockMethod } from '../net-lock/index.js';
 
 export interface CriuOptions {
@@ -55,6 +56,8 @@ export interface CriuOptions {
   cgroupDumpControllers: string[];
   networkLock?: NetworkLockMethod;
   preDumpMode: 'splice' | 'read';
+  /** --cpu-cap: CRIU's CPU_CAP bits (cpuinfo/cap.ts); with IMAGE, dump writes cpuinfo.img and restore checks it. */
+  cpuCap: number;
   features: string[];
   checkExtra: boolean;
   checkExperimental: boolean;
@@ -88,6 +91,7 @@ export function defaultOptions(): CriuOptions {
     cgroupRoots: [],
     cgroupDumpControllers: [],
     preDumpMode: 'splice',
+    cpuCap: CPU_CAP.DEFAULT,
     features: [],
     checkExtra: false,
     checkExperimental: false,

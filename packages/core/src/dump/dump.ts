@@ -10,6 +10,7 @@ import {
 } from '@criu-ts/images';
 import { ERRNO } from '@criu-ts/sys';
 import { type CgroupDumpOptions, CgroupSets } from '../cgroup/dump.js';
+import { dumpCpuinfo } from '../cpuinfo/dump.js';
 import type { IrmapOptions } from '../files/irmap.js';
 import { FileTable } from '../files/table.js';
 import { KobjIds } from '../ids/dump.js';
@@ -74,6 +75,8 @@ export interface DumpOptions {
    * --cgroup-props(-file), --cgroup-dump-controller (see cgroup/dump.ts).
    */
   cgroups?: Omit<CgroupDumpOptions, 'log'>;
+  /** --cpu-cap: CRIU's CPU_CAP bits; with IMAGE (any --cpu-cap but none), cpuinfo.img is written. */
+  cpuCap?: number;
   /** Called between steps; throw from it (or reject) to abort the dump, e.g. on Ctrl-C. */
   checkpoint?: () => void;
   /** Where the dump says what it does (info: the steps); default: nowhere (silentLogger). */
@@ -108,6 +111,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   dir.checkCanWrite();
   (opts.workDir ? ImageDir.create(opts.workDir) : dir).checkCanWrite('stats-%s', 'dump');
   checkRoot(opts.pid);
+  dumpCpuinfo(dir, opts.cpuCap, logger); // --cpu-cap: cpuinfo.img, before the tree is seized (as CRIU)
   warmUp();
   callNotify(opts.notify, 'pre-dump', opts.pid, (m, cause) => new DumpError(m, { cause }));
   const stats = new DumpStats();

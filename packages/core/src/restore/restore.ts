@@ -18,6 +18,7 @@
 import type { RestoreStatsEntry } from '@criu-ts/images';
 import { ImageDir, warmUpCodecs } from '@criu-ts/images';
 import { type CgroupMode, CgroupPlacer, type CgroupRoot } from '../cgroup/restore.js';
+import { checkCpuinfoForRestore } from '../cpuinfo/restore.js';
 import { installFds, placeHelperPidfd } from '../files/install.js';
 import { NodeFiles } from '../files/node-files.js';
 import { openDeadPidFiles, openDyingFiles, openEveryFile } from '../files/restore-open.js';
@@ -65,6 +66,8 @@ export interface RestoreOptions {
   networkLock?: NetworkLockMethod;
   /** --tcp-close: TCP connections come back closed (required for images dumped with it). */
   tcpClose?: boolean;
+  /** --cpu-cap: CRIU's CPU_CAP bits; with IMAGE, cpuinfo.img is checked before anything is made. */
+  cpuCap?: number;
   /** How long to wait for pids still held by dying tasks (default 5 s). */
   pidWaitMs?: number;
   /** Where the restore says what it does (info: the steps, debug: each task); default: nowhere. */
@@ -116,6 +119,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   // Plan. cgroup dirs are made before anything else, as CRIU makes them: files of the tree may be in them.
   // One directory object for all: the images several of them read are read once (ImageDir.withMemo).
   const dir = ImageDir.open(opts.imagesDir).withMemo();
+  checkCpuinfoForRestore(dir, opts.cpuCap, log);
   const cgroups = new CgroupPlacer(
     dir,
     {
