@@ -252,6 +252,7 @@ function logOn(tty: { write(s: string): boolean }, toFile = false): CliLog {
     debug: line('Debug'),
     child: () => log,
     toFile,
+    fd: toFile ? -1 : 2,
     flush: () => {},
   };
   return log;
