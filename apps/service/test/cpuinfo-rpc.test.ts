@@ -121,12 +121,15 @@ describe('RPC cpuinfo', () => {
       expect(res.pid).toBe(w.pid);
       track(w.pid);
       await waitForMoreLines(w.report, 2, w.pid);
-      // And CPUINFO_CHECK through the typed client's request().
-      const chk = await client.request({
-        type: CriuReqType.CPUINFO_CHECK,
-        opts: { ...opts, cpu_cap: CPU_CAP.INS },
-      });
-      expect(chk, chk.cr_errmsg).toMatchObject({ type: CriuReqType.CPUINFO_CHECK, success: true });
+      // And CPUINFO_DUMP / CPUINFO_CHECK through the typed client.
+      const mine = tempDir('cpuinfo-client-');
+      await client.cpuinfoDump({ imagesDir: mine });
+      expect(fs.existsSync(path.join(mine, 'cpuinfo.img'))).toBe(true);
+      await client.cpuinfoCheck({ imagesDir: images, cpu_cap: CPU_CAP.INS });
+      claimMore(mine);
+      await expect(client.cpuinfoCheck({ imagesDir: mine, cpu_cap: CPU_CAP.FPU })).rejects.toThrow(
+        /^CPUINFO_CHECK failed: cpu: CPU xfeatures has unsupported bits/,
+      );
     } finally {
       await client.close();
     }

@@ -167,6 +167,19 @@ export class CriuClient {
     await this.#run(CriuReqType.CHECK, opts);
   }
 
+  /** CPUINFO_DUMP: the server writes cpuinfo.img, this CPU's features, into `opts.imagesDir`. */
+  async cpuinfoDump(opts: RequestOptions): Promise<void> {
+    await this.#run(CriuReqType.CPUINFO_DUMP, opts, { create: true });
+  }
+
+  /**
+   * CPUINFO_CHECK: resolves when this CPU can run images described by `opts.imagesDir`'s cpuinfo.img
+   * (compared as `opts.cpu_cap` says), else throws CriuRpcError naming what is missing.
+   */
+  async cpuinfoCheck(opts: RequestOptions): Promise<void> {
+    await this.#run(CriuReqType.CPUINFO_CHECK, opts);
+  }
+
   /** The server's version (major_number, minor_number, sublevel, gitid, name). */
   async version(opts: Pick<RequestOptions, 'keepOpen'> = {}): Promise<CriuVersion> {
     const resp = await this.#run(CriuReqType.VERSION, opts, { noOpts: true });
