@@ -1,4 +1,5 @@
 import { checkCommand } from './criu/check-command.js';
+import { dedupCommand } from './criu/dedup-command.js';
 import { dumpCommand } from './criu/dump-command.js';
 import { UsageError } from './criu/getopt.js';
 import { type CriuOptions, optionHelp, parseCommandLine } from './criu/options.js';
@@ -15,7 +16,6 @@ const NOT_YET: Record<string, string> = {
   'page-server': 'the page server is not in criu-ts yet',
   'lazy-pages': 'lazy pages are not in criu-ts yet',
   cpuinfo: 'cpuinfo dump/check is not in criu-ts yet',
-  dedup: 'deduplication of incremental images is not in criu-ts yet',
   exec: 'CRIU removed exec; criu-ts does not have it',
   show: 'CRIU removed show; use crit-ts show',
 };
@@ -24,6 +24,7 @@ const USAGE = `Usage:
   criu-ts dump -t PID [<options>]
   criu-ts restore [<options>]
   criu-ts check [--feature FEAT]
+  criu-ts dedup -D DIR
   criu-ts service [--address SOCK] [-d] [--pidfile FILE]
   criu-ts swrk <fd>
 
@@ -31,6 +32,7 @@ Commands:
   dump      checkpoint a process tree identified by pid
   restore   restore a process tree
   check     checks whether the kernel and criu-ts support the features they need
+  dedup     punch the pages DIR holds out of its parent images (incremental dumps)
   service   serve CRIU's RPC on a unix socket (default ./criu_service.socket)
   swrk      serve CRIU's RPC on the socket fd a client passes (runc, pycriu, go-criu)
 
@@ -69,6 +71,8 @@ export async function main(argv: string[], services?: ServiceCommands): Promise<
         return await restoreCommand(o, VERSION);
       case 'check':
         return checkCommand(o, out, err);
+      case 'dedup':
+        return dedupCommand(o);
       case 'swrk':
       case 'service':
         if (!services)

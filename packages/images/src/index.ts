@@ -65,6 +65,18 @@ export {
   type RawWriterOptions,
 } from './pagemap/page-map.js';
 export {
+  type ChainLevel,
+  type FileRange,
+  PageChain,
+  PageChainError,
+  PARENT_LINK,
+  type PageSlice,
+  type PageSources,
+  pageSources,
+  runSource,
+  supersededData,
+} from './pagemap/chain.js';
+export {
   decodeMessage,
   encodeMessage,
   type MessageName,

@@ -28,6 +28,8 @@ export interface CriuOptions {
   statusFd?: number;
   shellJob: boolean;
   fileLocks: boolean;
+  /** --auto-dedup: pages a dump holds are punched out of its parents; restore punches what it read. */
+  autoDedup: boolean;
   tcpEstablished: boolean;
   tcpClose: boolean;
   skipInFlight: boolean;
@@ -71,6 +73,7 @@ export function defaultOptions(): CriuOptions {
     logFormat: 'text',
     shellJob: false,
     fileLocks: false,
+    autoDedup: false,
     tcpEstablished: false,
     tcpClose: false,
     skipInFlight: false,
