@@ -16,13 +16,14 @@ export const GARBAGE = Buffer.alloc(PAGE_SIZE, 0xa5);
 export type Holds = (level: number, n: number) => boolean;
 
 /**
- * Stripes of 1, 3, 64, 2, 300, 5 and 17 pages, alternately in the parent and present, shifted by level:
- * runs of one page and runs of hundreds, every level's boundaries elsewhere.
+ * Stripes of 1, 2, 3, 64, 2, 300, 5 and 17 pages, alternately in the parent and present, shifted by
+ * level: runs of one page and runs of hundreds, every level's boundaries elsewhere, and all levels
+ * owning some of the first few pages too.
  */
 export const stripes: Holds = (level, n) => {
-  const blocks = [1, 3, 64, 2, 300, 5, 17];
+  const blocks = [1, 2, 3, 64, 2, 300, 5, 17];
   const total = blocks.reduce((a, b) => a + b, 0);
-  let at = (n + level * 37) % total;
+  let at = (n + level * 2) % total;
   for (const [i, b] of blocks.entries()) {
     if (at < b) return (i + level) % 2 === 1;
     at -= b;
