@@ -134,7 +134,7 @@ interface Piece {
  * checked while planning). Pages of the vDSO are dropped: the task gets this kernel's vDSO, which is the
  * same (plan.ts checked).
  */
-function pieces(pm: PageMap, vmas: VmaEntry[]): Piece[] {
+function pieces(pm: PageMap, vmas: VmaEntry[], skipped?: Piece[]): Piece[] {
   const sorted = vmas
     .filter((v) => !(v.status & VMA.AREA_VSYSCALL))
     .sort((a, b) => (a.start < b.start ? -1 : 1));
@@ -149,8 +149,9 @@ function pieces(pm: PageMap, vmas: VmaEntry[]): Piece[] {
       const v = sorted[vi];
       if (!v || v.start > at) throw new RestoreError(`pages at ${hex(at)} are outside every VMA`);
       const stop = v.end < end ? v.end : end;
-      if (!isSpecial(v))
-        out.push({ addr: at, len: stop - at, off: r.off + (at - r.addr), level: r.level, vma: v });
+      const piece = { addr: at, len: stop - at, off: r.off + (at - r.addr), level: r.level, vma: v };
+      if (!isSpecial(v)) out.push(piece);
+      else skipped?.push(piece);
       at = stop;
     }
   }
@@ -208,7 +209,8 @@ export function restoreMm(
   // Guard regions are no mappings: installed at the end, in the VMAs they belong to.
   const vmas = (mm.vmas ?? []).filter((v) => !isGuard(v));
   const guards = (mm.vmas ?? []).filter(isGuard);
-  const parts = pieces(pm, vmas);
+  const vdsoPages: Piece[] = [];
+  const parts = pieces(pm, vmas, vdsoPages);
   const hasPages = new Set<VmaEntry>(parts.map((p) => p.vma));
   const shared = (v: VmaEntry) => (v.status & (VMA.FILE_SHARED | VMA.ANON_SHARED)) !== 0;
   // Mapped writable first: was writable once (has its own pages) and is not code (a patched text page).
@@ -312,6 +314,11 @@ export function restoreMm(
         progress,
         punch,
       );
+    // The vDSO's pages are not needed either (CRIU reads them, and punches them with the rest).
+    if (punch) {
+      const files = pageSources(pm).files;
+      for (const p of vdsoPages) punch.punch(files[p.level]!, p.off, p.len);
+    }
   } finally {
     punch?.close();
   }
