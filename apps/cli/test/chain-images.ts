@@ -6,7 +6,15 @@
 // overwritten with garbage, so that a restore that reads a page from the wrong level shows it.
 import fs from 'node:fs';
 import path from 'node:path';
-import { ImageWriter, PAGE_SIZE, PageMap, PE_LAZY, PE_PARENT, PE_PRESENT, pagemapEntry } from '@criu-ts/images';
+import {
+  ImageWriter,
+  PAGE_SIZE,
+  PageMap,
+  PE_LAZY,
+  PE_PARENT,
+  PE_PRESENT,
+  pagemapEntry,
+} from '@criu-ts/images';
 
 const PAGE = BigInt(PAGE_SIZE);
 /** What superseded copies of pages are overwritten with. */
@@ -117,7 +125,9 @@ export function buildChain(dump: string, base: string, levels: number, holds: Ho
           if (!here) continue;
           const off = Number(r.dataOffset + i * PAGE);
           out.push(owners[m] === k ? data.subarray(off, off + PAGE_SIZE) : GARBAGE);
-          byAddr.get(r.vaddr + i * PAGE)!.copies.push({ level: k, file: path.join(dir, pagesName), off: pos });
+          byAddr
+            .get(r.vaddr + i * PAGE)!
+            .copies.push({ level: k, file: path.join(dir, pagesName), off: pos });
           pos += PAGE;
         }
         flush(r.pages);

@@ -185,7 +185,13 @@ describe('restore of incremental chains', () => {
     await restoreDetached(newest(chain));
     expect(await sum()).toBe(before);
     const n = readLines(w.report).length;
-    await waitFor(() => readLines(w.report).slice(n).some((l) => l.startsWith('TICK 1 ')), 'the child ticks');
+    await waitFor(
+      () =>
+        readLines(w.report)
+          .slice(n)
+          .some((l) => l.startsWith('TICK 1 ')),
+      'the child ticks',
+    );
     expect(failLines(w.report)).toEqual([]);
   });
 
@@ -239,10 +245,14 @@ describe('broken chains are refused before any task exists', () => {
       (_c, parent, pid) =>
         rewritePagemap(parent, `pagemap-${pid}.img`, (runs) => {
           // The last page of the last run with data goes (no offset of the others moves).
-          const i = runs.findLastIndex((r) => r.flags & PE_PRESENT);
+          const i = runs.map((r) => (r.flags & PE_PRESENT) !== 0).lastIndexOf(true);
           const r = runs[i]!;
           last = r.vaddr + (r.pages - 1n) * PAGE;
-          return [...runs.slice(0, i), ...(r.pages > 1n ? [{ ...r, pages: r.pages - 1n }] : []), ...runs.slice(i + 1)];
+          return [
+            ...runs.slice(0, i),
+            ...(r.pages > 1n ? [{ ...r, pages: r.pages - 1n }] : []),
+            ...runs.slice(i + 1),
+          ];
         }),
       /pagemap-\d+\.img: the page at 0x[0-9a-f]+ is in a parent image, but \S+\/parent\/pagemap-\d+\.img does not have it$/,
     ).then((line) => expect(line).toContain(`0x${last.toString(16)} `));

@@ -45,6 +45,18 @@ export {
   magicName,
 } from './magic.js';
 export {
+  type ChainLevel,
+  type FileRange,
+  PARENT_LINK,
+  PageChain,
+  PageChainError,
+  type PageSlice,
+  type PageSources,
+  pageSources,
+  runSource,
+  supersededData,
+} from './pagemap/chain.js';
+export {
   decodePagemapEntry,
   encodePagemapEntryInto,
   type PagemapEntry as PagemapRun,
@@ -64,18 +76,6 @@ export {
   type PageRun,
   type RawWriterOptions,
 } from './pagemap/page-map.js';
-export {
-  type ChainLevel,
-  type FileRange,
-  PageChain,
-  PageChainError,
-  PARENT_LINK,
-  type PageSlice,
-  type PageSources,
-  pageSources,
-  runSource,
-  supersededData,
-} from './pagemap/chain.js';
 export {
   decodeMessage,
   encodeMessage,

@@ -4,7 +4,7 @@
 // files (the offsets of every other page stay). Which bytes go is images' supersededData.
 import { lstatSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { PageMap, PARENT_LINK, parseImageFileName, supersededData } from '@criu-ts/images';
+import { PARENT_LINK, PageMap, parseImageFileName, supersededData } from '@criu-ts/images';
 import { HolePuncher } from './punch.js';
 
 export class DedupError extends Error {

@@ -9,14 +9,14 @@ import { basename, join } from 'node:path';
 import {
   type ImageDir,
   openImageForRead,
-  type PageMap,
   PageChainError,
-  type PageSources,
-  pageSources,
+  type PageMap,
   type PageRun,
+  type PageSources,
   PE_LAZY,
   PE_PARENT,
   PE_PRESENT,
+  pageSources,
   parseImageFileName,
   type VmaEntry,
 } from '@criu-ts/images';

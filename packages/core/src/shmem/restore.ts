@@ -62,9 +62,9 @@ import {
   shmStat,
 } from '@criu-ts/sys';
 import { SETFL_MASK } from '../files/fd-flags.js';
+import { HolePuncher } from '../mm/punch.js';
 import { VMA } from '../mm/vmas.js';
 import { RestoreError } from '../restore/errors.js';
-import { HolePuncher } from '../mm/punch.js';
 import { restoreShmemContents } from './contents.js';
 
 const PAGE = BigInt(PAGE_SIZE);
