@@ -129,6 +129,15 @@ describe('restore of incremental chains', () => {
     await expectSameSum(hog);
   });
 
+  it('a chain of 45 levels (more than the 40 symlinks one path lookup may follow)', async () => {
+    const { hog, dump, base } = await dumpHog(2);
+    // Level k holds the pages n = k mod 45 (and some owned by the oldest levels are 44 links away).
+    const chain = buildChain(dump, base, 45, (k, n) => n % 45 === k);
+    expect(new Set(chain.pages.map((p) => p.owner)).size).toBe(45);
+    await restoreDetached(newest(chain));
+    await expectSameSum(hog);
+  });
+
   it('a parent and its child sharing pages copy-on-write (cow), both from a chain', async () => {
     const w = startWorkload('cow');
     const okAfter = (who: string, from: number) =>
