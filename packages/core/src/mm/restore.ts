@@ -78,6 +78,12 @@ const PARALLEL_MIN = 32n * 1024n * 1024n;
 const ROUND_BYTES = 128n * 1024n * 1024n;
 /** Page data from which a pages image out of the page cache is read with O_DIRECT. */
 const DIRECT_MIN = 1024n * 1024n;
+/**
+ * Average bytes per read below which a pages image is read through the page cache: O_DIRECT reads go to
+ * the device one by one, and a level of an incremental chain that holds scattered pages would be read
+ * page by page (readahead serves those through the cache).
+ */
+const DIRECT_MIN_READ = 128n * 1024n;
 const MAP_KEEP =
   MAP_SHARED |
   MAP_PRIVATE |
@@ -610,13 +616,18 @@ function fillPages(
   for (const p of parts) pages += Number(p.len / PAGE);
   if (direct.length) {
     const bytes = new Map<number, bigint>();
-    for (const p of direct) bytes.set(p.level, (bytes.get(p.level) ?? 0n) + p.len);
+    const reads = new Map<number, bigint>();
+    for (const p of direct) {
+      bytes.set(p.level, (bytes.get(p.level) ?? 0n) + p.len);
+      reads.set(p.level, (reads.get(p.level) ?? 0n) + 1n);
+    }
     const sources = new Map<number, PagesSource>();
     try {
       for (const [level, total] of bytes) {
         const file = files[level];
         if (file === undefined) throw new RestoreError(`pid ${pid}: no pages file for level ${level}`);
-        sources.set(level, pagesSource(ctx.files.rawFd(file), total, file));
+        const scattered = total < DIRECT_MIN_READ * reads.get(level)!;
+        sources.set(level, pagesSource(ctx.files.rawFd(file), scattered ? 0n : total, file));
       }
       let total = 0n;
       for (const p of direct) total += p.len;
