@@ -1,5 +1,6 @@
 import { checkCommand } from './criu/check-command.js';
 import { cpuinfoCommand } from './criu/cpuinfo-command.js';
+import { dedupCommand } from './criu/dedup-command.js';
 import { dumpCommand } from './criu/dump-command.js';
 import { UsageError } from './criu/getopt.js';
 import { type CriuOptions, optionHelp, parseCommandLine } from './criu/options.js';
@@ -15,7 +16,6 @@ const NOT_YET: Record<string, string> = {
   'pre-dump': 'incremental dumps are not in criu-ts yet',
   'page-server': 'the page server is not in criu-ts yet',
   'lazy-pages': 'lazy pages are not in criu-ts yet',
-  dedup: 'deduplication of incremental images is not in criu-ts yet',
   exec: 'CRIU removed exec; criu-ts does not have it',
   show: 'CRIU removed show; use crit-ts show',
 };
@@ -25,6 +25,7 @@ const USAGE = `Usage:
   criu-ts restore [<options>]
   criu-ts check [--feature FEAT]
   criu-ts cpuinfo dump|check [-D DIR] [--cpu-cap CAP]
+  criu-ts dedup -D DIR
   criu-ts service [--address SOCK] [-d] [--pidfile FILE]
   criu-ts swrk <fd>
 
@@ -34,6 +35,7 @@ Commands:
   check     checks whether the kernel and criu-ts support the features they need
   cpuinfo dump   writes this CPU's description into cpuinfo.img
   cpuinfo check  checks that this CPU can run what cpuinfo.img's CPU ran
+  dedup     punch the pages DIR holds out of its parent images (incremental dumps)
   service   serve CRIU's RPC on a unix socket (default ./criu_service.socket)
   swrk      serve CRIU's RPC on the socket fd a client passes (runc, pycriu, go-criu)
 
@@ -74,6 +76,8 @@ export async function main(argv: string[], services?: ServiceCommands): Promise<
         return checkCommand(o, out, err);
       case 'cpuinfo':
         return cpuinfoCommand(o, err);
+      case 'dedup':
+        return dedupCommand(o);
       case 'swrk':
       case 'service':
         if (!services)

@@ -107,7 +107,7 @@ export function requestOptions(
   if (r.file_locks !== undefined) o.fileLocks = r.file_locks;
   if (on(r.track_mem)) throw notYet('track_mem', INCREMENTAL);
   if (r.link_remap !== undefined) o.linkRemap = r.link_remap;
-  if (on(r.auto_dedup)) throw notYet('auto_dedup', INCREMENTAL);
+  if (r.auto_dedup !== undefined) o.autoDedup = r.auto_dedup;
   if (r.force_irmap !== undefined) o.forceIrmap = r.force_irmap;
   if (some(r.exec_cmd)) throw notYet('exec_cmd');
   if (on(r.lazy_pages)) throw notYet('lazy_pages', PAGE_SERVER);

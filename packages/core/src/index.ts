@@ -56,6 +56,8 @@ export {
   pinoLogger,
   silentLogger,
 } from './log/logger.js';
+/** Deduplication of incremental images: --auto-dedup at dump (after a task's pagemap) and `dedup`. */
+export { DedupError, dedupAfterDump, dedupImages, dedupParent, dedupShmemParent } from './mm/dedup.js';
 export { NETWORK_LOCK_METHODS, type NetworkLockMethod } from './net-lock/index.js';
 export { type ActionScriptsOptions, actionScripts, bothNotify } from './notify/action-scripts.js';
 export {

@@ -35,6 +35,7 @@ type BoolKey =
   | 'restoreSibling'
   | 'shellJob'
   | 'fileLocks'
+  | 'autoDedup'
   | 'tcpEstablished'
   | 'tcpClose'
   | 'skipInFlight'
@@ -163,7 +164,11 @@ const OPTIONS: OptionSpec[] = [
   refuse('prev-images-dir', 'required', INCREMENTAL),
   refuse('ms', 'none', 'it is deprecated; see "Check options" of criu --help'),
   refuse('track-mem', 'none', INCREMENTAL),
-  refuse('auto-dedup', 'none', INCREMENTAL),
+  bool(
+    'auto-dedup',
+    'autoDedup',
+    'punch the pages a dump holds out of its parent images; restore punches what it read',
+  ),
   refuse('libdir', 'required', PLUGINS, 'L'),
   {
     long: 'cpu-cap',

@@ -31,6 +31,8 @@ export interface CriuOptions {
   fileLocks: boolean;
   /** --action-script: programs run at each stage (notify/action-scripts.ts), in the order given. */
   actionScripts: string[];
+  /** --auto-dedup: pages a dump holds are punched out of its parents; restore punches what it read. */
+  autoDedup: boolean;
   tcpEstablished: boolean;
   tcpClose: boolean;
   skipInFlight: boolean;
@@ -77,6 +79,7 @@ export function defaultOptions(): CriuOptions {
     shellJob: false,
     fileLocks: false,
     actionScripts: [],
+    autoDedup: false,
     tcpEstablished: false,
     tcpClose: false,
     skipInFlight: false,

@@ -15,6 +15,7 @@ import type { IrmapOptions } from '../files/irmap.js';
 import { FileTable } from '../files/table.js';
 import { KobjIds } from '../ids/dump.js';
 import { type Logger, silentLogger } from '../log/logger.js';
+import { dedupAfterDump } from '../mm/dedup.js';
 import { refuseNamespaces } from '../namespaces/dump.js';
 import { inventoryCodeOf, type NetworkLockMethod, newRunId } from '../net-lock/index.js';
 import { callNotify, type Notify } from '../notify/index.js';
@@ -31,6 +32,8 @@ import { type DumpContext, dumpTask } from './task.js';
 export interface DumpOptions {
   /** Root of the tree to dump. */
   pid: number;
+  /** --auto-dedup: once the images are written, their pages are punched out of the parent images. */
+  autoDedup?: boolean;
   /** Where images go (-D); created 0700 when missing. */
   imagesDir: string;
   /** -W: where stats-dump goes (default: the images dir), as CRIU keeps it. */
@@ -183,6 +186,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     // Inside the try: a stats-dump that cannot be written leaves the tree running, as any failed write.
     statsEntry = stats.entry(process.hrtime.bigint());
     (opts.workDir ? ImageDir.create(opts.workDir) : dir).write('stats-%s', 'dump', [{ dump: statsEntry }]);
+    // --auto-dedup: the pages this dump holds are punched out of its parent images (mm/dedup.ts).
+    if (opts.autoDedup) dedupAfterDump(opts.imagesDir);
   } catch (err) {
     ctx.files.undo();
     tree.release();
