@@ -52,7 +52,12 @@ export interface CriuOptions {
   cgroupPropsFile?: string;
   cgroupDumpControllers: string[];
   networkLock?: NetworkLockMethod;
-  preDumpMode: 'splice' | 'read';
+  /** --pre-dump-mode: unset means read (criu-ts's default; splice is refused by name). */
+  preDumpMode?: 'splice' | 'read';
+  /** --track-mem */
+  trackMem: boolean;
+  /** --prev-images-dir, as given (relative to the images dir). */
+  prevImagesDir?: string;
   features: string[];
   checkExtra: boolean;
   checkExperimental: boolean;
@@ -84,7 +89,7 @@ export function defaultOptions(): CriuOptions {
     manageCgroups: 'soft',
     cgroupRoots: [],
     cgroupDumpControllers: [],
-    preDumpMode: 'splice',
+    trackMem: false,
     features: [],
     checkExtra: false,
     checkExperimental: false,

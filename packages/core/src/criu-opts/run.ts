@@ -1,5 +1,6 @@
 // From CRIU's option set to what dump() and restore() take: the one mapping the command line and the
 // RPC service share, so that `criu-ts dump ...` and a criu_req DUMP with the same options do the same.
+import type { PreDumpOptions } from '../dump/pre-dump.js';
 import type { DumpOptions } from '../dump/dump.js';
 import type { Logger } from '../log/logger.js';
 import type { Progress } from '../progress/progress.js';
@@ -72,10 +73,26 @@ export function dumpOptionsOf(o: CriuOptions, pid: number, dirs: RunDirs, hooks:
     ...(o.ghostLimit !== undefined ? { ghostLimit: o.ghostLimit } : {}),
     ghostFiemap: o.ghostFiemap,
     linkRemap: o.linkRemap,
+    ...(o.trackMem ? { trackMem: true } : {}),
+    ...(o.prevImagesDir !== undefined ? { prevImagesDir: o.prevImagesDir } : {}),
     logger: hooks.logger,
     ...(hooks.checkpoint ? { checkpoint: hooks.checkpoint } : {}),
     ...(hooks.progress ? { progress: hooks.progress } : {}),
     ...(hooks.notify ? ({ notify: hooks.notify } as object) : {}),
+  };
+}
+
+/** preDump()'s options for the tree of `pid`, from CRIU's options (pre-dump always tracks memory). */
+export function preDumpOptionsOf(o: CriuOptions, pid: number, dirs: RunDirs, hooks: RunHooks): PreDumpOptions {
+  return {
+    pid,
+    imagesDir: dirs.imagesDir,
+    workDir: dirs.workDir,
+    timeoutMs: o.timeout * 1000,
+    ...(o.freezeCgroup ? { freezeCgroup: o.freezeCgroup } : {}),
+    ...(o.prevImagesDir !== undefined ? { prevImagesDir: o.prevImagesDir } : {}),
+    ...(o.preDumpMode ? { preDumpMode: o.preDumpMode } : {}),
+    logger: hooks.logger,
   };
 }
 
