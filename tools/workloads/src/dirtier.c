@@ -176,14 +176,15 @@ int main(int argc, char **argv)
 	sigaction(SIGUSR1, &sa, NULL);
 	sigaction(SIGUSR2, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
-	if (!loop) {
-		/* burst mode sleeps in sigsuspend: signals only arrive there, none is missed */
-		sigset_t block;
-		sigemptyset(&block);
-		sigaddset(&block, SIGUSR1);
-		sigaddset(&block, SIGUSR2);
-		sigaddset(&block, SIGHUP);
-		sigprocmask(SIG_BLOCK, &block, NULL);
+	{
+		/* whatever mask it was started with; burst mode sleeps in sigsuspend, where signals only
+		 * arrive, so none is missed */
+		sigset_t set;
+		sigemptyset(&set);
+		sigaddset(&set, SIGUSR1);
+		sigaddset(&set, SIGUSR2);
+		sigaddset(&set, SIGHUP);
+		sigprocmask(loop ? SIG_UNBLOCK : SIG_BLOCK, &set, NULL);
 	}
 	report_ready();
 	report("AREA %lx %zu %lx", (unsigned long)area, npages, (unsigned long)gens);

@@ -67,7 +67,10 @@ const gone = () => {
   const alive = a.pidfds.some((fd) => {
     try {
       const m = /^Pid:\\s*(-?\\d+)/m.exec(fs.readFileSync('/proc/self/fdinfo/' + fd, 'utf8'));
-      return m !== null && Number(m[1]) > 0;
+      if (m === null || Number(m[1]) <= 0) return false;
+      // a zombie is gone too (its pid is not free yet: it still names the tracked task)
+      const st = fs.readFileSync('/proc/' + m[1] + '/stat', 'utf8');
+      return st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3) !== 'Z';
     } catch { return false; }
   });
   return alive ? undefined : 'every tracked task is gone';
