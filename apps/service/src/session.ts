@@ -6,10 +6,10 @@ import {
   basicChecks,
   type CriuLog,
   DumpError,
+  dirtyTrackMechanism,
   dump,
   dumpOptionsOf,
   dumpStatsLines,
-  dirtyTrackMechanism,
   makeLogger,
   preDump,
   preDumpOptionsOf,
@@ -267,7 +267,8 @@ async function preDumpLoop(fd: number, first: CriuReq, peer: number, so: Session
     so.title?.(undefined);
     if (!out.resp || !sendResponse(fd, out.resp)) return { ok: false };
     const got = receiveRequest(fd);
-    if (got.kind !== 'request') return { ok: false, ...(got.kind === 'bad' ? { resp: emptyError(got.why) } : {}) };
+    if (got.kind !== 'request')
+      return { ok: false, ...(got.kind === 'bad' ? { resp: emptyError(got.why) } : {}) };
     req = got.req;
     if (req.type === CriuReqType.PRE_DUMP) continue;
     if (req.type !== CriuReqType.DUMP) return { ok: false, resp: emptyError('Bad req seq') };
@@ -276,7 +277,12 @@ async function preDumpLoop(fd: number, first: CriuReq, peer: number, so: Session
 }
 
 /** One pre-dump (PRE_DUMP or SINGLE_PRE_DUMP, whose answer has its own type). */
-async function preDumpRequest(req: CriuReq, peer: number, so: SessionOptions, single: boolean): Promise<Outcome> {
+async function preDumpRequest(
+  req: CriuReq,
+  peer: number,
+  so: SessionOptions,
+  single: boolean,
+): Promise<Outcome> {
   const type = single ? CriuReqType.SINGLE_PRE_DUMP : CriuReqType.PRE_DUMP;
   const ro = requestOptions(req.opts, 'dump', peer, so.swrk);
   so.title?.(`pre-dump --rpc -t ${ro.pid}`);

@@ -8,15 +8,8 @@ export { basicChecks, FEATURES, type Feature, type FeatureAnswer, featureNamed }
 /** CRIU's option set as one object, shared by the CLI and the RPC service, and its mapping to dump/restore. */
 export * from './criu-opts/index.js';
 export { type DumpOptions, type DumpResult, dump } from './dump/dump.js';
-export { type PreDumpOptions, type PreDumpResult, preDump, SPLICE_REFUSED } from './dump/pre-dump.js';
-export {
-  type DirtyTrackMechanism,
-  dirtyTrackMechanism,
-  KEEPER_COMM,
-  readKeeperState,
-  STATE_FILE as TRACK_STATE_FILE,
-} from './mm/track/index.js';
 export { DumpError } from './dump/errors.js';
+export { type PreDumpOptions, type PreDumpResult, preDump, SPLICE_REFUSED } from './dump/pre-dump.js';
 /**
  * The fd driver seam: one driver per kind of fd, both directions (`FdDriver`; files/driver.ts says
  * how to add a kind).
@@ -44,6 +37,13 @@ export {
   pinoLogger,
   silentLogger,
 } from './log/logger.js';
+export {
+  type DirtyTrackMechanism,
+  dirtyTrackMechanism,
+  KEEPER_COMM,
+  readKeeperState,
+  STATE_FILE as TRACK_STATE_FILE,
+} from './mm/track/index.js';
 export { NETWORK_LOCK_METHODS, type NetworkLockMethod } from './net-lock/index.js';
 export {
   callNotify,

@@ -9,8 +9,8 @@ import { PageMap } from '@criu-ts/images';
 import { kill, processVmReadv, SIGKILL, SIGUSR2 } from '@criu-ts/sys';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { dump, preDump, readKeeperState } from '../src/index.js';
-import { endKeeperOf, KEEPER_COMM, writePlan } from '../src/mm/track/index.js';
 import type { Logger } from '../src/log/logger.js';
+import { endKeeperOf, KEEPER_COMM, writePlan } from '../src/mm/track/index.js';
 import {
   buildWorkloads,
   cleanup,
@@ -90,9 +90,15 @@ function explain(dir: string, pid: number, at: bigint, live: Buffer, bad: number
   for (const i of bad.slice(0, 4)) {
     const addr = at + BigInt(i * PAGE);
     const chain: string[] = [];
-    for (let d = dir, depth = 0; depth < 4 && fs.existsSync(path.join(d, `pagemap-${pid}.img`)); d = path.join(d, 'parent'), depth++) {
+    for (
+      let d = dir, depth = 0;
+      depth < 4 && fs.existsSync(path.join(d, `pagemap-${pid}.img`));
+      d = path.join(d, 'parent'), depth++
+    ) {
       const run = PageMap.forTask(d, pid).findRun(addr);
-      chain.push(`${path.basename(fs.realpathSync(d))}:${run ? `${run.vaddr.toString(16)}+${run.pages} f${run.flags}` : 'none'}`);
+      chain.push(
+        `${path.basename(fs.realpathSync(d))}:${run ? `${run.vaddr.toString(16)}+${run.pages} f${run.flags}` : 'none'}`,
+      );
     }
     const img = PageMap.forTask(dir, pid).read(addr, PAGE);
     let first = 0;
@@ -106,7 +112,10 @@ function explain(dir: string, pid: number, at: bigint, live: Buffer, bad: number
 
 function expectSame(dir: string, pid: number, at: bigint, live: Buffer, log?: { lines: string[] }): void {
   const bad = differingPages(dir, pid, at, live);
-  if (bad.length) expect.fail(`pid ${pid}: ${bad.length} pages differ\n${explain(dir, pid, at, live, bad)}\n${log?.lines.join('\n') ?? ''}`);
+  if (bad.length)
+    expect.fail(
+      `pid ${pid}: ${bad.length} pages differ\n${explain(dir, pid, at, live, bad)}\n${log?.lines.join('\n') ?? ''}`,
+    );
 }
 
 /**
@@ -120,7 +129,8 @@ function selfConsistent(dir: string, pid: number, a: Area): number[] {
     const bad: number[] = [];
     for (let i = 0; i < a.pages; i++) {
       const page = pm.read(a.area + BigInt(i * PAGE), 16);
-      if (page.readBigUInt64LE(0) !== BigInt(i) || page.readBigUInt64LE(8) !== gens.readBigUInt64LE(i * 8)) bad.push(i);
+      if (page.readBigUInt64LE(0) !== BigInt(i) || page.readBigUInt64LE(8) !== gens.readBigUInt64LE(i * 8))
+        bad.push(i);
     }
     return bad;
   } finally {
@@ -131,14 +141,18 @@ function selfConsistent(dir: string, pid: number, a: Area): number[] {
 const keeperAlive = (pid: number | undefined) => {
   if (pid === undefined) return false;
   try {
-    return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === KEEPER_COMM && !/^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return (
+      fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === KEEPER_COMM &&
+      !/^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))
+    );
   } catch {
     return false;
   }
 };
 
 /** VMAs of `pid` that userfaultfd write-protect tracks ('uw' in VmFlags). */
-const trackedVmas = (pid: number) => (fs.readFileSync(`/proc/${pid}/smaps`, 'utf8').match(/^VmFlags:.*\buw\b/gm) ?? []).length;
+const trackedVmas = (pid: number) =>
+  (fs.readFileSync(`/proc/${pid}/smaps`, 'utf8').match(/^VmFlags:.*\buw\b/gm) ?? []).length;
 
 /** Dumps (trackMem, parent `prev`) and reads `ranges` of `pids` while the tree is still frozen. */
 async function finalDump(
@@ -172,17 +186,32 @@ describe('pre-dump and dump --track-mem', () => {
     expect(p1.pagesWritten).toBeGreaterThanOrEqual(a.pages);
     expect(keeperAlive(p1.keeperPid)).toBe(true);
     track(p1.keeperPid!);
-    const p2 = await preDump({ pid: w.pid, imagesDir: imagesDir(root, 'pre2'), prevImagesDir: '../pre1', logger: log });
+    const p2 = await preDump({
+      pid: w.pid,
+      imagesDir: imagesDir(root, 'pre2'),
+      prevImagesDir: '../pre1',
+      logger: log,
+    });
     expect(keeperAlive(p1.keeperPid)).toBe(false); // taken over
     track(p2.keeperPid!);
     const dir = imagesDir(root, 'dump');
-    const { r, live } = await finalDump(w.pid, dir, '../pre2', [
-      { pid: w.pid, at: a.area, len: a.pages * PAGE },
-      { pid: w.pid, at: a.gens, len: a.pages * 8 },
-    ], { logger: log });
+    const { r, live } = await finalDump(
+      w.pid,
+      dir,
+      '../pre2',
+      [
+        { pid: w.pid, at: a.area, len: a.pages * PAGE },
+        { pid: w.pid, at: a.gens, len: a.pages * 8 },
+      ],
+      { logger: log },
+    );
     expect(fs.readlinkSync(path.join(dir, 'parent'))).toBe('../pre2');
     expectSame(dir, w.pid, a.area, live[0]!, log);
-    expect(PageMap.forTask(dir, w.pid).read(a.gens, a.pages * 8).equals(live[1]!)).toBe(true);
+    expect(
+      PageMap.forTask(dir, w.pid)
+        .read(a.gens, a.pages * 8)
+        .equals(live[1]!),
+    ).toBe(true);
     expect(selfConsistent(dir, w.pid, a).length).toBeLessThanOrEqual(1);
     expect(r.stats.pages_written).toBeGreaterThan(0n);
     // the final dump (the tree killed) ends the tracking: no keeper, no state file
@@ -217,7 +246,11 @@ describe('pre-dump and dump --track-mem', () => {
     expect(Number(r.stats.pages_skipped_parent)).toBeGreaterThanOrEqual(a.pages - b2 - 64);
     expect(Number(r.stats.pages_written)).toBeLessThan(b2 + 200);
     expectSame(dir, w.pid, a.area, live[0]!);
-    expect(PageMap.forTask(dir, w.pid).read(a.gens, a.pages * 8).equals(live[1]!)).toBe(true);
+    expect(
+      PageMap.forTask(dir, w.pid)
+        .read(a.gens, a.pages * 8)
+        .equals(live[1]!),
+    ).toBe(true);
     expect(selfConsistent(dir, w.pid, a).length).toBeLessThanOrEqual(1);
   }, 120_000);
 
@@ -232,7 +265,13 @@ describe('pre-dump and dump --track-mem', () => {
     process.kill(w.pid, 'SIGHUP');
     const child = Number((await waitForLine(w.report, /^CHILD /, { pid: w.pid, fromLine: n })).split(' ')[1]);
     track(child);
-    const extra = BigInt(`0x${readLines(w.report).find((l) => l.startsWith('EXTRA '))!.split(' ')[1]}`);
+    const extra = BigInt(
+      `0x${
+        readLines(w.report)
+          .find((l) => l.startsWith('EXTRA '))!
+          .split(' ')[1]
+      }`,
+    );
     const dir = imagesDir(root, 'dump');
     const reads = [w.pid, child].flatMap((pid) => [
       { pid, at: a.area, len: a.pages * PAGE },
@@ -243,7 +282,11 @@ describe('pre-dump and dump --track-mem', () => {
     expect(log.lines.some((l) => l.includes(`pid ${child}: no memory tracking`))).toBe(true);
     for (const [i, pid] of [w.pid, child].entries()) {
       expectSame(dir, pid, a.area, live[i * 3]!, log);
-      expect(PageMap.forTask(dir, pid).read(a.gens, a.pages * 8).equals(live[i * 3 + 1]!)).toBe(true);
+      expect(
+        PageMap.forTask(dir, pid)
+          .read(a.gens, a.pages * 8)
+          .equals(live[i * 3 + 1]!),
+      ).toBe(true);
       expectSame(dir, pid, extra, live[i * 3 + 2]!);
       expect(selfConsistent(dir, pid, a).length).toBeLessThanOrEqual(1);
     }
@@ -262,7 +305,12 @@ describe('pre-dump and dump --track-mem', () => {
       [
         { start: a.area, end: a.area + 2n * BigInt(PAGE), parent: false, readable: true },
         { start: hole, end: hole + 3n * BigInt(PAGE), parent: false, readable: true },
-        { start: a.area + BigInt((a.pages - 1) * PAGE), end: a.area + BigInt(a.pages * PAGE), parent: false, readable: true },
+        {
+          start: a.area + BigInt((a.pages - 1) * PAGE),
+          end: a.area + BigInt(a.pages * PAGE),
+          parent: false,
+          readable: true,
+        },
       ],
       pm,
       { tolerant: true },
@@ -278,7 +326,9 @@ describe('pre-dump and dump --track-mem', () => {
     // a dump of a frozen task (not tolerant) fails instead
     const pm2 = ImageDir.create(tempDir('criu-ts-incr-')).pageMapWriter(w.pid, 1);
     await expect(
-      writePlan(w.pid, [{ start: hole, end: hole + BigInt(PAGE), parent: false, readable: true }], pm2, { tolerant: false }),
+      writePlan(w.pid, [{ start: hole, end: hole + BigInt(PAGE), parent: false, readable: true }], pm2, {
+        tolerant: false,
+      }),
     ).rejects.toThrow(/cannot read the page/);
     pm2.close();
   }, 60_000);
@@ -293,11 +343,19 @@ describe('the tracking between runs', () => {
     track(p1.keeperPid!);
     expect(trackedVmas(w.pid)).toBeGreaterThan(0);
     kill(p1.keeperPid!, SIGKILL);
-    await waitFor(() => !keeperAlive(p1.keeperPid) && trackedVmas(w.pid) === 0, 'the tracking to go with the keeper');
+    await waitFor(
+      () => !keeperAlive(p1.keeperPid) && trackedVmas(w.pid) === 0,
+      'the tracking to go with the keeper',
+    );
     const log = keepLog();
-    const { r } = await finalDump(w.pid, imagesDir(root, 'dump'), '../pre1', [], { logger: log, leaveRunning: true });
+    const { r } = await finalDump(w.pid, imagesDir(root, 'dump'), '../pre1', [], {
+      logger: log,
+      leaveRunning: true,
+    });
     expect(r.stats.pages_skipped_parent).toBe(0n);
-    expect(log.lines.some((l) => /^W the tracking keeper \(pid \d+\) is gone: every page is dumped/.test(l))).toBe(true);
+    expect(
+      log.lines.some((l) => /^W the tracking keeper \(pid \d+\) is gone: every page is dumped/.test(l)),
+    ).toBe(true);
     // -R with --track-mem: armed again for a later dump
     const st = readKeeperState(path.join(root, 'dump'));
     expect(st).toBeDefined();
@@ -333,7 +391,10 @@ describe('the tracking between runs', () => {
     const p1 = await preDump({ pid: w.pid, imagesDir: imagesDir(root, 'pre1') });
     track(p1.keeperPid!);
     fs.rmSync(path.join(root, 'pre1'), { recursive: true });
-    await waitFor(() => !keeperAlive(p1.keeperPid) && trackedVmas(w.pid) === 0, 'the keeper to see its directory gone');
+    await waitFor(
+      () => !keeperAlive(p1.keeperPid) && trackedVmas(w.pid) === 0,
+      'the keeper to see its directory gone',
+    );
     const p2 = await preDump({ pid: w.pid, imagesDir: imagesDir(root, 'pre2') });
     track(p2.keeperPid!);
     expect(keeperAlive(p2.keeperPid)).toBe(true);

@@ -17,7 +17,8 @@ import { writeText } from './write.js';
  * "Enforcing tasks run after pre-dump") and its memory stays tracked for the next pre-dump or dump.
  */
 export async function preDumpCommand(o: CriuOptions, version: string): Promise<number> {
-  if (o.tree === undefined) throw new DumpError('pre-dump needs -t/--tree PID: the root of the tree to pre-dump');
+  if (o.tree === undefined)
+    throw new DumpError('pre-dump needs -t/--tree PID: the root of the tree to pre-dump');
   requireRoot('pre-dump');
   const dirs = runDirs(o);
   ImageDir.create(dirs.imagesDir);
@@ -30,8 +31,11 @@ export async function preDumpCommand(o: CriuOptions, version: string): Promise<n
     if (o.displayStats) writeText(1, `${dumpStatsLines(r.stats).join('\n')}\n`);
     return 0;
   } catch (err) {
-    if (log.toFile) log.error(err instanceof Error ? err.message : String(err));
-    log.error('Pre-dumping FAILED.');
+    // The -o log says why, as CRIU's does; stderr gets the CLI's one line either way.
+    if (log.toFile) {
+      log.error(err instanceof Error ? err.message : String(err));
+      log.error('Pre-dumping FAILED.');
+    }
     throw err;
   } finally {
     log.flush();

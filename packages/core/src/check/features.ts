@@ -178,7 +178,9 @@ export const FEATURES: readonly Feature[] = [
     // soft-dirty where the kernel has it, else userfaultfd async write-protect (mm/track/mechanism.ts)
     probe: () => {
       const m = dirtyTrackMechanism();
-      return m.mechanism ? { ok: true, how: m.mechanism } : no(`Dirty tracking is OFF. Memory snapshot will not work. (${m.why})`);
+      return m.mechanism
+        ? { ok: true, how: m.mechanism }
+        : no(`Dirty tracking is OFF. Memory snapshot will not work. (${m.why})`);
     },
   },
   { name: 'aio_remap', level: 'basic', probe: aioRemap },

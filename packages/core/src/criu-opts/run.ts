@@ -1,7 +1,8 @@
 // From CRIU's option set to what dump() and restore() take: the one mapping the command line and the
 // RPC service share, so that `criu-ts dump ...` and a criu_req DUMP with the same options do the same.
-import type { PreDumpOptions } from '../dump/pre-dump.js';
+
 import type { DumpOptions } from '../dump/dump.js';
+import type { PreDumpOptions } from '../dump/pre-dump.js';
 import type { Logger } from '../log/logger.js';
 import type { Progress } from '../progress/progress.js';
 import type { RestoreOptions } from '../restore/restore.js';
@@ -83,7 +84,12 @@ export function dumpOptionsOf(o: CriuOptions, pid: number, dirs: RunDirs, hooks:
 }
 
 /** preDump()'s options for the tree of `pid`, from CRIU's options (pre-dump always tracks memory). */
-export function preDumpOptionsOf(o: CriuOptions, pid: number, dirs: RunDirs, hooks: RunHooks): PreDumpOptions {
+export function preDumpOptionsOf(
+  o: CriuOptions,
+  pid: number,
+  dirs: RunDirs,
+  hooks: RunHooks,
+): PreDumpOptions {
   return {
     pid,
     imagesDir: dirs.imagesDir,

@@ -13,7 +13,9 @@ export function makeParentLink(imagesDir: string, prev: string, log: Logger): st
   try {
     accessSync(target, constants.R_OK);
   } catch (e) {
-    throw new DumpError(`Invalid parent image directory provided: ${prev}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+    throw new DumpError(
+      `Invalid parent image directory provided: ${prev}: ${(e as NodeJS.ErrnoException).code ?? e}`,
+    );
   }
   try {
     symlinkSync(prev, join(imagesDir, 'parent'));

@@ -98,7 +98,13 @@ export async function preDump(opts: PreDumpOptions): Promise<PreDumpResult> {
             parasite.cure();
           }
           const smaps = proc.smaps();
-          const vmas = dumpVmas(task.pid, smaps, () => 0, { memfd: () => 0n, sysv: () => 0n }, () => 0);
+          const vmas = dumpVmas(
+            task.pid,
+            smaps,
+            () => 0,
+            { memfd: () => 0n, sysv: () => 0n },
+            () => 0,
+          );
           const { runs, scanned } = pagesToDump(proc.pagemap(), vmas);
           stats.pagesScanned += scanned;
           plans.push({ pid: task.pid, plan: tracker.plan(task.pid, start, proc, smaps, vmas, runs) });
@@ -130,7 +136,8 @@ export async function preDump(opts: PreDumpOptions): Promise<PreDumpResult> {
         written += r.written;
         parent += r.parent;
         dropped += r.dropped;
-        if (r.dropped) log.info(`pid ${pid}: ${r.dropped} pages unmapped before they could be read: left out`);
+        if (r.dropped)
+          log.info(`pid ${pid}: ${r.dropped} pages unmapped before they could be read: left out`);
       } finally {
         pm.close();
       }

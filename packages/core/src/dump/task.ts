@@ -164,7 +164,10 @@ export async function dumpTask(ctx: DumpContext, task: SeizedTask): Promise<void
     ctx.progress?.phase('writing memory');
     try {
       if (plan) {
-        const r = await writePlan(task.pid, plan.runs, pm, { tolerant: false, progress: ctx.progress?.pages });
+        const r = await writePlan(task.pid, plan.runs, pm, {
+          tolerant: false,
+          progress: ctx.progress?.pages,
+        });
         ctx.stats.pagesWritten += r.written;
         ctx.stats.pagesSkippedParent += r.parent;
       } else ctx.stats.pagesWritten += await dumpPages(task.pid, runs, pm, ctx.progress?.pages);

@@ -18,14 +18,21 @@ import { close, PAGE_SIZE, pidfdOpen } from '@criu-ts/sys';
 import type { Logger } from '../../log/logger.js';
 import { type DumpVma, isPrivateMemory, VMA } from '../vmas.js';
 import { intersect, normalize, pagesIn, type Range, subtract } from './intervals.js';
-import { endKeeperOf, type HeldTask, pidOfPidfd, type StartKeeperOptions, startKeeper, takeOver } from './keeper.js';
+import {
+  endKeeperOf,
+  type HeldTask,
+  pidOfPidfd,
+  type StartKeeperOptions,
+  startKeeper,
+  takeOver,
+} from './keeper.js';
 import { type DirtyTrackMechanism, dirtyTrackMechanism } from './mechanism.js';
 import { heldByChain } from './parent.js';
 import { makeUffdIn, register, scanWritten, type TrackVma } from './uffd.js';
 import type { PlanRun } from './write.js';
 
-export { type DirtyTrackMechanism, dirtyTrackMechanism, type MechanismAnswer } from './mechanism.js';
 export { endKeeperOf, KEEPER_COMM, readKeeperState, STATE_FILE } from './keeper.js';
+export { type DirtyTrackMechanism, dirtyTrackMechanism, type MechanismAnswer } from './mechanism.js';
 export { heldByChain } from './parent.js';
 export { type PlanRun, type PlanWritten, writePlan } from './write.js';
 
@@ -67,7 +74,8 @@ export class MemTracker {
   /** Before seizing: the mechanism, and the previous run's tracking taken over (see keeper.ts). */
   static begin(opts: TrackOptions): MemTracker {
     const m = dirtyTrackMechanism();
-    if (!m.mechanism) throw new Error('Tracking memory is not available. Consider omitting --track-mem option.');
+    if (!m.mechanism)
+      throw new Error('Tracking memory is not available. Consider omitting --track-mem option.');
     const t = new MemTracker(m.mechanism, opts);
     if (!opts.prevDir) return t;
     if (m.mechanism === 'uffd-wp') {
@@ -94,7 +102,9 @@ export class MemTracker {
       this.fresh.set(pid, { uffd: makeUffdIn(parasite, pid, pidfd), pidfd, start });
     } catch (e) {
       if (pidfd >= 0) close(pidfd);
-      this.opts.log.warn(`pid ${pid}: memory not tracked (${(e as Error).message}): it is dumped whole next time`);
+      this.opts.log.warn(
+        `pid ${pid}: memory not tracked (${(e as Error).message}): it is dumped whole next time`,
+      );
     }
   }
 
@@ -104,7 +114,14 @@ export class MemTracker {
    * not tracked (new, remapped, after exec, in new tasks) and pages the parent chain does not hold are
    * read.
    */
-  plan(pid: number, start: string, proc: ProcDir, smaps: SmapsEntry[], vmas: DumpVma[], present: Array<{ start: bigint; end: bigint; readable: boolean }>): TaskPlan {
+  plan(
+    pid: number,
+    start: string,
+    proc: ProcDir,
+    smaps: SmapsEntry[],
+    vmas: DumpVma[],
+    present: Array<{ start: bigint; end: bigint; readable: boolean }>,
+  ): TaskPlan {
     const pagemap = proc.pagemap();
     const flagsAt = new Map(smaps.map((s) => [s.start, s.vmFlags]));
     const trackable: TrackVma[] = [];
@@ -115,7 +132,10 @@ export class MemTracker {
       if (f === undefined) continue;
       trackable.push({ start: e.start, end: e.end, vmFlags: f });
     }
-    const clean = this.mechanism === 'uffd-wp' ? this.uffdClean(pid, start, pagemap, trackable) : this.softDirtyClean(pid, proc, pagemap, trackable);
+    const clean =
+      this.mechanism === 'uffd-wp'
+        ? this.uffdClean(pid, start, pagemap, trackable)
+        : this.softDirtyClean(pid, proc, pagemap, trackable);
     let parentable: Range[] = [];
     if (clean.length && this.opts.prevDir) parentable = intersect(clean, heldByChain(this.opts.prevDir, pid));
     const runs: PlanRun[] = [];
@@ -151,15 +171,25 @@ export class MemTracker {
       tracked = normalize(out.tracked);
       written = normalize(out.written);
       const lost = vmas.filter((v) => hasVmFlag(v.vmFlags, 'uw')).length - out.tracked.length;
-      this.opts.log.debug(`pid ${pid}: ${out.tracked.length} VMAs tracked (${lost} not), ${pagesIn(written, PAGE)} pages written since the previous dump`);
+      this.opts.log.debug(
+        `pid ${pid}: ${out.tracked.length} VMAs tracked (${lost} not), ${pagesIn(written, PAGE)} pages written since the previous dump`,
+      );
     } else if (this.opts.prevDir) {
-      this.opts.log.info(`pid ${pid}: no memory tracking for it (a new task, or tracking lost): dumped whole`);
+      this.opts.log.info(
+        `pid ${pid}: no memory tracking for it (a new task, or tracking lost): dumped whole`,
+      );
     }
     if (this.opts.arm) this.arm(pid, pagemap, vmas, tracked, prev);
     return subtract(tracked, written);
   }
 
-  private arm(pid: number, pagemap: Pagemap, vmas: TrackVma[], tracked: Range[], prev: HeldTask | undefined): void {
+  private arm(
+    pid: number,
+    pagemap: Pagemap,
+    vmas: TrackVma[],
+    tracked: Range[],
+    prev: HeldTask | undefined,
+  ): void {
     const fresh = this.fresh.get(pid);
     this.fresh.delete(pid);
     // The previous userfaultfd goes on when it still tracks something in this mm; else the fresh one.
@@ -173,10 +203,14 @@ export class MemTracker {
       held = { pid, start: fresh.start, pidfd: fresh.pidfd, uffd: fresh.uffd };
     }
     if (!held) return;
-    const writable = vmas.filter((v) => hasVmFlag(v.vmFlags, 'wr') && !tracked.some((t) => t.start <= v.start && v.end <= t.end));
+    const writable = vmas.filter(
+      (v) => hasVmFlag(v.vmFlags, 'wr') && !tracked.some((t) => t.start <= v.start && v.end <= t.end),
+    );
     const { armed, refused } = register(pagemap, writable, held.uffd);
     for (const r of refused)
-      this.opts.log.info(`pid ${pid}: VMA ${r.vma.start.toString(16)}-${r.vma.end.toString(16)} not tracked (${r.why}): dumped whole next time`);
+      this.opts.log.info(
+        `pid ${pid}: VMA ${r.vma.start.toString(16)}-${r.vma.end.toString(16)} not tracked (${r.why}): dumped whole next time`,
+      );
     if (armed.length || tracked.length) this.next.set(pid, held);
     else {
       close(held.uffd);
@@ -188,11 +222,18 @@ export class MemTracker {
   private softDirtyClean(pid: number, proc: ProcDir, pagemap: Pagemap, vmas: TrackVma[]): Range[] {
     let clean: Range[] = [];
     const ticksPerSec = 100n; // USER_HZ on x86_64
-    if (this.parentUptime !== undefined && proc.stat().starttime < (this.parentUptime * ticksPerSec) / 1_000_000n) {
+    if (
+      this.parentUptime !== undefined &&
+      proc.stat().starttime < (this.parentUptime * ticksPerSec) / 1_000_000n
+    ) {
       const tracked = normalize(vmas.filter((v) => !hasVmFlag(v.vmFlags, 'sd')));
       const dirty: Range[] = [];
       for (const v of tracked)
-        for (const r of pagemap.scan(v.start, v.end, { categoryMask: PAGE_IS_SOFT_DIRTY, returnMask: PAGE_IS_SOFT_DIRTY }).regions) dirty.push(r);
+        for (const r of pagemap.scan(v.start, v.end, {
+          categoryMask: PAGE_IS_SOFT_DIRTY,
+          returnMask: PAGE_IS_SOFT_DIRTY,
+        }).regions)
+          dirty.push(r);
       clean = subtract(tracked, normalize(dirty));
     }
     if (this.opts.arm) proc.writeText('clear_refs', '4');

@@ -7,7 +7,9 @@ export interface Range {
 
 /** Sorted, disjoint, touching ranges merged. */
 export function normalize(rs: Range[]): Range[] {
-  const s = rs.filter((r) => r.end > r.start).sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  const s = rs
+    .filter((r) => r.end > r.start)
+    .sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
   const out: Range[] = [];
   for (const r of s) {
     const last = out[out.length - 1];

@@ -20,7 +20,16 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { ProcDir, readStat, readUptime } from '@criu-ts/bfd';
-import { close, isSysError, kill, pidfdGetfd, pidfdOpen, SIGTERM, waitpidNoHang, WNOHANG } from '@criu-ts/sys';
+import {
+  close,
+  isSysError,
+  kill,
+  pidfdGetfd,
+  pidfdOpen,
+  SIGTERM,
+  WNOHANG,
+  waitpidNoHang,
+} from '@criu-ts/sys';
 
 /** The keeper's state, in the images directory of the (pre-)dump that started it. Not a CRIU image. */
 export const STATE_FILE = 'criu-ts-track.json';
@@ -136,17 +145,32 @@ export function startKeeper(
   // closes when the shell exits, whatever the keeper does.
   const out = execFileSync(
     '/bin/sh',
-    ['-c', 'cd / && "$@" </dev/null >/dev/null 2>&1 & echo $!', 'sh', ...(setsid ? [setsid] : []), ...cmd, '-e', KEEPER_SOURCE, arg],
+    [
+      '-c',
+      'cd / && "$@" </dev/null >/dev/null 2>&1 & echo $!',
+      'sh',
+      ...(setsid ? [setsid] : []),
+      ...cmd,
+      '-e',
+      KEEPER_SOURCE,
+      arg,
+    ],
     // A clean environment: no NODE_OPTIONS (preloads), no NODE_CHANNEL_FD (an IPC channel on fd 3).
-    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore', ...fds], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } },
+    {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore', ...fds],
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    },
   );
   const pid = Number(out.trim());
-  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`the tracking keeper did not start (${out.trim()})`);
+  if (!Number.isInteger(pid) || pid <= 0)
+    throw new Error(`the tracking keeper did not start (${out.trim()})`);
   // Ready once Node runs the source (it names itself last): until then the fds are in a shell's hands.
   const deadline = Date.now() + 15_000;
   for (;;) {
     const s = readStat(pid);
-    if (s === undefined || s.state === 'Z') throw new Error(`the tracking keeper (pid ${pid}) exited at once`);
+    if (s === undefined || s.state === 'Z')
+      throw new Error(`the tracking keeper (pid ${pid}) exited at once`);
     if (s.comm === KEEPER_COMM) {
       const body: KeeperState = {
         version: 1,
@@ -188,7 +212,9 @@ export function readKeeperState(dir: string): KeeperState | undefined {
 /** Whether `state`'s keeper still runs (the same process: pid, start time and name). */
 export function keeperAlive(state: KeeperState): boolean {
   const s = readStat(state.keeper.pid);
-  return s !== undefined && s.state !== 'Z' && String(s.starttime) === state.keeper.start && s.comm === KEEPER_COMM;
+  return (
+    s !== undefined && s.state !== 'Z' && String(s.starttime) === state.keeper.start && s.comm === KEEPER_COMM
+  );
 }
 
 /** Ends keeper `pid` (SIGTERM) and waits until it is gone; reaps it when it is our child. */

@@ -1,7 +1,13 @@
 // Which dirty-page tracking this kernel offers, found out on criu-ts itself: soft-dirty (CRIU's way:
 // clear_refs 4, then written pages have bit 55 in pagemap) where the kernel has CONFIG_MEM_SOFT_DIRTY;
 // else userfaultfd write-protect in async mode read with PAGEMAP_SCAN (Linux 6.7+).
-import { PAGE_IS_WRITTEN, PM_SCAN_CHECK_WPASYNC, PM_SCAN_WP_MATCHING, PM_SOFT_DIRTY, ProcDir } from '@criu-ts/bfd';
+import {
+  PAGE_IS_WRITTEN,
+  PM_SCAN_CHECK_WPASYNC,
+  PM_SCAN_WP_MATCHING,
+  PM_SOFT_DIRTY,
+  ProcDir,
+} from '@criu-ts/bfd';
 import {
   close,
   isSysError,
@@ -14,8 +20,8 @@ import {
   PROT_READ,
   PROT_WRITE,
   processVmWritev,
-  SYS,
   raw,
+  SYS,
   UFFD_FEATURE_WP_ASYNC,
   UFFD_FEATURE_WP_UNPOPULATED,
   UFFD_USER_MODE_ONLY,

@@ -4,7 +4,7 @@
 // task had no such page at that dump).
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { PAGE_SIZE, PE_PARENT, PE_PRESENT, PageMap } from '@criu-ts/images';
+import { PAGE_SIZE, PageMap, PE_PARENT, PE_PRESENT } from '@criu-ts/images';
 import { intersect, normalize, type Range, union } from './intervals.js';
 
 /** Deeper than this, a chain is taken for a loop (a `parent` link pointing back). */

@@ -5,7 +5,13 @@
 // previous such scan (PAGE_IS_WRITTEN) and write-protects them again in the same call. The registration
 // lives as long as one copy of the userfaultfd is open (criu-ts's, then the keeper's); when the last one
 // closes the kernel unregisters and unprotects everything: nothing is left in the task.
-import { hasVmFlag, PAGE_IS_WRITTEN, type Pagemap, PM_SCAN_CHECK_WPASYNC, PM_SCAN_WP_MATCHING } from '@criu-ts/bfd';
+import {
+  hasVmFlag,
+  PAGE_IS_WRITTEN,
+  type Pagemap,
+  PM_SCAN_CHECK_WPASYNC,
+  PM_SCAN_WP_MATCHING,
+} from '@criu-ts/bfd';
 import type { Parasite } from '@criu-ts/compel';
 import {
   close,

@@ -5,7 +5,7 @@
 // was really read. A dump of a frozen task (not tolerant) fails on such a page, as dumpPages does.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { procPath } from '@criu-ts/bfd';
-import { PE_PARENT, PE_PRESENT, type PageMapWriter } from '@criu-ts/images';
+import { type PageMapWriter, PE_PARENT, PE_PRESENT } from '@criu-ts/images';
 import { alignedBuffer, PAGE_SIZE, processVmReadv, type VmIovec } from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 
@@ -102,7 +102,12 @@ export async function writePlan(
       for (let k = at; k < vm.length; k++) {
         const p = pieces[vm[k]!]!;
         const from = k === at ? skip : 0n;
-        iovs.push({ local: buf, offset: p.off + Number(from), remote: p.start + from, len: Number(p.end - p.start - from) });
+        iovs.push({
+          local: buf,
+          offset: p.off + Number(from),
+          remote: p.start + from,
+          len: Number(p.end - p.start - from),
+        });
       }
       let want = 0;
       for (const v of iovs) want += v.len ?? 0;
