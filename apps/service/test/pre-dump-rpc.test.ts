@@ -52,19 +52,26 @@ describe('PRE_DUMP over RPC', () => {
     const { client, proc } = startSwrk();
     const p1 = client.call({
       type: CriuReqType.PRE_DUMP,
-      opts: { images_dir: path.join(root, 'pre1'), pid: w.pid },
+      opts: { images_dir_fd: -1, images_dir: path.join(root, 'pre1'), pid: w.pid },
     });
     expect(p1, p1.cr_errmsg).toMatchObject({ type: CriuReqType.PRE_DUMP, success: true });
     await burst(w.pid, w.report);
     const p2 = client.call({
       type: CriuReqType.PRE_DUMP,
-      opts: { images_dir: path.join(root, 'pre2'), pid: w.pid, parent_img: '../pre1', track_mem: true },
+      opts: {
+        images_dir_fd: -1,
+        images_dir: path.join(root, 'pre2'),
+        pid: w.pid,
+        parent_img: '../pre1',
+        track_mem: true,
+      },
     });
     expect(p2, p2.cr_errmsg).toMatchObject({ type: CriuReqType.PRE_DUMP, success: true });
     await burst(w.pid, w.report);
     const d = client.call({
       type: CriuReqType.DUMP,
       opts: {
+        images_dir_fd: -1,
         images_dir: path.join(root, 'dump'),
         pid: w.pid,
         parent_img: '../pre2',
@@ -92,7 +99,9 @@ describe('PRE_DUMP over RPC', () => {
     const pre = path.join(root, 'pre1');
     fs.mkdirSync(pre);
     onCleanup(() => endKeeper(pre));
-    expect(client.call({ type: CriuReqType.PRE_DUMP, opts: { images_dir: pre, pid: w.pid } })).toMatchObject({
+    expect(
+      client.call({ type: CriuReqType.PRE_DUMP, opts: { images_dir_fd: -1, images_dir: pre, pid: w.pid } }),
+    ).toMatchObject({
       type: CriuReqType.PRE_DUMP,
       success: true,
     });
@@ -107,7 +116,7 @@ describe('PRE_DUMP over RPC', () => {
     const s = single.call({
       type: CriuReqType.SINGLE_PRE_DUMP,
       keep_open: true,
-      opts: { images_dir: pre2, pid: w.pid, parent_img: '../pre1' },
+      opts: { images_dir_fd: -1, images_dir: pre2, pid: w.pid, parent_img: '../pre1' },
     });
     expect(s, s.cr_errmsg).toMatchObject({ type: CriuReqType.SINGLE_PRE_DUMP, success: true });
     // the connection goes on (keep_open): SINGLE_PRE_DUMP is not a loop
@@ -118,7 +127,7 @@ describe('PRE_DUMP over RPC', () => {
     // splice is refused by name
     const sp = startSwrk().client.call({
       type: CriuReqType.SINGLE_PRE_DUMP,
-      opts: { images_dir: pre2, pid: w.pid, pre_dump_mode: 1 },
+      opts: { images_dir_fd: -1, images_dir: pre2, pid: w.pid, pre_dump_mode: 1 },
     });
     expect(sp).toMatchObject({ type: CriuReqType.SINGLE_PRE_DUMP, success: false });
     expect(sp.cr_errmsg).toMatch(/--pre-dump-mode splice is not supported by criu-ts/);

@@ -190,6 +190,12 @@ export async function writePlan(
     const writes: Promise<void>[] = [];
     let pages = 0;
     let pi = 0;
+    // Pages that follow each other in the buffer go out in one write (many small writes are slow).
+    let span: [number, number] | undefined;
+    const spanOut = () => {
+      if (span) writes.push(out.writeDataAsync(buf.subarray(span[0], span[1])));
+      span = undefined;
+    };
     for (const q of queue) {
       if (q.parent) {
         emit(q.start, q.end, PE_PARENT);
@@ -199,10 +205,16 @@ export async function writePlan(
       for (const [s, e] of ok[pi++]!) {
         emit(s, e, PE_PRESENT);
         const off = q.off + Number(s - q.start);
-        writes.push(out.writeDataAsync(buf.subarray(off, off + Number(e - s))));
+        const end = off + Number(e - s);
+        if (span && span[1] === off) span[1] = end;
+        else {
+          spanOut();
+          span = [off, end];
+        }
         pages += Number((e - s) / PAGE);
       }
     }
+    spanOut();
     res.written += pages;
     pending = Promise.all(writes);
     pendingPages = pages;
