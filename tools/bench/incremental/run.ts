@@ -43,7 +43,8 @@ async function startDirtier(name: string): Promise<{ pid: number; report: string
   return { pid, report };
 }
 
-async function timed<T>(fn: () => Promise<T>): Promise<{ wallMs: number; r: T }> {
+// biome-ignore lint/suspicious/noExplicitAny: core is imported from its build, untyped here
+async function timed(fn: () => Promise<any>): Promise<{ wallMs: number; r: any }> {
   const t = process.hrtime.bigint();
   const r = await fn();
   return { wallMs: ms(process.hrtime.bigint() - t), r };

@@ -29,7 +29,7 @@ import {
 import { type DirtyTrackMechanism, dirtyTrackMechanism } from './mechanism.js';
 import { heldByChain } from './parent.js';
 import { makeUffdIn, register, scanWritten, type TrackVma } from './uffd.js';
-import type { PlanRun } from './write.js';
+import { type PlanRun, warmPlanBuffers } from './write.js';
 
 export { endKeeperOf, KEEPER_COMM, readKeeperState, STATE_FILE } from './keeper.js';
 export { type DirtyTrackMechanism, dirtyTrackMechanism, type MechanismAnswer } from './mechanism.js';
@@ -77,6 +77,7 @@ export class MemTracker {
     if (!m.mechanism)
       throw new Error('Tracking memory is not available. Consider omitting --track-mem option.');
     const t = new MemTracker(m.mechanism, opts);
+    warmPlanBuffers();
     if (!opts.prevDir) return t;
     if (m.mechanism === 'uffd-wp') {
       const got = takeOver(opts.prevDir);

@@ -6,7 +6,15 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { procPath } from '@criu-ts/bfd';
 import { type PageMapWriter, PE_PARENT, PE_PRESENT } from '@criu-ts/images';
-import { alignedBuffer, PAGE_SIZE, processVmReadv, type VmIovec } from '@criu-ts/sys';
+import {
+  addressOf,
+  alignedBuffer,
+  MADV_POPULATE_WRITE,
+  madvise,
+  PAGE_SIZE,
+  processVmReadv,
+  type VmIovec,
+} from '@criu-ts/sys';
 import { DumpError } from '../../dump/errors.js';
 
 const PAGE = BigInt(PAGE_SIZE);
@@ -20,6 +28,28 @@ export interface PlanRun {
   parent: boolean;
   /** PROT_READ: false means read through /proc/PID/mem. */
   readable: boolean;
+}
+
+/**
+ * The two chunk buffers, kept between runs and faulted in before the tree is frozen (warmPlanBuffers):
+ * touching fresh memory is slow on some machines (a page fault per page of a VM's memory, tens of
+ * microseconds each here), and an incremental dump reads few pages, so that cost would dominate it.
+ * A second writePlan at the same time (core used as a library) takes buffers of its own.
+ */
+let pool: Buffer[] | undefined;
+let poolBusy = false;
+
+/** Allocates and faults in the chunk buffers (called before seizing). */
+export function warmPlanBuffers(): void {
+  if (pool) return;
+  pool = [alignedBuffer(CHUNK), alignedBuffer(CHUNK)];
+  for (const b of pool) {
+    try {
+      madvise(addressOf(b), b.length, MADV_POPULATE_WRITE);
+    } catch {
+      b.fill(0); // kernels before 5.14
+    }
+  }
 }
 
 export interface PlanWritten {
@@ -48,7 +78,9 @@ export async function writePlan(
   let total = 0;
   for (const r of plan) if (!r.parent) total += Number(r.end - r.start);
   const size = Math.min(CHUNK, Math.max(total, PAGE_SIZE));
-  const bufs = total > 0 ? [alignedBuffer(size), alignedBuffer(size)] : [];
+  const pooled = total > 0 && !poolBusy && pool !== undefined;
+  const bufs = total === 0 ? [] : pooled ? pool! : [alignedBuffer(size), alignedBuffer(size)];
+  if (pooled) poolBusy = true;
   const res: PlanWritten = { written: 0, parent: 0, dropped: 0 };
   let cur = 0;
   let used = 0;
@@ -243,6 +275,7 @@ export async function writePlan(
   } finally {
     if (mem !== undefined) closeSync(mem);
     if (pending) await pending.catch(() => undefined);
+    if (pooled) poolBusy = false;
   }
   return res;
 }
