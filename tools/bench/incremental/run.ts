@@ -43,7 +43,6 @@ async function startDirtier(name: string): Promise<{ pid: number; report: string
   return { pid, report };
 }
 
-// biome-ignore lint/suspicious/noExplicitAny: core is imported from its build, untyped here
 async function timed(fn: () => Promise<any>): Promise<{ wallMs: number; r: any }> {
   const t = process.hrtime.bigint();
   const r = await fn();

@@ -16,8 +16,8 @@
 // takeover sends), removing its state file; its copies close with it and the kernel unregisters the
 // tracking, so nothing is left in the tasks. The keeper itself reads only its own fdinfo and the images
 // directory (it cannot load @criu-ts/bfd: it has no module path).
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { delimiter, join } from 'node:path';
 import { ProcDir, readStat, readUptime } from '@criu-ts/bfd';
 import {
@@ -30,6 +30,11 @@ import {
   WNOHANG,
   waitpidNoHang,
 } from '@criu-ts/sys';
+
+// node:child_process (with net, stream and dgram beneath it) is loaded when a keeper is started, not
+// when core is imported.
+const childProcess = () =>
+  createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
 
 /** The keeper's state, in the images directory of the (pre-)dump that started it. Not a CRIU image. */
 export const STATE_FILE = 'criu-ts-track.json';
@@ -143,7 +148,7 @@ export function startKeeper(
   const setsid = findSetsid();
   // $0 = sh; "$@" = [setsid] node -e SOURCE ARG. The job's stdio is /dev/null: the pipe of `echo $!`
   // closes when the shell exits, whatever the keeper does.
-  const out = execFileSync(
+  const out = childProcess().execFileSync(
     '/bin/sh',
     [
       '-c',
