@@ -7,15 +7,20 @@ export interface Range {
 
 /** Sorted, disjoint, touching ranges merged. */
 export function normalize(rs: Range[]): Range[] {
-  const s = rs
-    .filter((r) => r.end > r.start)
-    .sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  // What PAGEMAP_SCAN gives is in order already: then no sort (bigint comparisons are slow).
+  let sorted = true;
+  for (let i = 1; i < rs.length && sorted; i++) if (rs[i]!.start < rs[i - 1]!.start) sorted = false;
+  const s = sorted ? rs : [...rs].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
   const out: Range[] = [];
+  let last: Range | undefined;
   for (const r of s) {
-    const last = out[out.length - 1];
+    if (r.end <= r.start) continue;
     if (last && r.start <= last.end) {
       if (r.end > last.end) last.end = r.end;
-    } else out.push({ start: r.start, end: r.end });
+    } else {
+      last = { start: r.start, end: r.end };
+      out.push(last);
+    }
   }
   return out;
 }
