@@ -384,6 +384,33 @@ describe('the tracking between runs', () => {
     expect(trackedVmas(w.pid)).toBe(0);
   }, 60_000);
 
+  it('a final dump that fails (after taking the tracking over) leaves the task running with nothing tracked', async () => {
+    const w = startWorkload('dirtier', ['8', 'burst']);
+    await areaOf(w.report, w.pid);
+    const root = tempDir('criu-ts-incr-');
+    const p1 = await preDump({ pid: w.pid, imagesDir: imagesDir(root, 'pre1') });
+    track(p1.keeperPid!);
+    expect(trackedVmas(w.pid)).toBeGreaterThan(0);
+    await expect(
+      dump({
+        pid: w.pid,
+        imagesDir: imagesDir(root, 'dump'),
+        trackMem: true,
+        prevImagesDir: '../pre1',
+        notify: (stage) => {
+          if (stage === 'post-dump') throw new Error('no, thanks');
+        },
+      }),
+    ).rejects.toThrow(/no, thanks/);
+    expect(keeperAlive(p1.keeperPid)).toBe(false);
+    expect(readKeeperState(path.join(root, 'pre1'))).toBeUndefined();
+    expect(trackedVmas(w.pid)).toBe(0);
+    // and it runs on: it answers a burst
+    const n = readLines(w.report).length;
+    kill(w.pid, SIGUSR2);
+    await waitForLine(w.report, /^BURST /, { pid: w.pid, fromLine: n });
+  }, 60_000);
+
   it('the keeper exits by itself when the tracked task dies, and when its images directory goes', async () => {
     const w = startWorkload('dirtier', ['8', 'burst']);
     await areaOf(w.report, w.pid);

@@ -148,7 +148,9 @@ export async function preDump(opts: PreDumpOptions): Promise<PreDumpResult> {
     ]);
     stats.pagesWritten = written;
     stats.pagesSkippedParent = parent;
-    entry = { ...stats.entry(thawAt) };
+    // As CRIU's stats: the shared memory counters are there too (criu-ts pre-dumps no shared memory:
+    // the final dump writes it whole).
+    entry = { shpages_scanned: 0n, shpages_skipped_parent: 0n, shpages_written: 0n, ...stats.entry(thawAt) };
     statsDir.write('stats-%s', 'dump', [{ dump: entry }]);
     keeperPid = tracker.keep(resolve(opts.imagesDir), dumpUptime);
   } catch (e) {
