@@ -4,6 +4,7 @@ import { dedupCommand } from './criu/dedup-command.js';
 import { dumpCommand } from './criu/dump-command.js';
 import { UsageError } from './criu/getopt.js';
 import { type CriuOptions, optionHelp, parseCommandLine } from './criu/options.js';
+import { preDumpCommand } from './criu/pre-dump-command.js';
 import { restoreCommand } from './criu/restore-command.js';
 import { writeText } from './criu/write.js';
 
@@ -13,7 +14,6 @@ const VERSION = typeof CRIU_TS_VERSION === 'string' ? CRIU_TS_VERSION : 'unknown
 
 /** CRIU's commands that criu-ts does not have yet, and why, so that each is refused by name. */
 const NOT_YET: Record<string, string> = {
-  'pre-dump': 'incremental dumps are not in criu-ts yet',
   'page-server': 'the page server is not in criu-ts yet',
   'lazy-pages': 'lazy pages are not in criu-ts yet',
   exec: 'CRIU removed exec; criu-ts does not have it',
@@ -21,7 +21,7 @@ const NOT_YET: Record<string, string> = {
 };
 
 const USAGE = `Usage:
-  criu-ts dump -t PID [<options>]
+  criu-ts dump|pre-dump -t PID [<options>]
   criu-ts restore [<options>]
   criu-ts check [--feature FEAT]
   criu-ts cpuinfo dump|check [-D DIR] [--cpu-cap CAP]
@@ -31,6 +31,7 @@ const USAGE = `Usage:
 
 Commands:
   dump      checkpoint a process tree identified by pid
+  pre-dump  pre-dump task(s) minimizing their frozen time
   restore   restore a process tree
   check     checks whether the kernel and criu-ts support the features they need
   cpuinfo dump   writes this CPU's description into cpuinfo.img
@@ -72,6 +73,8 @@ export async function main(argv: string[], services?: ServiceCommands): Promise<
         return await dumpCommand(o, VERSION);
       case 'restore':
         return await restoreCommand(o, VERSION);
+      case 'pre-dump':
+        return await preDumpCommand(o, VERSION);
       case 'check':
         return checkCommand(o, out, err);
       case 'cpuinfo':

@@ -44,7 +44,8 @@ type BoolKey =
   | 'checkExtra'
   | 'checkExperimental'
   | 'ghostFiemap'
-  | 'linkRemap';
+  | 'linkRemap'
+  | 'trackMem';
 
 const str = (long: string, key: StrKey, help: string, short?: string): OptionSpec => ({
   long,
@@ -64,7 +65,8 @@ type StrKey =
   | 'freezeCgroup'
   | 'cgroupYard'
   | 'cgroupProps'
-  | 'cgroupPropsFile';
+  | 'cgroupPropsFile'
+  | 'prevImagesDir';
 
 const refuse = (long: string, arg: ArgKind, why: string, short?: string): OptionSpec => ({
   long,
@@ -75,7 +77,6 @@ const refuse = (long: string, arg: ArgKind, why: string, short?: string): Option
 
 const PAGE_SERVER = 'the page server is not in criu-ts yet';
 const NAMESPACES = "namespaces and mounts of the tree are not dumped by criu-ts yet (CRIU's --root flavour)";
-const INCREMENTAL = 'incremental dumps (pre-dump, memory tracking) are not in criu-ts yet';
 const TLS = 'TLS is for the page server, which is not in criu-ts yet';
 const PLUGINS = 'plugins are not in criu-ts yet';
 
@@ -161,9 +162,9 @@ const OPTIONS: OptionSpec[] = [
   refuse('page-server', 'none', PAGE_SERVER),
   str('address', 'address', 'service: the socket to listen on (default ./criu_service.socket)'),
   refuse('port', 'required', PAGE_SERVER),
-  refuse('prev-images-dir', 'required', INCREMENTAL),
+  str('prev-images-dir', 'prevImagesDir', 'path to images from previous dump (relative to -D)'),
   refuse('ms', 'none', 'it is deprecated; see "Check options" of criu --help'),
-  refuse('track-mem', 'none', INCREMENTAL),
+  bool('track-mem', 'trackMem', 'turn on memory changes tracker in kernel'),
   bool(
     'auto-dedup',
     'autoDedup',
@@ -315,7 +316,7 @@ const OPTIONS: OptionSpec[] = [
   {
     long: 'pre-dump-mode',
     arg: 'required',
-    help: 'splice (default) or read; used by pre-dump',
+    help: 'read (default: process_vm_readv after the thaw); splice is not in criu-ts',
     set: (o, v) => {
       if (v !== 'splice' && v !== 'read')
         throw new UsageError(`unable to parse value of --pre-dump-mode: ${v}`);

@@ -57,7 +57,12 @@ export interface CriuOptions {
   cgroupPropsFile?: string;
   cgroupDumpControllers: string[];
   networkLock?: NetworkLockMethod;
-  preDumpMode: 'splice' | 'read';
+  /** --pre-dump-mode: unset means read (criu-ts's default; splice is refused by name). */
+  preDumpMode?: 'splice' | 'read';
+  /** --track-mem */
+  trackMem: boolean;
+  /** --prev-images-dir, as given (relative to the images dir). */
+  prevImagesDir?: string;
   /** --cpu-cap: CRIU's CPU_CAP bits (cpuinfo/cap.ts); with IMAGE, dump writes cpuinfo.img and restore checks it. */
   cpuCap: number;
   features: string[];
@@ -93,7 +98,7 @@ export function defaultOptions(): CriuOptions {
     manageCgroups: 'soft',
     cgroupRoots: [],
     cgroupDumpControllers: [],
-    preDumpMode: 'splice',
+    trackMem: false,
     cpuCap: CPU_CAP.DEFAULT,
     features: [],
     checkExtra: false,

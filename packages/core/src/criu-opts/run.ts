@@ -1,6 +1,8 @@
 // From CRIU's option set to what dump() and restore() take: the one mapping the command line and the
 // RPC service share, so that `criu-ts dump ...` and a criu_req DUMP with the same options do the same.
+
 import type { DumpOptions } from '../dump/dump.js';
+import type { PreDumpOptions } from '../dump/pre-dump.js';
 import type { Logger } from '../log/logger.js';
 import { actionScripts, bothNotify } from '../notify/action-scripts.js';
 import type { Notify } from '../notify/index.js';
@@ -89,10 +91,33 @@ export function dumpOptionsOf(o: CriuOptions, pid: number, dirs: RunDirs, hooks:
     ghostFiemap: o.ghostFiemap,
     linkRemap: o.linkRemap,
     cpuCap: o.cpuCap,
+    ...(o.trackMem ? { trackMem: true } : {}),
+    ...(o.prevImagesDir !== undefined ? { prevImagesDir: o.prevImagesDir } : {}),
     logger: hooks.logger,
     ...(hooks.checkpoint ? { checkpoint: hooks.checkpoint } : {}),
     ...(hooks.progress ? { progress: hooks.progress } : {}),
     ...stageHooks(o, imagesDir, hooks),
+  };
+}
+
+/** preDump()'s options for the tree of `pid`, from CRIU's options (pre-dump always tracks memory). */
+export function preDumpOptionsOf(
+  o: CriuOptions,
+  pid: number,
+  dirs: RunDirs,
+  hooks: RunHooks,
+): PreDumpOptions {
+  return {
+    pid,
+    imagesDir: dirs.imagesDir,
+    workDir: dirs.workDir,
+    timeoutMs: o.timeout * 1000,
+    ...(o.freezeCgroup ? { freezeCgroup: o.freezeCgroup } : {}),
+    ...(o.prevImagesDir !== undefined ? { prevImagesDir: o.prevImagesDir } : {}),
+    ...(o.preDumpMode ? { preDumpMode: o.preDumpMode } : {}),
+    ...(o.autoDedup ? { autoDedup: true } : {}),
+    logger: hooks.logger,
+    ...stageHooks(o, dirs.imagesDir, hooks),
   };
 }
 

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { type ProcStatus, procExists, readStatus, readUptime } from '@criu-ts/bfd';
 import { type SeizedTree, seizeTree } from '@criu-ts/compel';
 import {
@@ -16,6 +17,8 @@ import { FileTable } from '../files/table.js';
 import { KobjIds } from '../ids/dump.js';
 import { type Logger, silentLogger } from '../log/logger.js';
 import { dedupAfterDump } from '../mm/dedup.js';
+import { abandonTracking, MemTracker } from '../mm/track/index.js';
+import type { StartKeeperOptions } from '../mm/track/keeper.js';
 import { refuseNamespaces } from '../namespaces/dump.js';
 import { inventoryCodeOf, type NetworkLockMethod, newRunId } from '../net-lock/index.js';
 import { callNotify, type Notify } from '../notify/index.js';
@@ -25,6 +28,7 @@ import { SeccompFilters } from '../seccomp/dump.js';
 import { ShmemDump } from '../shmem/dump.js';
 import { dumpZombie } from '../zombie/dump.js';
 import { DumpError } from './errors.js';
+import { makeParentLink } from './parent-link.js';
 import { refuseUnmakeableSessions } from './sessions.js';
 import { DumpStats } from './stats.js';
 import { type DumpContext, dumpTask } from './task.js';
@@ -88,6 +92,12 @@ export interface DumpOptions {
   progress?: Progress;
   /** Called at pre-dump and post-dump (see notify/); a throw fails the dump, the tree left running. */
   notify?: Notify;
+  /** --track-mem: pages unchanged since the previous pre-dump go to the parent images (mm/track/). */
+  trackMem?: boolean;
+  /** --prev-images-dir: the parent images, relative to imagesDir (as CRIU) or absolute; a `parent` link. */
+  prevImagesDir?: string;
+  /** How a tracking keeper is started (dump --track-mem -R; see mm/track/keeper.ts). */
+  keeper?: StartKeeperOptions;
 }
 
 export interface DumpResult {
@@ -117,13 +127,20 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   dumpCpuinfo(dir, opts.cpuCap, logger); // --cpu-cap: cpuinfo.img, before the tree is seized (as CRIU)
   warmUp();
   callNotify(opts.notify, 'pre-dump', opts.pid, (m, cause) => new DumpError(m, { cause }));
+  const track = beginTracking(opts, logger);
   const stats = new DumpStats();
   const progress = new ProgressTracker(opts.progress);
   progress.phase('freezing');
-  const tree = seizeTree(opts.pid, {
-    ...(opts.freezeCgroup ? { freezeCgroup: opts.freezeCgroup } : {}),
-    ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
-  });
+  let tree: SeizedTree;
+  try {
+    tree = seizeTree(opts.pid, {
+      ...(opts.freezeCgroup ? { freezeCgroup: opts.freezeCgroup } : {}),
+      ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
+    });
+  } catch (e) {
+    track?.end();
+    throw e;
+  }
   stats.frozenAt = process.hrtime.bigint();
   log(`seized ${tree.tasks.length} tasks`);
   const files = new FileTable(new Set(tree.tasks.map((t) => t.pid)), {
@@ -157,6 +174,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     ttyInfos: [],
     shmem: new ShmemDump(dir, files, stats, () => ctx.pagesId++),
     progress,
+    ...(track ? { track } : {}),
   };
   // inventory.img's root_ids are criu-ts's own ids, numbered first (see KobjIds.ofDumper).
   const dumperIds = ctx.ids.ofDumper();
@@ -189,6 +207,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     // --auto-dedup: the pages this dump holds are punched out of its parent images (mm/dedup.ts).
     if (opts.autoDedup) dedupAfterDump(opts.imagesDir);
   } catch (err) {
+    track?.end();
     ctx.files.undo();
     tree.release();
     ctx.files.close();
@@ -199,6 +218,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   // of the fds close last, and a socket in repair mode goes away without a FIN or an RST.
   if (opts.leaveRunning || opts.leaveStopped) ctx.files.undo();
   finish(tree, opts);
+  if (track) keepTracking(track, opts, logger);
   ctx.files.keep();
   ctx.files.close();
   return {
@@ -247,8 +267,38 @@ function finish(tree: SeizedTree, opts: DumpOptions): void {
   }
 }
 
+/**
+ * --track-mem / --prev-images-dir: the `parent` link, and the tracking taken over (armed again for a
+ * later dump with -R or -s). A parent without tracking (or no --track-mem) means every page is written.
+ */
+function beginTracking(opts: DumpOptions, log: Logger): MemTracker | undefined {
+  const prevDir = opts.prevImagesDir ? makeParentLink(opts.imagesDir, opts.prevImagesDir, log) : undefined;
+  if (!opts.trackMem) {
+    if (prevDir) abandonTracking(prevDir, log);
+    return undefined;
+  }
+  return MemTracker.begin({
+    ...(prevDir ? { prevDir } : {}),
+    arm: opts.leaveRunning === true || opts.leaveStopped === true,
+    log,
+    ...(opts.keeper ? { keeper: opts.keeper } : {}),
+  });
+}
+
+/** After the dump: the tracking goes on in a keeper (-R, -s) or ends with the tree. */
+function keepTracking(track: MemTracker, opts: DumpOptions, log: Logger): void {
+  try {
+    if (opts.leaveRunning || opts.leaveStopped) track.keep(resolve(opts.imagesDir), uptimeMicros());
+    else track.end();
+  } catch (e) {
+    // The dump is done and good: only the next one loses its tracking.
+    log.warn(`memory tracking not kept: ${(e as Error).message}`);
+    track.end();
+  }
+}
+
 /** The root must be a live process (thread-group leader), not a thread or a zombie. */
-function checkRoot(pid: number): void {
+export function checkRoot(pid: number): void {
   let status: ProcStatus | undefined;
   try {
     status = readStatus(pid);
@@ -321,6 +371,6 @@ function writeTreeImages(ctx: DumpContext, rootIds: TaskKobjIdsEntry): void {
   ctx.dir.write('inventory', undefined, [inventory]);
 }
 
-function uptimeMicros(): bigint {
+export function uptimeMicros(): bigint {
   return BigInt(Math.round(readUptime().up * 1e6));
 }
