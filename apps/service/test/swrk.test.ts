@@ -62,10 +62,10 @@ describe('criu-ts swrk', () => {
     // A field set to what criu-ts cannot do is named (cr_errno EBADRQC, as CRIU's bad options).
     const r = client.call({
       type: CriuReqType.DUMP,
-      opts: { images_dir_fd: -1, images_dir: dir, pid: process.pid, leave_running: true, auto_dedup: true },
+      opts: { images_dir_fd: -1, images_dir: dir, pid: process.pid, leave_running: true, evasive_devices: true },
     });
     expect(r).toMatchObject({ type: CriuReqType.DUMP, success: false, cr_errno: 56 });
-    expect(r.cr_errmsg).toMatch(/^criu_opts\.auto_dedup: not supported by criu-ts yet/);
+    expect(r.cr_errmsg).toMatch(/^criu_opts\.evasive_devices: not supported by criu-ts yet/);
     // A failed dump ends the connection, as CRIU's.
     expect(client.receive()).toBeUndefined();
   });
