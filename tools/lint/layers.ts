@@ -24,7 +24,7 @@ const PROC_ALLOWED: Array<{ file: string; text: string; why: string }> = [
     why: 'a message naming the file, not a path',
   },
   {
-    file: 'packages/core/src/mm/pages.ts',
+    file: 'packages/core/src/mm/write.ts',
     text: '/proc mem read of ',
     why: 'a message, not a path',
   },

@@ -62,7 +62,13 @@ describe('criu-ts swrk', () => {
     // A field set to what criu-ts cannot do is named (cr_errno EBADRQC, as CRIU's bad options).
     const r = client.call({
       type: CriuReqType.DUMP,
-      opts: { images_dir_fd: -1, images_dir: dir, pid: process.pid, leave_running: true, evasive_devices: true },
+      opts: {
+        images_dir_fd: -1,
+        images_dir: dir,
+        pid: process.pid,
+        leave_running: true,
+        evasive_devices: true,
+      },
     });
     expect(r).toMatchObject({ type: CriuReqType.DUMP, success: false, cr_errno: 56 });
     expect(r.cr_errmsg).toMatch(/^criu_opts\.evasive_devices: not supported by criu-ts yet/);

@@ -28,9 +28,10 @@ import { dumpFs } from '../fs/dump.js';
 import type { KobjIds } from '../ids/dump.js';
 import { dumpMm } from '../mm/dump.js';
 import { dumpGuardRegions } from '../mm/guards.js';
-import { dumpPages, pagesToDump } from '../mm/pages.js';
-import { type MemTracker, writePlan } from '../mm/track/index.js';
+import { pagesToDump } from '../mm/pages.js';
+import type { MemTracker } from '../mm/track/index.js';
 import { dumpVmas } from '../mm/vmas.js';
+import { writePlan } from '../mm/write.js';
 import type { ProgressTracker } from '../progress/progress.js';
 import { rseqOf } from '../rseq/dump.js';
 import type { SeccompFilters } from '../seccomp/dump.js';
@@ -163,14 +164,12 @@ export async function dumpTask(ctx: DumpContext, task: SeizedTask): Promise<void
     ctx.progress?.more('pages', pageCount(runs) - (plan?.parentPages ?? 0));
     ctx.progress?.phase('writing memory');
     try {
-      if (plan) {
-        const r = await writePlan(task.pid, plan.runs, pm, {
-          tolerant: false,
-          progress: ctx.progress?.pages,
-        });
-        ctx.stats.pagesWritten += r.written;
-        ctx.stats.pagesSkippedParent += r.parent;
-      } else ctx.stats.pagesWritten += await dumpPages(task.pid, runs, pm, ctx.progress?.pages);
+      const r = await writePlan(task.pid, plan?.runs ?? runs.map((run) => ({ ...run, parent: false })), pm, {
+        tolerant: false,
+        progress: ctx.progress?.pages,
+      });
+      ctx.stats.pagesWritten += r.written;
+      ctx.stats.pagesSkippedParent += r.parent;
     } finally {
       pm.close();
     }

@@ -17,6 +17,7 @@ import { ImageDir } from '@criu-ts/images';
 import { close, PAGE_SIZE, pidfdOpen } from '@criu-ts/sys';
 import type { Logger } from '../../log/logger.js';
 import { type DumpVma, isPrivateMemory, VMA } from '../vmas.js';
+import { type PlanRun, warmPlanBuffers } from '../write.js';
 import { intersect, normalize, pagesIn, type Range, subtract } from './intervals.js';
 import {
   endKeeperOf,
@@ -29,12 +30,11 @@ import {
 import { type DirtyTrackMechanism, dirtyTrackMechanism } from './mechanism.js';
 import { heldByChain } from './parent.js';
 import { makeUffdIn, register, scanWritten, type TrackVma } from './uffd.js';
-import { type PlanRun, warmPlanBuffers } from './write.js';
 
+export { type PlanRun, type PlanWritten, writePlan } from '../write.js';
 export { endKeeperOf, KEEPER_COMM, readKeeperState, STATE_FILE } from './keeper.js';
 export { type DirtyTrackMechanism, dirtyTrackMechanism, type MechanismAnswer } from './mechanism.js';
 export { heldByChain } from './parent.js';
-export { type PlanRun, type PlanWritten, writePlan } from './write.js';
 
 const PAGE = BigInt(PAGE_SIZE);
 

@@ -1,8 +1,11 @@
-// Writes one task's pages for an incremental dump: PE_PARENT entries for pages the parent chain holds
-// unchanged, PE_PRESENT entries with data for the rest, in address order. In a pre-dump the task runs
+// Writes one task's pages: PE_PRESENT entries with data and, in an incremental dump, PE_PARENT entries for
+// pages the parent chain holds unchanged, in address order. process_vm_readv with many iovecs fills one of
+// two page-aligned buffers while the other one is written in libuv's thread pool, so reading the task and
+// writing the image overlap; pages the task cannot read itself (PROT_NONE) are read through /proc/PID/mem.
+// In a pre-dump the task runs
 // again while its pages are read (`tolerant`): a page that cannot be read any more (unmapped meanwhile)
 // is left out of the images rather than written as garbage, so the images only claim pages whose data
-// was really read. A dump of a frozen task (not tolerant) fails on such a page, as dumpPages does.
+// was really read. A dump of a frozen task (not tolerant) fails on such a page.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { procPath } from '@criu-ts/bfd';
 import { type PageMapWriter, PE_PARENT, PE_PRESENT } from '@criu-ts/images';
@@ -15,10 +18,14 @@ import {
   processVmReadv,
   type VmIovec,
 } from '@criu-ts/sys';
-import { DumpError } from '../../dump/errors.js';
+import { DumpError } from '../dump/errors.js';
 
 const PAGE = BigInt(PAGE_SIZE);
-/** Pages are read through two buffers of this size, as dumpPages reads them. */
+/**
+ * Pages are copied through two buffers of this size: large enough that syscalls don't dominate (and the
+ * largest request this machine's disk takes at once), small enough that criu-ts's RSS does not grow with
+ * the task (2 x 4 MiB, whatever the task's size).
+ */
 const CHUNK = 4 * 1024 * 1024;
 
 /** A run of the plan: pages to read (`parent` false) or to point at in the parent images. */
