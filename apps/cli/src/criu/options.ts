@@ -72,7 +72,8 @@ const refuse = (long: string, arg: ArgKind, why: string, short?: string): Option
   ...(short ? { short } : {}),
 });
 
-const PAGE_SERVER = 'the page server is not in criu-ts yet';
+const PAGE_SERVER = 'lazy pages and page-server sockets are not in criu-ts yet';
+const PAGE_SERVER_DUMP = 'dumping to a page server is not in criu-ts yet (criu-ts page-server receives)';
 const NAMESPACES = "namespaces and mounts of the tree are not dumped by criu-ts yet (CRIU's --root flavour)";
 const INCREMENTAL = 'incremental dumps (pre-dump, memory tracking) are not in criu-ts yet';
 const TLS = 'TLS is for the page server, which is not in criu-ts yet';
@@ -157,9 +158,22 @@ const OPTIONS: OptionSpec[] = [
   bool('link-remap', 'linkRemap', 'link files whose name is gone back under a new one (link_remap.N)'),
   bool('shell-job', 'shellJob', 'the tree was started from a shell (session, terminal)', 'j'),
   bool('file-locks', 'fileLocks', 'dump and restore file locks', 'l'),
-  refuse('page-server', 'none', PAGE_SERVER),
-  str('address', 'address', 'service: the socket to listen on (default ./criu_service.socket)'),
-  refuse('port', 'required', PAGE_SERVER),
+  refuse('page-server', 'none', PAGE_SERVER_DUMP),
+  str(
+    'address',
+    'address',
+    'service: the socket to listen on (default ./criu_service.socket); page-server: the address to bind',
+  ),
+  {
+    long: 'port',
+    arg: 'required',
+    help: 'page-server: the TCP port to listen on (0 or none: a free one, logged as "Using P port")',
+    set: (o, v) => {
+      const port = Number(v);
+      if (!/^\d+$/.test(v as string) || port > 65535) throw new UsageError(`invalid port: ${v}`);
+      o.port = port;
+    },
+  },
   refuse('prev-images-dir', 'required', INCREMENTAL),
   refuse('ms', 'none', 'it is deprecated; see "Check options" of criu --help'),
   refuse('track-mem', 'none', INCREMENTAL),
