@@ -43,7 +43,8 @@ type BoolKey =
   | 'checkExtra'
   | 'checkExperimental'
   | 'ghostFiemap'
-  | 'linkRemap';
+  | 'linkRemap'
+  | 'pageServer';
 
 const str = (long: string, key: StrKey, help: string, short?: string): OptionSpec => ({
   long,
@@ -73,7 +74,6 @@ const refuse = (long: string, arg: ArgKind, why: string, short?: string): Option
 });
 
 const PAGE_SERVER = 'lazy pages and page-server sockets are not in criu-ts yet';
-const PAGE_SERVER_DUMP = 'dumping to a page server is not in criu-ts yet (criu-ts page-server receives)';
 const NAMESPACES = "namespaces and mounts of the tree are not dumped by criu-ts yet (CRIU's --root flavour)";
 const INCREMENTAL = 'incremental dumps (pre-dump, memory tracking) are not in criu-ts yet';
 const TLS = 'TLS is for the page server, which is not in criu-ts yet';
@@ -158,16 +158,16 @@ const OPTIONS: OptionSpec[] = [
   bool('link-remap', 'linkRemap', 'link files whose name is gone back under a new one (link_remap.N)'),
   bool('shell-job', 'shellJob', 'the tree was started from a shell (session, terminal)', 'j'),
   bool('file-locks', 'fileLocks', 'dump and restore file locks', 'l'),
-  refuse('page-server', 'none', PAGE_SERVER_DUMP),
+  bool('page-server', 'pageServer', 'dump: send the memory to the page server at --address/--port'),
   str(
     'address',
     'address',
-    'service: the socket to listen on (default ./criu_service.socket); page-server: the address to bind',
+    'service: the socket to listen on (default ./criu_service.socket); page-server: the address to bind; dump: the page server',
   ),
   {
     long: 'port',
     arg: 'required',
-    help: 'page-server: the TCP port to listen on (0 or none: a free one, logged as "Using P port")',
+    help: 'page-server: the TCP port to listen on (0 or none: a free one, logged as "Using P port"); dump: to connect to',
     set: (o, v) => {
       const port = Number(v);
       if (!/^\d+$/.test(v as string) || port > 65535) throw new UsageError(`invalid port: ${v}`);

@@ -7,7 +7,7 @@ import type { Notify } from '../notify/index.js';
 import type { Progress } from '../progress/progress.js';
 import type { RestoreOptions } from '../restore/restore.js';
 import type { CriuOptions } from './options.js';
-import { absolutePath } from './paths.js';
+import { absolutePath, OptionError } from './paths.js';
 
 /**
  * A stage hook (CRIU's action-script names: pre-dump, post-dump, network-lock, ...), called
@@ -88,11 +88,18 @@ export function dumpOptionsOf(o: CriuOptions, pid: number, dirs: RunDirs, hooks:
     ghostFiemap: o.ghostFiemap,
     linkRemap: o.linkRemap,
     cpuCap: o.cpuCap,
+    ...(o.pageServer ? { pageServer: pageServerOf(o) } : {}),
     logger: hooks.logger,
     ...(hooks.checkpoint ? { checkpoint: hooks.checkpoint } : {}),
     ...(hooks.progress ? { progress: hooks.progress } : {}),
     ...stageHooks(o, imagesDir, hooks),
   };
+}
+
+/** dump --page-server: where to connect (CRIU needs both --address and --port). */
+function pageServerOf(o: CriuOptions): { host: string; port: number } {
+  if (o.address === undefined || !o.port) throw new OptionError('--page-server needs --address and --port');
+  return { host: o.address, port: o.port };
 }
 
 /** restore()'s options, from CRIU's options. */

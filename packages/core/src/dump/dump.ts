@@ -8,6 +8,7 @@ import {
   type TaskKobjIdsEntry,
   warmUpCodecs,
 } from '@criu-ts/images';
+import { type ConnectOptions, PageServerClient } from '@criu-ts/page-server';
 import { ERRNO } from '@criu-ts/sys';
 import { type CgroupDumpOptions, CgroupSets } from '../cgroup/dump.js';
 import { dumpCpuinfo } from '../cpuinfo/dump.js';
@@ -85,6 +86,11 @@ export interface DumpOptions {
   progress?: Progress;
   /** Called at pre-dump and post-dump (see notify/); a throw fails the dump, the tree left running. */
   notify?: Notify;
+  /**
+   * --page-server --address --port: the tasks' memory goes to this page server (criu-ts's or CRIU's),
+   * the other images to imagesDir. `layout`: the server's header layout (default CRIU 4.2's).
+   */
+  pageServer?: ConnectOptions;
 }
 
 export interface DumpResult {
@@ -114,13 +120,21 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   dumpCpuinfo(dir, opts.cpuCap, logger); // --cpu-cap: cpuinfo.img, before the tree is seized (as CRIU)
   warmUp();
   callNotify(opts.notify, 'pre-dump', opts.pid, (m, cause) => new DumpError(m, { cause }));
+  // Connected before the tree is seized, as CRIU does: a page server that is not there fails the dump first.
+  const pageServer = opts.pageServer ? await connectPageServer(opts.pageServer) : undefined;
   const stats = new DumpStats();
   const progress = new ProgressTracker(opts.progress);
   progress.phase('freezing');
-  const tree = seizeTree(opts.pid, {
-    ...(opts.freezeCgroup ? { freezeCgroup: opts.freezeCgroup } : {}),
-    ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
-  });
+  let tree: SeizedTree;
+  try {
+    tree = seizeTree(opts.pid, {
+      ...(opts.freezeCgroup ? { freezeCgroup: opts.freezeCgroup } : {}),
+      ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
+    });
+  } catch (err) {
+    pageServer?.destroy();
+    throw err;
+  }
   stats.frozenAt = process.hrtime.bigint();
   log(`seized ${tree.tasks.length} tasks`);
   const files = new FileTable(new Set(tree.tasks.map((t) => t.pid)), {
@@ -154,6 +168,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     ttyInfos: [],
     shmem: new ShmemDump(dir, files, stats, () => ctx.pagesId++),
     progress,
+    ...(pageServer ? { pageServer } : {}),
   };
   // inventory.img's root_ids are criu-ts's own ids, numbered first (see KobjIds.ofDumper).
   const dumperIds = ctx.ids.ofDumper();
@@ -178,12 +193,15 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     opts.checkpoint?.();
     progress.phase('writing images');
     writeTreeImages(ctx, dumperIds);
+    // CLOSE, and the server's answer: the memory is on its disk before the tree may go.
+    if (pageServer) await closePageServer(pageServer);
     // Images written, tree frozen and its connections locked: CRIU asks here whether to go on.
     callNotify(opts.notify, 'post-dump', opts.pid, (m, cause) => new DumpError(m, { cause }));
     // Inside the try: a stats-dump that cannot be written leaves the tree running, as any failed write.
     statsEntry = stats.entry(process.hrtime.bigint());
     (opts.workDir ? ImageDir.create(opts.workDir) : dir).write('stats-%s', 'dump', [{ dump: statsEntry }]);
   } catch (err) {
+    pageServer?.destroy(); // without CLOSE: the server keeps none of it
     ctx.files.undo();
     tree.release();
     ctx.files.close();
@@ -318,4 +336,20 @@ function writeTreeImages(ctx: DumpContext, rootIds: TaskKobjIdsEntry): void {
 
 function uptimeMicros(): bigint {
   return BigInt(Math.round(readUptime().up * 1e6));
+}
+
+async function connectPageServer(o: ConnectOptions): Promise<PageServerClient> {
+  try {
+    return await PageServerClient.connect(o);
+  } catch (e) {
+    throw new DumpError(e instanceof Error ? e.message : String(e));
+  }
+}
+
+async function closePageServer(c: PageServerClient): Promise<void> {
+  try {
+    await c.close();
+  } catch (e) {
+    throw new DumpError(`page server: ${e instanceof Error ? e.message : String(e)}`);
+  }
 }

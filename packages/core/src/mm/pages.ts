@@ -8,7 +8,6 @@ import {
   type Pagemap,
   procPath,
 } from '@criu-ts/bfd';
-import type { PageMapWriter } from '@criu-ts/images';
 import { alignedBuffer, PAGE_SIZE, processVmReadv, type VmIovec } from '@criu-ts/sys';
 import { DumpError } from '../dump/errors.js';
 import { type DumpVma, isPrivateMemory, VMA } from './vmas.js';
@@ -20,6 +19,19 @@ const PAGE = BigInt(PAGE_SIZE);
  * the task (2 x 4 MiB, the one 8 MiB buffer of before, whatever the task's size).
  */
 const CHUNK = 4 * 1024 * 1024;
+
+/**
+ * Where a task's pages go: a PageMapWriter (@criu-ts/images: pagemap-PID.img and pages-N.img here) or a
+ * page server's PageStream (@criu-ts/page-server). Runs are added in address order and the data of the
+ * present ones follows in the same order, as much at a time as dumpPages has.
+ */
+export interface PageSink {
+  addPresent(vaddr: bigint, pages: number | bigint): void;
+  /** Data that may be reused as soon as this returns. */
+  writeData(data: Uint8Array): void;
+  /** Data left untouched until the promise settles. */
+  writeDataAsync(data: Uint8Array): Promise<void>;
+}
 
 export interface PageStats {
   scanned: number;
@@ -81,7 +93,7 @@ export function pagesToDump(pagemap: Pagemap, vmas: DumpVma[]): { runs: Run[]; s
 export async function dumpPages(
   pid: number,
   runs: Run[],
-  out: PageMapWriter,
+  out: PageSink,
   progress?: (pages: number) => void,
 ): Promise<number> {
   let total = 0;
@@ -152,7 +164,7 @@ export async function dumpPages(
 function copyViaProcMem(
   fd: number,
   run: Run,
-  out: PageMapWriter,
+  out: PageSink,
   buf: Buffer,
   progress: ((pages: number) => void) | undefined,
 ): void {
