@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { killAndReap } from '@criu-ts/compel';
-import { PageServerClient } from '@criu-ts/page-server';
+import { PageServerClient, PageServerListener } from '@criu-ts/page-server';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildWorkloads,
@@ -148,6 +148,109 @@ describe.skipIf(!haveCriu)("CRIU 4.2's dump into criu-ts's page server (CRIU_BIN
       c.on('close', (code) => resolve(code ?? -1));
     });
     expect(restore, fs.readFileSync(path.join(r2, 'restore.log'), 'utf8').slice(-2000)).toBe(0);
+    track(w.pid);
+    const n = readLines(w.report).length;
+    process.kill(w.pid, 'SIGUSR1');
+    await waitFor(() => readLines(w.report).length > n, 'a SUM line after CRIU restored it');
+    expect(readLines(w.report).at(-1)).toBe(sum);
+  });
+});
+
+/** `criu-ts dump --page-server` of `pid` into `d1`, memory to 127.0.0.1:`port`. */
+function dumpTo(pid: number, d1: string, port: number, extra: string[] = []) {
+  return runCli(['dump', '-t', String(pid), '-D', d1, '--page-server', '--address', '127.0.0.1', '--port', String(port), ...extra]);
+}
+
+describe('criu-ts dump --page-server', () => {
+  it("into criu-ts's page server: no memory in -D; merged, restored with the same memory", async () => {
+    const w = startWorkload('memhog', ['24']);
+    const sum = (await waitForLine(w.report, /^SUM /, { pid: w.pid })).trim();
+    const d1 = tempDir('ps-dump-');
+    const d2 = tempDir('ps-dump-');
+    const { pid: server, port } = await startDaemon(d2);
+    const r = await dumpTo(w.pid, d1, port);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    killAndReap(w.pid);
+    await waitFor(() => procState(server) === 'gone' || procState(server) === 'Z', 'the page server exits');
+    expect(fs.readdirSync(d1).filter((f) => /^pag/.test(f))).toEqual([]);
+    expect(fs.readdirSync(d2).filter((f) => /^pag/.test(f)).sort()).toEqual([`pagemap-${w.pid}.img`, 'pages-65537.img']);
+    merge(d2, d1);
+    await restoreDetached(d1);
+    const before = readLines(w.report).length;
+    process.kill(w.pid, 'SIGUSR1');
+    await waitFor(() => readLines(w.report).length > before, 'a SUM line after the restore');
+    expect(readLines(w.report).at(-1)).toBe(sum);
+  });
+
+  it('no page server there: the dump fails in one line and the tree runs on', async () => {
+    const w = startWorkload('memhog', ['1']);
+    await waitForLine(w.report, /^SUM /, { pid: w.pid });
+    const d1 = tempDir('ps-dump-');
+    // A port nobody listens on: one just bound and closed.
+    const l = await PageServerListener.listen({ host: '127.0.0.1' });
+    const port = l.port;
+    l.close();
+    const line = oneLineFailure(await dumpTo(w.pid, d1, port));
+    expect(line).toMatch(new RegExp(`cannot connect to the page server 127.0.0.1:${port}: ECONNREFUSED`));
+    expect(['S', 'R']).toContain(procState(w.pid));
+    expect(oneLineFailure(await runCli(['dump', '-t', String(w.pid), '-D', d1, '--page-server', '--port', '1']))).toMatch(
+      /--page-server needs --address and --port/,
+    );
+  });
+
+  it('a page server that goes away mid-dump: the dump fails and the tree runs on', async () => {
+    const w = startWorkload('memhog', ['64']);
+    const sum = (await waitForLine(w.report, /^SUM /, { pid: w.pid })).trim();
+    const l = await PageServerListener.listen({ host: '127.0.0.1' });
+    // Answers OPEN2, takes a little of the data, then drops the connection.
+    void l.accept().then((s) => {
+      let got = 0;
+      s.on('data', (b: Buffer) => {
+        if (got === 0) s.write(Buffer.of(0));
+        got += b.length;
+        if (got > 1 << 20) s.destroy();
+      });
+      s.on('error', () => undefined);
+    });
+    const r = await dumpTo(w.pid, tempDir('ps-dump-'), l.port);
+    l.close();
+    expect(oneLineFailure(r)).toMatch(/page server/);
+    expect(['S', 'R']).toContain(procState(w.pid));
+    const before = readLines(w.report).length;
+    process.kill(w.pid, 'SIGUSR1');
+    await waitFor(() => readLines(w.report).length > before, 'a SUM line');
+    expect(readLines(w.report).at(-1)).toBe(sum);
+  });
+});
+
+describe.skipIf(!haveCriu)("criu-ts dump into CRIU 4.2's page server (CRIU_BIN)", () => {
+  it('CRIU receives the memory; CRIU restores the merged images', async () => {
+    const w = startWorkload('memhog', ['24']);
+    const sum = (await waitForLine(w.report, /^SUM /, { pid: w.pid })).trim();
+    const d1 = tempDir('ps-dump-');
+    const d2 = tempDir('ps-dump-');
+    // CRIU's page server: no --port is its auto-bind (4.2 refuses --port 0); the port is in its log.
+    const started = await new Promise<number>((resolve) => {
+      const c = spawn(CRIU, ['page-server', '-D', d2, '--address', '127.0.0.1', '-d', '--pidfile', 'ps.pid', '-o', 'ps.log', '-v4'], {
+        stdio: 'ignore',
+      });
+      c.on('close', (code) => resolve(code ?? -1));
+    });
+    expect(started).toBe(0);
+    const server = Number(fs.readFileSync(path.join(d2, 'ps.pid'), 'utf8'));
+    track(server);
+    const port = Number(/Using (\d+) port/.exec(fs.readFileSync(path.join(d2, 'ps.log'), 'utf8'))![1]);
+    const r = await dumpTo(w.pid, d1, port);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    killAndReap(w.pid);
+    await waitFor(() => procState(server) === 'gone' || procState(server) === 'Z', "CRIU's page server exits");
+    expect(fs.readFileSync(path.join(d2, 'ps.log'), 'utf8')).toMatch(/Session over/);
+    merge(d2, d1);
+    const restore = await new Promise<number>((resolve) => {
+      const c = spawn(CRIU, ['restore', '-D', d1, '-d', '-o', 'restore.log'], { stdio: 'ignore' });
+      c.on('close', (code) => resolve(code ?? -1));
+    });
+    expect(restore, fs.readFileSync(path.join(d1, 'restore.log'), 'utf8').slice(-2000)).toBe(0);
     track(w.pid);
     const n = readLines(w.report).length;
     process.kill(w.pid, 'SIGUSR1');

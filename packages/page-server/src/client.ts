@@ -1,5 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import {
+  decodeDstId,
   encodeDstId,
   encodeHeader,
   type HeaderLayout,
@@ -126,6 +127,11 @@ export class PageServerClient {
     this.socket.uncork();
   }
 
+  /** Whether the connection broke (the server went away, a socket error). */
+  get isBroken(): boolean {
+    return this.broken !== undefined;
+  }
+
   /** @internal */
   check(): void {
     if (this.broken) throw this.broken;
@@ -231,9 +237,13 @@ export class PageStream {
   finish(): void {
     if (this.done) return;
     this.done = true;
+    // A broken connection was reported where it broke (this may run in a finally, after that error).
+    if (this.client.isBroken) return;
     this.sendHeadersWithoutData();
-    if (this.left > 0 || this.queue.length > 0)
-      throw new PageServerError(`pagemap 0x${this.dstId.toString(16)} closed with page data missing`);
+    if (this.left > 0 || this.queue.length > 0) {
+      const t = decodeDstId(this.dstId);
+      throw new PageServerError(`the pagemap of ${t?.kind ?? 'object'} ${t?.id ?? this.dstId} was closed with page data missing`);
+    }
   }
 
   private header(r: QueuedRun): Buffer {
