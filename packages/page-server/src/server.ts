@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:f
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { ImageRawWriter, ImageWriter, imageFileName, pagemapEntry } from '@criu-ts/images';
+import { alignedBuffer } from '@criu-ts/sys';
 import {
   decodeDstId,
   decodeHeader,
@@ -71,6 +72,11 @@ class OpenPagemap {
   readonly info: ReceivedPagemap;
   /** The end of the last run: runs come in address order. */
   end = 0n;
+  private buf: Buffer = alignedBuffer(WRITE_CHUNK);
+  private used = 0;
+  private readonly free: Buffer[] = [];
+  private readonly inflight = new Set<Promise<void>>();
+  private error: Error | undefined;
 
   constructor(
     staging: string,
@@ -85,21 +91,81 @@ class OpenPagemap {
     this.pagemap = new ImageWriter(join(staging, pagemap), 'PAGEMAP');
     try {
       this.pagemap.write({ pages_id: pagesId });
-      this.pages = new ImageRawWriter(join(staging, pages));
+      // Past the page cache where the file system allows it (whole pages from aligned buffers).
+      this.pages = new ImageRawWriter(join(staging, pages), { direct: true });
     } catch (e) {
       this.pagemap.close();
       throw e;
     }
   }
 
-  close(): void {
+  /**
+   * Page data, gathered into large writes (a socket hands it over 64 KiB at a time) made in libuv's
+   * thread pool while the socket is read on; `busy` says when two are under way (the caller waits).
+   */
+  write(data: Buffer): void {
+    if (this.error) throw this.error;
+    let p = 0;
+    while (p < data.length) {
+      const n = Math.min(data.length - p, this.buf.length - this.used);
+      data.copy(this.buf, this.used, p, p + n);
+      this.used += n;
+      p += n;
+      if (this.used === this.buf.length) this.flush();
+    }
+  }
+
+  get busy(): boolean {
+    return this.inflight.size >= 2;
+  }
+
+  /** Until fewer than two writes are under way. */
+  async settle(): Promise<void> {
+    while (this.busy) await Promise.race(this.inflight);
+    if (this.error) throw this.error;
+  }
+
+  /** The last data written, the files closed. */
+  async close(): Promise<void> {
+    try {
+      this.flush();
+      await Promise.all(this.inflight);
+      if (this.error) throw this.error;
+    } finally {
+      this.closeNow();
+    }
+  }
+
+  /** Closes the files at once (a session thrown away; writes under way end on their own). */
+  closeNow(): void {
     try {
       this.pagemap.close();
     } finally {
       this.pages.close();
     }
   }
+
+  private flush(): void {
+    if (this.used === 0) return;
+    const b = this.buf;
+    const w: Promise<void> = this.pages.writeAsync(b.subarray(0, this.used)).then(
+      () => {
+        this.inflight.delete(w);
+        this.free.push(b);
+      },
+      (e: unknown) => {
+        this.inflight.delete(w);
+        this.error ??= e instanceof Error ? e : new Error(String(e));
+      },
+    );
+    this.inflight.add(w);
+    this.buf = this.free.pop() ?? alignedBuffer(WRITE_CHUNK);
+    this.used = 0;
+  }
 }
+
+/** Bytes of page data gathered before a write. */
+const WRITE_CHUNK = 4 * 1024 * 1024;
 
 /**
  * One page-server session: the headers and page data of one connection, written as pagemap and pages
@@ -126,6 +192,9 @@ export class PageServerSession {
   private trailing = 0;
   private ambiguousClose = false;
   private failed: Error | undefined;
+  private readonly closing: Promise<void>[] = [];
+  private committing: Promise<void> | undefined;
+  private committed = false;
   private readonly log: (level: LogLevel, msg: string) => void;
 
   constructor(
@@ -138,16 +207,34 @@ export class PageServerSession {
     this.log = opts.log ?? (() => undefined);
   }
 
-  /** Whether CLOSE was received and answered. */
+  /** Whether CLOSE was received and answered: the images are in place. */
   get complete(): boolean {
-    return this.closed;
+    return this.committed;
+  }
+
+  /**
+   * What the connection must wait for before it reads on (undefined: nothing): two writes of page data
+   * under way, or the images put in place after CLOSE. Rejects with the session's error.
+   */
+  wait(): Promise<void> | undefined {
+    if (this.committing && !this.committed) return this.committing;
+    if (this.current?.busy) return this.current.settle();
+    if (this.closing.length > 4) {
+      const all = Promise.all(this.closing.splice(0));
+      this.closing.push(all.then(() => undefined));
+      return all.then(() => undefined);
+    }
+    return undefined;
   }
 
   result(): ReceiveResult {
     return { layout: this.layout ?? 'criu-4.1', pagemaps: this.done, pages: this.total };
   }
 
-  /** Feeds bytes from the connection; throws PageServerError on a broken stream (then call abort()). */
+  /**
+   * Feeds bytes from the connection; rejects with a PageServerError on a broken stream (then call
+   * abort()). One push at a time: the next waits for this one.
+   */
   push(chunk: Buffer): void {
     if (this.failed) throw this.failed;
     try {
@@ -159,9 +246,11 @@ export class PageServerSession {
         }
         if (this.dataLeft > 0) {
           const n = Math.min(this.dataLeft, chunk.length - p);
-          this.current!.pages.write(chunk.subarray(p, p + n));
+          const cur = this.current!;
+          cur.write(chunk.subarray(p, p + n));
           this.dataLeft -= n;
           p += n;
+
           continue;
         }
         const want = this.layout ? this.headerSize : 24;
@@ -187,7 +276,7 @@ export class PageServerSession {
     }
   }
 
-  /** The peer closed its side: an error unless CLOSE came first. */
+  /** The peer closed its side: an error unless CLOSE came first (then wait() for its answer). */
   end(): void {
     if (this.failed) throw this.failed;
     if (this.closed) return;
@@ -202,12 +291,14 @@ export class PageServerSession {
   /** Drops everything this session wrote (nothing of it was taken as complete). */
   abort(): void {
     try {
-      this.current?.close();
+      this.current?.closeNow();
     } catch {
       // closing what is thrown away
     }
     this.current = undefined;
-    if (this.staging) rmSync(this.staging, { recursive: true, force: true });
+    const staging = this.staging;
+    // Writes still under way end in files already unlinked.
+    if (staging) rmSync(staging, { recursive: true, force: true });
     this.staging = undefined;
   }
 
@@ -243,10 +334,14 @@ export class PageServerSession {
       }
       case PS_IOV_CLOSE:
       case PS_IOV_FORCE_CLOSE:
-        this.commit();
+        // Answered once every image is written and in place (see wait()).
         this.closed = true;
-        this.log('info', `${opName(h.op)}: ${this.done.length} pagemaps, ${this.total} pages received`);
-        this.reply(Buffer.alloc(4));
+        this.committing = this.commit().then(() => {
+          this.committed = true;
+          this.log('info', `${opName(h.op)}: ${this.done.length} pagemaps, ${this.total} pages received`);
+          this.reply(Buffer.alloc(4));
+        });
+        this.committing.catch(() => undefined);
         return;
       case PS_IOV_GET:
         throw new PageServerError('GET: lazy pages are not supported by criu-ts page-server yet');
@@ -303,17 +398,21 @@ export class PageServerSession {
     }
   }
 
+  /** The current pagemap's last writes and close go on in the background (commit waits for them). */
   private finishCurrent(): void {
     if (!this.current) return;
     const cur = this.current;
     this.current = undefined;
-    cur.close();
+    const c = cur.close();
+    c.catch(() => undefined);
+    this.closing.push(c);
     this.done.push(cur.info);
   }
 
   /** CLOSE: every staged image into the images directory, then the staging directory goes. */
-  private commit(): void {
+  private async commit(): Promise<void> {
     this.finishCurrent();
+    await Promise.all(this.closing);
     if (!this.staging) return;
     for (const name of readdirSync(this.staging)) renameSync(join(this.staging, name), join(this.opts.dir, name));
     rmSync(this.staging, { recursive: true, force: true });
@@ -337,39 +436,69 @@ export function receivePages(socket: Socket, opts: ReceiveOptions): Promise<Rece
       socket.destroy();
       reject(e instanceof PageServerError ? e : new PageServerError(e instanceof Error ? e.message : String(e)));
     };
+    /** What the session waits for (writes, the answer to CLOSE), the socket paused meanwhile. */
+    let waiting: Promise<void> | undefined;
+    const settleAfter = (fn: () => void) => {
+      if (waiting) waiting.then(fn, fail);
+      else fn();
+    };
     socket.on('data', (chunk: Buffer) => {
+      if (settled) return;
       try {
         session.push(chunk);
       } catch (e) {
         fail(e);
-      }
-    });
-    socket.on('end', () => {
-      try {
-        session.end();
-      } catch (e) {
-        fail(e);
         return;
       }
-      if (settled) return;
-      settled = true;
-      socket.end();
-      resolve(session.result());
+      const w = session.wait();
+      if (!w) return;
+      socket.pause();
+      waiting = w.then(() => {
+        waiting = undefined;
+        if (!settled) socket.resume();
+      });
+      waiting.catch(fail);
     });
-    socket.on('error', (e) => {
-      if (session.complete) {
-        // The answer to CLOSE was sent: the images are complete whatever happens to the socket now.
-        if (!settled) {
-          settled = true;
-          resolve(session.result());
+    socket.on('end', () =>
+      settleAfter(() => {
+        if (settled) return;
+        try {
+          session.end();
+        } catch (e) {
+          fail(e);
+          return;
         }
-        return;
-      }
-      fail(new PageServerError(`connection error: ${(e as NodeJS.ErrnoException).code ?? e.message}`));
-    });
-    socket.on('close', () => {
-      if (!settled) fail(new PageServerError('the connection was closed before CLOSE: the data were not flushed'));
-    });
+        // CLOSE came: its answer (the images in place) may still be under way.
+        const w = session.wait() ?? Promise.resolve();
+        w.then(() => {
+          if (settled) return;
+          settled = true;
+          socket.end();
+          resolve(session.result());
+        }, fail);
+      }),
+    );
+    socket.on('error', (e) =>
+      settleAfter(() => {
+        // The answer to CLOSE was sent: the images are complete whatever happens to the socket now.
+        if (session.complete) {
+          if (!settled) {
+            settled = true;
+            resolve(session.result());
+          }
+        } else fail(new PageServerError(`connection error: ${(e as NodeJS.ErrnoException).code ?? e.message}`));
+      }),
+    );
+    socket.on('close', () =>
+      settleAfter(() => {
+        if (session.complete) {
+          if (!settled) {
+            settled = true;
+            resolve(session.result());
+          }
+        } else fail(new PageServerError('the connection was closed before CLOSE: the data were not flushed'));
+      }),
+    );
   });
 }
 
@@ -400,7 +529,8 @@ export class PageServerListener {
   }
 
   static async listen(opts: ListenOptions = {}): Promise<PageServerListener> {
-    const server = createServer({ noDelay: true });
+    // Half-open: a client's FIN after CLOSE must not close the socket before the session has answered.
+    const server = createServer({ noDelay: true, allowHalfOpen: true });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen({ host: opts.host, port: opts.port ?? 0, backlog: 1, exclusive: true }, () => {
