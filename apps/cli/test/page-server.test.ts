@@ -36,7 +36,19 @@ afterEach(() => cleanup());
 /** `criu-ts page-server -d` into `dir`: the daemon's pid and its auto-bound port (from the log). */
 async function startDaemon(dir: string): Promise<{ pid: number; port: number }> {
   const pidfile = path.join(dir, 'ps.pid');
-  const r = await runCli(['page-server', '-D', dir, '--address', '127.0.0.1', '-d', '--pidfile', pidfile, '-o', 'ps.log', '-v4']);
+  const r = await runCli([
+    'page-server',
+    '-D',
+    dir,
+    '--address',
+    '127.0.0.1',
+    '-d',
+    '--pidfile',
+    pidfile,
+    '-o',
+    'ps.log',
+    '-v4',
+  ]);
   expect(r).toMatchObject({ code: 0, stdout: '', stderr: '' });
   const pid = Number(fs.readFileSync(pidfile, 'utf8'));
   track(pid);
@@ -47,7 +59,8 @@ async function startDaemon(dir: string): Promise<{ pid: number; port: number }> 
 
 /** The page server's files of `from` copied next to the other images in `to`, as a user moves them. */
 function merge(from: string, to: string): void {
-  for (const f of fs.readdirSync(from)) if (/^(pagemap-|pages-)/.test(f)) fs.copyFileSync(path.join(from, f), path.join(to, f));
+  for (const f of fs.readdirSync(from))
+    if (/^(pagemap-|pages-)/.test(f)) fs.copyFileSync(path.join(from, f), path.join(to, f));
 }
 
 describe('criu-ts page-server', () => {
@@ -66,16 +79,22 @@ describe('criu-ts page-server', () => {
 
   it('--status-fd: a zero byte once it listens; a broken stream: exit 1, one line, no image', async () => {
     const dir = tempDir('ps-cli-');
-    const child = spawn(CRIU_TS, ['page-server', '-D', dir, '--address', '127.0.0.1', '--port', '0', '--status-fd', '3', '-v3'], {
-      cwd: REPO,
-      stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      CRIU_TS,
+      ['page-server', '-D', dir, '--address', '127.0.0.1', '--port', '0', '--status-fd', '3', '-v3'],
+      {
+        cwd: REPO,
+        stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+      },
+    );
     track(child.pid!);
     let stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (d: string) => {
       stderr += d;
     });
-    const status = await new Promise<Buffer>((resolve) => (child.stdio[3] as NodeJS.ReadableStream).once('data', resolve));
+    const status = await new Promise<Buffer>((resolve) =>
+      (child.stdio[3] as NodeJS.ReadableStream).once('data', resolve),
+    );
     expect([...status]).toEqual([0]);
     const port = Number(/Using (\d+) port/.exec(stderr)![1]);
     const exited = new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? -1)));
@@ -94,14 +113,20 @@ describe('criu-ts page-server', () => {
     const code = await exited;
     const errors = stderr.split('\n').filter((l) => l.startsWith('criu-ts:'));
     expect(code).toBe(1);
-    expect(errors).toEqual(['criu-ts: the connection was closed before CLOSE (4096 bytes of page data missing): the data were not flushed']);
+    expect(errors).toEqual([
+      'criu-ts: the connection was closed before CLOSE (4096 bytes of page data missing): the data were not flushed',
+    ]);
     expect(fs.readdirSync(dir)).toEqual([]);
   });
 
   it('refuses what it does not have by name', async () => {
     const dir = tempDir('ps-cli-');
-    expect(oneLineFailure(await runCli(['page-server', '-D', dir, '--lazy-pages']))).toMatch(/--lazy-pages.*not in criu-ts yet/);
-    expect(oneLineFailure(await runCli(['page-server', '-D', dir, '--port', 'x']))).toMatch(/invalid port: x/);
+    expect(oneLineFailure(await runCli(['page-server', '-D', dir, '--lazy-pages']))).toMatch(
+      /--lazy-pages.*not in criu-ts yet/,
+    );
+    expect(oneLineFailure(await runCli(['page-server', '-D', dir, '--port', 'x']))).toMatch(
+      /invalid port: x/,
+    );
   });
 });
 
@@ -114,22 +139,48 @@ describe.skipIf(!haveCriu)("CRIU 4.2's dump into criu-ts's page server (CRIU_BIN
     const d2 = tempDir('ps-criu-');
     const { pid: server, port } = await startDaemon(d2);
     const dump = await new Promise<{ code: number; err: string }>((resolve) => {
-      const c = spawn(CRIU, ['dump', '-t', String(w.pid), '-D', d1, '--page-server', '--address', '127.0.0.1', '--port', String(port), '-o', 'dump.log', '-v4'], {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      });
+      const c = spawn(
+        CRIU,
+        [
+          'dump',
+          '-t',
+          String(w.pid),
+          '-D',
+          d1,
+          '--page-server',
+          '--address',
+          '127.0.0.1',
+          '--port',
+          String(port),
+          '-o',
+          'dump.log',
+          '-v4',
+        ],
+        {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        },
+      );
       let err = '';
       c.stderr!.setEncoding('utf8').on('data', (d: string) => {
         err += d;
       });
       c.on('close', (code) => resolve({ code: code ?? -1, err }));
     });
-    const dumpLog = () => (fs.existsSync(path.join(d1, 'dump.log')) ? fs.readFileSync(path.join(d1, 'dump.log'), 'utf8') : dump.err);
+    const dumpLog = () =>
+      fs.existsSync(path.join(d1, 'dump.log'))
+        ? fs.readFileSync(path.join(d1, 'dump.log'), 'utf8')
+        : dump.err;
     expect(dump.code, dumpLog().slice(-2000)).toBe(0);
     killAndReap(w.pid);
     await waitFor(() => procState(server) === 'gone' || procState(server) === 'Z', 'the page server exits');
     // CRIU wrote no memory locally; the page server has it all.
     expect(fs.readdirSync(d1).filter((f) => /^pag/.test(f))).toEqual([]);
-    expect(fs.readdirSync(d2).filter((f) => /^pag/.test(f)).sort()).toEqual([`pagemap-${w.pid}.img`, 'pages-65537.img']);
+    expect(
+      fs
+        .readdirSync(d2)
+        .filter((f) => /^pag/.test(f))
+        .sort(),
+    ).toEqual([`pagemap-${w.pid}.img`, 'pages-65537.img']);
     merge(d2, d1);
     const r2 = `${d1}-criu`;
     fs.cpSync(d1, r2, { recursive: true });
@@ -158,7 +209,19 @@ describe.skipIf(!haveCriu)("CRIU 4.2's dump into criu-ts's page server (CRIU_BIN
 
 /** `criu-ts dump --page-server` of `pid` into `d1`, memory to 127.0.0.1:`port`. */
 function dumpTo(pid: number, d1: string, port: number, extra: string[] = []) {
-  return runCli(['dump', '-t', String(pid), '-D', d1, '--page-server', '--address', '127.0.0.1', '--port', String(port), ...extra]);
+  return runCli([
+    'dump',
+    '-t',
+    String(pid),
+    '-D',
+    d1,
+    '--page-server',
+    '--address',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    ...extra,
+  ]);
 }
 
 describe('criu-ts dump --page-server', () => {
@@ -173,7 +236,12 @@ describe('criu-ts dump --page-server', () => {
     killAndReap(w.pid);
     await waitFor(() => procState(server) === 'gone' || procState(server) === 'Z', 'the page server exits');
     expect(fs.readdirSync(d1).filter((f) => /^pag/.test(f))).toEqual([]);
-    expect(fs.readdirSync(d2).filter((f) => /^pag/.test(f)).sort()).toEqual([`pagemap-${w.pid}.img`, 'pages-65537.img']);
+    expect(
+      fs
+        .readdirSync(d2)
+        .filter((f) => /^pag/.test(f))
+        .sort(),
+    ).toEqual([`pagemap-${w.pid}.img`, 'pages-65537.img']);
     merge(d2, d1);
     await restoreDetached(d1);
     const before = readLines(w.report).length;
@@ -193,9 +261,9 @@ describe('criu-ts dump --page-server', () => {
     const line = oneLineFailure(await dumpTo(w.pid, d1, port));
     expect(line).toMatch(new RegExp(`cannot connect to the page server 127.0.0.1:${port}: ECONNREFUSED`));
     expect(['S', 'R']).toContain(procState(w.pid));
-    expect(oneLineFailure(await runCli(['dump', '-t', String(w.pid), '-D', d1, '--page-server', '--port', '1']))).toMatch(
-      /--page-server needs --address and --port/,
-    );
+    expect(
+      oneLineFailure(await runCli(['dump', '-t', String(w.pid), '-D', d1, '--page-server', '--port', '1'])),
+    ).toMatch(/--page-server needs --address and --port/);
   });
 
   it('a page server that goes away mid-dump: the dump fails and the tree runs on', async () => {
@@ -231,9 +299,25 @@ describe.skipIf(!haveCriu)("criu-ts dump into CRIU 4.2's page server (CRIU_BIN)"
     const d2 = tempDir('ps-dump-');
     // CRIU's page server: no --port is its auto-bind (4.2 refuses --port 0); the port is in its log.
     const started = await new Promise<number>((resolve) => {
-      const c = spawn(CRIU, ['page-server', '-D', d2, '--address', '127.0.0.1', '-d', '--pidfile', 'ps.pid', '-o', 'ps.log', '-v4'], {
-        stdio: 'ignore',
-      });
+      const c = spawn(
+        CRIU,
+        [
+          'page-server',
+          '-D',
+          d2,
+          '--address',
+          '127.0.0.1',
+          '-d',
+          '--pidfile',
+          'ps.pid',
+          '-o',
+          'ps.log',
+          '-v4',
+        ],
+        {
+          stdio: 'ignore',
+        },
+      );
       c.on('close', (code) => resolve(code ?? -1));
     });
     expect(started).toBe(0);
@@ -243,7 +327,10 @@ describe.skipIf(!haveCriu)("criu-ts dump into CRIU 4.2's page server (CRIU_BIN)"
     const r = await dumpTo(w.pid, d1, port);
     expect(r).toMatchObject({ code: 0, stderr: '' });
     killAndReap(w.pid);
-    await waitFor(() => procState(server) === 'gone' || procState(server) === 'Z', "CRIU's page server exits");
+    await waitFor(
+      () => procState(server) === 'gone' || procState(server) === 'Z',
+      "CRIU's page server exits",
+    );
     expect(fs.readFileSync(path.join(d2, 'ps.log'), 'utf8')).toMatch(/Session over/);
     merge(d2, d1);
     const restore = await new Promise<number>((resolve) => {

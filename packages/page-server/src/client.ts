@@ -53,7 +53,9 @@ export class PageServerClient {
       this.inbox = this.inbox.length ? Buffer.concat([this.inbox, b]) : b;
       this.deliver();
     });
-    socket.on('error', (e) => this.fail(new PageServerError(`page server: ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
+    socket.on('error', (e) =>
+      this.fail(new PageServerError(`page server: ${(e as NodeJS.ErrnoException).code ?? e.message}`)),
+    );
     socket.on('close', () => this.fail(new PageServerError('the page server closed the connection')));
   }
 
@@ -61,7 +63,11 @@ export class PageServerClient {
     return new Promise((resolve, reject) => {
       const s = connect({ host: opts.host, port: opts.port, noDelay: true });
       const onError = (e: NodeJS.ErrnoException) =>
-        reject(new PageServerError(`cannot connect to the page server ${opts.host}:${opts.port}: ${e.code ?? e.message}`));
+        reject(
+          new PageServerError(
+            `cannot connect to the page server ${opts.host}:${opts.port}: ${e.code ?? e.message}`,
+          ),
+        );
       s.once('error', onError);
       s.once('connect', () => {
         s.off('error', onError);
@@ -221,7 +227,9 @@ export class PageStream {
   writeDataAsync(data: Uint8Array): Promise<void> {
     return new Promise((resolve, reject) => {
       try {
-        this.sendData(data, (err) => (err ? reject(new PageServerError(`page server: ${err.message}`)) : resolve()));
+        this.sendData(data, (err) =>
+          err ? reject(new PageServerError(`page server: ${err.message}`)) : resolve(),
+        );
       } catch (e) {
         reject(e);
       }
@@ -242,7 +250,9 @@ export class PageStream {
     this.sendHeadersWithoutData();
     if (this.left > 0 || this.queue.length > 0) {
       const t = decodeDstId(this.dstId);
-      throw new PageServerError(`the pagemap of ${t?.kind ?? 'object'} ${t?.id ?? this.dstId} was closed with page data missing`);
+      throw new PageServerError(
+        `the pagemap of ${t?.kind ?? 'object'} ${t?.id ?? this.dstId} was closed with page data missing`,
+      );
     }
   }
 
@@ -259,7 +269,8 @@ export class PageStream {
   /** Headers of the queued runs that carry no data, up to the next one that does. */
   private sendHeadersWithoutData(): void {
     if (this.left > 0) return;
-    while (this.queue.length && !(this.queue[0]!.flags & PE_PRESENT)) this.client.send(this.header(this.queue.shift()!));
+    while (this.queue.length && !(this.queue[0]!.flags & PE_PRESENT))
+      this.client.send(this.header(this.queue.shift()!));
   }
 
   private sendData(data: Uint8Array, cb?: (err?: Error | null) => void): void {

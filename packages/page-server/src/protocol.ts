@@ -96,7 +96,12 @@ export function maxPagesPerHeader(layout: HeaderLayout): bigint {
   return layout === 'criu-4.1' ? 0xffffffffn : 0xffffffffffffffffn;
 }
 
-export function encodeHeader(layout: HeaderLayout, h: Header, out = Buffer.alloc(HEADER_SIZE[layout]), at = 0): Buffer {
+export function encodeHeader(
+  layout: HeaderLayout,
+  h: Header,
+  out = Buffer.alloc(HEADER_SIZE[layout]),
+  at = 0,
+): Buffer {
   const cmd = ((h.flags << 16) | h.op) >>> 0;
   out.writeUInt32LE(cmd, at);
   if (layout === 'criu-4.2') {
@@ -105,7 +110,8 @@ export function encodeHeader(layout: HeaderLayout, h: Header, out = Buffer.alloc
     out.writeBigUInt64LE(h.vaddr, at + 16);
     out.writeBigUInt64LE(h.dstId, at + 24);
   } else {
-    if (h.nrPages > 0xffffffffn) throw new RangeError(`${h.nrPages} pages do not fit CRIU 4.1's u32 nr_pages`);
+    if (h.nrPages > 0xffffffffn)
+      throw new RangeError(`${h.nrPages} pages do not fit CRIU 4.1's u32 nr_pages`);
     out.writeUInt32LE(Number(h.nrPages), at + 4);
     out.writeBigUInt64LE(h.vaddr, at + 8);
     out.writeBigUInt64LE(h.dstId, at + 16);

@@ -271,7 +271,8 @@ export class PageServerSession {
         this.command(decodeHeader(this.layout, this.head));
       }
     } catch (e) {
-      this.failed = e instanceof PageServerError ? e : new PageServerError(e instanceof Error ? e.message : String(e));
+      this.failed =
+        e instanceof PageServerError ? e : new PageServerError(e instanceof Error ? e.message : String(e));
       throw this.failed;
     }
   }
@@ -284,7 +285,9 @@ export class PageServerSession {
     if (this.dataLeft > 0) where = `${this.dataLeft} bytes of page data missing`;
     else if (this.headGot > 0) where = `in a header (${this.headGot} of ${this.headerSize} bytes)`;
     else where = 'between two commands';
-    this.failed = new PageServerError(`the connection was closed before CLOSE (${where}): the data were not flushed`);
+    this.failed = new PageServerError(
+      `the connection was closed before CLOSE (${where}): the data were not flushed`,
+    );
     throw this.failed;
   }
 
@@ -346,13 +349,18 @@ export class PageServerSession {
       case PS_IOV_GET:
         throw new PageServerError('GET: lazy pages are not supported by criu-ts page-server yet');
       default:
-        throw new PageServerError(`Unknown command ${h.op | (h.flags << 16)} (0x${(h.op | (h.flags << 16)).toString(16)})`);
+        throw new PageServerError(
+          `Unknown command ${h.op | (h.flags << 16)} (0x${(h.op | (h.flags << 16)).toString(16)})`,
+        );
     }
   }
 
   private target(h: Header): { kind: PagemapKind; id: bigint } {
     const t = decodeDstId(h.dstId);
-    if (!t) throw new PageServerError(`${opName(h.op)}: unknown pagemap type ${h.dstId & 0xffn} in dst_id 0x${h.dstId.toString(16)}`);
+    if (!t)
+      throw new PageServerError(
+        `${opName(h.op)}: unknown pagemap type ${h.dstId & 0xffn} in dst_id 0x${h.dstId.toString(16)}`,
+      );
     return t;
   }
 
@@ -365,7 +373,8 @@ export class PageServerSession {
     const { kind, id } = this.target(h);
     this.finishCurrent();
     const key = `${kind}:${id}`;
-    if (this.opened.has(key)) throw new PageServerError(`${opName(h.op)}: the ${kind} pagemap ${id} was sent twice`);
+    if (this.opened.has(key))
+      throw new PageServerError(`${opName(h.op)}: the ${kind} pagemap ${id} was sent twice`);
     this.opened.add(key);
     this.staging ??= mkdtempSync(join(this.opts.dir, '.page-server-'));
     this.current = new OpenPagemap(this.staging, h.dstId, kind, id, ++this.pagesId);
@@ -386,9 +395,13 @@ export class PageServerSession {
     if (h.vaddr % PAGE !== 0n) throw new PageServerError(`${what}: the address is not page-aligned`);
     const end = h.vaddr + h.nrPages * PAGE;
     if (end > ADDRESS_LIMIT)
-      throw new PageServerError(`${what}: ${h.nrPages} pages do not fit (the run would end past 0x${ADDRESS_LIMIT.toString(16)})`);
+      throw new PageServerError(
+        `${what}: ${h.nrPages} pages do not fit (the run would end past 0x${ADDRESS_LIMIT.toString(16)})`,
+      );
     if (h.vaddr < cur.end)
-      throw new PageServerError(`${what}: the run overlaps or precedes the previous one (ending at 0x${cur.end.toString(16)})`);
+      throw new PageServerError(
+        `${what}: the run overlaps or precedes the previous one (ending at 0x${cur.end.toString(16)})`,
+      );
     cur.end = end;
     cur.pagemap.write(pagemapEntry(h.vaddr, h.nrPages, flags));
     if (flags & PE_PRESENT) {
@@ -414,7 +427,8 @@ export class PageServerSession {
     this.finishCurrent();
     await Promise.all(this.closing);
     if (!this.staging) return;
-    for (const name of readdirSync(this.staging)) renameSync(join(this.staging, name), join(this.opts.dir, name));
+    for (const name of readdirSync(this.staging))
+      renameSync(join(this.staging, name), join(this.opts.dir, name));
     rmSync(this.staging, { recursive: true, force: true });
     this.staging = undefined;
   }
@@ -434,7 +448,9 @@ export function receivePages(socket: Socket, opts: ReceiveOptions): Promise<Rece
       settled = true;
       if (!session.complete) session.abort();
       socket.destroy();
-      reject(e instanceof PageServerError ? e : new PageServerError(e instanceof Error ? e.message : String(e)));
+      reject(
+        e instanceof PageServerError ? e : new PageServerError(e instanceof Error ? e.message : String(e)),
+      );
     };
     /** What the session waits for (writes, the answer to CLOSE), the socket paused meanwhile. */
     let waiting: Promise<void> | undefined;
@@ -486,7 +502,8 @@ export function receivePages(socket: Socket, opts: ReceiveOptions): Promise<Rece
             settled = true;
             resolve(session.result());
           }
-        } else fail(new PageServerError(`connection error: ${(e as NodeJS.ErrnoException).code ?? e.message}`));
+        } else
+          fail(new PageServerError(`connection error: ${(e as NodeJS.ErrnoException).code ?? e.message}`));
       }),
     );
     socket.on('close', () =>

@@ -70,8 +70,14 @@ async function rawConnect(port: number): Promise<{ s: Socket; answers: () => Buf
   return { s, answers: () => Buffer.concat(got) };
 }
 
-const hdr = (layout: HeaderLayout, op: number, flags: number, nrPages: bigint, vaddr: bigint, dstId: bigint) =>
-  encodeHeader(layout, { op, flags, nrPages, vaddr, dstId });
+const hdr = (
+  layout: HeaderLayout,
+  op: number,
+  flags: number,
+  nrPages: bigint,
+  vaddr: bigint,
+  dstId: bigint,
+) => encodeHeader(layout, { op, flags, nrPages, vaddr, dstId });
 
 describe.each(['criu-4.2', 'criu-4.1'] as const)('client to server, %s headers', (layout) => {
   it('writes pagemaps and pages the images package reads back, in address order', async () => {
@@ -201,11 +207,17 @@ describe('bad input', () => {
   });
 
   it('a stream truncated in a header', async () => {
-    await refused(Buffer.concat([open, open.subarray(0, 10)]), /closed before CLOSE \(in a header \(10 of 32 bytes\)\)/);
+    await refused(
+      Buffer.concat([open, open.subarray(0, 10)]),
+      /closed before CLOSE \(in a header \(10 of 32 bytes\)\)/,
+    );
   });
 
   it('a peer that goes away between commands', async () => {
-    await refused(Buffer.concat([open, hdr(layout, PS_IOV_ADD_F, PE_PARENT, 2n, 0x1000n, dst)]), /closed before CLOSE/);
+    await refused(
+      Buffer.concat([open, hdr(layout, PS_IOV_ADD_F, PE_PARENT, 2n, 0x1000n, dst)]),
+      /closed before CLOSE/,
+    );
   });
 
   it('an unknown command', async () => {
@@ -221,8 +233,16 @@ describe('bad input', () => {
   });
 
   it('unknown page flags, an unaligned or backwards run, an unknown pagemap type', async () => {
-    await refused(Buffer.concat([open, hdr(layout, PS_IOV_ADD_F, 0x40, 1n, 0x1000n, dst)]), /unknown page flags 0x40/, true);
-    await refused(Buffer.concat([open, hdr(layout, PS_IOV_ADD_F, PE_PARENT, 1n, 0x1001n, dst)]), /not page-aligned/, true);
+    await refused(
+      Buffer.concat([open, hdr(layout, PS_IOV_ADD_F, 0x40, 1n, 0x1000n, dst)]),
+      /unknown page flags 0x40/,
+      true,
+    );
+    await refused(
+      Buffer.concat([open, hdr(layout, PS_IOV_ADD_F, PE_PARENT, 1n, 0x1001n, dst)]),
+      /not page-aligned/,
+      true,
+    );
     await refused(
       Buffer.concat([
         open,
@@ -236,7 +256,11 @@ describe('bad input', () => {
   });
 
   it('GET (lazy pages) is refused by name', async () => {
-    await refused(Buffer.concat([open, hdr(layout, PS_IOV_GET, 0, 1n, 0x1000n, dst)]), /GET: lazy pages/, true);
+    await refused(
+      Buffer.concat([open, hdr(layout, PS_IOV_GET, 0, 1n, 0x1000n, dst)]),
+      /GET: lazy pages/,
+      true,
+    );
   });
 
   it('a client whose connection breaks mid-dump leaves nothing on the server', async () => {

@@ -26,6 +26,8 @@ describe('README.md', () => {
 
   it('ships the root LICENSE', () => {
     const root = path.join(pkgDir, '..', '..');
-    expect(readFileSync(path.join(pkgDir, 'LICENSE'), 'utf8')).toBe(readFileSync(path.join(root, 'LICENSE'), 'utf8'));
+    expect(readFileSync(path.join(pkgDir, 'LICENSE'), 'utf8')).toBe(
+      readFileSync(path.join(root, 'LICENSE'), 'utf8'),
+    );
   });
 });

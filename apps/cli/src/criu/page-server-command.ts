@@ -31,7 +31,11 @@ export async function pageServerCommand(o: CriuOptions): Promise<number> {
   if (!daemonChild) ImageDir.create(dirs.imagesDir); // 0700, before the log file can create it
   // The daemon writes to the log its starter opened (its fd 2), as CRIU's daemon keeps its log fd.
   const log = makeLogger(daemonChild ? { ...o, logFile: undefined } : o, dirs.workDir, 'page-server');
-  const pidfile = o.pidfile ? (o.pidfile.startsWith('/') ? o.pidfile : `${dirs.workDir}/${o.pidfile}`) : undefined;
+  const pidfile = o.pidfile
+    ? o.pidfile.startsWith('/')
+      ? o.pidfile
+      : `${dirs.workDir}/${o.pidfile}`
+    : undefined;
   try {
     if (pidfile && !daemonChild) checkPidfile(pidfile);
     if (o.restoreDetached && !daemonChild) return startDaemon(log, pidfile, o.statusFd);
