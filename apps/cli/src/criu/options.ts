@@ -73,7 +73,7 @@ const refuse = (long: string, arg: ArgKind, why: string, short?: string): Option
   ...(short ? { short } : {}),
 });
 
-const PAGE_SERVER = 'lazy pages and page-server sockets are not in criu-ts yet';
+const PAGE_SERVER = "the page server's lazy pages and passed sockets (--ps-socket) are not in criu-ts yet";
 const NAMESPACES = "namespaces and mounts of the tree are not dumped by criu-ts yet (CRIU's --root flavour)";
 const INCREMENTAL = 'incremental dumps (pre-dump, memory tracking) are not in criu-ts yet';
 const TLS = 'TLS is for the page server, which is not in criu-ts yet';
