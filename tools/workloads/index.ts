@@ -14,6 +14,7 @@ export type WorkloadName =
   | 'busy'
   | 'counter'
   | 'cow'
+  | 'dirtier'
   | 'epoller'
   | 'fdshare'
   | 'fsnotify'

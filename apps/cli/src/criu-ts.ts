@@ -1,9 +1,11 @@
 import { checkCommand } from './criu/check-command.js';
 import { cpuinfoCommand } from './criu/cpuinfo-command.js';
+import { dedupCommand } from './criu/dedup-command.js';
 import { dumpCommand } from './criu/dump-command.js';
 import { UsageError } from './criu/getopt.js';
 import { type CriuOptions, optionHelp, parseCommandLine } from './criu/options.js';
 import { pageServerCommand } from './criu/page-server-command.js';
+import { preDumpCommand } from './criu/pre-dump-command.js';
 import { restoreCommand } from './criu/restore-command.js';
 import { writeText } from './criu/write.js';
 
@@ -13,28 +15,29 @@ const VERSION = typeof CRIU_TS_VERSION === 'string' ? CRIU_TS_VERSION : 'unknown
 
 /** CRIU's commands that criu-ts does not have yet, and why, so that each is refused by name. */
 const NOT_YET: Record<string, string> = {
-  'pre-dump': 'incremental dumps are not in criu-ts yet',
   'lazy-pages': 'lazy pages are not in criu-ts yet',
-  dedup: 'deduplication of incremental images is not in criu-ts yet',
   exec: 'CRIU removed exec; criu-ts does not have it',
   show: 'CRIU removed show; use crit-ts show',
 };
 
 const USAGE = `Usage:
-  criu-ts dump -t PID [<options>]
+  criu-ts dump|pre-dump -t PID [<options>]
   criu-ts restore [<options>]
   criu-ts check [--feature FEAT]
   criu-ts cpuinfo dump|check [-D DIR] [--cpu-cap CAP]
+  criu-ts dedup -D DIR
   criu-ts service [--address SOCK] [-d] [--pidfile FILE]
   criu-ts page-server -D DIR [--address ADDR] [--port PORT] [-d] [--status-fd FD]
   criu-ts swrk <fd>
 
 Commands:
   dump      checkpoint a process tree identified by pid
+  pre-dump  pre-dump task(s) minimizing their frozen time
   restore   restore a process tree
   check     checks whether the kernel and criu-ts support the features they need
   cpuinfo dump   writes this CPU's description into cpuinfo.img
   cpuinfo check  checks that this CPU can run what cpuinfo.img's CPU ran
+  dedup     punch the pages DIR holds out of its parent images (incremental dumps)
   page-server  receive one dump's memory over TCP (criu dump --page-server) into DIR
   service   serve CRIU's RPC on a unix socket (default ./criu_service.socket)
   swrk      serve CRIU's RPC on the socket fd a client passes (runc, pycriu, go-criu)
@@ -72,10 +75,14 @@ export async function main(argv: string[], services?: ServiceCommands): Promise<
         return await dumpCommand(o, VERSION);
       case 'restore':
         return await restoreCommand(o, VERSION);
+      case 'pre-dump':
+        return await preDumpCommand(o, VERSION);
       case 'check':
         return checkCommand(o, out, err);
       case 'cpuinfo':
         return cpuinfoCommand(o, err);
+      case 'dedup':
+        return dedupCommand(o);
       case 'page-server':
         return await pageServerCommand(o);
       case 'swrk':

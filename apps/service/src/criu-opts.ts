@@ -33,7 +33,7 @@ const notYet = (name: string, why?: string) =>
   new RequestError(`criu_opts.${name}: not supported by criu-ts yet${why ? ` (${why})` : ''}`);
 
 const NAMESPACES = "the tree's namespaces and mounts are not dumped by criu-ts yet";
-const INCREMENTAL = 'incremental dumps are not in criu-ts yet';
+const INCREMENTAL = 'deduplication of incremental dumps is not in criu-ts yet';
 const PAGE_SERVER = 'the page server is not in criu-ts yet';
 const TLS = 'TLS is for the page server, which is not in criu-ts yet';
 
@@ -105,9 +105,9 @@ export function requestOptions(
   if (r.shell_job !== undefined) o.shellJob = r.shell_job;
   if (on(r.skip_file_rwx_check)) throw notYet('skip_file_rwx_check');
   if (r.file_locks !== undefined) o.fileLocks = r.file_locks;
-  if (on(r.track_mem)) throw notYet('track_mem', INCREMENTAL);
+  if (r.track_mem !== undefined) o.trackMem = r.track_mem;
   if (r.link_remap !== undefined) o.linkRemap = r.link_remap;
-  if (on(r.auto_dedup)) throw notYet('auto_dedup', INCREMENTAL);
+  if (r.auto_dedup !== undefined) o.autoDedup = r.auto_dedup;
   if (r.force_irmap !== undefined) o.forceIrmap = r.force_irmap;
   if (some(r.exec_cmd)) throw notYet('exec_cmd');
   if (on(r.lazy_pages)) throw notYet('lazy_pages', PAGE_SERVER);
@@ -175,7 +175,7 @@ export function requestOptions(
   if (on(r.orphan_pts_master)) throw notYet('orphan_pts_master', 'terminals are restored as the shell job');
   if (r.display_stats !== undefined) o.displayStats = r.display_stats;
   if (r.config_file !== undefined) throw notYet('config_file', "CRIU's RPC configuration file");
-  if (r.parent_img !== undefined) throw notYet('parent_img', INCREMENTAL);
+  if (r.parent_img) o.prevImagesDir = r.parent_img;
   if (r.irmap_scan_paths) o.irmapScanPaths.push(...r.irmap_scan_paths);
   if (r.pidfd_store_sk !== undefined) throw notYet('pidfd_store_sk', 'the pidfd store');
   if (on(r.mntns_compat_mode)) throw notYet('mntns_compat_mode', NAMESPACES);

@@ -8,10 +8,13 @@ import {
   cpuinfoCheck,
   cpuinfoDump,
   DumpError,
+  dirtyTrackMechanism,
   dump,
   dumpOptionsOf,
   dumpStatsLines,
   makeLogger,
+  preDump,
+  preDumpOptionsOf,
   RestoreError,
   type RunHooks,
   restore,
@@ -54,6 +57,8 @@ interface Outcome {
   resp?: CriuResp;
   ok: boolean;
   restored?: boolean;
+  /** The keep_open that decides whether the connection goes on (a PRE_DUMP loop ends with a DUMP's). */
+  keepOpen?: boolean;
 }
 
 const NAMES: Record<number, string> = Object.fromEntries(Object.entries(CriuReqType).map(([k, v]) => [v, k]));
@@ -109,7 +114,7 @@ export async function serveConnection(fd: number, so: SessionOptions): Promise<S
       result.clean = false;
       break;
     }
-    if (!outcome.ok || !req.keep_open) break;
+    if (!outcome.ok || !(outcome.keepOpen ?? req.keep_open)) break;
   }
   return result;
 }
@@ -138,20 +143,25 @@ async function handle(fd: number, req: CriuReq, peer: number, so: SessionOptions
         },
       };
     case CriuReqType.FEATURE_CHECK:
-      // Truthfully: memory tracking, lazy pages and the pidfd store are not in criu-ts yet.
+      // As CRIU: a feature asked for is answered; lazy pages and the pidfd store are not in criu-ts yet.
       return {
         ok: true,
-        resp: { type, success: true, features: { mem_track: false, lazy_pages: false, pidfd_store: false } },
+        resp: {
+          type,
+          success: true,
+          features: {
+            mem_track: req.features?.mem_track === true && dirtyTrackMechanism().mechanism !== undefined,
+            lazy_pages: false,
+            pidfd_store: false,
+          },
+        },
       };
     case CriuReqType.WAIT_PID:
       return waitPid(req.pid ?? 0);
     case CriuReqType.PRE_DUMP:
+      return preDumpLoop(fd, req, peer, so);
     case CriuReqType.SINGLE_PRE_DUMP:
-      return notSupported(
-        type,
-        `${name}: not supported by criu-ts yet (incremental dumps are not in criu-ts yet)`,
-        false,
-      );
+      return preDumpRequest(req, peer, so, true);
     case CriuReqType.PAGE_SERVER:
     case CriuReqType.PAGE_SERVER_CHLD:
       return notSupported(
@@ -238,6 +248,55 @@ async function dumpRequest(fd: number, req: CriuReq, peer: number, so: SessionOp
   } catch (e) {
     log.error(e instanceof Error ? e.message : String(e));
     return { ok: false, resp: { ...failure(CriuReqType.DUMP, e), dump: { restored: false } } };
+  } finally {
+    log.flush();
+  }
+}
+
+/**
+ * PRE_DUMP, as CRIU's pre_dump_loop: each pre-dump is answered, and the next request must be another
+ * PRE_DUMP or the DUMP that ends the series (anything else: "Bad req seq"); a failed pre-dump ends the
+ * connection.
+ */
+async function preDumpLoop(fd: number, first: CriuReq, peer: number, so: SessionOptions): Promise<Outcome> {
+  let req = first;
+  for (;;) {
+    const out = await preDumpRequest(req, peer, so, false);
+    if (!out.ok) return out;
+    so.title?.(undefined);
+    if (!out.resp || !sendResponse(fd, out.resp)) return { ok: false };
+    const got = receiveRequest(fd);
+    if (got.kind !== 'request')
+      return { ok: false, ...(got.kind === 'bad' ? { resp: emptyError(got.why) } : {}) };
+    req = got.req;
+    if (req.type === CriuReqType.PRE_DUMP) continue;
+    if (req.type !== CriuReqType.DUMP) return { ok: false, resp: emptyError('Bad req seq') };
+    return { ...(await dumpRequest(fd, req, peer, so)), keepOpen: req.keep_open === true };
+  }
+}
+
+/** One pre-dump (PRE_DUMP or SINGLE_PRE_DUMP, whose answer has its own type). */
+async function preDumpRequest(
+  req: CriuReq,
+  peer: number,
+  so: SessionOptions,
+  single: boolean,
+): Promise<Outcome> {
+  const type = single ? CriuReqType.SINGLE_PRE_DUMP : CriuReqType.PRE_DUMP;
+  const ro = requestOptions(req.opts, 'dump', peer, so.swrk);
+  so.title?.(`pre-dump --rpc -t ${ro.pid}`);
+  const dirs = runDirs(ro.o);
+  const log = requestLog(ro, dirs.workDir, 'pre-dump');
+  try {
+    log.info(`criu-ts ${so.version}: RPC pre-dump of the tree of pid ${ro.pid} into ${dirs.imagesDir}`);
+    const r = await preDump(preDumpOptionsOf(ro.o, ro.pid, dirs, { logger: log }));
+    log.info(`Pre-dumping finished successfully: ${r.pagesWritten} pages written`);
+    if (ro.o.displayStats) for (const line of dumpStatsLines(r.stats)) log.info(line);
+    return { ok: true, resp: { type, success: true } };
+  } catch (e) {
+    log.error(e instanceof Error ? e.message : String(e));
+    log.error('Pre-dumping FAILED.');
+    return { ok: false, resp: failure(type, e) };
   } finally {
     log.flush();
   }

@@ -29,6 +29,7 @@ export {
 export * from './criu-opts/index.js';
 export { type DumpOptions, type DumpResult, dump } from './dump/dump.js';
 export { DumpError } from './dump/errors.js';
+export { type PreDumpOptions, type PreDumpResult, preDump, SPLICE_REFUSED } from './dump/pre-dump.js';
 /**
  * The fd driver seam: one driver per kind of fd, both directions (`FdDriver`; files/driver.ts says
  * how to add a kind).
@@ -56,6 +57,15 @@ export {
   pinoLogger,
   silentLogger,
 } from './log/logger.js';
+/** Deduplication of incremental images: --auto-dedup at dump (after a task's pagemap) and `dedup`. */
+export { DedupError, dedupAfterDump, dedupImages, dedupParent, dedupShmemParent } from './mm/dedup.js';
+export {
+  type DirtyTrackMechanism,
+  dirtyTrackMechanism,
+  KEEPER_COMM,
+  readKeeperState,
+  STATE_FILE as TRACK_STATE_FILE,
+} from './mm/track/index.js';
 export { NETWORK_LOCK_METHODS, type NetworkLockMethod } from './net-lock/index.js';
 export { type ActionScriptsOptions, actionScripts, bothNotify } from './notify/action-scripts.js';
 export {

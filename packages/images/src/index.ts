@@ -45,6 +45,18 @@ export {
   magicName,
 } from './magic.js';
 export {
+  type ChainLevel,
+  type FileRange,
+  PARENT_LINK,
+  PageChain,
+  PageChainError,
+  type PageSlice,
+  type PageSources,
+  pageSources,
+  runSource,
+  supersededData,
+} from './pagemap/chain.js';
+export {
   decodePagemapEntry,
   encodePagemapEntryInto,
   type PagemapEntry as PagemapRun,

@@ -224,6 +224,23 @@ export {
 
 export { spawnChild, spawnSibling } from './sibling.js';
 
+// userfaultfd: the write-protect ioctls of dirty tracking
+
+export {
+  UFFD_API,
+  UFFD_FEATURE_WP_ASYNC,
+  UFFD_FEATURE_WP_UNPOPULATED,
+  UFFD_USER_MODE_ONLY,
+  UFFDIO_API,
+  UFFDIO_REGISTER,
+  UFFDIO_REGISTER_MODE_MISSING,
+  UFFDIO_REGISTER_MODE_WP,
+  UFFDIO_UNREGISTER,
+  uffdApi,
+  uffdRegister,
+  uffdUnregister,
+} from './uffd.js';
+
 // pidfds: pidfd_open, pidfd_getfd
 
 export { getFdOfProcess, pidfdGetfd, pidfdOpen, pidfdSendSignal } from './pidfd.js';
@@ -310,6 +327,8 @@ export {
   F_SETSIG,
   F_UNLCK,
   F_WRLCK,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
   FD_CLOEXEC,
   LOCK_EX,
   LOCK_NB,

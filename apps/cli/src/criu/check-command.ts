@@ -20,7 +20,7 @@ export function checkCommand(o: CriuOptions, out: (s: string) => void, err: (s: 
         return 1;
       }
       const answer = feature.probe();
-      if (answer.ok) out(`${name} is supported\n`);
+      if (answer.ok) out(`${name} is supported${answer.how ? ` (${answer.how})` : ''}\n`);
       else {
         err(`Error: ${name} is not supported: ${answer.why}\n`);
         status = 1;

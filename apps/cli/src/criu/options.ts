@@ -35,6 +35,7 @@ type BoolKey =
   | 'restoreSibling'
   | 'shellJob'
   | 'fileLocks'
+  | 'autoDedup'
   | 'tcpEstablished'
   | 'tcpClose'
   | 'skipInFlight'
@@ -44,6 +45,7 @@ type BoolKey =
   | 'checkExperimental'
   | 'ghostFiemap'
   | 'linkRemap'
+  | 'trackMem'
   | 'pageServer';
 
 const str = (long: string, key: StrKey, help: string, short?: string): OptionSpec => ({
@@ -64,7 +66,8 @@ type StrKey =
   | 'freezeCgroup'
   | 'cgroupYard'
   | 'cgroupProps'
-  | 'cgroupPropsFile';
+  | 'cgroupPropsFile'
+  | 'prevImagesDir';
 
 const refuse = (long: string, arg: ArgKind, why: string, short?: string): OptionSpec => ({
   long,
@@ -75,7 +78,6 @@ const refuse = (long: string, arg: ArgKind, why: string, short?: string): Option
 
 const PAGE_SERVER = "the page server's lazy pages and passed sockets (--ps-socket) are not in criu-ts yet";
 const NAMESPACES = "namespaces and mounts of the tree are not dumped by criu-ts yet (CRIU's --root flavour)";
-const INCREMENTAL = 'incremental dumps (pre-dump, memory tracking) are not in criu-ts yet';
 const TLS = 'TLS is for the page server, which is not in criu-ts yet';
 const PLUGINS = 'plugins are not in criu-ts yet';
 
@@ -174,10 +176,14 @@ const OPTIONS: OptionSpec[] = [
       o.port = port;
     },
   },
-  refuse('prev-images-dir', 'required', INCREMENTAL),
+  str('prev-images-dir', 'prevImagesDir', 'path to images from previous dump (relative to -D)'),
   refuse('ms', 'none', 'it is deprecated; see "Check options" of criu --help'),
-  refuse('track-mem', 'none', INCREMENTAL),
-  refuse('auto-dedup', 'none', INCREMENTAL),
+  bool('track-mem', 'trackMem', 'turn on memory changes tracker in kernel'),
+  bool(
+    'auto-dedup',
+    'autoDedup',
+    'punch the pages a dump holds out of its parent images; restore punches what it read',
+  ),
   refuse('libdir', 'required', PLUGINS, 'L'),
   {
     long: 'cpu-cap',
@@ -324,7 +330,7 @@ const OPTIONS: OptionSpec[] = [
   {
     long: 'pre-dump-mode',
     arg: 'required',
-    help: 'splice (default) or read; used by pre-dump',
+    help: 'read (default: process_vm_readv after the thaw); splice is not in criu-ts',
     set: (o, v) => {
       if (v !== 'splice' && v !== 'read')
         throw new UsageError(`unable to parse value of --pre-dump-mode: ${v}`);

@@ -42,13 +42,15 @@ import {
   socket,
 } from '@criu-ts/sys';
 import { pagemapScanFindsGuards } from '../mm/guards.js';
+import { dirtyTrackMechanism } from '../mm/track/mechanism.js';
 
 // node:child_process (with net, stream and dgram beneath it) is loaded when first needed: most runs
 // start no program.
 const childProcess = () =>
   createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
 
-export type FeatureAnswer = { ok: true } | { ok: false; why: string };
+/** `how`: which of several mechanisms answers (mem_dirty_track: soft-dirty or uffd-wp). */
+export type FeatureAnswer = { ok: true; how?: string } | { ok: false; why: string };
 export type FeatureLevel = 'basic' | 'extra' | 'experimental';
 
 export interface Feature {
@@ -173,7 +175,13 @@ export const FEATURES: readonly Feature[] = [
   {
     name: 'mem_dirty_track',
     level: 'basic',
-    probe: notInCriuTs('incremental dumps (pre-dump, --track-mem)'),
+    // soft-dirty where the kernel has it, else userfaultfd async write-protect (mm/track/mechanism.ts)
+    probe: () => {
+      const m = dirtyTrackMechanism();
+      return m.mechanism
+        ? { ok: true, how: m.mechanism }
+        : no(`Dirty tracking is OFF. Memory snapshot will not work. (${m.why})`);
+    },
   },
   { name: 'aio_remap', level: 'basic', probe: aioRemap },
   { name: 'timerfd', level: 'basic', probe: kernelAtLeast(3, 17, 'timerfd state in fdinfo') },

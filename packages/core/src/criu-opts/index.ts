@@ -4,6 +4,7 @@ export { type CriuOptions, defaultOptions } from './options.js';
 export { absolutePath, OptionError, requireRoot } from './paths.js';
 export {
   dumpOptionsOf,
+  preDumpOptionsOf,
   type RunDirs,
   type RunHooks,
   restoreOptionsOf,

@@ -35,6 +35,8 @@ export interface CriuOptions {
   fileLocks: boolean;
   /** --action-script: programs run at each stage (notify/action-scripts.ts), in the order given. */
   actionScripts: string[];
+  /** --auto-dedup: pages a dump holds are punched out of its parents; restore punches what it read. */
+  autoDedup: boolean;
   tcpEstablished: boolean;
   tcpClose: boolean;
   skipInFlight: boolean;
@@ -59,7 +61,12 @@ export interface CriuOptions {
   cgroupPropsFile?: string;
   cgroupDumpControllers: string[];
   networkLock?: NetworkLockMethod;
-  preDumpMode: 'splice' | 'read';
+  /** --pre-dump-mode: unset means read (criu-ts's default; splice is refused by name). */
+  preDumpMode?: 'splice' | 'read';
+  /** --track-mem */
+  trackMem: boolean;
+  /** --prev-images-dir, as given (relative to the images dir). */
+  prevImagesDir?: string;
   /** --cpu-cap: CRIU's CPU_CAP bits (cpuinfo/cap.ts); with IMAGE, dump writes cpuinfo.img and restore checks it. */
   cpuCap: number;
   features: string[];
@@ -82,6 +89,7 @@ export function defaultOptions(): CriuOptions {
     shellJob: false,
     fileLocks: false,
     actionScripts: [],
+    autoDedup: false,
     tcpEstablished: false,
     tcpClose: false,
     skipInFlight: false,
@@ -95,7 +103,7 @@ export function defaultOptions(): CriuOptions {
     manageCgroups: 'soft',
     cgroupRoots: [],
     cgroupDumpControllers: [],
-    preDumpMode: 'splice',
+    trackMem: false,
     cpuCap: CPU_CAP.DEFAULT,
     features: [],
     checkExtra: false,

@@ -10,7 +10,7 @@ export class OptionError extends Error {
  * dump and restore need root (ptrace of any task, clone3 with chosen pids, PR_SET_MM, TCP repair...):
  * anyone else is told so at once, before a directory, a log or a stub exists.
  */
-export function requireRoot(command: 'dump' | 'restore'): void {
+export function requireRoot(command: 'dump' | 'pre-dump' | 'restore'): void {
   const euid = process.geteuid?.() ?? 0;
   if (euid !== 0)
     throw new OptionError(

@@ -1,6 +1,8 @@
 // From CRIU's option set to what dump() and restore() take: the one mapping the command line and the
 // RPC service share, so that `criu-ts dump ...` and a criu_req DUMP with the same options do the same.
+
 import type { DumpOptions } from '../dump/dump.js';
+import type { PreDumpOptions } from '../dump/pre-dump.js';
 import type { Logger } from '../log/logger.js';
 import { actionScripts, bothNotify } from '../notify/action-scripts.js';
 import type { Notify } from '../notify/index.js';
@@ -83,12 +85,15 @@ export function dumpOptionsOf(o: CriuOptions, pid: number, dirs: RunDirs, hooks:
     extUnixSk: o.extUnixSk,
     skipInFlight: o.skipInFlight,
     fileLocks: o.fileLocks,
+    ...(o.autoDedup ? { autoDedup: true } : {}),
     irmap: { force: o.forceIrmap, scanPaths: o.irmapScanPaths },
     ...(o.ghostLimit !== undefined ? { ghostLimit: o.ghostLimit } : {}),
     ghostFiemap: o.ghostFiemap,
     linkRemap: o.linkRemap,
     cpuCap: o.cpuCap,
     ...(o.pageServer ? { pageServer: pageServerOf(o) } : {}),
+    ...(o.trackMem ? { trackMem: true } : {}),
+    ...(o.prevImagesDir !== undefined ? { prevImagesDir: o.prevImagesDir } : {}),
     logger: hooks.logger,
     ...(hooks.checkpoint ? { checkpoint: hooks.checkpoint } : {}),
     ...(hooks.progress ? { progress: hooks.progress } : {}),
@@ -100,6 +105,28 @@ export function dumpOptionsOf(o: CriuOptions, pid: number, dirs: RunDirs, hooks:
 function pageServerOf(o: CriuOptions): { host: string; port: number } {
   if (o.address === undefined || !o.port) throw new OptionError('--page-server needs --address and --port');
   return { host: o.address, port: o.port };
+}
+
+/** preDump()'s options for the tree of `pid`, from CRIU's options (pre-dump always tracks memory). */
+export function preDumpOptionsOf(
+  o: CriuOptions,
+  pid: number,
+  dirs: RunDirs,
+  hooks: RunHooks,
+): PreDumpOptions {
+  if (o.pageServer) throw new OptionError('pre-dump --page-server is not supported by criu-ts yet');
+  return {
+    pid,
+    imagesDir: dirs.imagesDir,
+    workDir: dirs.workDir,
+    timeoutMs: o.timeout * 1000,
+    ...(o.freezeCgroup ? { freezeCgroup: o.freezeCgroup } : {}),
+    ...(o.prevImagesDir !== undefined ? { prevImagesDir: o.prevImagesDir } : {}),
+    ...(o.preDumpMode ? { preDumpMode: o.preDumpMode } : {}),
+    ...(o.autoDedup ? { autoDedup: true } : {}),
+    logger: hooks.logger,
+    ...stageHooks(o, dirs.imagesDir, hooks),
+  };
 }
 
 /** restore()'s options, from CRIU's options. */
@@ -116,6 +143,7 @@ export function restoreOptionsOf(o: CriuOptions, dirs: RunDirs, hooks: RunHooks)
     ...(o.networkLock ? { networkLock: o.networkLock } : {}),
     tcpClose: o.tcpClose,
     cpuCap: o.cpuCap,
+    ...(o.autoDedup ? { autoDedup: true } : {}),
     logger: hooks.logger,
     ...(hooks.progress ? { progress: hooks.progress } : {}),
     ...stageHooks(o, imagesDir, hooks),

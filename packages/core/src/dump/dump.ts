@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { type ProcStatus, procExists, readStatus, readUptime } from '@criu-ts/bfd';
 import { type SeizedTree, seizeTree } from '@criu-ts/compel';
 import {
@@ -16,6 +17,9 @@ import type { IrmapOptions } from '../files/irmap.js';
 import { FileTable } from '../files/table.js';
 import { KobjIds } from '../ids/dump.js';
 import { type Logger, silentLogger } from '../log/logger.js';
+import { dedupAfterDump } from '../mm/dedup.js';
+import { abandonTracking, MemTracker } from '../mm/track/index.js';
+import type { StartKeeperOptions } from '../mm/track/keeper.js';
 import { refuseNamespaces } from '../namespaces/dump.js';
 import { inventoryCodeOf, type NetworkLockMethod, newRunId } from '../net-lock/index.js';
 import { callNotify, type Notify } from '../notify/index.js';
@@ -25,6 +29,7 @@ import { SeccompFilters } from '../seccomp/dump.js';
 import { ShmemDump } from '../shmem/dump.js';
 import { dumpZombie } from '../zombie/dump.js';
 import { DumpError } from './errors.js';
+import { makeParentLink } from './parent-link.js';
 import { refuseUnmakeableSessions } from './sessions.js';
 import { DumpStats } from './stats.js';
 import { type DumpContext, dumpTask } from './task.js';
@@ -32,6 +37,8 @@ import { type DumpContext, dumpTask } from './task.js';
 export interface DumpOptions {
   /** Root of the tree to dump. */
   pid: number;
+  /** --auto-dedup: once the images are written, their pages are punched out of the parent images. */
+  autoDedup?: boolean;
   /** Where images go (-D); created 0700 when missing. */
   imagesDir: string;
   /** -W: where stats-dump goes (default: the images dir), as CRIU keeps it. */
@@ -86,6 +93,12 @@ export interface DumpOptions {
   progress?: Progress;
   /** Called at pre-dump and post-dump (see notify/); a throw fails the dump, the tree left running. */
   notify?: Notify;
+  /** --track-mem: pages unchanged since the previous pre-dump go to the parent images (mm/track/). */
+  trackMem?: boolean;
+  /** --prev-images-dir: the parent images, relative to imagesDir (as CRIU) or absolute; a `parent` link. */
+  prevImagesDir?: string;
+  /** How a tracking keeper is started (dump --track-mem -R; see mm/track/keeper.ts). */
+  keeper?: StartKeeperOptions;
   /**
    * --page-server --address --port: the tasks' memory goes to this page server (criu-ts's or CRIU's),
    * the other images to imagesDir. `layout`: the server's header layout (default CRIU 4.2's).
@@ -120,6 +133,9 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   dumpCpuinfo(dir, opts.cpuCap, logger); // --cpu-cap: cpuinfo.img, before the tree is seized (as CRIU)
   warmUp();
   callNotify(opts.notify, 'pre-dump', opts.pid, (m, cause) => new DumpError(m, { cause }));
+  if (opts.pageServer && opts.trackMem)
+    throw new DumpError('--track-mem with --page-server is not supported by criu-ts yet');
+  const track = beginTracking(opts, logger);
   // Connected before the tree is seized, as CRIU does: a page server that is not there fails the dump first.
   const pageServer = opts.pageServer ? await connectPageServer(opts.pageServer) : undefined;
   const stats = new DumpStats();
@@ -131,9 +147,10 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       ...(opts.freezeCgroup ? { freezeCgroup: opts.freezeCgroup } : {}),
       ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
     });
-  } catch (err) {
+  } catch (e) {
+    track?.end();
     pageServer?.destroy();
-    throw err;
+    throw e;
   }
   stats.frozenAt = process.hrtime.bigint();
   log(`seized ${tree.tasks.length} tasks`);
@@ -168,6 +185,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     ttyInfos: [],
     shmem: new ShmemDump(dir, files, stats, () => ctx.pagesId++),
     progress,
+    ...(track ? { track } : {}),
     ...(pageServer ? { pageServer } : {}),
   };
   // inventory.img's root_ids are criu-ts's own ids, numbered first (see KobjIds.ofDumper).
@@ -200,7 +218,10 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     // Inside the try: a stats-dump that cannot be written leaves the tree running, as any failed write.
     statsEntry = stats.entry(process.hrtime.bigint());
     (opts.workDir ? ImageDir.create(opts.workDir) : dir).write('stats-%s', 'dump', [{ dump: statsEntry }]);
+    // --auto-dedup: the pages this dump holds are punched out of its parent images (mm/dedup.ts).
+    if (opts.autoDedup) dedupAfterDump(opts.imagesDir);
   } catch (err) {
+    track?.end();
     pageServer?.destroy(); // without CLOSE: the server keeps none of it
     ctx.files.undo();
     tree.release();
@@ -212,6 +233,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   // of the fds close last, and a socket in repair mode goes away without a FIN or an RST.
   if (opts.leaveRunning || opts.leaveStopped) ctx.files.undo();
   finish(tree, opts);
+  if (track) keepTracking(track, opts, logger);
   ctx.files.keep();
   ctx.files.close();
   return {
@@ -260,8 +282,38 @@ function finish(tree: SeizedTree, opts: DumpOptions): void {
   }
 }
 
+/**
+ * --track-mem / --prev-images-dir: the `parent` link, and the tracking taken over (armed again for a
+ * later dump with -R or -s). A parent without tracking (or no --track-mem) means every page is written.
+ */
+function beginTracking(opts: DumpOptions, log: Logger): MemTracker | undefined {
+  const prevDir = opts.prevImagesDir ? makeParentLink(opts.imagesDir, opts.prevImagesDir, log) : undefined;
+  if (!opts.trackMem) {
+    if (prevDir) abandonTracking(prevDir, log);
+    return undefined;
+  }
+  return MemTracker.begin({
+    ...(prevDir ? { prevDir } : {}),
+    arm: opts.leaveRunning === true || opts.leaveStopped === true,
+    log,
+    ...(opts.keeper ? { keeper: opts.keeper } : {}),
+  });
+}
+
+/** After the dump: the tracking goes on in a keeper (-R, -s) or ends with the tree. */
+function keepTracking(track: MemTracker, opts: DumpOptions, log: Logger): void {
+  try {
+    if (opts.leaveRunning || opts.leaveStopped) track.keep(resolve(opts.imagesDir), uptimeMicros());
+    else track.end();
+  } catch (e) {
+    // The dump is done and good: only the next one loses its tracking.
+    log.warn(`memory tracking not kept: ${(e as Error).message}`);
+    track.end();
+  }
+}
+
 /** The root must be a live process (thread-group leader), not a thread or a zombie. */
-function checkRoot(pid: number): void {
+export function checkRoot(pid: number): void {
   let status: ProcStatus | undefined;
   try {
     status = readStatus(pid);
@@ -334,7 +386,7 @@ function writeTreeImages(ctx: DumpContext, rootIds: TaskKobjIdsEntry): void {
   ctx.dir.write('inventory', undefined, [inventory]);
 }
 
-function uptimeMicros(): bigint {
+export function uptimeMicros(): bigint {
   return BigInt(Math.round(readUptime().up * 1e6));
 }
 

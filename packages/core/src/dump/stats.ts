@@ -15,6 +15,8 @@ export class DumpStats {
   memwriteEnd = this.start;
   pagesScanned = 0;
   pagesWritten = 0;
+  /** Incremental dumps: pages left to the parent images (PE_PARENT). */
+  pagesSkippedParent = 0;
   /** Pages of shared memory objects (shmem/): all of each object, and the ones written. */
   shpagesScanned = 0;
   shpagesWritten = 0;
@@ -28,13 +30,13 @@ export class DumpStats {
       // as CRIU writes it: always, 0 when no path was looked for (files/irmap.ts)
       irmap_resolve: us(this.irmapAtStart, irmapResolveNs()),
       pages_scanned: BigInt(this.pagesScanned),
-      pages_skipped_parent: 0n,
+      pages_skipped_parent: BigInt(this.pagesSkippedParent),
       pages_written: BigInt(this.pagesWritten),
       pages_lazy: 0n,
       ...(this.shpagesScanned
         ? {
             shpages_scanned: BigInt(this.shpagesScanned),
-            shpages_skipped_parent: 0n,
+            shpages_skipped_parent: BigInt(this.pagesSkippedParent),
             shpages_written: BigInt(this.shpagesWritten),
           }
         : {}),

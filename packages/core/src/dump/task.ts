@@ -1,6 +1,13 @@
 import { ProcDir, procPath } from '@criu-ts/bfd';
 import { Parasite, type SeizedTask, type SeizedTree } from '@criu-ts/compel';
-import type { CoreEntry, ImageDir, TaskCoreEntry, TtyInfoEntry, UserDescT } from '@criu-ts/images';
+import type {
+  CoreEntry,
+  ImageDir,
+  PageMapWriter,
+  TaskCoreEntry,
+  TtyInfoEntry,
+  UserDescT,
+} from '@criu-ts/images';
 import type { PageServerClient } from '@criu-ts/page-server';
 import {
   KCMP_FILES,
@@ -30,6 +37,7 @@ import type { KobjIds } from '../ids/dump.js';
 import { dumpMm } from '../mm/dump.js';
 import { dumpGuardRegions } from '../mm/guards.js';
 import { dumpPages, pagesToDump } from '../mm/pages.js';
+import { type MemTracker, writePlan } from '../mm/track/index.js';
 import { dumpVmas } from '../mm/vmas.js';
 import type { ProgressTracker } from '../progress/progress.js';
 import { rseqOf } from '../rseq/dump.js';
@@ -64,6 +72,8 @@ export interface DumpContext {
   shmem: ShmemDump;
   /** What the dump tells its progress hook. */
   progress?: ProgressTracker;
+  /** --track-mem: dirty-page tracking (mm/track/); pages unchanged since the parent go there. */
+  track?: MemTracker;
 }
 
 // GDT TLS slots x86-64 userspace may use (GDT_ENTRY_TLS_MIN .. MAX).
@@ -119,6 +129,7 @@ export async function dumpTask(ctx: DumpContext, task: SeizedTask): Promise<void
         task.pid,
         timers.map((t) => t.id),
       );
+      ctx.track?.prepare(parasite, task.pid, String(stat.starttime));
       if (!ctx.fdTablesDone.has(ids.files_id)) {
         ctx.dir.write(
           'fdinfo-%u',
@@ -157,14 +168,24 @@ export async function dumpTask(ctx: DumpContext, task: SeizedTask): Promise<void
     ]);
     ctx.stats.memdumpStart = process.hrtime.bigint();
     const { runs, scanned } = pagesToDump(proc.pagemap(), vmas);
-    // --page-server: the memory goes to the page server (OPEN2 of this pid, its runs), not to -D.
+    const plan = ctx.track?.plan(task.pid, String(stat.starttime), proc, smaps, vmas, runs);
+    // --page-server: the memory goes to the page server (OPEN2 of this pid, its runs), not to -D
+    // (dump refuses --track-mem with it, so there is no plan then).
     const pm = ctx.pageServer
       ? await ctx.pageServer.open('task', task.pid)
       : ctx.dir.pageMapWriter(task.pid, ctx.pagesId++, { direct: true });
-    ctx.progress?.more('pages', pageCount(runs));
+    ctx.progress?.more('pages', pageCount(runs) - (plan?.parentPages ?? 0));
     ctx.progress?.phase('writing memory');
     try {
-      ctx.stats.pagesWritten += await dumpPages(task.pid, runs, pm, ctx.progress?.pages);
+      if (plan) {
+        // A plan means --track-mem, which dump refuses with --page-server: pm is a PageMapWriter.
+        const r = await writePlan(task.pid, plan.runs, pm as PageMapWriter, {
+          tolerant: false,
+          progress: ctx.progress?.pages,
+        });
+        ctx.stats.pagesWritten += r.written;
+        ctx.stats.pagesSkippedParent += r.parent;
+      } else ctx.stats.pagesWritten += await dumpPages(task.pid, runs, pm, ctx.progress?.pages);
     } finally {
       pm.close();
     }

@@ -3,6 +3,7 @@
 // missing or changed file fails the restore before anything runs; except those that name processes:
 // /proc/PID files of the tree and of dead pids wait for PID to exist again, and a driver's late files
 // (pidfds: FdRestoreDriver.openLate) wait for the tree, or for a helper that then dies.
+import { pageSources } from '@criu-ts/images';
 import { mapsWritable } from '../mm/restore.js';
 import { RestoreError } from '../restore/errors.js';
 import type { RestoreRun } from '../restore/live.js';
@@ -31,7 +32,11 @@ export function openEveryFile(run: RestoreRun, opened?: (id: number) => void): v
       if (!(v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) || v.status & VMA.AREA_MEMFD) continue;
       files.fd(Number(v.shmid), mapsWritable(v) ? 'write' : 'read');
     }
-    if (t.pagemap!.runs.length) files.rawFd(t.pagemap!.pagesFile);
+    // The pages files of the task and of the parent images its PE_PARENT runs read (incremental dumps).
+    const src = pageSources(t.pagemap!);
+    src.files.forEach((f, level) => {
+      if (src.pages[level]! > 0) files.rawFd(f);
+    });
   }
   plan.shmem.prepare();
 }

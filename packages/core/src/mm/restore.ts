@@ -24,7 +24,7 @@ import {
   procPath,
 } from '@criu-ts/bfd';
 import { readProcMem, writeProcMem } from '@criu-ts/compel';
-import { type MmEntry, openImageForRead, type PageMap, PE_PRESENT, type VmaEntry } from '@criu-ts/images';
+import { type MmEntry, openImageForRead, type PageMap, pageSources, type VmaEntry } from '@criu-ts/images';
 import {
   alignedBuffer,
   cachestat,
@@ -64,6 +64,7 @@ import type { LiveTask, RestoreRun } from '../restore/live.js';
 import { ownVdsoLayout, type VdsoLayout, VMA } from '../restore/plan.js';
 import { parkingOf } from '../restore/scratch.js';
 import { type ShmemRestore, sysvAttachments } from '../shmem/restore.js';
+import { HolePuncher } from './punch.js';
 import { isGuard } from './vmas.js';
 
 const PAGE = BigInt(PAGE_SIZE);
@@ -77,6 +78,12 @@ const PARALLEL_MIN = 32n * 1024n * 1024n;
 const ROUND_BYTES = 128n * 1024n * 1024n;
 /** Page data from which a pages image out of the page cache is read with O_DIRECT. */
 const DIRECT_MIN = 1024n * 1024n;
+/**
+ * Average bytes per read below which a pages image is read through the page cache: O_DIRECT reads go to
+ * the device one by one, and a level of an incremental chain that holds scattered pages would be read
+ * page by page (readahead serves those through the cache).
+ */
+const DIRECT_MIN_READ = 128n * 1024n;
 const MAP_KEEP =
   MAP_SHARED |
   MAP_PRIVATE |
@@ -109,41 +116,48 @@ export interface MmContext {
    * both have at the same place were inherited at fork and still share their pages copy-on-write.
    */
   parentVmas?: VmaEntry[];
+  /** --auto-dedup: the pages read from the images are punched out of them (CRIU's semantics). */
+  autoDedup?: boolean;
 }
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;
 const isSpecial = (v: VmaEntry) => (v.status & (VMA.AREA_VDSO | VMA.AREA_VVAR | VMA.AREA_VSYSCALL)) !== 0;
 
-/** The part of one page run that falls into one VMA. */
+/** The part of one stretch of page data that falls into one VMA. */
 interface Piece {
   addr: bigint;
   len: bigint;
-  /** Offset of its data in pages-N.img. */
+  /** Offset of its data in the pages file of its level. */
   off: bigint;
+  /** The dump its data is in: 0 this one, 1 parent/, 2 parent/parent/, ... (incremental dumps). */
+  level: number;
   vma: VmaEntry;
 }
 
 /**
- * Split the present runs of a pagemap along VMA boundaries (dump joins runs of neighbouring VMAs). Pages
- * of the vDSO are dropped: the task gets this kernel's vDSO, which is the same (plan.ts checked).
+ * Split the pages of a pagemap along VMA boundaries (dump joins runs of neighbouring VMAs): its present
+ * runs and, for PE_PARENT runs, the stretches of the parent images that hold them (images' pageSources,
+ * checked while planning). Pages of the vDSO are dropped: the task gets this kernel's vDSO, which is the
+ * same (plan.ts checked).
  */
-function pieces(pm: PageMap, vmas: VmaEntry[]): Piece[] {
+function pieces(pm: PageMap, vmas: VmaEntry[], skipped?: Piece[]): Piece[] {
   const sorted = vmas
     .filter((v) => !(v.status & VMA.AREA_VSYSCALL))
     .sort((a, b) => (a.start < b.start ? -1 : 1));
   const out: Piece[] = [];
   let vi = 0;
-  for (const r of pm.runs) {
-    if (!(r.flags & PE_PRESENT)) continue;
-    const end = r.vaddr + r.pages * PAGE;
-    let at = r.vaddr;
+  for (const r of pageSources(pm).slices) {
+    const end = r.addr + r.len;
+    let at = r.addr;
     while (vi > 0 && sorted[vi - 1]!.end > at) vi--;
     while (at < end) {
       while (vi < sorted.length && sorted[vi]!.end <= at) vi++;
       const v = sorted[vi];
       if (!v || v.start > at) throw new RestoreError(`pages at ${hex(at)} are outside every VMA`);
       const stop = v.end < end ? v.end : end;
-      if (!isSpecial(v)) out.push({ addr: at, len: stop - at, off: r.dataOffset + (at - r.vaddr), vma: v });
+      const piece = { addr: at, len: stop - at, off: r.off + (at - r.addr), level: r.level, vma: v };
+      if (!isSpecial(v)) out.push(piece);
+      else skipped?.push(piece);
       at = stop;
     }
   }
@@ -201,7 +215,8 @@ export function restoreMm(
   // Guard regions are no mappings: installed at the end, in the VMAs they belong to.
   const vmas = (mm.vmas ?? []).filter((v) => !isGuard(v));
   const guards = (mm.vmas ?? []).filter(isGuard);
-  const parts = pieces(pm, vmas);
+  const vdsoPages: Piece[] = [];
+  const parts = pieces(pm, vmas, vdsoPages);
   const hasPages = new Set<VmaEntry>(parts.map((p) => p.vma));
   const shared = (v: VmaEntry) => (v.status & (VMA.FILE_SHARED | VMA.ANON_SHARED)) !== 0;
   // Mapped writable first: was writable once (has its own pages) and is not code (a patched text page).
@@ -285,20 +300,34 @@ export function restoreMm(
 
   // 3. Contents: inherited areas keep the pages equal to the parent's (still shared), get the others
   // written and lose those the task did not have.
+  // --auto-dedup: what is read is punched out of the images.
+  const punch = ctx.autoDedup ? new HolePuncher((m) => new RestoreError(m)) : undefined;
   const fromParent = parts.filter((p) => inherited.has(p.vma));
-  const cow = restoreInherited(inj, pid, pm, fromParent, inherited);
-  if (progress && fromParent.length) progress(pagesOf(fromParent));
-  const pages =
-    cow.written +
-    fillPages(
-      inj,
-      pid,
-      pm,
-      parts.filter((p) => !inherited.has(p.vma)),
-      ctx,
-      (v) => (v.prot & PROT_WRITE) !== 0 || writableFirst(v),
-      progress,
-    );
+  let pages: number;
+  let cow: { compared: number; written: number };
+  try {
+    cow = restoreInherited(inj, pid, pm, fromParent, inherited, punch);
+    if (progress && fromParent.length) progress(pagesOf(fromParent));
+    pages =
+      cow.written +
+      fillPages(
+        inj,
+        pid,
+        pm,
+        parts.filter((p) => !inherited.has(p.vma)),
+        ctx,
+        (v) => (v.prot & PROT_WRITE) !== 0 || writableFirst(v),
+        progress,
+        punch,
+      );
+    // The vDSO's pages are not needed either (CRIU reads them, and punches them with the rest).
+    if (punch) {
+      const files = pageSources(pm).files;
+      for (const p of vdsoPages) punch.punch(files[p.level]!, p.off, p.len);
+    }
+  } finally {
+    punch?.close();
+  }
 
   // 4. Final protections (an inherited area has the parent's), madvise.
   const down: Call[] = [];
@@ -345,19 +374,20 @@ function restoreInherited(
   pm: PageMap,
   parts: Piece[],
   inherited: Set<VmaEntry>,
+  punch?: HolePuncher,
 ): { compared: number; written: number } {
   if (inherited.size === 0) return { compared: 0, written: 0 };
   let compared = 0;
   let written = 0;
   const mine = new Set<bigint>();
-  const fd = openImageForRead(pm.pagesFile).fd;
+  const files = new LevelFiles(pm);
   try {
     const want = Buffer.allocUnsafe(Number(FILL_CHUNK));
     const have = Buffer.allocUnsafe(Number(FILL_CHUNK));
     for (const c of chunksOf(parts, FILL_CHUNK)) {
       const n = Number(c.len);
-      if (readSync(fd, want, 0, n, Number(c.off)) !== n)
-        throw new RestoreError(`${pm.pagesFile}: page data missing at ${c.off}`);
+      files.read(c, want);
+      punch?.punch(files.path(c.level), c.off, c.len);
       if (readProcMem(pid, c.addr, have.subarray(0, n)) !== n)
         throw new RestoreError(`pid ${pid}: cannot read inherited memory at ${hex(c.addr)}`);
       for (let off = 0; off < n; off += Number(PAGE)) {
@@ -372,7 +402,7 @@ function restoreInherited(
       }
     }
   } finally {
-    closeSync(fd);
+    files.close();
   }
   // What the parent had there and the task had not.
   const ranges: Array<{ at: bigint; len: bigint }> = [];
@@ -486,11 +516,12 @@ function vdsoMoves(
   }
 }
 
-/** A stretch of page data: `len` bytes for `addr`, at `off` in pages-N.img. */
+/** A stretch of page data: `len` bytes for `addr`, at `off` in the pages file of level `level`. */
 interface Chunk {
   addr: bigint;
   len: bigint;
   off: bigint;
+  level: number;
 }
 
 /** The pages of pieces or chunks. */
@@ -501,18 +532,71 @@ function chunksOf(parts: Piece[], size: bigint): Chunk[] {
   const out: Chunk[] = [];
   for (const p of parts) {
     for (let at = 0n; at < p.len; at += size) {
-      out.push({ addr: p.addr + at, len: p.len - at < size ? p.len - at : size, off: p.off + at });
+      out.push({
+        addr: p.addr + at,
+        len: p.len - at < size ? p.len - at : size,
+        off: p.off + at,
+        level: p.level,
+      });
     }
   }
   return out;
 }
 
 /**
+ * criu-ts's own read-only fds of the pages files of a pagemap's levels (this dump, parent/, ...), opened
+ * as they are needed.
+ */
+class LevelFiles {
+  private readonly fds = new Map<number, number>();
+  private readonly files: string[];
+  constructor(pm: PageMap) {
+    this.files = pageSources(pm).files;
+  }
+
+  path(level: number): string {
+    const f = this.files[level];
+    if (f === undefined) throw new RestoreError(`no pages file for level ${level} of the images`);
+    return f;
+  }
+
+  fd(level: number): number {
+    let fd = this.fds.get(level);
+    if (fd === undefined) {
+      fd = openImageForRead(this.path(level)).fd;
+      this.fds.set(level, fd);
+    }
+    return fd;
+  }
+
+  /** The data of `c` into buf[0, c.len), whole or a RestoreError naming the file. */
+  read(c: Chunk, buf: Buffer): void {
+    readAll(this.fd(c.level), buf, Number(c.len), c.off, this.path(c.level));
+  }
+
+  close(): void {
+    for (const fd of this.fds.values()) closeSync(fd);
+    this.fds.clear();
+  }
+}
+
+/** `n` bytes at `off` of `fd` into buf[0, n), or a RestoreError naming `file`. */
+function readAll(fd: number, buf: Buffer, n: number, off: bigint, file: string): void {
+  let got = 0;
+  while (got < n) {
+    const r = readSync(fd, buf, got, n - got, Number(off) + got);
+    if (r === 0) throw new RestoreError(`${file}: page data missing at ${off + BigInt(got)}`);
+    got += r;
+  }
+}
+
+/**
  * Page contents; returns the number of pages written, `progress` told the pages of each part once it is
- * in. The task fills its writable VMAs itself (MADV_POPULATE_WRITE + pread64 from the pages image it got
- * from criu-ts); with more than one CPU and enough memory, criu-ts meanwhile fills the other half from
- * its side (pread into a buffer, process_vm_writev), so that two CPUs allocate and copy pages at once.
- * Pages of VMAs that are not writable go through /proc/PID/mem.
+ * in. The task fills its writable VMAs itself (MADV_POPULATE_WRITE + pread64 from the pages images it got
+ * from criu-ts: one per level of an incremental chain it needs); with more than one CPU and enough
+ * memory, criu-ts meanwhile fills the other half from its side (pread into a buffer, process_vm_writev),
+ * so that two CPUs allocate and copy pages at once. Pages of VMAs that are not writable go through
+ * /proc/PID/mem. With `punch` (--auto-dedup), what is read is punched out of the images.
  */
 function fillPages(
   inj: Injector,
@@ -522,45 +606,60 @@ function fillPages(
   ctx: MmContext,
   writable: (v: VmaEntry) => boolean,
   progress?: (pages: number) => void,
+  punch?: HolePuncher,
 ): number {
   if (parts.length === 0) return 0;
   const direct = parts.filter((p) => writable(p.vma));
   const viaMem = parts.filter((p) => !writable(p.vma));
+  const files = pageSources(pm).files;
   let pages = 0;
   for (const p of parts) pages += Number(p.len / PAGE);
   if (direct.length) {
-    let total = 0n;
-    for (const p of direct) total += p.len;
-    const source = pagesSource(ctx.files.rawFd(pm.pagesFile), total);
+    const bytes = new Map<number, bigint>();
+    const reads = new Map<number, bigint>();
+    for (const p of direct) {
+      bytes.set(p.level, (bytes.get(p.level) ?? 0n) + p.len);
+      reads.set(p.level, (reads.get(p.level) ?? 0n) + 1n);
+    }
+    const sources = new Map<number, PagesSource>();
     try {
-      fillWritable(inj, pid, pm, direct, ctx, source, total, progress);
+      for (const [level, total] of bytes) {
+        const file = files[level];
+        if (file === undefined) throw new RestoreError(`pid ${pid}: no pages file for level ${level}`);
+        const scattered = total < DIRECT_MIN_READ * reads.get(level)!;
+        sources.set(level, pagesSource(ctx.files.rawFd(file), scattered ? 0n : total, file));
+      }
+      let total = 0n;
+      for (const p of direct) total += p.len;
+      fillWritable(inj, pid, direct, ctx, sources, total, progress, punch);
     } finally {
-      if (source.own) closeSync(source.fd);
+      for (const s of sources.values()) if (s.own) closeSync(s.fd);
     }
   }
   if (viaMem.length) {
-    const fd = openImageForRead(pm.pagesFile).fd;
+    const lf = new LevelFiles(pm);
     try {
       for (const p of viaMem) {
         const buf = Buffer.allocUnsafe(Number(p.len));
-        if (readSync(fd, buf, 0, buf.length, Number(p.off)) !== buf.length)
-          throw new RestoreError(`${pm.pagesFile}: page data missing at ${p.off}`);
+        lf.read(p, buf);
+        punch?.punch(lf.path(p.level), p.off, p.len);
         if (writeProcMem(pid, p.addr, buf) !== buf.length)
           throw new RestoreError(`pid ${pid}: cannot write ${buf.length} bytes at ${hex(p.addr)}`);
         progress?.(Number(p.len / PAGE));
       }
     } finally {
-      closeSync(fd);
+      lf.close();
     }
   }
   return pages;
 }
 
-/** Where pages are read from: criu-ts's fd of pages-N.img or its own O_DIRECT one (`own`: closed after). */
+/** Where pages are read from: criu-ts's fd of a pages image or its own O_DIRECT one (`own`: closed after). */
 interface PagesSource {
   fd: number;
   own: boolean;
   direct: boolean;
+  file: string;
 }
 
 /**
@@ -572,14 +671,14 @@ interface PagesSource {
  * wrote it) is read from there: O_DIRECT would first write it out. criu-ts's own fd where O_DIRECT is
  * refused, or below DIRECT_MIN.
  */
-function pagesSource(fd: number, bytes: bigint): PagesSource {
-  const plain = { fd, own: false, direct: false };
+function pagesSource(fd: number, bytes: bigint, file: string): PagesSource {
+  const plain = { fd, own: false, direct: false, file };
   if (bytes < DIRECT_MIN) return plain;
   const cached = cachestat(fd);
   if (cached && BigInt(cached.dirty + cached.writeback) * PAGE * 2n >= bytes) return plain;
   try {
     const direct = openSync(procPath('self', 'fd', fd), constants.O_RDONLY | constants.O_DIRECT);
-    return { fd: direct, own: true, direct: true };
+    return { fd: direct, own: true, direct: true, file };
   } catch {
     return plain;
   }
@@ -587,59 +686,108 @@ function pagesSource(fd: number, bytes: bigint): PagesSource {
 
 /**
  * The pages of writable VMAs, in rounds of at most ROUND_BYTES: in each, the task runs a table of
- * MADV_POPULATE_WRITE + pread64 while criu-ts fills its share of the round from here.
+ * MADV_POPULATE_WRITE + pread64 while criu-ts fills its share of the round from here. The task gets one
+ * fd per pages file (level) it reads from; MADV_POPULATE_WRITE covers neighbouring chunks of any level
+ * at once, so that a chain that alternates levels page by page still populates in large calls.
  */
 function fillWritable(
   inj: Injector,
   pid: number,
-  pm: PageMap,
   parts: Piece[],
   ctx: MmContext,
-  source: PagesSource,
+  sources: Map<number, PagesSource>,
   total: bigint,
   progress?: (pages: number) => void,
+  punch?: HolePuncher,
 ): void {
   const chunks = chunksOf(parts, FILL_CHUNK);
   const both = total >= PARALLEL_MIN && availableParallelism() > 1;
   const split = both ? Math.floor(chunks.length / 2) : chunks.length;
   const mine = chunks.slice(0, split);
   const ours = chunks.slice(split);
-  const got = inj.batch([[SYS.pidfd_getfd, ctx.pidfd, source.fd, 0]], () => 'pidfd_getfd of the pages image');
+  // The task's fds of the pages files: pidfd_getfd gives the lowest free ones, the first at `free`.
+  const levels = [...new Set(mine.map((c) => c.level))];
   const free = ctx.freeFd ?? 0;
-  if (got[0] !== BigInt(free))
-    throw new RestoreError(`pid ${pid}: the pages image came as fd ${got[0]}, not ${free}`);
-  // The task's calls in rounds (a table holds at most tableEntries); criu-ts's share spread over them.
-  const rounds: Array<{ calls: Call[]; want: Array<bigint | undefined>; bytes: bigint }> = [];
-  let round: (typeof rounds)[number] | undefined;
-  for (const c of mine) {
-    if (!round || round.calls.length + 2 > inj.s.tableEntries || round.bytes + c.len > ROUND_BYTES) {
-      round = { calls: [], want: [], bytes: 0n };
-      rounds.push(round);
-    }
-    if (c.len >= POPULATE_MIN) round.calls.push([SYS.madvise, c.addr, c.len, MADV_POPULATE_WRITE]);
-    round.calls.push([SYS.pread64, free, c.addr, c.len, c.off]);
-    round.want[round.calls.length - 1] = c.len;
-    round.bytes += c.len;
+  const taskFd = new Map<number, number>();
+  if (levels.length) {
+    const got = inj.batch(
+      levels.map((l) => [SYS.pidfd_getfd, ctx.pidfd, sources.get(l)!.fd, 0] as Call),
+      (i) => `pidfd_getfd of ${sources.get(levels[i]!)!.file}`,
+    );
+    if (got[0] !== BigInt(free))
+      throw new RestoreError(`pid ${pid}: the pages image came as fd ${got[0]}, not ${free}`);
+    levels.forEach((l, i) => {
+      taskFd.set(l, Number(got[i]!));
+    });
   }
-  if (rounds.length === 0) rounds.push({ calls: [], want: [], bytes: 0n });
+  // The task's calls in rounds (a table holds at most tableEntries); criu-ts's share spread over them.
+  // MADV_POPULATE_WRITE spans neighbouring chunks (of any level), up to FILL_CHUNK; below POPULATE_MIN,
+  // page faults do it.
+  interface Round {
+    calls: Call[];
+    want: Array<bigint | undefined>;
+    bytes: bigint;
+    chunks: Chunk[];
+  }
+  const rounds: Round[] = [];
+  const build = (list: Chunk[]): Round => {
+    const r: Round = { calls: [], want: [], bytes: 0n, chunks: list };
+    for (let i = 0; i < list.length; ) {
+      let j = i + 1;
+      let len = list[i]!.len;
+      while (
+        j < list.length &&
+        list[j - 1]!.addr + list[j - 1]!.len === list[j]!.addr &&
+        len + list[j]!.len <= FILL_CHUNK
+      )
+        len += list[j++]!.len;
+      if (len >= POPULATE_MIN) r.calls.push([SYS.madvise, list[i]!.addr, len, MADV_POPULATE_WRITE]);
+      for (const c of list.slice(i, j)) {
+        r.calls.push([SYS.pread64, taskFd.get(c.level)!, c.addr, c.len, c.off]);
+        r.want[r.calls.length - 1] = c.len;
+        r.bytes += c.len;
+      }
+      i = j;
+    }
+    return r;
+  };
+  let cur: Chunk[] = [];
+  let calls = 0;
+  let bytes = 0n;
+  for (const c of mine) {
+    if (cur.length && (calls + 2 > inj.s.tableEntries || bytes + c.len > ROUND_BYTES)) {
+      rounds.push(build(cur));
+      cur = [];
+      calls = 0;
+      bytes = 0n;
+    }
+    cur.push(c);
+    calls += 2;
+    bytes += c.len;
+  }
+  if (cur.length) rounds.push(build(cur));
+  if (rounds.length === 0) rounds.push({ calls: [], want: [], bytes: 0n, chunks: [] });
   const perRound = Math.ceil(ours.length / rounds.length);
   let biggest = 0n;
   for (const c of ours) if (c.len > biggest) biggest = c.len;
+  const anyDirect = [...sources.values()].some((s) => s.direct);
   const buf = ours.length
-    ? source.direct
+    ? anyDirect
       ? alignedBuffer(Number(biggest))
       : Buffer.allocUnsafe(Number(biggest))
     : undefined;
   for (const [i, r] of rounds.entries()) {
     const pending = r.calls.length ? inj.t.startBatch(inj.s, r.calls) : undefined;
+    const share = ours.slice(i * perRound, (i + 1) * perRound);
     let ourError: unknown;
     try {
-      if (buf) writeFromHere(pid, source.fd, ours.slice(i * perRound, (i + 1) * perRound), buf, progress);
+      if (buf) writeFromHere(pid, sources, share, buf, progress);
     } catch (e) {
       ourError = e;
     }
     if (!pending) {
       if (ourError !== undefined) throw ourError;
+      if (punch) for (const c of share) punch.punch(sources.get(c.level)!.file, c.off, c.len);
       continue;
     }
     const res = inj.t.finishBatch(pending);
@@ -651,30 +799,33 @@ function fillWritable(
     if (ourError !== undefined) throw ourError;
     res.results.forEach((x, k) => {
       const n = r.want[k];
-      if (n !== undefined && x !== n)
-        throw new RestoreError(`pid ${pid}: short read of ${pm.pagesFile} (${x} of ${n} bytes)`);
+      if (n !== undefined && x !== n) {
+        const c = r.calls[k]!;
+        const level = [...taskFd].find(([, fd]) => fd === Number(c[1]))?.[0] ?? 0;
+        throw new RestoreError(
+          `pid ${pid}: short read of ${sources.get(level)?.file ?? 'a pages image'} (${x} of ${n} bytes at ${c[4]})`,
+        );
+      }
     });
+    if (punch) for (const c of [...r.chunks, ...share]) punch.punch(sources.get(c.level)!.file, c.off, c.len);
     progress?.(Number(r.bytes / PAGE));
   }
-  inj.batch([[SYS.close, free]], () => 'close of the pages image');
+  const closes: Call[] = [...taskFd.values()].map((fd) => [SYS.close, fd]);
+  if (closes.length) inj.batch(closes, () => 'close of a pages image');
 }
 
 /** criu-ts's share: the data read here into `buf` and written into the task with process_vm_writev. */
 function writeFromHere(
   pid: number,
-  pagesFd: number,
+  sources: Map<number, PagesSource>,
   chunks: Chunk[],
   buf: Buffer,
   progress?: (pages: number) => void,
 ): void {
   for (const c of chunks) {
     const n = Number(c.len);
-    let got = 0;
-    while (got < n) {
-      const r = readSync(pagesFd, buf, got, n - got, Number(c.off) + got);
-      if (r === 0) throw new RestoreError(`pages image ends early (at ${c.off + BigInt(got)})`);
-      got += r;
-    }
+    const src = sources.get(c.level)!;
+    readAll(src.fd, buf, n, c.off, src.file);
     const w = processVmWritev(pid, [{ local: buf, offset: 0, remote: c.addr, len: n }]);
     if (w !== n) throw new RestoreError(`pid ${pid}: wrote ${w} of ${n} bytes at ${hex(c.addr)}`);
     progress?.(n / PAGE_SIZE);
@@ -785,6 +936,7 @@ export function restoreTaskMemory(
       log: (m) => run.log.warn(m),
       shmem: run.plan.shmem,
       ...(task.parent?.mm?.vmas ? { parentVmas: task.parent.mm.vmas } : {}),
+      autoDedup: run.autoDedup,
     },
     ownVdsoLayout(),
     progress,

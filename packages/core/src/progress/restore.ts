@@ -1,11 +1,14 @@
 // What restore tells its progress hook, from the plan: kept here so that restore/restore.ts only calls.
-import { PE_PRESENT } from '@criu-ts/images';
+import { PE_PARENT, PE_PRESENT } from '@criu-ts/images';
 import type { RestorePlan, TaskPlan } from '../restore/plan.js';
 import type { ProgressTracker } from './progress.js';
 
-/** The pages of a task's images (PE_PRESENT runs of its pagemap). */
+/** The pages of a task's images (PE_PRESENT runs of its pagemap, and PE_PARENT ones: in a parent image). */
 export const presentPages = (task: TaskPlan): number =>
-  (task.pagemap?.runs ?? []).reduce((n, r) => n + (r.flags & PE_PRESENT ? Number(r.pages) : 0), 0);
+  (task.pagemap?.runs ?? []).reduce(
+    (n, r) => n + (r.flags & (PE_PRESENT | PE_PARENT) ? Number(r.pages) : 0),
+    0,
+  );
 
 /**
  * Tells `progress` the totals of a restore (tasks, pages of the pagemaps, inet sockets of the fds) and

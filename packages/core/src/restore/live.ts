@@ -49,6 +49,8 @@ export class RestoreRun {
   readonly inTaskDone = new Set<string>();
   /** Counters for stats-restore and the timings. */
   readonly counts = { forkMs: 0, memMs: 0, pages: 0, compared: 0, sharedCow: 0 };
+  /** --auto-dedup: pages read from the images are punched out of them (mm/restore.ts, shmem). */
+  autoDedup = false;
 
   constructor(
     readonly plan: RestorePlan,

@@ -16,7 +16,6 @@ import {
   type MmEntry,
   type PageMap,
   PE_LAZY,
-  PE_PARENT,
   PE_PRESENT,
   type PstreeEntry,
   type SeccompEntry,
@@ -36,7 +35,7 @@ import { type Remap, readRemaps } from '../files/regular/remap-restore.js';
 import { type ImagesLock, methodOfInventoryCode, type NetworkLockMethod } from '../net-lock/index.js';
 import { ShmemRestore } from '../shmem/restore.js';
 import { RestoreError } from './errors.js';
-import { checkPagemap, checkShmemPagemaps, checkVmaLayout } from './validate.js';
+import { checkPageChain, checkPagemap, checkShmemPagemaps, checkVmaLayout } from './validate.js';
 
 // task_state as CRIU defines it (core-image/thread.ts); core_entry.mtype, fd types and tty types are the
 // images' enums (CoreEntryMarch, FdTypes, TtyType).
@@ -395,13 +394,11 @@ function loadLiveTask(
     // data is on a page server.
     if (r.flags & PE_LAZY && !(r.flags & PE_PRESENT))
       throw new RestoreError(`pagemap-${t.pid}.img: lazy pages need a page server`);
-    if (r.flags & PE_PARENT && !(r.flags & PE_PRESENT))
-      throw new RestoreError(
-        `pagemap-${t.pid}.img: pages in a parent image (incremental dumps) are not supported yet`,
-      );
   }
-  // Aligned, ordered, not overlapping, inside the VMAs (which do not overlap), data in the pages file.
+  // Aligned, ordered, not overlapping, inside the VMAs (which do not overlap), data in the pages file,
+  // and PE_PARENT pages in the chain of parent images (incremental dumps).
   checkPagemap(join(dir.path, pm.pagemapName), pm.runs, pm.pagesFile, checkVmaLayout(t.pid, vmas));
+  checkPageChain(pm);
 }
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;

@@ -79,6 +79,8 @@ export interface RestoreOptions {
    * tree runs fails the restore and kills what it made; one at post-resume is only logged, as in CRIU.
    */
   notify?: Notify;
+  /** --auto-dedup: the pages restored are punched out of the images (and their parents'), as CRIU. */
+  autoDedup?: boolean;
 }
 
 export interface RestoreResult {
@@ -147,6 +149,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   const waitMs = ms(tWait);
   const files = new NodeFiles(plan, (m) => log.debug(m));
   const run = new RestoreRun(plan, files, log, cgroups, opts.sibling === true);
+  run.autoDedup = plan.shmem.autoDedup = opts.autoDedup === true;
 
   let tPlan = 0;
   try {

@@ -9,10 +9,14 @@ import { basename, join } from 'node:path';
 import {
   type ImageDir,
   openImageForRead,
+  PageChainError,
+  type PageMap,
   type PageRun,
+  type PageSources,
   PE_LAZY,
   PE_PARENT,
   PE_PRESENT,
+  pageSources,
   parseImageFileName,
   type VmaEntry,
 } from '@criu-ts/images';
@@ -113,8 +117,28 @@ export function checkShmemPagemaps(dir: ImageDir): void {
     const pm = dir.shmemPageMap(BigInt(f.id));
     try {
       checkPagemap(join(dir.path, file), pm.runs, pm.pagesFile);
+      checkPageChain(pm);
     } finally {
       pm.close();
     }
   }
+}
+
+/**
+ * The pages of a pagemap through its chain of parent images (incremental dumps): every PE_PARENT run
+ * found in some level, no loop, and each parent pagemap used as sound as checkPagemap wants it, with
+ * its data in its pages file. Checked while planning, before any task exists; one line naming the
+ * pagemap and the address otherwise.
+ */
+export function checkPageChain(pm: PageMap): PageSources {
+  let src: PageSources;
+  try {
+    src = pageSources(pm);
+  } catch (e) {
+    if (e instanceof PageChainError) throw new RestoreError(e.message);
+    throw new RestoreError((e as Error).message);
+  }
+  for (const [k, lv] of src.levels.entries())
+    if (k > 0 && lv.pm) checkPagemap(join(lv.shown, lv.pm.pagemapName), lv.pm.runs, lv.pm.pagesFile);
+  return src;
 }

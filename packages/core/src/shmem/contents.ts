@@ -4,7 +4,17 @@
 // shmem file), so a page that no task ever touched but that is in the object is dumped too, and only
 // holes (SEEK_DATA / SEEK_HOLE) are left out.
 import { closeSync, readSync } from 'node:fs';
-import { type ImageDir, openImageForRead, PE_LAZY, PE_PARENT, PE_PRESENT } from '@criu-ts/images';
+import {
+  type ImageDir,
+  openImageForRead,
+  PageChainError,
+  type PageMap,
+  type PageSources,
+  PE_LAZY,
+  PE_PARENT,
+  PE_PRESENT,
+  pageSources,
+} from '@criu-ts/images';
 import {
   isSysError,
   lseek,
@@ -21,6 +31,7 @@ import {
   SEEK_HOLE,
   type VmIovec,
 } from '@criu-ts/sys';
+import type { HolePuncher } from '../mm/punch.js';
 import { RestoreError } from '../restore/errors.js';
 
 const PAGE = BigInt(PAGE_SIZE);
@@ -95,7 +106,9 @@ export function dumpShmemContents(
  * Fill `fd` (a fresh memfd of `size` bytes) from pagemap-shmem-SHMID.img, with pwrite; a hugetlb memfd
  * (`hugetlb`), which cannot be written to, through a shared mapping of it, and only its pages that
  * are not zero (a fresh huge page is zero: no huge page is taken for nothing). No image means no
- * pages: the object was all holes. Returns the number of pages in the image.
+ * pages: the object was all holes. PE_PARENT runs are read from the parent images (incremental dumps,
+ * the chain checked while planning). With `punch` (--auto-dedup), what is read is punched out of the
+ * images. Returns the number of pages in the images.
  */
 export function restoreShmemContents(
   dir: ImageDir,
@@ -103,46 +116,63 @@ export function restoreShmemContents(
   fd: number,
   size: bigint,
   hugetlb = false,
+  punch?: HolePuncher,
 ): number {
   if (!dir.has('pagemap-shmem-%lu', shmid)) return 0;
   const pm = dir.shmemPageMap(shmid);
   let pages = 0;
-  let src: number | undefined;
+  const src = new Map<number, number>();
   const mapped = hugetlb && size > 0n ? mmap(0n, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : undefined;
   const write = (b: Buffer, len: number, pos: bigint) =>
     mapped === undefined ? writeFully(fd, b, len, pos) : writeMapped(mapped, b, len, pos);
   try {
-    const buf = Buffer.allocUnsafe(CHUNK);
     for (const r of pm.runs) {
-      if (r.flags & PE_PARENT && !(r.flags & PE_PRESENT))
-        throw new RestoreError(`pagemap-shmem-${shmid}.img: pages in a parent image are not supported yet`);
-      if (r.flags & PE_LAZY && !(r.flags & PE_PRESENT))
+      if (r.flags & PE_LAZY && !(r.flags & (PE_PRESENT | PE_PARENT)))
         throw new RestoreError(`pagemap-shmem-${shmid}.img: lazy pages need a page server`);
-      if (!(r.flags & PE_PRESENT)) continue;
       const end = r.vaddr + r.pages * PAGE;
-      if (end > pageUp(size))
+      if (r.flags & (PE_PRESENT | PE_PARENT) && end > pageUp(size))
         throw new RestoreError(
           `pagemap-shmem-${shmid}.img: pages up to ${end} are beyond the object's ${size} bytes`,
         );
-      src ??= openImageForRead(pm.pagesFile).fd;
-      for (let at = 0n; at < end - r.vaddr; ) {
-        const n = Number(end - r.vaddr - at < BigInt(CHUNK) ? end - r.vaddr - at : BigInt(CHUNK));
-        const got = readSync(src, buf, 0, n, r.dataOffset + at);
-        if (got !== n) throw new RestoreError(`${pm.pagesFile}: page data missing at ${r.dataOffset + at}`);
+    }
+    const sources = shmemSources(pm, shmid);
+    const buf = Buffer.allocUnsafe(CHUNK);
+    for (const r of sources.slices) {
+      const file = sources.files[r.level]!;
+      let from = src.get(r.level);
+      if (from === undefined) {
+        from = openImageForRead(file).fd;
+        src.set(r.level, from);
+      }
+      for (let at = 0n; at < r.len; ) {
+        const n = Number(r.len - at < BigInt(CHUNK) ? r.len - at : BigInt(CHUNK));
+        const got = readSync(from, buf, 0, n, r.off + at);
+        if (got !== n) throw new RestoreError(`${file}: page data missing at ${r.off + at}`);
         // Nothing is written past the object's end (its size is restored exactly).
-        const off = r.vaddr + at;
+        const off = r.addr + at;
         const keep = off + BigInt(n) > size ? Number(size - off) : n;
         if (keep > 0) write(buf, keep, off);
+        punch?.punch(file, r.off + at, BigInt(n));
         at += BigInt(n);
       }
-      pages += Number(r.pages);
+      pages += Number(r.len / PAGE);
     }
   } finally {
-    if (src !== undefined) closeSync(src);
+    for (const f of src.values()) closeSync(f);
     if (mapped !== undefined) munmap(mapped, size);
     pm.close();
   }
   return pages;
+}
+
+/** The pages of a shared memory object through its chain of parent images, as one-line errors. */
+function shmemSources(pm: PageMap, shmid: bigint): PageSources {
+  try {
+    return pageSources(pm);
+  } catch (e) {
+    if (e instanceof PageChainError) throw new RestoreError(e.message);
+    throw new RestoreError(`pagemap-shmem-${shmid}.img: ${(e as Error).message}`);
+  }
 }
 
 function writeFully(fd: number, buf: Buffer, len: number, pos: bigint): void {

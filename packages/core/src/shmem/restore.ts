@@ -62,6 +62,7 @@ import {
   shmStat,
 } from '@criu-ts/sys';
 import { SETFL_MASK } from '../files/fd-flags.js';
+import { HolePuncher } from '../mm/punch.js';
 import { VMA } from '../mm/vmas.js';
 import { RestoreError } from '../restore/errors.js';
 import { restoreShmemContents } from './contents.js';
@@ -112,7 +113,20 @@ export class ShmemRestore {
   /** files.img ids of the MEMFD entries mappings use -> their inode_id. */
   private readonly mappedMemfds = new Map<number, number>();
 
+  /** --auto-dedup: the pages restored are punched out of the images (restore/restore.ts sets it). */
+  autoDedup = false;
+
   private constructor(private readonly dir: ImageDir) {}
+
+  /** The contents of object `shmid` into `fd`, from its pagemap (and its parent images). */
+  private fill(shmid: bigint, fd: number, size: bigint, huge: boolean): void {
+    const punch = this.autoDedup ? new HolePuncher((m) => new RestoreError(m)) : undefined;
+    try {
+      restoreShmemContents(this.dir, shmid, fd, size, huge, punch);
+    } finally {
+      punch?.close();
+    }
+  }
 
   /** The one instance of a restore of `dir` (plan, mm and the memfd fd driver all reach it). */
   static for(dir: ImageDir): ShmemRestore {
@@ -245,7 +259,7 @@ export class ShmemRestore {
       }
       o.fd = fd;
       ftruncate(fd, o.size);
-      restoreShmemContents(this.dir, shmid, fd, o.size, huge);
+      this.fill(shmid, fd, o.size, huge);
     }
     for (const [id, seg] of this.segments) if (!seg.reuse && !seg.created) this.createSegment(id, seg);
   }
@@ -349,7 +363,7 @@ export class ShmemRestore {
     this.inodeFds.set(id, fd);
     try {
       ftruncate(fd, mie.size);
-      restoreShmemContents(this.dir, BigInt(mie.shmid), fd, mie.size, (huge & MFD_HUGETLB) !== 0);
+      this.fill(BigInt(mie.shmid), fd, mie.size, (huge & MFD_HUGETLB) !== 0);
     } catch (e) {
       if (e instanceof RestoreError) throw e;
       throw new RestoreError(`memfd:${mie.name} (${mie.size} bytes): ${(e as Error).message}`);

@@ -1,4 +1,13 @@
-import { closeSync, constants, existsSync, write as fsWrite, openSync, readSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  write as fsWrite,
+  openSync,
+  readSync,
+  realpathSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { ImageError, writing } from '../errors.js';
 import { ImageReader, ImageWriter } from '../image-file.js';
@@ -21,6 +30,14 @@ export interface PageRun {
   dataOffset: bigint;
 }
 
+function realOrSelf(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return p;
+  }
+}
+
 /** Flags of an entry: field 4, or the legacy in_parent (field 3) as PE_PARENT. */
 function entryFlags(e: PagemapEntry): number {
   if (e.flags !== undefined) return e.flags;
@@ -37,6 +54,8 @@ export class PageMap {
   readonly pagesId: number;
   private pagesFd: number | undefined;
   private parentMap: PageMap | null | undefined;
+  /** Real paths of the dumps from the first one down to this one (readPage's loop guard). */
+  private chainDirs: Set<string> | undefined;
 
   constructor(
     readonly dir: string,
@@ -96,11 +115,12 @@ export class PageMap {
     const page = addr & ~BigInt(PAGE_SIZE - 1);
     const run = this.findRun(page);
     if (!run) return undefined;
+    // PE_PARENT first, as CRIU reads (and restore: chain.ts's runSource).
+    if (run.flags & PE_PARENT) return this.parent()?.readPage(page);
     if (run.flags & PE_PRESENT) {
       const at = run.dataOffset + (page - run.vaddr);
       return this.readPagesFile(at);
     }
-    if (run.flags & PE_PARENT) return this.parent()?.readPage(page);
     if (run.flags & PE_LAZY) return undefined;
     return undefined;
   }
@@ -146,11 +166,26 @@ export class PageMap {
     return buf;
   }
 
+  /**
+   * The same pagemap in the parent dump, opened through the real path of the `parent` link (a chain of
+   * any length, not stopped by the 40 symlinks one lookup may follow); none when the link is missing,
+   * dangles, or leads back into the chain (a loop).
+   */
   private parent(): PageMap | null {
     if (this.parentMap === undefined) {
-      const dir = join(this.dir, 'parent');
-      const file = join(dir, this.pagemapName);
-      this.parentMap = existsSync(file) ? new PageMap(dir, this.pagemapName) : null;
+      this.parentMap = null;
+      let dir: string;
+      try {
+        dir = realpathSync(join(this.dir, 'parent'));
+      } catch {
+        return null;
+      }
+      const seen = this.chainDirs ?? new Set([realOrSelf(this.dir)]);
+      if (!seen.has(dir) && existsSync(join(dir, this.pagemapName))) {
+        const p = new PageMap(dir, this.pagemapName);
+        p.chainDirs = new Set([...seen, dir]);
+        this.parentMap = p;
+      }
     }
     return this.parentMap;
   }
