@@ -4,6 +4,7 @@ import { dedupCommand } from './criu/dedup-command.js';
 import { dumpCommand } from './criu/dump-command.js';
 import { UsageError } from './criu/getopt.js';
 import { type CriuOptions, optionHelp, parseCommandLine } from './criu/options.js';
+import { pageServerCommand } from './criu/page-server-command.js';
 import { preDumpCommand } from './criu/pre-dump-command.js';
 import { restoreCommand } from './criu/restore-command.js';
 import { writeText } from './criu/write.js';
@@ -14,7 +15,6 @@ const VERSION = typeof CRIU_TS_VERSION === 'string' ? CRIU_TS_VERSION : 'unknown
 
 /** CRIU's commands that criu-ts does not have yet, and why, so that each is refused by name. */
 const NOT_YET: Record<string, string> = {
-  'page-server': 'the page server is not in criu-ts yet',
   'lazy-pages': 'lazy pages are not in criu-ts yet',
   exec: 'CRIU removed exec; criu-ts does not have it',
   show: 'CRIU removed show; use crit-ts show',
@@ -27,6 +27,7 @@ const USAGE = `Usage:
   criu-ts cpuinfo dump|check [-D DIR] [--cpu-cap CAP]
   criu-ts dedup -D DIR
   criu-ts service [--address SOCK] [-d] [--pidfile FILE]
+  criu-ts page-server -D DIR [--address ADDR] [--port PORT] [-d] [--status-fd FD]
   criu-ts swrk <fd>
 
 Commands:
@@ -37,6 +38,7 @@ Commands:
   cpuinfo dump   writes this CPU's description into cpuinfo.img
   cpuinfo check  checks that this CPU can run what cpuinfo.img's CPU ran
   dedup     punch the pages DIR holds out of its parent images (incremental dumps)
+  page-server  receive one dump's memory over TCP (criu dump --page-server) into DIR
   service   serve CRIU's RPC on a unix socket (default ./criu_service.socket)
   swrk      serve CRIU's RPC on the socket fd a client passes (runc, pycriu, go-criu)
 
@@ -81,6 +83,8 @@ export async function main(argv: string[], services?: ServiceCommands): Promise<
         return cpuinfoCommand(o, err);
       case 'dedup':
         return dedupCommand(o);
+      case 'page-server':
+        return await pageServerCommand(o);
       case 'swrk':
       case 'service':
         if (!services)

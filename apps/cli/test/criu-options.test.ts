@@ -202,10 +202,10 @@ describe('criu-ts check', () => {
   });
 
   it('commands criu-ts does not have are refused by name; no command prints the usage', async () => {
-    const pre = await criuTs(['page-server']);
+    const pre = await criuTs(['lazy-pages']);
     expect(pre).toMatchObject({
       code: 1,
-      stderr: 'criu-ts: page-server is not supported: the page server is not in criu-ts yet\n',
+      stderr: 'criu-ts: lazy-pages is not supported: lazy pages are not in criu-ts yet\n',
     });
     const none = await criuTs([]);
     expect(none.code).toBe(1);

@@ -45,7 +45,8 @@ type BoolKey =
   | 'checkExperimental'
   | 'ghostFiemap'
   | 'linkRemap'
-  | 'trackMem';
+  | 'trackMem'
+  | 'pageServer';
 
 const str = (long: string, key: StrKey, help: string, short?: string): OptionSpec => ({
   long,
@@ -75,7 +76,7 @@ const refuse = (long: string, arg: ArgKind, why: string, short?: string): Option
   ...(short ? { short } : {}),
 });
 
-const PAGE_SERVER = 'the page server is not in criu-ts yet';
+const PAGE_SERVER = "the page server's lazy pages and passed sockets (--ps-socket) are not in criu-ts yet";
 const NAMESPACES = "namespaces and mounts of the tree are not dumped by criu-ts yet (CRIU's --root flavour)";
 const TLS = 'TLS is for the page server, which is not in criu-ts yet';
 const PLUGINS = 'plugins are not in criu-ts yet';
@@ -159,9 +160,22 @@ const OPTIONS: OptionSpec[] = [
   bool('link-remap', 'linkRemap', 'link files whose name is gone back under a new one (link_remap.N)'),
   bool('shell-job', 'shellJob', 'the tree was started from a shell (session, terminal)', 'j'),
   bool('file-locks', 'fileLocks', 'dump and restore file locks', 'l'),
-  refuse('page-server', 'none', PAGE_SERVER),
-  str('address', 'address', 'service: the socket to listen on (default ./criu_service.socket)'),
-  refuse('port', 'required', PAGE_SERVER),
+  bool('page-server', 'pageServer', 'dump: send the memory to the page server at --address/--port'),
+  str(
+    'address',
+    'address',
+    'service: the socket to listen on (default ./criu_service.socket); page-server: the address to bind; dump: the page server',
+  ),
+  {
+    long: 'port',
+    arg: 'required',
+    help: 'page-server: the TCP port to listen on (0 or none: a free one, logged as "Using P port"); dump: to connect to',
+    set: (o, v) => {
+      const port = Number(v);
+      if (!/^\d+$/.test(v as string) || port > 65535) throw new UsageError(`invalid port: ${v}`);
+      o.port = port;
+    },
+  },
   str('prev-images-dir', 'prevImagesDir', 'path to images from previous dump (relative to -D)'),
   refuse('ms', 'none', 'it is deprecated; see "Check options" of criu --help'),
   bool('track-mem', 'trackMem', 'turn on memory changes tracker in kernel'),

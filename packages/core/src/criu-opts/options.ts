@@ -26,6 +26,10 @@ export interface CriuOptions {
   pidfile?: string;
   /** --address: the service's socket (service), the page server's address (page-server). */
   address?: string;
+  /** --port: the page server's TCP port (page-server: 0 or none binds a free one; dump: where to connect). */
+  port?: number;
+  /** dump --page-server: memory goes to the page server at --address/--port. */
+  pageServer: boolean;
   statusFd?: number;
   shellJob: boolean;
   fileLocks: boolean;
@@ -81,6 +85,7 @@ export function defaultOptions(): CriuOptions {
     imagesDir: '.',
     verbosity: 2,
     logFormat: 'text',
+    pageServer: false,
     shellJob: false,
     fileLocks: false,
     actionScripts: [],

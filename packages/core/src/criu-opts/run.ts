@@ -9,7 +9,7 @@ import type { Notify } from '../notify/index.js';
 import type { Progress } from '../progress/progress.js';
 import type { RestoreOptions } from '../restore/restore.js';
 import type { CriuOptions } from './options.js';
-import { absolutePath } from './paths.js';
+import { absolutePath, OptionError } from './paths.js';
 
 /**
  * A stage hook (CRIU's action-script names: pre-dump, post-dump, network-lock, ...), called
@@ -91,6 +91,7 @@ export function dumpOptionsOf(o: CriuOptions, pid: number, dirs: RunDirs, hooks:
     ghostFiemap: o.ghostFiemap,
     linkRemap: o.linkRemap,
     cpuCap: o.cpuCap,
+    ...(o.pageServer ? { pageServer: pageServerOf(o) } : {}),
     ...(o.trackMem ? { trackMem: true } : {}),
     ...(o.prevImagesDir !== undefined ? { prevImagesDir: o.prevImagesDir } : {}),
     logger: hooks.logger,
@@ -100,6 +101,12 @@ export function dumpOptionsOf(o: CriuOptions, pid: number, dirs: RunDirs, hooks:
   };
 }
 
+/** dump --page-server: where to connect (CRIU needs both --address and --port). */
+function pageServerOf(o: CriuOptions): { host: string; port: number } {
+  if (o.address === undefined || !o.port) throw new OptionError('--page-server needs --address and --port');
+  return { host: o.address, port: o.port };
+}
+
 /** preDump()'s options for the tree of `pid`, from CRIU's options (pre-dump always tracks memory). */
 export function preDumpOptionsOf(
   o: CriuOptions,
@@ -107,6 +114,7 @@ export function preDumpOptionsOf(
   dirs: RunDirs,
   hooks: RunHooks,
 ): PreDumpOptions {
+  if (o.pageServer) throw new OptionError('pre-dump --page-server is not supported by criu-ts yet');
   return {
     pid,
     imagesDir: dirs.imagesDir,

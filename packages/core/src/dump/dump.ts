@@ -9,6 +9,7 @@ import {
   type TaskKobjIdsEntry,
   warmUpCodecs,
 } from '@criu-ts/images';
+import { type ConnectOptions, PageServerClient } from '@criu-ts/page-server';
 import { ERRNO } from '@criu-ts/sys';
 import { type CgroupDumpOptions, CgroupSets } from '../cgroup/dump.js';
 import { dumpCpuinfo } from '../cpuinfo/dump.js';
@@ -98,6 +99,11 @@ export interface DumpOptions {
   prevImagesDir?: string;
   /** How a tracking keeper is started (dump --track-mem -R; see mm/track/keeper.ts). */
   keeper?: StartKeeperOptions;
+  /**
+   * --page-server --address --port: the tasks' memory goes to this page server (criu-ts's or CRIU's),
+   * the other images to imagesDir. `layout`: the server's header layout (default CRIU 4.2's).
+   */
+  pageServer?: ConnectOptions;
 }
 
 export interface DumpResult {
@@ -127,7 +133,11 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   dumpCpuinfo(dir, opts.cpuCap, logger); // --cpu-cap: cpuinfo.img, before the tree is seized (as CRIU)
   warmUp();
   callNotify(opts.notify, 'pre-dump', opts.pid, (m, cause) => new DumpError(m, { cause }));
+  if (opts.pageServer && opts.trackMem)
+    throw new DumpError('--track-mem with --page-server is not supported by criu-ts yet');
   const track = beginTracking(opts, logger);
+  // Connected before the tree is seized, as CRIU does: a page server that is not there fails the dump first.
+  const pageServer = opts.pageServer ? await connectPageServer(opts.pageServer) : undefined;
   const stats = new DumpStats();
   const progress = new ProgressTracker(opts.progress);
   progress.phase('freezing');
@@ -139,6 +149,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     });
   } catch (e) {
     track?.end();
+    pageServer?.destroy();
     throw e;
   }
   stats.frozenAt = process.hrtime.bigint();
@@ -175,6 +186,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     shmem: new ShmemDump(dir, files, stats, () => ctx.pagesId++),
     progress,
     ...(track ? { track } : {}),
+    ...(pageServer ? { pageServer } : {}),
   };
   // inventory.img's root_ids are criu-ts's own ids, numbered first (see KobjIds.ofDumper).
   const dumperIds = ctx.ids.ofDumper();
@@ -199,6 +211,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     opts.checkpoint?.();
     progress.phase('writing images');
     writeTreeImages(ctx, dumperIds);
+    // CLOSE, and the server's answer: the memory is on its disk before the tree may go.
+    if (pageServer) await closePageServer(pageServer);
     // Images written, tree frozen and its connections locked: CRIU asks here whether to go on.
     callNotify(opts.notify, 'post-dump', opts.pid, (m, cause) => new DumpError(m, { cause }));
     // Inside the try: a stats-dump that cannot be written leaves the tree running, as any failed write.
@@ -208,6 +222,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     if (opts.autoDedup) dedupAfterDump(opts.imagesDir);
   } catch (err) {
     track?.end();
+    pageServer?.destroy(); // without CLOSE: the server keeps none of it
     ctx.files.undo();
     tree.release();
     ctx.files.close();
@@ -373,4 +388,20 @@ function writeTreeImages(ctx: DumpContext, rootIds: TaskKobjIdsEntry): void {
 
 export function uptimeMicros(): bigint {
   return BigInt(Math.round(readUptime().up * 1e6));
+}
+
+async function connectPageServer(o: ConnectOptions): Promise<PageServerClient> {
+  try {
+    return await PageServerClient.connect(o);
+  } catch (e) {
+    throw new DumpError(e instanceof Error ? e.message : String(e));
+  }
+}
+
+async function closePageServer(c: PageServerClient): Promise<void> {
+  try {
+    await c.close();
+  } catch (e) {
+    throw new DumpError(`page server: ${e instanceof Error ? e.message : String(e)}`);
+  }
 }

@@ -1,6 +1,7 @@
 import { ProcDir, procPath } from '@criu-ts/bfd';
 import { Parasite, type SeizedTask, type SeizedTree } from '@criu-ts/compel';
 import type { CoreEntry, ImageDir, TaskCoreEntry, TtyInfoEntry, UserDescT } from '@criu-ts/images';
+import type { PageServerClient } from '@criu-ts/page-server';
 import {
   KCMP_FILES,
   kcmp,
@@ -54,6 +55,8 @@ export interface DumpContext {
   /** The task already dumped with each vm_id and files_id: restore cannot share them yet. */
   sharedBy: Map<string, number>;
   pagesId: number;
+  /** --page-server: the connection the tasks' memory goes through. */
+  pageServer?: PageServerClient;
   seccomp: SeccompFilters;
   cgroups: CgroupSets;
   shellJob: boolean;
@@ -160,7 +163,11 @@ export async function dumpTask(ctx: DumpContext, task: SeizedTask): Promise<void
     ctx.stats.memdumpStart = process.hrtime.bigint();
     const { runs, scanned } = pagesToDump(proc.pagemap(), vmas);
     const plan = ctx.track?.plan(task.pid, String(stat.starttime), proc, smaps, vmas, runs);
-    const pm = ctx.dir.pageMapWriter(task.pid, ctx.pagesId++, { direct: true });
+    // --page-server: the memory goes to the page server (OPEN2 of this pid, its runs), not to -D
+    // (dump refuses --track-mem with it, so there is no plan then).
+    const pm = ctx.pageServer
+      ? await ctx.pageServer.open('task', task.pid)
+      : ctx.dir.pageMapWriter(task.pid, ctx.pagesId++, { direct: true });
     ctx.progress?.more('pages', pageCount(runs) - (plan?.parentPages ?? 0));
     ctx.progress?.phase('writing memory');
     try {

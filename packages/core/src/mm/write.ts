@@ -8,7 +8,7 @@
 // was really read. A dump of a frozen task (not tolerant) fails on such a page.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { procPath } from '@criu-ts/bfd';
-import { type PageMapWriter, PE_PARENT, PE_PRESENT } from '@criu-ts/images';
+import { PE_PARENT, PE_PRESENT } from '@criu-ts/images';
 import {
   addressOf,
   alignedBuffer,
@@ -27,6 +27,14 @@ const PAGE = BigInt(PAGE_SIZE);
  * the task (2 x 4 MiB, whatever the task's size).
  */
 const CHUNK = 4 * 1024 * 1024;
+
+/** Where a task's pages go: its pagemap and pages images (PageMapWriter), or a page server (PageStream). */
+export interface PageSink {
+  addPresent(vaddr: bigint, pages: number | bigint): void;
+  addParent(vaddr: bigint, pages: number | bigint): void;
+  /** Data left untouched until the promise settles. */
+  writeDataAsync(data: Uint8Array): Promise<void>;
+}
 
 /** A run of the plan: pages to read (`parent` false) or to point at in the parent images. */
 export interface PlanRun {
@@ -79,7 +87,7 @@ type Queued = { parent: true; start: bigint; end: bigint } | ({ parent: false } 
 export async function writePlan(
   pid: number,
   plan: PlanRun[],
-  out: PageMapWriter,
+  out: PageSink,
   opts: { tolerant: boolean; progress?: (pages: number) => void },
 ): Promise<PlanWritten> {
   let total = 0;
