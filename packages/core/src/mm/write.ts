@@ -245,12 +245,12 @@ export async function writePlan(
     };
     for (const q of queue) {
       if (q.parent) {
-        emit(q.start, q.end, PE_PARENT);
+        if (opts.tolerant) emit(q.start, q.end, PE_PARENT);
         res.parent += Number((q.end - q.start) / PAGE);
         continue;
       }
       for (const [s, e] of ok[pi++]!) {
-        emit(s, e, PE_PRESENT);
+        if (opts.tolerant) emit(s, e, PE_PRESENT);
         const off = q.off + Number(s - q.start);
         const end = off + Number(e - s);
         if (span && span[1] === off) span[1] = end;
@@ -272,6 +272,13 @@ export async function writePlan(
 
   try {
     for (const run of plan) {
+      // Not tolerant, every page is read or the dump fails: each run's entry goes out before its data, as
+      // a page server wants it (a pre-dump, tolerant, knows its entries only once the pages are read).
+      if (!opts.tolerant) {
+        const pages = (run.end - run.start) / PAGE;
+        if (run.parent) out.addParent(run.start, pages);
+        else out.addPresent(run.start, pages);
+      }
       if (run.parent) {
         queue.push({ parent: true, start: run.start, end: run.end });
         continue;
