@@ -1,14 +1,16 @@
 // `criu-ts service`: a unix SOCK_SEQPACKET server, one worker process per connection, as CRIU's. For
 // speed the workers are kept warm: the main process hands an accepted connection to an idle worker
-// (SCM_RIGHTS over a socketpair), and a worker that served only successful requests that restored
-// nothing goes back to the pool (at most WORKER_JOBS connections, then it exits). A worker that restored
-// (the restored tree are its children) or saw a request fail exits after its connection. One idle
-// worker is kept ready.
+// (SCM_RIGHTS over a socketpair), and a worker that served only successful requests goes back to the
+// pool (at most WORKER_JOBS connections, then it exits). A restore makes the restored root the main
+// process's child (the worker's sibling): the worker tells the main process its pid, and the main
+// process reaps it when it exits. A worker that restored a tree as its own children (keep_open, where a
+// WAIT_PID may follow) or saw a request fail exits after its connection. One idle worker is kept ready.
 //
-// The main process runs one blocking loop (poll on the listening socket, the workers' control sockets
-// and their pidfds; accept; waitid) and never returns to Node's event loop: libuv never reaps a worker,
-// so every exit is ours to collect, and none is left a zombie. A worker's death, SIGKILL included, only
-// costs the connection it served.
+// The main process runs one blocking loop (poll on the listening socket, the workers' control sockets,
+// their pidfds and those of the restored roots; accept; waitid) and never returns to Node's event loop:
+// libuv never reaps a worker, so every exit is ours to collect, and none is left a zombie. A worker's
+// death, SIGKILL included, only costs the connection it served; a root it restored and had no time to
+// tell about is found among the main process's children then.
 import { spawn } from 'node:child_process';
 import { chmodSync, closeSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import {
@@ -20,6 +22,7 @@ import {
   runDirs,
   writePidfile,
 } from '@criu-ts/core';
+import { withProcDir } from '@criu-ts/bfd';
 import {
   AF_UNIX,
   accept4,
@@ -70,6 +73,7 @@ const DAEMON_ENV = 'CRIU_TS_SERVICE_DAEMON';
 /** Control messages between the main process and a worker (one byte each; a connection goes with 'C'). */
 export const MSG_READY = 0x52; // 'R': started, or done with a connection and idle again
 export const MSG_CONN = 0x43; // 'C': here is a connection (SCM_RIGHTS)
+export const MSG_TREE = 0x54; // 'T' + pid (int32 LE): a restored root, the service's child now
 
 const PAUSE = new Int32Array(new SharedArrayBuffer(4));
 
@@ -203,6 +207,8 @@ function startDaemon(listenFd: number, log: CriuLog): number {
 
 class Pool {
   private readonly workers = new Map<number, Worker>();
+  /** Restored roots that are this process's children (a worker restored them as its sibling): pidfds. */
+  private readonly trees = new Map<number, number>();
   /** Accepted connections no worker has taken yet. */
   private readonly waiting: number[] = [];
 
@@ -231,6 +237,8 @@ class Pool {
     const list = [...this.workers.values()];
     const fds: PollFd[] = [{ fd: this.listenFd, events: POLLIN }];
     for (const w of list) fds.push({ fd: w.ctl, events: POLLIN }, { fd: w.pidfd, events: POLLIN });
+    const trees = [...this.trees];
+    for (const [, pidfd] of trees) fds.push({ fd: pidfd, events: POLLIN });
     poll(fds, -1);
     if ((fds[0]?.revents ?? 0) & POLLIN) this.accept();
     list.forEach((w, i) => {
@@ -239,6 +247,9 @@ class Pool {
       if (ctl & POLLIN) this.fromWorker(w);
       else if (ctl & POLLHUP && w.state !== 'busy') this.retire(w);
       if (dead & POLLIN) this.reap(w);
+    });
+    trees.forEach(([pid, pidfd], i) => {
+      if ((fds[1 + 2 * list.length + i]?.revents ?? 0) & POLLIN) this.reapTree(pid, pidfd);
     });
     this.dispatch();
     this.log.flush();
@@ -258,7 +269,7 @@ class Pool {
 
   /** A worker says it is ready (started, or idle again after a connection). */
   private fromWorker(w: Worker): void {
-    const b = Buffer.alloc(1);
+    const b = Buffer.alloc(8);
     let n = 0;
     try {
       n = recv(w.ctl, b);
@@ -273,7 +284,44 @@ class Pool {
     if (b[0] === MSG_READY) {
       if (w.state === 'busy') w.jobs++;
       w.state = 'idle';
+    } else if (b[0] === MSG_TREE && n >= 5) {
+      this.adopt(b.readInt32LE(1));
     }
+  }
+
+  /**
+   * A restored root that is our child: watched through a pidfd and reaped when it exits. Anything else
+   * (not our child, a worker, known already) is left alone.
+   */
+  private adopt(pid: number): void {
+    if (!(pid > 0) || this.trees.has(pid) || this.workers.has(pid)) return;
+    let pidfd: number;
+    try {
+      pidfd = pidfdOpen(pid);
+    } catch {
+      return; // gone: not ours (we have not reaped it)
+    }
+    if (withProcDir(pid, (d) => d.stat().ppid) !== process.pid) {
+      close(pidfd);
+      return;
+    }
+    this.trees.set(pid, pidfd);
+  }
+
+  /** A restored root's pidfd is readable: it exited; collect it. */
+  private reapTree(pid: number, pidfd: number): void {
+    try {
+      if (waitid(P_PIDFD, pidfd, WEXITED | WNOHANG) === null) return; // not yet after all
+    } catch {
+      // collected already (ECHILD): gone either way
+    }
+    close(pidfd);
+    this.trees.delete(pid);
+  }
+
+  /** Our children that are neither workers nor known roots: roots whose worker died before telling. */
+  private adoptOrphans(): void {
+    for (const pid of withProcDir(process.pid, (d) => d.allChildren()) ?? []) this.adopt(pid);
   }
 
   /** Hands waiting connections to idle workers, the most used (warmest) first. */
@@ -363,5 +411,6 @@ class Pool {
     close(w.pidfd);
     if (w.ctl >= 0) close(w.ctl);
     this.workers.delete(w.pid);
+    this.adoptOrphans();
   }
 }

@@ -38,6 +38,13 @@ export interface SessionOptions {
   version: string;
   /** Sets the process title (`ps`) while a request runs; undefined: back to idle. */
   title?: (what: string | undefined) => void;
+  /**
+   * A pool worker's: a RESTORE without keep_open makes the root the service's child (this worker's
+   * sibling, as rst_sibling does), and `adopt` tells the service its pid, once the answer is sent, so
+   * that the service reaps it; the worker then serves on. Without it (swrk, or keep_open, where a
+   * WAIT_PID may follow) the tree is this process's child.
+   */
+  adopt?: (pid: number) => void;
 }
 
 export interface SessionResult {
@@ -56,9 +63,12 @@ export interface SessionResult {
 interface Outcome {
   resp?: CriuResp;
   ok: boolean;
+  /** A tree was restored as this process's children. */
   restored?: boolean;
   /** The keep_open that decides whether the connection goes on (a PRE_DUMP loop ends with a DUMP's). */
   keepOpen?: boolean;
+  /** A tree was restored as the service's child (SessionOptions.adopt): its root. */
+  adopted?: number;
 }
 
 const NAMES: Record<number, string> = Object.fromEntries(Object.entries(CriuReqType).map(([k, v]) => [v, k]));
@@ -110,7 +120,9 @@ export async function serveConnection(fd: number, so: SessionOptions): Promise<S
     }
     if (outcome.restored) result.restored = true;
     if (!outcome.ok || outcome.resp?.success === false) result.clean = false;
-    if (outcome.resp && !sendResponse(fd, outcome.resp)) {
+    const sent = outcome.resp === undefined || sendResponse(fd, outcome.resp);
+    if (outcome.adopted !== undefined) so.adopt?.(outcome.adopted);
+    if (!sent) {
       result.clean = false;
       break;
     }
@@ -308,12 +320,14 @@ async function restoreRequest(fd: number, req: CriuReq, peer: number, so: Sessio
   const dirs = runDirs(ro.o);
   const log = requestLog(ro, dirs.workDir, 'restore');
   // CRIU's RPC restore is always detached: the tree runs on as this process's child (or its client's,
-  // with rst_sibling) and the answer carries the root's pid.
+  // with rst_sibling; or the service's, see SessionOptions.adopt) and the answer carries the root's pid.
+  const adopted = so.adopt !== undefined && req.keep_open !== true;
+  const o = adopted ? { ...ro.o, restoreSibling: true } : ro.o;
   let root: number;
   try {
     log.info(`criu-ts ${so.version}: RPC restore from ${dirs.imagesDir}`);
     const result = restore(
-      restoreOptionsOf(ro.o, dirs, { logger: log, ...(ro.notify ? { notify: notifier(fd, log) } : {}) }),
+      restoreOptionsOf(o, dirs, { logger: log, ...(ro.notify ? { notify: notifier(fd, log) } : {}) }),
     );
     root = result.root;
     log.info(`Restore finished successfully: root ${root}, ${result.pids.length} tasks`);
@@ -331,7 +345,7 @@ async function restoreRequest(fd: number, req: CriuReq, peer: number, so: Sessio
   if (ro.statusFdPath) writeStatusFd(ro.statusFdPath, log);
   return {
     ok: true,
-    restored: true,
+    ...(adopted ? { adopted: root } : { restored: true }),
     resp: { type: CriuReqType.RESTORE, success: true, restore: { pid: root } },
   };
 }

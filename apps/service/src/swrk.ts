@@ -16,7 +16,7 @@ import {
   SOL_SOCKET,
   send,
 } from '@criu-ts/sys';
-import { MSG_READY, WORKER_ENV, WORKER_JOBS } from './service.js';
+import { MSG_READY, MSG_TREE, WORKER_ENV, WORKER_JOBS } from './service.js';
 import { serveConnection } from './session.js';
 import { warmUp } from './warm.js';
 
@@ -53,8 +53,9 @@ function checkSeqpacket(fd: number): void {
 
 /**
  * A pool worker: says it is ready, then serves each connection the service hands it. It exits when
- * the service closes the control socket, after a connection that restored a tree or saw a request fail,
- * or after WORKER_JOBS connections.
+ * the service closes the control socket, after a connection that saw a request fail or restored a tree
+ * as its own children (keep_open), or after WORKER_JOBS connections. A plain restore makes the tree the
+ * service's child (SessionOptions.adopt), so the worker, warm from real work, serves on.
  */
 async function poolWorker(ctl: number, version: string): Promise<number> {
   const idle = 'criu-ts service worker';
@@ -69,11 +70,23 @@ async function poolWorker(ctl: number, version: string): Promise<number> {
       for (const f of m.fds) close(f);
       return 0;
     }
-    const r = await serveConnection(conn, { swrk: false, version, title });
+    const r = await serveConnection(conn, { swrk: false, version, title, adopt: (pid) => adopt(ctl, pid) });
     close(conn);
     if (!r.clean) return 1;
     if (r.restored || jobs >= WORKER_JOBS) return 0;
     if (!tell(ctl)) return 0;
+  }
+}
+
+/** Tells the service that `pid`, a restored root, is its child now (to be reaped by it). */
+function adopt(ctl: number, pid: number): void {
+  const m = Buffer.alloc(5);
+  m[0] = MSG_TREE;
+  m.writeInt32LE(pid, 1);
+  try {
+    send(ctl, m, MSG_NOSIGNAL);
+  } catch {
+    // the service is gone: the tree goes to its reaper with it
   }
 }
 
