@@ -18,7 +18,7 @@ import {
 } from '@criu-ts/sys';
 import { MSG_READY, MSG_TREE, WORKER_ENV, WORKER_JOBS } from './service.js';
 import { serveConnection } from './session.js';
-import { warmUp } from './warm.js';
+import { idleGc, warmUp } from './warm.js';
 
 /** Process titles: `ps` shows what a worker does (`criu-ts dump --rpc -t PID`). */
 function titler(idle: string): (what: string | undefined) => void {
@@ -61,7 +61,7 @@ async function poolWorker(ctl: number, version: string): Promise<number> {
   const idle = 'criu-ts service worker';
   const title = titler(idle);
   title(undefined);
-  await warmUp();
+  await warmUp(version);
   if (!tell(ctl)) return 0;
   for (let jobs = 1; ; jobs++) {
     const m = recvmsg(ctl, { iov: [Buffer.alloc(1)], maxFds: 1 });
@@ -74,6 +74,8 @@ async function poolWorker(ctl: number, version: string): Promise<number> {
     close(conn);
     if (!r.clean) return 1;
     if (r.restored || jobs >= WORKER_JOBS) return 0;
+    // Before it says it is ready: a connection that comes meanwhile goes to another idle worker.
+    idleGc();
     if (!tell(ctl)) return 0;
   }
 }
