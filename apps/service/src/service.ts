@@ -62,6 +62,14 @@ export const DEFAULT_ADDRESS = 'criu_service.socket';
 export const WORKER_JOBS = 64;
 /** Idle workers kept; more are told to go. */
 const MAX_IDLE = 2;
+/**
+ * While clients come, the main process and the idle workers wake up every IDLE_TICK_MS (one poll),
+ * for IDLE_TICKING_MS after the last connection, then sleep until something happens. A process that
+ * slept through a second or more takes 1-2 ms longer to wake here (measured: the accept and the hand-over
+ * to the worker, 2.7 ms after 1.5 s asleep, 0.9 ms with ticks of 200 ms): a warm dump is 12 ms.
+ */
+export const IDLE_TICK_MS = 200;
+export const IDLE_TICKING_MS = 60_000;
 /** systemd's first passed fd (sd_listen_fds). */
 const LISTEN_FDS_START = 3;
 
@@ -211,6 +219,8 @@ class Pool {
   private readonly trees = new Map<number, number>();
   /** Accepted connections no worker has taken yet. */
   private readonly waiting: number[] = [];
+  /** When the last connection came (process.uptime(), s). */
+  private lastConnection = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly listenFd: number,
@@ -239,7 +249,7 @@ class Pool {
     for (const w of list) fds.push({ fd: w.ctl, events: POLLIN }, { fd: w.pidfd, events: POLLIN });
     const trees = [...this.trees];
     for (const [, pidfd] of trees) fds.push({ fd: pidfd, events: POLLIN });
-    poll(fds, -1);
+    poll(fds, (process.uptime() - this.lastConnection) * 1000 < IDLE_TICKING_MS ? IDLE_TICK_MS : -1);
     if ((fds[0]?.revents ?? 0) & POLLIN) this.accept();
     list.forEach((w, i) => {
       const ctl = fds[1 + 2 * i]?.revents ?? 0;
@@ -264,6 +274,7 @@ class Pool {
       return;
     }
     this.log.info('Connected.');
+    this.lastConnection = process.uptime();
     this.waiting.push(conn);
   }
 

@@ -8,6 +8,8 @@ import {
   fstat,
   getsockoptInt,
   MSG_NOSIGNAL,
+  POLLIN,
+  poll,
   recvmsg,
   S_IFMT,
   S_IFSOCK,
@@ -16,7 +18,7 @@ import {
   SOL_SOCKET,
   send,
 } from '@criu-ts/sys';
-import { MSG_READY, MSG_TREE, WORKER_ENV, WORKER_JOBS } from './service.js';
+import { IDLE_TICK_MS, IDLE_TICKING_MS, MSG_READY, MSG_TREE, WORKER_ENV, WORKER_JOBS } from './service.js';
 import { serveConnection } from './session.js';
 import { idleGc, warmUp } from './warm.js';
 
@@ -64,6 +66,7 @@ async function poolWorker(ctl: number, version: string): Promise<number> {
   await warmUp(version);
   if (!tell(ctl)) return 0;
   for (let jobs = 1; ; jobs++) {
+    await idleUntilReadable(ctl);
     const m = recvmsg(ctl, { iov: [Buffer.alloc(1)], maxFds: 1 });
     const conn = m.fds[0];
     if (m.bytes === 0 || conn === undefined) {
@@ -77,6 +80,18 @@ async function poolWorker(ctl: number, version: string): Promise<number> {
     // Before it says it is ready: a connection that comes meanwhile goes to another idle worker.
     idleGc();
     if (!tell(ctl)) return 0;
+  }
+}
+
+/**
+ * Waits for the service's next message: a poll every IDLE_TICK_MS (with a turn of the event loop in
+ * between, for what V8 and libuv have pending) for IDLE_TICKING_MS, then recvmsg blocks (see service.ts).
+ */
+async function idleUntilReadable(ctl: number): Promise<void> {
+  const until = process.uptime() * 1000 + IDLE_TICKING_MS;
+  while (process.uptime() * 1000 < until) {
+    if (poll([{ fd: ctl, events: POLLIN }], IDLE_TICK_MS) > 0) return;
+    await new Promise((r) => setImmediate(r));
   }
 }
 
