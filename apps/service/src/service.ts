@@ -13,6 +13,7 @@
 // tell about is found among the main process's children then.
 import { spawn } from 'node:child_process';
 import { chmodSync, closeSync, readSync, unlinkSync, writeSync } from 'node:fs';
+import { withProcDir } from '@criu-ts/bfd';
 import {
   type CriuLog,
   type CriuOptions,
@@ -22,7 +23,6 @@ import {
   runDirs,
   writePidfile,
 } from '@criu-ts/core';
-import { withProcDir } from '@criu-ts/bfd';
 import {
   AF_UNIX,
   accept4,

@@ -195,7 +195,7 @@ describe('criu-ts service', () => {
     await waitForMoreLines(w.report, 2, w.pid);
   });
 
-  it('restores through a worker that stays in the pool; the tree is the service\'s child, reaped when it exits', async () => {
+  it("restores through a worker that stays in the pool; the tree is the service's child, reaped when it exits", async () => {
     const svc = await startService(tempDir());
     const w = startWorkload('counter');
     await waitForMoreLines(w.report, 2, w.pid);
@@ -239,7 +239,7 @@ describe('criu-ts service', () => {
     expect(svc.proc.child.exitCode).toBeNull();
   });
 
-  it('restores with keep_open as the worker\'s children: WAIT_PID reaps the root, then the worker exits', async () => {
+  it("restores with keep_open as the worker's children: WAIT_PID reaps the root, then the worker exits", async () => {
     const svc = await startService(tempDir());
     const w = startWorkload('counter');
     await waitForMoreLines(w.report, 2, w.pid);
@@ -257,7 +257,11 @@ describe('criu-ts service', () => {
       keep_open: true,
       opts: { images_dir_fd: -1, images_dir: images },
     });
-    expect(r, r.cr_errmsg).toMatchObject({ type: CriuReqType.RESTORE, success: true, restore: { pid: w.pid } });
+    expect(r, r.cr_errmsg).toMatchObject({
+      type: CriuReqType.RESTORE,
+      success: true,
+      restore: { pid: w.pid },
+    });
     track(w.pid);
     await waitForMoreLines(w.report, 2, w.pid);
     expect(svc.trees()).toEqual([]);

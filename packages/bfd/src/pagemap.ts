@@ -119,10 +119,10 @@ export class Pagemap {
    */
   constructor(fd: number, opts: PagemapOptions = {}) {
     this.fd = fd;
-    this.vec =
-      opts.vecLen === undefined
-        ? (sharedVec ??= Buffer.alloc(4096 * PAGE_REGION_SIZE))
-        : Buffer.alloc(opts.vecLen * PAGE_REGION_SIZE);
+    if (opts.vecLen === undefined) {
+      sharedVec ??= Buffer.alloc(4096 * PAGE_REGION_SIZE);
+      this.vec = sharedVec;
+    } else this.vec = Buffer.alloc(opts.vecLen * PAGE_REGION_SIZE);
     if (opts.useIoctl === false) this.scanWorks = false;
   }
 
