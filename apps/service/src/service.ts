@@ -62,6 +62,8 @@ export const DEFAULT_ADDRESS = 'criu_service.socket';
 export const WORKER_JOBS = 64;
 /** Idle workers kept; more are told to go. */
 const MAX_IDLE = 2;
+/** Workers kept at all times, idle or busy. */
+const MIN_WORKERS = 2;
 /**
  * While clients come, the main process and the idle workers wake up every IDLE_TICK_MS (one poll),
  * for IDLE_TICKING_MS after the last connection, then sleep until something happens. A process that
@@ -360,11 +362,19 @@ class Pool {
     for (const w of idle.slice(MAX_IDLE)) this.retire(w);
   }
 
-  /** One worker idle or starting at all times (and one per waiting connection). */
+  /**
+   * MIN_WORKERS workers at all times (started one after the other: a warm-up is a second or two of
+   * CPU), and one more per waiting connection that no idle or starting worker will take. Not one per
+   * connection that finds every worker busy: a worker is busy for a moment after its answer too (see
+   * idleGc), and a worker started for that would warm up beside the next requests, then go.
+   */
   private keepOneReady(): void {
-    const ready = [...this.workers.values()].filter((w) => w.state !== 'busy').length;
-    const want = Math.max(1, this.waiting.length);
-    for (let i = ready; i < want; i++) this.startWorker();
+    const all = [...this.workers.values()];
+    const live = all.filter((w) => w.ctl >= 0);
+    const ready = all.filter((w) => w.state !== 'busy').length;
+    const starting = all.some((w) => w.state === 'starting');
+    if (live.length < MIN_WORKERS && !starting) this.startWorker();
+    for (let i = ready; i < this.waiting.length; i++) this.startWorker();
   }
 
   private startWorker(): void {

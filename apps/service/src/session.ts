@@ -200,6 +200,12 @@ function notSupported(type: number, why: string, goOn = true): Outcome {
   return { ok: goOn, resp: { type, success: false, cr_errno: ERRNO.EOPNOTSUPP, cr_errmsg: why } };
 }
 
+/** A request's log, flushed and closed once the request is done (a worker serves many). */
+function closeLog(log: CriuLog): void {
+  if (log.close) log.close();
+  else log.flush();
+}
+
 /** The log of a request: log_file in the work dir (criu.log by default), or stderr. */
 function requestLog(ro: RequestOptions, workDir: string, where: string): CriuLog {
   return makeLogger(ro.o, workDir, where);
@@ -261,7 +267,7 @@ async function dumpRequest(fd: number, req: CriuReq, peer: number, so: SessionOp
     log.error(e instanceof Error ? e.message : String(e));
     return { ok: false, resp: { ...failure(CriuReqType.DUMP, e), dump: { restored: false } } };
   } finally {
-    log.flush();
+    closeLog(log);
   }
 }
 
@@ -332,6 +338,7 @@ async function restoreRequest(fd: number, req: CriuReq, peer: number, so: Sessio
     root = result.root;
     log.info(`Restore finished successfully: root ${root}, ${result.pids.length} tasks`);
     if (ro.o.displayStats) for (const line of restoreStatsLines(result.stats)) log.info(line);
+    if (ro.statusFdPath) writeStatusFd(ro.statusFdPath, log);
   } catch (e) {
     log.error(e instanceof Error ? e.message : String(e));
     return {
@@ -340,9 +347,8 @@ async function restoreRequest(fd: number, req: CriuReq, peer: number, so: Sessio
       resp: { ...failure(CriuReqType.RESTORE, e), restore: { pid: -1 } },
     };
   } finally {
-    log.flush();
+    closeLog(log);
   }
-  if (ro.statusFdPath) writeStatusFd(ro.statusFdPath, log);
   return {
     ok: true,
     ...(adopted ? { adopted: root } : { restored: true }),
@@ -395,7 +401,7 @@ function checkRequest(req: CriuReq, peer: number, so: SessionOptions): Outcome {
     log?.info('Looks good.');
     return { ok: true, resp: { type: CriuReqType.CHECK, success: true } };
   } finally {
-    log?.flush();
+    if (log) closeLog(log);
   }
 }
 

@@ -195,6 +195,31 @@ describe('criu-ts service', () => {
     await waitForMoreLines(w.report, 2, w.pid);
   });
 
+  it("closes each request's log: a worker that served dumps keeps no log file open", async () => {
+    const svc = await startService(tempDir());
+    const w = startWorkload('counter');
+    await waitForMoreLines(w.report, 2, w.pid);
+    const dirs = [1, 2, 3].map((i) => path.join(tempDir(), `images${i}`));
+    for (const dir of dirs) {
+      const r = svc.connect().call({
+        type: CriuReqType.DUMP,
+        opts: { images_dir_fd: -1, images_dir: dir, pid: w.pid, leave_running: true, log_level: 4 },
+      });
+      expect(r, r.cr_errmsg).toMatchObject({ type: CriuReqType.DUMP, success: true });
+      expect(fs.readFileSync(path.join(dir, 'criu.log'), 'utf8')).toMatch(/Dumping finished successfully/);
+    }
+    const open = svc.workers().flatMap((p) =>
+      fs.readdirSync(`/proc/${p}/fd`).flatMap((fd) => {
+        try {
+          return [fs.readlinkSync(`/proc/${p}/fd/${fd}`)];
+        } catch {
+          return [];
+        }
+      }),
+    );
+    expect(open.filter((f) => f.endsWith('criu.log') || f.endsWith('criu.log (deleted)'))).toEqual([]);
+  });
+
   it("restores through a worker that stays in the pool; the tree is the service's child, reaped when it exits", async () => {
     const svc = await startService(tempDir());
     const w = startWorkload('counter');
