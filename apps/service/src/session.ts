@@ -316,7 +316,7 @@ async function preDumpRequest(
     log.error('Pre-dumping FAILED.');
     return { ok: false, resp: failure(type, e) };
   } finally {
-    log.flush();
+    closeLog(log);
   }
 }
 
@@ -425,7 +425,7 @@ function cpuinfoRequest(req: CriuReq, peer: number, so: SessionOptions): Outcome
     log?.error(e instanceof Error ? e.message : String(e));
     return { ok: true, resp: failure(req.type, e) };
   } finally {
-    log?.flush();
+    if (log) closeLog(log);
   }
 }
 
