@@ -38,6 +38,13 @@ export interface SessionOptions {
   version: string;
   /** Sets the process title (`ps`) while a request runs; undefined: back to idle. */
   title?: (what: string | undefined) => void;
+  /**
+   * A pool worker's: a RESTORE without keep_open makes the root the service's child (this worker's
+   * sibling, as rst_sibling does), and `adopt` tells the service its pid, once the answer is sent, so
+   * that the service reaps it; the worker then serves on. Without it (swrk, or keep_open, where a
+   * WAIT_PID may follow) the tree is this process's child.
+   */
+  adopt?: (pid: number) => void;
 }
 
 export interface SessionResult {
@@ -56,9 +63,12 @@ export interface SessionResult {
 interface Outcome {
   resp?: CriuResp;
   ok: boolean;
+  /** A tree was restored as this process's children. */
   restored?: boolean;
   /** The keep_open that decides whether the connection goes on (a PRE_DUMP loop ends with a DUMP's). */
   keepOpen?: boolean;
+  /** A tree was restored as the service's child (SessionOptions.adopt): its root. */
+  adopted?: number;
 }
 
 const NAMES: Record<number, string> = Object.fromEntries(Object.entries(CriuReqType).map(([k, v]) => [v, k]));
@@ -110,7 +120,9 @@ export async function serveConnection(fd: number, so: SessionOptions): Promise<S
     }
     if (outcome.restored) result.restored = true;
     if (!outcome.ok || outcome.resp?.success === false) result.clean = false;
-    if (outcome.resp && !sendResponse(fd, outcome.resp)) {
+    const sent = outcome.resp === undefined || sendResponse(fd, outcome.resp);
+    if (outcome.adopted !== undefined) so.adopt?.(outcome.adopted);
+    if (!sent) {
       result.clean = false;
       break;
     }
@@ -188,6 +200,12 @@ function notSupported(type: number, why: string, goOn = true): Outcome {
   return { ok: goOn, resp: { type, success: false, cr_errno: ERRNO.EOPNOTSUPP, cr_errmsg: why } };
 }
 
+/** A request's log, flushed and closed once the request is done (a worker serves many). */
+function closeLog(log: CriuLog): void {
+  if (log.close) log.close();
+  else log.flush();
+}
+
 /** The log of a request: log_file in the work dir (criu.log by default), or stderr. */
 function requestLog(ro: RequestOptions, workDir: string, where: string): CriuLog {
   return makeLogger(ro.o, workDir, where);
@@ -249,7 +267,7 @@ async function dumpRequest(fd: number, req: CriuReq, peer: number, so: SessionOp
     log.error(e instanceof Error ? e.message : String(e));
     return { ok: false, resp: { ...failure(CriuReqType.DUMP, e), dump: { restored: false } } };
   } finally {
-    log.flush();
+    closeLog(log);
   }
 }
 
@@ -298,7 +316,7 @@ async function preDumpRequest(
     log.error('Pre-dumping FAILED.');
     return { ok: false, resp: failure(type, e) };
   } finally {
-    log.flush();
+    closeLog(log);
   }
 }
 
@@ -308,16 +326,19 @@ async function restoreRequest(fd: number, req: CriuReq, peer: number, so: Sessio
   const dirs = runDirs(ro.o);
   const log = requestLog(ro, dirs.workDir, 'restore');
   // CRIU's RPC restore is always detached: the tree runs on as this process's child (or its client's,
-  // with rst_sibling) and the answer carries the root's pid.
+  // with rst_sibling; or the service's, see SessionOptions.adopt) and the answer carries the root's pid.
+  const adopted = so.adopt !== undefined && req.keep_open !== true;
+  const o = adopted ? { ...ro.o, restoreSibling: true } : ro.o;
   let root: number;
   try {
     log.info(`criu-ts ${so.version}: RPC restore from ${dirs.imagesDir}`);
     const result = restore(
-      restoreOptionsOf(ro.o, dirs, { logger: log, ...(ro.notify ? { notify: notifier(fd, log) } : {}) }),
+      restoreOptionsOf(o, dirs, { logger: log, ...(ro.notify ? { notify: notifier(fd, log) } : {}) }),
     );
     root = result.root;
     log.info(`Restore finished successfully: root ${root}, ${result.pids.length} tasks`);
     if (ro.o.displayStats) for (const line of restoreStatsLines(result.stats)) log.info(line);
+    if (ro.statusFdPath) writeStatusFd(ro.statusFdPath, log);
   } catch (e) {
     log.error(e instanceof Error ? e.message : String(e));
     return {
@@ -326,12 +347,11 @@ async function restoreRequest(fd: number, req: CriuReq, peer: number, so: Sessio
       resp: { ...failure(CriuReqType.RESTORE, e), restore: { pid: -1 } },
     };
   } finally {
-    log.flush();
+    closeLog(log);
   }
-  if (ro.statusFdPath) writeStatusFd(ro.statusFdPath, log);
   return {
     ok: true,
-    restored: true,
+    ...(adopted ? { adopted: root } : { restored: true }),
     resp: { type: CriuReqType.RESTORE, success: true, restore: { pid: root } },
   };
 }
@@ -381,7 +401,7 @@ function checkRequest(req: CriuReq, peer: number, so: SessionOptions): Outcome {
     log?.info('Looks good.');
     return { ok: true, resp: { type: CriuReqType.CHECK, success: true } };
   } finally {
-    log?.flush();
+    if (log) closeLog(log);
   }
 }
 
@@ -405,7 +425,7 @@ function cpuinfoRequest(req: CriuReq, peer: number, so: SessionOptions): Outcome
     log?.error(e instanceof Error ? e.message : String(e));
     return { ok: true, resp: failure(req.type, e) };
   } finally {
-    log?.flush();
+    if (log) closeLog(log);
   }
 }
 

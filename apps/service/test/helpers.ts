@@ -158,8 +158,10 @@ export interface Service {
   proc: Proc;
   address: string;
   connect(): Client;
-  /** The service's workers now (its children). */
+  /** The service's workers now (its children, but for the roots of trees it restored). */
   workers(): number[];
+  /** The service's children that are not workers: the roots of trees it restored. */
+  trees(): number[];
 }
 
 /**
@@ -185,9 +187,19 @@ export async function serviceAt(proc: Proc, address: string): Promise<Service> {
     proc,
     address,
     connect: () => connectTo(address),
-    workers: () => childrenOf(proc.pid),
+    workers: () => childrenOf(proc.pid).filter((p) => !isRestored(p)),
+    trees: () => childrenOf(proc.pid).filter(isRestored),
   };
   return svc;
+}
+
+/** A child of the service that runs something else than node (a zombie's exe cannot be read: no). */
+function isRestored(pid: number): boolean {
+  try {
+    return fs.readlinkSync(`/proc/${pid}/exe`) !== process.execPath;
+  } catch {
+    return false;
+  }
 }
 
 export function connectTo(address: string): Client {

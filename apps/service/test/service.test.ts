@@ -195,7 +195,32 @@ describe('criu-ts service', () => {
     await waitForMoreLines(w.report, 2, w.pid);
   });
 
-  it('restores through a worker, which then exits; the restored tree runs on', async () => {
+  it("closes each request's log: a worker that served dumps keeps no log file open", async () => {
+    const svc = await startService(tempDir());
+    const w = startWorkload('counter');
+    await waitForMoreLines(w.report, 2, w.pid);
+    const dirs = [1, 2, 3].map((i) => path.join(tempDir(), `images${i}`));
+    for (const dir of dirs) {
+      const r = svc.connect().call({
+        type: CriuReqType.DUMP,
+        opts: { images_dir_fd: -1, images_dir: dir, pid: w.pid, leave_running: true, log_level: 4 },
+      });
+      expect(r, r.cr_errmsg).toMatchObject({ type: CriuReqType.DUMP, success: true });
+      expect(fs.readFileSync(path.join(dir, 'criu.log'), 'utf8')).toMatch(/Dumping finished successfully/);
+    }
+    const open = svc.workers().flatMap((p) =>
+      fs.readdirSync(`/proc/${p}/fd`).flatMap((fd) => {
+        try {
+          return [fs.readlinkSync(`/proc/${p}/fd/${fd}`)];
+        } catch {
+          return [];
+        }
+      }),
+    );
+    expect(open.filter((f) => f.endsWith('criu.log') || f.endsWith('criu.log (deleted)'))).toEqual([]);
+  });
+
+  it("restores through a worker that stays in the pool; the tree is the service's child, reaped when it exits", async () => {
     const svc = await startService(tempDir());
     const w = startWorkload('counter');
     await waitForMoreLines(w.report, 2, w.pid);
@@ -207,7 +232,7 @@ describe('criu-ts service', () => {
     expect(d, d.cr_errmsg).toMatchObject({ type: CriuReqType.DUMP, success: true });
     killAndReap(w.pid);
     const last = Number(readLines(w.report).at(-1));
-    const before = svc.workers();
+    const before = svc.workers().sort();
     const c = svc.connect();
     const r = c.call({ type: CriuReqType.RESTORE, opts: { images_dir_fd: -1, images_dir: images } });
     expect(r, r.cr_errmsg).toMatchObject({
@@ -219,9 +244,59 @@ describe('criu-ts service', () => {
     await waitForMoreLines(w.report, 3, w.pid);
     expect(Number(readLines(w.report).at(-1))).toBeGreaterThan(last);
     expect(c.receive()).toBeUndefined();
-    // The worker that restored is gone (the tree it restored was its children); the tree is not.
+    // The root is the service's own child (not a worker's, whose exit would hand it on).
+    expect(svc.trees()).toEqual([w.pid]);
+    // The worker that restored serves the next request: no worker exits, none is started.
+    const again = svc.connect().call({
+      type: CriuReqType.DUMP,
+      opts: { images_dir_fd: -1, images_dir: path.join(tempDir(), 'again'), pid: w.pid, leave_running: true },
+    });
+    expect(again, again.cr_errmsg).toMatchObject({ type: CriuReqType.DUMP, success: true });
+    expect(svc.workers().sort()).toEqual(before);
+    // Workers killed: the tree runs on.
+    for (const p of svc.workers()) process.kill(p, 'SIGKILL');
+    await waitFor(() => svc.workers().every((p) => !before.includes(p)), 'the workers killed');
+    await waitForMoreLines(w.report, 2, w.pid);
+    // The root exits: the service reaps it (killAndReap waits until it is gone: it is not our child).
+    killAndReap(w.pid);
+    expect(stateOf(w.pid)).toBe('gone');
+    expect(svc.trees()).toEqual([]);
+    expect(svc.proc.child.exitCode).toBeNull();
+  });
+
+  it("restores with keep_open as the worker's children: WAIT_PID reaps the root, then the worker exits", async () => {
+    const svc = await startService(tempDir());
+    const w = startWorkload('counter');
+    await waitForMoreLines(w.report, 2, w.pid);
+    const images = path.join(tempDir(), 'images');
+    const d = svc.connect().call({
+      type: CriuReqType.DUMP,
+      opts: { images_dir_fd: -1, images_dir: images, pid: w.pid },
+    });
+    expect(d, d.cr_errmsg).toMatchObject({ type: CriuReqType.DUMP, success: true });
+    killAndReap(w.pid);
+    const before = svc.workers();
+    const c = svc.connect();
+    const r = c.call({
+      type: CriuReqType.RESTORE,
+      keep_open: true,
+      opts: { images_dir_fd: -1, images_dir: images },
+    });
+    expect(r, r.cr_errmsg).toMatchObject({
+      type: CriuReqType.RESTORE,
+      success: true,
+      restore: { pid: w.pid },
+    });
+    track(w.pid);
+    await waitForMoreLines(w.report, 2, w.pid);
+    expect(svc.trees()).toEqual([]);
+    process.kill(w.pid, 'SIGTERM');
+    const wp = c.call({ type: CriuReqType.WAIT_PID, pid: w.pid });
+    expect(wp).toMatchObject({ type: CriuReqType.WAIT_PID, success: true });
+    expect(stateOf(w.pid)).toBe('gone');
+    expect(c.receive()).toBeUndefined();
+    // The worker that restored (the tree was its children) is gone.
     await waitFor(() => before.some((p) => !svc.workers().includes(p)), 'the restoring worker to exit');
-    expect(stateOf(w.pid)).not.toBe('gone');
   });
 
   it.skipIf(!coreNotifies)(

@@ -98,6 +98,12 @@ export interface PagemapOptions {
   useIoctl?: boolean;
 }
 
+/**
+ * The page_region slots of every Pagemap with the default vecLen: one buffer (a scan reads it before it
+ * returns); zeroing 96 KiB for each of a dump's Pagemaps was 0.6 ms of a 12 ms dump of `sleep`.
+ */
+let sharedVec: Buffer | undefined;
+
 /** Reused buffers of one pagemap fd. */
 export class Pagemap {
   readonly fd: number;
@@ -113,7 +119,10 @@ export class Pagemap {
    */
   constructor(fd: number, opts: PagemapOptions = {}) {
     this.fd = fd;
-    this.vec = Buffer.alloc((opts.vecLen ?? 4096) * PAGE_REGION_SIZE);
+    if (opts.vecLen === undefined) {
+      sharedVec ??= Buffer.alloc(4096 * PAGE_REGION_SIZE);
+      this.vec = sharedVec;
+    } else this.vec = Buffer.alloc(opts.vecLen * PAGE_REGION_SIZE);
     if (opts.useIoctl === false) this.scanWorks = false;
   }
 

@@ -7,11 +7,11 @@
 // 1000`, or memhog with 64 MiB of touched memory) in a session of its own, waits until it is ready, then
 // times, from the request sent to the reply read, a DUMP (images_dir given as a path; the tree is killed,
 // CRIU's default), reaps the tree, and times a RESTORE of it; it checks the restored root runs, kills and
-// reaps it, then lets the service settle (--settle ms, 1500: a criu-ts worker that restored exits, and a
-// warm one takes its place; CRIU's service forks a worker per connection). Warm-up rounds (uncounted)
-// come first. Prints medians (and min) per row and tool, and with
-// --json one JSON object as the last line. The bench is a child subreaper: restored trees end up its
-// children when the service's worker exits.
+// reaps it, then lets the service settle (--settle ms, 1500: a pause between rounds, as between a real
+// client's requests; CRIU's service forks a worker per connection). Warm-up rounds (uncounted) come first.
+// Prints medians (and min) per row and tool, and with --json one JSON object as the last line. The bench
+// is a child subreaper: trees CRIU restored end up its children when the service's worker exits
+// (criu-ts's are the service's children, reaped by it: killAndReap waits until they are gone).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -69,8 +69,8 @@ export async function expectRunningFree(w: Workload, pid = w.pid): Promise<void>
 }
 
 /**
- * The restored task: the same pid, an orphan of the swrk worker adopted by this process (the subreaper),
- * running freely, counting on from the dump: the first number after the `linesBefore` numbers the report
+ * The restored task: the same pid, an orphan of the swrk worker adopted by this process (the subreaper)
+ * or, restored through `criu-ts service`, the service's child (`parent`), running freely, counting on from the dump: the first number after the `linesBefore` numbers the report
  * had when the restore began is `from + 1` (`from` within [lo, hi] when the exact count at the dump is
  * not known), and the numbers go on one by one.
  */
@@ -79,11 +79,12 @@ export async function expectRestored(
   restoredPid: unknown,
   linesBefore: number,
   from: number | [number, number],
+  parent = process.pid,
 ): Promise<void> {
   if (typeof restoredPid === 'number' && restoredPid > 0) track(restoredPid);
   expect(restoredPid).toBe(w.pid);
   await expectRunningFree(w);
-  expect(Number(procStat(w.pid).f(4)), 'the parent of the restored task').toBe(process.pid);
+  expect(Number(procStat(w.pid).f(4)), 'the parent of the restored task').toBe(parent);
   const after = counterNumbers(w.report).slice(linesBefore);
   const [lo, hi] = typeof from === 'number' ? [from, from] : from;
   expect(after[0]).toBeGreaterThanOrEqual(lo + 1);

@@ -1,4 +1,4 @@
-import { mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { createImageFile } from '@criu-ts/images';
 import {
@@ -19,6 +19,8 @@ export interface CriuLog extends Logger {
   /** Where its lines go: the -o file's fd, or 2. */
   readonly fd: number;
   flush(): void;
+  /** Flushes and closes its file (a service worker's request log); nothing is written after. */
+  close?(): void;
 }
 
 /**
@@ -43,7 +45,18 @@ export function makeLogger(
   // A relative -o lands in the work dir, which may hold what was planted there: see openLog.
   const inWorkDir = o.logFile !== undefined && !isAbsolute(o.logFile);
   const fd = path === undefined ? 2 : openLog(path, inWorkDir);
-  if (o.logFormat === 'json') return jsonLog(pinoLogger({ level, destination: fd }), { where }, fd);
+  if (o.logFormat === 'json') {
+    const log = jsonLog(pinoLogger({ level, destination: fd }), { where }, fd);
+    let open = fd !== 2;
+    return {
+      ...log,
+      close: () => {
+        log.flush();
+        if (open) closeSync(fd);
+        open = false;
+      },
+    };
+  }
   return new TextLog(new TextSink(RANK[level], fd), where, '');
 }
 
@@ -61,6 +74,7 @@ class TextSink {
   private readonly started = process.hrtime.bigint();
   private pending: string[] = [];
   private pendingBytes = 0;
+  private closed = false;
 
   constructor(
     private readonly level: number,
@@ -68,7 +82,7 @@ class TextSink {
   ) {}
 
   line(level: LogLevel, msg: string, where: string): void {
-    if (RANK[level] > this.level) return;
+    if (RANK[level] > this.level || this.closed) return;
     const us = (process.hrtime.bigint() - this.started) / 1000n;
     const stamp = `(${String(us / 1_000_000n).padStart(2, '0')}.${String(us % 1_000_000n).padStart(6, '0')}) `;
     const text = `${stamp}${PREFIX[level](where)}${msg}\n`;
@@ -88,6 +102,13 @@ class TextSink {
     } catch {
       // A log that cannot be written (disk full) must not turn a good dump into a failed one.
     }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    if (this.fd !== 2) closeSync(this.fd);
   }
 }
 
@@ -129,6 +150,9 @@ class TextLog implements CriuLog {
   }
   flush(): void {
     this.sink.flush();
+  }
+  close(): void {
+    this.sink.close();
   }
 }
 

@@ -46,25 +46,38 @@ export interface PlanRun {
 }
 
 /**
- * The two chunk buffers, kept between runs and faulted in before the tree is frozen (warmPlanBuffers):
- * touching fresh memory is slow on some machines (a page fault per page of a VM's memory, tens of
- * microseconds each here), and an incremental dump reads few pages, so that cost would dominate it.
- * A second writePlan at the same time (core used as a library) takes buffers of its own.
+ * The two chunk buffers, kept between dumps in one process (a service worker dumps again and again: two
+ * fresh zeroed ones were 1.3 ms of a 12 ms dump of `sleep`), and faulted in before an incremental dump's
+ * tree is frozen (warmPlanBuffers): touching fresh memory is slow on some machines (a page fault per page
+ * of a VM's memory, tens of microseconds each here), and an incremental dump reads few pages, so that cost
+ * would dominate it. One writePlan at a time has them; another at the same time (core used as a library)
+ * takes buffers of its own.
  */
-let pool: Buffer[] | undefined;
-let poolBusy = false;
+let spare: Buffer[] | undefined;
 
 /** Allocates and faults in the chunk buffers (called before seizing). */
 export function warmPlanBuffers(): void {
-  if (pool) return;
-  pool = [alignedBuffer(CHUNK), alignedBuffer(CHUNK)];
-  for (const b of pool) {
+  if (spare && spare[0]!.length >= CHUNK) return;
+  spare = [alignedBuffer(CHUNK), alignedBuffer(CHUNK)];
+  for (const b of spare) {
     try {
       madvise(addressOf(b), b.length, MADV_POPULATE_WRITE);
     } catch {
       b.fill(0); // kernels before 5.14
     }
   }
+}
+
+function takeBuffers(size: number): Buffer[] {
+  const kept = spare;
+  spare = undefined;
+  if (kept !== undefined && kept[0]!.length >= size) return kept;
+  return [alignedBuffer(size), alignedBuffer(size)];
+}
+
+/** The larger pair is kept for the next dump. */
+function giveBack(bufs: Buffer[]): void {
+  if (bufs.length && (spare === undefined || spare[0]!.length < bufs[0]!.length)) spare = bufs;
 }
 
 export interface PlanWritten {
@@ -93,9 +106,7 @@ export async function writePlan(
   let total = 0;
   for (const r of plan) if (!r.parent) total += Number(r.end - r.start);
   const size = Math.min(CHUNK, Math.max(total, PAGE_SIZE));
-  const pooled = total > 0 && !poolBusy && pool !== undefined;
-  const bufs = total === 0 ? [] : pooled ? pool! : [alignedBuffer(size), alignedBuffer(size)];
-  if (pooled) poolBusy = true;
+  const bufs = total === 0 ? [] : takeBuffers(size);
   const res: PlanWritten = { written: 0, parent: 0, dropped: 0 };
   let cur = 0;
   let used = 0;
@@ -297,7 +308,7 @@ export async function writePlan(
   } finally {
     if (mem !== undefined) closeSync(mem);
     if (pending) await pending.catch(() => undefined);
-    if (pooled) poolBusy = false;
+    giveBack(bufs);
   }
   return res;
 }
