@@ -250,6 +250,38 @@ describe('criu-ts dump --page-server', () => {
     expect(readLines(w.report).at(-1)).toBe(sum);
   });
 
+  it('--ps-socket: the memory goes on a socket the caller connected; FORCE_CLOSE ends the server', async () => {
+    const w = startWorkload('memhog', ['16']);
+    const sum = (await waitForLine(w.report, /^SUM /, { pid: w.pid })).trim();
+    const d1 = tempDir('ps-sock-');
+    const d2 = tempDir('ps-sock-');
+    const { pid: server, port } = await startDaemon(d2);
+    const sock = connect({ host: '127.0.0.1', port });
+    await new Promise<void>((resolve, reject) => sock.once('connect', resolve).once('error', reject));
+    // The caller keeps its end open: only FORCE_CLOSE tells the server the session is over.
+    const r = await new Promise<{ code: number; err: string }>((resolve) => {
+      const c = spawn(CRIU_TS, ['dump', '-t', String(w.pid), '-D', d1, '--page-server', '--ps-socket', '3'], {
+        stdio: ['ignore', 'ignore', 'pipe', sock],
+      });
+      let err = '';
+      c.stderr!.setEncoding('utf8').on('data', (d: string) => {
+        err += d;
+      });
+      c.on('close', (code) => resolve({ code: code ?? -1, err }));
+    });
+    expect(r).toEqual({ code: 0, err: '' });
+    killAndReap(w.pid);
+    await waitFor(() => procState(server) === 'gone' || procState(server) === 'Z', 'the page server exits');
+    sock.destroy();
+    expect(fs.readdirSync(d1).filter((f) => /^pag/.test(f))).toEqual([]);
+    merge(d2, d1);
+    await restoreDetached(d1);
+    const before = readLines(w.report).length;
+    process.kill(w.pid, 'SIGUSR1');
+    await waitFor(() => readLines(w.report).length > before, 'a SUM line after the restore');
+    expect(readLines(w.report).at(-1)).toBe(sum);
+  });
+
   it('no page server there: the dump fails in one line and the tree runs on', async () => {
     const w = startWorkload('memhog', ['1']);
     await waitForLine(w.report, /^SUM /, { pid: w.pid });

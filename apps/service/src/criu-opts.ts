@@ -123,7 +123,17 @@ export function requestOptions(
     else if (m === CriuNetworkLockMethod.SKIP) o.networkLock = 'skip';
     else throw new RequestError(`criu_opts.network_lock: unknown method ${m}`);
   }
-  if (r.ps !== undefined) throw notYet('ps', PAGE_SERVER);
+  if (r.ps !== undefined) {
+    // As CRIU: the memory goes to the page server at ps.address:ps.port, or on ps.fd (swrk only: a socket
+    // the client passed at exec). Lazy pages, the other use of ps, are refused above.
+    o.pageServer = true;
+    o.port = r.ps.port;
+    if (r.ps.address) o.address = r.ps.address;
+    if (r.ps.fd !== undefined) {
+      if (!swrk) throw new RequestError('criu_opts.ps.fd: a page server socket is for swrk only');
+      o.psSocket = r.ps.fd;
+    }
+  }
   const notify = on(r.notify_scripts);
   if (some(r.veths)) throw notYet('veths', NAMESPACES);
   if (some(r.ext_mnt)) throw notYet('ext_mnt', NAMESPACES);

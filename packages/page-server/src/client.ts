@@ -1,4 +1,4 @@
-import { connect, type Socket } from 'node:net';
+import { connect, Socket } from 'node:net';
 import {
   decodeDstId,
   encodeDstId,
@@ -18,8 +18,13 @@ import {
 } from './protocol.js';
 
 export interface ConnectOptions {
-  host: string;
-  port: number;
+  host?: string;
+  port?: number;
+  /**
+   * An already connected socket (CRIU's --ps-socket, RPC's criu_opts.ps.fd) instead of host and port.
+   * Its holder may keep it open, so the session ends with FORCE_CLOSE, which tells the server to go.
+   */
+  fd?: number;
   /**
    * The header layout the server speaks: CRIU 4.2's (the default; criu-ts's server takes both) or
    * 'criu-4.1' for CRIU 4.1 and older. Nothing in the protocol tells them apart from the client's side.
@@ -48,6 +53,8 @@ export class PageServerClient {
   private constructor(
     private readonly socket: Socket,
     readonly layout: HeaderLayout,
+    /** Connected by its holder (ConnectOptions.fd): close() says FORCE_CLOSE. */
+    private readonly passed = false,
   ) {
     socket.on('data', (b: Buffer) => {
       this.inbox = this.inbox.length ? Buffer.concat([this.inbox, b]) : b;
@@ -60,13 +67,25 @@ export class PageServerClient {
   }
 
   static connect(opts: ConnectOptions): Promise<PageServerClient> {
+    if (opts.fd !== undefined) {
+      let s: Socket;
+      try {
+        s = new Socket({ fd: opts.fd, readable: true, writable: true });
+      } catch (e) {
+        const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+        return Promise.reject(new PageServerError(`the page server socket (fd ${opts.fd}): ${why}`));
+      }
+      s.setNoDelay(true);
+      return Promise.resolve(new PageServerClient(s, opts.layout ?? 'criu-4.2', true));
+    }
+    if (opts.host === undefined || opts.port === undefined)
+      return Promise.reject(new PageServerError('a page server needs a host and a port, or a socket fd'));
+    const { host, port } = opts;
     return new Promise((resolve, reject) => {
-      const s = connect({ host: opts.host, port: opts.port, noDelay: true });
+      const s = connect({ host, port, noDelay: true });
       const onError = (e: NodeJS.ErrnoException) =>
         reject(
-          new PageServerError(
-            `cannot connect to the page server ${opts.host}:${opts.port}: ${e.code ?? e.message}`,
-          ),
+          new PageServerError(`cannot connect to the page server ${host}:${port}: ${e.code ?? e.message}`),
         );
       s.once('error', onError);
       s.once('connect', () => {
@@ -99,7 +118,7 @@ export class PageServerClient {
    * CLOSE (FORCE_CLOSE with `force`, for a server that keeps the socket): waits for the server's answer
    * (0: everything was received) and closes the connection.
    */
-  async close(force = false): Promise<void> {
+  async close(force = this.passed): Promise<void> {
     this.check();
     this.current?.finish();
     this.current = undefined;

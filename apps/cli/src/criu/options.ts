@@ -76,7 +76,7 @@ const refuse = (long: string, arg: ArgKind, why: string, short?: string): Option
   ...(short ? { short } : {}),
 });
 
-const PAGE_SERVER = "the page server's lazy pages and passed sockets (--ps-socket) are not in criu-ts yet";
+const PAGE_SERVER = "the page server's lazy pages are not in criu-ts yet";
 const NAMESPACES = "namespaces and mounts of the tree are not dumped by criu-ts yet (CRIU's --root flavour)";
 const TLS = 'TLS is for the page server, which is not in criu-ts yet';
 const PLUGINS = 'plugins are not in criu-ts yet';
@@ -312,7 +312,16 @@ const OPTIONS: OptionSpec[] = [
       else o.verbosity = atoi(v);
     },
   },
-  refuse('ps-socket', 'required', PAGE_SERVER),
+  {
+    long: 'ps-socket',
+    arg: 'required',
+    help: 'dump --page-server: the page server is on this connected socket fd',
+    set: (o, v) => {
+      const fd = Number.parseInt(v as string, 10);
+      if (!Number.isInteger(fd) || fd < 0) throw new UsageError(`invalid value for --ps-socket: ${v}`);
+      o.psSocket = fd;
+    },
+  },
   refuse('stream', 'none', 'image streaming is not in criu-ts yet'),
   { long: 'config', arg: 'required', help: 'read options from this file (instead of the default ones)' },
   {

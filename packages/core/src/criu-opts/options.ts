@@ -30,6 +30,8 @@ export interface CriuOptions {
   port?: number;
   /** dump --page-server: memory goes to the page server at --address/--port. */
   pageServer: boolean;
+  /** --ps-socket FD: the page server is on this connected socket instead (with --page-server). */
+  psSocket?: number;
   statusFd?: number;
   shellJob: boolean;
   fileLocks: boolean;

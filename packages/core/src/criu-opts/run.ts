@@ -101,8 +101,9 @@ export function dumpOptionsOf(o: CriuOptions, pid: number, dirs: RunDirs, hooks:
   };
 }
 
-/** dump --page-server: where to connect (CRIU needs both --address and --port). */
-function pageServerOf(o: CriuOptions): { host: string; port: number } {
+/** dump --page-server: where to connect (CRIU needs both --address and --port), or --ps-socket's socket. */
+function pageServerOf(o: CriuOptions): { host: string; port: number } | { fd: number } {
+  if (o.psSocket !== undefined) return { fd: o.psSocket };
   if (o.address === undefined || !o.port) throw new OptionError('--page-server needs --address and --port');
   return { host: o.address, port: o.port };
 }
