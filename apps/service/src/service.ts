@@ -12,7 +12,7 @@
 // death, SIGKILL included, only costs the connection it served; a root it restored and had no time to
 // tell about is found among the main process's children then.
 import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, readSync, unlinkSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, unlinkSync, writeSync } from 'node:fs';
 import { withProcDir } from '@criu-ts/bfd';
 import {
   type CriuLog,
@@ -21,6 +21,7 @@ import {
   makeLogger,
   OptionError,
   runDirs,
+  startDaemonCopy,
   writePidfile,
 } from '@criu-ts/core';
 import {
@@ -40,7 +41,6 @@ import {
   POLLIN,
   type PollFd,
   pidfdOpen,
-  pipe2,
   poll,
   recv,
   SO_ACCEPTCONN,
@@ -188,28 +188,15 @@ function bindService(address: string | undefined, log: CriuLog): number {
  * the daemon listens and wrote its pidfile, so that a caller may connect (or read the pidfile) at once.
  */
 function startDaemon(listenFd: number, log: CriuLog): number {
-  const [r, w] = pipe2();
-  const env: NodeJS.ProcessEnv = { ...process.env, [DAEMON_ENV]: '1' };
-  delete env[WORKER_ENV];
-  const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
-    detached: true,
-    stdio: ['ignore', 'ignore', 'ignore', listenFd, w],
-    env,
+  const { pid, ready } = startDaemonCopy({
+    flag: DAEMON_ENV,
+    unset: [WORKER_ENV],
+    fds: ['ignore', listenFd],
+    readyBytes: 1,
   });
-  child.unref();
-  close(w);
   close(listenFd);
-  const b = Buffer.alloc(1);
-  let got = 0;
-  try {
-    got = readSync(r, b);
-  } catch {
-    got = 0;
-  } finally {
-    close(r);
-  }
-  if (got !== 1) {
-    log.error(`the service daemon (pid ${child.pid}) did not start`);
+  if (!ready) {
+    log.error(`the service daemon (pid ${pid}) did not start`);
     return 1;
   }
   return 0;

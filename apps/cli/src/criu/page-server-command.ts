@@ -1,5 +1,4 @@
-import { spawn } from 'node:child_process';
-import { closeSync, readSync, writeSync } from 'node:fs';
+import { closeSync, writeSync } from 'node:fs';
 import {
   type CriuLog,
   type CriuOptions,
@@ -7,11 +6,11 @@ import {
   makeLogger,
   OptionError,
   runDirs,
+  startDaemonCopy,
   writePidfile,
 } from '@criu-ts/core';
 import { ImageDir } from '@criu-ts/images';
 import { PageServerError, PageServerListener, receivePages } from '@criu-ts/page-server';
-import { pipe2 } from '@criu-ts/sys';
 
 /** Set in the daemon that `page-server -d` starts: fd 3 is the pipe its port goes back on. */
 const DAEMON_ENV = 'CRIU_TS_PAGE_SERVER_DAEMON';
@@ -84,29 +83,13 @@ export async function pageServerCommand(o: CriuOptions): Promise<number> {
 
 /** -d: the same command again, detached, told to listen; its port comes back on a pipe once it does. */
 function startDaemon(log: CriuLog, pidfile: string | undefined, statusFd: number | undefined): number {
-  const [r, w] = pipe2();
-  const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
-    detached: true,
-    stdio: ['ignore', 'ignore', log.fd, w],
-    env: { ...process.env, [DAEMON_ENV]: '1' },
-  });
-  child.unref();
-  closeSync(w);
-  const b = Buffer.alloc(2);
-  let got = 0;
-  try {
-    got = readSync(r, b);
-  } catch {
-    got = 0;
-  } finally {
-    closeSync(r);
-  }
-  if (got !== 2 || child.pid === undefined) {
-    log.error(`the page server daemon (pid ${child.pid}) did not start`);
+  const { pid, ready } = startDaemonCopy({ flag: DAEMON_ENV, fds: [log.fd], readyBytes: 2 });
+  if (!ready || pid === undefined) {
+    log.error(`the page server daemon (pid ${pid}) did not start`);
     return 1;
   }
-  log.info(`Page server daemon ${child.pid} listens on port ${b.readUInt16LE(0)}`);
-  if (pidfile) writePidfile(pidfile, child.pid);
+  log.info(`Page server daemon ${pid} listens on port ${ready.readUInt16LE(0)}`);
+  if (pidfile) writePidfile(pidfile, pid);
   if (statusFd !== undefined) {
     writeSync(statusFd, Buffer.of(0));
     closeSync(statusFd);

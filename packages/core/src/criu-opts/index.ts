@@ -1,4 +1,5 @@
 // CRIU's option set, shared by the command line and the RPC service (see options.ts).
+export { type DaemonStart, startDaemonCopy } from './daemon.js';
 export { type CriuLog, makeLogger } from './log.js';
 export { type CriuOptions, defaultOptions } from './options.js';
 export { absolutePath, OptionError, requireRoot } from './paths.js';
