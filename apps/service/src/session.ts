@@ -48,8 +48,13 @@ export interface SessionOptions {
 }
 
 export interface SessionResult {
-  /** Every request succeeded and the client ended the connection. */
+  /**
+   * The last request succeeded and the client ended the connection (swrk's exit status, as CRIU's: the
+   * result of the last request of a kept connection, not of every one).
+   */
   clean: boolean;
+  /** Requests that failed (a pool worker that had one is retired). */
+  failures: number;
   /** A tree was restored: its tasks are this process's children (or its parent's), not to be left. */
   restored: boolean;
   requests: number;
@@ -98,7 +103,7 @@ function errnoOf(e: unknown): number | undefined {
 
 /** Serves the client on `fd` (a connected SOCK_SEQPACKET socket) until it is done; `fd` stays open. */
 export async function serveConnection(fd: number, so: SessionOptions): Promise<SessionResult> {
-  const result: SessionResult = { clean: true, restored: false, requests: 0 };
+  const result: SessionResult = { clean: true, failures: 0, restored: false, requests: 0 };
   const peer = peerCred(fd).pid;
   for (;;) {
     const got = receiveRequest(fd);
@@ -119,7 +124,8 @@ export async function serveConnection(fd: number, so: SessionOptions): Promise<S
       so.title?.(undefined);
     }
     if (outcome.restored) result.restored = true;
-    if (!outcome.ok || outcome.resp?.success === false) result.clean = false;
+    result.clean = outcome.ok && outcome.resp?.success !== false;
+    if (!result.clean) result.failures++;
     const sent = outcome.resp === undefined || sendResponse(fd, outcome.resp);
     if (outcome.adopted !== undefined) so.adopt?.(outcome.adopted);
     if (!sent) {

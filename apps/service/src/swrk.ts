@@ -75,7 +75,7 @@ async function poolWorker(ctl: number, version: string): Promise<number> {
     }
     const r = await serveConnection(conn, { swrk: false, version, title, adopt: (pid) => adopt(ctl, pid) });
     close(conn);
-    if (!r.clean) return 1;
+    if (!r.clean || r.failures > 0) return 1;
     if (r.restored || jobs >= WORKER_JOBS) return 0;
     // Before it says it is ready: a connection that comes meanwhile goes to another idle worker.
     idleGc();
